@@ -1,0 +1,2 @@
+//! BGP: the wire codec, the session state machine, and their drivers.
+pub mod wire;
