@@ -1,1 +1,5 @@
+//! speakerd: makes the IPs of Kubernetes LoadBalancer Services reachable over BGP.
+//!
+//! Modules: `bgp` (codec, FSM, sessions), `config` (desired state), `api` (gRPC), `metrics`.
 pub mod bgp;
+pub mod config;

@@ -1,3 +1,5 @@
-//! BGP: the wire codec, the session state machine, and their drivers.
+//! BGP: the wire codec, the session state machine, the Adj-RIB-Out, and their tokio drivers.
 pub mod fsm;
+pub mod rib_out;
+pub mod transport;
 pub mod wire;

@@ -1,0 +1,367 @@
+//! Per-peer Adj-RIB-Out: what we want the peer to have (`want`) against what we have put on the wire in
+//! this session (`have`), and the prefixes where they may differ (`dirty`).
+//!
+//! Nothing is pre-encoded: the writer task pulls a batch with [`AdjRibOut::take_batch`] when its socket
+//! can take more, so memory stays bounded by the tables, a prefix that flaps many times before it is
+//! sent goes out once, and a slow peer never delays its own keepalives. Pure: no tokio, no sockets.
+use super::wire::{
+    attr::{encode_attrs, AsPath},
+    iana, Family, MpNextHop, PathAttrs, Packer, Update,
+};
+use crate::config::spec::RouteAttrs;
+use bytes::BytesMut;
+use ipnet::IpNet;
+use std::collections::{BTreeSet, HashMap};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+/// Shared, interned attributes of a route.
+pub type Attrs = Arc<RouteAttrs>;
+
+/// How this session turns [`RouteAttrs`] into wire attributes. Built when the session comes up.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    pub local_asn: u32,
+    pub ibgp: bool,
+    pub four_octet_as: bool,
+    pub families: Vec<Family>,
+    /// Next hop of IPv4 routes, in the NEXT_HOP attribute. `None` with `v4_over_v6` unset: IPv4 not sent.
+    pub next_hop_v4: Option<Ipv4Addr>,
+    /// RFC 8950: IPv4 routes go in MP_REACH_NLRI with this IPv6 next hop.
+    pub v4_over_v6: Option<Ipv6Addr>,
+    /// Next hop of IPv6 routes. `None`: IPv6 not sent.
+    pub next_hop_v6: Option<Ipv6Addr>,
+    pub packer: Packer,
+}
+
+impl Encoder {
+    /// Can this session carry `p` at all (family negotiated and a next hop known)?
+    pub fn carries(&self, p: &IpNet) -> bool {
+        match p {
+            IpNet::V4(_) => {
+                self.families.contains(&Family::IPV4_UNICAST) && (self.next_hop_v4.is_some() || self.v4_over_v6.is_some())
+            }
+            IpNet::V6(_) => self.families.contains(&Family::IPV6_UNICAST) && self.next_hop_v6.is_some(),
+        }
+    }
+
+    /// The wire attributes for a route of this session (everything but MP_REACH/NEXT_HOP handling).
+    pub fn path_attrs(&self, a: &RouteAttrs, legacy_v4_next_hop: Option<Ipv4Addr>) -> PathAttrs {
+        PathAttrs {
+            origin: Some(iana::origin::IGP),
+            // RFC 4271 §5.1.2: to an external peer, prepend our AS as an AS_SEQUENCE; to an internal one,
+            // an originating speaker sends an empty AS_PATH.
+            as_path: Some(if self.ibgp { AsPath::default() } else { AsPath::sequence(vec![self.local_asn]) }),
+            next_hop: legacy_v4_next_hop,
+            med: a.med,
+            // RFC 4271 §5.1.5: LOCAL_PREF only to internal peers.
+            local_pref: self.ibgp.then(|| a.local_pref.unwrap_or(100)),
+            communities: (!a.communities.is_empty()).then(|| a.communities.iter().copied().collect()),
+            large_communities: (!a.large_communities.is_empty()).then(|| a.large_communities.iter().copied().collect()),
+            ..PathAttrs::default()
+        }
+    }
+
+    fn encoded(&self, a: &RouteAttrs, v4_legacy: bool) -> Vec<u8> {
+        let mut b = BytesMut::with_capacity(64);
+        let nh = if v4_legacy { self.next_hop_v4 } else { None };
+        encode_attrs(&self.path_attrs(a, nh), self.four_octet_as, &mut b);
+        b.to_vec()
+    }
+}
+
+/// One peer's Adj-RIB-Out.
+#[derive(Debug, Default)]
+pub struct AdjRibOut {
+    want: HashMap<IpNet, Attrs>,
+    have: HashMap<IpNet, Attrs>,
+    dirty: BTreeSet<IpNet>,
+    up: bool,
+    eor_pending: Vec<Family>,
+}
+
+/// Counts of what a [`AdjRibOut::take_batch`] call produced.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchStats {
+    pub updates: u64,
+    pub announced: u64,
+    pub withdrawn: u64,
+    pub end_of_rib: u64,
+}
+
+/// Prefixes looked at per batch: bounds the time the lock is held and the bytes produced.
+const BATCH_PREFIXES: usize = 16384;
+
+impl AdjRibOut {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets (or with `None` removes) what the peer should have for `prefix`.
+    pub fn set(&mut self, prefix: IpNet, attrs: Option<Attrs>) {
+        let changed = match (&attrs, self.want.get(&prefix)) {
+            (Some(a), Some(b)) => !Arc::ptr_eq(a, b) && a != b,
+            (None, None) => false,
+            _ => true,
+        };
+        if !changed {
+            return;
+        }
+        match attrs {
+            Some(a) => self.want.insert(prefix, a),
+            None => self.want.remove(&prefix),
+        };
+        if self.up {
+            self.dirty.insert(prefix);
+        }
+    }
+
+    pub fn wanted(&self) -> usize {
+        self.want.len()
+    }
+
+    /// Prefixes on the wire now, per family.
+    pub fn advertised(&self) -> (u64, u64) {
+        let v4 = self.have.keys().filter(|p| matches!(p, IpNet::V4(_))).count() as u64;
+        (v4, self.have.len() as u64 - v4)
+    }
+
+    /// The session came up: the peer has nothing, so everything wanted is dirty; End-of-RIB follows the
+    /// initial table for each family (RFC 4724 §4.1).
+    pub fn session_up(&mut self, families: &[Family]) {
+        self.up = true;
+        self.have.clear();
+        self.dirty = self.want.keys().copied().collect();
+        self.eor_pending = families.to_vec();
+    }
+
+    pub fn session_down(&mut self) {
+        self.up = false;
+        self.have.clear();
+        self.dirty.clear();
+        self.eor_pending.clear();
+    }
+
+    /// Soft reset outbound / ROUTE-REFRESH received (RFC 2918 §4): send everything again.
+    pub fn resend_all(&mut self) {
+        if self.up {
+            self.have.clear();
+            self.dirty = self.want.keys().copied().collect();
+        }
+    }
+
+    /// Is there anything to send?
+    pub fn pending(&self) -> bool {
+        self.up && (!self.dirty.is_empty() || !self.eor_pending.is_empty())
+    }
+
+    /// Encodes the next batch of UPDATEs (at most [`BATCH_PREFIXES`] prefixes) into `out`.
+    pub fn take_batch(&mut self, enc: &Encoder, out: &mut BytesMut) -> BatchStats {
+        let mut st = BatchStats::default();
+        if !self.up {
+            return st;
+        }
+        let mut withdraw: [Vec<IpNet>; 2] = [Vec::new(), Vec::new()];
+        // (is_v6, attrs pointer) → prefixes; attributes are interned, so equal attributes share a pointer.
+        let mut announce: HashMap<(bool, *const RouteAttrs), (Attrs, Vec<IpNet>)> = HashMap::new();
+        let mut taken = 0;
+        while taken < BATCH_PREFIXES {
+            let Some(p) = self.dirty.pop_first() else { break };
+            taken += 1;
+            let v6 = matches!(p, IpNet::V6(_));
+            let want = self.want.get(&p).filter(|_| enc.carries(&p));
+            match (want, self.have.get(&p)) {
+                (Some(w), Some(h)) if Arc::ptr_eq(w, h) || w == h => {}
+                (Some(w), _) => {
+                    announce.entry((v6, Arc::as_ptr(w))).or_insert_with(|| (w.clone(), Vec::new())).1.push(p);
+                    self.have.insert(p, w.clone());
+                }
+                (None, Some(_)) => {
+                    withdraw[usize::from(v6)].push(p);
+                    self.have.remove(&p);
+                }
+                (None, None) => {}
+            }
+        }
+        let packer = enc.packer;
+        for (v6, list) in withdraw.iter().enumerate() {
+            let mut rest = list.as_slice();
+            while !rest.is_empty() {
+                let n = if v6 == 0 && enc.v4_over_v6.is_none() {
+                    packer.unreach_v4(rest, out)
+                } else {
+                    let fam = if v6 == 1 { Family::IPV6_UNICAST } else { Family::IPV4_UNICAST };
+                    packer.unreach_mp(fam, rest, out)
+                };
+                st.updates += 1;
+                st.withdrawn += n as u64;
+                rest = rest.get(n.max(1)..).unwrap_or_default();
+            }
+        }
+        let mut groups: Vec<_> = announce.into_values().collect();
+        groups.sort_by(|a, b| a.1.first().cmp(&b.1.first())); // deterministic order on the wire
+        for (attrs, list) in groups {
+            let v6 = matches!(list.first(), Some(IpNet::V6(_)));
+            let mut rest = list.as_slice();
+            let legacy = !v6 && enc.v4_over_v6.is_none();
+            let bytes = enc.encoded(&attrs, legacy);
+            while !rest.is_empty() {
+                let n = if legacy {
+                    packer.reach_v4(&bytes, rest, out)
+                } else if v6 {
+                    let nh = MpNextHop::V6 { global: enc.next_hop_v6.unwrap_or(Ipv6Addr::UNSPECIFIED), link_local: None };
+                    packer.reach_mp(Family::IPV6_UNICAST, &nh, &bytes, rest, out)
+                } else {
+                    let nh = MpNextHop::V6 { global: enc.v4_over_v6.unwrap_or(Ipv6Addr::UNSPECIFIED), link_local: None };
+                    packer.reach_mp(Family::IPV4_UNICAST, &nh, &bytes, rest, out)
+                };
+                if n == 0 {
+                    // The attributes alone do not fit in a message: these prefixes cannot be sent.
+                    for p in rest {
+                        self.have.remove(p);
+                    }
+                    break;
+                }
+                st.updates += 1;
+                st.announced += n as u64;
+                rest = rest.get(n..).unwrap_or_default();
+            }
+        }
+        if self.dirty.is_empty() && !self.eor_pending.is_empty() {
+            for f in std::mem::take(&mut self.eor_pending) {
+                let _ = super::wire::encode(&super::wire::Message::Update(Update::end_of_rib_for(f)), enc.four_octet_as, out);
+                st.updates += 1;
+                st.end_of_rib += 1;
+            }
+        }
+        st
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bgp::wire::{decode, frame, DecodeCtx, Message};
+
+    fn enc(ibgp: bool) -> Encoder {
+        Encoder {
+            local_asn: 65001,
+            ibgp,
+            four_octet_as: true,
+            families: vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
+            next_hop_v4: Some("192.0.2.1".parse().unwrap()),
+            v4_over_v6: None,
+            next_hop_v6: Some("2001:db8::1".parse().unwrap()),
+            packer: Packer::default(),
+        }
+    }
+
+    fn messages(mut b: &[u8]) -> Vec<Update> {
+        let mut v = Vec::new();
+        while let Ok(Some(n)) = frame(b, 4096) {
+            match decode(&b[..n], &DecodeCtx { four_octet_as: true, ibgp: true }).unwrap() {
+                Message::Update(u) => v.push(u),
+                m => panic!("{m:?}"),
+            }
+            b = &b[n..];
+        }
+        assert!(b.is_empty());
+        v
+    }
+
+    fn drain(rib: &mut AdjRibOut, e: &Encoder) -> Vec<Update> {
+        let mut out = BytesMut::new();
+        while rib.pending() {
+            rib.take_batch(e, &mut out);
+        }
+        messages(&out)
+    }
+
+    #[test]
+    fn initial_table_then_end_of_rib_for_each_family() {
+        let mut rib = AdjRibOut::new();
+        let a: Attrs = Arc::new(RouteAttrs { communities: [42].into(), ..Default::default() });
+        for i in 0..3u8 {
+            rib.set(format!("203.0.113.{i}/32").parse().unwrap(), Some(a.clone()));
+        }
+        rib.set("2001:db8::10/128".parse().unwrap(), Some(a.clone()));
+        rib.session_up(&[Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
+        let u = drain(&mut rib, &enc(false));
+        assert_eq!(u.len(), 4, "one v4 UPDATE with 3 prefixes, one v6, two End-of-RIB: {u:#?}");
+        let v4 = u.iter().find(|u| !u.nlri.is_empty()).unwrap();
+        assert_eq!(v4.nlri.len(), 3);
+        assert_eq!(v4.attrs.as_path, Some(AsPath::sequence(vec![65001])));
+        assert_eq!(v4.attrs.local_pref, None, "no LOCAL_PREF to eBGP");
+        assert_eq!(u.iter().filter_map(|u| u.end_of_rib()).count(), 2);
+    }
+
+    #[test]
+    fn only_differences_go_on_the_wire() {
+        let mut rib = AdjRibOut::new();
+        let a: Attrs = Arc::new(RouteAttrs::default());
+        let p: IpNet = "203.0.113.1/32".parse().unwrap();
+        rib.session_up(&[Family::IPV4_UNICAST]);
+        rib.set(p, Some(a.clone()));
+        assert_eq!(drain(&mut rib, &enc(true)).len(), 2); // the route and End-of-RIB
+        rib.set(p, Some(Arc::new(RouteAttrs::default()))); // equal attributes: nothing to send
+        assert!(!rib.pending());
+        // announce then withdraw before the writer pulls: nothing at all goes out
+        let q: IpNet = "203.0.113.2/32".parse().unwrap();
+        rib.set(q, Some(a.clone()));
+        rib.set(q, None);
+        assert!(drain(&mut rib, &enc(true)).is_empty());
+        rib.set(p, None);
+        let u = drain(&mut rib, &enc(true));
+        assert_eq!(u.len(), 1);
+        assert_eq!(u[0].withdrawn, vec!["203.0.113.1/32".parse().unwrap()]);
+    }
+
+    #[test]
+    fn ibgp_gets_local_pref_and_empty_as_path() {
+        let mut rib = AdjRibOut::new();
+        rib.session_up(&[Family::IPV4_UNICAST]);
+        rib.set("203.0.113.1/32".parse().unwrap(), Some(Arc::new(RouteAttrs { local_pref: Some(300), ..Default::default() })));
+        let u = drain(&mut rib, &enc(true));
+        assert_eq!(u[0].attrs.local_pref, Some(300));
+        assert_eq!(u[0].attrs.as_path, Some(AsPath::default()));
+    }
+
+    #[test]
+    fn many_prefixes_are_split_into_full_messages() {
+        let mut rib = AdjRibOut::new();
+        let a: Attrs = Arc::new(RouteAttrs::default());
+        for i in 0..20_000u32 {
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
+            rib.set(IpNet::from(std::net::IpAddr::V4(ip)), Some(a.clone()));
+        }
+        rib.session_up(&[Family::IPV4_UNICAST]);
+        let u = drain(&mut rib, &enc(false));
+        let total: usize = u.iter().map(|u| u.nlri.len()).sum();
+        assert_eq!(total, 20_000);
+        // 5 bytes per /32: 809 per 4096-byte message, so 25 at best; one partial message per batch.
+        assert!(u.len() <= 26, "{} messages", u.len());
+        assert_eq!(rib.advertised(), (20_000, 0));
+    }
+
+    #[test]
+    fn ipv6_is_held_back_without_a_next_hop() {
+        let mut rib = AdjRibOut::new();
+        rib.session_up(&[Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
+        rib.set("2001:db8::1/128".parse().unwrap(), Some(Arc::new(RouteAttrs::default())));
+        let u = drain(&mut rib, &Encoder { next_hop_v6: None, ..enc(false) });
+        assert!(u.iter().all(|u| u.end_of_rib().is_some()), "{u:?}");
+    }
+
+    #[test]
+    fn ipv4_over_ipv6_next_hop_uses_mp_reach() {
+        let mut rib = AdjRibOut::new();
+        rib.session_up(&[Family::IPV4_UNICAST]);
+        rib.set("203.0.113.1/32".parse().unwrap(), Some(Arc::new(RouteAttrs::default())));
+        let e = Encoder { next_hop_v4: None, v4_over_v6: Some("2001:db8::1".parse().unwrap()), ..enc(false) };
+        let u = drain(&mut rib, &e);
+        let m = u[0].attrs.mp_reach.as_ref().unwrap();
+        assert_eq!(m.family, Family::IPV4_UNICAST);
+        assert_eq!(m.next_hop, MpNextHop::V6 { global: "2001:db8::1".parse().unwrap(), link_local: None });
+        assert!(u[0].attrs.next_hop.is_none());
+    }
+}

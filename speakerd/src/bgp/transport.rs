@@ -1,0 +1,248 @@
+//! Socket options and connection set-up for BGP: TCP-MD5 (RFC 2385), TTL for eBGP multihop, source
+//! address, listening sockets. This is the only module that touches socket options.
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::io;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+/// Linux `TCP_MD5SIG` (include/uapi/linux/tcp.h).
+const TCP_MD5SIG: libc::c_int = 14;
+/// Linux `TCP_MD5SIG_MAXKEYLEN`.
+pub const MD5_MAX_KEY_LEN: usize = 80;
+
+/// `struct tcp_md5sig` of include/uapi/linux/tcp.h.
+#[repr(C)]
+struct TcpMd5Sig {
+    addr: libc::sockaddr_storage,
+    flags: u8,
+    prefixlen: u8,
+    keylen: u16,
+    ifindex: u32,
+    key: [u8; MD5_MAX_KEY_LEN],
+}
+
+/// Sets (or with an empty key, removes) the TCP-MD5 key for `peer` on a socket. On a dual-stack IPv6
+/// socket an IPv4 peer is keyed by its IPv4-mapped address, as the kernel sees it.
+pub fn set_md5(fd: &impl AsRawFd, socket_is_v6: bool, peer: IpAddr, key: &[u8]) -> io::Result<()> {
+    if key.len() > MD5_MAX_KEY_LEN {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "TCP-MD5 key longer than 80 bytes"));
+    }
+    let addr = match (peer, socket_is_v6) {
+        (IpAddr::V4(v4), true) => IpAddr::V6(v4.to_ipv6_mapped()),
+        (a, _) => a,
+    };
+    let sa = SockAddr::from(SocketAddr::new(addr, 0));
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+    let mut sig: TcpMd5Sig = unsafe { std::mem::zeroed() };
+    // SAFETY: `sa` holds a valid sockaddr of `sa.len()` bytes, which fits in sockaddr_storage.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            sa.as_ptr().cast::<u8>(),
+            std::ptr::addr_of_mut!(sig.addr).cast::<u8>(),
+            sa.len() as usize,
+        );
+    }
+    sig.keylen = key.len() as u16;
+    sig.key[..key.len()].copy_from_slice(key);
+    // SAFETY: the pointer and size describe `sig`, which lives across the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            TCP_MD5SIG,
+            std::ptr::addr_of!(sig).cast(),
+            std::mem::size_of::<TcpMd5Sig>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Sets the unicast TTL / hop limit of a connected or connecting socket.
+pub fn set_ttl(sock: &Socket, is_v6: bool, ttl: u32) -> io::Result<()> {
+    if is_v6 {
+        sock.set_unicast_hops_v6(ttl)
+    } else {
+        sock.set_ttl(ttl)
+    }
+}
+
+/// How to open a connection to a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectSpec {
+    pub peer: SocketAddr,
+    pub source: Option<IpAddr>,
+    pub md5_key: Option<Vec<u8>>,
+    pub ttl: u32,
+    pub timeout: Duration,
+}
+
+/// Opens a TCP connection with the options set before the SYN leaves.
+pub async fn connect(spec: &ConnectSpec) -> io::Result<TcpStream> {
+    let v6 = spec.peer.is_ipv6();
+    let sock = Socket::new(if v6 { Domain::IPV6 } else { Domain::IPV4 }, Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_nonblocking(true)?;
+    sock.set_nodelay(true)?;
+    set_ttl(&sock, v6, spec.ttl)?;
+    if let Some(key) = &spec.md5_key {
+        set_md5(&sock, v6, spec.peer.ip(), key)?;
+    }
+    if let Some(src) = spec.source {
+        if src.is_ipv6() != v6 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "source address family differs from the peer's"));
+        }
+        sock.set_reuse_address(true)?;
+        sock.bind(&SockAddr::from(SocketAddr::new(src, 0)))?;
+    }
+    let std_stream: std::net::TcpStream = sock.into();
+    let socket = TcpSocket::from_std_stream(std_stream);
+    match tokio::time::timeout(spec.timeout, socket.connect(spec.peer)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+    }
+}
+
+/// Applies per-peer options to an accepted connection (TTL for multihop).
+pub fn tune_accepted(stream: &TcpStream, ttl: u32) -> io::Result<()> {
+    let sock = socket2::SockRef::from(stream);
+    let v6 = stream.local_addr()?.is_ipv6();
+    set_ttl(&sock, v6, ttl)?;
+    stream.set_nodelay(true)
+}
+
+/// A listening socket for BGP. An IPv6 wildcard also accepts IPv4 (dual stack).
+pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let v6 = addr.is_ipv6();
+    let sock = Socket::new(if v6 { Domain::IPV6 } else { Domain::IPV4 }, Type::STREAM, Some(Protocol::TCP))?;
+    if v6 {
+        sock.set_only_v6(addr.ip() != IpAddr::V6(Ipv6Addr::UNSPECIFIED))?;
+    }
+    sock.set_reuse_address(true)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&SockAddr::from(addr))?;
+    sock.listen(128)?;
+    TcpListener::from_std(sock.into())
+}
+
+/// Unwraps an IPv4-mapped IPv6 address (as seen on dual-stack sockets) to IPv4.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Global addresses of the interface that holds `local` (used to find an IPv6 next hop for an IPv4
+/// session and the reverse). Link-local, loopback and mapped addresses are skipped.
+pub fn interface_addresses_of(local: IpAddr) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `ifap` with a list we free below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut ifap) } != 0 {
+        return out;
+    }
+    let mut all: Vec<(String, IpAddr)> = Vec::new();
+    let mut cur = ifap;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list returned by getifaddrs and not yet freed.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_name is a NUL-terminated C string owned by the list.
+        let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) }.to_string_lossy().into_owned();
+        // SAFETY: ifa_addr points to a sockaddr whose family tells its real type.
+        let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
+        let ip = match family {
+            libc::AF_INET => {
+                // SAFETY: family AF_INET means a sockaddr_in.
+                let sin = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in>() };
+                IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes())
+            }
+            libc::AF_INET6 => {
+                // SAFETY: family AF_INET6 means a sockaddr_in6.
+                let sin6 = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in6>() };
+                IpAddr::from(sin6.sin6_addr.s6_addr)
+            }
+            _ => continue,
+        };
+        all.push((name, ip));
+    }
+    // SAFETY: `ifap` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(ifap) };
+    let Some(ifname) = all.iter().find(|(_, ip)| *ip == local).map(|(n, _)| n.clone()) else {
+        return out;
+    };
+    for (n, ip) in all {
+        let usable = match ip {
+            IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_unspecified(),
+            IpAddr::V6(v6) => {
+                !v6.is_loopback() && !v6.is_unicast_link_local() && v6.to_ipv4_mapped().is_none() && !v6.is_unspecified()
+            }
+        };
+        if n == ifname && usable {
+            out.push(ip);
+        }
+    }
+    out
+}
+
+/// The first IPv4 address of the host that is not loopback: the default BGP Identifier.
+pub fn default_router_id() -> Option<std::net::Ipv4Addr> {
+    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: as in `interface_addresses_of`.
+    if unsafe { libc::getifaddrs(&mut ifap) } != 0 {
+        return None;
+    }
+    let mut found = None;
+    let mut cur = ifap;
+    while !cur.is_null() && found.is_none() {
+        // SAFETY: node of the getifaddrs list.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        // SAFETY: checked non-null; family tells the type.
+        if !ifa.ifa_addr.is_null() && i32::from(unsafe { (*ifa.ifa_addr).sa_family }) == libc::AF_INET {
+            // SAFETY: AF_INET means sockaddr_in.
+            let sin = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in>() };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            if !ip.is_loopback() && !ip.is_unspecified() {
+                found = Some(ip);
+            }
+        }
+    }
+    // SAFETY: freed once.
+    unsafe { libc::freeifaddrs(ifap) };
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn md5_struct_matches_kernel_abi() {
+        // sizeof(struct tcp_md5sig) on Linux: 128 + 1 + 1 + 2 + 4 + 80
+        assert_eq!(std::mem::size_of::<TcpMd5Sig>(), 216);
+    }
+
+    #[test]
+    fn canonical_unwraps_mapped_addresses() {
+        assert_eq!(canonical("::ffff:192.0.2.1".parse().unwrap()), "192.0.2.1".parse::<IpAddr>().unwrap());
+        assert_eq!(canonical("2001:db8::1".parse().unwrap()), "2001:db8::1".parse::<IpAddr>().unwrap());
+    }
+
+    #[tokio::test]
+    async fn md5_key_is_accepted_by_the_kernel_on_both_families() {
+        let l = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        set_md5(&l, false, "127.0.0.2".parse().unwrap(), b"secret").unwrap();
+        let l6 = listen("[::]:0".parse().unwrap()).unwrap();
+        set_md5(&l6, true, "192.0.2.1".parse().unwrap(), b"secret").unwrap();
+        assert!(set_md5(&l6, true, "192.0.2.1".parse().unwrap(), &[0u8; 81]).is_err());
+    }
+}

@@ -1,0 +1,2 @@
+//! Desired state: validated peer and announcement specs, and the optional config file.
+pub mod spec;
