@@ -10,3 +10,54 @@ pub mod v1 {
     /// Encoded `FileDescriptorSet` of `speaker.v1`, for gRPC server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("speaker_v1_descriptor");
 }
+
+/// The default path of speakerd's Unix socket, shared by speakerd and speakerctl:
+/// `$SPEAKERD_SOCKET` if set; else `/run/speakerd/speakerd.sock` for root; else
+/// `$XDG_RUNTIME_DIR/speakerd.sock`; else `/tmp/speakerd-<uid>.sock`.
+pub fn default_socket_path() -> std::path::PathBuf {
+    socket_path_for(
+        std::env::var_os("SPEAKERD_SOCKET"),
+        effective_uid(),
+        std::env::var_os("XDG_RUNTIME_DIR"),
+    )
+}
+
+/// The rule of [`default_socket_path`], with its inputs given (for tests).
+pub fn socket_path_for(
+    explicit: Option<std::ffi::OsString>,
+    uid: u32,
+    runtime_dir: Option<std::ffi::OsString>,
+) -> std::path::PathBuf {
+    use std::path::PathBuf;
+    match (explicit.filter(|e| !e.is_empty()), uid, runtime_dir.filter(|r| !r.is_empty())) {
+        (Some(e), _, _) => PathBuf::from(e),
+        (None, 0, _) => PathBuf::from("/run/speakerd/speakerd.sock"),
+        (None, _, Some(r)) => PathBuf::from(r).join("speakerd.sock"),
+        (None, uid, None) => PathBuf::from(format!("/tmp/speakerd-{uid}.sock")),
+    }
+}
+
+fn effective_uid() -> u32 {
+    // /proc/self/status: "Uid:\treal\teffective\t..."; no libc needed for this one number.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).and_then(|u| u.parse().ok()))
+        })
+        .unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::socket_path_for;
+
+    #[test]
+    fn socket_path_rules() {
+        assert_eq!(socket_path_for(Some("/x.sock".into()), 0, None).to_str(), Some("/x.sock"));
+        assert_eq!(socket_path_for(None, 0, Some("/run/user/0".into())).to_str(), Some("/run/speakerd/speakerd.sock"));
+        assert_eq!(socket_path_for(None, 1000, Some("/run/user/1000".into())).to_str(), Some("/run/user/1000/speakerd.sock"));
+        assert_eq!(socket_path_for(None, 1000, None).to_str(), Some("/tmp/speakerd-1000.sock"));
+    }
+}

@@ -3,3 +3,7 @@
 //! Modules: `bgp` (codec, FSM, sessions), `config` (desired state), `api` (gRPC), `metrics`.
 pub mod bgp;
 pub mod config;
+pub mod api;
+pub mod events;
+pub mod speaker;
+pub mod metrics;

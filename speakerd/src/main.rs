@@ -1,1 +1,196 @@
-fn main() {}
+//! speakerd: flags, tracing, runtime, signals → cancel. Nothing else lives here.
+use anyhow::{bail, Context};
+use clap::{Parser, ValueEnum};
+use speakerd::config::file;
+use speakerd::speaker::{Speaker, SpeakerConfig};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// BGP speaker for Kubernetes LoadBalancer services. Starts with no peers; add them over the API
+/// (speakerctl) or with --config.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// gRPC Unix socket (mode 0600). Default: $SPEAKERD_SOCKET, else /run/speakerd/speakerd.sock as root,
+    /// else $XDG_RUNTIME_DIR/speakerd.sock, else /tmp/speakerd-<uid>.sock.
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Also serve gRPC on this TCP address. Plaintext: loopback only unless --grpc-tcp-insecure.
+    #[arg(long)]
+    grpc_tcp: Option<SocketAddr>,
+    /// Allow plaintext gRPC on a non-loopback --grpc-tcp address (anyone who reaches it controls routing).
+    #[arg(long)]
+    grpc_tcp_insecure: bool,
+    /// Static peers and announcements (TOML, or YAML for .yaml/.yml). SIGHUP reloads it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Local AS for peers that do not set local_asn.
+    #[arg(long)]
+    local_asn: Option<u32>,
+    /// BGP Identifier for peers that do not set router_id. Default: the host's first non-loopback IPv4.
+    #[arg(long)]
+    router_id: Option<Ipv4Addr>,
+    /// Addresses to accept BGP connections on (repeatable). [::]:179 accepts IPv4 too.
+    #[arg(long = "bgp-listen", default_value = "[::]:179")]
+    bgp_listen: Vec<SocketAddr>,
+    /// Do not listen for BGP connections (active peers only).
+    #[arg(long)]
+    no_bgp_listen: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
+    }
+}
+
+/// Binds the API socket: parent directory created, a stale socket (nobody listening) replaced, mode 0600.
+fn bind_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))?;
+        }
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("{} is in use by a running speakerd", path.display());
+        }
+        std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
+    }
+    // Create it private from the start: no window in which others could connect.
+    let old = unsafe { libc::umask(0o177) };
+    let l = tokio::net::UnixListener::bind(path);
+    unsafe { libc::umask(old) };
+    let l = l.with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(l)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_tracing(args.log_format);
+    if let Some(asn) = args.local_asn {
+        if asn == 0 || asn == 23456 {
+            bail!("--local-asn {asn}: not a usable AS number");
+        }
+    }
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let speaker = Speaker::new(
+        SpeakerConfig { local_asn: args.local_asn, router_id: args.router_id, ..SpeakerConfig::default() },
+        cancel.child_token(),
+        tracker.clone(),
+    );
+
+    if !args.no_bgp_listen {
+        for addr in &args.bgp_listen {
+            if let Err(e) = speaker.listen(*addr) {
+                tracing::warn!(%addr, error = %e, "cannot listen for BGP: passive peers will not connect");
+            }
+        }
+    }
+
+    let mut loaded = file::Loaded::default();
+    if let Some(path) = &args.config {
+        let new = file::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        file::apply(&speaker, &loaded, &new).await?;
+        loaded = new;
+    }
+
+    let socket = args.socket.clone().unwrap_or_else(speaker_api::default_socket_path);
+    let listener = bind_socket(&socket)?;
+    let router = speakerd::api::server::router(speaker.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let api_cancel = cancel.clone();
+    let uds = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    let api = tokio::spawn(router.serve_with_incoming_shutdown(uds, async move { api_cancel.cancelled().await }));
+    tracing::info!(socket = %socket.display(), "gRPC API listening");
+
+    let tcp_api = match args.grpc_tcp {
+        Some(addr) => {
+            if !addr.ip().is_loopback() && !args.grpc_tcp_insecure {
+                bail!("--grpc-tcp {addr}: plaintext gRPC only on loopback (or pass --grpc-tcp-insecure)");
+            }
+            let r = speakerd::api::server::router(speaker.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let c = cancel.clone();
+            let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+            tracing::info!(addr = %l.local_addr()?, "gRPC API listening on TCP (plaintext)");
+            let inc = tokio_stream::wrappers::TcpListenerStream::new(l);
+            Some(tokio::spawn(r.serve_with_incoming_shutdown(inc, async move { c.cancelled().await })))
+        }
+        None => None,
+    };
+
+    if let Some(addr) = args.metrics {
+        let (s, c) = (speaker.clone(), cancel.clone());
+        tokio::spawn(async move {
+            if let Err(e) = speakerd::metrics::serve(addr, s, c).await {
+                tracing::error!(%addr, error = %e, "metrics server failed");
+            }
+        });
+    }
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => reload(&speaker, args.config.as_deref(), &mut loaded).await,
+        }
+    }
+
+    tracing::info!("shutting down: notifying peers");
+    cancel.cancel();
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await.is_err() {
+        tracing::warn!("tasks still running at the shutdown deadline");
+    }
+    let _ = api.await;
+    if let Some(t) = tcp_api {
+        let _ = t.await;
+    }
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}
+
+async fn reload(speaker: &Arc<Speaker>, path: Option<&Path>, loaded: &mut file::Loaded) {
+    let Some(path) = path else {
+        tracing::info!("SIGHUP: no --config file to reload");
+        return;
+    };
+    match file::load(path) {
+        Ok(new) => {
+            if let Err(e) = file::apply(speaker, loaded, &new).await {
+                tracing::error!(error = %e, "config reload: announcements rejected; previous ones stay");
+                return;
+            }
+            *loaded = new;
+            tracing::info!(file = %path.display(), "config reloaded");
+        }
+        Err(e) => tracing::error!(file = %path.display(), error = %e, "config reload rejected; the last good config stays in force"),
+    }
+}

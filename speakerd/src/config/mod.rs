@@ -1,2 +1,3 @@
 //! Desired state: validated peer and announcement specs, and the optional config file.
+pub mod file;
 pub mod spec;

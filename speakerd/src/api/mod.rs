@@ -1,0 +1,3 @@
+//! The gRPC API (`speaker.v1`): tonic services, and proto ↔ domain conversion at the edge only.
+pub mod convert;
+pub mod server;

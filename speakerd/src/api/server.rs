@@ -1,0 +1,190 @@
+//! The `speaker.v1.Speaker` service, gRPC health and reflection, served on a Unix socket (or TCP).
+use super::convert;
+use crate::config::spec::{parse_owner, parse_prefix, AdvertSpec, ConfigError, PeerSpec};
+use crate::speaker::Speaker;
+use speaker_api::v1 as pb;
+use speaker_api::v1::speaker_server::{Speaker as SpeakerSvc, SpeakerServer};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+/// Largest request accepted, bytes.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+/// Most announcements in one Announce/SetAnnouncements call.
+pub const MAX_ANNOUNCEMENTS_PER_CALL: usize = 1_000_000;
+
+pub struct Api {
+    speaker: Arc<Speaker>,
+}
+
+impl Api {
+    pub fn new(speaker: Arc<Speaker>) -> Self {
+        Self { speaker }
+    }
+}
+
+fn invalid(e: ConfigError) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+fn peer_spec(p: Option<pb::PeerConfig>) -> Result<PeerSpec, Status> {
+    let p = p.ok_or_else(|| Status::invalid_argument("peer: required"))?;
+    PeerSpec::try_from(&p).map_err(invalid)
+}
+
+fn adverts(list: &[pb::Announcement]) -> Result<Vec<AdvertSpec>, Status> {
+    if list.len() > MAX_ANNOUNCEMENTS_PER_CALL {
+        return Err(Status::resource_exhausted(format!(
+            "{} announcements in one call: at most {MAX_ANNOUNCEMENTS_PER_CALL}",
+            list.len()
+        )));
+    }
+    list.iter().enumerate().map(|(i, a)| AdvertSpec::try_from((i, a)).map_err(invalid)).collect()
+}
+
+fn key(s: &str) -> Result<&str, Status> {
+    let k = s.trim();
+    if k.is_empty() {
+        return Err(Status::invalid_argument("peer: required (an address or a name)"));
+    }
+    Ok(k)
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl SpeakerSvc for Api {
+    async fn add_peer(&self, r: Request<pb::AddPeerRequest>) -> Result<Response<pb::AddPeerResponse>, Status> {
+        let spec = peer_spec(r.into_inner().peer)?;
+        let v = self.speaker.add_peer(spec).await?;
+        Ok(Response::new(pb::AddPeerResponse { peer: Some(convert::peer(&v)) }))
+    }
+
+    async fn update_peer(&self, r: Request<pb::UpdatePeerRequest>) -> Result<Response<pb::UpdatePeerResponse>, Status> {
+        let spec = peer_spec(r.into_inner().peer)?;
+        let (v, reset) = self.speaker.update_peer(spec).await?;
+        Ok(Response::new(pb::UpdatePeerResponse { peer: Some(convert::peer(&v)), reset }))
+    }
+
+    async fn delete_peer(&self, r: Request<pb::DeletePeerRequest>) -> Result<Response<pb::DeletePeerResponse>, Status> {
+        self.speaker.delete_peer(key(&r.get_ref().peer)?).await?;
+        Ok(Response::new(pb::DeletePeerResponse {}))
+    }
+
+    async fn get_peer(&self, r: Request<pb::GetPeerRequest>) -> Result<Response<pb::GetPeerResponse>, Status> {
+        let v = self.speaker.get_peer(key(&r.get_ref().peer)?).await?;
+        Ok(Response::new(pb::GetPeerResponse { peer: Some(convert::peer(&v)) }))
+    }
+
+    async fn list_peers(&self, _: Request<pb::ListPeersRequest>) -> Result<Response<pb::ListPeersResponse>, Status> {
+        let peers = self.speaker.list_peers().await.iter().map(convert::peer).collect();
+        Ok(Response::new(pb::ListPeersResponse { peers }))
+    }
+
+    async fn reset_peer(&self, r: Request<pb::ResetPeerRequest>) -> Result<Response<pb::ResetPeerResponse>, Status> {
+        let r = r.into_inner();
+        self.speaker.reset_peer(key(&r.peer)?, r.soft).await?;
+        Ok(Response::new(pb::ResetPeerResponse {}))
+    }
+
+    async fn announce(&self, r: Request<pb::AnnounceRequest>) -> Result<Response<pb::AnnounceResponse>, Status> {
+        let r = r.into_inner();
+        let owner = parse_owner(&r.owner).map_err(invalid)?;
+        self.speaker.announce(&owner, adverts(&r.announcements)?).await?;
+        Ok(Response::new(pb::AnnounceResponse {}))
+    }
+
+    async fn withdraw(&self, r: Request<pb::WithdrawRequest>) -> Result<Response<pb::WithdrawResponse>, Status> {
+        let r = r.into_inner();
+        let owner = parse_owner(&r.owner).map_err(invalid)?;
+        let prefixes = r
+            .prefixes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| parse_prefix(&format!("prefixes[{i}]"), p).map_err(invalid))
+            .collect::<Result<Vec<_>, _>>()?;
+        let removed = self.speaker.withdraw(&owner, &prefixes).await?;
+        Ok(Response::new(pb::WithdrawResponse { removed }))
+    }
+
+    async fn set_announcements(
+        &self,
+        r: Request<pb::SetAnnouncementsRequest>,
+    ) -> Result<Response<pb::SetAnnouncementsResponse>, Status> {
+        let r = r.into_inner();
+        let owner = parse_owner(&r.owner).map_err(invalid)?;
+        let (added, changed, removed) = self.speaker.set_announcements(&owner, adverts(&r.announcements)?).await?;
+        Ok(Response::new(pb::SetAnnouncementsResponse { added, changed, removed }))
+    }
+
+    async fn list_announcements(
+        &self,
+        r: Request<pb::ListAnnouncementsRequest>,
+    ) -> Result<Response<pb::ListAnnouncementsResponse>, Status> {
+        let owner = &r.get_ref().owner;
+        let owner = if owner.is_empty() { None } else { Some(parse_owner(owner).map_err(invalid)?) };
+        let list = self.speaker.list_announcements(owner.as_deref()).await;
+        let announcements = list.iter().map(|(o, a)| a.to_proto(o)).collect();
+        Ok(Response::new(pb::ListAnnouncementsResponse { announcements }))
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(&self, r: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        // Subscribe before reading the current state, so nothing falls between the two.
+        let rx = self.speaker.subscribe();
+        let mut initial = Vec::new();
+        if r.get_ref().initial_state {
+            let now = convert::millis(SystemTime::now());
+            for v in self.speaker.list_peers().await {
+                let st = convert::state(v.status.state) as i32;
+                initial.push(pb::WatchEvent {
+                    timestamp_ms: now,
+                    event: Some(pb::watch_event::Event::Peer(pb::PeerEvent {
+                        address: v.spec.address.to_string(),
+                        name: v.spec.name.clone(),
+                        old_state: st,
+                        new_state: st,
+                        reason: "initial state".into(),
+                        deleted: false,
+                    })),
+                });
+            }
+            for (o, a) in self.speaker.list_announcements(None).await {
+                initial.push(pb::WatchEvent {
+                    timestamp_ms: now,
+                    event: Some(pb::watch_event::Event::Announcement(pb::AnnouncementEvent {
+                        kind: pb::announcement_event::Kind::Added as i32,
+                        announcement: Some(a.to_proto(&o)),
+                    })),
+                });
+            }
+            initial.push(pb::WatchEvent { timestamp_ms: now, event: Some(pb::watch_event::Event::Synced(true)) });
+        }
+        let live = tokio_stream::wrappers::BroadcastStream::new(rx).map(|r| match r {
+            Ok(e) => Ok(convert::event(&e)),
+            // A slow watcher is told, rather than silently missing events.
+            Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
+                Err(Status::data_loss(format!("watcher fell {n} events behind; re-list and watch again")))
+            }
+        });
+        let stream = tokio_stream::iter(initial.into_iter().map(Ok)).chain(live);
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// The router with the Speaker service, health and reflection.
+pub fn router(speaker: Arc<Speaker>) -> Result<tonic::transport::server::Router, Box<dyn std::error::Error + Send + Sync>> {
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(speaker_api::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let svc = SpeakerServer::new(Api::new(speaker)).max_decoding_message_size(MAX_REQUEST_BYTES);
+    tokio::spawn(async move {
+        health_reporter.set_serving::<SpeakerServer<Api>>().await;
+    });
+    Ok(tonic::transport::Server::builder().add_service(health).add_service(reflection).add_service(svc))
+}

@@ -1,0 +1,822 @@
+//! The tokio driver of one peer: the only place that owns its TCP connections.
+//!
+//! It translates between the world and the sans-IO [`Fsm`]: socket bytes and timer expiries become
+//! [`Input`]s, and [`Action`]s become writes, timers and state reports. Per connection there are two
+//! small tasks: a reader that only frames bytes (bounded buffer, bounded channel), and a writer that
+//! owns the write half, sends control messages (OPEN, KEEPALIVE, NOTIFICATION) first and pulls UPDATEs
+//! from the [`AdjRibOut`] only when the socket takes more, in batches of bounded size.
+use super::fsm::{Action, ConnId, Dir, DownReason, Fsm, FsmConfig, GrConfig, Input, Negotiated, State, Timer};
+use super::rib_out::{AdjRibOut, Encoder};
+use super::transport::{self, ConnectSpec};
+use super::wire::{self, iana::err, DecodeCtx, Family, Message, Notification, Packer, Update, Verdict};
+use crate::config::spec::PeerSpec;
+use crate::events::{Event, PeerEvent};
+use bytes::{Bytes, BytesMut};
+use ipnet::IpNet;
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{broadcast, mpsc, oneshot, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
+
+/// What the API and metrics can see of a peer, updated by its task.
+#[derive(Debug, Clone)]
+pub struct PeerStatus {
+    pub state: State,
+    pub since: Instant,
+    pub negotiated: Option<SessionInfo>,
+    pub received: [u64; 2],
+    pub dropped_prefixes: u64,
+    pub updates_received: u64,
+    pub updates_sent: u64,
+    pub keepalives_received: u64,
+    pub keepalives_sent: u64,
+    pub notifications_received: u64,
+    pub notifications_sent: u64,
+    pub treated_as_withdraw: u64,
+    pub attributes_discarded: u64,
+    pub established_count: u64,
+    pub dropped_count: u64,
+    pub last_notification_sent: Option<Notification>,
+    pub last_notification_received: Option<Notification>,
+    pub last_error: String,
+}
+
+impl Default for PeerStatus {
+    fn default() -> Self {
+        Self {
+            state: State::Idle,
+            since: Instant::now(),
+            negotiated: None,
+            received: [0; 2],
+            dropped_prefixes: 0,
+            updates_received: 0,
+            updates_sent: 0,
+            keepalives_received: 0,
+            keepalives_sent: 0,
+            notifications_received: 0,
+            notifications_sent: 0,
+            treated_as_withdraw: 0,
+            attributes_discarded: 0,
+            established_count: 0,
+            dropped_count: 0,
+            last_notification_sent: None,
+            last_notification_received: None,
+            last_error: String::new(),
+        }
+    }
+}
+
+/// An Established session, as shown to users.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub negotiated: Negotiated,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+/// State shared between a peer's task, its writer, and the speaker (which owns it across task restarts).
+#[derive(Debug, Default)]
+pub struct PeerShared {
+    pub status: Mutex<PeerStatus>,
+    pub rib: Mutex<AdjRibOut>,
+    /// Wakes the writer when the Adj-RIB-Out has work.
+    pub rib_notify: Notify,
+}
+
+impl PeerShared {
+    pub fn status(&self) -> PeerStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+    fn with_status(&self, f: impl FnOnce(&mut PeerStatus)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(&mut s);
+        }
+    }
+    /// Edits the Adj-RIB-Out and wakes the writer.
+    pub fn with_rib<R>(&self, f: impl FnOnce(&mut AdjRibOut) -> R) -> Option<R> {
+        let r = self.rib.lock().ok().map(|mut r| f(&mut r));
+        self.rib_notify.notify_one();
+        r
+    }
+}
+
+/// Commands from the speaker to a peer task.
+#[derive(Debug)]
+pub enum PeerCmd {
+    /// A connection from the peer's address arrived on a listening socket.
+    Incoming(TcpStream),
+    /// New settings that need no reset (name, next hops, keepalive, connect time, prefix limit).
+    Tune(Box<PeerSpec>),
+    /// Reset the session (Cease/Administrative Reset), or with `soft` re-send everything both ways.
+    Reset { soft: bool },
+    /// Send this NOTIFICATION (none: close silently) and end the task.
+    Stop(Option<Notification>),
+}
+
+/// Everything a peer task needs from the speaker.
+pub struct PeerContext {
+    pub spec: PeerSpec,
+    pub local_asn: u32,
+    pub router_id: Ipv4Addr,
+    pub shared: Arc<PeerShared>,
+    pub events: broadcast::Sender<Event>,
+    /// Set the Restart State bit in the first OPEN (graceful restart after our own restart).
+    pub restarting: bool,
+    pub seed: u64,
+}
+
+#[derive(Debug)]
+enum ConnEvent {
+    Frame(BytesMut),
+    Bad(wire::WireError),
+    Closed(String),
+}
+
+enum WriterMsg {
+    Bytes(Bytes),
+    StartUpdates(Box<Encoder>),
+    Close,
+}
+
+struct ConnIo {
+    ctl: mpsc::Sender<WriterMsg>,
+    local: SocketAddr,
+    remote: SocketAddr,
+    drain: Option<oneshot::Sender<()>>,
+    _reader: tokio::task::JoinHandle<()>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+/// Timer slots, with one sleep armed to the earliest deadline.
+struct Timers {
+    deadlines: HashMap<Timer, tokio::time::Instant>,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Timers {
+    fn new() -> Self {
+        Self { deadlines: HashMap::new(), sleep: Box::pin(tokio::time::sleep(Duration::from_secs(3600))) }
+    }
+    fn arm(&mut self, t: Timer, d: Duration) {
+        self.deadlines.insert(t, tokio::time::Instant::now() + d);
+    }
+    fn disarm(&mut self, t: Timer) {
+        self.deadlines.remove(&t);
+    }
+    /// Cancel-safe: all state is in `self`; a dropped call loses nothing.
+    async fn next(&mut self) -> Timer {
+        loop {
+            let Some((&t, &at)) = self.deadlines.iter().min_by_key(|(_, at)| **at) else {
+                return std::future::pending().await;
+            };
+            self.sleep.as_mut().reset(at);
+            self.sleep.as_mut().await;
+            if self.deadlines.get(&t) == Some(&at) {
+                self.deadlines.remove(&t);
+                return t;
+            }
+        }
+    }
+}
+
+/// Received prefixes, counted per family up to a limit; nothing else of a peer's routes is kept.
+struct AdjRibIn {
+    sets: [HashSet<IpNet>; 2],
+    max: u32,
+    dropped: u64,
+}
+
+impl AdjRibIn {
+    fn idx(p: &IpNet) -> usize {
+        usize::from(matches!(p, IpNet::V6(_)))
+    }
+    fn add(&mut self, p: IpNet) {
+        let s = &mut self.sets[Self::idx(&p)];
+        if s.contains(&p) {
+            return;
+        }
+        if s.len() as u64 >= u64::from(self.max) {
+            self.dropped += 1;
+            return;
+        }
+        s.insert(p);
+    }
+    fn remove(&mut self, p: &IpNet) {
+        self.sets[Self::idx(p)].remove(p);
+    }
+    fn clear(&mut self) {
+        self.sets = [HashSet::new(), HashSet::new()];
+    }
+    fn counts(&self) -> [u64; 2] {
+        [self.sets[0].len() as u64, self.sets[1].len() as u64]
+    }
+}
+
+/// Bounded queue of control messages per connection. When it is full the socket is not draining and
+/// the hold timer on the other side is the judge; we drop the extra keepalive.
+const CTL_QUEUE: usize = 16;
+/// Frames buffered between a reader and the peer task (each ≤ 4096 bytes).
+const FRAME_QUEUE: usize = 64;
+
+/// One peer's task.
+pub struct PeerTask {
+    spec: PeerSpec,
+    local_asn: u32,
+    fsm: Fsm,
+    shared: Arc<PeerShared>,
+    events: broadcast::Sender<Event>,
+    cmds: mpsc::Receiver<PeerCmd>,
+    conns: HashMap<ConnId, ConnIo>,
+    conn_tx: mpsc::Sender<(ConnId, ConnEvent)>,
+    conn_rx: mpsc::Receiver<(ConnId, ConnEvent)>,
+    connecting: Option<(AbortOnDropHandle<()>, oneshot::Receiver<std::io::Result<TcpStream>>)>,
+    timers: Timers,
+    next_id: ConnId,
+    adj_in: AdjRibIn,
+    up: Option<(ConnId, DecodeCtx)>,
+    state: State,
+    stop_after: bool,
+}
+
+impl PeerTask {
+    pub fn new(ctx: PeerContext, cmds: mpsc::Receiver<PeerCmd>) -> Self {
+        let s = &ctx.spec;
+        let cfg = FsmConfig {
+            local_asn: ctx.local_asn,
+            peer_asn: s.peer_asn,
+            router_id: ctx.router_id,
+            hold_time: s.hold_time,
+            keepalive: s.keepalive,
+            connect_retry: s.connect_time,
+            passive: s.passive,
+            families: s.families.clone(),
+            graceful_restart: s.graceful_restart.map(|t| GrConfig { restart_time: t, restarting: ctx.restarting }),
+            extended_next_hop: true,
+        };
+        let (conn_tx, conn_rx) = mpsc::channel(FRAME_QUEUE);
+        Self {
+            adj_in: AdjRibIn { sets: [HashSet::new(), HashSet::new()], max: s.max_received_prefixes, dropped: 0 },
+            spec: ctx.spec,
+            local_asn: ctx.local_asn,
+            fsm: Fsm::new(cfg, ctx.seed),
+            shared: ctx.shared,
+            events: ctx.events,
+            cmds,
+            conns: HashMap::new(),
+            conn_tx,
+            conn_rx,
+            connecting: None,
+            timers: Timers::new(),
+            next_id: 1,
+            up: None,
+            state: State::Idle,
+            stop_after: false,
+        }
+    }
+
+    /// Runs until cancelled or stopped. On cancel, Cease/Administrative Shutdown is sent, or, when
+    /// graceful restart is negotiated, the connection is closed silently so the peer keeps our routes.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        self.apply(Input::Start);
+        loop {
+            let input = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => {
+                    let gr = self.shared.status().negotiated.is_some_and(|n| n.negotiated.graceful_restart);
+                    let n = (!gr).then(|| Notification::cease(err::cease::ADMINISTRATIVE_SHUTDOWN));
+                    self.stop_after = true;
+                    Input::Stop(n)
+                }
+                t = self.timers.next() => Input::Expired(t),
+                Some(cmd) = self.cmds.recv() => match self.command(cmd) {
+                    Some(i) => i,
+                    None => continue,
+                },
+                r = async { self.connecting.as_mut().map(|c| &mut c.1).expect("guarded").await }, if self.connecting.is_some() => {
+                    self.connecting = None;
+                    match r {
+                        Ok(Ok(stream)) => {
+                            let id = self.register(stream);
+                            Input::Connected(id, Dir::Outgoing)
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "connect failed");
+                            self.shared.with_status(|s| s.last_error = format!("connect: {e}"));
+                            Input::ConnectFailed
+                        }
+                        Err(_) => Input::ConnectFailed,
+                    }
+                }
+                Some((id, ev)) = self.conn_rx.recv() => match self.conn_event(id, ev) {
+                    Some(i) => i,
+                    None => continue,
+                },
+            };
+            self.apply(input);
+            if self.stop_after {
+                break;
+            }
+        }
+        self.finish().await;
+    }
+
+    /// Waits briefly for writers to flush their last NOTIFICATION.
+    async fn finish(&mut self) {
+        let writers: Vec<_> = self.conns.drain().map(|(_, c)| c.writer).collect();
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            for w in writers {
+                let _ = w.await;
+            }
+        })
+        .await;
+        self.shared.with_rib(|r| r.session_down());
+        self.set_state(State::Idle, "stopped");
+    }
+
+    fn command(&mut self, cmd: PeerCmd) -> Option<Input> {
+        match cmd {
+            PeerCmd::Incoming(stream) => {
+                let local_ok = match (self.spec.source_address, stream.local_addr()) {
+                    (Some(src), Ok(l)) => transport::canonical(l.ip()) == src,
+                    _ => true,
+                };
+                if !local_ok {
+                    tracing::info!("incoming connection to a local address other than source_address: rejected");
+                    return None;
+                }
+                if let Err(e) = transport::tune_accepted(&stream, self.spec.ttl(self.local_asn)) {
+                    tracing::warn!(error = %e, "cannot set TTL on accepted connection");
+                }
+                let id = self.register(stream);
+                Some(Input::Connected(id, Dir::Incoming))
+            }
+            PeerCmd::Tune(spec) => {
+                self.fsm.tune(spec.keepalive, spec.connect_time);
+                self.adj_in.max = spec.max_received_prefixes;
+                let nh_changed = spec.next_hop_v4 != self.spec.next_hop_v4 || spec.next_hop_v6 != self.spec.next_hop_v6;
+                self.spec = *spec;
+                if nh_changed {
+                    self.restart_updates();
+                }
+                None
+            }
+            PeerCmd::Reset { soft: true } => {
+                self.shared.with_rib(|r| r.resend_all());
+                // Inbound soft reset: ask the peer to send its routes again (RFC 2918).
+                if let Some((id, _)) = self.up {
+                    let info = self.shared.status().negotiated;
+                    if let Some(n) = info.filter(|i| i.negotiated.route_refresh) {
+                        for f in n.negotiated.families {
+                            self.send(id, Message::RouteRefresh(wire::RouteRefresh { family: f, subtype: 0 }));
+                        }
+                    }
+                }
+                None
+            }
+            PeerCmd::Reset { soft: false } => {
+                self.apply(Input::Stop(Some(Notification::cease(err::cease::ADMINISTRATIVE_RESET))));
+                Some(Input::Start)
+            }
+            PeerCmd::Stop(n) => {
+                self.stop_after = true;
+                Some(Input::Stop(n))
+            }
+        }
+    }
+
+    fn conn_event(&mut self, id: ConnId, ev: ConnEvent) -> Option<Input> {
+        if !self.conns.contains_key(&id) {
+            return None; // a connection we already closed
+        }
+        match ev {
+            ConnEvent::Frame(f) => {
+                let ctx = self.up.filter(|(c, _)| *c == id).map(|(_, x)| x).unwrap_or_default();
+                Some(match wire::decode(&f, &ctx) {
+                    Ok(m) => {
+                        self.count_in(&m);
+                        Input::Msg(id, m)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, bytes = f.len(), "malformed message from peer");
+                        Input::Bad(id, e)
+                    }
+                })
+            }
+            ConnEvent::Bad(e) => {
+                tracing::warn!(error = %e, "malformed message header from peer");
+                Some(Input::Bad(id, e))
+            }
+            ConnEvent::Closed(why) => {
+                tracing::debug!(%why, "connection closed");
+                self.drop_conn(id);
+                Some(Input::Closed(id))
+            }
+        }
+    }
+
+    fn count_in(&self, m: &Message) {
+        self.shared.with_status(|s| match m {
+            Message::Update(_) => s.updates_received += 1,
+            Message::Keepalive => s.keepalives_received += 1,
+            Message::Notification(n) => {
+                s.notifications_received += 1;
+                s.last_notification_received = Some(n.clone());
+            }
+            _ => {}
+        });
+        if let Message::Notification(n) = m {
+            tracing::warn!(code = n.code, subcode = n.subcode, notification = %n.description(), "notification received");
+        }
+    }
+
+    /// Splits a stream into reader and writer tasks and gives it an id.
+    fn register(&mut self, stream: TcpStream) -> ConnId {
+        let id = self.next_id;
+        self.next_id += 1;
+        let local = stream.local_addr().map(|a| SocketAddr::new(transport::canonical(a.ip()), a.port()));
+        let remote = stream.peer_addr().map(|a| SocketAddr::new(transport::canonical(a.ip()), a.port()));
+        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+        let (r, w) = stream.into_split();
+        let (ctl_tx, ctl_rx) = mpsc::channel(CTL_QUEUE);
+        let (drain_tx, drain_rx) = oneshot::channel();
+        let reader = tokio::spawn(run_reader(r, id, self.conn_tx.clone(), drain_rx));
+        let writer = tokio::spawn(run_writer(w, ctl_rx, self.shared.clone()));
+        self.conns.insert(
+            id,
+            ConnIo {
+                ctl: ctl_tx,
+                local: local.unwrap_or(unspecified),
+                remote: remote.unwrap_or(unspecified),
+                drain: Some(drain_tx),
+                _reader: reader,
+                writer,
+            },
+        );
+        id
+    }
+
+    fn drop_conn(&mut self, id: ConnId) {
+        if let Some(mut c) = self.conns.remove(&id) {
+            let _ = c.ctl.try_send(WriterMsg::Close);
+            if let Some(d) = c.drain.take() {
+                let _ = d.send(());
+            }
+        }
+    }
+
+    fn send(&mut self, id: ConnId, m: Message) {
+        let four = self.up.map(|(_, c)| c.four_octet_as).unwrap_or(true);
+        let bytes = match wire::to_bytes(&m, four) {
+            Ok(b) => b.freeze(),
+            Err(e) => {
+                tracing::error!(error = %e, kind = m.kind(), "cannot encode message");
+                return;
+            }
+        };
+        let Some(c) = self.conns.get(&id) else { return };
+        if c.ctl.try_send(WriterMsg::Bytes(bytes)).is_err() {
+            tracing::warn!(kind = m.kind(), "control queue full: socket not draining; message dropped");
+            return;
+        }
+        self.shared.with_status(|s| match &m {
+            Message::Keepalive => s.keepalives_sent += 1,
+            Message::Notification(n) => {
+                s.notifications_sent += 1;
+                s.last_notification_sent = Some(n.clone());
+            }
+            _ => {}
+        });
+        if let Message::Notification(n) = &m {
+            tracing::warn!(code = n.code, subcode = n.subcode, notification = %n.description(), "notification sent");
+        }
+    }
+
+    fn apply(&mut self, input: Input) {
+        for action in self.fsm.handle(input) {
+            match action {
+                Action::Connect => self.start_connect(),
+                Action::AbortConnect => self.connecting = None,
+                Action::Send(id, m) => self.send(id, m),
+                Action::Close(id) => self.drop_conn(id),
+                Action::Arm(t, d) => self.timers.arm(t, d),
+                Action::Disarm(t) => self.timers.disarm(t),
+                Action::Up(n) => self.session_up(n),
+                Action::Down(reason) => self.session_down(reason),
+                Action::Deliver(m) => self.deliver(m),
+                Action::Failed(reason) => {
+                    tracing::info!(%reason, "session attempt failed");
+                    self.shared.with_status(|s| s.last_error = reason.to_string());
+                }
+            }
+        }
+        let st = self.fsm.state();
+        if st != self.state {
+            self.set_state(st, "");
+        }
+    }
+
+    fn set_state(&mut self, new: State, reason: &str) {
+        let old = std::mem::replace(&mut self.state, new);
+        if old == new {
+            return;
+        }
+        let reason = if reason.is_empty() && new < old { self.shared.status().last_error } else { reason.to_string() };
+        tracing::info!(from = old.name(), to = new.name(), "session state");
+        self.shared.with_status(|s| {
+            s.state = new;
+            s.since = Instant::now();
+        });
+        let _ = self.events.send(Event::Peer(PeerEvent {
+            address: self.spec.address,
+            name: self.spec.name.clone(),
+            old,
+            new,
+            reason,
+            deleted: false,
+            at: SystemTime::now(),
+        }));
+    }
+
+    fn start_connect(&mut self) {
+        let spec = ConnectSpec {
+            peer: SocketAddr::new(self.spec.address, self.spec.port),
+            source: self.spec.source_address,
+            md5_key: self.spec.password.as_ref().map(|p| p.as_bytes().to_vec()),
+            ttl: self.spec.ttl(self.local_asn),
+            timeout: self.spec.connect_time.max(Duration::from_secs(1)),
+        };
+        let (tx, rx) = oneshot::channel();
+        let h = tokio::spawn(async move {
+            let _ = tx.send(transport::connect(&spec).await);
+        });
+        self.connecting = Some((AbortOnDropHandle::new(h), rx));
+    }
+
+    /// Next hops and families of this session, from its local address and the settings.
+    fn encoder(&self, n: &Negotiated, local: IpAddr) -> Encoder {
+        let others = || transport::interface_addresses_of(local);
+        let (next_hop_v4, v4_over_v6, next_hop_v6) = match local {
+            IpAddr::V4(l4) => {
+                let v6 = self.spec.next_hop_v6.or_else(|| {
+                    others().into_iter().find_map(|a| match a {
+                        IpAddr::V6(v6) => Some(v6),
+                        _ => None,
+                    })
+                });
+                (Some(self.spec.next_hop_v4.unwrap_or(l4)), None, v6)
+            }
+            IpAddr::V6(l6) => {
+                let v4 = self.spec.next_hop_v4.or_else(|| {
+                    if n.extended_next_hop_v4 {
+                        return None;
+                    }
+                    others().into_iter().find_map(|a| match a {
+                        IpAddr::V4(v4) => Some(v4),
+                        _ => None,
+                    })
+                });
+                let over = (v4.is_none() && n.extended_next_hop_v4).then_some(self.spec.next_hop_v6.unwrap_or(l6));
+                (v4, over, Some(self.spec.next_hop_v6.unwrap_or(l6)))
+            }
+        };
+        for (fam, ok) in [
+            (Family::IPV4_UNICAST, next_hop_v4.is_some() || v4_over_v6.is_some()),
+            (Family::IPV6_UNICAST, next_hop_v6.is_some()),
+        ] {
+            if n.families.contains(&fam) && !ok {
+                tracing::warn!(family = %fam, "no next hop for this family on this session: its routes are not sent; set next_hop_ipv4/next_hop_ipv6");
+            }
+        }
+        Encoder {
+            local_asn: self.local_asn,
+            ibgp: n.ibgp,
+            four_octet_as: n.four_octet_as,
+            families: n.families.clone(),
+            next_hop_v4,
+            v4_over_v6,
+            next_hop_v6,
+            packer: Packer::default(),
+        }
+    }
+
+    fn restart_updates(&mut self) {
+        let Some((id, _)) = self.up else { return };
+        let Some(info) = self.shared.status().negotiated else { return };
+        let enc = self.encoder(&info.negotiated, info.local.ip());
+        self.shared.with_rib(|r| r.resend_all());
+        if let Some(c) = self.conns.get(&id) {
+            let _ = c.ctl.try_send(WriterMsg::StartUpdates(Box::new(enc)));
+        }
+    }
+
+    fn session_up(&mut self, n: Negotiated) {
+        let Some(c) = self.conns.get(&n.conn) else { return };
+        let (local, remote) = (c.local, c.remote);
+        let enc = self.encoder(&n, local.ip());
+        tracing::info!(
+            hold_time = n.hold_time,
+            families = ?n.families.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
+            four_octet_as = n.four_octet_as,
+            graceful_restart = n.graceful_restart,
+            %local,
+            "session established"
+        );
+        self.up = Some((n.conn, DecodeCtx { four_octet_as: n.four_octet_as, ibgp: n.ibgp }));
+        self.fsm.set_restarting(false);
+        self.shared.with_rib(|r| r.session_up(&n.families));
+        let _ = c.ctl.try_send(WriterMsg::StartUpdates(Box::new(enc)));
+        self.shared.with_status(|s| {
+            s.established_count += 1;
+            s.last_error.clear();
+            s.negotiated = Some(SessionInfo { negotiated: n, local, remote });
+        });
+    }
+
+    fn session_down(&mut self, reason: DownReason) {
+        match &reason {
+            DownReason::AdminStop(_) => tracing::info!(%reason, "session down"),
+            _ => tracing::warn!(%reason, "session down"),
+        }
+        self.up = None;
+        self.adj_in.clear();
+        self.shared.with_rib(|r| r.session_down());
+        self.shared.with_status(|s| {
+            s.dropped_count += 1;
+            s.negotiated = None;
+            s.received = [0; 2];
+            s.last_error = reason.to_string();
+        });
+    }
+
+    fn deliver(&mut self, m: Message) {
+        match m {
+            Message::Update(u) => self.received_update(u),
+            Message::RouteRefresh(rr) => {
+                tracing::debug!(family = %rr.family, "route refresh requested");
+                self.shared.with_rib(|r| r.resend_all());
+            }
+            _ => {}
+        }
+    }
+
+    /// Counts received prefixes. RFC 7606 verdicts: treat-as-withdraw removes every route of the UPDATE;
+    /// attribute-discard changes nothing we keep. An eBGP path not starting with the peer's AS is
+    /// treat-as-withdraw (RFC 4271 §6.3, RFC 7606 §7.2).
+    fn received_update(&mut self, u: Update) {
+        let mut withdraw_all = u.treat_as_withdraw();
+        let ibgp = self.local_asn == self.spec.peer_asn;
+        let reach: Vec<IpNet> = u.nlri.iter().map(|p| IpNet::V4(*p)).chain(u.attrs.mp_reach.iter().flat_map(|m| m.nlri.iter().copied())).collect();
+        if !ibgp && !reach.is_empty() && !withdraw_all {
+            let first = u.attrs.as_path.as_ref().and_then(|p| p.first_as());
+            if first != Some(self.spec.peer_asn) {
+                tracing::warn!(first_as = ?first, "AS_PATH does not start with the peer's AS: treat-as-withdraw");
+                withdraw_all = true;
+            }
+        }
+        for f in &u.faults {
+            tracing::warn!(attr = f.code, verdict = ?f.verdict, error = %f.error, "RFC 7606: malformed attribute");
+        }
+        let discarded = u.faults.iter().filter(|f| f.verdict == Verdict::AttributeDiscard).count() as u64;
+        for p in u.withdrawn.iter().map(|p| IpNet::V4(*p)).chain(u.attrs.mp_unreach.iter().flat_map(|m| m.withdrawn.iter().copied())) {
+            self.adj_in.remove(&p);
+        }
+        for p in reach {
+            if withdraw_all {
+                self.adj_in.remove(&p);
+            } else {
+                self.adj_in.add(p);
+            }
+        }
+        let counts = self.adj_in.counts();
+        let dropped = self.adj_in.dropped;
+        self.shared.with_status(|s| {
+            s.received = counts;
+            s.dropped_prefixes = dropped;
+            s.attributes_discarded += discarded;
+            if withdraw_all {
+                s.treated_as_withdraw += 1;
+            }
+        });
+    }
+}
+
+/// Reads, frames and forwards messages. Framing errors are reported and reading stops; after a drain
+/// signal, reads and discards for a short while so that our last NOTIFICATION is not lost to a RST.
+async fn run_reader(
+    mut r: OwnedReadHalf,
+    id: ConnId,
+    tx: mpsc::Sender<(ConnId, ConnEvent)>,
+    mut drain: oneshot::Receiver<()>,
+) {
+    let mut buf = BytesMut::with_capacity(2 * wire::MAX_MESSAGE_LEN);
+    loop {
+        loop {
+            match wire::frame(&buf, wire::MAX_MESSAGE_LEN) {
+                Ok(Some(n)) => {
+                    let f = buf.split_to(n);
+                    if tx.send((id, ConnEvent::Frame(f))).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = tx.send((id, ConnEvent::Bad(e))).await;
+                    drain_for(&mut r, Duration::from_secs(3)).await;
+                    return;
+                }
+            }
+        }
+        buf.reserve(wire::MAX_MESSAGE_LEN);
+        tokio::select! {
+            _ = &mut drain => {
+                drain_for(&mut r, Duration::from_secs(3)).await;
+                return;
+            }
+            res = r.read_buf(&mut buf) => match res {
+                Ok(0) => {
+                    let _ = tx.send((id, ConnEvent::Closed("end of stream".into()))).await;
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = tx.send((id, ConnEvent::Closed(e.to_string()))).await;
+                    return;
+                }
+            },
+        }
+    }
+}
+
+async fn drain_for(r: &mut OwnedReadHalf, d: Duration) {
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(d, async {
+        while let Ok(n) = r.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Owns the write half. Control messages first; UPDATEs pulled from the Adj-RIB-Out between them.
+async fn run_writer(mut w: OwnedWriteHalf, mut ctl: mpsc::Receiver<WriterMsg>, shared: Arc<PeerShared>) {
+    let mut enc: Option<Box<Encoder>> = None;
+    let mut batch = BytesMut::with_capacity(128 * 1024);
+    loop {
+        let msg = match ctl.try_recv() {
+            Ok(m) => Some(m),
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) => None,
+        };
+        match msg {
+            Some(WriterMsg::Bytes(b)) => {
+                if w.write_all(&b).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            Some(WriterMsg::StartUpdates(e)) => {
+                enc = Some(e);
+                continue;
+            }
+            Some(WriterMsg::Close) => break,
+            None => {}
+        }
+        if let Some(e) = &enc {
+            batch.clear();
+            let st = match shared.rib.lock() {
+                Ok(mut rib) => rib.take_batch(e, &mut batch),
+                Err(_) => break,
+            };
+            if !batch.is_empty() {
+                if w.write_all(&batch).await.is_err() {
+                    break;
+                }
+                shared.with_status(|s| s.updates_sent += st.updates);
+                continue;
+            }
+        }
+        tokio::select! {
+            biased;
+            m = ctl.recv() => match m {
+                Some(WriterMsg::Bytes(b)) => {
+                    if w.write_all(&b).await.is_err() {
+                        break;
+                    }
+                }
+                Some(WriterMsg::StartUpdates(e)) => enc = Some(e),
+                Some(WriterMsg::Close) | None => break,
+            },
+            _ = shared.rib_notify.notified(), if enc.is_some() => {}
+        }
+    }
+    let _ = w.shutdown().await;
+}

@@ -1,0 +1,113 @@
+//! Prometheus text exposition on an optional address: MetalLB's metric names, beside speakerd's own.
+//! Values are read from the peers' status at scrape time; there is no separate registry to drift.
+use crate::bgp::fsm::State;
+use crate::speaker::Speaker;
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+/// Renders every metric.
+pub async fn render(speaker: &Speaker) -> String {
+    let peers = speaker.list_peers().await;
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, rows: &mut dyn Iterator<Item = (String, String)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in rows {
+            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        }
+    };
+    let lbl = |p: &crate::speaker::PeerView| format!("peer=\"{}:{}\"", p.spec.address, p.spec.port);
+    let own = |p: &crate::speaker::PeerView| format!("peer=\"{}\",name=\"{}\"", p.spec.address, p.spec.name.replace('"', "'"));
+    family(
+        "metallb_bgp_session_up",
+        "gauge",
+        "BGP session state (1 is up, 0 is down)",
+        &mut peers.iter().map(|p| (lbl(p), u8::from(p.status.state == State::Established).to_string())),
+    );
+    family(
+        "metallb_bgp_updates_total",
+        "counter",
+        "Number of BGP UPDATE messages sent",
+        &mut peers.iter().map(|p| (lbl(p), p.status.updates_sent.to_string())),
+    );
+    family(
+        "metallb_bgp_announced_prefixes_total",
+        "gauge",
+        "Number of prefixes currently being advertised on the BGP session",
+        &mut peers.iter().map(|p| (lbl(p), (p.advertised.0 + p.advertised.1).to_string())),
+    );
+    family(
+        "speakerd_bgp_session_state",
+        "gauge",
+        "Session state: 1 Idle, 2 Connect, 3 Active, 4 OpenSent, 5 OpenConfirm, 6 Established",
+        &mut peers.iter().map(|p| {
+            let n = match p.status.state {
+                State::Idle => 1,
+                State::Connect => 2,
+                State::Active => 3,
+                State::OpenSent => 4,
+                State::OpenConfirm => 5,
+                State::Established => 6,
+            };
+            (own(p), n.to_string())
+        }),
+    );
+    family(
+        "speakerd_bgp_received_prefixes",
+        "gauge",
+        "Prefixes received from the peer and held, by family",
+        &mut peers.iter().flat_map(|p| {
+            [("ipv4", p.status.received[0]), ("ipv6", p.status.received[1])]
+                .into_iter()
+                .map(move |(f, n)| (format!("{},family=\"{f}\"", own(p)), n.to_string()))
+        }),
+    );
+    for (name, help, get) in [
+        ("speakerd_bgp_updates_received_total", "UPDATE messages received", (|p| p.status.updates_received) as fn(&crate::speaker::PeerView) -> u64),
+        ("speakerd_bgp_keepalives_sent_total", "KEEPALIVE messages sent", |p| p.status.keepalives_sent),
+        ("speakerd_bgp_keepalives_received_total", "KEEPALIVE messages received", |p| p.status.keepalives_received),
+        ("speakerd_bgp_notifications_sent_total", "NOTIFICATION messages sent", |p| p.status.notifications_sent),
+        ("speakerd_bgp_notifications_received_total", "NOTIFICATION messages received", |p| p.status.notifications_received),
+        ("speakerd_bgp_established_total", "Times the session reached Established", |p| p.status.established_count),
+        ("speakerd_bgp_treat_as_withdraw_total", "UPDATEs handled as treat-as-withdraw (RFC 7606)", |p| p.status.treated_as_withdraw),
+        ("speakerd_bgp_dropped_prefixes_total", "Received prefixes dropped past max_received_prefixes", |p| p.status.dropped_prefixes),
+    ] {
+        family(name, "counter", help, &mut peers.iter().map(|p| (own(p), get(p).to_string())));
+    }
+    out
+}
+
+/// Serves `GET /metrics` (HTTP/1.0-style, one request per connection) until cancelled.
+pub async fn serve(addr: SocketAddr, speaker: Arc<Speaker>, cancel: CancellationToken) -> std::io::Result<()> {
+    let l = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(addr = %l.local_addr()?, "metrics listening");
+    loop {
+        let (mut s, _) = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            r = l.accept() => r?,
+        };
+        let speaker = speaker.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            let n = match tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf)).await {
+                Ok(Ok(n)) => n,
+                _ => return,
+            };
+            let req = String::from_utf8_lossy(&buf[..n]);
+            let first = req.lines().next().unwrap_or("");
+            let (status, body) = if first.starts_with("GET /metrics") {
+                ("200 OK", render(&speaker).await)
+            } else {
+                ("404 Not Found", "try /metrics\n".to_string())
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(resp.as_bytes()).await;
+            let _ = s.shutdown().await;
+        });
+    }
+}

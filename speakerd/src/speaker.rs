@@ -1,0 +1,434 @@
+//! The speaker: the desired state (peers, and each owner's set of announcements) and the peer tasks
+//! that make the network match it. The gRPC API and the config file both call in here.
+//!
+//! Ownership: each owner (k8s-bridge, speakerctl, the config file, ...) has its own set of
+//! announcements; a call only ever edits its owner's set. What a peer is sent for a prefix is the merge
+//! of every owner's announcement of that prefix that selects the peer ([`RouteAttrs::merge`]).
+use crate::bgp::session::{PeerCmd, PeerContext, PeerShared, PeerStatus, PeerTask};
+use crate::bgp::transport;
+use crate::bgp::wire::{iana::err, Notification};
+use crate::config::spec::{AdvertSpec, ConfigError, PeerSpec, RouteAttrs};
+use crate::events::{AnnouncementChange, AnnouncementEvent, Event, PeerEvent};
+use ipnet::IpNet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+/// Errors of speaker operations; the API maps each to a gRPC status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpeakerError {
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+    #[error("peer {0:?} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    Limit(String),
+}
+
+/// Process-wide defaults and limits.
+#[derive(Debug, Clone)]
+pub struct SpeakerConfig {
+    /// Local ASN for peers that do not set one.
+    pub local_asn: Option<u32>,
+    /// BGP Identifier for peers that do not set one (else the host's first non-loopback IPv4 address).
+    pub router_id: Option<Ipv4Addr>,
+    pub max_peers: usize,
+    pub max_announcements_per_owner: usize,
+}
+
+impl Default for SpeakerConfig {
+    fn default() -> Self {
+        Self { local_asn: None, router_id: None, max_peers: 4096, max_announcements_per_owner: 2_000_000 }
+    }
+}
+
+/// A peer as the API shows it.
+#[derive(Debug, Clone)]
+pub struct PeerView {
+    pub spec: PeerSpec,
+    pub local_asn: u32,
+    pub status: PeerStatus,
+    /// Prefixes on the wire to this peer: (IPv4, IPv6).
+    pub advertised: (u64, u64),
+}
+
+struct PeerEntry {
+    spec: PeerSpec,
+    local_asn: u32,
+    shared: Arc<PeerShared>,
+    cmds: mpsc::Sender<PeerCmd>,
+}
+
+#[derive(Default)]
+struct Core {
+    peers: BTreeMap<IpAddr, PeerEntry>,
+    owners: BTreeMap<String, BTreeMap<IpNet, AdvertSpec>>,
+    interned: HashMap<RouteAttrs, Arc<RouteAttrs>>,
+}
+
+type Dispatch = Arc<RwLock<HashMap<IpAddr, mpsc::Sender<PeerCmd>>>>;
+
+/// The speaker. Cheap to share behind an `Arc`.
+pub struct Speaker {
+    core: tokio::sync::Mutex<Core>,
+    events: broadcast::Sender<Event>,
+    cfg: SpeakerConfig,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    dispatch: Dispatch,
+    listeners: std::sync::Mutex<Vec<(Arc<TcpListener>, bool)>>,
+    seed: std::sync::atomic::AtomicU64,
+}
+
+impl Speaker {
+    pub fn new(cfg: SpeakerConfig, cancel: CancellationToken, tracker: TaskTracker) -> Arc<Self> {
+        let (events, _) = broadcast::channel(4096);
+        let seed = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
+        Arc::new(Self {
+            core: tokio::sync::Mutex::new(Core::default()),
+            events,
+            cfg,
+            cancel,
+            tracker,
+            dispatch: Arc::default(),
+            listeners: std::sync::Mutex::new(Vec::new()),
+            seed: std::sync::atomic::AtomicU64::new(seed),
+        })
+    }
+
+    /// Receives every event from now on. A receiver that falls more than 4096 events behind gets
+    /// `Lagged` and should resynchronise from the list calls.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Opens a BGP listening socket and accepts connections for configured peers on it.
+    pub fn listen(self: &Arc<Self>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+        let l = Arc::new(transport::listen(addr)?);
+        let bound = l.local_addr()?;
+        let v6 = bound.is_ipv6();
+        self.listeners.lock().map_err(|_| std::io::Error::other("poisoned"))?.push((l.clone(), v6));
+        let dispatch = self.dispatch.clone();
+        let cancel = self.cancel.clone();
+        self.tracker.spawn(
+            async move {
+                loop {
+                    let (stream, remote) = tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        r = l.accept() => match r {
+                            Ok(x) => x,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "accept failed");
+                                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                                continue;
+                            }
+                        },
+                    };
+                    let ip = transport::canonical(remote.ip());
+                    let tx = dispatch.read().ok().and_then(|d| d.get(&ip).cloned());
+                    match tx {
+                        Some(tx) => {
+                            if tx.try_send(PeerCmd::Incoming(stream)).is_err() {
+                                tracing::warn!(%remote, "peer task busy: connection dropped");
+                            }
+                        }
+                        None => tracing::info!(%remote, "connection from an address that is not a configured peer: closed"),
+                    }
+                }
+            }
+            .instrument(tracing::info_span!("listener", addr = %bound)),
+        );
+        tracing::info!(addr = %bound, "BGP listening");
+        Ok(bound)
+    }
+
+    fn set_listener_md5(&self, peer: IpAddr, key: &[u8]) {
+        if let Ok(ls) = self.listeners.lock() {
+            for (l, v6) in ls.iter() {
+                // An IPv4-only listener cannot hold a key for an IPv6 peer.
+                if !*v6 && peer.is_ipv6() {
+                    continue;
+                }
+                if let Err(e) = transport::set_md5(l.as_ref(), *v6, peer, key) {
+                    tracing::warn!(%peer, error = %e, "cannot set TCP-MD5 key on listening socket");
+                }
+            }
+        }
+    }
+
+    fn resolve_asn_id(&self, spec: &PeerSpec) -> Result<(u32, Ipv4Addr), SpeakerError> {
+        let local_asn = match (spec.local_asn, self.cfg.local_asn) {
+            (0, Some(d)) => d,
+            (0, None) => return Err(ConfigError::new("local_asn", "required (speakerd has no --local-asn default)").into()),
+            (a, _) => a,
+        };
+        let router_id = spec
+            .router_id
+            .or(self.cfg.router_id)
+            .or_else(transport::default_router_id)
+            .ok_or_else(|| ConfigError::new("router_id", "required: the host has no IPv4 address to default to"))?;
+        Ok((local_asn, router_id))
+    }
+
+    fn spawn_peer(&self, spec: &PeerSpec, local_asn: u32, router_id: Ipv4Addr, shared: Arc<PeerShared>, restarting: bool) -> mpsc::Sender<PeerCmd> {
+        let (tx, rx) = mpsc::channel(64);
+        let seed = self.seed.fetch_add(0x9E37_79B9_7F4A_7C15, std::sync::atomic::Ordering::Relaxed);
+        let task = PeerTask::new(
+            PeerContext { spec: spec.clone(), local_asn, router_id, shared, events: self.events.clone(), restarting, seed },
+            rx,
+        );
+        let span = tracing::info_span!("peer", peer = %spec.address, name = %spec.name, asn = spec.peer_asn);
+        self.tracker.spawn(task.run(self.cancel.child_token()).instrument(span));
+        if let Ok(mut d) = self.dispatch.write() {
+            d.insert(spec.address, tx.clone());
+        }
+        tx
+    }
+
+    fn view(e: &PeerEntry) -> PeerView {
+        let advertised = e.shared.rib.lock().map(|r| r.advertised()).unwrap_or_default();
+        PeerView { spec: e.spec.clone(), local_asn: e.local_asn, status: e.shared.status(), advertised }
+    }
+
+    fn find<'a>(core: &'a Core, key: &str) -> Result<&'a PeerEntry, SpeakerError> {
+        let by_addr = key.parse::<IpAddr>().ok().map(transport::canonical).and_then(|a| core.peers.get(&a));
+        by_addr
+            .or_else(|| core.peers.values().find(|p| p.spec.name == key))
+            .ok_or_else(|| SpeakerError::NotFound(key.to_string()))
+    }
+
+    /// Adds a peer and starts its session.
+    pub async fn add_peer(&self, spec: PeerSpec) -> Result<PeerView, SpeakerError> {
+        let mut core = self.core.lock().await;
+        if core.peers.contains_key(&spec.address) {
+            return Err(SpeakerError::AlreadyExists(format!("peer {} already exists", spec.address)));
+        }
+        if core.peers.values().any(|p| p.spec.name == spec.name) {
+            return Err(SpeakerError::AlreadyExists(format!("a peer is already named {:?}", spec.name)));
+        }
+        if core.peers.len() >= self.cfg.max_peers {
+            return Err(SpeakerError::Limit(format!("at most {} peers", self.cfg.max_peers)));
+        }
+        let (local_asn, router_id) = self.resolve_asn_id(&spec)?;
+        if let Some(pw) = &spec.password {
+            self.set_listener_md5(spec.address, pw.as_bytes());
+        }
+        let shared = Arc::new(PeerShared::default());
+        let cmds = self.spawn_peer(&spec, local_asn, router_id, shared.clone(), true);
+        let entry = PeerEntry { spec: spec.clone(), local_asn, shared, cmds };
+        let all: BTreeSet<IpNet> = core.owners.values().flat_map(|s| s.keys().copied()).collect();
+        core.peers.insert(spec.address, entry);
+        sync_peer(&mut core, spec.address, &all);
+        tracing::info!(peer = %spec.address, name = %spec.name, asn = spec.peer_asn, "peer added");
+        Ok(Self::view(&core.peers[&spec.address]))
+    }
+
+    /// Replaces a peer's settings; resets the session only when a setting needs it. Returns whether it did.
+    pub async fn update_peer(&self, spec: PeerSpec) -> Result<(PeerView, bool), SpeakerError> {
+        let mut core = self.core.lock().await;
+        let old = core.peers.get(&spec.address).ok_or_else(|| SpeakerError::NotFound(spec.address.to_string()))?;
+        if core.peers.values().any(|p| p.spec.name == spec.name && p.spec.address != spec.address) {
+            return Err(SpeakerError::AlreadyExists(format!("a peer is already named {:?}", spec.name)));
+        }
+        let (local_asn, router_id) = self.resolve_asn_id(&spec)?;
+        let reset = old.spec.needs_reset(&spec) || old.local_asn != local_asn;
+        let shared = old.shared.clone();
+        if reset {
+            let _ = old.cmds.try_send(PeerCmd::Stop(Some(Notification::cease(err::cease::OTHER_CONFIGURATION_CHANGE))));
+            if old.spec.password != spec.password {
+                self.set_listener_md5(spec.address, spec.password.as_deref().unwrap_or("").as_bytes());
+            }
+            let cmds = self.spawn_peer(&spec, local_asn, router_id, shared.clone(), false);
+            core.peers.insert(spec.address, PeerEntry { spec: spec.clone(), local_asn, shared, cmds });
+        } else {
+            let _ = old.cmds.try_send(PeerCmd::Tune(Box::new(spec.clone())));
+            if let Some(e) = core.peers.get_mut(&spec.address) {
+                e.spec = spec.clone();
+            }
+        }
+        // The name may have changed which announcements select this peer.
+        let all: BTreeSet<IpNet> = core.owners.values().flat_map(|s| s.keys().copied()).collect();
+        sync_peer(&mut core, spec.address, &all);
+        tracing::info!(peer = %spec.address, reset, "peer updated");
+        Ok((Self::view(&core.peers[&spec.address]), reset))
+    }
+
+    /// Deletes a peer: Cease/Peer De-configured if the session is up.
+    pub async fn delete_peer(&self, key: &str) -> Result<(), SpeakerError> {
+        let mut core = self.core.lock().await;
+        let addr = Self::find(&core, key)?.spec.address;
+        let Some(e) = core.peers.remove(&addr) else { return Err(SpeakerError::NotFound(key.to_string())) };
+        let _ = e.cmds.try_send(PeerCmd::Stop(Some(Notification::cease(err::cease::PEER_DECONFIGURED))));
+        if let Ok(mut d) = self.dispatch.write() {
+            d.remove(&addr);
+        }
+        if e.spec.password.is_some() {
+            self.set_listener_md5(addr, b"");
+        }
+        let st = e.shared.status();
+        let _ = self.events.send(Event::Peer(PeerEvent {
+            address: addr,
+            name: e.spec.name.clone(),
+            old: st.state,
+            new: crate::bgp::fsm::State::Idle,
+            reason: "deleted".into(),
+            deleted: true,
+            at: SystemTime::now(),
+        }));
+        tracing::info!(peer = %addr, "peer deleted");
+        Ok(())
+    }
+
+    pub async fn get_peer(&self, key: &str) -> Result<PeerView, SpeakerError> {
+        let core = self.core.lock().await;
+        Self::find(&core, key).map(Self::view)
+    }
+
+    pub async fn list_peers(&self) -> Vec<PeerView> {
+        let core = self.core.lock().await;
+        core.peers.values().map(Self::view).collect()
+    }
+
+    pub async fn reset_peer(&self, key: &str, soft: bool) -> Result<(), SpeakerError> {
+        let core = self.core.lock().await;
+        let e = Self::find(&core, key)?;
+        e.cmds.try_send(PeerCmd::Reset { soft }).map_err(|_| SpeakerError::Limit("peer task busy, try again".into()))
+    }
+
+    /// Adds or replaces announcements in an owner's set.
+    pub async fn announce(&self, owner: &str, adverts: Vec<AdvertSpec>) -> Result<(), SpeakerError> {
+        let mut core = self.core.lock().await;
+        let mut set = core.owners.get(owner).cloned().unwrap_or_default();
+        for a in adverts {
+            set.insert(a.prefix, a);
+        }
+        self.replace_set(&mut core, owner, set).map(|_| ())
+    }
+
+    /// Removes prefixes from an owner's set; returns how many it had.
+    pub async fn withdraw(&self, owner: &str, prefixes: &[IpNet]) -> Result<u32, SpeakerError> {
+        let mut core = self.core.lock().await;
+        let mut set = core.owners.get(owner).cloned().unwrap_or_default();
+        let removed = prefixes.iter().filter(|p| set.remove(p).is_some()).count() as u32;
+        self.replace_set(&mut core, owner, set)?;
+        Ok(removed)
+    }
+
+    /// Replaces an owner's whole set. Returns (added, changed, removed).
+    pub async fn set_announcements(&self, owner: &str, adverts: Vec<AdvertSpec>) -> Result<(u32, u32, u32), SpeakerError> {
+        let mut core = self.core.lock().await;
+        // Of two announcements of one prefix, the last wins, as in Announce.
+        let set = adverts.into_iter().map(|a| (a.prefix, a)).collect();
+        self.replace_set(&mut core, owner, set)
+    }
+
+    pub async fn list_announcements(&self, owner: Option<&str>) -> Vec<(String, AdvertSpec)> {
+        let core = self.core.lock().await;
+        let mut v: Vec<(String, AdvertSpec)> = core
+            .owners
+            .iter()
+            .filter(|(o, _)| owner.is_none_or(|w| w == o.as_str()))
+            .flat_map(|(o, s)| s.values().map(move |a| (o.clone(), a.clone())))
+            .collect();
+        v.sort_by(|a, b| (a.1.prefix, &a.0).cmp(&(b.1.prefix, &b.0)));
+        v
+    }
+
+    /// Diffs an owner's old and new set, emits events, and updates every peer for the changed prefixes.
+    fn replace_set(&self, core: &mut Core, owner: &str, new: BTreeMap<IpNet, AdvertSpec>) -> Result<(u32, u32, u32), SpeakerError> {
+        if new.len() > self.cfg.max_announcements_per_owner {
+            return Err(SpeakerError::Limit(format!(
+                "{} announcements: at most {} per owner",
+                new.len(),
+                self.cfg.max_announcements_per_owner
+            )));
+        }
+        let old = core.owners.remove(owner).unwrap_or_default();
+        let mut changed_prefixes = BTreeSet::new();
+        let (mut added, mut changed, mut removed) = (0, 0, 0);
+        let now = SystemTime::now();
+        let emit = |change, advert: &AdvertSpec| {
+            let _ = self.events.send(Event::Announcement(AnnouncementEvent {
+                change,
+                owner: owner.to_string(),
+                advert: advert.clone(),
+                at: now,
+            }));
+        };
+        for (p, a) in &new {
+            match old.get(p) {
+                None => {
+                    added += 1;
+                    changed_prefixes.insert(*p);
+                    emit(AnnouncementChange::Added, a);
+                }
+                Some(o) if o != a => {
+                    changed += 1;
+                    changed_prefixes.insert(*p);
+                    emit(AnnouncementChange::Changed, a);
+                }
+                Some(_) => {}
+            }
+        }
+        for (p, a) in &old {
+            if !new.contains_key(p) {
+                removed += 1;
+                changed_prefixes.insert(*p);
+                emit(AnnouncementChange::Removed, a);
+            }
+        }
+        if !new.is_empty() {
+            core.owners.insert(owner.to_string(), new);
+        }
+        if !changed_prefixes.is_empty() {
+            let addrs: Vec<IpAddr> = core.peers.keys().copied().collect();
+            for a in addrs {
+                sync_peer(core, a, &changed_prefixes);
+            }
+            tracing::info!(owner, added, changed, removed, "announcements updated");
+        }
+        if core.interned.len() > 1024 {
+            core.interned.retain(|_, v| Arc::strong_count(v) > 1);
+        }
+        Ok((added, changed, removed))
+    }
+
+    /// Stops every peer: Cease/Administrative Shutdown (or silence where graceful restart is up).
+    pub fn shutdown(&self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Recomputes what peer `addr` should have for `prefixes` and hands it to its Adj-RIB-Out.
+fn sync_peer(core: &mut Core, addr: IpAddr, prefixes: &BTreeSet<IpNet>) {
+    let Some(peer) = core.peers.get(&addr) else { return };
+    let spec = peer.spec.clone();
+    let shared = peer.shared.clone();
+    let mut updates: Vec<(IpNet, Option<Arc<RouteAttrs>>)> = Vec::with_capacity(prefixes.len());
+    for p in prefixes {
+        let mut merged: Option<RouteAttrs> = None;
+        for set in core.owners.values() {
+            if let Some(a) = set.get(p).filter(|a| spec.selected_by(&a.peers)) {
+                match &mut merged {
+                    Some(m) => m.merge(&a.attrs),
+                    None => merged = Some(a.attrs.clone()),
+                }
+            }
+        }
+        let interned = merged.map(|m| core.interned.entry(m.clone()).or_insert_with(|| Arc::new(m)).clone());
+        updates.push((*p, interned));
+    }
+    shared.with_rib(|r| {
+        for (p, a) in updates {
+            r.set(p, a);
+        }
+    });
+}
