@@ -201,7 +201,10 @@ impl Open {
             params.put_slice(&v);
         }
         match u8::try_from(params.len()) {
-            Ok(l) if l < 255 => out.put_u8(l),
+            Ok(l) if l < 255 => {
+                out.put_u8(l);
+                out.put_slice(&params);
+            }
             _ => {
                 // RFC 9072 extended format: every parameter length becomes two octets.
                 out.put_u8(255);
