@@ -1,1 +1,326 @@
-fn main() {}
+//! `speakerctl`: the command-line client of speakerd's `speaker.v1` gRPC API.
+//!
+//! This file owns the global flags, the choice of socket, the connection and the exit codes; the
+//! commands live in `cmd/`, and everything that turns API messages into text lives in `output.rs`.
+//! Nothing here knows BGP: speakerd validates and applies, speakerctl only translates.
+//!
+//! Exit codes: 0 success, 1 the call failed (gRPC error, or output could not be written),
+//! 2 speakerd could not be reached (or clap rejected the command line).
+
+mod cmd;
+mod output;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use speaker_api::v1::speaker_client::SpeakerClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::cmd::CmdError;
+use crate::output::Format;
+
+const GLOBAL: &str = "Global options";
+
+/// Control speakerd: BGP peers, announcements, and a stream of changes.
+#[derive(Debug, Parser)]
+#[command(name = "speakerctl", version, about, propagate_version = true)]
+pub struct Cli {
+    /// speakerd's API socket. Default: $SPEAKERD_SOCKET, else /run/speakerd/speakerd.sock as root,
+    /// else $XDG_RUNTIME_DIR/speakerd.sock, else /tmp/speakerd-<uid>.sock.
+    #[arg(long, global = true, value_name = "PATH", conflicts_with = "addr", help_heading = GLOBAL)]
+    pub socket: Option<PathBuf>,
+
+    /// Connect over TCP instead of the Unix socket, e.g. http://127.0.0.1:50051.
+    #[arg(long, global = true, value_name = "http://HOST:PORT", value_parser = parse_addr, help_heading = GLOBAL)]
+    pub addr: Option<String>,
+
+    /// Output format.
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table, help_heading = GLOBAL)]
+    pub output: Format,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// BGP peers: list, show, add, update, delete, reset.
+    #[command(subcommand)]
+    Peer(cmd::peer::PeerCommand),
+    /// Announced prefixes: add, withdraw, list.
+    #[command(subcommand)]
+    Announce(cmd::announce::AnnounceCommand),
+    /// Stream peer state changes and announcement changes until interrupted.
+    Watch(cmd::watch::WatchArgs),
+    /// Print shell completions for speakerctl.
+    Completions {
+        /// The shell to generate completions for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Where speakerd listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unix(path) => write!(f, "{}", path.display()),
+            Self::Tcp(addr) => f.write_str(addr),
+        }
+    }
+}
+
+/// The socket speakerctl uses when `--socket` is not given, from the environment and the effective UID:
+/// `$SPEAKERD_SOCKET`, else `/run/speakerd/speakerd.sock` for root, else
+/// `$XDG_RUNTIME_DIR/speakerd.sock`, else `/tmp/speakerd-<uid>.sock`. Empty variables count as unset.
+fn default_socket_path(speakerd_socket: Option<OsString>, euid: u32, xdg_runtime_dir: Option<OsString>) -> PathBuf {
+    let set = |v: Option<OsString>| v.filter(|v| !v.is_empty());
+    if let Some(path) = set(speakerd_socket) {
+        return PathBuf::from(path);
+    }
+    if euid == 0 {
+        return PathBuf::from("/run/speakerd/speakerd.sock");
+    }
+    if let Some(dir) = set(xdg_runtime_dir) {
+        return Path::new(&dir).join("speakerd.sock");
+    }
+    PathBuf::from(format!("/tmp/speakerd-{euid}.sock"))
+}
+
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail (POSIX).
+    unsafe { libc::geteuid() }
+}
+
+/// `--addr` as the URI tonic connects to; HOST:PORT without a scheme is taken as http://HOST:PORT.
+fn parse_addr(s: &str) -> Result<String, String> {
+    let uri = if s.contains("://") { s.to_string() } else { format!("http://{s}") };
+    Endpoint::from_shared(uri.clone()).map_err(|e| error_chain(&e))?;
+    Ok(uri)
+}
+
+fn target(cli: &Cli) -> Target {
+    if let Some(addr) = &cli.addr {
+        return Target::Tcp(addr.clone());
+    }
+    match &cli.socket {
+        Some(path) => Target::Unix(path.clone()),
+        None => Target::Unix(default_socket_path(
+            std::env::var_os("SPEAKERD_SOCKET"),
+            effective_uid(),
+            std::env::var_os("XDG_RUNTIME_DIR"),
+        )),
+    }
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connects to speakerd; the error text says what failed, with every cause in the chain.
+async fn connect(target: &Target) -> Result<SpeakerClient<Channel>, String> {
+    let channel = match target {
+        Target::Unix(path) => {
+            // The URI is a placeholder required by tonic; the connector ignores it.
+            let endpoint = Endpoint::try_from("http://[::]:50051").map_err(|e| error_chain(&e))?;
+            let path = path.clone();
+            endpoint
+                .connect_timeout(CONNECT_TIMEOUT)
+                .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                    let path = path.clone();
+                    async move {
+                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                            tokio::net::UnixStream::connect(path).await?,
+                        ))
+                    }
+                }))
+                .await
+        }
+        Target::Tcp(addr) => {
+            let endpoint =
+                Endpoint::from_shared(addr.clone()).map_err(|e| format!("bad --addr: {}", error_chain(&e)))?;
+            endpoint.connect_timeout(CONNECT_TIMEOUT).connect().await
+        }
+    };
+    // tonic's own text ("transport error") says nothing its causes do not.
+    channel.map(SpeakerClient::new).map_err(|e| error_chain(&e).trim_start_matches("transport error: ").to_string())
+}
+
+/// `e` and its sources joined by ": ", skipping causes whose text repeats the previous one.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut last = text.clone();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let s = cause.to_string();
+        if s != last && !last.ends_with(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        last = s;
+        source = cause.source();
+    }
+    text
+}
+
+/// The line printed on stderr for a failed call: `error: <code description>: <message>`.
+fn status_line(status: &tonic::Status) -> String {
+    let description = status.code().description();
+    if status.message().is_empty() {
+        format!("error: {description}")
+    } else {
+        format!("error: {description}: {}", status.message())
+    }
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let format = cli.output;
+    let target = target(&cli);
+    let result = match cli.command {
+        Command::Completions { shell } => {
+            // Generated into memory first: clap_complete panics if writing to a closed pipe fails.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "speakerctl", &mut script);
+            cmd::write_all(&mut std::io::stdout().lock(), &script)
+        }
+        command => {
+            let mut client = match connect(&target).await {
+                Ok(client) => client,
+                Err(e) => {
+                    let hint = match &target {
+                        Target::Unix(_) => " (is speakerd running? set --socket or SPEAKERD_SOCKET)",
+                        Target::Tcp(_) => " (is speakerd running and listening there?)",
+                    };
+                    eprintln!("error: cannot connect to speakerd at {target}: {e}{hint}");
+                    return ExitCode::from(2);
+                }
+            };
+            let mut out = std::io::stdout().lock();
+            match command {
+                Command::Peer(c) => cmd::peer::run(&mut client, c, format, &mut out).await,
+                Command::Announce(c) => cmd::announce::run(&mut client, c, format, &mut out).await,
+                Command::Watch(args) => cmd::watch::run(&mut client, args, format, &mut out).await,
+                Command::Completions { .. } => unreachable!("handled above"),
+            }
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CmdError::Rpc(status)) => {
+            eprintln!("{}", status_line(&status));
+            ExitCode::from(1)
+        }
+        // `speakerctl watch | head`: the reader went away, which is how such a pipeline ends.
+        Err(CmdError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the tokio runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn default_socket_prefers_speakerd_socket_env() {
+        let path = default_socket_path(Some("/x/y.sock".into()), 0, Some("/run/user/1000".into()));
+        assert_eq!(path, PathBuf::from("/x/y.sock"));
+    }
+
+    #[test]
+    fn default_socket_for_root_is_under_run() {
+        assert_eq!(
+            default_socket_path(None, 0, Some("/run/user/0".into())),
+            PathBuf::from("/run/speakerd/speakerd.sock")
+        );
+    }
+
+    #[test]
+    fn default_socket_for_user_is_in_xdg_runtime_dir() {
+        assert_eq!(
+            default_socket_path(None, 1000, Some("/run/user/1000".into())),
+            PathBuf::from("/run/user/1000/speakerd.sock")
+        );
+    }
+
+    #[test]
+    fn default_socket_for_user_without_runtime_dir_is_in_tmp() {
+        assert_eq!(default_socket_path(None, 1000, None), PathBuf::from("/tmp/speakerd-1000.sock"));
+    }
+
+    #[test]
+    fn default_socket_treats_empty_variables_as_unset() {
+        assert_eq!(
+            default_socket_path(Some("".into()), 1000, Some("".into())),
+            PathBuf::from("/tmp/speakerd-1000.sock")
+        );
+    }
+
+    #[test]
+    fn addr_wins_over_socket_and_gets_a_scheme() {
+        let cli = Cli::try_parse_from(["speakerctl", "--addr", "127.0.0.1:50051", "peer", "list"]).unwrap();
+        assert_eq!(target(&cli), Target::Tcp("http://127.0.0.1:50051".into()));
+        let cli = Cli::try_parse_from(["speakerctl", "--addr", "http://[::1]:1", "peer", "list"]).unwrap();
+        assert_eq!(target(&cli), Target::Tcp("http://[::1]:1".into()));
+    }
+
+    #[test]
+    fn socket_flag_is_used_as_given() {
+        let cli = Cli::try_parse_from(["speakerctl", "peer", "list", "--socket", "/s.sock", "-o", "json"]).unwrap();
+        assert_eq!(target(&cli), Target::Unix("/s.sock".into()));
+        assert_eq!(cli.output, Format::Json);
+    }
+
+    #[test]
+    fn bad_addr_is_rejected_by_clap() {
+        assert!(Cli::try_parse_from(["speakerctl", "--addr", "http://bad host", "peer", "list"]).is_err());
+    }
+
+    #[test]
+    fn socket_and_addr_conflict() {
+        assert!(Cli::try_parse_from(["speakerctl", "--socket", "/s", "--addr", "http://h:1", "peer", "list"]).is_err());
+    }
+
+    #[test]
+    fn status_line_names_code_and_message() {
+        let status = tonic::Status::not_found("peer 192.0.2.9 is not configured");
+        assert_eq!(
+            status_line(&status),
+            "error: Some requested entity was not found: peer 192.0.2.9 is not configured"
+        );
+        assert_eq!(status_line(&tonic::Status::internal("")), "error: Internal error");
+    }
+
+    #[tokio::test]
+    async fn connect_failure_names_the_socket_cause() {
+        let target = Target::Unix("/nonexistent/speakerd-test.sock".into());
+        let Err(err) = connect(&target).await else { panic!("connect must fail") };
+        assert!(err.contains("No such file or directory"), "{err}");
+    }
+}
