@@ -698,7 +698,9 @@ pub fn watch_line(e: &WatchEventView) -> String {
         } else {
             format!("{who} {} -> {}", state_table_from_json(&p.old_state), state_table_from_json(&p.new_state))
         };
-        if !p.reason.is_empty() {
+        // A deletion's reason is "deleted", which the line already says.
+        let says_deleted = p.deleted && p.reason == "deleted";
+        if !p.reason.is_empty() && !says_deleted {
             let _ = write!(d, ": {}", p.reason);
         }
         ("peer", d)

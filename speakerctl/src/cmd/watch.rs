@@ -130,7 +130,7 @@ mod tests {
             .ends_with("peer          192.0.2.1 Established -> Idle: hold timer expired\n"));
         if let Some(watch_event::Event::Peer(p)) = &mut e.event {
             p.deleted = true;
-            p.reason = String::new();
+            p.reason = "deleted".into();
         }
         assert!(render_event(&e, Format::Table).unwrap().ends_with("192.0.2.1 deleted\n"));
     }
