@@ -1,0 +1,305 @@
+//! The gRPC API of the real speakerd binary over its real Unix socket: validation and status codes,
+//! owner isolation of SetAnnouncements, the watch stream, health, reflection, socket mode, and config
+//! reload on SIGHUP. No BGP peer is needed (the peers here never connect: --no-bgp-listen and a port
+//! nobody listens on).
+use speaker_api::v1 as pb;
+use speaker_api::v1::speaker_client::SpeakerClient;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+use tonic::Code;
+
+struct Daemon {
+    child: Child,
+    dir: PathBuf,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    fn start(extra: &[&str]) -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("speakerd-api-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("s.sock");
+        let log = std::fs::File::create(dir.join("log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_speakerd"))
+            .args(["--socket", socket.to_str().unwrap(), "--no-bgp-listen", "--local-asn", "65001", "--router-id", "192.0.2.1"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let d = Self { child, dir, socket };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !d.socket.exists() {
+            assert!(Instant::now() < deadline, "speakerd did not create its socket:\n{}", d.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: sending a signal to our own child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    async fn channel(&self) -> Channel {
+        let path = self.socket.clone();
+        tonic::transport::Endpoint::try_from("http://[::]:50051")
+            .unwrap()
+            .connect_with_connector(tower::service_fn(move |_| {
+                let path = path.clone();
+                async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+            }))
+            .await
+            .unwrap()
+    }
+
+    async fn client(&self) -> SpeakerClient<Channel> {
+        SpeakerClient::new(self.channel().await)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn peer(addr: &str, asn: u32) -> pb::PeerConfig {
+    // Port 1: nothing listens there, so the session stays down quietly.
+    pb::PeerConfig { address: addr.into(), peer_asn: asn, port: 1, ..Default::default() }
+}
+
+fn ann(prefix: &str) -> pb::Announcement {
+    pb::Announcement { prefix: prefix.into(), ..Default::default() }
+}
+
+async fn prefixes(c: &mut SpeakerClient<Channel>, owner: &str) -> Vec<String> {
+    let r = c.list_announcements(pb::ListAnnouncementsRequest { owner: owner.into() }).await.unwrap();
+    r.into_inner().announcements.into_iter().map(|a| format!("{}@{}", a.prefix, a.owner)).collect()
+}
+
+#[tokio::test]
+async fn invalid_arguments_name_the_field() {
+    let d = Daemon::start(&[]);
+    let mut c = d.client().await;
+    let cases: Vec<(pb::PeerConfig, &str)> = vec![
+        (peer("192.0.2.2", 0), "peer_asn"),
+        (peer("not-an-ip", 65002), "address"),
+        (pb::PeerConfig { hold_time_secs: Some(1), ..peer("192.0.2.2", 65002) }, "hold_time_secs"),
+        (pb::PeerConfig { password: "p".repeat(81), ..peer("192.0.2.2", 65002) }, "password"),
+    ];
+    for (p, field) in cases {
+        let e = c.add_peer(pb::AddPeerRequest { peer: Some(p) }).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().starts_with(field), "message {:?} should name {field}", e.message());
+    }
+    let e = c.add_peer(pb::AddPeerRequest { peer: None }).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+
+    let bad = vec![ann("203.0.113.1/32"), ann("203.0.113.1/24")];
+    let e = c.announce(pb::AnnounceRequest { owner: "t".into(), announcements: bad }).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("announcements[1].prefix") && e.message().contains("203.0.113.0/24"), "{}", e.message());
+    let mut a = ann("203.0.113.1/32");
+    a.communities = vec!["65536:1".into()];
+    let e = c.announce(pb::AnnounceRequest { owner: "t".into(), announcements: vec![a] }).await.unwrap_err();
+    assert!(e.message().contains("announcements[0].communities"), "{}", e.message());
+    let e = c.announce(pb::AnnounceRequest { owner: "bad owner".into(), announcements: vec![] }).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(prefixes(&mut c, "").await.is_empty(), "a rejected call changes nothing");
+    let e = c.withdraw(pb::WithdrawRequest { owner: "t".into(), prefixes: vec!["x".into()] }).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn peer_lifecycle_codes() {
+    let d = Daemon::start(&[]);
+    let mut c = d.client().await;
+    let added = c.add_peer(pb::AddPeerRequest { peer: Some(pb::PeerConfig { name: "r1".into(), ..peer("192.0.2.2", 65002) }) }).await.unwrap();
+    let p = added.into_inner().peer.unwrap();
+    assert_eq!(p.config.as_ref().unwrap().local_asn, 65001, "default local ASN filled in");
+    let e = c.add_peer(pb::AddPeerRequest { peer: Some(peer("192.0.2.2", 65002)) }).await.unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists);
+    let e = c.add_peer(pb::AddPeerRequest { peer: Some(pb::PeerConfig { name: "r1".into(), ..peer("192.0.2.3", 65002) }) }).await.unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists, "names are unique too");
+    // By name and by address.
+    let g = c.get_peer(pb::GetPeerRequest { peer: "r1".into() }).await.unwrap().into_inner();
+    assert_eq!(g.peer.unwrap().config.unwrap().address, "192.0.2.2");
+    assert_eq!(c.get_peer(pb::GetPeerRequest { peer: "192.0.2.9".into() }).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(c.get_peer(pb::GetPeerRequest { peer: " ".into() }).await.unwrap_err().code(), Code::InvalidArgument);
+    // Update: keepalive only → no reset; hold time → reset.
+    let r = c
+        .update_peer(pb::UpdatePeerRequest { peer: Some(pb::PeerConfig { name: "r1".into(), keepalive_time_secs: Some(5), ..peer("192.0.2.2", 65002) }) })
+        .await
+        .unwrap();
+    assert!(!r.into_inner().reset);
+    let r = c
+        .update_peer(pb::UpdatePeerRequest { peer: Some(pb::PeerConfig { name: "r1".into(), hold_time_secs: Some(30), ..peer("192.0.2.2", 65002) }) })
+        .await
+        .unwrap();
+    assert!(r.into_inner().reset);
+    assert_eq!(c.update_peer(pb::UpdatePeerRequest { peer: Some(peer("192.0.2.9", 1)) }).await.unwrap_err().code(), Code::NotFound);
+    c.reset_peer(pb::ResetPeerRequest { peer: "r1".into(), soft: true }).await.unwrap();
+    let l = c.list_peers(pb::ListPeersRequest {}).await.unwrap().into_inner();
+    assert_eq!(l.peers.len(), 1);
+    assert_eq!(l.peers[0].config.as_ref().unwrap().password, "", "no password set, none shown");
+    c.delete_peer(pb::DeletePeerRequest { peer: "192.0.2.2".into() }).await.unwrap();
+    assert_eq!(c.delete_peer(pb::DeletePeerRequest { peer: "192.0.2.2".into() }).await.unwrap_err().code(), Code::NotFound);
+    assert!(c.list_peers(pb::ListPeersRequest {}).await.unwrap().into_inner().peers.is_empty());
+}
+
+#[tokio::test]
+async fn set_for_owner_never_touches_other_owners() {
+    let d = Daemon::start(&[]);
+    let mut c = d.client().await;
+    let set = |owner: &str, list: &[&str]| pb::SetAnnouncementsRequest {
+        owner: owner.into(),
+        announcements: list.iter().map(|p| ann(p)).collect(),
+    };
+    let r = c.set_announcements(set("k8s-bridge", &["203.0.113.1/32", "203.0.113.2/32"])).await.unwrap().into_inner();
+    assert_eq!((r.added, r.changed, r.removed), (2, 0, 0));
+    c.set_announcements(set("speakerctl", &["203.0.113.2/32", "2001:db8::5/128"])).await.unwrap();
+    // Idempotent: the same set again changes nothing.
+    let r = c.set_announcements(set("k8s-bridge", &["203.0.113.1/32", "203.0.113.2/32"])).await.unwrap().into_inner();
+    assert_eq!((r.added, r.changed, r.removed), (0, 0, 0));
+    let r = c.set_announcements(set("k8s-bridge", &["203.0.113.3/32"])).await.unwrap().into_inner();
+    assert_eq!((r.added, r.changed, r.removed), (1, 0, 2));
+    assert_eq!(
+        prefixes(&mut c, "").await,
+        vec!["203.0.113.2/32@speakerctl", "203.0.113.3/32@k8s-bridge", "2001:db8::5/128@speakerctl"]
+    );
+    c.set_announcements(set("k8s-bridge", &[])).await.unwrap();
+    assert_eq!(prefixes(&mut c, "speakerctl").await, vec!["203.0.113.2/32@speakerctl", "2001:db8::5/128@speakerctl"]);
+    let w = c.withdraw(pb::WithdrawRequest { owner: "other".into(), prefixes: vec!["203.0.113.2/32".into()] }).await.unwrap();
+    assert_eq!(w.into_inner().removed, 0, "another owner cannot withdraw speakerctl's prefix");
+    assert_eq!(prefixes(&mut c, "").await.len(), 2);
+}
+
+#[tokio::test]
+async fn watch_sends_initial_state_then_changes() {
+    let d = Daemon::start(&[]);
+    let mut c = d.client().await;
+    c.announce(pb::AnnounceRequest { owner: "a".into(), announcements: vec![ann("203.0.113.1/32")] }).await.unwrap();
+    let mut w = c.watch(pb::WatchRequest { initial_state: true }).await.unwrap().into_inner();
+    let first = w.next().await.unwrap().unwrap();
+    assert!(matches!(first.event, Some(pb::watch_event::Event::Announcement(ref a)) if a.announcement.as_ref().unwrap().prefix == "203.0.113.1/32"));
+    let synced = w.next().await.unwrap().unwrap();
+    assert_eq!(synced.event, Some(pb::watch_event::Event::Synced(true)));
+    let mut c2 = d.client().await;
+    c2.withdraw(pb::WithdrawRequest { owner: "a".into(), prefixes: vec!["203.0.113.1/32".into()] }).await.unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(5), w.next()).await.unwrap().unwrap().unwrap();
+    let Some(pb::watch_event::Event::Announcement(a)) = ev.event else { panic!("{ev:?}") };
+    assert_eq!(a.kind, pb::announcement_event::Kind::Removed as i32);
+    c2.add_peer(pb::AddPeerRequest { peer: Some(peer("192.0.2.2", 65002)) }).await.unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(5), w.next()).await.unwrap().unwrap().unwrap();
+    let Some(pb::watch_event::Event::Peer(p)) = ev.event else { panic!("{ev:?}") };
+    assert_eq!((p.address.as_str(), p.old_state, p.new_state), ("192.0.2.2", pb::SessionState::Idle as i32, pb::SessionState::Connect as i32));
+}
+
+#[tokio::test]
+async fn socket_is_private_and_serves_health_and_reflection() {
+    let d = Daemon::start(&[]);
+    let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let ch = d.channel().await;
+    let mut h = tonic_health::pb::health_client::HealthClient::new(ch.clone());
+    let r = h.check(tonic_health::pb::HealthCheckRequest { service: "speaker.v1.Speaker".into() }).await.unwrap();
+    assert_eq!(r.into_inner().status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+
+    use tonic_reflection::pb::v1::{server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest, server_reflection_response::MessageResponse, ServerReflectionRequest};
+    let mut rc = ServerReflectionClient::new(ch);
+    let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let mut resp = rc.server_reflection_info(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.next().await.unwrap().unwrap().message_response else { panic!() };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"speaker.v1.Speaker".to_string()), "{names:?}");
+}
+
+#[tokio::test]
+async fn second_instance_on_the_same_socket_refuses_to_start() {
+    let d = Daemon::start(&[]);
+    let out = Command::new(env!("CARGO_BIN_EXE_speakerd"))
+        .args(["--socket", d.socket.to_str().unwrap(), "--no-bgp-listen", "--local-asn", "65001"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn write(p: &Path, s: &str) {
+    std::fs::write(p, s).unwrap();
+}
+
+#[tokio::test]
+async fn sighup_applies_only_what_changed_and_keeps_last_good_config() {
+    let dir = std::env::temp_dir().join(format!("speakerd-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("speakerd.toml");
+    let base = "[[peers]]\naddress = \"192.0.2.2\"\npeer_asn = 65002\nport = 1\n\n[[announcements]]\nprefix = \"203.0.113.1/32\"\n";
+    write(&cfg, base);
+    let d = Daemon::start(&["--config", cfg.to_str().unwrap()]);
+    let mut c = d.client().await;
+    assert_eq!(prefixes(&mut c, "").await, vec!["203.0.113.1/32@config-file"]);
+    let mut w = c.watch(pb::WatchRequest { initial_state: false }).await.unwrap().into_inner();
+
+    // Add a peer and change the announcement; the existing peer is unchanged.
+    write(&cfg, &format!("{base}\n[[peers]]\naddress = \"192.0.2.3\"\npeer_asn = 65003\nport = 1\n").replace("203.0.113.1/32", "203.0.113.9/32"));
+    d.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while prefixes(&mut c, "").await != vec!["203.0.113.9/32@config-file"] {
+        assert!(Instant::now() < deadline, "reload not applied:\n{}", d.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let peers = c.list_peers(pb::ListPeersRequest {}).await.unwrap().into_inner().peers;
+    assert_eq!(peers.len(), 2);
+    // Events since the reload: nothing about the unchanged peer 192.0.2.2.
+    let mut seen = Vec::new();
+    while let Ok(Some(Ok(ev))) = tokio::time::timeout(Duration::from_millis(500), w.next()).await {
+        if let Some(pb::watch_event::Event::Peer(p)) = ev.event {
+            seen.push(p.address);
+        }
+    }
+    assert!(!seen.contains(&"192.0.2.2".to_string()), "unchanged peer flapped: {seen:?}");
+
+    // A broken file is rejected and the last good state stays.
+    write(&cfg, "[[peers]]\naddress = \"192.0.2.2\"\npeer_asn = 0\n");
+    d.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d.log().contains("config reload rejected") {
+        assert!(Instant::now() < deadline, "no rejection logged:\n{}", d.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(d.log().contains("peers[0].peer_asn"), "the log names the field:\n{}", d.log());
+    assert_eq!(c.list_peers(pb::ListPeersRequest {}).await.unwrap().into_inner().peers.len(), 2);
+    assert_eq!(prefixes(&mut c, "").await, vec!["203.0.113.9/32@config-file"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn sigterm_exits_cleanly_and_removes_the_socket() {
+    let mut d = Daemon::start(&[]);
+    d.signal(libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(st) = d.child.try_wait().unwrap() {
+            assert!(st.success(), "exit status {st:?}\n{}", d.log());
+            break;
+        }
+        assert!(Instant::now() < deadline, "speakerd did not exit on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!d.socket.exists());
+}
