@@ -38,15 +38,8 @@ pub fn socket_path_for(
 }
 
 fn effective_uid() -> u32 {
-    // /proc/self/status: "Uid:\treal\teffective\t..."; no libc needed for this one number.
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).and_then(|u| u.parse().ok()))
-        })
-        .unwrap_or(u32::MAX)
+    // SAFETY: geteuid has no preconditions and cannot fail (POSIX).
+    unsafe { libc::geteuid() }
 }
 
 #[cfg(test)]
@@ -59,5 +52,7 @@ mod tests {
         assert_eq!(socket_path_for(None, 0, Some("/run/user/0".into())).to_str(), Some("/run/speakerd/speakerd.sock"));
         assert_eq!(socket_path_for(None, 1000, Some("/run/user/1000".into())).to_str(), Some("/run/user/1000/speakerd.sock"));
         assert_eq!(socket_path_for(None, 1000, None).to_str(), Some("/tmp/speakerd-1000.sock"));
+        // Empty variables count as unset.
+        assert_eq!(socket_path_for(Some("".into()), 1000, Some("".into())).to_str(), Some("/tmp/speakerd-1000.sock"));
     }
 }

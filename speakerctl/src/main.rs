@@ -10,8 +10,7 @@
 mod cmd;
 mod output;
 
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -79,28 +78,6 @@ impl std::fmt::Display for Target {
     }
 }
 
-/// The socket speakerctl uses when `--socket` is not given, from the environment and the effective UID:
-/// `$SPEAKERD_SOCKET`, else `/run/speakerd/speakerd.sock` for root, else
-/// `$XDG_RUNTIME_DIR/speakerd.sock`, else `/tmp/speakerd-<uid>.sock`. Empty variables count as unset.
-fn default_socket_path(speakerd_socket: Option<OsString>, euid: u32, xdg_runtime_dir: Option<OsString>) -> PathBuf {
-    let set = |v: Option<OsString>| v.filter(|v| !v.is_empty());
-    if let Some(path) = set(speakerd_socket) {
-        return PathBuf::from(path);
-    }
-    if euid == 0 {
-        return PathBuf::from("/run/speakerd/speakerd.sock");
-    }
-    if let Some(dir) = set(xdg_runtime_dir) {
-        return Path::new(&dir).join("speakerd.sock");
-    }
-    PathBuf::from(format!("/tmp/speakerd-{euid}.sock"))
-}
-
-fn effective_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail (POSIX).
-    unsafe { libc::geteuid() }
-}
-
 /// `--addr` as the URI tonic connects to; HOST:PORT without a scheme is taken as http://HOST:PORT.
 fn parse_addr(s: &str) -> Result<String, String> {
     let uri = if s.contains("://") { s.to_string() } else { format!("http://{s}") };
@@ -114,11 +91,7 @@ fn target(cli: &Cli) -> Target {
     }
     match &cli.socket {
         Some(path) => Target::Unix(path.clone()),
-        None => Target::Unix(default_socket_path(
-            std::env::var_os("SPEAKERD_SOCKET"),
-            effective_uid(),
-            std::env::var_os("XDG_RUNTIME_DIR"),
-        )),
+        None => Target::Unix(speaker_api::default_socket_path()),
     }
 }
 
@@ -245,41 +218,6 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn default_socket_prefers_speakerd_socket_env() {
-        let path = default_socket_path(Some("/x/y.sock".into()), 0, Some("/run/user/1000".into()));
-        assert_eq!(path, PathBuf::from("/x/y.sock"));
-    }
-
-    #[test]
-    fn default_socket_for_root_is_under_run() {
-        assert_eq!(
-            default_socket_path(None, 0, Some("/run/user/0".into())),
-            PathBuf::from("/run/speakerd/speakerd.sock")
-        );
-    }
-
-    #[test]
-    fn default_socket_for_user_is_in_xdg_runtime_dir() {
-        assert_eq!(
-            default_socket_path(None, 1000, Some("/run/user/1000".into())),
-            PathBuf::from("/run/user/1000/speakerd.sock")
-        );
-    }
-
-    #[test]
-    fn default_socket_for_user_without_runtime_dir_is_in_tmp() {
-        assert_eq!(default_socket_path(None, 1000, None), PathBuf::from("/tmp/speakerd-1000.sock"));
-    }
-
-    #[test]
-    fn default_socket_treats_empty_variables_as_unset() {
-        assert_eq!(
-            default_socket_path(Some("".into()), 1000, Some("".into())),
-            PathBuf::from("/tmp/speakerd-1000.sock")
-        );
     }
 
     #[test]

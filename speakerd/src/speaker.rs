@@ -8,7 +8,7 @@ use crate::bgp::session::{PeerCmd, PeerContext, PeerShared, PeerStatus, PeerTask
 use crate::bgp::transport;
 use crate::bgp::wire::{iana::err, Notification};
 use crate::config::spec::{AdvertSpec, ConfigError, PeerSpec, RouteAttrs};
-use crate::events::{AnnouncementChange, AnnouncementEvent, Event, PeerEvent};
+use crate::events::{AnnouncementChange, AnnouncementEvent, Event};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -242,7 +242,8 @@ impl Speaker {
         let reset = old.spec.needs_reset(&spec) || old.local_asn != local_asn;
         let shared = old.shared.clone();
         if reset {
-            let _ = old.cmds.try_send(PeerCmd::Stop(Some(Notification::cease(err::cease::OTHER_CONFIGURATION_CHANGE))));
+            let n = Notification::cease(err::cease::OTHER_CONFIGURATION_CHANGE);
+            let _ = old.cmds.try_send(PeerCmd::Stop { notification: Some(n), deleted: false });
             if old.spec.password != spec.password {
                 self.set_listener_md5(spec.address, spec.password.as_deref().unwrap_or("").as_bytes());
             }
@@ -266,23 +267,15 @@ impl Speaker {
         let mut core = self.core.lock().await;
         let addr = Self::find(&core, key)?.spec.address;
         let Some(e) = core.peers.remove(&addr) else { return Err(SpeakerError::NotFound(key.to_string())) };
-        let _ = e.cmds.try_send(PeerCmd::Stop(Some(Notification::cease(err::cease::PEER_DECONFIGURED))));
+        // The task sends the NOTIFICATION and the one `deleted` event.
+        let n = Notification::cease(err::cease::PEER_DECONFIGURED);
+        let _ = e.cmds.try_send(PeerCmd::Stop { notification: Some(n), deleted: true });
         if let Ok(mut d) = self.dispatch.write() {
             d.remove(&addr);
         }
         if e.spec.password.is_some() {
             self.set_listener_md5(addr, b"");
         }
-        let st = e.shared.status();
-        let _ = self.events.send(Event::Peer(PeerEvent {
-            address: addr,
-            name: e.spec.name.clone(),
-            old: st.state,
-            new: crate::bgp::fsm::State::Idle,
-            reason: "deleted".into(),
-            deleted: true,
-            at: SystemTime::now(),
-        }));
         tracing::info!(peer = %addr, "peer deleted");
         Ok(())
     }

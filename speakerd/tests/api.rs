@@ -207,6 +207,20 @@ async fn watch_sends_initial_state_then_changes() {
     let ev = tokio::time::timeout(Duration::from_secs(5), w.next()).await.unwrap().unwrap().unwrap();
     let Some(pb::watch_event::Event::Peer(p)) = ev.event else { panic!("{ev:?}") };
     assert_eq!((p.address.as_str(), p.old_state, p.new_state), ("192.0.2.2", pb::SessionState::Idle as i32, pb::SessionState::Connect as i32));
+    // Delete: one event says `deleted`, and nothing about the peer follows it.
+    c2.delete_peer(pb::DeletePeerRequest { peer: "192.0.2.2".into() }).await.unwrap();
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(5), w.next()).await.unwrap().unwrap().unwrap();
+        if let Some(pb::watch_event::Event::Peer(p)) = ev.event {
+            if p.deleted {
+                assert_eq!((p.new_state, p.reason.as_str()), (pb::SessionState::Idle as i32, "deleted"));
+                break;
+            }
+        }
+    }
+    if let Ok(Some(ev)) = tokio::time::timeout(Duration::from_millis(500), w.next()).await {
+        panic!("event after the peer was deleted: {ev:?}");
+    }
 }
 
 #[tokio::test]

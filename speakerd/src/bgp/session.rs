@@ -116,8 +116,9 @@ pub enum PeerCmd {
     Tune(Box<PeerSpec>),
     /// Reset the session (Cease/Administrative Reset), or with `soft` re-send everything both ways.
     Reset { soft: bool },
-    /// Send this NOTIFICATION (none: close silently) and end the task.
-    Stop(Option<Notification>),
+    /// Send this NOTIFICATION (none: close silently) and end the task. `deleted`: the peer is gone, and
+    /// the task's last event says so.
+    Stop { notification: Option<Notification>, deleted: bool },
 }
 
 /// Everything a peer task needs from the speaker.
@@ -243,6 +244,9 @@ pub struct PeerTask {
     up: Option<(ConnId, DecodeCtx)>,
     state: State,
     stop_after: bool,
+    /// The peer was deleted: the next state event (or, if none, a final one) carries `deleted`.
+    deleted: bool,
+    deleted_sent: bool,
 }
 
 impl PeerTask {
@@ -278,6 +282,8 @@ impl PeerTask {
             up: None,
             state: State::Idle,
             stop_after: false,
+            deleted: false,
+            deleted_sent: false,
         }
     }
 
@@ -338,6 +344,9 @@ impl PeerTask {
         .await;
         self.shared.with_rib(|r| r.session_down());
         self.set_state(State::Idle, "stopped");
+        if self.deleted && !self.deleted_sent {
+            self.emit(State::Idle, State::Idle, "deleted".into());
+        }
     }
 
     fn command(&mut self, cmd: PeerCmd) -> Option<Input> {
@@ -384,9 +393,10 @@ impl PeerTask {
                 self.apply(Input::Stop(Some(Notification::cease(err::cease::ADMINISTRATIVE_RESET))));
                 Some(Input::Start)
             }
-            PeerCmd::Stop(n) => {
+            PeerCmd::Stop { notification, deleted } => {
                 self.stop_after = true;
-                Some(Input::Stop(n))
+                self.deleted = deleted;
+                Some(Input::Stop(notification))
             }
         }
     }
@@ -533,13 +543,20 @@ impl PeerTask {
             s.state = new;
             s.since = Instant::now();
         });
+        self.emit(old, new, reason);
+    }
+
+    fn emit(&mut self, old: State, new: State, reason: String) {
+        let deleted = self.deleted;
+        self.deleted_sent |= deleted;
+        let reason = if deleted { "deleted".to_string() } else { reason };
         let _ = self.events.send(Event::Peer(PeerEvent {
             address: self.spec.address,
             name: self.spec.name.clone(),
             old,
             new,
             reason,
-            deleted: false,
+            deleted,
             at: SystemTime::now(),
         }));
     }

@@ -306,9 +306,13 @@ pub fn parse_community(s: &str) -> Result<u32, String> {
     t.parse::<u32>().map_err(|_| format!("{s:?} is not a community (ASN:VALUE, a 32-bit number, or a well-known name)"))
 }
 
-/// Formats a community as "A:B".
+/// Formats a community as its well-known name if it has one, else "A:B", so that what is listed reads
+/// as what was given.
 pub fn format_community(c: u32) -> String {
-    format!("{}:{}", c >> 16, c & 0xffff)
+    match WELL_KNOWN_COMMUNITIES.iter().find(|(_, v)| *v == c) {
+        Some((name, _)) => (*name).to_string(),
+        None => format!("{}:{}", c >> 16, c & 0xffff),
+    }
 }
 
 /// Parses an RFC 8092 large community "G:L1:L2".
@@ -435,6 +439,7 @@ mod tests {
         assert!(parse_community("65536:1").is_err());
         assert!(parse_community("a:b").is_err());
         assert_eq!(format_community((65000 << 16) | 100), "65000:100");
+        assert_eq!(format_community(0xFFFF_FF01), "no-export");
         assert_eq!(parse_large_community("4200000000:1:2").map(|c| format_large_community(&c)).as_deref(), Ok("4200000000:1:2"));
         assert!(parse_large_community("1:2").is_err());
     }
