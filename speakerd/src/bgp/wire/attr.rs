@@ -329,6 +329,11 @@ pub(crate) fn decode_attrs(field: &[u8], ctx: &DecodeCtx) -> Result<DecodedAttrs
         let Some(value) = len.and_then(|l| r.take(usize::from(l))) else {
             return overrun(&out, faults);
         };
+        if code == attr::LOCAL_PREF && !ctx.ibgp {
+            // RFC 7606 §7.5: from an external peer LOCAL_PREF "SHALL be discarded using the approach of
+            // 'attribute discard'", whatever its length or flags; only from an internal peer is it checked.
+            continue;
+        }
         let first = !std::mem::replace(&mut seen[usize::from(code)], true);
         if !first {
             // RFC 7606 §3 (g): a repeated MP_REACH/MP_UNREACH is a Malformed Attribute List; any other
@@ -418,7 +423,7 @@ fn decode_one(code: u8, flags: u8, v: &[u8], ctx: &DecodeCtx, out: &mut PathAttr
             }
             out.communities = Some(v.chunks_exact(4).filter_map(u32_of).collect());
         }
-        attr::MP_REACH_NLRI => out.mp_reach = Some(decode_mp_reach(v).ok_or_else(|| opt_err(code, flags, v))??),
+        attr::MP_REACH_NLRI => out.mp_reach = Some(decode_mp_reach(v, flags).ok_or_else(|| opt_err(code, flags, v))??),
         attr::MP_UNREACH_NLRI => {
             out.mp_unreach = Some(decode_mp_unreach(v).ok_or_else(|| opt_err(code, flags, v))??)
         }
@@ -485,7 +490,8 @@ fn decode_nlri(f: Family, field: &[u8]) -> Result<(Vec<IpNet>, Vec<u8>), WireErr
 }
 
 /// `None`: truncated. `Some(Err)`: bad next hop or NLRI, which RFC 7606 §7.11 and §5.3 make a session reset.
-fn decode_mp_reach(v: &[u8]) -> Option<Result<MpReach, WireError>> {
+/// A bad next hop is an Optional Attribute Error whose data is the whole attribute (RFC 4271 §6.3).
+fn decode_mp_reach(v: &[u8], flags: u8) -> Option<Result<MpReach, WireError>> {
     let mut r = Reader::new(v);
     let family = decode_family(&mut r)?;
     let nh_len = r.u8()?;
@@ -497,14 +503,14 @@ fn decode_mp_reach(v: &[u8]) -> Option<Result<MpReach, WireError>> {
             4 => MpNextHop::V4(n.ipv4()?),
             16 => MpNextHop::V6 { global: n.ipv6()?, link_local: None },
             32 => MpNextHop::V6 { global: n.ipv6()?, link_local: Some(n.ipv6()?) },
-            _ => return Some(Err(WireError::OptionalAttribute { code: attr::MP_REACH_NLRI, data: v.to_vec() })),
+            _ => return Some(Err(opt_err(attr::MP_REACH_NLRI, flags, v))),
         }
     } else {
         MpNextHop::Raw(nh.to_vec())
     };
     // IPv6 NLRI with an IPv4 next hop is meaningless for unicast.
     if family.afi == afi::IPV6 && matches!(next_hop, MpNextHop::V4(_)) {
-        return Some(Err(WireError::OptionalAttribute { code: attr::MP_REACH_NLRI, data: v.to_vec() }));
+        return Some(Err(opt_err(attr::MP_REACH_NLRI, flags, v)));
     }
     Some(decode_nlri(family, r.rest()).map(|(nlri, other_nlri)| MpReach { family, next_hop, nlri, other_nlri }))
 }
