@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Installs what the end-to-end tests need (namespaces tools, capture tools, gobgpd, BIRD 2, FRR) on Debian
+# bookworm, as root. Idempotent and fast when everything is present: apt is skipped then.
+# The tests start their own daemons inside network namespaces, so the packages' system services are
+# kept from starting during the install and stopped/disabled if they run anyway.
+set -euo pipefail
+
+PKGS=(
+  iproute2 iputils-ping iputils-arping ndisc6 tcpdump tshark
+  gobgpd bird2 frr
+  procps psmisc ca-certificates
+)
+SERVICES=(bird frr gobgpd)
+
+log() { echo "install-test-deps: $*"; }
+
+installed() { [ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null)" = "ii " ]; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo -n "$@"
+  else log "need root to run: $*"; return 1
+  fi
+}
+
+missing=()
+for p in "${PKGS[@]}"; do installed "$p" || missing+=("$p"); done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing: ${missing[*]}"
+  # keep the packages' services from starting (unless a policy is already in place, e.g. in containers)
+  policy_made=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    as_root sh -c 'printf "#!/bin/sh\nexit 101\n" >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d'
+    policy_made=1
+    trap 'as_root rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}"
+  if [ "$policy_made" = 1 ]; then as_root rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
+else
+  log "all ${#PKGS[@]} packages present"
+fi
+
+# No system instance of the daemons may run: stop and disable them if the package (or anyone) started them.
+pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+  for s in "${SERVICES[@]}"; do
+    systemctl cat "$s.service" >/dev/null 2>&1 || continue
+    if systemctl is-active --quiet "$s.service" || systemctl is-enabled --quiet "$s.service" 2>/dev/null; then
+      log "stopping and disabling $s.service"
+      as_root systemctl disable --now "$s.service" >/dev/null 2>&1 || log "could not disable $s.service"
+    fi
+  done
+else
+  # no systemd (containers): the init scripts track their daemons by pidfile
+  if pid_alive /run/bird/bird.pid && [ -x /etc/init.d/bird ]; then
+    log "stopping bird"; as_root /etc/init.d/bird stop || true
+  fi
+  for f in /run/frr/*.pid; do
+    if pid_alive "$f" && [ -x /etc/init.d/frr ]; then log "stopping frr"; as_root /etc/init.d/frr stop || true; break; fi
+  done
+fi
+
+# what the tests call, checked once here so a broken install fails early with a clear message
+for c in ip ping arping ndisc6 tcpdump tshark gobgpd gobgp bird birdc vtysh /usr/lib/frr/bgpd sysctl; do
+  command -v "$c" >/dev/null 2>&1 || { log "missing after install: $c"; exit 1; }
+done
+log "ok"
