@@ -1639,7 +1639,8 @@ pub fn parse_frr_prefix(doc: &Value) -> Vec<Route> {
                 .filter_map(|x| x.as_str().map(str::to_string))
                 .collect()
         };
-        r.communities = list(&p["community"]);
+        // FRR prints well-known communities by name; the other daemons print ASN:VALUE.
+        r.communities = list(&p["community"]).iter().map(|c| frr_well_known(c)).collect();
         r.large_communities = list(&p["largeCommunity"]);
         r.med = p["metric"].as_u64().map(|x| x as u32);
         r.local_pref = p["locPrf"]
@@ -1653,6 +1654,20 @@ pub fn parse_frr_prefix(doc: &Value) -> Vec<Route> {
 
 // ---------------------------------------------------------------------------------------------------
 // normalisation
+
+/// FRR's names of well-known communities (RFC 1997, 3765, 7999, 8326) → "ASN:VALUE".
+fn frr_well_known(c: &str) -> String {
+    match c {
+        "gshut" | "gracefulShutdown" => "65535:0",
+        "blackhole" => "65535:666",
+        "noExport" => "65535:65281",
+        "noAdvertise" => "65535:65282",
+        "localAs" | "noExportSubconfed" => "65535:65283",
+        "noPeer" => "65535:65284",
+        other => other,
+    }
+    .to_string()
+}
 
 /// "established" / "ESTABLISHED" / "BGP_FSM_ESTABLISHED" → "Established", etc.
 fn normalise_state(s: &str) -> String {
