@@ -189,35 +189,42 @@ impl Open {
         out.put_u16(self.my_as);
         out.put_u16(self.hold_time);
         out.put_slice(&self.router_id.octets());
-        // One Capabilities parameter per capability, as GoBGP, BIRD and FRR do.
-        let mut params = BytesMut::new();
+        // One Capabilities parameter per capability, as FRR does (GoBGP and BIRD put all in one parameter).
+        // Each parameter value is [code, length, value]; RFC 5492 gives the capability length one octet.
+        let mut params = Vec::with_capacity(self.capabilities.len());
         for c in &self.capabilities {
             let mut v = BytesMut::new();
             let code = encode_capability(c, &mut v);
-            params.put_u8(param::CAPABILITIES);
-            params.put_u8(u8::try_from(v.len() + 2).unwrap_or(u8::MAX));
-            params.put_u8(code);
-            params.put_u8(u8::try_from(v.len()).unwrap_or(u8::MAX));
-            params.put_slice(&v);
+            let mut p = BytesMut::with_capacity(v.len() + 2);
+            p.put_u8(code);
+            p.put_u8(u8::try_from(v.len()).unwrap_or(u8::MAX));
+            p.put_slice(&v);
+            params.push(p);
         }
-        match u8::try_from(params.len()) {
+        let short_len: usize = params.iter().map(|p| 2 + p.len()).sum();
+        match u8::try_from(short_len) {
+            // Below 255 every parameter length fits its octet too.
             Ok(l) if l < 255 => {
                 out.put_u8(l);
-                out.put_slice(&params);
+                for p in &params {
+                    out.put_u8(param::CAPABILITIES);
+                    out.put_u8(u8::try_from(p.len()).unwrap_or(u8::MAX));
+                    out.put_slice(p);
+                }
             }
             _ => {
-                // RFC 9072 extended format: every parameter length becomes two octets.
+                // RFC 9072 extended format: every parameter length becomes two octets. Built straight from
+                // the parameters, so that one longer than 255 octets (a capability value of 254 or 255
+                // octets) keeps its length.
                 out.put_u8(255);
                 out.put_u8(param::EXTENDED_LENGTH);
-                let mut ext = BytesMut::new();
-                let mut r = Reader::new(&params);
-                while let (Some(t), Some(l)) = (r.u8(), r.u8()) {
-                    ext.put_u8(t);
-                    ext.put_u16(u16::from(l));
-                    ext.put_slice(r.take(usize::from(l)).unwrap_or_default());
+                let ext_len: usize = params.iter().map(|p| 3 + p.len()).sum();
+                out.put_u16(u16::try_from(ext_len).unwrap_or(u16::MAX));
+                for p in &params {
+                    out.put_u8(param::CAPABILITIES);
+                    out.put_u16(u16::try_from(p.len()).unwrap_or(u16::MAX));
+                    out.put_slice(p);
                 }
-                out.put_u16(u16::try_from(ext.len()).unwrap_or(u16::MAX));
-                out.put_slice(&ext);
             }
         }
     }
