@@ -185,7 +185,7 @@ impl Speaker {
             PeerContext { spec: spec.clone(), local_asn, router_id, shared, events: self.events.clone(), restarting, seed },
             rx,
         );
-        let span = tracing::info_span!("peer", peer = %spec.address, name = %spec.name, asn = spec.peer_asn);
+        let span = tracing::info_span!("peer", peer = %spec.address, peer_name = %spec.name, asn = spec.peer_asn);
         self.tracker.spawn(task.run(self.cancel.child_token()).instrument(span));
         if let Ok(mut d) = self.dispatch.write() {
             d.insert(spec.address, tx.clone());

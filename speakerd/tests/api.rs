@@ -254,3 +254,25 @@ async fn sigterm_exits_cleanly_and_removes_the_socket() {
     }
     assert!(!d.socket.exists());
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_the_peer_span() {
+    let d = Daemon::start(&["--log-format", "json"]);
+    let mut c = d.client().await;
+    c.add_peer(pb::AddPeerRequest { peer: Some(pb::PeerConfig { name: "r9".into(), ..peer("192.0.2.9", 65009) }) }).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d.log().contains("session state") {
+        assert!(Instant::now() < deadline, "{}", d.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut saw_peer_span = false;
+    for line in d.log().lines().filter(|l| !l.is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v["message"] == "session state" {
+            assert_eq!(v["span"]["peer"], "192.0.2.9", "{line}");
+            assert_eq!(v["span"]["peer_name"], "r9", "{line}");
+            saw_peer_span = true;
+        }
+    }
+    assert!(saw_peer_span);
+}
