@@ -408,7 +408,15 @@ impl PeerTask {
         match ev {
             ConnEvent::Frame(f) => {
                 let ctx = self.up.filter(|(c, _)| *c == id).map(|(_, x)| x).unwrap_or_default();
-                Some(match wire::decode(&f, &ctx) {
+                // The decoder never panics by design (fuzzed and property-tested). Should it ever, that
+                // is a bug: the connection is dropped as if it had closed, and every other session goes on.
+                let decoded = std::panic::catch_unwind(|| wire::decode(&f, &ctx));
+                let Ok(decoded) = decoded else {
+                    tracing::error!(bytes = f.len(), "BUG: decoder panicked on a message; closing this connection");
+                    self.drop_conn(id);
+                    return Some(Input::Closed(id));
+                };
+                Some(match decoded {
                     Ok(m) => {
                         self.count_in(&m);
                         Input::Msg(id, m)
