@@ -166,12 +166,19 @@ impl Packer {
         out.put_u8(msg::UPDATE);
         start
     }
-    fn finish(out: &mut BytesMut, start: usize) {
-        attr::patch_u16(out, start + 16, out.len() - start);
+    /// Patches the length of the message begun at `start`, or removes it if it carries no prefix: an
+    /// UPDATE without NLRI would be junk, and an empty one would even read as an IPv4 End-of-RIB.
+    fn finish_or_undo(out: &mut BytesMut, start: usize, n: usize) -> usize {
+        if n == 0 {
+            out.truncate(start);
+        } else {
+            attr::patch_u16(out, start + 16, out.len() - start);
+        }
+        n
     }
 
     /// One UPDATE announcing IPv4 prefixes in the NLRI field. `attrs` must include NEXT_HOP.
-    /// Returns how many prefixes went in (0 only if `attrs` alone does not fit).
+    /// Returns how many prefixes went in; 0 (and nothing written) if not even the first one fits.
     pub fn reach_v4(&self, attrs: &[u8], nlri: &[IpNet], out: &mut BytesMut) -> usize {
         let fixed = HEADER_LEN + 2 + 2 + attrs.len();
         let Some(budget) = self.max_len.checked_sub(fixed) else { return 0 };
@@ -180,11 +187,11 @@ impl Packer {
         out.put_u16(u16::try_from(attrs.len()).unwrap_or(u16::MAX));
         out.put_slice(attrs);
         let n = attr::put_prefixes(out, nlri, budget);
-        Self::finish(out, start);
-        n
+        Self::finish_or_undo(out, start, n)
     }
 
-    /// One UPDATE announcing prefixes in MP_REACH_NLRI (first attribute), followed by `attrs`.
+    /// One UPDATE announcing prefixes in MP_REACH_NLRI (first attribute), followed by `attrs`. Returns as
+    /// [`Packer::reach_v4`] does.
     pub fn reach_mp(&self, family: Family, nh: &MpNextHop, attrs: &[u8], nlri: &[IpNet], out: &mut BytesMut) -> usize {
         // header, two length fields, MP_REACH header (4) + AFI/SAFI (3) + NH len (1) + NH + reserved (1)
         let fixed = HEADER_LEN + 4 + 4 + 3 + 1 + nh.encoded_len_pub() + 1 + attrs.len();
@@ -197,26 +204,25 @@ impl Packer {
         let n = attr::put_mp_reach(out, family, nh, nlri, budget);
         out.put_slice(attrs);
         attr::patch_u16(out, al_at, out.len() - a_start);
-        Self::finish(out, start);
-        n
+        Self::finish_or_undo(out, start, n)
     }
 
-    /// One UPDATE withdrawing IPv4 prefixes in the Withdrawn Routes field.
+    /// One UPDATE withdrawing IPv4 prefixes in the Withdrawn Routes field. Returns how many went in; 0 (and
+    /// nothing written) if not even the first one fits.
     pub fn unreach_v4(&self, withdrawn: &[IpNet], out: &mut BytesMut) -> usize {
-        let budget = self.max_len - HEADER_LEN - 4;
+        let Some(budget) = self.max_len.checked_sub(HEADER_LEN + 4) else { return 0 };
         let start = Self::begin(out);
         let wl_at = out.len();
         out.put_u16(0);
         let n = attr::put_prefixes(out, withdrawn, budget);
         attr::patch_u16(out, wl_at, out.len() - wl_at - 2);
         out.put_u16(0);
-        Self::finish(out, start);
-        n
+        Self::finish_or_undo(out, start, n)
     }
 
-    /// One UPDATE withdrawing prefixes in MP_UNREACH_NLRI.
+    /// One UPDATE withdrawing prefixes in MP_UNREACH_NLRI. Returns as [`Packer::unreach_v4`] does.
     pub fn unreach_mp(&self, family: Family, withdrawn: &[IpNet], out: &mut BytesMut) -> usize {
-        let budget = self.max_len - HEADER_LEN - 4 - 4 - 3;
+        let Some(budget) = self.max_len.checked_sub(HEADER_LEN + 4 + 4 + 3) else { return 0 };
         let start = Self::begin(out);
         out.put_u16(0);
         let al_at = out.len();
@@ -224,7 +230,6 @@ impl Packer {
         let a_start = out.len();
         let n = attr::put_mp_unreach(out, family, withdrawn, budget);
         attr::patch_u16(out, al_at, out.len() - a_start);
-        Self::finish(out, start);
-        n
+        Self::finish_or_undo(out, start, n)
     }
 }
