@@ -601,8 +601,8 @@ fn large_communities_length_13_is_treat_as_withdraw() {
 
 #[test]
 fn malformed_as4_path_is_attribute_discard() {
-    // RFC 6793 §6 / RFC 7606 §7.x: a malformed AS4_PATH is discarded, and so is one with confederation
-    // segments. The routes stay.
+    // RFC 6793 §6: a malformed AS4_PATH, or one with confederation segments, is discarded ("attribute
+    // discard"); the routes stay. Checked on a 2-octet session, the only kind that should carry AS4_PATH.
     let two = DecodeCtx { four_octet_as: false, ibgp: false };
     let attrs2 = [origin_igp(), attr(WK, code::AS_PATH, &[2, 1, 0x5b, 0xa0]), next_hop()].concat();
     for value in [vec![2u8, 2, 0xfa, 0x56, 0xea, 0x00], vec![3, 1, 0xfa, 0x56, 0xea, 0x00], vec![2, 0]] {

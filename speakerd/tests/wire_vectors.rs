@@ -132,7 +132,8 @@ fn vectors() -> Vec<Vector> {
     vec![
         // ---------------------------------------------------------------------------------------------- OPEN
         Vector {
-            source: "gobgpd 3.10.0 OPEN, eBGP IPv4 session to BIRD (capture 1): AS 4200000000 as AS_TRANS, graceful restart for ipv4-unicast",
+            source: "gobgpd 3.10.0 OPEN, eBGP IPv4 session to BIRD (capture 1): AS 4200000000 as AS_TRANS, \
+                     graceful restart for ipv4-unicast",
             hex: "ffffffffffffffffffffffffffffffff 0043 01 \
                   04 5ba0 005a c0000201 26 \
                   02 24 0200 490402766d00 0104 00010001 4104 fa56ea00 4006 0078 00010100 0506 000100010002",
