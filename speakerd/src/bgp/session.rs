@@ -683,10 +683,13 @@ impl PeerTask {
     fn deliver(&mut self, m: Message) {
         match m {
             Message::Update(u) => self.received_update(u),
-            Message::RouteRefresh(rr) => {
+            // RFC 7313 §4: subtype 0 asks for the table; 1 and 2 (BoRR/EoRR) mark the peer's own
+            // re-advertisement and ask nothing of us; others are ignored.
+            Message::RouteRefresh(rr) if rr.subtype == 0 => {
                 tracing::debug!(family = %rr.family, "route refresh requested");
                 self.shared.with_rib(|r| r.resend_all());
             }
+            Message::RouteRefresh(rr) => tracing::debug!(family = %rr.family, subtype = rr.subtype, "route refresh marker ignored"),
             _ => {}
         }
     }
