@@ -7,3 +7,4 @@ pub mod api;
 pub mod events;
 pub mod speaker;
 pub mod metrics;
+pub mod election;
