@@ -657,7 +657,10 @@ impl PeerTask {
         self.fsm.set_restarting(false);
         self.shared.with_rib(|r| r.session_up(&n.families));
         let _ = c.ctl.try_send(WriterMsg::StartUpdates(Box::new(enc)));
+        // State and session info change together, so a reader never sees one without the other.
         self.shared.with_status(|s| {
+            s.state = State::Established;
+            s.since = Instant::now();
             s.established_count += 1;
             s.last_error.clear();
             s.negotiated = Some(SessionInfo { negotiated: n, local, remote });
@@ -672,7 +675,10 @@ impl PeerTask {
         self.up = None;
         self.adj_in.clear();
         self.shared.with_rib(|r| r.session_down());
+        let state = self.fsm.state();
         self.shared.with_status(|s| {
+            s.state = state;
+            s.since = Instant::now();
             s.dropped_count += 1;
             s.negotiated = None;
             s.received = [0; 2];
