@@ -8,3 +8,4 @@ pub mod events;
 pub mod speaker;
 pub mod metrics;
 pub mod election;
+pub mod l2;
