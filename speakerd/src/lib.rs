@@ -9,3 +9,4 @@ pub mod speaker;
 pub mod metrics;
 pub mod election;
 pub mod l2;
+pub mod netif;

@@ -140,85 +140,29 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 /// Global addresses of the interface that holds `local` (used to find an IPv6 next hop for an IPv4
 /// session and the reverse). Link-local, loopback and mapped addresses are skipped.
 pub fn interface_addresses_of(local: IpAddr) -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `ifap` with a list we free below with freeifaddrs.
-    if unsafe { libc::getifaddrs(&mut ifap) } != 0 {
-        return out;
-    }
-    let mut all: Vec<(String, IpAddr)> = Vec::new();
-    let mut cur = ifap;
-    while !cur.is_null() {
-        // SAFETY: `cur` is a node of the list returned by getifaddrs and not yet freed.
-        let ifa = unsafe { &*cur };
-        cur = ifa.ifa_next;
-        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
-            continue;
-        }
-        // SAFETY: ifa_name is a NUL-terminated C string owned by the list.
-        let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) }.to_string_lossy().into_owned();
-        // SAFETY: ifa_addr points to a sockaddr whose family tells its real type.
-        let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
-        let ip = match family {
-            libc::AF_INET => {
-                // SAFETY: family AF_INET means a sockaddr_in.
-                let sin = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in>() };
-                IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes())
-            }
-            libc::AF_INET6 => {
-                // SAFETY: family AF_INET6 means a sockaddr_in6.
-                let sin6 = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in6>() };
-                IpAddr::from(sin6.sin6_addr.s6_addr)
-            }
-            _ => continue,
-        };
-        all.push((name, ip));
-    }
-    // SAFETY: `ifap` came from getifaddrs and is freed once.
-    unsafe { libc::freeifaddrs(ifap) };
-    let Some(ifname) = all.iter().find(|(_, ip)| *ip == local).map(|(n, _)| n.clone()) else {
-        return out;
+    let all = crate::netif::interfaces();
+    let Some(iface) = all.iter().find(|i| i.addrs.iter().any(|a| a.addr() == local)) else {
+        return Vec::new();
     };
-    for (n, ip) in all {
-        let usable = match ip {
+    iface
+        .addrs
+        .iter()
+        .map(|a| a.addr())
+        .filter(|ip| match ip {
             IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_unspecified(),
             IpAddr::V6(v6) => {
                 !v6.is_loopback() && !v6.is_unicast_link_local() && v6.to_ipv4_mapped().is_none() && !v6.is_unspecified()
             }
-        };
-        if n == ifname && usable {
-            out.push(ip);
-        }
-    }
-    out
+        })
+        .collect()
 }
 
 /// The first IPv4 address of the host that is not loopback: the default BGP Identifier.
 pub fn default_router_id() -> Option<std::net::Ipv4Addr> {
-    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: as in `interface_addresses_of`.
-    if unsafe { libc::getifaddrs(&mut ifap) } != 0 {
-        return None;
-    }
-    let mut found = None;
-    let mut cur = ifap;
-    while !cur.is_null() && found.is_none() {
-        // SAFETY: node of the getifaddrs list.
-        let ifa = unsafe { &*cur };
-        cur = ifa.ifa_next;
-        // SAFETY: checked non-null; family tells the type.
-        if !ifa.ifa_addr.is_null() && i32::from(unsafe { (*ifa.ifa_addr).sa_family }) == libc::AF_INET {
-            // SAFETY: AF_INET means sockaddr_in.
-            let sin = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in>() };
-            let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-            if !ip.is_loopback() && !ip.is_unspecified() {
-                found = Some(ip);
-            }
-        }
-    }
-    // SAFETY: freed once.
-    unsafe { libc::freeifaddrs(ifap) };
-    found
+    crate::netif::interfaces().into_iter().flat_map(|i| i.addrs).find_map(|a| match a.addr() {
+        IpAddr::V4(v4) if !v4.is_loopback() && !v4.is_unspecified() => Some(v4),
+        _ => None,
+    })
 }
 
 #[cfg(test)]
