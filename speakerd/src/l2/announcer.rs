@@ -222,8 +222,9 @@ impl Announcer {
             Input::Frame { iface, frame } => self.frame(iface, &frame, &mut out),
             Input::Tick => {}
         }
-        self.bursts(now, &mut out);
+        // Sockets first: the driver must have them before the first frame of a burst goes out.
         self.listen(&mut out);
+        self.bursts(now, &mut out);
         if let Some(t) = self.claims.values().filter(|c| c.burst_left > 0 && !c.on.is_empty()).map(|c| c.next_burst).min() {
             out.push(Action::WakeAt(t));
         }
@@ -254,8 +255,9 @@ impl Announcer {
                     return;
                 }
                 self.counters.requests_received += 1;
-                let src = i.link_local().unwrap_or(target);
-                out.push(Action::Send { iface, frame: frames::neighbor_advert(i.mac, src, target, Some((reply_mac, src_ip))) });
+                // The NA comes from the target address itself: resolvers such as ndisc6 ignore
+                // advertisements from any other source, and the kernel accepts either.
+                out.push(Action::Send { iface, frame: frames::neighbor_advert(i.mac, target, target, Some((reply_mac, src_ip))) });
             }
         }
         self.counters.responses_sent += 1;

@@ -3,6 +3,8 @@
 //! `frames` (pure codecs) and `announcer` (sans-IO: which IP on which interface, bursts) hold the logic;
 //! `driver` owns AF_PACKET sockets, the netlink subscription and the clock.
 pub mod announcer;
+pub mod driver;
 pub mod frames;
 
 pub use announcer::{Claim, ClaimStatus, Iface, L2Config, L2Counters};
+pub use driver::{L2Error, L2Handle};
