@@ -10,3 +10,4 @@ pub mod metrics;
 pub mod election;
 pub mod l2;
 pub mod netif;
+pub mod membership;
