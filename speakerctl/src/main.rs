@@ -46,6 +46,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Layer 2 announcements: list, owner, add, withdraw.
+    #[command(subcommand)]
+    L2(cmd::l2::L2Command),
+    /// The gossip group (Layer 2 membership) as this node sees it.
+    Members,
     /// BGP peers: list, show, add, update, delete, reset.
     #[command(subcommand)]
     Peer(cmd::peer::PeerCommand),
@@ -180,6 +185,8 @@ async fn run(cli: Cli) -> ExitCode {
                 Command::Peer(c) => cmd::peer::run(&mut client, c, format, &mut out).await,
                 Command::Announce(c) => cmd::announce::run(&mut client, c, format, &mut out).await,
                 Command::Watch(args) => cmd::watch::run(&mut client, args, format, &mut out).await,
+                Command::L2(c) => cmd::l2::run(&mut client, c, format, &mut out).await,
+                Command::Members => cmd::l2::members(&mut client, format, &mut out).await,
                 Command::Completions { .. } => unreachable!("handled above"),
             }
         }

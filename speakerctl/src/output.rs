@@ -334,6 +334,54 @@ pub struct WatchEventView {
     pub announcement: Option<AnnouncementEventView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub synced: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub l2_owner: Option<L2OwnerEventView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member: Option<MemberView>,
+}
+
+/// The node answering for a Layer 2 IP changed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct L2OwnerEventView {
+    pub ip: String,
+    pub old_node: String,
+    pub new_node: String,
+    pub local: Option<bool>,
+}
+
+/// A gossip member (in `members` output and member events).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemberView {
+    pub name: String,
+    pub address: String,
+    pub state: String,
+    pub incarnation: u64,
+    pub local: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_state: Option<String>,
+}
+
+pub fn member_state(s: i32) -> String {
+    match speaker_api::v1::MemberState::try_from(s) {
+        Ok(speaker_api::v1::MemberState::Alive) => "alive",
+        Ok(speaker_api::v1::MemberState::Suspect) => "suspect",
+        Ok(speaker_api::v1::MemberState::Dead) => "dead",
+        _ => "unknown",
+    }
+    .to_string()
+}
+
+impl From<&speaker_api::v1::Member> for MemberView {
+    fn from(m: &speaker_api::v1::Member) -> Self {
+        Self {
+            name: m.name.clone(),
+            address: m.address.clone(),
+            state: member_state(m.state),
+            incarnation: m.incarnation,
+            local: m.local,
+            old_state: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -368,7 +416,8 @@ impl From<&PeerEvent> for PeerEventView {
 
 impl From<&WatchEvent> for WatchEventView {
     fn from(e: &WatchEvent) -> Self {
-        let mut view = Self { timestamp_ms: e.timestamp_ms, peer: None, announcement: None, synced: None };
+        let mut view =
+            Self { timestamp_ms: e.timestamp_ms, peer: None, announcement: None, synced: None, l2_owner: None, member: None };
         match &e.event {
             Some(watch_event::Event::Peer(p)) => view.peer = Some(PeerEventView::from(p)),
             Some(watch_event::Event::Announcement(a)) => {
@@ -378,6 +427,17 @@ impl From<&WatchEvent> for WatchEventView {
                 })
             }
             Some(watch_event::Event::Synced(s)) => view.synced = Some(*s),
+            Some(watch_event::Event::L2Owner(o)) => {
+                view.l2_owner = Some(L2OwnerEventView {
+                    ip: o.ip.clone(),
+                    old_node: o.old_node.clone(),
+                    new_node: o.new_node.clone(),
+                    local: o.local,
+                })
+            }
+            Some(watch_event::Event::Member(m)) => {
+                view.member = m.member.as_ref().map(|x| MemberView { old_state: Some(member_state(m.old_state)), ..MemberView::from(x) })
+            }
             None => {}
         }
         view
@@ -727,6 +787,16 @@ pub fn watch_line(e: &WatchEventView) -> String {
         ("announcement", d)
     } else if e.synced.is_some() {
         ("synced", "initial state sent; live changes follow".to_string())
+    } else if let Some(o) = &e.l2_owner {
+        let here = match o.local {
+            Some(true) => " (this node starts answering)",
+            Some(false) => " (this node stops answering)",
+            None => "",
+        };
+        ("l2-owner", format!("{} {} -> {}{here}", o.ip, cell(&o.old_node), cell(&o.new_node)))
+    } else if let Some(m) = &e.member {
+        let old = m.old_state.as_deref().unwrap_or("-");
+        ("member", format!("{} ({}) {old} -> {}", m.name, m.address, m.state))
     } else {
         ("unknown", "an event kind this speakerctl does not know".to_string())
     };

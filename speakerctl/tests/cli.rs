@@ -113,6 +113,38 @@ impl Speaker for FakeSpeakerd {
         }))
     }
 
+    // Layer 2 calls are not exercised by these tests; the fake says so if one is made.
+    async fn set_l2_announcements(
+        &self,
+        _: Request<speaker_api::v1::SetL2AnnouncementsRequest>,
+    ) -> Result<Response<speaker_api::v1::SetL2AnnouncementsResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn list_l2_announcements(
+        &self,
+        _: Request<speaker_api::v1::ListL2AnnouncementsRequest>,
+    ) -> Result<Response<speaker_api::v1::ListL2AnnouncementsResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn get_l2_owner(
+        &self,
+        _: Request<speaker_api::v1::GetL2OwnerRequest>,
+    ) -> Result<Response<speaker_api::v1::GetL2OwnerResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn list_members(
+        &self,
+        _: Request<speaker_api::v1::ListMembersRequest>,
+    ) -> Result<Response<speaker_api::v1::ListMembersResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn set_membership_seeds(
+        &self,
+        _: Request<speaker_api::v1::SetMembershipSeedsRequest>,
+    ) -> Result<Response<speaker_api::v1::SetMembershipSeedsResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
     type WatchStream = WatchStream;
 
     async fn watch(&self, r: Request<WatchRequest>) -> Result<Response<WatchStream>, Status> {

@@ -30,8 +30,29 @@ pub struct AnnouncementEvent {
     pub at: SystemTime,
 }
 
+/// The node answering for a Layer 2 IP changed, as this node computes it.
+#[derive(Debug, Clone)]
+pub struct L2OwnerEvent {
+    pub ip: std::net::IpAddr,
+    pub old: Option<String>,
+    pub new: Option<String>,
+    /// This node started (true) or stopped (false) answering; None if it is neither old nor new.
+    pub local: Option<bool>,
+    pub at: SystemTime,
+}
+
+/// A gossip member changed state (`old` is None for a member seen for the first time).
+#[derive(Debug, Clone)]
+pub struct MemberEvent {
+    pub member: crate::membership::Member,
+    pub old: Option<crate::membership::MemberState>,
+    pub at: SystemTime,
+}
+
 #[derive(Debug, Clone)]
 pub enum Event {
     Peer(PeerEvent),
     Announcement(AnnouncementEvent),
+    L2Owner(L2OwnerEvent),
+    Member(MemberEvent),
 }

@@ -53,6 +53,32 @@ struct Args {
     metrics: Option<SocketAddr>,
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// This node's name (the Kubernetes node name): the identity in the gossip group and in Layer 2
+    /// candidate lists. Default: $NODE_NAME, else the host name.
+    #[arg(long, env = "NODE_NAME")]
+    node_name: Option<String>,
+    /// UDP address of the gossip group (Layer 2 membership).
+    #[arg(long, default_value = "0.0.0.0:7946")]
+    gossip_bind: std::net::SocketAddr,
+    /// Address other nodes reach our gossip socket at. Default: the bind address, or the host's first
+    /// non-loopback IPv4 address.
+    #[arg(long)]
+    gossip_advertise: Option<std::net::SocketAddr>,
+    /// Other nodes' gossip addresses to join through (repeatable; IP or IP:PORT).
+    #[arg(long = "gossip-seed")]
+    gossip_seeds: Vec<String>,
+    /// File holding a shared secret that authenticates and encrypts gossip.
+    #[arg(long)]
+    gossip_secret_file: Option<PathBuf>,
+    /// No gossip: this node sees only itself (Layer 2 without failover).
+    #[arg(long)]
+    no_gossip: bool,
+    /// Gratuitous ARPs / unsolicited NAs sent when taking an IP over.
+    #[arg(long, default_value_t = 5)]
+    garp_count: u32,
+    /// Milliseconds between them.
+    #[arg(long, default_value_t = 1100)]
+    garp_interval_ms: u64,
 }
 
 fn init_tracing(format: LogFormat) {
@@ -112,6 +138,8 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
+
+    start_layer2(&args, &speaker, &cancel).await?;
 
     let mut loaded = file::Loaded::default();
     if let Some(path) = &args.config {
@@ -174,6 +202,47 @@ async fn main() -> anyhow::Result<()> {
         let _ = t.await;
     }
     let _ = std::fs::remove_file(&socket);
+    Ok(())
+}
+
+async fn start_layer2(args: &Args, speaker: &Arc<Speaker>, cancel: &CancellationToken) -> anyhow::Result<()> {
+    use speakerd::l2::{control::L2Control, L2Config, L2Handle};
+    use speakerd::membership::{Membership, MembershipConfig};
+    let node = args.node_name.clone().filter(|n| !n.is_empty()).unwrap_or_else(speakerd::membership::hostname);
+    let l2cfg = L2Config { garp_count: args.garp_count, garp_interval: Duration::from_millis(args.garp_interval_ms) };
+    let handle = L2Handle::start(l2cfg, cancel.child_token()).map_err(|e| anyhow::anyhow!("layer 2: {e}"))?;
+    let membership = if args.no_gossip {
+        None
+    } else {
+        let mut seeds = Vec::new();
+        for s in &args.gossip_seeds {
+            seeds.push(speakerd::api::server::parse_seed(s).ok_or_else(|| anyhow::anyhow!("--gossip-seed {s:?}: not IP or IP:PORT"))?);
+        }
+        let secret = match &args.gossip_secret_file {
+            Some(p) => {
+                let s = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+                let s = s.trim_ascii().to_vec();
+                if s.is_empty() {
+                    bail!("{}: the gossip secret is empty", p.display());
+                }
+                Some(s)
+            }
+            None => None,
+        };
+        let cfg = MembershipConfig { node_name: node.clone(), bind: args.gossip_bind, advertise: args.gossip_advertise, seeds, secret, ..MembershipConfig::default() };
+        match Membership::start(cfg, cancel.child_token()).await {
+            Ok(m) => {
+                tracing::info!(node = %node, addr = %m.local_addr(), "gossip membership started");
+                Some(m)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "gossip not started: this node sees only itself (no Layer 2 failover)");
+                None
+            }
+        }
+    };
+    let ctl = L2Control::start(node, handle, membership, speaker.events(), cancel.child_token());
+    speaker.attach_l2(ctl);
     Ok(())
 }
 

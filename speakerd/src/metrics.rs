@@ -76,6 +76,31 @@ pub async fn render(speaker: &Speaker) -> String {
     ] {
         family(name, "counter", help, &mut peers.iter().map(|p| (own(p), get(p).to_string())));
     }
+    if let Some(l2) = speaker.l2() {
+        let c = l2.counters();
+        // MetalLB labels these by IP; speakerd counts per node (an IP's counts are in `speakerctl l2 list`).
+        for (name, help, v) in [
+            ("metallb_layer2_requests_received", "ARP requests and Neighbor Solicitations received for owned IPs", c.requests_received),
+            ("metallb_layer2_responses_sent", "ARP replies and Neighbor Advertisements sent", c.responses_sent),
+            ("metallb_layer2_gratuitous_sent", "Gratuitous ARPs and unsolicited Neighbor Advertisements sent", c.gratuitous_sent),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        }
+        let owned = l2.status();
+        let failing = owned.iter().filter(|s| s.error.is_some()).count();
+        let _ = writeln!(
+            out,
+            "# HELP speakerd_layer2_owned_ips IPs this node owns, and of those how many it cannot answer for\n# TYPE speakerd_layer2_owned_ips gauge\nspeakerd_layer2_owned_ips{{answering=\"true\"}} {}\nspeakerd_layer2_owned_ips{{answering=\"false\"}} {failing}",
+            owned.len() - failing
+        );
+        let view = l2.view();
+        let _ = writeln!(out, "# HELP speakerd_gossip_members Gossip members by state, as this node sees them\n# TYPE speakerd_gossip_members gauge");
+        for st in [crate::membership::MemberState::Alive, crate::membership::MemberState::Suspect, crate::membership::MemberState::Dead] {
+            let n = view.members.iter().filter(|m| m.state == st).count();
+            let _ = writeln!(out, "speakerd_gossip_members{{state=\"{}\"}} {n}", format!("{st:?}").to_lowercase());
+        }
+        let _ = writeln!(out, "# HELP speakerd_layer2_quorate 1 if this node sees a majority of its Layer 2 candidate sets\n# TYPE speakerd_layer2_quorate gauge\nspeakerd_layer2_quorate {}", u8::from(l2.quorate()));
+    }
     out
 }
 

@@ -7,7 +7,8 @@
 use crate::bgp::session::{PeerCmd, PeerContext, PeerShared, PeerStatus, PeerTask};
 use crate::bgp::transport;
 use crate::bgp::wire::{iana::err, Notification};
-use crate::config::spec::{AdvertSpec, ConfigError, PeerSpec, RouteAttrs};
+use crate::config::spec::{AdvertSpec, ConfigError, L2Spec, PeerSpec, RouteAttrs};
+use crate::l2::control::L2Control;
 use crate::events::{AnnouncementChange, AnnouncementEvent, Event};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -72,6 +73,8 @@ struct Core {
     peers: BTreeMap<IpAddr, PeerEntry>,
     owners: BTreeMap<String, BTreeMap<IpNet, AdvertSpec>>,
     interned: HashMap<RouteAttrs, Arc<RouteAttrs>>,
+    /// Layer 2 announcements per owner.
+    l2: BTreeMap<String, BTreeMap<IpAddr, L2Spec>>,
 }
 
 type Dispatch = Arc<RwLock<HashMap<IpAddr, mpsc::Sender<PeerCmd>>>>;
@@ -86,6 +89,7 @@ pub struct Speaker {
     dispatch: Dispatch,
     listeners: std::sync::Mutex<Vec<(Arc<TcpListener>, bool)>>,
     seed: std::sync::atomic::AtomicU64,
+    l2: std::sync::OnceLock<Arc<L2Control>>,
 }
 
 impl Speaker {
@@ -101,7 +105,68 @@ impl Speaker {
             dispatch: Arc::default(),
             listeners: std::sync::Mutex::new(Vec::new()),
             seed: std::sync::atomic::AtomicU64::new(seed),
+            l2: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The sender of the event stream, for parts started beside the speaker (Layer 2 control).
+    pub fn events(&self) -> broadcast::Sender<Event> {
+        self.events.clone()
+    }
+
+    /// Attaches the Layer 2 control (once, at start-up).
+    pub fn attach_l2(&self, l2: Arc<L2Control>) {
+        let _ = self.l2.set(l2);
+    }
+
+    pub fn l2(&self) -> Option<&Arc<L2Control>> {
+        self.l2.get()
+    }
+
+    /// Replaces an owner's Layer 2 announcements. Returns (added, changed, removed).
+    pub async fn set_l2(&self, owner: &str, specs: Vec<L2Spec>) -> Result<(u32, u32, u32), SpeakerError> {
+        let l2 = self.l2.get().ok_or_else(|| SpeakerError::Limit("Layer 2 mode is not running on this node".into()))?;
+        let mut core = self.core.lock().await;
+        let new: BTreeMap<IpAddr, L2Spec> = specs.into_iter().map(|s| (s.ip, s)).collect();
+        if new.len() > self.cfg.max_announcements_per_owner {
+            return Err(SpeakerError::Limit(format!("at most {} announcements per owner", self.cfg.max_announcements_per_owner)));
+        }
+        let old = core.l2.remove(owner).unwrap_or_default();
+        let added = new.keys().filter(|k| !old.contains_key(k)).count() as u32;
+        let changed = new.iter().filter(|(k, v)| old.get(k).is_some_and(|o| o != *v)).count() as u32;
+        let removed = old.keys().filter(|k| !new.contains_key(k)).count() as u32;
+        if !new.is_empty() {
+            core.l2.insert(owner.to_string(), new);
+        }
+        let mut merged: BTreeMap<IpAddr, L2Spec> = BTreeMap::new();
+        for set in core.l2.values() {
+            for (ip, spec) in set {
+                match merged.get_mut(ip) {
+                    Some(m) => m.merge(spec),
+                    None => {
+                        merged.insert(*ip, spec.clone());
+                    }
+                }
+            }
+        }
+        l2.set_desired(merged);
+        if added + changed + removed > 0 {
+            tracing::info!(owner, added, changed, removed, "layer 2 announcements updated");
+        }
+        Ok((added, changed, removed))
+    }
+
+    /// Layer 2 announcements of one owner or all, by IP then owner.
+    pub async fn list_l2(&self, owner: Option<&str>) -> Vec<(String, L2Spec)> {
+        let core = self.core.lock().await;
+        let mut v: Vec<(String, L2Spec)> = core
+            .l2
+            .iter()
+            .filter(|(o, _)| owner.is_none_or(|w| w == o.as_str()))
+            .flat_map(|(o, s)| s.values().map(move |a| (o.clone(), a.clone())))
+            .collect();
+        v.sort_by(|a, b| (a.1.ip, &a.0).cmp(&(b.1.ip, &b.0)));
+        v
     }
 
     /// Receives every event from now on. A receiver that falls more than 4096 events behind gets

@@ -2,6 +2,7 @@
 //! and hands the response to `output` for rendering. No command retries or second-guesses speakerd.
 
 pub mod announce;
+pub mod l2;
 pub mod peer;
 pub mod watch;
 

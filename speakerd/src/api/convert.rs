@@ -103,8 +103,42 @@ pub fn millis(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+pub fn member(m: &crate::membership::Member) -> pb::Member {
+    pb::Member {
+        name: m.name.clone(),
+        address: m.addr.to_string(),
+        state: member_state(m.state) as i32,
+        incarnation: m.incarnation,
+        local: m.local,
+    }
+}
+
+pub fn member_state(s: crate::membership::MemberState) -> pb::MemberState {
+    match s {
+        crate::membership::MemberState::Alive => pb::MemberState::Alive,
+        crate::membership::MemberState::Suspect => pb::MemberState::Suspect,
+        crate::membership::MemberState::Dead => pb::MemberState::Dead,
+    }
+}
+
 pub fn event(e: &Event) -> pb::WatchEvent {
     match e {
+        Event::L2Owner(o) => pb::WatchEvent {
+            timestamp_ms: millis(o.at),
+            event: Some(pb::watch_event::Event::L2Owner(pb::L2OwnerEvent {
+                ip: o.ip.to_string(),
+                old_node: o.old.clone().unwrap_or_default(),
+                new_node: o.new.clone().unwrap_or_default(),
+                local: o.local,
+            })),
+        },
+        Event::Member(m) => pb::WatchEvent {
+            timestamp_ms: millis(m.at),
+            event: Some(pb::watch_event::Event::Member(pb::MemberEvent {
+                member: Some(member(&m.member)),
+                old_state: m.old.map_or(pb::MemberState::Unspecified, member_state) as i32,
+            })),
+        },
         Event::Peer(p) => pb::WatchEvent {
             timestamp_ms: millis(p.at),
             event: Some(pb::watch_event::Event::Peer(pb::PeerEvent {

@@ -1,6 +1,6 @@
 //! The `speaker.v1.Speaker` service, gRPC health and reflection, served on a Unix socket (or TCP).
 use super::convert;
-use crate::config::spec::{parse_owner, parse_prefix, AdvertSpec, ConfigError, PeerSpec};
+use crate::config::spec::{parse_owner, parse_prefix, AdvertSpec, ConfigError, L2Spec, PeerSpec};
 use crate::speaker::Speaker;
 use speaker_api::v1 as pb;
 use speaker_api::v1::speaker_server::{Speaker as SpeakerSvc, SpeakerServer};
@@ -53,6 +53,37 @@ fn key(s: &str) -> Result<&str, Status> {
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
+
+/// "IP" or "IP:PORT" (IPv6 with a port in brackets); the port defaults to 7946.
+pub fn parse_seed(s: &str) -> Option<std::net::SocketAddr> {
+    let s = s.trim();
+    s.parse::<std::net::SocketAddr>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(|ip| std::net::SocketAddr::new(ip, 7946)))
+}
+
+impl Api {
+    /// Layer 2 announcements with the current owner node, and this node's answering state.
+    fn l2_views(&self, list: &[(String, L2Spec)]) -> Vec<pb::L2Announcement> {
+        let l2 = self.speaker.l2();
+        let status = l2.map(|l| l.status()).unwrap_or_default();
+        list.iter()
+            .map(|(o, s)| {
+                let mut a = s.to_proto(o);
+                a.owner_node = l2.and_then(|l| l.owner(&s.ip)).unwrap_or_default();
+                if let Some(st) = status.iter().find(|st| st.ip == s.ip) {
+                    a.answering_on = st
+                        .answering_on
+                        .iter()
+                        .map(|(i, m)| format!("{i} {}", m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")))
+                        .collect();
+                    a.error = st.error.clone().unwrap_or_default();
+                }
+                a
+            })
+            .collect()
+    }
+}
 
 #[tonic::async_trait]
 impl SpeakerSvc for Api {
@@ -128,6 +159,74 @@ impl SpeakerSvc for Api {
         let list = self.speaker.list_announcements(owner.as_deref()).await;
         let announcements = list.iter().map(|(o, a)| a.to_proto(o)).collect();
         Ok(Response::new(pb::ListAnnouncementsResponse { announcements }))
+    }
+
+    async fn set_l2_announcements(
+        &self,
+        r: Request<pb::SetL2AnnouncementsRequest>,
+    ) -> Result<Response<pb::SetL2AnnouncementsResponse>, Status> {
+        let r = r.into_inner();
+        let owner = parse_owner(&r.owner).map_err(invalid)?;
+        if r.announcements.len() > MAX_ANNOUNCEMENTS_PER_CALL {
+            return Err(Status::resource_exhausted(format!("at most {MAX_ANNOUNCEMENTS_PER_CALL} announcements per call")));
+        }
+        let specs = r
+            .announcements
+            .iter()
+            .enumerate()
+            .map(|(i, a)| L2Spec::try_from((i, a)).map_err(invalid))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (added, changed, removed) = self.speaker.set_l2(&owner, specs).await.map_err(|e| match e {
+            crate::speaker::SpeakerError::Limit(m) if m.contains("not running") => Status::failed_precondition(m),
+            e => e.into(),
+        })?;
+        Ok(Response::new(pb::SetL2AnnouncementsResponse { added, changed, removed }))
+    }
+
+    async fn list_l2_announcements(
+        &self,
+        r: Request<pb::ListL2AnnouncementsRequest>,
+    ) -> Result<Response<pb::ListL2AnnouncementsResponse>, Status> {
+        let owner = &r.get_ref().owner;
+        let owner = if owner.is_empty() { None } else { Some(parse_owner(owner).map_err(invalid)?) };
+        let list = self.speaker.list_l2(owner.as_deref()).await;
+        Ok(Response::new(pb::ListL2AnnouncementsResponse { announcements: self.l2_views(&list) }))
+    }
+
+    async fn get_l2_owner(&self, r: Request<pb::GetL2OwnerRequest>) -> Result<Response<pb::GetL2OwnerResponse>, Status> {
+        let ip: std::net::IpAddr =
+            r.get_ref().ip.trim().parse().map_err(|_| Status::invalid_argument(format!("ip: {:?} is not an IP address", r.get_ref().ip)))?;
+        let ip = crate::bgp::transport::canonical(ip);
+        let list: Vec<_> = self.speaker.list_l2(None).await.into_iter().filter(|(_, s)| s.ip == ip).collect();
+        if list.is_empty() {
+            return Err(Status::not_found(format!("{ip} is not announced in Layer 2 mode")));
+        }
+        let node = self.speaker.l2().and_then(|l| l.owner(&ip)).unwrap_or_default();
+        Ok(Response::new(pb::GetL2OwnerResponse { node, announcements: self.l2_views(&list) }))
+    }
+
+    async fn list_members(&self, _: Request<pb::ListMembersRequest>) -> Result<Response<pb::ListMembersResponse>, Status> {
+        let l2 = self.speaker.l2().ok_or_else(|| Status::failed_precondition("Layer 2 mode is not running on this node"))?;
+        let members = l2.view().members.iter().map(convert::member).collect();
+        Ok(Response::new(pb::ListMembersResponse { members, quorate: l2.quorate() }))
+    }
+
+    async fn set_membership_seeds(
+        &self,
+        r: Request<pb::SetMembershipSeedsRequest>,
+    ) -> Result<Response<pb::SetMembershipSeedsResponse>, Status> {
+        let seeds = r
+            .get_ref()
+            .seeds
+            .iter()
+            .enumerate()
+            .map(|(i, s)| parse_seed(s).ok_or_else(|| Status::invalid_argument(format!("seeds[{i}]: {s:?} is not IP or IP:PORT"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let l2 = self.speaker.l2().ok_or_else(|| Status::failed_precondition("Layer 2 mode is not running on this node"))?;
+        if !l2.set_seeds(seeds) {
+            return Err(Status::failed_precondition("gossip is disabled on this node (--no-gossip)"));
+        }
+        Ok(Response::new(pb::SetMembershipSeedsResponse {}))
     }
 
     type WatchStream = WatchStream;

@@ -373,6 +373,83 @@ impl AdvertSpec {
     }
 }
 
+/// A validated Layer 2 announcement: one IP, its candidate nodes, and where it may be answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct L2Spec {
+    pub ip: IpAddr,
+    /// Candidate node names; empty = this node alone.
+    pub nodes: BTreeSet<String>,
+    pub interfaces: Vec<String>,
+    pub exclude_interfaces: Vec<String>,
+}
+
+fn iface_pattern(field: &str, s: &str) -> Result<String, ConfigError> {
+    let name = s.strip_suffix('*').unwrap_or(s);
+    let ok = (!name.is_empty() || s == "*") && name.len() < 16 && !name.contains(['/', ' ', '\0']);
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(ConfigError::new(field, format!("{s:?} is not an interface name (a trailing * matches a prefix)")))
+    }
+}
+
+impl TryFrom<(usize, &pb::L2Announcement)> for L2Spec {
+    type Error = ConfigError;
+
+    fn try_from((i, a): (usize, &pb::L2Announcement)) -> Result<Self, ConfigError> {
+        let f = |name: &str| format!("announcements[{i}].{name}");
+        let ip: IpAddr = a.ip.trim().parse().map_err(|_| ConfigError::new(f("ip"), format!("{:?} is not an IP address", a.ip)))?;
+        if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
+            return Err(ConfigError::new(f("ip"), format!("{ip} is not a unicast address")));
+        }
+        let mut nodes = BTreeSet::new();
+        for n in &a.nodes {
+            let n = n.trim();
+            if n.is_empty() || n.len() > 253 {
+                return Err(ConfigError::new(f("nodes"), format!("{n:?} is not a node name")));
+            }
+            nodes.insert(n.to_string());
+        }
+        let interfaces = a.interfaces.iter().map(|s| iface_pattern(&f("interfaces"), s)).collect::<Result<_, _>>()?;
+        let exclude_interfaces =
+            a.exclude_interfaces.iter().map(|s| iface_pattern(&f("exclude_interfaces"), s)).collect::<Result<_, _>>()?;
+        Ok(Self { ip: crate::bgp::transport::canonical(ip), nodes, interfaces, exclude_interfaces })
+    }
+}
+
+impl L2Spec {
+    /// Merges another owner's announcement of the same IP: candidates and exclusions united; interface
+    /// lists united, and an owner that allows any interface allows any.
+    pub fn merge(&mut self, o: &L2Spec) {
+        self.nodes.extend(o.nodes.iter().cloned());
+        if self.interfaces.is_empty() || o.interfaces.is_empty() {
+            self.interfaces.clear();
+        } else {
+            for i in &o.interfaces {
+                if !self.interfaces.contains(i) {
+                    self.interfaces.push(i.clone());
+                }
+            }
+        }
+        for e in &o.exclude_interfaces {
+            if !self.exclude_interfaces.contains(e) {
+                self.exclude_interfaces.push(e.clone());
+            }
+        }
+    }
+
+    pub fn to_proto(&self, owner: &str) -> pb::L2Announcement {
+        pb::L2Announcement {
+            ip: self.ip.to_string(),
+            nodes: self.nodes.iter().cloned().collect(),
+            interfaces: self.interfaces.clone(),
+            exclude_interfaces: self.exclude_interfaces.clone(),
+            owner: owner.to_string(),
+            ..Default::default()
+        }
+    }
+}
+
 /// Validates an owner name: 1..64 characters of `[A-Za-z0-9._:/-]`; empty means "default".
 pub fn parse_owner(s: &str) -> Result<String, ConfigError> {
     if s.is_empty() {

@@ -3,6 +3,7 @@
 //! `frames` (pure codecs) and `announcer` (sans-IO: which IP on which interface, bursts) hold the logic;
 //! `driver` owns AF_PACKET sockets, the netlink subscription and the clock.
 pub mod announcer;
+pub mod control;
 pub mod driver;
 pub mod frames;
 
