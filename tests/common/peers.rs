@@ -47,6 +47,8 @@ pub struct Neighbor {
     pub port: Option<u16>,
     /// Local address to connect from.
     pub source_address: Option<String>,
+    /// Do not announce the 4-octet AS capability (RFC 6793): an "OLD" 2-octet speaker. BIRD only.
+    pub no_as4: bool,
 }
 
 impl Neighbor {
@@ -61,6 +63,7 @@ impl Neighbor {
             ebgp_multihop: None,
             port: None,
             source_address: None,
+            no_as4: false,
         }
     }
     pub fn passive(mut self) -> Self {
@@ -85,6 +88,12 @@ impl Neighbor {
     }
     pub fn source_address(mut self, addr: impl ToString) -> Self {
         self.source_address = Some(norm_ip(&addr.to_string()));
+        self
+    }
+    /// Behave as a 2-octet-only ("OLD", RFC 6793) speaker on this session: BIRD's `enable as4 off`.
+    /// gobgpd and FRR cannot be configured so and panic.
+    pub fn no_as4(mut self) -> Self {
+        self.no_as4 = true;
         self
     }
     fn is_v6(&self) -> bool {
@@ -546,6 +555,7 @@ impl Gobgpd {
             s += &format!("  port = {p}\n");
         }
         for n in &c.neighbors {
+            assert!(!n.no_as4, "gobgpd cannot be configured without the 4-octet AS capability");
             s += &format!("[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{}\"\n    peer-as = {}\n", n.address, n.remote_asn);
             if let Some(pw) = &n.password {
                 s += &format!("    auth-password = \"{pw}\"\n");
@@ -931,11 +941,18 @@ impl Bird {
                     .unwrap_or_default(),
                 c.asn
             );
+            // With `enable as4 off` BIRD refuses a neighbor AS above 65535 (and AS_TRANS would not do: it
+            // checks the AS of the peer's 4-octet AS capability all the same), so such a neighbor is
+            // `external`: any AS but ours.
+            let remote = if n.no_as4 && n.remote_asn > 0xffff {
+                "external".to_string()
+            } else {
+                format!("as {}", n.remote_asn)
+            };
             s += &format!(
-                "  neighbor {}{} as {};\n",
+                "  neighbor {}{} {remote};\n",
                 n.address,
                 n.port.map(|p| format!(" port {p}")).unwrap_or_default(),
-                n.remote_asn
             );
             if let Some(a) = &n.source_address {
                 s += &format!("  source address {a};\n");
@@ -954,6 +971,9 @@ impl Bird {
             }
             if let Some(ttl) = n.ebgp_multihop {
                 s += &format!("  multihop {ttl};\n");
+            }
+            if n.no_as4 {
+                s += "  enable as4 off;\n";
             }
             // The family of the session as is; the other one with a next hop of its own family for exports,
             // extended next hop, and recursive gateways so that foreign next hops (gobgpd's IPv4-mapped
@@ -1349,6 +1369,7 @@ impl Frr {
             " bgp graceful-restart-disable\n"
         };
         for n in &c.neighbors {
+            assert!(!n.no_as4, "FRR cannot be configured without the 4-octet AS capability");
             let a = &n.address;
             s += &format!(" neighbor {a} remote-as {}\n", n.remote_asn);
             s += &format!(
