@@ -276,3 +276,37 @@ async fn json_logs_are_one_object_per_line_with_the_peer_span() {
     }
     assert!(saw_peer_span);
 }
+
+#[tokio::test]
+async fn layer2_arguments_are_validated() {
+    let d = Daemon::start(&["--no-gossip", "--node-name", "solo"]);
+    let mut c = d.client().await;
+    let l2 = |ip: &str| pb::L2Announcement { ip: ip.into(), ..Default::default() };
+    for (bad, field) in [
+        (l2("not-an-ip"), "announcements[0].ip"),
+        (l2("224.0.0.1"), "announcements[0].ip"),
+        (pb::L2Announcement { nodes: vec![" ".into()], ..l2("192.0.2.50") }, "announcements[0].nodes"),
+        (pb::L2Announcement { interfaces: vec!["a/b".into()], ..l2("192.0.2.50") }, "announcements[0].interfaces"),
+    ] {
+        let e = c.set_l2_announcements(pb::SetL2AnnouncementsRequest { owner: "t".into(), announcements: vec![bad] }).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().starts_with(field), "{}", e.message());
+    }
+    let e = c.get_l2_owner(pb::GetL2OwnerRequest { ip: "192.0.2.50".into() }).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let r = c
+        .set_l2_announcements(pb::SetL2AnnouncementsRequest { owner: "t".into(), announcements: vec![l2("192.0.2.50"), l2("2001:db8::50")] })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.added, r.changed, r.removed), (2, 0, 0));
+    // Candidates empty: this node alone owns it.
+    let o = c.get_l2_owner(pb::GetL2OwnerRequest { ip: "192.0.2.50".into() }).await.unwrap().into_inner();
+    assert_eq!(o.node, "solo");
+    let m = c.list_members(pb::ListMembersRequest {}).await.unwrap().into_inner();
+    assert_eq!((m.members.len(), m.members[0].name.as_str(), m.quorate), (1, "solo", true));
+    let e = c.set_membership_seeds(pb::SetMembershipSeedsRequest { seeds: vec!["nope".into()] }).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let e = c.set_membership_seeds(pb::SetMembershipSeedsRequest { seeds: vec!["192.0.2.9".into()] }).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "gossip is off: {e:?}");
+}
