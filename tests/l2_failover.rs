@@ -136,6 +136,22 @@ fn three_nodes_one_owner_and_failover_on_kill() {
     let v6_owner = c.agreed_owner("2001:db8::100", &[0, 1, 2]);
     assert!(nd_out.contains(&mac_of(&c.nodes[Cluster::index(&v6_owner)].0)), "ndisc6: {nd_out}");
 
+    // A survivor's watch stream must report the change of owner.
+    let watcher = (0..3).find(|i| *i != oi).unwrap_or(0);
+    let watch_log = lab.dir().join("watch.ndjson");
+    let w = &c.nodes[watcher].1;
+    let _watch = Proc::spawn(
+        "speakerctl watch",
+        &[bin_path("speakerctl").to_str().unwrap_or_default(), "--socket", w.socket().to_str().unwrap_or_default(), "-o", "json", "watch", "--initial"],
+        &watch_log,
+        &[],
+        None,
+    );
+    wait_until(T, "the watch to be subscribed", || match std::fs::read_to_string(&watch_log) {
+        Ok(t) if t.contains("\"synced\":true") => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+
     // Kill the owner: a survivor takes over and says so with gratuitous ARP.
     let killed_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     c.nodes[oi].1.kill9();
@@ -159,6 +175,14 @@ fn three_nodes_one_owner_and_failover_on_kill() {
         other => Err(format!("{other:?}")),
     });
     assert_eq!(mac, new_mac);
+
+    wait_until(T, "an l2_owner event for the IP on the survivor's watch", || {
+        let text = std::fs::read_to_string(&watch_log).unwrap_or_default();
+        let found = text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).any(|v| {
+            v["l2_owner"]["ip"] == ip && v["l2_owner"]["old_node"] == owner.as_str() && v["l2_owner"]["new_node"] == new_owner.as_str()
+        });
+        if found { Ok(()) } else { Err(text) }
+    });
 
     // At no point did two MACs answer for the IP except around the handover itself.
     let cap = std::fs::read_to_string(&cap_log).unwrap_or_default().to_lowercase();
@@ -191,6 +215,15 @@ fn link_down_moves_only_that_nodes_ips_and_return_does_not_flap_others() {
         } else {
             assert_eq!(&now, was, "{ip} moved although its owner is up");
         }
+    }
+    // The isolated node sees no majority: it computes no owner and claims nothing.
+    let vsp = &c.nodes[vi].1;
+    vsp.wait(T, "the isolated node to lose its quorum", || {
+        let m = vsp.speakerctl_json(&["members"]);
+        if m["quorate"] == false { Ok(()) } else { Err(m.to_string()) }
+    });
+    for ip in before.keys() {
+        assert_eq!(vsp.ctl(&["l2", "owner", ip]).trim(), "(none)", "isolated node still owns {ip}");
     }
     // The survivors answer for the victim's IPs.
     let moved = before.iter().find(|(_, o)| **o == victim).map(|(ip, _)| ip.clone()).unwrap_or_default();

@@ -99,6 +99,11 @@ pub async fn render(speaker: &Speaker) -> String {
             let n = view.members.iter().filter(|m| m.state == st).count();
             let _ = writeln!(out, "speakerd_gossip_members{{state=\"{}\"}} {n}", format!("{st:?}").to_lowercase());
         }
+        let _ = writeln!(
+            out,
+            "# HELP speakerd_layer2_owner_changes_total Times the owner of a Layer 2 IP changed, as this node computed it\n# TYPE speakerd_layer2_owner_changes_total counter\nspeakerd_layer2_owner_changes_total {}",
+            l2.owner_changes()
+        );
         let _ = writeln!(out, "# HELP speakerd_layer2_quorate 1 if this node sees a majority of its Layer 2 candidate sets\n# TYPE speakerd_layer2_quorate gauge\nspeakerd_layer2_quorate {}", u8::from(l2.quorate()));
     }
     out

@@ -24,6 +24,7 @@ pub struct L2Control {
     view: watch::Receiver<Arc<View>>,
     handle: L2Handle,
     membership: Option<Membership>,
+    owner_changes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl L2Control {
@@ -46,9 +47,17 @@ impl L2Control {
         };
         let (desired_tx, desired_rx) = watch::channel(Desired::default());
         let (owners_tx, owners_rx) = watch::channel(Owners::default());
-        let task = Task { node: node.clone(), handle: handle.clone(), events, owners: owners_tx, last_view: Arc::new(View::default()) };
+        let owner_changes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let task = Task {
+            node: node.clone(),
+            handle: handle.clone(),
+            events,
+            owners: owners_tx,
+            last_view: Arc::new(View::default()),
+            owner_changes: owner_changes.clone(),
+        };
         tokio::spawn(task.run(desired_rx, view.clone(), cancel));
-        Arc::new(Self { node, desired: desired_tx, owners: owners_rx, view, handle, membership })
+        Arc::new(Self { node, desired: desired_tx, owners: owners_rx, view, handle, membership, owner_changes })
     }
 
     pub fn node(&self) -> &str {
@@ -71,6 +80,11 @@ impl L2Control {
 
     pub fn counters(&self) -> L2Counters {
         self.handle.counters()
+    }
+
+    /// Times the owner of an IP changed, as this node computed it.
+    pub fn owner_changes(&self) -> u64 {
+        self.owner_changes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn view(&self) -> Arc<View> {
@@ -113,6 +127,7 @@ struct Task {
     events: broadcast::Sender<Event>,
     owners: watch::Sender<Owners>,
     last_view: Arc<View>,
+    owner_changes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Task {
@@ -164,6 +179,7 @@ impl Task {
                 Some(false) => tracing::info!(%ip, new_owner = ?is, "released: this node stops answering"),
                 None => tracing::debug!(%ip, old = ?was, new = ?is, "owner changed"),
             }
+            self.owner_changes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let _ = self.events.send(Event::L2Owner(L2OwnerEvent { ip, old: was, new: is, local, at: now }));
         }
         self.owners.send_replace(Arc::new(owners));
