@@ -44,6 +44,14 @@ fn adverts(list: &[pb::Announcement]) -> Result<Vec<AdvertSpec>, Status> {
     list.iter().enumerate().map(|(i, a)| AdvertSpec::try_from((i, a)).map_err(invalid)).collect()
 }
 
+/// The owner filter of a List call: empty means every owner.
+fn owner_filter(s: &str) -> Result<Option<String>, Status> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    parse_owner(s).map(Some).map_err(invalid)
+}
+
 fn key(s: &str) -> Result<&str, Status> {
     let k = s.trim();
     if k.is_empty() {
@@ -154,8 +162,7 @@ impl SpeakerSvc for Api {
         &self,
         r: Request<pb::ListAnnouncementsRequest>,
     ) -> Result<Response<pb::ListAnnouncementsResponse>, Status> {
-        let owner = &r.get_ref().owner;
-        let owner = if owner.is_empty() { None } else { Some(parse_owner(owner).map_err(invalid)?) };
+        let owner = owner_filter(&r.get_ref().owner)?;
         let list = self.speaker.list_announcements(owner.as_deref()).await;
         let announcements = list.iter().map(|(o, a)| a.to_proto(o)).collect();
         Ok(Response::new(pb::ListAnnouncementsResponse { announcements }))
@@ -187,8 +194,7 @@ impl SpeakerSvc for Api {
         &self,
         r: Request<pb::ListL2AnnouncementsRequest>,
     ) -> Result<Response<pb::ListL2AnnouncementsResponse>, Status> {
-        let owner = &r.get_ref().owner;
-        let owner = if owner.is_empty() { None } else { Some(parse_owner(owner).map_err(invalid)?) };
+        let owner = owner_filter(&r.get_ref().owner)?;
         let list = self.speaker.list_l2(owner.as_deref()).await;
         Ok(Response::new(pb::ListL2AnnouncementsResponse { announcements: self.l2_views(&list) }))
     }
