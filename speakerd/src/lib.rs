@@ -11,3 +11,4 @@ pub mod election;
 pub mod l2;
 pub mod netif;
 pub mod membership;
+pub mod bfd;

@@ -1,0 +1,5 @@
+//! BFD (RFC 5880) for BGP sessions: asynchronous mode, single hop (RFC 5881) and multihop (RFC 5883).
+//!
+//! `packet` (codec) and `fsm` (one session's state machine) are pure.
+pub mod fsm;
+pub mod packet;
