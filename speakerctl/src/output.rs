@@ -115,6 +115,30 @@ pub struct PeerView {
     pub last_notification_sent: Option<NotificationView>,
     pub last_notification_received: Option<NotificationView>,
     pub last_error: String,
+    /// `None` (null) unless the peer has a BFD profile.
+    pub bfd: Option<BfdView>,
+}
+
+/// A peer's BFD session.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BfdView {
+    pub state: String,
+    pub remote_state: String,
+    pub diagnostic: u32,
+    pub local_discriminator: u32,
+    pub remote_discriminator: u32,
+    pub tx_interval_ms: u32,
+    pub detect_time_ms: u32,
+    pub state_changes: u64,
+}
+
+/// A BFD state change in `watch`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BfdEventView {
+    pub address: String,
+    pub old_state: String,
+    pub new_state: String,
+    pub diagnostic: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -276,6 +300,16 @@ impl PeerView {
             last_notification_sent: s.last_notification_sent.as_ref().map(NotificationView::from),
             last_notification_received: s.last_notification_received.as_ref().map(NotificationView::from),
             last_error: s.last_error.clone(),
+            bfd: s.bfd.as_ref().map(|b| BfdView {
+                state: b.state.clone(),
+                remote_state: b.remote_state.clone(),
+                diagnostic: b.diagnostic,
+                local_discriminator: b.local_discriminator,
+                remote_discriminator: b.remote_discriminator,
+                tx_interval_ms: b.tx_interval_ms,
+                detect_time_ms: b.detect_time_ms,
+                state_changes: b.state_changes,
+            }),
         }
     }
 
@@ -338,6 +372,8 @@ pub struct WatchEventView {
     pub l2_owner: Option<L2OwnerEventView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub member: Option<MemberView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<BfdEventView>,
 }
 
 /// The node answering for a Layer 2 IP changed.
@@ -417,7 +453,7 @@ impl From<&PeerEvent> for PeerEventView {
 impl From<&WatchEvent> for WatchEventView {
     fn from(e: &WatchEvent) -> Self {
         let mut view =
-            Self { timestamp_ms: e.timestamp_ms, peer: None, announcement: None, synced: None, l2_owner: None, member: None };
+            Self { timestamp_ms: e.timestamp_ms, peer: None, announcement: None, synced: None, l2_owner: None, member: None, bfd: None };
         match &e.event {
             Some(watch_event::Event::Peer(p)) => view.peer = Some(PeerEventView::from(p)),
             Some(watch_event::Event::Announcement(a)) => {
@@ -433,6 +469,14 @@ impl From<&WatchEvent> for WatchEventView {
                     old_node: o.old_node.clone(),
                     new_node: o.new_node.clone(),
                     local: o.local,
+                })
+            }
+            Some(watch_event::Event::Bfd(b)) => {
+                view.bfd = Some(BfdEventView {
+                    address: b.address.clone(),
+                    old_state: b.old_state.clone(),
+                    new_state: b.new_state.clone(),
+                    diagnostic: b.diagnostic,
                 })
             }
             Some(watch_event::Event::Member(m)) => {
@@ -665,6 +709,22 @@ pub fn peer_block(p: &PeerView) -> String {
     b.kv("state", state_table_from_json(&p.state));
     b.kv("state_secs", format!("{} ({})", p.state_secs, format_duration(p.state_secs)));
     b.kv("last_error", cell(&p.last_error));
+    if let Some(bfd) = &p.bfd {
+        b.kv(
+            "bfd",
+            format!(
+                "{} (remote {}), tx {} ms, detect {} ms, diag {}, discriminators {}/{}, {} changes",
+                bfd.state,
+                bfd.remote_state,
+                bfd.tx_interval_ms,
+                bfd.detect_time_ms,
+                bfd.diagnostic,
+                bfd.local_discriminator,
+                bfd.remote_discriminator,
+                bfd.state_changes
+            ),
+        );
+    }
 
     b.section("Config");
     b.kv("name", or_default(&c.name, "the address"));
@@ -794,6 +854,8 @@ pub fn watch_line(e: &WatchEventView) -> String {
             None => "",
         };
         ("l2-owner", format!("{} {} -> {}{here}", o.ip, cell(&o.old_node), cell(&o.new_node)))
+    } else if let Some(b) = &e.bfd {
+        ("bfd", format!("{} {} -> {} (diag {})", b.address, b.old_state, b.new_state, b.diagnostic))
     } else if let Some(m) = &e.member {
         let old = m.old_state.as_deref().unwrap_or("-");
         ("member", format!("{} ({}) {old} -> {}", m.name, m.address, m.state))

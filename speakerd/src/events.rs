@@ -49,8 +49,19 @@ pub struct MemberEvent {
     pub at: SystemTime,
 }
 
+/// A peer's BFD session changed state.
+#[derive(Debug, Clone)]
+pub struct BfdEvent {
+    pub address: IpAddr,
+    pub old: crate::bfd::packet::BfdState,
+    pub new: crate::bfd::packet::BfdState,
+    pub diag: u8,
+    pub at: SystemTime,
+}
+
 #[derive(Debug, Clone)]
 pub enum Event {
+    Bfd(BfdEvent),
     Peer(PeerEvent),
     Announcement(AnnouncementEvent),
     L2Owner(L2OwnerEvent),

@@ -140,6 +140,10 @@ async fn main() -> anyhow::Result<()> {
     }
 
     start_layer2(&args, &speaker, &cancel).await?;
+    match speakerd::bfd::BfdManager::start(cancel.child_token()) {
+        Ok(m) => speaker.attach_bfd(m),
+        Err(e) => tracing::warn!(error = %e, "BFD not available: peers with a BFD profile run without it"),
+    }
 
     let mut loaded = file::Loaded::default();
     if let Some(path) = &args.config {

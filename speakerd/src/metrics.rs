@@ -76,6 +76,27 @@ pub async fn render(speaker: &Speaker) -> String {
     ] {
         family(name, "counter", help, &mut peers.iter().map(|p| (own(p), get(p).to_string())));
     }
+    let with_bfd: Vec<_> = peers.iter().filter_map(|p| p.status.bfd.map(|b| (own(p), b))).collect();
+    family(
+        "speakerd_bfd_session_up",
+        "gauge",
+        "BFD session state of the peer (1 is Up)",
+        &mut with_bfd.iter().map(|(l, b)| (l.clone(), u8::from(b.state == crate::bfd::packet::BfdState::Up).to_string())),
+    );
+    family(
+        "speakerd_bfd_state_changes_total",
+        "counter",
+        "BFD session state changes",
+        &mut with_bfd.iter().map(|(l, b)| (l.clone(), b.state_changes.to_string())),
+    );
+    if let Some(m) = speaker.bfd() {
+        family(
+            "speakerd_bfd_dropped_packets_total",
+            "counter",
+            "Received BFD packets dropped, by reason",
+            &mut m.drops().into_iter().map(|(k, v)| (format!("reason=\"{k}\""), v.to_string())),
+        );
+    }
     if let Some(l2) = speaker.l2() {
         let c = l2.counters();
         // MetalLB labels these by IP; speakerd counts per node (an IP's counts are in `speakerctl l2 list`).

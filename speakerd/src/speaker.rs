@@ -90,6 +90,7 @@ pub struct Speaker {
     listeners: std::sync::Mutex<Vec<(Arc<TcpListener>, bool)>>,
     seed: std::sync::atomic::AtomicU64,
     l2: std::sync::OnceLock<Arc<L2Control>>,
+    bfd: std::sync::OnceLock<crate::bfd::BfdManager>,
 }
 
 impl Speaker {
@@ -106,12 +107,22 @@ impl Speaker {
             listeners: std::sync::Mutex::new(Vec::new()),
             seed: std::sync::atomic::AtomicU64::new(seed),
             l2: std::sync::OnceLock::new(),
+            bfd: std::sync::OnceLock::new(),
         })
     }
 
     /// The sender of the event stream, for parts started beside the speaker (Layer 2 control).
     pub fn events(&self) -> broadcast::Sender<Event> {
         self.events.clone()
+    }
+
+    /// Attaches the BFD manager (once, at start-up).
+    pub fn attach_bfd(&self, m: crate::bfd::BfdManager) {
+        let _ = self.bfd.set(m);
+    }
+
+    pub fn bfd(&self) -> Option<&crate::bfd::BfdManager> {
+        self.bfd.get()
     }
 
     /// Attaches the Layer 2 control (once, at start-up).
@@ -246,8 +257,24 @@ impl Speaker {
     fn spawn_peer(&self, spec: &PeerSpec, local_asn: u32, router_id: Ipv4Addr, shared: Arc<PeerShared>, restarting: bool) -> mpsc::Sender<PeerCmd> {
         let (tx, rx) = mpsc::channel(64);
         let seed = self.seed.fetch_add(0x9E37_79B9_7F4A_7C15, std::sync::atomic::Ordering::Relaxed);
+        let bfd = match (spec.bfd, self.bfd.get()) {
+            (Some(b), Some(m)) => Some(m.add(
+                spec.address,
+                crate::bfd::SessionSpec {
+                    cfg: crate::bfd::fsm::BfdConfig { desired_min_tx: b.tx, required_min_rx: b.rx, detect_mult: b.detect_mult, passive: b.passive },
+                    // RFC 5883 for sessions that are not directly connected.
+                    multihop: spec.ebgp_multihop_ttl.is_some() || local_asn == spec.peer_asn,
+                    min_ttl: b.min_ttl,
+                },
+            )),
+            (Some(_), None) => {
+                tracing::warn!(peer = %spec.address, "BFD profile set but BFD is not running on this node");
+                None
+            }
+            _ => None,
+        };
         let task = PeerTask::new(
-            PeerContext { spec: spec.clone(), local_asn, router_id, shared, events: self.events.clone(), restarting, seed },
+            PeerContext { spec: spec.clone(), local_asn, router_id, shared, events: self.events.clone(), restarting, seed, bfd },
             rx,
         );
         let span = tracing::info_span!("peer", peer = %spec.address, peer_name = %spec.name, asn = spec.peer_asn);
@@ -340,6 +367,9 @@ impl Speaker {
         }
         if e.spec.password.is_some() {
             self.set_listener_md5(addr, b"");
+        }
+        if let (Some(_), Some(m)) = (e.spec.bfd, self.bfd.get()) {
+            m.remove(addr);
         }
         tracing::info!(peer = %addr, "peer deleted");
         Ok(())

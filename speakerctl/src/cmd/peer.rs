@@ -126,6 +126,24 @@ pub struct PeerConfigArgs {
     /// Received prefixes kept per family. Default: 1000000.
     #[arg(long, value_name = "N")]
     pub max_received_prefixes: Option<u32>,
+    /// Enable BFD for the session (MetalLB BFDProfile defaults: 300 ms, multiplier 3).
+    #[arg(long)]
+    pub bfd: bool,
+    /// BFD Required Min RX Interval, milliseconds (10..60000).
+    #[arg(long, value_name = "MS", requires = "bfd")]
+    pub bfd_receive_interval: Option<u32>,
+    /// BFD Desired Min TX Interval, milliseconds (10..60000).
+    #[arg(long, value_name = "MS", requires = "bfd")]
+    pub bfd_transmit_interval: Option<u32>,
+    /// BFD Detect Mult (2..255).
+    #[arg(long, value_name = "N", requires = "bfd")]
+    pub bfd_detect_multiplier: Option<u32>,
+    /// BFD passive mode: wait for the peer to send first.
+    #[arg(long, requires = "bfd")]
+    pub bfd_passive: bool,
+    /// Multihop BFD: the lowest TTL accepted (1..255).
+    #[arg(long, value_name = "TTL", requires = "bfd")]
+    pub bfd_minimum_ttl: Option<u32>,
 }
 
 /// RFC 4271 §4.2: the Hold Time MUST be either zero or at least three seconds.
@@ -178,6 +196,14 @@ impl PeerConfigArgs {
             next_hop_ipv4: text(self.next_hop_ipv4.map(|ip| ip.to_string())),
             next_hop_ipv6: text(self.next_hop_ipv6.map(|ip| ip.to_string())),
             max_received_prefixes: self.max_received_prefixes,
+            bfd: self.bfd.then(|| speaker_api::v1::BfdProfile {
+                receive_interval_ms: self.bfd_receive_interval.unwrap_or(0),
+                transmit_interval_ms: self.bfd_transmit_interval.unwrap_or(0),
+                detect_multiplier: self.bfd_detect_multiplier.unwrap_or(0),
+                echo_mode: false,
+                passive_mode: self.bfd_passive,
+                minimum_ttl: self.bfd_minimum_ttl.unwrap_or(0),
+            }),
         }
     }
 }
@@ -317,6 +343,16 @@ mod tests {
             "2001:db8::2",
             "--max-received-prefixes",
             "5000",
+            "--bfd",
+            "--bfd-receive-interval",
+            "100",
+            "--bfd-transmit-interval",
+            "150",
+            "--bfd-detect-multiplier",
+            "4",
+            "--bfd-passive",
+            "--bfd-minimum-ttl",
+            "250",
         ]);
         let expected = PeerConfig {
             name: "tor1".into(),
@@ -337,6 +373,14 @@ mod tests {
             next_hop_ipv4: "192.0.2.2".into(),
             next_hop_ipv6: "2001:db8::2".into(),
             max_received_prefixes: Some(5000),
+            bfd: Some(speaker_api::v1::BfdProfile {
+                receive_interval_ms: 100,
+                transmit_interval_ms: 150,
+                detect_multiplier: 4,
+                echo_mode: false,
+                passive_mode: true,
+                minimum_ttl: 250,
+            }),
         };
         assert_eq!(config, expected);
     }

@@ -95,6 +95,16 @@ pub fn peer(v: &PeerView) -> pb::Peer {
             last_notification_sent: s.last_notification_sent.as_ref().map(notification),
             last_notification_received: s.last_notification_received.as_ref().map(notification),
             last_error: s.last_error.clone(),
+            bfd: s.bfd.map(|b| pb::BfdInfo {
+                state: b.state.name().into(),
+                remote_state: b.remote_state.name().into(),
+                diagnostic: u32::from(b.diag),
+                local_discriminator: b.local_disc,
+                remote_discriminator: b.remote_disc,
+                tx_interval_ms: b.tx_interval.as_millis() as u32,
+                detect_time_ms: b.detect_time.as_millis() as u32,
+                state_changes: b.state_changes,
+            }),
         }),
     }
 }
@@ -123,6 +133,15 @@ pub fn member_state(s: crate::membership::MemberState) -> pb::MemberState {
 
 pub fn event(e: &Event) -> pb::WatchEvent {
     match e {
+        Event::Bfd(b) => pb::WatchEvent {
+            timestamp_ms: millis(b.at),
+            event: Some(pb::watch_event::Event::Bfd(pb::BfdEvent {
+                address: b.address.to_string(),
+                old_state: b.old.name().into(),
+                new_state: b.new.name().into(),
+                diagnostic: u32::from(b.diag),
+            })),
+        },
         Event::L2Owner(o) => pb::WatchEvent {
             timestamp_ms: millis(o.at),
             event: Some(pb::watch_event::Event::L2Owner(pb::L2OwnerEvent {

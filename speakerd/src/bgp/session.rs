@@ -46,6 +46,7 @@ pub struct PeerStatus {
     pub last_notification_sent: Option<Notification>,
     pub last_notification_received: Option<Notification>,
     pub last_error: String,
+    pub bfd: Option<crate::bfd::BfdStatus>,
 }
 
 impl Default for PeerStatus {
@@ -69,6 +70,7 @@ impl Default for PeerStatus {
             last_notification_sent: None,
             last_notification_received: None,
             last_error: String::new(),
+            bfd: None,
         }
     }
 }
@@ -131,6 +133,8 @@ pub struct PeerContext {
     /// Set the Restart State bit in the first OPEN (graceful restart after our own restart).
     pub restarting: bool,
     pub seed: u64,
+    /// The BFD session tied to this peer, if it has a BFD profile.
+    pub bfd: Option<tokio::sync::watch::Receiver<crate::bfd::BfdStatus>>,
 }
 
 #[derive(Debug)]
@@ -247,6 +251,8 @@ pub struct PeerTask {
     /// The peer was deleted: the next state event (or, if none, a final one) carries `deleted`.
     deleted: bool,
     deleted_sent: bool,
+    bfd: Option<tokio::sync::watch::Receiver<crate::bfd::BfdStatus>>,
+    bfd_state: crate::bfd::packet::BfdState,
 }
 
 impl PeerTask {
@@ -284,6 +290,8 @@ impl PeerTask {
             stop_after: false,
             deleted: false,
             deleted_sent: false,
+            bfd: ctx.bfd,
+            bfd_state: crate::bfd::packet::BfdState::Down,
         }
     }
 
@@ -324,6 +332,16 @@ impl PeerTask {
                     Some(i) => i,
                     None => continue,
                 },
+                r = async { self.bfd.as_mut().expect("guarded").changed().await }, if self.bfd.is_some() => {
+                    if r.is_err() {
+                        self.bfd = None;
+                        continue;
+                    }
+                    match self.bfd_changed() {
+                        Some(i) => i,
+                        None => continue,
+                    }
+                }
             };
             self.apply(input);
             if self.stop_after {
@@ -399,6 +417,32 @@ impl PeerTask {
                 Some(Input::Stop(notification))
             }
         }
+    }
+
+    /// BFD went from Up to down: the path is gone, so the session goes now (RFC 9384: Cease / BFD Down)
+    /// instead of when the hold timer runs out; it reconnects as usual.
+    fn bfd_changed(&mut self) -> Option<Input> {
+        use crate::bfd::packet::BfdState;
+        let st = *self.bfd.as_mut()?.borrow_and_update();
+        let old = std::mem::replace(&mut self.bfd_state, st.state);
+        self.shared.with_status(|s| s.bfd = Some(st));
+        if old == st.state {
+            return None;
+        }
+        let _ = self.events.send(Event::Bfd(crate::events::BfdEvent {
+            address: self.spec.address,
+            old,
+            new: st.state,
+            diag: st.diag,
+            at: SystemTime::now(),
+        }));
+        if old == BfdState::Up && st.state != BfdState::Up && self.up.is_some() {
+            tracing::warn!(diag = st.diag, "BFD session down: resetting the BGP session");
+            self.apply(Input::Stop(Some(Notification::cease(err::cease::BFD_DOWN))));
+            self.shared.with_status(|s| s.last_error = "BFD session down".into());
+            return Some(Input::Start);
+        }
+        None
     }
 
     fn conn_event(&mut self, id: ConnId, ev: ConnEvent) -> Option<Input> {

@@ -49,6 +49,25 @@ pub struct FilePeer {
     #[serde(default)]
     pub next_hop_ipv6: String,
     pub max_received_prefixes: Option<u32>,
+    /// BFD profile: receive_interval_ms, transmit_interval_ms, detect_multiplier, passive_mode, minimum_ttl.
+    pub bfd: Option<FileBfd>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileBfd {
+    #[serde(default)]
+    pub receive_interval_ms: u32,
+    #[serde(default)]
+    pub transmit_interval_ms: u32,
+    #[serde(default)]
+    pub detect_multiplier: u32,
+    #[serde(default)]
+    pub echo_mode: bool,
+    #[serde(default)]
+    pub passive_mode: bool,
+    #[serde(default)]
+    pub minimum_ttl: u32,
 }
 
 /// An announcement in the file; fields as in `speaker.v1.Announcement`.
@@ -119,6 +138,14 @@ pub fn parse(text: &str, yaml: bool) -> Result<Loaded, ConfigError> {
             next_hop_ipv4: p.next_hop_ipv4.clone(),
             next_hop_ipv6: p.next_hop_ipv6.clone(),
             max_received_prefixes: p.max_received_prefixes,
+            bfd: p.bfd.as_ref().map(|b| pb::BfdProfile {
+                receive_interval_ms: b.receive_interval_ms,
+                transmit_interval_ms: b.transmit_interval_ms,
+                detect_multiplier: b.detect_multiplier,
+                echo_mode: b.echo_mode,
+                passive_mode: b.passive_mode,
+                minimum_ttl: b.minimum_ttl,
+            }),
         };
         let spec = PeerSpec::try_from(&cfg).map_err(|e| ConfigError::new(format!("peers[{i}].{}", e.field), e.reason))?;
         if peers.insert(spec.address, spec).is_some() {

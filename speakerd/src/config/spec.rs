@@ -49,6 +49,42 @@ pub struct PeerSpec {
     pub next_hop_v4: Option<Ipv4Addr>,
     pub next_hop_v6: Option<Ipv6Addr>,
     pub max_received_prefixes: u32,
+    pub bfd: Option<BfdSpec>,
+}
+
+/// A validated BFD profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BfdSpec {
+    pub rx: Duration,
+    pub tx: Duration,
+    pub detect_mult: u8,
+    pub passive: bool,
+    pub min_ttl: u8,
+}
+
+impl TryFrom<&pb::BfdProfile> for BfdSpec {
+    type Error = ConfigError;
+    fn try_from(b: &pb::BfdProfile) -> Result<Self, ConfigError> {
+        if b.echo_mode {
+            return Err(ConfigError::new("bfd.echo_mode", "echo mode is not supported (asynchronous mode only)"));
+        }
+        let ms = |field: &str, v: u32| match v {
+            0 => Ok(Duration::from_millis(300)),
+            10..=60000 => Ok(Duration::from_millis(u64::from(v))),
+            _ => Err(ConfigError::new(format!("bfd.{field}"), format!("{v}: must be 10..60000 ms"))),
+        };
+        let detect_mult = match b.detect_multiplier {
+            0 => 3,
+            m @ 2..=255 => m as u8,
+            m => return Err(ConfigError::new("bfd.detect_multiplier", format!("{m}: must be 2..255"))),
+        };
+        let min_ttl = match b.minimum_ttl {
+            0 => 254,
+            t @ 1..=255 => t as u8,
+            t => return Err(ConfigError::new("bfd.minimum_ttl", format!("{t}: must be 1..255"))),
+        };
+        Ok(Self { rx: ms("receive_interval_ms", b.receive_interval_ms)?, tx: ms("transmit_interval_ms", b.transmit_interval_ms)?, detect_mult, passive: b.passive_mode, min_ttl })
+    }
 }
 
 impl PeerSpec {
@@ -204,6 +240,7 @@ impl TryFrom<&pb::PeerConfig> for PeerSpec {
             next_hop_v4,
             next_hop_v6,
             max_received_prefixes: p.max_received_prefixes.unwrap_or(DEFAULT_MAX_RECEIVED_PREFIXES),
+            bfd: p.bfd.as_ref().map(BfdSpec::try_from).transpose()?,
         })
     }
 }
@@ -236,6 +273,14 @@ impl From<&PeerSpec> for pb::PeerConfig {
             next_hop_ipv4: s.next_hop_v4.map(|a| a.to_string()).unwrap_or_default(),
             next_hop_ipv6: s.next_hop_v6.map(|a| a.to_string()).unwrap_or_default(),
             max_received_prefixes: Some(s.max_received_prefixes),
+            bfd: s.bfd.map(|b| pb::BfdProfile {
+                receive_interval_ms: b.rx.as_millis() as u32,
+                transmit_interval_ms: b.tx.as_millis() as u32,
+                detect_multiplier: u32::from(b.detect_mult),
+                echo_mode: false,
+                passive_mode: b.passive,
+                minimum_ttl: u32::from(b.min_ttl),
+            }),
         }
     }
 }

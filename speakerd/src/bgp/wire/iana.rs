@@ -143,6 +143,8 @@ pub mod err {
         pub const OUT_OF_RESOURCES: u8 = 8;
         /// RFC 8538.
         pub const HARD_RESET: u8 = 9;
+        /// RFC 9384.
+        pub const BFD_DOWN: u8 = 10;
     }
     pub mod route_refresh {
         pub const INVALID_MESSAGE_LENGTH: u8 = 1;

@@ -112,6 +112,7 @@ fn names(code: u8, subcode: u8) -> (&'static str, &'static str) {
         (CEASE, 7) => "Connection Collision Resolution",
         (CEASE, 8) => "Out of Resources",
         (CEASE, 9) => "Hard Reset",
+        (CEASE, 10) => "BFD Down",
         (ROUTE_REFRESH, 1) => "Invalid Message Length",
         (_, 0) => "Unspecific",
         _ => "Unknown Subcode",
