@@ -170,6 +170,8 @@ pub struct PeerConfig {
     /// Graceful restart (RFC 4724) on every session. Off by default, so that a session that goes down
     /// takes its routes with it (BIRD would otherwise keep FRR's routes as stale).
     pub graceful_restart: bool,
+    /// BFD on every session: (min rx ms, min tx ms, multiplier). BIRD only.
+    pub bfd: Option<(u32, u32, u8)>,
 }
 
 impl PeerConfig {
@@ -181,6 +183,7 @@ impl PeerConfig {
             listen_port: None,
             announce: vec![],
             graceful_restart: false,
+            bfd: None,
         }
     }
     pub fn neighbor(mut self, n: Neighbor) -> Self {
@@ -193,6 +196,11 @@ impl PeerConfig {
     }
     pub fn announce(mut self, a: Announce) -> Self {
         self.announce.push(a);
+        self
+    }
+    /// BFD on every session (BIRD only): min rx / min tx intervals in ms and the detect multiplier.
+    pub fn bfd(mut self, rx_ms: u32, tx_ms: u32, mult: u8) -> Self {
+        self.bfd = Some((rx_ms, tx_ms, mult));
         self
     }
     /// Enable graceful restart (restart time 120 s) on every session.
@@ -546,6 +554,7 @@ impl Gobgpd {
     }
 
     fn config(&self) -> String {
+        assert!(self.core().cfg.bfd.is_none(), "the harness sets up BFD for BIRD only, not gobgpd");
         let c = &self.core.cfg;
         let mut s = format!(
             "[global.config]\n  as = {}\n  router-id = \"{}\"\n",
@@ -928,8 +937,15 @@ impl Bird {
             );
         }
         s += "  accept;\n}\n";
+        if let Some((rx, tx, mult)) = c.bfd {
+            let opts = format!("min rx interval {rx} ms; min tx interval {tx} ms; multiplier {mult};");
+            s += &format!("protocol bfd {{\n  interface \"*\" {{ {opts} }};\n  multihop {{ {opts} }};\n}}\n");
+        }
         for (i, n) in c.neighbors.iter().enumerate() {
             s += &format!("protocol bgp n{} {{\n", i + 1);
+            if c.bfd.is_some() {
+                s += "  bfd on;\n";
+            }
             s += &format!(
                 "  graceful restart {};\n",
                 if c.graceful_restart { "on" } else { "off" }
@@ -1351,6 +1367,7 @@ impl Frr {
     }
 
     fn config(&self) -> String {
+        assert!(self.core().cfg.bfd.is_none(), "the harness sets up BFD for BIRD only, not FRR");
         let c = &self.core.cfg;
         let mut s = format!(
             "frr defaults traditional\nlog file {}/bgpd.log\n!\n",

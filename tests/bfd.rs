@@ -1,0 +1,71 @@
+//! BFD with BIRD's BFD: the session comes Up with the configured intervals, the BGP session is tied to
+//! it, and cutting the peer's link tears the BGP session down in about detect multiplier × interval
+//! instead of the 90 s hold time. Malformed BFD packets from a scripted peer are dropped and counted.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(30);
+
+#[test]
+fn bird_bfd_session_up_and_link_cut_resets_bgp_fast() {
+    let Some(lab) = Lab::new_or_skip("bfd", &["bird"]) else { return };
+    let (s, b) = lab.pair("spk", "bird");
+    let s4 = s.v4.to_string();
+    let bird = Bird::start(&b, PeerConfig::new(65002, b.v4).bfd(100, 100, 3).neighbor(Neighbor::new(&s4, 65001).passive()));
+    let sp = Speakerd::builder(&s).local_asn(65001).router_id(s.v4).metrics("127.0.0.1:9474").start();
+    let ba = b.v4.to_string();
+    sp.ctl(&[
+        "peer", "add", &ba, "--asn", "65002", "--connect-time", "1", "--bfd", "--bfd-receive-interval", "100",
+        "--bfd-transmit-interval", "100", "--bfd-detect-multiplier", "3",
+    ]);
+    sp.ctl(&["announce", "add", "203.0.113.110/32"]);
+    sp.wait_peer_state(&ba, "established", T);
+    let p = sp.wait(T, "BFD Up at the fast rate", || {
+        let p = sp.speakerctl_json(&["peer", "show", &ba]);
+        if p["bfd"]["state"] == "Up" && p["bfd"]["tx_interval_ms"] == 100 { Ok(p) } else { Err(p.to_string()) }
+    });
+    assert_eq!(p["bfd"]["detect_time_ms"], 300, "{p}");
+    let sessions = wait_until(T, "BIRD's BFD session Up", || {
+        let out = bird.birdc(&["show", "bfd", "sessions"])?;
+        if out.contains(&s4) && out.contains("Up") { Ok(out) } else { Err(out) }
+    });
+    assert!(sessions.contains("0.100"), "BIRD uses the 100 ms intervals: {sessions}");
+    wait_until(T, "route at BIRD", || bird.routes_for("203.0.113.110/32").into_iter().next().ok_or_else(|| "none".to_string()));
+
+    // Cut the link on the peer's side: no more BFD packets arrive.
+    let cut = Instant::now();
+    b.link_down(&b.dev);
+    let p = sp.wait(Duration::from_secs(10), "the BGP session torn down by BFD", || {
+        let p = sp.speakerctl_json(&["peer", "show", &ba]);
+        if p["state"] != "established" { Ok(p) } else { Err(p.to_string()) }
+    });
+    let took = cut.elapsed();
+    eprintln!("link cut -> BGP session down after {took:?} (BFD 3 x 100 ms; hold time 90 s)");
+    assert!(took < Duration::from_secs(3), "took {took:?}: BFD did not act");
+    assert_eq!(p["last_notification_sent"]["code"], 6, "{p}");
+    assert_eq!(p["last_notification_sent"]["subcode"], 10, "Cease / BFD Down: {p}");
+    assert!(sp.log().contains("BFD session down"), "{}", sp.log_tail(20));
+
+    // Link back: BFD and BGP come back, and the route is there again.
+    b.link_up(&b.dev);
+    sp.wait_peer_state(&ba, "established", T);
+    wait_until(T, "route at BIRD again", || bird.routes_for("203.0.113.110/32").into_iter().next().ok_or_else(|| "none".to_string()));
+
+    // Malformed packets from a scripted sender in BIRD's namespace: dropped and counted, no panic.
+    let script = format!(
+        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.setsockopt(socket.IPPROTO_IP,socket.IP_TTL,255)\n\
+         for p in [b'\\x20'*10, bytes([0x40,0xc0,3,24])+bytes(20), bytes([0x20,0x40,0,24])+bytes(20), bytes([0x20,0xc0,3,24])+b'\\0\\0\\0\\1'+b'\\x99'*16]:\n    s.sendto(p,('{s4}',3784))\n\
+         t=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nt.setsockopt(socket.IPPROTO_IP,socket.IP_TTL,7)\nt.sendto(bytes([0x20,0x40,3,24])+b'\\0\\0\\0\\5'+bytes(16),('{s4}',3784))\n"
+    );
+    b.run_ok(&["python3", "-c", &script]);
+    sp.wait(T, "drops counted in the metrics", || {
+        let m = s.run_ok(&["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9474; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3"]);
+        let want = ["bad_length", "bad_version", "zero_detect_mult", "unknown_discriminator", "bad_ttl"];
+        if want.iter().all(|w| m.contains(&format!("speakerd_bfd_dropped_packets_total{{reason=\"{w}\"}}"))) { Ok(()) } else { Err(m) }
+    });
+    let p = sp.speakerctl_json(&["peer", "show", &ba]);
+    assert_eq!(p["state"], "established", "malformed packets must not disturb the session: {p}");
+}
