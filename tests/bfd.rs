@@ -69,3 +69,78 @@ fn bird_bfd_session_up_and_link_cut_resets_bgp_fast() {
     let p = sp.speakerctl_json(&["peer", "show", &ba]);
     assert_eq!(p["state"], "established", "malformed packets must not disturb the session: {p}");
 }
+
+/// FRR: bgpd registers its BFD sessions through zebra, so zebra, bfdd and bgpd run together here.
+#[test]
+fn frr_bfdd_session_up_and_bfdd_killed_resets_bgp_fast() {
+    let Some(lab) = Lab::new_or_skip("bfdfrr", &["frr"]) else { return };
+    let (s, f) = lab.pair("spk", "frr");
+    let (s4, fa) = (s.v4.to_string(), f.v4.to_string());
+    let dir = lab.dir().join("frr-bfd");
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.to_str().unwrap().to_string();
+    std::fs::write(dir.join("zebra.conf"), "hostname zebra\n").unwrap();
+    std::fs::write(
+        dir.join("bfdd.conf"),
+        format!("bfd\n peer {s4}\n  receive-interval 100\n  transmit-interval 100\n  detect-multiplier 3\n exit\n!\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("bgpd.conf"),
+        format!(
+            "router bgp 65002\n bgp router-id {fa}\n no bgp ebgp-requires-policy\n neighbor {s4} remote-as 65001\n neighbor {s4} passive\n neighbor {s4} bfd\n address-family ipv4 unicast\n  neighbor {s4} activate\n exit-address-family\n!\n"
+        ),
+    )
+    .unwrap();
+    run_ok(&["chown", "-R", "frr:frr", &d]);
+    let zsock = format!("{d}/zserv.api");
+    let _zebra = f.spawn("zebra", &["/usr/lib/frr/zebra", "-z", &zsock, "-i", &format!("{d}/zebra.pid"), "--vty_socket", &d, "-f", &format!("{d}/zebra.conf")], &dir.join("zebra.log"), &[]);
+    wait_until(T, "zebra's socket", || if std::path::Path::new(&zsock).exists() { Ok(()) } else { Err("absent".into()) });
+    let mut bfdd = f.spawn(
+        "bfdd",
+        &["/usr/lib/frr/bfdd", "-z", &zsock, "-i", &format!("{d}/bfdd.pid"), "--vty_socket", &d, "-f", &format!("{d}/bfdd.conf"), "--bfdctl", &format!("{d}/bfdd.sock")],
+        &dir.join("bfdd.log"),
+        &[],
+    );
+    let _bgpd = f.spawn(
+        "bgpd",
+        &["/usr/lib/frr/bgpd", "-z", &zsock, "-i", &format!("{d}/bgpd.pid"), "--vty_socket", &d, "-f", &format!("{d}/bgpd.conf"), "-A", "127.0.0.1", "-p", "179"],
+        &dir.join("bgpd.log"),
+        &[],
+    );
+    let vtysh = |cmd: &str| run(&["vtysh", "--vty_socket", &d, "-c", cmd]);
+
+    let sp = Speakerd::builder(&s).local_asn(65001).router_id(s.v4).start();
+    sp.ctl(&[
+        "peer", "add", &fa, "--asn", "65002", "--connect-time", "1", "--bfd", "--bfd-receive-interval", "100",
+        "--bfd-transmit-interval", "100", "--bfd-detect-multiplier", "3",
+    ]);
+    sp.wait_peer_state(&fa, "established", T);
+    sp.wait(T, "BFD Up on speakerd", || {
+        let p = sp.speakerctl_json(&["peer", "show", &fa]);
+        if p["bfd"]["state"] == "Up" && p["bfd"]["tx_interval_ms"] == 100 { Ok(()) } else { Err(p.to_string()) }
+    });
+    let peers = wait_until(T, "FRR bfdd session up", || {
+        let out = vtysh("show bfd peers json")?;
+        if out.contains("\"status\":\"up\"") { Ok(out) } else { Err(out) }
+    });
+    assert!(peers.contains("\"transmit-interval\":100") && peers.contains("\"receive-interval\":100"), "{peers}");
+    let nbr = vtysh(&format!("show bgp neighbors {s4} json")).unwrap_or_default();
+    assert!(nbr.contains("peerBfdInfo") || nbr.contains("bfdInfo"), "FRR's BGP session is tied to BFD: {nbr}");
+
+    // The peer's BFD process dies: its packets stop, speakerd's BFD and then BGP go down at once.
+    let cut = Instant::now();
+    bfdd.kill9();
+    sp.wait(Duration::from_secs(10), "the BGP session torn down by BFD", || {
+        let p = sp.speakerctl_json(&["peer", "show", &fa]);
+        if p["state"] != "established" && p["last_notification_sent"]["subcode"] == 10 { Ok(()) } else { Err(p.to_string()) }
+    });
+    let took = cut.elapsed();
+    eprintln!("FRR bfdd killed -> BGP session down after {took:?}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    // BFD stays down (bfdd is dead), so BGP must not come back over TCP alone.
+    assert_holds(Duration::from_secs(3), "BGP held down while BFD is down", || {
+        let p = sp.speakerctl_json(&["peer", "show", &fa]);
+        if p["state"] == "established" { Err(p.to_string()) } else { Ok(()) }
+    });
+}

@@ -253,6 +253,8 @@ pub struct PeerTask {
     deleted_sent: bool,
     bfd: Option<tokio::sync::watch::Receiver<crate::bfd::BfdStatus>>,
     bfd_state: crate::bfd::packet::BfdState,
+    /// Stopped by BFD: start again when BFD is Up.
+    bfd_hold: bool,
 }
 
 impl PeerTask {
@@ -292,6 +294,7 @@ impl PeerTask {
             deleted_sent: false,
             bfd: ctx.bfd,
             bfd_state: crate::bfd::packet::BfdState::Down,
+            bfd_hold: false,
         }
     }
 
@@ -436,10 +439,16 @@ impl PeerTask {
             diag: st.diag,
             at: SystemTime::now(),
         }));
-        if old == BfdState::Up && st.state != BfdState::Up && self.up.is_some() {
-            tracing::warn!(diag = st.diag, "BFD session down: resetting the BGP session");
-            self.apply(Input::Stop(Some(Notification::cease(err::cease::BFD_DOWN))));
+        if old == BfdState::Up && st.state != BfdState::Up {
+            // The session stays down (Idle) until BFD is Up again: reconnecting over a path BFD calls
+            // dead would only bring back routes that do not forward.
+            tracing::warn!(diag = st.diag, "BFD session down: resetting the BGP session until BFD is up again");
+            self.bfd_hold = true;
             self.shared.with_status(|s| s.last_error = "BFD session down".into());
+            return Some(Input::Stop(Some(Notification::cease(err::cease::BFD_DOWN))));
+        }
+        if st.state == BfdState::Up && std::mem::take(&mut self.bfd_hold) {
+            tracing::info!("BFD session up again: reconnecting");
             return Some(Input::Start);
         }
         None
