@@ -35,6 +35,20 @@ fn bird_bfd_session_up_and_link_cut_resets_bgp_fast() {
     assert!(sessions.contains("0.100"), "BIRD uses the 100 ms intervals: {sessions}");
     wait_until(T, "route at BIRD", || bird.routes_for("203.0.113.110/32").into_iter().next().ok_or_else(|| "none".to_string()));
 
+    // The watch stream reports BFD state changes.
+    let watch_log = lab.dir().join("watch.ndjson");
+    let _watch = Proc::spawn(
+        "speakerctl watch",
+        &[bin_path("speakerctl").to_str().unwrap_or_default(), "--socket", sp.socket().to_str().unwrap_or_default(), "-o", "json", "watch", "--initial"],
+        &watch_log,
+        &[],
+        None,
+    );
+    wait_until(T, "the watch to be subscribed", || match std::fs::read_to_string(&watch_log) {
+        Ok(t) if t.contains("\"synced\":true") => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+
     // Cut the link on the peer's side: no more BFD packets arrive.
     let cut = Instant::now();
     b.link_down(&b.dev);
@@ -48,6 +62,13 @@ fn bird_bfd_session_up_and_link_cut_resets_bgp_fast() {
     assert_eq!(p["last_notification_sent"]["code"], 6, "{p}");
     assert_eq!(p["last_notification_sent"]["subcode"], 10, "Cease / BFD Down: {p}");
     assert!(sp.log().contains("BFD session down"), "{}", sp.log_tail(20));
+    wait_until(T, "a BFD Up -> Down event on the watch stream", || {
+        let t = std::fs::read_to_string(&watch_log).unwrap_or_default();
+        let hit = t.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).any(|v| {
+            v["bfd"]["address"] == ba.as_str() && v["bfd"]["old_state"] == "Up" && v["bfd"]["new_state"] == "Down" && v["bfd"]["diagnostic"] == 1
+        });
+        if hit { Ok(()) } else { Err(t) }
+    });
 
     // Link back: BFD and BGP come back, and the route is there again.
     b.link_up(&b.dev);
