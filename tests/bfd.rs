@@ -165,3 +165,49 @@ fn frr_bfdd_session_up_and_bfdd_killed_resets_bgp_fast() {
         if p["state"] == "established" { Err(p.to_string()) } else { Ok(()) }
     });
 }
+
+#[test]
+fn bfd_meticulous_keyed_sha1_with_bird() {
+    let Some(lab) = Lab::new_or_skip("bfdauth", &["bird"]) else { return };
+    let (s, b) = lab.pair("spk", "bird");
+    let s4 = s.v4.to_string();
+    let bird = Bird::start(
+        &b,
+        PeerConfig::new(65002, b.v4)
+            .bfd(100, 100, 3)
+            .bfd_auth("meticulous keyed sha1", 7, "bfd-s3cret")
+            .neighbor(Neighbor::new(&s4, 65001).passive()),
+    );
+    let sp = Speakerd::builder(&s).local_asn(65001).router_id(s.v4).metrics("127.0.0.1:9475").start();
+    let ba = b.v4.to_string();
+    let add = |key: &str| {
+        let args = [
+            "--asn", "65002", "--connect-time", "1", "--bfd", "--bfd-receive-interval", "100", "--bfd-transmit-interval", "100",
+            "--bfd-auth-type", "meticulous-keyed-sha1", "--bfd-auth-key-id", "7", "--bfd-auth-password", key,
+        ];
+        let verb = if sp.peer_state(&ba).is_some() { "update" } else { "add" };
+        let mut a = vec!["peer", verb, ba.as_str()];
+        a.extend(args);
+        sp.ctl(&a);
+    };
+    add("bfd-s3cret");
+    sp.wait(T, "authenticated BFD Up", || {
+        let p = sp.speakerctl_json(&["peer", "show", &ba]);
+        if p["bfd"]["state"] == "Up" && p["state"] == "established" { Ok(()) } else { Err(p.to_string()) }
+    });
+    wait_until(T, "BIRD's authenticated BFD session Up", || {
+        let out = bird.birdc(&["show", "bfd", "sessions"])?;
+        if out.contains(" Up ") { Ok(()) } else { Err(out) }
+    });
+    // A wrong key: BIRD's packets no longer authenticate; BFD never comes up again.
+    add("wrong-key");
+    let m = sp.wait(T, "bad_auth drops", || {
+        let m = s.run_ok(&["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9475; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3"]);
+        if m.contains("reason=\"bad_auth\"") { Ok(m) } else { Err(m) }
+    });
+    assert!(m.contains("speakerd_bfd_session_up"), "{m}");
+    assert_holds(Duration::from_secs(2), "BFD down with the wrong key", || {
+        let p = sp.speakerctl_json(&["peer", "show", &ba]);
+        if p["bfd"]["state"] == "Up" { Err(p.to_string()) } else { Ok(()) }
+    });
+}

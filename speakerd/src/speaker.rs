@@ -257,7 +257,7 @@ impl Speaker {
     fn spawn_peer(&self, spec: &PeerSpec, local_asn: u32, router_id: Ipv4Addr, shared: Arc<PeerShared>, restarting: bool) -> mpsc::Sender<PeerCmd> {
         let (tx, rx) = mpsc::channel(64);
         let seed = self.seed.fetch_add(0x9E37_79B9_7F4A_7C15, std::sync::atomic::Ordering::Relaxed);
-        let bfd = match (spec.bfd, self.bfd.get()) {
+        let bfd = match (spec.bfd.clone(), self.bfd.get()) {
             (Some(b), Some(m)) => Some(m.add(
                 spec.address,
                 crate::bfd::SessionSpec {
@@ -265,6 +265,7 @@ impl Speaker {
                     // RFC 5883 for sessions that are not directly connected.
                     multihop: spec.ebgp_multihop_ttl.is_some() || local_asn == spec.peer_asn,
                     min_ttl: b.min_ttl,
+                    auth: b.auth,
                 },
             )),
             (Some(_), None) => {
@@ -368,7 +369,7 @@ impl Speaker {
         if e.spec.password.is_some() {
             self.set_listener_md5(addr, b"");
         }
-        if let (Some(_), Some(m)) = (e.spec.bfd, self.bfd.get()) {
+        if let (Some(_), Some(m)) = (&e.spec.bfd, self.bfd.get()) {
             m.remove(addr);
         }
         tracing::info!(peer = %addr, "peer deleted");

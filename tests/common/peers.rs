@@ -172,6 +172,8 @@ pub struct PeerConfig {
     pub graceful_restart: bool,
     /// BFD on every session: (min rx ms, min tx ms, multiplier). BIRD only.
     pub bfd: Option<(u32, u32, u8)>,
+    /// BFD authentication: (BIRD's type words, e.g. "meticulous keyed sha1", key id, password).
+    pub bfd_auth: Option<(String, u8, String)>,
 }
 
 impl PeerConfig {
@@ -184,6 +186,7 @@ impl PeerConfig {
             announce: vec![],
             graceful_restart: false,
             bfd: None,
+            bfd_auth: None,
         }
     }
     pub fn neighbor(mut self, n: Neighbor) -> Self {
@@ -201,6 +204,11 @@ impl PeerConfig {
     /// BFD on every session (BIRD only): min rx / min tx intervals in ms and the detect multiplier.
     pub fn bfd(mut self, rx_ms: u32, tx_ms: u32, mult: u8) -> Self {
         self.bfd = Some((rx_ms, tx_ms, mult));
+        self
+    }
+    /// BFD authentication (BIRD only): type as BIRD spells it, key id, password.
+    pub fn bfd_auth(mut self, kind: &str, id: u8, password: &str) -> Self {
+        self.bfd_auth = Some((kind.to_string(), id, password.to_string()));
         self
     }
     /// Enable graceful restart (restart time 120 s) on every session.
@@ -938,7 +946,10 @@ impl Bird {
         }
         s += "  accept;\n}\n";
         if let Some((rx, tx, mult)) = c.bfd {
-            let opts = format!("min rx interval {rx} ms; min tx interval {tx} ms; multiplier {mult};");
+            let mut opts = format!("min rx interval {rx} ms; min tx interval {tx} ms; multiplier {mult};");
+            if let Some((kind, id, pw)) = &c.bfd_auth {
+                opts += &format!(" authentication {kind}; password \"{pw}\" {{ id {id}; }};");
+            }
             s += &format!("protocol bfd {{\n  interface \"*\" {{ {opts} }};\n  multihop {{ {opts} }};\n}}\n");
         }
         for (i, n) in c.neighbors.iter().enumerate() {

@@ -144,6 +144,15 @@ pub struct PeerConfigArgs {
     /// Multihop BFD: the lowest TTL accepted (1..255).
     #[arg(long, value_name = "TTL", requires = "bfd")]
     pub bfd_minimum_ttl: Option<u32>,
+    /// BFD authentication: keyed-sha1 or meticulous-keyed-sha1 (needs --bfd-auth-password).
+    #[arg(long, value_name = "TYPE", requires = "bfd_auth_password", value_parser = ["keyed-sha1", "meticulous-keyed-sha1"])]
+    pub bfd_auth_type: Option<String>,
+    /// BFD Auth Key ID (0..255).
+    #[arg(long, value_name = "N", requires = "bfd_auth_type")]
+    pub bfd_auth_key_id: Option<u32>,
+    /// BFD authentication key, 1..20 bytes.
+    #[arg(long, value_name = "KEY", requires = "bfd_auth_type")]
+    pub bfd_auth_password: Option<String>,
 }
 
 /// RFC 4271 §4.2: the Hold Time MUST be either zero or at least three seconds.
@@ -203,6 +212,9 @@ impl PeerConfigArgs {
                 echo_mode: false,
                 passive_mode: self.bfd_passive,
                 minimum_ttl: self.bfd_minimum_ttl.unwrap_or(0),
+                auth_type: self.bfd_auth_type.clone().unwrap_or_default(),
+                auth_key_id: self.bfd_auth_key_id.unwrap_or(0),
+                auth_password: self.bfd_auth_password.clone().unwrap_or_default(),
             }),
         }
     }
@@ -380,6 +392,9 @@ mod tests {
                 echo_mode: false,
                 passive_mode: true,
                 minimum_ttl: 250,
+                auth_type: String::new(),
+                auth_key_id: 0,
+                auth_password: String::new(),
             }),
         };
         assert_eq!(config, expected);

@@ -37,16 +37,18 @@ pub struct BfdStatus {
     pub state_changes: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionSpec {
     pub cfg: BfdConfig,
     pub multihop: bool,
     /// Multihop only: the lowest TTL accepted (RFC 5883 §2 leaves it to configuration).
     pub min_ttl: u8,
+    /// Keyed SHA1 authentication, if configured.
+    pub auth: Option<super::auth::BfdAuth>,
 }
 
 enum Cmd {
-    Add(IpAddr, SessionSpec, watch::Sender<BfdStatus>),
+    Add(IpAddr, Box<SessionSpec>, watch::Sender<BfdStatus>),
     Remove(IpAddr),
 }
 
@@ -59,6 +61,8 @@ struct Session {
     detect_at: Option<Instant>,
     status: watch::Sender<BfdStatus>,
     changes: u64,
+    tx_seq: u32,
+    rx_seq: Option<u32>,
 }
 
 /// The BFD manager. Cheap to clone.
@@ -198,7 +202,7 @@ impl BfdManager {
             state_changes: 0,
         };
         let (tx, rx) = watch::channel(init);
-        let _ = self.cmds.try_send(Cmd::Add(canonical(peer), spec, tx));
+        let _ = self.cmds.try_send(Cmd::Add(canonical(peer), Box::new(spec), tx));
         rx
     }
 
@@ -270,6 +274,7 @@ impl Task {
     fn command(&mut self, c: Cmd) {
         match c {
             Cmd::Add(peer, spec, status) => {
+                let spec = *spec;
                 if let Some(old) = self.sessions.remove(&peer) {
                     self.by_disc.remove(&old.fsm.local_disc);
                 }
@@ -284,12 +289,25 @@ impl Task {
                     }
                 };
                 let mut fsm = BfdFsm::new(spec.cfg, disc, u64::from(disc) * 2654435761);
-                let mut s = Session { fsm: fsm.clone(), spec, peer, tx, tx_at: Instant::now(), detect_at: None, status, changes: 0 };
+                let multihop = spec.multihop;
+                let (tx_ms, rx_ms, mult) = (spec.cfg.desired_min_tx.as_millis() as u64, spec.cfg.required_min_rx.as_millis() as u64, spec.cfg.detect_mult);
+                let mut s = Session {
+                    fsm: fsm.clone(),
+                    spec,
+                    peer,
+                    tx,
+                    tx_at: Instant::now(),
+                    detect_at: None,
+                    status,
+                    changes: 0,
+                    tx_seq: disc,
+                    rx_seq: None,
+                };
                 let actions = fsm.start();
                 s.fsm = fsm;
                 self.by_disc.insert(disc, peer);
                 apply(&mut s, actions);
-                tracing::info!(%peer, multihop = spec.multihop, tx_ms = spec.cfg.desired_min_tx.as_millis() as u64, rx_ms = spec.cfg.required_min_rx.as_millis() as u64, mult = spec.cfg.detect_mult, "BFD session started");
+                tracing::info!(%peer, multihop, tx_ms, rx_ms, mult, "BFD session started");
                 self.sessions.insert(peer, s);
             }
             Cmd::Remove(peer) => {
@@ -301,12 +319,14 @@ impl Task {
     }
 
     fn received(&mut self, r: Received) {
-        let p = match ControlPacket::parse(&r.bytes) {
-            Ok(p) => p,
-            Err(e) => return self.drop_packet(e),
-        };
-        let peer = if p.your_disc != 0 {
-            match self.by_disc.get(&p.your_disc) {
+        let raw = r.bytes;
+        if raw.len() < ControlPacket::LEN {
+            return self.drop_packet(BfdDrop::BadLength);
+        }
+        // Demultiplex first (RFC 5880 §6.8.6): by Your Discriminator, or by source while it is zero.
+        let your = u32::from_be_bytes([raw[8], raw[9], raw[10], raw[11]]);
+        let peer = if your != 0 {
+            match self.by_disc.get(&your) {
                 Some(peer) if *peer == r.from => *peer,
                 _ => return self.drop_packet(BfdDrop::UnknownDiscriminator),
             }
@@ -322,6 +342,23 @@ impl Task {
         };
         if !ttl_ok {
             return self.drop_packet(BfdDrop::BadTtl);
+        }
+        let auth_bit = raw[1] & 0x04 != 0;
+        let (bytes, seq) = match (&s.spec.auth, auth_bit) {
+            (Some(a), true) => match a.open(&raw) {
+                Some((h, seq)) if a.seq_ok(s.rx_seq, seq, raw[2]) => (h.to_vec(), Some(seq)),
+                _ => return self.drop_packet(BfdDrop::BadAuth),
+            },
+            (Some(_), false) => return self.drop_packet(BfdDrop::MissingAuth),
+            (None, true) => return self.drop_packet(BfdDrop::UnexpectedAuth),
+            (None, false) => (raw, None),
+        };
+        let p = match ControlPacket::parse(&bytes) {
+            Ok(p) => p,
+            Err(e) => return self.drop_packet(e),
+        };
+        if seq.is_some() {
+            s.rx_seq = seq;
         }
         let actions = s.fsm.handle(Input::Rx(p));
         apply(s, actions);
@@ -347,7 +384,13 @@ fn apply(s: &mut Session, actions: Vec<Action>) {
     for a in actions {
         match a {
             Action::Send(p) => {
-                let _ = s.tx.try_send(&p.encode());
+                let _ = match &s.spec.auth {
+                    Some(a) => {
+                        s.tx_seq = s.tx_seq.wrapping_add(1);
+                        s.tx.try_send(&a.seal(&p.encode(), s.tx_seq))
+                    }
+                    None => s.tx.try_send(&p.encode()),
+                };
             }
             Action::ArmTx(d) => s.tx_at = Instant::now() + d,
             Action::ArmDetect(d) => s.detect_at = Some(Instant::now() + d),

@@ -2,6 +2,7 @@
 //!
 //! `packet` (codec) and `fsm` (one session's state machine) are pure; `driver` owns the sockets and
 //! timers of every session.
+pub mod auth;
 pub mod driver;
 pub mod fsm;
 pub mod packet;

@@ -95,6 +95,10 @@ pub enum BfdDrop {
     UnknownDiscriminator,
     #[error("authentication present but not configured")]
     UnexpectedAuth,
+    #[error("authentication configured but missing")]
+    MissingAuth,
+    #[error("authentication failed (type, key ID, hash or sequence number)")]
+    BadAuth,
     #[error("TTL/hop limit below the required minimum")]
     BadTtl,
     #[error("from an address with no BFD session")]
@@ -112,6 +116,8 @@ impl BfdDrop {
             Self::ZeroYourDiscriminator => "zero_your_discriminator",
             Self::UnknownDiscriminator => "unknown_discriminator",
             Self::UnexpectedAuth => "unexpected_auth",
+            Self::MissingAuth => "missing_auth",
+            Self::BadAuth => "bad_auth",
             Self::BadTtl => "bad_ttl",
             Self::UnknownPeer => "unknown_peer",
         }

@@ -68,6 +68,12 @@ pub struct FileBfd {
     pub passive_mode: bool,
     #[serde(default)]
     pub minimum_ttl: u32,
+    #[serde(default)]
+    pub auth_type: String,
+    #[serde(default)]
+    pub auth_key_id: u32,
+    #[serde(default)]
+    pub auth_password: String,
 }
 
 /// An announcement in the file; fields as in `speaker.v1.Announcement`.
@@ -145,6 +151,9 @@ pub fn parse(text: &str, yaml: bool) -> Result<Loaded, ConfigError> {
                 echo_mode: b.echo_mode,
                 passive_mode: b.passive_mode,
                 minimum_ttl: b.minimum_ttl,
+                auth_type: b.auth_type.clone(),
+                auth_key_id: b.auth_key_id,
+                auth_password: b.auth_password.clone(),
             }),
         };
         let spec = PeerSpec::try_from(&cfg).map_err(|e| ConfigError::new(format!("peers[{i}].{}", e.field), e.reason))?;

@@ -53,13 +53,14 @@ pub struct PeerSpec {
 }
 
 /// A validated BFD profile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BfdSpec {
     pub rx: Duration,
     pub tx: Duration,
     pub detect_mult: u8,
     pub passive: bool,
     pub min_ttl: u8,
+    pub auth: Option<crate::bfd::auth::BfdAuth>,
 }
 
 impl TryFrom<&pb::BfdProfile> for BfdSpec {
@@ -83,7 +84,30 @@ impl TryFrom<&pb::BfdProfile> for BfdSpec {
             t @ 1..=255 => t as u8,
             t => return Err(ConfigError::new("bfd.minimum_ttl", format!("{t}: must be 1..255"))),
         };
-        Ok(Self { rx: ms("receive_interval_ms", b.receive_interval_ms)?, tx: ms("transmit_interval_ms", b.transmit_interval_ms)?, detect_mult, passive: b.passive_mode, min_ttl })
+        let meticulous = match b.auth_type.as_str() {
+            "" => None,
+            "keyed-sha1" => Some(false),
+            "meticulous-keyed-sha1" => Some(true),
+            t => return Err(ConfigError::new("bfd.auth_type", format!("{t:?}: expected keyed-sha1 or meticulous-keyed-sha1"))),
+        };
+        let auth = match meticulous {
+            None => None,
+            Some(meticulous) => {
+                if b.auth_password.is_empty() || b.auth_password.len() > 20 {
+                    return Err(ConfigError::new("bfd.auth_password", "1..20 bytes required with auth_type"));
+                }
+                let key_id = u8::try_from(b.auth_key_id).map_err(|_| ConfigError::new("bfd.auth_key_id", "must be 0..255"))?;
+                Some(crate::bfd::auth::BfdAuth { meticulous, key_id, key: b.auth_password.as_bytes().to_vec() })
+            }
+        };
+        Ok(Self {
+            rx: ms("receive_interval_ms", b.receive_interval_ms)?,
+            tx: ms("transmit_interval_ms", b.transmit_interval_ms)?,
+            detect_mult,
+            passive: b.passive_mode,
+            min_ttl,
+            auth,
+        })
     }
 }
 
@@ -273,13 +297,21 @@ impl From<&PeerSpec> for pb::PeerConfig {
             next_hop_ipv4: s.next_hop_v4.map(|a| a.to_string()).unwrap_or_default(),
             next_hop_ipv6: s.next_hop_v6.map(|a| a.to_string()).unwrap_or_default(),
             max_received_prefixes: Some(s.max_received_prefixes),
-            bfd: s.bfd.map(|b| pb::BfdProfile {
+            bfd: s.bfd.as_ref().map(|b| pb::BfdProfile {
                 receive_interval_ms: b.rx.as_millis() as u32,
                 transmit_interval_ms: b.tx.as_millis() as u32,
                 detect_multiplier: u32::from(b.detect_mult),
                 echo_mode: false,
                 passive_mode: b.passive,
                 minimum_ttl: u32::from(b.min_ttl),
+                auth_type: match &b.auth {
+                    None => String::new(),
+                    Some(a) if a.meticulous => "meticulous-keyed-sha1".into(),
+                    Some(_) => "keyed-sha1".into(),
+                },
+                auth_key_id: b.auth.as_ref().map_or(0, |a| u32::from(a.key_id)),
+                // The key is never echoed back.
+                auth_password: if b.auth.is_some() { "<set>".into() } else { String::new() },
             }),
         }
     }
