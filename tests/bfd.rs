@@ -211,3 +211,36 @@ fn bfd_meticulous_keyed_sha1_with_bird() {
         if p["bfd"]["state"] == "Up" { Err(p.to_string()) } else { Ok(()) }
     });
 }
+
+#[test]
+fn multihop_bfd_across_a_router_with_bird() {
+    let Some(lab) = Lab::new_or_skip("bfdmh", &["bird"]) else { return };
+    let net = lab.routed("spk", "rtr", "bird");
+    let (s, b) = (&net.a, &net.b);
+    let s4 = s.v4.to_string();
+    let bird = Bird::start(b, PeerConfig::new(65002, b.v4).bfd(100, 100, 3).neighbor(Neighbor::new(&s4, 65001).passive().ebgp_multihop(2).source_address(b.v4)));
+    let sp = Speakerd::builder(s).local_asn(65001).router_id(s.v4).start();
+    let ba = b.v4.to_string();
+    // BIRD sends multihop BFD with its default TTL (64), not 255, so the minimum accepted TTL (254 by
+    // default, as in MetalLB) is lowered for it; RFC 5883 leaves this check to configuration.
+    sp.ctl(&[
+        "peer", "add", &ba, "--asn", "65002", "--connect-time", "1", "--ebgp-multihop", "2", "--bfd", "--bfd-receive-interval", "100",
+        "--bfd-transmit-interval", "100", "--bfd-minimum-ttl", "32",
+    ]);
+    sp.wait(T, "multihop BFD Up and BGP established", || {
+        let p = sp.speakerctl_json(&["peer", "show", &ba]);
+        if p["bfd"]["state"] == "Up" && p["state"] == "established" { Ok(()) } else { Err(p.to_string()) }
+    });
+    wait_until(T, "BIRD's multihop BFD session Up", || {
+        let out = bird.birdc(&["show", "bfd", "sessions"])?;
+        if out.contains(" Up ") { Ok(()) } else { Err(out) }
+    });
+    // Cut BIRD's side: the router still answers, but BFD packets stop.
+    let cut = Instant::now();
+    b.link_down(&b.dev);
+    sp.wait(Duration::from_secs(10), "multihop BFD tears BGP down", || {
+        let p = sp.speakerctl_json(&["peer", "show", &ba]);
+        if p["state"] != "established" && p["last_notification_sent"]["subcode"] == 10 { Ok(()) } else { Err(p.to_string()) }
+    });
+    eprintln!("multihop: link cut -> BGP session down after {:?}", cut.elapsed());
+}
