@@ -63,6 +63,12 @@ else
   done
 fi
 
+# the fuzz smoke of the test suite (fuzz/smoke.sh) runs cargo-fuzz (from crates.io)
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  log "installing cargo-fuzz"
+  cargo install cargo-fuzz --locked
+fi
+
 # what the tests call, checked once here so a broken install fails early with a clear message
 for c in ip ping arping ndisc6 tcpdump tshark gobgpd gobgp bird birdc vtysh /usr/lib/frr/bgpd sysctl; do
   command -v "$c" >/dev/null 2>&1 || { log "missing after install: $c"; exit 1; }

@@ -20,6 +20,18 @@ cargo test --workspace --no-fail-fast 2>&1 | tee "$out"
 status=${PIPESTATUS[0]}
 set -e
 
+echo "==> fuzz smoke (fuzz/smoke.sh: every decoder's fuzz target for a few seconds)"
+set +e
+./fuzz/smoke.sh 2>&1 | tee -a "$out"
+fuzz_status=${PIPESTATUS[0]}
+set -e
+if [ "$fuzz_status" -eq 0 ]; then
+  echo "test result: ok. 1 passed; 0 failed; 0 ignored (fuzz smoke)" >>"$out"
+else
+  echo "test result: FAILED. 0 passed; 1 failed; 0 ignored (fuzz smoke)" >>"$out"
+  status=1
+fi
+
 sum() { grep -E '^test result:' "$out" | grep -oE "[0-9]+ $1" | awk '{s += $1} END {print s + 0}'; }
 passed=$(sum passed) failed=$(sum failed) ignored=$(sum ignored)
 binaries=$(grep -cE '^test result:' "$out" || true)
