@@ -310,3 +310,27 @@ async fn layer2_arguments_are_validated() {
     let e = c.set_membership_seeds(pb::SetMembershipSeedsRequest { seeds: vec!["192.0.2.9".into()] }).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "gossip is off: {e:?}");
 }
+
+#[test]
+fn plaintext_tcp_api_is_refused_off_loopback() {
+    let dir = std::env::temp_dir().join(format!("speakerd-tcp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_speakerd"))
+        .args(["--socket", dir.join("s.sock").to_str().unwrap(), "--no-bgp-listen", "--no-gossip", "--grpc-tcp", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("plaintext gRPC only on loopback"), "{err}");
+}
+
+#[tokio::test]
+async fn tcp_api_on_loopback_serves_the_same_service() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let d = Daemon::start(&["--grpc-tcp", &format!("127.0.0.1:{port}")]);
+    let mut c = SpeakerClient::connect(format!("http://127.0.0.1:{port}")).await.unwrap();
+    c.announce(pb::AnnounceRequest { owner: "tcp".into(), announcements: vec![ann("203.0.113.77/32")] }).await.unwrap();
+    let mut u = d.client().await;
+    assert_eq!(prefixes(&mut u, "tcp").await, vec!["203.0.113.77/32@tcp"], "one state behind both listeners");
+}
