@@ -1,35 +1,50 @@
-//! Which IP is answered on which interface, and the gratuitous ARP / unsolicited NA bursts. Sans IO:
-//! `handle(Input, now) -> Vec<Action>`; the driver owns sockets, netlink and the clock.
+//! Which owned IP is answered on which interface, the gratuitous ARP / unsolicited NA bursts, and the
+//! IPs that cannot be programmed. Sans IO: [`Announcer::handle`] takes an [`Input`] and the current
+//! time and returns [`Action`]s; it owns no socket, no timer and no clock, and imports nothing from tokio.
 //!
-//! Interface choice (the "right NIC"): an IP is answered on the up, non-loopback interfaces whose
-//! configured subnets contain it, among those the claim allows (`interfaces`, then
-//! `exclude_interfaces`; a trailing `*` matches a prefix). If no allowed interface has a subnet that
-//! contains the IP, it is answered on the claim's explicitly listed interfaces; with no list, it is not
-//! answered anywhere and the claim reports "no interface on the IP's subnet" (answering on every NIC is
-//! how MetalLB users get the wrong NIC's MAC).
-use super::frames::{self, Mac, Request};
-use ipnet::IpNet;
+//! # The interface choice ("the right NIC")
+//!
+//! 1. The candidates are the usable interfaces (up with carrier, not loopback, with an Ethernet
+//!    address, no socket failure pending) that the claim allows: matching one of `interfaces` if that
+//!    list is not empty, and none of `exclude_interfaces`. A pattern is a name, or a prefix followed by
+//!    `*` (`eth*`).
+//! 2. The IP is answered on every candidate with a configured subnet (address/prefix) that contains it.
+//! 3. If no candidate's subnet contains the IP, it is answered on the candidates when the claim lists
+//!    interfaces explicitly (the operator said where: an IP routed to the node, like MetalLB's
+//!    L2Advertisement.interfaces).
+//! 4. Otherwise it is answered nowhere and reported as a failure, "no usable interface on the IP's
+//!    subnet". Answering on every NIC is how MetalLB users end up with the wrong NIC's MAC.
+//!
+//! # Guarantees
+//!
+//! * Only owned IPs are answered, and only on their chosen interfaces.
+//! * An IP removed from the claims is forgotten at once: no answer and no further burst frame.
+//! * Each newly chosen (IP, interface) pair gets `garp_count` announcements `garp_interval` apart; the
+//!   first goes out in the same `handle` call. Ownership is the claim set at the time of each repeat.
+//! * A Duplicate Address Detection probe is not answered: nothing is configured, so nothing is defended.
+use super::iface::Iface;
+use super::{arp, ndp, Mac, Request};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-/// An interface as netlink and getifaddrs describe it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Iface {
-    pub index: u32,
-    pub name: String,
-    pub mac: Mac,
-    pub up: bool,
-    pub loopback: bool,
-    pub nets: Vec<IpNet>,
+/// How long an interface whose socket failed is left alone before it is tried again (an interface
+/// table change retries at once).
+pub const RETRY_FAILED: Duration = Duration::from_secs(5);
+
+/// Settings of the announcer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct L2Config {
+    /// Gratuitous ARPs / unsolicited NAs sent per interface on taking an IP over. 0 sends none.
+    pub garp_count: u32,
+    /// Time between two of them.
+    pub garp_interval: Duration,
 }
 
-impl Iface {
-    fn link_local(&self) -> Option<Ipv6Addr> {
-        self.nets.iter().find_map(|n| match n {
-            IpNet::V6(v6) if v6.addr().is_unicast_link_local() => Some(v6.addr()),
-            _ => None,
-        })
+impl Default for L2Config {
+    /// 5 × 1.1 s, as MetalLB.
+    fn default() -> Self {
+        Self { garp_count: 5, garp_interval: Duration::from_millis(1100) }
     }
 }
 
@@ -39,78 +54,97 @@ pub struct Claim {
     pub ip: IpAddr,
     /// Interfaces to answer on; empty = any. A trailing `*` matches a prefix.
     pub interfaces: Vec<String>,
+    /// Interfaces never to answer on. A trailing `*` matches a prefix.
     pub exclude_interfaces: Vec<String>,
 }
 
+/// Where an owned IP is answered now, or why it is not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimStatus {
     pub ip: IpAddr,
+    /// (interface name, its MAC), in interface index order.
     pub answering_on: Vec<(String, Mac)>,
+    /// Set when `answering_on` is empty: the reason.
     pub error: Option<String>,
 }
 
+/// Counters since start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct L2Counters {
-    /// ARP requests and NS for IPs this node owns.
+    /// ARP requests and Neighbor Solicitations for owned IPs, on the interface chosen for them.
     pub requests_received: u64,
+    /// ARP replies and solicited Neighbor Advertisements sent.
     pub responses_sent: u64,
+    /// Gratuitous ARPs and unsolicited Neighbor Advertisements sent.
     pub gratuitous_sent: u64,
-    /// ARP/NS frames that did not parse or were invalid.
-    pub ignored: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct L2Config {
-    /// Gratuitous ARPs / unsolicited NAs sent on taking an IP over.
-    pub garp_count: u32,
-    pub garp_interval: Duration,
-}
-
-impl Default for L2Config {
-    /// MetalLB sends for 5 s at 1.1 s intervals.
-    fn default() -> Self {
-        Self { garp_count: 5, garp_interval: Duration::from_millis(1100) }
-    }
+    /// ARP / NS frames that were malformed or invalid (RFC 4861 §7.1.1) and dropped.
+    pub malformed_dropped: u64,
 }
 
 #[derive(Debug)]
 pub enum Input {
     /// The complete set of IPs this node owns now.
     Claims(Vec<Claim>),
-    /// The interface table changed.
+    /// The interface table, complete, after a change (also retries every failed interface).
     Ifaces(Vec<Iface>),
-    /// A socket on an interface failed (it is not used until the next interface change).
-    IfaceFailed(u32, String),
+    /// A frame received on an interface (by index).
     Frame { iface: u32, frame: Vec<u8> },
-    Tick,
+    /// The driver could not program the interface (socket, membership or send error). It is not used
+    /// for [`RETRY_FAILED`] or until the next interface table.
+    IfaceFailed { iface: u32, reason: String },
+    /// The instant of the last [`Action::ArmTimer`] has come.
+    Timer,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    Send { iface: u32, frame: Vec<u8> },
-    /// The interfaces that need a socket now, each with the solicited-node multicast groups to join.
-    Listen(BTreeMap<u32, BTreeSet<Mac>>),
-    /// Call back with `Tick` at this instant.
-    WakeAt(Instant),
+    /// Open a packet socket on the interface (before any Join or Send on it).
+    OpenSocket { iface: u32 },
+    /// Close it; its multicast memberships go with it.
+    CloseSocket { iface: u32 },
+    /// Join a solicited-node multicast group (its Ethernet address) on the interface.
+    Join { iface: u32, group: Mac },
+    Leave { iface: u32, group: Mac },
+    /// Send `frame`, which answers or announces `ip`, on the interface.
+    Send { iface: u32, ip: IpAddr, frame: Vec<u8> },
+    /// Deliver [`Input::Timer`] at this instant. Every `handle` result ends with the next deadline if
+    /// there is one; a result without `ArmTimer` means no timer is needed.
+    ArmTimer(Instant),
+    /// The owned IPs that cannot be answered anywhere now (complete set; emitted when it changes).
+    Failures(BTreeSet<IpAddr>),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Burst {
+    left: u32,
+    next: Instant,
 }
 
 #[derive(Debug)]
 struct ClaimState {
     claim: Claim,
-    on: Vec<u32>,
+    /// Chosen interfaces with their burst state.
+    on: BTreeMap<u32, Burst>,
     error: Option<String>,
-    burst_left: u32,
-    next_burst: Instant,
 }
 
+#[derive(Debug)]
+struct Failed {
+    reason: String,
+    retry_at: Instant,
+}
+
+/// The Layer 2 announcer as a value.
 #[derive(Debug, Default)]
 pub struct Announcer {
     cfg: L2Config,
     ifaces: BTreeMap<u32, Iface>,
-    failed: BTreeMap<u32, String>,
+    failed: BTreeMap<u32, Failed>,
     claims: BTreeMap<IpAddr, ClaimState>,
     counters: L2Counters,
-    listening: BTreeMap<u32, BTreeSet<Mac>>,
+    /// Open sockets as requested by our actions, with their joined groups.
+    sockets: BTreeMap<u32, BTreeSet<Mac>>,
+    reported: BTreeSet<IpAddr>,
 }
 
 fn glob(pattern: &str, name: &str) -> bool {
@@ -118,6 +152,38 @@ fn glob(pattern: &str, name: &str) -> bool {
         Some(prefix) => name.starts_with(prefix),
         None => pattern == name,
     }
+}
+
+fn allowed(c: &Claim, name: &str) -> bool {
+    (c.interfaces.is_empty() || c.interfaces.iter().any(|p| glob(p, name))) && !c.exclude_interfaces.iter().any(|p| glob(p, name))
+}
+
+/// The interface choice of the module documentation.
+fn select(ifaces: &BTreeMap<u32, Iface>, failed: &BTreeMap<u32, Failed>, c: &Claim) -> Result<Vec<u32>, String> {
+    let permitted = || ifaces.values().filter(|i| allowed(c, &i.name));
+    let candidates: Vec<&Iface> = permitted().filter(|i| i.usable() && !failed.contains_key(&i.index)).collect();
+    let on_subnet: Vec<u32> = candidates.iter().filter(|i| i.nets.iter().any(|n| n.contains(&c.ip))).map(|i| i.index).collect();
+    if !on_subnet.is_empty() {
+        return Ok(on_subnet);
+    }
+    if !c.interfaces.is_empty() && !candidates.is_empty() {
+        return Ok(candidates.iter().map(|i| i.index).collect());
+    }
+    // Say why the interfaces that would have qualified did not.
+    let why: Vec<String> = permitted()
+        .filter(|i| !i.loopback && (i.nets.iter().any(|n| n.contains(&c.ip)) || !c.interfaces.is_empty()))
+        .filter_map(|i| match failed.get(&i.index) {
+            Some(f) => Some(format!("{}: {}", i.name, f.reason)),
+            None if !i.up => Some(format!("{}: down", i.name)),
+            None => None,
+        })
+        .collect();
+    let base = if c.interfaces.is_empty() {
+        "no usable interface on the IP's subnet".to_string()
+    } else {
+        format!("no usable interface on the IP's subnet or among {:?}", c.interfaces)
+    };
+    Err(if why.is_empty() { base } else { format!("{base} ({})", why.join("; ")) })
 }
 
 impl Announcer {
@@ -129,183 +195,198 @@ impl Announcer {
         self.counters
     }
 
+    /// Every owned IP, in IP order.
     pub fn status(&self) -> Vec<ClaimStatus> {
         self.claims
             .values()
             .map(|c| ClaimStatus {
                 ip: c.claim.ip,
-                answering_on: c.on.iter().filter_map(|i| self.ifaces.get(i)).map(|i| (i.name.clone(), i.mac)).collect(),
+                answering_on: c.on.keys().filter_map(|i| self.ifaces.get(i)).map(|i| (i.name.clone(), i.mac)).collect(),
                 error: c.error.clone(),
             })
             .collect()
     }
 
-    /// Claims that cannot be answered anywhere.
+    /// The owned IPs that cannot be answered anywhere.
     pub fn failures(&self) -> BTreeSet<IpAddr> {
         self.claims.values().filter(|c| c.error.is_some()).map(|c| c.claim.ip).collect()
     }
 
-    fn select(&self, c: &Claim) -> Result<Vec<u32>, String> {
-        let allowed: Vec<&Iface> = self
-            .ifaces
-            .values()
-            .filter(|i| i.up && !i.loopback && i.mac != [0; 6] && !self.failed.contains_key(&i.index))
-            .filter(|i| c.interfaces.is_empty() || c.interfaces.iter().any(|p| glob(p, &i.name)))
-            .filter(|i| !c.exclude_interfaces.iter().any(|p| glob(p, &i.name)))
-            .collect();
-        let on_subnet: Vec<u32> =
-            allowed.iter().filter(|i| i.nets.iter().any(|n| n.contains(&c.ip))).map(|i| i.index).collect();
-        if !on_subnet.is_empty() {
-            return Ok(on_subnet);
+    /// Is `ip` owned now? (The driver checks this again right before it sends.)
+    pub fn owns(&self, ip: &IpAddr) -> bool {
+        self.claims.contains_key(ip)
+    }
+
+    pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        match input {
+            Input::Frame { iface, frame } => self.answer(iface, &frame, &mut out),
+            Input::Claims(list) => {
+                let mut new: BTreeMap<IpAddr, Claim> = list.into_iter().map(|c| (c.ip, c)).collect();
+                // Removed IPs are forgotten here, with their bursts: nothing more goes out for them.
+                self.claims.retain(|ip, _| new.contains_key(ip));
+                for (ip, st) in self.claims.iter_mut() {
+                    if let Some(c) = new.remove(ip) {
+                        st.claim = c; // interfaces still chosen keep their burst state
+                    }
+                }
+                for (ip, claim) in new {
+                    self.claims.insert(ip, ClaimState { claim, on: BTreeMap::new(), error: None });
+                }
+                self.reselect(now);
+            }
+            Input::Ifaces(list) => {
+                self.ifaces = list.into_iter().filter(|i| i.index != 0).map(|i| (i.index, i)).collect();
+                self.failed.clear();
+                self.reselect(now);
+            }
+            Input::IfaceFailed { iface, reason } => {
+                self.failed.insert(iface, Failed { reason, retry_at: now + RETRY_FAILED });
+                self.reselect(now);
+            }
+            Input::Timer => {
+                let before = self.failed.len();
+                self.failed.retain(|_, f| f.retry_at > now);
+                if self.failed.len() != before {
+                    self.reselect(now);
+                }
+            }
         }
-        if !c.interfaces.is_empty() && !allowed.is_empty() {
-            return Ok(allowed.iter().map(|i| i.index).collect());
+        // Sockets and groups before the frames that need them.
+        self.program_sockets(&mut out);
+        self.send_bursts(now, &mut out);
+        let failures = self.failures();
+        if failures != self.reported {
+            self.reported = failures.clone();
+            out.push(Action::Failures(failures));
         }
-        let why = self.failed.values().next().map(|e| format!(" ({e})")).unwrap_or_default();
-        Err(format!("no usable interface on the IP's subnet{why}"))
+        if let Some(t) = self.next_deadline() {
+            out.push(Action::ArmTimer(t));
+        }
+        out
     }
 
     fn reselect(&mut self, now: Instant) {
-        let ips: Vec<IpAddr> = self.claims.keys().copied().collect();
-        for ip in ips {
-            let sel = self.select(&self.claims[&ip].claim);
-            let Some(st) = self.claims.get_mut(&ip) else { continue };
-            match sel {
-                Ok(on) => {
-                    if on != st.on {
-                        // Newly reachable on other interfaces: announce there afresh.
-                        st.burst_left = self.cfg.garp_count;
-                        st.next_burst = now;
+        let garp_count = self.cfg.garp_count;
+        for st in self.claims.values_mut() {
+            match select(&self.ifaces, &self.failed, &st.claim) {
+                Ok(chosen) => {
+                    st.on.retain(|i, _| chosen.contains(i));
+                    for i in chosen {
+                        // Newly chosen: announce here from now on.
+                        st.on.entry(i).or_insert(Burst { left: garp_count, next: now });
                     }
-                    st.on = on;
                     st.error = None;
                 }
                 Err(e) => {
                     st.on.clear();
-                    st.burst_left = 0;
                     st.error = Some(e);
                 }
             }
         }
     }
 
-    pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Action> {
-        let mut out = Vec::new();
-        match input {
-            Input::Claims(list) => {
-                let new: BTreeMap<IpAddr, Claim> = list.into_iter().map(|c| (c.ip, c)).collect();
-                // Removed IPs: forgotten at once, so no further answer or burst goes out.
-                self.claims.retain(|ip, _| new.contains_key(ip));
-                for (ip, c) in new {
-                    let fresh = match self.claims.get(&ip) {
-                        Some(st) => st.claim != c,
-                        None => true,
-                    };
-                    if fresh {
-                        self.claims.insert(
-                            ip,
-                            ClaimState { claim: c, on: vec![], error: None, burst_left: self.cfg.garp_count, next_burst: now },
-                        );
-                    }
-                }
-                self.reselect(now);
+    fn answer(&mut self, iface: u32, frame: &[u8], out: &mut Vec<Action>) {
+        let req = match super::decode_request(frame) {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(_) => {
+                self.counters.malformed_dropped += 1;
+                return;
             }
-            Input::Ifaces(list) => {
-                self.ifaces = list.into_iter().map(|i| (i.index, i)).collect();
-                self.failed.retain(|i, _| self.ifaces.contains_key(i));
-                self.reselect(now);
-            }
-            Input::IfaceFailed(i, e) => {
-                self.failed.insert(i, e);
-                self.reselect(now);
-            }
-            Input::Frame { iface, frame } => self.frame(iface, &frame, &mut out),
-            Input::Tick => {}
-        }
-        // Sockets first: the driver must have them before the first frame of a burst goes out.
-        self.listen(&mut out);
-        self.bursts(now, &mut out);
-        if let Some(t) = self.claims.values().filter(|c| c.burst_left > 0 && !c.on.is_empty()).map(|c| c.next_burst).min() {
-            out.push(Action::WakeAt(t));
-        }
-        out
-    }
-
-    fn frame(&mut self, iface: u32, frame: &[u8], out: &mut Vec<Action>) {
-        let Some(req) = frames::parse(frame) else {
-            self.counters.ignored += 1;
-            return;
         };
-        let Some(i) = self.ifaces.get(&iface) else { return };
-        let Some(st) = self.claims.get(&req.target()) else { return };
-        if !st.on.contains(&iface) {
+        let ip = req.target();
+        // Only owned IPs, and only on the interfaces chosen for them.
+        let (Some(i), Some(st)) = (self.ifaces.get(&iface), self.claims.get(&ip)) else { return };
+        if !st.on.contains_key(&iface) {
             return;
         }
-        match req {
-            Request::Arp { sender_mac, sender_ip, target } => {
-                // Our own gratuitous ARP, or another host's announcement of the IP: not a question.
-                if sender_mac == i.mac || sender_ip == target {
+        let frame = match req {
+            Request::Arp(r) => {
+                // Our own announcement looped back, or another host announcing the IP: not a question.
+                if r.sender_mac == i.mac || r.is_announcement() {
                     return;
                 }
                 self.counters.requests_received += 1;
-                out.push(Action::Send { iface, frame: frames::arp_reply(i.mac, target, sender_mac, sender_ip) });
+                arp::build_reply(i.mac, r.target_ip, r.sender_mac, r.sender_ip)
             }
-            Request::Ns { reply_mac, src_ip, target } => {
-                if reply_mac == i.mac {
+            Request::Ns(ns) => {
+                if ns.is_dad() || ns.reply_mac() == i.mac {
                     return;
                 }
                 self.counters.requests_received += 1;
-                // The NA comes from the target address itself: resolvers such as ndisc6 ignore
-                // advertisements from any other source, and the kernel accepts either.
-                out.push(Action::Send { iface, frame: frames::neighbor_advert(i.mac, target, target, Some((reply_mac, src_ip))) });
+                ndp::build_solicited_na(i.mac, &ns)
             }
-        }
+        };
         self.counters.responses_sent += 1;
+        out.push(Action::Send { iface, ip, frame });
     }
 
-    fn bursts(&mut self, now: Instant, out: &mut Vec<Action>) {
-        for st in self.claims.values_mut() {
-            if st.burst_left == 0 || st.next_burst > now || st.on.is_empty() {
-                continue;
-            }
-            for idx in &st.on {
+    fn send_bursts(&mut self, now: Instant, out: &mut Vec<Action>) {
+        for (ip, st) in self.claims.iter_mut() {
+            for (idx, b) in st.on.iter_mut() {
+                if b.left == 0 || b.next > now {
+                    continue;
+                }
                 let Some(i) = self.ifaces.get(idx) else { continue };
-                let frame = match st.claim.ip {
-                    IpAddr::V4(v4) => frames::gratuitous_arp(i.mac, v4),
-                    IpAddr::V6(v6) => frames::neighbor_advert(i.mac, i.link_local().unwrap_or(v6), v6, None),
+                let frame = match ip {
+                    IpAddr::V4(v4) => arp::build_gratuitous(i.mac, *v4),
+                    IpAddr::V6(v6) => ndp::build_unsolicited_na(i.mac, i.link_local().unwrap_or(*v6), *v6),
                 };
-                out.push(Action::Send { iface: *idx, frame });
+                out.push(Action::Send { iface: *idx, ip: *ip, frame });
                 self.counters.gratuitous_sent += 1;
+                b.left -= 1;
+                b.next = now + self.cfg.garp_interval;
             }
-            st.burst_left -= 1;
-            st.next_burst = now + self.cfg.garp_interval;
         }
     }
 
-    fn listen(&mut self, out: &mut Vec<Action>) {
+    fn program_sockets(&mut self, out: &mut Vec<Action>) {
         let mut want: BTreeMap<u32, BTreeSet<Mac>> = BTreeMap::new();
         for st in self.claims.values() {
-            for i in &st.on {
+            for i in st.on.keys() {
                 let groups = want.entry(*i).or_default();
                 if let IpAddr::V6(v6) = st.claim.ip {
-                    groups.insert(frames::solicited_node_mac(v6));
+                    groups.insert(ndp::solicited_node_mac(v6));
                 }
             }
         }
-        if want != self.listening {
-            self.listening = want.clone();
-            out.push(Action::Listen(want));
+        for iface in self.sockets.keys().filter(|i| !want.contains_key(i)) {
+            out.push(Action::CloseSocket { iface: *iface });
         }
+        self.sockets.retain(|i, _| want.contains_key(i));
+        for (iface, groups) in want {
+            if !self.sockets.contains_key(&iface) {
+                out.push(Action::OpenSocket { iface });
+            }
+            let have = self.sockets.entry(iface).or_default();
+            for g in have.difference(&groups) {
+                out.push(Action::Leave { iface, group: *g });
+            }
+            for g in groups.difference(have) {
+                out.push(Action::Join { iface, group: *g });
+            }
+            *have = groups;
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let bursts = self.claims.values().flat_map(|c| c.on.values()).filter(|b| b.left > 0).map(|b| b.next);
+        bursts.chain(self.failed.values().map(|f| f.retry_at)).min()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pnet_packet::ethernet::EthernetPacket;
+    use proptest::prelude::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     const M1: Mac = [2, 0, 0, 0, 0, 1];
     const M2: Mac = [2, 0, 0, 0, 0, 2];
     const HOST: Mac = [2, 0, 0, 0, 0, 0x99];
+    const SEC: Duration = Duration::from_secs(1);
 
     fn ifaces() -> Vec<Iface> {
         vec![
@@ -326,109 +407,320 @@ mod tests {
         Claim { ip: ip.parse().unwrap(), interfaces: vec![], exclude_interfaces: vec![] }
     }
 
-    fn sends(a: &[Action]) -> Vec<(u32, Vec<u8>)> {
-        a.iter().filter_map(|x| if let Action::Send { iface, frame } = x { Some((*iface, frame.clone())) } else { None }).collect()
+    fn sends(a: &[Action]) -> Vec<(u32, IpAddr, Vec<u8>)> {
+        a.iter()
+            .filter_map(|x| match x {
+                Action::Send { iface, ip, frame } => Some((*iface, *ip, frame.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn timer(a: &[Action]) -> Option<Instant> {
+        a.iter().find_map(|x| if let Action::ArmTimer(t) = x { Some(*t) } else { None })
     }
 
     fn arp_request(target: &str) -> Vec<u8> {
-        // Reply frames come from the same builder; build a request by hand: a gratuitous form from HOST
-        // with a different sender IP is a normal request.
-        let mut f = frames::gratuitous_arp(HOST, "192.0.2.9".parse().unwrap());
-        let t: std::net::Ipv4Addr = target.parse().unwrap();
-        f[38..42].copy_from_slice(&t.octets());
-        f
+        arp::build_request(HOST, "192.0.2.9".parse().unwrap(), target.parse().unwrap())
     }
 
-    fn setup() -> (Announcer, Instant) {
-        let mut a = Announcer::new(L2Config { garp_count: 3, garp_interval: Duration::from_secs(1) });
+    fn eth_src(f: &[u8]) -> Mac {
+        EthernetPacket::new(f).unwrap().get_source().octets()
+    }
+
+    fn setup(count: u32) -> (Announcer, Instant) {
+        let mut a = Announcer::new(L2Config { garp_count: count, garp_interval: SEC });
         let t0 = Instant::now();
-        a.handle(Input::Ifaces(ifaces()), t0);
+        assert_eq!(a.handle(Input::Ifaces(ifaces()), t0), vec![]);
         (a, t0)
     }
 
     #[test]
-    fn claim_sends_a_burst_then_stops() {
-        let (mut a, t0) = setup();
+    fn claim_sends_garp_count_announcements_garp_interval_apart() {
+        let (mut a, t0) = setup(3);
         let out = a.handle(Input::Claims(vec![claim("192.0.2.50")]), t0);
+        assert_eq!(out[0], Action::OpenSocket { iface: 2 }, "socket before the first frame");
         let s = sends(&out);
-        assert_eq!(s.len(), 1);
-        assert_eq!(s[0].0, 2, "on eth0, whose subnet holds the IP");
-        assert!(out.contains(&Action::WakeAt(t0 + Duration::from_secs(1))));
-        assert!(sends(&a.handle(Input::Tick, t0 + Duration::from_millis(500))).is_empty(), "not yet");
-        assert_eq!(sends(&a.handle(Input::Tick, t0 + Duration::from_secs(1))).len(), 1);
-        let out = a.handle(Input::Tick, t0 + Duration::from_secs(2));
+        assert_eq!(s.len(), 1, "first announcement at once");
+        assert_eq!(s[0].2, arp::build_gratuitous(M1, "192.0.2.50".parse().unwrap()), "from eth0, whose subnet holds the IP");
+        assert_eq!(timer(&out), Some(t0 + SEC));
+        let early = a.handle(Input::Timer, t0 + SEC / 2);
+        assert!(sends(&early).is_empty(), "not before the interval");
+        assert_eq!(timer(&early), Some(t0 + SEC));
+        let out = a.handle(Input::Timer, t0 + SEC);
         assert_eq!(sends(&out).len(), 1);
-        assert!(!out.iter().any(|x| matches!(x, Action::WakeAt(_))), "burst of 3 done");
+        assert_eq!(timer(&out), Some(t0 + 2 * SEC));
+        let out = a.handle(Input::Timer, t0 + 2 * SEC);
+        assert_eq!(sends(&out).len(), 1);
+        assert_eq!(timer(&out), None, "burst of 3 done");
+        assert!(sends(&a.handle(Input::Timer, t0 + 10 * SEC)).is_empty());
         assert_eq!(a.counters().gratuitous_sent, 3);
     }
 
     #[test]
+    fn garp_count_zero_sends_no_announcement_but_answers() {
+        let (mut a, t0) = setup(0);
+        let out = a.handle(Input::Claims(vec![claim("192.0.2.50")]), t0);
+        assert!(sends(&out).is_empty());
+        assert_eq!(timer(&out), None);
+        assert_eq!(sends(&a.handle(Input::Frame { iface: 2, frame: arp_request("192.0.2.50") }, t0)).len(), 1);
+    }
+
+    #[test]
     fn unclaim_stops_answers_and_the_burst_at_once() {
-        let (mut a, t0) = setup();
+        let (mut a, t0) = setup(5);
         a.handle(Input::Claims(vec![claim("192.0.2.50")]), t0);
         let out = a.handle(Input::Frame { iface: 2, frame: arp_request("192.0.2.50") }, t0);
         let s = sends(&out);
         assert_eq!(s.len(), 1);
-        let e = pnet_packet::ethernet::EthernetPacket::new(&s[0].1).unwrap();
-        assert_eq!(e.get_source().octets(), M1);
-        a.handle(Input::Claims(vec![]), t0);
-        assert!(sends(&a.handle(Input::Frame { iface: 2, frame: arp_request("192.0.2.50") }, t0)).is_empty());
-        assert!(sends(&a.handle(Input::Tick, t0 + Duration::from_secs(5))).is_empty(), "no burst for an IP not owned");
+        assert_eq!(s[0].2, arp::build_reply(M1, "192.0.2.50".parse().unwrap(), HOST, "192.0.2.9".parse().unwrap()));
+        assert_eq!(timer(&out), Some(t0 + SEC), "an answer keeps the burst timer");
+
+        let out = a.handle(Input::Claims(vec![]), t0 + SEC / 2);
+        assert_eq!(out, vec![Action::CloseSocket { iface: 2 }], "no timer left, nothing sent");
+        assert!(!a.owns(&"192.0.2.50".parse().unwrap()));
+        assert!(sends(&a.handle(Input::Frame { iface: 2, frame: arp_request("192.0.2.50") }, t0 + SEC)).is_empty());
+        assert!(sends(&a.handle(Input::Timer, t0 + SEC)).is_empty(), "no repeat for an IP not owned");
+        assert_eq!(a.counters().gratuitous_sent, 1);
+        assert_eq!(a.counters().responses_sent, 1);
     }
 
     #[test]
-    fn never_answers_for_ips_not_owned_or_on_the_wrong_interface() {
-        let (mut a, t0) = setup();
+    fn reclaim_starts_a_new_burst() {
+        let (mut a, t0) = setup(2);
+        a.handle(Input::Claims(vec![claim("192.0.2.50")]), t0);
+        a.handle(Input::Claims(vec![]), t0);
+        let out = a.handle(Input::Claims(vec![claim("192.0.2.50")]), t0 + SEC / 10);
+        assert_eq!(sends(&out).len(), 1);
+        assert_eq!(timer(&out), Some(t0 + SEC / 10 + SEC));
+    }
+
+    #[test]
+    fn same_claims_again_send_nothing() {
+        let (mut a, t0) = setup(1);
+        a.handle(Input::Claims(vec![claim("192.0.2.50")]), t0);
+        assert_eq!(a.handle(Input::Claims(vec![claim("192.0.2.50")]), t0), vec![]);
+        let mut c = claim("192.0.2.50");
+        c.exclude_interfaces = vec!["eth1".into()];
+        assert_eq!(a.handle(Input::Claims(vec![c]), t0), vec![], "eth0 still chosen: no new burst");
+    }
+
+    #[test]
+    fn requests_for_ips_not_owned_are_never_answered() {
+        let (mut a, t0) = setup(1);
         a.handle(Input::Claims(vec![claim("192.0.2.50")]), t0);
         assert!(sends(&a.handle(Input::Frame { iface: 2, frame: arp_request("192.0.2.51") }, t0)).is_empty());
+        assert!(sends(&a.handle(Input::Frame { iface: 2, frame: arp_request("192.0.2.1") }, t0)).is_empty(), "the node's own address is the kernel's");
+        let ns = ndp::build_ns(HOST, "2001:db8::9".parse().unwrap(), "2001:db8::50".parse().unwrap());
+        assert!(sends(&a.handle(Input::Frame { iface: 2, frame: ns }, t0)).is_empty());
+        assert_eq!(a.counters().requests_received, 0);
+    }
+
+    #[test]
+    fn two_interfaces_each_ip_answered_on_its_subnets_nic_with_its_mac() {
+        let (mut a, t0) = setup(1);
+        let out = a.handle(Input::Claims(vec![claim("192.0.2.50"), claim("198.51.100.77")]), t0);
+        let s = sends(&out);
+        assert_eq!(s.iter().map(|(i, ip, f)| (*i, ip.to_string(), eth_src(f))).collect::<Vec<_>>(), vec![
+            (2, "192.0.2.50".to_string(), M1),
+            (3, "198.51.100.77".to_string(), M2),
+        ]);
+        let reply = sends(&a.handle(Input::Frame { iface: 3, frame: arp_request("198.51.100.77") }, t0));
+        assert_eq!((reply[0].0, eth_src(&reply[0].2)), (3, M2));
         assert!(sends(&a.handle(Input::Frame { iface: 3, frame: arp_request("192.0.2.50") }, t0)).is_empty(), "eth1 is not on 192.0.2.0/24");
-    }
-
-    #[test]
-    fn second_nic_subnet_is_answered_with_the_second_mac() {
-        let (mut a, t0) = setup();
-        a.handle(Input::Claims(vec![claim("198.51.100.77")]), t0);
+        assert!(sends(&a.handle(Input::Frame { iface: 2, frame: arp_request("198.51.100.77") }, t0)).is_empty(), "eth0 is not on 198.51.100.0/24");
         let st = a.status();
-        assert_eq!(st[0].answering_on, vec![("eth1".to_string(), M2)]);
+        assert_eq!(st[0].answering_on, vec![("eth0".to_string(), M1)]);
+        assert_eq!(st[1].answering_on, vec![("eth1".to_string(), M2)]);
     }
 
     #[test]
-    fn interface_filters_and_no_subnet_error() {
-        let (mut a, t0) = setup();
+    fn ip_outside_every_subnet_fails_unless_interfaces_are_listed() {
+        let (mut a, t0) = setup(1);
+        let out = a.handle(Input::Claims(vec![claim("203.0.113.5")]), t0);
+        assert_eq!(out, vec![Action::Failures(["203.0.113.5".parse().unwrap()].into())], "no socket, no frame");
+        assert_eq!(a.status()[0].error.as_deref(), Some("no usable interface on the IP's subnet"));
         let mut c = claim("203.0.113.5");
-        a.handle(Input::Claims(vec![c.clone()]), t0);
-        assert!(a.status()[0].error.as_deref().unwrap().contains("no usable interface"));
-        assert_eq!(a.failures().len(), 1);
         c.interfaces = vec!["eth*".into()];
         c.exclude_interfaces = vec!["eth0".into()];
-        a.handle(Input::Claims(vec![c]), t0);
+        let out = a.handle(Input::Claims(vec![c.clone()]), t0);
+        assert!(out.contains(&Action::Failures(BTreeSet::new())), "{out:?}");
+        assert_eq!(sends(&out)[0].0, 3);
         assert_eq!(a.status()[0].answering_on, vec![("eth1".to_string(), M2)]);
-        assert!(a.failures().is_empty());
+        c.interfaces = vec!["bond*".into()];
+        a.handle(Input::Claims(vec![c]), t0);
+        assert!(a.status()[0].error.as_deref().unwrap().contains("among [\"bond*\"]"));
     }
 
     #[test]
-    fn interface_going_down_moves_or_fails_the_claim() {
-        let (mut a, t0) = setup();
+    fn filters_apply_on_the_subnet_too() {
+        let (mut a, t0) = setup(1);
+        let mut c = claim("192.0.2.50");
+        c.exclude_interfaces = vec!["eth*".into()];
+        a.handle(Input::Claims(vec![c]), t0);
+        assert_eq!(a.failures(), ["192.0.2.50".parse().unwrap()].into());
+        let mut c = claim("192.0.2.50");
+        c.interfaces = vec!["eth1".into()];
+        a.handle(Input::Claims(vec![c]), t0);
+        assert_eq!(a.status()[0].answering_on, vec![("eth1".to_string(), M2)], "listed interface when the subnet's is not allowed");
+    }
+
+    #[test]
+    fn ipv6_claim_joins_its_group_answers_ns_and_leaves() {
+        let (mut a, t0) = setup(1);
+        let target: Ipv6Addr = "2001:db8::50".parse().unwrap();
+        let group = ndp::solicited_node_mac(target);
+        let out = a.handle(Input::Claims(vec![claim("2001:db8::50"), claim("192.0.2.50")]), t0);
+        assert_eq!(out[..2], [Action::OpenSocket { iface: 2 }, Action::Join { iface: 2, group }]);
+        let s = sends(&out);
+        assert_eq!(s[1].2, ndp::build_unsolicited_na(M1, "fe80::1".parse().unwrap(), target), "unsolicited NA from the link-local address");
+
+        let ns = ndp::build_ns(HOST, "2001:db8::9".parse().unwrap(), target);
+        let s = sends(&a.handle(Input::Frame { iface: 2, frame: ns.clone() }, t0));
+        assert_eq!(s[0].2, ndp::build_solicited_na(M1, &ndp::parse_ns(&ns).unwrap()));
+        let dad = ndp::build_ns(HOST, Ipv6Addr::UNSPECIFIED, target);
+        assert!(sends(&a.handle(Input::Frame { iface: 2, frame: dad }, t0)).is_empty(), "DAD probe");
+
+        let out = a.handle(Input::Claims(vec![claim("192.0.2.50")]), t0);
+        assert_eq!(out, vec![Action::Leave { iface: 2, group }], "socket stays for the IPv4 claim");
+        assert!(sends(&a.handle(Input::Frame { iface: 2, frame: ns }, t0)).is_empty());
+    }
+
+    #[test]
+    fn own_frames_announcements_and_malformed_frames_are_not_answered() {
+        let (mut a, t0) = setup(1);
+        a.handle(Input::Claims(vec![claim("192.0.2.50")]), t0);
+        let own = arp::build_request(M1, "192.0.2.1".parse().unwrap(), "192.0.2.50".parse().unwrap());
+        assert!(sends(&a.handle(Input::Frame { iface: 2, frame: own }, t0)).is_empty());
+        let announcement = arp::build_gratuitous(HOST, "192.0.2.50".parse().unwrap());
+        assert!(sends(&a.handle(Input::Frame { iface: 2, frame: announcement }, t0)).is_empty());
+        let mut bad = arp_request("192.0.2.50");
+        bad[18] = 8;
+        assert!(sends(&a.handle(Input::Frame { iface: 2, frame: bad }, t0)).is_empty());
+        assert!(sends(&a.handle(Input::Frame { iface: 2, frame: vec![1, 2, 3] }, t0)).is_empty());
+        assert_eq!(a.counters().malformed_dropped, 2);
+        assert_eq!(a.counters().requests_received, 0);
+    }
+
+    #[test]
+    fn interface_down_fails_the_claim_and_up_announces_again() {
+        let (mut a, t0) = setup(1);
         a.handle(Input::Claims(vec![claim("192.0.2.50")]), t0);
         let mut l = ifaces();
         l[1].up = false;
-        a.handle(Input::Ifaces(l), t0);
-        assert_eq!(a.failures(), [ "192.0.2.50".parse().unwrap() ].into());
-        a.handle(Input::Ifaces(ifaces()), t0 + Duration::from_secs(9));
+        let out = a.handle(Input::Ifaces(l), t0);
+        assert_eq!(out, vec![Action::CloseSocket { iface: 2 }, Action::Failures(["192.0.2.50".parse().unwrap()].into())]);
+        assert_eq!(a.status()[0].error.as_deref(), Some("no usable interface on the IP's subnet (eth0: down)"));
+        let out = a.handle(Input::Ifaces(ifaces()), t0 + SEC);
+        assert_eq!(sends(&out).len(), 1, "announced again on the way back");
         assert!(a.failures().is_empty());
-        a.handle(Input::IfaceFailed(2, "socket: boom".into()), t0);
-        assert!(a.status()[0].error.as_deref().unwrap().contains("boom"));
     }
 
     #[test]
-    fn ipv6_claim_joins_the_solicited_node_group_and_answers_ns() {
-        let (mut a, t0) = setup();
-        let out = a.handle(Input::Claims(vec![claim("2001:db8::50")]), t0);
-        let want: BTreeMap<u32, BTreeSet<Mac>> = [(2, [frames::solicited_node_mac("2001:db8::50".parse().unwrap())].into())].into();
-        assert!(out.contains(&Action::Listen(want)), "{out:?}");
-        let s = sends(&out);
-        assert_eq!(s.len(), 1, "unsolicited NA");
-        let e = pnet_packet::ethernet::EthernetPacket::new(&s[0].1).unwrap();
-        assert_eq!(e.get_destination().octets(), frames::ALL_NODES_MAC);
+    fn socket_failure_is_reported_and_retried() {
+        let (mut a, t0) = setup(1);
+        a.handle(Input::Claims(vec![claim("192.0.2.50")]), t0);
+        let out = a.handle(Input::IfaceFailed { iface: 2, reason: "socket: boom".into() }, t0);
+        assert!(out.contains(&Action::CloseSocket { iface: 2 }));
+        assert_eq!(timer(&out), Some(t0 + RETRY_FAILED));
+        assert!(a.status()[0].error.as_deref().unwrap().contains("eth0: socket: boom"));
+        let out = a.handle(Input::Timer, t0 + RETRY_FAILED / 2);
+        assert_eq!(out, vec![Action::ArmTimer(t0 + RETRY_FAILED)], "still failed");
+        let out = a.handle(Input::Timer, t0 + RETRY_FAILED);
+        assert_eq!(out[0], Action::OpenSocket { iface: 2 });
+        assert!(a.failures().is_empty());
+    }
+
+    #[test]
+    fn interface_gone_fails_the_claim() {
+        let (mut a, t0) = setup(1);
+        a.handle(Input::Claims(vec![claim("192.0.2.50")]), t0);
+        let mut l = ifaces();
+        l.remove(1);
+        a.handle(Input::Ifaces(l), t0);
+        assert_eq!(a.failures(), ["192.0.2.50".parse().unwrap()].into());
+        assert!(a.status()[0].answering_on.is_empty());
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Claims(Vec<(u8, u8)>),
+        Ifaces(u8),
+        Request(u8, u8),
+        Failed(u8),
+        Tick(u16),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            proptest::collection::vec((0u8..6, 0u8..4), 0..4).prop_map(Op::Claims),
+            any::<u8>().prop_map(Op::Ifaces),
+            (0u8..4, 0u8..6).prop_map(|(i, ip)| Op::Request(i, ip)),
+            (0u8..4).prop_map(Op::Failed),
+            any::<u16>().prop_map(Op::Tick),
+        ]
+    }
+
+    const IPS: [&str; 6] = ["192.0.2.50", "198.51.100.77", "203.0.113.5", "2001:db8::50", "2001:db8::51", "192.0.2.1"];
+    const FILTERS: [&[&str]; 4] = [&[], &["eth0"], &["eth*"], &["eth1"]];
+
+    proptest! {
+        /// Whatever happens: every frame is for an IP owned at that moment, sent on an interface that is
+        /// open and chosen for it; sockets are opened before use; the failure report matches status.
+        #[test]
+        fn sends_only_for_owned_ips_on_open_sockets(ops in proptest::collection::vec(op(), 1..40)) {
+            let (mut a, mut now) = setup(3);
+            let mut open: BTreeSet<u32> = BTreeSet::new();
+            let mut owned: BTreeSet<IpAddr> = BTreeSet::new();
+            let mut reported = BTreeSet::new();
+            for op in ops {
+                let input = match op {
+                    Op::Claims(list) => {
+                        let claims: Vec<Claim> = list.iter().map(|(ip, f)| Claim {
+                            ip: IPS[usize::from(*ip)].parse().unwrap(),
+                            interfaces: FILTERS[usize::from(*f)].iter().map(|s| s.to_string()).collect(),
+                            exclude_interfaces: vec![],
+                        }).collect();
+                        owned = claims.iter().map(|c| c.ip).collect();
+                        Input::Claims(claims)
+                    }
+                    Op::Ifaces(bits) => {
+                        let mut l = ifaces();
+                        l[1].up = bits & 1 == 0;
+                        l[2].up = bits & 2 == 0;
+                        if bits & 4 != 0 { l.remove(2); }
+                        Input::Ifaces(l)
+                    }
+                    Op::Request(i, ip) => {
+                        let frame = match IPS[usize::from(ip)].parse().unwrap() {
+                            IpAddr::V4(v4) => arp::build_request(HOST, Ipv4Addr::new(192, 0, 2, 9), v4),
+                            IpAddr::V6(v6) => ndp::build_ns(HOST, "2001:db8::9".parse().unwrap(), v6),
+                        };
+                        Input::Frame { iface: u32::from(i), frame }
+                    }
+                    Op::Failed(i) => Input::IfaceFailed { iface: u32::from(i), reason: "x".into() },
+                    Op::Tick(ms) => { now += Duration::from_millis(u64::from(ms)); Input::Timer }
+                };
+                for action in a.handle(input, now) {
+                    match action {
+                        Action::OpenSocket { iface } => prop_assert!(open.insert(iface), "opened twice"),
+                        Action::CloseSocket { iface } => prop_assert!(open.remove(&iface), "closed unopened"),
+                        Action::Join { iface, .. } | Action::Leave { iface, .. } => prop_assert!(open.contains(&iface)),
+                        Action::Send { iface, ip, .. } => {
+                            prop_assert!(owned.contains(&ip), "frame for {ip}, not owned");
+                            prop_assert!(open.contains(&iface));
+                            let st = a.status().into_iter().find(|s| s.ip == ip).unwrap();
+                            let name = &ifaces().into_iter().find(|i| i.index == iface).unwrap().name;
+                            prop_assert!(st.answering_on.iter().any(|(n, _)| n == name));
+                        }
+                        Action::ArmTimer(t) => prop_assert!(t >= now),
+                        Action::Failures(f) => reported = f,
+                    }
+                }
+                prop_assert_eq!(&reported, &a.failures());
+                let answering: BTreeSet<IpAddr> = a.status().iter().filter(|s| !s.answering_on.is_empty()).map(|s| s.ip).collect();
+                prop_assert_eq!(answering.len() + reported.len(), owned.len());
+            }
+        }
     }
 }

@@ -1,16 +1,31 @@
-//! The I/O of Layer 2 mode: AF_PACKET sockets per interface, the netlink subscription, the clock.
+//! The I/O of Layer 2 mode: packet sockets, multicast membership, netlink events and the clock, around
+//! the sans-IO [`Announcer`]. It translates and does nothing more.
 //!
-//! * One AF_PACKET socket per interface that has claims, bound to that interface, non-blocking under
-//!   tokio's `AsyncFd`. A classic BPF filter lets through only ARP and ICMPv6 Neighbor Solicitations, so
-//!   the kernel does not copy the node's other traffic to us. IPv6 claims join their solicited-node
-//!   multicast group on the socket (PACKET_ADD_MEMBERSHIP), so Neighbor Solicitations reach us without
-//!   promiscuous mode. pnet_datalink's channel is not used: its receiver blocks (a thread per interface)
-//!   and does not expose the descriptor that multicast membership needs.
-//! * Interface and address changes: a NETLINK_ROUTE socket subscribed to link, IPv4 and IPv6 address
-//!   events; each burst of events triggers one re-read of the interface table (getifaddrs). No polling.
-use super::announcer::{Action, Announcer, Claim, ClaimStatus, Iface, Input, L2Config, L2Counters};
-use super::frames::Mac;
-use std::collections::{BTreeMap, BTreeSet};
+//! ```text
+//!  set_claims ─► watch (latest wins) ─┐
+//!  netlink link/addr events ─► re-read table (10 ms settle) ─┤  biased select: cancel > claims >
+//!  timer slot (ArmTimer) ─────────────────────────────────────┤  timer > interfaces > sockets
+//!  reader task per socket ─► mpsc (bounded 1024, drops when full) ─┘      │
+//!                                             Announcer::handle(input, now) → actions
+//!  Open/Close socket, Join/Leave group, Send (owned IPs only), ArmTimer, Failures ◄─┘
+//! ```
+//!
+//! Why raw AF_PACKET sockets under tokio's `AsyncFd` and not pnet_datalink: pnet's receiver blocks (a
+//! thread per interface, woken only by traffic or a read timeout, so closing it on unclaim or
+//! cancellation lags), and it hides the descriptor that PACKET_ADD_MEMBERSHIP and a BPF filter need.
+//! A non-blocking socket under `AsyncFd` is closed the moment it is dropped, costs no thread, and
+//! takes a classic BPF filter, so the kernel copies us only untagged ARP and ICMPv6 Neighbor
+//! Solicitations, not the node's traffic. The socket is created with protocol 0 (receives nothing),
+//! filtered, then bound to its interface, so no frame of another interface is ever queued on it.
+//!
+//! "Stop answering at once": [`L2Handle::set_claims`] publishes the new set before it returns, and
+//! every frame is checked against the latest published set right before it is sent, so no answer or
+//! announcement for a removed IP leaves after `set_claims` returns, whatever the announcer has queued.
+//! On cancellation the sockets are closed and no goodbye frame is sent.
+use super::announcer::{Action, Announcer, Claim, ClaimStatus, Input, L2Config, L2Counters};
+use super::iface::{read_table, IfaceEvents};
+use super::Mac;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -18,23 +33,44 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument;
 
 const ETH_P_ALL: u16 = 0x0003;
-const PACKET_OUTGOING: u8 = 4;
 const SOL_PACKET: libc::c_int = 263;
 const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
 const PACKET_DROP_MEMBERSHIP: libc::c_int = 2;
 const PACKET_MR_MULTICAST: u16 = 0;
-const RTMGRP_LINK: u32 = 0x1;
-const RTMGRP_IPV4_IFADDR: u32 = 0x10;
-const RTMGRP_IPV6_IFADDR: u32 = 0x100;
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const PACKET_OUTGOING: u8 = 4;
+/// Frames waiting for the driver; beyond this, requests are dropped (hosts ask again).
+const FRAME_QUEUE: usize = 1024;
+/// Netlink events come in bursts (a link, then each of its addresses): read the table once after them.
+const SETTLE: Duration = Duration::from_millis(10);
+/// Larger than any ARP or NS frame; a longer (jumbo) frame is cut and then fails to decode.
+const FRAME_BUF: usize = 2048;
 
+/// Errors of [`L2Handle::start`]. Errors on one interface later on are not fatal: they appear in
+/// [`L2Handle::failures`] and in [`ClaimStatus::error`].
 #[derive(Debug, thiserror::Error)]
 pub enum L2Error {
+    /// The NETLINK_ROUTE socket for link and address events could not be opened or subscribed.
     #[error("netlink socket")]
     Netlink(#[source] io::Error),
+    /// `start` was called outside a tokio runtime.
+    #[error("not inside a tokio runtime")]
+    NoRuntime,
+}
+
+impl L2Error {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Netlink(_) => "netlink",
+            Self::NoRuntime => "no_runtime",
+        }
+    }
 }
 
 fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
@@ -45,37 +81,47 @@ fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// Classic BPF: accept ARP, or IPv6 whose next header is ICMPv6 (58) with type 135 (NS); drop the rest.
-fn filter() -> [libc::sock_filter; 9] {
+/// Classic BPF: accept untagged ARP, and untagged IPv6 whose next header is ICMPv6 (58) with type 135
+/// (Neighbor Solicitation); drop everything else. Frames with a VLAN tag belong to the VLAN's own
+/// interface, not to the one we are bound to.
+fn filter() -> [libc::sock_filter; 11] {
     let f = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
-    const LDH_ABS: u16 = 0x28;
     const LDB_ABS: u16 = 0x30;
+    const LDH_ABS: u16 = 0x28;
     const JEQ_K: u16 = 0x15;
     const RET_K: u16 = 0x06;
+    let vlan_tag_present = (libc::SKF_AD_OFF + libc::SKF_AD_VLAN_TAG_PRESENT) as u32;
     [
-        f(LDH_ABS, 0, 0, 12),     // 0: ethertype
-        f(JEQ_K, 5, 0, 0x0806),   // 1: ARP → accept (7)
-        f(JEQ_K, 0, 5, 0x86dd),   // 2: not IPv6 → drop (8)
-        f(LDB_ABS, 0, 0, 20),     // 3: IPv6 next header
-        f(JEQ_K, 0, 3, 58),       // 4: not ICMPv6 → drop
-        f(LDB_ABS, 0, 0, 54),     // 5: ICMPv6 type
-        f(JEQ_K, 0, 1, 135),      // 6: not NS → drop
-        f(RET_K, 0, 0, 0x40000),  // 7: accept
-        f(RET_K, 0, 0, 0),        // 8: drop
+        f(LDB_ABS, 0, 0, vlan_tag_present), //  0: ancillary: VLAN tag present?
+        f(JEQ_K, 0, 8, 0),                   //  1: tagged → drop (10)
+        f(LDH_ABS, 0, 0, 12),                //  2: EtherType
+        f(JEQ_K, 5, 0, 0x0806),              //  3: ARP → accept (9)
+        f(JEQ_K, 0, 5, 0x86dd),              //  4: not IPv6 → drop (10)
+        f(LDB_ABS, 0, 0, 14 + 6),            //  5: IPv6 next header
+        f(JEQ_K, 0, 3, 58),                  //  6: not ICMPv6 → drop
+        f(LDB_ABS, 0, 0, 14 + 40),           //  7: ICMPv6 type
+        f(JEQ_K, 0, 1, 135),                 //  8: not NS → drop
+        f(RET_K, 0, 0, 0x0004_0000),         //  9: accept (whole frame)
+        f(RET_K, 0, 0, 0),                   // 10: drop
     ]
 }
 
-/// An AF_PACKET socket bound to one interface, filtered to ARP and NS.
-fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
+/// A packet socket bound to one interface, filtered to ARP and NS, non-blocking.
+struct PacketSocket {
+    fd: Arc<AsyncFd<OwnedFd>>,
+    ifindex: u32,
+    _reader: AbortOnDropHandle<()>,
+}
+
+fn open_packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
+    // Protocol 0: nothing is queued on the socket until bind() names the protocol and interface.
     // SAFETY: plain socket(2); the descriptor is owned by the OwnedFd at once.
-    let fd = cvt(unsafe {
-        libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, i32::from(ETH_P_ALL.to_be()))
-    })?;
-    // SAFETY: fd was just returned by socket(2) and is not owned elsewhere.
+    let fd = cvt(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: fd was just returned by socket(2) and is owned nowhere else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let prog = filter();
-    let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr() as *mut libc::sock_filter };
-    // SAFETY: fprog points to `prog`, alive for the call.
+    let fprog = libc::sock_fprog { len: prog.len() as libc::c_ushort, filter: prog.as_ptr().cast_mut() };
+    // SAFETY: fprog points to `prog`, which outlives the call; the kernel copies the program.
     cvt(unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
@@ -85,284 +131,458 @@ fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
             std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
         )
     })?;
-    // SAFETY: sockaddr_ll is plain data; zeroed is valid.
+    // Our own frames are not input (Linux ≥ 4.20; older kernels: the reader skips PACKET_OUTGOING).
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt with a c_int that lives across the call.
+    let _ = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            SOL_PACKET,
+            PACKET_IGNORE_OUTGOING,
+            std::ptr::addr_of!(one).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_family = libc::AF_PACKET as libc::c_ushort;
     sll.sll_protocol = ETH_P_ALL.to_be();
-    sll.sll_ifindex = ifindex as i32;
-    // SAFETY: binds to a sockaddr_ll of the right size.
+    sll.sll_ifindex = libc::c_int::try_from(ifindex).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: binds to a sockaddr_ll of the size given.
     cvt(unsafe {
         libc::bind(fd.as_raw_fd(), std::ptr::addr_of!(sll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t)
     })?;
     Ok(fd)
 }
 
-fn membership(fd: &OwnedFd, ifindex: u32, mac: Mac, add: bool) -> io::Result<()> {
+/// PACKET_ADD_MEMBERSHIP / PACKET_DROP_MEMBERSHIP of a link-layer multicast address (PACKET_MR_MULTICAST):
+/// the interface then accepts frames to it, without promiscuous mode.
+fn set_membership(fd: &OwnedFd, ifindex: u32, group: Mac, join: bool) -> io::Result<()> {
+    /// struct packet_mreq (linux/if_packet.h).
     #[repr(C)]
     struct PacketMreq {
-        ifindex: libc::c_int,
-        kind: u16,
-        alen: u16,
-        address: [u8; 8],
+        mr_ifindex: libc::c_int,
+        mr_type: libc::c_ushort,
+        mr_alen: libc::c_ushort,
+        mr_address: [libc::c_uchar; 8],
     }
-    let mut address = [0u8; 8];
-    address[..6].copy_from_slice(&mac);
-    let m = PacketMreq { ifindex: ifindex as i32, kind: PACKET_MR_MULTICAST, alen: 6, address };
-    let opt = if add { PACKET_ADD_MEMBERSHIP } else { PACKET_DROP_MEMBERSHIP };
-    // SAFETY: `m` matches struct packet_mreq and lives across the call.
+    let mut mr_address = [0u8; 8];
+    mr_address[..6].copy_from_slice(&group);
+    let mr_ifindex = libc::c_int::try_from(ifindex).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let m = PacketMreq { mr_ifindex, mr_type: PACKET_MR_MULTICAST, mr_alen: 6, mr_address };
+    let opt = if join { PACKET_ADD_MEMBERSHIP } else { PACKET_DROP_MEMBERSHIP };
+    // SAFETY: `m` has the layout of struct packet_mreq and lives across the call.
     cvt(unsafe {
         libc::setsockopt(fd.as_raw_fd(), SOL_PACKET, opt, std::ptr::addr_of!(m).cast(), std::mem::size_of::<PacketMreq>() as libc::socklen_t)
     })
     .map(|_| ())
 }
 
-fn netlink_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2), owned at once.
-    let fd = cvt(unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) })?;
-    // SAFETY: fresh descriptor.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: sockaddr_nl is plain data.
-    let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    sa.nl_family = libc::AF_NETLINK as u16;
-    sa.nl_groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
-    // SAFETY: binds to a sockaddr_nl of the right size.
-    cvt(unsafe { libc::bind(fd.as_raw_fd(), std::ptr::addr_of!(sa).cast(), std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t) })?;
-    Ok(fd)
+/// What a socket's reader tells the driver.
+#[derive(Debug)]
+enum SocketEvent {
+    Frame { iface: u32, frame: Vec<u8> },
+    Failed { iface: u32, error: io::Error },
 }
 
-/// Registers an owned descriptor with the reactor, for reading.
-fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
-    // SAFETY: an OwnedFd is open and refers to the same file until the AsyncFd drops it.
-    unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }.map_err(io::Error::from)
-}
-
-/// Reads (and discards) what is queued; returns whether anything was.
-fn drain(fd: &AsyncFd<OwnedFd>) -> bool {
-    let mut buf = [0u8; 8192];
-    let mut any = false;
+/// Reads frames from one socket into the driver's bounded queue until the socket fails or the task is
+/// aborted (socket closed).
+async fn read_frames(iface: u32, fd: Arc<AsyncFd<OwnedFd>>, tx: mpsc::Sender<SocketEvent>) {
+    let mut buf = vec![0u8; FRAME_BUF];
     loop {
-        // SAFETY: reading into a local buffer of the given size.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-        if n <= 0 {
-            return any;
-        }
-        any = true;
-    }
-}
-
-fn read_ifaces() -> Vec<Iface> {
-    crate::netif::interfaces()
-        .into_iter()
-        .map(|i| Iface { index: i.index, name: i.name, mac: i.mac, up: i.up, loopback: i.loopback, nets: i.addrs })
-        .collect()
-}
-
-struct IfSock {
-    fd: Arc<AsyncFd<OwnedFd>>,
-    groups: BTreeSet<Mac>,
-    _reader: AbortOnDropHandle<()>,
-}
-
-async fn read_frames(ifindex: u32, fd: Arc<AsyncFd<OwnedFd>>, tx: mpsc::Sender<(u32, Vec<u8>)>) {
-    let mut buf = vec![0u8; 2048];
-    loop {
-        let Ok(mut guard) = fd.readable().await else { return };
+        let mut guard = match fd.readable().await {
+            Ok(g) => g,
+            Err(error) => {
+                let _ = tx.send(SocketEvent::Failed { iface, error }).await;
+                return;
+            }
+        };
         loop {
-            // SAFETY: sockaddr_ll is plain data; recvfrom writes at most its size.
+            // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
             let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
             let mut flen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-            // SAFETY: buffer and address pointers are valid for their stated sizes.
+            // SAFETY: the buffer and the address are valid for the sizes given.
             let n = unsafe {
                 libc::recvfrom(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0, std::ptr::addr_of_mut!(from).cast(), &mut flen)
             };
-            if n < 0 {
-                if io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock {
-                    guard.clear_ready();
-                    break;
+            let Ok(n) = usize::try_from(n) else {
+                let error = io::Error::last_os_error();
+                match error.raw_os_error() {
+                    Some(libc::EAGAIN) => {
+                        guard.clear_ready();
+                        break;
+                    }
+                    // ENETDOWN is reported once when the interface goes down; the socket works again
+                    // when it comes back, and the netlink event tells the announcer meanwhile.
+                    Some(libc::EINTR | libc::ENETDOWN) => continue,
+                    _ => {
+                        let _ = tx.send(SocketEvent::Failed { iface, error }).await;
+                        return;
+                    }
                 }
-                return;
+            };
+            if from.sll_pkttype == PACKET_OUTGOING || u32::try_from(from.sll_ifindex).ok() != Some(iface) {
+                continue;
             }
-            if from.sll_pkttype == PACKET_OUTGOING {
-                continue; // our own replies
+            tracing::trace!(len = n, "frame");
+            match tx.try_send(SocketEvent::Frame { iface, frame: buf.get(..n).unwrap_or_default().to_vec() }) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => tracing::debug!("frame queue full: request dropped"),
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
             }
-            // Bounded: when the announcer falls behind, requests are dropped (hosts ask again).
-            let _ = tx.try_send((ifindex, buf[..n as usize].to_vec()));
         }
     }
 }
+
+type ClaimSet = Arc<BTreeMap<IpAddr, Claim>>;
 
 struct Shared {
     status: Vec<ClaimStatus>,
     counters: L2Counters,
 }
 
-/// A running Layer 2 announcer.
+/// A running Layer 2 announcer. Cloning gives another handle to the same one.
 #[derive(Clone)]
 pub struct L2Handle {
-    claims: Arc<watch::Sender<Vec<Claim>>>,
+    claims: Arc<watch::Sender<ClaimSet>>,
     shared: Arc<Mutex<Shared>>,
     failures: watch::Receiver<BTreeSet<IpAddr>>,
 }
 
+impl std::fmt::Debug for L2Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("L2Handle").field("claims", &self.claims.borrow().len()).finish_non_exhaustive()
+    }
+}
+
 impl L2Handle {
-    /// Opens the netlink subscription and starts the driver task.
+    /// Subscribes to netlink link/address events and spawns the driver task on the current tokio
+    /// runtime. All sockets, now and later, belong to the network namespace of the calling thread
+    /// (sockets are opened by the task, which inherits nothing else: call this on the runtime whose
+    /// threads are in the right namespace). The task ends when `cancel` fires; it then closes every
+    /// socket without sending goodbye frames.
+    ///
+    /// Not `async`: nothing in it waits, and `main` calls it as a plain function.
     pub fn start(cfg: L2Config, cancel: CancellationToken) -> Result<L2Handle, L2Error> {
-        let nl = register(netlink_socket().map_err(L2Error::Netlink)?).map_err(L2Error::Netlink)?;
-        let (claims_tx, claims_rx) = watch::channel(Vec::new());
-        let (fail_tx, fail_rx) = watch::channel(BTreeSet::new());
-        let shared = Arc::new(Mutex::new(Shared { status: vec![], counters: L2Counters::default() }));
-        let driver = Driver { ann: Announcer::new(cfg), socks: BTreeMap::new(), shared: shared.clone(), fail_tx, wake: None };
-        tokio::spawn(driver.run(nl, claims_rx, cancel));
-        Ok(L2Handle { claims: Arc::new(claims_tx), shared, failures: fail_rx })
+        tokio::runtime::Handle::try_current().map_err(|_| L2Error::NoRuntime)?;
+        let events = IfaceEvents::subscribe().map_err(L2Error::Netlink)?;
+        let (claims_tx, claims_rx) = watch::channel(ClaimSet::default());
+        let (failures_tx, failures_rx) = watch::channel(BTreeSet::new());
+        let shared = Arc::new(Mutex::new(Shared { status: Vec::new(), counters: L2Counters::default() }));
+        let (events_tx, events_rx) = mpsc::channel(FRAME_QUEUE);
+        let driver = Driver {
+            ann: Announcer::new(cfg),
+            socks: BTreeMap::new(),
+            claims: claims_rx,
+            shared: shared.clone(),
+            failures: failures_tx,
+            wake: None,
+            events_tx,
+            last_status: Vec::new(),
+        };
+        tokio::spawn(driver.run(events, events_rx, cancel).instrument(tracing::info_span!("l2")));
+        Ok(L2Handle { claims: Arc::new(claims_tx), shared, failures: failures_rx })
     }
 
-    /// The complete set of IPs this node owns now.
+    /// Replaces the set of IPs this node owns (the complete set; a repeated IP: the last one wins).
+    /// IPs not in it stop being answered before this returns: nothing for them is sent afterwards.
+    /// New ones get the gratuitous ARP / unsolicited NA burst, each repeat only while still owned.
     pub fn set_claims(&self, claims: Vec<Claim>) {
-        self.claims.send_if_modified(|c| {
-            let changed = *c != claims;
-            *c = claims;
-            changed
+        let set: BTreeMap<IpAddr, Claim> = claims.into_iter().map(|c| (c.ip, c)).collect();
+        self.claims.send_if_modified(|cur| {
+            if **cur == set {
+                return false;
+            }
+            *cur = Arc::new(set);
+            true
         });
     }
 
+    /// Every owned IP with the interfaces it is answered on, or why it is not. Updated after every
+    /// event the driver handles (so right after `set_claims` it may still show the previous set).
     pub fn status(&self) -> Vec<ClaimStatus> {
         self.shared.lock().map(|s| s.status.clone()).unwrap_or_default()
+    }
+
+    /// The owned IPs that cannot be answered now: no usable interface on their subnet (or among the
+    /// listed ones), a socket error, the interface down or gone. Changes are notified.
+    pub fn failures(&self) -> watch::Receiver<BTreeSet<IpAddr>> {
+        self.failures.clone()
     }
 
     pub fn counters(&self) -> L2Counters {
         self.shared.lock().map(|s| s.counters).unwrap_or_default()
     }
+}
 
-    /// IPs this node owns but cannot answer for (no interface on the subnet, socket error).
-    pub fn failures(&self) -> watch::Receiver<BTreeSet<IpAddr>> {
-        self.failures.clone()
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn iface_changed(events: Option<&IfaceEvents>) -> io::Result<()> {
+    match events {
+        Some(e) => e.changed().await,
+        None => std::future::pending().await,
     }
 }
 
 struct Driver {
     ann: Announcer,
-    socks: BTreeMap<u32, IfSock>,
+    socks: BTreeMap<u32, PacketSocket>,
+    claims: watch::Receiver<ClaimSet>,
     shared: Arc<Mutex<Shared>>,
-    fail_tx: watch::Sender<BTreeSet<IpAddr>>,
-    wake: Option<tokio::time::Instant>,
+    failures: watch::Sender<BTreeSet<IpAddr>>,
+    /// The announcer's timer slot: pending while `None`.
+    wake: Option<Instant>,
+    events_tx: mpsc::Sender<SocketEvent>,
+    last_status: Vec<ClaimStatus>,
 }
 
 impl Driver {
-    async fn run(mut self, nl: AsyncFd<OwnedFd>, mut claims: watch::Receiver<Vec<Claim>>, cancel: CancellationToken) {
-        let (frame_tx, mut frame_rx) = mpsc::channel::<(u32, Vec<u8>)>(1024);
-        self.step(Input::Ifaces(read_ifaces()), &frame_tx);
+    async fn run(mut self, events: IfaceEvents, mut events_rx: mpsc::Receiver<SocketEvent>, cancel: CancellationToken) {
+        let mut events = Some(events);
+        let mut reread: Option<Instant> = None;
+        // Subscribed first (in `start`), read second: no change can fall in between.
+        self.step(Input::Ifaces(read_table()));
         loop {
-            let wake = self.wake;
+            // Every arm is cancel-safe: watch and mpsc receivers keep their state, the sleeps are
+            // recreated from the slots, and netlink events stay queued in the socket.
             let input = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
-                r = claims.changed() => {
-                    if r.is_err() { break }
-                    Input::Claims(claims.borrow_and_update().clone())
+                r = self.claims.changed() => {
+                    if r.is_err() {
+                        break; // every handle is gone
+                    }
+                    let set = self.claims.borrow_and_update().clone();
+                    Input::Claims(set.values().cloned().collect())
                 }
-                g = nl.readable() => {
-                    let Ok(mut g) = g else { break };
-                    g.clear_ready();
-                    if !drain(&nl) { continue }
-                    // Let a burst of events (e.g. a link and its addresses) settle, then read once.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    drain(&nl);
-                    Input::Ifaces(read_ifaces())
-                }
-                _ = async { tokio::time::sleep_until(wake.unwrap_or_else(tokio::time::Instant::now)).await }, if wake.is_some() => {
+                _ = sleep_until(self.wake) => {
                     self.wake = None;
-                    Input::Tick
+                    Input::Timer
                 }
-                Some((iface, frame)) = frame_rx.recv() => Input::Frame { iface, frame },
+                _ = sleep_until(reread) => {
+                    reread = None;
+                    Input::Ifaces(read_table())
+                }
+                r = iface_changed(events.as_ref()) => {
+                    match r {
+                        Ok(()) => {
+                            reread.get_or_insert_with(|| Instant::now() + SETTLE);
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "netlink socket failed: interface changes are no longer followed");
+                            events = None;
+                        }
+                    }
+                    continue;
+                }
+                Some(ev) = events_rx.recv() => match ev {
+                    SocketEvent::Frame { iface, frame } => Input::Frame { iface, frame },
+                    SocketEvent::Failed { iface, error } => {
+                        tracing::warn!(iface, %error, "packet socket failed");
+                        Input::IfaceFailed { iface, reason: format!("receive: {error}") }
+                    }
+                },
             };
-            self.step(input, &frame_tx);
+            self.step(input);
         }
-        // Dropping the sockets stops every answer; no goodbye frames (docs/DESIGN.md).
+        // Closing the sockets stops every answer; no goodbye frames (docs/DESIGN.md).
         self.socks.clear();
+        tracing::debug!("stopped");
     }
 
-    fn step(&mut self, input: Input, frame_tx: &mpsc::Sender<(u32, Vec<u8>)>) {
-        let mut pending = vec![input];
-        while let Some(i) = pending.pop() {
-            let now = std::time::Instant::now();
-            for a in self.ann.handle(i, now) {
-                match a {
-                    Action::Send { iface, frame } => {
-                        match self.send(iface, &frame) {
-                            Ok(()) => {}
-                            // A full socket buffer loses one frame; hosts ask again, the burst repeats.
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => tracing::debug!(iface, "send buffer full: frame dropped"),
-                            Err(e) => {
-                                tracing::warn!(iface, error = %e, "cannot send frame");
-                                pending.push(Input::IfaceFailed(iface, format!("send: {e}")));
-                            }
-                        }
-                    }
-                    Action::Listen(want) => {
-                        for (iface, e) in self.listen(want, frame_tx) {
-                            tracing::warn!(iface, error = %e, "cannot open a packet socket");
-                            pending.push(Input::IfaceFailed(iface, format!("socket: {e}")));
-                        }
-                    }
-                    Action::WakeAt(t) => {
-                        let d = t.saturating_duration_since(now);
-                        self.wake = Some(tokio::time::Instant::now() + d);
-                    }
+    fn owned_now(&self, ip: &IpAddr) -> bool {
+        self.claims.borrow().contains_key(ip)
+    }
+
+    fn step(&mut self, input: Input) {
+        let mut pending = VecDeque::from([input]);
+        // A frame changes counters only; status is rebuilt for everything else.
+        let mut status_changed = false;
+        while let Some(input) = pending.pop_front() {
+            status_changed |= !matches!(input, Input::Frame { .. });
+            let now = Instant::now();
+            let actions = self.ann.handle(input, now.into_std());
+            self.wake = None;
+            for action in actions {
+                if let Some(fix) = self.apply(action) {
+                    pending.push_back(fix);
                 }
             }
         }
+        self.publish(status_changed);
+    }
+
+    /// Carries out one action; a failure comes back as the input that reports it.
+    fn apply(&mut self, action: Action) -> Option<Input> {
+        match action {
+            Action::OpenSocket { iface } => {
+                let opened = open_packet_socket(iface)
+                    .and_then(super::register_readable)
+                    .map(Arc::new);
+                match opened {
+                    Ok(fd) => {
+                        let span = tracing::debug_span!("l2_iface", iface);
+                        let reader = tokio::spawn(read_frames(iface, fd.clone(), self.events_tx.clone()).instrument(span));
+                        self.socks.insert(iface, PacketSocket { fd, ifindex: iface, _reader: AbortOnDropHandle::new(reader) });
+                        tracing::debug!(iface, "packet socket open");
+                        None
+                    }
+                    Err(e) => Some(Input::IfaceFailed { iface, reason: format!("socket: {e}") }),
+                }
+            }
+            Action::CloseSocket { iface } => {
+                self.socks.remove(&iface);
+                tracing::debug!(iface, "packet socket closed");
+                None
+            }
+            Action::Join { iface, group } | Action::Leave { iface, group } => {
+                let join = matches!(action, Action::Join { .. });
+                let s = self.socks.get(&iface)?;
+                match set_membership(s.fd.get_ref(), s.ifindex, group, join) {
+                    Ok(()) => None,
+                    Err(e) if join => Some(Input::IfaceFailed { iface, reason: format!("multicast membership: {e}") }),
+                    Err(e) => {
+                        tracing::debug!(iface, error = %e, "leaving a multicast group failed");
+                        None
+                    }
+                }
+            }
+            Action::Send { iface, ip, frame } => {
+                if !self.owned_now(&ip) {
+                    tracing::debug!(%ip, "no longer owned: frame not sent");
+                    return None;
+                }
+                let s = self.socks.get(&iface)?;
+                // SAFETY: sending from a valid buffer of the length given on our bound packet socket.
+                let n = unsafe { libc::send(s.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), libc::MSG_DONTWAIT) };
+                if n >= 0 {
+                    tracing::trace!(iface, %ip, len = frame.len(), "frame sent");
+                    return None;
+                }
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    // A full queue loses this frame only: hosts ask again, the burst repeats.
+                    Some(libc::EAGAIN | libc::ENOBUFS | libc::EINTR) => {
+                        tracing::debug!(iface, %ip, error = %e, "frame dropped");
+                        None
+                    }
+                    _ => Some(Input::IfaceFailed { iface, reason: format!("send: {e}") }),
+                }
+            }
+            Action::ArmTimer(t) => {
+                self.wake = Some(Instant::from_std(t));
+                None
+            }
+            Action::Failures(f) => {
+                self.failures.send_replace(f);
+                None
+            }
+        }
+    }
+
+    /// Publishes counters, and status if it may have changed, and logs what changed for the operator.
+    fn publish(&mut self, status_changed: bool) {
+        if !status_changed {
+            if let Ok(mut s) = self.shared.lock() {
+                s.counters = self.ann.counters();
+            }
+            return;
+        }
         let status = self.ann.status();
+        if status != self.last_status {
+            let old: BTreeMap<IpAddr, &ClaimStatus> = self.last_status.iter().map(|s| (s.ip, s)).collect();
+            for s in &status {
+                let prev = old.get(&s.ip);
+                if prev.map(|p| (&p.answering_on, &p.error)) == Some((&s.answering_on, &s.error)) {
+                    continue;
+                }
+                let ifaces: Vec<&str> = s.answering_on.iter().map(|(n, _)| n.as_str()).collect();
+                let _span = tracing::info_span!("l2_ip", ip = %s.ip, iface = ?ifaces).entered();
+                match &s.error {
+                    None => tracing::info!("answering"),
+                    Some(e) => tracing::warn!(error = %e, "owned but not answered"),
+                }
+            }
+            let now: BTreeSet<IpAddr> = status.iter().map(|s| s.ip).collect();
+            for ip in old.keys().filter(|ip| !now.contains(ip)) {
+                tracing::info!(%ip, "released: no longer answered");
+            }
+            self.last_status = status.clone();
+        }
         if let Ok(mut s) = self.shared.lock() {
             s.status = status;
             s.counters = self.ann.counters();
         }
-        let failures = self.ann.failures();
-        self.fail_tx.send_if_modified(|f| {
-            let changed = *f != failures;
-            *f = failures;
-            changed
-        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the classic BPF program over a frame (no ancillary data except "no VLAN tag").
+    fn run_filter(frame: &[u8], vlan_tagged: bool) -> u32 {
+        let prog = filter();
+        let (mut pc, mut a) = (0usize, 0u32);
+        loop {
+            let i = prog[pc];
+            match i.code {
+                0x30 if i.k == (libc::SKF_AD_OFF + libc::SKF_AD_VLAN_TAG_PRESENT) as u32 => a = u32::from(vlan_tagged),
+                0x30 => match frame.get(i.k as usize) {
+                    Some(b) => a = u32::from(*b),
+                    None => return 0,
+                },
+                0x28 => match frame.get(i.k as usize..i.k as usize + 2) {
+                    Some(b) => a = u32::from(u16::from_be_bytes([b[0], b[1]])),
+                    None => return 0,
+                },
+                0x15 => {
+                    pc += usize::from(if a == i.k { i.jt } else { i.jf });
+                }
+                0x06 => return i.k,
+                c => panic!("unexpected opcode {c:#x}"),
+            }
+            pc += 1;
+        }
     }
 
-    fn send(&self, iface: u32, frame: &[u8]) -> io::Result<()> {
-        let s = self.socks.get(&iface).ok_or_else(|| io::Error::other("no socket on the interface"))?;
-        // SAFETY: sending from a valid buffer on our bound packet socket.
-        let n = unsafe { libc::send(s.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), libc::MSG_DONTWAIT) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+    #[test]
+    fn filter_passes_arp_and_ns_only() {
+        let me = [2, 0, 0, 0, 0, 1];
+        let arp = super::super::arp::build_request(me, "192.0.2.9".parse().unwrap(), "192.0.2.50".parse().unwrap());
+        let ns = super::super::ndp::build_ns(me, "2001:db8::9".parse().unwrap(), "2001:db8::50".parse().unwrap());
+        let na = super::super::ndp::build_unsolicited_na(me, "fe80::1".parse().unwrap(), "2001:db8::50".parse().unwrap());
+        assert_ne!(run_filter(&arp, false), 0);
+        assert_ne!(run_filter(&ns, false), 0);
+        assert_eq!(run_filter(&na, false), 0, "advertisements are not input");
+        assert_eq!(run_filter(&arp, true), 0, "VLAN-tagged");
+        let mut ipv4 = arp.clone();
+        ipv4[12..14].copy_from_slice(&[0x08, 0x00]);
+        assert_eq!(run_filter(&ipv4, false), 0);
+        let mut udp6 = ns;
+        udp6[20] = 17;
+        assert_eq!(run_filter(&udp6, false), 0);
     }
 
-    /// Makes the open sockets and their multicast groups match `want`; returns the failures.
-    fn listen(&mut self, want: BTreeMap<u32, BTreeSet<Mac>>, frame_tx: &mpsc::Sender<(u32, Vec<u8>)>) -> Vec<(u32, io::Error)> {
-        let mut failed = Vec::new();
-        self.socks.retain(|i, _| want.contains_key(i));
-        for (iface, groups) in want {
-            if !self.socks.contains_key(&iface) {
-                match packet_socket(iface).and_then(register) {
-                    Ok(fd) => {
-                        let fd = Arc::new(fd);
-                        let reader = AbortOnDropHandle::new(tokio::spawn(read_frames(iface, fd.clone(), frame_tx.clone())));
-                        self.socks.insert(iface, IfSock { fd, groups: BTreeSet::new(), _reader: reader });
-                    }
-                    Err(e) => {
-                        failed.push((iface, e));
-                        continue;
-                    }
-                }
-            }
-            let Some(s) = self.socks.get_mut(&iface) else { continue };
-            for g in groups.difference(&s.groups.clone()) {
-                if let Err(e) = membership(s.fd.get_ref(), iface, *g, true) {
-                    failed.push((iface, e));
-                }
-            }
-            for g in s.groups.difference(&groups) {
-                let _ = membership(s.fd.get_ref(), iface, *g, false);
-            }
-            s.groups = groups;
-        }
-        failed
+    #[tokio::test]
+    async fn set_claims_publishes_before_returning_and_start_needs_no_root_for_netlink() {
+        let cancel = CancellationToken::new();
+        let h = L2Handle::start(L2Config::default(), cancel.clone()).expect("netlink route events need no privilege");
+        let c = Claim { ip: "192.0.2.50".parse().unwrap(), interfaces: vec![], exclude_interfaces: vec![] };
+        h.set_claims(vec![c.clone()]);
+        assert!(h.claims.borrow().contains_key(&c.ip));
+        h.set_claims(vec![]);
+        assert!(h.claims.borrow().is_empty(), "gone from the set that gates every send");
+        cancel.cancel();
+    }
+
+    #[test]
+    fn start_outside_a_runtime_is_an_error() {
+        assert!(matches!(L2Handle::start(L2Config::default(), CancellationToken::new()), Err(L2Error::NoRuntime)));
     }
 }
