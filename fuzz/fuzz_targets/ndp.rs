@@ -10,5 +10,5 @@ fuzz_target!(|data: &[u8]| {
     f.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9]);
     f.extend_from_slice(&[0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 0x50]);
     f.extend_from_slice(data);
-    let _ = speakerd::l2::frames::parse(&f);
+    let _ = speakerd::l2::decode_request(&f);
 });
