@@ -37,17 +37,7 @@ fn bird_bfd_session_up_and_link_cut_resets_bgp_fast() {
 
     // The watch stream reports BFD state changes.
     let watch_log = lab.dir().join("watch.ndjson");
-    let _watch = Proc::spawn(
-        "speakerctl watch",
-        &[bin_path("speakerctl").to_str().unwrap_or_default(), "--socket", sp.socket().to_str().unwrap_or_default(), "-o", "json", "watch", "--initial"],
-        &watch_log,
-        &[],
-        None,
-    );
-    wait_until(T, "the watch to be subscribed", || match std::fs::read_to_string(&watch_log) {
-        Ok(t) if t.contains("\"synced\":true") => Ok(()),
-        other => Err(format!("{other:?}")),
-    });
+    let _watch = sp.watch_json(&watch_log);
 
     // Cut the link on the peer's side: no more BFD packets arrive.
     let cut = Instant::now();

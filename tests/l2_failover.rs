@@ -140,17 +140,7 @@ fn three_nodes_one_owner_and_failover_on_kill() {
     let watcher = (0..3).find(|i| *i != oi).unwrap_or(0);
     let watch_log = lab.dir().join("watch.ndjson");
     let w = &c.nodes[watcher].1;
-    let _watch = Proc::spawn(
-        "speakerctl watch",
-        &[bin_path("speakerctl").to_str().unwrap_or_default(), "--socket", w.socket().to_str().unwrap_or_default(), "-o", "json", "watch", "--initial"],
-        &watch_log,
-        &[],
-        None,
-    );
-    wait_until(T, "the watch to be subscribed", || match std::fs::read_to_string(&watch_log) {
-        Ok(t) if t.contains("\"synced\":true") => Ok(()),
-        other => Err(format!("{other:?}")),
-    });
+    let _watch = w.watch_json(&watch_log);
 
     // Kill the owner: a survivor takes over and says so with gratuitous ARP.
     let killed_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();

@@ -270,6 +270,21 @@ impl Speakerd {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+    /// Starts `speakerctl -o json watch --initial`, writing one event per line to `log`, and returns once
+    /// the initial state has arrived (so no later event can be missed). The process lives as long as the
+    /// returned handle.
+    #[track_caller]
+    pub fn watch_json(&self, log: &Path) -> Proc {
+        let ctl = bin_path("speakerctl");
+        let argv = [ctl.to_str().unwrap_or_default(), "--socket", self.socket.to_str().unwrap_or_default(), "-o", "json", "watch", "--initial"];
+        let p = Proc::spawn("speakerctl watch", &argv, log, &[], None);
+        self.wait(Duration::from_secs(20), "the watch to receive the initial state", || match std::fs::read_to_string(log) {
+            Ok(t) if t.contains("\"synced\":true") => Ok(()),
+            other => Err(format!("{other:?}")),
+        });
+        p
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("speakerd.log")
     }
