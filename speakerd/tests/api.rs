@@ -300,9 +300,16 @@ async fn layer2_arguments_are_validated() {
         .unwrap()
         .into_inner();
     assert_eq!((r.added, r.changed, r.removed), (2, 0, 0));
-    // Candidates empty: this node alone owns it.
-    let o = c.get_l2_owner(pb::GetL2OwnerRequest { ip: "192.0.2.50".into() }).await.unwrap().into_inner();
-    assert_eq!(o.node, "solo");
+    // Candidates empty: this node alone owns it (the election runs asynchronously: poll).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let o = c.get_l2_owner(pb::GetL2OwnerRequest { ip: "192.0.2.50".into() }).await.unwrap().into_inner();
+        if o.node == "solo" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "owner still {:?}", o.node);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let m = c.list_members(pb::ListMembersRequest {}).await.unwrap().into_inner();
     assert_eq!((m.members.len(), m.members[0].name.as_str(), m.quorate), (1, "solo", true));
     let e = c.set_membership_seeds(pb::SetMembershipSeedsRequest { seeds: vec!["nope".into()] }).await.unwrap_err();

@@ -255,6 +255,8 @@ pub struct PeerTask {
     bfd_state: crate::bfd::packet::BfdState,
     /// Stopped by BFD: start again when BFD is Up.
     bfd_hold: bool,
+    /// Reader and writer tasks of closed connections, still flushing or draining.
+    closing: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl PeerTask {
@@ -295,6 +297,7 @@ impl PeerTask {
             bfd: ctx.bfd,
             bfd_state: crate::bfd::packet::BfdState::Down,
             bfd_hold: false,
+            closing: Vec::new(),
         }
     }
 
@@ -356,10 +359,14 @@ impl PeerTask {
 
     /// Waits briefly for writers to flush their last NOTIFICATION.
     async fn finish(&mut self) {
-        let writers: Vec<_> = self.conns.drain().map(|(_, c)| c.writer).collect();
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        for id in ids {
+            self.drop_conn(id);
+        }
+        let tasks = std::mem::take(&mut self.closing);
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            for w in writers {
-                let _ = w.await;
+            for t in tasks {
+                let _ = t.await;
             }
         })
         .await;
@@ -539,6 +546,11 @@ impl PeerTask {
             if let Some(d) = c.drain.take() {
                 let _ = d.send(());
             }
+            // Kept so that `finish` can wait for the last NOTIFICATION to be written and the peer to
+            // close, instead of the process exiting with a bare FIN (found by tests/bgp_failures.rs).
+            self.closing.retain(|h| !h.is_finished());
+            self.closing.push(c.writer);
+            self.closing.push(c._reader);
         }
     }
 
