@@ -673,24 +673,6 @@ fn keepalives_not_starved_by_a_large_table() {
 
 // ---------------------------------------------------------------------------------------------------
 
-/// `GET /metrics` on 127.0.0.1:`port` inside `ns` (curl if installed, else bash's /dev/tcp).
-fn scrape(ns: &Netns, port: u16) -> Result<String, String> {
-    let url = format!("http://127.0.0.1:{port}/metrics");
-    if find_program("curl").is_some() {
-        return ns.run(&["curl", "-sS", "--fail", "--max-time", "5", &url]);
-    }
-    let script = format!(
-        "exec 3<>/dev/tcp/127.0.0.1/{port} && printf 'GET /metrics HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n\\r\\n' >&3 && timeout 5 cat <&3"
-    );
-    let resp = ns.run(&["bash", "-c", &script])?;
-    match resp.split_once("\r\n\r\n") {
-        Some((head, body)) if head.starts_with("HTTP/1.") && head.contains(" 200") => {
-            Ok(body.to_string())
-        }
-        _ => Err(format!("not a 200 response: {resp}")),
-    }
-}
-
 /// The value of the sample `name{labels}` in Prometheus text, if present.
 fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
     let key = format!("{name}{{{labels}}} ");
@@ -741,7 +723,7 @@ fn withdraw_everything_on_delete_and_metrics() {
         T,
         "metrics with every prefix announced to both peers",
         || {
-            let m = scrape(s, PORT)?;
+            let m = s.metrics(PORT)?;
             let ok = [&bl, &fl].iter().all(|l| {
                 sample(&m, "metallb_bgp_announced_prefixes_total", l)
                     == Some(announced.len() as f64)
@@ -813,7 +795,7 @@ fn withdraw_everything_on_delete_and_metrics() {
     frr.wait_no_route("203.0.113.51/32");
     wait_all_routes(&frr, &s4, &["203.0.113.50/32", "2001:db8:50::/64"]);
     let m = sp.wait(T, "metrics after delete and withdraw", || {
-        let m = scrape(s, PORT)?;
+        let m = s.metrics(PORT)?;
         if sample(&m, "metallb_bgp_announced_prefixes_total", &fl) == Some(2.0) {
             Ok(m)
         } else {

@@ -156,11 +156,6 @@ fn keepalives_are_not_starved_by_a_100k_table() {
     assert_eq!(bird.session_state(&s4), "Established");
 }
 
-fn scrape(ns: &Netns, port: u16) -> String {
-    let script = format!("exec 3<>/dev/tcp/127.0.0.1/{port}; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3");
-    ns.run_ok(&["bash", "-c", &script])
-}
-
 #[test]
 fn metrics_and_peer_deletion() {
     let Some(lab) = Lab::new_or_skip("metrics", &["bird", "frr"]) else { return };
@@ -177,7 +172,7 @@ fn metrics_and_peer_deletion() {
     wait_route(&bird, "2001:db8:100::/64", "BIRD");
     wait_route(&frr, "2001:db8:100::/64", "FRR");
     let m = sp.wait(T, "metrics", || {
-        let m = scrape(s, 9473);
+        let m = s.metrics(9473)?;
         let want = format!("metallb_bgp_announced_prefixes_total{{peer=\"{ba}:179\"}} 3");
         if m.contains(&want) { Ok(m) } else { Err(m) }
     });
@@ -199,7 +194,7 @@ fn metrics_and_peer_deletion() {
     sp.ctl(&["announce", "withdraw", "203.0.113.101/32"]);
     frr.wait_no_route("203.0.113.101/32");
     assert_eq!(frr.routes().len(), 2);
-    let m = scrape(s, 9473);
+    let m = s.metrics(9473).unwrap_or_else(|e| panic!("{e}"));
     assert!(!m.contains(&format!("peer=\"{ba}:179\"")), "deleted peer still in metrics: {m}");
     assert!(m.contains(&format!("metallb_bgp_announced_prefixes_total{{peer=\"{fa}:179\"}} 2")), "{m}");
 }

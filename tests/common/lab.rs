@@ -403,6 +403,23 @@ impl Netns {
     }
 
     /// One ping (1 s timeout) to `addr`.
+    /// `GET /metrics` on 127.0.0.1:`port` in this namespace: the body of a 200 response (curl if
+    /// installed, else bash's /dev/tcp; at most 5 s either way).
+    pub fn metrics(&self, port: u16) -> Result<String, String> {
+        let url = format!("http://127.0.0.1:{port}/metrics");
+        if super::find_program("curl").is_some() {
+            return self.run(&["curl", "-sS", "--fail", "--max-time", "5", &url]);
+        }
+        let script = format!(
+            "exec 3<>/dev/tcp/127.0.0.1/{port} && printf 'GET /metrics HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n\\r\\n' >&3 && timeout 5 cat <&3"
+        );
+        let resp = self.run(&["bash", "-c", &script])?;
+        match resp.split_once("\r\n\r\n") {
+            Some((head, body)) if head.starts_with("HTTP/1.") && head.contains(" 200") => Ok(body.to_string()),
+            _ => Err(format!("not a 200 response: {resp}")),
+        }
+    }
+
     pub fn ping(&self, addr: IpAddr) -> Result<(), String> {
         self.run(&["ping", "-c1", "-W1", "-q", &addr.to_string()])
             .map(|_| ())
