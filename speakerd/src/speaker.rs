@@ -169,15 +169,7 @@ impl Speaker {
 
     /// Layer 2 announcements of one owner or all, by IP then owner.
     pub async fn list_l2(&self, owner: Option<&str>) -> Vec<(String, L2Spec)> {
-        let core = self.core.lock().await;
-        let mut v: Vec<(String, L2Spec)> = core
-            .l2
-            .iter()
-            .filter(|(o, _)| owner.is_none_or(|w| w == o.as_str()))
-            .flat_map(|(o, s)| s.values().map(move |a| (o.clone(), a.clone())))
-            .collect();
-        v.sort_by(|a, b| (a.1.ip, &a.0).cmp(&(b.1.ip, &b.0)));
-        v
+        list_owned(&self.core.lock().await.l2, owner)
     }
 
     /// Receives every event from now on. A receiver that falls more than 4096 events behind gets
@@ -420,15 +412,7 @@ impl Speaker {
     }
 
     pub async fn list_announcements(&self, owner: Option<&str>) -> Vec<(String, AdvertSpec)> {
-        let core = self.core.lock().await;
-        let mut v: Vec<(String, AdvertSpec)> = core
-            .owners
-            .iter()
-            .filter(|(o, _)| owner.is_none_or(|w| w == o.as_str()))
-            .flat_map(|(o, s)| s.values().map(move |a| (o.clone(), a.clone())))
-            .collect();
-        v.sort_by(|a, b| (a.1.prefix, &a.0).cmp(&(b.1.prefix, &b.0)));
-        v
+        list_owned(&self.core.lock().await.owners, owner)
     }
 
     /// Diffs an owner's old and new set, emits events, and updates every peer for the changed prefixes.
@@ -494,6 +478,17 @@ impl Speaker {
     pub fn shutdown(&self) {
         self.cancel.cancel();
     }
+}
+
+/// One owner's (or every owner's) entries of per-owner sets, ordered by key, then owner.
+fn list_owned<K: Ord + Copy, V: Clone>(sets: &BTreeMap<String, BTreeMap<K, V>>, owner: Option<&str>) -> Vec<(String, V)> {
+    let mut v: Vec<(K, String, V)> = sets
+        .iter()
+        .filter(|(o, _)| owner.is_none_or(|w| w == o.as_str()))
+        .flat_map(|(o, set)| set.iter().map(move |(k, a)| (*k, o.clone(), a.clone())))
+        .collect();
+    v.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    v.into_iter().map(|(_, o, a)| (o, a)).collect()
 }
 
 /// Recomputes what peer `addr` should have for `prefixes` and hands it to its Adj-RIB-Out.
