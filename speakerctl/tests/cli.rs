@@ -48,6 +48,9 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>
 
 #[tonic::async_trait]
 impl Speaker for FakeSpeakerd {
+    async fn set_peers(&self, _: Request<SetPeersRequest>) -> Result<Response<SetPeersResponse>, Status> {
+        Err(Status::unimplemented("not used by speakerctl"))
+    }
     async fn add_peer(&self, r: Request<AddPeerRequest>) -> Result<Response<AddPeerResponse>, Status> {
         let r = r.into_inner();
         self.record(&r);

@@ -51,10 +51,24 @@ impl Default for SpeakerConfig {
     }
 }
 
+/// What [`Speaker::set_peers`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetPeersOutcome {
+    pub added: u32,
+    pub changed: u32,
+    pub removed: u32,
+    /// Of the changed, how many had their session reset.
+    pub reset: u32,
+    /// Peers not applied, and why (held by another owner, name taken, limit).
+    pub conflicts: Vec<(IpAddr, String)>,
+}
+
 /// A peer as the API shows it.
 #[derive(Debug, Clone)]
 pub struct PeerView {
     pub spec: PeerSpec,
+    /// Who added the peer (AddPeer's owner, SetPeers' owner, "config-file").
+    pub owner: String,
     pub local_asn: u32,
     pub status: PeerStatus,
     /// Prefixes on the wire to this peer: (IPv4, IPv6).
@@ -63,6 +77,7 @@ pub struct PeerView {
 
 struct PeerEntry {
     spec: PeerSpec,
+    owner: String,
     local_asn: u32,
     shared: Arc<PeerShared>,
     cmds: mpsc::Sender<PeerCmd>,
@@ -280,7 +295,7 @@ impl Speaker {
 
     fn view(e: &PeerEntry) -> PeerView {
         let advertised = e.shared.rib.lock().map(|r| r.advertised()).unwrap_or_default();
-        PeerView { spec: e.spec.clone(), local_asn: e.local_asn, status: e.shared.status(), advertised }
+        PeerView { spec: e.spec.clone(), owner: e.owner.clone(), local_asn: e.local_asn, status: e.shared.status(), advertised }
     }
 
     fn find<'a>(core: &'a Core, key: &str) -> Result<&'a PeerEntry, SpeakerError> {
@@ -290,11 +305,15 @@ impl Speaker {
             .ok_or_else(|| SpeakerError::NotFound(key.to_string()))
     }
 
-    /// Adds a peer and starts its session.
-    pub async fn add_peer(&self, spec: PeerSpec) -> Result<PeerView, SpeakerError> {
+    /// Adds a peer owned by `owner` and starts its session.
+    pub async fn add_peer(&self, owner: &str, spec: PeerSpec) -> Result<PeerView, SpeakerError> {
         let mut core = self.core.lock().await;
-        if core.peers.contains_key(&spec.address) {
-            return Err(SpeakerError::AlreadyExists(format!("peer {} already exists", spec.address)));
+        self.add_locked(&mut core, owner, spec)
+    }
+
+    fn add_locked(&self, core: &mut Core, owner: &str, spec: PeerSpec) -> Result<PeerView, SpeakerError> {
+        if let Some(p) = core.peers.get(&spec.address) {
+            return Err(SpeakerError::AlreadyExists(format!("peer {} already exists (owner {:?})", spec.address, p.owner)));
         }
         if core.peers.values().any(|p| p.spec.name == spec.name) {
             return Err(SpeakerError::AlreadyExists(format!("a peer is already named {:?}", spec.name)));
@@ -308,17 +327,22 @@ impl Speaker {
         }
         let shared = Arc::new(PeerShared::default());
         let cmds = self.spawn_peer(&spec, local_asn, router_id, shared.clone(), true);
-        let entry = PeerEntry { spec: spec.clone(), local_asn, shared, cmds };
+        let entry = PeerEntry { spec: spec.clone(), owner: owner.to_string(), local_asn, shared, cmds };
         let all: BTreeSet<IpNet> = core.owners.values().flat_map(|s| s.keys().copied()).collect();
         core.peers.insert(spec.address, entry);
-        sync_peer(&mut core, spec.address, &all);
-        tracing::info!(peer = %spec.address, name = %spec.name, asn = spec.peer_asn, "peer added");
+        sync_peer(core, spec.address, &all);
+        tracing::info!(peer = %spec.address, name = %spec.name, asn = spec.peer_asn, owner, "peer added");
         Ok(Self::view(&core.peers[&spec.address]))
     }
 
-    /// Replaces a peer's settings; resets the session only when a setting needs it. Returns whether it did.
+    /// Replaces a peer's settings (its owner stays); resets the session only when a setting needs it.
+    /// Returns whether it did.
     pub async fn update_peer(&self, spec: PeerSpec) -> Result<(PeerView, bool), SpeakerError> {
         let mut core = self.core.lock().await;
+        self.update_locked(&mut core, spec)
+    }
+
+    fn update_locked(&self, core: &mut Core, spec: PeerSpec) -> Result<(PeerView, bool), SpeakerError> {
         let old = core.peers.get(&spec.address).ok_or_else(|| SpeakerError::NotFound(spec.address.to_string()))?;
         if core.peers.values().any(|p| p.spec.name == spec.name && p.spec.address != spec.address) {
             return Err(SpeakerError::AlreadyExists(format!("a peer is already named {:?}", spec.name)));
@@ -326,6 +350,7 @@ impl Speaker {
         let (local_asn, router_id) = self.resolve_asn_id(&spec)?;
         let reset = old.spec.needs_reset(&spec) || old.local_asn != local_asn;
         let shared = old.shared.clone();
+        let owner = old.owner.clone();
         if reset {
             let n = Notification::cease(err::cease::OTHER_CONFIGURATION_CHANGE);
             let _ = old.cmds.try_send(PeerCmd::Stop { notification: Some(n), deleted: false });
@@ -333,7 +358,7 @@ impl Speaker {
                 self.set_listener_md5(spec.address, spec.password.as_deref().unwrap_or("").as_bytes());
             }
             let cmds = self.spawn_peer(&spec, local_asn, router_id, shared.clone(), false);
-            core.peers.insert(spec.address, PeerEntry { spec: spec.clone(), local_asn, shared, cmds });
+            core.peers.insert(spec.address, PeerEntry { spec: spec.clone(), owner, local_asn, shared, cmds });
         } else {
             let _ = old.cmds.try_send(PeerCmd::Tune(Box::new(spec.clone())));
             if let Some(e) = core.peers.get_mut(&spec.address) {
@@ -342,7 +367,7 @@ impl Speaker {
         }
         // The name may have changed which announcements select this peer.
         let all: BTreeSet<IpNet> = core.owners.values().flat_map(|s| s.keys().copied()).collect();
-        sync_peer(&mut core, spec.address, &all);
+        sync_peer(core, spec.address, &all);
         tracing::info!(peer = %spec.address, reset, "peer updated");
         Ok((Self::view(&core.peers[&spec.address]), reset))
     }
@@ -351,7 +376,12 @@ impl Speaker {
     pub async fn delete_peer(&self, key: &str) -> Result<(), SpeakerError> {
         let mut core = self.core.lock().await;
         let addr = Self::find(&core, key)?.spec.address;
-        let Some(e) = core.peers.remove(&addr) else { return Err(SpeakerError::NotFound(key.to_string())) };
+        self.delete_locked(&mut core, addr);
+        Ok(())
+    }
+
+    fn delete_locked(&self, core: &mut Core, addr: IpAddr) {
+        let Some(e) = core.peers.remove(&addr) else { return };
         // The task sends the NOTIFICATION and the one `deleted` event.
         let n = Notification::cease(err::cease::PEER_DECONFIGURED);
         let _ = e.cmds.try_send(PeerCmd::Stop { notification: Some(n), deleted: true });
@@ -364,8 +394,49 @@ impl Speaker {
         if let (Some(_), Some(m)) = (&e.spec.bfd, self.bfd.get()) {
             m.remove(addr);
         }
-        tracing::info!(peer = %addr, "peer deleted");
-        Ok(())
+        tracing::info!(peer = %addr, owner = %e.owner, "peer deleted");
+    }
+
+    /// Makes `owner`'s peers exactly `specs`: adds the missing, updates the changed (resetting a
+    /// session only where a setting needs it), deletes the owner's others. A peer whose address or
+    /// name another owner holds is left alone and reported in `conflicts`; the rest is applied.
+    pub async fn set_peers(&self, owner: &str, specs: Vec<PeerSpec>) -> Result<SetPeersOutcome, SpeakerError> {
+        let mut seen = BTreeSet::new();
+        for s in &specs {
+            if !seen.insert(s.address) {
+                return Err(SpeakerError::Invalid(ConfigError::new("peers", format!("peer {} appears twice", s.address))));
+            }
+        }
+        let mut core = self.core.lock().await;
+        let mut out = SetPeersOutcome::default();
+        let gone: Vec<IpAddr> =
+            core.peers.values().filter(|p| p.owner == owner && !seen.contains(&p.spec.address)).map(|p| p.spec.address).collect();
+        for a in gone {
+            self.delete_locked(&mut core, a);
+            out.removed += 1;
+        }
+        for spec in specs {
+            let addr = spec.address;
+            let r = match core.peers.get(&addr) {
+                Some(p) if p.owner != owner => {
+                    Err(SpeakerError::AlreadyExists(format!("peer {addr} is owned by {:?}", p.owner)))
+                }
+                Some(p) if p.spec == spec => continue,
+                Some(_) => self.update_locked(&mut core, spec).map(|(_, reset)| {
+                    out.changed += 1;
+                    out.reset += u32::from(reset);
+                }),
+                None => self.add_locked(&mut core, owner, spec).map(|_| out.added += 1),
+            };
+            if let Err(e) = r {
+                tracing::warn!(peer = %addr, owner, error = %e, "peer not applied");
+                out.conflicts.push((addr, e.to_string()));
+            }
+        }
+        if out.added + out.changed + out.removed > 0 {
+            tracing::info!(owner, added = out.added, changed = out.changed, removed = out.removed, "peers updated");
+        }
+        Ok(out)
     }
 
     pub async fn get_peer(&self, key: &str) -> Result<PeerView, SpeakerError> {

@@ -126,6 +126,47 @@ async fn set_for_owner_never_touches_other_owners() {
 }
 
 #[tokio::test]
+async fn set_peers_is_idempotent_and_per_owner() {
+    let d = Daemon::start(&[]);
+    let mut c = d.client().await;
+    let set = |owner: &str, peers: Vec<pb::PeerConfig>| pb::SetPeersRequest { owner: owner.into(), peers };
+    let owners = |r: pb::ListPeersResponse| -> Vec<String> {
+        r.peers.into_iter().map(|p| p.config.unwrap()).map(|c| format!("{}@{}", c.address, c.owner)).collect()
+    };
+    let r = c.set_peers(set("k8s-bridge", vec![peer("192.0.2.2", 65002), peer("192.0.2.3", 65003)])).await.unwrap().into_inner();
+    assert_eq!((r.added, r.changed, r.removed, r.reset), (2, 0, 0, 0));
+    let r = c.set_peers(set("k8s-bridge", vec![peer("192.0.2.2", 65002), peer("192.0.2.3", 65003)])).await.unwrap().into_inner();
+    assert_eq!((r.added, r.changed, r.removed, r.reset), (0, 0, 0, 0), "the same set again changes nothing");
+    let added = pb::PeerConfig { owner: "ops".into(), ..peer("192.0.2.9", 65009) };
+    c.add_peer(pb::AddPeerRequest { peer: Some(added) }).await.unwrap();
+    // A hold-time change resets the session; a keepalive change does not; 192.0.2.3 goes; 192.0.2.9 is ops's.
+    let p2 = pb::PeerConfig { hold_time_secs: Some(30), ..peer("192.0.2.2", 65002) };
+    let p9 = peer("192.0.2.9", 65009);
+    let r = c.set_peers(set("k8s-bridge", vec![p2.clone(), p9])).await.unwrap().into_inner();
+    assert_eq!((r.added, r.changed, r.removed, r.reset), (0, 1, 1, 1), "{r:?}");
+    assert_eq!(r.conflicts.len(), 1, "{r:?}");
+    assert!(r.conflicts[0].starts_with("192.0.2.9: ") && r.conflicts[0].contains("\"ops\""), "{r:?}");
+    let list = c.list_peers(pb::ListPeersRequest {}).await.unwrap().into_inner();
+    assert_eq!(owners(list), vec!["192.0.2.2@k8s-bridge", "192.0.2.9@ops"]);
+    let p2k = pb::PeerConfig { keepalive_time_secs: Some(5), ..p2 };
+    let r = c.set_peers(set("k8s-bridge", vec![p2k])).await.unwrap().into_inner();
+    assert_eq!((r.changed, r.reset), (1, 0), "{r:?}");
+    // Bad input names the entry; a duplicate address is refused; nothing changes.
+    let e = c.set_peers(set("k8s-bridge", vec![peer("192.0.2.4", 65004), peer("192.0.2.5", 0)])).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().starts_with("peers[1]: peer_asn"), "{}", e.message());
+    let e = c.set_peers(set("k8s-bridge", vec![peer("192.0.2.4", 65004), peer("192.0.2.4", 65004)])).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    let list = c.list_peers(pb::ListPeersRequest {}).await.unwrap().into_inner();
+    assert_eq!(owners(list), vec!["192.0.2.2@k8s-bridge", "192.0.2.9@ops"]);
+    // The empty set deletes only the owner's peers.
+    let r = c.set_peers(set("k8s-bridge", vec![])).await.unwrap().into_inner();
+    assert_eq!(r.removed, 1);
+    let list = c.list_peers(pb::ListPeersRequest {}).await.unwrap().into_inner();
+    assert_eq!(owners(list), vec!["192.0.2.9@ops"]);
+}
+
+#[tokio::test]
 async fn watch_sends_initial_state_then_changes() {
     let d = Daemon::start(&[]);
     let mut c = d.client().await;

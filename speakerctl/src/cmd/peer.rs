@@ -186,6 +186,7 @@ impl PeerConfigArgs {
         let text = |v: Option<String>| v.unwrap_or_default();
         PeerConfig {
             name: text(self.name.clone()),
+            owner: "speakerctl".into(),
             address: self.address.to_string(),
             port: self.port.map_or(0, u32::from),
             peer_asn: self.asn,
@@ -368,6 +369,7 @@ mod tests {
         ]);
         let expected = PeerConfig {
             name: "tor1".into(),
+            owner: "speakerctl".into(),
             address: "2001:db8::1".into(),
             port: 1179,
             peer_asn: 4_200_000_000,

@@ -48,6 +48,7 @@ pub fn notification(n: &Notification) -> pb::Notification {
 
 pub fn peer(v: &PeerView) -> pb::Peer {
     let mut config = pb::PeerConfig::from(&v.spec);
+    config.owner = v.owner.clone();
     if config.local_asn == 0 {
         config.local_asn = v.local_asn;
     }

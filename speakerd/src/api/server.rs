@@ -96,8 +96,9 @@ impl Api {
 #[tonic::async_trait]
 impl SpeakerSvc for Api {
     async fn add_peer(&self, r: Request<pb::AddPeerRequest>) -> Result<Response<pb::AddPeerResponse>, Status> {
-        let spec = peer_spec(r.into_inner().peer)?;
-        let v = self.speaker.add_peer(spec).await?;
+        let peer = r.into_inner().peer;
+        let owner = parse_owner(peer.as_ref().map(|p| p.owner.as_str()).unwrap_or_default()).map_err(invalid)?;
+        let v = self.speaker.add_peer(&owner, peer_spec(peer)?).await?;
         Ok(Response::new(pb::AddPeerResponse { peer: Some(convert::peer(&v)) }))
     }
 
@@ -110,6 +111,25 @@ impl SpeakerSvc for Api {
     async fn delete_peer(&self, r: Request<pb::DeletePeerRequest>) -> Result<Response<pb::DeletePeerResponse>, Status> {
         self.speaker.delete_peer(key(&r.get_ref().peer)?).await?;
         Ok(Response::new(pb::DeletePeerResponse {}))
+    }
+
+    async fn set_peers(&self, r: Request<pb::SetPeersRequest>) -> Result<Response<pb::SetPeersResponse>, Status> {
+        let r = r.into_inner();
+        let owner = parse_owner(&r.owner).map_err(invalid)?;
+        let specs = r
+            .peers
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| peer_spec(Some(p)).map_err(|s| Status::invalid_argument(format!("peers[{i}]: {}", s.message()))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let o = self.speaker.set_peers(&owner, specs).await?;
+        Ok(Response::new(pb::SetPeersResponse {
+            added: o.added,
+            changed: o.changed,
+            removed: o.removed,
+            reset: o.reset,
+            conflicts: o.conflicts.iter().map(|(a, why)| format!("{a}: {why}")).collect(),
+        }))
     }
 
     async fn get_peer(&self, r: Request<pb::GetPeerRequest>) -> Result<Response<pb::GetPeerResponse>, Status> {

@@ -127,6 +127,7 @@ pub fn parse(text: &str, yaml: bool) -> Result<Loaded, ConfigError> {
         let families = p.families.iter().map(|s| family(i, s)).collect::<Result<Vec<_>, _>>()?;
         let cfg = pb::PeerConfig {
             name: p.name.clone(),
+            owner: String::new(),
             address: p.address.clone(),
             port: p.port,
             peer_asn: p.peer_asn,
@@ -185,21 +186,10 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 }
 
 /// Applies the difference between the file applied last (`old`) and `new`.
-pub async fn apply(speaker: &Speaker, old: &Loaded, new: &Loaded) -> Result<(), SpeakerError> {
-    for addr in old.peers.keys().filter(|a| !new.peers.contains_key(a)) {
-        if let Err(e) = speaker.delete_peer(&addr.to_string()).await {
-            tracing::warn!(peer = %addr, error = %e, "config file: cannot delete peer");
-        }
-    }
-    for (addr, spec) in &new.peers {
-        let r = match old.peers.get(addr) {
-            None => speaker.add_peer(spec.clone()).await.map(|_| ()),
-            Some(o) if o != spec => speaker.update_peer(spec.clone()).await.map(|_| ()),
-            Some(_) => Ok(()),
-        };
-        if let Err(e) = r {
-            tracing::error!(peer = %addr, error = %e, "config file: peer not applied");
-        }
+pub async fn apply(speaker: &Speaker, _old: &Loaded, new: &Loaded) -> Result<(), SpeakerError> {
+    let out = speaker.set_peers(OWNER, new.peers.values().cloned().collect()).await?;
+    for (addr, why) in &out.conflicts {
+        tracing::error!(peer = %addr, error = %why, "config file: peer not applied");
     }
     speaker.set_announcements(OWNER, new.announcements.clone()).await.map(|_| ())
 }

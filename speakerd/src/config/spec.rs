@@ -277,6 +277,7 @@ impl From<&PeerSpec> for pb::PeerConfig {
         };
         pb::PeerConfig {
             name: s.name.clone(),
+            owner: String::new(),
             address: s.address.to_string(),
             port: u32::from(s.port),
             peer_asn: s.peer_asn,
