@@ -259,6 +259,7 @@ fn peer_add_sends_the_flags_as_a_peer_config() {
             peer_asn: 65007,
             passive: true,
             families: vec![AddressFamily::Ipv4Unicast as i32],
+            owner: "speakerctl".into(),
             ..Default::default()
         }),
     };
