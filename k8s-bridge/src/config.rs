@@ -1,0 +1,722 @@
+//! MetalLB configuration validated and normalised: pools, peers, advertisements. Built from the
+//! metallb.io objects or from the legacy ConfigMap; every problem names the object it is about, so the
+//! bridge can put a Warning Event on it. Pure: no I/O.
+use crate::metallb::*;
+use crate::selector::Selector;
+use ipnet::IpNet;
+use speaker_api::v1 as pb;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+/// The object a problem is about (for messages and Events).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjRef {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for ObjRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// Errors make the whole configuration invalid (the last good one stays in force); warnings are
+/// reported and the rest applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Problem {
+    pub severity: Severity,
+    pub object: ObjRef,
+    pub message: String,
+}
+
+/// One object of the cluster as the translation needs it: its identity, labels and parsed spec.
+#[derive(Debug, Clone)]
+pub struct Obj<T> {
+    pub name: String,
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    /// The spec, or why it does not parse.
+    pub spec: Result<T, String>,
+}
+
+/// Everything the configuration is built from.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigInput {
+    pub pools: Vec<Obj<IpAddressPoolSpec>>,
+    pub peers: Vec<Obj<BgpPeerSpec>>,
+    pub bgp_advertisements: Vec<Obj<BgpAdvertisementSpec>>,
+    pub l2_advertisements: Vec<Obj<L2AdvertisementSpec>>,
+    pub communities: Vec<Obj<CommunitySpec>>,
+    pub bfd_profiles: Vec<Obj<BfdProfileSpec>>,
+    /// The legacy ConfigMap's `config` text, if the ConfigMap exists: (namespace, name, text).
+    pub legacy: Option<(String, String, Option<String>)>,
+    /// Secrets referenced by BGPPeer.passwordSecret: (namespace, name) → data.
+    pub secrets: BTreeMap<(String, String), BTreeMap<String, Vec<u8>>>,
+}
+
+/// An address pool: its ranges (inclusive) and the labels pool selectors match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub ranges: Vec<(IpAddr, IpAddr)>,
+}
+
+impl Pool {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.ranges.iter().any(|(a, b)| same_family(*a, ip) && *a <= ip && ip <= *b)
+    }
+}
+
+/// A BGP peer and the nodes it applies to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Peer {
+    pub name: String,
+    pub nodes: Vec<Selector>,
+    pub config: pb::PeerConfig,
+}
+
+/// Which pools an advertisement applies to.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PoolSelection {
+    pub names: Vec<String>,
+    pub selectors: Vec<Selector>,
+}
+
+impl PoolSelection {
+    /// MetalLB: no names and no selectors select every pool.
+    pub fn selects(&self, pool: &Pool) -> bool {
+        (self.names.is_empty() && self.selectors.is_empty())
+            || self.names.iter().any(|n| n == &pool.name)
+            || self.selectors.iter().any(|s| s.matches(&pool.labels))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BgpAdvertisement {
+    pub name: String,
+    pub pools: PoolSelection,
+    pub nodes: Vec<Selector>,
+    pub aggregation_v4: u8,
+    pub aggregation_v6: u8,
+    pub local_pref: Option<u32>,
+    pub communities: Vec<String>,
+    pub large_communities: Vec<String>,
+    /// BGPPeer names; empty means every peer.
+    pub peers: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct L2Advertisement {
+    pub name: String,
+    pub pools: PoolSelection,
+    pub nodes: Vec<Selector>,
+    pub interfaces: Vec<String>,
+}
+
+/// Where the configuration came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Source {
+    #[default]
+    Crds,
+    ConfigMap,
+}
+
+/// A valid configuration.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Config {
+    pub source: Source,
+    pub pools: Vec<Pool>,
+    pub peers: Vec<Peer>,
+    pub bgp_advertisements: Vec<BgpAdvertisement>,
+    pub l2_advertisements: Vec<L2Advertisement>,
+}
+
+impl Config {
+    pub fn pool_of(&self, ip: IpAddr) -> Option<&Pool> {
+        self.pools.iter().find(|p| p.contains(ip))
+    }
+}
+
+const METALLB_V1B1: &str = "metallb.io/v1beta1";
+
+fn oref(api_version: &str, kind: &str, namespace: &str, name: &str) -> ObjRef {
+    ObjRef { api_version: api_version.into(), kind: kind.into(), namespace: namespace.into(), name: name.into() }
+}
+
+struct Collector {
+    problems: Vec<Problem>,
+}
+
+impl Collector {
+    fn error(&mut self, o: &ObjRef, msg: impl Into<String>) {
+        self.problems.push(Problem { severity: Severity::Error, object: o.clone(), message: msg.into() });
+    }
+    fn warn(&mut self, o: &ObjRef, msg: impl Into<String>) {
+        self.problems.push(Problem { severity: Severity::Warning, object: o.clone(), message: msg.into() });
+    }
+}
+
+/// Builds the configuration. Returns it with the warnings, or every problem found if any is an error.
+/// The metallb.io objects are the configuration when any IPAddressPool exists; otherwise the legacy
+/// ConfigMap is (a ConfigMap beside IPAddressPools is ignored, with a warning).
+pub fn build(input: &ConfigInput) -> Result<(Config, Vec<Problem>), Vec<Problem>> {
+    let mut c = Collector { problems: Vec::new() };
+    let cfg = match (&input.legacy, input.pools.is_empty()) {
+        (Some((ns, name, text)), true) => {
+            let r = oref("v1", "ConfigMap", ns, name);
+            match text {
+                None => {
+                    c.error(&r, "no \"config\" key");
+                    Config::default()
+                }
+                Some(t) => match serde_yaml::from_str::<LegacyConfig>(t) {
+                    Ok(l) => from_legacy(&l, &r, &mut c),
+                    Err(e) => {
+                        c.error(&r, format!("config: invalid YAML: {e}"));
+                        Config::default()
+                    }
+                },
+            }
+        }
+        (legacy, _) => {
+            if let Some((ns, name, _)) = legacy {
+                c.warn(&oref("v1", "ConfigMap", ns, name), "ignored: metallb.io IPAddressPools exist, which take precedence");
+            }
+            from_crds(input, &mut c)
+        }
+    };
+    let mut problems = c.problems;
+    problems.sort();
+    problems.dedup();
+    if problems.iter().any(|p| p.severity == Severity::Error) {
+        Err(problems)
+    } else {
+        Ok((cfg, problems))
+    }
+}
+
+fn spec_of<'a, T>(o: &'a Obj<T>, r: &ObjRef, c: &mut Collector) -> Option<&'a T> {
+    match &o.spec {
+        Ok(s) => Some(s),
+        Err(e) => {
+            c.error(r, format!("spec: {e}"));
+            None
+        }
+    }
+}
+
+fn from_crds(input: &ConfigInput, c: &mut Collector) -> Config {
+    let mut cfg = Config { source: Source::Crds, ..Default::default() };
+    // Community aliases first: advertisements refer to them.
+    let mut aliases: BTreeMap<String, String> = BTreeMap::new();
+    for o in &input.communities {
+        let r = oref(METALLB_V1B1, "Community", &o.namespace, &o.name);
+        let Some(s) = spec_of(o, &r, c) else { continue };
+        for (i, a) in s.communities.iter().enumerate() {
+            if a.name.is_empty() {
+                c.error(&r, format!("spec.communities[{i}].name: required"));
+            } else if let Err(e) = parse_community_value(&a.value) {
+                c.error(&r, format!("spec.communities[{i}].value: {e}"));
+            } else if aliases.insert(a.name.clone(), a.value.clone()).is_some() {
+                c.error(&r, format!("spec.communities[{i}].name: alias {:?} defined twice", a.name));
+            }
+        }
+    }
+    let mut bfd: BTreeMap<String, pb::BfdProfile> = BTreeMap::new();
+    for o in &input.bfd_profiles {
+        let r = oref(METALLB_V1B1, "BFDProfile", &o.namespace, &o.name);
+        let Some(s) = spec_of(o, &r, c) else { continue };
+        let l = LegacyBfdProfile {
+            name: o.name.clone(),
+            receive_interval: s.receive_interval,
+            transmit_interval: s.transmit_interval,
+            detect_multiplier: s.detect_multiplier,
+            echo_interval: s.echo_interval,
+            echo_mode: s.echo_mode,
+            passive_mode: s.passive_mode,
+            minimum_ttl: s.minimum_ttl,
+        };
+        if let Some(p) = bfd_profile(&l, &r, c) {
+            bfd.insert(o.name.clone(), p);
+        }
+    }
+    for o in &input.pools {
+        let r = oref(METALLB_V1B1, "IPAddressPool", &o.namespace, &o.name);
+        let Some(s) = spec_of(o, &r, c) else { continue };
+        let ranges = pool_ranges(&s.addresses, "spec.addresses", &r, c);
+        cfg.pools.push(Pool { name: o.name.clone(), labels: o.labels.clone(), ranges });
+    }
+    check_overlaps(&cfg.pools, &input.pools.iter().map(|o| oref(METALLB_V1B1, "IPAddressPool", &o.namespace, &o.name)).collect::<Vec<_>>(), c);
+    let pool_names: BTreeSet<&str> = cfg.pools.iter().map(|p| p.name.as_str()).collect();
+    for o in &input.peers {
+        let r = oref("metallb.io/v1beta2", "BGPPeer", &o.namespace, &o.name);
+        let Some(s) = spec_of(o, &r, c) else { continue };
+        let nodes = selectors(&s.node_selectors, "spec.nodeSelectors", &r, c);
+        let password = match (&s.password, &s.password_secret) {
+            (p, Some(sec)) if !sec.name.is_empty() => {
+                if !p.is_empty() {
+                    c.error(&r, "spec.password and spec.passwordSecret: set one, not both");
+                }
+                let ns = if sec.namespace.is_empty() { &o.namespace } else { &sec.namespace };
+                match input.secrets.get(&(ns.clone(), sec.name.clone())).and_then(|d| d.get("password")) {
+                    Some(pw) => String::from_utf8_lossy(pw).into_owned(),
+                    None => {
+                        c.error(&r, format!("spec.passwordSecret: secret {ns}/{} with a \"password\" key not found", sec.name));
+                        String::new()
+                    }
+                }
+            }
+            (p, _) => p.clone(),
+        };
+        if !s.dynamic_asn.is_empty() {
+            c.warn(&r, "spec.dynamicASN: not supported by speakerd; set spec.peerASN");
+        }
+        if !s.vrf.is_empty() {
+            c.error(&r, "spec.vrf: VRFs are not supported by speakerd");
+        }
+        if !s.interface.is_empty() {
+            c.error(&r, "spec.interface: BGP unnumbered is not supported by speakerd; set spec.peerAddress");
+        }
+        if s.disable_mp {
+            c.warn(&r, "spec.disableMP: speakerd negotiates each family with Multiprotocol Extensions; ignored");
+        }
+        let legacy = LegacyPeer {
+            my_asn: s.my_asn,
+            peer_asn: s.peer_asn,
+            peer_address: s.peer_address.clone(),
+            peer_port: s.peer_port,
+            hold_time: s.hold_time.clone(),
+            keepalive_time: s.keepalive_time.clone(),
+            router_id: s.router_id.clone(),
+            source_address: s.source_address.clone(),
+            password,
+            bfd_profile: s.bfd_profile.clone(),
+            ebgp_multihop: s.ebgp_multi_hop,
+            node_selectors: Vec::new(),
+        };
+        if let Some(mut config) = peer_config(&legacy, &bfd, "spec.", &r, c) {
+            config.name = o.name.clone();
+            config.connect_time_secs = match &s.connect_time {
+                None => None,
+                Some(t) => match parse_duration(t) {
+                    Ok(d) if (1..=65535).contains(&d.as_secs()) => Some(d.as_secs() as u32),
+                    Ok(_) => {
+                        c.error(&r, format!("spec.connectTime: {t:?}: 1s..65535s"));
+                        None
+                    }
+                    Err(e) => {
+                        c.error(&r, format!("spec.connectTime: {e}"));
+                        None
+                    }
+                },
+            };
+            config.graceful_restart = s.enable_graceful_restart.then(|| pb::GracefulRestart { enabled: true, restart_time_secs: 0 });
+            cfg.peers.push(Peer { name: o.name.clone(), nodes, config });
+        }
+    }
+    let peer_names: BTreeSet<&str> = cfg.peers.iter().map(|p| p.name.as_str()).collect();
+    for o in &input.bgp_advertisements {
+        let r = oref(METALLB_V1B1, "BGPAdvertisement", &o.namespace, &o.name);
+        let Some(s) = spec_of(o, &r, c) else { continue };
+        for (i, p) in s.ip_address_pools.iter().enumerate() {
+            if !pool_names.contains(p.as_str()) {
+                c.error(&r, format!("spec.ipAddressPools[{i}]: no IPAddressPool named {p:?}"));
+            }
+        }
+        for (i, p) in s.peers.iter().enumerate() {
+            if !peer_names.contains(p.as_str()) {
+                c.warn(&r, format!("spec.peers[{i}]: no BGPPeer named {p:?} (yet)"));
+            }
+        }
+        let legacy = LegacyAdvertisement {
+            aggregation_length: s.aggregation_length,
+            aggregation_length_v6: s.aggregation_length_v6,
+            localpref: s.local_pref,
+            communities: s.communities.clone(),
+        };
+        let pools = PoolSelection {
+            names: s.ip_address_pools.clone(),
+            selectors: selectors(&s.ip_address_pool_selectors, "spec.ipAddressPoolSelectors", &r, c),
+        };
+        let nodes = selectors(&s.node_selectors, "spec.nodeSelectors", &r, c);
+        if let Some(mut a) = bgp_advertisement(&legacy, &aliases, "spec.", &r, c) {
+            a.name = o.name.clone();
+            a.pools = pools;
+            a.nodes = nodes;
+            a.peers = s.peers.clone();
+            cfg.bgp_advertisements.push(a);
+        }
+    }
+    for o in &input.l2_advertisements {
+        let r = oref(METALLB_V1B1, "L2Advertisement", &o.namespace, &o.name);
+        let Some(s) = spec_of(o, &r, c) else { continue };
+        for (i, p) in s.ip_address_pools.iter().enumerate() {
+            if !pool_names.contains(p.as_str()) {
+                c.error(&r, format!("spec.ipAddressPools[{i}]: no IPAddressPool named {p:?}"));
+            }
+        }
+        for (i, ifname) in s.interfaces.iter().enumerate() {
+            if ifname.is_empty() || ifname.len() > 15 || ifname.contains('/') || ifname.chars().any(char::is_whitespace) {
+                c.error(&r, format!("spec.interfaces[{i}]: {ifname:?} is not an interface name"));
+            }
+        }
+        cfg.l2_advertisements.push(L2Advertisement {
+            name: o.name.clone(),
+            pools: PoolSelection {
+                names: s.ip_address_pools.clone(),
+                selectors: selectors(&s.ip_address_pool_selectors, "spec.ipAddressPoolSelectors", &r, c),
+            },
+            nodes: selectors(&s.node_selectors, "spec.nodeSelectors", &r, c),
+            interfaces: s.interfaces.clone(),
+        });
+    }
+    cfg
+}
+
+fn from_legacy(l: &LegacyConfig, r: &ObjRef, c: &mut Collector) -> Config {
+    let mut cfg = Config { source: Source::ConfigMap, ..Default::default() };
+    for (alias, v) in &l.bgp_communities {
+        if let Err(e) = parse_community_value(v) {
+            c.error(r, format!("config: bgp-communities.{alias}: {e}"));
+        }
+    }
+    let mut bfd = BTreeMap::new();
+    for (i, p) in l.bfd_profiles.iter().enumerate() {
+        if p.name.is_empty() {
+            c.error(r, format!("config: bfd-profiles[{i}].name: required"));
+        } else if let Some(b) = bfd_profile(p, r, c) {
+            bfd.insert(p.name.clone(), b);
+        }
+    }
+    for (i, p) in l.peers.iter().enumerate() {
+        let field = format!("config: peers[{i}].");
+        let nodes: Vec<Selector> = p
+            .node_selectors
+            .iter()
+            .enumerate()
+            .filter_map(|(j, s)| {
+                let ls = LabelSelector { match_labels: s.match_labels.clone(), match_expressions: s.match_expressions.clone() };
+                Selector::new(&ls).map_err(|e| c.error(r, format!("{field}node-selectors[{j}]: {e}"))).ok()
+            })
+            .collect();
+        if let Some(config) = peer_config(p, &bfd, &field, r, c) {
+            cfg.peers.push(Peer { name: config.address.clone(), nodes, config });
+        }
+    }
+    let mut names = BTreeSet::new();
+    for (i, p) in l.address_pools.iter().enumerate() {
+        let field = format!("config: address-pools[{i}]");
+        if p.name.is_empty() {
+            c.error(r, format!("{field}.name: required"));
+        } else if !names.insert(p.name.clone()) {
+            c.error(r, format!("{field}.name: pool {:?} defined twice", p.name));
+        }
+        let ranges = pool_ranges(&p.addresses, &format!("{field}.addresses"), r, c);
+        cfg.pools.push(Pool { name: p.name.clone(), labels: BTreeMap::new(), ranges });
+        let only = PoolSelection { names: vec![p.name.clone()], selectors: vec![] };
+        match p.protocol.as_str() {
+            "bgp" => {
+                let ads = if p.bgp_advertisements.is_empty() { vec![LegacyAdvertisement::default()] } else { p.bgp_advertisements.clone() };
+                for (j, a) in ads.iter().enumerate() {
+                    if let Some(mut a) = bgp_advertisement(a, &l.bgp_communities, &format!("{field}.bgp-advertisements[{j}]."), r, c) {
+                        a.name = format!("{}-{j}", p.name);
+                        a.pools = only.clone();
+                        cfg.bgp_advertisements.push(a);
+                    }
+                }
+            }
+            "layer2" => {
+                if !p.bgp_advertisements.is_empty() {
+                    c.error(r, format!("{field}.bgp-advertisements: only for protocol bgp"));
+                }
+                cfg.l2_advertisements.push(L2Advertisement { name: p.name.clone(), pools: only, nodes: vec![], interfaces: vec![] });
+            }
+            other => c.error(r, format!("{field}.protocol: {other:?}: \"bgp\" or \"layer2\"")),
+        }
+    }
+    let refs = vec![r.clone(); cfg.pools.len()];
+    check_overlaps(&cfg.pools, &refs, c);
+    cfg
+}
+
+fn selectors(list: &[LabelSelector], field: &str, r: &ObjRef, c: &mut Collector) -> Vec<Selector> {
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, s)| Selector::new(s).map_err(|e| c.error(r, format!("{field}[{i}]: {e}"))).ok())
+        .collect()
+}
+
+fn same_family(a: IpAddr, b: IpAddr) -> bool {
+    a.is_ipv4() == b.is_ipv4()
+}
+
+/// Pool addresses: CIDRs ("192.0.2.0/24") or inclusive ranges ("192.0.2.10-192.0.2.20").
+fn pool_ranges(list: &[String], field: &str, r: &ObjRef, c: &mut Collector) -> Vec<(IpAddr, IpAddr)> {
+    let mut out = Vec::new();
+    if list.is_empty() {
+        c.error(r, format!("{field}: at least one CIDR or range"));
+    }
+    for (i, a) in list.iter().enumerate() {
+        match parse_range(a.trim()) {
+            Ok(x) => out.push(x),
+            Err(e) => c.error(r, format!("{field}[{i}]: {a:?}: {e}")),
+        }
+    }
+    out
+}
+
+pub fn parse_range(s: &str) -> Result<(IpAddr, IpAddr), String> {
+    if let Some((a, b)) = s.split_once('-') {
+        let a: IpAddr = a.trim().parse().map_err(|_| "bad start address of the range".to_string())?;
+        let b: IpAddr = b.trim().parse().map_err(|_| "bad end address of the range".to_string())?;
+        if !same_family(a, b) {
+            return Err("the range mixes IPv4 and IPv6".into());
+        }
+        if a > b {
+            return Err("the range's start is after its end".into());
+        }
+        return Ok((a, b));
+    }
+    let n: IpNet = s.parse().map_err(|_| "not a CIDR (\"192.0.2.0/24\") or a range (\"192.0.2.10-192.0.2.20\")".to_string())?;
+    if n.trunc() != n {
+        return Err(format!("host bits set; did you mean {}?", n.trunc()));
+    }
+    Ok((n.network(), n.broadcast()))
+}
+
+fn check_overlaps(pools: &[Pool], refs: &[ObjRef], c: &mut Collector) {
+    for (i, p) in pools.iter().enumerate() {
+        for q in &pools[i + 1..] {
+            let clash = p.ranges.iter().any(|(a, b)| q.ranges.iter().any(|(x, y)| same_family(*a, *x) && a <= y && x <= b));
+            if clash {
+                let r = refs.get(i).cloned().unwrap_or_else(|| oref(METALLB_V1B1, "IPAddressPool", "", &p.name));
+                c.error(&r, format!("addresses overlap with pool {:?}", q.name));
+            }
+        }
+    }
+}
+
+/// Go durations as MetalLB writes them: "90s", "1m30s", "500ms", "3h".
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{s:?}: not a duration (e.g. \"90s\", \"1m30s\")");
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    if rest == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let n = rest.find(|ch: char| !(ch.is_ascii_digit() || ch == '.')).ok_or_else(bad)?;
+        let v: f64 = rest[..n].parse().map_err(|_| bad())?;
+        rest = &rest[n..];
+        let u = rest.find(|ch: char| ch.is_ascii_digit() || ch == '.').unwrap_or(rest.len());
+        let mult = match &rest[..u] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return Err(bad()),
+        };
+        total += v * mult;
+        rest = &rest[u..];
+    }
+    if !(0.0..1e9).contains(&total) {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs_f64(total))
+}
+
+fn secs_field(v: &Option<String>, field: &str, r: &ObjRef, c: &mut Collector) -> Option<u32> {
+    let t = v.as_ref()?;
+    match parse_duration(t) {
+        Ok(d) if d.as_secs() <= 65535 => Some(d.as_secs() as u32),
+        Ok(_) => {
+            c.error(r, format!("{field}: {t:?}: at most 65535s"));
+            None
+        }
+        Err(e) => {
+            c.error(r, format!("{field}: {e}"));
+            None
+        }
+    }
+}
+
+fn asn(v: u64, field: &str, r: &ObjRef, c: &mut Collector) -> u32 {
+    if v == 0 || v > u64::from(u32::MAX) {
+        c.error(r, format!("{field}: {v}: an AS number is 1..4294967295"));
+        return 0;
+    }
+    v as u32
+}
+
+fn peer_config(p: &LegacyPeer, bfd: &BTreeMap<String, pb::BfdProfile>, field: &str, r: &ObjRef, c: &mut Collector) -> Option<pb::PeerConfig> {
+    let before = c.problems.len();
+    let camel = field.starts_with("spec.");
+    let f = |crd: &str, legacy: &str| format!("{field}{}", if camel { crd } else { legacy });
+    let local_asn = asn(p.my_asn, &f("myASN", "my-asn"), r, c);
+    let peer_asn = asn(p.peer_asn, &f("peerASN", "peer-asn"), r, c);
+    let address = match p.peer_address.parse::<IpAddr>() {
+        Ok(a) => a.to_string(),
+        Err(_) => {
+            c.error(r, format!("{}: {:?} is not an IP address", f("peerAddress", "peer-address"), p.peer_address));
+            String::new()
+        }
+    };
+    if !p.source_address.is_empty() && p.source_address.parse::<IpAddr>().is_err() {
+        c.error(r, format!("{}: {:?} is not an IP address", f("sourceAddress", "source-address"), p.source_address));
+    }
+    if !p.router_id.is_empty() && p.router_id.parse::<std::net::Ipv4Addr>().is_err() {
+        c.error(r, format!("{}: {:?} is not an IPv4 address", f("routerID", "router-id"), p.router_id));
+    }
+    let port = match p.peer_port {
+        None | Some(0) => 0,
+        Some(x) if x <= 65535 => x,
+        Some(x) => {
+            c.error(r, format!("{}: {x}: 1..65535", f("peerPort", "peer-port")));
+            0
+        }
+    };
+    let hold = secs_field(&p.hold_time, &f("holdTime", "hold-time"), r, c);
+    if let Some(h) = hold {
+        if h != 0 && h < 3 {
+            c.error(r, format!("{}: {h}s: 0 or at least 3s", f("holdTime", "hold-time")));
+        }
+    }
+    let keepalive = secs_field(&p.keepalive_time, &f("keepaliveTime", "keepalive-time"), r, c);
+    if let (Some(k), Some(h)) = (keepalive, hold) {
+        if k > h {
+            c.error(r, format!("{}: {k}s is longer than the hold time {h}s", f("keepaliveTime", "keepalive-time")));
+        }
+    }
+    if p.password.len() > 80 {
+        c.error(r, format!("{}: at most 80 bytes", f("password", "password")));
+    }
+    let bfd = if p.bfd_profile.is_empty() {
+        None
+    } else {
+        match bfd.get(&p.bfd_profile) {
+            Some(b) => Some(b.clone()),
+            None => {
+                c.error(r, format!("{}: no BFDProfile named {:?}", f("bfdProfile", "bfd-profile"), p.bfd_profile));
+                None
+            }
+        }
+    };
+    if c.problems[before..].iter().any(|p| p.severity == Severity::Error) {
+        return None;
+    }
+    Some(pb::PeerConfig {
+        address,
+        port,
+        peer_asn,
+        local_asn,
+        router_id: p.router_id.clone(),
+        source_address: p.source_address.clone(),
+        hold_time_secs: hold,
+        keepalive_time_secs: keepalive,
+        password: p.password.clone(),
+        // MetalLB (FRR mode) uses "ebgp-multihop" without a TTL: 255.
+        ebgp_multihop_ttl: if p.ebgp_multihop { 255 } else { 0 },
+        bfd,
+        ..Default::default()
+    })
+}
+
+fn bfd_profile(p: &LegacyBfdProfile, r: &ObjRef, c: &mut Collector) -> Option<pb::BfdProfile> {
+    let before = c.problems.len();
+    let range = |v: Option<u32>, lo: u32, hi: u32, field: &str, c: &mut Collector| {
+        if let Some(x) = v.filter(|x| !(lo..=hi).contains(x)) {
+            c.error(r, format!("{field}: {x}: {lo}..{hi}"));
+        }
+    };
+    range(p.receive_interval, 10, 60000, "spec.receiveInterval", c);
+    range(p.transmit_interval, 10, 60000, "spec.transmitInterval", c);
+    range(p.detect_multiplier, 2, 255, "spec.detectMultiplier", c);
+    range(p.minimum_ttl, 1, 254, "spec.minimumTtl", c);
+    if p.echo_mode || p.echo_interval.is_some() {
+        c.warn(r, "spec.echoMode/echoInterval: BFD echo is not supported by speakerd; ignored");
+    }
+    if c.problems[before..].iter().any(|p| p.severity == Severity::Error) {
+        return None;
+    }
+    Some(pb::BfdProfile {
+        receive_interval_ms: p.receive_interval.unwrap_or(0),
+        transmit_interval_ms: p.transmit_interval.unwrap_or(0),
+        detect_multiplier: p.detect_multiplier.unwrap_or(0),
+        passive_mode: p.passive_mode,
+        minimum_ttl: p.minimum_ttl.unwrap_or(0),
+        ..Default::default()
+    })
+}
+
+/// A community value as MetalLB writes it: "65000:100" (RFC 1997) or "large:1:2:3" (RFC 8092).
+/// Returns (is_large, value in speakerd's spelling).
+pub fn parse_community_value(v: &str) -> Result<(bool, String), String> {
+    if let Some(l) = v.strip_prefix("large:") {
+        let parts: Vec<&str> = l.split(':').collect();
+        if parts.len() == 3 && parts.iter().all(|p| p.parse::<u32>().is_ok()) {
+            return Ok((true, l.to_string()));
+        }
+        return Err(format!("{v:?}: a large community is \"large:GLOBAL:LOCAL1:LOCAL2\" with 32-bit numbers"));
+    }
+    match v.split_once(':') {
+        Some((a, b)) if a.parse::<u16>().is_ok() && b.parse::<u16>().is_ok() => Ok((false, v.to_string())),
+        _ => Err(format!("{v:?}: a community is \"ASN:VALUE\" with 16-bit numbers, or \"large:A:B:C\"")),
+    }
+}
+
+fn bgp_advertisement(a: &LegacyAdvertisement, aliases: &BTreeMap<String, String>, field: &str, r: &ObjRef, c: &mut Collector) -> Option<BgpAdvertisement> {
+    let before = c.problems.len();
+    let camel = field.starts_with("spec.");
+    let f = |crd: &str, legacy: &str| format!("{field}{}", if camel { crd } else { legacy });
+    let len = |v: Option<i64>, max: i64, name: String, c: &mut Collector| -> u8 {
+        match v {
+            None => max as u8,
+            Some(x) if (0..=max).contains(&x) => x as u8,
+            Some(x) => {
+                c.error(r, format!("{name}: {x}: 0..{max}"));
+                max as u8
+            }
+        }
+    };
+    let aggregation_v4 = len(a.aggregation_length, 32, f("aggregationLength", "aggregation-length"), c);
+    let aggregation_v6 = len(a.aggregation_length_v6, 128, f("aggregationLengthV6", "aggregation-length-v6"), c);
+    let (mut communities, mut large_communities) = (Vec::new(), Vec::new());
+    for (i, v) in a.communities.iter().enumerate() {
+        let value = aliases.get(v).map(String::as_str).unwrap_or(v);
+        match parse_community_value(value) {
+            Ok((true, x)) => large_communities.push(x),
+            Ok((false, x)) => communities.push(x),
+            Err(_) if !v.contains(':') => c.error(r, format!("{}[{i}]: {v:?} is not a known Community alias", f("communities", "communities"))),
+            Err(e) => c.error(r, format!("{}[{i}]: {e}", f("communities", "communities"))),
+        }
+    }
+    if c.problems[before..].iter().any(|p| p.severity == Severity::Error) {
+        return None;
+    }
+    Some(BgpAdvertisement {
+        name: String::new(),
+        pools: PoolSelection::default(),
+        nodes: Vec::new(),
+        aggregation_v4,
+        aggregation_v6,
+        local_pref: a.localpref,
+        communities,
+        large_communities,
+        peers: Vec::new(),
+    })
+}

@@ -1,0 +1,21 @@
+//! k8s-bridge: the sidecar that turns the cluster's MetalLB configuration, Services, EndpointSlices
+//! and Nodes into this node's desired speakerd state, and applies it through speakerd's idempotent
+//! per-owner calls.
+//!
+//! - [`metallb`]: the configuration as written (CRD specs, legacy ConfigMap).
+//! - [`config`]: validated and normalised; problems name their object.
+//! - [`cluster`]: Services, EndpointSlices and Nodes reduced to what matters.
+//! - [`translate`]: the pure function from both to [`translate::Desired`].
+//! - [`apply`]: pushes a `Desired` to speakerd.
+//! - [`run`]: the reflectors, the reconcile loop, Events, status and metrics.
+pub mod apply;
+pub mod cluster;
+pub mod config;
+pub mod metallb;
+pub mod metrics;
+pub mod run;
+pub mod selector;
+pub mod translate;
+
+/// The owner name k8s-bridge uses for its peers and announcements in speakerd.
+pub const OWNER: &str = "k8s-bridge";

@@ -1,0 +1,93 @@
+//! k8s-bridge's own metrics and health endpoints: `GET /metrics` (Prometheus text), `/readyz`
+//! (200 only while the API server answers, every watch has synced and the last push to speakerd
+//! worked) and `/healthz` (the process is serving).
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// The configuration in the cluster is invalid; the last good one is in force (MetalLB's name).
+    pub config_stale: AtomicBool,
+    /// A valid configuration has been loaded (MetalLB's name).
+    pub config_loaded: AtomicBool,
+    /// Watch events received (MetalLB's `metallb_k8s_client_updates_total`).
+    pub updates: AtomicU64,
+    /// Failed list/watch requests to the API server.
+    pub api_errors: AtomicU64,
+    /// The last list/watch request worked.
+    pub api_up: AtomicBool,
+    /// Every watched resource has been listed once.
+    pub synced: AtomicBool,
+    pub pushes: AtomicU64,
+    pub push_errors: AtomicU64,
+    /// The last push to speakerd worked.
+    pub push_ok: AtomicBool,
+    /// Unix time of the last successful push.
+    pub last_push_unix: AtomicU64,
+    pub bgp_announcements: AtomicU64,
+    pub l2_announcements: AtomicU64,
+    pub peers: AtomicU64,
+}
+
+impl Metrics {
+    pub fn ready(&self) -> bool {
+        self.synced.load(Relaxed) && self.api_up.load(Relaxed) && self.push_ok.load(Relaxed)
+    }
+
+    pub fn render(&self) -> String {
+        let b = |v: &AtomicBool| u64::from(v.load(Relaxed));
+        let rows: [(&str, &str, &str, u64); 13] = [
+            ("metallb_k8s_client_config_stale_bool", "gauge", "1 if the configuration in the cluster is invalid and the last good one is in force", b(&self.config_stale)),
+            ("metallb_k8s_client_config_loaded_bool", "gauge", "1 if a valid configuration has been loaded", b(&self.config_loaded)),
+            ("metallb_k8s_client_updates_total", "counter", "Kubernetes watch events received", self.updates.load(Relaxed)),
+            ("k8s_bridge_apiserver_errors_total", "counter", "failed list/watch requests to the API server", self.api_errors.load(Relaxed)),
+            ("k8s_bridge_apiserver_up", "gauge", "1 if the last list/watch request to the API server worked", b(&self.api_up)),
+            ("k8s_bridge_synced", "gauge", "1 once every watched resource has been listed", b(&self.synced)),
+            ("k8s_bridge_pushes_total", "counter", "pushes of the desired state to speakerd", self.pushes.load(Relaxed)),
+            ("k8s_bridge_push_errors_total", "counter", "failed pushes to speakerd", self.push_errors.load(Relaxed)),
+            ("k8s_bridge_push_ok", "gauge", "1 if the last push to speakerd worked", b(&self.push_ok)),
+            ("k8s_bridge_last_push_timestamp_seconds", "gauge", "Unix time of the last successful push", self.last_push_unix.load(Relaxed)),
+            ("k8s_bridge_desired_bgp_announcements", "gauge", "BGP announcements this node should make", self.bgp_announcements.load(Relaxed)),
+            ("k8s_bridge_desired_l2_announcements", "gauge", "Layer 2 announcements this node is a candidate for", self.l2_announcements.load(Relaxed)),
+            ("k8s_bridge_desired_peers", "gauge", "BGP peers of this node", self.peers.load(Relaxed)),
+        ];
+        let mut s = String::new();
+        for (name, kind, help, v) in rows {
+            s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
+        }
+        s
+    }
+}
+
+/// Serves the endpoints until the task is dropped.
+pub async fn serve(addr: SocketAddr, m: Arc<Metrics>) -> std::io::Result<()> {
+    let l = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "metrics and health endpoints listening");
+    loop {
+        let (mut s, _) = l.accept().await?;
+        let m = m.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let n = match tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf)).await {
+                Ok(Ok(n)) => n,
+                _ => return,
+            };
+            let req = String::from_utf8_lossy(&buf[..n]);
+            let path = req.split_whitespace().nth(1).unwrap_or("/");
+            let (status, body) = match path {
+                "/metrics" => ("200 OK", m.render()),
+                "/healthz" | "/livez" => ("200 OK", "ok\n".to_string()),
+                "/readyz" if m.ready() => ("200 OK", "ok\n".to_string()),
+                "/readyz" => ("503 Service Unavailable", "not ready: API server, initial sync or speakerd\n".to_string()),
+                _ => ("404 Not Found", "not found\n".to_string()),
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(resp.as_bytes()).await;
+        });
+    }
+}

@@ -1,0 +1,434 @@
+//! The running bridge: reflectors (kube-runtime watchers, never polling) keep an in-memory copy of
+//! every resource that matters; a reconcile loop turns a change into a new desired state and pushes it
+//! to speakerd. Nothing is withdrawn because the API server is unreachable: the reflectors keep their
+//! last content, the loop keeps the last good configuration, and speakerd keeps what it was told.
+use crate::apply::{self, Pushed};
+use crate::cluster::{Cluster, NodeInfo, Slice, Svc};
+use crate::config::{self, ConfigInput, Obj, ObjRef, Problem, Severity};
+use crate::metrics::Metrics;
+use crate::translate::{self, Desired, Options, ServiceAnnouncement, Unannounceable};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::events::{Event as KEvent, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, store::Writer, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, Resource, ResourceExt};
+use speaker_api::v1 as pb;
+use speaker_api::v1::speaker_client::SpeakerClient;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::Notify;
+
+/// How the bridge runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub options: Options,
+    /// Namespace of the MetalLB configuration objects (and of the legacy ConfigMap).
+    pub namespace: String,
+    /// Name of the legacy ConfigMap.
+    pub configmap: String,
+    pub socket: PathBuf,
+    /// Push the whole state this often even when nothing changed.
+    pub resync: Duration,
+    /// Wait this long after a change for more before reconciling.
+    pub debounce: Duration,
+}
+
+/// Signals from the watch tasks to the reconcile loop.
+struct Hub {
+    changed: Notify,
+    metrics: Arc<Metrics>,
+    synced: Vec<AtomicBool>,
+}
+
+impl Hub {
+    fn all_synced(&self) -> bool {
+        self.synced.iter().all(|s| s.load(Relaxed))
+    }
+}
+
+fn metallb(version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("metallb.io", version, kind), plural)
+}
+
+/// Starts a reflector for one resource; its store is filled by a task that also tells the hub.
+fn reflect<K>(api: Api<K>, cfg: watcher::Config, dyntype: K::DynamicType, what: &'static str, hub: Arc<Hub>, idx: usize) -> Store<K>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let writer = Writer::new(dyntype);
+    let store = writer.as_reader();
+    let stream = reflector::reflector(writer, watcher(api, cfg).default_backoff());
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        let mut failing = false;
+        while let Some(ev) = stream.next().await {
+            let m = &hub.metrics;
+            match ev {
+                Ok(e) => {
+                    m.api_up.store(true, Relaxed);
+                    if failing {
+                        tracing::info!(resource = what, "watch working again");
+                        failing = false;
+                    }
+                    match e {
+                        watcher::Event::Init | watcher::Event::InitApply(_) => {}
+                        watcher::Event::InitDone => {
+                            hub.synced[idx].store(true, Relaxed);
+                            hub.changed.notify_one();
+                        }
+                        watcher::Event::Apply(_) | watcher::Event::Delete(_) => {
+                            m.updates.fetch_add(1, Relaxed);
+                            hub.changed.notify_one();
+                        }
+                    }
+                }
+                Err(e) => {
+                    m.api_errors.fetch_add(1, Relaxed);
+                    // A resource the API server does not have (a MetalLB CRD not installed, when only
+                    // the legacy ConfigMap is used) counts as empty; the watcher keeps retrying.
+                    let not_found = matches!(&e, watcher::Error::InitialListFailed(kube::Error::Api(s)) if s.code == 404);
+                    if not_found {
+                        if !hub.synced[idx].swap(true, Relaxed) {
+                            tracing::info!(resource = what, "not served by the API server; treated as empty");
+                            hub.changed.notify_one();
+                        }
+                        m.api_up.store(true, Relaxed);
+                        continue;
+                    }
+                    m.api_up.store(false, Relaxed);
+                    if !failing {
+                        tracing::warn!(resource = what, error = %e, "watch failed; keeping the last known state and retrying with backoff");
+                        failing = true;
+                    } else {
+                        tracing::debug!(resource = what, error = %e, "watch still failing");
+                    }
+                }
+            }
+        }
+    });
+    store
+}
+
+fn labels_of(m: &kube::api::ObjectMeta) -> BTreeMap<String, String> {
+    m.labels.clone().unwrap_or_default()
+}
+
+fn objs<T: serde::de::DeserializeOwned>(store: &Store<DynamicObject>) -> Vec<Obj<T>> {
+    let mut v: Vec<Obj<T>> = store
+        .state()
+        .iter()
+        .map(|o| {
+            let spec = o.data.get("spec").cloned().unwrap_or_else(|| serde_json::json!({}));
+            Obj {
+                name: o.name_any(),
+                namespace: o.namespace().unwrap_or_default(),
+                labels: labels_of(&o.metadata),
+                spec: serde_json::from_value(spec).map_err(|e| e.to_string()),
+            }
+        })
+        .collect();
+    v.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    v
+}
+
+struct Stores {
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+    nodes: Store<Node>,
+    configmaps: Store<ConfigMap>,
+    secrets: Store<Secret>,
+    pools: Store<DynamicObject>,
+    peers: Store<DynamicObject>,
+    bgp_ads: Store<DynamicObject>,
+    l2_ads: Store<DynamicObject>,
+    communities: Store<DynamicObject>,
+    bfd: Store<DynamicObject>,
+}
+
+impl Stores {
+    fn config_input(&self, s: &Settings) -> ConfigInput {
+        let legacy = self
+            .configmaps
+            .state()
+            .iter()
+            .find(|c| c.name_any() == s.configmap)
+            .map(|c| (c.namespace().unwrap_or_default(), c.name_any(), c.data.as_ref().and_then(|d| d.get("config")).cloned()));
+        let secrets = self
+            .secrets
+            .state()
+            .iter()
+            .map(|sec| {
+                let data = sec.data.clone().unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+                ((sec.namespace().unwrap_or_default(), sec.name_any()), data)
+            })
+            .collect();
+        ConfigInput {
+            pools: objs(&self.pools),
+            peers: objs(&self.peers),
+            bgp_advertisements: objs(&self.bgp_ads),
+            l2_advertisements: objs(&self.l2_ads),
+            communities: objs(&self.communities),
+            bfd_profiles: objs(&self.bfd),
+            legacy,
+            secrets,
+        }
+    }
+
+    fn cluster(&self) -> Cluster {
+        Cluster {
+            services: self.services.state().iter().map(|s| Svc::from(s.as_ref())).collect(),
+            slices: self.slices.state().iter().map(|s| Slice::from(s.as_ref())).collect(),
+            nodes: self.nodes.state().iter().map(|n| NodeInfo::from(n.as_ref())).collect(),
+        }
+    }
+
+    fn service_ref(&self, ns: &str, name: &str) -> Option<ObjectReference> {
+        self.services.state().iter().find(|s| s.namespace().as_deref() == Some(ns) && s.name_any() == name).map(|s| s.object_ref(&()))
+    }
+}
+
+fn starts(settings: &Settings, client: &Client, hub: &Arc<Hub>) -> Stores {
+    let ns = settings.namespace.as_str();
+    let h = |i| (hub.clone(), i);
+    let (hb, i) = h(0);
+    let services = reflect(Api::<Service>::all(client.clone()), watcher::Config::default(), (), "services", hb, i);
+    let (hb, i) = h(1);
+    let slices = reflect(Api::<EndpointSlice>::all(client.clone()), watcher::Config::default().labels("kubernetes.io/service-name"), (), "endpointslices", hb, i);
+    let (hb, i) = h(2);
+    let nodes = reflect(Api::<Node>::all(client.clone()), watcher::Config::default(), (), "nodes", hb, i);
+    let (hb, i) = h(3);
+    let cm_cfg = watcher::Config::default().fields(&format!("metadata.name={}", settings.configmap));
+    let configmaps = reflect(Api::<ConfigMap>::namespaced(client.clone(), ns), cm_cfg, (), "configmaps", hb, i);
+    let (hb, i) = h(4);
+    let secrets = reflect(Api::<Secret>::namespaced(client.clone(), ns), watcher::Config::default(), (), "secrets", hb, i);
+    let dynamic = |ar: ApiResource, what: &'static str, i: usize| {
+        reflect(Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar), watcher::Config::default(), ar, what, hub.clone(), i)
+    };
+    Stores {
+        services,
+        slices,
+        nodes,
+        configmaps,
+        secrets,
+        pools: dynamic(metallb("v1beta1", "IPAddressPool", "ipaddresspools"), "ipaddresspools", 5),
+        peers: dynamic(metallb("v1beta2", "BGPPeer", "bgppeers"), "bgppeers", 6),
+        bgp_ads: dynamic(metallb("v1beta1", "BGPAdvertisement", "bgpadvertisements"), "bgpadvertisements", 7),
+        l2_ads: dynamic(metallb("v1beta1", "L2Advertisement", "l2advertisements"), "l2advertisements", 8),
+        communities: dynamic(metallb("v1beta1", "Community", "communities"), "communities", 9),
+        bfd: dynamic(metallb("v1beta1", "BFDProfile", "bfdprofiles"), "bfdprofiles", 10),
+    }
+}
+const STREAMS: usize = 11;
+
+/// Events the loop has already published, so that a state is reported once and not on every pass.
+#[derive(Default)]
+struct Reported {
+    problems: BTreeSet<Problem>,
+    unannounceable: BTreeSet<Unannounceable>,
+    assigned: BTreeSet<ServiceAnnouncement>,
+    push_failed: bool,
+}
+
+struct Events {
+    recorder: Recorder,
+    node: String,
+}
+
+impl Events {
+    async fn publish(&self, type_: EventType, reason: &str, note: String, action: &str, regarding: &ObjectReference) {
+        let ev = KEvent { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+        if let Err(e) = self.recorder.publish(&ev, regarding).await {
+            tracing::debug!(error = %e, "event not published");
+        }
+    }
+
+    fn reference(o: &ObjRef) -> ObjectReference {
+        ObjectReference {
+            api_version: Some(o.api_version.clone()),
+            kind: Some(o.kind.clone()),
+            namespace: Some(o.namespace.clone()).filter(|n| !n.is_empty()),
+            name: Some(o.name.clone()),
+            ..Default::default()
+        }
+    }
+}
+
+/// Runs until the process is stopped.
+pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+    let hub = Arc::new(Hub { changed: Notify::new(), metrics: metrics.clone(), synced: (0..STREAMS).map(|_| AtomicBool::new(false)).collect() });
+    let stores = starts(&settings, &client, &hub);
+    let events = Events {
+        recorder: Recorder::new(client.clone(), Reporter { controller: "metallb-speaker".into(), instance: Some(settings.options.node.clone()) }),
+        node: settings.options.node.clone(),
+    };
+    let channel = apply::unix_channel(settings.socket.clone());
+    // A (re)connection to speakerd means a possibly new process: push everything again.
+    let reconnected = Arc::new(Notify::new());
+    tokio::spawn(watch_speakerd(SpeakerClient::new(channel.clone()), reconnected.clone()));
+    let mut speakerd = SpeakerClient::new(channel);
+
+    let mut good: Option<config::Config> = None;
+    let mut reported = Reported::default();
+    let mut pushed: Option<Desired> = None;
+    let mut retry = Duration::from_secs(1);
+    let mut next_resync = tokio::time::Instant::now() + settings.resync;
+    let mut waited_for_sync = false;
+    loop {
+        let mut force = false;
+        let retry_at = if pushed.is_none() && good.is_some() { Some(tokio::time::Instant::now() + retry) } else { None };
+        tokio::select! {
+            _ = hub.changed.notified() => {
+                tokio::time::sleep(settings.debounce).await;
+            }
+            _ = reconnected.notified() => { force = true; }
+            _ = tokio::time::sleep_until(next_resync) => { force = true; }
+            _ = async { match retry_at { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {}
+        }
+        if !hub.all_synced() {
+            // Never act on a partial picture: an unsynced store would read as "no Services".
+            if !waited_for_sync {
+                tracing::info!("waiting for the initial list of every watched resource");
+                waited_for_sync = true;
+            }
+            continue;
+        }
+        metrics.synced.store(true, Relaxed);
+        if force {
+            next_resync = tokio::time::Instant::now() + settings.resync;
+        }
+
+        match config::build(&stores.config_input(&settings)) {
+            Ok((cfg, warnings)) => {
+                if metrics.config_stale.swap(false, Relaxed) {
+                    tracing::info!("configuration valid again");
+                }
+                metrics.config_loaded.store(true, Relaxed);
+                if good.as_ref() != Some(&cfg) {
+                    tracing::info!(source = ?cfg.source, pools = cfg.pools.len(), peers = cfg.peers.len(), "configuration loaded");
+                }
+                good = Some(cfg);
+                reported.problems.retain(|p| p.severity == Severity::Warning);
+                for w in warnings {
+                    if reported.problems.insert(w.clone()) {
+                        tracing::warn!(object = %w.object, "{}", w.message);
+                        events.publish(EventType::Warning, "ConfigWarning", w.message.clone(), "Validate", &Events::reference(&w.object)).await;
+                    }
+                }
+            }
+            Err(problems) => {
+                metrics.config_stale.store(true, Relaxed);
+                for p in problems.iter().filter(|p| p.severity == Severity::Error) {
+                    if reported.problems.insert(p.clone()) {
+                        tracing::error!(object = %p.object, "invalid configuration, the last good one stays in force: {}", p.message);
+                        events.publish(EventType::Warning, "InvalidConfig", p.message.clone(), "Validate", &Events::reference(&p.object)).await;
+                    }
+                }
+            }
+        }
+        let Some(cfg) = &good else {
+            // No valid configuration has ever been seen: nothing to announce, and nothing to withdraw.
+            continue;
+        };
+        let desired = translate::translate(cfg, &stores.cluster(), &settings.options);
+        metrics.bgp_announcements.store(desired.bgp.len() as u64, Relaxed);
+        metrics.l2_announcements.store(desired.l2.len() as u64, Relaxed);
+        metrics.peers.store(desired.peers.len() as u64, Relaxed);
+        for u in &desired.unannounceable {
+            if reported.unannounceable.insert(u.clone()) {
+                tracing::warn!(service = %format!("{}/{}", u.namespace, u.name), ip = %u.ip, "not announced: {}", u.reason);
+                if let Some(r) = stores.service_ref(&u.namespace, &u.name) {
+                    events.publish(EventType::Warning, "NotAnnounced", format!("{}: {}", u.ip, u.reason), "Announce", &r).await;
+                }
+            }
+        }
+        reported.unannounceable.retain(|u| desired.unannounceable.contains(u));
+        if !force && pushed.as_ref() == Some(&desired) {
+            continue;
+        }
+        metrics.pushes.fetch_add(1, Relaxed);
+        match apply::push(&mut speakerd, crate::OWNER, &desired).await {
+            Ok(p) => {
+                retry = Duration::from_secs(1);
+                metrics.push_ok.store(true, Relaxed);
+                let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                metrics.last_push_unix.store(now, Relaxed);
+                log_push(&p, &desired, force);
+                if reported.push_failed {
+                    tracing::info!("speakerd accepts the desired state again");
+                    reported.push_failed = false;
+                }
+                for s in desired.services.iter().filter(|s| !reported.assigned.contains(*s)) {
+                    if let Some(r) = stores.service_ref(&s.namespace, &s.name) {
+                        let note = format!("announcing {} from node {:?} with protocol {:?}", s.ip, events.node, s.protocol.as_str());
+                        events.publish(EventType::Normal, "nodeAssigned", note, "Announce", &r).await;
+                    }
+                }
+                reported.assigned = desired.services.iter().cloned().collect();
+                pushed = Some(desired);
+            }
+            Err(status) => {
+                metrics.push_errors.fetch_add(1, Relaxed);
+                metrics.push_ok.store(false, Relaxed);
+                pushed = None;
+                if !reported.push_failed {
+                    tracing::error!(code = ?status.code(), error = %status.message(), "speakerd refused or is unreachable; retrying");
+                    for s in &desired.services {
+                        if let Some(r) = stores.service_ref(&s.namespace, &s.name) {
+                            let note = format!("node {:?} cannot announce {}: speakerd: {}", events.node, s.ip, status.message());
+                            events.publish(EventType::Warning, "AnnounceFailed", note, "Announce", &r).await;
+                        }
+                    }
+                    reported.push_failed = true;
+                }
+                retry = (retry * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+fn log_push(p: &Pushed, d: &Desired, forced: bool) {
+    for c in &p.peer_conflicts {
+        tracing::warn!(conflict = %c, "peer not applied by speakerd");
+    }
+    if p.changed_anything() {
+        tracing::info!(
+            peers = d.peers.len(),
+            bgp = d.bgp.len(),
+            l2 = d.l2.len(),
+            peers_changed = ?p.peers,
+            bgp_changed = ?p.bgp,
+            l2_changed = ?p.l2,
+            "desired state pushed to speakerd"
+        );
+    } else if forced {
+        tracing::debug!("resync: speakerd already had the desired state");
+    }
+}
+
+/// Keeps a Watch stream open on speakerd and signals every successful (re)connection.
+async fn watch_speakerd(mut client: SpeakerClient<tonic::transport::Channel>, reconnected: Arc<Notify>) {
+    let mut first = true;
+    loop {
+        match client.watch(pb::WatchRequest::default()).await {
+            Ok(stream) => {
+                if !first {
+                    tracing::info!("reconnected to speakerd; pushing the whole state");
+                }
+                first = false;
+                reconnected.notify_one();
+                let mut s = stream.into_inner();
+                while let Some(Ok(_)) = s.next().await {}
+                tracing::warn!("lost the connection to speakerd");
+            }
+            Err(e) => tracing::debug!(error = %e.message(), "speakerd not reachable yet"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
