@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod config;
 pub mod metallb;
 pub mod metrics;
+pub mod offline;
 pub mod run;
 pub mod selector;
 pub mod translate;

@@ -1,0 +1,484 @@
+//! The translation from MetalLB-style configuration and cluster state to one node's desired speakerd
+//! state, over a table of manifests (every field of the issue's list appears in at least one case).
+use k8s_bridge::config::{self, Severity};
+use k8s_bridge::offline;
+use k8s_bridge::translate::{translate, Desired, Options, Protocol};
+use speaker_api::v1 as pb;
+
+const NS: &str = "metallb-system";
+
+fn opts(node: &str) -> Options {
+    Options { node: node.into(), lb_class: None, gossip_port: 7946, ignore_exclude_lb: false }
+}
+
+/// Three nodes: n1 (zone a, rack 1), n2 (zone a), n3 (zone b).
+const NODES: &str = r#"
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n1, labels: {zone: a, rack: "1"}}
+status: {addresses: [{type: InternalIP, address: 10.0.0.1}, {type: Hostname, address: n1}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n2, labels: {zone: a}}
+status: {addresses: [{type: InternalIP, address: 10.0.0.2}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n3, labels: {zone: b}}
+status: {addresses: [{type: InternalIP, address: 10.0.0.3}]}
+"#;
+
+fn service(name: &str, ip: &str, etp: &str, extra: &str) -> String {
+    format!(
+        r#"
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: default{extra}}}
+spec: {{type: LoadBalancer, externalTrafficPolicy: {etp}, ports: [{{port: 80}}]}}
+status: {{loadBalancer: {{ingress: [{{ip: "{ip}"}}]}}}}
+"#
+    )
+}
+
+/// An EndpointSlice of `svc` with endpoints given as (node, ready, serving, terminating).
+fn slice(svc: &str, eps: &[(&str, bool, bool, bool)]) -> String {
+    let list: Vec<String> = eps
+        .iter()
+        .enumerate()
+        .map(|(i, (n, r, s, t))| format!("{{addresses: [\"10.244.0.{i}\"], nodeName: {n}, conditions: {{ready: {r}, serving: {s}, terminating: {t}}}}}"))
+        .collect();
+    format!(
+        r#"
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: {svc}-x, namespace: default, labels: {{kubernetes.io/service-name: {svc}}}}}
+addressType: IPv4
+endpoints: [{}]
+"#,
+        list.join(", ")
+    )
+}
+
+fn plan(text: &str, o: &Options) -> Desired {
+    let (input, cluster) = offline::load(text, NS, "config").expect("manifests parse");
+    let (cfg, warnings) = config::build(&input).unwrap_or_else(|p| panic!("config should be valid: {p:#?}"));
+    assert!(warnings.is_empty(), "{warnings:#?}");
+    translate(&cfg, &cluster, o)
+}
+
+fn problems(text: &str) -> Vec<String> {
+    let (input, _) = offline::load(text, NS, "config").expect("manifests parse");
+    match config::build(&input) {
+        Ok((_, w)) => w.iter().map(|p| format!("warning {}: {}", p.object, p.message)).collect(),
+        Err(p) => p.iter().map(|p| format!("{} {}: {}", if p.severity == Severity::Error { "error" } else { "warning" }, p.object, p.message)).collect(),
+    }
+}
+
+const BGP_FULL: &str = r#"
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: prod, namespace: metallb-system, labels: {tier: prod}}
+spec:
+  addresses: [192.0.2.0/24, "2001:db8:1::10-2001:db8:1::20"]
+---
+apiVersion: metallb.io/v1beta1
+kind: Community
+metadata: {name: communities, namespace: metallb-system}
+spec:
+  communities:
+  - {name: no-export-dc, value: "65535:65281"}
+  - {name: big, value: "large:64500:1:2"}
+---
+apiVersion: metallb.io/v1beta1
+kind: BFDProfile
+metadata: {name: fast, namespace: metallb-system}
+spec: {receiveInterval: 100, transmitInterval: 150, detectMultiplier: 4, passiveMode: true, minimumTtl: 250}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: tor1, namespace: metallb-system}
+spec:
+  myASN: 64500
+  peerASN: 4200000001
+  peerAddress: 10.0.0.254
+  peerPort: 1179
+  sourceAddress: 10.0.0.1
+  routerID: 10.0.0.1
+  holdTime: 9s
+  keepaliveTime: 3s
+  connectTime: 5s
+  password: s3cret
+  ebgpMultiHop: true
+  enableGracefulRestart: true
+  bfdProfile: fast
+  nodeSelectors: [{matchLabels: {zone: a}}]
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: tor2, namespace: metallb-system}
+spec: {myASN: 64500, peerASN: 64500, peerAddress: "2001:db8::fe", passwordSecret: {name: tor2-pw}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: tor2-pw, namespace: metallb-system}
+type: kubernetes.io/basic-auth
+stringData: {password: fromsecret}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: agg, namespace: metallb-system}
+spec:
+  ipAddressPoolSelectors: [{matchLabels: {tier: prod}}]
+  aggregationLength: 24
+  aggregationLengthV6: 120
+  localPref: 150
+  communities: [no-export-dc, "65000:2", big, "large:1:2:3"]
+  peers: [tor1]
+  nodeSelectors: [{matchExpressions: [{key: rack, operator: In, values: ["1", "2"]}]}]
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: hosts, namespace: metallb-system}
+spec:
+  ipAddressPools: [prod]
+"#;
+
+#[test]
+fn bgp_every_field_from_crds() {
+    let text = format!("{BGP_FULL}{NODES}{}{}", service("web", "192.0.2.77", "Cluster", ""), slice("web", &[("n3", true, true, false)]));
+    let d = plan(&text, &opts("n1"));
+    let tor1 = pb::PeerConfig {
+        name: "tor1".into(),
+        address: "10.0.0.254".into(),
+        port: 1179,
+        peer_asn: 4_200_000_001,
+        local_asn: 64500,
+        router_id: "10.0.0.1".into(),
+        source_address: "10.0.0.1".into(),
+        hold_time_secs: Some(9),
+        keepalive_time_secs: Some(3),
+        connect_time_secs: Some(5),
+        password: "s3cret".into(),
+        ebgp_multihop_ttl: 255,
+        graceful_restart: Some(pb::GracefulRestart { enabled: true, restart_time_secs: 0 }),
+        bfd: Some(pb::BfdProfile { receive_interval_ms: 100, transmit_interval_ms: 150, detect_multiplier: 4, passive_mode: true, minimum_ttl: 250, ..Default::default() }),
+        ..Default::default()
+    };
+    let tor2 = pb::PeerConfig { name: "tor2".into(), address: "2001:db8::fe".into(), peer_asn: 64500, local_asn: 64500, password: "fromsecret".into(), ..Default::default() };
+    assert_eq!(d.peers, vec![tor1, tor2]);
+    assert_eq!(
+        d.bgp,
+        vec![
+            pb::Announcement {
+                prefix: "192.0.2.0/24".into(),
+                communities: vec!["65535:65281".into(), "65000:2".into()],
+                large_communities: vec!["64500:1:2".into(), "1:2:3".into()],
+                local_pref: Some(150),
+                peers: vec!["tor1".into()],
+                ..Default::default()
+            },
+            pb::Announcement { prefix: "192.0.2.77/32".into(), ..Default::default() },
+        ]
+    );
+    assert_eq!(d.seeds, vec!["10.0.0.2:7946", "10.0.0.3:7946"]);
+    assert!(d.l2.is_empty());
+    assert_eq!(d.services.len(), 1);
+    assert_eq!((d.services[0].protocol, d.services[0].pool.as_str()), (Protocol::Bgp, "prod"));
+
+    // n3: tor1's selector (zone a) and the aggregate's (rack) do not match; tor2 and /32 remain.
+    let d3 = plan(&text, &opts("n3"));
+    assert_eq!(d3.peers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), vec!["tor2"]);
+    assert_eq!(d3.bgp.iter().map(|a| a.prefix.as_str()).collect::<Vec<_>>(), vec!["192.0.2.77/32"]);
+    assert_eq!(d3.seeds, vec!["10.0.0.1:7946", "10.0.0.2:7946"]);
+
+    // IPv6 from a range pool, aggregated to /120 by the first advertisement.
+    let text6 = format!("{BGP_FULL}{NODES}{}{}", service("v6", "2001:db8:1::15", "Cluster", ""), slice("v6", &[("n2", true, true, false)]));
+    let d6 = plan(&text6, &opts("n1"));
+    assert_eq!(d6.bgp.iter().map(|a| a.prefix.as_str()).collect::<Vec<_>>(), vec!["2001:db8:1::/120", "2001:db8:1::15/128"]);
+}
+
+#[test]
+fn two_advertisements_of_one_prefix_merge_into_one_route() {
+    let text = format!(
+        r#"{NODES}{}{}
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {{name: p, namespace: metallb-system}}
+spec: {{addresses: [198.51.100.0/24]}}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {{name: a, namespace: metallb-system}}
+spec: {{localPref: 100, communities: ["65000:1"], peers: [x]}}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {{name: b, namespace: metallb-system}}
+spec: {{localPref: 200, communities: ["65000:2", "65000:1"], peers: [y]}}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {{name: x, namespace: metallb-system}}
+spec: {{myASN: 1, peerASN: 2, peerAddress: 10.0.0.100}}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {{name: y, namespace: metallb-system}}
+spec: {{myASN: 1, peerASN: 3, peerAddress: 10.0.0.101}}
+"#,
+        service("s", "198.51.100.1", "Cluster", ""),
+        slice("s", &[("n1", true, true, false)])
+    );
+    let d = plan(&text, &opts("n1"));
+    assert_eq!(d.bgp.len(), 1);
+    let a = &d.bgp[0];
+    assert_eq!((a.prefix.as_str(), a.local_pref), ("198.51.100.1/32", Some(200)));
+    assert_eq!(a.communities, vec!["65000:1", "65000:2"]);
+    assert_eq!(a.peers, vec!["x", "y"]);
+}
+
+const SIMPLE_BGP: &str = r#"
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: p, namespace: metallb-system}
+spec: {addresses: [203.0.113.0/24]}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: a, namespace: metallb-system}
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: l2, namespace: metallb-system}
+spec: {interfaces: [eth1, "bond*"], nodeSelectors: [{matchLabels: {zone: a}}, {matchLabels: {zone: b}}]}
+"#;
+
+fn announced_from(text: &str, node: &str) -> (bool, Vec<String>) {
+    let d = plan(text, &opts(node));
+    let bgp = d.bgp.iter().any(|a| a.prefix == "203.0.113.5/32");
+    let l2 = d.l2.iter().find(|a| a.ip == "203.0.113.5").map(|a| a.nodes.clone()).unwrap_or_default();
+    (bgp, l2)
+}
+
+#[test]
+fn external_traffic_policy_local_counts_endpoints_as_kube_proxy_does() {
+    let local = |eps: &[(&str, bool, bool, bool)]| format!("{SIMPLE_BGP}{NODES}{}{}", service("s", "203.0.113.5", "Local", ""), slice("s", eps));
+    // Ready on n1 only: n1 announces (BGP) and is the only Layer 2 candidate.
+    let t = local(&[("n1", true, true, false)]);
+    assert_eq!(announced_from(&t, "n1"), (true, vec!["n1".to_string()]));
+    assert_eq!(announced_from(&t, "n2"), (false, vec![]));
+    // Terminating but still serving on n2 (a rolling update drains it): counts, as kube-proxy's fallback.
+    let t = local(&[("n1", true, true, false), ("n2", false, true, true)]);
+    assert_eq!(announced_from(&t, "n2"), (true, vec!["n1".to_string(), "n2".to_string()]));
+    // Terminating and not serving: does not count. Not ready, not terminating: does not count.
+    let t = local(&[("n1", true, true, false), ("n2", false, false, true), ("n3", false, false, false)]);
+    assert_eq!(announced_from(&t, "n2"), (false, vec![]));
+    assert_eq!(announced_from(&t, "n3"), (false, vec![]));
+    // No endpoint anywhere: nobody announces.
+    let t = local(&[]);
+    assert_eq!(announced_from(&t, "n1"), (false, vec![]));
+
+    // Cluster: every eligible node, as long as one endpoint is ready anywhere; none without.
+    let cluster = |eps: &[(&str, bool, bool, bool)]| format!("{SIMPLE_BGP}{NODES}{}{}", service("s", "203.0.113.5", "Cluster", ""), slice("s", eps));
+    let all = vec!["n1".to_string(), "n2".to_string(), "n3".to_string()];
+    assert_eq!(announced_from(&cluster(&[("n3", true, true, false)]), "n1"), (true, all.clone()));
+    assert_eq!(announced_from(&cluster(&[("n3", false, false, false)]), "n1"), (false, vec![]));
+    // Layer 2 interfaces of this node's advertisement.
+    let d = plan(&cluster(&[("n3", true, true, false)]), &opts("n2"));
+    assert_eq!(d.l2[0].interfaces, vec!["bond*", "eth1"]);
+}
+
+#[test]
+fn nodes_excluded_unavailable_or_cordoned() {
+    let nodes = r#"
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n1, labels: {zone: a}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n2, labels: {zone: a, node.kubernetes.io/exclude-from-external-load-balancers: ""}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n3, labels: {zone: b}}
+status: {conditions: [{type: NetworkUnavailable, status: "True"}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n4, labels: {zone: c}}
+spec: {unschedulable: true}
+"#;
+    let t = format!("{SIMPLE_BGP}{nodes}{}{}", service("s", "203.0.113.5", "Cluster", ""), slice("s", &[("n1", true, true, false)]));
+    // n4 is cordoned: no BGP (MetalLB ≥ 0.14.8); zone c matches no L2Advertisement selector.
+    assert_eq!(announced_from(&t, "n1"), (true, vec!["n1".to_string()]));
+    assert_eq!(announced_from(&t, "n2"), (false, vec![]));
+    assert_eq!(announced_from(&t, "n3"), (false, vec![]));
+    assert_eq!(announced_from(&t, "n4"), (false, vec![]));
+    let mut o = opts("n2");
+    o.ignore_exclude_lb = true;
+    assert!(plan(&t, &o).bgp.iter().any(|a| a.prefix == "203.0.113.5/32"), "--ignore-exclude-lb");
+    // A node the bridge has no Node object for announces nothing over BGP.
+    assert_eq!(announced_from(&t, "ghost"), (false, vec![]));
+}
+
+#[test]
+fn service_filters_class_pool_annotation_and_sharing() {
+    let svcs = [
+        service("classless", "203.0.113.5", "Cluster", ""),
+        service("other-class", "203.0.113.6", "Cluster", ""),
+        service("wrong-pool", "203.0.113.7", "Cluster", ", annotations: {metallb.io/address-pool: gold}"),
+        service("no-pool", "192.0.2.1", "Cluster", ""),
+        service("shared", "203.0.113.5", "Cluster", ", annotations: {metallb.universe.tf/allow-shared-ip: k, metallb.universe.tf/address-pool: p}"),
+    ]
+    .concat()
+    .replace("name: other-class, namespace: default}\nspec: {type: LoadBalancer,", "name: other-class, namespace: default}\nspec: {loadBalancerClass: example.com/other, type: LoadBalancer,");
+    let eps: String = ["classless", "other-class", "wrong-pool", "no-pool", "shared"].iter().map(|s| slice(s, &[("n1", true, true, false)])).collect();
+    let t = format!("{SIMPLE_BGP}{NODES}{svcs}{eps}");
+    let d = plan(&t, &opts("n1"));
+    assert_eq!(d.bgp.iter().map(|a| a.prefix.as_str()).collect::<Vec<_>>(), vec!["203.0.113.5/32"], "shared IP once; other class, wrong pool and no pool skipped");
+    let names: Vec<_> = d.services.iter().map(|s| format!("{}/{:?}", s.name, s.protocol)).collect();
+    assert_eq!(names, vec!["classless/Bgp", "classless/Layer2", "shared/Bgp", "shared/Layer2"]);
+    let why: Vec<_> = d.unannounceable.iter().map(|u| format!("{} {}: {}", u.name, u.ip, u.reason)).collect();
+    assert_eq!(
+        why,
+        vec![
+            "no-pool 192.0.2.1: the IP is in no IPAddressPool",
+            "wrong-pool 203.0.113.7: the IP is in pool \"p\", not in the annotated pool \"gold\"",
+        ]
+    );
+    let mut o = opts("n1");
+    o.lb_class = Some("example.com/other".into());
+    let d = plan(&t, &o);
+    assert_eq!(d.bgp.iter().map(|a| a.prefix.as_str()).collect::<Vec<_>>(), vec!["203.0.113.6/32"], "--lb-class serves only that class");
+}
+
+const LEGACY: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: config, namespace: metallb-system}
+data:
+  config: |
+    peers:
+    - peer-address: 10.0.0.254
+      peer-asn: 64501
+      my-asn: 64500
+      peer-port: 1179
+      hold-time: 9s
+      keepalive-time: 3s
+      router-id: 10.0.0.1
+      source-address: 10.0.0.1
+      password: s3cret
+      ebgp-multihop: true
+      bfd-profile: fast
+      node-selectors:
+      - match-labels: {zone: a}
+      - match-expressions: [{key: zone, operator: In, values: [c]}]
+    bgp-communities:
+      no-export-dc: 65535:65281
+    bfd-profiles:
+    - name: fast
+      receive-interval: 100
+      transmit-interval: 150
+    address-pools:
+    - name: bgp-pool
+      protocol: bgp
+      addresses: [203.0.113.0/24]
+      bgp-advertisements:
+      - aggregation-length: 32
+        localpref: 120
+        communities: [no-export-dc, "65000:7"]
+    - name: default-ads
+      protocol: bgp
+      addresses: [198.51.100.0/28]
+    - name: l2-pool
+      protocol: layer2
+      addresses: [192.0.2.10-192.0.2.20]
+"#;
+
+#[test]
+fn legacy_configmap() {
+    let svcs = [service("a", "203.0.113.9", "Cluster", ""), service("b", "198.51.100.3", "Cluster", ""), service("c", "192.0.2.15", "Cluster", "")].concat();
+    let eps: String = ["a", "b", "c"].iter().map(|s| slice(s, &[("n2", true, true, false)])).collect();
+    let t = format!("{LEGACY}{NODES}{svcs}{eps}");
+    let d = plan(&t, &opts("n1"));
+    assert_eq!(d.peers.len(), 1);
+    let p = &d.peers[0];
+    assert_eq!((p.name.as_str(), p.address.as_str(), p.port, p.peer_asn, p.local_asn), ("", "10.0.0.254", 1179, 64501, 64500));
+    assert_eq!((p.hold_time_secs, p.keepalive_time_secs, p.ebgp_multihop_ttl, p.password.as_str()), (Some(9), Some(3), 255, "s3cret"));
+    assert_eq!(p.bfd.as_ref().map(|b| (b.receive_interval_ms, b.transmit_interval_ms)), Some((100, 150)));
+    assert_eq!(
+        d.bgp,
+        vec![
+            pb::Announcement { prefix: "198.51.100.3/32".into(), ..Default::default() },
+            pb::Announcement {
+                prefix: "203.0.113.9/32".into(),
+                communities: vec!["65535:65281".into(), "65000:7".into()],
+                local_pref: Some(120),
+                ..Default::default()
+            },
+        ]
+    );
+    assert_eq!(d.l2, vec![pb::L2Announcement { ip: "192.0.2.15".into(), nodes: vec!["n1".into(), "n2".into(), "n3".into()], ..Default::default() }]);
+    // Node selectors: n2 (zone a) matches the first; n3 (zone b) neither.
+    assert_eq!(plan(&t, &opts("n2")).peers.len(), 1);
+    assert_eq!(plan(&t, &opts("n3")).peers.len(), 0);
+    // IPAddressPools take precedence over the ConfigMap (which is then reported as ignored).
+    let both = format!("{t}---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: x, namespace: metallb-system}}\nspec: {{addresses: [10.9.0.0/24]}}\n");
+    assert_eq!(problems(&both), vec!["warning ConfigMap metallb-system/config: ignored: metallb.io IPAddressPools exist, which take precedence"]);
+}
+
+#[test]
+fn bad_configuration_names_the_object_and_field() {
+    let pool = |name: &str, addrs: &str| format!("---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: {name}, namespace: metallb-system}}\nspec: {{addresses: [{addrs}]}}\n");
+    let peer = |spec: &str| format!("---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: r, namespace: metallb-system}}\nspec: {{{spec}}}\n");
+    let adv = |spec: &str| format!("---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: ad, namespace: metallb-system}}\nspec: {{{spec}}}\n");
+    let cases: Vec<(String, &str)> = vec![
+        (pool("a", "10.0.0.0/24") + &pool("b", "10.0.0.128/25"), "error IPAddressPool metallb-system/a: addresses overlap with pool \"b\""),
+        (pool("a", "10.0.0.0/33"), "error IPAddressPool metallb-system/a: spec.addresses[0]: \"10.0.0.0/33\": not a CIDR"),
+        (pool("a", "10.0.0.1/24"), "error IPAddressPool metallb-system/a: spec.addresses[0]: \"10.0.0.1/24\": host bits set; did you mean 10.0.0.0/24?"),
+        (pool("a", "10.0.0.9-10.0.0.1"), "error IPAddressPool metallb-system/a: spec.addresses[0]: \"10.0.0.9-10.0.0.1\": the range's start is after its end"),
+        (pool("a", "10.0.0.0/24") + &adv("communities: [nosuch]"), "error BGPAdvertisement metallb-system/ad: spec.communities[0]: \"nosuch\" is not a known Community alias"),
+        (pool("a", "10.0.0.0/24") + &adv("communities: [\"70000:1\"]"), "error BGPAdvertisement metallb-system/ad: spec.communities[0]: \"70000:1\": a community is"),
+        (pool("a", "10.0.0.0/24") + &adv("aggregationLength: 33"), "error BGPAdvertisement metallb-system/ad: spec.aggregationLength: 33: 0..32"),
+        (pool("a", "10.0.0.0/24") + &adv("ipAddressPools: [nope]"), "error BGPAdvertisement metallb-system/ad: spec.ipAddressPools[0]: no IPAddressPool named \"nope\""),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 0, peerASN: 1, peerAddress: 10.1.1.1"), "error BGPPeer metallb-system/r: spec.myASN: 0: an AS number is 1..4294967295"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 4294967296, peerAddress: 10.1.1.1"), "error BGPPeer metallb-system/r: spec.peerASN: 4294967296"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: nope"), "error BGPPeer metallb-system/r: spec.peerAddress: \"nope\" is not an IP address"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, holdTime: 90x"), "error BGPPeer metallb-system/r: spec.holdTime: \"90x\": not a duration"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, holdTime: 2s"), "error BGPPeer metallb-system/r: spec.holdTime: 2s: 0 or at least 3s"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, bfdProfile: nope"), "error BGPPeer metallb-system/r: spec.bfdProfile: no BFDProfile named \"nope\""),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, vrf: red"), "error BGPPeer metallb-system/r: spec.vrf: VRFs are not supported"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, passwordSecret: {name: gone}"), "error BGPPeer metallb-system/r: spec.passwordSecret: secret metallb-system/gone"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: \"x\", peerAddress: 10.1.1.1"), "error BGPPeer metallb-system/r: spec: invalid type"),
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: config, namespace: metallb-system}\ndata:\n  config: \"peers: [\"\n".to_string(),
+            "error ConfigMap metallb-system/config: config: invalid YAML",
+        ),
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: config, namespace: metallb-system}\ndata:\n  config: |\n    address-pools:\n    - {name: x, protocol: arp, addresses: [10.0.0.0/24]}\n".to_string(),
+            "error ConfigMap metallb-system/config: config: address-pools[0].protocol: \"arp\": \"bgp\" or \"layer2\"",
+        ),
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: config, namespace: metallb-system}\ndata:\n  config: |\n    address-pools:\n    - {name: x, protocol: bgp, addresses: [10.0.0.0/24], bgp-advertisements: [{communities: [nosuch]}]}\n".to_string(),
+            "error ConfigMap metallb-system/config: config: address-pools[0].bgp-advertisements[0].communities[0]: \"nosuch\" is not a known Community alias",
+        ),
+        (
+            "---\napiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: b, namespace: metallb-system}\nspec: {echoMode: true, echoInterval: 50}\n".to_string() + &pool("a", "10.0.0.0/24"),
+            "warning BFDProfile metallb-system/b: spec.echoMode/echoInterval: BFD echo is not supported by speakerd; ignored",
+        ),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, dynamicASN: external"), "warning BGPPeer metallb-system/r: spec.dynamicASN: not supported"),
+    ];
+    for (text, want) in cases {
+        let got = problems(&text);
+        assert!(got.iter().any(|g| g.starts_with(want)), "want {want:?} among {got:#?}\nfor\n{text}");
+    }
+    // A valid configuration has no problems at all.
+    assert!(problems(&(pool("a", "10.0.0.0/24") + &pool("b", "10.0.1.0/24"))).is_empty());
+}
