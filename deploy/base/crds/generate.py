@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Writes the metallb.io CustomResourceDefinitions in this folder (one file per kind).
+
+The schemas follow MetalLB's types (field names, types, bounds) so that existing MetalLB objects apply
+unchanged. Run it after editing; k8s-bridge/tests/manifests.rs validates the output and MetalLB-style
+examples against it.
+"""
+import yaml, os
+
+def s(t, **kw):
+    d = {"type": t}
+    d.update(kw)
+    return d
+
+STR = s("string")
+STRS = s("array", items=STR)
+SELECTOR = s("object", properties={
+    "matchLabels": s("object", additionalProperties=STR),
+    "matchExpressions": s("array", items=s("object", required=["key", "operator"], properties={
+        "key": STR, "operator": STR, "values": STRS})),
+}, **{"x-kubernetes-map-type": "atomic"})
+SELECTORS = s("array", items=SELECTOR)
+DURATION = s("string", pattern=r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$")
+
+KINDS = {
+    "IPAddressPool": ("ipaddresspools", ["v1beta1"], "IPAddressPool is a pool of IPs that Services of type LoadBalancer get, and that speakers announce.", {
+        "addresses": s("array", items=STR, description="CIDRs (192.0.2.0/24) or ranges (192.0.2.10-192.0.2.20)."),
+        "autoAssign": s("boolean", default=True),
+        "avoidBuggyIPs": s("boolean", default=False),
+        "serviceAllocation": s("object", properties={
+            "priority": s("integer"),
+            "namespaces": STRS,
+            "namespaceSelectors": SELECTORS,
+            "serviceSelectors": SELECTORS,
+        }),
+    }, ["addresses"], [("Auto Assign", ".spec.autoAssign", "boolean"), ("Avoid Buggy IPs", ".spec.avoidBuggyIPs", "boolean"), ("Addresses", ".spec.addresses", "string")]),
+    "BGPPeer": ("bgppeers", ["v1beta2"], "BGPPeer is a BGP session from the speakers of the selected nodes.", {
+        "myASN": s("integer", format="int64", minimum=0, maximum=4294967295),
+        "peerASN": s("integer", format="int64", minimum=0, maximum=4294967295),
+        "dynamicASN": s("string", enum=["internal", "external"]),
+        "peerAddress": STR,
+        "sourceAddress": STR,
+        "peerPort": s("integer", minimum=0, maximum=65535, default=179),
+        "holdTime": DURATION,
+        "keepaliveTime": DURATION,
+        "connectTime": DURATION,
+        "routerID": STR,
+        "nodeSelectors": SELECTORS,
+        "password": STR,
+        "passwordSecret": s("object", properties={"name": STR, "namespace": STR}, **{"x-kubernetes-map-type": "atomic"}),
+        "bfdProfile": STR,
+        "enableGracefulRestart": s("boolean"),
+        "ebgpMultiHop": s("boolean"),
+        "vrf": STR,
+        "disableMP": s("boolean", default=False),
+        "interface": STR,
+        "dualStackAddressFamily": s("boolean", default=False),
+    }, ["myASN"], [("Address", ".spec.peerAddress", "string"), ("ASN", ".spec.peerASN", "string"), ("BFD Profile", ".spec.bfdProfile", "string"), ("Multi Hops", ".spec.ebgpMultiHop", "string")]),
+    "BGPAdvertisement": ("bgpadvertisements", ["v1beta1"], "BGPAdvertisement says how the IPs of pools are announced over BGP.", {
+        "aggregationLength": s("integer", format="int32", minimum=0, maximum=32, default=32),
+        "aggregationLengthV6": s("integer", format="int32", minimum=0, maximum=128, default=128),
+        "localPref": s("integer", format="int32", minimum=0, maximum=4294967295),
+        "communities": STRS,
+        "ipAddressPools": STRS,
+        "ipAddressPoolSelectors": SELECTORS,
+        "nodeSelectors": SELECTORS,
+        "peers": STRS,
+    }, [], [("IPAddressPools", ".spec.ipAddressPools", "string"), ("IPAddressPool Selectors", ".spec.ipAddressPoolSelectors", "string"), ("Peers", ".spec.peers", "string")]),
+    "L2Advertisement": ("l2advertisements", ["v1beta1"], "L2Advertisement says which pools' IPs are answered for with ARP/NDP, from which nodes and interfaces.", {
+        "ipAddressPools": STRS,
+        "ipAddressPoolSelectors": SELECTORS,
+        "nodeSelectors": SELECTORS,
+        "interfaces": STRS,
+    }, [], [("IPAddressPools", ".spec.ipAddressPools", "string"), ("Interfaces", ".spec.interfaces", "string")]),
+    "Community": ("communities", ["v1beta1"], "Community defines aliases of BGP communities.", {
+        "communities": s("array", items=s("object", properties={"name": STR, "value": STR})),
+    }, [], []),
+    "BFDProfile": ("bfdprofiles", ["v1beta1"], "BFDProfile is a set of BFD session parameters that BGPPeers refer to.", {
+        "receiveInterval": s("integer", format="int32", minimum=10, maximum=60000),
+        "transmitInterval": s("integer", format="int32", minimum=10, maximum=60000),
+        "detectMultiplier": s("integer", format="int32", minimum=2, maximum=255),
+        "echoInterval": s("integer", format="int32", minimum=10, maximum=60000),
+        "echoMode": s("boolean"),
+        "passiveMode": s("boolean"),
+        "minimumTtl": s("integer", format="int32", minimum=1, maximum=254),
+    }, [], [("Passive Mode", ".spec.passiveMode", "boolean"), ("Transmit Interval", ".spec.transmitInterval", "integer"), ("Receive Interval", ".spec.receiveInterval", "integer"), ("Multiplier", ".spec.detectMultiplier", "integer")]),
+}
+
+STATUS_KINDS = {
+    "ServiceL2Status": ("servicel2statuses", "ServiceL2Status says which node answers ARP/NDP for a Service, on which interfaces.", {
+        "node": STR, "serviceName": STR, "serviceNamespace": STR,
+        "interfaces": s("array", items=s("object", properties={"name": STR})),
+    }, [("Allocated Node", ".status.node", "string"), ("Service Name", ".status.serviceName", "string"), ("Service Namespace", ".status.serviceNamespace", "string")]),
+    "ServiceBGPStatus": ("servicebgpstatuses", "ServiceBGPStatus says which peers a node announces a Service's IPs to.", {
+        "node": STR, "serviceName": STR, "serviceNamespace": STR, "peers": STRS,
+    }, [("Node", ".status.node", "string"), ("Service Name", ".status.serviceName", "string"), ("Service Namespace", ".status.serviceNamespace", "string")]),
+}
+
+def crd(kind, plural, versions, desc, props, required, cols, status=None):
+    spec = s("object", properties=props)
+    if required:
+        spec["required"] = required
+    root = {"type": "object", "description": desc, "properties": {
+        "apiVersion": STR, "kind": STR, "metadata": s("object"), "spec": spec}}
+    if status is not None:
+        root["properties"]["status"] = s("object", properties=status)
+    vs = []
+    for i, v in enumerate(versions):
+        ver = {"name": v, "served": True, "storage": i == len(versions) - 1, "schema": {"openAPIV3Schema": root}}
+        if cols:
+            ver["additionalPrinterColumns"] = [{"name": n, "jsonPath": p, "type": t} for n, p, t in cols] + [
+                {"name": "Age", "jsonPath": ".metadata.creationTimestamp", "type": "date"}]
+        if status is not None:
+            ver["subresources"] = {"status": {}}
+        vs.append(ver)
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.metallb.io"},
+        "spec": {"group": "metallb.io", "scope": "Namespaced",
+                 "names": {"kind": kind, "listKind": kind + "List", "plural": plural, "singular": kind.lower()},
+                 "versions": vs},
+    }
+
+class NoAliases(yaml.SafeDumper):
+    def ignore_aliases(self, data):
+        return True
+
+
+def dump(obj, f):
+    yaml.dump(obj, f, Dumper=NoAliases, sort_keys=False, allow_unicode=True)
+
+
+here = os.path.dirname(os.path.abspath(__file__))
+for kind, (plural, versions, desc, props, required, cols) in KINDS.items():
+    with open(os.path.join(here, f"{plural}.yaml"), "w") as f:
+        f.write("# Generated by generate.py: edit that, then run it.\n")
+        dump(crd(kind, plural, versions, desc, props, required, cols), f)
+for kind, (plural, desc, props, cols) in STATUS_KINDS.items():
+    with open(os.path.join(here, f"{plural}.yaml"), "w") as f:
+        f.write("# Generated by generate.py: edit that, then run it.\n")
+        dump(crd(kind, plural, ["v1beta1"], desc, {}, [], cols, status=props), f)
