@@ -227,6 +227,22 @@ fn starts(settings: &Settings, client: &Client, hub: &Arc<Hub>) -> Stores {
 }
 const STREAMS: usize = 11;
 
+/// Every resource the bridge lists and watches: (API group, resource, namespaced in the MetalLB
+/// namespace). The RBAC in deploy/ must allow `list` and `watch` of each (a test checks it).
+pub const WATCHED: [(&str, &str, bool); STREAMS] = [
+    ("", "services", false),
+    ("discovery.k8s.io", "endpointslices", false),
+    ("", "nodes", false),
+    ("", "configmaps", true),
+    ("", "secrets", true),
+    ("metallb.io", "ipaddresspools", true),
+    ("metallb.io", "bgppeers", true),
+    ("metallb.io", "bgpadvertisements", true),
+    ("metallb.io", "l2advertisements", true),
+    ("metallb.io", "communities", true),
+    ("metallb.io", "bfdprofiles", true),
+];
+
 /// Events the loop has already published, so that a state is reported once and not on every pass.
 #[derive(Default)]
 struct Reported {
