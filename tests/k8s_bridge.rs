@@ -1,0 +1,340 @@
+//! End to end: the in-process fake API server, two nodes each running speakerd and k8s-bridge (the
+//! real binaries), gobgpd and FRR as the routers, and a client on the same L2 segment. MetalLB objects
+//! and Services created in the API server must become routes at the routers (with the configured
+//! communities) and ARP answers on the segment; deletes must withdraw; a broken configuration must keep
+//! everything up and leave a Warning Event; a watch ended with 410 Gone must relist without losing
+//! anything; the legacy ConfigMap must work without any metallb.io CRD installed.
+mod common;
+
+use common::*;
+use fake_apiserver::FakeApiServer;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(30);
+const NS: &str = "metallb-system";
+const SPK_ASN: u32 = 64500;
+const GOBGP_ASN: u32 = 64510;
+const FRR_ASN: u32 = 64511;
+
+/// The fake API server on its own runtime (the test body is synchronous and blocks in waits).
+struct Api {
+    server: FakeApiServer,
+    rt: tokio::runtime::Runtime,
+    kubeconfig: PathBuf,
+}
+
+impl Api {
+    fn start(dir: &Path) -> Api {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let server = rt.block_on(FakeApiServer::start());
+        let kubeconfig = dir.join("kubeconfig");
+        server.write_kubeconfig(&kubeconfig).unwrap();
+        Api { server, rt, kubeconfig }
+    }
+
+    fn apply(&self, obj: Value) {
+        let _g = self.rt.enter();
+        self.server.apply(obj);
+    }
+
+    fn apply_yaml(&self, text: &str) {
+        use serde::Deserialize;
+        for d in serde_yaml::Deserializer::from_str(text) {
+            let v = Value::deserialize(d).unwrap();
+            if !v.is_null() {
+                self.apply(v);
+            }
+        }
+    }
+
+    fn install_crds(&self) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/base/crds");
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "yaml") {
+                self.apply_yaml(&std::fs::read_to_string(&p).unwrap());
+            }
+        }
+    }
+
+    fn delete(&self, api_version: &str, kind: &str, ns: Option<&str>, name: &str) {
+        let _g = self.rt.enter();
+        self.server.delete(api_version, kind, ns, name).unwrap_or_else(|e| panic!("delete {kind} {name}: {e:?}"));
+    }
+
+    /// Events whose `regarding` (events.k8s.io) or `involvedObject` (core) is `kind`/`name`.
+    fn events_about(&self, kind: &str, name: &str) -> Vec<Value> {
+        self.server
+            .events()
+            .into_iter()
+            .filter(|e| {
+                let r = if e["regarding"].is_object() { &e["regarding"] } else { &e["involvedObject"] };
+                r["kind"] == kind && r["name"] == name
+            })
+            .collect()
+    }
+}
+
+fn node(name: &str, ip: &str, zone: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "zone": zone}},
+        "status": {"addresses": [{"type": "InternalIP", "address": ip}],
+                   "conditions": [{"type": "Ready", "status": "True"}]}})
+}
+
+fn service(name: &str, ip: &str, etp: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"type": "LoadBalancer", "externalTrafficPolicy": etp, "ports": [{"port": 80, "protocol": "TCP"}]},
+        "status": {"loadBalancer": {"ingress": [{"ip": ip}]}}})
+}
+
+fn endpoints(svc: &str, on_node: &str) -> Value {
+    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": format!("{svc}-abc"), "namespace": "default", "labels": {"kubernetes.io/service-name": svc}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.244.1.5"], "nodeName": on_node, "conditions": {"ready": true, "serving": true, "terminating": false}}],
+        "ports": [{"port": 8080, "protocol": "TCP"}]})
+}
+
+/// k8s-bridge for one node, in the host namespace (it reaches the API server on loopback and speakerd
+/// through the socket file).
+fn bridge(api: &Api, node: &str, sp: &Speakerd, metrics_port: u16) -> Proc {
+    let bin = speakerd_bin("k8s-bridge");
+    let log = sp.dir().join("k8s-bridge.log");
+    let socket = sp.socket().display().to_string();
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let kubeconfig = api.kubeconfig.display().to_string();
+    Proc::spawn(
+        &format!("k8s-bridge {node}"),
+        &[bin.to_str().unwrap(), "--node-name", node, "--socket", &socket, "--metrics", &metrics, "--resync-secs", "5"],
+        &log,
+        &[("KUBECONFIG", &kubeconfig), ("RUST_LOG", "info,k8s_bridge=debug")],
+        None,
+    )
+}
+
+fn speakerd_bin(name: &str) -> PathBuf {
+    common::speakerd::bin_path(name)
+}
+
+fn metric(port: u16, name: &str) -> Result<f64, String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).map_err(|e| e.to_string())?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .ok_or_else(|| format!("{name} not in {body}"))
+}
+
+fn start_node(h: &Host, name: &str) -> Speakerd {
+    Speakerd::builder(h)
+        .no_bgp_listen()
+        .arg("--node-name")
+        .arg(name)
+        .arg("--gossip-bind")
+        .arg(&format!("{}:7946", h.v4))
+        .arg("--garp-interval-ms")
+        .arg("200")
+        .start()
+}
+
+fn with_community(r: &Route, c: &str) -> bool {
+    r.communities.iter().any(|x| x == c)
+}
+
+const CONFIG: &str = r#"
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: bgp-pool, namespace: metallb-system}
+spec: {addresses: [203.0.113.0/24]}
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: lan, namespace: metallb-system}
+spec: {addresses: [192.0.2.200-192.0.2.210]}
+---
+apiVersion: metallb.io/v1beta1
+kind: Community
+metadata: {name: aliases, namespace: metallb-system}
+spec: {communities: [{name: tenant-a, value: "64500:77"}]}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: bgp, namespace: metallb-system}
+spec: {ipAddressPools: [bgp-pool], communities: [tenant-a, "65000:100"], localPref: 120}
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: lan, namespace: metallb-system}
+spec: {ipAddressPools: [lan], interfaces: [eth0]}
+"#;
+
+#[test]
+fn crds_services_and_endpoints_become_routes_and_arp_answers() {
+    let Some(lab) = Lab::new_or_skip("k8sbr", &["gobgpd", "frr", "arping"]) else { return };
+    let seg = lab.segment(&["n1", "n2", "gobgp", "frr", "client"]);
+    let (n1, n2, g, f, client) = (&seg.hosts[0], &seg.hosts[1], &seg.hosts[2], &seg.hosts[3], &seg.hosts[4]);
+    let api = Api::start(lab.dir());
+    api.install_crds();
+    api.apply(node("n1", &n1.v4.to_string(), "a"));
+    api.apply(node("n2", &n2.v4.to_string(), "b"));
+
+    let gobgp = Gobgpd::start(g, PeerConfig::new(GOBGP_ASN, g.v4).neighbor(Neighbor::new(n1.v4, SPK_ASN).passive()).neighbor(Neighbor::new(n2.v4, SPK_ASN).passive()));
+    let frr = Frr::start(f, PeerConfig::new(FRR_ASN, f.v4).neighbor(Neighbor::new(n1.v4, SPK_ASN).passive()));
+    let sp1 = start_node(n1, "n1");
+    let sp2 = start_node(n2, "n2");
+    let _b1 = bridge(&api, "n1", &sp1, 17473);
+    let _b2 = bridge(&api, "n2", &sp2, 17474);
+
+    // Peers: gobgpd for every node; FRR only for zone a (n1).
+    api.apply_yaml(&format!(
+        r#"
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {{name: gobgp, namespace: metallb-system}}
+spec: {{myASN: {SPK_ASN}, peerASN: {GOBGP_ASN}, peerAddress: "{}", connectTime: 1s}}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {{name: frr, namespace: metallb-system}}
+spec: {{myASN: {SPK_ASN}, peerASN: {FRR_ASN}, peerAddress: "{}", connectTime: 1s, nodeSelectors: [{{matchLabels: {{zone: a}}}}]}}
+"#,
+        g.v4, f.v4
+    ));
+    api.apply_yaml(CONFIG);
+    sp1.wait_peer_state(&g.v4.to_string(), "established", T);
+    sp1.wait_peer_state(&f.v4.to_string(), "established", T);
+    sp2.wait_peer_state(&g.v4.to_string(), "established", T);
+    let peers2 = sp2.speakerctl_json(&["peer", "list"]);
+    assert_eq!(peers2.as_array().map(Vec::len), Some(1), "FRR's node selector keeps it off n2: {peers2}");
+
+    // A Service with an IP and a ready endpoint: routes from both nodes, with the communities.
+    api.apply(service("web", "203.0.113.10", "Cluster"));
+    api.apply(endpoints("web", "n2"));
+    let from_both = wait_until(T, "203.0.113.10/32 at gobgpd from n1 and n2", || {
+        let rs = gobgp.routes_for("203.0.113.10/32");
+        let peers: Vec<&str> = rs.iter().map(|r| r.peer.as_str()).collect();
+        if rs.len() == 2 && rs.iter().all(|r| with_community(r, "64500:77") && with_community(r, "65000:100")) {
+            Ok(peers.join(","))
+        } else {
+            Err(format!("{rs:#?}"))
+        }
+    });
+    assert!(from_both.contains(&n1.v4.to_string()) && from_both.contains(&n2.v4.to_string()), "{from_both}");
+    let r = wait_until(T, "203.0.113.10/32 at FRR", || frr.routes_for("203.0.113.10/32").into_iter().next().ok_or_else(|| format!("{:?}", frr.routes())));
+    assert_eq!(r.communities, vec!["64500:77", "65000:100"], "{r:#?}");
+    assert_eq!(r.as_path, vec![SPK_ASN]);
+    wait_until(T, "a nodeAssigned Event on the Service", || {
+        let ev = api.events_about("Service", "web");
+        ev.iter().find(|e| e["reason"] == "nodeAssigned").cloned().ok_or_else(|| format!("{ev:#?}"))
+    });
+
+    // externalTrafficPolicy Local: only n2 (which has the endpoint) keeps announcing.
+    api.apply(service("web", "203.0.113.10", "Local"));
+    wait_until(T, "only n2 announces the Local service", || {
+        let rs = gobgp.routes_for("203.0.113.10/32");
+        if rs.len() == 1 && rs[0].peer == n2.v4.to_string() { Ok(()) } else { Err(format!("{rs:#?}")) }
+    });
+    frr.wait_no_route("203.0.113.10/32");
+
+    // Layer 2: an IP of the `lan` pool is answered on the segment by one of the nodes.
+    api.apply(service("lan-svc", "192.0.2.201", "Cluster"));
+    api.apply(endpoints("lan-svc", "n1"));
+    let mac = wait_until(T, "arping 192.0.2.201 is answered", || arping(client, "192.0.2.201"));
+    let macs = [mac_of(n1), mac_of(n2)];
+    assert!(macs.contains(&mac), "answered by {mac}, nodes are {macs:?}");
+    let owner1 = sp1.speakerctl_json(&["l2", "owner", "192.0.2.201"]);
+    let owner2 = sp2.speakerctl_json(&["l2", "owner", "192.0.2.201"]);
+    assert_eq!(owner1["node"], owner2["node"], "both nodes agree on the owner (gossip seeded from Node InternalIPs)");
+
+    // A broken update (unknown community alias) keeps everything, with a Warning Event and the stale metric.
+    api.apply_yaml("apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: bgp, namespace: metallb-system}\nspec: {ipAddressPools: [bgp-pool], communities: [no-such-alias]}\n");
+    wait_until(T, "a Warning Event on the BGPAdvertisement", || {
+        let ev = api.events_about("BGPAdvertisement", "bgp");
+        ev.iter()
+            .find(|e| e["type"] == "Warning" && e["note"].as_str().or(e["message"].as_str()).unwrap_or_default().contains("no-such-alias"))
+            .cloned()
+            .ok_or_else(|| format!("{ev:#?}"))
+    });
+    wait_until(T, "config stale metric", || match metric(17473, "metallb_k8s_client_config_stale_bool") {
+        Ok(v) if v == 1.0 => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+    assert_holds(Duration::from_secs(3), "routes stay while the configuration is broken", || {
+        let rs = gobgp.routes_for("203.0.113.10/32");
+        if rs.len() == 1 && with_community(&rs[0], "64500:77") { Ok(()) } else { Err(format!("{rs:#?}")) }
+    });
+    api.apply_yaml(CONFIG);
+    wait_until(T, "config valid again", || match metric(17473, "metallb_k8s_client_config_stale_bool") {
+        Ok(v) if v == 0.0 => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+
+    // A watch ended with 410 Gone: the bridges relist and lose nothing, and see changes made meanwhile.
+    {
+        let _g = api.rt.enter();
+        api.server.compact();
+        api.server.close_watches();
+    }
+    api.apply(service("late", "203.0.113.20", "Cluster"));
+    api.apply(endpoints("late", "n1"));
+    wait_until(T, "a Service created across the 410 appears", || {
+        let n = gobgp.routes_for("203.0.113.20/32").len();
+        if n == 2 { Ok(()) } else { Err(format!("{n} paths")) }
+    });
+    assert_eq!(gobgp.routes_for("203.0.113.10/32").len(), 1, "nothing lost across the relist");
+    assert!(arping(client, "192.0.2.201").is_ok(), "Layer 2 kept across the relist");
+
+    // Deleting the Service withdraws its route everywhere.
+    api.delete("v1", "Service", Some("default"), "web");
+    gobgp.wait_no_route("203.0.113.10/32");
+    assert_eq!(gobgp.routes_for("203.0.113.20/32").len(), 2, "other Services untouched");
+}
+
+#[test]
+fn legacy_configmap_without_crds() {
+    let Some(lab) = Lab::new_or_skip("k8sleg", &["gobgpd"]) else { return };
+    let (n1, g) = lab.pair("n1", "gobgp");
+    let api = Api::start(lab.dir());
+    // No metallb.io CRD at all: the bridge must treat them as empty and use the ConfigMap.
+    api.apply(node("n1", &n1.v4.to_string(), "a"));
+    let gobgp = Gobgpd::start(&g, PeerConfig::new(GOBGP_ASN, g.v4).neighbor(Neighbor::new(n1.v4, SPK_ASN).passive()));
+    let sp = start_node(&n1, "n1");
+    let _b = bridge(&api, "n1", &sp, 17475);
+    let config = format!(
+        "peers:\n- peer-address: {}\n  peer-asn: {GOBGP_ASN}\n  my-asn: {SPK_ASN}\nbgp-communities:\n  edge: 65000:9\naddress-pools:\n- name: default\n  protocol: bgp\n  addresses: [198.51.100.0/24]\n  bgp-advertisements:\n  - communities: [edge]\n",
+        g.v4
+    );
+    api.apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "config", "namespace": NS}, "data": {"config": config}}));
+    api.apply(service("legacy", "198.51.100.7", "Cluster"));
+    api.apply(endpoints("legacy", "n1"));
+    sp.wait_peer_state(&g.v4.to_string(), "established", T);
+    let r = gobgp.wait_route("198.51.100.7/32");
+    assert_eq!(r.communities, vec!["65000:9"], "{r:#?}");
+    // A typo in the ConfigMap keeps the route.
+    api.apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "config", "namespace": NS}, "data": {"config": "peers: [oops"}}));
+    wait_until(T, "a Warning Event on the ConfigMap", || {
+        let ev = api.events_about("ConfigMap", "config");
+        ev.iter().find(|e| e["type"] == "Warning").cloned().ok_or_else(|| format!("{ev:#?}"))
+    });
+    assert_holds(Duration::from_secs(3), "route kept", || {
+        if gobgp.routes_for("198.51.100.7/32").len() == 1 { Ok(()) } else { Err("withdrawn".into()) }
+    });
+}
+
+fn mac_of(h: &Host) -> String {
+    let out = h.ip(&["-o", "link", "show", &h.dev]);
+    out.split("link/ether ").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or_default().to_string()
+}
+
+fn arping(client: &Host, ip: &str) -> Result<String, String> {
+    let out = client.exec(&["arping", "-c", "1", "-w", "2", "-I", &client.dev, ip]);
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    text.split("reply from").nth(1).and_then(|r| r.split('[').nth(1)).and_then(|r| r.split(']').next()).map(str::to_string).ok_or(text)
+}
