@@ -25,6 +25,9 @@ as_root() {
 
 missing=()
 for p in "${PKGS[@]}"; do installed "$p" || missing+=("$p"); done
+# kubectl checks the fake API server's fidelity (k8s-bridge tests). The machine image has one; a bare
+# Debian machine gets Debian's kubernetes-client.
+command -v kubectl >/dev/null 2>&1 || installed kubernetes-client || missing+=(kubernetes-client)
 
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing: ${missing[*]}"

@@ -187,9 +187,9 @@ fn crds_services_and_endpoints_become_routes_and_arp_answers() {
 
     let gobgp = Gobgpd::start(g, PeerConfig::new(GOBGP_ASN, g.v4).neighbor(Neighbor::new(n1.v4, SPK_ASN).passive()).neighbor(Neighbor::new(n2.v4, SPK_ASN).passive()));
     let frr = Frr::start(f, PeerConfig::new(FRR_ASN, f.v4).neighbor(Neighbor::new(n1.v4, SPK_ASN).passive()));
-    let sp1 = start_node(n1, "n1");
+    let mut sp1 = start_node(n1, "n1");
     let sp2 = start_node(n2, "n2");
-    let _b1 = bridge(&api, "n1", &sp1, 17473);
+    let mut b1 = bridge(&api, "n1", &sp1, 17473);
     let _b2 = bridge(&api, "n2", &sp2, 17474);
 
     // Peers: gobgpd for every node; FRR only for zone a (n1).
@@ -290,6 +290,27 @@ spec: {{myASN: {SPK_ASN}, peerASN: {FRR_ASN}, peerAddress: "{}", connectTime: 1s
     });
     assert_eq!(gobgp.routes_for("203.0.113.10/32").len(), 1, "nothing lost across the relist");
     assert!(arping(client, "192.0.2.201").is_ok(), "Layer 2 kept across the relist");
+
+    // speakerd restarted (kill -9: a new process with empty state): its bridge reconnects and pushes
+    // everything again.
+    sp1.restart();
+    sp1.wait_peer_state(&g.v4.to_string(), "established", T);
+    wait_until(T, "n1's route back after its speakerd restarted", || {
+        let rs = gobgp.routes_for("203.0.113.20/32");
+        if rs.iter().any(|r| r.peer == n1.v4.to_string() && with_community(r, "64500:77")) { Ok(()) } else { Err(format!("{rs:#?}")) }
+    });
+    // k8s-bridge killed: speakerd keeps announcing on its own; a new bridge changes nothing.
+    b1.kill9();
+    assert_holds(Duration::from_secs(3), "routes stay while n1's bridge is down", || {
+        let n = gobgp.routes_for("203.0.113.20/32").len();
+        if n == 2 { Ok(()) } else { Err(format!("{n} paths")) }
+    });
+    let _b1 = bridge(&api, "n1", &sp1, 17476);
+    wait_until(T, "the new bridge pushed", || match metric(17476, "k8s_bridge_push_ok") {
+        Ok(v) if v == 1.0 => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+    assert_eq!(gobgp.routes_for("203.0.113.20/32").len(), 2);
 
     // Deleting the Service withdraws its route everywhere.
     api.delete("v1", "Service", Some("default"), "web");
