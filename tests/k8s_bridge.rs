@@ -252,6 +252,19 @@ spec: {{myASN: {SPK_ASN}, peerASN: {FRR_ASN}, peerAddress: "{}", connectTime: 1s
     let owner1 = sp1.speakerctl_json(&["l2", "owner", "192.0.2.201"]);
     let owner2 = sp2.speakerctl_json(&["l2", "owner", "192.0.2.201"]);
     assert_eq!(owner1["node"], owner2["node"], "both nodes agree on the owner (gossip seeded from Node InternalIPs)");
+    // Status objects: one ServiceL2Status, from the owner, naming the interface; ServiceBGPStatus of
+    // `web` from n2 only (Local) with the peers it goes to.
+    let owner = owner1["node"].as_str().unwrap().to_string();
+    wait_until(T, "ServiceL2Status of lan-svc from its owner", || {
+        let l = api.server.list("metallb.io/v1beta1", "ServiceL2Status", Some(NS));
+        let st: Vec<&Value> = l.iter().map(|o| &o["status"]).filter(|s| s["serviceName"] == "lan-svc").collect();
+        if st.len() == 1 && st[0]["node"] == owner.as_str() && st[0]["interfaces"] == json!([{"name": "eth0"}]) { Ok(()) } else { Err(format!("{l:#?}")) }
+    });
+    wait_until(T, "ServiceBGPStatus of web from n2", || {
+        let l = api.server.list("metallb.io/v1beta1", "ServiceBGPStatus", Some(NS));
+        let st: Vec<&Value> = l.iter().map(|o| &o["status"]).filter(|s| s["serviceName"] == "web").collect();
+        if st.len() == 1 && st[0]["node"] == "n2" && st[0]["peers"] == json!(["gobgp"]) { Ok(()) } else { Err(format!("{l:#?}")) }
+    });
 
     // A broken update (unknown community alias) keeps everything, with a Warning Event and the stale metric.
     api.apply_yaml("apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: bgp, namespace: metallb-system}\nspec: {ipAddressPools: [bgp-pool], communities: [no-such-alias]}\n");

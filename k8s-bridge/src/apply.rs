@@ -18,7 +18,11 @@ pub fn unix_channel(path: PathBuf) -> Channel {
         .timeout(Duration::from_secs(30))
         .connect_with_connector_lazy(tower::service_fn(move |_: tonic::transport::Uri| {
             let path = path.clone();
-            async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(path).await?,
+                ))
+            }
         }))
 }
 
@@ -42,25 +46,61 @@ impl Pushed {
 
 /// Applies `d` as `owner`'s complete state. Layer 2 calls are skipped when there is nothing to
 /// announce in Layer 2 and this speakerd runs without Layer 2 (or without gossip).
-pub async fn push(client: &mut SpeakerClient<Channel>, owner: &str, d: &Desired) -> Result<Pushed, tonic::Status> {
-    let p = client.set_peers(pb::SetPeersRequest { owner: owner.into(), peers: d.peers.clone() }).await?.into_inner();
-    let b = client
-        .set_announcements(pb::SetAnnouncementsRequest { owner: owner.into(), announcements: d.bgp.clone() })
+pub async fn push(
+    client: &mut SpeakerClient<Channel>,
+    owner: &str,
+    d: &Desired,
+) -> Result<Pushed, tonic::Status> {
+    let p = client
+        .set_peers(pb::SetPeersRequest {
+            owner: owner.into(),
+            peers: d.peers.clone(),
+        })
         .await?
         .into_inner();
-    let l2 = match client.set_l2_announcements(pb::SetL2AnnouncementsRequest { owner: owner.into(), announcements: d.l2.clone() }).await {
+    let b = client
+        .set_announcements(pb::SetAnnouncementsRequest {
+            owner: owner.into(),
+            announcements: d.bgp.clone(),
+        })
+        .await?
+        .into_inner();
+    let l2 = match client
+        .set_l2_announcements(pb::SetL2AnnouncementsRequest {
+            owner: owner.into(),
+            announcements: d.l2.clone(),
+        })
+        .await
+    {
         Ok(r) => {
             let r = r.into_inner();
             (r.added, r.changed, r.removed)
         }
-        Err(e) if d.l2.is_empty() && matches!(e.code(), Code::FailedPrecondition | Code::ResourceExhausted) => (0, 0, 0),
+        Err(e)
+            if d.l2.is_empty()
+                && matches!(e.code(), Code::FailedPrecondition | Code::ResourceExhausted) =>
+        {
+            (0, 0, 0)
+        }
         Err(e) => return Err(e),
     };
-    match client.set_membership_seeds(pb::SetMembershipSeedsRequest { seeds: d.seeds.clone() }).await {
+    match client
+        .set_membership_seeds(pb::SetMembershipSeedsRequest {
+            seeds: d.seeds.clone(),
+        })
+        .await
+    {
         Ok(_) => {}
         // Without Layer 2 or gossip on this node there is nothing to seed.
-        Err(e) if e.code() == Code::FailedPrecondition => tracing::debug!(error = %e.message(), "membership seeds not set"),
+        Err(e) if e.code() == Code::FailedPrecondition => {
+            tracing::debug!(error = %e.message(), "membership seeds not set")
+        }
         Err(e) => return Err(e),
     }
-    Ok(Pushed { peers: (p.added, p.changed, p.removed), bgp: (b.added, b.changed, b.removed), l2, peer_conflicts: p.conflicts })
+    Ok(Pushed {
+        peers: (p.added, p.changed, p.removed),
+        bgp: (b.added, b.changed, b.removed),
+        l2,
+        peer_conflicts: p.conflicts,
+    })
 }

@@ -62,7 +62,12 @@ impl From<&Service> for Svc {
             .as_ref()
             .and_then(|st| st.load_balancer.as_ref())
             .and_then(|lb| lb.ingress.as_ref())
-            .map(|ing| ing.iter().filter_map(|i| i.ip.as_deref()).filter_map(|ip| ip.parse().ok()).collect())
+            .map(|ing| {
+                ing.iter()
+                    .filter_map(|i| i.ip.as_deref())
+                    .filter_map(|ip| ip.parse().ok())
+                    .collect()
+            })
             .unwrap_or_default();
         Svc {
             namespace: s.metadata.namespace.clone().unwrap_or_default(),
@@ -78,7 +83,13 @@ impl From<&Service> for Svc {
 
 impl From<&EndpointSlice> for Slice {
     fn from(s: &EndpointSlice) -> Self {
-        let service = s.metadata.labels.as_ref().and_then(|l| l.get("kubernetes.io/service-name")).cloned().unwrap_or_default();
+        let service = s
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("kubernetes.io/service-name"))
+            .cloned()
+            .unwrap_or_default();
         let endpoints = s
             .endpoints
             .iter()
@@ -86,10 +97,19 @@ impl From<&EndpointSlice> for Slice {
                 let c = e.conditions.clone().unwrap_or_default();
                 // API semantics: an unknown `ready` is to be read as ready; `serving` defaults to `ready`.
                 let ready = c.ready.unwrap_or(true);
-                Endpoint { node: e.node_name.clone(), ready, serving: c.serving.unwrap_or(ready), terminating: c.terminating.unwrap_or(false) }
+                Endpoint {
+                    node: e.node_name.clone(),
+                    ready,
+                    serving: c.serving.unwrap_or(ready),
+                    terminating: c.terminating.unwrap_or(false),
+                }
             })
             .collect();
-        Slice { namespace: s.metadata.namespace.clone().unwrap_or_default(), service, endpoints }
+        Slice {
+            namespace: s.metadata.namespace.clone().unwrap_or_default(),
+            service,
+            endpoints,
+        }
     }
 }
 
@@ -112,7 +132,11 @@ impl From<&Node> for NodeInfo {
             name: n.metadata.name.clone().unwrap_or_default(),
             labels: n.metadata.labels.clone().unwrap_or_default(),
             network_unavailable,
-            unschedulable: n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
+            unschedulable: n
+                .spec
+                .as_ref()
+                .and_then(|s| s.unschedulable)
+                .unwrap_or(false),
             internal_ips,
         }
     }

@@ -73,7 +73,9 @@ pub struct Pool {
 
 impl Pool {
     pub fn contains(&self, ip: IpAddr) -> bool {
-        self.ranges.iter().any(|(a, b)| same_family(*a, ip) && *a <= ip && ip <= *b)
+        self.ranges
+            .iter()
+            .any(|(a, b)| same_family(*a, ip) && *a <= ip && ip <= *b)
     }
 }
 
@@ -150,7 +152,12 @@ impl Config {
 const METALLB_V1B1: &str = "metallb.io/v1beta1";
 
 fn oref(api_version: &str, kind: &str, namespace: &str, name: &str) -> ObjRef {
-    ObjRef { api_version: api_version.into(), kind: kind.into(), namespace: namespace.into(), name: name.into() }
+    ObjRef {
+        api_version: api_version.into(),
+        kind: kind.into(),
+        namespace: namespace.into(),
+        name: name.into(),
+    }
 }
 
 struct Collector {
@@ -159,10 +166,18 @@ struct Collector {
 
 impl Collector {
     fn error(&mut self, o: &ObjRef, msg: impl Into<String>) {
-        self.problems.push(Problem { severity: Severity::Error, object: o.clone(), message: msg.into() });
+        self.problems.push(Problem {
+            severity: Severity::Error,
+            object: o.clone(),
+            message: msg.into(),
+        });
     }
     fn warn(&mut self, o: &ObjRef, msg: impl Into<String>) {
-        self.problems.push(Problem { severity: Severity::Warning, object: o.clone(), message: msg.into() });
+        self.problems.push(Problem {
+            severity: Severity::Warning,
+            object: o.clone(),
+            message: msg.into(),
+        });
     }
 }
 
@@ -170,7 +185,9 @@ impl Collector {
 /// The metallb.io objects are the configuration when any IPAddressPool exists; otherwise the legacy
 /// ConfigMap is (a ConfigMap beside IPAddressPools is ignored, with a warning).
 pub fn build(input: &ConfigInput) -> Result<(Config, Vec<Problem>), Vec<Problem>> {
-    let mut c = Collector { problems: Vec::new() };
+    let mut c = Collector {
+        problems: Vec::new(),
+    };
     let cfg = match (&input.legacy, input.pools.is_empty()) {
         (Some((ns, name, text)), true) => {
             let r = oref("v1", "ConfigMap", ns, name);
@@ -190,7 +207,10 @@ pub fn build(input: &ConfigInput) -> Result<(Config, Vec<Problem>), Vec<Problem>
         }
         (legacy, _) => {
             if let Some((ns, name, _)) = legacy {
-                c.warn(&oref("v1", "ConfigMap", ns, name), "ignored: metallb.io IPAddressPools exist, which take precedence");
+                c.warn(
+                    &oref("v1", "ConfigMap", ns, name),
+                    "ignored: metallb.io IPAddressPools exist, which take precedence",
+                );
             }
             from_crds(input, &mut c)
         }
@@ -216,7 +236,10 @@ fn spec_of<'a, T>(o: &'a Obj<T>, r: &ObjRef, c: &mut Collector) -> Option<&'a T>
 }
 
 fn from_crds(input: &ConfigInput, c: &mut Collector) -> Config {
-    let mut cfg = Config { source: Source::Crds, ..Default::default() };
+    let mut cfg = Config {
+        source: Source::Crds,
+        ..Default::default()
+    };
     // Community aliases first: advertisements refer to them.
     let mut aliases: BTreeMap<String, String> = BTreeMap::new();
     for o in &input.communities {
@@ -228,7 +251,13 @@ fn from_crds(input: &ConfigInput, c: &mut Collector) -> Config {
             } else if let Err(e) = parse_community_value(&a.value) {
                 c.error(&r, format!("spec.communities[{i}].value: {e}"));
             } else if aliases.insert(a.name.clone(), a.value.clone()).is_some() {
-                c.error(&r, format!("spec.communities[{i}].name: alias {:?} defined twice", a.name));
+                c.error(
+                    &r,
+                    format!(
+                        "spec.communities[{i}].name: alias {:?} defined twice",
+                        a.name
+                    ),
+                );
             }
         }
     }
@@ -254,9 +283,21 @@ fn from_crds(input: &ConfigInput, c: &mut Collector) -> Config {
         let r = oref(METALLB_V1B1, "IPAddressPool", &o.namespace, &o.name);
         let Some(s) = spec_of(o, &r, c) else { continue };
         let ranges = pool_ranges(&s.addresses, "spec.addresses", &r, c);
-        cfg.pools.push(Pool { name: o.name.clone(), labels: o.labels.clone(), ranges });
+        cfg.pools.push(Pool {
+            name: o.name.clone(),
+            labels: o.labels.clone(),
+            ranges,
+        });
     }
-    check_overlaps(&cfg.pools, &input.pools.iter().map(|o| oref(METALLB_V1B1, "IPAddressPool", &o.namespace, &o.name)).collect::<Vec<_>>(), c);
+    check_overlaps(
+        &cfg.pools,
+        &input
+            .pools
+            .iter()
+            .map(|o| oref(METALLB_V1B1, "IPAddressPool", &o.namespace, &o.name))
+            .collect::<Vec<_>>(),
+        c,
+    );
     let pool_names: BTreeSet<&str> = cfg.pools.iter().map(|p| p.name.as_str()).collect();
     for o in &input.peers {
         let r = oref("metallb.io/v1beta2", "BGPPeer", &o.namespace, &o.name);
@@ -265,10 +306,21 @@ fn from_crds(input: &ConfigInput, c: &mut Collector) -> Config {
         let password = match (&s.password, &s.password_secret) {
             (p, Some(sec)) if !sec.name.is_empty() => {
                 if !p.is_empty() {
-                    c.error(&r, "spec.password and spec.passwordSecret: set one, not both");
+                    c.error(
+                        &r,
+                        "spec.password and spec.passwordSecret: set one, not both",
+                    );
                 }
-                let ns = if sec.namespace.is_empty() { &o.namespace } else { &sec.namespace };
-                match input.secrets.get(&(ns.clone(), sec.name.clone())).and_then(|d| d.get("password")) {
+                let ns = if sec.namespace.is_empty() {
+                    &o.namespace
+                } else {
+                    &sec.namespace
+                };
+                match input
+                    .secrets
+                    .get(&(ns.clone(), sec.name.clone()))
+                    .and_then(|d| d.get("password"))
+                {
                     Some(pw) => String::from_utf8_lossy(pw).into_owned(),
                     None => {
                         c.error(&r, format!("spec.passwordSecret: secret {ns}/{} with a \"password\" key not found", sec.name));
@@ -279,13 +331,19 @@ fn from_crds(input: &ConfigInput, c: &mut Collector) -> Config {
             (p, _) => p.clone(),
         };
         if !s.dynamic_asn.is_empty() {
-            c.warn(&r, "spec.dynamicASN: not supported by speakerd; set spec.peerASN");
+            c.warn(
+                &r,
+                "spec.dynamicASN: not supported by speakerd; set spec.peerASN",
+            );
         }
         if !s.vrf.is_empty() {
             c.error(&r, "spec.vrf: VRFs are not supported by speakerd");
         }
         if !s.interface.is_empty() {
-            c.error(&r, "spec.interface: BGP unnumbered is not supported by speakerd; set spec.peerAddress");
+            c.error(
+                &r,
+                "spec.interface: BGP unnumbered is not supported by speakerd; set spec.peerAddress",
+            );
         }
         if s.disable_mp {
             c.warn(&r, "spec.disableMP: speakerd negotiates each family with Multiprotocol Extensions; ignored");
@@ -320,8 +378,15 @@ fn from_crds(input: &ConfigInput, c: &mut Collector) -> Config {
                     }
                 },
             };
-            config.graceful_restart = s.enable_graceful_restart.then(|| pb::GracefulRestart { enabled: true, restart_time_secs: 0 });
-            cfg.peers.push(Peer { name: o.name.clone(), nodes, config });
+            config.graceful_restart = s.enable_graceful_restart.then(|| pb::GracefulRestart {
+                enabled: true,
+                restart_time_secs: 0,
+            });
+            cfg.peers.push(Peer {
+                name: o.name.clone(),
+                nodes,
+                config,
+            });
         }
     }
     let peer_names: BTreeSet<&str> = cfg.peers.iter().map(|p| p.name.as_str()).collect();
@@ -330,7 +395,10 @@ fn from_crds(input: &ConfigInput, c: &mut Collector) -> Config {
         let Some(s) = spec_of(o, &r, c) else { continue };
         for (i, p) in s.ip_address_pools.iter().enumerate() {
             if !pool_names.contains(p.as_str()) {
-                c.error(&r, format!("spec.ipAddressPools[{i}]: no IPAddressPool named {p:?}"));
+                c.error(
+                    &r,
+                    format!("spec.ipAddressPools[{i}]: no IPAddressPool named {p:?}"),
+                );
             }
         }
         for (i, p) in s.peers.iter().enumerate() {
@@ -346,7 +414,12 @@ fn from_crds(input: &ConfigInput, c: &mut Collector) -> Config {
         };
         let pools = PoolSelection {
             names: s.ip_address_pools.clone(),
-            selectors: selectors(&s.ip_address_pool_selectors, "spec.ipAddressPoolSelectors", &r, c),
+            selectors: selectors(
+                &s.ip_address_pool_selectors,
+                "spec.ipAddressPoolSelectors",
+                &r,
+                c,
+            ),
         };
         let nodes = selectors(&s.node_selectors, "spec.nodeSelectors", &r, c);
         if let Some(mut a) = bgp_advertisement(&legacy, &aliases, "spec.", &r, c) {
@@ -362,19 +435,34 @@ fn from_crds(input: &ConfigInput, c: &mut Collector) -> Config {
         let Some(s) = spec_of(o, &r, c) else { continue };
         for (i, p) in s.ip_address_pools.iter().enumerate() {
             if !pool_names.contains(p.as_str()) {
-                c.error(&r, format!("spec.ipAddressPools[{i}]: no IPAddressPool named {p:?}"));
+                c.error(
+                    &r,
+                    format!("spec.ipAddressPools[{i}]: no IPAddressPool named {p:?}"),
+                );
             }
         }
         for (i, ifname) in s.interfaces.iter().enumerate() {
-            if ifname.is_empty() || ifname.len() > 15 || ifname.contains('/') || ifname.chars().any(char::is_whitespace) {
-                c.error(&r, format!("spec.interfaces[{i}]: {ifname:?} is not an interface name"));
+            if ifname.is_empty()
+                || ifname.len() > 15
+                || ifname.contains('/')
+                || ifname.chars().any(char::is_whitespace)
+            {
+                c.error(
+                    &r,
+                    format!("spec.interfaces[{i}]: {ifname:?} is not an interface name"),
+                );
             }
         }
         cfg.l2_advertisements.push(L2Advertisement {
             name: o.name.clone(),
             pools: PoolSelection {
                 names: s.ip_address_pools.clone(),
-                selectors: selectors(&s.ip_address_pool_selectors, "spec.ipAddressPoolSelectors", &r, c),
+                selectors: selectors(
+                    &s.ip_address_pool_selectors,
+                    "spec.ipAddressPoolSelectors",
+                    &r,
+                    c,
+                ),
             },
             nodes: selectors(&s.node_selectors, "spec.nodeSelectors", &r, c),
             interfaces: s.interfaces.clone(),
@@ -384,7 +472,10 @@ fn from_crds(input: &ConfigInput, c: &mut Collector) -> Config {
 }
 
 fn from_legacy(l: &LegacyConfig, r: &ObjRef, c: &mut Collector) -> Config {
-    let mut cfg = Config { source: Source::ConfigMap, ..Default::default() };
+    let mut cfg = Config {
+        source: Source::ConfigMap,
+        ..Default::default()
+    };
     for (alias, v) in &l.bgp_communities {
         if let Err(e) = parse_community_value(v) {
             c.error(r, format!("config: bgp-communities.{alias}: {e}"));
@@ -405,12 +496,21 @@ fn from_legacy(l: &LegacyConfig, r: &ObjRef, c: &mut Collector) -> Config {
             .iter()
             .enumerate()
             .filter_map(|(j, s)| {
-                let ls = LabelSelector { match_labels: s.match_labels.clone(), match_expressions: s.match_expressions.clone() };
-                Selector::new(&ls).map_err(|e| c.error(r, format!("{field}node-selectors[{j}]: {e}"))).ok()
+                let ls = LabelSelector {
+                    match_labels: s.match_labels.clone(),
+                    match_expressions: s.match_expressions.clone(),
+                };
+                Selector::new(&ls)
+                    .map_err(|e| c.error(r, format!("{field}node-selectors[{j}]: {e}")))
+                    .ok()
             })
             .collect();
         if let Some(config) = peer_config(p, &bfd, &field, r, c) {
-            cfg.peers.push(Peer { name: config.address.clone(), nodes, config });
+            cfg.peers.push(Peer {
+                name: config.address.clone(),
+                nodes,
+                config,
+            });
         }
     }
     let mut names = BTreeSet::new();
@@ -422,13 +522,30 @@ fn from_legacy(l: &LegacyConfig, r: &ObjRef, c: &mut Collector) -> Config {
             c.error(r, format!("{field}.name: pool {:?} defined twice", p.name));
         }
         let ranges = pool_ranges(&p.addresses, &format!("{field}.addresses"), r, c);
-        cfg.pools.push(Pool { name: p.name.clone(), labels: BTreeMap::new(), ranges });
-        let only = PoolSelection { names: vec![p.name.clone()], selectors: vec![] };
+        cfg.pools.push(Pool {
+            name: p.name.clone(),
+            labels: BTreeMap::new(),
+            ranges,
+        });
+        let only = PoolSelection {
+            names: vec![p.name.clone()],
+            selectors: vec![],
+        };
         match p.protocol.as_str() {
             "bgp" => {
-                let ads = if p.bgp_advertisements.is_empty() { vec![LegacyAdvertisement::default()] } else { p.bgp_advertisements.clone() };
+                let ads = if p.bgp_advertisements.is_empty() {
+                    vec![LegacyAdvertisement::default()]
+                } else {
+                    p.bgp_advertisements.clone()
+                };
                 for (j, a) in ads.iter().enumerate() {
-                    if let Some(mut a) = bgp_advertisement(a, &l.bgp_communities, &format!("{field}.bgp-advertisements[{j}]."), r, c) {
+                    if let Some(mut a) = bgp_advertisement(
+                        a,
+                        &l.bgp_communities,
+                        &format!("{field}.bgp-advertisements[{j}]."),
+                        r,
+                        c,
+                    ) {
                         a.name = format!("{}-{j}", p.name);
                         a.pools = only.clone();
                         cfg.bgp_advertisements.push(a);
@@ -437,11 +554,22 @@ fn from_legacy(l: &LegacyConfig, r: &ObjRef, c: &mut Collector) -> Config {
             }
             "layer2" => {
                 if !p.bgp_advertisements.is_empty() {
-                    c.error(r, format!("{field}.bgp-advertisements: only for protocol bgp"));
+                    c.error(
+                        r,
+                        format!("{field}.bgp-advertisements: only for protocol bgp"),
+                    );
                 }
-                cfg.l2_advertisements.push(L2Advertisement { name: p.name.clone(), pools: only, nodes: vec![], interfaces: vec![] });
+                cfg.l2_advertisements.push(L2Advertisement {
+                    name: p.name.clone(),
+                    pools: only,
+                    nodes: vec![],
+                    interfaces: vec![],
+                });
             }
-            other => c.error(r, format!("{field}.protocol: {other:?}: \"bgp\" or \"layer2\"")),
+            other => c.error(
+                r,
+                format!("{field}.protocol: {other:?}: \"bgp\" or \"layer2\""),
+            ),
         }
     }
     let refs = vec![r.clone(); cfg.pools.len()];
@@ -452,7 +580,11 @@ fn from_legacy(l: &LegacyConfig, r: &ObjRef, c: &mut Collector) -> Config {
 fn selectors(list: &[LabelSelector], field: &str, r: &ObjRef, c: &mut Collector) -> Vec<Selector> {
     list.iter()
         .enumerate()
-        .filter_map(|(i, s)| Selector::new(s).map_err(|e| c.error(r, format!("{field}[{i}]: {e}"))).ok())
+        .filter_map(|(i, s)| {
+            Selector::new(s)
+                .map_err(|e| c.error(r, format!("{field}[{i}]: {e}")))
+                .ok()
+        })
         .collect()
 }
 
@@ -461,7 +593,12 @@ fn same_family(a: IpAddr, b: IpAddr) -> bool {
 }
 
 /// Pool addresses: CIDRs ("192.0.2.0/24") or inclusive ranges ("192.0.2.10-192.0.2.20").
-fn pool_ranges(list: &[String], field: &str, r: &ObjRef, c: &mut Collector) -> Vec<(IpAddr, IpAddr)> {
+fn pool_ranges(
+    list: &[String],
+    field: &str,
+    r: &ObjRef,
+    c: &mut Collector,
+) -> Vec<(IpAddr, IpAddr)> {
     let mut out = Vec::new();
     if list.is_empty() {
         c.error(r, format!("{field}: at least one CIDR or range"));
@@ -477,8 +614,14 @@ fn pool_ranges(list: &[String], field: &str, r: &ObjRef, c: &mut Collector) -> V
 
 pub fn parse_range(s: &str) -> Result<(IpAddr, IpAddr), String> {
     if let Some((a, b)) = s.split_once('-') {
-        let a: IpAddr = a.trim().parse().map_err(|_| "bad start address of the range".to_string())?;
-        let b: IpAddr = b.trim().parse().map_err(|_| "bad end address of the range".to_string())?;
+        let a: IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| "bad start address of the range".to_string())?;
+        let b: IpAddr = b
+            .trim()
+            .parse()
+            .map_err(|_| "bad end address of the range".to_string())?;
         if !same_family(a, b) {
             return Err("the range mixes IPv4 and IPv6".into());
         }
@@ -487,7 +630,9 @@ pub fn parse_range(s: &str) -> Result<(IpAddr, IpAddr), String> {
         }
         return Ok((a, b));
     }
-    let n: IpNet = s.parse().map_err(|_| "not a CIDR (\"192.0.2.0/24\") or a range (\"192.0.2.10-192.0.2.20\")".to_string())?;
+    let n: IpNet = s.parse().map_err(|_| {
+        "not a CIDR (\"192.0.2.0/24\") or a range (\"192.0.2.10-192.0.2.20\")".to_string()
+    })?;
     if n.trunc() != n {
         return Err(format!("host bits set; did you mean {}?", n.trunc()));
     }
@@ -497,9 +642,16 @@ pub fn parse_range(s: &str) -> Result<(IpAddr, IpAddr), String> {
 fn check_overlaps(pools: &[Pool], refs: &[ObjRef], c: &mut Collector) {
     for (i, p) in pools.iter().enumerate() {
         for q in &pools[i + 1..] {
-            let clash = p.ranges.iter().any(|(a, b)| q.ranges.iter().any(|(x, y)| same_family(*a, *x) && a <= y && x <= b));
+            let clash = p.ranges.iter().any(|(a, b)| {
+                q.ranges
+                    .iter()
+                    .any(|(x, y)| same_family(*a, *x) && a <= y && x <= b)
+            });
             if clash {
-                let r = refs.get(i).cloned().unwrap_or_else(|| oref(METALLB_V1B1, "IPAddressPool", "", &p.name));
+                let r = refs
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| oref(METALLB_V1B1, "IPAddressPool", "", &p.name));
                 c.error(&r, format!("addresses overlap with pool {:?}", q.name));
             }
         }
@@ -518,10 +670,14 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     }
     let mut total = 0f64;
     while !rest.is_empty() {
-        let n = rest.find(|ch: char| !(ch.is_ascii_digit() || ch == '.')).ok_or_else(bad)?;
+        let n = rest
+            .find(|ch: char| !(ch.is_ascii_digit() || ch == '.'))
+            .ok_or_else(bad)?;
         let v: f64 = rest[..n].parse().map_err(|_| bad())?;
         rest = &rest[n..];
-        let u = rest.find(|ch: char| ch.is_ascii_digit() || ch == '.').unwrap_or(rest.len());
+        let u = rest
+            .find(|ch: char| ch.is_ascii_digit() || ch == '.')
+            .unwrap_or(rest.len());
         let mult = match &rest[..u] {
             "h" => 3600.0,
             "m" => 60.0,
@@ -563,7 +719,13 @@ fn asn(v: u64, field: &str, r: &ObjRef, c: &mut Collector) -> u32 {
     v as u32
 }
 
-fn peer_config(p: &LegacyPeer, bfd: &BTreeMap<String, pb::BfdProfile>, field: &str, r: &ObjRef, c: &mut Collector) -> Option<pb::PeerConfig> {
+fn peer_config(
+    p: &LegacyPeer,
+    bfd: &BTreeMap<String, pb::BfdProfile>,
+    field: &str,
+    r: &ObjRef,
+    c: &mut Collector,
+) -> Option<pb::PeerConfig> {
     let before = c.problems.len();
     let camel = field.starts_with("spec.");
     let f = |crd: &str, legacy: &str| format!("{field}{}", if camel { crd } else { legacy });
@@ -572,15 +734,36 @@ fn peer_config(p: &LegacyPeer, bfd: &BTreeMap<String, pb::BfdProfile>, field: &s
     let address = match p.peer_address.parse::<IpAddr>() {
         Ok(a) => a.to_string(),
         Err(_) => {
-            c.error(r, format!("{}: {:?} is not an IP address", f("peerAddress", "peer-address"), p.peer_address));
+            c.error(
+                r,
+                format!(
+                    "{}: {:?} is not an IP address",
+                    f("peerAddress", "peer-address"),
+                    p.peer_address
+                ),
+            );
             String::new()
         }
     };
     if !p.source_address.is_empty() && p.source_address.parse::<IpAddr>().is_err() {
-        c.error(r, format!("{}: {:?} is not an IP address", f("sourceAddress", "source-address"), p.source_address));
+        c.error(
+            r,
+            format!(
+                "{}: {:?} is not an IP address",
+                f("sourceAddress", "source-address"),
+                p.source_address
+            ),
+        );
     }
     if !p.router_id.is_empty() && p.router_id.parse::<std::net::Ipv4Addr>().is_err() {
-        c.error(r, format!("{}: {:?} is not an IPv4 address", f("routerID", "router-id"), p.router_id));
+        c.error(
+            r,
+            format!(
+                "{}: {:?} is not an IPv4 address",
+                f("routerID", "router-id"),
+                p.router_id
+            ),
+        );
     }
     let port = match p.peer_port {
         None | Some(0) => 0,
@@ -593,17 +776,34 @@ fn peer_config(p: &LegacyPeer, bfd: &BTreeMap<String, pb::BfdProfile>, field: &s
     let hold = secs_field(&p.hold_time, &f("holdTime", "hold-time"), r, c);
     if let Some(h) = hold {
         if h != 0 && h < 3 {
-            c.error(r, format!("{}: {h}s: 0 or at least 3s", f("holdTime", "hold-time")));
+            c.error(
+                r,
+                format!("{}: {h}s: 0 or at least 3s", f("holdTime", "hold-time")),
+            );
         }
     }
-    let keepalive = secs_field(&p.keepalive_time, &f("keepaliveTime", "keepalive-time"), r, c);
+    let keepalive = secs_field(
+        &p.keepalive_time,
+        &f("keepaliveTime", "keepalive-time"),
+        r,
+        c,
+    );
     if let (Some(k), Some(h)) = (keepalive, hold) {
         if k > h {
-            c.error(r, format!("{}: {k}s is longer than the hold time {h}s", f("keepaliveTime", "keepalive-time")));
+            c.error(
+                r,
+                format!(
+                    "{}: {k}s is longer than the hold time {h}s",
+                    f("keepaliveTime", "keepalive-time")
+                ),
+            );
         }
     }
     if p.password.len() > 80 {
-        c.error(r, format!("{}: at most 80 bytes", f("password", "password")));
+        c.error(
+            r,
+            format!("{}: at most 80 bytes", f("password", "password")),
+        );
     }
     let bfd = if p.bfd_profile.is_empty() {
         None
@@ -611,12 +811,22 @@ fn peer_config(p: &LegacyPeer, bfd: &BTreeMap<String, pb::BfdProfile>, field: &s
         match bfd.get(&p.bfd_profile) {
             Some(b) => Some(b.clone()),
             None => {
-                c.error(r, format!("{}: no BFDProfile named {:?}", f("bfdProfile", "bfd-profile"), p.bfd_profile));
+                c.error(
+                    r,
+                    format!(
+                        "{}: no BFDProfile named {:?}",
+                        f("bfdProfile", "bfd-profile"),
+                        p.bfd_profile
+                    ),
+                );
                 None
             }
         }
     };
-    if c.problems[before..].iter().any(|p| p.severity == Severity::Error) {
+    if c.problems[before..]
+        .iter()
+        .any(|p| p.severity == Severity::Error)
+    {
         return None;
     }
     Some(pb::PeerConfig {
@@ -648,9 +858,15 @@ fn bfd_profile(p: &LegacyBfdProfile, r: &ObjRef, c: &mut Collector) -> Option<pb
     range(p.detect_multiplier, 2, 255, "spec.detectMultiplier", c);
     range(p.minimum_ttl, 1, 254, "spec.minimumTtl", c);
     if p.echo_mode || p.echo_interval.is_some() {
-        c.warn(r, "spec.echoMode/echoInterval: BFD echo is not supported by speakerd; ignored");
+        c.warn(
+            r,
+            "spec.echoMode/echoInterval: BFD echo is not supported by speakerd; ignored",
+        );
     }
-    if c.problems[before..].iter().any(|p| p.severity == Severity::Error) {
+    if c.problems[before..]
+        .iter()
+        .any(|p| p.severity == Severity::Error)
+    {
         return None;
     }
     Some(pb::BfdProfile {
@@ -671,15 +887,27 @@ pub fn parse_community_value(v: &str) -> Result<(bool, String), String> {
         if parts.len() == 3 && parts.iter().all(|p| p.parse::<u32>().is_ok()) {
             return Ok((true, l.to_string()));
         }
-        return Err(format!("{v:?}: a large community is \"large:GLOBAL:LOCAL1:LOCAL2\" with 32-bit numbers"));
+        return Err(format!(
+            "{v:?}: a large community is \"large:GLOBAL:LOCAL1:LOCAL2\" with 32-bit numbers"
+        ));
     }
     match v.split_once(':') {
-        Some((a, b)) if a.parse::<u16>().is_ok() && b.parse::<u16>().is_ok() => Ok((false, v.to_string())),
-        _ => Err(format!("{v:?}: a community is \"ASN:VALUE\" with 16-bit numbers, or \"large:A:B:C\"")),
+        Some((a, b)) if a.parse::<u16>().is_ok() && b.parse::<u16>().is_ok() => {
+            Ok((false, v.to_string()))
+        }
+        _ => Err(format!(
+            "{v:?}: a community is \"ASN:VALUE\" with 16-bit numbers, or \"large:A:B:C\""
+        )),
     }
 }
 
-fn bgp_advertisement(a: &LegacyAdvertisement, aliases: &BTreeMap<String, String>, field: &str, r: &ObjRef, c: &mut Collector) -> Option<BgpAdvertisement> {
+fn bgp_advertisement(
+    a: &LegacyAdvertisement,
+    aliases: &BTreeMap<String, String>,
+    field: &str,
+    r: &ObjRef,
+    c: &mut Collector,
+) -> Option<BgpAdvertisement> {
     let before = c.problems.len();
     let camel = field.starts_with("spec.");
     let f = |crd: &str, legacy: &str| format!("{field}{}", if camel { crd } else { legacy });
@@ -693,19 +921,38 @@ fn bgp_advertisement(a: &LegacyAdvertisement, aliases: &BTreeMap<String, String>
             }
         }
     };
-    let aggregation_v4 = len(a.aggregation_length, 32, f("aggregationLength", "aggregation-length"), c);
-    let aggregation_v6 = len(a.aggregation_length_v6, 128, f("aggregationLengthV6", "aggregation-length-v6"), c);
+    let aggregation_v4 = len(
+        a.aggregation_length,
+        32,
+        f("aggregationLength", "aggregation-length"),
+        c,
+    );
+    let aggregation_v6 = len(
+        a.aggregation_length_v6,
+        128,
+        f("aggregationLengthV6", "aggregation-length-v6"),
+        c,
+    );
     let (mut communities, mut large_communities) = (Vec::new(), Vec::new());
     for (i, v) in a.communities.iter().enumerate() {
         let value = aliases.get(v).map(String::as_str).unwrap_or(v);
         match parse_community_value(value) {
             Ok((true, x)) => large_communities.push(x),
             Ok((false, x)) => communities.push(x),
-            Err(_) if !v.contains(':') => c.error(r, format!("{}[{i}]: {v:?} is not a known Community alias", f("communities", "communities"))),
+            Err(_) if !v.contains(':') => c.error(
+                r,
+                format!(
+                    "{}[{i}]: {v:?} is not a known Community alias",
+                    f("communities", "communities")
+                ),
+            ),
             Err(e) => c.error(r, format!("{}[{i}]: {e}", f("communities", "communities"))),
         }
     }
-    if c.problems[before..].iter().any(|p| p.severity == Severity::Error) {
+    if c.problems[before..]
+        .iter()
+        .any(|p| p.severity == Severity::Error)
+    {
         return None;
     }
     Some(BgpAdvertisement {

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod offline;
 pub mod run;
 pub mod selector;
+pub mod status;
 pub mod translate;
 
 /// The owner name k8s-bridge uses for its peers and announcements in speakerd.

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
-#[command(version, about = "Watches MetalLB configuration, Services, EndpointSlices and Nodes and drives the local speakerd")]
+#[command(
+    version,
+    about = "Watches MetalLB configuration, Services, EndpointSlices and Nodes and drives the local speakerd"
+)]
 struct Args {
     /// This node's name (from the downward API).
     #[arg(long, env = "NODE_NAME")]
@@ -46,9 +49,13 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     if a.log_format == "json" {
-        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
@@ -57,7 +64,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let metrics = Arc::new(Metrics::default());
     if let Some(addr) = a.metrics {
-        let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("--metrics {addr}: {e}"))?;
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("--metrics {addr}: {e}"))?;
         drop(l);
         let m = metrics.clone();
         tokio::spawn(async move {
@@ -66,10 +75,17 @@ async fn main() -> anyhow::Result<()> {
             }
         });
     }
-    let config = kube::Config::infer().await.map_err(|e| anyhow::anyhow!("Kubernetes client configuration: {e}"))?;
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| anyhow::anyhow!("Kubernetes client configuration: {e}"))?;
     let client = kube::Client::try_from(config)?;
     let settings = Settings {
-        options: Options { node: a.node_name, lb_class: a.lb_class, gossip_port: a.gossip_port, ignore_exclude_lb: a.ignore_exclude_lb },
+        options: Options {
+            node: a.node_name,
+            lb_class: a.lb_class,
+            gossip_port: a.gossip_port,
+            ignore_exclude_lb: a.ignore_exclude_lb,
+        },
         namespace: a.namespace,
         configmap: a.configmap,
         socket: a.socket.unwrap_or_else(speaker_api::default_socket_path),
@@ -89,7 +105,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn shutdown() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}

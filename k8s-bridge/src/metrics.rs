@@ -55,7 +55,9 @@ impl Metrics {
         ];
         let mut s = String::new();
         for (name, kind, help, v) in rows {
-            s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
+            s.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+            ));
         }
         s
     }
@@ -70,7 +72,9 @@ pub async fn serve(addr: SocketAddr, m: Arc<Metrics>) -> std::io::Result<()> {
         let m = m.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 1024];
-            let n = match tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf)).await {
+            let n = match tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf))
+                .await
+            {
                 Ok(Ok(n)) => n,
                 _ => return,
             };
@@ -80,7 +84,10 @@ pub async fn serve(addr: SocketAddr, m: Arc<Metrics>) -> std::io::Result<()> {
                 "/metrics" => ("200 OK", m.render()),
                 "/healthz" | "/livez" => ("200 OK", "ok\n".to_string()),
                 "/readyz" if m.ready() => ("200 OK", "ok\n".to_string()),
-                "/readyz" => ("503 Service Unavailable", "not ready: API server, initial sync or speakerd\n".to_string()),
+                "/readyz" => (
+                    "503 Service Unavailable",
+                    "not ready: API server, initial sync or speakerd\n".to_string(),
+                ),
                 _ => ("404 Not Found", "not found\n".to_string()),
             };
             let resp = format!(

@@ -10,16 +10,32 @@ fn obj<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> Obj<T> {
     let s = |k: &str| md[k].as_str().unwrap_or_default().to_string();
     let labels = md["labels"]
         .as_object()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
         .unwrap_or_default();
-    let spec = v.get("spec").cloned().unwrap_or_else(|| serde_json::json!({}));
-    Obj { name: s("name"), namespace: s("namespace"), labels, spec: serde_json::from_value(spec).map_err(|e| e.to_string()) }
+    let spec = v
+        .get("spec")
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!({}));
+    Obj {
+        name: s("name"),
+        namespace: s("namespace"),
+        labels,
+        spec: serde_json::from_value(spec).map_err(|e| e.to_string()),
+    }
 }
 
 /// Reads `---`-separated manifests. MetalLB objects and the legacy ConfigMap named `configmap` in
 /// `namespace` become configuration; Services, EndpointSlices and Nodes become the cluster; other
 /// kinds are ignored.
-pub fn load(text: &str, namespace: &str, configmap: &str) -> Result<(ConfigInput, Cluster), String> {
+pub fn load(
+    text: &str,
+    namespace: &str,
+    configmap: &str,
+) -> Result<(ConfigInput, Cluster), String> {
     let mut input = ConfigInput::default();
     let mut cluster = Cluster::default();
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
@@ -44,15 +60,24 @@ pub fn load(text: &str, namespace: &str, configmap: &str) -> Result<(ConfigInput
                 input.legacy = Some((ns.to_string(), configmap.to_string(), text));
             }
             (false, "Secret") => {
-                let s: k8s_openapi::api::core::v1::Secret = serde_json::from_value(v.clone()).map_err(bad)?;
-                let mut data: BTreeMap<String, Vec<u8>> = s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+                let s: k8s_openapi::api::core::v1::Secret =
+                    serde_json::from_value(v.clone()).map_err(bad)?;
+                let mut data: BTreeMap<String, Vec<u8>> = s
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
+                    .collect();
                 for (k, v) in s.string_data.unwrap_or_default() {
                     data.insert(k, v.into_bytes());
                 }
-                input.secrets.insert((ns.to_string(), s.metadata.name.unwrap_or_default()), data);
+                input
+                    .secrets
+                    .insert((ns.to_string(), s.metadata.name.unwrap_or_default()), data);
             }
             (false, "Service") => {
-                let s: k8s_openapi::api::core::v1::Service = serde_json::from_value(v.clone()).map_err(bad)?;
+                let s: k8s_openapi::api::core::v1::Service =
+                    serde_json::from_value(v.clone()).map_err(bad)?;
                 let mut svc = Svc::from(&s);
                 if svc.namespace.is_empty() {
                     svc.namespace = "default".into();
@@ -60,7 +85,8 @@ pub fn load(text: &str, namespace: &str, configmap: &str) -> Result<(ConfigInput
                 cluster.services.push(svc);
             }
             (false, "EndpointSlice") => {
-                let s: k8s_openapi::api::discovery::v1::EndpointSlice = serde_json::from_value(v.clone()).map_err(bad)?;
+                let s: k8s_openapi::api::discovery::v1::EndpointSlice =
+                    serde_json::from_value(v.clone()).map_err(bad)?;
                 let mut slice = Slice::from(&s);
                 if slice.namespace.is_empty() {
                     slice.namespace = "default".into();
@@ -68,7 +94,8 @@ pub fn load(text: &str, namespace: &str, configmap: &str) -> Result<(ConfigInput
                 cluster.slices.push(slice);
             }
             (false, "Node") => {
-                let n: k8s_openapi::api::core::v1::Node = serde_json::from_value(v.clone()).map_err(bad)?;
+                let n: k8s_openapi::api::core::v1::Node =
+                    serde_json::from_value(v.clone()).map_err(bad)?;
                 cluster.nodes.push(NodeInfo::from(&n));
             }
             _ => {}

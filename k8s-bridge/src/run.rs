@@ -57,7 +57,14 @@ fn metallb(version: &str, kind: &str, plural: &str) -> ApiResource {
 }
 
 /// Starts a reflector for one resource; its store is filled by a task that also tells the hub.
-fn reflect<K>(api: Api<K>, cfg: watcher::Config, dyntype: K::DynamicType, what: &'static str, hub: Arc<Hub>, idx: usize) -> Store<K>
+fn reflect<K>(
+    api: Api<K>,
+    cfg: watcher::Config,
+    dyntype: K::DynamicType,
+    what: &'static str,
+    hub: Arc<Hub>,
+    idx: usize,
+) -> Store<K>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
@@ -96,7 +103,10 @@ where
                     let not_found = matches!(&e, watcher::Error::InitialListFailed(kube::Error::Api(s)) if s.code == 404);
                     if not_found {
                         if !hub.synced[idx].swap(true, Relaxed) {
-                            tracing::info!(resource = what, "not served by the API server; treated as empty");
+                            tracing::info!(
+                                resource = what,
+                                "not served by the API server; treated as empty"
+                            );
                             hub.changed.notify_one();
                         }
                         m.api_up.store(true, Relaxed);
@@ -125,7 +135,11 @@ fn objs<T: serde::de::DeserializeOwned>(store: &Store<DynamicObject>) -> Vec<Obj
         .state()
         .iter()
         .map(|o| {
-            let spec = o.data.get("spec").cloned().unwrap_or_else(|| serde_json::json!({}));
+            let spec = o
+                .data
+                .get("spec")
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({}));
             Obj {
                 name: o.name_any(),
                 namespace: o.namespace().unwrap_or_default(),
@@ -159,13 +173,25 @@ impl Stores {
             .state()
             .iter()
             .find(|c| c.name_any() == s.configmap)
-            .map(|c| (c.namespace().unwrap_or_default(), c.name_any(), c.data.as_ref().and_then(|d| d.get("config")).cloned()));
+            .map(|c| {
+                (
+                    c.namespace().unwrap_or_default(),
+                    c.name_any(),
+                    c.data.as_ref().and_then(|d| d.get("config")).cloned(),
+                )
+            });
         let secrets = self
             .secrets
             .state()
             .iter()
             .map(|sec| {
-                let data = sec.data.clone().unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+                let data = sec
+                    .data
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
+                    .collect();
                 ((sec.namespace().unwrap_or_default(), sec.name_any()), data)
             })
             .collect();
@@ -183,14 +209,33 @@ impl Stores {
 
     fn cluster(&self) -> Cluster {
         Cluster {
-            services: self.services.state().iter().map(|s| Svc::from(s.as_ref())).collect(),
-            slices: self.slices.state().iter().map(|s| Slice::from(s.as_ref())).collect(),
-            nodes: self.nodes.state().iter().map(|n| NodeInfo::from(n.as_ref())).collect(),
+            services: self
+                .services
+                .state()
+                .iter()
+                .map(|s| Svc::from(s.as_ref()))
+                .collect(),
+            slices: self
+                .slices
+                .state()
+                .iter()
+                .map(|s| Slice::from(s.as_ref()))
+                .collect(),
+            nodes: self
+                .nodes
+                .state()
+                .iter()
+                .map(|n| NodeInfo::from(n.as_ref()))
+                .collect(),
         }
     }
 
     fn service_ref(&self, ns: &str, name: &str) -> Option<ObjectReference> {
-        self.services.state().iter().find(|s| s.namespace().as_deref() == Some(ns) && s.name_any() == name).map(|s| s.object_ref(&()))
+        self.services
+            .state()
+            .iter()
+            .find(|s| s.namespace().as_deref() == Some(ns) && s.name_any() == name)
+            .map(|s| s.object_ref(&()))
     }
 }
 
@@ -198,18 +243,61 @@ fn starts(settings: &Settings, client: &Client, hub: &Arc<Hub>) -> Stores {
     let ns = settings.namespace.as_str();
     let h = |i| (hub.clone(), i);
     let (hb, i) = h(0);
-    let services = reflect(Api::<Service>::all(client.clone()), watcher::Config::default(), (), "services", hb, i);
+    let services = reflect(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+        (),
+        "services",
+        hb,
+        i,
+    );
     let (hb, i) = h(1);
-    let slices = reflect(Api::<EndpointSlice>::all(client.clone()), watcher::Config::default().labels("kubernetes.io/service-name"), (), "endpointslices", hb, i);
+    let slices = reflect(
+        Api::<EndpointSlice>::all(client.clone()),
+        watcher::Config::default().labels("kubernetes.io/service-name"),
+        (),
+        "endpointslices",
+        hb,
+        i,
+    );
     let (hb, i) = h(2);
-    let nodes = reflect(Api::<Node>::all(client.clone()), watcher::Config::default(), (), "nodes", hb, i);
+    let nodes = reflect(
+        Api::<Node>::all(client.clone()),
+        watcher::Config::default(),
+        (),
+        "nodes",
+        hb,
+        i,
+    );
     let (hb, i) = h(3);
-    let cm_cfg = watcher::Config::default().fields(&format!("metadata.name={}", settings.configmap));
-    let configmaps = reflect(Api::<ConfigMap>::namespaced(client.clone(), ns), cm_cfg, (), "configmaps", hb, i);
+    let cm_cfg =
+        watcher::Config::default().fields(&format!("metadata.name={}", settings.configmap));
+    let configmaps = reflect(
+        Api::<ConfigMap>::namespaced(client.clone(), ns),
+        cm_cfg,
+        (),
+        "configmaps",
+        hb,
+        i,
+    );
     let (hb, i) = h(4);
-    let secrets = reflect(Api::<Secret>::namespaced(client.clone(), ns), watcher::Config::default(), (), "secrets", hb, i);
+    let secrets = reflect(
+        Api::<Secret>::namespaced(client.clone(), ns),
+        watcher::Config::default(),
+        (),
+        "secrets",
+        hb,
+        i,
+    );
     let dynamic = |ar: ApiResource, what: &'static str, i: usize| {
-        reflect(Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar), watcher::Config::default(), ar, what, hub.clone(), i)
+        reflect(
+            Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar),
+            watcher::Config::default(),
+            ar,
+            what,
+            hub.clone(),
+            i,
+        )
     };
     Stores {
         services,
@@ -217,12 +305,32 @@ fn starts(settings: &Settings, client: &Client, hub: &Arc<Hub>) -> Stores {
         nodes,
         configmaps,
         secrets,
-        pools: dynamic(metallb("v1beta1", "IPAddressPool", "ipaddresspools"), "ipaddresspools", 5),
+        pools: dynamic(
+            metallb("v1beta1", "IPAddressPool", "ipaddresspools"),
+            "ipaddresspools",
+            5,
+        ),
         peers: dynamic(metallb("v1beta2", "BGPPeer", "bgppeers"), "bgppeers", 6),
-        bgp_ads: dynamic(metallb("v1beta1", "BGPAdvertisement", "bgpadvertisements"), "bgpadvertisements", 7),
-        l2_ads: dynamic(metallb("v1beta1", "L2Advertisement", "l2advertisements"), "l2advertisements", 8),
-        communities: dynamic(metallb("v1beta1", "Community", "communities"), "communities", 9),
-        bfd: dynamic(metallb("v1beta1", "BFDProfile", "bfdprofiles"), "bfdprofiles", 10),
+        bgp_ads: dynamic(
+            metallb("v1beta1", "BGPAdvertisement", "bgpadvertisements"),
+            "bgpadvertisements",
+            7,
+        ),
+        l2_ads: dynamic(
+            metallb("v1beta1", "L2Advertisement", "l2advertisements"),
+            "l2advertisements",
+            8,
+        ),
+        communities: dynamic(
+            metallb("v1beta1", "Community", "communities"),
+            "communities",
+            9,
+        ),
+        bfd: dynamic(
+            metallb("v1beta1", "BFDProfile", "bfdprofiles"),
+            "bfdprofiles",
+            10,
+        ),
     }
 }
 const STREAMS: usize = 11;
@@ -258,8 +366,21 @@ struct Events {
 }
 
 impl Events {
-    async fn publish(&self, type_: EventType, reason: &str, note: String, action: &str, regarding: &ObjectReference) {
-        let ev = KEvent { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+    async fn publish(
+        &self,
+        type_: EventType,
+        reason: &str,
+        note: String,
+        action: &str,
+        regarding: &ObjectReference,
+    ) {
+        let ev = KEvent {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
         if let Err(e) = self.recorder.publish(&ev, regarding).await {
             tracing::debug!(error = %e, "event not published");
         }
@@ -278,16 +399,38 @@ impl Events {
 
 /// Runs until the process is stopped.
 pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> anyhow::Result<()> {
-    let hub = Arc::new(Hub { changed: Notify::new(), metrics: metrics.clone(), synced: (0..STREAMS).map(|_| AtomicBool::new(false)).collect() });
+    let hub = Arc::new(Hub {
+        changed: Notify::new(),
+        metrics: metrics.clone(),
+        synced: (0..STREAMS).map(|_| AtomicBool::new(false)).collect(),
+    });
     let stores = starts(&settings, &client, &hub);
     let events = Events {
-        recorder: Recorder::new(client.clone(), Reporter { controller: "metallb-speaker".into(), instance: Some(settings.options.node.clone()) }),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "metallb-speaker".into(),
+                instance: Some(settings.options.node.clone()),
+            },
+        ),
         node: settings.options.node.clone(),
     };
     let channel = apply::unix_channel(settings.socket.clone());
     // A (re)connection to speakerd means a possibly new process: push everything again.
     let reconnected = Arc::new(Notify::new());
-    tokio::spawn(watch_speakerd(SpeakerClient::new(channel.clone()), reconnected.clone()));
+    let owners_changed = Arc::new(Notify::new());
+    tokio::spawn(watch_speakerd(
+        SpeakerClient::new(channel.clone()),
+        reconnected.clone(),
+        owners_changed.clone(),
+    ));
+    let mut status = crate::status::StatusWriter::new(
+        client.clone(),
+        &settings.namespace,
+        &settings.options.node,
+    );
+    let mut status_due = false;
+    let mut status_failing = false;
     let mut speakerd = SpeakerClient::new(channel);
 
     let mut good: Option<config::Config> = None;
@@ -298,12 +441,17 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
     let mut waited_for_sync = false;
     loop {
         let mut force = false;
-        let retry_at = if pushed.is_none() && good.is_some() { Some(tokio::time::Instant::now() + retry) } else { None };
+        let retry_at = if pushed.is_none() && good.is_some() {
+            Some(tokio::time::Instant::now() + retry)
+        } else {
+            None
+        };
         tokio::select! {
             _ = hub.changed.notified() => {
                 tokio::time::sleep(settings.debounce).await;
             }
             _ = reconnected.notified() => { force = true; }
+            _ = owners_changed.notified() => { status_due = true; }
             _ = tokio::time::sleep_until(next_resync) => { force = true; }
             _ = async { match retry_at { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {}
         }
@@ -330,11 +478,21 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
                     tracing::info!(source = ?cfg.source, pools = cfg.pools.len(), peers = cfg.peers.len(), "configuration loaded");
                 }
                 good = Some(cfg);
-                reported.problems.retain(|p| p.severity == Severity::Warning);
+                reported
+                    .problems
+                    .retain(|p| p.severity == Severity::Warning);
                 for w in warnings {
                     if reported.problems.insert(w.clone()) {
                         tracing::warn!(object = %w.object, "{}", w.message);
-                        events.publish(EventType::Warning, "ConfigWarning", w.message.clone(), "Validate", &Events::reference(&w.object)).await;
+                        events
+                            .publish(
+                                EventType::Warning,
+                                "ConfigWarning",
+                                w.message.clone(),
+                                "Validate",
+                                &Events::reference(&w.object),
+                            )
+                            .await;
                     }
                 }
             }
@@ -343,7 +501,15 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
                 for p in problems.iter().filter(|p| p.severity == Severity::Error) {
                     if reported.problems.insert(p.clone()) {
                         tracing::error!(object = %p.object, "invalid configuration, the last good one stays in force: {}", p.message);
-                        events.publish(EventType::Warning, "InvalidConfig", p.message.clone(), "Validate", &Events::reference(&p.object)).await;
+                        events
+                            .publish(
+                                EventType::Warning,
+                                "InvalidConfig",
+                                p.message.clone(),
+                                "Validate",
+                                &Events::reference(&p.object),
+                            )
+                            .await;
                     }
                 }
             }
@@ -353,57 +519,120 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
             continue;
         };
         let desired = translate::translate(cfg, &stores.cluster(), &settings.options);
-        metrics.bgp_announcements.store(desired.bgp.len() as u64, Relaxed);
-        metrics.l2_announcements.store(desired.l2.len() as u64, Relaxed);
+        metrics
+            .bgp_announcements
+            .store(desired.bgp.len() as u64, Relaxed);
+        metrics
+            .l2_announcements
+            .store(desired.l2.len() as u64, Relaxed);
         metrics.peers.store(desired.peers.len() as u64, Relaxed);
         for u in &desired.unannounceable {
             if reported.unannounceable.insert(u.clone()) {
                 tracing::warn!(service = %format!("{}/{}", u.namespace, u.name), ip = %u.ip, "not announced: {}", u.reason);
                 if let Some(r) = stores.service_ref(&u.namespace, &u.name) {
-                    events.publish(EventType::Warning, "NotAnnounced", format!("{}: {}", u.ip, u.reason), "Announce", &r).await;
+                    events
+                        .publish(
+                            EventType::Warning,
+                            "NotAnnounced",
+                            format!("{}: {}", u.ip, u.reason),
+                            "Announce",
+                            &r,
+                        )
+                        .await;
                 }
             }
         }
-        reported.unannounceable.retain(|u| desired.unannounceable.contains(u));
-        if !force && pushed.as_ref() == Some(&desired) {
-            continue;
-        }
-        metrics.pushes.fetch_add(1, Relaxed);
-        match apply::push(&mut speakerd, crate::OWNER, &desired).await {
-            Ok(p) => {
-                retry = Duration::from_secs(1);
-                metrics.push_ok.store(true, Relaxed);
-                let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-                metrics.last_push_unix.store(now, Relaxed);
-                log_push(&p, &desired, force);
-                if reported.push_failed {
-                    tracing::info!("speakerd accepts the desired state again");
-                    reported.push_failed = false;
-                }
-                for s in desired.services.iter().filter(|s| !reported.assigned.contains(*s)) {
-                    if let Some(r) = stores.service_ref(&s.namespace, &s.name) {
-                        let note = format!("announcing {} from node {:?} with protocol {:?}", s.ip, events.node, s.protocol.as_str());
-                        events.publish(EventType::Normal, "nodeAssigned", note, "Announce", &r).await;
+        reported
+            .unannounceable
+            .retain(|u| desired.unannounceable.contains(u));
+        let unchanged = !force && pushed.as_ref() == Some(&desired);
+        if !unchanged {
+            metrics.pushes.fetch_add(1, Relaxed);
+            match apply::push(&mut speakerd, crate::OWNER, &desired).await {
+                Ok(p) => {
+                    retry = Duration::from_secs(1);
+                    metrics.push_ok.store(true, Relaxed);
+                    let now = SystemTime::now()
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0);
+                    metrics.last_push_unix.store(now, Relaxed);
+                    log_push(&p, &desired, force);
+                    if reported.push_failed {
+                        tracing::info!("speakerd accepts the desired state again");
+                        reported.push_failed = false;
                     }
-                }
-                reported.assigned = desired.services.iter().cloned().collect();
-                pushed = Some(desired);
-            }
-            Err(status) => {
-                metrics.push_errors.fetch_add(1, Relaxed);
-                metrics.push_ok.store(false, Relaxed);
-                pushed = None;
-                if !reported.push_failed {
-                    tracing::error!(code = ?status.code(), error = %status.message(), "speakerd refused or is unreachable; retrying");
-                    for s in &desired.services {
+                    for s in desired
+                        .services
+                        .iter()
+                        .filter(|s| !reported.assigned.contains(*s))
+                    {
                         if let Some(r) = stores.service_ref(&s.namespace, &s.name) {
-                            let note = format!("node {:?} cannot announce {}: speakerd: {}", events.node, s.ip, status.message());
-                            events.publish(EventType::Warning, "AnnounceFailed", note, "Announce", &r).await;
+                            let note = format!(
+                                "announcing {} from node {:?} with protocol {:?}",
+                                s.ip,
+                                events.node,
+                                s.protocol.as_str()
+                            );
+                            events
+                                .publish(EventType::Normal, "nodeAssigned", note, "Announce", &r)
+                                .await;
                         }
                     }
-                    reported.push_failed = true;
+                    reported.assigned = desired.services.iter().cloned().collect();
+                    pushed = Some(desired);
                 }
-                retry = (retry * 2).min(Duration::from_secs(30));
+                Err(status) => {
+                    metrics.push_errors.fetch_add(1, Relaxed);
+                    metrics.push_ok.store(false, Relaxed);
+                    pushed = None;
+                    if !reported.push_failed {
+                        tracing::error!(code = ?status.code(), error = %status.message(), "speakerd refused or is unreachable; retrying");
+                        for s in &desired.services {
+                            if let Some(r) = stores.service_ref(&s.namespace, &s.name) {
+                                let note = format!(
+                                    "node {:?} cannot announce {}: speakerd: {}",
+                                    events.node,
+                                    s.ip,
+                                    status.message()
+                                );
+                                events
+                                    .publish(
+                                        EventType::Warning,
+                                        "AnnounceFailed",
+                                        note,
+                                        "Announce",
+                                        &r,
+                                    )
+                                    .await;
+                            }
+                        }
+                        reported.push_failed = true;
+                    }
+                    retry = (retry * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+        if status_due || !unchanged {
+            status_due = false;
+            if let Some(d) = &pushed {
+                let l2 = speakerd
+                    .list_l2_announcements(pb::ListL2AnnouncementsRequest {
+                        owner: crate::OWNER.into(),
+                    })
+                    .await
+                    .map(|r| r.into_inner().announcements)
+                    .unwrap_or_default();
+                let want = crate::status::wanted(&settings.options.node, d, &l2);
+                match status.sync(&want).await {
+                    Ok(()) => status_failing = false,
+                    Err(e) => {
+                        if !status_failing {
+                            tracing::warn!(error = %e, "status objects (ServiceL2Status/ServiceBGPStatus) not written");
+                        }
+                        status_failing = true;
+                    }
+                }
             }
         }
     }
@@ -429,7 +658,11 @@ fn log_push(p: &Pushed, d: &Desired, forced: bool) {
 }
 
 /// Keeps a Watch stream open on speakerd and signals every successful (re)connection.
-async fn watch_speakerd(mut client: SpeakerClient<tonic::transport::Channel>, reconnected: Arc<Notify>) {
+async fn watch_speakerd(
+    mut client: SpeakerClient<tonic::transport::Channel>,
+    reconnected: Arc<Notify>,
+    owners_changed: Arc<Notify>,
+) {
     let mut first = true;
     loop {
         match client.watch(pb::WatchRequest::default()).await {
@@ -440,7 +673,11 @@ async fn watch_speakerd(mut client: SpeakerClient<tonic::transport::Channel>, re
                 first = false;
                 reconnected.notify_one();
                 let mut s = stream.into_inner();
-                while let Some(Ok(_)) = s.next().await {}
+                while let Some(Ok(ev)) = s.next().await {
+                    if matches!(ev.event, Some(pb::watch_event::Event::L2Owner(_))) {
+                        owners_changed.notify_one();
+                    }
+                }
                 tracing::warn!("lost the connection to speakerd");
             }
             Err(e) => tracing::debug!(error = %e.message(), "speakerd not reachable yet"),

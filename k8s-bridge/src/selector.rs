@@ -19,24 +19,37 @@ pub struct Selector {
 
 impl Selector {
     pub fn new(s: &LabelSelector) -> Result<Self, String> {
-        let mut reqs: Vec<Req> = s.match_labels.iter().map(|(k, v)| Req::In(k.clone(), vec![v.clone()])).collect();
+        let mut reqs: Vec<Req> = s
+            .match_labels
+            .iter()
+            .map(|(k, v)| Req::In(k.clone(), vec![v.clone()]))
+            .collect();
         for (i, e) in s.match_expressions.iter().enumerate() {
             if e.key.is_empty() {
                 return Err(format!("matchExpressions[{i}].key: required"));
             }
-            let r = match e.operator.as_str() {
-                "In" | "NotIn" if e.values.is_empty() => {
-                    return Err(format!("matchExpressions[{i}].values: required for operator {}", e.operator))
-                }
-                "In" => Req::In(e.key.clone(), e.values.clone()),
-                "NotIn" => Req::NotIn(e.key.clone(), e.values.clone()),
-                "Exists" | "DoesNotExist" if !e.values.is_empty() => {
-                    return Err(format!("matchExpressions[{i}].values: must be empty for operator {}", e.operator))
-                }
-                "Exists" => Req::Exists(e.key.clone()),
-                "DoesNotExist" => Req::DoesNotExist(e.key.clone()),
-                o => return Err(format!("matchExpressions[{i}].operator: {o:?}: In, NotIn, Exists or DoesNotExist")),
-            };
+            let r =
+                match e.operator.as_str() {
+                    "In" | "NotIn" if e.values.is_empty() => {
+                        return Err(format!(
+                            "matchExpressions[{i}].values: required for operator {}",
+                            e.operator
+                        ))
+                    }
+                    "In" => Req::In(e.key.clone(), e.values.clone()),
+                    "NotIn" => Req::NotIn(e.key.clone(), e.values.clone()),
+                    "Exists" | "DoesNotExist" if !e.values.is_empty() => {
+                        return Err(format!(
+                            "matchExpressions[{i}].values: must be empty for operator {}",
+                            e.operator
+                        ))
+                    }
+                    "Exists" => Req::Exists(e.key.clone()),
+                    "DoesNotExist" => Req::DoesNotExist(e.key.clone()),
+                    o => return Err(format!(
+                        "matchExpressions[{i}].operator: {o:?}: In, NotIn, Exists or DoesNotExist"
+                    )),
+                };
             reqs.push(r);
         }
         Ok(Self { reqs })
@@ -63,15 +76,25 @@ mod tests {
     use crate::metallb::SelectorRequirement;
 
     fn labels(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn expressions() {
-        let req = |k: &str, op: &str, vs: &[&str]| SelectorRequirement { key: k.into(), operator: op.into(), values: vs.iter().map(|v| v.to_string()).collect() };
+        let req = |k: &str, op: &str, vs: &[&str]| SelectorRequirement {
+            key: k.into(),
+            operator: op.into(),
+            values: vs.iter().map(|v| v.to_string()).collect(),
+        };
         let s = Selector::new(&LabelSelector {
             match_labels: labels(&[("zone", "a")]),
-            match_expressions: vec![req("rack", "In", &["1", "2"]), req("spare", "DoesNotExist", &[]), req("tier", "NotIn", &["edge"])],
+            match_expressions: vec![
+                req("rack", "In", &["1", "2"]),
+                req("spare", "DoesNotExist", &[]),
+                req("tier", "NotIn", &["edge"]),
+            ],
         })
         .unwrap();
         assert!(s.matches(&labels(&[("zone", "a"), ("rack", "2")])));
@@ -81,9 +104,21 @@ mod tests {
         assert!(!s.matches(&labels(&[("zone", "a"), ("rack", "1"), ("tier", "edge")])));
         assert!(s.matches(&labels(&[("zone", "a"), ("rack", "1"), ("tier", "core")])));
         assert!(Selector::default().matches(&labels(&[])));
-        assert!(Selector::new(&LabelSelector { match_expressions: vec![req("k", "Exists", &["x"])], ..Default::default() }).is_err());
-        assert!(Selector::new(&LabelSelector { match_expressions: vec![req("k", "In", &[])], ..Default::default() }).is_err());
-        assert!(Selector::new(&LabelSelector { match_expressions: vec![req("k", "Gt", &["1"])], ..Default::default() }).is_err());
+        assert!(Selector::new(&LabelSelector {
+            match_expressions: vec![req("k", "Exists", &["x"])],
+            ..Default::default()
+        })
+        .is_err());
+        assert!(Selector::new(&LabelSelector {
+            match_expressions: vec![req("k", "In", &[])],
+            ..Default::default()
+        })
+        .is_err());
+        assert!(Selector::new(&LabelSelector {
+            match_expressions: vec![req("k", "Gt", &["1"])],
+            ..Default::default()
+        })
+        .is_err());
         assert!(any_matches(&[], &labels(&[])));
     }
 }

@@ -26,7 +26,10 @@ fn docs(path: &Path) -> Vec<Value> {
 fn normalise(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
-            m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), normalise(v))).collect(),
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), normalise(v)))
+                .collect(),
         ),
         Value::Array(a) => Value::Array(a.iter().map(normalise).collect()),
         // The typed schema holds bounds as f64: compare numbers as numbers.
@@ -40,7 +43,11 @@ fn normalise(v: &Value) -> Value {
 fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(v: &Value, what: &str) -> T {
     let t: T = serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{what}: {e}"));
     let back = serde_json::to_value(&t).unwrap();
-    assert_eq!(normalise(&back), normalise(v), "{what}: a field was lost in the typed round trip");
+    assert_eq!(
+        normalise(&back),
+        normalise(v),
+        "{what}: a field was lost in the typed round trip"
+    );
     t
 }
 
@@ -88,21 +95,47 @@ fn every_manifest_parses_into_its_type() {
         }
         kinds.push(kind);
     }
-    assert_eq!(kinds.iter().filter(|k| *k == "CustomResourceDefinition").count(), 8);
-    for (p, v) in docs(&deploy().join("examples/legacy-configmap.yaml")).iter().map(|v| ("legacy", v)) {
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| *k == "CustomResourceDefinition")
+            .count(),
+        8
+    );
+    for (p, v) in docs(&deploy().join("examples/legacy-configmap.yaml"))
+        .iter()
+        .map(|v| ("legacy", v))
+    {
         typed::<ConfigMap>(v, p);
     }
-    typed::<Service>(&docs(&deploy().join("examples/service.yaml"))[0], "service.yaml");
-    let names: Vec<String> = crds().values().map(|c| c.metadata.name.clone().unwrap()).collect();
+    typed::<Service>(
+        &docs(&deploy().join("examples/service.yaml"))[0],
+        "service.yaml",
+    );
+    let names: Vec<String> = crds()
+        .values()
+        .map(|c| c.metadata.name.clone().unwrap())
+        .collect();
     for n in &names {
         assert!(n.ends_with(".metallb.io"), "{n}");
     }
 }
 
 /// Our CRD's openAPIV3Schema of `kind` at `version`, as a JSON Schema validator.
-fn validator(crds: &BTreeMap<String, CustomResourceDefinition>, kind: &str, version: &str) -> jsonschema::Validator {
-    let c = crds.get(kind).unwrap_or_else(|| panic!("no CRD for {kind}"));
-    let v = c.spec.versions.iter().find(|v| v.name == version).unwrap_or_else(|| panic!("{kind} has no version {version}"));
+fn validator(
+    crds: &BTreeMap<String, CustomResourceDefinition>,
+    kind: &str,
+    version: &str,
+) -> jsonschema::Validator {
+    let c = crds
+        .get(kind)
+        .unwrap_or_else(|| panic!("no CRD for {kind}"));
+    let v = c
+        .spec
+        .versions
+        .iter()
+        .find(|v| v.name == version)
+        .unwrap_or_else(|| panic!("{kind} has no version {version}"));
     let schema = serde_json::to_value(&v.schema.as_ref().unwrap().open_api_v3_schema).unwrap();
     jsonschema::validator_for(&schema).expect("schema compiles")
 }
@@ -111,7 +144,10 @@ fn validate(crds: &BTreeMap<String, CustomResourceDefinition>, obj: &Value) -> R
     let (group, version) = obj["apiVersion"].as_str().unwrap().split_once('/').unwrap();
     assert_eq!(group, "metallb.io");
     let v = validator(crds, obj["kind"].as_str().unwrap(), version);
-    let errs: Vec<String> = v.iter_errors(obj).map(|e| format!("{} at {}", e, e.instance_path)).collect();
+    let errs: Vec<String> = v
+        .iter_errors(obj)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
     if errs.is_empty() {
         Ok(())
     } else {
@@ -125,7 +161,9 @@ fn metallb_examples_validate_against_the_crd_schemas() {
     let mut n = 0;
     for f in ["examples/bgp.yaml", "examples/l2.yaml"] {
         for obj in docs(&deploy().join(f)) {
-            validate(&crds, &obj).unwrap_or_else(|e| panic!("{f}: {} {}: {e}", obj["kind"], obj["metadata"]["name"]));
+            validate(&crds, &obj).unwrap_or_else(|e| {
+                panic!("{f}: {} {}: {e}", obj["kind"], obj["metadata"]["name"])
+            });
             n += 1;
         }
     }
@@ -162,20 +200,43 @@ kind: BFDProfile
 metadata: {name: testbfdprofile, namespace: metallb-system}
 spec: {receiveInterval: 380, transmitInterval: 270, echoMode: false, passiveMode: false, minimumTtl: 254}
 "#;
-    for obj in serde_yaml::Deserializer::from_str(metallb_docs).map(|d| Value::deserialize(d).unwrap()) {
+    for obj in
+        serde_yaml::Deserializer::from_str(metallb_docs).map(|d| Value::deserialize(d).unwrap())
+    {
         validate(&crds, &obj).unwrap_or_else(|e| panic!("{}: {e}", obj["kind"]));
         n += 1;
     }
     assert_eq!(n, 13);
     // Broken objects are refused, naming the field.
     let bad = [
-        (r#"{"apiVersion":"metallb.io/v1beta2","kind":"BGPPeer","metadata":{"name":"x"},"spec":{"myASN":"64500","peerAddress":"10.0.0.1"}}"#, "/spec/myASN"),
-        (r#"{"apiVersion":"metallb.io/v1beta2","kind":"BGPPeer","metadata":{"name":"x"},"spec":{"myASN":4294967296}}"#, "/spec/myASN"),
-        (r#"{"apiVersion":"metallb.io/v1beta2","kind":"BGPPeer","metadata":{"name":"x"},"spec":{"peerASN":1}}"#, "myASN"),
-        (r#"{"apiVersion":"metallb.io/v1beta2","kind":"BGPPeer","metadata":{"name":"x"},"spec":{"myASN":1,"holdTime":"90"}}"#, "/spec/holdTime"),
-        (r#"{"apiVersion":"metallb.io/v1beta1","kind":"BGPAdvertisement","metadata":{"name":"x"},"spec":{"aggregationLength":33}}"#, "/spec/aggregationLength"),
-        (r#"{"apiVersion":"metallb.io/v1beta1","kind":"IPAddressPool","metadata":{"name":"x"},"spec":{"addresses":"10.0.0.0/24"}}"#, "/spec/addresses"),
-        (r#"{"apiVersion":"metallb.io/v1beta1","kind":"BFDProfile","metadata":{"name":"x"},"spec":{"detectMultiplier":1}}"#, "/spec/detectMultiplier"),
+        (
+            r#"{"apiVersion":"metallb.io/v1beta2","kind":"BGPPeer","metadata":{"name":"x"},"spec":{"myASN":"64500","peerAddress":"10.0.0.1"}}"#,
+            "/spec/myASN",
+        ),
+        (
+            r#"{"apiVersion":"metallb.io/v1beta2","kind":"BGPPeer","metadata":{"name":"x"},"spec":{"myASN":4294967296}}"#,
+            "/spec/myASN",
+        ),
+        (
+            r#"{"apiVersion":"metallb.io/v1beta2","kind":"BGPPeer","metadata":{"name":"x"},"spec":{"peerASN":1}}"#,
+            "myASN",
+        ),
+        (
+            r#"{"apiVersion":"metallb.io/v1beta2","kind":"BGPPeer","metadata":{"name":"x"},"spec":{"myASN":1,"holdTime":"90"}}"#,
+            "/spec/holdTime",
+        ),
+        (
+            r#"{"apiVersion":"metallb.io/v1beta1","kind":"BGPAdvertisement","metadata":{"name":"x"},"spec":{"aggregationLength":33}}"#,
+            "/spec/aggregationLength",
+        ),
+        (
+            r#"{"apiVersion":"metallb.io/v1beta1","kind":"IPAddressPool","metadata":{"name":"x"},"spec":{"addresses":"10.0.0.0/24"}}"#,
+            "/spec/addresses",
+        ),
+        (
+            r#"{"apiVersion":"metallb.io/v1beta1","kind":"BFDProfile","metadata":{"name":"x"},"spec":{"detectMultiplier":1}}"#,
+            "/spec/detectMultiplier",
+        ),
     ];
     for (text, field) in bad {
         let obj: Value = serde_json::from_str(text).unwrap();
@@ -186,8 +247,12 @@ spec: {receiveInterval: 380, transmitInterval: 270, echoMode: false, passiveMode
 
 fn rules_allow(rules: &[PolicyRule], group: &str, resource: &str, verb: &str) -> bool {
     rules.iter().any(|r| {
-        r.api_groups.as_ref().is_some_and(|g| g.iter().any(|x| x == group))
-            && r.resources.as_ref().is_some_and(|x| x.iter().any(|x| x == resource))
+        r.api_groups
+            .as_ref()
+            .is_some_and(|g| g.iter().any(|x| x == group))
+            && r.resources
+                .as_ref()
+                .is_some_and(|x| x.iter().any(|x| x == resource))
             && r.verbs.iter().any(|v| v == verb)
     })
 }
@@ -198,57 +263,154 @@ fn rbac_covers_exactly_what_the_bridge_watches() {
     let mut ns_rules = Vec::new();
     for (_, v) in base() {
         match v["kind"].as_str().unwrap() {
-            "ClusterRole" => cluster_rules.extend(typed::<ClusterRole>(&v, "ClusterRole").rules.unwrap_or_default()),
+            "ClusterRole" => cluster_rules.extend(
+                typed::<ClusterRole>(&v, "ClusterRole")
+                    .rules
+                    .unwrap_or_default(),
+            ),
             "Role" => ns_rules.extend(typed::<Role>(&v, "Role").rules.unwrap_or_default()),
             _ => {}
         }
     }
     for (group, resource, namespaced) in k8s_bridge::run::WATCHED {
-        let rules = if namespaced { &ns_rules } else { &cluster_rules };
+        let rules = if namespaced {
+            &ns_rules
+        } else {
+            &cluster_rules
+        };
         for verb in ["list", "watch"] {
-            assert!(rules_allow(rules, group, resource, verb), "{verb} {group}/{resource} not allowed");
+            assert!(
+                rules_allow(rules, group, resource, verb),
+                "{verb} {group}/{resource} not allowed"
+            );
         }
         if !namespaced {
-            assert!(!rules_allow(&ns_rules, group, resource, "list"), "{resource} listed twice");
+            assert!(
+                !rules_allow(&ns_rules, group, resource, "list"),
+                "{resource} listed twice"
+            );
         }
     }
     for g in ["", "events.k8s.io"] {
-        assert!(rules_allow(&cluster_rules, g, "events", "create"), "events in {g:?}");
+        assert!(
+            rules_allow(&cluster_rules, g, "events", "create"),
+            "events in {g:?}"
+        );
     }
     // Least privilege: no wildcard, no write outside events and the status objects.
     for r in cluster_rules.iter().chain(&ns_rules) {
-        assert!(!r.verbs.iter().any(|v| v == "*") && !r.resources.as_ref().unwrap().iter().any(|x| x == "*"), "{r:?}");
-        let writes = r.verbs.iter().any(|v| matches!(v.as_str(), "create" | "update" | "patch" | "delete"));
+        assert!(
+            !r.verbs.iter().any(|v| v == "*")
+                && !r.resources.as_ref().unwrap().iter().any(|x| x == "*"),
+            "{r:?}"
+        );
+        let writes = r
+            .verbs
+            .iter()
+            .any(|v| matches!(v.as_str(), "create" | "update" | "patch" | "delete"));
         if writes {
-            assert!(r.resources.as_ref().unwrap().iter().all(|x| x == "events" || x.starts_with("service") && x.contains("status")), "{r:?}");
+            assert!(
+                r.resources
+                    .as_ref()
+                    .unwrap()
+                    .iter()
+                    .all(|x| x == "events" || x.starts_with("service") && x.contains("status")),
+                "{r:?}"
+            );
         }
     }
 }
 
 #[test]
 fn daemonset_shares_the_socket_and_grants_only_the_needed_capabilities() {
-    let ds: DaemonSet = base().iter().find(|(_, v)| v["kind"] == "DaemonSet").map(|(p, v)| typed(v, p)).unwrap();
+    let ds: DaemonSet = base()
+        .iter()
+        .find(|(_, v)| v["kind"] == "DaemonSet")
+        .map(|(p, v)| typed(v, p))
+        .unwrap();
     let pod = ds.spec.unwrap().template.spec.unwrap();
     assert_eq!(pod.host_network, Some(true));
     assert_eq!(pod.automount_service_account_token, Some(false));
-    let c = |name: &str| pod.containers.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("container {name}")).clone();
+    let c = |name: &str| {
+        pod.containers
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("container {name}"))
+            .clone()
+    };
     let (speakerd, bridge) = (c("speakerd"), c("k8s-bridge"));
     let caps = |c: &k8s_openapi::api::core::v1::Container| {
-        let caps = c.security_context.as_ref().unwrap().capabilities.clone().unwrap();
+        let caps = c
+            .security_context
+            .as_ref()
+            .unwrap()
+            .capabilities
+            .clone()
+            .unwrap();
         (caps.drop.unwrap_or_default(), caps.add.unwrap_or_default())
     };
-    assert_eq!(caps(&speakerd), (vec!["ALL".to_string()], vec!["NET_RAW".to_string(), "NET_BIND_SERVICE".to_string()]));
+    assert_eq!(
+        caps(&speakerd),
+        (
+            vec!["ALL".to_string()],
+            vec!["NET_RAW".to_string(), "NET_BIND_SERVICE".to_string()]
+        )
+    );
     assert_eq!(caps(&bridge), (vec!["ALL".to_string()], vec![]));
-    let run_volume = pod.volumes.as_ref().unwrap().iter().find(|v| v.name == "run").unwrap();
-    assert!(run_volume.empty_dir.is_some(), "the socket lives in an emptyDir");
+    let run_volume = pod
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == "run")
+        .unwrap();
+    assert!(
+        run_volume.empty_dir.is_some(),
+        "the socket lives in an emptyDir"
+    );
     for ctr in [&speakerd, &bridge] {
-        let m = ctr.volume_mounts.as_ref().unwrap().iter().find(|m| m.name == "run").expect("run mounted");
+        let m = ctr
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.name == "run")
+            .expect("run mounted");
         assert_eq!(m.mount_path, "/run/speakerd");
-        assert!(ctr.args.as_ref().unwrap().contains(&"--socket=/run/speakerd/speakerd.sock".to_string()));
-        let env = ctr.env.as_ref().unwrap().iter().find(|e| e.name == "NODE_NAME").expect("NODE_NAME");
-        assert_eq!(env.value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path, "spec.nodeName");
+        assert!(ctr
+            .args
+            .as_ref()
+            .unwrap()
+            .contains(&"--socket=/run/speakerd/speakerd.sock".to_string()));
+        let env = ctr
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|e| e.name == "NODE_NAME")
+            .expect("NODE_NAME");
+        assert_eq!(
+            env.value_from
+                .as_ref()
+                .unwrap()
+                .field_ref
+                .as_ref()
+                .unwrap()
+                .field_path,
+            "spec.nodeName"
+        );
     }
     // Only the bridge holds API credentials.
-    assert!(bridge.volume_mounts.as_ref().unwrap().iter().any(|m| m.mount_path == "/var/run/secrets/kubernetes.io/serviceaccount"));
-    assert!(!speakerd.volume_mounts.as_ref().unwrap().iter().any(|m| m.name == "token"));
+    assert!(bridge
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .any(|m| m.mount_path == "/var/run/secrets/kubernetes.io/serviceaccount"));
+    assert!(!speakerd
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .any(|m| m.name == "token"));
 }

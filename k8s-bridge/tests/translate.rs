@@ -8,7 +8,12 @@ use speaker_api::v1 as pb;
 const NS: &str = "metallb-system";
 
 fn opts(node: &str) -> Options {
-    Options { node: node.into(), lb_class: None, gossip_port: 7946, ignore_exclude_lb: false }
+    Options {
+        node: node.into(),
+        lb_class: None,
+        gossip_port: 7946,
+        ignore_exclude_lb: false,
+    }
 }
 
 /// Three nodes: n1 (zone a, rack 1), n2 (zone a), n3 (zone b).
@@ -65,7 +70,8 @@ endpoints: [{}]
 
 fn plan(text: &str, o: &Options) -> Desired {
     let (input, cluster) = offline::load(text, NS, "config").expect("manifests parse");
-    let (cfg, warnings) = config::build(&input).unwrap_or_else(|p| panic!("config should be valid: {p:#?}"));
+    let (cfg, warnings) =
+        config::build(&input).unwrap_or_else(|p| panic!("config should be valid: {p:#?}"));
     assert!(warnings.is_empty(), "{warnings:#?}");
     translate(&cfg, &cluster, o)
 }
@@ -73,8 +79,25 @@ fn plan(text: &str, o: &Options) -> Desired {
 fn problems(text: &str) -> Vec<String> {
     let (input, _) = offline::load(text, NS, "config").expect("manifests parse");
     match config::build(&input) {
-        Ok((_, w)) => w.iter().map(|p| format!("warning {}: {}", p.object, p.message)).collect(),
-        Err(p) => p.iter().map(|p| format!("{} {}: {}", if p.severity == Severity::Error { "error" } else { "warning" }, p.object, p.message)).collect(),
+        Ok((_, w)) => w
+            .iter()
+            .map(|p| format!("warning {}: {}", p.object, p.message))
+            .collect(),
+        Err(p) => p
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {}: {}",
+                    if p.severity == Severity::Error {
+                        "error"
+                    } else {
+                        "warning"
+                    },
+                    p.object,
+                    p.message
+                )
+            })
+            .collect(),
     }
 }
 
@@ -149,7 +172,11 @@ spec:
 
 #[test]
 fn bgp_every_field_from_crds() {
-    let text = format!("{BGP_FULL}{NODES}{}{}", service("web", "192.0.2.77", "Cluster", ""), slice("web", &[("n3", true, true, false)]));
+    let text = format!(
+        "{BGP_FULL}{NODES}{}{}",
+        service("web", "192.0.2.77", "Cluster", ""),
+        slice("web", &[("n3", true, true, false)])
+    );
     let d = plan(&text, &opts("n1"));
     let tor1 = pb::PeerConfig {
         name: "tor1".into(),
@@ -164,11 +191,28 @@ fn bgp_every_field_from_crds() {
         connect_time_secs: Some(5),
         password: "s3cret".into(),
         ebgp_multihop_ttl: 255,
-        graceful_restart: Some(pb::GracefulRestart { enabled: true, restart_time_secs: 0 }),
-        bfd: Some(pb::BfdProfile { receive_interval_ms: 100, transmit_interval_ms: 150, detect_multiplier: 4, passive_mode: true, minimum_ttl: 250, ..Default::default() }),
+        graceful_restart: Some(pb::GracefulRestart {
+            enabled: true,
+            restart_time_secs: 0,
+        }),
+        bfd: Some(pb::BfdProfile {
+            receive_interval_ms: 100,
+            transmit_interval_ms: 150,
+            detect_multiplier: 4,
+            passive_mode: true,
+            minimum_ttl: 250,
+            ..Default::default()
+        }),
         ..Default::default()
     };
-    let tor2 = pb::PeerConfig { name: "tor2".into(), address: "2001:db8::fe".into(), peer_asn: 64500, local_asn: 64500, password: "fromsecret".into(), ..Default::default() };
+    let tor2 = pb::PeerConfig {
+        name: "tor2".into(),
+        address: "2001:db8::fe".into(),
+        peer_asn: 64500,
+        local_asn: 64500,
+        password: "fromsecret".into(),
+        ..Default::default()
+    };
     assert_eq!(d.peers, vec![tor1, tor2]);
     assert_eq!(
         d.bgp,
@@ -181,24 +225,43 @@ fn bgp_every_field_from_crds() {
                 peers: vec!["tor1".into()],
                 ..Default::default()
             },
-            pb::Announcement { prefix: "192.0.2.77/32".into(), ..Default::default() },
+            pb::Announcement {
+                prefix: "192.0.2.77/32".into(),
+                ..Default::default()
+            },
         ]
     );
     assert_eq!(d.seeds, vec!["10.0.0.2:7946", "10.0.0.3:7946"]);
     assert!(d.l2.is_empty());
     assert_eq!(d.services.len(), 1);
-    assert_eq!((d.services[0].protocol, d.services[0].pool.as_str()), (Protocol::Bgp, "prod"));
+    assert_eq!(
+        (d.services[0].protocol, d.services[0].pool.as_str()),
+        (Protocol::Bgp, "prod")
+    );
 
     // n3: tor1's selector (zone a) and the aggregate's (rack) do not match; tor2 and /32 remain.
     let d3 = plan(&text, &opts("n3"));
-    assert_eq!(d3.peers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), vec!["tor2"]);
-    assert_eq!(d3.bgp.iter().map(|a| a.prefix.as_str()).collect::<Vec<_>>(), vec!["192.0.2.77/32"]);
+    assert_eq!(
+        d3.peers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        vec!["tor2"]
+    );
+    assert_eq!(
+        d3.bgp.iter().map(|a| a.prefix.as_str()).collect::<Vec<_>>(),
+        vec!["192.0.2.77/32"]
+    );
     assert_eq!(d3.seeds, vec!["10.0.0.1:7946", "10.0.0.2:7946"]);
 
     // IPv6 from a range pool, aggregated to /120 by the first advertisement.
-    let text6 = format!("{BGP_FULL}{NODES}{}{}", service("v6", "2001:db8:1::15", "Cluster", ""), slice("v6", &[("n2", true, true, false)]));
+    let text6 = format!(
+        "{BGP_FULL}{NODES}{}{}",
+        service("v6", "2001:db8:1::15", "Cluster", ""),
+        slice("v6", &[("n2", true, true, false)])
+    );
     let d6 = plan(&text6, &opts("n1"));
-    assert_eq!(d6.bgp.iter().map(|a| a.prefix.as_str()).collect::<Vec<_>>(), vec!["2001:db8:1::/120", "2001:db8:1::15/128"]);
+    assert_eq!(
+        d6.bgp.iter().map(|a| a.prefix.as_str()).collect::<Vec<_>>(),
+        vec!["2001:db8:1::/120", "2001:db8:1::15/128"]
+    );
 }
 
 #[test]
@@ -237,7 +300,10 @@ spec: {{myASN: 1, peerASN: 3, peerAddress: 10.0.0.101}}
     let d = plan(&text, &opts("n1"));
     assert_eq!(d.bgp.len(), 1);
     let a = &d.bgp[0];
-    assert_eq!((a.prefix.as_str(), a.local_pref), ("198.51.100.1/32", Some(200)));
+    assert_eq!(
+        (a.prefix.as_str(), a.local_pref),
+        ("198.51.100.1/32", Some(200))
+    );
     assert_eq!(a.communities, vec!["65000:1", "65000:2"]);
     assert_eq!(a.peers, vec!["x", "y"]);
 }
@@ -261,22 +327,39 @@ spec: {interfaces: [eth1, "bond*"], nodeSelectors: [{matchLabels: {zone: a}}, {m
 fn announced_from(text: &str, node: &str) -> (bool, Vec<String>) {
     let d = plan(text, &opts(node));
     let bgp = d.bgp.iter().any(|a| a.prefix == "203.0.113.5/32");
-    let l2 = d.l2.iter().find(|a| a.ip == "203.0.113.5").map(|a| a.nodes.clone()).unwrap_or_default();
+    let l2 =
+        d.l2.iter()
+            .find(|a| a.ip == "203.0.113.5")
+            .map(|a| a.nodes.clone())
+            .unwrap_or_default();
     (bgp, l2)
 }
 
 #[test]
 fn external_traffic_policy_local_counts_endpoints_as_kube_proxy_does() {
-    let local = |eps: &[(&str, bool, bool, bool)]| format!("{SIMPLE_BGP}{NODES}{}{}", service("s", "203.0.113.5", "Local", ""), slice("s", eps));
+    let local = |eps: &[(&str, bool, bool, bool)]| {
+        format!(
+            "{SIMPLE_BGP}{NODES}{}{}",
+            service("s", "203.0.113.5", "Local", ""),
+            slice("s", eps)
+        )
+    };
     // Ready on n1 only: n1 announces (BGP) and is the only Layer 2 candidate.
     let t = local(&[("n1", true, true, false)]);
     assert_eq!(announced_from(&t, "n1"), (true, vec!["n1".to_string()]));
     assert_eq!(announced_from(&t, "n2"), (false, vec![]));
     // Terminating but still serving on n2 (a rolling update drains it): counts, as kube-proxy's fallback.
     let t = local(&[("n1", true, true, false), ("n2", false, true, true)]);
-    assert_eq!(announced_from(&t, "n2"), (true, vec!["n1".to_string(), "n2".to_string()]));
+    assert_eq!(
+        announced_from(&t, "n2"),
+        (true, vec!["n1".to_string(), "n2".to_string()])
+    );
     // Terminating and not serving: does not count. Not ready, not terminating: does not count.
-    let t = local(&[("n1", true, true, false), ("n2", false, false, true), ("n3", false, false, false)]);
+    let t = local(&[
+        ("n1", true, true, false),
+        ("n2", false, false, true),
+        ("n3", false, false, false),
+    ]);
     assert_eq!(announced_from(&t, "n2"), (false, vec![]));
     assert_eq!(announced_from(&t, "n3"), (false, vec![]));
     // No endpoint anywhere: nobody announces.
@@ -284,10 +367,22 @@ fn external_traffic_policy_local_counts_endpoints_as_kube_proxy_does() {
     assert_eq!(announced_from(&t, "n1"), (false, vec![]));
 
     // Cluster: every eligible node, as long as one endpoint is ready anywhere; none without.
-    let cluster = |eps: &[(&str, bool, bool, bool)]| format!("{SIMPLE_BGP}{NODES}{}{}", service("s", "203.0.113.5", "Cluster", ""), slice("s", eps));
+    let cluster = |eps: &[(&str, bool, bool, bool)]| {
+        format!(
+            "{SIMPLE_BGP}{NODES}{}{}",
+            service("s", "203.0.113.5", "Cluster", ""),
+            slice("s", eps)
+        )
+    };
     let all = vec!["n1".to_string(), "n2".to_string(), "n3".to_string()];
-    assert_eq!(announced_from(&cluster(&[("n3", true, true, false)]), "n1"), (true, all.clone()));
-    assert_eq!(announced_from(&cluster(&[("n3", false, false, false)]), "n1"), (false, vec![]));
+    assert_eq!(
+        announced_from(&cluster(&[("n3", true, true, false)]), "n1"),
+        (true, all.clone())
+    );
+    assert_eq!(
+        announced_from(&cluster(&[("n3", false, false, false)]), "n1"),
+        (false, vec![])
+    );
     // Layer 2 interfaces of this node's advertisement.
     let d = plan(&cluster(&[("n3", true, true, false)]), &opts("n2"));
     assert_eq!(d.l2[0].interfaces, vec!["bond*", "eth1"]);
@@ -315,7 +410,11 @@ kind: Node
 metadata: {name: n4, labels: {zone: c}}
 spec: {unschedulable: true}
 "#;
-    let t = format!("{SIMPLE_BGP}{nodes}{}{}", service("s", "203.0.113.5", "Cluster", ""), slice("s", &[("n1", true, true, false)]));
+    let t = format!(
+        "{SIMPLE_BGP}{nodes}{}{}",
+        service("s", "203.0.113.5", "Cluster", ""),
+        slice("s", &[("n1", true, true, false)])
+    );
     // n4 is cordoned: no BGP (MetalLB ≥ 0.14.8); zone c matches no L2Advertisement selector.
     assert_eq!(announced_from(&t, "n1"), (true, vec!["n1".to_string()]));
     assert_eq!(announced_from(&t, "n2"), (false, vec![]));
@@ -323,7 +422,13 @@ spec: {unschedulable: true}
     assert_eq!(announced_from(&t, "n4"), (false, vec![]));
     let mut o = opts("n2");
     o.ignore_exclude_lb = true;
-    assert!(plan(&t, &o).bgp.iter().any(|a| a.prefix == "203.0.113.5/32"), "--ignore-exclude-lb");
+    assert!(
+        plan(&t, &o)
+            .bgp
+            .iter()
+            .any(|a| a.prefix == "203.0.113.5/32"),
+        "--ignore-exclude-lb"
+    );
     // A node the bridge has no Node object for announces nothing over BGP.
     assert_eq!(announced_from(&t, "ghost"), (false, vec![]));
 }
@@ -339,13 +444,42 @@ fn service_filters_class_pool_annotation_and_sharing() {
     ]
     .concat()
     .replace("name: other-class, namespace: default}\nspec: {type: LoadBalancer,", "name: other-class, namespace: default}\nspec: {loadBalancerClass: example.com/other, type: LoadBalancer,");
-    let eps: String = ["classless", "other-class", "wrong-pool", "no-pool", "shared"].iter().map(|s| slice(s, &[("n1", true, true, false)])).collect();
+    let eps: String = [
+        "classless",
+        "other-class",
+        "wrong-pool",
+        "no-pool",
+        "shared",
+    ]
+    .iter()
+    .map(|s| slice(s, &[("n1", true, true, false)]))
+    .collect();
     let t = format!("{SIMPLE_BGP}{NODES}{svcs}{eps}");
     let d = plan(&t, &opts("n1"));
-    assert_eq!(d.bgp.iter().map(|a| a.prefix.as_str()).collect::<Vec<_>>(), vec!["203.0.113.5/32"], "shared IP once; other class, wrong pool and no pool skipped");
-    let names: Vec<_> = d.services.iter().map(|s| format!("{}/{:?}", s.name, s.protocol)).collect();
-    assert_eq!(names, vec!["classless/Bgp", "classless/Layer2", "shared/Bgp", "shared/Layer2"]);
-    let why: Vec<_> = d.unannounceable.iter().map(|u| format!("{} {}: {}", u.name, u.ip, u.reason)).collect();
+    assert_eq!(
+        d.bgp.iter().map(|a| a.prefix.as_str()).collect::<Vec<_>>(),
+        vec!["203.0.113.5/32"],
+        "shared IP once; other class, wrong pool and no pool skipped"
+    );
+    let names: Vec<_> = d
+        .services
+        .iter()
+        .map(|s| format!("{}/{:?}", s.name, s.protocol))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "classless/Bgp",
+            "classless/Layer2",
+            "shared/Bgp",
+            "shared/Layer2"
+        ]
+    );
+    let why: Vec<_> = d
+        .unannounceable
+        .iter()
+        .map(|u| format!("{} {}: {}", u.name, u.ip, u.reason))
+        .collect();
     assert_eq!(
         why,
         vec![
@@ -356,7 +490,11 @@ fn service_filters_class_pool_annotation_and_sharing() {
     let mut o = opts("n1");
     o.lb_class = Some("example.com/other".into());
     let d = plan(&t, &o);
-    assert_eq!(d.bgp.iter().map(|a| a.prefix.as_str()).collect::<Vec<_>>(), vec!["203.0.113.6/32"], "--lb-class serves only that class");
+    assert_eq!(
+        d.bgp.iter().map(|a| a.prefix.as_str()).collect::<Vec<_>>(),
+        vec!["203.0.113.6/32"],
+        "--lb-class serves only that class"
+    );
 }
 
 const LEGACY: &str = r#"
@@ -404,19 +542,52 @@ data:
 
 #[test]
 fn legacy_configmap() {
-    let svcs = [service("a", "203.0.113.9", "Cluster", ""), service("b", "198.51.100.3", "Cluster", ""), service("c", "192.0.2.15", "Cluster", "")].concat();
-    let eps: String = ["a", "b", "c"].iter().map(|s| slice(s, &[("n2", true, true, false)])).collect();
+    let svcs = [
+        service("a", "203.0.113.9", "Cluster", ""),
+        service("b", "198.51.100.3", "Cluster", ""),
+        service("c", "192.0.2.15", "Cluster", ""),
+    ]
+    .concat();
+    let eps: String = ["a", "b", "c"]
+        .iter()
+        .map(|s| slice(s, &[("n2", true, true, false)]))
+        .collect();
     let t = format!("{LEGACY}{NODES}{svcs}{eps}");
     let d = plan(&t, &opts("n1"));
     assert_eq!(d.peers.len(), 1);
     let p = &d.peers[0];
-    assert_eq!((p.name.as_str(), p.address.as_str(), p.port, p.peer_asn, p.local_asn), ("", "10.0.0.254", 1179, 64501, 64500));
-    assert_eq!((p.hold_time_secs, p.keepalive_time_secs, p.ebgp_multihop_ttl, p.password.as_str()), (Some(9), Some(3), 255, "s3cret"));
-    assert_eq!(p.bfd.as_ref().map(|b| (b.receive_interval_ms, b.transmit_interval_ms)), Some((100, 150)));
+    assert_eq!(
+        (
+            p.name.as_str(),
+            p.address.as_str(),
+            p.port,
+            p.peer_asn,
+            p.local_asn
+        ),
+        ("", "10.0.0.254", 1179, 64501, 64500)
+    );
+    assert_eq!(
+        (
+            p.hold_time_secs,
+            p.keepalive_time_secs,
+            p.ebgp_multihop_ttl,
+            p.password.as_str()
+        ),
+        (Some(9), Some(3), 255, "s3cret")
+    );
+    assert_eq!(
+        p.bfd
+            .as_ref()
+            .map(|b| (b.receive_interval_ms, b.transmit_interval_ms)),
+        Some((100, 150))
+    );
     assert_eq!(
         d.bgp,
         vec![
-            pb::Announcement { prefix: "198.51.100.3/32".into(), ..Default::default() },
+            pb::Announcement {
+                prefix: "198.51.100.3/32".into(),
+                ..Default::default()
+            },
             pb::Announcement {
                 prefix: "203.0.113.9/32".into(),
                 communities: vec!["65535:65281".into(), "65000:7".into()],
@@ -425,7 +596,14 @@ fn legacy_configmap() {
             },
         ]
     );
-    assert_eq!(d.l2, vec![pb::L2Announcement { ip: "192.0.2.15".into(), nodes: vec!["n1".into(), "n2".into(), "n3".into()], ..Default::default() }]);
+    assert_eq!(
+        d.l2,
+        vec![pb::L2Announcement {
+            ip: "192.0.2.15".into(),
+            nodes: vec!["n1".into(), "n2".into(), "n3".into()],
+            ..Default::default()
+        }]
+    );
     // Node selectors: n2 (zone a) matches the first; n3 (zone b) neither.
     assert_eq!(plan(&t, &opts("n2")).peers.len(), 1);
     assert_eq!(plan(&t, &opts("n3")).peers.len(), 0);
@@ -436,9 +614,15 @@ fn legacy_configmap() {
 
 #[test]
 fn bad_configuration_names_the_object_and_field() {
-    let pool = |name: &str, addrs: &str| format!("---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: {name}, namespace: metallb-system}}\nspec: {{addresses: [{addrs}]}}\n");
-    let peer = |spec: &str| format!("---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: r, namespace: metallb-system}}\nspec: {{{spec}}}\n");
-    let adv = |spec: &str| format!("---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: ad, namespace: metallb-system}}\nspec: {{{spec}}}\n");
+    let pool = |name: &str, addrs: &str| {
+        format!("---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: {name}, namespace: metallb-system}}\nspec: {{addresses: [{addrs}]}}\n")
+    };
+    let peer = |spec: &str| {
+        format!("---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: r, namespace: metallb-system}}\nspec: {{{spec}}}\n")
+    };
+    let adv = |spec: &str| {
+        format!("---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: ad, namespace: metallb-system}}\nspec: {{{spec}}}\n")
+    };
     let cases: Vec<(String, &str)> = vec![
         (pool("a", "10.0.0.0/24") + &pool("b", "10.0.0.128/25"), "error IPAddressPool metallb-system/a: addresses overlap with pool \"b\""),
         (pool("a", "10.0.0.0/33"), "error IPAddressPool metallb-system/a: spec.addresses[0]: \"10.0.0.0/33\": not a CIDR"),
@@ -477,7 +661,10 @@ fn bad_configuration_names_the_object_and_field() {
     ];
     for (text, want) in cases {
         let got = problems(&text);
-        assert!(got.iter().any(|g| g.starts_with(want)), "want {want:?} among {got:#?}\nfor\n{text}");
+        assert!(
+            got.iter().any(|g| g.starts_with(want)),
+            "want {want:?} among {got:#?}\nfor\n{text}"
+        );
     }
     // A valid configuration has no problems at all.
     assert!(problems(&(pool("a", "10.0.0.0/24") + &pool("b", "10.0.1.0/24"))).is_empty());
