@@ -411,10 +411,6 @@ pub fn split_api_version(av: &str) -> (&str, &str) {
     }
 }
 
-fn obj_take(v: &mut Value) -> Value {
-    std::mem::take(v)
-}
-
 /// Applies a CRD schema's defaults and pruning; with `strict`, pruned fields are an error.
 fn check_schema(def: &ResourceDef, version: &str, obj: &mut Value, strict: bool) -> Result<(), ApiError> {
     if !def.custom {
@@ -594,8 +590,8 @@ impl Store {
         self.lock().compacted
     }
 
-    pub fn create(&self, def: &ResourceDef, version: &str, ns: Option<&str>, mut obj: Value) -> Result<Value, ApiError> {
-        self.create_checked(def, version, ns, obj_take(&mut obj), false)
+    pub fn create(&self, def: &ResourceDef, version: &str, ns: Option<&str>, obj: Value) -> Result<Value, ApiError> {
+        self.create_checked(def, version, ns, obj, false)
     }
 
     /// [`Store::create`]; with `strict`, fields unknown to a CRD schema are an
@@ -672,6 +668,7 @@ impl Store {
 
     /// Like [`Store::update`], with the new object computed from the stored one
     /// (as seen at `version`) under the store lock: how patches are applied.
+    #[allow(clippy::too_many_arguments)]
     pub fn modify(
         &self,
         def: &ResourceDef,

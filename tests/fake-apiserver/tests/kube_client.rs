@@ -497,6 +497,16 @@ async fn selectors_filter_watches() {
     assert_eq!(ev(s.try_next().await.unwrap()), "MODIFIED b");
     assert_eq!(ev(by_name.try_next().await.unwrap()), "MODIFIED pre-db");
 
+    // all-namespaces watch with a label selector
+    let all: Api<ConfigMap> = Api::all(client(&server));
+    let mut s_all = all.watch(&WatchParams::default().labels("app=web").disable_bookmarks(), "0").await.unwrap().boxed();
+    assert_eq!(ev(s_all.try_next().await.unwrap()), "ADDED b");
+    assert_eq!(ev(s_all.try_next().await.unwrap()), "ADDED pre-web");
+    let mut elsewhere = labeled("c", "web");
+    elsewhere["metadata"]["namespace"] = json!("metallb-system");
+    server.apply(elsewhere);
+    assert_eq!(ev(s_all.try_next().await.unwrap()), "ADDED c");
+
     let e = match api.watch(&WatchParams::default().fields("data.v=1"), "0").await {
         Err(e) => api_err(e),
         Ok(_) => panic!("watch with an unsupported field selector must fail"),
@@ -606,6 +616,46 @@ async fn recorder_publishes_events() {
         .map(|r| format!("{} {}", r.method, r.content_type))
         .collect();
     assert_eq!(methods, vec!["POST application/json", "PATCH application/merge-patch+json"]);
+}
+
+#[tokio::test]
+async fn core_v1_events_are_stored() {
+    let server = FakeApiServer::start().await;
+    let evs: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client(&server), "default");
+    let e: k8s_openapi::api::core::v1::Event = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": "web."},
+        "involvedObject": {"kind": "Service", "name": "web", "namespace": "default"},
+        "reason": "AnnounceFailed", "message": "no peers", "type": "Warning", "count": 1,
+        "source": {"component": "speakerd"}
+    }))
+    .unwrap();
+    let created = evs.create(&PostParams::default(), &e).await.unwrap();
+    assert!(created.name_any().starts_with("web."), "generateName honoured");
+    let l = evs.list(&ListParams::default().fields("involvedObject.name=web,reason=AnnounceFailed")).await.unwrap();
+    assert_eq!(l.items.len(), 1);
+    let stored = server.events();
+    assert_eq!(stored.len(), 1);
+    assert_eq!((stored[0]["apiVersion"].as_str(), stored[0]["message"].as_str()), (Some("v1"), Some("no peers")));
+}
+
+#[tokio::test]
+async fn hang_holds_open_watches_until_service_resumes() {
+    let server = FakeApiServer::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client(&server), "default");
+    let mut s = api.watch(&WatchParams::default().disable_bookmarks(), "0").await.unwrap().boxed();
+    eventually("watch open", || server.watch_count() == 1).await;
+    server.set_mode(Mode::Hang).await;
+    server.apply(cm("held", "1"));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), s.try_next()).await.is_err(),
+        "nothing is delivered while hanging"
+    );
+    server.set_mode(Mode::Normal).await;
+    match tokio::time::timeout(common::WAIT, s.try_next()).await.unwrap().unwrap() {
+        Some(WatchEvent::Added(o)) => assert_eq!(o.name_any(), "held"),
+        other => panic!("expected ADDED, got {other:?}"),
+    }
 }
 
 #[tokio::test]
