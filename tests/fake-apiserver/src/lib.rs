@@ -91,6 +91,7 @@ impl RequestLog {
             _ => return false,
         };
         match rest {
+            ["namespaces", _, "status" | "finalize"] if segs[0] == "api" => false,
             ["namespaces", _, _] | [_] => !(rest.len() == 1 && rest[0].is_empty()),
             _ => false,
         }

@@ -169,6 +169,11 @@ async fn nodes_endpointslices_configmaps() {
         .unwrap();
     assert_eq!(cordoned.spec.unwrap().unschedulable, Some(true));
     assert_eq!(nodes.list(&ListParams::default().fields("spec.unschedulable=true")).await.unwrap().items.len(), 1);
+    // metadata-only lists (kube's list_metadata / metadata_watcher)
+    let metas = nodes.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(metas.items.len(), 1);
+    assert_eq!(metas.items[0].metadata.name.as_deref(), Some("node-a"));
+    assert_eq!(metas.items[0].types.as_ref().unwrap().kind, "PartialObjectMetadata");
     // Node deletion answers a Status
     assert!(nodes.delete("node-a", &DeleteParams::default()).await.unwrap().right().unwrap().is_success());
 
@@ -454,6 +459,18 @@ async fn bookmarks_when_asked() {
         Some(WatchEvent::Added(o)) => assert_eq!(o.name_any(), "x"),
         other => panic!("expected ADDED, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn watch_timeout_ends_the_stream() {
+    let server = FakeApiServer::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client(&server), "default");
+    let started = std::time::Instant::now();
+    let mut s = api.watch(&WatchParams::default().timeout(1).disable_bookmarks(), "0").await.unwrap().boxed();
+    let end = tokio::time::timeout(common::WAIT, s.try_next()).await.expect("the stream ends by itself");
+    assert!(end.unwrap().is_none(), "clean end of stream");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    eventually("the watch to be unregistered", || server.watch_count() == 0).await;
 }
 
 #[tokio::test]
