@@ -91,6 +91,7 @@ impl RequestLog {
             _ => return false,
         };
         match rest {
+            ["namespaces", _, "status" | "finalize"] if segs[0] == "api" => false,
             ["namespaces", _, _] | [_] => !(rest.len() == 1 && rest[0].is_empty()),
             _ => false,
         }
@@ -368,7 +369,7 @@ impl FakeApiServer {
     pub fn patch(&self, api_version: &str, kind: &str, namespace: Option<&str>, name: &str, merge_patch: Value) -> Result<Value, ApiError> {
         let def = self.def_for(api_version, kind)?;
         let body = serde_json::to_vec(&merge_patch).unwrap();
-        self.shared.store.modify(&def, Self::version_of(api_version), namespace.unwrap_or(""), name, UpdateKind::Raw, |cur| {
+        self.shared.store.modify(&def, Self::version_of(api_version), namespace.unwrap_or(""), name, UpdateKind::Raw, false, |cur| {
             patch::apply_patch(&cur, &body, PatchType::Merge).map_err(ApiError::bad_request)
         })
     }

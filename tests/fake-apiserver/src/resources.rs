@@ -33,6 +33,8 @@ pub struct ResourceDef {
     pub printer_columns: Vec<PrinterColumn>,
     /// Extra field selectors supported besides metadata.name/metadata.namespace.
     pub field_labels: Vec<String>,
+    /// CRD structural schemas (`openAPIV3Schema`) by version.
+    pub schemas: Vec<(String, Value)>,
 }
 
 impl ResourceDef {
@@ -65,6 +67,42 @@ impl ResourceDef {
         self.custom || (self.group == "apiextensions.k8s.io")
     }
 
+    /// For custom resources with a schema at `version`: applies the schema's
+    /// defaults and prunes unknown fields (as the real server does), returning
+    /// the pruned fields' paths (`spec.foo`).
+    pub fn normalize(&self, version: &str, obj: &mut Value) -> Vec<String> {
+        let mut unknown = Vec::new();
+        if let Some((_, schema)) = self.schemas.iter().find(|(v, _)| v == version) {
+            if let (Some(props), Some(m)) = (schema.get("properties").and_then(Value::as_object), obj.as_object_mut()) {
+                for (k, v) in m.iter_mut() {
+                    if matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                        continue;
+                    }
+                    if let Some(ps) = props.get(k) {
+                        prune_and_default(ps, v, k, &mut unknown);
+                    }
+                }
+                if schema.get("x-kubernetes-preserve-unknown-fields") != Some(&Value::Bool(true)) {
+                    let extra: Vec<String> = m
+                        .keys()
+                        .filter(|k| !matches!(k.as_str(), "apiVersion" | "kind" | "metadata") && !props.contains_key(*k))
+                        .cloned()
+                        .collect();
+                    for k in extra {
+                        m.remove(&k);
+                        unknown.push(k);
+                    }
+                }
+                for (k, ps) in props {
+                    if let (None, Some(d)) = (m.get(k), ps.get("default")) {
+                        m.insert(k.clone(), d.clone());
+                    }
+                }
+            }
+        }
+        unknown
+    }
+
     pub fn verbs(&self) -> Vec<&'static str> {
         vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
     }
@@ -94,6 +132,48 @@ impl ResourceDef {
             }));
         }
         out
+    }
+}
+
+fn prune_and_default(schema: &Value, v: &mut Value, path: &str, unknown: &mut Vec<String>) {
+    if schema.get("x-kubernetes-embedded-resource") == Some(&Value::Bool(true)) {
+        return;
+    }
+    match v {
+        Value::Object(m) => {
+            let preserve = schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
+            let props = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties");
+            let keys: Vec<String> = m.keys().cloned().collect();
+            for k in keys {
+                let sub = format!("{path}.{k}");
+                match (props.and_then(|p| p.get(&k)), additional) {
+                    (Some(ps), _) => prune_and_default(ps, m.get_mut(&k).unwrap(), &sub, unknown),
+                    (None, Some(Value::Bool(true))) => {}
+                    (None, Some(a @ Value::Object(_))) => prune_and_default(a, m.get_mut(&k).unwrap(), &sub, unknown),
+                    (None, _) if preserve || props.is_none() && schema.get("type").is_none() => {}
+                    (None, _) => {
+                        m.remove(&k);
+                        unknown.push(sub);
+                    }
+                }
+            }
+            if let Some(props) = props {
+                for (k, ps) in props {
+                    if let (None, Some(d)) = (m.get(k), ps.get("default")) {
+                        m.insert(k.clone(), d.clone());
+                    }
+                }
+            }
+        }
+        Value::Array(a) => {
+            if let Some(items) = schema.get("items") {
+                for (i, x) in a.iter_mut().enumerate() {
+                    prune_and_default(items, x, &format!("{path}[{i}]"), unknown);
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -129,6 +209,7 @@ fn builtin(
         custom: false,
         printer_columns: vec![],
         field_labels: fields.iter().map(|s| s.to_string()).collect(),
+        schemas: vec![],
     }
 }
 
@@ -214,6 +295,7 @@ pub fn from_crd(crd: &Value) -> Option<ResourceDef> {
     let mut status = false;
     let mut printer_columns = Vec::new();
     let mut field_labels = Vec::new();
+    let mut schemas = Vec::new();
     for v in spec.get("versions")?.as_array()? {
         if v.get("served").and_then(Value::as_bool) != Some(true) {
             continue;
@@ -245,6 +327,9 @@ pub fn from_crd(crd: &Value) -> Option<ResourceDef> {
                 }
             }
         }
+        if let Some(sch) = v.pointer("/schema/openAPIV3Schema") {
+            schemas.push((name.clone(), sch.clone()));
+        }
         versions.push(name);
     }
     if versions.is_empty() {
@@ -264,6 +349,7 @@ pub fn from_crd(crd: &Value) -> Option<ResourceDef> {
         custom: true,
         printer_columns,
         field_labels,
+        schemas,
     })
 }
 
@@ -304,6 +390,31 @@ mod tests {
         let mut v = vec!["v1alpha1", "v1beta1", "foo", "v1", "v1beta2", "v2"];
         v.sort_by(|a, b| version_priority(a, b));
         assert_eq!(v, vec!["v2", "v1", "v1beta2", "v1beta1", "v1alpha1", "foo"]);
+    }
+
+    #[test]
+    fn schema_defaults_and_pruning() {
+        let crd = json!({"spec": {"group": "g.io", "scope": "Namespaced",
+            "names": {"plural": "things", "kind": "Thing"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                "type": "object",
+                "properties": {
+                    "spec": {"type": "object", "properties": {
+                        "port": {"type": "integer", "default": 179},
+                        "sel": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "list": {"type": "array", "items": {"type": "object", "properties": {"a": {"type": "string", "default": "x"}}}},
+                        "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+                    }},
+                    "status": {"type": "object"}
+                }}}}]}});
+        let d = from_crd(&crd).unwrap();
+        let mut o = json!({"apiVersion": "g.io/v1", "kind": "Thing", "metadata": {"name": "n", "whatever": 1},
+            "spec": {"sel": {"k": "v"}, "list": [{"b": 1}], "free": {"z": 1}, "bogus": true}, "top": 1});
+        let mut unknown = d.normalize("v1", &mut o);
+        unknown.sort();
+        assert_eq!(unknown, vec!["spec.bogus", "spec.list[0].b", "top"]);
+        assert_eq!(o["spec"], json!({"port": 179, "sel": {"k": "v"}, "list": [{"a": "x"}], "free": {"z": 1}}));
+        assert_eq!(o["metadata"]["whatever"], 1);
     }
 
     #[test]

@@ -122,10 +122,8 @@ impl Lexer<'_> {
     /// `in` / `notin` keywords must be followed by whitespace or '('.
     fn eat_word(&mut self, w: &str) -> bool {
         let save = self.i;
-        if self.eat(w) {
-            if self.eof() || self.s[self.i].is_ascii_whitespace() || self.s[self.i] == b'(' {
-                return true;
-            }
+        if self.eat(w) && (self.eof() || self.s[self.i].is_ascii_whitespace() || self.s[self.i] == b'(') {
+            return true;
         }
         self.i = save;
         false

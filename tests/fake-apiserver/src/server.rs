@@ -308,7 +308,7 @@ fn encode_continue(rv: u64, ns: &str, name: &str) -> String {
 }
 
 fn decode_continue(tok: &str) -> Option<(u64, String, String)> {
-    if tok.len() % 2 != 0 {
+    if !tok.len().is_multiple_of(2) {
         return None;
     }
     let raw: Option<Vec<u8>> = (0..tok.len()).step_by(2).map(|i| u8::from_str_radix(tok.get(i..i + 2)?, 16).ok()).collect();
@@ -403,7 +403,7 @@ fn read_body(ctx: &Ctx) -> Result<Value, ApiError> {
         "application/yaml" | "application/x-yaml" | "text/yaml" => {
             parse_yaml_or_json(&ctx.body).map_err(ApiError::bad_request)?
         }
-        other => return Err(ApiError::unsupported_media_type(other)),
+        other => return Err(ApiError::unsupported_media_type(other, false)),
     };
     if !v.is_object() {
         return Err(ApiError::bad_request("the body of the request was not a JSON object"));
@@ -439,10 +439,15 @@ fn check_body(t: &Target, obj: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// `fieldValidation=Strict` (kubectl's default): unknown CR fields are errors.
+fn strict(ctx: &Ctx) -> bool {
+    ctx.query.get("fieldValidation") == Some("Strict")
+}
+
 fn create(ctx: &Ctx, t: &Target) -> Result<Response<Body>, ApiError> {
     let obj = read_body(ctx)?;
     check_body(t, &obj)?;
-    let created = ctx.shared.store.create(&t.def, &t.version, t.ns.as_deref(), obj)?;
+    let created = ctx.shared.store.create_checked(&t.def, &t.version, t.ns.as_deref(), obj, strict(ctx))?;
     Ok(json_resp(201, &present_one(ctx, t, created)))
 }
 
@@ -450,12 +455,12 @@ fn update(ctx: &Ctx, t: &Target) -> Result<Response<Body>, ApiError> {
     let obj = read_body(ctx)?;
     check_body(t, &obj)?;
     let kind = if t.sub.is_some() { UpdateKind::Status } else { UpdateKind::Main };
-    let out = ctx.shared.store.update(&t.def, &t.version, ns_str(t), t.name.as_deref().unwrap(), obj, kind)?;
+    let out = ctx.shared.store.modify(&t.def, &t.version, ns_str(t), t.name.as_deref().unwrap(), kind, strict(ctx), |_| Ok(obj))?;
     Ok(json_resp(200, &present_one(ctx, t, out)))
 }
 
 fn patch(ctx: &Ctx, t: &Target) -> Result<Response<Body>, ApiError> {
-    let pt = PatchType::from_content_type(&ctx.content_type).ok_or_else(|| ApiError::unsupported_media_type(&ctx.content_type))?;
+    let pt = PatchType::from_content_type(&ctx.content_type).ok_or_else(|| ApiError::unsupported_media_type(&ctx.content_type, true))?;
     let name = t.name.as_deref().unwrap();
     let store = &ctx.shared.store;
     let kind = if t.sub.is_some() { UpdateKind::Status } else { UpdateKind::Main };
@@ -480,12 +485,12 @@ fn patch(ctx: &Ctx, t: &Target) -> Result<Response<Body>, ApiError> {
             }
             let mut obj = applied;
             obj["metadata"]["name"] = json!(name);
-            let created = store.create(&t.def, &t.version, t.ns.as_deref(), obj)?;
+            let created = store.create_checked(&t.def, &t.version, t.ns.as_deref(), obj, strict(ctx))?;
             return Ok(json_resp(201, &present_one(ctx, t, created)));
         }
     }
     let body = ctx.body.clone();
-    let out = store.modify(&t.def, &t.version, ns_str(t), name, kind, |cur| {
+    let out = store.modify(&t.def, &t.version, ns_str(t), name, kind, strict(ctx), |cur| {
         let rv_before = cur.pointer("/metadata/resourceVersion").cloned();
         let mut patched = apply_patch(&cur, &body, pt).map_err(invalid)?;
         if patched.pointer("/metadata/name").and_then(Value::as_str) != Some(name) {

@@ -105,8 +105,13 @@ impl ApiError {
         ApiError::new(405, "MethodNotAllowed", format!("the server does not allow this method on the requested resource ({method})"), Some(json!({})))
     }
 
-    pub fn unsupported_media_type(ct: &str) -> ApiError {
-        ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json; got {ct:?}"), None)
+    pub fn unsupported_media_type(ct: &str, patch: bool) -> ApiError {
+        let accepted = if patch {
+            "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json"
+        } else {
+            "application/json, application/yaml"
+        };
+        ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: {accepted} (fake-apiserver got {ct:?})"), None)
     }
 
     pub fn internal(msg: &str) -> ApiError {

@@ -411,6 +411,23 @@ pub fn split_api_version(av: &str) -> (&str, &str) {
     }
 }
 
+/// Applies a CRD schema's defaults and pruning; with `strict`, pruned fields are an error.
+fn check_schema(def: &ResourceDef, version: &str, obj: &mut Value, strict: bool) -> Result<(), ApiError> {
+    if !def.custom {
+        return Ok(());
+    }
+    let unknown = def.normalize(version, obj);
+    if strict && !unknown.is_empty() {
+        let list: Vec<String> = unknown.iter().map(|f| format!("unknown field {f:?}")).collect();
+        return Err(ApiError::bad_request(format!(
+            "{k} in version {version:?} cannot be handled as a {k}: strict decoding error: {}",
+            list.join(", "),
+            k = def.kind
+        )));
+    }
+    Ok(())
+}
+
 fn crd_key() -> ResKey {
     ResKey { group: "apiextensions.k8s.io".into(), plural: "customresourcedefinitions".into() }
 }
@@ -573,7 +590,13 @@ impl Store {
         self.lock().compacted
     }
 
-    pub fn create(&self, def: &ResourceDef, version: &str, ns: Option<&str>, mut obj: Value) -> Result<Value, ApiError> {
+    pub fn create(&self, def: &ResourceDef, version: &str, ns: Option<&str>, obj: Value) -> Result<Value, ApiError> {
+        self.create_checked(def, version, ns, obj, false)
+    }
+
+    /// [`Store::create`]; with `strict`, fields unknown to a CRD schema are an
+    /// error (fieldValidation=Strict) instead of being pruned.
+    pub fn create_checked(&self, def: &ResourceDef, version: &str, ns: Option<&str>, mut obj: Value, strict: bool) -> Result<Value, ApiError> {
         if !obj.is_object() {
             return Err(ApiError::bad_request("the body of the request was not a JSON object"));
         }
@@ -632,6 +655,7 @@ impl Store {
             m.remove("generation");
         }
         g.defaults_on_create(def, &mut obj, &name);
+        check_schema(def, version, &mut obj, strict)?;
         let obj = at_version(def, version, obj);
         Ok(g.commit(def, &ns, &name, EventType::Added, obj, None))
     }
@@ -639,11 +663,12 @@ impl Store {
     /// Updates an existing object (see [`UpdateKind`]). A no-op update
     /// returns the stored object without a new resourceVersion or event.
     pub fn update(&self, def: &ResourceDef, version: &str, ns: &str, name: &str, obj: Value, kind: UpdateKind) -> Result<Value, ApiError> {
-        self.modify(def, version, ns, name, kind, |_| Ok(obj))
+        self.modify(def, version, ns, name, kind, false, |_| Ok(obj))
     }
 
     /// Like [`Store::update`], with the new object computed from the stored one
     /// (as seen at `version`) under the store lock: how patches are applied.
+    #[allow(clippy::too_many_arguments)]
     pub fn modify(
         &self,
         def: &ResourceDef,
@@ -651,6 +676,7 @@ impl Store {
         ns: &str,
         name: &str,
         kind: UpdateKind,
+        strict: bool,
         f: impl FnOnce(Value) -> Result<Value, ApiError>,
     ) -> Result<Value, ApiError> {
         let mut g = self.lock();
@@ -736,6 +762,7 @@ impl Store {
                 new["status"] = s;
             }
         }
+        check_schema(def, version, &mut new, strict)?;
         let old_gen = old.pointer("/metadata/generation").and_then(Value::as_i64);
         if def.has_generation() {
             let g0 = old_gen.unwrap_or(1);
