@@ -289,20 +289,23 @@ spec: {{myASN: {SPK_ASN}, peerASN: {FRR_ASN}, peerAddress: "{}", connectTime: 1s
         other => Err(format!("{other:?}")),
     });
 
-    // A watch ended with 410 Gone: the bridges relist and lose nothing, and see changes made meanwhile.
-    {
-        let _g = api.rt.enter();
-        api.server.compact();
-        api.server.close_watches();
-    }
+    // A watch ended with 410 Gone: the API server goes away, a Service is created and history is
+    // compacted meanwhile; when it is back, the bridges' watches are too old (410), they relist, lose
+    // nothing and see the new Service.
+    let lists_before = api.server.requests().iter().filter(|r| r.is_list() && r.path.ends_with("/services")).count();
+    api.rt.block_on(api.server.set_mode(fake_apiserver::Mode::Refuse));
     api.apply(service("late", "203.0.113.20", "Cluster"));
     api.apply(endpoints("late", "n1"));
+    api.server.compact();
+    api.rt.block_on(api.server.set_mode(fake_apiserver::Mode::Normal));
     wait_until(T, "a Service created across the 410 appears", || {
         let n = gobgp.routes_for("203.0.113.20/32").len();
         if n == 2 { Ok(()) } else { Err(format!("{n} paths")) }
     });
     assert_eq!(gobgp.routes_for("203.0.113.10/32").len(), 1, "nothing lost across the relist");
     assert!(arping(client, "192.0.2.201").is_ok(), "Layer 2 kept across the relist");
+    let lists_after = api.server.requests().iter().filter(|r| r.is_list() && r.path.ends_with("/services")).count();
+    assert!(lists_after >= lists_before + 2, "both bridges relisted Services after the 410 ({lists_before} → {lists_after} lists)");
 
     // speakerd restarted (kill -9: a new process with empty state): its bridge reconnects and pushes
     // everything again.
