@@ -6,10 +6,9 @@
 //! anything; the legacy ConfigMap must work without any metallb.io CRD installed.
 mod common;
 
+use common::k8s::*;
 use common::*;
-use fake_apiserver::FakeApiServer;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
@@ -18,131 +17,6 @@ const SPK_ASN: u32 = 64500;
 const GOBGP_ASN: u32 = 64510;
 const FRR_ASN: u32 = 64511;
 
-/// The fake API server on its own runtime (the test body is synchronous and blocks in waits).
-struct Api {
-    server: FakeApiServer,
-    rt: tokio::runtime::Runtime,
-    kubeconfig: PathBuf,
-}
-
-impl Api {
-    fn start(dir: &Path) -> Api {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let server = rt.block_on(FakeApiServer::start());
-        let kubeconfig = dir.join("kubeconfig");
-        server.write_kubeconfig(&kubeconfig).unwrap();
-        Api { server, rt, kubeconfig }
-    }
-
-    fn apply(&self, obj: Value) {
-        let _g = self.rt.enter();
-        self.server.apply(obj);
-    }
-
-    fn apply_yaml(&self, text: &str) {
-        use serde::Deserialize;
-        for d in serde_yaml::Deserializer::from_str(text) {
-            let v = Value::deserialize(d).unwrap();
-            if !v.is_null() {
-                self.apply(v);
-            }
-        }
-    }
-
-    fn install_crds(&self) {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/base/crds");
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.extension().is_some_and(|x| x == "yaml") {
-                self.apply_yaml(&std::fs::read_to_string(&p).unwrap());
-            }
-        }
-    }
-
-    fn delete(&self, api_version: &str, kind: &str, ns: Option<&str>, name: &str) {
-        let _g = self.rt.enter();
-        self.server.delete(api_version, kind, ns, name).unwrap_or_else(|e| panic!("delete {kind} {name}: {e:?}"));
-    }
-
-    /// Events whose `regarding` (events.k8s.io) or `involvedObject` (core) is `kind`/`name`.
-    fn events_about(&self, kind: &str, name: &str) -> Vec<Value> {
-        self.server
-            .events()
-            .into_iter()
-            .filter(|e| {
-                let r = if e["regarding"].is_object() { &e["regarding"] } else { &e["involvedObject"] };
-                r["kind"] == kind && r["name"] == name
-            })
-            .collect()
-    }
-}
-
-fn node(name: &str, ip: &str, zone: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "zone": zone}},
-        "status": {"addresses": [{"type": "InternalIP", "address": ip}],
-                   "conditions": [{"type": "Ready", "status": "True"}]}})
-}
-
-fn service(name: &str, ip: &str, etp: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {"type": "LoadBalancer", "externalTrafficPolicy": etp, "ports": [{"port": 80, "protocol": "TCP"}]},
-        "status": {"loadBalancer": {"ingress": [{"ip": ip}]}}})
-}
-
-fn endpoints(svc: &str, on_node: &str) -> Value {
-    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": format!("{svc}-abc"), "namespace": "default", "labels": {"kubernetes.io/service-name": svc}},
-        "addressType": "IPv4",
-        "endpoints": [{"addresses": ["10.244.1.5"], "nodeName": on_node, "conditions": {"ready": true, "serving": true, "terminating": false}}],
-        "ports": [{"port": 8080, "protocol": "TCP"}]})
-}
-
-/// k8s-bridge for one node, in the host namespace (it reaches the API server on loopback and speakerd
-/// through the socket file).
-fn bridge(api: &Api, node: &str, sp: &Speakerd, metrics_port: u16) -> Proc {
-    let bin = speakerd_bin("k8s-bridge");
-    let log = sp.dir().join("k8s-bridge.log");
-    let socket = sp.socket().display().to_string();
-    let metrics = format!("127.0.0.1:{metrics_port}");
-    let kubeconfig = api.kubeconfig.display().to_string();
-    Proc::spawn(
-        &format!("k8s-bridge {node}"),
-        &[bin.to_str().unwrap(), "--node-name", node, "--socket", &socket, "--metrics", &metrics, "--resync-secs", "5"],
-        &log,
-        &[("KUBECONFIG", &kubeconfig), ("RUST_LOG", "info,k8s_bridge=debug")],
-        None,
-    )
-}
-
-fn speakerd_bin(name: &str) -> PathBuf {
-    common::speakerd::bin_path(name)
-}
-
-fn metric(port: u16, name: &str) -> Result<f64, String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).map_err(|e| e.to_string())?;
-    body.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .ok_or_else(|| format!("{name} not in {body}"))
-}
-
-fn start_node(h: &Host, name: &str) -> Speakerd {
-    Speakerd::builder(h)
-        .no_bgp_listen()
-        .arg("--node-name")
-        .arg(name)
-        .arg("--gossip-bind")
-        .arg(&format!("{}:7946", h.v4))
-        .arg("--garp-interval-ms")
-        .arg("200")
-        .start()
-}
 
 fn with_community(r: &Route, c: &str) -> bool {
     r.communities.iter().any(|x| x == c)
@@ -246,8 +120,8 @@ spec: {{myASN: {SPK_ASN}, peerASN: {FRR_ASN}, peerAddress: "{}", connectTime: 1s
     // Layer 2: an IP of the `lan` pool is answered on the segment by one of the nodes.
     api.apply(service("lan-svc", "192.0.2.201", "Cluster"));
     api.apply(endpoints("lan-svc", "n1"));
-    let mac = wait_until(T, "arping 192.0.2.201 is answered", || arping(client, "192.0.2.201"));
-    let macs = [mac_of(n1), mac_of(n2)];
+    let mac = wait_until(T, "arping 192.0.2.201 is answered", || client.arping("192.0.2.201"));
+    let macs = [n1.mac(), n2.mac()];
     assert!(macs.contains(&mac), "answered by {mac}, nodes are {macs:?}");
     let owner1 = sp1.speakerctl_json(&["l2", "owner", "192.0.2.201"]);
     let owner2 = sp2.speakerctl_json(&["l2", "owner", "192.0.2.201"]);
@@ -293,17 +167,17 @@ spec: {{myASN: {SPK_ASN}, peerASN: {FRR_ASN}, peerAddress: "{}", connectTime: 1s
     // compacted meanwhile; when it is back, the bridges' watches are too old (410), they relist, lose
     // nothing and see the new Service.
     let lists_before = api.server.requests().iter().filter(|r| r.is_list() && r.path.ends_with("/services")).count();
-    api.rt.block_on(api.server.set_mode(fake_apiserver::Mode::Refuse));
+    api.set_mode(fake_apiserver::Mode::Refuse);
     api.apply(service("late", "203.0.113.20", "Cluster"));
     api.apply(endpoints("late", "n1"));
     api.server.compact();
-    api.rt.block_on(api.server.set_mode(fake_apiserver::Mode::Normal));
+    api.set_mode(fake_apiserver::Mode::Normal);
     wait_until(T, "a Service created across the 410 appears", || {
         let n = gobgp.routes_for("203.0.113.20/32").len();
         if n == 2 { Ok(()) } else { Err(format!("{n} paths")) }
     });
     assert_eq!(gobgp.routes_for("203.0.113.10/32").len(), 1, "nothing lost across the relist");
-    assert!(arping(client, "192.0.2.201").is_ok(), "Layer 2 kept across the relist");
+    assert!(client.arping("192.0.2.201").is_ok(), "Layer 2 kept across the relist");
     let lists_after = api.server.requests().iter().filter(|r| r.is_list() && r.path.ends_with("/services")).count();
     assert!(lists_after >= lists_before + 2, "both bridges relisted Services after the 410 ({lists_before} → {lists_after} lists)");
 
@@ -365,13 +239,4 @@ fn legacy_configmap_without_crds() {
     });
 }
 
-fn mac_of(h: &Host) -> String {
-    let out = h.ip(&["-o", "link", "show", &h.dev]);
-    out.split("link/ether ").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or_default().to_string()
-}
 
-fn arping(client: &Host, ip: &str) -> Result<String, String> {
-    let out = client.exec(&["arping", "-c", "1", "-w", "2", "-I", &client.dev, ip]);
-    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
-    text.split("reply from").nth(1).and_then(|r| r.split('[').nth(1)).and_then(|r| r.split(']').next()).map(str::to_string).ok_or(text)
-}

@@ -90,17 +90,7 @@ impl Cluster {
     }
 }
 
-fn mac_of(h: &Host) -> String {
-    let out = h.ip(&["-o", "link", "show", &h.dev]);
-    out.split("link/ether ").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or_default().to_string()
-}
 
-fn arping(client: &Host, ip: &str) -> Result<String, String> {
-    let out = client.exec(&["arping", "-c", "1", "-w", "2", "-I", &client.dev, ip]);
-    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
-    // "unicast reply from 192.0.2.100 [aa:bb:cc:dd:ee:ff]"
-    text.split("reply from").nth(1).and_then(|r| r.split('[').nth(1)).and_then(|r| r.split(']').next()).map(str::to_string).ok_or(text)
-}
 
 fn replies_by_mac(capture: &str, ip: &str) -> BTreeSet<String> {
     capture
@@ -121,7 +111,7 @@ fn three_nodes_one_owner_and_failover_on_kill() {
     c.announce(&[ip, "2001:db8::100"]);
     let owner = c.agreed_owner(ip, &[0, 1, 2]);
     let oi = Cluster::index(&owner);
-    let owner_mac = mac_of(&c.nodes[oi].0);
+    let owner_mac = c.nodes[oi].0.mac();
 
     let cap_log = lab.dir().join("capture.txt");
     let _cap = client.spawn("tcpdump", &["tcpdump", "-i", &client.dev, "-n", "-e", "-l", "-tt", "arp or icmp6"], &cap_log, &[]);
@@ -129,12 +119,12 @@ fn three_nodes_one_owner_and_failover_on_kill() {
         Ok(s) if s.contains("listening on") => Ok(()),
         other => Err(format!("{other:?}")),
     });
-    let mac = wait_until(T, "arping resolves the IP", || arping(&client, ip));
+    let mac = wait_until(T, "arping resolves the IP", || client.arping(ip));
     assert_eq!(mac, owner_mac, "answered by the wrong node");
     let nd = client.exec(&["ndisc6", "-r", "3", "2001:db8::100", &client.dev]);
     let nd_out = String::from_utf8_lossy(&nd.stdout).to_lowercase();
     let v6_owner = c.agreed_owner("2001:db8::100", &[0, 1, 2]);
-    assert!(nd_out.contains(&mac_of(&c.nodes[Cluster::index(&v6_owner)].0)), "ndisc6: {nd_out}");
+    assert!(nd_out.contains(&c.nodes[Cluster::index(&v6_owner)].0.mac()), "ndisc6: {nd_out}");
 
     // A survivor's watch stream must report the change of owner.
     let watcher = (0..3).find(|i| *i != oi).unwrap_or(0);
@@ -148,7 +138,7 @@ fn three_nodes_one_owner_and_failover_on_kill() {
     let survivors: Vec<usize> = (0..3).filter(|i| *i != oi).collect();
     let new_owner = c.agreed_owner_not(ip, &survivors, Some(&owner));
     assert_ne!(new_owner, owner);
-    let new_mac = mac_of(&c.nodes[Cluster::index(&new_owner)].0);
+    let new_mac = c.nodes[Cluster::index(&new_owner)].0.mac();
     let first_garp = wait_until(T, "a gratuitous ARP from the new owner", || {
         let cap = std::fs::read_to_string(&cap_log).unwrap_or_default().to_lowercase();
         cap.lines()
@@ -160,7 +150,7 @@ fn three_nodes_one_owner_and_failover_on_kill() {
     let took = first_garp - killed_at;
     eprintln!("kill -9 of {owner} -> first gratuitous ARP from {new_owner}: {:.0} ms", took * 1000.0);
     assert!(took < 5.0, "failover took {took:.2} s");
-    let mac = wait_until(T, "arping resolves to the new owner", || match arping(&client, ip) {
+    let mac = wait_until(T, "arping resolves to the new owner", || match client.arping(ip) {
         Ok(m) if m == new_mac => Ok(m),
         other => Err(format!("{other:?}")),
     });
@@ -217,7 +207,7 @@ fn link_down_moves_only_that_nodes_ips_and_return_does_not_flap_others() {
     }
     // The survivors answer for the victim's IPs.
     let moved = before.iter().find(|(_, o)| **o == victim).map(|(ip, _)| ip.clone()).unwrap_or_default();
-    wait_until(T, "a survivor answers for a moved IP", || arping(&client, &moved));
+    wait_until(T, "a survivor answers for a moved IP", || client.arping(&moved));
 
     c.nodes[vi].0.link_up(&c.nodes[vi].0.dev);
     c.wait_members(&[0, 1, 2], 3);
@@ -248,11 +238,11 @@ fn second_nic_subnet_is_answered_with_the_second_nics_mac_and_never_on_the_first
         out.split("link/ether ").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or_default().to_string()
     };
     let cb = Host { ns: client_b.clone(), dev: "eth0".into(), v4: "198.51.100.9".parse().unwrap(), v6: "2001:db8:2::9".parse().unwrap() };
-    let mac = wait_until(T, "client B resolves 198.51.100.50", || arping(&cb, "198.51.100.50"));
+    let mac = wait_until(T, "client B resolves 198.51.100.50", || cb.arping("198.51.100.50"));
     assert_eq!(mac, eth1_mac, "answered with the wrong NIC's MAC");
-    assert_eq!(wait_until(T, "client A resolves 192.0.2.50", || arping(&client_a, "192.0.2.50")), mac_of(&node));
+    assert_eq!(wait_until(T, "client A resolves 192.0.2.50", || client_a.arping("192.0.2.50")), node.mac());
     // Client A is on the other segment: the 198.51.100.50 request it sends must go unanswered there.
-    assert!(arping(&client_a, "198.51.100.50").is_err(), "answered on the first NIC");
+    assert!(client_a.arping("198.51.100.50").is_err(), "answered on the first NIC");
     let list = sp.speakerctl_json(&["l2", "list"]);
     let entry = list.as_array().and_then(|a| a.iter().find(|x| x["ip"] == "198.51.100.50")).cloned().unwrap_or_default();
     assert_eq!(entry["answering_on"][0], format!("eth1 {eth1_mac}"), "{list}");

@@ -277,6 +277,22 @@ impl Host {
     }
 }
 
+impl Host {
+    /// The MAC address of this host's interface.
+    pub fn mac(&self) -> String {
+        let out = self.ip(&["-o", "link", "show", &self.dev]);
+        out.split("link/ether ").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or_default().to_string()
+    }
+
+    /// One `arping` from this host for `ip`: the MAC that answered (lowercase), or arping's output.
+    pub fn arping(&self, ip: &str) -> Result<String, String> {
+        let out = self.exec(&["arping", "-c", "1", "-w", "2", "-I", &self.dev, ip]);
+        let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        // "unicast reply from 192.0.2.100 [aa:bb:cc:dd:ee:ff]"
+        text.split("reply from").nth(1).and_then(|r| r.split('[').nth(1)).and_then(|r| r.split(']').next()).map(str::to_string).ok_or(text)
+    }
+}
+
 impl Deref for Host {
     type Target = Netns;
     fn deref(&self) -> &Netns {

@@ -9,6 +9,7 @@
 //! Nothing here sleeps for a fixed time: use [`wait_until`] to poll a condition with a deadline.
 #![allow(dead_code, unused_imports)]
 
+pub mod k8s;
 pub mod lab;
 pub mod peers;
 pub mod speakerd;

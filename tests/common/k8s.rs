@@ -1,0 +1,139 @@
+//! Kubernetes side of the end-to-end tests: the in-process fake API server (from `tests/fake-apiserver`)
+//! on its own runtime, object builders, and k8s-bridge processes.
+use super::lab::{Host, Proc};
+use super::speakerd::{bin_path, Speakerd};
+use fake_apiserver::FakeApiServer;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The fake API server on its own runtime (the test body is synchronous and blocks in waits).
+pub struct Api {
+    pub server: FakeApiServer,
+    pub rt: tokio::runtime::Runtime,
+    pub kubeconfig: PathBuf,
+}
+
+impl Api {
+    pub fn start(dir: &Path) -> Api {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let server = rt.block_on(FakeApiServer::start());
+        let kubeconfig = dir.join("kubeconfig");
+        server.write_kubeconfig(&kubeconfig).unwrap();
+        Api { server, rt, kubeconfig }
+    }
+
+    pub fn apply(&self, obj: Value) {
+        let _g = self.rt.enter();
+        self.server.apply(obj);
+    }
+
+    pub fn apply_yaml(&self, text: &str) {
+        use serde::Deserialize;
+        for d in serde_yaml::Deserializer::from_str(text) {
+            let v = Value::deserialize(d).unwrap();
+            if !v.is_null() {
+                self.apply(v);
+            }
+        }
+    }
+
+    pub fn install_crds(&self) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/base/crds");
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "yaml") {
+                self.apply_yaml(&std::fs::read_to_string(&p).unwrap());
+            }
+        }
+    }
+
+    /// Changes how the server answers (refuse, hang, 500, 401, normal) and returns once it does.
+    pub fn set_mode(&self, m: fake_apiserver::Mode) {
+        self.rt.block_on(self.server.set_mode(m));
+    }
+
+    pub fn delete(&self, api_version: &str, kind: &str, ns: Option<&str>, name: &str) {
+        let _g = self.rt.enter();
+        self.server.delete(api_version, kind, ns, name).unwrap_or_else(|e| panic!("delete {kind} {name}: {e:?}"));
+    }
+
+    /// Events whose `regarding` (events.k8s.io) or `involvedObject` (core) is `kind`/`name`.
+    pub fn events_about(&self, kind: &str, name: &str) -> Vec<Value> {
+        self.server
+            .events()
+            .into_iter()
+            .filter(|e| {
+                let r = if e["regarding"].is_object() { &e["regarding"] } else { &e["involvedObject"] };
+                r["kind"] == kind && r["name"] == name
+            })
+            .collect()
+    }
+}
+
+pub fn node(name: &str, ip: &str, zone: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "zone": zone}},
+        "status": {"addresses": [{"type": "InternalIP", "address": ip}],
+                   "conditions": [{"type": "Ready", "status": "True"}]}})
+}
+
+pub fn service(name: &str, ip: &str, etp: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"type": "LoadBalancer", "externalTrafficPolicy": etp, "ports": [{"port": 80, "protocol": "TCP"}]},
+        "status": {"loadBalancer": {"ingress": [{"ip": ip}]}}})
+}
+
+pub fn endpoints(svc: &str, on_node: &str) -> Value {
+    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": format!("{svc}-abc"), "namespace": "default", "labels": {"kubernetes.io/service-name": svc}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.244.1.5"], "nodeName": on_node, "conditions": {"ready": true, "serving": true, "terminating": false}}],
+        "ports": [{"port": 8080, "protocol": "TCP"}]})
+}
+
+/// k8s-bridge for one node, in the host namespace (it reaches the API server on loopback and speakerd
+/// through the socket file).
+pub fn bridge(api: &Api, node: &str, sp: &Speakerd, metrics_port: u16) -> Proc {
+    let bin = bin_path("k8s-bridge");
+    let log = sp.dir().join("k8s-bridge.log");
+    let socket = sp.socket().display().to_string();
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let kubeconfig = api.kubeconfig.display().to_string();
+    Proc::spawn(
+        &format!("k8s-bridge {node}"),
+        &[bin.to_str().unwrap(), "--node-name", node, "--socket", &socket, "--metrics", &metrics, "--resync-secs", "5"],
+        &log,
+        &[("KUBECONFIG", &kubeconfig), ("RUST_LOG", "info,k8s_bridge=debug")],
+        None,
+    )
+}
+
+
+pub fn metric(port: u16, name: &str) -> Result<f64, String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).map_err(|e| e.to_string())?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .ok_or_else(|| format!("{name} not in {body}"))
+}
+
+
+/// speakerd for a Kubernetes node: named, gossip on its eth0 address (seeds come from k8s-bridge),
+/// fast GARP repeats, active BGP only.
+pub fn start_node(h: &Host, name: &str) -> Speakerd {
+    Speakerd::builder(h)
+        .no_bgp_listen()
+        .arg("--node-name")
+        .arg(name)
+        .arg("--gossip-bind")
+        .arg(&format!("{}:7946", h.v4))
+        .arg("--garp-interval-ms")
+        .arg("200")
+        .start()
+}
