@@ -85,6 +85,18 @@ pub fn service(name: &str, ip: &str, etp: &str) -> Value {
         "status": {"loadBalancer": {"ingress": [{"ip": ip}]}}})
 }
 
+/// An EndpointSlice of `svc` with endpoints (node, ready, serving, terminating).
+pub fn endpoints_with(svc: &str, eps: &[(&str, bool, bool, bool)]) -> Value {
+    let list: Vec<Value> = eps
+        .iter()
+        .enumerate()
+        .map(|(i, (n, r, s, t))| json!({"addresses": [format!("10.244.9.{}", i + 1)], "nodeName": n, "conditions": {"ready": r, "serving": s, "terminating": t}}))
+        .collect();
+    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": format!("{svc}-abc"), "namespace": "default", "labels": {"kubernetes.io/service-name": svc}},
+        "addressType": "IPv4", "endpoints": list, "ports": [{"port": 8080, "protocol": "TCP"}]})
+}
+
 pub fn endpoints(svc: &str, on_node: &str) -> Value {
     json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": format!("{svc}-abc"), "namespace": "default", "labels": {"kubernetes.io/service-name": svc}},
