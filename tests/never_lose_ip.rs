@@ -158,10 +158,12 @@ fn api_server_outage_withdraws_nothing_and_failover_still_works() {
         client.arping("192.0.2.201").unwrap_or_else(|e| panic!("ARP unanswered at {:?}: {e}", start.elapsed()));
         std::thread::sleep(Duration::from_secs(2));
     }
-    // 2. Hanging, then 3. answering 500, for 15 s each.
-    for mode in [Mode::Hang, Mode::Error500] {
+    // Readiness reports the outage.
+    assert!(http_status(17481, "/readyz").starts_with("HTTP/1.1 503"), "readyz during the outage");
+    // 2. Hanging, 3. answering 500, 4. refusing the token (401), for 10 s each.
+    for mode in [Mode::Hang, Mode::Error500, Mode::Unauthorized] {
         k.api.set_mode(mode);
-        assert_holds(Duration::from_secs(15), &format!("routes and ARP while the API server is {mode:?}"), || {
+        assert_holds(Duration::from_secs(10), &format!("routes and ARP while the API server is {mode:?}"), || {
             let a = k.announcers("203.0.113.10/32");
             if a != all {
                 return Err(format!("{a:?}"));
@@ -178,6 +180,10 @@ fn api_server_outage_withdraws_nothing_and_failover_still_works() {
             other => Err(format!("{other:?}")),
         });
     }
+    wait_until(T, "readyz again", || {
+        let st = http_status(17481, "/readyz");
+        if st.starts_with("HTTP/1.1 200") { Ok(()) } else { Err(st) }
+    });
     std::thread::sleep(Duration::from_secs(2));
     for i in 0..3 {
         let want = if i == owner { restarted_sent } else { sent_before[i] };
@@ -188,6 +194,17 @@ fn api_server_outage_withdraws_nothing_and_failover_still_works() {
     k.api.delete("v1", "Service", Some("default"), "web");
     k.gobgp.wait_no_route("203.0.113.10/32");
     let _ = &mut k.bridges;
+}
+
+/// The status line of GET `path` on a bridge's metrics port.
+fn http_status(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return "connect failed".into() };
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let _ = s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes());
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.lines().next().unwrap_or_default().to_string()
 }
 
 /// ARP replies seen by the client: (time, IP, MAC).
