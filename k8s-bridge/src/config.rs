@@ -378,7 +378,7 @@ fn from_crds(input: &ConfigInput, c: &mut Collector) -> Config {
                     }
                 },
             };
-            config.graceful_restart = s.enable_graceful_restart.then(|| pb::GracefulRestart {
+            config.graceful_restart = s.enable_graceful_restart.then_some(pb::GracefulRestart {
                 enabled: true,
                 restart_time_secs: 0,
             });
