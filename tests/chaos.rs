@@ -1,0 +1,166 @@
+//! Chaos against real peers (issue 5): a peer killed and restarted 50 times (routes back every time;
+//! speakerd's file descriptors and RSS flat); speakerd killed and restarted with graceful restart
+//! negotiated (FRR and gobgpd keep the routes meanwhile, End-of-RIB removes exactly what is no longer
+//! announced); 1000 rapid announce/withdraw toggles through the API from two owners end with the
+//! peer's table equal to the final desired state.
+mod common;
+
+use common::*;
+use speaker_api::v1 as pb;
+use speaker_api::v1::speaker_client::SpeakerClient;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(30);
+const SPK_ASN: u32 = 65001;
+
+/// Open file descriptors and resident set size (kB) of a process.
+fn fds_and_rss(pid: u32) -> (usize, u64) {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    (fds, rss)
+}
+
+#[test]
+fn peer_killed_and_restarted_fifty_times() {
+    let Some(lab) = Lab::new_or_skip("chaoskill", &["bird"]) else { return };
+    let (s, b) = lab.pair("spk", "bird");
+    let sp = Speakerd::builder(&s).local_asn(SPK_ASN).router_id(s.v4).no_bgp_listen().start();
+    let mut bird = Bird::start(&b, PeerConfig::new(65002, b.v4).neighbor(Neighbor::new(s.v4, SPK_ASN).passive()));
+    sp.ctl(&["peer", "add", &b.v4.to_string(), "--asn", "65002", "--connect-time", "1"]);
+    let prefixes: Vec<String> = (0..20).map(|i| format!("203.0.113.{i}/32")).collect();
+    let mut args = vec!["announce", "add"];
+    args.extend(prefixes.iter().map(String::as_str));
+    sp.ctl(&args);
+    let all_there = |bird: &Bird| -> Result<(), String> {
+        let have: BTreeSet<String> = bird.routes().into_iter().map(|r| r.prefix).collect();
+        let missing: Vec<&String> = prefixes.iter().filter(|p| !have.contains(*p)).collect();
+        if missing.is_empty() { Ok(()) } else { Err(format!("missing {missing:?}")) }
+    };
+    wait_until(T, "all 20 prefixes at BIRD", || all_there(&bird));
+    let mut samples = Vec::new();
+    let t0 = Instant::now();
+    for cycle in 1..=50 {
+        bird.kill9();
+        wait_until(T, "speakerd notices the dead peer", || match sp.peer_state(&b.v4.to_string()).as_deref() {
+            Some("established") => Err("still established".into()),
+            other => Ok(other.map(str::to_string)),
+        });
+        bird.restart();
+        sp.wait_peer_state(&b.v4.to_string(), "established", T);
+        wait_until(T, &format!("cycle {cycle}: all 20 prefixes back"), || all_there(&bird));
+        if cycle == 5 || cycle == 50 {
+            samples.push(fds_and_rss(sp.pid()));
+        }
+    }
+    let ((fd5, rss5), (fd50, rss50)) = (samples[0], samples[1]);
+    println!("50 kill/restart cycles in {:?}: fds {fd5} → {fd50}, RSS {rss5} kB → {rss50} kB", t0.elapsed());
+    assert!(fd50 <= fd5 + 2, "file descriptors grew: {fd5} → {fd50}");
+    assert!(rss50 <= rss5 + rss5 / 5 + 1024, "RSS grew: {rss5} kB → {rss50} kB");
+}
+
+#[test]
+fn speakerd_restart_with_graceful_restart_keeps_routes_and_end_of_rib_cleans_up() {
+    let Some(lab) = Lab::new_or_skip("chaosgr", &["gobgpd", "frr"]) else { return };
+    let seg = lab.segment(&["spk", "gobgp", "frr"]);
+    let (s, g, f) = (&seg.hosts[0], &seg.hosts[1], &seg.hosts[2]);
+    let config = |announce: &[&str]| {
+        let mut c = String::new();
+        for (addr, asn) in [(g.v4, 65002), (f.v4, 65003)] {
+            c += &format!("[[peers]]\naddress = \"{addr}\"\npeer_asn = {asn}\nconnect_time_secs = 1\ngraceful_restart = true\nrestart_time_secs = 60\n\n");
+        }
+        for p in announce {
+            c += &format!("[[announcements]]\nprefix = \"{p}\"\n\n");
+        }
+        c
+    };
+    let mut sp = Speakerd::builder(s).local_asn(SPK_ASN).router_id(s.v4).no_bgp_listen().config(&config(&["203.0.113.1/32", "203.0.113.2/32"])).start();
+    let gobgp = Gobgpd::start(g, PeerConfig::new(65002, g.v4).neighbor(Neighbor::new(s.v4, SPK_ASN).passive()).graceful_restart());
+    let frr = Frr::start(f, PeerConfig::new(65003, f.v4).neighbor(Neighbor::new(s.v4, SPK_ASN).passive()).graceful_restart());
+    let peers: [(&dyn BgpPeer, &str); 2] = [(&gobgp, "gobgpd"), (&frr, "FRR")];
+    for (p, name) in peers {
+        for pfx in ["203.0.113.1/32", "203.0.113.2/32"] {
+            wait_until(T, &format!("{pfx} at {name}"), || p.routes_for(pfx).into_iter().next().ok_or_else(|| format!("{:?}", p.routes())));
+        }
+    }
+    // The next incarnation announces only .1: .2 must go once it has sent End-of-RIB.
+    std::fs::write(sp.dir().join("speakerd.toml"), config(&["203.0.113.1/32"])).unwrap();
+    sp.kill9();
+    // The helpers keep both routes (stale) while speakerd is away.
+    assert_holds(Duration::from_secs(3), "routes kept by the graceful-restart helpers", || {
+        for (p, name) in peers {
+            for pfx in ["203.0.113.1/32", "203.0.113.2/32"] {
+                if p.routes_for(pfx).is_empty() {
+                    return Err(format!("{pfx} gone at {name}"));
+                }
+            }
+        }
+        Ok(())
+    });
+    sp.restart();
+    for (p, name) in peers {
+        wait_until(T, &format!("203.0.113.2/32 removed at {name} (End-of-RIB)"), || {
+            if p.routes_for("203.0.113.2/32").is_empty() { Ok(()) } else { Err("still there".to_string()) }
+        });
+        assert_eq!(p.routes_for("203.0.113.1/32").len(), 1, "{name} keeps the re-announced route");
+    }
+    // FRR says it received End-of-RIB from us (not merely that the stale timer fired: that is 360 s).
+    let nb = frr.vtysh(&[&format!("show bgp neighbors {} json", s.v4)]).unwrap();
+    assert!(nb.contains("\"endOfRibRecv\":true") || nb.contains("\"endOfRibRecv\": true"), "FRR saw no End-of-RIB: {nb}");
+}
+
+#[test]
+fn a_thousand_api_toggles_end_in_the_desired_table() {
+    let Some(lab) = Lab::new_or_skip("chaostoggle", &["bird"]) else { return };
+    let (s, b) = lab.pair("spk", "bird");
+    let sp = Speakerd::builder(&s).local_asn(SPK_ASN).router_id(s.v4).no_bgp_listen().start();
+    let bird = Bird::start(&b, PeerConfig::new(65002, b.v4).neighbor(Neighbor::new(s.v4, SPK_ASN).passive()));
+    sp.ctl(&["peer", "add", &b.v4.to_string(), "--asn", "65002", "--connect-time", "1"]);
+    sp.wait_peer_state(&b.v4.to_string(), "established", T);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let socket = sp.socket().to_path_buf();
+    let want: BTreeSet<String> = rt.block_on(async move {
+        let ch = tonic::transport::Endpoint::from_static("http://[::]:50051")
+            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                let p = socket.clone();
+                async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(p).await?)) }
+            }))
+            .await
+            .unwrap();
+        let mut c = SpeakerClient::new(ch);
+        // A deterministic pseudo-random walk over 64 prefixes and two owners.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut model: [BTreeSet<String>; 2] = Default::default();
+        for _ in 0..1000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let owner = (x % 2) as usize;
+            let prefix = format!("198.51.100.{}/32", (x >> 8) % 64);
+            let name = ["owner-a", "owner-b"][owner];
+            if (x >> 20) % 2 == 0 {
+                let a = pb::Announcement { prefix: prefix.clone(), ..Default::default() };
+                c.announce(pb::AnnounceRequest { owner: name.into(), announcements: vec![a] }).await.unwrap();
+                model[owner].insert(prefix);
+            } else {
+                c.withdraw(pb::WithdrawRequest { owner: name.into(), prefixes: vec![prefix.clone()] }).await.unwrap();
+                model[owner].remove(&prefix);
+            }
+        }
+        model[0].union(&model[1]).cloned().collect()
+    });
+    assert!(want.len() > 10 && want.len() < 64, "the walk should leave a mixed table: {}", want.len());
+    let got = wait_until(T, "BIRD's table equals the final desired state", || {
+        let have: BTreeSet<String> = bird.routes().into_iter().map(|r| r.prefix).collect();
+        if have == want { Ok(have) } else { Err(format!("{} at BIRD, {} wanted; extra {:?}, missing {:?}", have.len(), want.len(), have.difference(&want).collect::<Vec<_>>(), want.difference(&have).collect::<Vec<_>>())) }
+    });
+    assert_holds(Duration::from_secs(2), "and stays so", || {
+        let have: BTreeSet<String> = bird.routes().into_iter().map(|r| r.prefix).collect();
+        if have == got { Ok(()) } else { Err(format!("{have:?}")) }
+    });
+}
