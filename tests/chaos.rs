@@ -164,3 +164,129 @@ fn a_thousand_api_toggles_end_in_the_desired_table() {
         if have == got { Ok(()) } else { Err(format!("{have:?}")) }
     });
 }
+
+/// Runs `f` on a thread inside network namespace `ns` (sockets it opens live there).
+fn in_netns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+    let path = format!("/run/netns/{}", ns.name());
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        use std::os::fd::AsRawFd;
+        // SAFETY: setns on a valid namespace fd affects only this thread.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+}
+
+fn bgp_msg(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![0xff; 16];
+    m.extend_from_slice(&((19 + body.len()) as u16).to_be_bytes());
+    m.push(kind);
+    m.extend_from_slice(body);
+    m
+}
+
+/// A peer that completes the handshake and then writes full-size UPDATEs (about 800 /32s each,
+/// announcing and withdrawing in turn) as fast as speakerd's socket takes them, for `secs`.
+/// Returns the number of UPDATEs written.
+fn flood(to: std::net::Ipv4Addr, my_asn: u32, my_id: [u8; 4], secs: u64) -> u64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect((to, 179)).expect("connect to speakerd");
+    s.set_nodelay(true).ok();
+    // OPEN: version 4, AS_TRANS, hold 90, id; capabilities MP IPv4 unicast and 4-octet AS.
+    let mut caps = vec![1, 4, 0, 1, 0, 1, 65, 4];
+    caps.extend_from_slice(&my_asn.to_be_bytes());
+    let mut open = vec![4, 0x5b, 0xa0, 0, 90];
+    open.extend_from_slice(&my_id);
+    open.push((caps.len() + 2) as u8);
+    open.extend_from_slice(&[2, caps.len() as u8]);
+    open.extend_from_slice(&caps);
+    s.write_all(&bgp_msg(1, &open)).unwrap();
+    s.write_all(&bgp_msg(4, &[])).unwrap();
+    // Read speakerd's OPEN and KEEPALIVE (and discard whatever comes later: a thread drains it).
+    let mut r = s.try_clone().unwrap();
+    let mut hdr = [0u8; 19];
+    r.read_exact(&mut hdr).expect("speakerd's OPEN");
+    assert_eq!(hdr[18], 1, "expected an OPEN, got type {}", hdr[18]);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        while matches!(r.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    let mut attrs = vec![0x40, 1, 1, 0, 0x40, 2, 6, 2, 1];
+    attrs.extend_from_slice(&my_asn.to_be_bytes());
+    attrs.extend_from_slice(&[0x40, 3, 4]);
+    attrs.extend_from_slice(&my_id);
+    let per = (4096 - 19 - 4 - attrs.len()) / 5;
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut sent = 0u64;
+    let mut base = 0u32;
+    while Instant::now() < deadline {
+        let nlri: Vec<u8> = (0..per as u32).flat_map(|i| {
+            let a = 0x0a00_0000u32 + ((base + i) % 200_000);
+            let mut v = vec![32];
+            v.extend_from_slice(&a.to_be_bytes());
+            v
+        }).collect();
+        let body = if sent % 2 == 0 {
+            let mut b = vec![0, 0];
+            b.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+            b.extend_from_slice(&attrs);
+            b.extend_from_slice(&nlri);
+            b
+        } else {
+            let mut b = (nlri.len() as u16).to_be_bytes().to_vec();
+            b.extend_from_slice(&nlri);
+            b.extend_from_slice(&[0, 0]);
+            base = base.wrapping_add(per as u32);
+            b
+        };
+        if s.write_all(&bgp_msg(2, &body)).is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    sent
+}
+
+#[test]
+fn a_peer_flooding_updates_does_not_starve_other_sessions() {
+    let Some(lab) = Lab::new_or_skip("chaosflood", &["bird"]) else { return };
+    let seg = lab.segment(&["spk", "bird", "flood"]);
+    let (s, b, fl) = (&seg.hosts[0], &seg.hosts[1], &seg.hosts[2]);
+    let sp = Speakerd::builder(s).local_asn(SPK_ASN).router_id(s.v4).start();
+    let bird = Bird::start(b, PeerConfig::new(65002, b.v4).neighbor(Neighbor::new(s.v4, SPK_ASN).passive().hold_time(3)));
+    sp.ctl(&["peer", "add", &b.v4.to_string(), "--asn", "65002", "--connect-time", "1", "--hold-time", "3"]);
+    sp.ctl(&["peer", "add", &fl.v4.to_string(), "--asn", "65009", "--passive"]);
+    sp.ctl(&["announce", "add", "203.0.113.1/32"]);
+    sp.wait_peer_state(&b.v4.to_string(), "established", T);
+    bird.wait_route("203.0.113.1/32");
+    let established = |sp: &Speakerd, addr: &str| -> u64 {
+        sp.peers().iter().find(|p| p["address"] == addr).map(|p| p["established_count"].as_u64().unwrap_or(0)).unwrap_or(0)
+    };
+    let before = established(&sp, &b.v4.to_string());
+    let id = fl.v4.octets();
+    let to = s.v4;
+    let flooder = in_netns(fl, move || flood(to, 65009, id, 15));
+    // While the flood runs: the BIRD session (hold 3 s) never drops and a new announcement still
+    // reaches BIRD promptly.
+    std::thread::sleep(Duration::from_secs(3));
+    sp.ctl(&["announce", "add", "203.0.113.2/32"]);
+    let t = Instant::now();
+    bird.wait_route("203.0.113.2/32");
+    let add_latency = t.elapsed();
+    assert_holds(Duration::from_secs(8), "the BIRD session stays up during the flood", || {
+        let st = sp.peer_state(&b.v4.to_string()).unwrap_or_default();
+        if st == "established" { Ok(()) } else { Err(st) }
+    });
+    let updates = flooder.join().unwrap();
+    let fl_state = sp.peers().into_iter().find(|p| p["address"] == fl.v4.to_string()).unwrap();
+    println!(
+        "flood: {updates} UPDATEs (~{} prefixes) in 15 s; speakerd received {} UPDATEs; an announcement reached BIRD in {add_latency:?} meanwhile",
+        updates * 800,
+        fl_state["updates_received"]
+    );
+    assert!(updates > 1000, "the flood was too small to mean anything: {updates} UPDATEs");
+    assert_eq!(established(&sp, &b.v4.to_string()), before, "the BIRD session flapped");
+    assert!(add_latency < Duration::from_secs(3), "an announcement took {add_latency:?} during the flood");
+    assert!(bird.session_state(&s.v4.to_string()).to_lowercase().contains("established"), "BIRD's side");
+}
