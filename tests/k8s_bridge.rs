@@ -195,12 +195,31 @@ spec: {{myASN: {SPK_ASN}, peerASN: {FRR_ASN}, peerAddress: "{}", connectTime: 1s
         let n = gobgp.routes_for("203.0.113.20/32").len();
         if n == 2 { Ok(()) } else { Err(format!("{n} paths")) }
     });
-    let _b1 = bridge(&api, "n1", &sp1, 17476);
+    let mut b1 = bridge(&api, "n1", &sp1, 17476);
     wait_until(T, "the new bridge pushed", || match metric(17476, "k8s_bridge_push_ok") {
         Ok(v) if v == 1.0 => Ok(()),
         other => Err(format!("{other:?}")),
     });
     assert_eq!(gobgp.routes_for("203.0.113.20/32").len(), 2);
+
+    // Both down, then back in either order: the state converges.
+    let two_paths = || {
+        let n = gobgp.routes_for("203.0.113.20/32").len();
+        if n == 2 { Ok(()) } else { Err(format!("{n} paths")) }
+    };
+    b1.kill9();
+    sp1.kill9();
+    let mut b1 = bridge(&api, "n1", &sp1, 17477);
+    wait_until(T, "the bridge retries while speakerd is down", || match metric(17477, "k8s_bridge_push_errors_total") {
+        Ok(v) if v >= 1.0 => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+    sp1.restart();
+    wait_until(T, "bridge first, then speakerd: n1's paths back", two_paths);
+    b1.kill9();
+    sp1.restart();
+    let _b1 = bridge(&api, "n1", &sp1, 17478);
+    wait_until(T, "speakerd first, then the bridge: n1's paths back", two_paths);
 
     // Deleting the Service withdraws its route everywhere.
     api.delete("v1", "Service", Some("default"), "web");
