@@ -1,5 +1,6 @@
 //! Shared by speakerd's integration tests: the real speakerd binary on a private socket, and a client.
 #![allow(dead_code)]
+pub mod raw;
 use speaker_api::v1::speaker_client::SpeakerClient;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
