@@ -502,3 +502,59 @@ fn source_address_is_used() {
     );
     eprintln!("source address: IPv6 next hop over the IPv4 session sourced from {src4} is {}", r.next_hop);
 }
+
+/// GTSM (RFC 5082): with BIRD and FRR both configured for it the sessions come up, and speakerd's
+/// packets arrive with TTL 255 (BIRD and FRR drop anything lower); a BIRD without it (TTL 1 for a
+/// directly connected eBGP peer) never gets a session with a GTSM speakerd.
+#[test]
+fn gtsm_with_bird_and_frr_and_a_peer_without_it_never_establishes() {
+    let Some(lab) = Lab::new_or_skip("gtsm", &["bird", "frr"]) else { return };
+    let seg = lab.segment(&["spk", "bird", "frr", "plain"]);
+    let (s, b, f, p) = (&seg.hosts[0], &seg.hosts[1], &seg.hosts[2], &seg.hosts[3]);
+    let sp = Speakerd::builder(s).local_asn(65001).router_id(s.v4).start();
+    let _bird = Bird::start(b, PeerConfig::new(65002, b.v4).neighbor(Neighbor::new(s.v4, 65001).passive().gtsm()));
+    let _frr = Frr::start(f, PeerConfig::new(65003, f.v4).neighbor(Neighbor::new(s.v4, 65001).passive().gtsm()));
+    let plain = Bird::start(p, PeerConfig::new(65004, p.v4).neighbor(Neighbor::new(s.v4, 65001)));
+    for (a, asn) in [(b.v4, "65002"), (f.v4, "65003"), (p.v4, "65004")] {
+        sp.ctl(&["peer", "add", &a.to_string(), "--asn", asn, "--gtsm", "--connect-time", "1"]);
+    }
+    sp.wait_peer_state(&b.v4.to_string(), "established", Duration::from_secs(30));
+    sp.wait_peer_state(&f.v4.to_string(), "established", Duration::from_secs(30));
+    // The plain BIRD connects to us (and we to it) with TTL 1: IP_MINTTL drops its segments.
+    assert_holds(Duration::from_secs(5), "no session with a peer that does not send TTL 255", || {
+        let st = sp.peer_state(&p.v4.to_string()).unwrap_or_default();
+        if st == "established" { Err(st) } else { Ok(()) }
+    });
+    assert!(!plain.session_state(&s.v4.to_string()).to_lowercase().contains("established"));
+    let e = sp.speakerctl(&["peer", "add", "192.0.2.99", "--asn", "65009", "--gtsm", "--ebgp-multihop", "3"]);
+    assert!(!e.status.success(), "--gtsm with --ebgp-multihop must be refused");
+}
+
+/// Past max_received_prefixes with cease_on_max_received_prefixes: Cease / Maximum Number of Prefixes
+/// Reached (6/1) goes to the peer, and the session stays down until reset.
+#[test]
+fn max_received_prefixes_cease() {
+    let Some(lab) = Lab::new_or_skip("maxpfx", &["bird"]) else { return };
+    let (s, b) = lab.pair("spk", "bird");
+    let sp = Speakerd::builder(&s).local_asn(65001).router_id(s.v4).no_bgp_listen().start();
+    let mut cfg = PeerConfig::new(65002, b.v4).neighbor(Neighbor::new(s.v4, 65001).passive());
+    for i in 0..10 {
+        cfg = cfg.announce(Announce::new(&format!("198.51.100.{i}/32")));
+    }
+    let bird = Bird::start(&b, cfg);
+    sp.ctl(&["peer", "add", &b.v4.to_string(), "--asn", "65002", "--connect-time", "1", "--max-received-prefixes", "5", "--cease-on-max-prefixes"]);
+    let n = wait_until(Duration::from_secs(30), "BIRD receives Cease / Maximum Number of Prefixes Reached", || {
+        bird.last_notification_received(&s.v4.to_string()).filter(|n| n.code == 6 && n.subcode == 1).ok_or_else(|| "none yet".to_string())
+    });
+    println!("BIRD got {n:?}");
+    let show = show(&sp, &b.v4.to_string());
+    assert_eq!(show["last_notification_sent"]["subcode"], 1, "{show}");
+    assert_eq!(show["last_notification_sent"]["data_hex"], "00010100000005", "AFI 1, SAFI 1, limit 5: {show}");
+    assert!(show["last_error"].as_str().unwrap_or_default().contains("Maximum Number of Prefixes"), "{show}");
+    assert_holds(Duration::from_secs(4), "the session stays down until reset", || {
+        match sp.peer_state(&b.v4.to_string()).as_deref() {
+            Some("established") => Err("re-established".into()),
+            _ => Ok(()),
+        }
+    });
+}

@@ -49,6 +49,8 @@ pub struct Neighbor {
     pub source_address: Option<String>,
     /// Do not announce the 4-octet AS capability (RFC 6793): an "OLD" 2-octet speaker. BIRD only.
     pub no_as4: bool,
+    /// GTSM (RFC 5082): TTL 255 out, only 255 accepted. BIRD and FRR.
+    pub gtsm: bool,
 }
 
 impl Neighbor {
@@ -61,6 +63,7 @@ impl Neighbor {
             password: None,
             hold_time: None,
             ebgp_multihop: None,
+            gtsm: false,
             port: None,
             source_address: None,
             no_as4: false,
@@ -78,6 +81,11 @@ impl Neighbor {
         self.hold_time = Some(secs);
         self
     }
+    pub fn gtsm(mut self) -> Self {
+        self.gtsm = true;
+        self
+    }
+
     pub fn ebgp_multihop(mut self, ttl: u8) -> Self {
         self.ebgp_multihop = Some(ttl);
         self
@@ -996,6 +1004,9 @@ impl Bird {
             if let Some(pw) = &n.password {
                 s += &format!("  password \"{pw}\";\n");
             }
+            if n.gtsm {
+                s += "  ttl security yes;\n";
+            }
             if let Some(ttl) = n.ebgp_multihop {
                 s += &format!("  multihop {ttl};\n");
             }
@@ -1411,6 +1422,9 @@ impl Frr {
             }
             if let Some(pw) = &n.password {
                 s += &format!(" neighbor {a} password {pw}\n");
+            }
+            if n.gtsm {
+                s += &format!(" neighbor {a} ttl-security hops 1\n");
             }
             if let Some(ttl) = n.ebgp_multihop {
                 s += &format!(" neighbor {a} ebgp-multihop {ttl}\n");

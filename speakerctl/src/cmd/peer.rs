@@ -108,6 +108,13 @@ pub struct PeerConfigArgs {
     /// Never connect; only accept the peer's connections.
     #[arg(long)]
     pub passive: bool,
+    /// GTSM (RFC 5082) for a directly connected eBGP peer: TTL 255 out, only TTL 255 accepted.
+    #[arg(long, conflicts_with = "ebgp_multihop")]
+    pub gtsm: bool,
+    /// Past --max-received-prefixes: Cease (RFC 4486) and stay down until `peer reset`, instead of
+    /// dropping the excess.
+    #[arg(long)]
+    pub cease_on_max_prefixes: bool,
     /// Enable graceful restart (RFC 4724).
     #[arg(long)]
     pub graceful_restart: bool,
@@ -206,6 +213,8 @@ impl PeerConfigArgs {
             next_hop_ipv4: text(self.next_hop_ipv4.map(|ip| ip.to_string())),
             next_hop_ipv6: text(self.next_hop_ipv6.map(|ip| ip.to_string())),
             max_received_prefixes: self.max_received_prefixes,
+            gtsm: self.gtsm,
+            cease_on_max_received_prefixes: self.cease_on_max_prefixes,
             bfd: self.bfd.then(|| speaker_api::v1::BfdProfile {
                 receive_interval_ms: self.bfd_receive_interval.unwrap_or(0),
                 transmit_interval_ms: self.bfd_transmit_interval.unwrap_or(0),
@@ -356,6 +365,7 @@ mod tests {
             "2001:db8::2",
             "--max-received-prefixes",
             "5000",
+            "--cease-on-max-prefixes",
             "--bfd",
             "--bfd-receive-interval",
             "100",
@@ -370,6 +380,8 @@ mod tests {
         let expected = PeerConfig {
             name: "tor1".into(),
             owner: "speakerctl".into(),
+            cease_on_max_received_prefixes: true,
+            gtsm: false,
             address: "2001:db8::1".into(),
             port: 1179,
             peer_asn: 4_200_000_000,

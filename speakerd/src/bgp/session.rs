@@ -248,6 +248,9 @@ pub struct PeerTask {
     up: Option<(ConnId, DecodeCtx)>,
     state: State,
     stop_after: bool,
+    /// Set when a family passed max_received_prefixes with cease_on_max_prefixes: sent after the
+    /// current input is handled.
+    pending_cease: Option<Notification>,
     /// The peer was deleted: the next state event (or, if none, a final one) carries `deleted`.
     deleted: bool,
     deleted_sent: bool,
@@ -292,6 +295,7 @@ impl PeerTask {
             up: None,
             state: State::Idle,
             stop_after: false,
+            pending_cease: None,
             deleted: false,
             deleted_sent: false,
             bfd: ctx.bfd,
@@ -350,6 +354,9 @@ impl PeerTask {
                 }
             };
             self.apply(input);
+            if let Some(n) = self.pending_cease.take() {
+                self.apply(Input::Stop(Some(n)));
+            }
             if self.stop_after {
                 break;
             }
@@ -388,7 +395,7 @@ impl PeerTask {
                     tracing::info!("incoming connection to a local address other than source_address: rejected");
                     return None;
                 }
-                if let Err(e) = transport::tune_accepted(&stream, self.spec.ttl(self.local_asn)) {
+                if let Err(e) = transport::tune_accepted(&stream, self.spec.ttl(self.local_asn), self.spec.gtsm.then_some(255)) {
                     tracing::warn!(error = %e, "cannot set TTL on accepted connection");
                 }
                 let id = self.register(stream);
@@ -640,6 +647,7 @@ impl PeerTask {
             source: self.spec.source_address,
             md5_key: self.spec.password.as_ref().map(|p| p.as_bytes().to_vec()),
             ttl: self.spec.ttl(self.local_asn),
+            min_ttl: self.spec.gtsm.then_some(255),
             timeout: self.spec.connect_time.max(Duration::from_secs(1)),
         };
         let (tx, rx) = oneshot::channel();
@@ -769,6 +777,7 @@ impl PeerTask {
     /// attribute-discard changes nothing we keep. An eBGP path not starting with the peer's AS is
     /// treat-as-withdraw (RFC 4271 §6.3, RFC 7606 §7.2).
     fn received_update(&mut self, u: Update) {
+        let dropped_before = self.adj_in.dropped;
         let mut withdraw_all = u.treat_as_withdraw();
         let ibgp = self.local_asn == self.spec.peer_asn;
         let reach: Vec<IpNet> = u.nlri.iter().map(|p| IpNet::V4(*p)).chain(u.attrs.mp_reach.iter().flat_map(|m| m.nlri.iter().copied())).collect();
@@ -795,6 +804,20 @@ impl PeerTask {
         }
         let counts = self.adj_in.counts();
         let dropped = self.adj_in.dropped;
+        if dropped > dropped_before {
+            if self.spec.cease_on_max_prefixes {
+                if self.pending_cease.is_none() {
+                    let v6 = self.adj_in.sets[1].len() as u64 >= u64::from(self.adj_in.max);
+                    let mut data = vec![0, if v6 { 2 } else { 1 }, 1];
+                    data.extend_from_slice(&self.adj_in.max.to_be_bytes());
+                    tracing::warn!(limit = self.adj_in.max, "maximum received prefixes reached: Cease, the session stays down until reset");
+                    self.shared.with_status(|s| s.last_error = format!("maximum received prefixes ({}) reached: Cease sent; reset the peer to retry", self.adj_in.max));
+                    self.pending_cease = Some(Notification::new(6, err::cease::MAX_PREFIXES, data));
+                }
+            } else if dropped_before == 0 {
+                tracing::warn!(limit = self.adj_in.max, "maximum received prefixes reached: further prefixes are dropped");
+            }
+        }
         self.shared.with_status(|s| {
             s.received = counts;
             s.dropped_prefixes = dropped;

@@ -72,6 +72,27 @@ pub fn set_ttl(sock: &Socket, is_v6: bool, ttl: u32) -> io::Result<()> {
     }
 }
 
+/// GTSM (RFC 5082): drop segments that arrive with a TTL / hop limit below `min` (0 turns it off).
+pub fn set_min_ttl(sock: &Socket, is_v6: bool, min: u8) -> io::Result<()> {
+    let (level, name) = if is_v6 { (libc::IPPROTO_IPV6, libc::IPV6_MINHOPCOUNT) } else { (libc::IPPROTO_IP, libc::IP_MINTTL) };
+    let v: libc::c_int = min.into();
+    // SAFETY: a valid fd and a c_int option value of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(sock),
+            level,
+            name,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// How to open a connection to a peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectSpec {
@@ -79,6 +100,8 @@ pub struct ConnectSpec {
     pub source: Option<IpAddr>,
     pub md5_key: Option<Vec<u8>>,
     pub ttl: u32,
+    /// GTSM: the minimum TTL accepted (255), set before the SYN leaves.
+    pub min_ttl: Option<u8>,
     pub timeout: Duration,
 }
 
@@ -89,6 +112,9 @@ pub async fn connect(spec: &ConnectSpec) -> io::Result<TcpStream> {
     sock.set_nonblocking(true)?;
     sock.set_nodelay(true)?;
     set_ttl(&sock, v6, spec.ttl)?;
+    if let Some(m) = spec.min_ttl {
+        set_min_ttl(&sock, v6, m)?;
+    }
     if let Some(key) = &spec.md5_key {
         set_md5(&sock, v6, spec.peer.ip(), key)?;
     }
@@ -107,11 +133,21 @@ pub async fn connect(spec: &ConnectSpec) -> io::Result<TcpStream> {
     }
 }
 
-/// Applies per-peer options to an accepted connection (TTL for multihop).
-pub fn tune_accepted(stream: &TcpStream, ttl: u32) -> io::Result<()> {
+/// Applies per-peer options to an accepted connection (TTL for multihop; GTSM's minimum TTL, which
+/// checks every segment after the handshake: a listening socket serves every peer, so the SYN itself
+/// cannot be filtered per peer).
+pub fn tune_accepted(stream: &TcpStream, ttl: u32, min_ttl: Option<u8>) -> io::Result<()> {
     let sock = socket2::SockRef::from(stream);
-    let v6 = stream.local_addr()?.is_ipv6();
+    let local = stream.local_addr()?;
+    // An IPv4 peer on a dual-stack listener is an IPv4-mapped IPv6 socket: the IPv4 options apply.
+    let v6 = match local.ip() {
+        IpAddr::V6(a) => a.to_ipv4_mapped().is_none(),
+        IpAddr::V4(_) => false,
+    };
     set_ttl(&sock, v6, ttl)?;
+    if let Some(m) = min_ttl {
+        set_min_ttl(&sock, v6, m)?;
+    }
     stream.set_nodelay(true)
 }
 

@@ -51,6 +51,10 @@ pub struct FilePeer {
     pub max_received_prefixes: Option<u32>,
     /// BFD profile: receive_interval_ms, transmit_interval_ms, detect_multiplier, passive_mode, minimum_ttl.
     pub bfd: Option<FileBfd>,
+    #[serde(default)]
+    pub gtsm: bool,
+    #[serde(default)]
+    pub cease_on_max_received_prefixes: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -145,6 +149,8 @@ pub fn parse(text: &str, yaml: bool) -> Result<Loaded, ConfigError> {
             next_hop_ipv4: p.next_hop_ipv4.clone(),
             next_hop_ipv6: p.next_hop_ipv6.clone(),
             max_received_prefixes: p.max_received_prefixes,
+            gtsm: p.gtsm,
+            cease_on_max_received_prefixes: p.cease_on_max_received_prefixes,
             bfd: p.bfd.as_ref().map(|b| pb::BfdProfile {
                 receive_interval_ms: b.receive_interval_ms,
                 transmit_interval_ms: b.transmit_interval_ms,

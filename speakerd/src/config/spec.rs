@@ -50,6 +50,10 @@ pub struct PeerSpec {
     pub next_hop_v6: Option<Ipv6Addr>,
     pub max_received_prefixes: u32,
     pub bfd: Option<BfdSpec>,
+    /// RFC 5082: TTL 255 out, minimum TTL 255 in.
+    pub gtsm: bool,
+    /// Cease (RFC 4486) instead of dropping past max_received_prefixes.
+    pub cease_on_max_prefixes: bool,
 }
 
 /// A validated BFD profile.
@@ -122,6 +126,7 @@ impl PeerSpec {
             next_hop_v4: None,
             next_hop_v6: None,
             max_received_prefixes: 0,
+            cease_on_max_prefixes: false,
             ..p.clone()
         };
         strip(self) != strip(new)
@@ -129,6 +134,9 @@ impl PeerSpec {
 
     /// The TTL of our packets: the multihop setting, else 1 for eBGP (directly connected) and 64 for iBGP.
     pub fn ttl(&self, local_asn: u32) -> u32 {
+        if self.gtsm {
+            return 255;
+        }
         match self.ebgp_multihop_ttl {
             Some(t) => u32::from(t),
             None if local_asn == self.peer_asn => 64,
@@ -212,6 +220,9 @@ impl TryFrom<&pb::PeerConfig> for PeerSpec {
             t @ 1..=255 => Some(t as u8),
             t => return Err(ConfigError::new("ebgp_multihop_ttl", format!("{t}: must be 1..255"))),
         };
+        if p.gtsm && ebgp_multihop_ttl.is_some() {
+            return Err(ConfigError::new("gtsm", "GTSM is for directly connected peers: not with ebgp_multihop_ttl"));
+        }
         let graceful_restart = match &p.graceful_restart {
             Some(g) if g.enabled => Some(match g.restart_time_secs {
                 0 => DEFAULT_RESTART_TIME,
@@ -265,6 +276,8 @@ impl TryFrom<&pb::PeerConfig> for PeerSpec {
             next_hop_v6,
             max_received_prefixes: p.max_received_prefixes.unwrap_or(DEFAULT_MAX_RECEIVED_PREFIXES),
             bfd: p.bfd.as_ref().map(BfdSpec::try_from).transpose()?,
+            gtsm: p.gtsm,
+            cease_on_max_prefixes: p.cease_on_max_received_prefixes,
         })
     }
 }
@@ -298,6 +311,8 @@ impl From<&PeerSpec> for pb::PeerConfig {
             next_hop_ipv4: s.next_hop_v4.map(|a| a.to_string()).unwrap_or_default(),
             next_hop_ipv6: s.next_hop_v6.map(|a| a.to_string()).unwrap_or_default(),
             max_received_prefixes: Some(s.max_received_prefixes),
+            gtsm: s.gtsm,
+            cease_on_max_received_prefixes: s.cease_on_max_prefixes,
             bfd: s.bfd.as_ref().map(|b| pb::BfdProfile {
                 receive_interval_ms: b.rx.as_millis() as u32,
                 transmit_interval_ms: b.tx.as_millis() as u32,
