@@ -591,6 +591,12 @@ impl Speaker {
         self.replace_set(&mut core, owner, set)
     }
 
+    /// Every owner's announcement of one prefix, by owner.
+    pub async fn announcements_of(&self, prefix: &IpNet) -> Vec<(String, AdvertSpec)> {
+        let core = self.core.lock().await;
+        core.owners.iter().filter_map(|(o, set)| set.get(prefix).map(|a| (o.clone(), a.clone()))).collect()
+    }
+
     pub async fn list_announcements(&self, owner: Option<&str>) -> Vec<(String, AdvertSpec)> {
         list_owned(&self.core.lock().await.owners, owner)
     }
