@@ -553,6 +553,7 @@ fn gobgp_cli_drives_speakerd_with_bird() {
     // Paths, IPv4 and IPv6, with a community.
     assert_eq!(gobgp_ok(s, &["global", "rib", "add", "10.0.0.0/24", "community", "100:100", "-a", "ipv4"]), "");
     assert_eq!(gobgp_ok(s, &["global", "rib", "add", "2001:db8:1::/64", "community", "100:100", "-a", "ipv6"]), "");
+    assert_eq!(sp.ctl(&["announce", "list", "--owner", "k8s-bridge", "-o", "json"]), k8s_before, "GoBGP paths went to k8s-bridge");
     let out = gobgp_ok(s, &["global", "rib"]);
     let r = rows(&out);
     assert_eq!(r[0], ["Network", "Next", "Hop", "AS_PATH", "Age", "Attrs"], "{out}");
