@@ -459,6 +459,8 @@ fn gobgp(ns: &Netns, args: &[&str]) -> Result<String, String> {
     argv.extend_from_slice(args);
     let out = ns.exec(&argv);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
+    // Shown with --nocapture: the transcript docs/GOBGP_API.md quotes.
+    println!("$ gobgp {}\n{text}{}", args.join(" "), String::from_utf8_lossy(&out.stderr));
     if out.status.success() {
         Ok(text)
     } else {
