@@ -15,6 +15,7 @@ pub mod v1 {
 /// The GoBGP v3 compatible API (`proto/gobgp/v3`): GoBGP's package `apipb`, service `GobgpApi`.
 pub mod gobgp {
     /// Package `apipb`, as GoBGP v3 names it on the wire.
+    #[allow(clippy::large_enum_variant)]
     pub mod apipb {
         tonic::include_proto!("apipb");
     }

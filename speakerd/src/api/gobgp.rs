@@ -49,6 +49,8 @@ pub const SERVED: &[&str] = &[
 const INIT_CHUNK: usize = 1000;
 
 type Ages = Arc<Mutex<HashMap<(String, IpNet), SystemTime>>>;
+/// UUID → prefix, and prefix → UUID.
+type Uuids = Arc<Mutex<(HashMap<Vec<u8>, IpNet>, HashMap<IpNet, Vec<u8>>)>>;
 
 #[derive(Clone)]
 pub struct GobgpService {
@@ -58,7 +60,7 @@ pub struct GobgpService {
     /// speakerd's BGP listening addresses, for GetBgp (None: --no-bgp-listen).
     listen: Option<Vec<SocketAddr>>,
     /// UUIDs handed out by AddPath, for DeletePath by UUID, and the reverse.
-    uuids: Arc<Mutex<(HashMap<Vec<u8>, IpNet>, HashMap<IpNet, Vec<u8>>)>>,
+    uuids: Uuids,
     /// When each owner's announcement of a prefix last changed (the paths' age).
     ages: Ages,
     started: SystemTime,

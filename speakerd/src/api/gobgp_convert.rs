@@ -525,7 +525,7 @@ pub fn peer_config(p: &api::Peer, current: Option<&PeerView>) -> Result<pb::Peer
             Fam::V6 => pb::AddressFamily::Ipv6Unicast as i32,
         });
     }
-    let timers = p.timers.as_ref().and_then(|t| t.config.clone()).unwrap_or_default();
+    let timers = p.timers.as_ref().and_then(|t| t.config).unwrap_or_default();
     let secs = |field: &str, v: u64| -> Result<Option<u32>, Status> {
         match v {
             0 => Ok(None),
