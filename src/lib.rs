@@ -1,4 +1,5 @@
-//! `speaker-api`: the generated types, client and server stubs of speakerd's gRPC API (`speaker.v1`).
+//! `speaker-api`: the generated types, client and server stubs of speakerd's gRPC API (`speaker.v1`),
+//! and of the GoBGP v3 compatible API it also serves (`gobgp`, package `apipb`).
 //!
 //! This crate holds codegen only. The API is documented message by message in
 //! `proto/speaker/v1/speaker.proto`; `docs/API.md` explains the model (owners, desired state).
@@ -9,6 +10,23 @@ pub mod v1 {
 
     /// Encoded `FileDescriptorSet` of `speaker.v1`, for gRPC server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("speaker_v1_descriptor");
+}
+
+/// The GoBGP v3 compatible API (`proto/gobgp/v3`): GoBGP's package `apipb`, service `GobgpApi`.
+pub mod gobgp {
+    /// Package `apipb`, as GoBGP v3 names it on the wire.
+    #[allow(clippy::large_enum_variant)]
+    pub mod apipb {
+        tonic::include_proto!("apipb");
+    }
+
+    /// Encoded `FileDescriptorSet` of `apipb`, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("gobgp_v3_descriptor");
+
+    /// The type URL GoBGP gives a message of package `apipb` packed in a `google.protobuf.Any`.
+    pub fn type_url(message: &str) -> String {
+        format!("type.googleapis.com/apipb.{message}")
+    }
 }
 
 /// The default path of speakerd's Unix socket, shared by speakerd and speakerctl:

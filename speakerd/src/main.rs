@@ -33,6 +33,14 @@ struct Args {
     /// Allow plaintext gRPC on a non-loopback --grpc-tcp address (anyone who reaches it controls routing).
     #[arg(long)]
     grpc_tcp_insecure: bool,
+    /// Also serve the GoBGP v3 compatible API (apipb.GobgpApi, for the gobgp CLI and GoBGP clients) on
+    /// this TCP address, e.g. 127.0.0.1:50051 (GoBGP's port). Plaintext: loopback only unless
+    /// --gobgp-api-insecure. See docs/GOBGP_API.md.
+    #[arg(long)]
+    gobgp_api: Option<SocketAddr>,
+    /// Allow a non-loopback --gobgp-api address (anyone who reaches it controls routing).
+    #[arg(long)]
+    gobgp_api_insecure: bool,
     /// Static peers and announcements (TOML, or YAML for .yaml/.yml). SIGHUP reloads it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -175,6 +183,22 @@ async fn main() -> anyhow::Result<()> {
         None => None,
     };
 
+    let gobgp_api = match args.gobgp_api {
+        Some(addr) => {
+            if !addr.ip().is_loopback() && !args.gobgp_api_insecure {
+                bail!("--gobgp-api {addr}: plaintext gRPC only on loopback (or pass --gobgp-api-insecure)");
+            }
+            let listen = (!args.no_bgp_listen).then(|| args.bgp_listen.clone());
+            let r = speakerd::api::gobgp::router(speaker.clone(), listen);
+            let c = cancel.clone();
+            let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+            tracing::info!(addr = %l.local_addr()?, "GoBGP compatible API listening on TCP (plaintext)");
+            let inc = tokio_stream::wrappers::TcpListenerStream::new(l);
+            Some(tokio::spawn(r.serve_with_incoming_shutdown(inc, async move { c.cancelled().await })))
+        }
+        None => None,
+    };
+
     if let Some(addr) = args.metrics {
         let (s, c) = (speaker.clone(), cancel.clone());
         tokio::spawn(async move {
@@ -202,7 +226,7 @@ async fn main() -> anyhow::Result<()> {
         tracing::warn!("tasks still running at the shutdown deadline");
     }
     let _ = api.await;
-    if let Some(t) = tcp_api {
+    for t in [tcp_api, gobgp_api].into_iter().flatten() {
         let _ = t.await;
     }
     let _ = std::fs::remove_file(&socket);

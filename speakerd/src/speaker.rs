@@ -32,6 +32,9 @@ pub enum SpeakerError {
     AlreadyExists(String),
     #[error("{0}")]
     Limit(String),
+    /// The peer is in a state that does not allow the operation (e.g. administratively down).
+    #[error("{0}")]
+    FailedPrecondition(String),
 }
 
 /// Process-wide defaults and limits.
@@ -73,6 +76,8 @@ pub struct PeerView {
     pub status: PeerStatus,
     /// Prefixes on the wire to this peer: (IPv4, IPv6).
     pub advertised: (u64, u64),
+    /// Administratively down ([`Speaker::set_peer_enabled`]): no session, no connection accepted.
+    pub admin_down: bool,
 }
 
 struct PeerEntry {
@@ -81,6 +86,8 @@ struct PeerEntry {
     local_asn: u32,
     shared: Arc<PeerShared>,
     cmds: mpsc::Sender<PeerCmd>,
+    /// Administratively down: the task has been stopped and is not restarted until enabled.
+    disabled: bool,
 }
 
 #[derive(Default)]
@@ -99,6 +106,9 @@ pub struct Speaker {
     core: tokio::sync::Mutex<Core>,
     events: broadcast::Sender<Event>,
     cfg: SpeakerConfig,
+    /// The defaults for peers that set no local ASN / router ID: `cfg`'s at start, changeable at run
+    /// time ([`Speaker::set_defaults`], the GoBGP API's StartBgp).
+    defaults: RwLock<(Option<u32>, Option<Ipv4Addr>)>,
     cancel: CancellationToken,
     tracker: TaskTracker,
     dispatch: Dispatch,
@@ -115,6 +125,7 @@ impl Speaker {
         Arc::new(Self {
             core: tokio::sync::Mutex::new(Core::default()),
             events,
+            defaults: RwLock::new((cfg.local_asn, cfg.router_id)),
             cfg,
             cancel,
             tracker,
@@ -124,6 +135,20 @@ impl Speaker {
             l2: std::sync::OnceLock::new(),
             bfd: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The default local ASN and router ID for peers that set none.
+    pub fn defaults(&self) -> (Option<u32>, Option<Ipv4Addr>) {
+        self.defaults.read().map(|d| *d).unwrap_or((self.cfg.local_asn, self.cfg.router_id))
+    }
+
+    /// Replaces the defaults. Peers already running keep the values they started with until their
+    /// session is reset (as after a change of their own local_asn).
+    pub fn set_defaults(&self, local_asn: Option<u32>, router_id: Option<Ipv4Addr>) {
+        if let Ok(mut d) = self.defaults.write() {
+            *d = (local_asn, router_id);
+        }
+        tracing::info!(?local_asn, ?router_id, "default local ASN and router ID set");
     }
 
     /// The sender of the event stream, for parts started beside the speaker (Layer 2 control).
@@ -248,14 +273,15 @@ impl Speaker {
     }
 
     fn resolve_asn_id(&self, spec: &PeerSpec) -> Result<(u32, Ipv4Addr), SpeakerError> {
-        let local_asn = match (spec.local_asn, self.cfg.local_asn) {
+        let (default_asn, default_id) = self.defaults();
+        let local_asn = match (spec.local_asn, default_asn) {
             (0, Some(d)) => d,
             (0, None) => return Err(ConfigError::new("local_asn", "required (speakerd has no --local-asn default)").into()),
             (a, _) => a,
         };
         let router_id = spec
             .router_id
-            .or(self.cfg.router_id)
+            .or(default_id)
             .or_else(transport::default_router_id)
             .ok_or_else(|| ConfigError::new("router_id", "required: the host has no IPv4 address to default to"))?;
         Ok((local_asn, router_id))
@@ -295,7 +321,14 @@ impl Speaker {
 
     fn view(e: &PeerEntry) -> PeerView {
         let advertised = e.shared.rib.lock().map(|r| r.advertised()).unwrap_or_default();
-        PeerView { spec: e.spec.clone(), owner: e.owner.clone(), local_asn: e.local_asn, status: e.shared.status(), advertised }
+        PeerView {
+            spec: e.spec.clone(),
+            owner: e.owner.clone(),
+            local_asn: e.local_asn,
+            status: e.shared.status(),
+            advertised,
+            admin_down: e.disabled,
+        }
     }
 
     fn find<'a>(core: &'a Core, key: &str) -> Result<&'a PeerEntry, SpeakerError> {
@@ -327,7 +360,7 @@ impl Speaker {
         }
         let shared = Arc::new(PeerShared::default());
         let cmds = self.spawn_peer(&spec, local_asn, router_id, shared.clone(), true);
-        let entry = PeerEntry { spec: spec.clone(), owner: owner.to_string(), local_asn, shared, cmds };
+        let entry = PeerEntry { spec: spec.clone(), owner: owner.to_string(), local_asn, shared, cmds, disabled: false };
         let all: BTreeSet<IpNet> = core.owners.values().flat_map(|s| s.keys().copied()).collect();
         core.peers.insert(spec.address, entry);
         sync_peer(core, spec.address, &all);
@@ -351,14 +384,23 @@ impl Speaker {
         let reset = old.spec.needs_reset(&spec) || old.local_asn != local_asn;
         let shared = old.shared.clone();
         let owner = old.owner.clone();
-        if reset {
+        if old.disabled {
+            // No session to reset: the new settings apply when the peer is enabled.
+            if old.spec.password != spec.password {
+                self.set_listener_md5(spec.address, spec.password.as_deref().unwrap_or("").as_bytes());
+            }
+            if let Some(e) = core.peers.get_mut(&spec.address) {
+                e.spec = spec.clone();
+                e.local_asn = local_asn;
+            }
+        } else if reset {
             let n = Notification::cease(err::cease::OTHER_CONFIGURATION_CHANGE);
             let _ = old.cmds.try_send(PeerCmd::Stop { notification: Some(n), deleted: false });
             if old.spec.password != spec.password {
                 self.set_listener_md5(spec.address, spec.password.as_deref().unwrap_or("").as_bytes());
             }
             let cmds = self.spawn_peer(&spec, local_asn, router_id, shared.clone(), false);
-            core.peers.insert(spec.address, PeerEntry { spec: spec.clone(), owner, local_asn, shared, cmds });
+            core.peers.insert(spec.address, PeerEntry { spec: spec.clone(), owner, local_asn, shared, cmds, disabled: false });
         } else {
             let _ = old.cmds.try_send(PeerCmd::Tune(Box::new(spec.clone())));
             if let Some(e) = core.peers.get_mut(&spec.address) {
@@ -382,9 +424,22 @@ impl Speaker {
 
     fn delete_locked(&self, core: &mut Core, addr: IpAddr) {
         let Some(e) = core.peers.remove(&addr) else { return };
-        // The task sends the NOTIFICATION and the one `deleted` event.
-        let n = Notification::cease(err::cease::PEER_DECONFIGURED);
-        let _ = e.cmds.try_send(PeerCmd::Stop { notification: Some(n), deleted: true });
+        if e.disabled {
+            // No task: the `deleted` event is ours to send.
+            let _ = self.events.send(Event::Peer(crate::events::PeerEvent {
+                address: addr,
+                name: e.spec.name.clone(),
+                old: crate::bgp::fsm::State::Idle,
+                new: crate::bgp::fsm::State::Idle,
+                reason: "deleted".into(),
+                deleted: true,
+                at: SystemTime::now(),
+            }));
+        } else {
+            // The task sends the NOTIFICATION and the one `deleted` event.
+            let n = Notification::cease(err::cease::PEER_DECONFIGURED);
+            let _ = e.cmds.try_send(PeerCmd::Stop { notification: Some(n), deleted: true });
+        }
         if let Ok(mut d) = self.dispatch.write() {
             d.remove(&addr);
         }
@@ -452,7 +507,61 @@ impl Speaker {
     pub async fn reset_peer(&self, key: &str, soft: bool) -> Result<(), SpeakerError> {
         let core = self.core.lock().await;
         let e = Self::find(&core, key)?;
+        if e.disabled {
+            return Err(SpeakerError::FailedPrecondition(format!("peer {} is administratively down: enable it first", e.spec.address)));
+        }
         e.cmds.try_send(PeerCmd::Reset { soft }).map_err(|_| SpeakerError::Limit("peer task busy, try again".into()))
+    }
+
+    /// Takes a peer administratively down (`enabled` false: Cease/Administrative Shutdown with the
+    /// optional RFC 9003 `communication`, no reconnection, incoming connections refused) or up again
+    /// (a new session starts). Returns whether anything changed.
+    pub async fn set_peer_enabled(&self, key: &str, enabled: bool, communication: &str) -> Result<bool, SpeakerError> {
+        let mut core = self.core.lock().await;
+        let addr = Self::find(&core, key)?.spec.address;
+        let e = core.peers.get(&addr).ok_or_else(|| SpeakerError::NotFound(key.to_string()))?;
+        if e.disabled != enabled {
+            return Ok(false);
+        }
+        if enabled {
+            let (spec, shared) = (e.spec.clone(), e.shared.clone());
+            let (local_asn, router_id) = self.resolve_asn_id(&spec)?;
+            let cmds = self.spawn_peer(&spec, local_asn, router_id, shared, false);
+            if let Some(e) = core.peers.get_mut(&addr) {
+                e.cmds = cmds;
+                e.local_asn = local_asn;
+                e.disabled = false;
+            }
+            tracing::info!(peer = %addr, "peer enabled");
+        } else {
+            // RFC 9003: a length octet and at most 255 octets of UTF-8.
+            let mut text = communication.as_bytes().to_vec();
+            let mut cut = text.len().min(255);
+            while !communication.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            let data = if text.is_empty() { Vec::new() } else { [vec![text.len() as u8], text].concat() };
+            let n = Notification::new(err::CEASE, err::cease::ADMINISTRATIVE_SHUTDOWN, data);
+            let _ = e.cmds.try_send(PeerCmd::Stop { notification: Some(n), deleted: false });
+            if let Ok(mut d) = self.dispatch.write() {
+                d.remove(&addr);
+            }
+            if let Some(e) = core.peers.get_mut(&addr) {
+                e.disabled = true;
+            }
+            tracing::info!(peer = %addr, communication, "peer disabled");
+        }
+        Ok(true)
+    }
+
+    /// What a peer's session has on the wire now (its Adj-RIB-Out as sent), with the encoder that
+    /// put it there (None while no session is up).
+    pub async fn adj_rib_out(&self, key: &str) -> Result<(PeerView, Option<crate::bgp::rib_out::Encoder>, Vec<(IpNet, Arc<RouteAttrs>)>), SpeakerError> {
+        let core = self.core.lock().await;
+        let e = Self::find(&core, key)?;
+        let (enc, routes) = e.shared.rib.lock().map(|r| r.sent()).unwrap_or_default();
+        Ok((Self::view(e), enc, routes))
     }
 
     /// Adds or replaces announcements in an owner's set.
@@ -480,6 +589,12 @@ impl Speaker {
         // Of two announcements of one prefix, the last wins, as in Announce.
         let set = adverts.into_iter().map(|a| (a.prefix, a)).collect();
         self.replace_set(&mut core, owner, set)
+    }
+
+    /// Every owner's announcement of one prefix, by owner.
+    pub async fn announcements_of(&self, prefix: &IpNet) -> Vec<(String, AdvertSpec)> {
+        let core = self.core.lock().await;
+        core.owners.iter().filter_map(|(o, set)| set.get(prefix).map(|a| (o.clone(), a.clone()))).collect()
     }
 
     pub async fn list_announcements(&self, owner: Option<&str>) -> Vec<(String, AdvertSpec)> {

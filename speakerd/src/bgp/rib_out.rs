@@ -78,6 +78,8 @@ pub struct AdjRibOut {
     dirty: BTreeSet<IpNet>,
     up: bool,
     eor_pending: Vec<Family>,
+    /// The encoder of the last batch of this session: how `have` went on the wire (for display).
+    enc: Option<Encoder>,
 }
 
 /// Counts of what a [`AdjRibOut::take_batch`] call produced.
@@ -116,6 +118,12 @@ impl AdjRibOut {
         }
     }
 
+    /// What is on the wire to the peer now, and the encoder it went out with (None before the first
+    /// batch of a session).
+    pub fn sent(&self) -> (Option<Encoder>, Vec<(IpNet, Attrs)>) {
+        (self.enc.clone(), self.have.iter().map(|(p, a)| (*p, a.clone())).collect())
+    }
+
     pub fn wanted(&self) -> usize {
         self.want.len()
     }
@@ -137,6 +145,7 @@ impl AdjRibOut {
 
     pub fn session_down(&mut self) {
         self.up = false;
+        self.enc = None;
         self.have.clear();
         self.dirty.clear();
         self.eor_pending.clear();
@@ -183,6 +192,8 @@ impl AdjRibOut {
                 (None, None) => {}
             }
         }
+        // A small clone (two families at most), once per batch.
+        self.enc = Some(enc.clone());
         let packer = enc.packer;
         for (v6, list) in withdraw.iter().enumerate() {
             let mut rest = list.as_slice();
