@@ -161,6 +161,10 @@ pub struct PeerConfigView {
     pub next_hop_ipv4: String,
     pub next_hop_ipv6: String,
     pub max_received_prefixes: Option<u32>,
+    pub cease_on_max_received_prefixes: bool,
+    pub gtsm: bool,
+    /// Who manages the peer (speakerctl, k8s-bridge, config-file, gobgp-api, ...).
+    pub owner: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -227,6 +231,9 @@ impl From<&PeerConfig> for PeerConfigView {
             next_hop_ipv4: c.next_hop_ipv4.clone(),
             next_hop_ipv6: c.next_hop_ipv6.clone(),
             max_received_prefixes: c.max_received_prefixes,
+            cease_on_max_received_prefixes: c.cease_on_max_received_prefixes,
+            gtsm: c.gtsm,
+            owner: c.owner.clone(),
         }
     }
 }
