@@ -36,6 +36,22 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "http://HOST:PORT", value_parser = parse_addr, help_heading = GLOBAL)]
     pub addr: Option<String>,
 
+    /// CA certificate (PEM) to verify speakerd's TLS certificate with: --addr https://HOST:PORT.
+    #[arg(long, global = true, value_name = "PEM", requires = "addr", help_heading = GLOBAL)]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) for mutual TLS, with --tls-key.
+    #[arg(long, global = true, value_name = "PEM", requires_all = ["tls_key", "tls_ca"], help_heading = GLOBAL)]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, global = true, value_name = "PEM", requires = "tls_cert", help_heading = GLOBAL)]
+    pub tls_key: Option<PathBuf>,
+
+    /// Name to check speakerd's certificate against. Default: the host of --addr.
+    #[arg(long, global = true, value_name = "NAME", requires = "tls_ca", help_heading = GLOBAL)]
+    pub tls_server_name: Option<String>,
+
     /// Output format.
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table, help_heading = GLOBAL)]
     pub output: Format,
@@ -83,7 +99,8 @@ impl std::fmt::Display for Target {
     }
 }
 
-/// `--addr` as the URI tonic connects to; HOST:PORT without a scheme is taken as http://HOST:PORT.
+/// `--addr` as the URI tonic connects to; HOST:PORT without a scheme is taken as http://HOST:PORT
+/// (https://HOST:PORT for TLS, with --tls-ca).
 fn parse_addr(s: &str) -> Result<String, String> {
     let uri = if s.contains("://") { s.to_string() } else { format!("http://{s}") };
     Endpoint::from_shared(uri.clone()).map_err(|e| error_chain(&e))?;
@@ -103,7 +120,26 @@ fn target(cli: &Cli) -> Target {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connects to speakerd; the error text says what failed, with every cause in the chain.
-async fn connect(target: &Target) -> Result<SpeakerClient<Channel>, String> {
+/// TLS settings of a TCP connection, from --tls-ca/--tls-cert/--tls-key/--tls-server-name.
+fn tls_config(cli: &Cli) -> Result<Option<tonic::transport::ClientTlsConfig>, String> {
+    let Some(ca) = &cli.tls_ca else {
+        if cli.addr.as_deref().is_some_and(|a| a.starts_with("https://")) {
+            return Err("--addr https://… needs --tls-ca".into());
+        }
+        return Ok(None);
+    };
+    let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let mut t = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
+    if let (Some(c), Some(k)) = (&cli.tls_cert, &cli.tls_key) {
+        t = t.identity(tonic::transport::Identity::from_pem(read(c)?, read(k)?));
+    }
+    if let Some(n) = &cli.tls_server_name {
+        t = t.domain_name(n.clone());
+    }
+    Ok(Some(t))
+}
+
+async fn connect(target: &Target, tls: Option<tonic::transport::ClientTlsConfig>) -> Result<SpeakerClient<Channel>, String> {
     let channel = match target {
         Target::Unix(path) => {
             // The URI is a placeholder required by tonic; the connector ignores it.
@@ -122,8 +158,11 @@ async fn connect(target: &Target) -> Result<SpeakerClient<Channel>, String> {
                 .await
         }
         Target::Tcp(addr) => {
-            let endpoint =
+            let mut endpoint =
                 Endpoint::from_shared(addr.clone()).map_err(|e| format!("bad --addr: {}", error_chain(&e)))?;
+            if let Some(t) = tls {
+                endpoint = endpoint.tls_config(t).map_err(|e| format!("TLS: {}", error_chain(&e)))?;
+            }
             endpoint.connect_timeout(CONNECT_TIMEOUT).connect().await
         }
     };
@@ -161,6 +200,13 @@ fn status_line(status: &tonic::Status) -> String {
 async fn run(cli: Cli) -> ExitCode {
     let format = cli.output;
     let target = target(&cli);
+    let tls = match tls_config(&cli) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
         Command::Completions { shell } => {
             // Generated into memory first: clap_complete panics if writing to a closed pipe fails.
@@ -169,7 +215,7 @@ async fn run(cli: Cli) -> ExitCode {
             cmd::write_all(&mut std::io::stdout().lock(), &script)
         }
         command => {
-            let mut client = match connect(&target).await {
+            let mut client = match connect(&target, tls.clone()).await {
                 Ok(client) => client,
                 Err(e) => {
                     let hint = match &target {
@@ -265,7 +311,7 @@ mod tests {
     #[tokio::test]
     async fn connect_failure_names_the_socket_cause() {
         let target = Target::Unix("/nonexistent/speakerd-test.sock".into());
-        let Err(err) = connect(&target).await else { panic!("connect must fail") };
+        let Err(err) = connect(&target, None).await else { panic!("connect must fail") };
         assert!(err.contains("No such file or directory"), "{err}");
     }
 }

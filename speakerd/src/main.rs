@@ -33,6 +33,17 @@ struct Args {
     /// Allow plaintext gRPC on a non-loopback --grpc-tcp address (anyone who reaches it controls routing).
     #[arg(long)]
     grpc_tcp_insecure: bool,
+    /// TLS certificate chain (PEM) for --grpc-tcp, with --grpc-tls-key: the TCP API speaks TLS
+    /// (rustls) and may listen on any address.
+    #[arg(long, value_name = "PEM", requires_all = ["grpc_tls_key", "grpc_tcp"])]
+    grpc_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --grpc-tls-cert.
+    #[arg(long, value_name = "PEM", requires = "grpc_tls_cert")]
+    grpc_tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that clients must present a certificate from: mutual TLS. Without it any
+    /// client that trusts the server may call.
+    #[arg(long, value_name = "PEM", requires = "grpc_tls_cert")]
+    grpc_tls_client_ca: Option<PathBuf>,
     /// Also serve the GoBGP v3 compatible API (apipb.GobgpApi, for the gobgp CLI and GoBGP clients) on
     /// this TCP address, e.g. 127.0.0.1:50051 (GoBGP's port). Plaintext: loopback only unless
     /// --gobgp-api-insecure. See docs/GOBGP_API.md.
@@ -170,13 +181,30 @@ async fn main() -> anyhow::Result<()> {
 
     let tcp_api = match args.grpc_tcp {
         Some(addr) => {
-            if !addr.ip().is_loopback() && !args.grpc_tcp_insecure {
-                bail!("--grpc-tcp {addr}: plaintext gRPC only on loopback (or pass --grpc-tcp-insecure)");
+            let tls = match (&args.grpc_tls_cert, &args.grpc_tls_key) {
+                (Some(cert), Some(key)) => {
+                    let read = |p: &PathBuf, what: &str| std::fs::read(p).with_context(|| format!("--grpc-tls-{what} {}", p.display()));
+                    let mut t = tonic::transport::ServerTlsConfig::new()
+                        .identity(tonic::transport::Identity::from_pem(read(cert, "cert")?, read(key, "key")?));
+                    if let Some(ca) = &args.grpc_tls_client_ca {
+                        t = t.client_ca_root(tonic::transport::Certificate::from_pem(read(ca, "client-ca")?)).client_auth_optional(false);
+                    }
+                    Some(t)
+                }
+                _ => None,
+            };
+            if tls.is_none() && !addr.ip().is_loopback() && !args.grpc_tcp_insecure {
+                bail!("--grpc-tcp {addr}: plaintext gRPC only on loopback (give --grpc-tls-cert/--grpc-tls-key, or pass --grpc-tcp-insecure)");
             }
-            let r = speakerd::api::server::router(speaker.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mode = match (&tls, &args.grpc_tls_client_ca) {
+                (None, _) => "plaintext",
+                (Some(_), None) => "TLS",
+                (Some(_), Some(_)) => "mutual TLS",
+            };
+            let r = speakerd::api::server::router_with(speaker.clone(), tls).map_err(|e| anyhow::anyhow!("TLS set-up: {e}"))?;
             let c = cancel.clone();
             let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-            tracing::info!(addr = %l.local_addr()?, "gRPC API listening on TCP (plaintext)");
+            tracing::info!(addr = %l.local_addr()?, mode, "gRPC API listening on TCP");
             let inc = tokio_stream::wrappers::TcpListenerStream::new(l);
             Some(tokio::spawn(r.serve_with_incoming_shutdown(inc, async move { c.cancelled().await })))
         }

@@ -377,8 +377,109 @@ fn plaintext_tcp_api_is_refused_off_loopback() {
 async fn tcp_api_on_loopback_serves_the_same_service() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let d = Daemon::start(&["--grpc-tcp", &format!("127.0.0.1:{port}")]);
+    wait_listening(port);
     let mut c = SpeakerClient::connect(format!("http://127.0.0.1:{port}")).await.unwrap();
     c.announce(pb::AnnounceRequest { owner: "tcp".into(), announcements: vec![ann("203.0.113.77/32")] }).await.unwrap();
     let mut u = d.client().await;
     assert_eq!(prefixes(&mut u, "tcp").await, vec!["203.0.113.77/32@tcp"], "one state behind both listeners");
+}
+
+/// A CA, a server certificate for 127.0.0.1/localhost, a client certificate from the CA and one from
+/// another CA, written as PEM files: (dir with ca.pem, server.pem, server.key, client.pem, client.key,
+/// rogue.pem, rogue.key).
+fn pki(dir: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let new_ca = |name: &str| {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(rcgen::DnType::CommonName, name);
+        let k = KeyPair::generate().unwrap();
+        let cert = p.self_signed(&k).unwrap();
+        (cert, Issuer::new(p, k))
+    };
+    let (ca_cert, ca) = new_ca("speakerd test CA");
+    let (_, rogue_ca) = new_ca("rogue CA");
+    let leaf = |names: Vec<String>, issuer: &Issuer<'_, KeyPair>, file: &str| {
+        let k = KeyPair::generate().unwrap();
+        let c = CertificateParams::new(names).unwrap().signed_by(&k, issuer).unwrap();
+        std::fs::write(dir.join(format!("{file}.pem")), c.pem()).unwrap();
+        std::fs::write(dir.join(format!("{file}.key")), k.serialize_pem()).unwrap();
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    leaf(vec!["localhost".into(), "127.0.0.1".into()], &ca, "server");
+    leaf(vec!["client".into()], &ca, "client");
+    leaf(vec!["rogue".into()], &rogue_ca, "rogue");
+}
+
+/// Waits until something listens on 127.0.0.1:port (the TCP API starts just after the Unix socket).
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+async fn tls_client(port: u16, dir: &Path, identity: Option<&str>) -> Result<SpeakerClient<Channel>, String> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    let mut t = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("ca.pem"))).domain_name("localhost");
+    if let Some(id) = identity {
+        t = t.identity(Identity::from_pem(read(&format!("{id}.pem")), read(&format!("{id}.key"))));
+    }
+    let ch = Endpoint::from_shared(format!("https://127.0.0.1:{port}")).unwrap().tls_config(t).map_err(|e| e.to_string())?;
+    ch.connect().await.map(SpeakerClient::new).map_err(|e| format!("{e:?}"))
+}
+
+/// A call's outcome: Ok, or the error's text (connect or call).
+async fn try_list(c: Result<SpeakerClient<Channel>, String>) -> Result<(), String> {
+    let mut c = c?;
+    c.list_peers(pb::ListPeersRequest {}).await.map(|_| ()).map_err(|e| format!("{e:?}"))
+}
+
+#[tokio::test]
+async fn tcp_api_with_tls_and_mutual_tls() {
+    let dir = std::env::temp_dir().join(format!("speakerd-pki-{}", std::process::id()));
+    pki(&dir);
+    let p = |f: &str| dir.join(f).display().to_string();
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+
+    // TLS, no client certificates: a client that trusts the CA works; plaintext gets nothing.
+    let port = free();
+    let _d = Daemon::start(&["--grpc-tcp", &format!("127.0.0.1:{port}"), "--grpc-tls-cert", &p("server.pem"), "--grpc-tls-key", &p("server.key")]);
+    wait_listening(port);
+    try_list(tls_client(port, &dir, None).await).await.expect("TLS client");
+    let plain = try_list(SpeakerClient::connect(format!("http://127.0.0.1:{port}")).await.map_err(|e| format!("{e:?}"))).await;
+    assert!(plain.is_err(), "plaintext against the TLS listener must fail");
+
+    // Mutual TLS: no certificate and a certificate from another CA are refused; ours works.
+    let port = free();
+    let _m = Daemon::start(&[
+        "--grpc-tcp", &format!("127.0.0.1:{port}"), "--grpc-tls-cert", &p("server.pem"), "--grpc-tls-key", &p("server.key"),
+        "--grpc-tls-client-ca", &p("ca.pem"),
+    ]);
+    wait_listening(port);
+    try_list(tls_client(port, &dir, Some("client")).await).await.expect("client with a certificate from the CA");
+    let none = try_list(tls_client(port, &dir, None).await).await;
+    assert!(none.is_err(), "a client without a certificate must be refused");
+    let rogue = try_list(tls_client(port, &dir, Some("rogue")).await).await;
+    assert!(rogue.is_err(), "a client certificate from another CA must be refused");
+    let plain = try_list(SpeakerClient::connect(format!("http://127.0.0.1:{port}")).await.map_err(|e| format!("{e:?}"))).await;
+    assert!(plain.is_err(), "plaintext against the mutual-TLS listener must fail");
+
+    // speakerctl speaks it too.
+    let ctl = |extra: &[&str]| {
+        let mut args = vec!["--addr".to_string(), format!("https://127.0.0.1:{port}"), "--tls-ca".into(), p("ca.pem"), "--tls-server-name".into(), "localhost".into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(["peer".to_string(), "list".to_string()]);
+        Command::new(env!("CARGO_BIN_EXE_speakerd").replace("speakerd", "speakerctl")).args(&args).output().unwrap()
+    };
+    let ok = ctl(&["--tls-cert", &p("client.pem"), "--tls-key", &p("client.key")]);
+    assert!(ok.status.success(), "speakerctl with a client certificate: {}", String::from_utf8_lossy(&ok.stderr));
+    let refused = ctl(&[]);
+    assert!(!refused.status.success(), "speakerctl without a client certificate must fail");
+
+    // A non-loopback address is allowed with TLS (and refused in plaintext, tested above).
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -302,6 +302,14 @@ impl SpeakerSvc for Api {
 
 /// The router with the Speaker service, health and reflection.
 pub fn router(speaker: Arc<Speaker>) -> Result<tonic::transport::server::Router, Box<dyn std::error::Error + Send + Sync>> {
+    router_with(speaker, None)
+}
+
+/// [`router`] with TLS (and, with a client CA, mutual TLS) for the TCP listener.
+pub fn router_with(
+    speaker: Arc<Speaker>,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) -> Result<tonic::transport::server::Router, Box<dyn std::error::Error + Send + Sync>> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(speaker_api::v1::FILE_DESCRIPTOR_SET)
@@ -311,5 +319,9 @@ pub fn router(speaker: Arc<Speaker>) -> Result<tonic::transport::server::Router,
     tokio::spawn(async move {
         health_reporter.set_serving::<SpeakerServer<Api>>().await;
     });
-    Ok(tonic::transport::Server::builder().add_service(health).add_service(reflection).add_service(svc))
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(t) = tls {
+        builder = builder.tls_config(t)?;
+    }
+    Ok(builder.add_service(health).add_service(reflection).add_service(svc))
 }
