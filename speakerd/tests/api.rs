@@ -159,6 +159,11 @@ async fn set_peers_is_idempotent_and_per_owner() {
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
     let list = c.list_peers(pb::ListPeersRequest {}).await.unwrap().into_inner();
     assert_eq!(owners(list), vec!["192.0.2.2@k8s-bridge", "192.0.2.9@ops"]);
+    // Too many peers in one call: RESOURCE_EXHAUSTED naming the limit, nothing changes.
+    let many: Vec<pb::PeerConfig> = (0..4097u32).map(|i| peer(&format!("10.{}.{}.1", i / 256, i % 256), 65010)).collect();
+    let e = c.set_peers(set("k8s-bridge", many)).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("at most 4096"), "{}", e.message());
     // The empty set deletes only the owner's peers.
     let r = c.set_peers(set("k8s-bridge", vec![])).await.unwrap().into_inner();
     assert_eq!(r.removed, 1);

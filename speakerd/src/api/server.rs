@@ -14,6 +14,8 @@ use tonic::{Request, Response, Status};
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 /// Most announcements in one Announce/SetAnnouncements call.
 pub const MAX_ANNOUNCEMENTS_PER_CALL: usize = 1_000_000;
+/// Peers in one SetPeers call (speakerd holds at most 4096 in all).
+pub const MAX_PEERS_PER_CALL: usize = 4096;
 
 pub struct Api {
     speaker: Arc<Speaker>,
@@ -116,6 +118,9 @@ impl SpeakerSvc for Api {
     async fn set_peers(&self, r: Request<pb::SetPeersRequest>) -> Result<Response<pb::SetPeersResponse>, Status> {
         let r = r.into_inner();
         let owner = parse_owner(&r.owner).map_err(invalid)?;
+        if r.peers.len() > MAX_PEERS_PER_CALL {
+            return Err(Status::resource_exhausted(format!("{} peers in one call: at most {MAX_PEERS_PER_CALL}", r.peers.len())));
+        }
         let specs = r
             .peers
             .into_iter()
