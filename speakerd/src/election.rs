@@ -31,10 +31,45 @@ pub fn quorate(candidates: &BTreeSet<String>, alive: &BTreeSet<String>) -> bool 
 /// The node that owns `ip` as seen from a node whose view of alive members is `alive`: the first alive
 /// candidate in hash order, or `None` if no candidate is alive or the view is not quorate.
 pub fn owner(ip: &IpAddr, candidates: &BTreeSet<String>, alive: &BTreeSet<String>) -> Option<String> {
+    owner_except(ip, candidates, alive, |_| false)
+}
+
+/// [`owner`], passing over the candidates for which `cannot_serve` is true (alive, but unable to
+/// answer for this IP: they still count for the majority, they are only not eligible).
+pub fn owner_except(ip: &IpAddr, candidates: &BTreeSet<String>, alive: &BTreeSet<String>, cannot_serve: impl Fn(&str) -> bool) -> Option<String> {
     if !quorate(candidates, alive) {
         return None;
     }
-    candidates.intersection(alive).min_by_key(|n| (rank(n, ip), (*n).clone())).cloned()
+    candidates.intersection(alive).filter(|n| !cannot_serve(n)).min_by_key(|n| (rank(n, ip), (*n).clone())).cloned()
+}
+
+#[cfg(test)]
+mod handoff_tests {
+    use super::*;
+
+    #[test]
+    fn a_candidate_that_cannot_serve_is_passed_over_but_still_counts_for_the_majority() {
+        let ip: IpAddr = "192.0.2.10".parse().unwrap();
+        let c: BTreeSet<String> = ["n1", "n2", "n3"].iter().map(|s| s.to_string()).collect();
+        let first = owner(&ip, &c, &c).unwrap();
+        let next = owner_except(&ip, &c, &c, |n| n == first).unwrap();
+        assert_ne!(first, next);
+        // Only the one that cannot serve changes anything: another IP's owner is the same as before.
+        for i in 0..50u8 {
+            let other: IpAddr = format!("192.0.2.{}", 100 + i).parse().unwrap();
+            let o = owner(&other, &c, &c).unwrap();
+            if o != first {
+                assert_eq!(owner_except(&other, &c, &c, |n| n == first), Some(o));
+            }
+        }
+        // Majority: n1 alone is not quorate even if the others report nothing; two alive of three are,
+        // even when one of the two cannot serve (the other then owns it).
+        let two: BTreeSet<String> = c.iter().filter(|n| *n != &first).cloned().collect();
+        let only_other = owner_except(&ip, &c, &two, |n| n == next);
+        assert!(only_other.is_some() && only_other.as_ref() != Some(&next), "{only_other:?}");
+        // Nobody left who can serve: no owner.
+        assert_eq!(owner_except(&ip, &c, &c, |_| true), None);
+    }
 }
 
 #[cfg(test)]

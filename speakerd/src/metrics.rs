@@ -126,6 +126,12 @@ pub async fn render(speaker: &Speaker) -> String {
             l2.owner_changes()
         );
         let _ = writeln!(out, "# HELP speakerd_layer2_quorate 1 if this node sees a majority of its Layer 2 candidate sets\n# TYPE speakerd_layer2_quorate gauge\nspeakerd_layer2_quorate {}", u8::from(l2.quorate()));
+        let _ = writeln!(
+            out,
+            "# HELP speakerd_layer2_unservable_ips IPs this node gave up because it cannot answer for them (in hold-down)\n# TYPE speakerd_layer2_unservable_ips gauge\nspeakerd_layer2_unservable_ips {}\n# HELP speakerd_layer2_handoffs_total Times this node gave an owned IP up because it could not answer for it\n# TYPE speakerd_layer2_handoffs_total counter\nspeakerd_layer2_handoffs_total {}",
+            l2.gave_up().len(),
+            l2.handoffs()
+        );
     }
     out
 }

@@ -156,7 +156,7 @@ fn mac_of(ns: &str, dev: &str) -> String {
 }
 
 fn claim(ip: &str) -> Claim {
-    Claim { ip: ip.parse().unwrap(), interfaces: vec![], exclude_interfaces: vec![] }
+    Claim { ip: ip.parse().unwrap(), interfaces: vec![], exclude_interfaces: vec![], standby: false }
 }
 
 fn arping(client: &str, ip: &str, count: &str, deadline_secs: &str) -> (bool, String) {

@@ -77,6 +77,7 @@ impl Api {
     fn l2_views(&self, list: &[(String, L2Spec)]) -> Vec<pb::L2Announcement> {
         let l2 = self.speaker.l2();
         let status = l2.map(|l| l.status()).unwrap_or_default();
+        let gave_up = l2.map(|l| l.gave_up()).unwrap_or_default();
         list.iter()
             .map(|(o, s)| {
                 let mut a = s.to_proto(o);
@@ -88,6 +89,9 @@ impl Api {
                         .map(|(i, m)| format!("{i} {}", m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")))
                         .collect();
                     a.error = st.error.clone().unwrap_or_default();
+                }
+                if let Some(reason) = gave_up.get(&s.ip) {
+                    a.error = format!("this node cannot answer ({reason}): handed off to the next candidate");
                 }
                 a
             })

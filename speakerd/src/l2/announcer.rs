@@ -56,6 +56,9 @@ pub struct Claim {
     pub interfaces: Vec<String>,
     /// Interfaces never to answer on. A trailing `*` matches a prefix.
     pub exclude_interfaces: Vec<String>,
+    /// Not owned, only evaluated: could this node answer for it if it owned it? (An IP this node is
+    /// a candidate for; see [`Announcer::standby_failures`].) Nothing is sent or answered for it.
+    pub standby: bool,
 }
 
 /// Where an owned IP is answered now, or why it is not.
@@ -112,6 +115,8 @@ pub enum Action {
     ArmTimer(Instant),
     /// The owned IPs that cannot be answered anywhere now (complete set; emitted when it changes).
     Failures(BTreeSet<IpAddr>),
+    /// The standby IPs that could not be answered if they were owned (complete set; on change).
+    StandbyFailures(BTreeSet<IpAddr>),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -145,6 +150,7 @@ pub struct Announcer {
     /// Open sockets as requested by our actions, with their joined groups.
     sockets: BTreeMap<u32, BTreeSet<Mac>>,
     reported: BTreeSet<IpAddr>,
+    reported_standby: BTreeSet<IpAddr>,
 }
 
 fn glob(pattern: &str, name: &str) -> bool {
@@ -199,6 +205,7 @@ impl Announcer {
     pub fn status(&self) -> Vec<ClaimStatus> {
         self.claims
             .values()
+            .filter(|c| !c.claim.standby)
             .map(|c| ClaimStatus {
                 ip: c.claim.ip,
                 answering_on: c.on.keys().filter_map(|i| self.ifaces.get(i)).map(|i| (i.name.clone(), i.mac)).collect(),
@@ -209,12 +216,17 @@ impl Announcer {
 
     /// The owned IPs that cannot be answered anywhere.
     pub fn failures(&self) -> BTreeSet<IpAddr> {
-        self.claims.values().filter(|c| c.error.is_some()).map(|c| c.claim.ip).collect()
+        self.claims.values().filter(|c| !c.claim.standby && c.error.is_some()).map(|c| c.claim.ip).collect()
+    }
+
+    /// The standby IPs this node could not answer for if it owned them.
+    pub fn standby_failures(&self) -> BTreeSet<IpAddr> {
+        self.claims.values().filter(|c| c.claim.standby && c.error.is_some()).map(|c| c.claim.ip).collect()
     }
 
     /// Is `ip` owned now? (The driver checks this again right before it sends.)
     pub fn owns(&self, ip: &IpAddr) -> bool {
-        self.claims.contains_key(ip)
+        self.claims.get(ip).is_some_and(|c| !c.claim.standby)
     }
 
     pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Action> {
@@ -260,6 +272,11 @@ impl Announcer {
             self.reported = failures.clone();
             out.push(Action::Failures(failures));
         }
+        let standby = self.standby_failures();
+        if standby != self.reported_standby {
+            self.reported_standby = standby.clone();
+            out.push(Action::StandbyFailures(standby));
+        }
         if let Some(t) = self.next_deadline() {
             out.push(Action::ArmTimer(t));
         }
@@ -269,6 +286,11 @@ impl Announcer {
     fn reselect(&mut self, now: Instant) {
         let garp_count = self.cfg.garp_count;
         for st in self.claims.values_mut() {
+            if st.claim.standby {
+                st.on.clear();
+                st.error = select(&self.ifaces, &self.failed, &st.claim).err();
+                continue;
+            }
             match select(&self.ifaces, &self.failed, &st.claim) {
                 Ok(chosen) => {
                     st.on.retain(|i, _| chosen.contains(i));
@@ -404,7 +426,7 @@ mod tests {
     }
 
     fn claim(ip: &str) -> Claim {
-        Claim { ip: ip.parse().unwrap(), interfaces: vec![], exclude_interfaces: vec![] }
+        Claim { ip: ip.parse().unwrap(), interfaces: vec![], exclude_interfaces: vec![], standby: false }
     }
 
     fn sends(a: &[Action]) -> Vec<(u32, IpAddr, Vec<u8>)> {
@@ -680,8 +702,12 @@ mod tests {
                             ip: IPS[usize::from(*ip)].parse().unwrap(),
                             interfaces: FILTERS[usize::from(*f)].iter().map(|s| s.to_string()).collect(),
                             exclude_interfaces: vec![],
+                            // Some claims only evaluated: never a frame for them.
+                            standby: *f % 3 == 2,
                         }).collect();
-                        owned = claims.iter().map(|c| c.ip).collect();
+                        // A repeated IP: the last claim of it counts, as in the announcer.
+                        let last: BTreeMap<IpAddr, bool> = claims.iter().map(|c| (c.ip, c.standby)).collect();
+                        owned = last.into_iter().filter(|(_, standby)| !standby).map(|(ip, _)| ip).collect();
                         Input::Claims(claims)
                     }
                     Op::Ifaces(bits) => {
@@ -715,6 +741,7 @@ mod tests {
                         }
                         Action::ArmTimer(t) => prop_assert!(t >= now),
                         Action::Failures(f) => reported = f,
+                        Action::StandbyFailures(f) => prop_assert!(f.iter().all(|ip| !owned.contains(ip))),
                     }
                 }
                 prop_assert_eq!(&reported, &a.failures());

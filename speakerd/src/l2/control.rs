@@ -9,7 +9,8 @@ use crate::membership::{Member, MemberState, Membership, View};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +26,22 @@ pub struct L2Control {
     handle: L2Handle,
     membership: Option<Membership>,
     owner_changes: Arc<std::sync::atomic::AtomicU64>,
+    gave_up: Arc<std::sync::Mutex<BTreeMap<IpAddr, String>>>,
+    handoffs: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// First hold-down after this node gave an IP up; doubled each time it has to give the same IP up
+/// again within [`HANDOFF_MEMORY`], up to [`MAX_HOLD_DOWN`].
+pub const HOLD_DOWN: Duration = Duration::from_secs(5);
+pub const MAX_HOLD_DOWN: Duration = Duration::from_secs(300);
+pub const HANDOFF_MEMORY: Duration = Duration::from_secs(600);
+
+/// An IP this node owned and could not answer for.
+#[derive(Debug, Clone)]
+struct GaveUp {
+    reason: String,
+    /// Not back in the election before this, and only if it could answer then.
+    until: Instant,
 }
 
 impl L2Control {
@@ -40,7 +57,7 @@ impl L2Control {
             Some(m) => m.view(),
             None => {
                 let me = Member { name: node.clone(), addr: SocketAddr::from(([0, 0, 0, 0], 0)), state: MemberState::Alive, incarnation: 0, local: true };
-                let v = View { alive: [node.clone()].into(), members: vec![me] };
+                let v = View { alive: [node.clone()].into(), members: vec![me], unservable: Default::default() };
                 // The sender is dropped: the view never changes.
                 watch::channel(Arc::new(v)).1
             }
@@ -48,6 +65,8 @@ impl L2Control {
         let (desired_tx, desired_rx) = watch::channel(Desired::default());
         let (owners_tx, owners_rx) = watch::channel(Owners::default());
         let owner_changes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let gave_up_shared = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+        let handoffs = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let task = Task {
             node: node.clone(),
             handle: handle.clone(),
@@ -55,9 +74,15 @@ impl L2Control {
             owners: owners_tx,
             last_view: Arc::new(View::default()),
             owner_changes: owner_changes.clone(),
+            membership: membership.clone(),
+            gave_up: BTreeMap::new(),
+            backoff: BTreeMap::new(),
+            standby_bad: BTreeSet::new(),
+            gave_up_shared: gave_up_shared.clone(),
+            handoffs: handoffs.clone(),
         };
         tokio::spawn(task.run(desired_rx, view.clone(), cancel));
-        Arc::new(Self { node, desired: desired_tx, owners: owners_rx, view, handle, membership, owner_changes })
+        Arc::new(Self { node, desired: desired_tx, owners: owners_rx, view, handle, membership, owner_changes, gave_up: gave_up_shared, handoffs })
     }
 
     pub fn node(&self) -> &str {
@@ -80,6 +105,16 @@ impl L2Control {
 
     pub fn counters(&self) -> L2Counters {
         self.handle.counters()
+    }
+
+    /// IPs this node gave up because it could not answer for them, with the reason.
+    pub fn gave_up(&self) -> BTreeMap<IpAddr, String> {
+        self.gave_up.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+
+    /// Times this node gave an IP up.
+    pub fn handoffs(&self) -> u64 {
+        self.handoffs.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Times the owner of an IP changed, as this node computed it.
@@ -128,19 +163,43 @@ struct Task {
     owners: watch::Sender<Owners>,
     last_view: Arc<View>,
     owner_changes: Arc<std::sync::atomic::AtomicU64>,
+    membership: Option<Membership>,
+    gave_up: BTreeMap<IpAddr, GaveUp>,
+    /// Last hold-down per IP and when it was given, to double it on a repeat.
+    backoff: BTreeMap<IpAddr, (Duration, Instant)>,
+    /// Candidate IPs this node does not own and could not answer for now.
+    standby_bad: BTreeSet<IpAddr>,
+    gave_up_shared: Arc<std::sync::Mutex<BTreeMap<IpAddr, String>>>,
+    handoffs: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Task {
     async fn run(mut self, mut desired: watch::Receiver<Desired>, mut view: watch::Receiver<Arc<View>>, cancel: CancellationToken) {
         let mut view_open = true;
+        let mut failures = self.handle.failures();
+        let mut standby = self.handle.standby_failures();
         loop {
             let d = desired.borrow_and_update().clone();
             let v = view.borrow_and_update().clone();
             self.member_events(&v);
             self.recompute(&d, &v);
+            let next = self.gave_up.values().map(|g| g.until).min();
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
+                r = failures.changed() => {
+                    if r.is_ok() {
+                        let f = failures.borrow_and_update().clone();
+                        self.give_up(&f);
+                    }
+                }
+                r = standby.changed() => {
+                    if r.is_ok() {
+                        self.standby_bad = standby.borrow_and_update().clone();
+                        self.reenter();
+                    }
+                }
+                _ = async { match next { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => self.reenter(),
                 r = desired.changed() => if r.is_err() { break },
                 r = view.changed(), if view_open => if r.is_err() { view_open = false },
             }
@@ -149,13 +208,72 @@ impl Task {
         self.handle.set_claims(vec![]);
     }
 
+    /// Owned IPs this node cannot answer for (no usable interface, socket errors): give them up so that
+    /// the next candidate takes them, and tell the group.
+    fn give_up(&mut self, failures: &BTreeSet<IpAddr>) {
+        let owned: BTreeSet<IpAddr> = self.owners.borrow().iter().filter(|(_, o)| o.as_deref() == Some(self.node.as_str())).map(|(ip, _)| *ip).collect();
+        let status = self.handle.status();
+        let now = Instant::now();
+        let mut changed = false;
+        let new: Vec<IpAddr> = failures.iter().filter(|ip| owned.contains(ip) && !self.gave_up.contains_key(ip)).copied().collect();
+        for ip in new.iter() {
+            let reason = status.iter().find(|s| s.ip == *ip).and_then(|s| s.error.clone()).unwrap_or_else(|| "cannot answer".into());
+            let hold = match self.backoff.get(ip) {
+                Some((d, at)) if now.duration_since(*at) < HANDOFF_MEMORY => (*d * 2).min(MAX_HOLD_DOWN),
+                _ => HOLD_DOWN,
+            };
+            self.backoff.insert(*ip, (hold, now));
+            tracing::warn!(%ip, %reason, hold_down_secs = hold.as_secs(), "cannot answer for this IP: handing it off to the next candidate");
+            self.handoffs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.gave_up.insert(*ip, GaveUp { reason, until: now + hold });
+            changed = true;
+        }
+        if changed {
+            self.publish_gave_up();
+        }
+    }
+
+    /// IPs whose hold-down is over and that this node could answer for again go back to the election.
+    fn reenter(&mut self) {
+        let now = Instant::now();
+        let back: Vec<IpAddr> = self.gave_up.iter().filter(|(ip, g)| g.until <= now && !self.standby_bad.contains(ip)).map(|(ip, _)| *ip).collect();
+        for ip in &back {
+            tracing::info!(%ip, "can answer for this IP again: back in the election");
+            self.gave_up.remove(ip);
+        }
+        if !back.is_empty() {
+            self.publish_gave_up();
+        }
+        // Still unable: look again at the next hold-down.
+        for (ip, g) in self.gave_up.iter_mut() {
+            if g.until <= now && self.standby_bad.contains(ip) {
+                g.until = now + HOLD_DOWN;
+            }
+        }
+    }
+
+    fn publish_gave_up(&mut self) {
+        if let Some(m) = &self.membership {
+            m.set_unservable(self.gave_up.keys().copied().collect());
+        }
+        if let Ok(mut g) = self.gave_up_shared.lock() {
+            *g = self.gave_up.iter().map(|(ip, g)| (*ip, g.reason.clone())).collect();
+        }
+    }
+
     fn recompute(&mut self, desired: &BTreeMap<IpAddr, L2Spec>, view: &View) {
         let mut owners = BTreeMap::new();
         let mut claims = Vec::new();
         for (ip, spec) in desired {
-            let owner = election::owner(ip, &candidates(&self.node, spec), &view.alive);
-            if owner.as_deref() == Some(self.node.as_str()) {
-                claims.push(Claim { ip: *ip, interfaces: spec.interfaces.clone(), exclude_interfaces: spec.exclude_interfaces.clone() });
+            let cands = candidates(&self.node, spec);
+            let cannot = |n: &str| {
+                (n == self.node && self.gave_up.contains_key(ip)) || view.unservable.get(n).is_some_and(|s| s.contains(ip))
+            };
+            let owner = election::owner_except(ip, &cands, &view.alive, cannot);
+            let mine = owner.as_deref() == Some(self.node.as_str());
+            if mine || cands.contains(&self.node) {
+                // Owned: answered. A candidate not owning it: only evaluated (could it answer?).
+                claims.push(Claim { ip: *ip, interfaces: spec.interfaces.clone(), exclude_interfaces: spec.exclude_interfaces.clone(), standby: !mine });
             }
             owners.insert(*ip, owner);
         }

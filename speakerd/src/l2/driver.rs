@@ -247,6 +247,7 @@ pub struct L2Handle {
     claims: Arc<watch::Sender<ClaimSet>>,
     shared: Arc<Mutex<Shared>>,
     failures: watch::Receiver<BTreeSet<IpAddr>>,
+    standby_failures: watch::Receiver<BTreeSet<IpAddr>>,
 }
 
 impl std::fmt::Debug for L2Handle {
@@ -268,6 +269,7 @@ impl L2Handle {
         let events = IfaceEvents::subscribe().map_err(L2Error::Netlink)?;
         let (claims_tx, claims_rx) = watch::channel(ClaimSet::default());
         let (failures_tx, failures_rx) = watch::channel(BTreeSet::new());
+        let (standby_tx, standby_rx) = watch::channel(BTreeSet::new());
         let shared = Arc::new(Mutex::new(Shared { status: Vec::new(), counters: L2Counters::default() }));
         let (events_tx, events_rx) = mpsc::channel(FRAME_QUEUE);
         let driver = Driver {
@@ -276,12 +278,13 @@ impl L2Handle {
             claims: claims_rx,
             shared: shared.clone(),
             failures: failures_tx,
+            standby_failures: standby_tx,
             wake: None,
             events_tx,
             last_status: Vec::new(),
         };
         tokio::spawn(driver.run(events, events_rx, cancel).instrument(tracing::info_span!("l2")));
-        Ok(L2Handle { claims: Arc::new(claims_tx), shared, failures: failures_rx })
+        Ok(L2Handle { claims: Arc::new(claims_tx), shared, failures: failures_rx, standby_failures: standby_rx })
     }
 
     /// Replaces the set of IPs this node owns (the complete set; a repeated IP: the last one wins).
@@ -310,6 +313,11 @@ impl L2Handle {
         self.failures.clone()
     }
 
+    /// The standby IPs (candidates this node does not own) it could not answer for if it owned them.
+    pub fn standby_failures(&self) -> watch::Receiver<BTreeSet<IpAddr>> {
+        self.standby_failures.clone()
+    }
+
     pub fn counters(&self) -> L2Counters {
         self.shared.lock().map(|s| s.counters).unwrap_or_default()
     }
@@ -335,6 +343,7 @@ struct Driver {
     claims: watch::Receiver<ClaimSet>,
     shared: Arc<Mutex<Shared>>,
     failures: watch::Sender<BTreeSet<IpAddr>>,
+    standby_failures: watch::Sender<BTreeSet<IpAddr>>,
     /// The announcer's timer slot: pending while `None`.
     wake: Option<Instant>,
     events_tx: mpsc::Sender<SocketEvent>,
@@ -482,6 +491,10 @@ impl Driver {
                 self.failures.send_replace(f);
                 None
             }
+            Action::StandbyFailures(f) => {
+                self.standby_failures.send_replace(f);
+                None
+            }
         }
     }
 
@@ -573,7 +586,7 @@ mod tests {
     async fn set_claims_publishes_before_returning_and_start_needs_no_root_for_netlink() {
         let cancel = CancellationToken::new();
         let h = L2Handle::start(L2Config::default(), cancel.clone()).expect("netlink route events need no privilege");
-        let c = Claim { ip: "192.0.2.50".parse().unwrap(), interfaces: vec![], exclude_interfaces: vec![] };
+        let c = Claim { ip: "192.0.2.50".parse().unwrap(), interfaces: vec![], exclude_interfaces: vec![], standby: false };
         h.set_claims(vec![c.clone()]);
         assert!(h.claims.borrow().contains_key(&c.ip));
         h.set_claims(vec![]);

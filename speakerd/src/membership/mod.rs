@@ -21,7 +21,7 @@ pub mod swim;
 pub use crypto::{Envelope, EnvelopeError};
 pub use swim::{foca_config, NodeId, PacketError};
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -120,6 +120,9 @@ pub struct View {
     pub alive: BTreeSet<String>,
     /// Every member known, one per name: this node first, then by name, recently Dead ones included.
     pub members: Vec<Member>,
+    /// Layer 2 IPs that alive members (this node included) report they cannot answer for: the
+    /// election passes them over for those IPs (docs/LAYER2.md, "Hand-off").
+    pub unservable: BTreeMap<String, BTreeSet<std::net::IpAddr>>,
 }
 
 /// Datagram counters since start.
@@ -184,6 +187,7 @@ struct Inner {
     _task: tokio_util::task::AbortOnDropHandle<()>,
     view: watch::Receiver<Arc<View>>,
     seeds: watch::Sender<Vec<SocketAddr>>,
+    unservable: watch::Sender<BTreeSet<std::net::IpAddr>>,
     counters: Arc<net::Counters>,
     local: SocketAddr,
 }
@@ -234,11 +238,12 @@ impl Membership {
         let swim = swim::Swim::new(me, foca_config(cfg.probe_period), envelope, rand::random());
         let (view_tx, view_rx) = watch::channel(swim.view());
         let (seeds_tx, seeds_rx) = watch::channel(cfg.seeds.clone());
+        let (unservable_tx, unservable_rx) = watch::channel(BTreeSet::new());
         let counters = Arc::new(net::Counters::default());
-        let driver = net::Driver { swim, sock, send, seeds: seeds_rx, view: view_tx, counters: counters.clone(), v6_socket: bound.is_ipv6() };
+        let driver = net::Driver { swim, sock, send, seeds: seeds_rx, unservable: unservable_rx, view: view_tx, counters: counters.clone(), v6_socket: bound.is_ipv6() };
         let span = tracing::info_span!("member", node = %cfg.node_name);
         let task = tokio::spawn(driver.run(cancel).instrument(span));
-        let inner = Inner { _task: tokio_util::task::AbortOnDropHandle::new(task), view: view_rx, seeds: seeds_tx, counters, local: advertise };
+        let inner = Inner { _task: tokio_util::task::AbortOnDropHandle::new(task), view: view_rx, seeds: seeds_tx, unservable: unservable_tx, counters, local: advertise };
         Ok(Membership { inner: Arc::new(inner) })
     }
 
@@ -252,6 +257,18 @@ impl Membership {
     /// knows no other member). Idempotent.
     pub fn set_seeds(&self, seeds: Vec<SocketAddr>) {
         self.inner.seeds.send_replace(seeds);
+    }
+
+    /// Replaces the set of Layer 2 IPs this node cannot answer for; the others learn it by gossip and
+    /// elect another owner for them. Idempotent.
+    pub fn set_unservable(&self, ips: BTreeSet<std::net::IpAddr>) {
+        self.inner.unservable.send_if_modified(|cur| {
+            if *cur == ips {
+                return false;
+            }
+            *cur = ips;
+            true
+        });
     }
 
     pub fn counters(&self) -> MembershipCounters {

@@ -38,6 +38,7 @@ pub(super) struct Driver {
     pub counters: Arc<Counters>,
     /// The socket is IPv6 (dual-stack): IPv4 destinations are sent to as v4-mapped addresses.
     pub v6_socket: bool,
+    pub unservable: watch::Receiver<std::collections::BTreeSet<std::net::IpAddr>>,
 }
 
 impl Driver {
@@ -63,6 +64,12 @@ impl Driver {
                     // Every Membership handle is gone: nobody can read the view any more.
                     Err(_) => return,
                 },
+                r = self.unservable.changed() => {
+                    if r.is_ok() {
+                        let set = self.unservable.borrow_and_update().clone();
+                        self.step(Input::SetUnservable(set));
+                    }
+                }
                 r = self.sock.recv_from(&mut buf) => match r {
                     Ok((n, _from)) => {
                         self.counters.received.fetch_add(1, Ordering::Relaxed);

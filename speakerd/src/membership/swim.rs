@@ -17,15 +17,15 @@
 //! is shown.
 use super::crypto::{Envelope, OVERHEAD};
 use super::{Member, MemberState, View};
-use foca::{AccumulatingRuntime, Codec, Config, Foca, Identity, Message, NoCustomBroadcast, OwnedNotification, PeriodicParams, PostcardCodec, State, Timer};
+use foca::{AccumulatingRuntime, BroadcastHandler, Codec, Config, Foca, Identity, Invalidates, Message, OwnedNotification, PeriodicParams, PostcardCodec, State, Timer};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::borrow::Cow;
 use std::collections::btree_map::Entry;
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
 use std::num::{NonZeroU8, NonZeroUsize};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The largest datagram foca writes or reads (before the envelope): below any LAN MTU with room for
@@ -44,6 +44,78 @@ pub const REMOVE_DOWN_AFTER: Duration = Duration::from_secs(10 * 60);
 /// process restarted after the clock stepped back starts below its old identity, loses the address
 /// conflict, is told it is Down, and one renewal puts it above any identity of the last hour.
 pub const RENEW_STEP_MS: u64 = 3_600_000;
+
+/// At most this many IPs in one node's "cannot answer" set (a bound on the broadcast's size).
+pub const MAX_UNSERVABLE: usize = 64;
+/// While a node's set is not empty it is broadcast again this often, so that members that joined
+/// later, or were on the other side of a partition, learn it too.
+pub const UNSERVABLE_REBROADCAST: Duration = Duration::from_secs(5);
+
+/// One node's set of Layer 2 IPs it cannot answer for (no usable interface, socket errors), carried
+/// by foca's custom broadcasts. Tied to the node's identity generation: a restarted process starts
+/// with nothing to report, and what its previous life reported stops counting.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Unservable {
+    pub name: String,
+    pub generation: u64,
+    /// Increases with every change (and every re-broadcast) of this node's set.
+    pub version: u64,
+    pub ips: Vec<IpAddr>,
+}
+
+/// Which broadcast replaces which: the newer (generation, version) of the same node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnservableKey {
+    name: String,
+    stamp: (u64, u64),
+}
+
+impl Invalidates for UnservableKey {
+    fn invalidates(&self, other: &Self) -> bool {
+        self.name == other.name && self.stamp >= other.stamp
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("malformed Layer 2 broadcast")]
+pub struct BadBroadcast;
+
+/// The latest set of every node, filled by foca as broadcasts arrive (shared with [`Swim`]).
+#[derive(Debug, Clone, Default)]
+pub struct UnservableTable(Arc<Mutex<BTreeMap<String, Unservable>>>);
+
+impl UnservableTable {
+    fn snapshot(&self) -> BTreeMap<String, Unservable> {
+        self.0.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+}
+
+/// Decodes one broadcast item, bounded: a malformed item is an error (the datagram is dropped and
+/// counted), never a panic or an unbounded allocation.
+pub fn decode_unservable(data: &[u8]) -> Result<Unservable, BadBroadcast> {
+    let u: Unservable = postcard::from_bytes(data).map_err(|_| BadBroadcast)?;
+    if u.name.is_empty() || u.name.len() > super::MAX_NODE_NAME || u.ips.len() > MAX_UNSERVABLE {
+        return Err(BadBroadcast);
+    }
+    Ok(u)
+}
+
+impl BroadcastHandler<NodeId> for UnservableTable {
+    type Key = UnservableKey;
+    type Error = BadBroadcast;
+
+    fn receive_item(&mut self, data: &[u8], _sender: Option<&NodeId>) -> Result<Option<UnservableKey>, BadBroadcast> {
+        let u = decode_unservable(data)?;
+        let mut t = self.0.lock().map_err(|_| BadBroadcast)?;
+        let stamp = (u.generation, u.version);
+        if t.get(&u.name).is_some_and(|o| (o.generation, o.version) >= stamp) {
+            return Ok(None);
+        }
+        let key = UnservableKey { name: u.name.clone(), stamp };
+        t.insert(u.name.clone(), u);
+        Ok(Some(key))
+    }
+}
 
 /// A member's identity on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -181,6 +253,8 @@ pub enum Input<'a> {
     SetSeeds(Vec<SocketAddr>),
     /// Graceful shutdown: tell every active member that this node leaves. Later inputs are ignored.
     Leave,
+    /// This node's complete set of Layer 2 IPs it cannot answer for (at most [`MAX_UNSERVABLE`]).
+    SetUnservable(BTreeSet<IpAddr>),
 }
 
 /// What the driver must do.
@@ -196,7 +270,12 @@ pub enum Action {
 
 /// One member's SWIM state machine.
 pub struct Swim {
-    foca: Foca<NodeId, PostcardCodec, StdRng, NoCustomBroadcast>,
+    foca: Foca<NodeId, PostcardCodec, StdRng, UnservableTable>,
+    table: UnservableTable,
+    /// This node's own set, its version, and when to broadcast it again.
+    unservable: BTreeSet<IpAddr>,
+    unservable_version: u64,
+    next_rebroadcast: Option<Instant>,
     config: Config,
     rt: AccumulatingRuntime<NodeId>,
     /// foca's timers by absolute deadline; the sequence number keeps equal deadlines in order.
@@ -218,9 +297,14 @@ impl std::fmt::Debug for Swim {
 impl Swim {
     /// A member that knows nobody yet. `rng_seed` drives foca's random choices (tests replay exactly).
     pub fn new(me: NodeId, config: Config, envelope: Option<Envelope>, rng_seed: u64) -> Self {
-        let foca = Foca::new(me, config.clone(), StdRng::seed_from_u64(rng_seed), PostcardCodec);
+        let table = UnservableTable::default();
+        let foca = Foca::with_custom_broadcast(me, config.clone(), StdRng::seed_from_u64(rng_seed), PostcardCodec, table.clone());
         let mut s = Self {
             foca,
+            table,
+            unservable: BTreeSet::new(),
+            unservable_version: 0,
+            next_rebroadcast: None,
             config,
             rt: AccumulatingRuntime::new(),
             timers: BTreeMap::new(),
@@ -252,10 +336,7 @@ impl Swim {
         }
         let timer = self.timers.keys().next().map(|(t, _)| *t);
         let join = self.next_join.filter(|_| !self.seeds.is_empty());
-        match (timer, join) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [timer, join, self.next_rebroadcast].into_iter().flatten().min()
     }
 
     pub fn handle(&mut self, input: Input<'_>, now: Instant) -> Vec<Action> {
@@ -284,6 +365,16 @@ impl Swim {
                     self.absorb(now, &mut out);
                 }
                 self.join_if_due(now, &mut out);
+                if self.next_rebroadcast.is_some_and(|t| t <= now) {
+                    self.broadcast_unservable(now);
+                }
+            }
+            Input::SetUnservable(set) => {
+                let set: BTreeSet<IpAddr> = set.into_iter().take(MAX_UNSERVABLE).collect();
+                if set != self.unservable {
+                    self.unservable = set;
+                    self.broadcast_unservable(now);
+                }
             }
             Input::SetSeeds(seeds) => {
                 let me = self.foca.identity().addr;
@@ -442,6 +533,25 @@ impl Swim {
         }
     }
 
+    /// Hands this node's set to foca for dissemination (piggybacked on the next probes and gossip), with
+    /// a new version; schedules the next re-broadcast while the set is not empty.
+    fn broadcast_unservable(&mut self, now: Instant) {
+        let me = self.foca.identity();
+        // Versions only grow within a generation: wall-clock ms, or one more than the last.
+        let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        self.unservable_version = ms.max(self.unservable_version + 1);
+        let u = Unservable { name: me.name.clone(), generation: me.generation, version: self.unservable_version, ips: self.unservable.iter().copied().collect() };
+        match postcard::to_allocvec(&u) {
+            Ok(data) => {
+                if let Err(e) = self.foca.add_broadcast(&data) {
+                    tracing::warn!(error = %e, "cannot broadcast the unservable set");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot encode the unservable set"),
+        }
+        self.next_rebroadcast = (!self.unservable.is_empty()).then(|| now + UNSERVABLE_REBROADCAST);
+    }
+
     /// Publishes the view if it changed. Suspicions notify nothing in foca, so the view is recomputed
     /// after every input and compared (a few dozen members: cheap).
     fn publish(&mut self, out: &mut Vec<Action>) {
@@ -482,8 +592,19 @@ impl Swim {
         }
         let local = Member { name: me.name.clone(), addr: me.addr, state: MemberState::Alive, incarnation: me.generation, local: true };
         let members: Vec<Member> = std::iter::once(local).chain(by_name.into_values()).collect();
-        let alive = members.iter().filter(|m| m.state != MemberState::Dead).map(|m| m.name.clone()).collect();
-        View { alive, members }
+        let alive: BTreeSet<String> = members.iter().filter(|m| m.state != MemberState::Dead).map(|m| m.name.clone()).collect();
+        // What alive members say they cannot answer for, as of their current generation.
+        let mut unservable: BTreeMap<String, BTreeSet<IpAddr>> = BTreeMap::new();
+        if !self.unservable.is_empty() {
+            unservable.insert(me.name.clone(), self.unservable.clone());
+        }
+        for (name, u) in self.table.snapshot() {
+            let current = members.iter().any(|m| !m.local && m.name == name && m.incarnation == u.generation && alive.contains(&m.name));
+            if current && !u.ips.is_empty() {
+                unservable.insert(name, u.ips.into_iter().collect());
+            }
+        }
+        View { alive, members, unservable }
     }
 }
 

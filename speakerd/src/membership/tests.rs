@@ -204,3 +204,30 @@ async fn invalid_configurations_are_refused() {
     assert!(!format!("{:?}", MembershipConfig { secret: Some(b"hunter2".to_vec()), ..base() }).contains("hunter2"));
 }
 
+
+#[tokio::test]
+async fn unservable_sets_reach_every_member_and_a_late_joiner() {
+    let [a, b, c] = group_of_three(Some(b"s3cret")).await;
+    let ip: std::net::IpAddr = "192.0.2.10".parse().unwrap();
+    a.0.set_unservable([ip].into());
+    let has = |name: &'static str, on: bool| move |v: &View| v.unservable.get(name).is_some_and(|s| s.contains(&ip)) == on;
+    for m in [&a.0, &b.0, &c.0] {
+        let t = until(m, "a's set seen", BOUND, has("a", true)).await;
+        assert!(t < BOUND);
+    }
+    // A member that joins later learns it from the periodic re-broadcast.
+    let d = member("d", vec![b.0.local_addr()], Some(b"s3cret")).await;
+    until(&d.0, "late joiner learns a's set", Duration::from_secs(12), has("a", true)).await;
+    // Cleared: gone everywhere.
+    a.0.set_unservable(BTreeSet::new());
+    for m in [&a.0, &b.0, &c.0, &d.0] {
+        until(m, "a's set cleared", BOUND, has("a", false)).await;
+    }
+    // A member that restarts starts with nothing: its old set does not follow its new generation.
+    c.0.set_unservable([ip].into());
+    until(&b.0, "c's set seen", BOUND, has("c", true)).await;
+    c.1.cancel();
+    let c2 = member("c", vec![a.0.local_addr()], Some(b"s3cret")).await;
+    until(&b.0, "c back, with nothing to report", Duration::from_secs(6), |v: &View| v.alive.contains("c") && !v.unservable.contains_key("c")).await;
+    drop(c2);
+}
