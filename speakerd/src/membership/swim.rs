@@ -275,6 +275,9 @@ pub struct Swim {
     /// This node's own set, its version, and when to broadcast it again.
     unservable: BTreeSet<IpAddr>,
     unservable_version: u64,
+    /// The identity generation the set was last broadcast under: a renewal broadcasts it again at
+    /// once, since the others only count a set of the generation they see alive.
+    unservable_generation: u64,
     next_rebroadcast: Option<Instant>,
     config: Config,
     rt: AccumulatingRuntime<NodeId>,
@@ -304,6 +307,7 @@ impl Swim {
             table,
             unservable: BTreeSet::new(),
             unservable_version: 0,
+            unservable_generation: 0,
             next_rebroadcast: None,
             config,
             rt: AccumulatingRuntime::new(),
@@ -386,6 +390,9 @@ impl Swim {
                 self.join_if_due(now, &mut out);
             }
             Input::Leave => self.leave(now, &mut out),
+        }
+        if !self.unservable.is_empty() && self.foca.identity().generation != self.unservable_generation {
+            self.broadcast_unservable(now);
         }
         self.publish(&mut out);
         out
@@ -540,6 +547,7 @@ impl Swim {
         // Versions only grow within a generation: wall-clock ms, or one more than the last.
         let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         self.unservable_version = ms.max(self.unservable_version + 1);
+        self.unservable_generation = me.generation;
         let u = Unservable { name: me.name.clone(), generation: me.generation, version: self.unservable_version, ips: self.unservable.iter().copied().collect() };
         match postcard::to_allocvec(&u) {
             Ok(data) => {
