@@ -24,17 +24,7 @@ fn start(lab: &Lab, seg: &Segment) -> Cluster {
         .enumerate()
         .map(|(i, name)| {
             let h = seg.hosts[i].clone();
-            let sp = Speakerd::builder(&h)
-                .no_bgp_listen()
-                .arg("--node-name")
-                .arg(name)
-                .arg("--gossip-bind")
-                .arg(&format!("{}:7946", h.v4))
-                .arg("--gossip-seed")
-                .arg(&seed)
-                .arg("--garp-interval-ms")
-                .arg("200")
-                .start();
+            let sp = Speakerd::builder(&h).l2_node(name, h.v4, Some(&seed)).start();
             (h, sp)
         })
         .collect();

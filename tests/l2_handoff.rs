@@ -77,17 +77,7 @@ fn an_owner_that_cannot_answer_hands_the_ip_off() {
         .enumerate()
         .map(|(i, name)| {
             let h = &t.seg.hosts[i];
-            Speakerd::builder(h)
-                .no_bgp_listen()
-                .arg("--node-name")
-                .arg(name)
-                .arg("--gossip-bind")
-                .arg(&format!("{}:7946", h.v4))
-                .arg("--gossip-seed")
-                .arg(&seed)
-                .arg("--garp-interval-ms")
-                .arg("200")
-                .start()
+            Speakerd::builder(h).l2_node(name, h.v4, Some(&seed)).start()
         })
         .collect();
     for sp in &nodes {

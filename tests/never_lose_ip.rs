@@ -302,17 +302,7 @@ fn split_brain_watch_never_two_macs_outside_the_handover() {
         .enumerate()
         .map(|(i, name)| {
             let h = &seg.hosts[i];
-            Speakerd::builder(h)
-                .no_bgp_listen()
-                .arg("--node-name")
-                .arg(name)
-                .arg("--gossip-bind")
-                .arg(&format!("{}:7946", h.v4))
-                .arg("--gossip-seed")
-                .arg(&seed)
-                .arg("--garp-interval-ms")
-                .arg("200")
-                .start()
+            Speakerd::builder(h).l2_node(name, h.v4, Some(&seed)).start()
         })
         .collect();
     let ips = ["192.0.2.201", "192.0.2.202", "192.0.2.203", "192.0.2.204"];

@@ -393,14 +393,7 @@ fn from_crds(input: &ConfigInput, c: &mut Collector) -> Config {
     for o in &input.bgp_advertisements {
         let r = oref(METALLB_V1B1, "BGPAdvertisement", &o.namespace, &o.name);
         let Some(s) = spec_of(o, &r, c) else { continue };
-        for (i, p) in s.ip_address_pools.iter().enumerate() {
-            if !pool_names.contains(p.as_str()) {
-                c.error(
-                    &r,
-                    format!("spec.ipAddressPools[{i}]: no IPAddressPool named {p:?}"),
-                );
-            }
-        }
+        check_pool_refs(&s.ip_address_pools, &pool_names, &r, c);
         for (i, p) in s.peers.iter().enumerate() {
             if !peer_names.contains(p.as_str()) {
                 c.warn(&r, format!("spec.peers[{i}]: no BGPPeer named {p:?} (yet)"));
@@ -433,14 +426,7 @@ fn from_crds(input: &ConfigInput, c: &mut Collector) -> Config {
     for o in &input.l2_advertisements {
         let r = oref(METALLB_V1B1, "L2Advertisement", &o.namespace, &o.name);
         let Some(s) = spec_of(o, &r, c) else { continue };
-        for (i, p) in s.ip_address_pools.iter().enumerate() {
-            if !pool_names.contains(p.as_str()) {
-                c.error(
-                    &r,
-                    format!("spec.ipAddressPools[{i}]: no IPAddressPool named {p:?}"),
-                );
-            }
-        }
+        check_pool_refs(&s.ip_address_pools, &pool_names, &r, c);
         for (i, ifname) in s.interfaces.iter().enumerate() {
             if ifname.is_empty()
                 || ifname.len() > 15
@@ -575,6 +561,15 @@ fn from_legacy(l: &LegacyConfig, r: &ObjRef, c: &mut Collector) -> Config {
     let refs = vec![r.clone(); cfg.pools.len()];
     check_overlaps(&cfg.pools, &refs, c);
     cfg
+}
+
+/// Every pool an advertisement names must exist.
+fn check_pool_refs(names: &[String], pools: &BTreeSet<&str>, r: &ObjRef, c: &mut Collector) {
+    for (i, p) in names.iter().enumerate() {
+        if !pools.contains(p.as_str()) {
+            c.error(r, format!("spec.ipAddressPools[{i}]: no IPAddressPool named {p:?}"));
+        }
+    }
 }
 
 fn selectors(list: &[LabelSelector], field: &str, r: &ObjRef, c: &mut Collector) -> Vec<Selector> {

@@ -139,13 +139,5 @@ pub fn metric(port: u16, name: &str) -> Result<f64, String> {
 /// speakerd for a Kubernetes node: named, gossip on its eth0 address (seeds come from k8s-bridge),
 /// fast GARP repeats, active BGP only.
 pub fn start_node(h: &Host, name: &str) -> Speakerd {
-    Speakerd::builder(h)
-        .no_bgp_listen()
-        .arg("--node-name")
-        .arg(name)
-        .arg("--gossip-bind")
-        .arg(&format!("{}:7946", h.v4))
-        .arg("--garp-interval-ms")
-        .arg("200")
-        .start()
+    Speakerd::builder(h).l2_node(name, h.v4, None).start()
 }

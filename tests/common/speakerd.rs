@@ -115,6 +115,16 @@ impl SpeakerdBuilder {
         self.env.push((key.to_string(), value.to_string()));
         self
     }
+    /// A Layer 2 node: named `name`, gossip bound to `addr`:7946, joining through `seed` if given,
+    /// gratuitous ARP repeats every 200 ms, no BGP listener.
+    pub fn l2_node(self, name: &str, addr: impl std::fmt::Display, seed: Option<&str>) -> Self {
+        let mut b = self.no_bgp_listen().arg("--node-name").arg(name).arg("--gossip-bind").arg(&format!("{addr}:7946"));
+        if let Some(s) = seed {
+            b = b.arg("--gossip-seed").arg(s);
+        }
+        b.arg("--garp-interval-ms").arg("200")
+    }
+
     /// Any further argument, passed as is.
     pub fn arg(mut self, a: &str) -> Self {
         self.extra.push(a.to_string());
