@@ -137,6 +137,11 @@ fn bind_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_tracing(args.log_format);
+    // Before anything can be reached (the API socket first of all): a SIGTERM that arrives as soon as
+    // the socket answers must find the handler in place, not the default action.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     if let Some(asn) = args.local_asn {
         if asn == 0 || asn == 23456 {
             bail!("--local-asn {asn}: not a usable AS number");
@@ -236,9 +241,6 @@ async fn main() -> anyhow::Result<()> {
         });
     }
 
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
             _ = term.recv() => break,
