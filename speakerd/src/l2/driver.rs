@@ -375,7 +375,16 @@ impl Driver {
                 }
                 _ = sleep_until(reread) => {
                     reread = None;
-                    Input::Ifaces(read_table())
+                    let t = read_table();
+                    // getifaddrs failing (EMFILE, ENOMEM) yields nothing at all, while a real table
+                    // always has `lo`: keep the previous table and try again, rather than find every
+                    // IP unanswerable and hand them all over.
+                    if t.is_empty() {
+                        tracing::warn!("reading the interface table failed: keeping the previous one, retrying in 1 s");
+                        reread = Some(Instant::now() + Duration::from_secs(1));
+                        continue;
+                    }
+                    Input::Ifaces(t)
                 }
                 r = iface_changed(events.as_ref()) => {
                     match r {
