@@ -67,10 +67,9 @@ async fn main() -> anyhow::Result<()> {
         let l = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("--metrics {addr}: {e}"))?;
-        drop(l);
         let m = metrics.clone();
         tokio::spawn(async move {
-            if let Err(e) = k8s_bridge::metrics::serve(addr, m).await {
+            if let Err(e) = k8s_bridge::metrics::serve(l, m).await {
                 tracing::error!(%addr, error = %e, "metrics endpoint stopped");
             }
         });

@@ -1,7 +1,6 @@
 //! k8s-bridge's own metrics and health endpoints: `GET /metrics` (Prometheus text), `/readyz`
 //! (200 only while the API server answers, every watch has synced and the last push to speakerd
 //! worked) and `/healthz` (the process is serving).
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -63,10 +62,10 @@ impl Metrics {
     }
 }
 
-/// Serves the endpoints until the task is dropped.
-pub async fn serve(addr: SocketAddr, m: Arc<Metrics>) -> std::io::Result<()> {
-    let l = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "metrics and health endpoints listening");
+/// Serves the endpoints on `l` (bound by the caller, so that a bad address fails at start-up) until
+/// the task is dropped.
+pub async fn serve(l: tokio::net::TcpListener, m: Arc<Metrics>) -> std::io::Result<()> {
+    tracing::info!(addr = %l.local_addr()?, "metrics and health endpoints listening");
     loop {
         let (mut s, _) = l.accept().await?;
         let m = m.clone();

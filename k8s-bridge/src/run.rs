@@ -272,11 +272,10 @@ impl Stores {
         }
     }
 
+    /// The Service's reference for Events: a keyed lookup in the store, not a scan of every Service.
     fn service_ref(&self, ns: &str, name: &str) -> Option<ObjectReference> {
         self.services
-            .state()
-            .iter()
-            .find(|s| s.namespace().as_deref() == Some(ns) && s.name_any() == name)
+            .get(&reflector::ObjectRef::new(name).within(ns))
             .map(|s| s.object_ref(&()))
     }
 }
