@@ -84,12 +84,6 @@ pub struct BadBroadcast;
 #[derive(Debug, Clone, Default)]
 pub struct UnservableTable(Arc<Mutex<BTreeMap<String, Unservable>>>);
 
-impl UnservableTable {
-    fn snapshot(&self) -> BTreeMap<String, Unservable> {
-        self.0.lock().map(|t| t.clone()).unwrap_or_default()
-    }
-}
-
 /// Decodes one broadcast item, bounded: a malformed item is an error (the datagram is dropped and
 /// counted), never a panic or an unbounded allocation.
 pub fn decode_unservable(data: &[u8]) -> Result<Unservable, BadBroadcast> {
@@ -606,10 +600,13 @@ impl Swim {
         if !self.unservable.is_empty() {
             unservable.insert(me.name.clone(), self.unservable.clone());
         }
-        for (name, u) in self.table.snapshot() {
-            let current = members.iter().any(|m| !m.local && m.name == name && m.incarnation == u.generation && alive.contains(&m.name));
-            if current && !u.ips.is_empty() {
-                unservable.insert(name, u.ips.into_iter().collect());
+        // Read under the lock (the view is projected after every input: no copy of the whole table).
+        if let Ok(table) = self.table.0.lock() {
+            for (name, u) in table.iter() {
+                let current = members.iter().any(|m| !m.local && &m.name == name && m.incarnation == u.generation && alive.contains(&m.name));
+                if current && !u.ips.is_empty() {
+                    unservable.insert(name.clone(), u.ips.iter().copied().collect());
+                }
             }
         }
         View { alive, members, unservable }
