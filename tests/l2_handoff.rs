@@ -132,13 +132,12 @@ fn an_owner_that_cannot_answer_hands_the_ip_off() {
     assert_eq!(l2_entry(&nodes[oi], ip)["error"], "", "no error once back");
 
     // (b) The new owner's eth1 goes down (link down, not deleted): the same hand-off.
-    let oi2 = oi;
     let start = Instant::now();
-    t.seg.hosts[oi2].link_down("eth1");
+    t.seg.hosts[oi].link_down("eth1");
     let mac2 = wait_until(T, "another node answers after the owner's link went down", || match t.client.arping(ip) {
         Ok(m) if m != back_mac => Ok(m),
         other => Err(format!("{other:?}")),
     });
-    println!("eth1 down on {} → {mac2} answers after {:?}", NAMES[oi2], start.elapsed());
+    println!("eth1 down on {} → {mac2} answers after {:?}", NAMES[oi], start.elapsed());
     assert!(others.iter().any(|i| eth1_mac(&t.seg.hosts[*i]) == mac2));
 }

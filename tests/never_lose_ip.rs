@@ -9,7 +9,6 @@ mod common;
 use common::k8s::*;
 use common::*;
 use fake_apiserver::Mode;
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -45,7 +44,8 @@ struct K8sLab {
     seg: Segment,
     api: Api,
     nodes: Vec<Speakerd>,
-    bridges: Vec<Proc>,
+    /// Held for the lab's lifetime: dropping a Proc kills it.
+    _bridges: Vec<Proc>,
     gobgp: Gobgpd,
 }
 
@@ -88,7 +88,7 @@ fn k8s_lab(lab: &Lab, metrics_base: u16) -> K8sLab {
     for sp in &nodes {
         sp.wait_peer_state(&g.v4.to_string(), "established", T);
     }
-    K8sLab { seg, api, nodes, bridges, gobgp }
+    K8sLab { seg, api, nodes, _bridges: bridges, gobgp }
 }
 
 impl K8sLab {
@@ -202,7 +202,6 @@ fn api_server_outage_withdraws_nothing_and_failover_still_works() {
     // A change after the outage applies at once.
     k.api.delete("v1", "Service", Some("default"), "web");
     k.gobgp.wait_no_route("203.0.113.10/32");
-    let _ = &mut k.bridges;
 }
 
 /// The status line of GET `path` on a bridge's metrics port.
@@ -467,5 +466,4 @@ fn rolling_update_local_policy_always_announced_never_stale() {
     }
     println!("{} samples over {} steps", samples.len(), steps.len());
     assert!(violations.is_empty(), "{violations:#?}");
-    let _ = Value::Null;
 }
