@@ -1,0 +1,310 @@
+//! Benchmarks side by side: speakerd, gobgpd, BIRD and a minimal replay sender, each in turn as the
+//! sender in one namespace, against the same independent receivers (one BIRD per namespace on one
+//! bridge). See docs/BENCHMARKS.md (written by a full run) and docs/TESTING.md.
+//!
+//! `cargo test --test bench` runs the smoke mode: tiny N, every workload once, checks that each figure
+//! is a real measurement (every receiver held exactly N, every latency sample saw the route come and
+//! go), and writes its report under the lab dir only. `scripts/bench.sh` runs the full mode
+//! (`BENCH=full`, release build) and regenerates docs/BENCHMARKS.md and its plots.
+
+#[path = "../common/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod common;
+
+mod birdctl;
+mod report;
+mod senders;
+mod wire;
+mod workloads;
+
+use birdctl::BirdCtl;
+use common::*;
+use report::*;
+use senders::*;
+use workloads::*;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+pub const SND_ASN: u32 = 65001;
+pub const RCV_ASN: u32 = 65002;
+pub const SND_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+pub const SND_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+
+/// What one run measures; the smoke plan keeps every workload but makes each tiny.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub full: bool,
+    pub sizes: Vec<usize>,
+    pub receivers: Vec<usize>,
+    /// The largest N also run to the largest receiver count (memory table).
+    pub max_n_widest: usize,
+    pub latency_ops: usize,
+    pub latency_background: Vec<usize>,
+    pub scale_sessions: usize,
+    pub scale_prefixes: usize,
+    pub start_runs: usize,
+    pub restart_n: usize,
+    pub l2_runs: usize,
+    pub only: Vec<String>,
+}
+
+impl Plan {
+    fn from_env() -> Plan {
+        let full = std::env::var("BENCH").is_ok_and(|v| v == "full");
+        let only = std::env::var("BENCH_ONLY").map(|v| v.split(',').map(str::to_string).collect()).unwrap_or_default();
+        if full {
+            Plan {
+                full,
+                sizes: vec![10_000, 100_000, 1_000_000],
+                receivers: vec![1, 4, 16],
+                max_n_widest: 100_000,
+                latency_ops: 200,
+                latency_background: vec![10_000, 100_000],
+                scale_sessions: 1000,
+                scale_prefixes: 100_000,
+                start_runs: 5,
+                restart_n: 100_000,
+                l2_runs: 20,
+                only,
+            }
+        } else {
+            Plan {
+                full,
+                sizes: vec![300],
+                receivers: vec![1, 2],
+                max_n_widest: 300,
+                latency_ops: 6,
+                latency_background: vec![100],
+                scale_sessions: 8,
+                scale_prefixes: 200,
+                start_runs: 1,
+                restart_n: 300,
+                l2_runs: 2,
+                only,
+            }
+        }
+    }
+
+    fn wants(&self, section: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == section)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fam {
+    V4,
+    V6,
+}
+
+impl Fam {
+    pub fn proto(self) -> &'static str {
+        match self {
+            Fam::V4 => "s4",
+            Fam::V6 => "s6",
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Fam::V4 => "IPv4 /32",
+            Fam::V6 => "IPv6 /128",
+        }
+    }
+    /// The n host routes of a bulk load: 10.0.0.0 + i, or fd00:100:: + i.
+    pub fn prefixes(self, n: usize) -> Vec<IpAddr> {
+        (0..n as u32)
+            .map(|i| match self {
+                Fam::V4 => IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + i)),
+                Fam::V6 => IpAddr::V6(Ipv6Addr::from(u128::from("fd00:100::".parse::<Ipv6Addr>().unwrap()) + i as u128)),
+            })
+            .collect()
+    }
+    pub fn host_len(self) -> u8 {
+        match self {
+            Fam::V4 => 32,
+            Fam::V6 => 128,
+        }
+    }
+}
+
+/// The i-th latency probe prefix (IPv4, outside every bulk load).
+pub fn probe(i: usize) -> String {
+    format!("{}/32", Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 200, 0, 0)) + i as u32))
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Receivers
+
+pub struct Receiver {
+    pub host: Host,
+    pub ctl: BirdCtl,
+    pub dir: std::path::PathBuf,
+    _proc: Proc,
+}
+
+impl Receiver {
+    /// A BIRD on `host` with two passive sessions towards the sender: `s4` (IPv4 unicast over IPv4)
+    /// and `s6` (IPv6 unicast over IPv6), importing everything into its tables.
+    pub fn start(host: &Host) -> Receiver {
+        let conf = format!(
+            "router id {v4};\nprotocol device {{ scan time 60; }}\n\
+             protocol bgp s4 {{ local {v4} as {RCV_ASN}; neighbor {SND_V4} as {SND_ASN}; passive on; ipv4 {{ import all; export none; }}; }}\n\
+             protocol bgp s6 {{ local {v6} as {RCV_ASN}; neighbor {SND_V6} as {SND_ASN}; passive on; ipv6 {{ import all; export none; }}; }}\n",
+            v4 = host.v4,
+            v6 = host.v6
+        );
+        Receiver::start_with(host, &conf)
+    }
+
+    pub fn start_with(host: &Host, body: &str) -> Receiver {
+        let dir = host.state_dir("bird");
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = format!("log \"{}\" {{ info, warning, error, fatal }};\n{body}", dir.join("bird.log").display());
+        std::fs::write(dir.join("bird.conf"), conf).unwrap();
+        let (c, s) = (dir.join("bird.conf"), dir.join("bird.ctl"));
+        let proc = host.spawn("bird receiver", &["bird", "-f", "-c", c.to_str().unwrap(), "-s", s.to_str().unwrap()], &dir.join("stdout.log"), &[]);
+        let ctl = BirdCtl::connect(&s).unwrap_or_else(|e| panic!("receiver BIRD control socket: {e}"));
+        Receiver { host: host.clone(), ctl, dir, _proc: proc }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("bird.log")).unwrap_or_default()
+    }
+}
+
+/// Polls every receiver's session `proto` until all are Established and hold exactly `n` routes.
+/// Returns (first Established seen, every receiver holds n). Polls about every millisecond.
+pub fn wait_converged(rcv: &mut [Receiver], proto: &str, n: u64, timeout: Duration) -> Result<(Instant, Instant), String> {
+    let deadline = Instant::now() + timeout;
+    let mut first_est: Option<Instant> = None;
+    let mut est = vec![false; rcv.len()];
+    let mut done = vec![false; rcv.len()];
+    loop {
+        for (i, r) in rcv.iter_mut().enumerate() {
+            if !est[i] {
+                if r.ctl.established(proto).map_err(|e| e.to_string())? {
+                    est[i] = true;
+                    first_est.get_or_insert_with(Instant::now);
+                }
+            } else if !done[i] && r.ctl.imported(proto).map_err(|e| e.to_string())? == n {
+                done[i] = true;
+            }
+        }
+        if done.iter().all(|d| *d) {
+            return Ok((first_est.unwrap(), Instant::now()));
+        }
+        if Instant::now() > deadline {
+            let counts: Vec<u64> = rcv.iter_mut().map(|r| r.ctl.imported(proto).unwrap_or(0)).collect();
+            return Err(format!("not converged within {timeout:?}: established {est:?}, imported {counts:?} of {n}"));
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+/// Polls until every receiver holds exactly `n` routes on `proto` (sessions already up).
+pub fn wait_count(rcv: &mut [Receiver], proto: &str, n: u64, timeout: Duration) -> Result<Instant, String> {
+    let deadline = Instant::now() + timeout;
+    let mut done = vec![false; rcv.len()];
+    loop {
+        for (i, r) in rcv.iter_mut().enumerate() {
+            if !done[i] && r.ctl.imported(proto).map_err(|e| e.to_string())? == n {
+                done[i] = true;
+            }
+        }
+        if done.iter().all(|d| *d) {
+            return Ok(Instant::now());
+        }
+        if Instant::now() > deadline {
+            let counts: Vec<u64> = rcv.iter_mut().map(|r| r.ctl.imported(proto).unwrap_or(0)).collect();
+            return Err(format!("receivers hold {counts:?}, want {n}, after {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+/// Waits until no receiver has `proto` up and none holds a route from it (between runs).
+pub fn wait_idle(rcv: &mut [Receiver], proto: &str) -> Result<(), String> {
+    try_wait_until(Duration::from_secs(120), || {
+        for r in rcv.iter_mut() {
+            let up = r.ctl.established(proto).map_err(|e| e.to_string())?;
+            let n = r.ctl.imported(proto).map_err(|e| e.to_string())?;
+            if up || n != 0 {
+                return Err(format!("{} still up={up} with {n} routes", r.host.name()));
+            }
+        }
+        Ok(Ok(()))
+    })
+    .and_then(|r| r)
+}
+
+/// VmRSS and VmHWM of `pid`, in bytes.
+pub fn rss(pid: u32) -> (u64, u64) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let get = |k: &str| s.lines().find(|l| l.starts_with(k)).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()).unwrap_or(0) * 1024;
+    (get("VmRSS:"), get("VmHWM:"))
+}
+
+/// utime + stime of `pid` in seconds.
+pub fn cpu_secs(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = s.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+#[test]
+fn benchmarks() {
+    if !should_run("bench", &["bird", "gobgpd", "gobgp"]) {
+        return;
+    }
+    let plan = Plan::from_env();
+    let started = Instant::now();
+    let mut res = Results::new(&plan);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+
+    if plan.wants("conv") || plan.wants("lat") || plan.wants("scale") || plan.wants("start") {
+        let lab = Lab::new("bench");
+        let max_k = *plan.receivers.iter().max().unwrap();
+        let mut names = vec!["snd".to_string()];
+        names.extend((1..=max_k).map(|i| format!("r{i}")));
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let seg = lab.segment(&refs);
+        let snd = seg.hosts[0].clone();
+        let mut rcv: Vec<Receiver> = seg.hosts[1..].iter().map(Receiver::start).collect();
+        let ctx = Ctx { snd: &snd, rt: &rt, plan: &plan };
+        if plan.wants("conv") {
+            convergence(&ctx, &mut rcv, &mut res);
+        }
+        if plan.wants("lat") {
+            latency(&ctx, &mut rcv[..1], &mut res);
+        }
+        if plan.wants("start") {
+            start_times(&ctx, &mut rcv[..1], &mut res);
+        }
+        if plan.wants("scale") {
+            let r1 = seg.hosts[1].clone();
+            drop(rcv);
+            scale(&ctx, &r1, &mut res);
+        }
+    }
+    if plan.wants("l2") {
+        l2_failover(&plan, &mut res);
+    }
+    res.total = started.elapsed();
+    let doc = res.render(&plan);
+    let (md, svg_dir) = if plan.full && plan.only.is_empty() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        (root.join("docs/BENCHMARKS.md"), root.join("docs/bench"))
+    } else {
+        let d = std::env::temp_dir().join(format!("speakerd-bench-{}", if plan.full { "partial" } else { "smoke" }));
+        (d.join("BENCHMARKS.md"), d.clone())
+    };
+    std::fs::create_dir_all(&svg_dir).unwrap();
+    for (name, svg) in res.plots() {
+        std::fs::write(svg_dir.join(name), svg).unwrap();
+    }
+    std::fs::write(&md, &doc).unwrap();
+    eprintln!("bench: report written to {} ({:.0} s)", md.display(), res.total.as_secs_f64());
+    res.check_complete(&plan);
+}

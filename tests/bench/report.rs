@@ -1,0 +1,462 @@
+//! Results of one run and their rendering: docs/BENCHMARKS.md and SVG plots, every figure from this run.
+
+use super::*;
+use std::fmt::Write as _;
+
+#[derive(Default, Clone)]
+pub struct ConvRow {
+    pub fam: Option<Fam>,
+    pub n: usize,
+    pub k: usize,
+    pub sender: &'static str,
+    pub est_to_all: Option<Duration>,
+    pub bulk: Option<Duration>,
+    pub rss: u64,
+    pub peak: u64,
+    pub err: Option<String>,
+}
+
+pub struct LatRow {
+    pub sender: &'static str,
+    pub method: &'static str,
+    pub background: usize,
+    pub adds: Vec<Duration>,
+    pub dels: Vec<Duration>,
+    pub err: Option<String>,
+}
+
+impl LatRow {
+    pub fn from(sender: &'static str, method: &'static str, background: usize, r: Result<(Vec<Duration>, Vec<Duration>), String>) -> LatRow {
+        let (adds, dels, err) = match r {
+            Ok((a, d)) => (a, d, None),
+            Err(e) => (vec![], vec![], Some(e)),
+        };
+        LatRow { sender, method, background, adds, dels, err }
+    }
+}
+
+#[derive(Default)]
+pub struct StartRow {
+    pub sender: &'static str,
+    pub open: Vec<Duration>,
+    pub est: Vec<Duration>,
+    pub err: Option<String>,
+}
+
+#[derive(Default)]
+pub struct ScaleRow {
+    pub sessions: usize,
+    pub prefixes: usize,
+    pub establish_all: Option<Duration>,
+    pub idle_cpu_pct: Option<f64>,
+    pub distribute: Option<Duration>,
+    pub distribute_cpu: Option<f64>,
+    pub rss: u64,
+    pub still_established: usize,
+    pub drops: u64,
+    pub hold_expiries: u64,
+    pub err: Option<String>,
+}
+
+#[derive(Default)]
+pub struct L2Row {
+    pub samples: Vec<Duration>,
+    pub err: Option<String>,
+}
+
+pub struct Results {
+    pub conv: Vec<ConvRow>,
+    pub lat: Vec<LatRow>,
+    pub start: Vec<StartRow>,
+    pub restart: Option<(usize, Result<Duration, String>)>,
+    pub scale: Option<ScaleRow>,
+    pub l2: Option<L2Row>,
+    pub total: Duration,
+}
+
+pub fn pct(v: &[Duration], p: f64) -> Option<Duration> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort();
+    let i = ((p / 100.0) * s.len() as f64).ceil() as usize;
+    Some(s[i.clamp(1, s.len()) - 1])
+}
+
+fn ms(d: Option<Duration>) -> String {
+    match d {
+        Some(d) if d.as_secs_f64() >= 10.0 => format!("{:.1} s", d.as_secs_f64()),
+        Some(d) if d.as_secs_f64() >= 1.0 => format!("{:.2} s", d.as_secs_f64()),
+        Some(d) => format!("{:.2} ms", d.as_secs_f64() * 1000.0),
+        None => "–".into(),
+    }
+}
+
+fn mb(b: u64) -> String {
+    if b == 0 { "–".into() } else { format!("{:.1} MB", b as f64 / 1e6) }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+        _ => "–".into(),
+    }
+}
+
+fn secs(d: Option<Duration>) -> Option<f64> {
+    d.map(|d| d.as_secs_f64())
+}
+
+fn sh(cmd: &str) -> String {
+    std::process::Command::new("sh").args(["-c", cmd]).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+}
+
+impl Results {
+    pub fn new(_plan: &Plan) -> Results {
+        Results { conv: vec![], lat: vec![], start: vec![], restart: None, scale: None, l2: None, total: Duration::ZERO }
+    }
+
+    fn conv_row(&self, fam: Fam, n: usize, k: usize, sender: &str) -> Option<&ConvRow> {
+        self.conv.iter().find(|r| r.fam == Some(fam) && r.n == n && r.k == k && r.sender == sender && r.err.is_none())
+    }
+
+    pub fn render(&self, plan: &Plan) -> String {
+        let mut d = String::new();
+        let _ = writeln!(d, "# Benchmarks: speakerd, gobgpd and BIRD side by side\n");
+        let _ = writeln!(d, "Written by `scripts/bench.sh` (`BENCH=full cargo test --release --test bench`) from one run on {}; every figure below comes from that run. Do not edit by hand: change `tests/bench/` and run it again. The method and what each column means are at the end.\n", sh("date -u +'%Y-%m-%d %H:%M UTC'"));
+        let _ = writeln!(d, "## Machine and versions\n");
+        let _ = writeln!(d, "| | |\n|---|---|");
+        let _ = writeln!(d, "| CPU | {} × {} |", sh("nproc"), sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"));
+        let _ = writeln!(d, "| memory | {} |", sh("free -h | awk '/Mem:/ {print $2}'"));
+        let _ = writeln!(d, "| kernel | {} |", sh("uname -r"));
+        let _ = writeln!(d, "| speakerd | {} ({} build) |", sh("git -C \"$CARGO_MANIFEST_DIR\" describe --always --dirty 2>/dev/null || echo unknown"), if cfg!(debug_assertions) { "debug" } else { "release" });
+        let _ = writeln!(d, "| gobgpd | {} |", sh("gobgpd --version 2>&1 | head -1"));
+        let _ = writeln!(d, "| BIRD | {} |", sh("bird --version 2>&1 | head -1"));
+        let _ = writeln!(d, "| run | {} mode, {:.0} s |\n", if plan.full { "full" } else { "smoke" }, self.total.as_secs_f64());
+
+        self.render_targets(&mut d, plan);
+        self.render_convergence(&mut d, plan);
+        self.render_memory(&mut d, plan);
+        self.render_latency(&mut d);
+        self.render_scale(&mut d);
+        self.render_start(&mut d);
+        self.render_l2(&mut d);
+        d += METHOD;
+        d
+    }
+
+    fn render_targets(&self, d: &mut String, plan: &Plan) {
+        let _ = writeln!(d, "## Targets\n\n| target | measured | |\n|---|---|---|");
+        let mut line = |what: &str, got: String, ok: Option<bool>| {
+            let _ = writeln!(d, "| {what} | {got} | {} |", match ok { Some(true) => "met", Some(false) => "**missed**", None => "not measured" });
+        };
+        let worst_limit = self
+            .conv
+            .iter()
+            .filter(|r| r.sender == "speakerd")
+            .filter_map(|r| Some(secs(r.est_to_all)? / secs(self.conv_row(r.fam?, r.n, r.k, "replay limit")?.est_to_all)?))
+            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+        line("convergence ≤ 1.2× the replay limit at every N", worst_limit.map_or("–".into(), |w| format!("worst {w:.2}×")), worst_limit.map(|w| w <= 1.2));
+        let worst_gobgp = self
+            .conv
+            .iter()
+            .filter(|r| r.sender == "speakerd")
+            .filter_map(|r| Some(secs(r.est_to_all)? / secs(self.conv_row(r.fam?, r.n, r.k, "gobgpd")?.est_to_all)?))
+            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+        line("convergence ≤ 0.5× gobgpd", worst_gobgp.map_or("–".into(), |w| format!("worst {w:.2}×")), worst_gobgp.map(|w| w <= 0.5));
+        let n100 = if plan.full { 100_000 } else { plan.sizes[0] };
+        let bulk = self.conv_row(Fam::V4, n100, 1, "speakerd").and_then(|r| r.bulk);
+        line(&format!("bulk API load + convergence of {n100} ≤ 0.25 s (IPv4, 1 receiver)"), ms(bulk), bulk.map(|b| b.as_secs_f64() <= 0.25));
+        let k4 = if plan.full { 4 } else { *plan.receivers.iter().max().unwrap() };
+        let (s, b) = (self.conv_row(Fam::V4, n100, k4, "speakerd"), self.conv_row(Fam::V4, n100, k4, "BIRD (awake)"));
+        let (sp, bp) = (s.map(|r| r.peak.max(r.rss)), b.map(|r| r.peak.max(r.rss)));
+        line(&format!("RSS at {n100} × {k4} receivers ≤ BIRD's"), format!("{} vs BIRD {}", mb(sp.unwrap_or(0)), mb(bp.unwrap_or(0))), sp.zip(bp).map(|(s, b)| s <= b));
+        for bg in &plan.latency_background {
+            let l = self.lat.iter().find(|l| l.sender == "speakerd" && l.method.starts_with("gRPC") && l.background == *bg);
+            let all = l.map(|l| [l.adds.clone(), l.dels.clone()].concat()).unwrap_or_default();
+            let (p50, p99) = (pct(&all, 50.0), pct(&all, 99.0));
+            line(&format!("persistent client p50 ≤ 0.6 ms, p99 ≤ 1 ms ({bg} announced)"), format!("p50 {} p99 {}", ms(p50), ms(p99)), p50.zip(p99).map(|(a, b)| a.as_secs_f64() <= 0.0006 && b.as_secs_f64() <= 0.001));
+        }
+        let ctl = self.lat.iter().find(|l| l.sender == "speakerd" && l.method.contains("speakerctl"));
+        let p50 = ctl.and_then(|l| pct(&[l.adds.clone(), l.dels.clone()].concat(), 50.0));
+        line("one speakerctl call ≤ 4 ms end to end (p50)", ms(p50), p50.map(|p| p.as_secs_f64() <= 0.004));
+        let est = self.start.iter().find(|s| s.sender == "speakerd").and_then(|s| pct(&s.est, 50.0));
+        line("start → Established ≤ 100 ms (median)", ms(est), est.map(|e| e.as_secs_f64() <= 0.1));
+        let sc = self.scale.as_ref();
+        line(
+            &format!("{} sessions with zero missed keepalives", sc.map_or(0, |s| s.sessions)),
+            sc.map_or("–".into(), |s| format!("{} hold-timer expiries, {} drops", s.hold_expiries, s.drops)),
+            sc.filter(|s| s.err.is_none()).map(|s| s.hold_expiries == 0 && s.drops == 0 && s.still_established == s.sessions),
+        );
+        let p99 = self.l2.as_ref().and_then(|l| pct(&l.samples, 99.0));
+        line("Layer 2 failover p99 < 1 s", ms(p99), p99.map(|p| p.as_secs_f64() < 1.0));
+        d.push('\n');
+    }
+
+    fn render_convergence(&self, d: &mut String, plan: &Plan) {
+        let _ = writeln!(d, "## 1–2. Convergence and the replay limit\n");
+        let _ = writeln!(d, "Time from the first receiver's Established until every receiver holds all N routes (the sender had them before the sessions came up). \"bulk\": sessions already up and empty, from the first byte of one API load (speakerd `SetAnnouncements`, gobgpd `AddPathStream` with 1000 paths per message) until every receiver holds all N.\n");
+        for fam in [Fam::V4, Fam::V6] {
+            let _ = writeln!(d, "### {}\n", fam.name());
+            let _ = writeln!(d, "| N | receivers | replay limit | speakerd | speakerd ÷ limit | gobgpd | speakerd ÷ gobgpd | BIRD (default) | BIRD (awake) | speakerd bulk | gobgpd bulk |");
+            let _ = writeln!(d, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+            for &n in &plan.sizes {
+                for &k in &plan.receivers {
+                    let get = |s: &str| self.conv_row(fam, n, k, s);
+                    if SENDERS.iter().all(|s| self.conv.iter().all(|r| !(r.fam == Some(fam) && r.n == n && r.k == k && r.sender == *s))) {
+                        continue;
+                    }
+                    let t = |s: &str| get(s).and_then(|r| r.est_to_all);
+                    let _ = writeln!(
+                        d,
+                        "| {n} | {k} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        ms(t("replay limit")),
+                        ms(t("speakerd")),
+                        ratio(secs(t("speakerd")), secs(t("replay limit"))),
+                        ms(t("gobgpd")),
+                        ratio(secs(t("speakerd")), secs(t("gobgpd"))),
+                        ms(t("BIRD (default)")),
+                        ms(t("BIRD (awake)")),
+                        ms(get("speakerd").and_then(|r| r.bulk)),
+                        ms(get("gobgpd").and_then(|r| r.bulk)),
+                    );
+                }
+            }
+            d.push('\n');
+        }
+        let errs: Vec<_> = self.conv.iter().filter_map(|r| Some(format!("{} {} n={} k={}: {}", r.sender, r.fam?.name(), r.n, r.k, r.err.as_ref()?))).collect();
+        if !errs.is_empty() {
+            let _ = writeln!(d, "Failed runs:\n\n{}\n", errs.iter().map(|e| format!("- {e}")).collect::<Vec<_>>().join("\n"));
+        }
+        let _ = writeln!(d, "![convergence, IPv4, 1 receiver](bench/convergence-1.svg)\n![convergence, IPv4, {} receivers](bench/convergence-{}.svg)\n", plan.receivers.get(1).unwrap_or(&1), plan.receivers.get(1).unwrap_or(&1));
+    }
+
+    fn render_memory(&self, d: &mut String, plan: &Plan) {
+        let _ = writeln!(d, "## 3. Memory\n\nSender RSS once every receiver holds all N (peak: VmHWM at the end of the run, after the bulk reload for speakerd and gobgpd).\n");
+        let _ = writeln!(d, "| family | N | receivers | speakerd RSS (peak) | gobgpd RSS (peak) | BIRD RSS (peak) | speakerd ÷ gobgpd | speakerd ÷ BIRD |");
+        let _ = writeln!(d, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        for fam in [Fam::V4, Fam::V6] {
+            for &n in &plan.sizes {
+                for &k in &plan.receivers {
+                    let get = |s: &str| self.conv_row(fam, n, k, s);
+                    let Some(s) = get("speakerd") else { continue };
+                    let pair = |r: Option<&ConvRow>| r.map_or("–".into(), |r| format!("{} ({})", mb(r.rss), mb(r.peak)));
+                    let peak = |r: Option<&ConvRow>| r.map(|r| r.peak.max(r.rss) as f64);
+                    let _ = writeln!(
+                        d,
+                        "| {} | {n} | {k} | {} | {} | {} | {} | {} |",
+                        fam.name(),
+                        pair(Some(s)),
+                        pair(get("gobgpd")),
+                        pair(get("BIRD (awake)")),
+                        ratio(peak(Some(s)), peak(get("gobgpd"))),
+                        ratio(peak(Some(s)), peak(get("BIRD (awake)")))
+                    );
+                }
+            }
+        }
+        let _ = writeln!(d, "\n![RSS against N, IPv4](bench/rss.svg)\n");
+    }
+
+    fn render_latency(&self, d: &mut String) {
+        let _ = writeln!(d, "## 4. Announce latency\n\nOne prefix added, then withdrawn, while the background routes are announced: from the call until the receiver holds it (no longer holds it), polled on the receiver's control socket in a tight loop. Each row is one sender and one way of calling it.\n");
+        let _ = writeln!(d, "| sender | call | background | samples | add p50 | add p99 | withdraw p50 | withdraw p99 | all p50 | all p99 |");
+        let _ = writeln!(d, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for l in &self.lat {
+            let all = [l.adds.clone(), l.dels.clone()].concat();
+            let _ = writeln!(
+                d,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |{}",
+                l.sender,
+                l.method,
+                l.background,
+                all.len(),
+                ms(pct(&l.adds, 50.0)),
+                ms(pct(&l.adds, 99.0)),
+                ms(pct(&l.dels, 50.0)),
+                ms(pct(&l.dels, 99.0)),
+                ms(pct(&all, 50.0)),
+                ms(pct(&all, 99.0)),
+                l.err.as_ref().map(|e| format!(" failed: {e}")).unwrap_or_default()
+            );
+        }
+        d.push('\n');
+    }
+
+    fn render_scale(&self, d: &mut String) {
+        let Some(s) = &self.scale else { return };
+        let _ = writeln!(d, "## 5. Session scale\n\nOne speakerd, {} eBGP sessions (hold time 9 s, so a keepalive every 3 s) to one BIRD with {} protocols on as many addresses of its loopback (`import none`), then {} prefixes to every session.\n", s.sessions, s.sessions, s.prefixes);
+        let _ = writeln!(d, "| | |\n|---|---|");
+        let _ = writeln!(d, "| SetPeers → all {} Established at BIRD | {} |", s.sessions, ms(s.establish_all));
+        let _ = writeln!(d, "| speakerd CPU while idle with {} sessions | {} |", s.sessions, s.idle_cpu_pct.map_or("–".into(), |c| format!("{c:.2} % of one core")));
+        let _ = writeln!(d, "| {} prefixes to all sessions, until BIRD counted {} updates | {} (speakerd CPU {}) |", s.prefixes, s.sessions * s.prefixes, ms(s.distribute), s.distribute_cpu.map_or("–".into(), |c| format!("{c:.1} s")));
+        let _ = writeln!(d, "| speakerd RSS after | {} |", mb(s.rss));
+        let _ = writeln!(d, "| sessions Established at the end | {} of {} |", s.still_established, s.sessions);
+        let _ = writeln!(d, "| hold-timer expiries (both sides' logs) | {} |", s.hold_expiries);
+        let _ = writeln!(d, "| sessions dropped (speakerd's counters) | {} |", s.drops);
+        if let Some(e) = &s.err {
+            let _ = writeln!(d, "| error | {e} |");
+        }
+        d.push('\n');
+    }
+
+    fn render_start(&self, d: &mut String) {
+        let _ = writeln!(d, "## 6. Start and restart\n\nProcess start (the spawn) → its first OPEN on the receiver's wire (AF_PACKET capture in the receiver's namespace) and → the receiver reports Established. The receiver BIRD is already listening. Median and maximum over the runs.\n");
+        let _ = writeln!(d, "| sender | runs | start → first OPEN (median) | start → Established (median) | start → Established (max) |");
+        let _ = writeln!(d, "|---|---:|---:|---:|---:|");
+        for s in &self.start {
+            let _ = writeln!(d, "| {} | {} | {} | {} | {} |{}", s.sender, s.est.len(), ms(pct(&s.open, 50.0)), ms(pct(&s.est, 50.0)), ms(pct(&s.est, 100.0)), s.err.as_ref().map(|e| format!(" failed: {e}")).unwrap_or_default());
+        }
+        if let Some((n, r)) = &self.restart {
+            let _ = writeln!(d, "\nspeakerd restart (kill -9, start, peers from its config file, the client pushes its {n} announcements again as soon as the socket answers) → the receiver holds all {n} again: **{}**{}\n", ms(r.as_ref().ok().copied()), r.as_ref().err().map(|e| format!(" failed: {e}")).unwrap_or_default());
+        }
+    }
+
+    fn render_l2(&self, d: &mut String) {
+        let Some(l) = &self.l2 else { return };
+        let _ = writeln!(d, "## 7. Layer 2 failover\n\nThree speakerd nodes and a client on one bridge, gossip defaults. The owner of 192.0.2.100 is killed (kill -9); measured until the client's capture sees the first gratuitous ARP for the IP from another MAC. The node is started again and the group settles between runs.\n");
+        let _ = writeln!(d, "| runs | p50 | p99 | min | max |\n|---:|---:|---:|---:|---:|");
+        let _ = writeln!(d, "| {} | {} | {} | {} | {} |\n", l.samples.len(), ms(pct(&l.samples, 50.0)), ms(pct(&l.samples, 99.0)), ms(l.samples.iter().min().copied()), ms(l.samples.iter().max().copied()));
+        if let Some(e) = &l.err {
+            let _ = writeln!(d, "A run failed: {e}\n");
+        }
+    }
+
+    /// (file name, SVG) of each plot.
+    pub fn plots(&self) -> Vec<(String, String)> {
+        let mut out = vec![];
+        let mut ks: Vec<usize> = self.conv.iter().map(|r| r.k).collect();
+        ks.sort();
+        ks.dedup();
+        for k in ks.iter().take(2) {
+            let series = SENDERS
+                .iter()
+                .map(|s| (s.to_string(), self.conv.iter().filter(|r| r.fam == Some(Fam::V4) && r.k == *k && r.sender == *s && r.err.is_none()).filter_map(|r| Some((r.n as f64, secs(r.est_to_all)?))).collect()))
+                .collect();
+            out.push((format!("convergence-{k}.svg"), plot::chart(&format!("Convergence, IPv4 /32, {k} receiver(s)"), "prefixes (N)", "seconds", series)));
+        }
+        let mut series = vec![];
+        for s in ["speakerd", "gobgpd", "BIRD (awake)"] {
+            for k in ks.iter().take(2) {
+                series.push((format!("{s}, {k} rcv"), self.conv.iter().filter(|r| r.fam == Some(Fam::V4) && r.k == *k && r.sender == s && r.err.is_none()).map(|r| (r.n as f64, r.peak.max(r.rss) as f64 / 1e6)).collect()));
+            }
+        }
+        out.push(("rss.svg".into(), plot::chart("Sender peak RSS, IPv4 /32", "prefixes (N)", "MB", series)));
+        out
+    }
+
+    /// Every workload of the plan produced real samples; panics with what is missing.
+    pub fn check_complete(&self, plan: &Plan) {
+        let mut missing = vec![];
+        for r in &self.conv {
+            if let Some(e) = &r.err {
+                missing.push(format!("convergence {} {:?} n={} k={}: {e}", r.sender, r.fam, r.n, r.k));
+            }
+        }
+        for l in &self.lat {
+            if l.adds.len() != plan.latency_ops || l.dels.len() != plan.latency_ops {
+                missing.push(format!("latency {} {}: {:?}", l.sender, l.method, l.err));
+            }
+        }
+        for s in &self.start {
+            if s.est.len() != plan.start_runs {
+                missing.push(format!("start {}: {:?}", s.sender, s.err));
+            }
+        }
+        if let Some((_, Err(e))) = &self.restart {
+            missing.push(format!("restart: {e}"));
+        }
+        if let Some(s) = &self.scale {
+            if s.err.is_some() || s.still_established != s.sessions || s.drops != 0 || s.hold_expiries != 0 {
+                missing.push(format!("scale: {:?}, {} of {} established, {} drops, {} expiries", s.err, s.still_established, s.sessions, s.drops, s.hold_expiries));
+            }
+        }
+        if let Some(l) = &self.l2 {
+            if l.samples.len() != plan.l2_runs {
+                missing.push(format!("l2 failover: {:?}", l.err));
+            }
+        }
+        assert!(missing.is_empty(), "benchmark runs failed:\n{}", missing.join("\n"));
+    }
+}
+
+const METHOD: &str = r#"## Method
+
+* **Topology.** One namespace for the sender (192.0.2.1, 2001:db8::1) and one per receiver, all on one
+  Linux bridge. Each receiver is its own BIRD 2 process with two passive sessions, `s4` (IPv4 unicast over
+  IPv4) and `s6` (IPv6 unicast over IPv6), `import all`. Senders take turns: a fresh process per run,
+  killed after it, and the harness waits until every receiver is idle and empty before the next run.
+* **Receiver polling.** The harness keeps one connection to each receiver's control socket and asks
+  `show protocols all s4` about every 0.5 ms (`Routes: N imported`); the first receiver seen
+  Established starts the clock. Polling keeps the receivers' main loops awake, the same for every sender.
+* **The replay limit** is the harness's own minimal speaker: OPEN, KEEPALIVE, then every UPDATE
+  pre-encoded (same attributes as the others send: ORIGIN, AS_PATH, NEXT_HOP or MP_REACH_NLRI; as many
+  prefixes per 4096-byte message as fit) and written with one `write_all` per session, one thread per
+  receiver. What remains is the receivers' time to read and import.
+* **BIRD as a sender** has its routes as static blackhole routes and its sessions `disabled` until they
+  are loaded; "default" leaves it alone, "awake" asks `show status` on its control socket every 50 ms,
+  which keeps its main loop from sleeping after the session comes up. `connect delay time 1` only
+  shortens the wait before the first connect; nothing is measured before Established.
+* **gobgpd** gets its paths over its gRPC API (`AddPathStream`, 1000 paths per message) before its
+  peers are added with `AddPeer`; `gobgp mrt inject` is not used (it loses prefixes).
+* **Latency** clients: speakerd's `Announce`/`Withdraw` over its Unix socket on a kept connection, and
+  `speakerctl announce add|withdraw`; gobgpd's `AddPath`/`DeletePath` on a kept connection, and
+  `gobgp global rib add|del` started inside the sender namespace (setns before exec, no `ip netns exec`
+  in the measurement); BIRD has no call to add one route, so its config is rewritten with one more
+  static protocol and re-read with `configure` on its control socket.
+* **Memory** is VmRSS after convergence and VmHWM (peak) at the end of the run, from /proc.
+* **Layer 2**: gossip with the defaults; the clock starts just before the SIGKILL and stops at the
+  receive time of the first matching frame in the client's AF_PACKET capture.
+"#;
+
+mod plot {
+    //! A small SVG line chart with logarithmic axes.
+    use std::fmt::Write as _;
+
+    const COLORS: [&str; 8] = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"];
+
+    pub fn chart(title: &str, xlabel: &str, ylabel: &str, series: Vec<(String, Vec<(f64, f64)>)>) -> String {
+        let (w, h, l, r, t, b) = (720.0, 420.0, 70.0, 190.0, 40.0, 50.0);
+        let pts: Vec<(f64, f64)> = series.iter().flat_map(|s| s.1.iter().copied()).filter(|p| p.0 > 0.0 && p.1 > 0.0).collect();
+        let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+        for (x, y) in &pts {
+            x0 = x0.min(x.log10());
+            x1 = x1.max(x.log10());
+            y0 = y0.min(y.log10());
+            y1 = y1.max(y.log10());
+        }
+        if pts.is_empty() {
+            (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+        }
+        let (x0, x1, y0, y1) = (x0.floor(), x1.ceil().max(x0.floor() + 1.0), y0.floor(), y1.ceil().max(y0.floor() + 1.0));
+        let px = |x: f64| l + (x.log10() - x0) / (x1 - x0) * (w - l - r);
+        let py = |y: f64| h - b - (y.log10() - y0) / (y1 - y0) * (h - t - b);
+        let mut s = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n");
+        let _ = writeln!(s, "<text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">{title}</text>", (w - r + l) / 2.0);
+        for e in x0 as i32..=x1 as i32 {
+            let x = px(10f64.powi(e));
+            let _ = writeln!(s, "<line x1=\"{x}\" y1=\"{t}\" x2=\"{x}\" y2=\"{}\" stroke=\"#ddd\"/><text x=\"{x}\" y=\"{}\" text-anchor=\"middle\">1e{e}</text>", h - b, h - b + 16.0);
+        }
+        for e in y0 as i32..=y1 as i32 {
+            let y = py(10f64.powi(e));
+            let _ = writeln!(s, "<line x1=\"{l}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"#ddd\"/><text x=\"{}\" y=\"{}\" text-anchor=\"end\">1e{e}</text>", w - r, l - 6.0, y + 4.0);
+        }
+        let _ = writeln!(s, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{xlabel}</text>", (w - r + l) / 2.0, h - 12.0);
+        let _ = writeln!(s, "<text x=\"16\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {})\">{ylabel} (log)</text>", (h - b + t) / 2.0, (h - b + t) / 2.0);
+        for (i, (name, p)) in series.iter().enumerate() {
+            let c = COLORS[i % COLORS.len()];
+            let p: Vec<_> = p.iter().filter(|p| p.0 > 0.0 && p.1 > 0.0).collect();
+            let path: Vec<String> = p.iter().map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y))).collect();
+            if !path.is_empty() {
+                let _ = writeln!(s, "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>", path.join(" "));
+            }
+            for (x, y) in &p {
+                let _ = writeln!(s, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{c}\"/>", px(*x), py(*y));
+            }
+            let ly = t + 10.0 + i as f64 * 18.0;
+            let _ = writeln!(s, "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{c}\"/><text x=\"{}\" y=\"{}\">{name}</text>", w - r + 12.0, ly - 10.0, w - r + 30.0, ly);
+        }
+        s + "</svg>\n"
+    }
+}

@@ -1,0 +1,450 @@
+//! The workloads of docs/BENCHMARKS.md, each sender in turn against the same receivers.
+
+use super::*;
+use crate::senders::*;
+use crate::wire::{self, Replay, Sniffer};
+use speaker_api::v1::{AnnounceRequest, Announcement, PeerConfig, WithdrawRequest};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+// ---------------------------------------------------------------------------------------------------
+// 1–3. Convergence, the replay limit, memory
+
+pub fn convergence(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
+    let max_k = *ctx.plan.receivers.iter().max().unwrap();
+    for fam in [Fam::V4, Fam::V6] {
+        for &n in &ctx.plan.sizes {
+            let prefixes = fam.prefixes(n);
+            for &k in &ctx.plan.receivers {
+                if k == max_k && n > ctx.plan.max_n_widest && k > 1 {
+                    continue;
+                }
+                for sender in SENDERS {
+                    eprintln!("bench: convergence {} n={n} k={k} {sender}", fam.name());
+                    let mut row = ConvRow { fam: Some(fam), n, k, sender, ..Default::default() };
+                    let r = match sender {
+                        "replay limit" => conv_replay(ctx, &mut rcv[..k], fam, &prefixes, &mut row),
+                        "speakerd" => conv_speakerd(ctx, &mut rcv[..k], fam, &prefixes, &mut row),
+                        "gobgpd" => conv_gobgpd(ctx, &mut rcv[..k], fam, &prefixes, &mut row),
+                        _ => conv_bird(ctx, &mut rcv[..k], fam, &prefixes, sender.contains("awake"), &mut row),
+                    };
+                    if let Err(e) = r {
+                        eprintln!("bench: {sender} failed: {e}");
+                        row.err = Some(e);
+                    }
+                    if let Err(e) = wait_idle(&mut rcv[..k], fam.proto()) {
+                        panic!("receivers did not go idle after {sender}: {e}");
+                    }
+                    res.conv.push(row);
+                }
+            }
+        }
+    }
+}
+
+fn addrs(rcv: &[Receiver], fam: Fam) -> Vec<IpAddr> {
+    rcv.iter()
+        .map(|r| match fam {
+            Fam::V4 => IpAddr::V4(r.host.v4),
+            Fam::V6 => IpAddr::V6(r.host.v6),
+        })
+        .collect()
+}
+
+fn conv_replay(ctx: &Ctx, rcv: &mut [Receiver], fam: Fam, prefixes: &[IpAddr], row: &mut ConvRow) -> Result<(), String> {
+    let updates = Arc::new(wire::updates(prefixes, SND_ASN, SND_V4, SND_V6));
+    let stop = Arc::new(AtomicBool::new(false));
+    let local = if fam == Fam::V4 { IpAddr::V4(SND_V4) } else { IpAddr::V6(SND_V6) };
+    let threads: Vec<_> = addrs(rcv, fam)
+        .into_iter()
+        .map(|remote| {
+            let (u, s, ns) = (updates.clone(), stop.clone(), ctx.snd.name().to_string());
+            std::thread::spawn(move || Replay::start(&ns, local, remote, SND_ASN, u, s))
+        })
+        .collect();
+    let r = wait_converged(rcv, fam.proto(), prefixes.len() as u64, CONVERGE);
+    stop.store(true, Ordering::Relaxed);
+    let replays: Vec<_> = threads.into_iter().map(|t| t.join().expect("replay thread")).collect();
+    for rp in &replays {
+        rp.as_ref().map_err(|e| e.to_string())?;
+    }
+    let (est, done) = r?;
+    row.est_to_all = Some(done - est);
+    drop(replays);
+    Ok(())
+}
+
+fn conv_speakerd(ctx: &Ctx, rcv: &mut [Receiver], fam: Fam, prefixes: &[IpAddr], row: &mut ConvRow) -> Result<(), String> {
+    let sp = start_speakerd(ctx.snd);
+    let mut c = speakerd_client(ctx.rt, &sp);
+    let all = announcements(prefixes, fam.host_len());
+    set_announcements(ctx.rt, &mut c, "bench", all.clone())?;
+    set_peers(ctx.rt, &mut c, addrs(rcv, fam).into_iter().map(|a| peer_config(a, None)).collect())?;
+    let (est, done) = wait_converged(rcv, fam.proto(), prefixes.len() as u64, CONVERGE)?;
+    row.est_to_all = Some(done - est);
+    (row.rss, _) = rss(sp.pid());
+    // bulk API load into established sessions
+    set_announcements(ctx.rt, &mut c, "bench", vec![])?;
+    wait_count(rcv, fam.proto(), 0, CONVERGE)?;
+    let t0 = Instant::now();
+    set_announcements(ctx.rt, &mut c, "bench", all)?;
+    let done = wait_count(rcv, fam.proto(), prefixes.len() as u64, CONVERGE)?;
+    row.bulk = Some(done - t0);
+    (_, row.peak) = rss(sp.pid());
+    Ok(())
+}
+
+fn conv_gobgpd(ctx: &Ctx, rcv: &mut [Receiver], fam: Fam, prefixes: &[IpAddr], row: &mut ConvRow) -> Result<(), String> {
+    let mut g = GobgpSender::start(ctx, &[]);
+    let paths: Vec<_> = prefixes.iter().map(|p| gobgp_path(*p)).collect();
+    g.add_paths(ctx.rt, paths.clone(), 1000)?;
+    g.add_peers(ctx.rt, &addrs(rcv, fam))?;
+    let (est, done) = wait_converged(rcv, fam.proto(), prefixes.len() as u64, CONVERGE)?;
+    row.est_to_all = Some(done - est);
+    (row.rss, _) = rss(g.pid());
+    g.delete_all(ctx.rt, fam)?;
+    wait_count(rcv, fam.proto(), 0, CONVERGE)?;
+    let t0 = Instant::now();
+    g.add_paths(ctx.rt, paths, 1000)?;
+    let done = wait_count(rcv, fam.proto(), prefixes.len() as u64, CONVERGE)?;
+    row.bulk = Some(done - t0);
+    (_, row.peak) = rss(g.pid());
+    Ok(())
+}
+
+fn conv_bird(ctx: &Ctx, rcv: &mut [Receiver], fam: Fam, prefixes: &[IpAddr], awake: bool, row: &mut ConvRow) -> Result<(), String> {
+    let neighbors = addrs(rcv, fam);
+    // `connect delay time 1` only shortens the wait before the first connect; the measurement starts
+    // at Established.
+    let mut b = BirdSender::start(ctx.snd, fam, prefixes, &neighbors, false, Some(1));
+    try_wait_until(CONVERGE, || match b.ctl.imported("st") {
+        Ok(n) if n == prefixes.len() as u64 => Ok(()),
+        Ok(n) => Err(format!("static routes loaded: {n}")),
+        Err(e) => Err(e.to_string()),
+    })?;
+    if awake {
+        b.keep_awake();
+    }
+    for i in 0..neighbors.len() {
+        b.ctl.cmd(&format!("enable n{i}")).map_err(|e| e.to_string())?;
+    }
+    let (est, done) = wait_converged(rcv, fam.proto(), prefixes.len() as u64, CONVERGE)?;
+    row.est_to_all = Some(done - est);
+    (row.rss, row.peak) = rss(b.pid());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------
+// 4. Latency: one announce (and one withdrawal) until the receiver holds (no longer holds) it
+
+fn poll_route(r: &mut Receiver, net: &str, present: bool) -> Result<Instant, String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if r.ctl.has_route(net).map_err(|e| e.to_string())? == present {
+            return Ok(Instant::now());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{net} present={present} not seen within 30 s"));
+        }
+    }
+}
+
+/// `ops` adds and withdrawals of probe prefixes through `add`/`del`, each timed until the receiver sees it.
+fn probe_loop(r: &mut Receiver, ops: usize, mut add: impl FnMut(&str) -> Result<(), String>, mut del: impl FnMut(&str) -> Result<(), String>) -> Result<(Vec<Duration>, Vec<Duration>), String> {
+    let (mut adds, mut dels) = (vec![], vec![]);
+    for i in 0..ops {
+        let p = probe(i);
+        let t0 = Instant::now();
+        add(&p)?;
+        adds.push(poll_route(r, &p, true)? - t0);
+        let t0 = Instant::now();
+        del(&p)?;
+        dels.push(poll_route(r, &p, false)? - t0);
+    }
+    Ok((adds, dels))
+}
+
+pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
+    let ops = ctx.plan.latency_ops;
+    for &bg in &ctx.plan.latency_background {
+        let prefixes = Fam::V4.prefixes(bg);
+        let me = addrs(rcv, Fam::V4);
+        // speakerd: a persistent gRPC client, then one speakerctl process per call
+        {
+            eprintln!("bench: latency speakerd bg={bg}");
+            let sp = start_speakerd(ctx.snd);
+            let mut c = speakerd_client(ctx.rt, &sp);
+            let setup = set_announcements(ctx.rt, &mut c, "bench", announcements(&prefixes, 32))
+                .and_then(|_| set_peers(ctx.rt, &mut c, me.iter().map(|a| peer_config(*a, None)).collect()))
+                .and_then(|_| wait_converged(rcv, "s4", bg as u64, CONVERGE).map(|_| ()));
+            let r = setup.clone().and_then(|_| {
+                let c2 = std::cell::RefCell::new(c.clone());
+                probe_loop(
+                    &mut rcv[0],
+                    ops,
+                    |p| {
+                        let req = AnnounceRequest { owner: "lat".into(), announcements: vec![Announcement { prefix: p.into(), ..Default::default() }] };
+                        ctx.rt.block_on(c2.borrow_mut().announce(req)).map(|_| ()).map_err(|e| e.to_string())
+                    },
+                    |p| {
+                        let req = WithdrawRequest { owner: "lat".into(), prefixes: vec![p.into()] };
+                        ctx.rt.block_on(c2.borrow_mut().withdraw(req)).map(|_| ()).map_err(|e| e.to_string())
+                    },
+                )
+            });
+            res.lat.push(LatRow::from("speakerd", "gRPC, persistent client", bg, r));
+            let ctl = |args: &[&str]| -> Result<(), String> {
+                let o = sp.speakerctl(args);
+                if o.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&o.stderr).into_owned()) }
+            };
+            let r = setup.and_then(|_| probe_loop(&mut rcv[0], ops, |p| ctl(&["announce", "add", p]), |p| ctl(&["announce", "withdraw", p])));
+            res.lat.push(LatRow::from("speakerd", "one `speakerctl` call", bg, r));
+            drop(sp);
+            let _ = wait_idle(rcv, "s4");
+        }
+        // gobgpd: its gRPC API with a persistent client, then one `gobgp` CLI call
+        {
+            eprintln!("bench: latency gobgpd bg={bg}");
+            let g = std::cell::RefCell::new(GobgpSender::start(ctx, &[]));
+            let loaded = g.borrow_mut().add_paths(ctx.rt, prefixes.iter().map(|p| gobgp_path(*p)).collect(), 1000);
+            let peered = loaded.and_then(|_| g.borrow_mut().add_peers(ctx.rt, &me));
+            let setup = peered.and_then(|_| wait_converged(rcv, "s4", bg as u64, CONVERGE).map(|_| ()));
+            let path = |p: &str| gobgp_path(p.trim_end_matches("/32").parse().unwrap());
+            let r = setup.clone().and_then(|_| {
+                probe_loop(&mut rcv[0], ops, |p| g.borrow_mut().add_path(ctx.rt, path(p)), |p| g.borrow_mut().delete_path(ctx.rt, path(p)))
+            });
+            res.lat.push(LatRow::from("gobgpd", "gRPC, persistent client", bg, r));
+            let r = setup.and_then(|_| {
+                probe_loop(&mut rcv[0], ops, |p| g.borrow().cli(&["global", "rib", "add", p, "-a", "ipv4"]), |p| g.borrow().cli(&["global", "rib", "del", p, "-a", "ipv4"]))
+            });
+            res.lat.push(LatRow::from("gobgpd", "one `gobgp` CLI call", bg, r));
+            drop(g);
+            let _ = wait_idle(rcv, "s4");
+        }
+        // BIRD: no call adds one route; the config is rewritten and re-read over the control socket
+        {
+            eprintln!("bench: latency BIRD bg={bg}");
+            let b = std::cell::RefCell::new(BirdSender::start(ctx.snd, Fam::V4, &prefixes, &me, true, Some(1)));
+            let r = wait_converged(rcv, "s4", bg as u64, CONVERGE).and_then(|_| {
+                probe_loop(&mut rcv[0], ops, |p| b.borrow_mut().reconfigure(Some(p)), |_| b.borrow_mut().reconfigure(None))
+            });
+            res.lat.push(LatRow::from("BIRD", "config rewrite + `configure`", bg, r));
+            drop(b);
+            let _ = wait_idle(rcv, "s4");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// 6. Start → first OPEN → Established; speakerd restart → all routes back
+
+pub fn start_times(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
+    let peer = rcv[0].host.v4;
+    let me = [IpAddr::V4(peer)];
+    let kinds = ["speakerd", "gobgpd", "BIRD (default)", "BIRD (connect delay time 0)"];
+    for kind in kinds {
+        let mut row = StartRow { sender: kind, ..Default::default() };
+        for _ in 0..ctx.plan.start_runs {
+            eprintln!("bench: start {kind}");
+            let sniff = Sniffer::start(rcv[0].host.name(), "eth0", wire::is_bgp_open_from(IpAddr::V4(SND_V4)));
+            let t0 = Instant::now();
+            let handle: Box<dyn std::any::Any> = match kind {
+                "speakerd" => Box::new(
+                    Speakerd::builder(ctx.snd)
+                        .local_asn(SND_ASN)
+                        .router_id(SND_V4)
+                        .no_bgp_listen()
+                        .env("RUST_LOG", "warn")
+                        .config(&format!("[[peers]]\naddress = \"{peer}\"\npeer_asn = {RCV_ASN}\n"))
+                        .spawn(),
+                ),
+                "gobgpd" => Box::new(GobgpSender::start(ctx, &me)),
+                "BIRD (default)" => Box::new(BirdSender::start(ctx.snd, Fam::V4, &[], &me, true, None)),
+                _ => Box::new(BirdSender::start(ctx.snd, Fam::V4, &[], &me, true, Some(0))),
+            };
+            let open = sniff.first(Duration::from_secs(60));
+            let est = wait_converged(rcv, "s4", 0, Duration::from_secs(60));
+            match (open, est) {
+                (Some(o), Ok((e, _))) => {
+                    row.open.push(o - t0);
+                    row.est.push(e - t0);
+                }
+                (o, e) => row.err = Some(format!("OPEN seen: {}, Established: {:?}", o.is_some(), e.err())),
+            }
+            drop(handle);
+            let _ = wait_idle(rcv, "s4");
+        }
+        res.start.push(row);
+    }
+    // speakerd restart: peers from its config file, announcements pushed again by the client (as
+    // k8s-bridge does when speakerd comes back)
+    eprintln!("bench: speakerd restart");
+    let n = ctx.plan.restart_n;
+    let all = announcements(&Fam::V4.prefixes(n), 32);
+    let r = (|| -> Result<Duration, String> {
+        let mut sp = Speakerd::builder(ctx.snd)
+            .local_asn(SND_ASN)
+            .router_id(SND_V4)
+            .no_bgp_listen()
+            .env("RUST_LOG", "warn")
+            .config(&format!("[[peers]]\naddress = \"{peer}\"\npeer_asn = {RCV_ASN}\n"))
+            .start();
+        let mut c = speakerd_client(ctx.rt, &sp);
+        set_announcements(ctx.rt, &mut c, "bench", all.clone())?;
+        wait_converged(rcv, "s4", n as u64, CONVERGE)?;
+        let before = rcv[0].ctl.cmd("show protocols s4").map_err(|e| e.to_string())?;
+        let t0 = Instant::now();
+        sp.restart();
+        let mut c = speakerd_client(ctx.rt, &sp);
+        set_announcements(ctx.rt, &mut c, "bench", all)?;
+        // the old session must be gone (its state line, with its "since", changed) before counts mean anything
+        try_wait_until(Duration::from_secs(30), || match rcv[0].ctl.cmd("show protocols s4") {
+            Ok(o) if o != before => Ok(()),
+            Ok(o) => Err(o),
+            Err(e) => Err(e.to_string()),
+        })?;
+        let (_, done) = wait_converged(rcv, "s4", n as u64, CONVERGE)?;
+        Ok(done - t0)
+    })();
+    res.restart = Some((n, r));
+    let _ = wait_idle(rcv, "s4");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// 5. Session scale
+
+pub fn scale(ctx: &Ctx, r1: &Host, res: &mut Results) {
+    let n = ctx.plan.scale_sessions;
+    let p = ctx.plan.scale_prefixes;
+    eprintln!("bench: scale {n} sessions, {p} prefixes");
+    // one address per session on each side's loopback: BIRD tells its protocols apart by neighbor address
+    let addr = |net: u8, i: usize| std::net::Ipv4Addr::new(10, net, (i / 250) as u8, (i % 250 + 1) as u8);
+    for i in 0..n {
+        r1.ip(&["addr", "add", &format!("{}/32", addr(100, i)), "dev", "lo"]);
+        ctx.snd.ip(&["addr", "add", &format!("{}/32", addr(101, i)), "dev", "lo"]);
+    }
+    ctx.snd.ip(&["route", "add", "10.100.0.0/16", "via", &r1.v4.to_string()]);
+    r1.ip(&["route", "add", "10.101.0.0/16", "via", &ctx.snd.v4.to_string()]);
+    let mut conf = format!("router id {};\nprotocol device {{ scan time 60; }}\n", r1.v4);
+    for i in 0..n {
+        conf += &format!(
+            "protocol bgp p{i} {{ local {} as {RCV_ASN}; neighbor {} as {SND_ASN}; multihop 2; passive on; ipv4 {{ import none; export none; }}; }}\n",
+            addr(100, i),
+            addr(101, i)
+        );
+    }
+    let mut rcv = Receiver::start_with(r1, &conf);
+    let mut row = ScaleRow { sessions: n, prefixes: p, ..Default::default() };
+    let r = (|| -> Result<(), String> {
+        let sp = start_speakerd(ctx.snd);
+        let mut c = speakerd_client(ctx.rt, &sp);
+        let peers = (0..n)
+            .map(|i| PeerConfig { source_address: addr(101, i).to_string(), ebgp_multihop_ttl: 2, ..peer_config(IpAddr::V4(addr(100, i)), Some(9)) })
+            .collect();
+        let t0 = Instant::now();
+        set_peers(ctx.rt, &mut c, peers)?;
+        let up = try_wait_until(Duration::from_secs(300), || match rcv.ctl.established_count() {
+            Ok(k) if k == n => Ok(Instant::now()),
+            Ok(k) => Err(format!("{k} of {n} established")),
+            Err(e) => Err(e.to_string()),
+        })?;
+        row.establish_all = Some(up - t0);
+        let cpu0 = cpu_secs(sp.pid());
+        let idle = if ctx.plan.full { 10.0 } else { 2.0 };
+        std::thread::sleep(Duration::from_secs_f64(idle));
+        row.idle_cpu_pct = Some((cpu_secs(sp.pid()) - cpu0) / idle * 100.0);
+        let cpu1 = cpu_secs(sp.pid());
+        let t1 = Instant::now();
+        set_announcements(ctx.rt, &mut c, "bench", announcements(&Fam::V4.prefixes(p), 32))?;
+        try_wait_until(Duration::from_secs(1800), || {
+            let out = rcv.ctl.cmd("show protocols all").map_err(|e| e.to_string())?;
+            let got: u64 = out.lines().filter_map(|l| l.split("Import updates:").nth(1)?.split_whitespace().next()?.parse::<u64>().ok()).sum();
+            if got >= (n * p) as u64 {
+                Ok(())
+            } else {
+                std::thread::sleep(Duration::from_millis(200));
+                Err(format!("{got} of {} updates received", n * p))
+            }
+        })?;
+        row.distribute = Some(t1.elapsed());
+        row.distribute_cpu = Some(cpu_secs(sp.pid()) - cpu1);
+        (row.rss, _) = rss(sp.pid());
+        // keep the sessions a few hold times more, then count what went wrong
+        std::thread::sleep(Duration::from_secs(if ctx.plan.full { 30 } else { 3 }));
+        let peers = ctx.rt.block_on(c.list_peers(speaker_api::v1::ListPeersRequest::default())).map_err(|e| e.to_string())?.into_inner().peers;
+        row.still_established = rcv.ctl.established_count().map_err(|e| e.to_string())?;
+        row.drops = peers.iter().filter_map(|p| p.state.as_ref()).map(|s| s.dropped_count).sum();
+        row.hold_expiries = (rcv.log().matches("Hold timer expired").count() + sp.log().to_lowercase().matches("hold timer expired").count()) as u64;
+        Ok(())
+    })();
+    if let Err(e) = r {
+        row.err = Some(e);
+    }
+    res.scale = Some(row);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// 7. Layer 2 failover
+
+pub fn l2_failover(plan: &Plan, res: &mut Results) {
+    let lab = Lab::new("bench-l2");
+    let seg = lab.segment(&["n1", "n2", "n3", "client"]);
+    let names = ["n1", "n2", "n3"];
+    let ip = "192.0.2.100";
+    // every node seeds every other one, so a restarted node finds the group whichever it is
+    let start = |i: usize| {
+        let h = &seg.hosts[i];
+        let mut b = Speakerd::builder(h).l2_node(names[i], h.v4, None).env("RUST_LOG", "warn");
+        for (j, o) in seg.hosts[..3].iter().enumerate() {
+            if j != i {
+                b = b.arg("--gossip-seed").arg(&format!("{}:7946", o.v4));
+            }
+        }
+        let sp = b.start();
+        let mut args = vec!["l2", "add", ip];
+        for n in names {
+            args.extend(["--node", n]);
+        }
+        sp.ctl(&args);
+        sp
+    };
+    let mut nodes: Vec<Speakerd> = (0..3).map(start).collect();
+    let agreed = |nodes: &[Speakerd]| -> Result<String, String> {
+        try_wait_until(Duration::from_secs(30), || {
+            let mut owners = std::collections::BTreeSet::new();
+            for sp in nodes {
+                let v = sp.speakerctl_json(&["members"]);
+                let alive = v["members"].as_array().map_or(0, |m| m.iter().filter(|x| x["state"] == "alive").count());
+                if alive != 3 {
+                    return Err(format!("{alive} alive members"));
+                }
+                owners.insert(sp.ctl(&["l2", "owner", ip]).trim().to_string());
+            }
+            match owners.len() {
+                1 if !owners.contains("(none)") => Ok(owners.into_iter().next().unwrap_or_default()),
+                _ => Err(format!("owners {owners:?}")),
+            }
+        })
+    };
+    let mut row = L2Row::default();
+    for run in 0..plan.l2_runs {
+        let r = (|| -> Result<Duration, String> {
+            let owner = agreed(&nodes)?;
+            std::thread::sleep(Duration::from_millis(500)); // let the owner's own GARPs pass
+            let i = names.iter().position(|n| *n == owner).ok_or(format!("unknown owner {owner}"))?;
+            let mac = wire::parse_mac(&seg.hosts[i].mac());
+            let sniff = Sniffer::start(seg.hosts[3].name(), "eth0", wire::is_garp(ip.parse().unwrap(), mac));
+            let t0 = Instant::now();
+            nodes[i].kill9();
+            let first = sniff.first(Duration::from_secs(10)).ok_or("no gratuitous ARP from a survivor within 10 s")?;
+            nodes[i] = start(i);
+            Ok(first - t0)
+        })();
+        eprintln!("bench: l2 failover run {run}: {r:?}");
+        match r {
+            Ok(d) => row.samples.push(d),
+            Err(e) => row.err = Some(e),
+        }
+    }
+    res.l2 = Some(row);
+}
