@@ -117,6 +117,7 @@ impl GobgpSender {
                         async move {
                             let s = wire::in_netns(&ns, move || std::net::TcpStream::connect(("127.0.0.1", GOBGP_PORT)))?;
                             s.set_nonblocking(true)?;
+                            s.set_nodelay(true)?; // as tonic's own connector does
                             Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::TcpStream::from_std(s)?))
                         }
                     }))

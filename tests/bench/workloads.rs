@@ -319,9 +319,11 @@ pub fn scale(ctx: &Ctx, r1: &Host, res: &mut Results) {
     eprintln!("bench: scale {n} sessions, {p} prefixes");
     // one address per session on each side's loopback: BIRD tells its protocols apart by neighbor address
     let addr = |net: u8, i: usize| std::net::Ipv4Addr::new(10, net, (i / 250) as u8, (i % 250 + 1) as u8);
-    for i in 0..n {
-        r1.ip(&["addr", "add", &format!("{}/32", addr(100, i)), "dev", "lo"]);
-        ctx.snd.ip(&["addr", "add", &format!("{}/32", addr(101, i)), "dev", "lo"]);
+    for (host, net) in [(r1, 100), (ctx.snd, 101)] {
+        let batch = host.state_dir("addrs").join("batch");
+        let cmds: String = (0..n).map(|i| format!("addr add {}/32 dev lo\n", addr(net, i))).collect();
+        std::fs::write(&batch, cmds).unwrap();
+        host.ip(&["-batch", batch.to_str().unwrap()]);
     }
     ctx.snd.ip(&["route", "add", "10.100.0.0/16", "via", &r1.v4.to_string()]);
     r1.ip(&["route", "add", "10.101.0.0/16", "via", &ctx.snd.v4.to_string()]);
