@@ -8,8 +8,8 @@ use crate::bgp::session::{PeerCmd, PeerContext, PeerShared, PeerStatus, PeerTask
 use crate::bgp::transport;
 use crate::bgp::wire::{iana::err, Notification};
 use crate::config::spec::{AdvertSpec, ConfigError, L2Spec, PeerSpec, RouteAttrs};
-use crate::l2::control::L2Control;
 use crate::events::{AnnouncementChange, AnnouncementEvent, Event};
+use crate::l2::control::L2Control;
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -50,7 +50,12 @@ pub struct SpeakerConfig {
 
 impl Default for SpeakerConfig {
     fn default() -> Self {
-        Self { local_asn: None, router_id: None, max_peers: 4096, max_announcements_per_owner: 2_000_000 }
+        Self {
+            local_asn: None,
+            router_id: None,
+            max_peers: 4096,
+            max_announcements_per_owner: 2_000_000,
+        }
     }
 }
 
@@ -90,11 +95,24 @@ struct PeerEntry {
     disabled: bool,
 }
 
+/// What an announcement says besides its prefix. Interned: the many prefixes of one owner usually
+/// share one, so an owner's set costs a prefix and a pointer per announcement.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Body {
+    /// Interned in `Core::interned` too, so a prefix announced by one owner goes to the peers' Adj-RIB-Out
+    /// as this very pointer.
+    attrs: Arc<RouteAttrs>,
+    peers: BTreeSet<String>,
+}
+
+type OwnerSet = BTreeMap<IpNet, Arc<Body>>;
+
 #[derive(Default)]
 struct Core {
     peers: BTreeMap<IpAddr, PeerEntry>,
-    owners: BTreeMap<String, BTreeMap<IpNet, AdvertSpec>>,
+    owners: BTreeMap<String, OwnerSet>,
     interned: HashMap<RouteAttrs, Arc<RouteAttrs>>,
+    bodies: std::collections::HashSet<Arc<Body>>,
     /// Layer 2 announcements per owner.
     l2: BTreeMap<String, BTreeMap<IpAddr, L2Spec>>,
 }
@@ -121,7 +139,10 @@ pub struct Speaker {
 impl Speaker {
     pub fn new(cfg: SpeakerConfig, cancel: CancellationToken, tracker: TaskTracker) -> Arc<Self> {
         let (events, _) = broadcast::channel(4096);
-        let seed = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
+        let seed = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
         Arc::new(Self {
             core: tokio::sync::Mutex::new(Core::default()),
             events,
@@ -139,7 +160,10 @@ impl Speaker {
 
     /// The default local ASN and router ID for peers that set none.
     pub fn defaults(&self) -> (Option<u32>, Option<Ipv4Addr>) {
-        self.defaults.read().map(|d| *d).unwrap_or((self.cfg.local_asn, self.cfg.router_id))
+        self.defaults
+            .read()
+            .map(|d| *d)
+            .unwrap_or((self.cfg.local_asn, self.cfg.router_id))
     }
 
     /// Replaces the defaults. Peers already running keep the values they started with until their
@@ -148,7 +172,11 @@ impl Speaker {
         if let Ok(mut d) = self.defaults.write() {
             *d = (local_asn, router_id);
         }
-        tracing::info!(?local_asn, ?router_id, "default local ASN and router ID set");
+        tracing::info!(
+            ?local_asn,
+            ?router_id,
+            "default local ASN and router ID set"
+        );
     }
 
     /// The sender of the event stream, for parts started beside the speaker (Layer 2 control).
@@ -175,16 +203,28 @@ impl Speaker {
     }
 
     /// Replaces an owner's Layer 2 announcements. Returns (added, changed, removed).
-    pub async fn set_l2(&self, owner: &str, specs: Vec<L2Spec>) -> Result<(u32, u32, u32), SpeakerError> {
-        let l2 = self.l2.get().ok_or_else(|| SpeakerError::Limit("Layer 2 mode is not running on this node".into()))?;
+    pub async fn set_l2(
+        &self,
+        owner: &str,
+        specs: Vec<L2Spec>,
+    ) -> Result<(u32, u32, u32), SpeakerError> {
+        let l2 = self.l2.get().ok_or_else(|| {
+            SpeakerError::Limit("Layer 2 mode is not running on this node".into())
+        })?;
         let mut core = self.core.lock().await;
         let new: BTreeMap<IpAddr, L2Spec> = specs.into_iter().map(|s| (s.ip, s)).collect();
         if new.len() > self.cfg.max_announcements_per_owner {
-            return Err(SpeakerError::Limit(format!("at most {} announcements per owner", self.cfg.max_announcements_per_owner)));
+            return Err(SpeakerError::Limit(format!(
+                "at most {} announcements per owner",
+                self.cfg.max_announcements_per_owner
+            )));
         }
         let old = core.l2.remove(owner).unwrap_or_default();
         let added = new.keys().filter(|k| !old.contains_key(k)).count() as u32;
-        let changed = new.iter().filter(|(k, v)| old.get(k).is_some_and(|o| o != *v)).count() as u32;
+        let changed = new
+            .iter()
+            .filter(|(k, v)| old.get(k).is_some_and(|o| o != *v))
+            .count() as u32;
         let removed = old.keys().filter(|k| !new.contains_key(k)).count() as u32;
         if !new.is_empty() {
             core.l2.insert(owner.to_string(), new);
@@ -202,7 +242,13 @@ impl Speaker {
         }
         l2.set_desired(merged);
         if added + changed + removed > 0 {
-            tracing::info!(owner, added, changed, removed, "layer 2 announcements updated");
+            tracing::info!(
+                owner,
+                added,
+                changed,
+                removed,
+                "layer 2 announcements updated"
+            );
         }
         Ok((added, changed, removed))
     }
@@ -223,7 +269,10 @@ impl Speaker {
         let l = Arc::new(transport::listen(addr)?);
         let bound = l.local_addr()?;
         let v6 = bound.is_ipv6();
-        self.listeners.lock().map_err(|_| std::io::Error::other("poisoned"))?.push((l.clone(), v6));
+        self.listeners
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .push((l.clone(), v6));
         let dispatch = self.dispatch.clone();
         let cancel = self.cancel.clone();
         self.tracker.spawn(
@@ -276,25 +325,50 @@ impl Speaker {
         let (default_asn, default_id) = self.defaults();
         let local_asn = match (spec.local_asn, default_asn) {
             (0, Some(d)) => d,
-            (0, None) => return Err(ConfigError::new("local_asn", "required (speakerd has no --local-asn default)").into()),
+            (0, None) => {
+                return Err(ConfigError::new(
+                    "local_asn",
+                    "required (speakerd has no --local-asn default)",
+                )
+                .into())
+            }
             (a, _) => a,
         };
         let router_id = spec
             .router_id
             .or(default_id)
             .or_else(transport::default_router_id)
-            .ok_or_else(|| ConfigError::new("router_id", "required: the host has no IPv4 address to default to"))?;
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "router_id",
+                    "required: the host has no IPv4 address to default to",
+                )
+            })?;
         Ok((local_asn, router_id))
     }
 
-    fn spawn_peer(&self, spec: &PeerSpec, local_asn: u32, router_id: Ipv4Addr, shared: Arc<PeerShared>, restarting: bool) -> mpsc::Sender<PeerCmd> {
+    fn spawn_peer(
+        &self,
+        spec: &PeerSpec,
+        local_asn: u32,
+        router_id: Ipv4Addr,
+        shared: Arc<PeerShared>,
+        restarting: bool,
+    ) -> mpsc::Sender<PeerCmd> {
         let (tx, rx) = mpsc::channel(64);
-        let seed = self.seed.fetch_add(0x9E37_79B9_7F4A_7C15, std::sync::atomic::Ordering::Relaxed);
+        let seed = self
+            .seed
+            .fetch_add(0x9E37_79B9_7F4A_7C15, std::sync::atomic::Ordering::Relaxed);
         let bfd = match (spec.bfd.clone(), self.bfd.get()) {
             (Some(b), Some(m)) => Some(m.add(
                 spec.address,
                 crate::bfd::SessionSpec {
-                    cfg: crate::bfd::fsm::BfdConfig { desired_min_tx: b.tx, required_min_rx: b.rx, detect_mult: b.detect_mult, passive: b.passive },
+                    cfg: crate::bfd::fsm::BfdConfig {
+                        desired_min_tx: b.tx,
+                        required_min_rx: b.rx,
+                        detect_mult: b.detect_mult,
+                        passive: b.passive,
+                    },
                     // RFC 5883 for sessions that are not directly connected.
                     multihop: spec.ebgp_multihop_ttl.is_some() || local_asn == spec.peer_asn,
                     min_ttl: b.min_ttl,
@@ -308,11 +382,21 @@ impl Speaker {
             _ => None,
         };
         let task = PeerTask::new(
-            PeerContext { spec: spec.clone(), local_asn, router_id, shared, events: self.events.clone(), restarting, seed, bfd },
+            PeerContext {
+                spec: spec.clone(),
+                local_asn,
+                router_id,
+                shared,
+                events: self.events.clone(),
+                restarting,
+                seed,
+                bfd,
+            },
             rx,
         );
         let span = tracing::info_span!("peer", peer = %spec.address, peer_name = %spec.name, asn = spec.peer_asn);
-        self.tracker.spawn(task.run(self.cancel.child_token()).instrument(span));
+        self.tracker
+            .spawn(task.run(self.cancel.child_token()).instrument(span));
         if let Ok(mut d) = self.dispatch.write() {
             d.insert(spec.address, tx.clone());
         }
@@ -320,7 +404,12 @@ impl Speaker {
     }
 
     fn view(e: &PeerEntry) -> PeerView {
-        let advertised = e.shared.rib.lock().map(|r| r.advertised()).unwrap_or_default();
+        let advertised = e
+            .shared
+            .rib
+            .lock()
+            .map(|r| r.advertised())
+            .unwrap_or_default();
         PeerView {
             spec: e.spec.clone(),
             owner: e.owner.clone(),
@@ -332,7 +421,11 @@ impl Speaker {
     }
 
     fn find<'a>(core: &'a Core, key: &str) -> Result<&'a PeerEntry, SpeakerError> {
-        let by_addr = key.parse::<IpAddr>().ok().map(transport::canonical).and_then(|a| core.peers.get(&a));
+        let by_addr = key
+            .parse::<IpAddr>()
+            .ok()
+            .map(transport::canonical)
+            .and_then(|a| core.peers.get(&a));
         by_addr
             .or_else(|| core.peers.values().find(|p| p.spec.name == key))
             .ok_or_else(|| SpeakerError::NotFound(key.to_string()))
@@ -344,15 +437,29 @@ impl Speaker {
         self.add_locked(&mut core, owner, spec)
     }
 
-    fn add_locked(&self, core: &mut Core, owner: &str, spec: PeerSpec) -> Result<PeerView, SpeakerError> {
+    fn add_locked(
+        &self,
+        core: &mut Core,
+        owner: &str,
+        spec: PeerSpec,
+    ) -> Result<PeerView, SpeakerError> {
         if let Some(p) = core.peers.get(&spec.address) {
-            return Err(SpeakerError::AlreadyExists(format!("peer {} already exists (owner {:?})", spec.address, p.owner)));
+            return Err(SpeakerError::AlreadyExists(format!(
+                "peer {} already exists (owner {:?})",
+                spec.address, p.owner
+            )));
         }
         if core.peers.values().any(|p| p.spec.name == spec.name) {
-            return Err(SpeakerError::AlreadyExists(format!("a peer is already named {:?}", spec.name)));
+            return Err(SpeakerError::AlreadyExists(format!(
+                "a peer is already named {:?}",
+                spec.name
+            )));
         }
         if core.peers.len() >= self.cfg.max_peers {
-            return Err(SpeakerError::Limit(format!("at most {} peers", self.cfg.max_peers)));
+            return Err(SpeakerError::Limit(format!(
+                "at most {} peers",
+                self.cfg.max_peers
+            )));
         }
         let (local_asn, router_id) = self.resolve_asn_id(&spec)?;
         if let Some(pw) = &spec.password {
@@ -360,8 +467,19 @@ impl Speaker {
         }
         let shared = Arc::new(PeerShared::default());
         let cmds = self.spawn_peer(&spec, local_asn, router_id, shared.clone(), true);
-        let entry = PeerEntry { spec: spec.clone(), owner: owner.to_string(), local_asn, shared, cmds, disabled: false };
-        let all: BTreeSet<IpNet> = core.owners.values().flat_map(|s| s.keys().copied()).collect();
+        let entry = PeerEntry {
+            spec: spec.clone(),
+            owner: owner.to_string(),
+            local_asn,
+            shared,
+            cmds,
+            disabled: false,
+        };
+        let all: BTreeSet<IpNet> = core
+            .owners
+            .values()
+            .flat_map(|s| s.keys().copied())
+            .collect();
         core.peers.insert(spec.address, entry);
         sync_peer(core, spec.address, &all);
         tracing::info!(peer = %spec.address, name = %spec.name, asn = spec.peer_asn, owner, "peer added");
@@ -375,10 +493,24 @@ impl Speaker {
         self.update_locked(&mut core, spec)
     }
 
-    fn update_locked(&self, core: &mut Core, spec: PeerSpec) -> Result<(PeerView, bool), SpeakerError> {
-        let old = core.peers.get(&spec.address).ok_or_else(|| SpeakerError::NotFound(spec.address.to_string()))?;
-        if core.peers.values().any(|p| p.spec.name == spec.name && p.spec.address != spec.address) {
-            return Err(SpeakerError::AlreadyExists(format!("a peer is already named {:?}", spec.name)));
+    fn update_locked(
+        &self,
+        core: &mut Core,
+        spec: PeerSpec,
+    ) -> Result<(PeerView, bool), SpeakerError> {
+        let old = core
+            .peers
+            .get(&spec.address)
+            .ok_or_else(|| SpeakerError::NotFound(spec.address.to_string()))?;
+        if core
+            .peers
+            .values()
+            .any(|p| p.spec.name == spec.name && p.spec.address != spec.address)
+        {
+            return Err(SpeakerError::AlreadyExists(format!(
+                "a peer is already named {:?}",
+                spec.name
+            )));
         }
         let (local_asn, router_id) = self.resolve_asn_id(&spec)?;
         let reset = old.spec.needs_reset(&spec) || old.local_asn != local_asn;
@@ -387,7 +519,10 @@ impl Speaker {
         if old.disabled {
             // No session to reset: the new settings apply when the peer is enabled.
             if old.spec.password != spec.password {
-                self.set_listener_md5(spec.address, spec.password.as_deref().unwrap_or("").as_bytes());
+                self.set_listener_md5(
+                    spec.address,
+                    spec.password.as_deref().unwrap_or("").as_bytes(),
+                );
             }
             if let Some(e) = core.peers.get_mut(&spec.address) {
                 e.spec = spec.clone();
@@ -395,12 +530,28 @@ impl Speaker {
             }
         } else if reset {
             let n = Notification::cease(err::cease::OTHER_CONFIGURATION_CHANGE);
-            let _ = old.cmds.try_send(PeerCmd::Stop { notification: Some(n), deleted: false });
+            let _ = old.cmds.try_send(PeerCmd::Stop {
+                notification: Some(n),
+                deleted: false,
+            });
             if old.spec.password != spec.password {
-                self.set_listener_md5(spec.address, spec.password.as_deref().unwrap_or("").as_bytes());
+                self.set_listener_md5(
+                    spec.address,
+                    spec.password.as_deref().unwrap_or("").as_bytes(),
+                );
             }
             let cmds = self.spawn_peer(&spec, local_asn, router_id, shared.clone(), false);
-            core.peers.insert(spec.address, PeerEntry { spec: spec.clone(), owner, local_asn, shared, cmds, disabled: false });
+            core.peers.insert(
+                spec.address,
+                PeerEntry {
+                    spec: spec.clone(),
+                    owner,
+                    local_asn,
+                    shared,
+                    cmds,
+                    disabled: false,
+                },
+            );
         } else {
             let _ = old.cmds.try_send(PeerCmd::Tune(Box::new(spec.clone())));
             if let Some(e) = core.peers.get_mut(&spec.address) {
@@ -408,7 +559,11 @@ impl Speaker {
             }
         }
         // The name may have changed which announcements select this peer.
-        let all: BTreeSet<IpNet> = core.owners.values().flat_map(|s| s.keys().copied()).collect();
+        let all: BTreeSet<IpNet> = core
+            .owners
+            .values()
+            .flat_map(|s| s.keys().copied())
+            .collect();
         sync_peer(core, spec.address, &all);
         tracing::info!(peer = %spec.address, reset, "peer updated");
         Ok((Self::view(&core.peers[&spec.address]), reset))
@@ -423,7 +578,9 @@ impl Speaker {
     }
 
     fn delete_locked(&self, core: &mut Core, addr: IpAddr) {
-        let Some(e) = core.peers.remove(&addr) else { return };
+        let Some(e) = core.peers.remove(&addr) else {
+            return;
+        };
         if e.disabled {
             // No task: the `deleted` event is ours to send.
             let _ = self.events.send(Event::Peer(crate::events::PeerEvent {
@@ -438,7 +595,10 @@ impl Speaker {
         } else {
             // The task sends the NOTIFICATION and the one `deleted` event.
             let n = Notification::cease(err::cease::PEER_DECONFIGURED);
-            let _ = e.cmds.try_send(PeerCmd::Stop { notification: Some(n), deleted: true });
+            let _ = e.cmds.try_send(PeerCmd::Stop {
+                notification: Some(n),
+                deleted: true,
+            });
         }
         if let Ok(mut d) = self.dispatch.write() {
             d.remove(&addr);
@@ -455,17 +615,28 @@ impl Speaker {
     /// Makes `owner`'s peers exactly `specs`: adds the missing, updates the changed (resetting a
     /// session only where a setting needs it), deletes the owner's others. A peer whose address or
     /// name another owner holds is left alone and reported in `conflicts`; the rest is applied.
-    pub async fn set_peers(&self, owner: &str, specs: Vec<PeerSpec>) -> Result<SetPeersOutcome, SpeakerError> {
+    pub async fn set_peers(
+        &self,
+        owner: &str,
+        specs: Vec<PeerSpec>,
+    ) -> Result<SetPeersOutcome, SpeakerError> {
         let mut seen = BTreeSet::new();
         for s in &specs {
             if !seen.insert(s.address) {
-                return Err(SpeakerError::Invalid(ConfigError::new("peers", format!("peer {} appears twice", s.address))));
+                return Err(SpeakerError::Invalid(ConfigError::new(
+                    "peers",
+                    format!("peer {} appears twice", s.address),
+                )));
             }
         }
         let mut core = self.core.lock().await;
         let mut out = SetPeersOutcome::default();
-        let gone: Vec<IpAddr> =
-            core.peers.values().filter(|p| p.owner == owner && !seen.contains(&p.spec.address)).map(|p| p.spec.address).collect();
+        let gone: Vec<IpAddr> = core
+            .peers
+            .values()
+            .filter(|p| p.owner == owner && !seen.contains(&p.spec.address))
+            .map(|p| p.spec.address)
+            .collect();
         for a in gone {
             self.delete_locked(&mut core, a);
             out.removed += 1;
@@ -473,15 +644,18 @@ impl Speaker {
         for spec in specs {
             let addr = spec.address;
             let r = match core.peers.get(&addr) {
-                Some(p) if p.owner != owner => {
-                    Err(SpeakerError::AlreadyExists(format!("peer {addr} is owned by {:?}", p.owner)))
-                }
+                Some(p) if p.owner != owner => Err(SpeakerError::AlreadyExists(format!(
+                    "peer {addr} is owned by {:?}",
+                    p.owner
+                ))),
                 Some(p) if p.spec == spec => continue,
                 Some(_) => self.update_locked(&mut core, spec).map(|(_, reset)| {
                     out.changed += 1;
                     out.reset += u32::from(reset);
                 }),
-                None => self.add_locked(&mut core, owner, spec).map(|_| out.added += 1),
+                None => self
+                    .add_locked(&mut core, owner, spec)
+                    .map(|_| out.added += 1),
             };
             if let Err(e) = r {
                 tracing::warn!(peer = %addr, owner, error = %e, "peer not applied");
@@ -489,7 +663,13 @@ impl Speaker {
             }
         }
         if out.added + out.changed + out.removed > 0 {
-            tracing::info!(owner, added = out.added, changed = out.changed, removed = out.removed, "peers updated");
+            tracing::info!(
+                owner,
+                added = out.added,
+                changed = out.changed,
+                removed = out.removed,
+                "peers updated"
+            );
         }
         Ok(out)
     }
@@ -508,18 +688,31 @@ impl Speaker {
         let core = self.core.lock().await;
         let e = Self::find(&core, key)?;
         if e.disabled {
-            return Err(SpeakerError::FailedPrecondition(format!("peer {} is administratively down: enable it first", e.spec.address)));
+            return Err(SpeakerError::FailedPrecondition(format!(
+                "peer {} is administratively down: enable it first",
+                e.spec.address
+            )));
         }
-        e.cmds.try_send(PeerCmd::Reset { soft }).map_err(|_| SpeakerError::Limit("peer task busy, try again".into()))
+        e.cmds
+            .try_send(PeerCmd::Reset { soft })
+            .map_err(|_| SpeakerError::Limit("peer task busy, try again".into()))
     }
 
     /// Takes a peer administratively down (`enabled` false: Cease/Administrative Shutdown with the
     /// optional RFC 9003 `communication`, no reconnection, incoming connections refused) or up again
     /// (a new session starts). Returns whether anything changed.
-    pub async fn set_peer_enabled(&self, key: &str, enabled: bool, communication: &str) -> Result<bool, SpeakerError> {
+    pub async fn set_peer_enabled(
+        &self,
+        key: &str,
+        enabled: bool,
+        communication: &str,
+    ) -> Result<bool, SpeakerError> {
         let mut core = self.core.lock().await;
         let addr = Self::find(&core, key)?.spec.address;
-        let e = core.peers.get(&addr).ok_or_else(|| SpeakerError::NotFound(key.to_string()))?;
+        let e = core
+            .peers
+            .get(&addr)
+            .ok_or_else(|| SpeakerError::NotFound(key.to_string()))?;
         if e.disabled != enabled {
             return Ok(false);
         }
@@ -541,9 +734,16 @@ impl Speaker {
                 cut -= 1;
             }
             text.truncate(cut);
-            let data = if text.is_empty() { Vec::new() } else { [vec![text.len() as u8], text].concat() };
+            let data = if text.is_empty() {
+                Vec::new()
+            } else {
+                [vec![text.len() as u8], text].concat()
+            };
             let n = Notification::new(err::CEASE, err::cease::ADMINISTRATIVE_SHUTDOWN, data);
-            let _ = e.cmds.try_send(PeerCmd::Stop { notification: Some(n), deleted: false });
+            let _ = e.cmds.try_send(PeerCmd::Stop {
+                notification: Some(n),
+                deleted: false,
+            });
             if let Ok(mut d) = self.dispatch.write() {
                 d.remove(&addr);
             }
@@ -557,95 +757,161 @@ impl Speaker {
 
     /// What a peer's session has on the wire now (its Adj-RIB-Out as sent), with the encoder that
     /// put it there (None while no session is up).
-    pub async fn adj_rib_out(&self, key: &str) -> Result<(PeerView, Option<crate::bgp::rib_out::Encoder>, Vec<(IpNet, Arc<RouteAttrs>)>), SpeakerError> {
+    pub async fn adj_rib_out(
+        &self,
+        key: &str,
+    ) -> Result<
+        (
+            PeerView,
+            Option<crate::bgp::rib_out::Encoder>,
+            Vec<(IpNet, Arc<RouteAttrs>)>,
+        ),
+        SpeakerError,
+    > {
         let core = self.core.lock().await;
         let e = Self::find(&core, key)?;
         let (enc, routes) = e.shared.rib.lock().map(|r| r.sent()).unwrap_or_default();
         Ok((Self::view(e), enc, routes))
     }
 
-    /// Adds or replaces announcements in an owner's set.
-    pub async fn announce(&self, owner: &str, adverts: Vec<AdvertSpec>) -> Result<(), SpeakerError> {
+    /// Adds or replaces announcements in an owner's set. Costs what changes, not the size of the set.
+    pub async fn announce(
+        &self,
+        owner: &str,
+        adverts: Vec<AdvertSpec>,
+    ) -> Result<(), SpeakerError> {
         let mut core = self.core.lock().await;
-        let mut set = core.owners.get(owner).cloned().unwrap_or_default();
-        for a in adverts {
-            set.insert(a.prefix, a);
+        let mut set = core.owners.remove(owner).unwrap_or_default();
+        let adding = adverts
+            .iter()
+            .map(|a| a.prefix)
+            .filter(|p| !set.contains_key(p))
+            .collect::<BTreeSet<_>>()
+            .len();
+        if let Err(e) = self.check_size(set.len() + adding) {
+            if !set.is_empty() {
+                core.owners.insert(owner.to_string(), set);
+            }
+            return Err(e);
         }
-        self.replace_set(&mut core, owner, set).map(|_| ())
+        let mut changes = Vec::new();
+        for a in adverts {
+            let (p, body) = core.intern(a);
+            match set.insert(p, body.clone()) {
+                None => changes.push((AnnouncementChange::Added, p, body)),
+                Some(old) if old != body => changes.push((AnnouncementChange::Changed, p, body)),
+                Some(_) => {}
+            }
+        }
+        self.commit(&mut core, owner, set, changes);
+        Ok(())
     }
 
     /// Removes prefixes from an owner's set; returns how many it had.
     pub async fn withdraw(&self, owner: &str, prefixes: &[IpNet]) -> Result<u32, SpeakerError> {
         let mut core = self.core.lock().await;
-        let mut set = core.owners.get(owner).cloned().unwrap_or_default();
-        let removed = prefixes.iter().filter(|p| set.remove(p).is_some()).count() as u32;
-        self.replace_set(&mut core, owner, set)?;
+        let mut set = core.owners.remove(owner).unwrap_or_default();
+        let changes: Vec<_> = prefixes
+            .iter()
+            .filter_map(|p| Some((AnnouncementChange::Removed, *p, set.remove(p)?)))
+            .collect();
+        let removed = changes.len() as u32;
+        self.commit(&mut core, owner, set, changes);
         Ok(removed)
     }
 
     /// Replaces an owner's whole set. Returns (added, changed, removed).
-    pub async fn set_announcements(&self, owner: &str, adverts: Vec<AdvertSpec>) -> Result<(u32, u32, u32), SpeakerError> {
+    pub async fn set_announcements(
+        &self,
+        owner: &str,
+        adverts: Vec<AdvertSpec>,
+    ) -> Result<(u32, u32, u32), SpeakerError> {
         let mut core = self.core.lock().await;
         // Of two announcements of one prefix, the last wins, as in Announce.
-        let set = adverts.into_iter().map(|a| (a.prefix, a)).collect();
-        self.replace_set(&mut core, owner, set)
+        let new: OwnerSet = adverts.into_iter().map(|a| core.intern(a)).collect();
+        self.check_size(new.len())?;
+        let old = core.owners.remove(owner).unwrap_or_default();
+        let mut changes = Vec::new();
+        for (p, b) in &new {
+            match old.get(p) {
+                None => changes.push((AnnouncementChange::Added, *p, b.clone())),
+                Some(o) if o != b => changes.push((AnnouncementChange::Changed, *p, b.clone())),
+                Some(_) => {}
+            }
+        }
+        for (p, b) in old {
+            if !new.contains_key(&p) {
+                changes.push((AnnouncementChange::Removed, p, b));
+            }
+        }
+        Ok(self.commit(&mut core, owner, new, changes))
+    }
+
+    fn check_size(&self, n: usize) -> Result<(), SpeakerError> {
+        if n > self.cfg.max_announcements_per_owner {
+            return Err(SpeakerError::Limit(format!(
+                "{n} announcements: at most {} per owner",
+                self.cfg.max_announcements_per_owner
+            )));
+        }
+        Ok(())
     }
 
     /// Every owner's announcement of one prefix, by owner.
     pub async fn announcements_of(&self, prefix: &IpNet) -> Vec<(String, AdvertSpec)> {
         let core = self.core.lock().await;
-        core.owners.iter().filter_map(|(o, set)| set.get(prefix).map(|a| (o.clone(), a.clone()))).collect()
+        core.owners
+            .iter()
+            .filter_map(|(o, set)| set.get(prefix).map(|b| (o.clone(), b.spec(*prefix))))
+            .collect()
     }
 
     pub async fn list_announcements(&self, owner: Option<&str>) -> Vec<(String, AdvertSpec)> {
-        list_owned(&self.core.lock().await.owners, owner)
+        let core = self.core.lock().await;
+        let mut v: Vec<(IpNet, &String, &Arc<Body>)> = core
+            .owners
+            .iter()
+            .filter(|(o, _)| owner.is_none_or(|w| w == o.as_str()))
+            .flat_map(|(o, set)| set.iter().map(move |(p, b)| (*p, o, b)))
+            .collect();
+        v.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        v.into_iter()
+            .map(|(p, o, b)| (o.clone(), b.spec(p)))
+            .collect()
     }
 
-    /// Diffs an owner's old and new set, emits events, and updates every peer for the changed prefixes.
-    fn replace_set(&self, core: &mut Core, owner: &str, new: BTreeMap<IpNet, AdvertSpec>) -> Result<(u32, u32, u32), SpeakerError> {
-        if new.len() > self.cfg.max_announcements_per_owner {
-            return Err(SpeakerError::Limit(format!(
-                "{} announcements: at most {} per owner",
-                new.len(),
-                self.cfg.max_announcements_per_owner
-            )));
+    /// Stores an owner's new set, emits an event per change, and updates every peer for the changed
+    /// prefixes. Returns (added, changed, removed).
+    fn commit(
+        &self,
+        core: &mut Core,
+        owner: &str,
+        set: OwnerSet,
+        changes: Vec<(AnnouncementChange, IpNet, Arc<Body>)>,
+    ) -> (u32, u32, u32) {
+        if !set.is_empty() {
+            core.owners.insert(owner.to_string(), set);
         }
-        let old = core.owners.remove(owner).unwrap_or_default();
-        let mut changed_prefixes = BTreeSet::new();
         let (mut added, mut changed, mut removed) = (0, 0, 0);
         let now = SystemTime::now();
-        let emit = |change, advert: &AdvertSpec| {
-            let _ = self.events.send(Event::Announcement(AnnouncementEvent {
-                change,
-                owner: owner.to_string(),
-                advert: advert.clone(),
-                at: now,
-            }));
-        };
-        for (p, a) in &new {
-            match old.get(p) {
-                None => {
-                    added += 1;
-                    changed_prefixes.insert(*p);
-                    emit(AnnouncementChange::Added, a);
-                }
-                Some(o) if o != a => {
-                    changed += 1;
-                    changed_prefixes.insert(*p);
-                    emit(AnnouncementChange::Changed, a);
-                }
-                Some(_) => {}
+        let mut changed_prefixes = BTreeSet::new();
+        for (change, p, body) in changes {
+            match change {
+                AnnouncementChange::Added => added += 1,
+                AnnouncementChange::Changed => changed += 1,
+                AnnouncementChange::Removed => removed += 1,
             }
-        }
-        for (p, a) in &old {
-            if !new.contains_key(p) {
-                removed += 1;
-                changed_prefixes.insert(*p);
-                emit(AnnouncementChange::Removed, a);
+            changed_prefixes.insert(p);
+            // Built only when someone listens (a watch stream): an owner's load of 100k announcements
+            // makes no 100k events nobody reads.
+            if self.events.receiver_count() > 0 {
+                let _ = self.events.send(Event::Announcement(AnnouncementEvent {
+                    change,
+                    owner: owner.to_string(),
+                    advert: body.spec(p),
+                    at: now,
+                }));
             }
-        }
-        if !new.is_empty() {
-            core.owners.insert(owner.to_string(), new);
         }
         if !changed_prefixes.is_empty() {
             let addrs: Vec<IpAddr> = core.peers.keys().copied().collect();
@@ -654,10 +920,16 @@ impl Speaker {
             }
             tracing::info!(owner, added, changed, removed, "announcements updated");
         }
+        if added + changed + removed >= BULK_CHANGES {
+            release_freed_memory_soon();
+        }
+        if core.bodies.len() > 1024 {
+            core.bodies.retain(|b| Arc::strong_count(b) > 1);
+        }
         if core.interned.len() > 1024 {
             core.interned.retain(|_, v| Arc::strong_count(v) > 1);
         }
-        Ok((added, changed, removed))
+        (added, changed, removed)
     }
 
     /// Stops every peer: Cease/Administrative Shutdown (or silence where graceful restart is up).
@@ -667,7 +939,10 @@ impl Speaker {
 }
 
 /// One owner's (or every owner's) entries of per-owner sets, ordered by key, then owner.
-fn list_owned<K: Ord + Copy, V: Clone>(sets: &BTreeMap<String, BTreeMap<K, V>>, owner: Option<&str>) -> Vec<(String, V)> {
+fn list_owned<K: Ord + Copy, V: Clone>(
+    sets: &BTreeMap<String, BTreeMap<K, V>>,
+    owner: Option<&str>,
+) -> Vec<(String, V)> {
     let mut v: Vec<(K, String, V)> = sets
         .iter()
         .filter(|(o, _)| owner.is_none_or(|w| w == o.as_str()))
@@ -677,28 +952,278 @@ fn list_owned<K: Ord + Copy, V: Clone>(sets: &BTreeMap<String, BTreeMap<K, V>>, 
     v.into_iter().map(|(_, o, a)| (o, a)).collect()
 }
 
+/// A change of at least this many announcements is a bulk load: its transient memory (the decoded
+/// request, the diff) is handed back to the kernel once the call is done.
+const BULK_CHANGES: u32 = 10_000;
+
+/// glibc keeps memory freed inside its heaps for reuse, so after a bulk load of 100k announcements
+/// (about 60 MB of transient request and diff data) the process would stay 20–30 MB larger than its
+/// tables for good. `malloc_trim(0)` returns the free pages (docs/BENCHMARKS.md, docs/DESIGN.md).
+/// Runs on a blocking thread a moment after the call, when its request has been dropped.
+fn release_freed_memory_soon() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            // SAFETY: malloc_trim has no preconditions; it only releases free memory of glibc's heaps.
+            let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
+        });
+    }
+}
+
+impl Core {
+    /// The stored form of an announcement: its prefix and its interned body.
+    fn intern(&mut self, a: AdvertSpec) -> (IpNet, Arc<Body>) {
+        let attrs = match self.interned.get(&a.attrs) {
+            Some(i) => i.clone(),
+            None => {
+                let i = Arc::new(a.attrs.clone());
+                self.interned.insert(a.attrs, i.clone());
+                i
+            }
+        };
+        let body = Body {
+            attrs,
+            peers: a.peers,
+        };
+        let body = match self.bodies.get(&body) {
+            Some(b) => b.clone(),
+            None => {
+                let b = Arc::new(body);
+                self.bodies.insert(b.clone());
+                b
+            }
+        };
+        (a.prefix, body)
+    }
+}
+
+impl Body {
+    fn spec(&self, prefix: IpNet) -> AdvertSpec {
+        AdvertSpec {
+            prefix,
+            attrs: (*self.attrs).clone(),
+            peers: self.peers.clone(),
+        }
+    }
+}
+
 /// Recomputes what peer `addr` should have for `prefixes` and hands it to its Adj-RIB-Out.
 fn sync_peer(core: &mut Core, addr: IpAddr, prefixes: &BTreeSet<IpNet>) {
-    let Some(peer) = core.peers.get(&addr) else { return };
+    let Some(peer) = core.peers.get(&addr) else {
+        return;
+    };
     let spec = peer.spec.clone();
     let shared = peer.shared.clone();
     let mut updates: Vec<(IpNet, Option<Arc<RouteAttrs>>)> = Vec::with_capacity(prefixes.len());
     for p in prefixes {
-        let mut merged: Option<RouteAttrs> = None;
-        for set in core.owners.values() {
-            if let Some(a) = set.get(p).filter(|a| spec.selected_by(&a.peers)) {
-                match &mut merged {
-                    Some(m) => m.merge(&a.attrs),
-                    None => merged = Some(a.attrs.clone()),
+        let mut selected = core
+            .owners
+            .values()
+            .filter_map(|set| set.get(p))
+            .filter(|b| spec.selected_by(&b.peers));
+        let Some(first) = selected.next() else {
+            updates.push((*p, None));
+            continue;
+        };
+        let attrs = match selected.next() {
+            // one owner (the usual case): its interned attributes as they are
+            None => first.attrs.clone(),
+            Some(second) => {
+                let mut m = (*first.attrs).clone();
+                m.merge(&second.attrs);
+                for b in selected {
+                    m.merge(&b.attrs);
                 }
+                core.interned
+                    .entry(m.clone())
+                    .or_insert_with(|| Arc::new(m))
+                    .clone()
             }
-        }
-        let interned = merged.map(|m| core.interned.entry(m.clone()).or_insert_with(|| Arc::new(m)).clone());
-        updates.push((*p, interned));
+        };
+        let attrs = Some(attrs);
+        updates.push((*p, attrs));
     }
     shared.with_rib(|r| {
         for (p, a) in updates {
             r.set(p, a);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn speaker(max: usize) -> Arc<Speaker> {
+        let cfg = SpeakerConfig {
+            max_announcements_per_owner: max,
+            ..SpeakerConfig::default()
+        };
+        Speaker::new(cfg, CancellationToken::new(), TaskTracker::new())
+    }
+
+    fn advert(p: &str, community: u32) -> AdvertSpec {
+        AdvertSpec {
+            prefix: p.parse().unwrap(),
+            attrs: RouteAttrs {
+                communities: [community].into(),
+                ..Default::default()
+            },
+            peers: BTreeSet::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn incremental_announce_and_withdraw_emit_only_the_changes() {
+        let sp = speaker(3);
+        let mut rx = sp.subscribe();
+        sp.set_announcements(
+            "o",
+            vec![advert("192.0.2.1/32", 1), advert("192.0.2.2/32", 1)],
+        )
+        .await
+        .unwrap();
+        sp.announce(
+            "o",
+            vec![advert("192.0.2.2/32", 1), advert("192.0.2.3/32", 2)],
+        )
+        .await
+        .unwrap();
+        sp.announce("o", vec![advert("192.0.2.1/32", 5)])
+            .await
+            .unwrap();
+        assert_eq!(
+            sp.withdraw(
+                "o",
+                &[
+                    "192.0.2.2/32".parse().unwrap(),
+                    "198.51.100.1/32".parse().unwrap()
+                ]
+            )
+            .await
+            .unwrap(),
+            1
+        );
+        let mut seen = vec![];
+        while let Ok(Event::Announcement(a)) = rx.try_recv() {
+            seen.push((
+                a.change,
+                a.advert.prefix.to_string(),
+                a.advert
+                    .attrs
+                    .communities
+                    .iter()
+                    .copied()
+                    .collect::<Vec<_>>(),
+            ));
+        }
+        use AnnouncementChange::*;
+        assert_eq!(
+            seen,
+            vec![
+                (Added, "192.0.2.1/32".into(), vec![1]),
+                (Added, "192.0.2.2/32".into(), vec![1]),
+                (Added, "192.0.2.3/32".into(), vec![2]),
+                (Changed, "192.0.2.1/32".into(), vec![5]),
+                (Removed, "192.0.2.2/32".into(), vec![1]),
+            ]
+        );
+        let list: Vec<_> = sp
+            .list_announcements(Some("o"))
+            .await
+            .into_iter()
+            .map(|(_, a)| {
+                (
+                    a.prefix.to_string(),
+                    a.attrs.communities.into_iter().collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            list,
+            vec![
+                ("192.0.2.1/32".into(), vec![5]),
+                ("192.0.2.3/32".into(), vec![2])
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_announce_over_the_limit_changes_nothing() {
+        let sp = speaker(2);
+        sp.announce(
+            "o",
+            vec![advert("192.0.2.1/32", 1), advert("192.0.2.2/32", 1)],
+        )
+        .await
+        .unwrap();
+        // re-announcing what is there stays within the limit; one more prefix does not
+        sp.announce("o", vec![advert("192.0.2.2/32", 7)])
+            .await
+            .unwrap();
+        let err = sp
+            .announce(
+                "o",
+                vec![advert("192.0.2.1/32", 9), advert("192.0.2.3/32", 1)],
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SpeakerError::Limit(_)), "{err:?}");
+        let list: Vec<_> = sp
+            .list_announcements(None)
+            .await
+            .into_iter()
+            .map(|(_, a)| {
+                (
+                    a.prefix.to_string(),
+                    a.attrs.communities.into_iter().collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            list,
+            vec![
+                ("192.0.2.1/32".into(), vec![1]),
+                ("192.0.2.2/32".into(), vec![7])
+            ]
+        );
+        assert!(sp
+            .set_announcements(
+                "o",
+                vec![
+                    advert("192.0.2.1/32", 1),
+                    advert("192.0.2.2/32", 1),
+                    advert("192.0.2.3/32", 1)
+                ]
+            )
+            .await
+            .is_err());
+        assert_eq!(sp.list_announcements(None).await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn equal_announcements_share_one_body() {
+        let sp = speaker(10);
+        sp.set_announcements(
+            "a",
+            vec![
+                advert("192.0.2.1/32", 1),
+                advert("192.0.2.2/32", 1),
+                advert("192.0.2.3/32", 2),
+            ],
+        )
+        .await
+        .unwrap();
+        sp.set_announcements("b", vec![advert("192.0.2.1/32", 1)])
+            .await
+            .unwrap();
+        let core = sp.core.lock().await;
+        let (a, b) = (&core.owners["a"], &core.owners["b"]);
+        let p = |s: &str| s.parse::<IpNet>().unwrap();
+        assert!(Arc::ptr_eq(&a[&p("192.0.2.1/32")], &a[&p("192.0.2.2/32")]));
+        assert!(Arc::ptr_eq(&a[&p("192.0.2.1/32")], &b[&p("192.0.2.1/32")]));
+        assert!(!Arc::ptr_eq(&a[&p("192.0.2.1/32")], &a[&p("192.0.2.3/32")]));
+        assert_eq!(core.bodies.len(), 2);
+    }
 }

@@ -20,13 +20,32 @@ pub fn convergence(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
                     continue;
                 }
                 for sender in SENDERS {
+                    // for working on one sender: BENCH_SENDERS=speakerd (the replay limit always runs)
+                    if std::env::var("BENCH_SENDERS").is_ok_and(|v| {
+                        sender != "replay limit" && !v.split(',').any(|x| x == sender)
+                    }) {
+                        continue;
+                    }
                     eprintln!("bench: convergence {} n={n} k={k} {sender}", fam.name());
-                    let mut row = ConvRow { fam: Some(fam), n, k, sender, ..Default::default() };
+                    let mut row = ConvRow {
+                        fam: Some(fam),
+                        n,
+                        k,
+                        sender,
+                        ..Default::default()
+                    };
                     let r = match sender {
                         "replay limit" => conv_replay(ctx, &mut rcv[..k], fam, &prefixes, &mut row),
                         "speakerd" => conv_speakerd(ctx, &mut rcv[..k], fam, &prefixes, &mut row),
                         "gobgpd" => conv_gobgpd(ctx, &mut rcv[..k], fam, &prefixes, &mut row),
-                        _ => conv_bird(ctx, &mut rcv[..k], fam, &prefixes, sender.contains("awake"), &mut row),
+                        _ => conv_bird(
+                            ctx,
+                            &mut rcv[..k],
+                            fam,
+                            &prefixes,
+                            sender.contains("awake"),
+                            &mut row,
+                        ),
                     };
                     if let Err(e) = r {
                         eprintln!("bench: {sender} failed: {e}");
@@ -51,10 +70,20 @@ fn addrs(rcv: &[Receiver], fam: Fam) -> Vec<IpAddr> {
         .collect()
 }
 
-fn conv_replay(ctx: &Ctx, rcv: &mut [Receiver], fam: Fam, prefixes: &[IpAddr], row: &mut ConvRow) -> Result<(), String> {
+fn conv_replay(
+    ctx: &Ctx,
+    rcv: &mut [Receiver],
+    fam: Fam,
+    prefixes: &[IpAddr],
+    row: &mut ConvRow,
+) -> Result<(), String> {
     let updates = Arc::new(wire::updates(prefixes, SND_ASN, SND_V4, SND_V6));
     let stop = Arc::new(AtomicBool::new(false));
-    let local = if fam == Fam::V4 { IpAddr::V4(SND_V4) } else { IpAddr::V6(SND_V6) };
+    let local = if fam == Fam::V4 {
+        IpAddr::V4(SND_V4)
+    } else {
+        IpAddr::V6(SND_V6)
+    };
     let threads: Vec<_> = addrs(rcv, fam)
         .into_iter()
         .map(|remote| {
@@ -64,7 +93,10 @@ fn conv_replay(ctx: &Ctx, rcv: &mut [Receiver], fam: Fam, prefixes: &[IpAddr], r
         .collect();
     let r = wait_converged(rcv, fam.proto(), prefixes.len() as u64, CONVERGE);
     stop.store(true, Ordering::Relaxed);
-    let replays: Vec<_> = threads.into_iter().map(|t| t.join().expect("replay thread")).collect();
+    let replays: Vec<_> = threads
+        .into_iter()
+        .map(|t| t.join().expect("replay thread"))
+        .collect();
     for rp in &replays {
         rp.as_ref().map_err(|e| e.to_string())?;
     }
@@ -74,12 +106,25 @@ fn conv_replay(ctx: &Ctx, rcv: &mut [Receiver], fam: Fam, prefixes: &[IpAddr], r
     Ok(())
 }
 
-fn conv_speakerd(ctx: &Ctx, rcv: &mut [Receiver], fam: Fam, prefixes: &[IpAddr], row: &mut ConvRow) -> Result<(), String> {
+fn conv_speakerd(
+    ctx: &Ctx,
+    rcv: &mut [Receiver],
+    fam: Fam,
+    prefixes: &[IpAddr],
+    row: &mut ConvRow,
+) -> Result<(), String> {
     let sp = start_speakerd(ctx.snd);
     let mut c = speakerd_client(ctx.rt, &sp);
     let all = announcements(prefixes, fam.host_len());
     set_announcements(ctx.rt, &mut c, "bench", all.clone())?;
-    set_peers(ctx.rt, &mut c, addrs(rcv, fam).into_iter().map(|a| peer_config(a, None)).collect())?;
+    set_peers(
+        ctx.rt,
+        &mut c,
+        addrs(rcv, fam)
+            .into_iter()
+            .map(|a| peer_config(a, None))
+            .collect(),
+    )?;
     let (est, done) = wait_converged(rcv, fam.proto(), prefixes.len() as u64, CONVERGE)?;
     row.est_to_all = Some(done - est);
     (row.rss, _) = rss(sp.pid());
@@ -94,7 +139,13 @@ fn conv_speakerd(ctx: &Ctx, rcv: &mut [Receiver], fam: Fam, prefixes: &[IpAddr],
     Ok(())
 }
 
-fn conv_gobgpd(ctx: &Ctx, rcv: &mut [Receiver], fam: Fam, prefixes: &[IpAddr], row: &mut ConvRow) -> Result<(), String> {
+fn conv_gobgpd(
+    ctx: &Ctx,
+    rcv: &mut [Receiver],
+    fam: Fam,
+    prefixes: &[IpAddr],
+    row: &mut ConvRow,
+) -> Result<(), String> {
     let mut g = GobgpSender::start(ctx, &[]);
     let paths: Vec<_> = prefixes.iter().map(|p| gobgp_path(*p)).collect();
     g.add_paths(ctx.rt, paths.clone(), 1000)?;
@@ -112,7 +163,14 @@ fn conv_gobgpd(ctx: &Ctx, rcv: &mut [Receiver], fam: Fam, prefixes: &[IpAddr], r
     Ok(())
 }
 
-fn conv_bird(ctx: &Ctx, rcv: &mut [Receiver], fam: Fam, prefixes: &[IpAddr], awake: bool, row: &mut ConvRow) -> Result<(), String> {
+fn conv_bird(
+    ctx: &Ctx,
+    rcv: &mut [Receiver],
+    fam: Fam,
+    prefixes: &[IpAddr],
+    awake: bool,
+    row: &mut ConvRow,
+) -> Result<(), String> {
     let neighbors = addrs(rcv, fam);
     // `connect delay time 1` only shortens the wait before the first connect; the measurement starts
     // at Established.
@@ -126,7 +184,9 @@ fn conv_bird(ctx: &Ctx, rcv: &mut [Receiver], fam: Fam, prefixes: &[IpAddr], awa
         b.keep_awake();
     }
     for i in 0..neighbors.len() {
-        b.ctl.cmd(&format!("enable n{i}")).map_err(|e| e.to_string())?;
+        b.ctl
+            .cmd(&format!("enable n{i}"))
+            .map_err(|e| e.to_string())?;
     }
     let (est, done) = wait_converged(rcv, fam.proto(), prefixes.len() as u64, CONVERGE)?;
     row.est_to_all = Some(done - est);
@@ -150,7 +210,12 @@ fn poll_route(r: &mut Receiver, net: &str, present: bool) -> Result<Instant, Str
 }
 
 /// `ops` adds and withdrawals of probe prefixes through `add`/`del`, each timed until the receiver sees it.
-fn probe_loop(r: &mut Receiver, ops: usize, mut add: impl FnMut(&str) -> Result<(), String>, mut del: impl FnMut(&str) -> Result<(), String>) -> Result<(Vec<Duration>, Vec<Duration>), String> {
+fn probe_loop(
+    r: &mut Receiver,
+    ops: usize,
+    mut add: impl FnMut(&str) -> Result<(), String>,
+    mut del: impl FnMut(&str) -> Result<(), String>,
+) -> Result<(Vec<Duration>, Vec<Duration>), String> {
     let (mut adds, mut dels) = (vec![], vec![]);
     for i in 0..ops {
         let p = probe(i);
@@ -175,7 +240,13 @@ pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
             let sp = start_speakerd(ctx.snd);
             let mut c = speakerd_client(ctx.rt, &sp);
             let setup = set_announcements(ctx.rt, &mut c, "bench", announcements(&prefixes, 32))
-                .and_then(|_| set_peers(ctx.rt, &mut c, me.iter().map(|a| peer_config(*a, None)).collect()))
+                .and_then(|_| {
+                    set_peers(
+                        ctx.rt,
+                        &mut c,
+                        me.iter().map(|a| peer_config(*a, None)).collect(),
+                    )
+                })
                 .and_then(|_| wait_converged(rcv, "s4", bg as u64, CONVERGE).map(|_| ()));
             let r = setup.clone().and_then(|_| {
                 let c2 = std::cell::RefCell::new(c.clone());
@@ -183,22 +254,50 @@ pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
                     &mut rcv[0],
                     ops,
                     |p| {
-                        let req = AnnounceRequest { owner: "lat".into(), announcements: vec![Announcement { prefix: p.into(), ..Default::default() }] };
-                        ctx.rt.block_on(c2.borrow_mut().announce(req)).map(|_| ()).map_err(|e| e.to_string())
+                        let req = AnnounceRequest {
+                            owner: "lat".into(),
+                            announcements: vec![Announcement {
+                                prefix: p.into(),
+                                ..Default::default()
+                            }],
+                        };
+                        ctx.rt
+                            .block_on(c2.borrow_mut().announce(req))
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
                     },
                     |p| {
-                        let req = WithdrawRequest { owner: "lat".into(), prefixes: vec![p.into()] };
-                        ctx.rt.block_on(c2.borrow_mut().withdraw(req)).map(|_| ()).map_err(|e| e.to_string())
+                        let req = WithdrawRequest {
+                            owner: "lat".into(),
+                            prefixes: vec![p.into()],
+                        };
+                        ctx.rt
+                            .block_on(c2.borrow_mut().withdraw(req))
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
                     },
                 )
             });
-            res.lat.push(LatRow::from("speakerd", "gRPC, persistent client", bg, r));
+            res.lat
+                .push(LatRow::from("speakerd", "gRPC, persistent client", bg, r));
             let ctl = |args: &[&str]| -> Result<(), String> {
                 let o = sp.speakerctl(args);
-                if o.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&o.stderr).into_owned()) }
+                if o.status.success() {
+                    Ok(())
+                } else {
+                    Err(String::from_utf8_lossy(&o.stderr).into_owned())
+                }
             };
-            let r = setup.and_then(|_| probe_loop(&mut rcv[0], ops, |p| ctl(&["announce", "add", p]), |p| ctl(&["announce", "withdraw", p])));
-            res.lat.push(LatRow::from("speakerd", "one `speakerctl` call", bg, r));
+            let r = setup.and_then(|_| {
+                probe_loop(
+                    &mut rcv[0],
+                    ops,
+                    |p| ctl(&["announce", "add", p]),
+                    |p| ctl(&["announce", "withdraw", p]),
+                )
+            });
+            res.lat
+                .push(LatRow::from("speakerd", "one `speakerctl` call", bg, r));
             drop(sp);
             let _ = wait_idle(rcv, "s4");
         }
@@ -206,29 +305,59 @@ pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
         {
             eprintln!("bench: latency gobgpd bg={bg}");
             let g = std::cell::RefCell::new(GobgpSender::start(ctx, &[]));
-            let loaded = g.borrow_mut().add_paths(ctx.rt, prefixes.iter().map(|p| gobgp_path(*p)).collect(), 1000);
+            let loaded = g.borrow_mut().add_paths(
+                ctx.rt,
+                prefixes.iter().map(|p| gobgp_path(*p)).collect(),
+                1000,
+            );
             let peered = loaded.and_then(|_| g.borrow_mut().add_peers(ctx.rt, &me));
-            let setup = peered.and_then(|_| wait_converged(rcv, "s4", bg as u64, CONVERGE).map(|_| ()));
+            let setup =
+                peered.and_then(|_| wait_converged(rcv, "s4", bg as u64, CONVERGE).map(|_| ()));
             let path = |p: &str| gobgp_path(p.trim_end_matches("/32").parse().unwrap());
             let r = setup.clone().and_then(|_| {
-                probe_loop(&mut rcv[0], ops, |p| g.borrow_mut().add_path(ctx.rt, path(p)), |p| g.borrow_mut().delete_path(ctx.rt, path(p)))
+                probe_loop(
+                    &mut rcv[0],
+                    ops,
+                    |p| g.borrow_mut().add_path(ctx.rt, path(p)),
+                    |p| g.borrow_mut().delete_path(ctx.rt, path(p)),
+                )
             });
-            res.lat.push(LatRow::from("gobgpd", "gRPC, persistent client", bg, r));
+            res.lat
+                .push(LatRow::from("gobgpd", "gRPC, persistent client", bg, r));
             let r = setup.and_then(|_| {
-                probe_loop(&mut rcv[0], ops, |p| g.borrow().cli(&["global", "rib", "add", p, "-a", "ipv4"]), |p| g.borrow().cli(&["global", "rib", "del", p, "-a", "ipv4"]))
+                probe_loop(
+                    &mut rcv[0],
+                    ops,
+                    |p| g.borrow().cli(&["global", "rib", "add", p, "-a", "ipv4"]),
+                    |p| g.borrow().cli(&["global", "rib", "del", p, "-a", "ipv4"]),
+                )
             });
-            res.lat.push(LatRow::from("gobgpd", "one `gobgp` CLI call", bg, r));
+            res.lat
+                .push(LatRow::from("gobgpd", "one `gobgp` CLI call", bg, r));
             drop(g);
             let _ = wait_idle(rcv, "s4");
         }
         // BIRD: no call adds one route; the config is rewritten and re-read over the control socket
         {
             eprintln!("bench: latency BIRD bg={bg}");
-            let b = std::cell::RefCell::new(BirdSender::start(ctx.snd, Fam::V4, &prefixes, &me, true, Some(1)));
+            let b = std::cell::RefCell::new(BirdSender::start(
+                ctx.snd,
+                Fam::V4,
+                &prefixes,
+                &me,
+                true,
+                Some(1),
+            ));
             let r = wait_converged(rcv, "s4", bg as u64, CONVERGE).and_then(|_| {
-                probe_loop(&mut rcv[0], ops, |p| b.borrow_mut().reconfigure(Some(p)), |_| b.borrow_mut().reconfigure(None))
+                probe_loop(
+                    &mut rcv[0],
+                    ops,
+                    |p| b.borrow_mut().reconfigure(Some(p)),
+                    |_| b.borrow_mut().reconfigure(None),
+                )
             });
-            res.lat.push(LatRow::from("BIRD", "config rewrite + `configure`", bg, r));
+            res.lat
+                .push(LatRow::from("BIRD", "config rewrite + `configure`", bg, r));
             drop(b);
             let _ = wait_idle(rcv, "s4");
         }
@@ -241,12 +370,24 @@ pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
 pub fn start_times(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
     let peer = rcv[0].host.v4;
     let me = [IpAddr::V4(peer)];
-    let kinds = ["speakerd", "gobgpd", "BIRD (default)", "BIRD (connect delay time 0)"];
+    let kinds = [
+        "speakerd",
+        "gobgpd",
+        "BIRD (default)",
+        "BIRD (connect delay time 0)",
+    ];
     for kind in kinds {
-        let mut row = StartRow { sender: kind, ..Default::default() };
+        let mut row = StartRow {
+            sender: kind,
+            ..Default::default()
+        };
         for _ in 0..ctx.plan.start_runs {
             eprintln!("bench: start {kind}");
-            let sniff = Sniffer::start(rcv[0].host.name(), "eth0", wire::is_bgp_open_from(IpAddr::V4(SND_V4)));
+            let sniff = Sniffer::start(
+                rcv[0].host.name(),
+                "eth0",
+                wire::is_bgp_open_from(IpAddr::V4(SND_V4)),
+            );
             let t0 = Instant::now();
             let handle: Box<dyn std::any::Any> = match kind {
                 "speakerd" => Box::new(
@@ -255,11 +396,15 @@ pub fn start_times(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
                         .router_id(SND_V4)
                         .no_bgp_listen()
                         .env("RUST_LOG", "warn")
-                        .config(&format!("[[peers]]\naddress = \"{peer}\"\npeer_asn = {RCV_ASN}\n"))
+                        .config(&format!(
+                            "[[peers]]\naddress = \"{peer}\"\npeer_asn = {RCV_ASN}\n"
+                        ))
                         .spawn(),
                 ),
                 "gobgpd" => Box::new(GobgpSender::start(ctx, &me)),
-                "BIRD (default)" => Box::new(BirdSender::start(ctx.snd, Fam::V4, &[], &me, true, None)),
+                "BIRD (default)" => {
+                    Box::new(BirdSender::start(ctx.snd, Fam::V4, &[], &me, true, None))
+                }
                 _ => Box::new(BirdSender::start(ctx.snd, Fam::V4, &[], &me, true, Some(0))),
             };
             let open = sniff.first(Duration::from_secs(60));
@@ -269,7 +414,13 @@ pub fn start_times(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
                     row.open.push(o - t0);
                     row.est.push(e - t0);
                 }
-                (o, e) => row.err = Some(format!("OPEN seen: {}, Established: {:?}", o.is_some(), e.err())),
+                (o, e) => {
+                    row.err = Some(format!(
+                        "OPEN seen: {}, Established: {:?}",
+                        o.is_some(),
+                        e.err()
+                    ))
+                }
             }
             drop(handle);
             let _ = wait_idle(rcv, "s4");
@@ -287,21 +438,28 @@ pub fn start_times(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
             .router_id(SND_V4)
             .no_bgp_listen()
             .env("RUST_LOG", "warn")
-            .config(&format!("[[peers]]\naddress = \"{peer}\"\npeer_asn = {RCV_ASN}\n"))
+            .config(&format!(
+                "[[peers]]\naddress = \"{peer}\"\npeer_asn = {RCV_ASN}\n"
+            ))
             .start();
         let mut c = speakerd_client(ctx.rt, &sp);
         set_announcements(ctx.rt, &mut c, "bench", all.clone())?;
         wait_converged(rcv, "s4", n as u64, CONVERGE)?;
-        let before = rcv[0].ctl.cmd("show protocols s4").map_err(|e| e.to_string())?;
+        let before = rcv[0]
+            .ctl
+            .cmd("show protocols s4")
+            .map_err(|e| e.to_string())?;
         let t0 = Instant::now();
         sp.restart();
         let mut c = speakerd_client(ctx.rt, &sp);
         set_announcements(ctx.rt, &mut c, "bench", all)?;
         // the old session must be gone (its state line, with its "since", changed) before counts mean anything
-        try_wait_until(Duration::from_secs(30), || match rcv[0].ctl.cmd("show protocols s4") {
-            Ok(o) if o != before => Ok(()),
-            Ok(o) => Err(o),
-            Err(e) => Err(e.to_string()),
+        try_wait_until(Duration::from_secs(30), || {
+            match rcv[0].ctl.cmd("show protocols s4") {
+                Ok(o) if o != before => Ok(()),
+                Ok(o) => Err(o),
+                Err(e) => Err(e.to_string()),
+            }
         })?;
         let (_, done) = wait_converged(rcv, "s4", n as u64, CONVERGE)?;
         Ok(done - t0)
@@ -318,16 +476,29 @@ pub fn scale(ctx: &Ctx, r1: &Host, res: &mut Results) {
     let p = ctx.plan.scale_prefixes;
     eprintln!("bench: scale {n} sessions, {p} prefixes");
     // one address per session on each side's loopback: BIRD tells its protocols apart by neighbor address
-    let addr = |net: u8, i: usize| std::net::Ipv4Addr::new(10, net, (i / 250) as u8, (i % 250 + 1) as u8);
+    let addr =
+        |net: u8, i: usize| std::net::Ipv4Addr::new(10, net, (i / 250) as u8, (i % 250 + 1) as u8);
     for (host, net) in [(r1, 100), (ctx.snd, 101)] {
         let batch = host.state_dir("addrs").join("batch");
-        let cmds: String = (0..n).map(|i| format!("addr add {}/32 dev lo\n", addr(net, i))).collect();
+        let cmds: String = (0..n)
+            .map(|i| format!("addr add {}/32 dev lo\n", addr(net, i)))
+            .collect();
         std::fs::write(&batch, cmds).unwrap();
         host.ip(&["-batch", batch.to_str().unwrap()]);
     }
-    ctx.snd.ip(&["route", "add", "10.100.0.0/16", "via", &r1.v4.to_string()]);
-    r1.ip(&["route", "add", "10.101.0.0/16", "via", &ctx.snd.v4.to_string()]);
-    let mut conf = format!("router id {};\nprotocol device {{ scan time 60; }}\n", r1.v4);
+    ctx.snd
+        .ip(&["route", "add", "10.100.0.0/16", "via", &r1.v4.to_string()]);
+    r1.ip(&[
+        "route",
+        "add",
+        "10.101.0.0/16",
+        "via",
+        &ctx.snd.v4.to_string(),
+    ]);
+    let mut conf = format!(
+        "router id {};\nprotocol device {{ scan time 60; }}\n",
+        r1.v4
+    );
     for i in 0..n {
         conf += &format!(
             "protocol bgp p{i} {{ local {} as {RCV_ASN}; neighbor {} as {SND_ASN}; multihop 2; passive on; ipv4 {{ import none; export none; }}; }}\n",
@@ -336,19 +507,29 @@ pub fn scale(ctx: &Ctx, r1: &Host, res: &mut Results) {
         );
     }
     let mut rcv = Receiver::start_with(r1, &conf);
-    let mut row = ScaleRow { sessions: n, prefixes: p, ..Default::default() };
+    let mut row = ScaleRow {
+        sessions: n,
+        prefixes: p,
+        ..Default::default()
+    };
     let r = (|| -> Result<(), String> {
         let sp = start_speakerd(ctx.snd);
         let mut c = speakerd_client(ctx.rt, &sp);
         let peers = (0..n)
-            .map(|i| PeerConfig { source_address: addr(101, i).to_string(), ebgp_multihop_ttl: 2, ..peer_config(IpAddr::V4(addr(100, i)), Some(9)) })
+            .map(|i| PeerConfig {
+                source_address: addr(101, i).to_string(),
+                ebgp_multihop_ttl: 2,
+                ..peer_config(IpAddr::V4(addr(100, i)), Some(9))
+            })
             .collect();
         let t0 = Instant::now();
         set_peers(ctx.rt, &mut c, peers)?;
-        let up = try_wait_until(Duration::from_secs(300), || match rcv.ctl.established_count() {
-            Ok(k) if k == n => Ok(Instant::now()),
-            Ok(k) => Err(format!("{k} of {n} established")),
-            Err(e) => Err(e.to_string()),
+        let up = try_wait_until(Duration::from_secs(300), || {
+            match rcv.ctl.established_count() {
+                Ok(k) if k == n => Ok(Instant::now()),
+                Ok(k) => Err(format!("{k} of {n} established")),
+                Err(e) => Err(e.to_string()),
+            }
         })?;
         row.establish_all = Some(up - t0);
         let cpu0 = cpu_secs(sp.pid());
@@ -357,10 +538,28 @@ pub fn scale(ctx: &Ctx, r1: &Host, res: &mut Results) {
         row.idle_cpu_pct = Some((cpu_secs(sp.pid()) - cpu0) / idle * 100.0);
         let cpu1 = cpu_secs(sp.pid());
         let t1 = Instant::now();
-        set_announcements(ctx.rt, &mut c, "bench", announcements(&Fam::V4.prefixes(p), 32))?;
+        set_announcements(
+            ctx.rt,
+            &mut c,
+            "bench",
+            announcements(&Fam::V4.prefixes(p), 32),
+        )?;
         try_wait_until(Duration::from_secs(1800), || {
-            let out = rcv.ctl.cmd("show protocols all").map_err(|e| e.to_string())?;
-            let got: u64 = out.lines().filter_map(|l| l.split("Import updates:").nth(1)?.split_whitespace().next()?.parse::<u64>().ok()).sum();
+            let out = rcv
+                .ctl
+                .cmd("show protocols all")
+                .map_err(|e| e.to_string())?;
+            let got: u64 = out
+                .lines()
+                .filter_map(|l| {
+                    l.split("Import updates:")
+                        .nth(1)?
+                        .split_whitespace()
+                        .next()?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .sum();
             if got >= (n * p) as u64 {
                 Ok(())
             } else {
@@ -373,10 +572,23 @@ pub fn scale(ctx: &Ctx, r1: &Host, res: &mut Results) {
         (row.rss, _) = rss(sp.pid());
         // keep the sessions a few hold times more, then count what went wrong
         std::thread::sleep(Duration::from_secs(if ctx.plan.full { 30 } else { 3 }));
-        let peers = ctx.rt.block_on(c.list_peers(speaker_api::v1::ListPeersRequest::default())).map_err(|e| e.to_string())?.into_inner().peers;
+        let peers = ctx
+            .rt
+            .block_on(c.list_peers(speaker_api::v1::ListPeersRequest::default()))
+            .map_err(|e| e.to_string())?
+            .into_inner()
+            .peers;
         row.still_established = rcv.ctl.established_count().map_err(|e| e.to_string())?;
-        row.drops = peers.iter().filter_map(|p| p.state.as_ref()).map(|s| s.dropped_count).sum();
-        row.hold_expiries = (rcv.log().matches("Hold timer expired").count() + sp.log().to_lowercase().matches("hold timer expired").count()) as u64;
+        row.drops = peers
+            .iter()
+            .filter_map(|p| p.state.as_ref())
+            .map(|s| s.dropped_count)
+            .sum();
+        row.hold_expiries = (rcv.log().matches("Hold timer expired").count()
+            + sp.log()
+                .to_lowercase()
+                .matches("hold timer expired")
+                .count()) as u64;
         Ok(())
     })();
     if let Err(e) = r {
@@ -396,7 +608,9 @@ pub fn l2_failover(plan: &Plan, res: &mut Results) {
     // every node seeds every other one, so a restarted node finds the group whichever it is
     let start = |i: usize| {
         let h = &seg.hosts[i];
-        let mut b = Speakerd::builder(h).l2_node(names[i], h.v4, None).env("RUST_LOG", "warn");
+        let mut b = Speakerd::builder(h)
+            .l2_node(names[i], h.v4, None)
+            .env("RUST_LOG", "warn");
         for (j, o) in seg.hosts[..3].iter().enumerate() {
             if j != i {
                 b = b.arg("--gossip-seed").arg(&format!("{}:7946", o.v4));
@@ -416,14 +630,18 @@ pub fn l2_failover(plan: &Plan, res: &mut Results) {
             let mut owners = std::collections::BTreeSet::new();
             for sp in nodes {
                 let v = sp.speakerctl_json(&["members"]);
-                let alive = v["members"].as_array().map_or(0, |m| m.iter().filter(|x| x["state"] == "alive").count());
+                let alive = v["members"]
+                    .as_array()
+                    .map_or(0, |m| m.iter().filter(|x| x["state"] == "alive").count());
                 if alive != 3 {
                     return Err(format!("{alive} alive members"));
                 }
                 owners.insert(sp.ctl(&["l2", "owner", ip]).trim().to_string());
             }
             match owners.len() {
-                1 if !owners.contains("(none)") => Ok(owners.into_iter().next().unwrap_or_default()),
+                1 if !owners.contains("(none)") => {
+                    Ok(owners.into_iter().next().unwrap_or_default())
+                }
                 _ => Err(format!("owners {owners:?}")),
             }
         })
@@ -433,12 +651,21 @@ pub fn l2_failover(plan: &Plan, res: &mut Results) {
         let r = (|| -> Result<Duration, String> {
             let owner = agreed(&nodes)?;
             std::thread::sleep(Duration::from_millis(500)); // let the owner's own GARPs pass
-            let i = names.iter().position(|n| *n == owner).ok_or(format!("unknown owner {owner}"))?;
+            let i = names
+                .iter()
+                .position(|n| *n == owner)
+                .ok_or(format!("unknown owner {owner}"))?;
             let mac = wire::parse_mac(&seg.hosts[i].mac());
-            let sniff = Sniffer::start(seg.hosts[3].name(), "eth0", wire::is_garp(ip.parse().unwrap(), mac));
+            let sniff = Sniffer::start(
+                seg.hosts[3].name(),
+                "eth0",
+                wire::is_garp(ip.parse().unwrap(), mac),
+            );
             let t0 = Instant::now();
             nodes[i].kill9();
-            let first = sniff.first(Duration::from_secs(10)).ok_or("no gratuitous ARP from a survivor within 10 s")?;
+            let first = sniff
+                .first(Duration::from_secs(10))
+                .ok_or("no gratuitous ARP from a survivor within 10 s")?;
             nodes[i] = start(i);
             Ok(first - t0)
         })();

@@ -6,7 +6,7 @@
 //! sent goes out once, and a slow peer never delays its own keepalives. Pure: no tokio, no sockets.
 use super::wire::{
     attr::{encode_attrs, AsPath},
-    iana, Family, MpNextHop, PathAttrs, Packer, Update,
+    iana, Family, MpNextHop, Packer, PathAttrs, Update,
 };
 use crate::config::spec::RouteAttrs;
 use bytes::BytesMut;
@@ -39,9 +39,12 @@ impl Encoder {
     pub fn carries(&self, p: &IpNet) -> bool {
         match p {
             IpNet::V4(_) => {
-                self.families.contains(&Family::IPV4_UNICAST) && (self.next_hop_v4.is_some() || self.v4_over_v6.is_some())
+                self.families.contains(&Family::IPV4_UNICAST)
+                    && (self.next_hop_v4.is_some() || self.v4_over_v6.is_some())
             }
-            IpNet::V6(_) => self.families.contains(&Family::IPV6_UNICAST) && self.next_hop_v6.is_some(),
+            IpNet::V6(_) => {
+                self.families.contains(&Family::IPV6_UNICAST) && self.next_hop_v6.is_some()
+            }
         }
     }
 
@@ -51,13 +54,19 @@ impl Encoder {
             origin: Some(iana::origin::IGP),
             // RFC 4271 §5.1.2: to an external peer, prepend our AS as an AS_SEQUENCE; to an internal one,
             // an originating speaker sends an empty AS_PATH.
-            as_path: Some(if self.ibgp { AsPath::default() } else { AsPath::sequence(vec![self.local_asn]) }),
+            as_path: Some(if self.ibgp {
+                AsPath::default()
+            } else {
+                AsPath::sequence(vec![self.local_asn])
+            }),
             next_hop: legacy_v4_next_hop,
             med: a.med,
             // RFC 4271 §5.1.5: LOCAL_PREF only to internal peers.
             local_pref: self.ibgp.then(|| a.local_pref.unwrap_or(100)),
-            communities: (!a.communities.is_empty()).then(|| a.communities.iter().copied().collect()),
-            large_communities: (!a.large_communities.is_empty()).then(|| a.large_communities.iter().copied().collect()),
+            communities: (!a.communities.is_empty())
+                .then(|| a.communities.iter().copied().collect()),
+            large_communities: (!a.large_communities.is_empty())
+                .then(|| a.large_communities.iter().copied().collect()),
             ..PathAttrs::default()
         }
     }
@@ -70,11 +79,21 @@ impl Encoder {
     }
 }
 
-/// One peer's Adj-RIB-Out.
+/// What the peer should have for one prefix and what it has from this session.
+#[derive(Debug, Default)]
+struct Slot {
+    want: Option<Attrs>,
+    have: Option<Attrs>,
+}
+
+/// One peer's Adj-RIB-Out: one slot per prefix that is wanted or on the wire (one hash lookup per
+/// prefix on the hot path, 40 bytes per prefix and peer).
 #[derive(Debug, Default)]
 pub struct AdjRibOut {
-    want: HashMap<IpNet, Attrs>,
-    have: HashMap<IpNet, Attrs>,
+    slots: HashMap<IpNet, Slot, foldhash::fast::RandomState>,
+    /// Slots with `want` set, and slots with `have` set per family (v4, v6): counts kept as they change.
+    wanted: usize,
+    have: [u64; 2],
     dirty: BTreeSet<IpNet>,
     up: bool,
     eor_pending: Vec<Family>,
@@ -94,6 +113,10 @@ pub struct BatchStats {
 /// Prefixes looked at per batch: bounds the time the lock is held and the bytes produced.
 const BATCH_PREFIXES: usize = 16384;
 
+fn fam_index(p: &IpNet) -> usize {
+    usize::from(matches!(p, IpNet::V6(_)))
+}
+
 impl AdjRibOut {
     pub fn new() -> Self {
         Self::default()
@@ -101,18 +124,31 @@ impl AdjRibOut {
 
     /// Sets (or with `None` removes) what the peer should have for `prefix`.
     pub fn set(&mut self, prefix: IpNet, attrs: Option<Attrs>) {
-        let changed = match (&attrs, self.want.get(&prefix)) {
-            (Some(a), Some(b)) => !Arc::ptr_eq(a, b) && a != b,
-            (None, None) => false,
-            _ => true,
-        };
-        if !changed {
-            return;
+        use std::collections::hash_map::Entry;
+        match self.slots.entry(prefix) {
+            Entry::Vacant(v) => {
+                let Some(a) = attrs else { return };
+                v.insert(Slot {
+                    want: Some(a),
+                    have: None,
+                });
+                self.wanted += 1;
+            }
+            Entry::Occupied(mut o) => {
+                let slot = o.get_mut();
+                match (&attrs, &slot.want) {
+                    (Some(a), Some(b)) if Arc::ptr_eq(a, b) || a == b => return,
+                    (None, None) => return,
+                    (Some(_), None) => self.wanted += 1,
+                    (None, Some(_)) => self.wanted -= 1,
+                    (Some(_), Some(_)) => {}
+                }
+                slot.want = attrs;
+                if slot.want.is_none() && slot.have.is_none() {
+                    o.remove();
+                }
+            }
         }
-        match attrs {
-            Some(a) => self.want.insert(prefix, a),
-            None => self.want.remove(&prefix),
-        };
         if self.up {
             self.dirty.insert(prefix);
         }
@@ -121,32 +157,46 @@ impl AdjRibOut {
     /// What is on the wire to the peer now, and the encoder it went out with (None before the first
     /// batch of a session).
     pub fn sent(&self) -> (Option<Encoder>, Vec<(IpNet, Attrs)>) {
-        (self.enc.clone(), self.have.iter().map(|(p, a)| (*p, a.clone())).collect())
+        (
+            self.enc.clone(),
+            self.slots
+                .iter()
+                .filter_map(|(p, s)| Some((*p, s.have.clone()?)))
+                .collect(),
+        )
     }
 
     pub fn wanted(&self) -> usize {
-        self.want.len()
+        self.wanted
     }
 
     /// Prefixes on the wire now, per family.
     pub fn advertised(&self) -> (u64, u64) {
-        let v4 = self.have.keys().filter(|p| matches!(p, IpNet::V4(_))).count() as u64;
-        (v4, self.have.len() as u64 - v4)
+        (self.have[0], self.have[1])
+    }
+
+    /// Forgets what is on the wire (the session is new or the peer asked for everything again).
+    fn forget_sent(&mut self) {
+        self.slots.retain(|_, s| {
+            s.have = None;
+            s.want.is_some()
+        });
+        self.have = [0, 0];
     }
 
     /// The session came up: the peer has nothing, so everything wanted is dirty; End-of-RIB follows the
     /// initial table for each family (RFC 4724 §4.1).
     pub fn session_up(&mut self, families: &[Family]) {
         self.up = true;
-        self.have.clear();
-        self.dirty = self.want.keys().copied().collect();
+        self.forget_sent();
+        self.dirty = self.slots.keys().copied().collect();
         self.eor_pending = families.to_vec();
     }
 
     pub fn session_down(&mut self) {
         self.up = false;
         self.enc = None;
-        self.have.clear();
+        self.forget_sent();
         self.dirty.clear();
         self.eor_pending.clear();
     }
@@ -154,8 +204,8 @@ impl AdjRibOut {
     /// Soft reset outbound / ROUTE-REFRESH received (RFC 2918 §4): send everything again.
     pub fn resend_all(&mut self) {
         if self.up {
-            self.have.clear();
-            self.dirty = self.want.keys().copied().collect();
+            self.forget_sent();
+            self.dirty = self.slots.keys().copied().collect();
         }
     }
 
@@ -175,21 +225,37 @@ impl AdjRibOut {
         let mut announce: HashMap<(bool, *const RouteAttrs), (Attrs, Vec<IpNet>)> = HashMap::new();
         let mut taken = 0;
         while taken < BATCH_PREFIXES {
-            let Some(p) = self.dirty.pop_first() else { break };
+            let Some(p) = self.dirty.pop_first() else {
+                break;
+            };
             taken += 1;
-            let v6 = matches!(p, IpNet::V6(_));
-            let want = self.want.get(&p).filter(|_| enc.carries(&p));
-            match (want, self.have.get(&p)) {
+            let v6 = fam_index(&p);
+            let Some(slot) = self.slots.get_mut(&p) else {
+                continue;
+            };
+            let want = slot.want.as_ref().filter(|_| enc.carries(&p));
+            match (want, &slot.have) {
                 (Some(w), Some(h)) if Arc::ptr_eq(w, h) || w == h => {}
-                (Some(w), _) => {
-                    announce.entry((v6, Arc::as_ptr(w))).or_insert_with(|| (w.clone(), Vec::new())).1.push(p);
-                    self.have.insert(p, w.clone());
+                (Some(w), had) => {
+                    if had.is_none() {
+                        self.have[v6] += 1;
+                    }
+                    announce
+                        .entry((v6 == 1, Arc::as_ptr(w)))
+                        .or_insert_with(|| (w.clone(), Vec::new()))
+                        .1
+                        .push(p);
+                    slot.have = Some(w.clone());
                 }
                 (None, Some(_)) => {
-                    withdraw[usize::from(v6)].push(p);
-                    self.have.remove(&p);
+                    withdraw[v6].push(p);
+                    slot.have = None;
+                    self.have[v6] -= 1;
                 }
                 (None, None) => {}
+            }
+            if slot.want.is_none() && slot.have.is_none() {
+                self.slots.remove(&p);
             }
         }
         // A small clone (two families at most), once per batch.
@@ -201,7 +267,11 @@ impl AdjRibOut {
                 let n = if v6 == 0 && enc.v4_over_v6.is_none() {
                     packer.unreach_v4(rest, out)
                 } else {
-                    let fam = if v6 == 1 { Family::IPV6_UNICAST } else { Family::IPV4_UNICAST };
+                    let fam = if v6 == 1 {
+                        Family::IPV6_UNICAST
+                    } else {
+                        Family::IPV4_UNICAST
+                    };
                     packer.unreach_mp(fam, rest, out)
                 };
                 st.updates += 1;
@@ -220,16 +290,26 @@ impl AdjRibOut {
                 let n = if legacy {
                     packer.reach_v4(&bytes, rest, out)
                 } else if v6 {
-                    let nh = MpNextHop::V6 { global: enc.next_hop_v6.unwrap_or(Ipv6Addr::UNSPECIFIED), link_local: None };
+                    let nh = MpNextHop::V6 {
+                        global: enc.next_hop_v6.unwrap_or(Ipv6Addr::UNSPECIFIED),
+                        link_local: None,
+                    };
                     packer.reach_mp(Family::IPV6_UNICAST, &nh, &bytes, rest, out)
                 } else {
-                    let nh = MpNextHop::V6 { global: enc.v4_over_v6.unwrap_or(Ipv6Addr::UNSPECIFIED), link_local: None };
+                    let nh = MpNextHop::V6 {
+                        global: enc.v4_over_v6.unwrap_or(Ipv6Addr::UNSPECIFIED),
+                        link_local: None,
+                    };
                     packer.reach_mp(Family::IPV4_UNICAST, &nh, &bytes, rest, out)
                 };
                 if n == 0 {
                     // The attributes alone do not fit in a message: these prefixes cannot be sent.
                     for p in rest {
-                        self.have.remove(p);
+                        if let Some(s) = self.slots.get_mut(p) {
+                            if s.have.take().is_some() {
+                                self.have[fam_index(p)] -= 1;
+                            }
+                        }
                     }
                     break;
                 }
@@ -240,7 +320,11 @@ impl AdjRibOut {
         }
         if self.dirty.is_empty() && !self.eor_pending.is_empty() {
             for f in std::mem::take(&mut self.eor_pending) {
-                let _ = super::wire::encode(&super::wire::Message::Update(Update::end_of_rib_for(f)), enc.four_octet_as, out);
+                let _ = super::wire::encode(
+                    &super::wire::Message::Update(Update::end_of_rib_for(f)),
+                    enc.four_octet_as,
+                    out,
+                );
                 st.updates += 1;
                 st.end_of_rib += 1;
             }
@@ -270,7 +354,15 @@ mod tests {
     fn messages(mut b: &[u8]) -> Vec<Update> {
         let mut v = Vec::new();
         while let Ok(Some(n)) = frame(b, 4096) {
-            match decode(&b[..n], &DecodeCtx { four_octet_as: true, ibgp: true }).unwrap() {
+            match decode(
+                &b[..n],
+                &DecodeCtx {
+                    four_octet_as: true,
+                    ibgp: true,
+                },
+            )
+            .unwrap()
+            {
                 Message::Update(u) => v.push(u),
                 m => panic!("{m:?}"),
             }
@@ -291,14 +383,24 @@ mod tests {
     #[test]
     fn initial_table_then_end_of_rib_for_each_family() {
         let mut rib = AdjRibOut::new();
-        let a: Attrs = Arc::new(RouteAttrs { communities: [42].into(), ..Default::default() });
+        let a: Attrs = Arc::new(RouteAttrs {
+            communities: [42].into(),
+            ..Default::default()
+        });
         for i in 0..3u8 {
-            rib.set(format!("203.0.113.{i}/32").parse().unwrap(), Some(a.clone()));
+            rib.set(
+                format!("203.0.113.{i}/32").parse().unwrap(),
+                Some(a.clone()),
+            );
         }
         rib.set("2001:db8::10/128".parse().unwrap(), Some(a.clone()));
         rib.session_up(&[Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
         let u = drain(&mut rib, &enc(false));
-        assert_eq!(u.len(), 4, "one v4 UPDATE with 3 prefixes, one v6, two End-of-RIB: {u:#?}");
+        assert_eq!(
+            u.len(),
+            4,
+            "one v4 UPDATE with 3 prefixes, one v6, two End-of-RIB: {u:#?}"
+        );
         let v4 = u.iter().find(|u| !u.nlri.is_empty()).unwrap();
         assert_eq!(v4.nlri.len(), 3);
         assert_eq!(v4.attrs.as_path, Some(AsPath::sequence(vec![65001])));
@@ -331,7 +433,13 @@ mod tests {
     fn ibgp_gets_local_pref_and_empty_as_path() {
         let mut rib = AdjRibOut::new();
         rib.session_up(&[Family::IPV4_UNICAST]);
-        rib.set("203.0.113.1/32".parse().unwrap(), Some(Arc::new(RouteAttrs { local_pref: Some(300), ..Default::default() })));
+        rib.set(
+            "203.0.113.1/32".parse().unwrap(),
+            Some(Arc::new(RouteAttrs {
+                local_pref: Some(300),
+                ..Default::default()
+            })),
+        );
         let u = drain(&mut rib, &enc(true));
         assert_eq!(u[0].attrs.local_pref, Some(300));
         assert_eq!(u[0].attrs.as_path, Some(AsPath::default()));
@@ -356,11 +464,59 @@ mod tests {
     }
 
     #[test]
+    fn counts_follow_what_is_wanted_and_sent() {
+        let mut rib = AdjRibOut::new();
+        let a: Attrs = Arc::new(RouteAttrs::default());
+        let (p4, p6): (IpNet, IpNet) = (
+            "203.0.113.1/32".parse().unwrap(),
+            "2001:db8::1/128".parse().unwrap(),
+        );
+        rib.set(p4, Some(a.clone()));
+        rib.set(p6, Some(a.clone()));
+        assert_eq!((rib.wanted(), rib.advertised()), (2, (0, 0)));
+        rib.session_up(&[Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
+        drain(&mut rib, &enc(false));
+        assert_eq!((rib.wanted(), rib.advertised()), (2, (1, 1)));
+        assert_eq!(rib.sent().1.len(), 2);
+        rib.set(p6, None);
+        assert_eq!(
+            (rib.wanted(), rib.advertised()),
+            (1, (1, 1)),
+            "still on the wire until the batch"
+        );
+        drain(&mut rib, &enc(false));
+        assert_eq!((rib.wanted(), rib.advertised()), (1, (1, 0)));
+        assert_eq!(
+            rib.slots.len(),
+            1,
+            "a slot neither wanted nor sent is dropped"
+        );
+        rib.resend_all();
+        assert_eq!(rib.advertised(), (0, 0));
+        drain(&mut rib, &enc(false));
+        assert_eq!(rib.advertised(), (1, 0));
+        rib.session_down();
+        assert_eq!(
+            (rib.wanted(), rib.advertised(), rib.slots.len()),
+            (1, (0, 0), 1)
+        );
+    }
+
+    #[test]
     fn ipv6_is_held_back_without_a_next_hop() {
         let mut rib = AdjRibOut::new();
         rib.session_up(&[Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
-        rib.set("2001:db8::1/128".parse().unwrap(), Some(Arc::new(RouteAttrs::default())));
-        let u = drain(&mut rib, &Encoder { next_hop_v6: None, ..enc(false) });
+        rib.set(
+            "2001:db8::1/128".parse().unwrap(),
+            Some(Arc::new(RouteAttrs::default())),
+        );
+        let u = drain(
+            &mut rib,
+            &Encoder {
+                next_hop_v6: None,
+                ..enc(false)
+            },
+        );
         assert!(u.iter().all(|u| u.end_of_rib().is_some()), "{u:?}");
     }
 
@@ -368,12 +524,25 @@ mod tests {
     fn ipv4_over_ipv6_next_hop_uses_mp_reach() {
         let mut rib = AdjRibOut::new();
         rib.session_up(&[Family::IPV4_UNICAST]);
-        rib.set("203.0.113.1/32".parse().unwrap(), Some(Arc::new(RouteAttrs::default())));
-        let e = Encoder { next_hop_v4: None, v4_over_v6: Some("2001:db8::1".parse().unwrap()), ..enc(false) };
+        rib.set(
+            "203.0.113.1/32".parse().unwrap(),
+            Some(Arc::new(RouteAttrs::default())),
+        );
+        let e = Encoder {
+            next_hop_v4: None,
+            v4_over_v6: Some("2001:db8::1".parse().unwrap()),
+            ..enc(false)
+        };
         let u = drain(&mut rib, &e);
         let m = u[0].attrs.mp_reach.as_ref().unwrap();
         assert_eq!(m.family, Family::IPV4_UNICAST);
-        assert_eq!(m.next_hop, MpNextHop::V6 { global: "2001:db8::1".parse().unwrap(), link_local: None });
+        assert_eq!(
+            m.next_hop,
+            MpNextHop::V6 {
+                global: "2001:db8::1".parse().unwrap(),
+                link_local: None
+            }
+        );
         assert!(u[0].attrs.next_hop.is_none());
     }
 }

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The benchmark command: speakerd, gobgpd and BIRD side by side as the sender, against the same BIRD
+# receivers in network namespaces, every workload of docs/BENCHMARKS.md in one run. Builds in release
+# mode, installs what the tests need, runs the full plan and regenerates docs/BENCHMARKS.md and
+# docs/bench/*.svg. As root; takes about an hour on 2 cores. Run it on a quiet machine.
+#   ./scripts/bench.sh                    # everything, rewrites docs/BENCHMARKS.md
+#   BENCH_ONLY=conv,lat ./scripts/bench.sh # some sections; the report goes to /tmp/speakerd-bench-partial/
+# Sections: conv (convergence, replay limit, memory), lat, start (and restart), scale, l2.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-test-deps.sh
+cargo build --release --workspace --all-targets
+BENCH=full cargo test --release --test bench -- --nocapture
