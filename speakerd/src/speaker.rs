@@ -465,23 +465,14 @@ impl Speaker {
         if let Some(pw) = &spec.password {
             self.set_listener_md5(spec.address, pw.as_bytes());
         }
+        // The Adj-RIB-Out is filled before the session task starts, so a session that comes up at once
+        // sends its whole table in one go.
         let shared = Arc::new(PeerShared::default());
+        let all: BTreeSet<IpNet> = core.owners.values().flat_map(|s| s.keys().copied()).collect();
+        sync_rib(core, &spec, &shared, &all);
         let cmds = self.spawn_peer(&spec, local_asn, router_id, shared.clone(), true);
-        let entry = PeerEntry {
-            spec: spec.clone(),
-            owner: owner.to_string(),
-            local_asn,
-            shared,
-            cmds,
-            disabled: false,
-        };
-        let all: BTreeSet<IpNet> = core
-            .owners
-            .values()
-            .flat_map(|s| s.keys().copied())
-            .collect();
+        let entry = PeerEntry { spec: spec.clone(), owner: owner.to_string(), local_asn, shared, cmds, disabled: false };
         core.peers.insert(spec.address, entry);
-        sync_peer(core, spec.address, &all);
         tracing::info!(peer = %spec.address, name = %spec.name, asn = spec.peer_asn, owner, "peer added");
         Ok(Self::view(&core.peers[&spec.address]))
     }
@@ -1013,8 +1004,12 @@ fn sync_peer(core: &mut Core, addr: IpAddr, prefixes: &BTreeSet<IpNet>) {
     let Some(peer) = core.peers.get(&addr) else {
         return;
     };
-    let spec = peer.spec.clone();
-    let shared = peer.shared.clone();
+    let (spec, shared) = (peer.spec.clone(), peer.shared.clone());
+    sync_rib(core, &spec, &shared, prefixes);
+}
+
+/// Recomputes what the peer of `spec` should have for `prefixes` and hands it to its Adj-RIB-Out.
+fn sync_rib(core: &mut Core, spec: &PeerSpec, shared: &PeerShared, prefixes: &BTreeSet<IpNet>) {
     let mut updates: Vec<(IpNet, Option<Arc<RouteAttrs>>)> = Vec::with_capacity(prefixes.len());
     for p in prefixes {
         let mut selected = core
@@ -1044,11 +1039,7 @@ fn sync_peer(core: &mut Core, addr: IpAddr, prefixes: &BTreeSet<IpNet>) {
         let attrs = Some(attrs);
         updates.push((*p, attrs));
     }
-    shared.with_rib(|r| {
-        for (p, a) in updates {
-            r.set(p, a);
-        }
-    });
+    shared.with_rib(|r| r.set_many(updates));
 }
 
 #[cfg(test)]

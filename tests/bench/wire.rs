@@ -311,25 +311,43 @@ fn packet_socket(dev: &str) -> io::Result<i32> {
 
 /// A BGP OPEN in a TCP segment (IPv4 or IPv6), sent from `from`.
 pub fn is_bgp_open_from(from: IpAddr) -> Matcher {
+    bgp_message(move |src, _| src == from, 1)
+}
+
+/// A BGP KEEPALIVE sent from `from` (or, with `to_it`, sent to `from`) in a TCP segment of the same
+/// address family; every BGP message of the segment is looked at (an OPEN and a KEEPALIVE often share one).
+pub fn is_bgp_keepalive(addr: IpAddr, to_it: bool) -> Matcher {
+    bgp_message(move |src, dst| if to_it { dst == addr } else { src == addr }, 4)
+}
+
+fn bgp_message(addrs: impl Fn(IpAddr, IpAddr) -> bool + Send + 'static, msg_type: u8) -> Matcher {
     Box::new(move |f: &[u8]| {
         let (ethertype, ip) = (u16::from_be_bytes([f.get(12).copied().unwrap_or(0), f.get(13).copied().unwrap_or(0)]), f.get(14..).unwrap_or(&[]));
-        let (src, tcp): (IpAddr, &[u8]) = match (ethertype, from) {
-            (0x0800, IpAddr::V4(_)) if ip.len() >= 20 && ip[9] == 6 => {
+        let (src, dst, tcp): (IpAddr, IpAddr, &[u8]) = match ethertype {
+            0x0800 if ip.len() >= 20 && ip[9] == 6 => {
                 let ihl = (ip[0] & 0x0f) as usize * 4;
-                (IpAddr::from([ip[12], ip[13], ip[14], ip[15]]), ip.get(ihl..).unwrap_or(&[]))
+                (IpAddr::from([ip[12], ip[13], ip[14], ip[15]]), IpAddr::from([ip[16], ip[17], ip[18], ip[19]]), ip.get(ihl..).unwrap_or(&[]))
             }
-            (0x86dd, IpAddr::V6(_)) if ip.len() >= 40 && ip[6] == 6 => {
-                let mut a = [0u8; 16];
+            0x86dd if ip.len() >= 40 && ip[6] == 6 => {
+                let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
                 a.copy_from_slice(&ip[8..24]);
-                (IpAddr::from(a), &ip[40..])
+                b.copy_from_slice(&ip[24..40]);
+                (IpAddr::from(a), IpAddr::from(b), &ip[40..])
             }
             _ => return false,
         };
-        if src != from || tcp.len() < 20 {
+        if !addrs(src, dst) || tcp.len() < 20 {
             return false;
         }
-        let payload = tcp.get((tcp[12] >> 4) as usize * 4..).unwrap_or(&[]);
-        payload.len() >= 19 && payload[..16].iter().all(|b| *b == 0xff) && payload[18] == 1
+        let mut payload = tcp.get((tcp[12] >> 4) as usize * 4..).unwrap_or(&[]);
+        while payload.len() >= 19 && payload[..16].iter().all(|b| *b == 0xff) {
+            if payload[18] == msg_type {
+                return true;
+            }
+            let len = u16::from_be_bytes([payload[16], payload[17]]) as usize;
+            payload = payload.get(len.max(19)..).unwrap_or(&[]);
+        }
+        false
     })
 }
 

@@ -70,6 +70,27 @@ fn addrs(rcv: &[Receiver], fam: Fam) -> Vec<IpAddr> {
         .collect()
 }
 
+/// When the first session came up, from the wire: a capture on the sender's link takes the first
+/// KEEPALIVE the sender sends and the first it receives; the later of the two completes the handshake
+/// (RFC 4271 §8.2.2: KEEPALIVE received in OpenConfirm). The same clock for every sender, independent of
+/// how quickly a receiver's control socket answers while it is busy importing.
+struct EstClock(Sniffer, Sniffer);
+
+impl EstClock {
+    fn start(ctx: &Ctx, fam: Fam) -> EstClock {
+        let me = if fam == Fam::V4 { IpAddr::V4(SND_V4) } else { IpAddr::V6(SND_V6) };
+        let ns = ctx.snd.name();
+        EstClock(Sniffer::start(ns, "eth0", wire::is_bgp_keepalive(me, false)), Sniffer::start(ns, "eth0", wire::is_bgp_keepalive(me, true)))
+    }
+
+    fn established(&self) -> Result<Instant, String> {
+        match (self.0.first(Duration::from_secs(5)), self.1.first(Duration::from_secs(5))) {
+            (Some(a), Some(b)) => Ok(a.max(b)),
+            (a, b) => Err(format!("KEEPALIVE not captured (sent: {}, received: {})", a.is_some(), b.is_some())),
+        }
+    }
+}
+
 fn conv_replay(
     ctx: &Ctx,
     rcv: &mut [Receiver],
@@ -79,6 +100,7 @@ fn conv_replay(
 ) -> Result<(), String> {
     let updates = Arc::new(wire::updates(prefixes, SND_ASN, SND_V4, SND_V6));
     let stop = Arc::new(AtomicBool::new(false));
+    let clock = EstClock::start(ctx, fam);
     let local = if fam == Fam::V4 {
         IpAddr::V4(SND_V4)
     } else {
@@ -92,6 +114,7 @@ fn conv_replay(
         })
         .collect();
     let r = wait_converged(rcv, fam.proto(), prefixes.len() as u64, CONVERGE);
+    let est = clock.established();
     stop.store(true, Ordering::Relaxed);
     let replays: Vec<_> = threads
         .into_iter()
@@ -100,8 +123,8 @@ fn conv_replay(
     for rp in &replays {
         rp.as_ref().map_err(|e| e.to_string())?;
     }
-    let (est, done) = r?;
-    row.est_to_all = Some(done - est);
+    let (_, done) = r?;
+    row.est_to_all = Some(done - est?);
     drop(replays);
     Ok(())
 }
@@ -117,16 +140,10 @@ fn conv_speakerd(
     let mut c = speakerd_client(ctx.rt, &sp);
     let all = announcements(prefixes, fam.host_len());
     set_announcements(ctx.rt, &mut c, "bench", all.clone())?;
-    set_peers(
-        ctx.rt,
-        &mut c,
-        addrs(rcv, fam)
-            .into_iter()
-            .map(|a| peer_config(a, None))
-            .collect(),
-    )?;
-    let (est, done) = wait_converged(rcv, fam.proto(), prefixes.len() as u64, CONVERGE)?;
-    row.est_to_all = Some(done - est);
+    let clock = EstClock::start(ctx, fam);
+    set_peers(ctx.rt, &mut c, addrs(rcv, fam).into_iter().map(|a| peer_config(a, None)).collect())?;
+    let (_, done) = wait_converged(rcv, fam.proto(), prefixes.len() as u64, CONVERGE)?;
+    row.est_to_all = Some(done - clock.established()?);
     (row.rss, _) = rss(sp.pid());
     // bulk API load into established sessions
     set_announcements(ctx.rt, &mut c, "bench", vec![])?;
@@ -149,9 +166,10 @@ fn conv_gobgpd(
     let mut g = GobgpSender::start(ctx, &[]);
     let paths: Vec<_> = prefixes.iter().map(|p| gobgp_path(*p)).collect();
     g.add_paths(ctx.rt, paths.clone(), 1000)?;
+    let clock = EstClock::start(ctx, fam);
     g.add_peers(ctx.rt, &addrs(rcv, fam))?;
-    let (est, done) = wait_converged(rcv, fam.proto(), prefixes.len() as u64, CONVERGE)?;
-    row.est_to_all = Some(done - est);
+    let (_, done) = wait_converged(rcv, fam.proto(), prefixes.len() as u64, CONVERGE)?;
+    row.est_to_all = Some(done - clock.established()?);
     (row.rss, _) = rss(g.pid());
     g.delete_all(ctx.rt, fam)?;
     wait_count(rcv, fam.proto(), 0, CONVERGE)?;
@@ -183,13 +201,12 @@ fn conv_bird(
     if awake {
         b.keep_awake();
     }
+    let clock = EstClock::start(ctx, fam);
     for i in 0..neighbors.len() {
-        b.ctl
-            .cmd(&format!("enable n{i}"))
-            .map_err(|e| e.to_string())?;
+        b.ctl.cmd(&format!("enable n{i}")).map_err(|e| e.to_string())?;
     }
-    let (est, done) = wait_converged(rcv, fam.proto(), prefixes.len() as u64, CONVERGE)?;
-    row.est_to_all = Some(done - est);
+    let (_, done) = wait_converged(rcv, fam.proto(), prefixes.len() as u64, CONVERGE)?;
+    row.est_to_all = Some(done - clock.established()?);
     (row.rss, row.peak) = rss(b.pid());
     Ok(())
 }

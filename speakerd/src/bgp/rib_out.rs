@@ -95,6 +95,10 @@ pub struct AdjRibOut {
     wanted: usize,
     have: [u64; 2],
     dirty: BTreeSet<IpNet>,
+    /// Every prefix at session start (or refresh), and bulk changes, in no order: a whole table is
+    /// queued without sorting it. Taken before `dirty`; a prefix queued twice is sent once (the second
+    /// look finds it sent).
+    full: Vec<IpNet>,
     up: bool,
     eor_pending: Vec<Family>,
     /// The encoder of the last batch of this session: how `have` went on the wire (for display).
@@ -124,21 +128,48 @@ impl AdjRibOut {
 
     /// Sets (or with `None` removes) what the peer should have for `prefix`.
     pub fn set(&mut self, prefix: IpNet, attrs: Option<Attrs>) {
+        if self.set_want(prefix, attrs) && self.up {
+            self.dirty.insert(prefix);
+        }
+    }
+
+    /// [`set`](Self::set) for many prefixes at once. A large change (a bulk load) is queued unsorted,
+    /// as a session's initial table is, instead of one ordered insertion per prefix.
+    pub fn set_many(&mut self, updates: Vec<(IpNet, Option<Attrs>)>) {
+        if self.slots.is_empty() {
+            self.slots.reserve(updates.len());
+        }
+        let bulk = updates.len() >= 1024;
+        for (p, a) in updates {
+            if self.set_want(p, a) && self.up {
+                if bulk {
+                    self.full.push(p);
+                } else {
+                    self.dirty.insert(p);
+                }
+            }
+        }
+        // Bulk loads faster than the peer reads: the queue never holds a prefix more than once or twice.
+        if self.full.len() > 2 * self.slots.len() + 1024 {
+            self.full.sort_unstable();
+            self.full.dedup();
+        }
+    }
+
+    /// Updates `want`; returns whether it changed.
+    fn set_want(&mut self, prefix: IpNet, attrs: Option<Attrs>) -> bool {
         use std::collections::hash_map::Entry;
         match self.slots.entry(prefix) {
             Entry::Vacant(v) => {
-                let Some(a) = attrs else { return };
-                v.insert(Slot {
-                    want: Some(a),
-                    have: None,
-                });
+                let Some(a) = attrs else { return false };
+                v.insert(Slot { want: Some(a), have: None });
                 self.wanted += 1;
             }
             Entry::Occupied(mut o) => {
                 let slot = o.get_mut();
                 match (&attrs, &slot.want) {
-                    (Some(a), Some(b)) if Arc::ptr_eq(a, b) || a == b => return,
-                    (None, None) => return,
+                    (Some(a), Some(b)) if Arc::ptr_eq(a, b) || a == b => return false,
+                    (None, None) => return false,
                     (Some(_), None) => self.wanted += 1,
                     (None, Some(_)) => self.wanted -= 1,
                     (Some(_), Some(_)) => {}
@@ -149,9 +180,7 @@ impl AdjRibOut {
                 }
             }
         }
-        if self.up {
-            self.dirty.insert(prefix);
-        }
+        true
     }
 
     /// What is on the wire to the peer now, and the encoder it went out with (None before the first
@@ -189,7 +218,8 @@ impl AdjRibOut {
     pub fn session_up(&mut self, families: &[Family]) {
         self.up = true;
         self.forget_sent();
-        self.dirty = self.slots.keys().copied().collect();
+        self.dirty.clear();
+        self.full = self.slots.keys().copied().collect();
         self.eor_pending = families.to_vec();
     }
 
@@ -198,6 +228,7 @@ impl AdjRibOut {
         self.enc = None;
         self.forget_sent();
         self.dirty.clear();
+        self.full = Vec::new();
         self.eor_pending.clear();
     }
 
@@ -205,13 +236,14 @@ impl AdjRibOut {
     pub fn resend_all(&mut self) {
         if self.up {
             self.forget_sent();
-            self.dirty = self.slots.keys().copied().collect();
+            self.dirty.clear();
+            self.full = self.slots.keys().copied().collect();
         }
     }
 
     /// Is there anything to send?
     pub fn pending(&self) -> bool {
-        self.up && (!self.dirty.is_empty() || !self.eor_pending.is_empty())
+        self.up && (!self.dirty.is_empty() || !self.full.is_empty() || !self.eor_pending.is_empty())
     }
 
     /// Encodes the next batch of UPDATEs (at most [`BATCH_PREFIXES`] prefixes) into `out`.
@@ -221,11 +253,14 @@ impl AdjRibOut {
             return st;
         }
         let mut withdraw: [Vec<IpNet>; 2] = [Vec::new(), Vec::new()];
-        // (is_v6, attrs pointer) → prefixes; attributes are interned, so equal attributes share a pointer.
-        let mut announce: HashMap<(bool, *const RouteAttrs), (Attrs, Vec<IpNet>)> = HashMap::new();
+        // Groups of prefixes with equal attributes, per family. Attributes are interned, so equal ones
+        // share a pointer. A batch usually has one group: the group used last is tried before the index.
+        let mut groups: Vec<(bool, Attrs, Vec<IpNet>)> = Vec::new();
+        let mut index: HashMap<(bool, *const RouteAttrs), usize, foldhash::fast::RandomState> = HashMap::default();
+        let mut last = 0;
         let mut taken = 0;
         while taken < BATCH_PREFIXES {
-            let Some(p) = self.dirty.pop_first() else {
+            let Some(p) = self.full.pop().or_else(|| self.dirty.pop_first()) else {
                 break;
             };
             taken += 1;
@@ -240,11 +275,15 @@ impl AdjRibOut {
                     if had.is_none() {
                         self.have[v6] += 1;
                     }
-                    announce
-                        .entry((v6 == 1, Arc::as_ptr(w)))
-                        .or_insert_with(|| (w.clone(), Vec::new()))
-                        .1
-                        .push(p);
+                    let key = (v6 == 1, Arc::as_ptr(w));
+                    let hit = |g: &(bool, Attrs, Vec<IpNet>)| (g.0, Arc::as_ptr(&g.1)) == key;
+                    if !groups.get(last).is_some_and(hit) {
+                        last = *index.entry(key).or_insert_with(|| {
+                            groups.push((v6 == 1, w.clone(), Vec::new()));
+                            groups.len() - 1
+                        });
+                    }
+                    groups[last].2.push(p);
                     slot.have = Some(w.clone());
                 }
                 (None, Some(_)) => {
@@ -279,9 +318,8 @@ impl AdjRibOut {
                 rest = rest.get(n.max(1)..).unwrap_or_default();
             }
         }
-        let mut groups: Vec<_> = announce.into_values().collect();
-        groups.sort_by(|a, b| a.1.first().cmp(&b.1.first())); // deterministic order on the wire
-        for (attrs, list) in groups {
+        groups.sort_by(|a, b| a.2.first().cmp(&b.2.first())); // deterministic order on the wire
+        for (_, attrs, list) in groups {
             let v6 = matches!(list.first(), Some(IpNet::V6(_)));
             let mut rest = list.as_slice();
             let legacy = !v6 && enc.v4_over_v6.is_none();
@@ -318,7 +356,10 @@ impl AdjRibOut {
                 rest = rest.get(n..).unwrap_or_default();
             }
         }
-        if self.dirty.is_empty() && !self.eor_pending.is_empty() {
+        if self.full.is_empty() {
+            self.full = Vec::new(); // the capacity of a whole table, not kept for the session
+        }
+        if self.dirty.is_empty() && self.full.is_empty() && !self.eor_pending.is_empty() {
             for f in std::mem::take(&mut self.eor_pending) {
                 let _ = super::wire::encode(
                     &super::wire::Message::Update(Update::end_of_rib_for(f)),
