@@ -89,6 +89,10 @@ struct Args {
     /// File holding a shared secret that authenticates and encrypts gossip.
     #[arg(long)]
     gossip_secret_file: Option<PathBuf>,
+    /// SWIM probe period in milliseconds (10–60000). A dead node is declared down after about 3–5
+    /// periods, so this sets the Layer 2 failover time (docs/LAYER2.md). Every node must use the same.
+    #[arg(long, default_value_t = 200)]
+    gossip_probe_ms: u64,
     /// No gossip: this node sees only itself (Layer 2 without failover).
     #[arg(long)]
     no_gossip: bool,
@@ -287,7 +291,7 @@ async fn start_layer2(args: &Args, speaker: &Arc<Speaker>, cancel: &Cancellation
             }
             None => None,
         };
-        let cfg = MembershipConfig { node_name: node.clone(), bind: args.gossip_bind, advertise: args.gossip_advertise, seeds, secret, ..MembershipConfig::default() };
+        let cfg = MembershipConfig { node_name: node.clone(), bind: args.gossip_bind, advertise: args.gossip_advertise, seeds, secret, probe_period: Duration::from_millis(args.gossip_probe_ms), ..MembershipConfig::default() };
         match Membership::start(cfg, cancel.child_token()).await {
             Ok(m) => {
                 tracing::info!(node = %node, addr = %m.local_addr(), "gossip membership started");
