@@ -1065,6 +1065,12 @@ mod tests {
         }
     }
 
+    /// (prefix, communities) of the listed announcements.
+    async fn listed(sp: &Speaker, owner: Option<&str>) -> Vec<(String, Vec<u32>)> {
+        let list = sp.list_announcements(owner).await;
+        list.into_iter().map(|(_, a)| (a.prefix.to_string(), a.attrs.communities.into_iter().collect())).collect()
+    }
+
     #[tokio::test]
     async fn incremental_announce_and_withdraw_emit_only_the_changes() {
         let sp = speaker(3);
@@ -1120,19 +1126,8 @@ mod tests {
                 (Removed, "192.0.2.2/32".into(), vec![1]),
             ]
         );
-        let list: Vec<_> = sp
-            .list_announcements(Some("o"))
-            .await
-            .into_iter()
-            .map(|(_, a)| {
-                (
-                    a.prefix.to_string(),
-                    a.attrs.communities.into_iter().collect::<Vec<_>>(),
-                )
-            })
-            .collect();
         assert_eq!(
-            list,
+            listed(&sp, Some("o")).await,
             vec![
                 ("192.0.2.1/32".into(), vec![5]),
                 ("192.0.2.3/32".into(), vec![2])
@@ -1161,19 +1156,8 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, SpeakerError::Limit(_)), "{err:?}");
-        let list: Vec<_> = sp
-            .list_announcements(None)
-            .await
-            .into_iter()
-            .map(|(_, a)| {
-                (
-                    a.prefix.to_string(),
-                    a.attrs.communities.into_iter().collect::<Vec<_>>(),
-                )
-            })
-            .collect();
         assert_eq!(
-            list,
+            listed(&sp, None).await,
             vec![
                 ("192.0.2.1/32".into(), vec![1]),
                 ("192.0.2.2/32".into(), vec![7])
