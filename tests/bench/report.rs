@@ -406,6 +406,9 @@ impl Results {
 
 const METHOD: &str = r#"## Method
 
+What these figures led to, what was changed and what is left: docs/DESIGN.md, section "Memory and speed
+of the announcement path".
+
 * **Topology.** One namespace for the sender (192.0.2.1, 2001:db8::1) and one per receiver, all on one
   Linux bridge. Each receiver is its own BIRD 2 process with two passive sessions, `s4` (IPv4 unicast over
   IPv4) and `s6` (IPv6 unicast over IPv6), `import all`. Senders take turns: a fresh process per run,
