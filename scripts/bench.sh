@@ -8,6 +8,10 @@
 # Sections: conv (convergence, replay limit, memory), lat, start (and restart), scale, l2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# the report names the commit it measured; uncommitted changes make it say "-dirty"
+if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+  echo "bench: the work tree has uncommitted changes; the report will name the commit as -dirty" >&2
+fi
 ./scripts/install-test-deps.sh
 cargo build --release --workspace --all-targets
 BENCH=full cargo test --release --test bench -- --nocapture
