@@ -468,7 +468,7 @@ impl Speaker {
         // The Adj-RIB-Out is filled before the session task starts, so a session that comes up at once
         // sends its whole table in one go.
         let shared = Arc::new(PeerShared::default());
-        let all: BTreeSet<IpNet> = core.owners.values().flat_map(|s| s.keys().copied()).collect();
+        let all = core.all_prefixes();
         sync_rib(core, &spec, &shared, &all);
         let cmds = self.spawn_peer(&spec, local_asn, router_id, shared.clone(), true);
         let entry = PeerEntry { spec: spec.clone(), owner: owner.to_string(), local_asn, shared, cmds, disabled: false };
@@ -550,11 +550,7 @@ impl Speaker {
             }
         }
         // The name may have changed which announcements select this peer.
-        let all: BTreeSet<IpNet> = core
-            .owners
-            .values()
-            .flat_map(|s| s.keys().copied())
-            .collect();
+        let all = core.all_prefixes();
         sync_peer(core, spec.address, &all);
         tracing::info!(peer = %spec.address, reset, "peer updated");
         Ok((Self::view(&core.peers[&spec.address]), reset))
@@ -772,13 +768,10 @@ impl Speaker {
         adverts: Vec<AdvertSpec>,
     ) -> Result<(), SpeakerError> {
         let mut core = self.core.lock().await;
+        // Of two announcements of one prefix, the last wins, as in SetAnnouncements.
+        let new: OwnerSet = adverts.into_iter().map(|a| core.intern(a)).collect();
         let mut set = core.owners.remove(owner).unwrap_or_default();
-        let adding = adverts
-            .iter()
-            .map(|a| a.prefix)
-            .filter(|p| !set.contains_key(p))
-            .collect::<BTreeSet<_>>()
-            .len();
+        let adding = new.keys().filter(|p| !set.contains_key(p)).count();
         if let Err(e) = self.check_size(set.len() + adding) {
             if !set.is_empty() {
                 core.owners.insert(owner.to_string(), set);
@@ -786,13 +779,11 @@ impl Speaker {
             return Err(e);
         }
         let mut changes = Vec::new();
-        for a in adverts {
-            let (p, body) = core.intern(a);
-            match set.insert(p, body.clone()) {
-                None => changes.push((AnnouncementChange::Added, p, body)),
-                Some(old) if old != body => changes.push((AnnouncementChange::Changed, p, body)),
-                Some(_) => {}
+        for (p, body) in new {
+            if let Some(change) = change_of(set.get(&p), &body) {
+                changes.push((change, p, body.clone()));
             }
+            set.insert(p, body);
         }
         self.commit(&mut core, owner, set, changes);
         Ok(())
@@ -824,10 +815,8 @@ impl Speaker {
         let old = core.owners.remove(owner).unwrap_or_default();
         let mut changes = Vec::new();
         for (p, b) in &new {
-            match old.get(p) {
-                None => changes.push((AnnouncementChange::Added, *p, b.clone())),
-                Some(o) if o != b => changes.push((AnnouncementChange::Changed, *p, b.clone())),
-                Some(_) => {}
+            if let Some(change) = change_of(old.get(p), b) {
+                changes.push((change, *p, b.clone()));
             }
         }
         for (p, b) in old {
@@ -962,7 +951,21 @@ fn release_freed_memory_soon() {
     }
 }
 
+/// What replacing `old` by `new` for one prefix is: added, changed, or nothing.
+fn change_of(old: Option<&Arc<Body>>, new: &Arc<Body>) -> Option<AnnouncementChange> {
+    match old {
+        None => Some(AnnouncementChange::Added),
+        Some(o) if o != new => Some(AnnouncementChange::Changed),
+        Some(_) => None,
+    }
+}
+
 impl Core {
+    /// Every announced prefix, of every owner.
+    fn all_prefixes(&self) -> BTreeSet<IpNet> {
+        self.owners.values().flat_map(|s| s.keys().copied()).collect()
+    }
+
     /// The stored form of an announcement: its prefix and its interned body.
     fn intern(&mut self, a: AdvertSpec) -> (IpNet, Arc<Body>) {
         let attrs = match self.interned.get(&a.attrs) {
@@ -1133,6 +1136,19 @@ mod tests {
                 ("192.0.2.3/32".into(), vec![2])
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn one_prefix_twice_in_one_announce_is_one_change_with_the_last() {
+        let sp = speaker(10);
+        let mut rx = sp.subscribe();
+        sp.announce("o", vec![advert("192.0.2.1/32", 1), advert("192.0.2.1/32", 2)]).await.unwrap();
+        let mut seen = vec![];
+        while let Ok(Event::Announcement(a)) = rx.try_recv() {
+            seen.push((a.change, a.advert.attrs.communities.iter().copied().collect::<Vec<_>>()));
+        }
+        assert_eq!(seen, vec![(AnnouncementChange::Added, vec![2])]);
+        assert_eq!(listed(&sp, None).await, vec![("192.0.2.1/32".into(), vec![2])]);
     }
 
     #[tokio::test]

@@ -223,40 +223,25 @@ impl Receiver {
     }
 }
 
-/// Polls every receiver's session `proto` until all are Established and hold exactly `n` routes.
-/// Returns (first Established seen, every receiver holds n). Polls about every millisecond.
-pub fn wait_converged(
-    rcv: &mut [Receiver],
-    proto: &str,
-    n: u64,
-    timeout: Duration,
-) -> Result<(Instant, Instant), String> {
+/// Polls every receiver's session `proto` until all are Established, then until all hold exactly `n`
+/// routes ([`wait_count`]). Returns (first Established seen, every receiver holds n).
+pub fn wait_converged(rcv: &mut [Receiver], proto: &str, n: u64, timeout: Duration) -> Result<(Instant, Instant), String> {
     let deadline = Instant::now() + timeout;
     let mut first_est: Option<Instant> = None;
     let mut est = vec![false; rcv.len()];
-    let mut done = vec![false; rcv.len()];
     loop {
         for (i, r) in rcv.iter_mut().enumerate() {
-            if !est[i] {
-                if r.ctl.established(proto).map_err(|e| e.to_string())? {
-                    est[i] = true;
-                    first_est.get_or_insert_with(Instant::now);
-                }
-            } else if !done[i] && r.ctl.imported(proto).map_err(|e| e.to_string())? == n {
-                done[i] = true;
+            if !est[i] && r.ctl.established(proto).map_err(|e| e.to_string())? {
+                est[i] = true;
+                first_est.get_or_insert_with(Instant::now);
             }
         }
-        if done.iter().all(|d| *d) {
-            return Ok((first_est.unwrap(), Instant::now()));
+        if let (true, Some(first)) = (est.iter().all(|e| *e), first_est) {
+            let done = wait_count(rcv, proto, n, deadline.saturating_duration_since(Instant::now()))?;
+            return Ok((first, done));
         }
         if Instant::now() > deadline {
-            let counts: Vec<u64> = rcv
-                .iter_mut()
-                .map(|r| r.ctl.imported(proto).unwrap_or(0))
-                .collect();
-            return Err(format!(
-                "not converged within {timeout:?}: established {est:?}, imported {counts:?} of {n}"
-            ));
+            return Err(format!("not Established within {timeout:?}: {est:?}"));
         }
         std::thread::sleep(Duration::from_micros(500));
     }

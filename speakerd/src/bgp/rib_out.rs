@@ -544,6 +544,28 @@ mod tests {
     }
 
     #[test]
+    fn bulk_changes_while_up_go_out_once_each() {
+        let mut rib = AdjRibOut::new();
+        rib.session_up(&[Family::IPV4_UNICAST]);
+        drain(&mut rib, &enc(false));
+        let (a, b): (Attrs, Attrs) = (Arc::new(RouteAttrs::default()), Arc::new(RouteAttrs { med: Some(5), ..Default::default() }));
+        let load = |attrs: &Attrs| (0..3000u32).map(|i| (IpNet::from(std::net::IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i))), Some(attrs.clone()))).collect::<Vec<_>>();
+        // three bulk loads before the writer pulls: queued unsorted, then deduplicated
+        rib.set_many(load(&a));
+        rib.set_many(load(&b));
+        rib.set_many(load(&a));
+        assert!(rib.full.len() <= 2 * 3000 + 1024, "{}", rib.full.len());
+        let u = drain(&mut rib, &enc(false));
+        assert_eq!(u.iter().map(|u| u.nlri.len()).sum::<usize>(), 3000, "each prefix once, with the last attributes");
+        assert!(u.iter().all(|u| u.attrs.med.is_none()));
+        assert_eq!(rib.advertised(), (3000, 0));
+        // a small change while up goes through the ordered set
+        rib.set_many(vec![("10.0.0.1/32".parse().unwrap(), None)]);
+        assert!(rib.full.is_empty() && rib.dirty.len() == 1);
+        assert_eq!(drain(&mut rib, &enc(false))[0].withdrawn, vec!["10.0.0.1/32".parse().unwrap()]);
+    }
+
+    #[test]
     fn ipv6_is_held_back_without_a_next_hop() {
         let mut rib = AdjRibOut::new();
         rib.session_up(&[Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
