@@ -4,7 +4,8 @@
 //! Ownership: each owner (k8s-bridge, speakerctl, the config file, ...) has its own set of
 //! announcements; a call only ever edits its owner's set. What a peer is sent for a prefix is the merge
 //! of every owner's announcement of that prefix that selects the peer ([`RouteAttrs::merge`]).
-use crate::bgp::session::{PeerCmd, PeerContext, PeerShared, PeerStatus, PeerTask};
+use crate::bgp::export::{Body, Change, ExportTable, Selector, Want};
+use crate::bgp::session::{Exports, PeerCmd, PeerContext, PeerShared, PeerStatus, PeerTask};
 use crate::bgp::transport;
 use crate::bgp::wire::{iana::err, Notification};
 use crate::config::spec::{AdvertSpec, ConfigError, L2Spec, PeerSpec, RouteAttrs};
@@ -95,16 +96,6 @@ struct PeerEntry {
     disabled: bool,
 }
 
-/// What an announcement says besides its prefix. Interned: the many prefixes of one owner usually
-/// share one, so an owner's set costs a prefix and a pointer per announcement.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct Body {
-    /// Interned in `Core::interned` too, so a prefix announced by one owner goes to the peers' Adj-RIB-Out
-    /// as this very pointer.
-    attrs: Arc<RouteAttrs>,
-    peers: BTreeSet<String>,
-}
-
 type OwnerSet = BTreeMap<IpNet, Arc<Body>>;
 
 #[derive(Default)]
@@ -122,6 +113,8 @@ type Dispatch = Arc<RwLock<HashMap<IpAddr, mpsc::Sender<PeerCmd>>>>;
 /// The speaker. Cheap to share behind an `Arc`.
 pub struct Speaker {
     core: tokio::sync::Mutex<Core>,
+    /// What every peer should be sent, derived from the owners' sets; written under `core`.
+    exports: Arc<Exports>,
     events: broadcast::Sender<Event>,
     cfg: SpeakerConfig,
     /// The defaults for peers that set no local ASN / router ID: `cfg`'s at start, changeable at run
@@ -145,6 +138,7 @@ impl Speaker {
             .unwrap_or(1);
         Arc::new(Self {
             core: tokio::sync::Mutex::new(Core::default()),
+            exports: Arc::new(std::sync::RwLock::new(ExportTable::new())),
             events,
             defaults: RwLock::new((cfg.local_asn, cfg.router_id)),
             cfg,
@@ -465,13 +459,16 @@ impl Speaker {
         if let Some(pw) = &spec.password {
             self.set_listener_md5(spec.address, pw.as_bytes());
         }
-        // The Adj-RIB-Out is filled before the session task starts, so a session that comes up at once
-        // sends its whole table in one go.
-        let shared = Arc::new(PeerShared::default());
-        let all = core.all_prefixes();
-        sync_rib(core, &spec, &shared, &all);
+        let shared = Arc::new(PeerShared::new(self.exports.clone(), selector(&spec)));
         let cmds = self.spawn_peer(&spec, local_asn, router_id, shared.clone(), true);
-        let entry = PeerEntry { spec: spec.clone(), owner: owner.to_string(), local_asn, shared, cmds, disabled: false };
+        let entry = PeerEntry {
+            spec: spec.clone(),
+            owner: owner.to_string(),
+            local_asn,
+            shared,
+            cmds,
+            disabled: false,
+        };
         core.peers.insert(spec.address, entry);
         tracing::info!(peer = %spec.address, name = %spec.name, asn = spec.peer_asn, owner, "peer added");
         Ok(Self::view(&core.peers[&spec.address]))
@@ -550,8 +547,9 @@ impl Speaker {
             }
         }
         // The name may have changed which announcements select this peer.
-        let all = core.all_prefixes();
-        sync_peer(core, spec.address, &all);
+        if let Some(e) = core.peers.get(&spec.address) {
+            e.shared.with_rib(|r, t| r.set_selector(t, selector(&spec)));
+        }
         tracing::info!(peer = %spec.address, reset, "peer updated");
         Ok((Self::view(&core.peers[&spec.address]), reset))
     }
@@ -757,7 +755,7 @@ impl Speaker {
     > {
         let core = self.core.lock().await;
         let e = Self::find(&core, key)?;
-        let (enc, routes) = e.shared.rib.lock().map(|r| r.sent()).unwrap_or_default();
+        let (enc, routes) = e.shared.with_rib(|r, t| r.sent(t)).unwrap_or_default();
         Ok((Self::view(e), enc, routes))
     }
 
@@ -894,10 +892,7 @@ impl Speaker {
             }
         }
         if !changed_prefixes.is_empty() {
-            let addrs: Vec<IpAddr> = core.peers.keys().copied().collect();
-            for a in addrs {
-                sync_peer(core, a, &changed_prefixes);
-            }
+            self.export(core, &changed_prefixes);
             tracing::info!(owner, added, changed, removed, "announcements updated");
         }
         if added + changed + removed >= BULK_CHANGES {
@@ -910,6 +905,28 @@ impl Speaker {
             core.interned.retain(|_, v| Arc::strong_count(v) > 1);
         }
         (added, changed, removed)
+    }
+
+    /// Recomputes what the peers should be sent for `prefixes` in the export table, then marks them in
+    /// each peer's Adj-RIB-Out. The table's write lock is not held while the peers are marked: their
+    /// writers go on meanwhile, and one that pulls a changed prefix early sends it once more at worst.
+    fn export(&self, core: &mut Core, prefixes: &BTreeSet<IpNet>) {
+        let changes: Vec<Change> = {
+            let Ok(mut t) = self.exports.write() else {
+                return;
+            };
+            t.collect_unused();
+            prefixes
+                .iter()
+                .filter_map(|p| {
+                    let w = core.want_of(p);
+                    t.set(*p, w)
+                })
+                .collect()
+        };
+        for e in core.peers.values() {
+            e.shared.with_rib(|r, _| r.changed(&changes));
+        }
     }
 
     /// Stops every peer: Cease/Administrative Shutdown (or silence where graceful restart is up).
@@ -939,14 +956,22 @@ const BULK_CHANGES: u32 = 10_000;
 /// glibc keeps memory freed inside its heaps for reuse, so after a bulk load of 100k announcements
 /// (about 60 MB of transient request and diff data) the process would stay 20–30 MB larger than its
 /// tables for good. `malloc_trim(0)` returns the free pages (docs/BENCHMARKS.md, docs/DESIGN.md).
-/// Runs on a blocking thread a moment after the call, when its request has been dropped.
-fn release_freed_memory_soon() {
+/// Runs on a blocking thread. The API calls it as soon as a bulk request has been applied and dropped;
+/// [`release_freed_memory_soon`] covers the other callers (GoBGP API streams, the config file).
+pub fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        // SAFETY: malloc_trim has no preconditions; it only releases free memory of glibc's heaps.
+        rt.spawn_blocking(|| unsafe { libc::malloc_trim(0) });
+    }
+}
+
+/// [`release_freed_memory`] a moment after a bulk change, when its caller has dropped its request.
+fn release_freed_memory_soon() {
     if let Ok(rt) = tokio::runtime::Handle::try_current() {
         rt.spawn(async {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            // SAFETY: malloc_trim has no preconditions; it only releases free memory of glibc's heaps.
-            let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
+            release_freed_memory();
         });
     }
 }
@@ -961,9 +986,29 @@ fn change_of(old: Option<&Arc<Body>>, new: &Arc<Body>) -> Option<AnnouncementCha
 }
 
 impl Core {
-    /// Every announced prefix, of every owner.
-    fn all_prefixes(&self) -> BTreeSet<IpNet> {
-        self.owners.values().flat_map(|s| s.keys().copied()).collect()
+    /// What the peers should be sent for `p`, from every owner's announcement of it.
+    fn want_of(&mut self, p: &IpNet) -> Option<Want> {
+        let bodies: Vec<&Arc<Body>> = self.owners.values().filter_map(|set| set.get(p)).collect();
+        match bodies.as_slice() {
+            [] => None,
+            // one owner (the usual case): its interned attributes as they are
+            [b] if b.peers.is_empty() => Some(Want::All(b.attrs.clone())),
+            bs if bs.iter().all(|b| b.peers.is_empty()) => {
+                let mut m = (*bs[0].attrs).clone();
+                for b in &bs[1..] {
+                    m.merge(&b.attrs);
+                }
+                let a = self
+                    .interned
+                    .entry(m.clone())
+                    .or_insert_with(|| Arc::new(m))
+                    .clone();
+                Some(Want::All(a))
+            }
+            bs => Some(Want::Select(Arc::new(
+                bs.iter().map(|b| Arc::clone(b)).collect(),
+            ))),
+        }
     }
 
     /// The stored form of an announcement: its prefix and its interned body.
@@ -1002,47 +1047,11 @@ impl Body {
     }
 }
 
-/// Recomputes what peer `addr` should have for `prefixes` and hands it to its Adj-RIB-Out.
-fn sync_peer(core: &mut Core, addr: IpAddr, prefixes: &BTreeSet<IpNet>) {
-    let Some(peer) = core.peers.get(&addr) else {
-        return;
-    };
-    let (spec, shared) = (peer.spec.clone(), peer.shared.clone());
-    sync_rib(core, &spec, &shared, prefixes);
-}
-
-/// Recomputes what the peer of `spec` should have for `prefixes` and hands it to its Adj-RIB-Out.
-fn sync_rib(core: &mut Core, spec: &PeerSpec, shared: &PeerShared, prefixes: &BTreeSet<IpNet>) {
-    let mut updates: Vec<(IpNet, Option<Arc<RouteAttrs>>)> = Vec::with_capacity(prefixes.len());
-    for p in prefixes {
-        let mut selected = core
-            .owners
-            .values()
-            .filter_map(|set| set.get(p))
-            .filter(|b| spec.selected_by(&b.peers));
-        let Some(first) = selected.next() else {
-            updates.push((*p, None));
-            continue;
-        };
-        let attrs = match selected.next() {
-            // one owner (the usual case): its interned attributes as they are
-            None => first.attrs.clone(),
-            Some(second) => {
-                let mut m = (*first.attrs).clone();
-                m.merge(&second.attrs);
-                for b in selected {
-                    m.merge(&b.attrs);
-                }
-                core.interned
-                    .entry(m.clone())
-                    .or_insert_with(|| Arc::new(m))
-                    .clone()
-            }
-        };
-        let attrs = Some(attrs);
-        updates.push((*p, attrs));
+fn selector(spec: &PeerSpec) -> Selector {
+    Selector {
+        name: spec.name.clone(),
+        address: spec.address,
     }
-    shared.with_rib(|r| r.set_many(updates));
 }
 
 #[cfg(test)]
@@ -1071,7 +1080,14 @@ mod tests {
     /// (prefix, communities) of the listed announcements.
     async fn listed(sp: &Speaker, owner: Option<&str>) -> Vec<(String, Vec<u32>)> {
         let list = sp.list_announcements(owner).await;
-        list.into_iter().map(|(_, a)| (a.prefix.to_string(), a.attrs.communities.into_iter().collect())).collect()
+        list.into_iter()
+            .map(|(_, a)| {
+                (
+                    a.prefix.to_string(),
+                    a.attrs.communities.into_iter().collect(),
+                )
+            })
+            .collect()
     }
 
     #[tokio::test]
@@ -1142,13 +1158,29 @@ mod tests {
     async fn one_prefix_twice_in_one_announce_is_one_change_with_the_last() {
         let sp = speaker(10);
         let mut rx = sp.subscribe();
-        sp.announce("o", vec![advert("192.0.2.1/32", 1), advert("192.0.2.1/32", 2)]).await.unwrap();
+        sp.announce(
+            "o",
+            vec![advert("192.0.2.1/32", 1), advert("192.0.2.1/32", 2)],
+        )
+        .await
+        .unwrap();
         let mut seen = vec![];
         while let Ok(Event::Announcement(a)) = rx.try_recv() {
-            seen.push((a.change, a.advert.attrs.communities.iter().copied().collect::<Vec<_>>()));
+            seen.push((
+                a.change,
+                a.advert
+                    .attrs
+                    .communities
+                    .iter()
+                    .copied()
+                    .collect::<Vec<_>>(),
+            ));
         }
         assert_eq!(seen, vec![(AnnouncementChange::Added, vec![2])]);
-        assert_eq!(listed(&sp, None).await, vec![("192.0.2.1/32".into(), vec![2])]);
+        assert_eq!(
+            listed(&sp, None).await,
+            vec![("192.0.2.1/32".into(), vec![2])]
+        );
     }
 
     #[tokio::test]

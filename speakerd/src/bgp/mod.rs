@@ -1,4 +1,5 @@
 //! BGP: the wire codec, the session state machine, the Adj-RIB-Out, and their tokio drivers.
+pub mod export;
 pub mod fsm;
 pub mod rib_out;
 pub mod session;

@@ -1,9 +1,10 @@
-//! Per-peer Adj-RIB-Out: what we want the peer to have (`want`) against what we have put on the wire in
-//! this session (`have`), and the prefixes where they may differ (`dirty`).
+//! Per-peer Adj-RIB-Out: which prefixes of the shared [`ExportTable`] this session has put on the wire
+//! (`sent`) and which may differ from what the peer wants now (`dirty`), two bits per prefix.
 //!
 //! Nothing is pre-encoded: the writer task pulls a batch with [`AdjRibOut::take_batch`] when its socket
 //! can take more, so memory stays bounded by the tables, a prefix that flaps many times before it is
 //! sent goes out once, and a slow peer never delays its own keepalives. Pure: no tokio, no sockets.
+use super::export::{same, Change, ExportTable, Selector, Want};
 use super::wire::{
     attr::{encode_attrs, AsPath},
     iana, Family, MpNextHop, Packer, PathAttrs, Update,
@@ -11,12 +12,11 @@ use super::wire::{
 use crate::config::spec::RouteAttrs;
 use bytes::BytesMut;
 use ipnet::IpNet;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-/// Shared, interned attributes of a route.
-pub type Attrs = Arc<RouteAttrs>;
+pub use super::export::Attrs;
 
 /// How this session turns [`RouteAttrs`] into wire attributes. Built when the session comes up.
 #[derive(Debug, Clone)]
@@ -79,29 +79,63 @@ impl Encoder {
     }
 }
 
-/// What the peer should have for one prefix and what it has from this session.
+/// A set of small ids, one bit each.
 #[derive(Debug, Default)]
-struct Slot {
-    want: Option<Attrs>,
-    have: Option<Attrs>,
+struct Bits(Vec<u64>);
+
+impl Bits {
+    /// Sets bit `i`; returns whether it was clear.
+    fn set(&mut self, i: u32) -> bool {
+        let w = i as usize / 64;
+        if w >= self.0.len() {
+            self.0.resize(w + 1, 0);
+        }
+        let was = self.0[w] & (1 << (i % 64)) != 0;
+        self.0[w] |= 1 << (i % 64);
+        !was
+    }
+    /// Clears bit `i`; returns whether it was set.
+    fn clear(&mut self, i: u32) -> bool {
+        match self.0.get_mut(i as usize / 64) {
+            Some(w) if *w & (1 << (i % 64)) != 0 => {
+                *w &= !(1 << (i % 64));
+                true
+            }
+            _ => false,
+        }
+    }
+    fn ones(&self) -> impl Iterator<Item = u32> + '_ {
+        self.0.iter().enumerate().flat_map(|(wi, &w)| {
+            let mut w = w;
+            std::iter::from_fn(move || {
+                (w != 0).then(|| {
+                    let b = w.trailing_zeros();
+                    w &= w - 1;
+                    (wi * 64) as u32 + b
+                })
+            })
+        })
+    }
 }
 
-/// One peer's Adj-RIB-Out: one slot per prefix that is wanted or on the wire (one hash lookup per
-/// prefix on the hot path, 40 bytes per prefix and peer).
-#[derive(Debug, Default)]
+/// One peer's Adj-RIB-Out: two bits per prefix of the shared [`ExportTable`], `sent` (this session has
+/// put some version of it on the wire) and `dirty` (what the peer wants for it may have changed since).
+/// What it wants is read from the table when the writer pulls, so a change the writer has not pulled
+/// yet costs a bit, whatever its size.
+#[derive(Debug)]
 pub struct AdjRibOut {
-    slots: HashMap<IpNet, Slot, foldhash::fast::RandomState>,
-    /// Slots with `want` set, and slots with `have` set per family (v4, v6): counts kept as they change.
-    wanted: usize,
+    sel: Selector,
+    sent: Bits,
+    dirty: Bits,
+    /// Set bits of `dirty`.
+    pending: usize,
+    /// The word of `dirty` where the writer resumes: it sweeps the table in id order and wraps around.
+    cursor: usize,
+    /// Prefixes on the wire, per family (v4, v6).
     have: [u64; 2],
-    dirty: BTreeSet<IpNet>,
-    /// Every prefix at session start (or refresh), and bulk changes, in no order: a whole table is
-    /// queued without sorting it. Taken before `dirty`; a prefix queued twice is sent once (the second
-    /// look finds it sent).
-    full: Vec<IpNet>,
     up: bool,
     eor_pending: Vec<Family>,
-    /// The encoder of the last batch of this session: how `have` went on the wire (for display).
+    /// The encoder of the last batch of this session: how `sent` went on the wire (for display).
     enc: Option<Encoder>,
 }
 
@@ -114,7 +148,7 @@ pub struct BatchStats {
     pub end_of_rib: u64,
 }
 
-/// Prefixes looked at per batch: bounds the time the lock is held and the bytes produced.
+/// Prefixes looked at per batch: bounds the time the locks are held and the bytes produced.
 const BATCH_PREFIXES: usize = 16384;
 
 fn fam_index(p: &IpNet) -> usize {
@@ -122,81 +156,79 @@ fn fam_index(p: &IpNet) -> usize {
 }
 
 impl AdjRibOut {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Sets (or with `None` removes) what the peer should have for `prefix`.
-    pub fn set(&mut self, prefix: IpNet, attrs: Option<Attrs>) {
-        if self.set_want(prefix, attrs) && self.up {
-            self.dirty.insert(prefix);
+    pub fn new(sel: Selector) -> Self {
+        Self {
+            sel,
+            sent: Bits::default(),
+            dirty: Bits::default(),
+            pending: 0,
+            cursor: 0,
+            have: [0, 0],
+            up: false,
+            eor_pending: Vec::new(),
+            enc: None,
         }
     }
 
-    /// [`set`](Self::set) for many prefixes at once. A large change (a bulk load) is queued unsorted,
-    /// as a session's initial table is, instead of one ordered insertion per prefix.
-    pub fn set_many(&mut self, updates: Vec<(IpNet, Option<Attrs>)>) {
-        if self.slots.is_empty() {
-            self.slots.reserve(updates.len());
+    fn mark(&mut self, id: u32) {
+        if self.dirty.set(id) {
+            self.pending += 1;
         }
-        let bulk = updates.len() >= 1024;
-        for (p, a) in updates {
-            if self.set_want(p, a) && self.up {
-                if bulk {
-                    self.full.push(p);
-                } else {
-                    self.dirty.insert(p);
-                }
+    }
+
+    /// The table changed: marks what this peer must look at again. Nothing while the session is down
+    /// (a session that comes up looks at everything).
+    pub fn changed(&mut self, changes: &[Change]) {
+        if !self.up {
+            return;
+        }
+        for c in changes {
+            let differs = match Want::same_for_all(c.old.as_ref(), c.new.as_ref()) {
+                Some(same) => !same,
+                None => !same(
+                    c.old.as_ref().and_then(|w| w.for_peer(&self.sel)).as_ref(),
+                    c.new.as_ref().and_then(|w| w.for_peer(&self.sel)).as_ref(),
+                ),
+            };
+            if differs {
+                self.mark(c.id);
             }
         }
-        // Bulk loads faster than the peer reads: the queue never holds a prefix more than once or twice.
-        if self.full.len() > 2 * self.slots.len() + 1024 {
-            self.full.sort_unstable();
-            self.full.dedup();
+    }
+
+    /// The peer's name or address changed, and with them which announcements select it.
+    pub fn set_selector(&mut self, t: &ExportTable, sel: Selector) {
+        if sel == self.sel {
+            return;
+        }
+        let old = std::mem::replace(&mut self.sel, sel);
+        if !self.up {
+            return;
+        }
+        let ids: Vec<u32> = t
+            .iter_wanted()
+            .filter(|(_, w)| matches!(w, Want::Select(_)))
+            .filter(|(_, w)| !same(w.for_peer(&old).as_ref(), w.for_peer(&self.sel).as_ref()))
+            .map(|(id, _)| id)
+            .collect();
+        // Prefixes on the wire that are no longer wanted at all are already marked.
+        for id in ids {
+            self.mark(id);
         }
     }
 
-    /// Updates `want`; returns whether it changed.
-    fn set_want(&mut self, prefix: IpNet, attrs: Option<Attrs>) -> bool {
-        use std::collections::hash_map::Entry;
-        match self.slots.entry(prefix) {
-            Entry::Vacant(v) => {
-                let Some(a) = attrs else { return false };
-                v.insert(Slot { want: Some(a), have: None });
-                self.wanted += 1;
-            }
-            Entry::Occupied(mut o) => {
-                let slot = o.get_mut();
-                match (&attrs, &slot.want) {
-                    (Some(a), Some(b)) if Arc::ptr_eq(a, b) || a == b => return false,
-                    (None, None) => return false,
-                    (Some(_), None) => self.wanted += 1,
-                    (None, Some(_)) => self.wanted -= 1,
-                    (Some(_), Some(_)) => {}
-                }
-                slot.want = attrs;
-                if slot.want.is_none() && slot.have.is_none() {
-                    o.remove();
-                }
-            }
-        }
-        true
-    }
-
-    /// What is on the wire to the peer now, and the encoder it went out with (None before the first
-    /// batch of a session).
-    pub fn sent(&self) -> (Option<Encoder>, Vec<(IpNet, Attrs)>) {
-        (
-            self.enc.clone(),
-            self.slots
-                .iter()
-                .filter_map(|(p, s)| Some((*p, s.have.clone()?)))
-                .collect(),
-        )
-    }
-
-    pub fn wanted(&self) -> usize {
-        self.wanted
+    /// What is on the wire to the peer, and the encoder it went out with (None before the first batch
+    /// of a session). A prefix whose change the writer has not pulled yet shows as it will be sent.
+    pub fn sent(&self, t: &ExportTable) -> (Option<Encoder>, Vec<(IpNet, Attrs)>) {
+        let routes = self
+            .sent
+            .ones()
+            .filter_map(|id| {
+                let (p, w) = t.get(id)?;
+                Some((p, w?.for_peer(&self.sel)?))
+            })
+            .collect();
+        (self.enc.clone(), routes)
     }
 
     /// Prefixes on the wire now, per family.
@@ -204,50 +236,81 @@ impl AdjRibOut {
         (self.have[0], self.have[1])
     }
 
-    /// Forgets what is on the wire (the session is new or the peer asked for everything again).
-    fn forget_sent(&mut self) {
-        self.slots.retain(|_, s| {
-            s.have = None;
-            s.want.is_some()
-        });
+    /// Forgets what is on the wire (the session is gone, or the peer asked for everything again).
+    fn forget_sent(&mut self, t: &ExportTable) {
+        for id in self.sent.ones() {
+            t.on_wire(id, false);
+        }
+        self.sent = Bits::default();
+        self.dirty = Bits::default();
+        self.pending = 0;
+        self.cursor = 0;
         self.have = [0, 0];
     }
 
-    /// The session came up: the peer has nothing, so everything wanted is dirty; End-of-RIB follows the
-    /// initial table for each family (RFC 4724 §4.1).
-    pub fn session_up(&mut self, families: &[Family]) {
+    /// Marks every prefix the peer wants.
+    fn mark_all(&mut self, t: &ExportTable) {
+        let ids: Vec<u32> = t
+            .iter_wanted()
+            .filter(|(_, w)| matches!(w, Want::All(_)) || w.for_peer(&self.sel).is_some())
+            .map(|(id, _)| id)
+            .collect();
+        for id in ids {
+            self.mark(id);
+        }
+    }
+
+    /// The session came up: the peer has nothing, so everything it wants is dirty; End-of-RIB follows
+    /// the initial table for each family (RFC 4724 §4.1).
+    pub fn session_up(&mut self, t: &ExportTable, families: &[Family]) {
+        self.forget_sent(t);
         self.up = true;
-        self.forget_sent();
-        self.dirty.clear();
-        self.full = self.slots.keys().copied().collect();
+        self.mark_all(t);
         self.eor_pending = families.to_vec();
     }
 
-    pub fn session_down(&mut self) {
+    pub fn session_down(&mut self, t: &ExportTable) {
+        self.forget_sent(t);
         self.up = false;
         self.enc = None;
-        self.forget_sent();
-        self.dirty.clear();
-        self.full = Vec::new();
         self.eor_pending.clear();
     }
 
     /// Soft reset outbound / ROUTE-REFRESH received (RFC 2918 §4): send everything again.
-    pub fn resend_all(&mut self) {
+    pub fn resend_all(&mut self, t: &ExportTable) {
         if self.up {
-            self.forget_sent();
-            self.dirty.clear();
-            self.full = self.slots.keys().copied().collect();
+            self.forget_sent(t);
+            self.mark_all(t);
         }
     }
 
     /// Is there anything to send?
     pub fn pending(&self) -> bool {
-        self.up && (!self.dirty.is_empty() || !self.full.is_empty() || !self.eor_pending.is_empty())
+        self.up && (self.pending > 0 || !self.eor_pending.is_empty())
+    }
+
+    /// The next dirty id, in sweep order.
+    fn next_dirty(&mut self) -> Option<u32> {
+        let words = self.dirty.0.len();
+        for _ in 0..=words {
+            if self.cursor >= words {
+                self.cursor = 0;
+            }
+            let w = self.dirty.0.get_mut(self.cursor)?;
+            if *w != 0 {
+                let b = w.trailing_zeros();
+                *w &= *w - 1;
+                self.pending -= 1;
+                return Some((self.cursor * 64) as u32 + b);
+            }
+            self.cursor += 1;
+        }
+        self.pending = 0; // not reached: `pending` counts the set bits
+        None
     }
 
     /// Encodes the next batch of UPDATEs (at most [`BATCH_PREFIXES`] prefixes) into `out`.
-    pub fn take_batch(&mut self, enc: &Encoder, out: &mut BytesMut) -> BatchStats {
+    pub fn take_batch(&mut self, t: &ExportTable, enc: &Encoder, out: &mut BytesMut) -> BatchStats {
         let mut st = BatchStats::default();
         if !self.up {
             return st;
@@ -256,45 +319,42 @@ impl AdjRibOut {
         // Groups of prefixes with equal attributes, per family. Attributes are interned, so equal ones
         // share a pointer. A batch usually has one group: the group used last is tried before the index.
         let mut groups: Vec<(bool, Attrs, Vec<IpNet>)> = Vec::new();
-        let mut index: HashMap<(bool, *const RouteAttrs), usize, foldhash::fast::RandomState> = HashMap::default();
+        let mut index: HashMap<(bool, *const RouteAttrs), usize, foldhash::fast::RandomState> =
+            HashMap::default();
         let mut last = 0;
         let mut taken = 0;
-        while taken < BATCH_PREFIXES {
-            let Some(p) = self.full.pop().or_else(|| self.dirty.pop_first()) else {
-                break;
-            };
+        while taken < BATCH_PREFIXES && self.pending > 0 {
+            let Some(id) = self.next_dirty() else { break };
             taken += 1;
+            // A freed slot: no session has it on the wire, this one included.
+            let Some((p, want)) = t.get(id) else { continue };
             let v6 = fam_index(&p);
-            let Some(slot) = self.slots.get_mut(&p) else {
-                continue;
-            };
-            let want = slot.want.as_ref().filter(|_| enc.carries(&p));
-            match (want, &slot.have) {
-                (Some(w), Some(h)) if Arc::ptr_eq(w, h) || w == h => {}
-                (Some(w), had) => {
-                    if had.is_none() {
+            let want = want
+                .and_then(|w| w.for_peer(&self.sel))
+                .filter(|_| enc.carries(&p));
+            match want {
+                Some(w) => {
+                    if self.sent.set(id) {
+                        t.on_wire(id, true);
                         self.have[v6] += 1;
                     }
-                    let key = (v6 == 1, Arc::as_ptr(w));
+                    let key = (v6 == 1, Arc::as_ptr(&w));
                     let hit = |g: &(bool, Attrs, Vec<IpNet>)| (g.0, Arc::as_ptr(&g.1)) == key;
                     if !groups.get(last).is_some_and(hit) {
                         last = *index.entry(key).or_insert_with(|| {
-                            groups.push((v6 == 1, w.clone(), Vec::new()));
+                            groups.push((v6 == 1, w, Vec::new()));
                             groups.len() - 1
                         });
                     }
                     groups[last].2.push(p);
-                    slot.have = Some(w.clone());
                 }
-                (None, Some(_)) => {
-                    withdraw[v6].push(p);
-                    slot.have = None;
-                    self.have[v6] -= 1;
+                None => {
+                    if self.sent.clear(id) {
+                        t.on_wire(id, false);
+                        self.have[v6] -= 1;
+                        withdraw[v6].push(p);
+                    }
                 }
-                (None, None) => {}
-            }
-            if slot.want.is_none() && slot.have.is_none() {
-                self.slots.remove(&p);
             }
         }
         // A small clone (two families at most), once per batch.
@@ -343,10 +403,9 @@ impl AdjRibOut {
                 if n == 0 {
                     // The attributes alone do not fit in a message: these prefixes cannot be sent.
                     for p in rest {
-                        if let Some(s) = self.slots.get_mut(p) {
-                            if s.have.take().is_some() {
-                                self.have[fam_index(p)] -= 1;
-                            }
+                        if let Some(id) = t.id_of(p).filter(|&id| self.sent.clear(id)) {
+                            t.on_wire(id, false);
+                            self.have[fam_index(p)] -= 1;
                         }
                     }
                     break;
@@ -356,10 +415,7 @@ impl AdjRibOut {
                 rest = rest.get(n..).unwrap_or_default();
             }
         }
-        if self.full.is_empty() {
-            self.full = Vec::new(); // the capacity of a whole table, not kept for the session
-        }
-        if self.dirty.is_empty() && self.full.is_empty() && !self.eor_pending.is_empty() {
+        if self.pending == 0 && !self.eor_pending.is_empty() {
             for f in std::mem::take(&mut self.eor_pending) {
                 let _ = super::wire::encode(
                     &super::wire::Message::Update(Update::end_of_rib_for(f)),
@@ -413,30 +469,62 @@ mod tests {
         v
     }
 
-    fn drain(rib: &mut AdjRibOut, e: &Encoder) -> Vec<Update> {
-        let mut out = BytesMut::new();
-        while rib.pending() {
-            rib.take_batch(e, &mut out);
+    /// The shared table and one peer's Adj-RIB-Out, changed together as the speaker does.
+    struct Rig {
+        t: ExportTable,
+        rib: AdjRibOut,
+    }
+
+    impl Rig {
+        fn new() -> Self {
+            Rig {
+                t: ExportTable::new(),
+                rib: AdjRibOut::new(Selector {
+                    name: "r1".into(),
+                    address: "192.0.2.2".parse().unwrap(),
+                }),
+            }
         }
-        messages(&out)
+        fn set(&mut self, p: &str, a: Option<&Attrs>) {
+            self.set_want(p.parse().unwrap(), a.map(|a| Want::All(a.clone())));
+        }
+        fn set_want(&mut self, p: IpNet, w: Option<Want>) {
+            self.t.collect_unused();
+            let c: Vec<Change> = self.t.set(p, w).into_iter().collect();
+            self.rib.changed(&c);
+        }
+        fn up(&mut self, f: &[Family]) {
+            self.rib.session_up(&self.t, f);
+        }
+        fn drain(&mut self, e: &Encoder) -> Vec<Update> {
+            let mut out = BytesMut::new();
+            while self.rib.pending() {
+                self.rib.take_batch(&self.t, e, &mut out);
+            }
+            messages(&out)
+        }
+    }
+
+    fn attrs(med: Option<u32>) -> Attrs {
+        Arc::new(RouteAttrs {
+            med,
+            ..Default::default()
+        })
     }
 
     #[test]
     fn initial_table_then_end_of_rib_for_each_family() {
-        let mut rib = AdjRibOut::new();
+        let mut r = Rig::new();
         let a: Attrs = Arc::new(RouteAttrs {
             communities: [42].into(),
             ..Default::default()
         });
         for i in 0..3u8 {
-            rib.set(
-                format!("203.0.113.{i}/32").parse().unwrap(),
-                Some(a.clone()),
-            );
+            r.set(&format!("203.0.113.{i}/32"), Some(&a));
         }
-        rib.set("2001:db8::10/128".parse().unwrap(), Some(a.clone()));
-        rib.session_up(&[Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
-        let u = drain(&mut rib, &enc(false));
+        r.set("2001:db8::10/128", Some(&a));
+        r.up(&[Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
+        let u = r.drain(&enc(false));
         assert_eq!(
             u.len(),
             4,
@@ -451,152 +539,204 @@ mod tests {
 
     #[test]
     fn only_differences_go_on_the_wire() {
-        let mut rib = AdjRibOut::new();
-        let a: Attrs = Arc::new(RouteAttrs::default());
-        let p: IpNet = "203.0.113.1/32".parse().unwrap();
-        rib.session_up(&[Family::IPV4_UNICAST]);
-        rib.set(p, Some(a.clone()));
-        assert_eq!(drain(&mut rib, &enc(true)).len(), 2); // the route and End-of-RIB
-        rib.set(p, Some(Arc::new(RouteAttrs::default()))); // equal attributes: nothing to send
-        assert!(!rib.pending());
+        let mut r = Rig::new();
+        let a = attrs(None);
+        r.up(&[Family::IPV4_UNICAST]);
+        r.set("203.0.113.1/32", Some(&a));
+        assert_eq!(r.drain(&enc(true)).len(), 2); // the route and End-of-RIB
+        r.set("203.0.113.1/32", Some(&attrs(None))); // equal attributes: nothing to send
+        assert!(!r.rib.pending());
         // announce then withdraw before the writer pulls: nothing at all goes out
-        let q: IpNet = "203.0.113.2/32".parse().unwrap();
-        rib.set(q, Some(a.clone()));
-        rib.set(q, None);
-        assert!(drain(&mut rib, &enc(true)).is_empty());
-        rib.set(p, None);
-        let u = drain(&mut rib, &enc(true));
+        r.set("203.0.113.2/32", Some(&a));
+        r.set("203.0.113.2/32", None);
+        assert!(r.drain(&enc(true)).is_empty());
+        r.set("203.0.113.1/32", None);
+        let u = r.drain(&enc(true));
         assert_eq!(u.len(), 1);
         assert_eq!(u[0].withdrawn, vec!["203.0.113.1/32".parse().unwrap()]);
+        r.t.collect_unused();
+        assert!(r.t.is_empty(), "withdrawn everywhere: the slots are freed");
     }
 
     #[test]
     fn ibgp_gets_local_pref_and_empty_as_path() {
-        let mut rib = AdjRibOut::new();
-        rib.session_up(&[Family::IPV4_UNICAST]);
-        rib.set(
-            "203.0.113.1/32".parse().unwrap(),
-            Some(Arc::new(RouteAttrs {
+        let mut r = Rig::new();
+        r.up(&[Family::IPV4_UNICAST]);
+        r.set(
+            "203.0.113.1/32",
+            Some(&Arc::new(RouteAttrs {
                 local_pref: Some(300),
                 ..Default::default()
             })),
         );
-        let u = drain(&mut rib, &enc(true));
+        let u = r.drain(&enc(true));
         assert_eq!(u[0].attrs.local_pref, Some(300));
         assert_eq!(u[0].attrs.as_path, Some(AsPath::default()));
     }
 
     #[test]
     fn many_prefixes_are_split_into_full_messages() {
-        let mut rib = AdjRibOut::new();
-        let a: Attrs = Arc::new(RouteAttrs::default());
+        let mut r = Rig::new();
+        let a = attrs(None);
         for i in 0..20_000u32 {
-            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
-            rib.set(IpNet::from(std::net::IpAddr::V4(ip)), Some(a.clone()));
+            let ip = Ipv4Addr::from(0x0a00_0000 + i);
+            r.set_want(
+                IpNet::from(std::net::IpAddr::V4(ip)),
+                Some(Want::All(a.clone())),
+            );
         }
-        rib.session_up(&[Family::IPV4_UNICAST]);
-        let u = drain(&mut rib, &enc(false));
+        r.up(&[Family::IPV4_UNICAST]);
+        let u = r.drain(&enc(false));
         let total: usize = u.iter().map(|u| u.nlri.len()).sum();
         assert_eq!(total, 20_000);
         // 5 bytes per /32: 809 per 4096-byte message, so 25 at best; one partial message per batch.
         let with_routes = u.iter().filter(|u| u.end_of_rib().is_none()).count();
         assert!(with_routes <= 26, "{with_routes} messages");
-        assert_eq!(rib.advertised(), (20_000, 0));
+        assert_eq!(r.rib.advertised(), (20_000, 0));
     }
 
     #[test]
-    fn counts_follow_what_is_wanted_and_sent() {
-        let mut rib = AdjRibOut::new();
-        let a: Attrs = Arc::new(RouteAttrs::default());
-        let (p4, p6): (IpNet, IpNet) = (
-            "203.0.113.1/32".parse().unwrap(),
-            "2001:db8::1/128".parse().unwrap(),
-        );
-        rib.set(p4, Some(a.clone()));
-        rib.set(p6, Some(a.clone()));
-        assert_eq!((rib.wanted(), rib.advertised()), (2, (0, 0)));
-        rib.session_up(&[Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
-        drain(&mut rib, &enc(false));
-        assert_eq!((rib.wanted(), rib.advertised()), (2, (1, 1)));
-        assert_eq!(rib.sent().1.len(), 2);
-        rib.set(p6, None);
+    fn counts_and_the_sent_view_follow_the_wire() {
+        let mut r = Rig::new();
+        let a = attrs(None);
+        r.set("203.0.113.1/32", Some(&a));
+        r.set("2001:db8::1/128", Some(&a));
+        assert_eq!(r.rib.advertised(), (0, 0));
+        r.up(&[Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
+        r.drain(&enc(false));
+        assert_eq!(r.rib.advertised(), (1, 1));
+        assert_eq!(r.rib.sent(&r.t).1.len(), 2);
+        r.set("2001:db8::1/128", None);
         assert_eq!(
-            (rib.wanted(), rib.advertised()),
-            (1, (1, 1)),
+            r.rib.advertised(),
+            (1, 1),
             "still on the wire until the batch"
         );
-        drain(&mut rib, &enc(false));
-        assert_eq!((rib.wanted(), rib.advertised()), (1, (1, 0)));
+        r.t.collect_unused();
         assert_eq!(
-            rib.slots.len(),
-            1,
-            "a slot neither wanted nor sent is dropped"
+            r.t.len(),
+            2,
+            "the slot stays while a session has it on the wire"
         );
-        rib.resend_all();
-        assert_eq!(rib.advertised(), (0, 0));
-        drain(&mut rib, &enc(false));
-        assert_eq!(rib.advertised(), (1, 0));
-        rib.session_down();
+        r.drain(&enc(false));
+        assert_eq!(r.rib.advertised(), (1, 0));
+        r.rib.resend_all(&r.t);
+        assert_eq!(r.rib.advertised(), (0, 0));
         assert_eq!(
-            (rib.wanted(), rib.advertised(), rib.slots.len()),
-            (1, (0, 0), 1)
+            r.drain(&enc(false))
+                .iter()
+                .map(|u| u.nlri.len())
+                .sum::<usize>(),
+            1
         );
+        assert_eq!(r.rib.advertised(), (1, 0));
+        r.rib.session_down(&r.t);
+        assert_eq!(r.rib.advertised(), (0, 0));
+        r.t.collect_unused();
+        assert_eq!(r.t.len(), 1);
+        assert!(r.rib.sent(&r.t).1.is_empty());
     }
 
     #[test]
     fn bulk_changes_while_up_go_out_once_each() {
-        let mut rib = AdjRibOut::new();
-        rib.session_up(&[Family::IPV4_UNICAST]);
-        drain(&mut rib, &enc(false));
-        let (a, b): (Attrs, Attrs) = (Arc::new(RouteAttrs::default()), Arc::new(RouteAttrs { med: Some(5), ..Default::default() }));
-        let load = |attrs: &Attrs| (0..3000u32).map(|i| (IpNet::from(std::net::IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i))), Some(attrs.clone()))).collect::<Vec<_>>();
-        // three bulk loads before the writer pulls: queued unsorted, then deduplicated
-        rib.set_many(load(&a));
-        rib.set_many(load(&b));
-        rib.set_many(load(&a));
-        assert!(rib.full.len() <= 2 * 3000 + 1024, "{}", rib.full.len());
-        let u = drain(&mut rib, &enc(false));
-        assert_eq!(u.iter().map(|u| u.nlri.len()).sum::<usize>(), 3000, "each prefix once, with the last attributes");
+        let mut r = Rig::new();
+        r.up(&[Family::IPV4_UNICAST]);
+        r.drain(&enc(false));
+        let (a, b) = (attrs(None), attrs(Some(5)));
+        let load = |r: &mut Rig, x: &Attrs| {
+            r.t.collect_unused();
+            let c: Vec<Change> = (0..3000u32)
+                .filter_map(|i| {
+                    r.t.set(
+                        IpNet::from(std::net::IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i))),
+                        Some(Want::All(x.clone())),
+                    )
+                })
+                .collect();
+            r.rib.changed(&c);
+        };
+        // three loads before the writer pulls: one bit per prefix, each prefix sent once
+        load(&mut r, &a);
+        load(&mut r, &b);
+        load(&mut r, &a);
+        assert_eq!(r.rib.pending, 3000);
+        let u = r.drain(&enc(false));
+        assert_eq!(
+            u.iter().map(|u| u.nlri.len()).sum::<usize>(),
+            3000,
+            "each prefix once, with the last attributes"
+        );
         assert!(u.iter().all(|u| u.attrs.med.is_none()));
-        assert_eq!(rib.advertised(), (3000, 0));
-        // a small change while up goes through the ordered set
-        rib.set_many(vec![("10.0.0.1/32".parse().unwrap(), None)]);
-        assert!(rib.full.is_empty() && rib.dirty.len() == 1);
-        assert_eq!(drain(&mut rib, &enc(false))[0].withdrawn, vec!["10.0.0.1/32".parse().unwrap()]);
+        assert_eq!(r.rib.advertised(), (3000, 0));
+        r.set("10.0.0.1/32", None);
+        assert_eq!(
+            r.drain(&enc(false))[0].withdrawn,
+            vec!["10.0.0.1/32".parse().unwrap()]
+        );
+    }
+
+    #[test]
+    fn each_peer_gets_the_announcements_that_select_it() {
+        let mut r = Rig::new();
+        let body = |med: u32, peers: &[&str]| {
+            Arc::new(crate::bgp::export::Body {
+                attrs: attrs(Some(med)),
+                peers: peers.iter().map(|s| s.to_string()).collect(),
+            })
+        };
+        let (p4, q4): (ipnet::Ipv4Net, ipnet::Ipv4Net) = (
+            "203.0.113.1/32".parse().unwrap(),
+            "203.0.113.2/32".parse().unwrap(),
+        );
+        let (p, q) = (IpNet::V4(p4), IpNet::V4(q4));
+        r.set_want(p, Some(Want::Select(Arc::new(vec![body(7, &["r2"])]))));
+        r.set_want(q, Some(Want::Select(Arc::new(vec![body(8, &["r1"])]))));
+        r.up(&[Family::IPV4_UNICAST]);
+        let u = r.drain(&enc(false));
+        assert_eq!(u[0].nlri, vec![q4], "only the announcement naming r1");
+        // renamed to r2: q is withdrawn, p announced
+        let sel = Selector {
+            name: "r2".into(),
+            address: "192.0.2.2".parse().unwrap(),
+        };
+        r.rib.set_selector(&r.t, sel);
+        let u = r.drain(&enc(false));
+        assert_eq!(
+            u.iter()
+                .flat_map(|u| u.withdrawn.clone())
+                .collect::<Vec<_>>(),
+            vec![q4]
+        );
+        assert_eq!(
+            u.iter().flat_map(|u| u.nlri.clone()).collect::<Vec<_>>(),
+            vec![p4]
+        );
+        assert_eq!(r.rib.sent(&r.t).1, vec![(p, attrs(Some(7)))]);
     }
 
     #[test]
     fn ipv6_is_held_back_without_a_next_hop() {
-        let mut rib = AdjRibOut::new();
-        rib.session_up(&[Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
-        rib.set(
-            "2001:db8::1/128".parse().unwrap(),
-            Some(Arc::new(RouteAttrs::default())),
-        );
-        let u = drain(
-            &mut rib,
-            &Encoder {
-                next_hop_v6: None,
-                ..enc(false)
-            },
-        );
+        let mut r = Rig::new();
+        r.up(&[Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
+        r.set("2001:db8::1/128", Some(&attrs(None)));
+        let u = r.drain(&Encoder {
+            next_hop_v6: None,
+            ..enc(false)
+        });
         assert!(u.iter().all(|u| u.end_of_rib().is_some()), "{u:?}");
     }
 
     #[test]
     fn ipv4_over_ipv6_next_hop_uses_mp_reach() {
-        let mut rib = AdjRibOut::new();
-        rib.session_up(&[Family::IPV4_UNICAST]);
-        rib.set(
-            "203.0.113.1/32".parse().unwrap(),
-            Some(Arc::new(RouteAttrs::default())),
-        );
+        let mut r = Rig::new();
+        r.up(&[Family::IPV4_UNICAST]);
+        r.set("203.0.113.1/32", Some(&attrs(None)));
         let e = Encoder {
             next_hop_v4: None,
             v4_over_v6: Some("2001:db8::1".parse().unwrap()),
             ..enc(false)
         };
-        let u = drain(&mut rib, &e);
+        let u = r.drain(&e);
         let m = u[0].attrs.mp_reach.as_ref().unwrap();
         assert_eq!(m.family, Family::IPV4_UNICAST);
         assert_eq!(

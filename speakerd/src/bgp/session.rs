@@ -6,7 +6,8 @@
 //! owns the write half, sends control messages (OPEN, KEEPALIVE, NOTIFICATION) first and pulls UPDATEs
 //! from the [`AdjRibOut`] only when the socket takes more, in batches of bounded size.
 use super::fsm::{Action, ConnId, Dir, DownReason, Fsm, FsmConfig, GrConfig, Input, Negotiated, State, Timer};
-use super::rib_out::{AdjRibOut, Encoder};
+use super::export::{ExportTable, Selector};
+use super::rib_out::{AdjRibOut, BatchStats, Encoder};
 use super::transport::{self, ConnectSpec};
 use super::wire::{self, iana::err, DecodeCtx, Family, Message, Notification, Packer, Update, Verdict};
 use crate::config::spec::PeerSpec;
@@ -16,7 +17,7 @@ use ipnet::IpNet;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -83,16 +84,23 @@ pub struct SessionInfo {
     pub remote: SocketAddr,
 }
 
+/// The export table every peer reads (see [`super::export`]).
+pub type Exports = RwLock<ExportTable>;
+
 /// State shared between a peer's task, its writer, and the speaker (which owns it across task restarts).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PeerShared {
     pub status: Mutex<PeerStatus>,
     pub rib: Mutex<AdjRibOut>,
     /// Wakes the writer when the Adj-RIB-Out has work.
     pub rib_notify: Notify,
+    pub exports: Arc<Exports>,
 }
 
 impl PeerShared {
+    pub fn new(exports: Arc<Exports>, sel: Selector) -> Self {
+        Self { status: Mutex::default(), rib: Mutex::new(AdjRibOut::new(sel)), rib_notify: Notify::new(), exports }
+    }
     pub fn status(&self) -> PeerStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
@@ -101,11 +109,25 @@ impl PeerShared {
             f(&mut s);
         }
     }
-    /// Edits the Adj-RIB-Out and wakes the writer.
-    pub fn with_rib<R>(&self, f: impl FnOnce(&mut AdjRibOut) -> R) -> Option<R> {
-        let r = self.rib.lock().ok().map(|mut r| f(&mut r));
+    /// Edits the Adj-RIB-Out (the table read-locked first: the lock order is table, then rib) and wakes
+    /// the writer.
+    pub fn with_rib<R>(&self, f: impl FnOnce(&mut AdjRibOut, &ExportTable) -> R) -> Option<R> {
+        let t = self.exports.read().ok()?;
+        let r = self.with_rib_in(&t, f);
+        drop(t);
+        r
+    }
+    /// [`with_rib`](Self::with_rib) for a caller that holds the table already.
+    pub fn with_rib_in<R>(&self, t: &ExportTable, f: impl FnOnce(&mut AdjRibOut, &ExportTable) -> R) -> Option<R> {
+        let r = self.rib.lock().ok().map(|mut r| f(&mut r, t));
         self.rib_notify.notify_one();
         r
+    }
+    /// The writer's pull: the next batch of UPDATEs into `out`.
+    fn take_batch(&self, e: &Encoder, out: &mut BytesMut) -> Option<BatchStats> {
+        let t = self.exports.read().ok()?;
+        let mut rib = self.rib.lock().ok()?;
+        Some(rib.take_batch(&t, e, out))
     }
 }
 
@@ -377,7 +399,7 @@ impl PeerTask {
             }
         })
         .await;
-        self.shared.with_rib(|r| r.session_down());
+        self.shared.with_rib(|r, t| r.session_down(t));
         self.set_state(State::Idle, "stopped");
         if self.deleted && !self.deleted_sent {
             self.emit(State::Idle, State::Idle, "deleted".into());
@@ -412,7 +434,7 @@ impl PeerTask {
                 None
             }
             PeerCmd::Reset { soft: true } => {
-                self.shared.with_rib(|r| r.resend_all());
+                self.shared.with_rib(|r, t| r.resend_all(t));
                 // Inbound soft reset: ask the peer to send its routes again (RFC 2918).
                 if let Some((id, _)) = self.up {
                     let info = self.shared.status().negotiated;
@@ -708,7 +730,7 @@ impl PeerTask {
         let Some((id, _)) = self.up else { return };
         let Some(info) = self.shared.status().negotiated else { return };
         let enc = self.encoder(&info.negotiated, info.local.ip());
-        self.shared.with_rib(|r| r.resend_all());
+        self.shared.with_rib(|r, t| r.resend_all(t));
         if let Some(c) = self.conns.get(&id) {
             let _ = c.ctl.try_send(WriterMsg::StartUpdates(Box::new(enc)));
         }
@@ -728,7 +750,7 @@ impl PeerTask {
         );
         self.up = Some((n.conn, DecodeCtx { four_octet_as: n.four_octet_as, ibgp: n.ibgp }));
         self.fsm.set_restarting(false);
-        self.shared.with_rib(|r| r.session_up(&n.families));
+        self.shared.with_rib(|r, t| r.session_up(t, &n.families));
         let _ = c.ctl.try_send(WriterMsg::StartUpdates(Box::new(enc)));
         // State and session info change together, so a reader never sees one without the other.
         self.shared.with_status(|s| {
@@ -747,7 +769,7 @@ impl PeerTask {
         }
         self.up = None;
         self.adj_in.clear();
-        self.shared.with_rib(|r| r.session_down());
+        self.shared.with_rib(|r, t| r.session_down(t));
         let state = self.fsm.state();
         self.shared.with_status(|s| {
             s.state = state;
@@ -766,7 +788,7 @@ impl PeerTask {
             // re-advertisement and ask nothing of us; others are ignored.
             Message::RouteRefresh(rr) if rr.subtype == 0 => {
                 tracing::debug!(family = %rr.family, "route refresh requested");
-                self.shared.with_rib(|r| r.resend_all());
+                self.shared.with_rib(|r, t| r.resend_all(t));
             }
             Message::RouteRefresh(rr) => tracing::debug!(family = %rr.family, subtype = rr.subtype, "route refresh marker ignored"),
             _ => {}
@@ -914,10 +936,7 @@ async fn run_writer(mut w: OwnedWriteHalf, mut ctl: mpsc::Receiver<WriterMsg>, s
         }
         if let Some(e) = &enc {
             batch.clear();
-            let st = match shared.rib.lock() {
-                Ok(mut rib) => rib.take_batch(e, &mut batch),
-                Err(_) => break,
-            };
+            let Some(st) = shared.take_batch(e, &mut batch) else { break };
             if !batch.is_empty() {
                 if w.write_all(&batch).await.is_err() {
                     break;

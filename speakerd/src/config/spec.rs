@@ -144,12 +144,14 @@ impl PeerSpec {
         }
     }
 
-    /// Does an announcement's peer selector (addresses or names) include this peer?
-    pub fn selected_by(&self, selector: &BTreeSet<String>) -> bool {
-        selector.is_empty()
-            || selector.contains(&self.name)
-            || selector.iter().any(|s| s.parse::<IpAddr>().is_ok_and(|a| a == self.address))
-    }
+}
+
+/// Does an announcement's peer selector (addresses or names; empty: every peer) include the peer named
+/// `name` at `address`?
+pub fn selects(name: &str, address: IpAddr, selector: &BTreeSet<String>) -> bool {
+    selector.is_empty()
+        || selector.contains(name)
+        || selector.iter().any(|s| s.parse::<IpAddr>().is_ok_and(|a| a == address))
 }
 
 fn parse_ip(field: &str, s: &str) -> Result<Option<IpAddr>, ConfigError> {

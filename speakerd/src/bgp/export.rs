@@ -1,0 +1,307 @@
+//! The export table: what the peers should be sent, held once for all of them.
+//!
+//! BIRD exports every channel from one routing table; speakerd did keep a copy of every wanted route in
+//! each peer's Adj-RIB-Out, 40 bytes per prefix and peer (5.2 MB per peer at 100k prefixes, 5.5 GB for
+//! 1000 sessions). Here each prefix has one slot, with a small id, and what a peer wants is derived from
+//! the slot through the peer's [`Selector`] when its writer pulls. A peer keeps two bits per id (sent,
+//! dirty: see [`super::rib_out`]).
+//!
+//! A slot whose prefix is no longer wanted stays until no session has the prefix on the wire (a count
+//! per slot, kept by the writers), so an id is never reused while a session's "sent" bit still refers
+//! to it. Pure: no tokio, no sockets.
+use crate::config::spec::{selects, RouteAttrs};
+use ipnet::IpNet;
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+/// Shared, interned attributes of a route.
+pub type Attrs = Arc<RouteAttrs>;
+
+/// What an owner's announcement says besides its prefix. Interned by the speaker: the many prefixes
+/// of one owner usually share one.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Body {
+    pub attrs: Attrs,
+    /// The peers (names or addresses) the announcement is for; empty: every peer.
+    pub peers: BTreeSet<String>,
+}
+
+/// Which announcements select a peer: its name and address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selector {
+    pub name: String,
+    pub address: IpAddr,
+}
+
+impl Selector {
+    pub fn selects(&self, peers: &BTreeSet<String>) -> bool {
+        selects(&self.name, self.address, peers)
+    }
+}
+
+/// What is wanted for one prefix, for every peer at once.
+#[derive(Debug, Clone)]
+pub enum Want {
+    /// The same attributes for every peer: no announcement of the prefix names peers (the usual case).
+    /// Several owners' announcements are merged into this once, by the speaker.
+    All(Attrs),
+    /// Some announcement of the prefix names peers: each peer gets the merge of those that select it.
+    Select(Arc<Vec<Arc<Body>>>),
+}
+
+impl Want {
+    /// The attributes `sel`'s peer should be sent, if any.
+    pub fn for_peer(&self, sel: &Selector) -> Option<Attrs> {
+        match self {
+            Want::All(a) => Some(a.clone()),
+            Want::Select(bodies) => {
+                let mut it = bodies.iter().filter(|b| sel.selects(&b.peers));
+                let first = it.next()?;
+                let Some(second) = it.next() else {
+                    return Some(first.attrs.clone());
+                };
+                // Rare (two owners, one naming peers): merged per pull, not interned.
+                let mut m = (*first.attrs).clone();
+                m.merge(&second.attrs);
+                for b in it {
+                    m.merge(&b.attrs);
+                }
+                Some(Arc::new(m))
+            }
+        }
+    }
+
+    /// Is what `old` and `new` give a peer the same for every peer? (Then no selector needs to look.)
+    pub fn same_for_all(old: Option<&Want>, new: Option<&Want>) -> Option<bool> {
+        match (old, new) {
+            (None | Some(Want::All(_)), None | Some(Want::All(_))) => Some(same(
+                old.and_then(|w| w.for_all()),
+                new.and_then(|w| w.for_all()),
+            )),
+            _ => None,
+        }
+    }
+
+    fn for_all(&self) -> Option<&Attrs> {
+        match self {
+            Want::All(a) => Some(a),
+            Want::Select(_) => None,
+        }
+    }
+}
+
+/// Equal attributes (interned ones compare by pointer first).
+pub fn same(a: Option<&Attrs>, b: Option<&Attrs>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    /// None: the slot is free.
+    prefix: Option<IpNet>,
+    want: Option<Want>,
+    /// Sessions that have the prefix on the wire now.
+    on_wire: AtomicU32,
+}
+
+/// The one table every peer's writer reads (under a read lock) and the speaker writes.
+#[derive(Debug, Default)]
+pub struct ExportTable {
+    ids: HashMap<IpNet, u32, foldhash::fast::RandomState>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Slots whose prefix stopped being wanted, to free once no session has it on the wire.
+    unused: Vec<u32>,
+    /// Slots with a `want`.
+    wanted: usize,
+}
+
+/// A change of the table, as each peer's Adj-RIB-Out needs to see it: the slot and what it held.
+#[derive(Debug)]
+pub struct Change {
+    pub id: u32,
+    pub old: Option<Want>,
+    pub new: Option<Want>,
+}
+
+impl ExportTable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets what is wanted for `prefix`. None when nothing changes (an unknown prefix set to nothing).
+    pub fn set(&mut self, prefix: IpNet, want: Option<Want>) -> Option<Change> {
+        let id = match self.ids.get(&prefix) {
+            Some(&id) => id,
+            None => {
+                want.as_ref()?;
+                let id = match self.free.pop() {
+                    Some(id) => id,
+                    None => {
+                        self.slots.push(Slot::default());
+                        u32::try_from(self.slots.len() - 1).ok()?
+                    }
+                };
+                self.slots[id as usize].prefix = Some(prefix);
+                self.ids.insert(prefix, id);
+                id
+            }
+        };
+        let slot = &mut self.slots[id as usize];
+        let old = std::mem::replace(&mut slot.want, want.clone());
+        match (&old, &want) {
+            (None, Some(_)) => self.wanted += 1,
+            (Some(_), None) => {
+                self.wanted -= 1;
+                self.unused.push(id);
+            }
+            (None, None) => self.unused.push(id),
+            _ => {}
+        }
+        Some(Change { id, old, new: want })
+    }
+
+    /// Frees the slots that are neither wanted nor on any session's wire. Called by the speaker before
+    /// it changes the table (under the write lock), so it costs what was withdrawn, not the table.
+    pub fn collect_unused(&mut self) {
+        let mut keep = Vec::new();
+        for id in std::mem::take(&mut self.unused) {
+            let Some(slot) = self.slots.get_mut(id as usize) else {
+                continue;
+            };
+            match slot.prefix {
+                Some(p) if slot.want.is_none() => {
+                    if *slot.on_wire.get_mut() == 0 {
+                        self.ids.remove(&p);
+                        slot.prefix = None;
+                        self.free.push(id);
+                    } else {
+                        keep.push(id);
+                    }
+                }
+                _ => {} // wanted again, or already freed
+            }
+        }
+        keep.sort_unstable();
+        keep.dedup();
+        self.unused = keep;
+    }
+
+    /// One more than the highest id in use or free.
+    pub fn id_limit(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The prefix of slot `id` and what is wanted for it (None: no longer wanted).
+    pub fn get(&self, id: u32) -> Option<(IpNet, Option<&Want>)> {
+        let s = self.slots.get(id as usize)?;
+        Some((s.prefix?, s.want.as_ref()))
+    }
+
+    pub fn id_of(&self, prefix: &IpNet) -> Option<u32> {
+        self.ids.get(prefix).copied()
+    }
+
+    /// Slots that are wanted (by some peer).
+    pub fn wanted(&self) -> usize {
+        self.wanted
+    }
+
+    /// Every wanted slot: (id, want).
+    pub fn iter_wanted(&self) -> impl Iterator<Item = (u32, &Want)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((i as u32, s.want.as_ref().filter(|_| s.prefix.is_some())?)))
+    }
+
+    /// A session put slot `id` on the wire (`true`) or took it off.
+    pub(crate) fn on_wire(&self, id: u32, on: bool) {
+        if let Some(s) = self.slots.get(id as usize) {
+            if on {
+                s.on_wire.fetch_add(1, Ordering::Relaxed);
+            } else {
+                s.on_wire.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Slots in use (wanted, or waiting to be withdrawn somewhere).
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sel(name: &str) -> Selector {
+        Selector {
+            name: name.into(),
+            address: "192.0.2.9".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_slot_is_freed_only_when_off_every_wire() {
+        let mut t = ExportTable::new();
+        let p: IpNet = "203.0.113.1/32".parse().unwrap();
+        let a: Attrs = Arc::new(RouteAttrs::default());
+        let c = t.set(p, Some(Want::All(a.clone()))).unwrap();
+        assert!(c.old.is_none());
+        t.on_wire(c.id, true);
+        t.set(p, None).unwrap();
+        t.collect_unused();
+        assert_eq!((t.len(), t.wanted()), (1, 0), "still on a wire: kept");
+        t.on_wire(c.id, false);
+        t.collect_unused();
+        assert!(t.is_empty());
+        assert!(t.get(c.id).is_none());
+        // the id is reused
+        let q: IpNet = "203.0.113.2/32".parse().unwrap();
+        assert_eq!(t.set(q, Some(Want::All(a))).unwrap().id, c.id);
+        assert!(t.set("203.0.113.3/32".parse().unwrap(), None).is_none());
+    }
+
+    #[test]
+    fn selective_announcements_are_merged_per_peer() {
+        let body = |c: u32, peers: &[&str]| {
+            Arc::new(Body {
+                attrs: Arc::new(RouteAttrs {
+                    communities: [c].into(),
+                    ..Default::default()
+                }),
+                peers: peers.iter().map(|s| s.to_string()).collect(),
+            })
+        };
+        let w = Want::Select(Arc::new(vec![
+            body(1, &[]),
+            body(2, &["r1"]),
+            body(3, &["192.0.2.9"]),
+        ]));
+        let r1 = w.for_peer(&sel("r1")).unwrap();
+        assert_eq!(r1.communities, [1, 2, 3].into(), "by name and by address");
+        let other = Selector {
+            name: "r2".into(),
+            address: "192.0.2.10".parse().unwrap(),
+        };
+        assert_eq!(w.for_peer(&other).unwrap().communities, [1].into());
+        let only = Want::Select(Arc::new(vec![body(2, &["r1"])]));
+        assert!(only.for_peer(&other).is_none());
+        assert_eq!(Want::same_for_all(None, Some(&only)), None);
+        let a = Want::All(Arc::new(RouteAttrs::default()));
+        assert_eq!(Want::same_for_all(Some(&a), Some(&a.clone())), Some(true));
+        assert_eq!(Want::same_for_all(Some(&a), None), Some(false));
+    }
+}
