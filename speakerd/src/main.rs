@@ -173,11 +173,9 @@ async fn main() -> anyhow::Result<()> {
         Err(e) => tracing::warn!(error = %e, "BFD not available: peers with a BFD profile run without it"),
     }
 
-    let mut loaded = file::Loaded::default();
     if let Some(path) = &args.config {
         let new = file::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        file::apply(&speaker, &loaded, &new).await?;
-        loaded = new;
+        file::apply(&speaker, new).await?;
     }
 
     let socket = args.socket.clone().unwrap_or_else(speaker_api::default_socket_path);
@@ -249,7 +247,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => reload(&speaker, args.config.as_deref(), &mut loaded).await,
+            _ = hup.recv() => reload(&speaker, args.config.as_deref()).await,
         }
     }
 
@@ -308,18 +306,17 @@ async fn start_layer2(args: &Args, speaker: &Arc<Speaker>, cancel: &Cancellation
     Ok(())
 }
 
-async fn reload(speaker: &Arc<Speaker>, path: Option<&Path>, loaded: &mut file::Loaded) {
+async fn reload(speaker: &Arc<Speaker>, path: Option<&Path>) {
     let Some(path) = path else {
         tracing::info!("SIGHUP: no --config file to reload");
         return;
     };
     match file::load(path) {
         Ok(new) => {
-            if let Err(e) = file::apply(speaker, loaded, &new).await {
+            if let Err(e) = file::apply(speaker, new).await {
                 tracing::error!(error = %e, "config reload: announcements rejected; previous ones stay");
                 return;
             }
-            *loaded = new;
             tracing::info!(file = %path.display(), "config reloaded");
         }
         Err(e) => tracing::error!(file = %path.display(), error = %e, "config reload rejected; the last good config stays in force"),
