@@ -52,6 +52,8 @@ pub struct ScaleRow {
     pub distribute: Option<Duration>,
     pub distribute_cpu: Option<f64>,
     pub rss: u64,
+    /// RSS after the sessions have idled a few hold times.
+    pub rss_settled: u64,
     pub still_established: usize,
     pub drops: u64,
     pub hold_expiries: u64,
@@ -302,7 +304,8 @@ impl Results {
         let _ = writeln!(d, "| SetPeers → all {} Established at BIRD | {} |", s.sessions, ms(s.establish_all));
         let _ = writeln!(d, "| speakerd CPU while idle with {} sessions | {} |", s.sessions, s.idle_cpu_pct.map_or("–".into(), |c| format!("{c:.2} % of one core")));
         let _ = writeln!(d, "| {} prefixes to all sessions, until BIRD counted {} updates | {} (speakerd CPU {}) |", s.prefixes, s.sessions * s.prefixes, ms(s.distribute), s.distribute_cpu.map_or("–".into(), |c| format!("{c:.1} s")));
-        let _ = writeln!(d, "| speakerd RSS after | {} |", mb(s.rss));
+        let _ = writeln!(d, "| speakerd RSS when BIRD has counted them all | {} |", mb(s.rss));
+        let _ = writeln!(d, "| speakerd RSS at the end, the sessions idle since (30 s in the full run) | {} |", mb(s.rss_settled));
         let _ = writeln!(d, "| sessions Established at the end | {} of {} |", s.still_established, s.sessions);
         let _ = writeln!(d, "| hold-timer expiries (both sides' logs) | {} |", s.hold_expiries);
         let _ = writeln!(d, "| sessions dropped (speakerd's counters) | {} |", s.drops);

@@ -589,6 +589,11 @@ pub fn scale(ctx: &Ctx, r1: &Host, res: &mut Results) {
         (row.rss, _) = rss(sp.pid());
         // keep the sessions a few hold times more, then count what went wrong
         std::thread::sleep(Duration::from_secs(if ctx.plan.full { 30 } else { 3 }));
+        (row.rss_settled, _) = rss(sp.pid());
+        // for finding where the memory is (which mappings: heap arenas, stacks, code)
+        if std::env::var_os("BENCH_SMAPS").is_some() {
+            let _ = std::fs::copy(format!("/proc/{}/smaps", sp.pid()), "/tmp/speakerd-smaps");
+        }
         let peers = ctx
             .rt
             .block_on(c.list_peers(speaker_api::v1::ListPeersRequest::default()))

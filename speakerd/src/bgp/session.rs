@@ -913,7 +913,11 @@ async fn drain_for(r: &mut OwnedReadHalf, d: Duration) {
 /// Owns the write half. Control messages first; UPDATEs pulled from the Adj-RIB-Out between them.
 async fn run_writer(mut w: OwnedWriteHalf, mut ctl: mpsc::Receiver<WriterMsg>, shared: Arc<PeerShared>) {
     let mut enc: Option<Box<Encoder>> = None;
-    let mut batch = BytesMut::with_capacity(128 * 1024);
+    // Allocated while there is something to send, dropped when the writer goes idle: 1000 idle sessions
+    // would otherwise keep 1000 resident buffers of up to 128 KiB.
+    let mut batch = BytesMut::new();
+    // Bytes of UPDATEs written since the writer was last idle.
+    let mut burst = 0usize;
     loop {
         let msg = match ctl.try_recv() {
             Ok(m) => Some(m),
@@ -936,15 +940,24 @@ async fn run_writer(mut w: OwnedWriteHalf, mut ctl: mpsc::Receiver<WriterMsg>, s
         }
         if let Some(e) = &enc {
             batch.clear();
+            if batch.capacity() == 0 {
+                batch.reserve(128 * 1024);
+            }
             let Some(st) = shared.take_batch(e, &mut batch) else { break };
             if !batch.is_empty() {
                 if w.write_all(&batch).await.is_err() {
                     break;
                 }
+                burst += batch.len();
                 shared.with_status(|s| s.updates_sent += st.updates);
                 continue;
             }
         }
+        batch = BytesMut::new();
+        if burst >= 64 << 10 {
+            crate::speaker::release_freed_memory_later();
+        }
+        burst = 0;
         tokio::select! {
             biased;
             m = ctl.recv() => match m {
