@@ -895,9 +895,6 @@ impl Speaker {
             self.export(core, &changed_prefixes);
             tracing::info!(owner, added, changed, removed, "announcements updated");
         }
-        if added + changed + removed >= BULK_CHANGES {
-            release_freed_memory_later();
-        }
         if core.bodies.len() > 1024 {
             core.bodies.retain(|b| Arc::strong_count(b) > 1);
         }
@@ -949,15 +946,18 @@ fn list_owned<K: Ord + Copy, V: Clone>(
     v.into_iter().map(|(_, o, a)| (o, a)).collect()
 }
 
-/// A change of at least this many announcements is a bulk load: its transient memory (the decoded
-/// request, the diff) is handed back to the kernel once the call is done.
-const BULK_CHANGES: u32 = 10_000;
+/// A request of at least this many announcements is a bulk load: its transient memory (the decoded
+/// request, the diff) is handed back to the kernel by its caller once it has been applied and dropped
+/// ([`release_freed_memory`]).
+pub const BULK_ANNOUNCEMENTS: usize = 10_000;
 
 /// glibc keeps memory freed inside its heaps for reuse, so after a bulk load of 100k announcements
 /// (about 60 MB of transient request and diff data) the process would stay 20–30 MB larger than its
 /// tables for good. `malloc_trim(0)` returns the free pages (docs/BENCHMARKS.md, docs/DESIGN.md).
-/// Runs on a blocking thread. The API calls it as soon as a bulk request has been applied and dropped;
-/// [`release_freed_memory_later`] covers the other callers (GoBGP API streams, the config file).
+/// Runs on a blocking thread, called where a bulk request has been applied and dropped (both APIs, the
+/// config file). Not from the speaker itself: its caller still holds the request then, and a trim that
+/// came later, on a timer, landed in the middle of the next API calls (glibc's arena locks are held
+/// while it walks the heap: 1–5 ms stalls in the benchmark's latency probes).
 pub fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -967,8 +967,7 @@ pub fn release_freed_memory() {
 }
 
 /// [`release_freed_memory`] half a second from now, once however many times it is asked for meanwhile:
-/// after a bulk change (when its caller has dropped its request), and when a session's writer goes idle
-/// after sending at least 64 KiB (1000 sessions that have sent 100k prefixes each left 166 MB resident,
+/// when a session's writer goes idle after sending at least 64 KiB (1000 sessions that have sent 100k prefixes each left 166 MB resident,
 /// 82 MB after the trim: freed write buffers in glibc's per-thread arenas).
 pub fn release_freed_memory_later() {
     use std::sync::atomic::{AtomicBool, Ordering};

@@ -22,16 +22,34 @@ pub struct LatRow {
     pub background: usize,
     pub adds: Vec<Duration>,
     pub dels: Vec<Duration>,
+    /// From the call until the UPDATE left the sender (captured on its link), adds and withdrawals.
+    pub wire: Vec<Duration>,
     pub err: Option<String>,
 }
 
+/// What one run of probes measured.
+#[derive(Default)]
+pub struct Probes {
+    pub adds: Vec<Duration>,
+    pub dels: Vec<Duration>,
+    pub wire: Vec<Duration>,
+}
+
 impl LatRow {
-    pub fn from(sender: &'static str, method: &'static str, background: usize, r: Result<(Vec<Duration>, Vec<Duration>), String>) -> LatRow {
-        let (adds, dels, err) = match r {
-            Ok((a, d)) => (a, d, None),
-            Err(e) => (vec![], vec![], Some(e)),
+    pub fn from(sender: &'static str, method: &'static str, background: usize, r: Result<Probes, String>) -> LatRow {
+        let (p, err) = match r {
+            Ok(p) => (p, None),
+            Err(e) => (Probes::default(), Some(e)),
         };
-        LatRow { sender, method, background, adds, dels, err }
+        // BENCH_LAT_DUMP=DIR: every sample in ms, in call order (adds, withdrawals, on the wire), for
+        // looking at when the slow ones happen
+        if let Some(dir) = std::env::var_os("BENCH_LAT_DUMP") {
+            let line = |v: &[Duration]| v.iter().map(|d| format!("{:.3}", d.as_secs_f64() * 1e3)).collect::<Vec<_>>().join(" ");
+            let slug: String = method.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+            let file = std::path::Path::new(&dir).join(format!("{sender}-{slug}-{background}.txt"));
+            let _ = std::fs::write(file, format!("{}\n{}\n{}\n", line(&p.adds), line(&p.dels), line(&p.wire)));
+        }
+        LatRow { sender, method, background, adds: p.adds, dels: p.dels, wire: p.wire, err }
     }
 }
 
@@ -190,6 +208,15 @@ impl Results {
             let all = l.map(|l| [l.adds.clone(), l.dels.clone()].concat()).unwrap_or_default();
             let (p50, p99) = (pct(&all, 50.0), pct(&all, 99.0));
             line(&format!("persistent client p50 ≤ 0.6 ms, p99 ≤ 1 ms ({bg} announced)"), format!("p50 {} p99 {}", ms(p50), ms(p99)), p50.zip(p99).map(|(a, b)| a.as_secs_f64() <= 0.0006 && b.as_secs_f64() <= 0.001));
+            // the receiver's part (BIRD's import, the poll) is the same for both: compare on the wire
+            let g = self.lat.iter().find(|l| l.sender == "gobgpd" && l.method.starts_with("gRPC") && l.background == *bg);
+            let ratio = |q: f64| Some(secs(pct(&l?.wire, q))? / secs(pct(&g?.wire, q))?);
+            let (r50, r99) = (ratio(50.0), ratio(99.0));
+            line(
+                &format!("persistent client ≤ 0.5× gobgpd's gRPC, call → UPDATE on the wire ({bg} announced)"),
+                format!("p50 {} p99 {}", r50.map_or("–".into(), |r| format!("{r:.2}×")), r99.map_or("–".into(), |r| format!("{r:.2}×"))),
+                r50.zip(r99).map(|(a, b)| a <= 0.5 && b <= 0.5),
+            );
         }
         let ctl = self.lat.iter().find(|l| l.sender == "speakerd" && l.method.contains("speakerctl"));
         let p50 = ctl.and_then(|l| pct(&[l.adds.clone(), l.dels.clone()].concat(), 50.0));
@@ -273,14 +300,14 @@ impl Results {
     }
 
     fn render_latency(&self, d: &mut String) {
-        let _ = writeln!(d, "## 4. Announce latency\n\nOne prefix added, then withdrawn, while the background routes are announced: from the call until the receiver holds it (no longer holds it), polled on the receiver's control socket in a tight loop. Each row is one sender and one way of calling it.\n");
-        let _ = writeln!(d, "| sender | call | background | samples | add p50 | add p99 | withdraw p50 | withdraw p99 | all p50 | all p99 |");
-        let _ = writeln!(d, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(d, "## 4. Announce latency\n\nOne prefix added, then withdrawn, while the background routes are announced: from the call until the receiver holds it (no longer holds it), polled on the receiver's control socket in a tight loop. Each row is one sender and one way of calling it. \"On the wire\": from the call until the UPDATE left the sender, captured on its link (AF_PACKET), which separates the sender's part from the receiver's.\n");
+        let _ = writeln!(d, "| sender | call | background | samples | add p50 | add p99 | withdraw p50 | withdraw p99 | all p50 | all p99 | on the wire p50 | on the wire p99 |");
+        let _ = writeln!(d, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for l in &self.lat {
             let all = [l.adds.clone(), l.dels.clone()].concat();
             let _ = writeln!(
                 d,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |{}",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |{}",
                 l.sender,
                 l.method,
                 l.background,
@@ -291,6 +318,8 @@ impl Results {
                 ms(pct(&l.dels, 99.0)),
                 ms(pct(&all, 50.0)),
                 ms(pct(&all, 99.0)),
+                ms(pct(&l.wire, 50.0)),
+                ms(pct(&l.wire, 99.0)),
                 l.err.as_ref().map(|e| format!(" failed: {e}")).unwrap_or_default()
             );
         }

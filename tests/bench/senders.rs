@@ -56,7 +56,9 @@ pub fn set_peers(rt: &tokio::runtime::Runtime, c: &mut SpeakerClient<Channel>, p
 }
 
 pub fn start_speakerd(snd: &Host) -> Speakerd {
-    Speakerd::builder(snd).local_asn(SND_ASN).router_id(SND_V4).no_bgp_listen().env("RUST_LOG", "warn").start()
+    // BENCH_SPEAKERD_LOG=info (with SPEAKERD_KEEP_LAB=1) keeps speakerd's session log for reading
+    let log = std::env::var("BENCH_SPEAKERD_LOG").unwrap_or_else(|_| "warn".into());
+    Speakerd::builder(snd).local_asn(SND_ASN).router_id(SND_V4).no_bgp_listen().env("RUST_LOG", &log).start()
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -232,7 +232,7 @@ fn replay_session(local: IpAddr, remote: IpAddr, asn: u32, updates: &[u8], stop:
 /// A frame matcher: the Ethernet frame as received.
 pub type Matcher = Box<dyn Fn(&[u8]) -> bool + Send>;
 
-/// Timestamps (harness monotonic clock, at receive) the first frame on `dev` in `ns` that `matcher`
+/// Timestamps (harness monotonic clock, from the kernel's receive timestamp) the frames on `dev` in `ns` that `matcher`
 /// accepts. Captures from the moment `start` returns.
 pub struct Sniffer {
     stop: Arc<AtomicBool>,
@@ -251,13 +251,8 @@ impl Sniffer {
             let _ = ready_tx.send(());
             let mut buf = vec![0u8; 65536];
             while !st.load(Ordering::Relaxed) {
-                // SAFETY: fd is an open socket; buf is valid for its length.
-                let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-                if n <= 0 {
-                    continue;
-                }
-                let at = Instant::now();
-                if matcher(&buf[..n as usize]) {
+                let Some((n, at)) = recv_stamped(fd, &mut buf) else { continue };
+                if matcher(&buf[..n]) {
                     let _ = tx.send(at);
                 }
             }
@@ -266,6 +261,11 @@ impl Sniffer {
         });
         let _ = ready_rx.recv_timeout(Duration::from_secs(5));
         Sniffer { stop, rx, thread: Some(thread) }
+    }
+
+    /// Forgets the frames matched so far.
+    pub fn drain(&self) {
+        while self.rx.try_recv().is_ok() {}
     }
 
     /// The first matching frame seen so far or within `timeout`.
@@ -283,6 +283,38 @@ impl Drop for Sniffer {
     }
 }
 
+/// One frame and when the kernel saw it (SO_TIMESTAMPNS), as an `Instant`: the capture thread may be
+/// scheduled late on a busy machine, the kernel's timestamp is not.
+fn recv_stamped(fd: i32, buf: &mut [u8]) -> Option<(usize, Instant)> {
+    // SAFETY: recvmsg(2) on an open socket, with an iovec over `buf` and a control buffer that outlive
+    // the call; the control messages are read with the libc CMSG macros within `ctl`'s length.
+    unsafe {
+        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        let mut ctl = [0u64; 16];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = ctl.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&ctl);
+        let n = libc::recvmsg(fd, &mut msg, 0);
+        if n <= 0 {
+            return None;
+        }
+        let (now, wall) = (Instant::now(), std::time::SystemTime::now());
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                let seen = std::time::UNIX_EPOCH + Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+                let age = wall.duration_since(seen).unwrap_or_default();
+                return Some((n as usize, now.checked_sub(age).unwrap_or(now)));
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+        Some((n as usize, now))
+    }
+}
+
 fn packet_socket(dev: &str) -> io::Result<i32> {
     let proto = (libc::ETH_P_ALL as u16).to_be();
     // SAFETY: plain socket(2)/setsockopt(2)/bind(2) calls on a descriptor we own; the structs are
@@ -294,6 +326,8 @@ fn packet_socket(dev: &str) -> io::Result<i32> {
         }
         let tv = libc::timeval { tv_sec: 0, tv_usec: 50_000 };
         libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, (&tv as *const libc::timeval).cast(), std::mem::size_of::<libc::timeval>() as u32);
+        let on: libc::c_int = 1;
+        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, (&on as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as u32);
         let name = std::ffi::CString::new(dev).unwrap();
         let ifindex = libc::if_nametoindex(name.as_ptr());
         let mut sll: libc::sockaddr_ll = std::mem::zeroed();
@@ -316,6 +350,11 @@ pub fn is_bgp_open_from(from: IpAddr) -> Matcher {
 
 /// A BGP KEEPALIVE sent from `from` (or, with `to_it`, sent to `from`) in a TCP segment of the same
 /// address family; every BGP message of the segment is looked at (an OPEN and a KEEPALIVE often share one).
+/// A segment from `src` to `dst` carrying a BGP UPDATE.
+pub fn is_bgp_update(src: IpAddr, dst: IpAddr) -> Matcher {
+    bgp_message(move |s, d| s == src && d == dst, 2)
+}
+
 pub fn is_bgp_keepalive(addr: IpAddr, to_it: bool) -> Matcher {
     bgp_message(move |src, dst| if to_it { dst == addr } else { src == addr }, 4)
 }

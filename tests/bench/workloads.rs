@@ -226,24 +226,36 @@ fn poll_route(r: &mut Receiver, net: &str, present: bool) -> Result<Instant, Str
     }
 }
 
-/// `ops` adds and withdrawals of probe prefixes through `add`/`del`, each timed until the receiver sees it.
+/// `ops` adds and withdrawals of probe prefixes through `add`/`del`, each timed until the receiver sees
+/// it, and until its UPDATE left the sender towards `r` (the only UPDATEs once the background is in).
 fn probe_loop(
+    ctx: &Ctx,
     r: &mut Receiver,
     ops: usize,
     mut add: impl FnMut(&str) -> Result<(), String>,
     mut del: impl FnMut(&str) -> Result<(), String>,
-) -> Result<(Vec<Duration>, Vec<Duration>), String> {
-    let (mut adds, mut dels) = (vec![], vec![]);
+) -> Result<Probes, String> {
+    let sniff = Sniffer::start(ctx.snd.name(), "eth0", wire::is_bgp_update(IpAddr::V4(SND_V4), IpAddr::V4(r.host.v4)));
+    let mut out = Probes::default();
+    let on_wire = |t0: Instant, out: &mut Probes| {
+        if let Some(t) = sniff.first(Duration::from_millis(200)).filter(|t| *t >= t0) {
+            out.wire.push(t - t0);
+        }
+    };
     for i in 0..ops {
         let p = probe(i);
+        sniff.drain();
         let t0 = Instant::now();
         add(&p)?;
-        adds.push(poll_route(r, &p, true)? - t0);
+        out.adds.push(poll_route(r, &p, true)? - t0);
+        on_wire(t0, &mut out);
+        sniff.drain();
         let t0 = Instant::now();
         del(&p)?;
-        dels.push(poll_route(r, &p, false)? - t0);
+        out.dels.push(poll_route(r, &p, false)? - t0);
+        on_wire(t0, &mut out);
     }
-    Ok((adds, dels))
+    Ok(out)
 }
 
 pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
@@ -268,6 +280,7 @@ pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
             let r = setup.clone().and_then(|_| {
                 let c2 = std::cell::RefCell::new(c.clone());
                 probe_loop(
+                    ctx,
                     &mut rcv[0],
                     ops,
                     |p| {
@@ -307,6 +320,7 @@ pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
             };
             let r = setup.and_then(|_| {
                 probe_loop(
+                    ctx,
                     &mut rcv[0],
                     ops,
                     |p| ctl(&["announce", "add", p]),
@@ -333,6 +347,7 @@ pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
             let path = |p: &str| gobgp_path(p.trim_end_matches("/32").parse().unwrap());
             let r = setup.clone().and_then(|_| {
                 probe_loop(
+                    ctx,
                     &mut rcv[0],
                     ops,
                     |p| g.borrow_mut().add_path(ctx.rt, path(p)),
@@ -343,6 +358,7 @@ pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
                 .push(LatRow::from("gobgpd", "gRPC, persistent client", bg, r));
             let r = setup.and_then(|_| {
                 probe_loop(
+                    ctx,
                     &mut rcv[0],
                     ops,
                     |p| g.borrow().cli(&["global", "rib", "add", p, "-a", "ipv4"]),
@@ -367,6 +383,7 @@ pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
             ));
             let r = wait_converged(rcv, "s4", bg as u64, CONVERGE).and_then(|_| {
                 probe_loop(
+                    ctx,
                     &mut rcv[0],
                     ops,
                     |p| b.borrow_mut().reconfigure(Some(p)),

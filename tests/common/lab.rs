@@ -43,7 +43,8 @@ impl Drop for LabInner {
                 .status();
         }
         let _ = fs::remove_file(self.dir.join("namespaces"));
-        if std::thread::panicking() {
+        // SPEAKERD_KEEP_LAB=1 keeps them after a passing test too (for reading daemon logs).
+        if std::thread::panicking() || std::env::var_os("SPEAKERD_KEEP_LAB").is_some() {
             eprintln!(
                 "lab {}: logs and configs kept in {}",
                 self.prefix,
@@ -604,7 +605,8 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        // SPEAKERD_KEEP_LAB=1 keeps them after a passing test too (for reading daemon logs).
+        if std::thread::panicking() || std::env::var_os("SPEAKERD_KEEP_LAB").is_some() {
             eprintln!(
                 "---- {} (pid {}) log {} (last 40 lines) ----\n{}\n----",
                 self.label,

@@ -588,11 +588,15 @@ impl GobgpApi for GobgpService {
 
     async fn add_path_stream(&self, r: Request<Streaming<api::AddPathStreamRequest>>) -> Result<Response<()>, Status> {
         let mut s = r.into_inner();
-        let mut n = 0usize;
+        let (mut n, mut paths) = (0usize, 0usize);
         while let Some(m) = s.message().await? {
             table_global(&format!("message {n}: table_type"), m.table_type, &m.vrf_id)?;
             self.add_paths(&format!("message {n}: paths"), &m.paths).await?;
             n += 1;
+            paths += m.paths.len();
+        }
+        if paths >= crate::speaker::BULK_ANNOUNCEMENTS {
+            crate::speaker::release_freed_memory();
         }
         Ok(Response::new(()))
     }

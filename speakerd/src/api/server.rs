@@ -1,7 +1,7 @@
 //! The `speaker.v1.Speaker` service, gRPC health and reflection, served on a Unix socket (or TCP).
 use super::convert;
 use crate::config::spec::{parse_owner, parse_prefix, AdvertSpec, ConfigError, L2Spec, PeerSpec};
-use crate::speaker::{release_freed_memory, Speaker};
+use crate::speaker::{release_freed_memory, Speaker, BULK_ANNOUNCEMENTS};
 use speaker_api::v1 as pb;
 use speaker_api::v1::speaker_server::{Speaker as SpeakerSvc, SpeakerServer};
 use std::pin::Pin;
@@ -26,10 +26,6 @@ impl Api {
         Self { speaker }
     }
 }
-
-/// A request of at least this many announcements is a bulk load: once it has been applied and dropped,
-/// the freed memory goes back to the kernel.
-const BULK_REQUEST: usize = 10_000;
 
 fn invalid(e: ConfigError) -> Status {
     Status::invalid_argument(e.to_string())
@@ -164,7 +160,7 @@ impl SpeakerSvc for Api {
     async fn announce(&self, r: Request<pb::AnnounceRequest>) -> Result<Response<pb::AnnounceResponse>, Status> {
         let r = r.into_inner();
         let owner = parse_owner(&r.owner).map_err(invalid)?;
-        let bulk = r.announcements.len() >= BULK_REQUEST;
+        let bulk = r.announcements.len() >= BULK_ANNOUNCEMENTS;
         self.speaker.announce(&owner, adverts(&r.announcements)?).await?;
         drop(r);
         if bulk {
@@ -192,7 +188,7 @@ impl SpeakerSvc for Api {
     ) -> Result<Response<pb::SetAnnouncementsResponse>, Status> {
         let r = r.into_inner();
         let owner = parse_owner(&r.owner).map_err(invalid)?;
-        let bulk = r.announcements.len() >= BULK_REQUEST;
+        let bulk = r.announcements.len() >= BULK_ANNOUNCEMENTS;
         let (added, changed, removed) = self.speaker.set_announcements(&owner, adverts(&r.announcements)?).await?;
         drop(r);
         if bulk {

@@ -199,7 +199,12 @@ pub async fn apply(speaker: &Speaker, new: Loaded) -> Result<(), SpeakerError> {
     for (addr, why) in &out.conflicts {
         tracing::error!(peer = %addr, error = %why, "config file: peer not applied");
     }
-    speaker.set_announcements(OWNER, new.announcements).await.map(|_| ())
+    let bulk = new.announcements.len() >= crate::speaker::BULK_ANNOUNCEMENTS;
+    speaker.set_announcements(OWNER, new.announcements).await?;
+    if bulk {
+        crate::speaker::release_freed_memory();
+    }
+    Ok(())
 }
 
 #[cfg(test)]
