@@ -198,3 +198,44 @@ fn metrics_and_peer_deletion() {
     assert!(!m.contains(&format!("peer=\"{ba}:179\"")), "deleted peer still in metrics: {m}");
     assert!(m.contains(&format!("metallb_bgp_announced_prefixes_total{{peer=\"{fa}:179\"}} 2")), "{m}");
 }
+
+/// A settings change that needs a new session (here the hold time), eight times over against BIRD: each
+/// time the new session is the one the status describes (its hold time, Established, one prefix
+/// advertised) and a withdrawal made after it came up reaches BIRD. The unit test
+/// `session::tests::a_replaced_task_no_longer_writes_the_peer_state` covers the race behind it (the old
+/// task's last steps landing after the new session is up), which real daemons close too fast to hit.
+#[test]
+fn a_reset_by_a_settings_change_leaves_the_new_session_in_charge() {
+    let Some(lab) = Lab::new_or_skip("resetupd", &["bird"]) else { return };
+    let (s, b) = lab.pair("spk", "bird");
+    let s4 = s.v4.to_string();
+    let sp = Speakerd::builder(&s).local_asn(65001).router_id(s.v4).start();
+    let bird = Bird::start(&b, PeerConfig::new(65002, b.v4).neighbor(Neighbor::new(&s4, 65001).passive()));
+    let ba = b.v4.to_string();
+    sp.ctl(&["peer", "add", &ba, "--asn", "65002", "--connect-time", "1"]);
+    for round in 0..8u32 {
+        let (keep, gone) = (format!("203.0.113.{}/32", 100 + round), format!("203.0.113.{}/32", 99 + round));
+        sp.ctl(&["announce", "add", &keep]);
+        let hold = (30 + round).to_string();
+        sp.ctl(&["peer", "update", &ba, "--asn", "65002", "--connect-time", "1", "--hold-time", &hold]);
+        sp.wait_peer_state(&ba, "established", T);
+        wait_route(&bird, &keep, "BIRD");
+        if round > 0 {
+            sp.ctl(&["announce", "withdraw", &gone]);
+        }
+        wait_until(T, &format!("round {round}: only {keep} at BIRD"), || {
+            let r = bird.routes();
+            if r.len() == 1 && r[0].prefix == keep {
+                Ok(())
+            } else {
+                Err(format!("{r:?}"))
+            }
+        });
+        // the status is the new session's, and stays so once the old task has finished closing
+        std::thread::sleep(Duration::from_millis(300));
+        let p = sp.speakerctl_json(&["peer", "show", &ba]);
+        assert_eq!(p["state"], "established", "round {round}: {p}");
+        assert_eq!(p["negotiated"]["hold_time_secs"].as_u64(), Some(u64::from(30 + round)), "round {round}: {p}");
+        assert_eq!(p["advertised"].as_u64(), Some(1), "round {round}: {p}");
+    }
+}

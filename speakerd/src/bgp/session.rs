@@ -17,6 +17,7 @@ use ipnet::IpNet;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -95,11 +96,21 @@ pub struct PeerShared {
     /// Wakes the writer when the Adj-RIB-Out has work.
     pub rib_notify: Notify,
     pub exports: Arc<Exports>,
+    /// The id of the newest task of this peer. A task replaced by another (a settings change that
+    /// resets the session) may still be closing its connection; it no longer writes the status or the
+    /// Adj-RIB-Out, which are the new session's.
+    current_task: AtomicU64,
 }
 
 impl PeerShared {
     pub fn new(exports: Arc<Exports>, sel: Selector) -> Self {
-        Self { status: Mutex::default(), rib: Mutex::new(AdjRibOut::new(sel)), rib_notify: Notify::new(), exports }
+        Self {
+            status: Mutex::default(),
+            rib: Mutex::new(AdjRibOut::new(sel)),
+            rib_notify: Notify::new(),
+            exports,
+            current_task: AtomicU64::new(0),
+        }
     }
     pub fn status(&self) -> PeerStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
@@ -254,6 +265,8 @@ const FRAME_QUEUE: usize = 64;
 
 /// One peer's task.
 pub struct PeerTask {
+    /// Unique per task; see [`PeerShared::current_task`].
+    id: u64,
     spec: PeerSpec,
     local_asn: u32,
     fsm: Fsm,
@@ -300,7 +313,11 @@ impl PeerTask {
             extended_next_hop: true,
         };
         let (conn_tx, conn_rx) = mpsc::channel(FRAME_QUEUE);
+        static TASK_IDS: AtomicU64 = AtomicU64::new(1);
+        let id = TASK_IDS.fetch_add(1, Ordering::Relaxed);
+        ctx.shared.current_task.store(id, Ordering::Release);
         Self {
+            id,
             adj_in: AdjRibIn { sets: [HashSet::new(), HashSet::new()], max: s.max_received_prefixes, dropped: 0 },
             spec: ctx.spec,
             local_asn: ctx.local_asn,
@@ -329,7 +346,32 @@ impl PeerTask {
 
     /// Runs until cancelled or stopped. On cancel, Cease/Administrative Shutdown is sent, or, when
     /// graceful restart is negotiated, the connection is closed silently so the peer keeps our routes.
+    /// Is this the peer's newest task? (See [`PeerShared::current_task`].)
+    fn current(&self) -> bool {
+        self.shared.current_task.load(Ordering::Acquire) == self.id
+    }
+
+    /// Edits the Adj-RIB-Out, unless a newer task has taken the peer over.
+    fn rib(&self, f: impl FnOnce(&mut AdjRibOut, &ExportTable)) {
+        if self.current() {
+            self.shared.with_rib(f);
+        }
+    }
+
+    /// Edits the status, unless a newer task has taken the peer over.
+    fn status_mut(&self, f: impl FnOnce(&mut PeerStatus)) {
+        if self.current() {
+            self.shared.with_status(f);
+        }
+    }
+
     pub async fn run(mut self, cancel: CancellationToken) {
+        // A task this one replaces may have left its session's state: this task has no session yet.
+        self.rib(|r, t| r.session_down(t));
+        self.status_mut(|s| {
+            s.negotiated = None;
+            s.received = [0; 2];
+        });
         self.apply(Input::Start);
         loop {
             let input = tokio::select! {
@@ -354,7 +396,7 @@ impl PeerTask {
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(error = %e, "connect failed");
-                            self.shared.with_status(|s| s.last_error = format!("connect: {e}"));
+                            self.status_mut(|s| s.last_error = format!("connect: {e}"));
                             Input::ConnectFailed
                         }
                         Err(_) => Input::ConnectFailed,
@@ -399,7 +441,7 @@ impl PeerTask {
             }
         })
         .await;
-        self.shared.with_rib(|r, t| r.session_down(t));
+        self.rib(|r, t| r.session_down(t));
         self.set_state(State::Idle, "stopped");
         if self.deleted && !self.deleted_sent {
             self.emit(State::Idle, State::Idle, "deleted".into());
@@ -434,7 +476,7 @@ impl PeerTask {
                 None
             }
             PeerCmd::Reset { soft: true } => {
-                self.shared.with_rib(|r, t| r.resend_all(t));
+                self.rib(|r, t| r.resend_all(t));
                 // Inbound soft reset: ask the peer to send its routes again (RFC 2918).
                 if let Some((id, _)) = self.up {
                     let info = self.shared.status().negotiated;
@@ -464,7 +506,7 @@ impl PeerTask {
         use crate::bfd::packet::BfdState;
         let st = *self.bfd.as_mut()?.borrow_and_update();
         let old = std::mem::replace(&mut self.bfd_state, st.state);
-        self.shared.with_status(|s| s.bfd = Some(st));
+        self.status_mut(|s| s.bfd = Some(st));
         if old == st.state {
             return None;
         }
@@ -480,7 +522,7 @@ impl PeerTask {
             // dead would only bring back routes that do not forward.
             tracing::warn!(diag = st.diag, "BFD session down: resetting the BGP session until BFD is up again");
             self.bfd_hold = true;
-            self.shared.with_status(|s| s.last_error = "BFD session down".into());
+            self.status_mut(|s| s.last_error = "BFD session down".into());
             return Some(Input::Stop(Some(Notification::cease(err::cease::BFD_DOWN))));
         }
         if st.state == BfdState::Up && std::mem::take(&mut self.bfd_hold) {
@@ -529,7 +571,7 @@ impl PeerTask {
     }
 
     fn count_in(&self, m: &Message) {
-        self.shared.with_status(|s| match m {
+        self.status_mut(|s| match m {
             Message::Update(_) => s.updates_received += 1,
             Message::Keepalive => s.keepalives_received += 1,
             Message::Notification(n) => {
@@ -597,7 +639,7 @@ impl PeerTask {
             tracing::warn!(kind = m.kind(), "control queue full: socket not draining; message dropped");
             return;
         }
-        self.shared.with_status(|s| match &m {
+        self.status_mut(|s| match &m {
             Message::Keepalive => s.keepalives_sent += 1,
             Message::Notification(n) => {
                 s.notifications_sent += 1;
@@ -624,7 +666,7 @@ impl PeerTask {
                 Action::Deliver(m) => self.deliver(m),
                 Action::Failed(reason) => {
                     tracing::info!(%reason, "session attempt failed");
-                    self.shared.with_status(|s| s.last_error = reason.to_string());
+                    self.status_mut(|s| s.last_error = reason.to_string());
                 }
             }
         }
@@ -641,7 +683,10 @@ impl PeerTask {
         }
         let reason = if reason.is_empty() && new < old { self.shared.status().last_error } else { reason.to_string() };
         tracing::info!(from = old.name(), to = new.name(), "session state");
-        self.shared.with_status(|s| {
+        if !self.current() && !self.deleted {
+            return; // a replaced task's last states are not the peer's
+        }
+        self.status_mut(|s| {
             s.state = new;
             s.since = Instant::now();
         });
@@ -730,7 +775,7 @@ impl PeerTask {
         let Some((id, _)) = self.up else { return };
         let Some(info) = self.shared.status().negotiated else { return };
         let enc = self.encoder(&info.negotiated, info.local.ip());
-        self.shared.with_rib(|r, t| r.resend_all(t));
+        self.rib(|r, t| r.resend_all(t));
         if let Some(c) = self.conns.get(&id) {
             let _ = c.ctl.try_send(WriterMsg::StartUpdates(Box::new(enc)));
         }
@@ -750,10 +795,10 @@ impl PeerTask {
         );
         self.up = Some((n.conn, DecodeCtx { four_octet_as: n.four_octet_as, ibgp: n.ibgp }));
         self.fsm.set_restarting(false);
-        self.shared.with_rib(|r, t| r.session_up(t, &n.families));
+        self.rib(|r, t| r.session_up(t, &n.families));
         let _ = c.ctl.try_send(WriterMsg::StartUpdates(Box::new(enc)));
         // State and session info change together, so a reader never sees one without the other.
-        self.shared.with_status(|s| {
+        self.status_mut(|s| {
             s.state = State::Established;
             s.since = Instant::now();
             s.established_count += 1;
@@ -769,9 +814,9 @@ impl PeerTask {
         }
         self.up = None;
         self.adj_in.clear();
-        self.shared.with_rib(|r, t| r.session_down(t));
+        self.rib(|r, t| r.session_down(t));
         let state = self.fsm.state();
-        self.shared.with_status(|s| {
+        self.status_mut(|s| {
             s.state = state;
             s.since = Instant::now();
             s.dropped_count += 1;
@@ -788,7 +833,7 @@ impl PeerTask {
             // re-advertisement and ask nothing of us; others are ignored.
             Message::RouteRefresh(rr) if rr.subtype == 0 => {
                 tracing::debug!(family = %rr.family, "route refresh requested");
-                self.shared.with_rib(|r, t| r.resend_all(t));
+                self.rib(|r, t| r.resend_all(t));
             }
             Message::RouteRefresh(rr) => tracing::debug!(family = %rr.family, subtype = rr.subtype, "route refresh marker ignored"),
             _ => {}
@@ -833,14 +878,14 @@ impl PeerTask {
                     let mut data = vec![0, if v6 { 2 } else { 1 }, 1];
                     data.extend_from_slice(&self.adj_in.max.to_be_bytes());
                     tracing::warn!(limit = self.adj_in.max, "maximum received prefixes reached: Cease, the session stays down until reset");
-                    self.shared.with_status(|s| s.last_error = format!("maximum received prefixes ({}) reached: Cease sent; reset the peer to retry", self.adj_in.max));
+                    self.status_mut(|s| s.last_error = format!("maximum received prefixes ({}) reached: Cease sent; reset the peer to retry", self.adj_in.max));
                     self.pending_cease = Some(Notification::new(6, err::cease::MAX_PREFIXES, data));
                 }
             } else if dropped_before == 0 {
                 tracing::warn!(limit = self.adj_in.max, "maximum received prefixes reached: further prefixes are dropped");
             }
         }
-        self.shared.with_status(|s| {
+        self.status_mut(|s| {
             s.received = counts;
             s.dropped_prefixes = dropped;
             s.attributes_discarded += discarded;
@@ -973,4 +1018,48 @@ async fn run_writer(mut w: OwnedWriteHalf, mut ctl: mpsc::Receiver<WriterMsg>, s
         }
     }
     let _ = w.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use speaker_api::v1 as pb;
+
+    fn task(shared: &Arc<PeerShared>, events: &broadcast::Sender<Event>) -> PeerTask {
+        let cfg = pb::PeerConfig { address: "192.0.2.2".into(), peer_asn: 65002, ..Default::default() };
+        let spec = PeerSpec::try_from(&cfg).expect("valid peer");
+        let ctx = PeerContext {
+            spec,
+            local_asn: 65001,
+            router_id: "192.0.2.1".parse().unwrap(),
+            shared: shared.clone(),
+            events: events.clone(),
+            restarting: false,
+            seed: 1,
+            bfd: None,
+        };
+        PeerTask::new(ctx, mpsc::channel(1).1)
+    }
+
+    #[tokio::test]
+    async fn a_replaced_task_no_longer_writes_the_peer_state() {
+        let exports = Arc::new(RwLock::new(ExportTable::new()));
+        let sel = Selector { name: "p".into(), address: "192.0.2.2".parse().unwrap() };
+        let shared = Arc::new(PeerShared::new(exports, sel));
+        let (events, mut rx) = broadcast::channel(16);
+        let mut old = task(&shared, &events);
+        old.status_mut(|s| s.state = State::Established);
+        assert_eq!(shared.status().state, State::Established, "the newest task writes");
+        let new = task(&shared, &events);
+        // the old task, still closing, goes through its last steps
+        old.status_mut(|s| s.last_error = "stopped".into());
+        old.rib(|r, t| r.session_up(t, &[Family::IPV4_UNICAST]));
+        old.set_state(State::Idle, "stopped");
+        assert_eq!(shared.status().state, State::Established, "{:?}", shared.status());
+        assert!(shared.status().last_error.is_empty());
+        assert!(!shared.rib.lock().unwrap().pending(), "the old task did not touch the Adj-RIB-Out");
+        assert!(rx.try_recv().is_err(), "no event from the replaced task");
+        new.status_mut(|s| s.state = State::Connect);
+        assert_eq!(shared.status().state, State::Connect);
+    }
 }
