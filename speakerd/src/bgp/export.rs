@@ -11,6 +11,7 @@
 //! to it. Pure: no tokio, no sockets.
 use crate::config::spec::{selects, RouteAttrs};
 use ipnet::IpNet;
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -54,13 +55,20 @@ pub enum Want {
 impl Want {
     /// The attributes `sel`'s peer should be sent, if any.
     pub fn for_peer(&self, sel: &Selector) -> Option<Attrs> {
+        self.for_peer_ref(sel).map(Cow::into_owned)
+    }
+
+    /// [`for_peer`](Self::for_peer) without taking a reference on shared attributes: the writers of all
+    /// sessions read the same `Arc` for every prefix, and counting each read bounced its cache line
+    /// between the cores.
+    pub fn for_peer_ref(&self, sel: &Selector) -> Option<Cow<'_, Attrs>> {
         match self {
-            Want::All(a) => Some(a.clone()),
+            Want::All(a) => Some(Cow::Borrowed(a)),
             Want::Select(bodies) => {
                 let mut it = bodies.iter().filter(|b| sel.selects(&b.peers));
                 let first = it.next()?;
                 let Some(second) = it.next() else {
-                    return Some(first.attrs.clone());
+                    return Some(Cow::Borrowed(&first.attrs));
                 };
                 // Rare (two owners, one naming peers): merged per pull, not interned.
                 let mut m = (*first.attrs).clone();
@@ -68,7 +76,7 @@ impl Want {
                 for b in it {
                     m.merge(&b.attrs);
                 }
-                Some(Arc::new(m))
+                Some(Cow::Owned(Arc::new(m)))
             }
         }
     }

@@ -330,7 +330,7 @@ impl AdjRibOut {
             let Some((p, want)) = t.get(id) else { continue };
             let v6 = fam_index(&p);
             let want = want
-                .and_then(|w| w.for_peer(&self.sel))
+                .and_then(|w| w.for_peer_ref(&self.sel))
                 .filter(|_| enc.carries(&p));
             match want {
                 Some(w) => {
@@ -338,11 +338,11 @@ impl AdjRibOut {
                         t.on_wire(id, true);
                         self.have[v6] += 1;
                     }
-                    let key = (v6 == 1, Arc::as_ptr(&w));
+                    let key = (v6 == 1, Arc::as_ptr(&*w));
                     let hit = |g: &(bool, Attrs, Vec<IpNet>)| (g.0, Arc::as_ptr(&g.1)) == key;
                     if !groups.get(last).is_some_and(hit) {
                         last = *index.entry(key).or_insert_with(|| {
-                            groups.push((v6 == 1, w, Vec::new()));
+                            groups.push((v6 == 1, w.into_owned(), Vec::new()));
                             groups.len() - 1
                         });
                     }
