@@ -46,6 +46,8 @@ pub struct Plan {
     pub restart_n: usize,
     pub l2_runs: usize,
     pub only: Vec<String>,
+    /// Runs per convergence row of the replay limit and speakerd (the median is reported).
+    pub conv_repeat: usize,
 }
 
 impl Plan {
@@ -71,6 +73,10 @@ impl Plan {
             plan.receivers = k;
             plan.only.push("custom".into());
         }
+        // BENCH_REPEAT=N: runs per convergence row of the replay limit and speakerd (median reported)
+        if let Some(r) = std::env::var("BENCH_REPEAT").ok().and_then(|v| v.parse::<usize>().ok()) {
+            plan.conv_repeat = r.max(1);
+        }
         if std::env::var_os("BENCH_SENDERS").is_some() {
             plan.only.push("custom".into());
         }
@@ -92,6 +98,7 @@ impl Plan {
                 restart_n: 100_000,
                 l2_runs: 20,
                 only,
+                conv_repeat: 3,
             }
         } else {
             Plan {
@@ -107,6 +114,7 @@ impl Plan {
                 restart_n: 300,
                 l2_runs: 2,
                 only,
+                conv_repeat: 1,
             }
         }
     }

@@ -9,6 +9,8 @@ pub struct ConvRow {
     pub n: usize,
     pub k: usize,
     pub sender: &'static str,
+    /// Runs this row is the median of (by `est_to_all`).
+    pub runs: usize,
     pub est_to_all: Option<Duration>,
     pub bulk: Option<Duration>,
     pub rss: u64,
@@ -236,6 +238,10 @@ impl Results {
 
     fn render_convergence(&self, d: &mut String, plan: &Plan) {
         let _ = writeln!(d, "## 1–2. Convergence and the replay limit\n");
+        let runs = self.conv.iter().filter(|r| r.sender == "speakerd").map(|r| r.runs).max().unwrap_or(1);
+        if runs > 1 {
+            let _ = writeln!(d, "The replay limit and speakerd columns (and speakerd's bulk and memory figures) are each the run with the median convergence time of {runs} runs; the other senders ran once.\n");
+        }
         let _ = writeln!(d, "Time from the first receiver's Established until every receiver holds all N routes (the sender had them before the sessions came up). \"bulk\": sessions already up and empty, from the first byte of one API load (speakerd `SetAnnouncements`, gobgpd `AddPathStream` with 1000 paths per message) until every receiver holds all N.\n");
         for fam in [Fam::V4, Fam::V6] {
             let _ = writeln!(d, "### {}\n", fam.name());
