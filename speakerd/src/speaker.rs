@@ -948,17 +948,25 @@ fn list_owned<K: Ord + Copy, V: Clone>(
 
 /// A request of at least this many announcements is a bulk load: its transient memory (the decoded
 /// request, the diff) is handed back to the kernel by its caller once it has been applied and dropped
-/// ([`release_freed_memory`]).
-pub const BULK_ANNOUNCEMENTS: usize = 10_000;
+/// ([`release_after_bulk`]).
+const BULK_ANNOUNCEMENTS: usize = 10_000;
+
+/// Called where a request of `announcements` has been applied and dropped: after a bulk load
+/// ([`BULK_ANNOUNCEMENTS`] or more), [`release_freed_memory`].
+pub fn release_after_bulk(announcements: usize) {
+    if announcements >= BULK_ANNOUNCEMENTS {
+        release_freed_memory();
+    }
+}
 
 /// glibc keeps memory freed inside its heaps for reuse, so after a bulk load of 100k announcements
 /// (about 60 MB of transient request and diff data) the process would stay 20–30 MB larger than its
 /// tables for good. `malloc_trim(0)` returns the free pages (docs/BENCHMARKS.md, docs/DESIGN.md).
 /// Runs on a blocking thread, called where a bulk request has been applied and dropped (both APIs, the
-/// config file). Not from the speaker itself: its caller still holds the request then, and a trim that
+/// config file: [`release_after_bulk`]). Not from the speaker itself: its caller still holds the request then, and a trim that
 /// came later, on a timer, landed in the middle of the next API calls (glibc's arena locks are held
 /// while it walks the heap: 1–5 ms stalls in the benchmark's latency probes).
-pub fn release_freed_memory() {
+fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if let Ok(rt) = tokio::runtime::Handle::try_current() {
         // SAFETY: malloc_trim has no preconditions; it only releases free memory of glibc's heaps.
@@ -972,7 +980,9 @@ pub fn release_freed_memory() {
 pub fn release_freed_memory_later() {
     use std::sync::atomic::{AtomicBool, Ordering};
     static SCHEDULED: AtomicBool = AtomicBool::new(false);
-    let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
     if SCHEDULED.swap(true, Ordering::AcqRel) {
         return;
     }
@@ -1084,6 +1094,18 @@ mod tests {
         }
     }
 
+    /// (change, prefix, communities) of the announcement events received so far.
+    fn announcement_events(
+        rx: &mut broadcast::Receiver<Event>,
+    ) -> Vec<(AnnouncementChange, String, Vec<u32>)> {
+        let mut seen = vec![];
+        while let Ok(Event::Announcement(a)) = rx.try_recv() {
+            let communities = a.advert.attrs.communities.iter().copied().collect();
+            seen.push((a.change, a.advert.prefix.to_string(), communities));
+        }
+        seen
+    }
+
     /// (prefix, communities) of the listed announcements.
     async fn listed(sp: &Speaker, owner: Option<&str>) -> Vec<(String, Vec<u32>)> {
         let list = sp.list_announcements(owner).await;
@@ -1128,22 +1150,9 @@ mod tests {
             .unwrap(),
             1
         );
-        let mut seen = vec![];
-        while let Ok(Event::Announcement(a)) = rx.try_recv() {
-            seen.push((
-                a.change,
-                a.advert.prefix.to_string(),
-                a.advert
-                    .attrs
-                    .communities
-                    .iter()
-                    .copied()
-                    .collect::<Vec<_>>(),
-            ));
-        }
         use AnnouncementChange::*;
         assert_eq!(
-            seen,
+            announcement_events(&mut rx),
             vec![
                 (Added, "192.0.2.1/32".into(), vec![1]),
                 (Added, "192.0.2.2/32".into(), vec![1]),
@@ -1171,19 +1180,10 @@ mod tests {
         )
         .await
         .unwrap();
-        let mut seen = vec![];
-        while let Ok(Event::Announcement(a)) = rx.try_recv() {
-            seen.push((
-                a.change,
-                a.advert
-                    .attrs
-                    .communities
-                    .iter()
-                    .copied()
-                    .collect::<Vec<_>>(),
-            ));
-        }
-        assert_eq!(seen, vec![(AnnouncementChange::Added, vec![2])]);
+        assert_eq!(
+            announcement_events(&mut rx),
+            vec![(AnnouncementChange::Added, "192.0.2.1/32".into(), vec![2])]
+        );
         assert_eq!(
             listed(&sp, None).await,
             vec![("192.0.2.1/32".into(), vec![2])]

@@ -595,9 +595,7 @@ impl GobgpApi for GobgpService {
             n += 1;
             paths += m.paths.len();
         }
-        if paths >= crate::speaker::BULK_ANNOUNCEMENTS {
-            crate::speaker::release_freed_memory();
-        }
+        crate::speaker::release_after_bulk(paths);
         Ok(Response::new(()))
     }
 

@@ -1,7 +1,7 @@
 //! The `speaker.v1.Speaker` service, gRPC health and reflection, served on a Unix socket (or TCP).
 use super::convert;
 use crate::config::spec::{parse_owner, parse_prefix, AdvertSpec, ConfigError, L2Spec, PeerSpec};
-use crate::speaker::{release_freed_memory, Speaker, BULK_ANNOUNCEMENTS};
+use crate::speaker::{release_after_bulk, Speaker};
 use speaker_api::v1 as pb;
 use speaker_api::v1::speaker_server::{Speaker as SpeakerSvc, SpeakerServer};
 use std::pin::Pin;
@@ -160,12 +160,10 @@ impl SpeakerSvc for Api {
     async fn announce(&self, r: Request<pb::AnnounceRequest>) -> Result<Response<pb::AnnounceResponse>, Status> {
         let r = r.into_inner();
         let owner = parse_owner(&r.owner).map_err(invalid)?;
-        let bulk = r.announcements.len() >= BULK_ANNOUNCEMENTS;
+        let n = r.announcements.len();
         self.speaker.announce(&owner, adverts(&r.announcements)?).await?;
         drop(r);
-        if bulk {
-            release_freed_memory();
-        }
+        release_after_bulk(n);
         Ok(Response::new(pb::AnnounceResponse {}))
     }
 
@@ -188,12 +186,10 @@ impl SpeakerSvc for Api {
     ) -> Result<Response<pb::SetAnnouncementsResponse>, Status> {
         let r = r.into_inner();
         let owner = parse_owner(&r.owner).map_err(invalid)?;
-        let bulk = r.announcements.len() >= BULK_ANNOUNCEMENTS;
+        let n = r.announcements.len();
         let (added, changed, removed) = self.speaker.set_announcements(&owner, adverts(&r.announcements)?).await?;
         drop(r);
-        if bulk {
-            release_freed_memory();
-        }
+        release_after_bulk(n);
         Ok(Response::new(pb::SetAnnouncementsResponse { added, changed, removed }))
     }
 

@@ -80,24 +80,6 @@ impl Want {
             }
         }
     }
-
-    /// Is what `old` and `new` give a peer the same for every peer? (Then no selector needs to look.)
-    pub fn same_for_all(old: Option<&Want>, new: Option<&Want>) -> Option<bool> {
-        match (old, new) {
-            (None | Some(Want::All(_)), None | Some(Want::All(_))) => Some(same(
-                old.and_then(|w| w.for_all()),
-                new.and_then(|w| w.for_all()),
-            )),
-            _ => None,
-        }
-    }
-
-    fn for_all(&self) -> Option<&Attrs> {
-        match self {
-            Want::All(a) => Some(a),
-            Want::Select(_) => None,
-        }
-    }
 }
 
 /// Equal attributes (interned ones compare by pointer first).
@@ -126,8 +108,6 @@ pub struct ExportTable {
     free: Vec<u32>,
     /// Slots whose prefix stopped being wanted, to free once no session has it on the wire.
     unused: Vec<u32>,
-    /// Slots with a `want`.
-    wanted: usize,
 }
 
 /// A change of the table, as each peer's Adj-RIB-Out needs to see it: the slot and what it held.
@@ -163,14 +143,8 @@ impl ExportTable {
         };
         let slot = &mut self.slots[id as usize];
         let old = std::mem::replace(&mut slot.want, want.clone());
-        match (&old, &want) {
-            (None, Some(_)) => self.wanted += 1,
-            (Some(_), None) => {
-                self.wanted -= 1;
-                self.unused.push(id);
-            }
-            (None, None) => self.unused.push(id),
-            _ => {}
+        if want.is_none() {
+            self.unused.push(id);
         }
         Some(Change { id, old, new: want })
     }
@@ -201,11 +175,6 @@ impl ExportTable {
         self.unused = keep;
     }
 
-    /// One more than the highest id in use or free.
-    pub fn id_limit(&self) -> usize {
-        self.slots.len()
-    }
-
     /// The prefix of slot `id` and what is wanted for it (None: no longer wanted).
     pub fn get(&self, id: u32) -> Option<(IpNet, Option<&Want>)> {
         let s = self.slots.get(id as usize)?;
@@ -214,11 +183,6 @@ impl ExportTable {
 
     pub fn id_of(&self, prefix: &IpNet) -> Option<u32> {
         self.ids.get(prefix).copied()
-    }
-
-    /// Slots that are wanted (by some peer).
-    pub fn wanted(&self) -> usize {
-        self.wanted
     }
 
     /// Every wanted slot: (id, want).
@@ -271,7 +235,11 @@ mod tests {
         t.on_wire(c.id, true);
         t.set(p, None).unwrap();
         t.collect_unused();
-        assert_eq!((t.len(), t.wanted()), (1, 0), "still on a wire: kept");
+        assert_eq!(
+            (t.len(), t.iter_wanted().count()),
+            (1, 0),
+            "still on a wire: kept"
+        );
         t.on_wire(c.id, false);
         t.collect_unused();
         assert!(t.is_empty());
@@ -307,9 +275,13 @@ mod tests {
         assert_eq!(w.for_peer(&other).unwrap().communities, [1].into());
         let only = Want::Select(Arc::new(vec![body(2, &["r1"])]));
         assert!(only.for_peer(&other).is_none());
-        assert_eq!(Want::same_for_all(None, Some(&only)), None);
+        // what a peer is given compares by pointer, then by value
         let a = Want::All(Arc::new(RouteAttrs::default()));
-        assert_eq!(Want::same_for_all(Some(&a), Some(&a.clone())), Some(true));
-        assert_eq!(Want::same_for_all(Some(&a), None), Some(false));
+        let b = Want::All(Arc::new(RouteAttrs::default()));
+        let given = |w: &Want| w.for_peer_ref(&other).map(Cow::into_owned);
+        assert!(same(given(&a).as_ref(), given(&a.clone()).as_ref()));
+        assert!(same(given(&a).as_ref(), given(&b).as_ref()));
+        assert!(!same(given(&a).as_ref(), None));
+        assert!(!same(given(&a).as_ref(), given(&only).as_ref()));
     }
 }

@@ -4,7 +4,7 @@
 //! Nothing is pre-encoded: the writer task pulls a batch with [`AdjRibOut::take_batch`] when its socket
 //! can take more, so memory stays bounded by the tables, a prefix that flaps many times before it is
 //! sent goes out once, and a slow peer never delays its own keepalives. Pure: no tokio, no sockets.
-use super::export::{same, Change, ExportTable, Selector, Want};
+use super::export::{same, Change, ExportTable, Selector};
 use super::wire::{
     attr::{encode_attrs, AsPath},
     iana, Family, MpNextHop, Packer, PathAttrs, Update,
@@ -183,14 +183,9 @@ impl AdjRibOut {
             return;
         }
         for c in changes {
-            let differs = match Want::same_for_all(c.old.as_ref(), c.new.as_ref()) {
-                Some(same) => !same,
-                None => !same(
-                    c.old.as_ref().and_then(|w| w.for_peer(&self.sel)).as_ref(),
-                    c.new.as_ref().and_then(|w| w.for_peer(&self.sel)).as_ref(),
-                ),
-            };
-            if differs {
+            let old = c.old.as_ref().and_then(|w| w.for_peer_ref(&self.sel));
+            let new = c.new.as_ref().and_then(|w| w.for_peer_ref(&self.sel));
+            if !same(old.as_deref(), new.as_deref()) {
                 self.mark(c.id);
             }
         }
@@ -207,8 +202,12 @@ impl AdjRibOut {
         }
         let ids: Vec<u32> = t
             .iter_wanted()
-            .filter(|(_, w)| matches!(w, Want::Select(_)))
-            .filter(|(_, w)| !same(w.for_peer(&old).as_ref(), w.for_peer(&self.sel).as_ref()))
+            .filter(|(_, w)| {
+                !same(
+                    w.for_peer_ref(&old).as_deref(),
+                    w.for_peer_ref(&self.sel).as_deref(),
+                )
+            })
             .map(|(id, _)| id)
             .collect();
         // Prefixes on the wire that are no longer wanted at all are already marked.
@@ -252,7 +251,7 @@ impl AdjRibOut {
     fn mark_all(&mut self, t: &ExportTable) {
         let ids: Vec<u32> = t
             .iter_wanted()
-            .filter(|(_, w)| matches!(w, Want::All(_)) || w.for_peer(&self.sel).is_some())
+            .filter(|(_, w)| w.for_peer_ref(&self.sel).is_some())
             .map(|(id, _)| id)
             .collect();
         for id in ids {
@@ -433,6 +432,7 @@ impl AdjRibOut {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bgp::export::Want;
     use crate::bgp::wire::{decode, frame, DecodeCtx, Message};
 
     fn enc(ibgp: bool) -> Encoder {

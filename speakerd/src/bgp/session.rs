@@ -95,7 +95,7 @@ pub struct PeerShared {
     pub rib: Mutex<AdjRibOut>,
     /// Wakes the writer when the Adj-RIB-Out has work.
     pub rib_notify: Notify,
-    pub exports: Arc<Exports>,
+    exports: Arc<Exports>,
     /// The id of the newest task of this peer. A task replaced by another (a settings change that
     /// resets the session) may still be closing its connection; it no longer writes the status or the
     /// Adj-RIB-Out, which are the new session's.
@@ -124,13 +124,8 @@ impl PeerShared {
     /// the writer.
     pub fn with_rib<R>(&self, f: impl FnOnce(&mut AdjRibOut, &ExportTable) -> R) -> Option<R> {
         let t = self.exports.read().ok()?;
-        let r = self.with_rib_in(&t, f);
+        let r = self.rib.lock().ok().map(|mut r| f(&mut r, &t));
         drop(t);
-        r
-    }
-    /// [`with_rib`](Self::with_rib) for a caller that holds the table already.
-    pub fn with_rib_in<R>(&self, t: &ExportTable, f: impl FnOnce(&mut AdjRibOut, &ExportTable) -> R) -> Option<R> {
-        let r = self.rib.lock().ok().map(|mut r| f(&mut r, t));
         self.rib_notify.notify_one();
         r
     }
@@ -344,8 +339,6 @@ impl PeerTask {
         }
     }
 
-    /// Runs until cancelled or stopped. On cancel, Cease/Administrative Shutdown is sent, or, when
-    /// graceful restart is negotiated, the connection is closed silently so the peer keeps our routes.
     /// Is this the peer's newest task? (See [`PeerShared::current_task`].)
     fn current(&self) -> bool {
         self.shared.current_task.load(Ordering::Acquire) == self.id
@@ -365,6 +358,8 @@ impl PeerTask {
         }
     }
 
+    /// Runs until cancelled or stopped. On cancel, Cease/Administrative Shutdown is sent, or, when
+    /// graceful restart is negotiated, the connection is closed silently so the peer keeps our routes.
     pub async fn run(mut self, cancel: CancellationToken) {
         // A task this one replaces may have left its session's state: this task has no session yet.
         self.rib(|r, t| r.session_down(t));

@@ -199,11 +199,9 @@ pub async fn apply(speaker: &Speaker, new: Loaded) -> Result<(), SpeakerError> {
     for (addr, why) in &out.conflicts {
         tracing::error!(peer = %addr, error = %why, "config file: peer not applied");
     }
-    let bulk = new.announcements.len() >= crate::speaker::BULK_ANNOUNCEMENTS;
+    let n = new.announcements.len();
     speaker.set_announcements(OWNER, new.announcements).await?;
-    if bulk {
-        crate::speaker::release_freed_memory();
-    }
+    crate::speaker::release_after_bulk(n);
     Ok(())
 }
 
