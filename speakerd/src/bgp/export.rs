@@ -204,6 +204,11 @@ impl ExportTable {
         }
     }
 
+    /// One past the highest slot id: every id in use is below it.
+    pub fn id_end(&self) -> u32 {
+        self.slots.len() as u32
+    }
+
     /// Slots in use (wanted, or waiting to be withdrawn somewhere).
     pub fn len(&self) -> usize {
         self.ids.len()

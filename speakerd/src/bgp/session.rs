@@ -7,7 +7,7 @@
 //! from the [`AdjRibOut`] only when the socket takes more, in batches of bounded size.
 use super::fsm::{Action, ConnId, Dir, DownReason, Fsm, FsmConfig, GrConfig, Input, Negotiated, State, Timer};
 use super::export::{ExportTable, Selector};
-use super::rib_out::{AdjRibOut, BatchStats, Encoder};
+use super::rib_out::{self, AdjRibOut, BatchStats, Encoder};
 use super::transport::{self, ConnectSpec};
 use super::wire::{self, iana::err, DecodeCtx, Family, Message, Notification, Packer, Update, Verdict};
 use crate::config::spec::PeerSpec;
@@ -129,11 +129,11 @@ impl PeerShared {
         self.rib_notify.notify_one();
         r
     }
-    /// The writer's pull: the next batch of UPDATEs into `out`.
-    fn take_batch(&self, e: &Encoder, out: &mut BytesMut) -> Option<BatchStats> {
+    /// The writer's pull: the next batch of UPDATEs (at most `limit` prefixes) into `out`.
+    fn take_batch(&self, e: &Encoder, out: &mut BytesMut, limit: usize) -> Option<BatchStats> {
         let t = self.exports.read().ok()?;
         let mut rib = self.rib.lock().ok()?;
-        Some(rib.take_batch(&t, e, out))
+        Some(rib.take_batch(&t, e, out, limit))
     }
 }
 
@@ -182,6 +182,10 @@ struct ConnIo {
     ctl: mpsc::Sender<WriterMsg>,
     local: SocketAddr,
     remote: SocketAddr,
+    /// The other addresses of the local address's interface, read when the connection was made: the
+    /// next hop of the other family. Reading them (getifaddrs(3), two netlink dumps) at Established
+    /// delayed the first UPDATE by up to 0.1 ms.
+    local_others: Vec<IpAddr>,
     drain: Option<oneshot::Sender<()>>,
     _reader: tokio::task::JoinHandle<()>,
     writer: tokio::task::JoinHandle<()>,
@@ -596,6 +600,7 @@ impl PeerTask {
             id,
             ConnIo {
                 ctl: ctl_tx,
+                local_others: local.as_ref().map(|l| self.local_others(l.ip())).unwrap_or_default(),
                 local: local.unwrap_or(unspecified),
                 remote: remote.unwrap_or(unspecified),
                 drain: Some(drain_tx),
@@ -719,13 +724,26 @@ impl PeerTask {
         self.connecting = Some((AbortOnDropHandle::new(h), rx));
     }
 
-    /// Next hops and families of this session, from its local address and the settings.
-    fn encoder(&self, n: &Negotiated, local: IpAddr) -> Encoder {
-        let others = || transport::interface_addresses_of(local);
+    /// The addresses of `local`'s interface, when a next hop of the other family is not set.
+    fn local_others(&self, local: IpAddr) -> Vec<IpAddr> {
+        let set = match local {
+            IpAddr::V4(_) => self.spec.next_hop_v6.is_some(),
+            IpAddr::V6(_) => self.spec.next_hop_v4.is_some(),
+        };
+        if set {
+            return Vec::new();
+        }
+        transport::interface_addresses_of(local)
+    }
+
+    /// Next hops and families of this session, from its local address, the other addresses of its
+    /// interface and the settings.
+    fn encoder(&self, n: &Negotiated, local: IpAddr, local_others: &[IpAddr]) -> Encoder {
+        let others = || local_others.iter().copied();
         let (next_hop_v4, v4_over_v6, next_hop_v6) = match local {
             IpAddr::V4(l4) => {
                 let v6 = self.spec.next_hop_v6.or_else(|| {
-                    others().into_iter().find_map(|a| match a {
+                    others().find_map(|a| match a {
                         IpAddr::V6(v6) => Some(v6),
                         _ => None,
                     })
@@ -737,7 +755,7 @@ impl PeerTask {
                     if n.extended_next_hop_v4 {
                         return None;
                     }
-                    others().into_iter().find_map(|a| match a {
+                    others().find_map(|a| match a {
                         IpAddr::V4(v4) => Some(v4),
                         _ => None,
                     })
@@ -769,7 +787,8 @@ impl PeerTask {
     fn restart_updates(&mut self) {
         let Some((id, _)) = self.up else { return };
         let Some(info) = self.shared.status().negotiated else { return };
-        let enc = self.encoder(&info.negotiated, info.local.ip());
+        let local = info.local.ip();
+        let enc = self.encoder(&info.negotiated, local, &self.local_others(local));
         self.rib(|r, t| r.resend_all(t));
         if let Some(c) = self.conns.get(&id) {
             let _ = c.ctl.try_send(WriterMsg::StartUpdates(Box::new(enc)));
@@ -779,7 +798,7 @@ impl PeerTask {
     fn session_up(&mut self, n: Negotiated) {
         let Some(c) = self.conns.get(&n.conn) else { return };
         let (local, remote) = (c.local, c.remote);
-        let enc = self.encoder(&n, local.ip());
+        let enc = self.encoder(&n, local.ip(), &c.local_others);
         tracing::info!(
             hold_time = n.hold_time,
             families = ?n.families.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
@@ -956,8 +975,10 @@ async fn run_writer(mut w: OwnedWriteHalf, mut ctl: mpsc::Receiver<WriterMsg>, s
     // Allocated while there is something to send, dropped when the writer goes idle: 1000 idle sessions
     // would otherwise keep 1000 resident buffers of up to 128 KiB.
     let mut batch = BytesMut::new();
-    // Bytes of UPDATEs written since the writer was last idle.
+    // Bytes of UPDATEs written since the writer was last idle, and the size of the next batch: small
+    // after idle, so the first UPDATE leaves at once, doubling while there is more.
     let mut burst = 0usize;
+    let mut limit = rib_out::BATCH_FIRST;
     loop {
         let msg = match ctl.try_recv() {
             Ok(m) => Some(m),
@@ -983,12 +1004,13 @@ async fn run_writer(mut w: OwnedWriteHalf, mut ctl: mpsc::Receiver<WriterMsg>, s
             if batch.capacity() == 0 {
                 batch.reserve(128 * 1024);
             }
-            let Some(st) = shared.take_batch(e, &mut batch) else { break };
+            let Some(st) = shared.take_batch(e, &mut batch, limit) else { break };
             if !batch.is_empty() {
                 if w.write_all(&batch).await.is_err() {
                     break;
                 }
                 burst += batch.len();
+                limit = rib_out::next_batch_limit(limit);
                 shared.with_status(|s| s.updates_sent += st.updates);
                 continue;
             }
@@ -998,6 +1020,7 @@ async fn run_writer(mut w: OwnedWriteHalf, mut ctl: mpsc::Receiver<WriterMsg>, s
             crate::speaker::release_freed_memory_later();
         }
         burst = 0;
+        limit = rib_out::BATCH_FIRST;
         tokio::select! {
             biased;
             m = ctl.recv() => match m {
