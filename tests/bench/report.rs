@@ -12,6 +12,9 @@ pub struct ConvRow {
     /// Runs this row is the median of (by `est_to_all`).
     pub runs: usize,
     pub est_to_all: Option<Duration>,
+    /// From Established until the sender's first UPDATE, and its last segment, left it.
+    pub first_update: Option<Duration>,
+    pub last_sent: Option<Duration>,
     pub bulk: Option<Duration>,
     pub rss: u64,
     pub peak: u64,
@@ -240,7 +243,7 @@ impl Results {
         let _ = writeln!(d, "## 1–2. Convergence and the replay limit\n");
         let runs = self.conv.iter().filter(|r| r.sender == "speakerd").map(|r| r.runs).max().unwrap_or(1);
         if runs > 1 {
-            let _ = writeln!(d, "The replay limit and speakerd columns (and speakerd's bulk and memory figures) are each the run with the median convergence time of {runs} runs; the other senders ran once.\n");
+            let _ = writeln!(d, "The replay limit and speakerd columns (and speakerd's bulk and memory figures) are each the run with the median convergence time of {runs} runs, taken alternately (replay, speakerd, replay, ...); the other senders ran once.\n");
         }
         let _ = writeln!(d, "Time from the first receiver's Established until every receiver holds all N routes (the sender had them before the sessions came up). \"bulk\": sessions already up and empty, from the first byte of one API load (speakerd `SetAnnouncements`, gobgpd `AddPathStream` with 1000 paths per message) until every receiver holds all N.\n");
         for fam in [Fam::V4, Fam::V6] {
@@ -271,6 +274,14 @@ impl Results {
             }
             d.push('\n');
         }
+        let _ = writeln!(d, "### The sender's part\n\nThe same runs, split on the sender's link: from Established until the sender's first UPDATE left it, and until its last segment of data did (the rest of the convergence time is the receivers' work after that segment). The replay limit sends pre-encoded UPDATEs in one write.\n");
+        let _ = writeln!(d, "| family | N | receivers | sender | first UPDATE | last segment | all held |");
+        let _ = writeln!(d, "|---|---:|---:|---|---:|---:|---:|");
+        for r in self.conv.iter().filter(|r| r.err.is_none()) {
+            let Some(fam) = r.fam else { continue };
+            let _ = writeln!(d, "| {} | {} | {} | {} | {} | {} | {} |", fam.name(), r.n, r.k, r.sender, ms(r.first_update), ms(r.last_sent), ms(r.est_to_all));
+        }
+        d.push('\n');
         let errs: Vec<_> = self.conv.iter().filter_map(|r| Some(format!("{} {} n={} k={}: {}", r.sender, r.fam?.name(), r.n, r.k, r.err.as_ref()?))).collect();
         if !errs.is_empty() {
             let _ = writeln!(d, "Failed runs:\n\n{}\n", errs.iter().map(|e| format!("- {e}")).collect::<Vec<_>>().join("\n"));

@@ -236,14 +236,20 @@ pub type Matcher = Box<dyn Fn(&[u8]) -> bool + Send>;
 /// accepts. Captures from the moment `start` returns.
 pub struct Sniffer {
     stop: Arc<AtomicBool>,
-    rx: mpsc::Receiver<Instant>,
+    rx: Vec<mpsc::Receiver<Instant>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Sniffer {
     pub fn start(ns: &str, dev: &str, matcher: Matcher) -> Sniffer {
+        Sniffer::start_many(ns, dev, vec![matcher])
+    }
+
+    /// One capture thread for several matchers, each with its own queue (`first_of(i)`, `last_of(i)`): a
+    /// thread per matcher would wake once per frame each and take CPU from the runs being measured.
+    pub fn start_many(ns: &str, dev: &str, matchers: Vec<Matcher>) -> Sniffer {
         let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel();
+        let (txs, rx): (Vec<_>, Vec<_>) = matchers.iter().map(|_| mpsc::channel()).unzip();
         let (ready_tx, ready_rx) = mpsc::channel();
         let (st, dev) = (stop.clone(), dev.to_string());
         let thread = spawn_in_netns(ns, move || {
@@ -252,8 +258,10 @@ impl Sniffer {
             let mut buf = vec![0u8; 65536];
             while !st.load(Ordering::Relaxed) {
                 let Some((n, at)) = recv_stamped(fd, &mut buf) else { continue };
-                if matcher(&buf[..n]) {
-                    let _ = tx.send(at);
+                for (m, tx) in matchers.iter().zip(&txs) {
+                    if m(&buf[..n]) {
+                        let _ = tx.send(at);
+                    }
                 }
             }
             // SAFETY: fd was opened above and is closed once.
@@ -265,12 +273,27 @@ impl Sniffer {
 
     /// Forgets the frames matched so far.
     pub fn drain(&self) {
-        while self.rx.try_recv().is_ok() {}
+        while self.rx[0].try_recv().is_ok() {}
     }
 
     /// The first matching frame seen so far or within `timeout`.
     pub fn first(&self, timeout: Duration) -> Option<Instant> {
-        self.rx.recv_timeout(timeout).ok()
+        self.first_of(0, timeout)
+    }
+
+    /// The same for the matcher `i` of [`Sniffer::start_many`].
+    pub fn first_of(&self, i: usize, timeout: Duration) -> Option<Instant> {
+        self.rx[i].recv_timeout(timeout).ok()
+    }
+
+    /// The last frame matched by matcher `i`: every frame seen so far, then more until none comes for
+    /// `quiet`.
+    pub fn last_of(&self, i: usize, quiet: Duration) -> Option<Instant> {
+        let mut last = None;
+        while let Ok(t) = self.rx[i].recv_timeout(quiet) {
+            last = Some(t);
+        }
+        last
     }
 }
 
@@ -348,37 +371,55 @@ pub fn is_bgp_open_from(from: IpAddr) -> Matcher {
     bgp_message(move |src, _| src == from, 1)
 }
 
-/// A BGP KEEPALIVE sent from `from` (or, with `to_it`, sent to `from`) in a TCP segment of the same
-/// address family; every BGP message of the segment is looked at (an OPEN and a KEEPALIVE often share one).
-/// A segment from `src` to `dst` carrying a BGP UPDATE.
-pub fn is_bgp_update(src: IpAddr, dst: IpAddr) -> Matcher {
-    bgp_message(move |s, d| s == src && d == dst, 2)
+/// A segment from `src` to `dst` (to anyone: `None`) carrying a BGP UPDATE.
+pub fn is_bgp_update(src: IpAddr, dst: Option<IpAddr>) -> Matcher {
+    bgp_message(move |s, d| s == src && dst.is_none_or(|dst| d == dst), 2)
 }
 
+/// A BGP KEEPALIVE sent from `from` (or, with `to_it`, sent to `from`) in a TCP segment of the same
+/// address family; every BGP message of the segment is looked at (an OPEN and a KEEPALIVE often share one).
 pub fn is_bgp_keepalive(addr: IpAddr, to_it: bool) -> Matcher {
     bgp_message(move |src, dst| if to_it { dst == addr } else { src == addr }, 4)
 }
 
+/// A segment from `src` with TCP payload: once a session is up, the sender's UPDATEs (and, rarely, a
+/// KEEPALIVE). Unlike the BGP matchers it also counts segments that start inside a message.
+pub fn is_tcp_data_from(src: IpAddr) -> Matcher {
+    Box::new(move |f: &[u8]| tcp_segment(f).is_some_and(|(s, _, payload)| s == src && !payload.is_empty()))
+}
+
+/// Source, destination and TCP payload of an Ethernet frame carrying TCP over IPv4 or IPv6 (no
+/// extension headers); the payload ends where the IP length says, not at the frame's padding.
+fn tcp_segment(f: &[u8]) -> Option<(IpAddr, IpAddr, &[u8])> {
+    let ethertype = u16::from_be_bytes([*f.get(12)?, *f.get(13)?]);
+    let ip = f.get(14..)?;
+    let (src, dst, tcp): (IpAddr, IpAddr, &[u8]) = match ethertype {
+        0x0800 if ip.len() >= 20 && ip[9] == 6 => {
+            let ihl = (ip[0] & 0x0f) as usize * 4;
+            let total = (u16::from_be_bytes([ip[2], ip[3]]) as usize).min(ip.len());
+            (IpAddr::from([ip[12], ip[13], ip[14], ip[15]]), IpAddr::from([ip[16], ip[17], ip[18], ip[19]]), ip.get(ihl..total)?)
+        }
+        0x86dd if ip.len() >= 40 && ip[6] == 6 => {
+            let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
+            a.copy_from_slice(&ip[8..24]);
+            b.copy_from_slice(&ip[24..40]);
+            let total = (40 + u16::from_be_bytes([ip[4], ip[5]]) as usize).min(ip.len());
+            (IpAddr::from(a), IpAddr::from(b), ip.get(40..total)?)
+        }
+        _ => return None,
+    };
+    if tcp.len() < 20 {
+        return None;
+    }
+    Some((src, dst, tcp.get((tcp[12] >> 4) as usize * 4..)?))
+}
+
 fn bgp_message(addrs: impl Fn(IpAddr, IpAddr) -> bool + Send + 'static, msg_type: u8) -> Matcher {
     Box::new(move |f: &[u8]| {
-        let (ethertype, ip) = (u16::from_be_bytes([f.get(12).copied().unwrap_or(0), f.get(13).copied().unwrap_or(0)]), f.get(14..).unwrap_or(&[]));
-        let (src, dst, tcp): (IpAddr, IpAddr, &[u8]) = match ethertype {
-            0x0800 if ip.len() >= 20 && ip[9] == 6 => {
-                let ihl = (ip[0] & 0x0f) as usize * 4;
-                (IpAddr::from([ip[12], ip[13], ip[14], ip[15]]), IpAddr::from([ip[16], ip[17], ip[18], ip[19]]), ip.get(ihl..).unwrap_or(&[]))
-            }
-            0x86dd if ip.len() >= 40 && ip[6] == 6 => {
-                let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
-                a.copy_from_slice(&ip[8..24]);
-                b.copy_from_slice(&ip[24..40]);
-                (IpAddr::from(a), IpAddr::from(b), &ip[40..])
-            }
-            _ => return false,
-        };
-        if !addrs(src, dst) || tcp.len() < 20 {
+        let Some((src, dst, mut payload)) = tcp_segment(f) else { return false };
+        if !addrs(src, dst) {
             return false;
         }
-        let mut payload = tcp.get((tcp[12] >> 4) as usize * 4..).unwrap_or(&[]);
         while payload.len() >= 19 && payload[..16].iter().all(|b| *b == 0xff) {
             if payload[18] == msg_type {
                 return true;

@@ -19,18 +19,23 @@ pub fn convergence(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
                 if k == max_k && n > ctx.plan.max_n_widest && k > 1 {
                     continue;
                 }
-                for sender in SENDERS {
-                    // for working on one sender: BENCH_SENDERS=speakerd (the replay limit always runs)
-                    if std::env::var("BENCH_SENDERS").is_ok_and(|v| {
-                        sender != "replay limit" && !v.split(',').any(|x| x == sender)
-                    }) {
-                        continue;
-                    }
-                    // The replay limit and speakerd take milliseconds per row, where one run's noise is
-                    // of the same size: their rows are the median of `conv_repeat` runs.
-                    let runs = if matches!(sender, "replay limit" | "speakerd") { ctx.plan.conv_repeat } else { 1 };
-                    let mut rows = Vec::new();
-                    for run in 0..runs {
+                // for working on one sender: BENCH_SENDERS=speakerd (the replay limit always runs)
+                let senders: Vec<&'static str> = SENDERS
+                    .into_iter()
+                    .filter(|s| std::env::var("BENCH_SENDERS").map_or(true, |v| *s == "replay limit" || v.split(',').any(|x| x == *s)))
+                    .collect();
+                // The replay limit and speakerd take milliseconds per row, where one run's noise is of
+                // the same size: their rows are the median of `conv_repeat` runs. The runs alternate
+                // (replay, speakerd, replay, ...) so that a drift of the machine or of the receivers
+                // weighs on both alike.
+                let runs_of = |s: &str| if matches!(s, "replay limit" | "speakerd") { ctx.plan.conv_repeat } else { 1 };
+                let mut rows: Vec<Vec<ConvRow>> = senders.iter().map(|_| Vec::new()).collect();
+                for run in 0..ctx.plan.conv_repeat.max(1) {
+                    for (si, &sender) in senders.iter().enumerate() {
+                        let runs = runs_of(sender);
+                        if run >= runs {
+                            continue;
+                        }
                         eprintln!("bench: convergence {} n={n} k={k} {sender} (run {} of {runs})", fam.name(), run + 1);
                         let mut row = ConvRow {
                             fam: Some(fam),
@@ -44,24 +49,25 @@ pub fn convergence(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
                             "replay limit" => conv_replay(ctx, &mut rcv[..k], fam, &prefixes, &mut row),
                             "speakerd" => conv_speakerd(ctx, &mut rcv[..k], fam, &prefixes, &mut row),
                             "gobgpd" => conv_gobgpd(ctx, &mut rcv[..k], fam, &prefixes, &mut row),
-                            _ => conv_bird(
-                                ctx,
-                                &mut rcv[..k],
-                                fam,
-                                &prefixes,
-                                sender.contains("awake"),
-                                &mut row,
-                            ),
+                            _ => conv_bird(ctx, &mut rcv[..k], fam, &prefixes, sender.contains("awake"), &mut row),
                         };
-                        if let Err(e) = r {
-                            eprintln!("bench: {sender} failed: {e}");
-                            row.err = Some(e);
+                        match r {
+                            Err(e) => {
+                                eprintln!("bench: {sender} failed: {e}");
+                                row.err = Some(e);
+                            }
+                            Ok(()) => eprintln!(
+                                "bench:   first UPDATE {:?}, last segment {:?}, all held {:?} after Established",
+                                row.first_update, row.last_sent, row.est_to_all
+                            ),
                         }
                         if let Err(e) = wait_idle(&mut rcv[..k], fam.proto()) {
                             panic!("receivers did not go idle after {sender}: {e}");
                         }
-                        rows.push(row);
+                        rows[si].push(row);
                     }
+                }
+                for mut rows in rows {
                     // a failed run counts as the slowest
                     rows.sort_by_key(|r| r.est_to_all.filter(|_| r.err.is_none()).unwrap_or(Duration::MAX));
                     res.conv.push(rows.swap_remove(rows.len() / 2));
@@ -83,21 +89,47 @@ fn addrs(rcv: &[Receiver], fam: Fam) -> Vec<IpAddr> {
 /// When the first session came up, from the wire: a capture on the sender's link takes the first
 /// KEEPALIVE the sender sends and the first it receives; the later of the two completes the handshake
 /// (RFC 4271 §8.2.2: KEEPALIVE received in OpenConfirm). The same clock for every sender, independent of
-/// how quickly a receiver's control socket answers while it is busy importing.
-struct EstClock(Sniffer, Sniffer);
+/// how quickly a receiver's control socket answers while it is busy importing. The same capture (one
+/// thread) splits the sender's part from the receivers': its first UPDATE and its last segment of data.
+struct EstClock(Sniffer);
+
+const KA_SENT: usize = 0;
+const KA_RECEIVED: usize = 1;
+const FIRST_UPDATE: usize = 2;
+const DATA: usize = 3;
 
 impl EstClock {
     fn start(ctx: &Ctx, fam: Fam) -> EstClock {
         let me = if fam == Fam::V4 { IpAddr::V4(SND_V4) } else { IpAddr::V6(SND_V6) };
-        let ns = ctx.snd.name();
-        EstClock(Sniffer::start(ns, "eth0", wire::is_bgp_keepalive(me, false)), Sniffer::start(ns, "eth0", wire::is_bgp_keepalive(me, true)))
+        EstClock(Sniffer::start_many(
+            ctx.snd.name(),
+            "eth0",
+            vec![
+                wire::is_bgp_keepalive(me, false),
+                wire::is_bgp_keepalive(me, true),
+                wire::is_bgp_update(me, None),
+                wire::is_tcp_data_from(me),
+            ],
+        ))
     }
 
     fn established(&self) -> Result<Instant, String> {
-        match (self.0.first(Duration::from_secs(5)), self.1.first(Duration::from_secs(5))) {
+        let s = Duration::from_secs(5);
+        match (self.0.first_of(KA_SENT, s), self.0.first_of(KA_RECEIVED, s)) {
             (Some(a), Some(b)) => Ok(a.max(b)),
             (a, b) => Err(format!("KEEPALIVE not captured (sent: {}, received: {})", a.is_some(), b.is_some())),
         }
+    }
+
+    /// Once converged: Established → every receiver holds all `done`, and the sender's part of it
+    /// (Established → its first UPDATE, → its last segment). Call before the sender sends anything else.
+    fn converged(&self, done: Instant, row: &mut ConvRow) -> Result<(), String> {
+        let est = self.established()?;
+        let q = Duration::from_millis(100);
+        row.est_to_all = Some(done - est);
+        row.first_update = self.0.first_of(FIRST_UPDATE, q).map(|t| t.saturating_duration_since(est));
+        row.last_sent = self.0.last_of(DATA, q).map(|t| t.saturating_duration_since(est));
+        Ok(())
     }
 }
 
@@ -124,7 +156,6 @@ fn conv_replay(
         })
         .collect();
     let r = wait_converged(rcv, fam.proto(), prefixes.len() as u64, CONVERGE);
-    let est = clock.established();
     stop.store(true, Ordering::Relaxed);
     let replays: Vec<_> = threads
         .into_iter()
@@ -134,7 +165,7 @@ fn conv_replay(
         rp.as_ref().map_err(|e| e.to_string())?;
     }
     let (_, done) = r?;
-    row.est_to_all = Some(done - est?);
+    clock.converged(done, row)?;
     drop(replays);
     Ok(())
 }
@@ -153,7 +184,7 @@ fn conv_speakerd(
     let clock = EstClock::start(ctx, fam);
     set_peers(ctx.rt, &mut c, addrs(rcv, fam).into_iter().map(|a| peer_config(a, None)).collect())?;
     let (_, done) = wait_converged(rcv, fam.proto(), prefixes.len() as u64, CONVERGE)?;
-    row.est_to_all = Some(done - clock.established()?);
+    clock.converged(done, row)?;
     (row.rss, _) = rss(sp.pid());
     // bulk API load into established sessions
     set_announcements(ctx.rt, &mut c, "bench", vec![])?;
@@ -179,7 +210,7 @@ fn conv_gobgpd(
     let clock = EstClock::start(ctx, fam);
     g.add_peers(ctx.rt, &addrs(rcv, fam))?;
     let (_, done) = wait_converged(rcv, fam.proto(), prefixes.len() as u64, CONVERGE)?;
-    row.est_to_all = Some(done - clock.established()?);
+    clock.converged(done, row)?;
     (row.rss, _) = rss(g.pid());
     g.delete_all(ctx.rt, fam)?;
     wait_count(rcv, fam.proto(), 0, CONVERGE)?;
@@ -216,7 +247,7 @@ fn conv_bird(
         b.ctl.cmd(&format!("enable n{i}")).map_err(|e| e.to_string())?;
     }
     let (_, done) = wait_converged(rcv, fam.proto(), prefixes.len() as u64, CONVERGE)?;
-    row.est_to_all = Some(done - clock.established()?);
+    clock.converged(done, row)?;
     (row.rss, row.peak) = rss(b.pid());
     Ok(())
 }
@@ -245,7 +276,7 @@ fn probe_loop(
     mut add: impl FnMut(&str) -> Result<(), String>,
     mut del: impl FnMut(&str) -> Result<(), String>,
 ) -> Result<Probes, String> {
-    let sniff = Sniffer::start(ctx.snd.name(), "eth0", wire::is_bgp_update(IpAddr::V4(SND_V4), IpAddr::V4(r.host.v4)));
+    let sniff = Sniffer::start(ctx.snd.name(), "eth0", wire::is_bgp_update(IpAddr::V4(SND_V4), Some(IpAddr::V4(r.host.v4))));
     let mut out = Probes::default();
     let on_wire = |t0: Instant, out: &mut Probes| {
         if let Some(t) = sniff.first(Duration::from_millis(200)).filter(|t| *t >= t0) {
