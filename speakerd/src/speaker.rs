@@ -5,6 +5,7 @@
 //! announcements; a call only ever edits its owner's set. What a peer is sent for a prefix is the merge
 //! of every owner's announcement of that prefix that selects the peer ([`RouteAttrs::merge`]).
 use crate::bgp::export::{Body, Change, ExportTable, Selector, Want};
+use crate::bgp::rib_out::keep_on_wire;
 use crate::bgp::session::{Exports, PeerCmd, PeerContext, PeerShared, PeerStatus, PeerTask};
 use crate::bgp::transport;
 use crate::bgp::wire::{iana::err, Notification};
@@ -912,7 +913,9 @@ impl Speaker {
             let Ok(mut t) = self.exports.write() else {
                 return;
             };
-            t.collect_unused();
+            // Under the write lock no writer is pulling: the sessions' bits hold still (lock order:
+            // table, then each rib).
+            t.collect_unused(|ids| keep_on_wire(core.peers.values().map(|e| e.shared.rib_guard()), ids));
             prefixes
                 .iter()
                 .filter_map(|p| {

@@ -94,6 +94,9 @@ impl Bits {
         self.0[w] |= 1 << (i % 64);
         !was
     }
+    fn get(&self, i: u32) -> bool {
+        self.0.get(i as usize / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
     /// Clears bit `i`; returns whether it was set.
     fn clear(&mut self, i: u32) -> bool {
         match self.0.get_mut(i as usize / 64) {
@@ -166,6 +169,25 @@ pub const BATCH_FIRST: usize = 512;
 /// The batch size after one of `limit`.
 pub fn next_batch_limit(limit: usize) -> usize {
     (limit * 2).clamp(BATCH_FIRST, BATCH_MAX)
+}
+
+/// For [`ExportTable::collect_unused`]: keeps in `ids` (sorted) those that one of the sessions of
+/// `ribs` has on the wire. Each rib is looked at once, for the ids not yet found on a wire.
+pub fn keep_on_wire<R: std::ops::Deref<Target = AdjRibOut>>(ribs: impl IntoIterator<Item = R>, ids: &mut Vec<u32>) {
+    let mut left = std::mem::take(ids);
+    for r in ribs {
+        if left.is_empty() {
+            break;
+        }
+        left.retain(|&id| {
+            let on = r.sent.get(id);
+            if on {
+                ids.push(id);
+            }
+            !on
+        });
+    }
+    ids.sort_unstable();
 }
 
 fn fam_index(p: &IpNet) -> usize {
@@ -257,10 +279,7 @@ impl AdjRibOut {
     }
 
     /// Forgets what is on the wire (the session is gone, or the peer asked for everything again).
-    fn forget_sent(&mut self, t: &ExportTable) {
-        for id in self.sent.ones() {
-            t.on_wire(id, false);
-        }
+    fn forget_sent(&mut self) {
         self.sent = Bits::default();
         self.dirty = Bits::default();
         self.pending = 0;
@@ -279,24 +298,24 @@ impl AdjRibOut {
 
     /// The session came up: the peer has nothing, so everything it wants is dirty; End-of-RIB follows
     /// the initial table for each family (RFC 4724 §4.1).
-    pub fn session_up(&mut self, t: &ExportTable, families: &[Family]) {
-        self.forget_sent(t);
+    pub fn session_up(&mut self, families: &[Family]) {
+        self.forget_sent();
         self.up = true;
         self.mark_all();
         self.eor_pending = families.to_vec();
     }
 
-    pub fn session_down(&mut self, t: &ExportTable) {
-        self.forget_sent(t);
+    pub fn session_down(&mut self) {
+        self.forget_sent();
         self.up = false;
         self.enc = None;
         self.eor_pending.clear();
     }
 
     /// Soft reset outbound / ROUTE-REFRESH received (RFC 2918 §4): send everything again.
-    pub fn resend_all(&mut self, t: &ExportTable) {
+    pub fn resend_all(&mut self) {
         if self.up {
-            self.forget_sent(t);
+            self.forget_sent();
             self.mark_all();
         }
     }
@@ -362,7 +381,6 @@ impl AdjRibOut {
             match want {
                 Some(w) => {
                     if self.sent.set(id) {
-                        t.on_wire(id, true);
                         self.have[v6] += 1;
                     }
                     let key = (v6 == 1, Arc::as_ptr(&*w));
@@ -377,7 +395,6 @@ impl AdjRibOut {
                 }
                 None => {
                     if self.sent.clear(id) {
-                        t.on_wire(id, false);
                         self.have[v6] -= 1;
                         withdraw[v6].push(p);
                     }
@@ -430,8 +447,7 @@ impl AdjRibOut {
                 if n == 0 {
                     // The attributes alone do not fit in a message: these prefixes cannot be sent.
                     for p in rest {
-                        if let Some(id) = t.id_of(p).filter(|&id| self.sent.clear(id)) {
-                            t.on_wire(id, false);
+                        if t.id_of(p).is_some_and(|id| self.sent.clear(id)) {
                             self.have[fam_index(p)] -= 1;
                         }
                     }
@@ -517,12 +533,12 @@ mod tests {
             self.set_want(p.parse().unwrap(), a.map(|a| Want::All(a.clone())));
         }
         fn set_want(&mut self, p: IpNet, w: Option<Want>) {
-            self.t.collect_unused();
+            self.t.collect_unused(|ids| keep_on_wire([&self.rib], ids));
             let c: Vec<Change> = self.t.set(p, w).into_iter().collect();
             self.rib.changed(&c);
         }
         fn up(&mut self, f: &[Family]) {
-            self.rib.session_up(&self.t, f);
+            self.rib.session_up(f);
         }
         fn drain(&mut self, e: &Encoder) -> Vec<Update> {
             let mut out = BytesMut::new();
@@ -624,6 +640,30 @@ mod tests {
     }
 
     #[test]
+    fn a_withdrawn_slot_is_freed_once_no_session_has_it_on_the_wire() {
+        let mut t = ExportTable::new();
+        let sel = |n: &str| Selector { name: n.into(), address: "192.0.2.2".parse().unwrap() };
+        let (mut up, mut down) = (AdjRibOut::new(sel("up")), AdjRibOut::new(sel("down")));
+        let e = enc(false);
+        let mut out = BytesMut::new();
+        let p = host(1);
+        up.session_up(&[Family::IPV4_UNICAST]);
+        let c: Vec<Change> = t.set(p, Some(Want::All(attrs(None)))).into_iter().collect();
+        up.changed(&c);
+        down.changed(&c);
+        up.take_batch(&t, &e, &mut out, BATCH_MAX);
+        let c: Vec<Change> = t.set(p, None).into_iter().collect();
+        up.changed(&c);
+        down.changed(&c);
+        t.collect_unused(|ids| keep_on_wire([&down, &up], ids));
+        assert_eq!(t.id_of(&p), Some(c[0].id), "on the wire of one session: kept");
+        assert_eq!(up.take_batch(&t, &e, &mut out, BATCH_MAX).withdrawn, 1);
+        t.collect_unused(|ids| keep_on_wire([&down, &up], ids));
+        assert_eq!(t.id_of(&p), None, "off every wire: freed");
+        assert!(t.set(host(2), Some(Want::All(attrs(None)))).is_some_and(|n| n.id == c[0].id), "and its id reused");
+    }
+
+    #[test]
     fn only_differences_go_on_the_wire() {
         let mut r = Rig::new();
         let a = attrs(None);
@@ -640,7 +680,7 @@ mod tests {
         let u = r.drain(&enc(true));
         assert_eq!(u.len(), 1);
         assert_eq!(u[0].withdrawn, vec!["203.0.113.1/32".parse().unwrap()]);
-        r.t.collect_unused();
+        r.t.collect_unused(|ids| keep_on_wire([&r.rib], ids));
         assert!(r.t.is_empty(), "withdrawn everywhere: the slots are freed");
     }
 
@@ -698,7 +738,7 @@ mod tests {
             (1, 1),
             "still on the wire until the batch"
         );
-        r.t.collect_unused();
+        r.t.collect_unused(|ids| keep_on_wire([&r.rib], ids));
         assert_eq!(
             r.t.len(),
             2,
@@ -706,7 +746,7 @@ mod tests {
         );
         r.drain(&enc(false));
         assert_eq!(r.rib.advertised(), (1, 0));
-        r.rib.resend_all(&r.t);
+        r.rib.resend_all();
         assert_eq!(r.rib.advertised(), (0, 0));
         assert_eq!(
             r.drain(&enc(false))
@@ -716,9 +756,9 @@ mod tests {
             1
         );
         assert_eq!(r.rib.advertised(), (1, 0));
-        r.rib.session_down(&r.t);
+        r.rib.session_down();
         assert_eq!(r.rib.advertised(), (0, 0));
-        r.t.collect_unused();
+        r.t.collect_unused(|ids| keep_on_wire([&r.rib], ids));
         assert_eq!(r.t.len(), 1);
         assert!(r.rib.sent(&r.t).1.is_empty());
     }
@@ -730,7 +770,7 @@ mod tests {
         r.drain(&enc(false));
         let (a, b) = (attrs(None), attrs(Some(5)));
         let load = |r: &mut Rig, x: &Attrs| {
-            r.t.collect_unused();
+            r.t.collect_unused(|ids| keep_on_wire([&r.rib], ids));
             let c: Vec<Change> = (0..3000u32)
                 .filter_map(|i| {
                     r.t.set(

@@ -129,6 +129,11 @@ impl PeerShared {
         self.rib_notify.notify_one();
         r
     }
+    /// The Adj-RIB-Out alone, for a caller that holds the table's write lock (lock order: table, then
+    /// rib). A poisoned lock still gives the bits: they are what decides whether an id may be reused.
+    pub fn rib_guard(&self) -> std::sync::MutexGuard<'_, AdjRibOut> {
+        self.rib.lock().unwrap_or_else(|e| e.into_inner())
+    }
     /// The writer's pull: the next batch of UPDATEs (at most `limit` prefixes) into `out`.
     fn take_batch(&self, e: &Encoder, out: &mut BytesMut, limit: usize) -> Option<BatchStats> {
         let t = self.exports.read().ok()?;
@@ -366,7 +371,7 @@ impl PeerTask {
     /// graceful restart is negotiated, the connection is closed silently so the peer keeps our routes.
     pub async fn run(mut self, cancel: CancellationToken) {
         // A task this one replaces may have left its session's state: this task has no session yet.
-        self.rib(|r, t| r.session_down(t));
+        self.rib(|r, _| r.session_down());
         self.status_mut(|s| {
             s.negotiated = None;
             s.received = [0; 2];
@@ -440,7 +445,7 @@ impl PeerTask {
             }
         })
         .await;
-        self.rib(|r, t| r.session_down(t));
+        self.rib(|r, _| r.session_down());
         self.set_state(State::Idle, "stopped");
         if self.deleted && !self.deleted_sent {
             self.emit(State::Idle, State::Idle, "deleted".into());
@@ -475,7 +480,7 @@ impl PeerTask {
                 None
             }
             PeerCmd::Reset { soft: true } => {
-                self.rib(|r, t| r.resend_all(t));
+                self.rib(|r, _| r.resend_all());
                 // Inbound soft reset: ask the peer to send its routes again (RFC 2918).
                 if let Some((id, _)) = self.up {
                     let info = self.shared.status().negotiated;
@@ -789,7 +794,7 @@ impl PeerTask {
         let Some(info) = self.shared.status().negotiated else { return };
         let local = info.local.ip();
         let enc = self.encoder(&info.negotiated, local, &self.local_others(local));
-        self.rib(|r, t| r.resend_all(t));
+        self.rib(|r, _| r.resend_all());
         if let Some(c) = self.conns.get(&id) {
             let _ = c.ctl.try_send(WriterMsg::StartUpdates(Box::new(enc)));
         }
@@ -809,7 +814,7 @@ impl PeerTask {
         );
         self.up = Some((n.conn, DecodeCtx { four_octet_as: n.four_octet_as, ibgp: n.ibgp }));
         self.fsm.set_restarting(false);
-        self.rib(|r, t| r.session_up(t, &n.families));
+        self.rib(|r, _| r.session_up(&n.families));
         let _ = c.ctl.try_send(WriterMsg::StartUpdates(Box::new(enc)));
         // State and session info change together, so a reader never sees one without the other.
         self.status_mut(|s| {
@@ -828,7 +833,7 @@ impl PeerTask {
         }
         self.up = None;
         self.adj_in.clear();
-        self.rib(|r, t| r.session_down(t));
+        self.rib(|r, _| r.session_down());
         let state = self.fsm.state();
         self.status_mut(|s| {
             s.state = state;
@@ -847,7 +852,7 @@ impl PeerTask {
             // re-advertisement and ask nothing of us; others are ignored.
             Message::RouteRefresh(rr) if rr.subtype == 0 => {
                 tracing::debug!(family = %rr.family, "route refresh requested");
-                self.rib(|r, t| r.resend_all(t));
+                self.rib(|r, _| r.resend_all());
             }
             Message::RouteRefresh(rr) => tracing::debug!(family = %rr.family, subtype = rr.subtype, "route refresh marker ignored"),
             _ => {}
@@ -1071,7 +1076,7 @@ mod tests {
         let new = task(&shared, &events);
         // the old task, still closing, goes through its last steps
         old.status_mut(|s| s.last_error = "stopped".into());
-        old.rib(|r, t| r.session_up(t, &[Family::IPV4_UNICAST]));
+        old.rib(|r, _| r.session_up(&[Family::IPV4_UNICAST]));
         old.set_state(State::Idle, "stopped");
         assert_eq!(shared.status().state, State::Established, "{:?}", shared.status());
         assert!(shared.status().last_error.is_empty());
