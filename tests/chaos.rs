@@ -114,6 +114,49 @@ fn speakerd_restart_with_graceful_restart_keeps_routes_and_end_of_rib_cleans_up(
     assert!(nb.contains("\"endOfRibRecv\":true") || nb.contains("\"endOfRibRecv\": true"), "FRR saw no End-of-RIB: {nb}");
 }
 
+/// speakerd restarted with its config file and graceful restart: the helper must not flush the routes.
+/// The file's announcements go in before its peers, so End-of-RIB follows the whole table. The other way
+/// round the session came up while 20000 announcements were still loading: End-of-RIB went first, and
+/// BIRD removed all 20000 stale routes, then took them again.
+#[test]
+fn a_restart_from_the_config_file_sends_end_of_rib_after_the_whole_table() {
+    let Some(lab) = Lab::new_or_skip("chaosgrfile", &["bird"]) else { return };
+    let (s, b) = lab.pair("spk", "bird");
+    const N: u64 = 20_000;
+    let mut cfg = format!(
+        "[[peers]]\naddress = \"{}\"\npeer_asn = 65002\nconnect_time_secs = 1\ngraceful_restart = true\nrestart_time_secs = 60\n\n",
+        b.v4
+    );
+    for i in 0..N as u32 {
+        cfg += &format!("[[announcements]]\nprefix = \"{}/32\"\n", std::net::Ipv4Addr::from(0x0a00_0000 + i));
+    }
+    let bird = Bird::start(&b, PeerConfig::new(65002, b.v4).neighbor(Neighbor::new(s.v4, SPK_ASN).passive()).graceful_restart().trace());
+    let mut sp = Speakerd::builder(&s).local_asn(SPK_ASN).router_id(s.v4).no_bgp_listen().config(&cfg).start();
+    let log = bird.core().dir.join("bird.log");
+    let all_held = || match bird.birdc(&["show", "route", "count"]) {
+        Ok(out) if out.contains(&format!("{N} of {N} routes")) => Ok(()),
+        Ok(out) => Err(out),
+        Err(e) => Err(e),
+    };
+    wait_until(T, "BIRD holds every route", all_held);
+    sp.kill9();
+    std::fs::write(&log, "").unwrap(); // BIRD appends: what follows is the restart
+    sp.restart();
+    wait_until(T, "End-of-RIB from the new incarnation", || {
+        let l = std::fs::read_to_string(&log).unwrap_or_default();
+        if l.contains("Got END-OF-RIB") { Ok(()) } else { Err(format!("{} lines of log", l.lines().count())) }
+    });
+    wait_until(T, "BIRD holds every route", all_held);
+    let l = std::fs::read_to_string(&log).unwrap();
+    let removed: Vec<&str> = l.lines().filter(|l| l.contains("> removed")).collect();
+    assert!(
+        removed.is_empty(),
+        "BIRD removed {} routes during the restart (End-of-RIB before the table?), first: {:?}",
+        removed.len(),
+        removed.first()
+    );
+}
+
 #[test]
 fn a_thousand_api_toggles_end_in_the_desired_table() {
     let Some(lab) = Lab::new_or_skip("chaostoggle", &["bird"]) else { return };

@@ -182,6 +182,9 @@ pub struct PeerConfig {
     pub bfd: Option<(u32, u32, u8)>,
     /// BFD authentication: (BIRD's type words, e.g. "meticulous keyed sha1", key id, password).
     pub bfd_auth: Option<(String, u8, String)>,
+    /// BIRD only: every session logs its state changes, packets and each route added or removed
+    /// (`debug { states, routes, packets }`) to bird.log.
+    pub trace: bool,
 }
 
 impl PeerConfig {
@@ -195,6 +198,7 @@ impl PeerConfig {
             graceful_restart: false,
             bfd: None,
             bfd_auth: None,
+            trace: false,
         }
     }
     pub fn neighbor(mut self, n: Neighbor) -> Self {
@@ -222,6 +226,11 @@ impl PeerConfig {
     /// Enable graceful restart (restart time 120 s) on every session.
     pub fn graceful_restart(mut self) -> Self {
         self.graceful_restart = true;
+        self
+    }
+    /// See [`PeerConfig::trace`].
+    pub fn trace(mut self) -> Self {
+        self.trace = true;
         self
     }
     fn neighbor_index(&self, addr: &str) -> usize {
@@ -993,6 +1002,9 @@ impl Bird {
                 s += &format!("  source address {a};\n");
             }
             s += "  connect delay time 0; connect retry time 1; error wait time 1, 2;\n";
+            if c.trace {
+                s += "  debug { states, routes, packets };\n";
+            }
             s += &format!(
                 "  hold time {}; keepalive time {};\n",
                 n.hold(),
