@@ -51,17 +51,21 @@ pub async fn push(
     owner: &str,
     d: &Desired,
 ) -> Result<Pushed, tonic::Status> {
-    let p = client
-        .set_peers(pb::SetPeersRequest {
-            owner: owner.into(),
-            peers: d.peers.clone(),
-        })
-        .await?
-        .into_inner();
+    // Announcements before peers: a session to a new peer then comes up with the whole table and its
+    // End-of-RIB follows the routes. The other way round, a session that came up between the two calls
+    // (after a speakerd restart) sent End-of-RIB with an empty table, and a graceful-restart helper
+    // flushed the stale routes until they followed.
     let b = client
         .set_announcements(pb::SetAnnouncementsRequest {
             owner: owner.into(),
             announcements: d.bgp.clone(),
+        })
+        .await?
+        .into_inner();
+    let p = client
+        .set_peers(pb::SetPeersRequest {
+            owner: owner.into(),
+            peers: d.peers.clone(),
         })
         .await?
         .into_inner();
