@@ -235,6 +235,7 @@ pub type Matcher = Box<dyn Fn(&[u8]) -> bool + Send>;
 /// Timestamps (harness monotonic clock, from the kernel's receive timestamp) the frames on `dev` in `ns` that `matcher`
 /// accepts. Captures from the moment `start` returns.
 pub struct Sniffer {
+    fd: i32,
     stop: Arc<AtomicBool>,
     rx: Vec<mpsc::Receiver<Instant>>,
     thread: Option<JoinHandle<()>>,
@@ -254,7 +255,7 @@ impl Sniffer {
         let (st, dev) = (stop.clone(), dev.to_string());
         let thread = spawn_in_netns(ns, move || {
             let fd = packet_socket(&dev).expect("AF_PACKET socket");
-            let _ = ready_tx.send(());
+            let _ = ready_tx.send(fd);
             let mut buf = vec![0u8; 65536];
             while !st.load(Ordering::Relaxed) {
                 let Some((n, at)) = recv_stamped(fd, &mut buf) else { continue };
@@ -267,8 +268,19 @@ impl Sniffer {
             // SAFETY: fd was opened above and is closed once.
             unsafe { libc::close(fd) };
         });
-        let _ = ready_rx.recv_timeout(Duration::from_secs(5));
-        Sniffer { stop, rx, thread: Some(thread) }
+        let fd = ready_rx.recv_timeout(Duration::from_secs(5)).unwrap_or(-1);
+        Sniffer { fd, stop, rx, thread: Some(thread) }
+    }
+
+    /// Frames the kernel dropped because the capture's buffer was full, since the last call
+    /// (PACKET_STATISTICS): a "last frame" is not to be trusted when some were.
+    pub fn drops(&self) -> u32 {
+        let mut st = libc::tpacket_stats { tp_packets: 0, tp_drops: 0 };
+        let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        // SAFETY: getsockopt(2) on the capture's descriptor (open until the sniffer is dropped) into a
+        // struct of the size passed.
+        let r = unsafe { libc::getsockopt(self.fd, libc::SOL_PACKET, libc::PACKET_STATISTICS, (&mut st as *mut libc::tpacket_stats).cast(), &mut len) };
+        if r == 0 { st.tp_drops } else { u32::MAX }
     }
 
     /// Forgets the frames matched so far.
@@ -347,6 +359,10 @@ fn packet_socket(dev: &str) -> io::Result<i32> {
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
+        // The receive buffer holds whole frames (up to 64 KiB with GSO): 100k IPv6 routes to 4 receivers
+        // overflowed the default one and the last frames were lost. Root may force a larger one.
+        let big: libc::c_int = 256 << 20;
+        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, (&big as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as u32);
         let tv = libc::timeval { tv_sec: 0, tv_usec: 50_000 };
         libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, (&tv as *const libc::timeval).cast(), std::mem::size_of::<libc::timeval>() as u32);
         let on: libc::c_int = 1;
