@@ -278,7 +278,8 @@ impl AdjRibOut {
         (self.have[0], self.have[1])
     }
 
-    /// Forgets what is on the wire (the session is gone, or the peer asked for everything again).
+    /// Forgets what is on the wire and every mark (the session is gone, or the peer asked for everything
+    /// again).
     fn forget_sent(&mut self) {
         self.sent = Bits::default();
         self.dirty = Bits::default();
@@ -288,20 +289,18 @@ impl AdjRibOut {
         self.have = [0, 0];
     }
 
-    /// Everything is to be looked at: a sweep from the first id replaces every dirty bit.
-    fn mark_all(&mut self) {
-        self.dirty = Bits::default();
-        self.pending = 0;
-        self.cursor = 0;
+    /// Nothing on the wire, everything to be looked at: a sweep from the first id, with no dirty bit
+    /// beside it (a bit ahead of the sweep would send its prefix twice).
+    fn forget_sent_and_sweep(&mut self) {
+        self.forget_sent();
         self.sweep = Some(0);
     }
 
     /// The session came up: the peer has nothing, so everything it wants is dirty; End-of-RIB follows
     /// the initial table for each family (RFC 4724 §4.1).
     pub fn session_up(&mut self, families: &[Family]) {
-        self.forget_sent();
+        self.forget_sent_and_sweep();
         self.up = true;
-        self.mark_all();
         self.eor_pending = families.to_vec();
     }
 
@@ -315,8 +314,7 @@ impl AdjRibOut {
     /// Soft reset outbound / ROUTE-REFRESH received (RFC 2918 §4): send everything again.
     pub fn resend_all(&mut self) {
         if self.up {
-            self.forget_sent();
-            self.mark_all();
+            self.forget_sent_and_sweep();
         }
     }
 
