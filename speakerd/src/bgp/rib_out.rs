@@ -146,6 +146,9 @@ pub struct AdjRibOut {
     eor_pending: Vec<Family>,
     /// The encoder of the last batch of this session: how `sent` went on the wire (for display).
     enc: Option<Encoder>,
+    /// Raised each time `sent` is forgotten (session up or down, refresh): a writer's socket and
+    /// encoder belong to one epoch, and are not used for another (see `PeerShared::changed`).
+    epoch: u64,
 }
 
 /// Counts of what a [`AdjRibOut::take_batch`] call produced.
@@ -207,7 +210,13 @@ impl AdjRibOut {
             up: false,
             eor_pending: Vec::new(),
             enc: None,
+            epoch: 0,
         }
+    }
+
+    /// See the field: changes whenever what is on the wire is forgotten.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     fn mark(&mut self, id: u32) {
@@ -281,6 +290,7 @@ impl AdjRibOut {
     /// Forgets what is on the wire and every mark (the session is gone, or the peer asked for everything
     /// again).
     fn forget_sent(&mut self) {
+        self.epoch += 1;
         self.sent = Bits::default();
         self.dirty = Bits::default();
         self.pending = 0;
@@ -472,12 +482,12 @@ impl AdjRibOut {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::bgp::export::Want;
     use crate::bgp::wire::{decode, frame, DecodeCtx, Message};
 
-    fn enc(ibgp: bool) -> Encoder {
+    pub(crate) fn enc(ibgp: bool) -> Encoder {
         Encoder {
             local_asn: 65001,
             ibgp,
@@ -490,7 +500,21 @@ mod tests {
         }
     }
 
-    fn messages(mut b: &[u8]) -> Vec<Update> {
+    /// The length of the whole messages at the start of `b`.
+    pub(crate) fn complete_len(b: &[u8]) -> usize {
+        let mut n = 0;
+        while let Ok(Some(k)) = frame(&b[n..], 4096) {
+            n += k;
+        }
+        n
+    }
+
+    /// The UPDATEs among the whole messages at the start of `b`.
+    pub(crate) fn messages_prefix(b: &[u8]) -> Vec<Update> {
+        messages(&b[..complete_len(b)])
+    }
+
+    pub(crate) fn messages(mut b: &[u8]) -> Vec<Update> {
         let mut v = Vec::new();
         while let Ok(Some(n)) = frame(b, 4096) {
             match decode(

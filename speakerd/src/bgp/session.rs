@@ -6,7 +6,7 @@
 //! owns the write half, sends control messages (OPEN, KEEPALIVE, NOTIFICATION) first and pulls UPDATEs
 //! from the [`AdjRibOut`] only when the socket takes more, in batches of bounded size.
 use super::fsm::{Action, ConnId, Dir, DownReason, Fsm, FsmConfig, GrConfig, Input, Negotiated, State, Timer};
-use super::export::{ExportTable, Selector};
+use super::export::{Change, ExportTable, Selector};
 use super::rib_out::{self, AdjRibOut, BatchStats, Encoder};
 use super::transport::{self, ConnectSpec};
 use super::wire::{self, iana::err, DecodeCtx, Family, Message, Notification, Packer, Update, Verdict};
@@ -95,6 +95,8 @@ pub struct PeerShared {
     pub rib: Mutex<AdjRibOut>,
     /// Wakes the writer when the Adj-RIB-Out has work.
     pub rib_notify: Notify,
+    /// The writer's socket and encoder while it waits with nothing to send (see [`PeerShared::changed`]).
+    idle: Mutex<IdleWriter>,
     exports: Arc<Exports>,
     /// The id of the newest task of this peer. A task replaced by another (a settings change that
     /// resets the session) may still be closing its connection; it no longer writes the status or the
@@ -108,6 +110,7 @@ impl PeerShared {
             status: Mutex::default(),
             rib: Mutex::new(AdjRibOut::new(sel)),
             rib_notify: Notify::new(),
+            idle: Mutex::default(),
             exports,
             current_task: AtomicU64::new(0),
         }
@@ -129,6 +132,79 @@ impl PeerShared {
         self.rib_notify.notify_one();
         r
     }
+    /// Marks `changes` in the Adj-RIB-Out and gets them going to the peer. With `write_through`, and the
+    /// writer waiting with nothing to send on an Established session, the first batch (at most
+    /// [`rib_out::BATCH_FIRST`] prefixes) is written here, by the caller, and the writer is not woken: an
+    /// API call's UPDATE is in the socket before the call returns. Waking the writer instead was a task
+    /// hop, often to the other worker thread, about 25 µs of the 40–60 µs from call to wire, and the
+    /// slow tail: the caller's reply went out first, and the writer then ran beside the caller's next
+    /// work (docs/DESIGN.md). What the socket does not take, and anything beyond the first batch, is
+    /// left to the writer, which writes the rest of a cut message before anything else.
+    pub fn changed(&self, changes: &[Change], write_through: bool) {
+        let Ok(t) = self.exports.read() else { return };
+        let Ok(mut rib) = self.rib.lock() else { return };
+        rib.changed(changes);
+        let done = if write_through { self.write_through(&t, &mut rib) } else { None };
+        drop(rib);
+        drop(t);
+        match done {
+            Some((st, finished)) => {
+                if st.updates > 0 {
+                    self.with_status(|s| s.updates_sent += st.updates);
+                }
+                if !finished {
+                    self.rib_notify.notify_one();
+                }
+            }
+            None => self.rib_notify.notify_one(),
+        }
+    }
+
+    /// The fast path of [`Self::changed`]. None: the writer is not idle at this epoch (or is another
+    /// task's), and must be woken. Some((stats, finished)): what was written, and whether it was all
+    /// (else the writer has been handed the rest, and must be woken).
+    fn write_through(&self, t: &ExportTable, rib: &mut AdjRibOut) -> Option<(BatchStats, bool)> {
+        let mut idle = self.idle.lock().ok()?;
+        let current = self.current_task.load(Ordering::Acquire);
+        let a = idle.armed.as_ref().filter(|a| a.epoch == rib.epoch() && a.task == current)?;
+        if !rib.pending() {
+            return Some((BatchStats::default(), true));
+        }
+        let mut out = BytesMut::with_capacity(4096);
+        let st = rib.take_batch(t, &a.enc, &mut out, rib_out::BATCH_FIRST);
+        // Any error is the writer's to see: it gets the unwritten bytes and writes them, or fails to.
+        let n = a.w.try_write(&out).unwrap_or(0);
+        if n == out.len() && !rib.pending() {
+            return Some((st, true));
+        }
+        let writer = a.writer;
+        idle.leftover = out.split_off(n);
+        idle.leftover_of = writer;
+        idle.armed = None;
+        Some((st, false))
+    }
+
+    /// The writer, about to wait with nothing to send: its socket and encoder, for [`Self::changed`].
+    fn arm(&self, a: Armed) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.armed = Some(a);
+        }
+    }
+
+    /// Writer `writer`, awake: takes its socket back, and what the fast path could not write of its.
+    /// (Another writer of this peer, of a connection still closing or just made, is left alone.)
+    fn disarm(&self, writer: u64) -> BytesMut {
+        let Ok(mut idle) = self.idle.lock() else { return BytesMut::new() };
+        if idle.armed.as_ref().is_some_and(|a| a.writer == writer) {
+            idle.armed = None;
+        }
+        if idle.leftover_of == writer {
+            std::mem::take(&mut idle.leftover)
+        } else {
+            BytesMut::new()
+        }
+    }
+
     /// The Adj-RIB-Out alone, for a caller that holds the table's write lock (lock order: table, then
     /// rib). A poisoned lock still gives the bits: they are what decides whether an id may be reused.
     pub fn rib_guard(&self) -> std::sync::MutexGuard<'_, AdjRibOut> {
@@ -179,8 +255,31 @@ enum ConnEvent {
 
 enum WriterMsg {
     Bytes(Bytes),
-    StartUpdates(Box<Encoder>),
+    /// UPDATEs from now on, with this encoder; the Adj-RIB-Out's epoch of the session (None: this task
+    /// no longer owns the Adj-RIB-Out, so the writer never lends its socket to the fast path).
+    StartUpdates(Box<Encoder>, Option<u64>),
     Close,
+}
+
+/// See [`PeerShared::changed`].
+#[derive(Debug, Default)]
+struct IdleWriter {
+    armed: Option<Armed>,
+    /// Bytes the fast path took from the Adj-RIB-Out but the socket did not take, and the writer they
+    /// belong to: it writes them before anything else.
+    leftover: BytesMut,
+    leftover_of: u64,
+}
+
+/// A waiting writer's socket and encoder, valid for one task and one epoch of the Adj-RIB-Out.
+#[derive(Debug)]
+struct Armed {
+    /// Unique per writer (a task has one per connection).
+    writer: u64,
+    task: u64,
+    epoch: u64,
+    w: Arc<OwnedWriteHalf>,
+    enc: Arc<Encoder>,
 }
 
 struct ConnIo {
@@ -358,6 +457,17 @@ impl PeerTask {
         if self.current() {
             self.shared.with_rib(f);
         }
+    }
+
+    /// [`Self::rib`] for a change that starts an epoch: the new epoch, None if this task is no longer
+    /// the peer's.
+    fn rib_epoch(&self, f: impl FnOnce(&mut AdjRibOut)) -> Option<u64> {
+        let mut epoch = None;
+        self.rib(|r, _| {
+            f(r);
+            epoch = Some(r.epoch());
+        });
+        epoch
     }
 
     /// Edits the status, unless a newer task has taken the peer over.
@@ -600,7 +710,7 @@ impl PeerTask {
         let (ctl_tx, ctl_rx) = mpsc::channel(CTL_QUEUE);
         let (drain_tx, drain_rx) = oneshot::channel();
         let reader = tokio::spawn(run_reader(r, id, self.conn_tx.clone(), drain_rx));
-        let writer = tokio::spawn(run_writer(w, ctl_rx, self.shared.clone()));
+        let writer = tokio::spawn(run_writer(w, ctl_rx, self.shared.clone(), self.id));
         self.conns.insert(
             id,
             ConnIo {
@@ -794,9 +904,9 @@ impl PeerTask {
         let Some(info) = self.shared.status().negotiated else { return };
         let local = info.local.ip();
         let enc = self.encoder(&info.negotiated, local, &self.local_others(local));
-        self.rib(|r, _| r.resend_all());
+        let epoch = self.rib_epoch(|r| r.resend_all());
         if let Some(c) = self.conns.get(&id) {
-            let _ = c.ctl.try_send(WriterMsg::StartUpdates(Box::new(enc)));
+            let _ = c.ctl.try_send(WriterMsg::StartUpdates(Box::new(enc), epoch));
         }
     }
 
@@ -814,8 +924,8 @@ impl PeerTask {
         );
         self.up = Some((n.conn, DecodeCtx { four_octet_as: n.four_octet_as, ibgp: n.ibgp }));
         self.fsm.set_restarting(false);
-        self.rib(|r, _| r.session_up(&n.families));
-        let _ = c.ctl.try_send(WriterMsg::StartUpdates(Box::new(enc)));
+        let epoch = self.rib_epoch(|r| r.session_up(&n.families));
+        let _ = c.ctl.try_send(WriterMsg::StartUpdates(Box::new(enc), epoch));
         // State and session info change together, so a reader never sees one without the other.
         self.status_mut(|s| {
             s.state = State::Established;
@@ -975,8 +1085,12 @@ async fn drain_for(r: &mut OwnedReadHalf, d: Duration) {
 }
 
 /// Owns the write half. Control messages first; UPDATEs pulled from the Adj-RIB-Out between them.
-async fn run_writer(mut w: OwnedWriteHalf, mut ctl: mpsc::Receiver<WriterMsg>, shared: Arc<PeerShared>) {
-    let mut enc: Option<Box<Encoder>> = None;
+/// While it waits with nothing to send, it lends the socket and encoder to [`PeerShared::changed`].
+async fn run_writer(w: OwnedWriteHalf, mut ctl: mpsc::Receiver<WriterMsg>, shared: Arc<PeerShared>, task: u64) {
+    static WRITER_IDS: AtomicU64 = AtomicU64::new(1);
+    let me = WRITER_IDS.fetch_add(1, Ordering::Relaxed);
+    let w = Arc::new(w);
+    let mut enc: Option<(Arc<Encoder>, Option<u64>)> = None;
     // Allocated while there is something to send, dropped when the writer goes idle: 1000 idle sessions
     // would otherwise keep 1000 resident buffers of up to 128 KiB.
     let mut batch = BytesMut::new();
@@ -992,26 +1106,29 @@ async fn run_writer(mut w: OwnedWriteHalf, mut ctl: mpsc::Receiver<WriterMsg>, s
         };
         match msg {
             Some(WriterMsg::Bytes(b)) => {
-                if w.write_all(&b).await.is_err() {
+                if write_all(&w, &b).await.is_err() {
                     break;
+                }
+                if is_notification(&b) {
+                    enc = None; // nothing may follow it (RFC 4271 §4.5)
                 }
                 continue;
             }
-            Some(WriterMsg::StartUpdates(e)) => {
-                enc = Some(e);
+            Some(WriterMsg::StartUpdates(e, epoch)) => {
+                enc = Some((Arc::from(e), epoch));
                 continue;
             }
             Some(WriterMsg::Close) => break,
             None => {}
         }
-        if let Some(e) = &enc {
+        if let Some((e, _)) = &enc {
             batch.clear();
             if batch.capacity() == 0 {
                 batch.reserve(128 * 1024);
             }
             let Some(st) = shared.take_batch(e, &mut batch, limit) else { break };
             if !batch.is_empty() {
-                if w.write_all(&batch).await.is_err() {
+                if write_all(&w, &batch).await.is_err() {
                     break;
                 }
                 burst += batch.len();
@@ -1026,21 +1143,56 @@ async fn run_writer(mut w: OwnedWriteHalf, mut ctl: mpsc::Receiver<WriterMsg>, s
         }
         burst = 0;
         limit = rib_out::BATCH_FIRST;
-        tokio::select! {
+        if let Some((e, Some(epoch))) = &enc {
+            shared.arm(Armed { writer: me, task, epoch: *epoch, w: w.clone(), enc: e.clone() });
+        }
+        // None: the Adj-RIB-Out has work; Some(None): the session task is gone.
+        let woken = tokio::select! {
             biased;
-            m = ctl.recv() => match m {
-                Some(WriterMsg::Bytes(b)) => {
-                    if w.write_all(&b).await.is_err() {
-                        break;
-                    }
+            m = ctl.recv() => Some(m),
+            _ = shared.rib_notify.notified(), if enc.is_some() => None,
+        };
+        // The rest of a message the fast path cut goes first.
+        let rest = shared.disarm(me);
+        if !rest.is_empty() && write_all(&w, &rest).await.is_err() {
+            break;
+        }
+        match woken {
+            Some(Some(WriterMsg::Bytes(b))) => {
+                if write_all(&w, &b).await.is_err() {
+                    break;
                 }
-                Some(WriterMsg::StartUpdates(e)) => enc = Some(e),
-                Some(WriterMsg::Close) | None => break,
-            },
-            _ = shared.rib_notify.notified(), if enc.is_some() => {}
+                if is_notification(&b) {
+                    enc = None;
+                }
+            }
+            Some(Some(WriterMsg::StartUpdates(e, epoch))) => enc = Some((Arc::from(e), epoch)),
+            Some(Some(WriterMsg::Close)) | Some(None) => break,
+            None => {}
         }
     }
-    let _ = w.shutdown().await;
+    shared.disarm(me);
+    if let Ok(mut w) = Arc::try_unwrap(w) {
+        let _ = w.shutdown().await;
+    }
+}
+
+fn is_notification(b: &[u8]) -> bool {
+    b.get(18) == Some(&3)
+}
+
+/// `write_all` on a write half that the fast path may borrow between writes.
+async fn write_all(w: &OwnedWriteHalf, mut buf: &[u8]) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        w.writable().await?;
+        match w.try_write(buf) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1062,6 +1214,169 @@ mod tests {
             bfd: None,
         };
         PeerTask::new(ctx, mpsc::channel(1).1)
+    }
+
+    /// A connected pair on loopback: the writer's half (with `sndbuf` if given) and the peer's socket.
+    async fn pair(sndbuf: Option<u32>) -> (OwnedWriteHalf, std::net::TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        if let Some(b) = sndbuf {
+            sock.set_send_buffer_size(b).unwrap();
+        }
+        let (c, a) = tokio::join!(sock.connect(l.local_addr().unwrap()), l.accept());
+        let peer = a.unwrap().0.into_std().unwrap();
+        peer.set_nonblocking(false).unwrap();
+        (c.unwrap().into_split().1, peer)
+    }
+
+    /// A writer on an Established session (IPv4), its table and its shared state, idle after the
+    /// End-of-RIB, which `peer` has read.
+    struct Rig {
+        exports: Arc<Exports>,
+        shared: Arc<PeerShared>,
+        peer: std::net::TcpStream,
+        ctl: mpsc::Sender<WriterMsg>,
+        writer: tokio::task::JoinHandle<()>,
+    }
+
+    impl Rig {
+        async fn new(sndbuf: Option<u32>) -> Rig {
+            let exports = Arc::new(RwLock::new(ExportTable::new()));
+            let sel = Selector { name: "p".into(), address: "192.0.2.2".parse().unwrap() };
+            let shared = Arc::new(PeerShared::new(exports.clone(), sel));
+            let task = 7;
+            shared.current_task.store(task, Ordering::Release);
+            let (w, mut peer) = pair(sndbuf).await;
+            let (ctl, ctl_rx) = mpsc::channel(8);
+            let writer = tokio::spawn(run_writer(w, ctl_rx, shared.clone(), task));
+            let epoch = shared.with_rib(|r, _| {
+                r.session_up(&[Family::IPV4_UNICAST]);
+                r.epoch()
+            });
+            ctl.send(WriterMsg::StartUpdates(Box::new(rib_out::tests::enc(true)), epoch)).await.unwrap();
+            // the writer sends the End-of-RIB, then waits with its socket lent
+            while shared.idle.lock().unwrap().armed.is_none() {
+                tokio::task::yield_now().await;
+            }
+            let eor = read_updates(&mut peer, 1).await;
+            assert!(eor.len() == 1 && eor[0].nlri.is_empty() && eor[0].withdrawn.is_empty(), "{eor:?}");
+            Rig { exports, shared, peer, ctl, writer }
+        }
+
+        /// The table change of announcing `prefixes`, as the speaker makes it.
+        fn announce(&self, prefixes: impl IntoIterator<Item = IpNet>) -> Vec<Change> {
+            let a: crate::bgp::export::Attrs = Arc::default();
+            let mut t = self.exports.write().unwrap();
+            prefixes.into_iter().filter_map(|p| t.set(p, Some(crate::bgp::export::Want::All(a.clone())))).collect()
+        }
+    }
+
+    /// Reads whole messages from `peer` until `n` UPDATEs (blocking, the runtime's thread included: the
+    /// writer task cannot run meanwhile). Gives up after 2 s with what it has.
+    async fn read_updates(peer: &mut std::net::TcpStream, n: usize) -> Vec<Update> {
+        use std::io::Read;
+        peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 65536];
+        loop {
+            let got = rib_out::tests::messages_prefix(&buf);
+            if got.len() >= n {
+                return got;
+            }
+            match peer.read(&mut chunk) {
+                Ok(0) | Err(_) => return got,
+                Ok(k) => buf.extend_from_slice(&chunk[..k]),
+            }
+        }
+    }
+
+    fn v4n(i: u32) -> ipnet::Ipv4Net {
+        ipnet::Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 + i), 32).unwrap()
+    }
+
+    fn v4(i: u32) -> IpNet {
+        IpNet::V4(v4n(i))
+    }
+
+    #[tokio::test]
+    async fn an_idle_writers_update_is_written_by_the_caller() {
+        let mut rig = Rig::new(None).await;
+        // The caller writes: the UPDATE is readable while this thread, the runtime's only one, has not
+        // yielded once, so the writer task cannot have run.
+        let c = rig.announce([v4(1)]);
+        rig.shared.changed(&c, true);
+        let got = read_updates(&mut rig.peer, 1).await;
+        assert_eq!(got.len(), 1, "no UPDATE before the writer ran");
+        assert_eq!(got[0].nlri, vec![v4n(1)]);
+        assert_eq!(rig.shared.status().updates_sent, 2, "the End-of-RIB and this one");
+        assert!(rig.shared.idle.lock().unwrap().armed.is_some(), "still lent: nothing left to the writer");
+        // Without write-through it is the writer's, once it runs.
+        let c = rig.announce([v4(2)]);
+        rig.shared.changed(&c, false);
+        {
+            rig.peer.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            let mut b = [0u8; 64];
+            assert!(std::io::Read::read(&mut rig.peer, &mut b).is_err(), "written without the writer");
+        }
+        tokio::task::yield_now().await;
+        let got = read_updates(&mut rig.peer, 1).await;
+        assert_eq!(got.iter().map(|u| u.nlri.clone()).collect::<Vec<_>>(), vec![vec![v4n(2)]]);
+        // A new epoch (the session went down and up again) and the lent socket is no longer used.
+        let c = rig.announce([v4(3)]);
+        rig.shared.with_rib(|r, _| r.session_down());
+        rig.shared.changed(&c, true);
+        assert!(rig.shared.idle.lock().unwrap().armed.is_some(), "the writer has not run");
+        rig.peer.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let mut b = [0u8; 64];
+        assert!(std::io::Read::read(&mut rig.peer, &mut b).is_err(), "written on a stale epoch");
+        drop(rig.ctl);
+        rig.writer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn what_the_socket_does_not_take_is_written_by_the_writer_in_order() {
+        let mut rig = Rig::new(Some(4096)).await;
+        // The peer does not read: the socket fills, a write-through is cut short, and from then on the
+        // writer (blocked, not lent) has the rest. Every prefix must arrive once, in whole messages.
+        let (mut next, mut cut) = (0u32, false);
+        for _ in 0..400 {
+            let c = rig.announce((next..next + 300).map(v4));
+            next += 300;
+            rig.shared.changed(&c, true);
+            cut |= !rig.shared.idle.lock().unwrap().leftover.is_empty();
+        }
+        assert!(cut, "the socket always took the whole batch: no cut message was handed over");
+        let reader = std::thread::spawn(move || {
+            use std::io::Read;
+            rig.peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 65536];
+            let mut seen = HashSet::new();
+            while seen.len() < next as usize {
+                match rig.peer.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                }
+                let n = rib_out::tests::complete_len(&buf);
+                for u in rib_out::tests::messages(&buf[..n]) {
+                    for p in u.nlri {
+                        assert!(seen.insert(p), "{p} sent twice");
+                    }
+                }
+                buf.drain(..n);
+            }
+            seen.len()
+        });
+        // the writer runs while the reader drains
+        let got = loop {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if reader.is_finished() {
+                break reader.join().unwrap();
+            }
+        };
+        assert_eq!(got, next as usize);
+        drop(rig.ctl);
+        rig.writer.await.unwrap();
     }
 
     #[tokio::test]
