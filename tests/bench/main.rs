@@ -340,7 +340,8 @@ fn benchmarks() {
 
     if plan.wants("conv") || plan.wants("lat") || plan.wants("scale") || plan.wants("start") {
         let lab = Lab::new("bench");
-        let max_k = *plan.receivers.iter().max().unwrap();
+        // the latency workload has speakerd and gobgpd up at once, each with its receiver
+        let max_k = (*plan.receivers.iter().max().unwrap()).max(if plan.wants("lat") { 2 } else { 1 });
         let mut names = vec!["snd".to_string()];
         names.extend((1..=max_k).map(|i| format!("r{i}")));
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -356,7 +357,7 @@ fn benchmarks() {
             convergence(&ctx, &mut rcv, &mut res);
         }
         if plan.wants("lat") {
-            latency(&ctx, &mut rcv[..1], &mut res);
+            latency(&ctx, &mut rcv[..2], &mut res);
         }
         if plan.wants("start") {
             start_times(&ctx, &mut rcv[..1], &mut res);

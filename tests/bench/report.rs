@@ -29,6 +29,9 @@ pub struct LatRow {
     pub dels: Vec<Duration>,
     /// From the call until the UPDATE left the sender (captured on its link), adds and withdrawals.
     pub wire: Vec<Duration>,
+    /// The first add of each turn (not in the others): until the receiver holds it, and on the wire.
+    pub first: Vec<Duration>,
+    pub first_wire: Vec<Duration>,
     pub err: Option<String>,
 }
 
@@ -38,6 +41,18 @@ pub struct Probes {
     pub adds: Vec<Duration>,
     pub dels: Vec<Duration>,
     pub wire: Vec<Duration>,
+    pub first: Vec<Duration>,
+    pub first_wire: Vec<Duration>,
+}
+
+impl Probes {
+    pub fn extend(&mut self, p: Probes) {
+        self.adds.extend(p.adds);
+        self.dels.extend(p.dels);
+        self.wire.extend(p.wire);
+        self.first.extend(p.first);
+        self.first_wire.extend(p.first_wire);
+    }
 }
 
 impl LatRow {
@@ -54,7 +69,7 @@ impl LatRow {
             let file = std::path::Path::new(&dir).join(format!("{sender}-{slug}-{background}.txt"));
             let _ = std::fs::write(file, format!("{}\n{}\n{}\n", line(&p.adds), line(&p.dels), line(&p.wire)));
         }
-        LatRow { sender, method, background, adds: p.adds, dels: p.dels, wire: p.wire, err }
+        LatRow { sender, method, background, adds: p.adds, dels: p.dels, wire: p.wire, first: p.first, first_wire: p.first_wire, err }
     }
 }
 
@@ -317,7 +332,7 @@ impl Results {
     }
 
     fn render_latency(&self, d: &mut String) {
-        let _ = writeln!(d, "## 4. Announce latency\n\nOne prefix added, then withdrawn, while the background routes are announced: from the call until the receiver holds it (no longer holds it), polled on the receiver's control socket in a tight loop. Each row is one sender and one way of calling it. \"On the wire\": from the call until the UPDATE left the sender, captured on its link (AF_PACKET), which separates the sender's part from the receiver's.\n");
+        let _ = writeln!(d, "## 4. Announce latency\n\nOne prefix added, then withdrawn, while the background routes are announced: from the call until the receiver holds it (no longer holds it), polled on the receiver's control socket in a tight loop. Each row is one sender and one way of calling it. speakerd and gobgpd are up at the same time, each with its own receiver, and their persistent clients take turns of 11 adds and 11 withdrawals, so that the machine's drift falls on both alike (the other rows run one after the other), after one turn each that is not counted. The first pair of a turn comes after some 20 ms without calls, while the other sender had its turn: its add is shown apart, in the table after this one, and not counted in this one. \"On the wire\": from the call until the UPDATE left the sender, captured on its link (AF_PACKET), which separates the sender's part from the receiver's.\n");
         let _ = writeln!(d, "| sender | call | background | samples | add p50 | add p99 | withdraw p50 | withdraw p99 | all p50 | all p99 | on the wire p50 | on the wire p99 |");
         let _ = writeln!(d, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for l in &self.lat {
@@ -338,6 +353,23 @@ impl Results {
                 ms(pct(&l.wire, 50.0)),
                 ms(pct(&l.wire, 99.0)),
                 l.err.as_ref().map(|e| format!(" failed: {e}")).unwrap_or_default()
+            );
+        }
+        d.push('\n');
+        let _ = writeln!(d, "The first add of each turn of the persistent clients, after the other sender's turn:\n");
+        let _ = writeln!(d, "| sender | background | turns | p50 | max | on the wire p50 | on the wire max |");
+        let _ = writeln!(d, "|---|---:|---:|---:|---:|---:|---:|");
+        for l in self.lat.iter().filter(|l| !l.first.is_empty()) {
+            let _ = writeln!(
+                d,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                l.sender,
+                l.background,
+                l.first.len(),
+                ms(pct(&l.first, 50.0)),
+                ms(l.first.iter().max().copied()),
+                ms(pct(&l.first_wire, 50.0)),
+                ms(l.first_wire.iter().max().copied()),
             );
         }
         d.push('\n');
