@@ -98,7 +98,7 @@ impl Plan {
                 restart_n: 100_000,
                 l2_runs: 20,
                 only,
-                conv_repeat: 3,
+                conv_repeat: 5,
             }
         } else {
             Plan {

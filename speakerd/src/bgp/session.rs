@@ -166,7 +166,8 @@ impl PeerShared {
     fn write_through(&self, t: &ExportTable, rib: &mut AdjRibOut) -> Option<(BatchStats, bool)> {
         let mut idle = self.idle.lock().ok()?;
         let current = self.current_task.load(Ordering::Acquire);
-        let a = idle.armed.as_ref().filter(|a| a.epoch == rib.epoch() && a.task == current)?;
+        // (A rest not yet taken by its writer, of a connection now closing, is not overwritten.)
+        let a = idle.armed.as_ref().filter(|a| a.epoch == rib.epoch() && a.task == current && idle.leftover.is_empty())?;
         if !rib.pending() {
             return Some((BatchStats::default(), true));
         }
