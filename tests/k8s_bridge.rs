@@ -218,8 +218,15 @@ spec: {{myASN: {SPK_ASN}, peerASN: {FRR_ASN}, peerAddress: "{}", connectTime: 1s
     wait_until(T, "bridge first, then speakerd: n1's paths back", two_paths);
     b1.kill9();
     sp1.restart();
+    // What the bridge's first push does, in order: announcements before peers, so that a session that
+    // comes up at once has the whole table before its End-of-RIB (docs/K8S_BRIDGE.md).
+    let watch = sp1.watch();
     let _b1 = bridge(&api, "n1", &sp1, 17478);
     wait_until(T, "speakerd first, then the bridge: n1's paths back", two_paths);
+    let first = std::iter::from_fn(|| watch.next(Duration::from_secs(5)))
+        .find_map(|e| ["announcement", "peer"].into_iter().find(|k| e.get(k).is_some()))
+        .expect("no announcement or peer event after the bridge's push");
+    assert_eq!(first, "announcement", "the bridge's push configured a peer before its announcements");
 
     // Deleting the Service withdraws its route everywhere.
     api.delete("v1", "Service", Some("default"), "web");

@@ -325,6 +325,35 @@ impl Speakerd {
             .expect("run speakerctl")
     }
 
+    /// `speakerctl -o json watch --initial`, running: its events as they come, from after the current
+    /// state (returns once speakerd has sent "synced").
+    #[track_caller]
+    pub fn watch(&self) -> Watch {
+        let mut child = Command::new(bin_path("speakerctl"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(["-o", "json", "watch", "--initial"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run speakerctl watch");
+        let out = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if tx.send(v).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let w = Watch { child, rx };
+        while w.next(Duration::from_secs(10)).expect("speakerctl watch: no \"synced\" within 10 s").get("synced").is_none() {}
+        w
+    }
+
     /// [`Speakerd::speakerctl`] that must succeed; returns stdout. Panics with stderr and speakerd's log tail.
     #[track_caller]
     pub fn ctl(&self, args: &[&str]) -> String {
@@ -432,5 +461,25 @@ impl Speakerd {
             .as_mut()
             .expect("speakerd was never started")
             .wait_exit(timeout)
+    }
+}
+
+/// A running `speakerctl watch` (see [`Speakerd::watch`]); killed when dropped.
+pub struct Watch {
+    child: std::process::Child,
+    rx: std::sync::mpsc::Receiver<Value>,
+}
+
+impl Watch {
+    /// The next event (one JSON object of `speakerctl -o json watch`), if one comes within `within`.
+    pub fn next(&self, within: Duration) -> Option<Value> {
+        self.rx.recv_timeout(within).ok()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
