@@ -1099,11 +1099,16 @@ async fn run_writer(w: OwnedWriteHalf, mut ctl: mpsc::Receiver<WriterMsg>, share
     // after idle, so the first UPDATE leaves at once, doubling while there is more.
     let mut burst = 0usize;
     let mut limit = rib_out::BATCH_FIRST;
+    // A control message that woke the writer from its wait, handled at the top like any other.
+    let mut woken_by: Option<WriterMsg> = None;
     loop {
-        let msg = match ctl.try_recv() {
-            Ok(m) => Some(m),
-            Err(mpsc::error::TryRecvError::Disconnected) => break,
-            Err(mpsc::error::TryRecvError::Empty) => None,
+        let msg = match woken_by.take() {
+            Some(m) => Some(m),
+            None => match ctl.try_recv() {
+                Ok(m) => Some(m),
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => None,
+            },
         };
         match msg {
             Some(WriterMsg::Bytes(b)) => {
@@ -1159,16 +1164,8 @@ async fn run_writer(w: OwnedWriteHalf, mut ctl: mpsc::Receiver<WriterMsg>, share
             break;
         }
         match woken {
-            Some(Some(WriterMsg::Bytes(b))) => {
-                if write_all(&w, &b).await.is_err() {
-                    break;
-                }
-                if is_notification(&b) {
-                    enc = None;
-                }
-            }
-            Some(Some(WriterMsg::StartUpdates(e, epoch))) => enc = Some((Arc::from(e), epoch)),
-            Some(Some(WriterMsg::Close)) | Some(None) => break,
+            Some(Some(m)) => woken_by = Some(m),
+            Some(None) => break,
             None => {}
         }
     }
