@@ -25,13 +25,7 @@ pub struct LatRow {
     pub sender: &'static str,
     pub method: &'static str,
     pub background: usize,
-    pub adds: Vec<Duration>,
-    pub dels: Vec<Duration>,
-    /// From the call until the UPDATE left the sender (captured on its link), adds and withdrawals.
-    pub wire: Vec<Duration>,
-    /// The first add of each turn (not in the others): until the receiver holds it, and on the wire.
-    pub first: Vec<Duration>,
-    pub first_wire: Vec<Duration>,
+    pub p: Probes,
     pub err: Option<String>,
 }
 
@@ -40,12 +34,19 @@ pub struct LatRow {
 pub struct Probes {
     pub adds: Vec<Duration>,
     pub dels: Vec<Duration>,
+    /// From the call until the UPDATE left the sender (captured on its link), adds and withdrawals.
     pub wire: Vec<Duration>,
+    /// The first add of each turn (not in the others): until the receiver holds it, and on the wire.
     pub first: Vec<Duration>,
     pub first_wire: Vec<Duration>,
 }
 
 impl Probes {
+    /// Adds and withdrawals together.
+    pub fn all(&self) -> Vec<Duration> {
+        [self.adds.as_slice(), self.dels.as_slice()].concat()
+    }
+
     pub fn extend(&mut self, p: Probes) {
         self.adds.extend(p.adds);
         self.dels.extend(p.dels);
@@ -69,7 +70,7 @@ impl LatRow {
             let file = std::path::Path::new(&dir).join(format!("{sender}-{slug}-{background}.txt"));
             let _ = std::fs::write(file, format!("{}\n{}\n{}\n", line(&p.adds), line(&p.dels), line(&p.wire)));
         }
-        LatRow { sender, method, background, adds: p.adds, dels: p.dels, wire: p.wire, first: p.first, first_wire: p.first_wire, err }
+        LatRow { sender, method, background, p, err }
     }
 }
 
@@ -225,12 +226,12 @@ impl Results {
         );
         for bg in &plan.latency_background {
             let l = self.lat.iter().find(|l| l.sender == "speakerd" && l.method.starts_with("gRPC") && l.background == *bg);
-            let all = l.map(|l| [l.adds.clone(), l.dels.clone()].concat()).unwrap_or_default();
+            let all = l.map(|l| l.p.all()).unwrap_or_default();
             let (p50, p99) = (pct(&all, 50.0), pct(&all, 99.0));
             line(&format!("persistent client p50 ≤ 0.6 ms, p99 ≤ 1 ms ({bg} announced)"), format!("p50 {} p99 {}", ms(p50), ms(p99)), p50.zip(p99).map(|(a, b)| a.as_secs_f64() <= 0.0006 && b.as_secs_f64() <= 0.001));
             // the receiver's part (BIRD's import, the poll) is the same for both: compare on the wire
             let g = self.lat.iter().find(|l| l.sender == "gobgpd" && l.method.starts_with("gRPC") && l.background == *bg);
-            let ratio = |q: f64| Some(secs(pct(&l?.wire, q))? / secs(pct(&g?.wire, q))?);
+            let ratio = |q: f64| Some(secs(pct(&l?.p.wire, q))? / secs(pct(&g?.p.wire, q))?);
             let (r50, r99) = (ratio(50.0), ratio(99.0));
             line(
                 &format!("persistent client ≤ 0.5× gobgpd's gRPC, call → UPDATE on the wire ({bg} announced)"),
@@ -239,7 +240,7 @@ impl Results {
             );
         }
         let ctl = self.lat.iter().find(|l| l.sender == "speakerd" && l.method.contains("speakerctl"));
-        let p50 = ctl.and_then(|l| pct(&[l.adds.clone(), l.dels.clone()].concat(), 50.0));
+        let p50 = ctl.and_then(|l| pct(&l.p.all(), 50.0));
         line("one speakerctl call ≤ 4 ms end to end (p50)", ms(p50), p50.map(|p| p.as_secs_f64() <= 0.004));
         let est = self.start.iter().find(|s| s.sender == "speakerd").and_then(|s| pct(&s.est, 50.0));
         line("start → Established ≤ 100 ms (median)", ms(est), est.map(|e| e.as_secs_f64() <= 0.1));
@@ -336,7 +337,7 @@ impl Results {
         let _ = writeln!(d, "| sender | call | background | samples | add p50 | add p99 | withdraw p50 | withdraw p99 | all p50 | all p99 | on the wire p50 | on the wire p99 |");
         let _ = writeln!(d, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for l in &self.lat {
-            let all = [l.adds.clone(), l.dels.clone()].concat();
+            let all = l.p.all();
             let _ = writeln!(
                 d,
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |{}",
@@ -344,14 +345,14 @@ impl Results {
                 l.method,
                 l.background,
                 all.len(),
-                ms(pct(&l.adds, 50.0)),
-                ms(pct(&l.adds, 99.0)),
-                ms(pct(&l.dels, 50.0)),
-                ms(pct(&l.dels, 99.0)),
+                ms(pct(&l.p.adds, 50.0)),
+                ms(pct(&l.p.adds, 99.0)),
+                ms(pct(&l.p.dels, 50.0)),
+                ms(pct(&l.p.dels, 99.0)),
                 ms(pct(&all, 50.0)),
                 ms(pct(&all, 99.0)),
-                ms(pct(&l.wire, 50.0)),
-                ms(pct(&l.wire, 99.0)),
+                ms(pct(&l.p.wire, 50.0)),
+                ms(pct(&l.p.wire, 99.0)),
                 l.err.as_ref().map(|e| format!(" failed: {e}")).unwrap_or_default()
             );
         }
@@ -359,17 +360,17 @@ impl Results {
         let _ = writeln!(d, "The first add of each turn of the persistent clients, after the other sender's turn:\n");
         let _ = writeln!(d, "| sender | background | turns | p50 | max | on the wire p50 | on the wire max |");
         let _ = writeln!(d, "|---|---:|---:|---:|---:|---:|---:|");
-        for l in self.lat.iter().filter(|l| !l.first.is_empty()) {
+        for l in self.lat.iter().filter(|l| !l.p.first.is_empty()) {
             let _ = writeln!(
                 d,
                 "| {} | {} | {} | {} | {} | {} | {} |",
                 l.sender,
                 l.background,
-                l.first.len(),
-                ms(pct(&l.first, 50.0)),
-                ms(l.first.iter().max().copied()),
-                ms(pct(&l.first_wire, 50.0)),
-                ms(l.first_wire.iter().max().copied()),
+                l.p.first.len(),
+                ms(pct(&l.p.first, 50.0)),
+                ms(l.p.first.iter().max().copied()),
+                ms(pct(&l.p.first_wire, 50.0)),
+                ms(l.p.first_wire.iter().max().copied()),
             );
         }
         d.push('\n');
@@ -459,7 +460,7 @@ impl Results {
             }
         }
         for l in &self.lat {
-            if l.adds.len() != plan.latency_ops || l.dels.len() != plan.latency_ops {
+            if l.p.adds.len() != plan.latency_ops || l.p.dels.len() != plan.latency_ops {
                 missing.push(format!("latency {} {}: {:?}", l.sender, l.method, l.err));
             }
         }

@@ -383,14 +383,12 @@ pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
         };
         // One turn each first, not counted: the first calls after the set-up's seconds without any were
         // up to 8× slower for speakerd, and the first few for gobgpd (the turns' first adds stay shown).
-        let (mut w_sp, mut w_go) = (sp_r.as_ref().map(|_| Probes::default()).map_err(Clone::clone), go_r.as_ref().map(|_| Probes::default()).map_err(Clone::clone));
-        turn(&mut w_sp, &sniff_s, &mut rs[0], 0..LAT_TURN, &mut sp_add, &mut sp_del);
-        turn(&mut w_go, &sniff_g, &mut rg[0], 0..LAT_TURN, &mut go_add, &mut go_del);
-        if let (Err(e), Ok(_)) = (w_sp, &sp_r) {
-            sp_r = Err(e);
-        }
-        if let (Err(e), Ok(_)) = (w_go, &go_r) {
-            go_r = Err(e);
+        turn(&mut sp_r, &sniff_s, &mut rs[0], 0..LAT_TURN, &mut sp_add, &mut sp_del);
+        turn(&mut go_r, &sniff_g, &mut rg[0], 0..LAT_TURN, &mut go_add, &mut go_del);
+        for acc in [&mut sp_r, &mut go_r] {
+            if let Ok(p) = acc {
+                *p = Probes::default(); // a failure stays
+            }
         }
         let per = LAT_TURN - 1;
         for t in 0..ops.div_ceil(per) {
