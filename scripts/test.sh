@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # The one command that runs the whole test suite: installs the test dependencies, builds every target of
 # the workspace (the end-to-end tests run the built speakerd/speakerctl binaries), runs all tests, and
-# prints a summary. Exits non-zero on any failure. Needs root for the network-namespace tests (they skip
-# without it locally, and fail in CI, where CI=true).
+# prints a summary. Exits non-zero on any failure. Needs root for the network-namespace tests.
+#
+# A test that cannot run here (not root, a program missing) is a skip, never a pass: it prints one line
+# `SKIPPED <test>: <why>` (the test-skip crate) into $SPEAKERD_SKIP_LOG, and the summary counts those lines,
+# with #[ignore]d tests, as skipped. Under CI (CI set and not empty/0/false) a skip fails the test itself,
+# and any skip counted here fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,12 +16,22 @@ start=$(date +%s)
 echo "==> cargo build --workspace --all-targets"
 cargo build --workspace --all-targets
 
-echo "==> cargo test --workspace"
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+skips=$(mktemp)
+trap 'rm -f "$out" "$skips"' EXIT
+export SPEAKERD_SKIP_LOG="$skips"
+status=0
+
+echo "==> README commands (scripts/readme-commands.sh: the main job and the client lines, as written)"
 set +e
-cargo test --workspace --no-fail-fast 2>&1 | tee "$out"
-status=${PIPESTATUS[0]}
+./scripts/readme-commands.sh 2>&1 | tee -a "$out"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+set -e
+
+echo "==> cargo test --workspace"
+set +e
+cargo test --workspace --no-fail-fast 2>&1 | tee -a "$out"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 set -e
 
 echo "==> fuzz smoke (fuzz/smoke.sh: every decoder's fuzz target for a few seconds)"
@@ -34,15 +48,27 @@ fi
 
 sum() { grep -E '^test result:' "$out" | grep -oE "[0-9]+ $1" | awk '{s += $1} END {print s + 0}'; }
 passed=$(sum passed) failed=$(sum failed) ignored=$(sum ignored)
+# A skipped test returned early, so cargo counted it as passed: move it to skipped.
+skipped_early=$(grep -c '^SKIPPED ' "$skips" || true)
+passed=$(( passed - skipped_early )) skipped=$(( ignored + skipped_early ))
 binaries=$(grep -cE '^test result:' "$out" || true)
 echo
 echo "==> $binaries test result lines, $(( $(date +%s) - start )) s"
-if [ "$status" -ne 0 ]; then
-  grep -E '^test .* FAILED$' "$out" | sed 's/^/    /' || true
+if [ "$skipped" -gt 0 ]; then
+  echo "skipped: $skipped_early returned early, $ignored #[ignore]d"
+  sed 's/^/    /' "$skips"
 fi
-if [ "$status" -ne 0 ] || [ "$failed" -ne 0 ] || [ "$passed" -eq 0 ]; then
-  echo "FAILED (cargo test exit status $status)"
-  echo "summary: $passed passed, $failed failed, $ignored skipped"
+if [ "$status" -ne 0 ]; then
+  grep -E '^test .* FAILED$|^readme-commands: FAILED' "$out" | sed 's/^/    /' || true
+fi
+ci=$(case "${CI:-}" in ""|0|[Ff][Aa][Ll][Ss][Ee]) echo no ;; *) echo yes ;; esac)
+if [ "$ci" = yes ] && [ "$skipped" -gt 0 ]; then
+  echo "FAILED: $skipped skipped under CI (CI=$CI): every test must run in CI"
+  status=1
+fi
+if [ "$status" -ne 0 ] || [ "$failed" -ne 0 ] || [ "$passed" -le 0 ]; then
+  echo "FAILED (exit status $status)"
+  echo "summary: $passed passed, $failed failed, $skipped skipped"
   exit 1
 fi
-echo "summary: $passed passed, $failed failed, $ignored skipped"
+echo "summary: $passed passed, $failed failed, $skipped skipped"

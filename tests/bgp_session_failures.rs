@@ -231,11 +231,15 @@ fn a_reset_by_a_settings_change_leaves_the_new_session_in_charge() {
                 Err(format!("{r:?}"))
             }
         });
-        // the status is the new session's, and stays so once the old task has finished closing
-        std::thread::sleep(Duration::from_millis(300));
-        let p = sp.speakerctl_json(&["peer", "show", &ba]);
-        assert_eq!(p["state"], "established", "round {round}: {p}");
-        assert_eq!(p["negotiated"]["hold_time_secs"].as_u64(), Some(u64::from(30 + round)), "round {round}: {p}");
-        assert_eq!(p["advertised"].as_u64(), Some(1), "round {round}: {p}");
+        // the status becomes the new session's, and stays so while the old task finishes closing
+        let new_session = || {
+            let p = sp.speakerctl_json(&["peer", "show", &ba]);
+            let ok = p["state"] == "established"
+                && p["negotiated"]["hold_time_secs"].as_u64() == Some(u64::from(30 + round))
+                && p["advertised"].as_u64() == Some(1);
+            if ok { Ok(()) } else { Err(format!("round {round}: {p}")) }
+        };
+        wait_until(T, &format!("round {round}: the new session's status"), new_session);
+        assert_holds(Duration::from_millis(500), &format!("round {round}: the new session's status"), new_session);
     }
 }

@@ -310,9 +310,15 @@ fn a_peer_flooding_updates_does_not_starve_other_sessions() {
     let id = fl.v4.octets();
     let to = s.v4;
     let flooder = in_netns(fl, move || flood(to, 65009, id, 15));
-    // While the flood runs: the BIRD session (hold 3 s) never drops and a new announcement still
-    // reaches BIRD promptly.
-    std::thread::sleep(Duration::from_secs(3));
+    // While the flood runs (speakerd has taken in a good part of it: over a second's worth), the BIRD
+    // session (hold 3 s) never drops and a new announcement still reaches BIRD promptly.
+    let received = |sp: &Speakerd| -> u64 {
+        sp.peers().iter().find(|p| p["address"] == fl.v4.to_string()).and_then(|p| p["updates_received"].as_u64()).unwrap_or(0)
+    };
+    wait_until(T, "speakerd receives the flood", || match received(&sp) {
+        n if n >= 1000 => Ok(()),
+        n => Err(format!("{n} UPDATEs received so far")),
+    });
     sp.ctl(&["announce", "add", "203.0.113.2/32"]);
     let t = Instant::now();
     bird.wait_route("203.0.113.2/32");
@@ -322,6 +328,12 @@ fn a_peer_flooding_updates_does_not_starve_other_sessions() {
         if st == "established" { Ok(()) } else { Err(st) }
     });
     let updates = flooder.join().unwrap();
+    // What counts is what speakerd took in, not what the flooder wrote into its socket buffer: every
+    // UPDATE written reaches speakerd's counters (TCP delivers all of it before the flooder's FIN).
+    wait_until(T, "speakerd has read every UPDATE the flooder wrote", || match received(&sp) {
+        n if n >= updates => Ok(()),
+        n => Err(format!("{n} of {updates} received")),
+    });
     let fl_state = sp.peers().into_iter().find(|p| p["address"] == fl.v4.to_string()).unwrap();
     println!(
         "flood: {updates} UPDATEs (~{} prefixes) in 15 s; speakerd received {} UPDATEs; an announcement reached BIRD in {add_latency:?} meanwhile",

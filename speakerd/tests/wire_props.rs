@@ -1,7 +1,8 @@
 //! Property tests of the BGP wire codec.
 //!
 //! - Round trip: `decode(encode(m)) == m` for arbitrary OPEN, UPDATE, NOTIFICATION, KEEPALIVE and ROUTE-REFRESH
-//!   messages, whenever `encode` accepts them (it refuses anything over 4096 bytes; those cases are skipped).
+//!   messages, whenever `encode` accepts them (it refuses anything over 4096 bytes; those cases are rejected with
+//!   `prop_assume!`, which proptest counts; more rejects than cases fails the test).
 //! - Robustness: `frame` and `decode` never panic, on arbitrary bytes and on mutations of valid messages (bit
 //!   flips, truncations, edited length fields). Whatever decodes can be encoded again without a panic.
 //! - Packing: `Packer` output decodes back to exactly the prefixes given, each message is within the limit, and
@@ -292,12 +293,14 @@ fn encode(m: &Message, four_octet: bool) -> Option<BytesMut> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 512, max_global_rejects: 512, ..ProptestConfig::default() })]
 
     #[test]
     fn open_round_trips(o in open()) {
         let m = Message::Open(o);
-        let Some(b) = encode(&m, true) else { return Ok(()) };
+        let b = encode(&m, true);
+        prop_assume!(b.is_some(), "over 4096 bytes: skipped (counted by proptest)");
+        let b = b.unwrap();
         prop_assert_eq!(frame(&b, MAX_MESSAGE_LEN), Ok(Some(b.len())));
         prop_assert_eq!(decode(&b, &IBGP4), Ok(m));
     }
@@ -305,7 +308,9 @@ proptest! {
     #[test]
     fn update_round_trips_on_a_four_octet_session(u in update(u32::MAX)) {
         let m = Message::Update(u.clone());
-        let Some(b) = encode(&m, true) else { return Ok(()) };
+        let b = encode(&m, true);
+        prop_assume!(b.is_some(), "over 4096 bytes: skipped (counted by proptest)");
+        let b = b.unwrap();
         let expected = Update { faults: missing_mandatory(&u, &IBGP4), ..u };
         prop_assert_eq!(decode(&b, &IBGP4), Ok(Message::Update(expected)));
     }
@@ -316,7 +321,9 @@ proptest! {
         // so the encoder adds none of its own). From an external peer LOCAL_PREF is dropped on receipt.
         let ctx = DecodeCtx { four_octet_as: false, ibgp: false };
         let m = Message::Update(u.clone());
-        let Some(b) = encode(&m, false) else { return Ok(()) };
+        let b = encode(&m, false);
+        prop_assume!(b.is_some(), "over 4096 bytes: skipped (counted by proptest)");
+        let b = b.unwrap();
         let mut expected = u;
         expected.attrs.local_pref = None;
         expected.faults = missing_mandatory(&expected, &ctx);
@@ -329,7 +336,9 @@ proptest! {
         Just(Message::Keepalive),
         (family(), any::<u8>()).prop_map(|(family, subtype)| Message::RouteRefresh(RouteRefresh { family, subtype })),
     ]) {
-        let Some(b) = encode(&m, true) else { return Ok(()) };
+        let b = encode(&m, true);
+        prop_assume!(b.is_some(), "over 4096 bytes: skipped (counted by proptest)");
+        let b = b.unwrap();
         prop_assert_eq!(decode(&b, &IBGP4), Ok(m));
     }
 
@@ -474,7 +483,7 @@ fn mutate(m: &mut Vec<u8>, op: &Mutation) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 2048, max_global_rejects: 2048, ..ProptestConfig::default() })]
 
     #[test]
     fn decode_never_panics_on_arbitrary_bytes(bytes in vec(any::<u8>(), 0..200)) {
@@ -493,7 +502,9 @@ proptest! {
 
     #[test]
     fn decode_never_panics_on_mutated_valid_messages(m in message(), ops in vec(mutation(), 1..4)) {
-        let Ok(b) = to_bytes(&m, true) else { return Ok(()) };
+        let b = to_bytes(&m, true);
+        prop_assume!(b.is_ok(), "not encodable: skipped (counted by proptest)");
+        let b = b.unwrap();
         let mut bytes = b.to_vec();
         for op in &ops {
             if bytes.len() < 2 {
@@ -583,7 +594,7 @@ fn max_len() -> impl Strategy<Value = usize> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, max_global_rejects: 128, ..ProptestConfig::default() })]
 
     #[test]
     fn packer_reach_v4_carries_exactly_the_prefixes_given(

@@ -3,8 +3,9 @@
 //!
 //! Every test that uses it starts with
 //! `let Some(lab) = Lab::new_or_skip("my_test", &["gobgpd", "bird"]) else { return };`
-//! which skips (prints why, passes) without root, `ip netns` or the named tools, and fails instead
-//! when `CI=true`, so a broken CI machine cannot pass silently.
+//! which skips without root, `ip netns` or the named tools: it prints one `SKIPPED <test>: <why>` line,
+//! which `scripts/test.sh` counts as skipped (never as passed), and fails instead under CI (see the
+//! `test-skip` crate), so a broken CI machine cannot pass silently.
 //!
 //! Nothing here sleeps for a fixed time: use [`wait_until`] to poll a condition with a deadline.
 #![allow(dead_code, unused_imports)]
@@ -68,13 +69,7 @@ pub fn assert_holds(period: Duration, what: &str, mut f: impl FnMut() -> Result<
     }
 }
 
-/// True when `CI` is set to something other than empty, `0` or `false`.
-pub fn in_ci() -> bool {
-    match std::env::var("CI") {
-        Ok(v) => !(v.is_empty() || v == "0" || v.eq_ignore_ascii_case("false")),
-        Err(_) => false,
-    }
-}
+pub use test_skip::in_ci;
 
 /// Why a lab cannot run here (not root, no `ip netns`, a tool missing), or `None` if it can.
 /// `tools`: `"gobgpd"`, `"bird"`, `"frr"` (expanded to their daemon and CLI) or any program name
@@ -122,14 +117,13 @@ pub fn find_program(prog: &str) -> Option<std::path::PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Decides whether a test runs: `true` if it can; `false` (after printing why) if it should be skipped.
-/// Panics instead of skipping when [`in_ci`].
+/// Decides whether a test runs: `true` if it can; `false` (after recording the skip with
+/// [`test_skip::skip`]) if it cannot. Panics instead of skipping when [`in_ci`].
 pub fn should_run(test: &str, tools: &[&str]) -> bool {
     match lab_unavailable(tools) {
         None => true,
-        Some(why) if in_ci() => panic!("{test}: cannot run in CI: {why}"),
         Some(why) => {
-            eprintln!("SKIPPED {test}: {why}");
+            test_skip::skip(test, &why);
             false
         }
     }
