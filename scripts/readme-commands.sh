@@ -2,7 +2,7 @@
 # Runs the README's commands as written, so that a README that no longer works fails the test suite.
 #
 # * The first fenced `sh` block (the main job, one command) starts speakerd with its defaults, in a network
-#   namespace of its own with only `lo`, so nothing it does leaves the namespace. It must answer on its
+#   namespace of its own (lo and a veth NIC), so nothing it does leaves the namespace. It must answer on its
 #   default socket (/run/speakerd/speakerd.sock as root).
 # * The block after "Then, from another shell:" runs line by line as written, in the same namespace; the
 #   peer and the announcement it adds must show in `peer list` and in `-o json announce list`.
@@ -53,8 +53,14 @@ grep -qxF "$test_cmd" .ci/run || fail ".ci/run does not run the README's test co
 
 socket=/run/speakerd/speakerd.sock
 
+# A host as a user has one: loopback and a NIC with an IPv4 address (speakerd's default router ID). The
+# NIC is one end of a veth pair whose other end is in the same namespace: nothing leaves the namespace.
 ip netns add "$ns"
 ip -n "$ns" link set lo up
+ip -n "$ns" link add eth0 type veth peer name wire0
+ip -n "$ns" addr add 192.0.2.1/24 dev eth0
+ip -n "$ns" link set eth0 up
+ip -n "$ns" link set wire0 up
 log "main job, as written: $main_cmd"
 out=$(mktemp -p "$blocks")
 # The command runs in its own session, with the variables a user would not have set removed.
