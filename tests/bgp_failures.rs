@@ -9,7 +9,9 @@
 //! * 100,000 /32s to BIRD with hold time 3 s while FRR (hold 3 s) is up too: no session of either side
 //!   ever leaves Established while the table goes out;
 //! * metrics (MetalLB's names) on `--metrics`, then `peer delete` (Cease / Peer De-configured) and
-//!   `announce withdraw` at another peer.
+//!   `announce withdraw` at another peer;
+//! * a session reset by a settings change (`peer update`), eight times: the new session's status is the
+//!   one shown, and stays so while the old task finishes closing.
 //!
 //! Every wait polls with a deadline; no test sleeps for a fixed time.
 
@@ -808,4 +810,52 @@ fn withdraw_everything_on_delete_and_metrics() {
         Some(1.0),
         "the deleted peer is still reported up:\n{m}"
     );
+}
+
+fn wait_route(peer: &dyn BgpPeer, prefix: &str, name: &str) -> Route {
+    wait_until(T, &format!("{prefix} at {name}"), || {
+        peer.routes_for(prefix).into_iter().next().ok_or_else(|| format!("{:?}", peer.routes()))
+    })
+}
+
+/// `session::tests::a_replaced_task_no_longer_writes_the_peer_state` covers the race behind it (the old
+/// task's last steps landing after the new session is up), which real daemons close too fast to hit.
+#[test]
+fn a_reset_by_a_settings_change_leaves_the_new_session_in_charge() {
+    let Some(lab) = Lab::new_or_skip("resetupd", &["bird"]) else { return };
+    let (s, b) = lab.pair("spk", "bird");
+    let s4 = s.v4.to_string();
+    let sp = Speakerd::builder(&s).local_asn(65001).router_id(s.v4).start();
+    let bird = Bird::start(&b, PeerConfig::new(65002, b.v4).neighbor(Neighbor::new(&s4, 65001).passive()));
+    let ba = b.v4.to_string();
+    sp.ctl(&["peer", "add", &ba, "--asn", "65002", "--connect-time", "1"]);
+    for round in 0..8u32 {
+        let (keep, gone) = (format!("203.0.113.{}/32", 100 + round), format!("203.0.113.{}/32", 99 + round));
+        sp.ctl(&["announce", "add", &keep]);
+        let hold = (30 + round).to_string();
+        sp.ctl(&["peer", "update", &ba, "--asn", "65002", "--connect-time", "1", "--hold-time", &hold]);
+        sp.wait_peer_state(&ba, "established", T);
+        wait_route(&bird, &keep, "BIRD");
+        if round > 0 {
+            sp.ctl(&["announce", "withdraw", &gone]);
+        }
+        wait_until(T, &format!("round {round}: only {keep} at BIRD"), || {
+            let r = bird.routes();
+            if r.len() == 1 && r[0].prefix == keep {
+                Ok(())
+            } else {
+                Err(format!("{r:?}"))
+            }
+        });
+        // the status becomes the new session's, and stays so while the old task finishes closing
+        let new_session = || {
+            let p = sp.speakerctl_json(&["peer", "show", &ba]);
+            let ok = p["state"] == "established"
+                && p["negotiated"]["hold_time_secs"].as_u64() == Some(u64::from(30 + round))
+                && p["advertised"].as_u64() == Some(1);
+            if ok { Ok(()) } else { Err(format!("round {round}: {p}")) }
+        };
+        wait_until(T, &format!("round {round}: the new session's status"), new_session);
+        assert_holds(Duration::from_millis(500), &format!("round {round}: the new session's status"), new_session);
+    }
 }
