@@ -86,9 +86,11 @@ struct Args {
     /// Other nodes' gossip addresses to join through (repeatable; IP or IP:PORT).
     #[arg(long = "gossip-seed")]
     gossip_seeds: Vec<String>,
-    /// File holding a shared secret that authenticates and encrypts gossip.
+    /// File holding a shared secret that authenticates and encrypts gossip (repeatable: the first
+    /// that exists is used). None existing is not fatal: gossip runs unencrypted, with a warning, until
+    /// one appears.
     #[arg(long)]
-    gossip_secret_file: Option<PathBuf>,
+    gossip_secret_file: Vec<PathBuf>,
     /// SWIM probe period in milliseconds (10–60000). A dead node is declared down after about 3–5
     /// periods, so this sets the Layer 2 failover time (docs/LAYER2.md). Every node must use the same.
     #[arg(long, default_value_t = 200)]
@@ -282,9 +284,9 @@ async fn start_layer2(args: &Args, speaker: &Arc<Speaker>, cancel: &Cancellation
         for s in &args.gossip_seeds {
             seeds.push(speakerd::api::server::parse_seed(s).ok_or_else(|| anyhow::anyhow!("--gossip-seed {s:?}: not IP or IP:PORT"))?);
         }
-        let envelope = match &args.gossip_secret_file {
-            Some(p) => Some(gossip_envelope(p, cancel.child_token())?),
-            None => None,
+        let envelope = match args.gossip_secret_file.is_empty() {
+            false => Some(gossip_envelope(&args.gossip_secret_file, cancel.child_token())?),
+            true => None,
         };
         let cfg = MembershipConfig { node_name: node.clone(), bind: args.gossip_bind, advertise: args.gossip_advertise, seeds, envelope, probe_period: Duration::from_millis(args.gossip_probe_ms), ..MembershipConfig::default() };
         match Membership::start(cfg, cancel.child_token()).await {
@@ -303,27 +305,37 @@ async fn start_layer2(args: &Args, speaker: &Arc<Speaker>, cancel: &Cancellation
     Ok(())
 }
 
-/// How often a missing gossip secret file is looked for again.
+/// How often missing gossip secret files are looked for again.
 const SECRET_POLL: Duration = Duration::from_secs(2);
 
-/// The gossip envelope of `--gossip-secret-file`. The DaemonSet mounts the memberlist Secret as
+/// The gossip envelope of the `--gossip-secret-file`s. The DaemonSet mounts the memberlist Secret as
 /// optional, so a missing (or empty) file is not fatal: gossip runs unencrypted, loudly, with
 /// `speakerd_gossip_secret_missing 1`, and the secret is picked up as soon as the file appears.
 /// Only a file that exists but cannot be read stops start-up.
-fn gossip_envelope(path: &Path, cancel: CancellationToken) -> anyhow::Result<speakerd::membership::Envelope> {
-    use speakerd::membership::{load_secret_file, Envelope, SECRET_MISSING};
+fn gossip_envelope(paths: &[PathBuf], cancel: CancellationToken) -> anyhow::Result<speakerd::membership::Envelope> {
+    use speakerd::membership::{Envelope, SECRET_MISSING};
     use std::sync::atomic::Ordering::Relaxed;
-    if let Some(s) = load_secret_file(path).with_context(|| format!("reading {}", path.display()))? {
+    // The first file present, or None; an unreadable file is an error.
+    fn first(paths: &[PathBuf]) -> anyhow::Result<Option<Vec<u8>>> {
+        for p in paths {
+            if let Some(s) = speakerd::membership::load_secret_file(p).with_context(|| format!("reading {}", p.display()))? {
+                return Ok(Some(s));
+            }
+        }
+        Ok(None)
+    }
+    let shown = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+    if let Some(s) = first(paths)? {
         SECRET_MISSING.store(false, Relaxed);
         return Ok(Envelope::new(&s));
     }
     tracing::warn!(
-        file = %path.display(),
-        "GOSSIP IS UNENCRYPTED AND UNAUTHENTICATED: the gossip secret file is missing or empty (create the memberlist Secret, key \"secretkey\"); it is picked up when it appears"
+        files = %shown,
+        "GOSSIP IS UNENCRYPTED AND UNAUTHENTICATED: no gossip secret file exists or all are empty (create the memberlist or metallb-memberlist Secret, key \"secretkey\"); the secret is picked up when it appears"
     );
     SECRET_MISSING.store(true, Relaxed);
     let env = Envelope::pending();
-    let (e, path) = (env.clone(), path.to_path_buf());
+    let (e, paths) = (env.clone(), paths.to_vec());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(SECRET_POLL);
         loop {
@@ -331,15 +343,15 @@ fn gossip_envelope(path: &Path, cancel: CancellationToken) -> anyhow::Result<spe
                 _ = cancel.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            match load_secret_file(&path) {
+            match first(&paths) {
                 Ok(Some(s)) => {
                     e.set_secret(&s);
                     SECRET_MISSING.store(false, Relaxed);
-                    tracing::info!(file = %path.display(), "gossip secret found: gossip is encrypted from now on");
+                    tracing::info!(files = %shown, "gossip secret found: gossip is encrypted from now on");
                     return;
                 }
                 Ok(None) => {}
-                Err(err) => tracing::warn!(file = %path.display(), error = %err, "reading the gossip secret file"),
+                Err(err) => tracing::warn!(error = %format!("{err:#}"), "reading the gossip secret file"),
             }
         }
     });
