@@ -23,11 +23,17 @@ impl std::fmt::Display for ObjRef {
     }
 }
 
-/// Errors make the whole configuration invalid (the last good one stays in force); warnings are
-/// reported and the rest applies.
+/// Errors make the whole configuration invalid (the last good one stays in force); a skipped object
+/// is left out and the rest applies; warnings are reported and the object applies.
+///
+/// Only pool problems (an unparseable IPAddressPool, bad addresses, overlapping pools) and an
+/// unreadable legacy ConfigMap are errors: dropping a pool would withdraw every IP in it, and
+/// MetalLB rejects those as a whole too. A bad or unsupported BGPPeer, BGPAdvertisement,
+/// L2Advertisement, Community or BFDProfile is skipped: it never blocks the rest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
     Error,
+    Skipped,
     Warning,
 }
 
@@ -61,6 +67,8 @@ pub struct ConfigInput {
     pub legacy: Option<(String, String, Option<String>)>,
     /// Secrets referenced by BGPPeer.passwordSecret: (namespace, name) → data.
     pub secrets: BTreeMap<(String, String), BTreeMap<String, Vec<u8>>>,
+    /// Their `type`s: (namespace, name) → type (MetalLB requires `kubernetes.io/basic-auth`).
+    pub secret_types: BTreeMap<(String, String), String>,
 }
 
 /// An address pool: its ranges (inclusive) and the labels pool selectors match.
@@ -179,6 +187,37 @@ impl Collector {
             message: msg.into(),
         });
     }
+
+    /// Validates one object with `f`: an error `f` finds leaves that object out (its problems become
+    /// [`Severity::Skipped`]) instead of making the whole configuration invalid.
+    fn object<T>(&mut self, f: impl FnOnce(&mut Collector) -> Option<T>) -> Option<T> {
+        let before = self.problems.len();
+        let r = f(self);
+        let mut skipped = false;
+        for p in &mut self.problems[before..] {
+            if p.severity == Severity::Error {
+                p.severity = Severity::Skipped;
+                p.message = format!(
+                    "{}; this {} is left out, the rest of the configuration applies",
+                    p.message, p.object.kind
+                );
+                skipped = true;
+            }
+        }
+        if skipped {
+            None
+        } else {
+            r
+        }
+    }
+}
+
+/// Fields of a spec that k8s-bridge does not know (unknown to MetalLB too, or newer than this
+/// bridge): a warning naming each, never silence.
+fn unknown_fields(extra: &BTreeMap<String, serde_json::Value>, r: &ObjRef, c: &mut Collector) {
+    for k in extra.keys() {
+        c.warn(r, format!("spec.{k}: unknown field, ignored"));
+    }
 }
 
 /// Builds the configuration. Returns it with the warnings, or every problem found if any is an error.
@@ -244,27 +283,49 @@ fn from_crds(input: &ConfigInput, c: &mut Collector) -> Config {
     let mut aliases: BTreeMap<String, String> = BTreeMap::new();
     for o in &input.communities {
         let r = oref(METALLB_V1B1, "Community", &o.namespace, &o.name);
-        let Some(s) = spec_of(o, &r, c) else { continue };
-        for (i, a) in s.communities.iter().enumerate() {
-            if a.name.is_empty() {
-                c.error(&r, format!("spec.communities[{i}].name: required"));
-            } else if let Err(e) = parse_community_value(&a.value) {
-                c.error(&r, format!("spec.communities[{i}].value: {e}"));
-            } else if aliases.insert(a.name.clone(), a.value.clone()).is_some() {
-                c.error(
-                    &r,
-                    format!(
-                        "spec.communities[{i}].name: alias {:?} defined twice",
-                        a.name
-                    ),
-                );
+        let mine = c.object(|c| {
+            let s = spec_of(o, &r, c)?;
+            unknown_fields(&s.extra, &r, c);
+            let mut mine: BTreeMap<String, String> = BTreeMap::new();
+            for (i, a) in s.communities.iter().enumerate() {
+                if a.name.is_empty() {
+                    c.error(&r, format!("spec.communities[{i}].name: required"));
+                } else if let Err(e) = parse_community_value(&a.value) {
+                    c.error(&r, format!("spec.communities[{i}].value: {e}"));
+                } else if aliases.contains_key(&a.name)
+                    || mine.insert(a.name.clone(), a.value.clone()).is_some()
+                {
+                    c.error(
+                        &r,
+                        format!(
+                            "spec.communities[{i}].name: alias {:?} defined twice",
+                            a.name
+                        ),
+                    );
+                }
             }
-        }
+            Some(mine)
+        });
+        aliases.extend(mine.unwrap_or_default());
     }
     let mut bfd: BTreeMap<String, pb::BfdProfile> = BTreeMap::new();
     for o in &input.bfd_profiles {
         let r = oref(METALLB_V1B1, "BFDProfile", &o.namespace, &o.name);
-        let Some(s) = spec_of(o, &r, c) else { continue };
+        let p = c.object(|c| {
+            let s = spec_of(o, &r, c)?;
+            unknown_fields(&s.extra, &r, c);
+            bfd_from_crd(o, s, &r, c)
+        });
+        if let Some(p) = p {
+            bfd.insert(o.name.clone(), p);
+        }
+    }
+    fn bfd_from_crd(
+        o: &Obj<BfdProfileSpec>,
+        s: &BfdProfileSpec,
+        r: &ObjRef,
+        c: &mut Collector,
+    ) -> Option<pb::BfdProfile> {
         let l = LegacyBfdProfile {
             name: o.name.clone(),
             receive_interval: s.receive_interval,
@@ -275,13 +336,12 @@ fn from_crds(input: &ConfigInput, c: &mut Collector) -> Config {
             passive_mode: s.passive_mode,
             minimum_ttl: s.minimum_ttl,
         };
-        if let Some(p) = bfd_profile(&l, &r, c) {
-            bfd.insert(o.name.clone(), p);
-        }
+        bfd_profile(&l, r, c)
     }
     for o in &input.pools {
         let r = oref(METALLB_V1B1, "IPAddressPool", &o.namespace, &o.name);
         let Some(s) = spec_of(o, &r, c) else { continue };
+        unknown_fields(&s.extra, &r, c);
         let ranges = pool_ranges(&s.addresses, "spec.addresses", &r, c);
         cfg.pools.push(Pool {
             name: o.name.clone(),
@@ -298,150 +358,33 @@ fn from_crds(input: &ConfigInput, c: &mut Collector) -> Config {
             .collect::<Vec<_>>(),
         c,
     );
-    let pool_names: BTreeSet<&str> = cfg.pools.iter().map(|p| p.name.as_str()).collect();
     for o in &input.peers {
         let r = oref("metallb.io/v1beta2", "BGPPeer", &o.namespace, &o.name);
-        let Some(s) = spec_of(o, &r, c) else { continue };
-        let nodes = selectors(&s.node_selectors, "spec.nodeSelectors", &r, c);
-        let password = match (&s.password, &s.password_secret) {
-            (p, Some(sec)) if !sec.name.is_empty() => {
-                if !p.is_empty() {
-                    c.error(
-                        &r,
-                        "spec.password and spec.passwordSecret: set one, not both",
-                    );
-                }
-                let ns = if sec.namespace.is_empty() {
-                    &o.namespace
-                } else {
-                    &sec.namespace
-                };
-                match input
-                    .secrets
-                    .get(&(ns.clone(), sec.name.clone()))
-                    .and_then(|d| d.get("password"))
-                {
-                    Some(pw) => String::from_utf8_lossy(pw).into_owned(),
-                    None => {
-                        c.error(&r, format!("spec.passwordSecret: secret {ns}/{} with a \"password\" key not found", sec.name));
-                        String::new()
-                    }
-                }
-            }
-            (p, _) => p.clone(),
-        };
-        if !s.dynamic_asn.is_empty() {
-            c.warn(
-                &r,
-                "spec.dynamicASN: not supported by speakerd; set spec.peerASN",
-            );
-        }
-        if !s.vrf.is_empty() {
-            c.error(&r, "spec.vrf: VRFs are not supported by speakerd");
-        }
-        if !s.interface.is_empty() {
-            c.error(
-                &r,
-                "spec.interface: BGP unnumbered is not supported by speakerd; set spec.peerAddress",
-            );
-        }
-        if s.disable_mp {
-            c.warn(&r, "spec.disableMP: speakerd negotiates each family with Multiprotocol Extensions; ignored");
-        }
-        let legacy = LegacyPeer {
-            my_asn: s.my_asn,
-            peer_asn: s.peer_asn,
-            peer_address: s.peer_address.clone(),
-            peer_port: s.peer_port,
-            hold_time: s.hold_time.clone(),
-            keepalive_time: s.keepalive_time.clone(),
-            router_id: s.router_id.clone(),
-            source_address: s.source_address.clone(),
-            password,
-            bfd_profile: s.bfd_profile.clone(),
-            ebgp_multihop: s.ebgp_multi_hop,
-            node_selectors: Vec::new(),
-        };
-        if let Some(mut config) = peer_config(&legacy, &bfd, "spec.", &r, c) {
-            config.name = o.name.clone();
-            config.connect_time_secs = match &s.connect_time {
-                None => None,
-                Some(t) => match parse_duration(t) {
-                    Ok(d) if (1..=65535).contains(&d.as_secs()) => Some(d.as_secs() as u32),
-                    Ok(_) => {
-                        c.error(&r, format!("spec.connectTime: {t:?}: 1s..65535s"));
-                        None
-                    }
-                    Err(e) => {
-                        c.error(&r, format!("spec.connectTime: {e}"));
-                        None
-                    }
-                },
-            };
-            config.graceful_restart = s.enable_graceful_restart.then_some(pb::GracefulRestart {
-                enabled: true,
-                restart_time_secs: 0,
-            });
-            cfg.peers.push(Peer {
-                name: o.name.clone(),
-                nodes,
-                config,
-            });
+        if let Some(p) = c.object(|c| peer_from_crd(o, input, &bfd, &r, c)) {
+            cfg.peers.push(p);
         }
     }
+    let pool_names: BTreeSet<&str> = cfg.pools.iter().map(|p| p.name.as_str()).collect();
     let peer_names: BTreeSet<&str> = cfg.peers.iter().map(|p| p.name.as_str()).collect();
+    let mut bgp_ads: Vec<BgpAdvertisement> = Vec::new();
     for o in &input.bgp_advertisements {
         let r = oref(METALLB_V1B1, "BGPAdvertisement", &o.namespace, &o.name);
-        let Some(s) = spec_of(o, &r, c) else { continue };
-        check_pool_refs(&s.ip_address_pools, &pool_names, &r, c);
-        for (i, p) in s.peers.iter().enumerate() {
-            if !peer_names.contains(p.as_str()) {
-                c.warn(&r, format!("spec.peers[{i}]: no BGPPeer named {p:?} (yet)"));
+        let a = c.object(|c| {
+            let s = spec_of(o, &r, c)?;
+            unknown_fields(&s.extra, &r, c);
+            check_pool_refs(&s.ip_address_pools, &pool_names, &r, c);
+            for (i, p) in s.peers.iter().enumerate() {
+                if !peer_names.contains(p.as_str()) {
+                    c.warn(&r, format!("spec.peers[{i}]: no BGPPeer named {p:?} (yet)"));
+                }
             }
-        }
-        let legacy = LegacyAdvertisement {
-            aggregation_length: s.aggregation_length,
-            aggregation_length_v6: s.aggregation_length_v6,
-            localpref: s.local_pref,
-            communities: s.communities.clone(),
-        };
-        let pools = PoolSelection {
-            names: s.ip_address_pools.clone(),
-            selectors: selectors(
-                &s.ip_address_pool_selectors,
-                "spec.ipAddressPoolSelectors",
-                &r,
-                c,
-            ),
-        };
-        let nodes = selectors(&s.node_selectors, "spec.nodeSelectors", &r, c);
-        if let Some(mut a) = bgp_advertisement(&legacy, &aliases, "spec.", &r, c) {
-            a.name = o.name.clone();
-            a.pools = pools;
-            a.nodes = nodes;
-            a.peers = s.peers.clone();
-            cfg.bgp_advertisements.push(a);
-        }
-    }
-    for o in &input.l2_advertisements {
-        let r = oref(METALLB_V1B1, "L2Advertisement", &o.namespace, &o.name);
-        let Some(s) = spec_of(o, &r, c) else { continue };
-        check_pool_refs(&s.ip_address_pools, &pool_names, &r, c);
-        for (i, ifname) in s.interfaces.iter().enumerate() {
-            if ifname.is_empty()
-                || ifname.len() > 15
-                || ifname.contains('/')
-                || ifname.chars().any(char::is_whitespace)
-            {
-                c.error(
-                    &r,
-                    format!("spec.interfaces[{i}]: {ifname:?} is not an interface name"),
-                );
-            }
-        }
-        cfg.l2_advertisements.push(L2Advertisement {
-            name: o.name.clone(),
-            pools: PoolSelection {
+            let legacy = LegacyAdvertisement {
+                aggregation_length: s.aggregation_length,
+                aggregation_length_v6: s.aggregation_length_v6,
+                localpref: s.local_pref,
+                communities: s.communities.clone(),
+            };
+            let pools = PoolSelection {
                 names: s.ip_address_pools.clone(),
                 selectors: selectors(
                     &s.ip_address_pool_selectors,
@@ -449,12 +392,320 @@ fn from_crds(input: &ConfigInput, c: &mut Collector) -> Config {
                     &r,
                     c,
                 ),
-            },
-            nodes: selectors(&s.node_selectors, "spec.nodeSelectors", &r, c),
-            interfaces: s.interfaces.clone(),
+            };
+            let nodes = selectors(&s.node_selectors, "spec.nodeSelectors", &r, c);
+            let mut a = bgp_advertisement(&legacy, &aliases, "spec.", &r, c)?;
+            a.name = o.name.clone();
+            a.pools = pools;
+            a.nodes = nodes;
+            a.peers = s.peers.clone();
+            check_aggregation(&a, &cfg.pools, "spec.", &r, c);
+            check_local_pref(&a, &bgp_ads, &cfg.pools, &r, c);
+            Some(a)
         });
+        bgp_ads.extend(a);
+    }
+    cfg.bgp_advertisements = bgp_ads;
+    for o in &input.l2_advertisements {
+        let r = oref(METALLB_V1B1, "L2Advertisement", &o.namespace, &o.name);
+        let a = c.object(|c| {
+            let s = spec_of(o, &r, c)?;
+            unknown_fields(&s.extra, &r, c);
+            check_pool_refs(&s.ip_address_pools, &pool_names, &r, c);
+            for (i, ifname) in s.interfaces.iter().enumerate() {
+                if ifname.is_empty()
+                    || ifname.len() > 15
+                    || ifname.contains('/')
+                    || ifname.chars().any(char::is_whitespace)
+                {
+                    c.error(
+                        &r,
+                        format!("spec.interfaces[{i}]: {ifname:?} is not an interface name"),
+                    );
+                }
+            }
+            Some(L2Advertisement {
+                name: o.name.clone(),
+                pools: PoolSelection {
+                    names: s.ip_address_pools.clone(),
+                    selectors: selectors(
+                        &s.ip_address_pool_selectors,
+                        "spec.ipAddressPoolSelectors",
+                        &r,
+                        c,
+                    ),
+                },
+                nodes: selectors(&s.node_selectors, "spec.nodeSelectors", &r, c),
+                interfaces: s.interfaces.clone(),
+            })
+        });
+        cfg.l2_advertisements.extend(a);
     }
     cfg
+}
+
+/// MetalLB's `passwordSecret` must be of this type.
+pub const BASIC_AUTH: &str = "kubernetes.io/basic-auth";
+
+fn peer_from_crd(
+    o: &Obj<BgpPeerSpec>,
+    input: &ConfigInput,
+    bfd: &BTreeMap<String, pb::BfdProfile>,
+    r: &ObjRef,
+    c: &mut Collector,
+) -> Option<Peer> {
+    let s = spec_of(o, r, c)?;
+    unknown_fields(&s.extra, r, c);
+    let nodes = selectors(&s.node_selectors, "spec.nodeSelectors", r, c);
+    let password = match (&s.password, &s.password_secret) {
+        (p, Some(sec)) if !sec.name.is_empty() => {
+            if !p.is_empty() {
+                c.error(
+                    r,
+                    "spec.password and spec.passwordSecret: set one, not both",
+                );
+            }
+            let ns = if sec.namespace.is_empty() {
+                &o.namespace
+            } else {
+                &sec.namespace
+            };
+            let key = (ns.clone(), sec.name.clone());
+            match input.secrets.get(&key) {
+                None => {
+                    c.error(r, format!("spec.passwordSecret: secret {ns}/{} not found", sec.name));
+                    String::new()
+                }
+                Some(_) if input.secret_types.get(&key).map(String::as_str) != Some(BASIC_AUTH) => {
+                    c.error(
+                        r,
+                        format!(
+                            "spec.passwordSecret: secret {ns}/{} is of type {:?}; MetalLB requires {BASIC_AUTH:?}",
+                            sec.name,
+                            input.secret_types.get(&key).map(String::as_str).unwrap_or("")
+                        ),
+                    );
+                    String::new()
+                }
+                Some(d) => match d.get("password") {
+                    Some(pw) => String::from_utf8_lossy(pw).into_owned(),
+                    None => {
+                        c.error(r, format!("spec.passwordSecret: secret {ns}/{} has no \"password\" key", sec.name));
+                        String::new()
+                    }
+                },
+            }
+        }
+        (p, _) => p.clone(),
+    };
+    // What speakerd cannot do leaves this peer out, never the whole configuration.
+    if !s.vrf.is_empty() {
+        c.error(
+            r,
+            format!("spec.vrf: {:?}: VRFs are not supported by speakerd", s.vrf),
+        );
+    }
+    if !s.interface.is_empty() {
+        c.error(
+            r,
+            format!(
+                "spec.interface: {:?}: BGP unnumbered is not supported by speakerd; set spec.peerAddress",
+                s.interface
+            ),
+        );
+    }
+    if !s.dynamic_asn.is_empty() {
+        if s.peer_asn != 0 {
+            c.error(r, "spec.peerASN and spec.dynamicASN: set one, not both");
+        } else if s.dynamic_asn != "internal" && s.dynamic_asn != "external" {
+            c.error(
+                r,
+                format!(
+                    "spec.dynamicASN: {:?}: \"internal\" or \"external\"",
+                    s.dynamic_asn
+                ),
+            );
+        } else {
+            c.error(
+                r,
+                format!(
+                    "spec.dynamicASN: {:?}: not supported by speakerd; set spec.peerASN",
+                    s.dynamic_asn
+                ),
+            );
+        }
+        return None;
+    }
+    if s.ebgp_multi_hop && s.peer_asn != 0 && s.peer_asn == s.my_asn {
+        c.error(
+            r,
+            "spec.ebgpMultiHop: set on an iBGP peer (peerASN equals myASN), as MetalLB refuses",
+        );
+    }
+    if s.disable_mp {
+        c.warn(r, "spec.disableMP: speakerd negotiates each family with Multiprotocol Extensions; ignored");
+    }
+    let legacy = LegacyPeer {
+        my_asn: s.my_asn,
+        peer_asn: s.peer_asn,
+        peer_address: s.peer_address.clone(),
+        peer_port: s.peer_port,
+        hold_time: s.hold_time.clone(),
+        keepalive_time: s.keepalive_time.clone(),
+        router_id: s.router_id.clone(),
+        source_address: s.source_address.clone(),
+        password,
+        bfd_profile: s.bfd_profile.clone(),
+        ebgp_multihop: s.ebgp_multi_hop,
+        node_selectors: Vec::new(),
+    };
+    let mut config = peer_config(&legacy, bfd, "spec.", r, c)?;
+    config.name = o.name.clone();
+    config.connect_time_secs = match &s.connect_time {
+        None => None,
+        Some(t) => match parse_duration(t) {
+            Ok(d) if (1..=65535).contains(&d.as_secs()) => Some(d.as_secs() as u32),
+            Ok(_) => {
+                c.error(r, format!("spec.connectTime: {t:?}: 1s..65535s"));
+                None
+            }
+            Err(e) => {
+                c.error(r, format!("spec.connectTime: {e}"));
+                None
+            }
+        },
+    };
+    config.graceful_restart = s.enable_graceful_restart.then_some(pb::GracefulRestart {
+        enabled: true,
+        restart_time_secs: 0,
+    });
+    Some(Peer {
+        name: o.name.clone(),
+        nodes,
+        config,
+    })
+}
+
+/// The longest prefix in the split of the inclusive range `lo..=hi` into CIDR blocks: an
+/// aggregation length at least this long keeps every aggregate of an address of the range inside
+/// it (for a CIDR pool, its own prefix length: MetalLB's rule).
+pub fn longest_block(lo: IpAddr, hi: IpAddr) -> u8 {
+    let (lo, hi, w) = match (lo, hi) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(u32::from(a)), u128::from(u32::from(b)), 32u32),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128u32),
+        _ => return 0,
+    };
+    let mut cur = lo;
+    let mut longest = 0u32;
+    loop {
+        // The largest aligned block that starts at `cur` and ends at or before `hi`.
+        let mut k = cur.trailing_zeros().min(w);
+        let mask = |k: u32| if k >= 128 { u128::MAX } else { (1u128 << k) - 1 };
+        while mask(k) > hi - cur {
+            k -= 1;
+        }
+        longest = longest.max(w - k);
+        if mask(k) == hi - cur {
+            return longest as u8;
+        }
+        cur += mask(k) + 1;
+    }
+}
+
+/// Shows a pool range as MetalLB users write it: a CIDR when it is one, else "a-b".
+fn show_range(lo: IpAddr, hi: IpAddr) -> String {
+    let len = longest_block(lo, hi);
+    match IpNet::new(lo, len) {
+        Ok(n) if n.network() == lo && n.broadcast() == hi => n.to_string(),
+        _ => format!("{lo}-{hi}"),
+    }
+}
+
+/// MetalLB's rule, made strict: the aggregation length of an advertisement may not be shorter than
+/// the prefix of any pool it selects (a shorter one announces addresses outside the pool: length 0
+/// is a default route). For a range that is not a CIDR, MetalLB compares with the widest block of
+/// the range; we use the longest, so that no aggregate ever leaves the range.
+fn check_aggregation(
+    a: &BgpAdvertisement,
+    pools: &[Pool],
+    field: &str,
+    r: &ObjRef,
+    c: &mut Collector,
+) {
+    let camel = field.starts_with("spec.");
+    for pool in pools.iter().filter(|p| a.pools.selects(p)) {
+        for &(lo, hi) in &pool.ranges {
+            let (agg, max, name) = if lo.is_ipv4() {
+                (
+                    a.aggregation_v4,
+                    32,
+                    if camel { "aggregationLength" } else { "aggregation-length" },
+                )
+            } else {
+                (
+                    a.aggregation_v6,
+                    128,
+                    if camel { "aggregationLengthV6" } else { "aggregation-length-v6" },
+                )
+            };
+            let need = longest_block(lo, hi);
+            if agg < need {
+                c.error(
+                    r,
+                    format!(
+                        "{field}{name}: {agg}: shorter than pool {:?}'s {} (a /{agg} route would cover addresses outside the pool); {need}..{max}",
+                        pool.name,
+                        show_range(lo, hi)
+                    ),
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// MetalLB refuses two advertisements that would send one route with different LOCAL_PREFs: same
+/// pool, same aggregation length, overlapping peers. (MetalLB also compares the nodes the two
+/// select; the configuration alone does not know the nodes, so two advertisements with different,
+/// non-empty node selectors are taken as disjoint, and the translation keeps the higher LOCAL_PREF if
+/// a node matches both.)
+fn check_local_pref(
+    a: &BgpAdvertisement,
+    earlier: &[BgpAdvertisement],
+    pools: &[Pool],
+    r: &ObjRef,
+    c: &mut Collector,
+) {
+    for b in earlier {
+        if a.local_pref.unwrap_or(0) == b.local_pref.unwrap_or(0) {
+            continue;
+        }
+        let peers_overlap =
+            a.peers.is_empty() || b.peers.is_empty() || a.peers.iter().any(|p| b.peers.contains(p));
+        let nodes_overlap = a.nodes.is_empty() || b.nodes.is_empty() || a.nodes == b.nodes;
+        if !peers_overlap || !nodes_overlap {
+            continue;
+        }
+        for pool in pools.iter().filter(|p| a.pools.selects(p) && b.pools.selects(p)) {
+            let v4 = pool.ranges.iter().any(|(x, _)| x.is_ipv4());
+            let v6 = pool.ranges.iter().any(|(x, _)| x.is_ipv6());
+            let same4 = a.aggregation_v4 == b.aggregation_v4;
+            let same6 = a.aggregation_v6 == b.aggregation_v6;
+            if (v4 && same4) || (v6 && same6) {
+                c.error(
+                    r,
+                    format!(
+                        "spec.localPref: {}: BGPAdvertisement {:?} sends the same routes of pool {:?} with localPref {}",
+                        a.local_pref.unwrap_or(0),
+                        b.name,
+                        pool.name,
+                        b.local_pref.unwrap_or(0)
+                    ),
+                );
+                return;
+            }
+        }
+    }
 }
 
 fn from_legacy(l: &LegacyConfig, r: &ObjRef, c: &mut Collector) -> Config {
@@ -534,6 +785,15 @@ fn from_legacy(l: &LegacyConfig, r: &ObjRef, c: &mut Collector) -> Config {
                     ) {
                         a.name = format!("{}-{j}", p.name);
                         a.pools = only.clone();
+                        if let Some(pool) = cfg.pools.last() {
+                            check_aggregation(
+                                &a,
+                                std::slice::from_ref(pool),
+                                &format!("{field}.bgp-advertisements[{j}]."),
+                                r,
+                                c,
+                            );
+                        }
                         cfg.bgp_advertisements.push(a);
                     }
                 }

@@ -35,6 +35,9 @@ pub struct IpAddressPoolSpec {
     /// Allocation only (the controller's business): accepted and ignored here.
     #[serde(default)]
     pub service_allocation: Option<serde_json::Value>,
+    /// Fields this bridge does not know (reported, never silently ignored).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 /// metallb.io/v1beta2 BGPPeer `spec`.
@@ -81,6 +84,9 @@ pub struct BgpPeerSpec {
     pub interface: String,
     #[serde(default)]
     pub dual_stack_address_family: bool,
+    /// Fields this bridge does not know (reported, never silently ignored).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -111,6 +117,9 @@ pub struct BgpAdvertisementSpec {
     pub node_selectors: Vec<LabelSelector>,
     #[serde(default)]
     pub peers: Vec<String>,
+    /// Fields this bridge does not know (reported, never silently ignored).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 /// metallb.io/v1beta1 L2Advertisement `spec`.
@@ -125,6 +134,9 @@ pub struct L2AdvertisementSpec {
     pub node_selectors: Vec<LabelSelector>,
     #[serde(default)]
     pub interfaces: Vec<String>,
+    /// Fields this bridge does not know (reported, never silently ignored).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 /// metallb.io/v1beta1 Community `spec`.
@@ -132,6 +144,9 @@ pub struct L2AdvertisementSpec {
 pub struct CommunitySpec {
     #[serde(default)]
     pub communities: Vec<CommunityAlias>,
+    /// Fields this bridge does not know (reported, never silently ignored).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -160,6 +175,9 @@ pub struct BfdProfileSpec {
     pub passive_mode: bool,
     #[serde(default)]
     pub minimum_ttl: Option<u32>,
+    /// Fields this bridge does not know (reported, never silently ignored).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 /// The legacy ConfigMap's `config` key (MetalLB ≤ v0.12), in its own dashed spelling.

@@ -71,9 +71,11 @@ pub fn load(
                 for (k, v) in s.string_data.unwrap_or_default() {
                     data.insert(k, v.into_bytes());
                 }
+                let key = (ns.to_string(), s.metadata.name.unwrap_or_default());
                 input
-                    .secrets
-                    .insert((ns.to_string(), s.metadata.name.unwrap_or_default()), data);
+                    .secret_types
+                    .insert(key.clone(), s.type_.unwrap_or_else(|| "Opaque".into()));
+                input.secrets.insert(key, data);
             }
             (false, "Service") => {
                 let s: k8s_openapi::api::core::v1::Service =

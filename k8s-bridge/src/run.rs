@@ -237,6 +237,16 @@ impl Stores {
                 ((sec.namespace().unwrap_or_default(), sec.name_any()), data)
             })
             .collect();
+        // Run-minimal change (issue 18): MetalLB requires passwordSecret to be basic-auth.
+        let secret_types = self
+            .secrets
+            .state()
+            .iter()
+            .map(|sec| {
+                let t = sec.type_.clone().unwrap_or_else(|| "Opaque".into());
+                ((sec.namespace().unwrap_or_default(), sec.name_any()), t)
+            })
+            .collect();
         ConfigInput {
             pools: objs(&self.pools),
             peers: objs(&self.peers),
@@ -246,6 +256,7 @@ impl Stores {
             bfd_profiles: objs(&self.bfd),
             legacy,
             secrets,
+            secret_types,
         }
     }
 
@@ -535,14 +546,23 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
                 good = Some(cfg);
                 reported
                     .problems
-                    .retain(|p| p.severity == Severity::Warning);
+                    .retain(|p| p.severity != Severity::Error);
+                // Objects left out (issue 18): InvalidConfig on each, the rest applies.
+                metrics.config_skipped.store(
+                    warnings.iter().filter(|w| w.severity == Severity::Skipped).count() as u64,
+                    Relaxed,
+                );
                 for w in warnings {
                     if reported.problems.insert(w.clone()) {
                         tracing::warn!(object = %w.object, "{}", w.message);
                         events
                             .publish(
                                 EventType::Warning,
-                                "ConfigWarning",
+                                if w.severity == Severity::Skipped {
+                                    "InvalidConfig"
+                                } else {
+                                    "ConfigWarning"
+                                },
                                 w.message.clone(),
                                 "Validate",
                                 &Events::reference(&w.object),

@@ -78,26 +78,17 @@ fn plan(text: &str, o: &Options) -> Desired {
 
 fn problems(text: &str) -> Vec<String> {
     let (input, _) = offline::load(text, NS, "config").expect("manifests parse");
+    let show = |p: &config::Problem| {
+        let sev = match p.severity {
+            Severity::Error => "error",
+            Severity::Skipped => "skipped",
+            Severity::Warning => "warning",
+        };
+        format!("{sev} {}: {}", p.object, p.message)
+    };
     match config::build(&input) {
-        Ok((_, w)) => w
-            .iter()
-            .map(|p| format!("warning {}: {}", p.object, p.message))
-            .collect(),
-        Err(p) => p
-            .iter()
-            .map(|p| {
-                format!(
-                    "{} {}: {}",
-                    if p.severity == Severity::Error {
-                        "error"
-                    } else {
-                        "warning"
-                    },
-                    p.object,
-                    p.message
-                )
-            })
-            .collect(),
+        Ok((_, w)) => w.iter().map(show).collect(),
+        Err(p) => p.iter().map(show).collect(),
     }
 }
 
@@ -106,7 +97,7 @@ apiVersion: metallb.io/v1beta1
 kind: IPAddressPool
 metadata: {name: prod, namespace: metallb-system, labels: {tier: prod}}
 spec:
-  addresses: [192.0.2.0/24, "2001:db8:1::10-2001:db8:1::20"]
+  addresses: [192.0.2.0/24, "2001:db8:1::/120"]
 ---
 apiVersion: metallb.io/v1beta1
 kind: Community
@@ -628,19 +619,19 @@ fn bad_configuration_names_the_object_and_field() {
         (pool("a", "10.0.0.0/33"), "error IPAddressPool metallb-system/a: spec.addresses[0]: \"10.0.0.0/33\": not a CIDR"),
         (pool("a", "10.0.0.1/24"), "error IPAddressPool metallb-system/a: spec.addresses[0]: \"10.0.0.1/24\": host bits set; did you mean 10.0.0.0/24?"),
         (pool("a", "10.0.0.9-10.0.0.1"), "error IPAddressPool metallb-system/a: spec.addresses[0]: \"10.0.0.9-10.0.0.1\": the range's start is after its end"),
-        (pool("a", "10.0.0.0/24") + &adv("communities: [nosuch]"), "error BGPAdvertisement metallb-system/ad: spec.communities[0]: \"nosuch\" is not a known Community alias"),
-        (pool("a", "10.0.0.0/24") + &adv("communities: [\"70000:1\"]"), "error BGPAdvertisement metallb-system/ad: spec.communities[0]: \"70000:1\": a community is"),
-        (pool("a", "10.0.0.0/24") + &adv("aggregationLength: 33"), "error BGPAdvertisement metallb-system/ad: spec.aggregationLength: 33: 0..32"),
-        (pool("a", "10.0.0.0/24") + &adv("ipAddressPools: [nope]"), "error BGPAdvertisement metallb-system/ad: spec.ipAddressPools[0]: no IPAddressPool named \"nope\""),
-        (pool("a", "10.0.0.0/24") + &peer("myASN: 0, peerASN: 1, peerAddress: 10.1.1.1"), "error BGPPeer metallb-system/r: spec.myASN: 0: an AS number is 1..4294967295"),
-        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 4294967296, peerAddress: 10.1.1.1"), "error BGPPeer metallb-system/r: spec.peerASN: 4294967296"),
-        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: nope"), "error BGPPeer metallb-system/r: spec.peerAddress: \"nope\" is not an IP address"),
-        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, holdTime: 90x"), "error BGPPeer metallb-system/r: spec.holdTime: \"90x\": not a duration"),
-        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, holdTime: 2s"), "error BGPPeer metallb-system/r: spec.holdTime: 2s: 0 or at least 3s"),
-        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, bfdProfile: nope"), "error BGPPeer metallb-system/r: spec.bfdProfile: no BFDProfile named \"nope\""),
-        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, vrf: red"), "error BGPPeer metallb-system/r: spec.vrf: VRFs are not supported"),
-        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, passwordSecret: {name: gone}"), "error BGPPeer metallb-system/r: spec.passwordSecret: secret metallb-system/gone"),
-        (pool("a", "10.0.0.0/24") + &peer("myASN: \"x\", peerAddress: 10.1.1.1"), "error BGPPeer metallb-system/r: spec: invalid type"),
+        (pool("a", "10.0.0.0/24") + &adv("communities: [nosuch]"), "skipped BGPAdvertisement metallb-system/ad: spec.communities[0]: \"nosuch\" is not a known Community alias"),
+        (pool("a", "10.0.0.0/24") + &adv("communities: [\"70000:1\"]"), "skipped BGPAdvertisement metallb-system/ad: spec.communities[0]: \"70000:1\": a community is"),
+        (pool("a", "10.0.0.0/24") + &adv("aggregationLength: 33"), "skipped BGPAdvertisement metallb-system/ad: spec.aggregationLength: 33: 0..32"),
+        (pool("a", "10.0.0.0/24") + &adv("ipAddressPools: [nope]"), "skipped BGPAdvertisement metallb-system/ad: spec.ipAddressPools[0]: no IPAddressPool named \"nope\""),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 0, peerASN: 1, peerAddress: 10.1.1.1"), "skipped BGPPeer metallb-system/r: spec.myASN: 0: an AS number is 1..4294967295"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 4294967296, peerAddress: 10.1.1.1"), "skipped BGPPeer metallb-system/r: spec.peerASN: 4294967296"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: nope"), "skipped BGPPeer metallb-system/r: spec.peerAddress: \"nope\" is not an IP address"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, holdTime: 90x"), "skipped BGPPeer metallb-system/r: spec.holdTime: \"90x\": not a duration"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, holdTime: 2s"), "skipped BGPPeer metallb-system/r: spec.holdTime: 2s: 0 or at least 3s"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, bfdProfile: nope"), "skipped BGPPeer metallb-system/r: spec.bfdProfile: no BFDProfile named \"nope\""),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, vrf: red"), "skipped BGPPeer metallb-system/r: spec.vrf: \"red\": VRFs are not supported"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, passwordSecret: {name: gone}"), "skipped BGPPeer metallb-system/r: spec.passwordSecret: secret metallb-system/gone not found"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: \"x\", peerAddress: 10.1.1.1"), "skipped BGPPeer metallb-system/r: spec: invalid type"),
         (
             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: config, namespace: metallb-system}\ndata:\n  config: \"peers: [\"\n".to_string(),
             "error ConfigMap metallb-system/config: config: invalid YAML",
@@ -657,7 +648,21 @@ fn bad_configuration_names_the_object_and_field() {
             "---\napiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: b, namespace: metallb-system}\nspec: {echoMode: true, echoInterval: 50}\n".to_string() + &pool("a", "10.0.0.0/24"),
             "warning BFDProfile metallb-system/b: spec.echoMode/echoInterval: BFD echo is not supported by speakerd; ignored",
         ),
-        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, dynamicASN: external"), "warning BGPPeer metallb-system/r: spec.dynamicASN: not supported"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerAddress: 10.1.1.1, dynamicASN: external"), "skipped BGPPeer metallb-system/r: spec.dynamicASN: \"external\": not supported"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, dynamicASN: external"), "skipped BGPPeer metallb-system/r: spec.peerASN and spec.dynamicASN: set one, not both"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerAddress: 10.1.1.1, dynamicASN: sideways"), "skipped BGPPeer metallb-system/r: spec.dynamicASN: \"sideways\": \"internal\" or \"external\""),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, interface: eth0"), "skipped BGPPeer metallb-system/r: spec.interface: \"eth0\": BGP unnumbered is not supported"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 7, peerASN: 7, peerAddress: 10.1.1.1, ebgpMultiHop: true"), "skipped BGPPeer metallb-system/r: spec.ebgpMultiHop: set on an iBGP peer"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, passwordSecret: {name: opaque}") + "---\napiVersion: v1\nkind: Secret\nmetadata: {name: opaque, namespace: metallb-system}\nstringData: {password: x}\n",
+            "skipped BGPPeer metallb-system/r: spec.passwordSecret: secret metallb-system/opaque is of type \"Opaque\"; MetalLB requires \"kubernetes.io/basic-auth\""),
+        (pool("a", "10.0.0.0/24") + &adv("aggregationLength: 0"), "skipped BGPAdvertisement metallb-system/ad: spec.aggregationLength: 0: shorter than pool \"a\"'s 10.0.0.0/24 (a /0 route would cover addresses outside the pool); 24..32"),
+        (pool("a", "10.0.0.0/24") + &adv("aggregationLength: 23"), "skipped BGPAdvertisement metallb-system/ad: spec.aggregationLength: 23: shorter than pool"),
+        (pool("a", "\"2001:db8::/64\"") + &adv("aggregationLengthV6: 48"), "skipped BGPAdvertisement metallb-system/ad: spec.aggregationLengthV6: 48: shorter than pool \"a\"'s 2001:db8::/64"),
+        (pool("a", "10.0.0.1-10.0.0.6") + &adv("aggregationLength: 31"), "skipped BGPAdvertisement metallb-system/ad: spec.aggregationLength: 31: shorter than pool \"a\"'s 10.0.0.1-10.0.0.6 (a /31 route would cover addresses outside the pool); 32..32"),
+        (pool("a", "10.0.0.0/24") + &adv("localPref: 100") + &adv("localPref: 200").replace("name: ad,", "name: ad2,"),
+            "skipped BGPAdvertisement metallb-system/ad2: spec.localPref: 200: BGPAdvertisement \"ad\" sends the same routes of pool \"a\" with localPref 100"),
+        (pool("a", "10.0.0.0/24") + &adv("aggregationLength: 24, bogus: 1"), "warning BGPAdvertisement metallb-system/ad: spec.bogus: unknown field, ignored"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, localASN: 3"), "warning BGPPeer metallb-system/r: spec.localASN: unknown field, ignored"),
     ];
     for (text, want) in cases {
         let got = problems(&text);
@@ -668,4 +673,70 @@ fn bad_configuration_names_the_object_and_field() {
     }
     // A valid configuration has no problems at all.
     assert!(problems(&(pool("a", "10.0.0.0/24") + &pool("b", "10.0.1.0/24"))).is_empty());
+}
+
+/// The issue's measured failures: a vrf peer (for another router), a dynamicASN peer (peerASN empty,
+/// as MetalLB requires) and an advertisement with aggregationLength 0 beside a good peer and a good
+/// advertisement. Each bad object is left out with a reason naming its field; the rest applies: the
+/// good peer is configured and only the Service's /32 is announced, never 0.0.0.0/0.
+#[test]
+fn one_bad_object_never_blocks_the_rest() {
+    let t = format!(
+        r#"
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {{name: p, namespace: metallb-system}}
+spec: {{addresses: [203.0.113.0/24]}}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {{name: good, namespace: metallb-system}}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {{name: zero, namespace: metallb-system}}
+spec: {{aggregationLength: 0}}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {{name: good, namespace: metallb-system}}
+spec: {{myASN: 64500, peerASN: 64501, peerAddress: 10.0.0.254}}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {{name: red, namespace: metallb-system}}
+spec: {{myASN: 64500, peerASN: 64502, peerAddress: 10.9.0.1, vrf: red}}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {{name: dyn, namespace: metallb-system}}
+spec: {{myASN: 64500, dynamicASN: external, peerAddress: 10.0.0.253}}
+{NODES}{}{}"#,
+        service("s", "203.0.113.5", "Cluster", ""),
+        slice("s", &[("n1", true, true, false)])
+    );
+    let (input, cluster) = offline::load(&t, NS, "config").unwrap();
+    let (cfg, problems) = config::build(&input).expect("the good objects apply");
+    let skipped: Vec<String> = problems
+        .iter()
+        .filter(|p| p.severity == Severity::Skipped)
+        .map(|p| format!("{}: {}", p.object, p.message))
+        .collect();
+    assert_eq!(skipped.len(), 3, "{skipped:#?}");
+    for want in [
+        "BGPAdvertisement metallb-system/zero: spec.aggregationLength: 0:",
+        "BGPPeer metallb-system/dyn: spec.dynamicASN:",
+        "BGPPeer metallb-system/red: spec.vrf:",
+    ] {
+        assert!(skipped.iter().any(|s| s.starts_with(want)), "{want} in {skipped:#?}");
+    }
+    let d = translate(&cfg, &cluster, &opts("n1"));
+    assert_eq!(
+        d.peers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        vec!["good"]
+    );
+    assert_eq!(
+        d.bgp.iter().map(|a| a.prefix.as_str()).collect::<Vec<_>>(),
+        vec!["203.0.113.5/32"]
+    );
 }
