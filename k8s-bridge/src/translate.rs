@@ -237,6 +237,13 @@ fn bgp_from_here(
         let Ok(prefix) = IpNet::new(ip, len).map(|n| n.trunc()) else {
             continue;
         };
+        // Never a route wider than the pool (configuration validation refuses such aggregation
+        // lengths already; this holds whatever configuration reaches here).
+        if !pool.ranges.iter().any(|(lo, hi)| {
+            lo.is_ipv4() == ip.is_ipv4() && *lo <= prefix.network() && prefix.broadcast() <= *hi
+        }) {
+            continue;
+        }
         any = true;
         match out.get_mut(&prefix) {
             None => {
