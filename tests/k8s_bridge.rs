@@ -140,26 +140,39 @@ spec: {{myASN: {SPK_ASN}, peerASN: {FRR_ASN}, peerAddress: "{}", connectTime: 1s
         if st.len() == 1 && st[0]["node"] == "n2" && st[0]["peers"] == json!(["gobgp"]) { Ok(()) } else { Err(format!("{l:#?}")) }
     });
 
-    // A broken update (unknown community alias) keeps everything, with a Warning Event and the stale metric.
+    // A broken edit of one object (unknown community alias): that object keeps its last good version
+    // (an InvalidConfig Warning Event on it, the skipped-objects metric), the rest applies.
     api.apply_yaml("apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: bgp, namespace: metallb-system}\nspec: {ipAddressPools: [bgp-pool], communities: [no-such-alias]}\n");
     wait_until(T, "a Warning Event on the BGPAdvertisement", || {
         let ev = api.events_about("BGPAdvertisement", "bgp");
         ev.iter()
-            .find(|e| e["type"] == "Warning" && e["note"].as_str().or(e["message"].as_str()).unwrap_or_default().contains("no-such-alias"))
+            .find(|e| e["type"] == "Warning" && e["reason"] == "InvalidConfig" && e["note"].as_str().or(e["message"].as_str()).unwrap_or_default().contains("no-such-alias"))
             .cloned()
             .ok_or_else(|| format!("{ev:#?}"))
     });
+    wait_until(T, "skipped-objects metric", || match metric(17473, "k8s_bridge_config_objects_skipped") {
+        Ok(v) if v == 1.0 => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+    assert_eq!(metric(17473, "metallb_k8s_client_config_stale_bool"), Ok(0.0), "one bad object does not make the configuration stale");
+    assert_holds(Duration::from_secs(3), "routes stay while the object is broken", || {
+        let rs = gobgp.routes_for("203.0.113.10/32");
+        if rs.len() == 1 && with_community(&rs[0], "64500:77") { Ok(()) } else { Err(format!("{rs:#?}")) }
+    });
+    // Overlapping pools are refused as a whole: the last good configuration stays, the stale metric says so.
+    api.apply_yaml(CONFIG);
+    api.apply_yaml("apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: overlap, namespace: metallb-system}\nspec: {addresses: [203.0.113.128/25]}\n");
     wait_until(T, "config stale metric", || match metric(17473, "metallb_k8s_client_config_stale_bool") {
         Ok(v) if v == 1.0 => Ok(()),
         other => Err(format!("{other:?}")),
     });
-    assert_holds(Duration::from_secs(3), "routes stay while the configuration is broken", || {
+    assert_holds(Duration::from_secs(3), "routes stay while the configuration is invalid", || {
         let rs = gobgp.routes_for("203.0.113.10/32");
         if rs.len() == 1 && with_community(&rs[0], "64500:77") { Ok(()) } else { Err(format!("{rs:#?}")) }
     });
-    api.apply_yaml(CONFIG);
-    wait_until(T, "config valid again", || match metric(17473, "metallb_k8s_client_config_stale_bool") {
-        Ok(v) if v == 0.0 => Ok(()),
+    api.delete("metallb.io/v1beta1", "IPAddressPool", Some(NS), "overlap");
+    wait_until(T, "config valid again", || match (metric(17473, "metallb_k8s_client_config_stale_bool"), metric(17473, "k8s_bridge_config_objects_skipped")) {
+        (Ok(a), Ok(b)) if a == 0.0 && b == 0.0 => Ok(()),
         other => Err(format!("{other:?}")),
     });
 
@@ -265,4 +278,73 @@ fn legacy_configmap_without_crds() {
     });
 }
 
-
+/// The issue's measured failures, end to end: one BGPPeer with `vrf` (for another router), one with
+/// `dynamicASN` (peerASN empty, as MetalLB requires) and one good peer, and an advertisement with
+/// `aggregationLength: 0` beside a good one. The good peer comes up and carries the Service's /32;
+/// no default route ever reaches gobgpd; each bad object has an InvalidConfig Event naming its field.
+#[test]
+fn bad_peers_and_aggregation_never_block_the_good_peer_nor_widen_a_route() {
+    let Some(lab) = Lab::new_or_skip("k8sbad", &["gobgpd"]) else { return };
+    let (n1, g) = lab.pair("n1", "gobgp");
+    let api = Api::start(lab.dir());
+    api.install_crds();
+    api.apply(node("n1", &n1.v4.to_string(), "a"));
+    let gobgp = Gobgpd::start(&g, PeerConfig::new(GOBGP_ASN, g.v4).neighbor(Neighbor::new(n1.v4, SPK_ASN).passive()));
+    let sp = start_node(&n1, "n1");
+    let _b = bridge(&api, "n1", &sp, 17479);
+    api.apply_yaml(&format!(
+        r#"
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {{name: pool, namespace: metallb-system}}
+spec: {{addresses: [203.0.113.0/24]}}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {{name: good, namespace: metallb-system}}
+spec: {{ipAddressPools: [pool]}}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {{name: zero, namespace: metallb-system}}
+spec: {{ipAddressPools: [pool], aggregationLength: 0}}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {{name: good, namespace: metallb-system}}
+spec: {{myASN: {SPK_ASN}, peerASN: {GOBGP_ASN}, peerAddress: "{}", connectTime: 1s}}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {{name: red, namespace: metallb-system}}
+spec: {{myASN: {SPK_ASN}, peerASN: 64999, peerAddress: 10.99.0.1, vrf: red}}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {{name: dyn, namespace: metallb-system}}
+spec: {{myASN: {SPK_ASN}, dynamicASN: external, peerAddress: 10.99.0.2}}
+"#,
+        g.v4
+    ));
+    api.apply(service("web", "203.0.113.10", "Cluster"));
+    api.apply(endpoints("web", "n1"));
+    sp.wait_peer_state(&g.v4.to_string(), "established", T);
+    gobgp.wait_route("203.0.113.10/32");
+    let peers = sp.speakerctl_json(&["peer", "list"]);
+    assert_eq!(peers.as_array().map(Vec::len), Some(1), "only the good peer is configured: {peers}");
+    for (kind, name, field) in [("BGPPeer", "red", "spec.vrf"), ("BGPPeer", "dyn", "spec.dynamicASN"), ("BGPAdvertisement", "zero", "spec.aggregationLength")] {
+        wait_until(T, &format!("an InvalidConfig Event on {kind} {name} naming {field}"), || {
+            let ev = api.events_about(kind, name);
+            ev.iter()
+                .find(|e| e["type"] == "Warning" && e["reason"] == "InvalidConfig" && e["note"].as_str().or(e["message"].as_str()).unwrap_or_default().starts_with(field))
+                .cloned()
+                .ok_or_else(|| format!("{ev:#?}"))
+        });
+    }
+    assert_eq!(metric(17479, "k8s_bridge_config_objects_skipped"), Ok(3.0));
+    assert_holds(Duration::from_secs(3), "gobgpd holds the /32 only, never 0.0.0.0/0", || {
+        let all = gobgp.routes();
+        let prefixes: Vec<&str> = all.iter().map(|r| r.prefix.as_str()).collect();
+        if prefixes == ["203.0.113.10/32"] { Ok(()) } else { Err(format!("{prefixes:?}")) }
+    });
+}

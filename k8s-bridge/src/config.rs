@@ -212,6 +212,29 @@ impl Collector {
     }
 }
 
+impl Collector {
+    /// `new` if the object is good; else its last good version `old` if there is one (the skipped
+    /// problems since `before` then say so instead of "left out").
+    fn or_last_good<T: Clone>(&mut self, new: Option<T>, old: Option<&T>, before: usize) -> Option<T> {
+        if new.is_some() {
+            return new;
+        }
+        let old = old?;
+        for p in &mut self.problems[before..] {
+            if p.severity == Severity::Skipped {
+                if let Some(i) = p.message.rfind("; this ") {
+                    p.message.truncate(i);
+                    p.message = format!(
+                        "{}; the last good version of this {} stays in force",
+                        p.message, p.object.kind
+                    );
+                }
+            }
+        }
+        Some(old.clone())
+    }
+}
+
 /// Fields of a spec that k8s-bridge does not know (unknown to MetalLB too, or newer than this
 /// bridge): a warning naming each, never silence.
 fn unknown_fields(extra: &BTreeMap<String, serde_json::Value>, r: &ObjRef, c: &mut Collector) {
@@ -224,6 +247,16 @@ fn unknown_fields(extra: &BTreeMap<String, serde_json::Value>, r: &ObjRef, c: &m
 /// The metallb.io objects are the configuration when any IPAddressPool exists; otherwise the legacy
 /// ConfigMap is (a ConfigMap beside IPAddressPools is ignored, with a warning).
 pub fn build(input: &ConfigInput) -> Result<(Config, Vec<Problem>), Vec<Problem>> {
+    build_with_previous(input, None)
+}
+
+/// [`build`], given the configuration in force: a BGPPeer, BGPAdvertisement or L2Advertisement
+/// that was good there and is now bad keeps its last good version (a broken edit withdraws
+/// nothing); one never seen good is left out.
+pub fn build_with_previous(
+    input: &ConfigInput,
+    previous: Option<&Config>,
+) -> Result<(Config, Vec<Problem>), Vec<Problem>> {
     let mut c = Collector {
         problems: Vec::new(),
     };
@@ -251,7 +284,11 @@ pub fn build(input: &ConfigInput) -> Result<(Config, Vec<Problem>), Vec<Problem>
                     "ignored: metallb.io IPAddressPools exist, which take precedence",
                 );
             }
-            from_crds(input, &mut c)
+            from_crds(
+                input,
+                previous.filter(|p| p.source == Source::Crds),
+                &mut c,
+            )
         }
     };
     let mut problems = c.problems;
@@ -274,7 +311,7 @@ fn spec_of<'a, T>(o: &'a Obj<T>, r: &ObjRef, c: &mut Collector) -> Option<&'a T>
     }
 }
 
-fn from_crds(input: &ConfigInput, c: &mut Collector) -> Config {
+fn from_crds(input: &ConfigInput, previous: Option<&Config>, c: &mut Collector) -> Config {
     let mut cfg = Config {
         source: Source::Crds,
         ..Default::default()
@@ -360,15 +397,17 @@ fn from_crds(input: &ConfigInput, c: &mut Collector) -> Config {
     );
     for o in &input.peers {
         let r = oref("metallb.io/v1beta2", "BGPPeer", &o.namespace, &o.name);
-        if let Some(p) = c.object(|c| peer_from_crd(o, input, &bfd, &r, c)) {
-            cfg.peers.push(p);
-        }
+        let before = c.problems.len();
+        let p = c.object(|c| peer_from_crd(o, input, &bfd, &r, c));
+        let old = previous.and_then(|p| p.peers.iter().find(|x| x.name == o.name));
+        cfg.peers.extend(c.or_last_good(p, old, before));
     }
     let pool_names: BTreeSet<&str> = cfg.pools.iter().map(|p| p.name.as_str()).collect();
     let peer_names: BTreeSet<&str> = cfg.peers.iter().map(|p| p.name.as_str()).collect();
     let mut bgp_ads: Vec<BgpAdvertisement> = Vec::new();
     for o in &input.bgp_advertisements {
         let r = oref(METALLB_V1B1, "BGPAdvertisement", &o.namespace, &o.name);
+        let before = c.problems.len();
         let a = c.object(|c| {
             let s = spec_of(o, &r, c)?;
             unknown_fields(&s.extra, &r, c);
@@ -403,11 +442,14 @@ fn from_crds(input: &ConfigInput, c: &mut Collector) -> Config {
             check_local_pref(&a, &bgp_ads, &cfg.pools, &r, c);
             Some(a)
         });
+        let old = previous.and_then(|p| p.bgp_advertisements.iter().find(|x| x.name == o.name));
+        let a = c.or_last_good(a, old, before);
         bgp_ads.extend(a);
     }
     cfg.bgp_advertisements = bgp_ads;
     for o in &input.l2_advertisements {
         let r = oref(METALLB_V1B1, "L2Advertisement", &o.namespace, &o.name);
+        let before = c.problems.len();
         let a = c.object(|c| {
             let s = spec_of(o, &r, c)?;
             unknown_fields(&s.extra, &r, c);
@@ -439,7 +481,8 @@ fn from_crds(input: &ConfigInput, c: &mut Collector) -> Config {
                 interfaces: s.interfaces.clone(),
             })
         });
-        cfg.l2_advertisements.extend(a);
+        let old = previous.and_then(|p| p.l2_advertisements.iter().find(|x| x.name == o.name));
+        cfg.l2_advertisements.extend(c.or_last_good(a, old, before));
     }
     cfg
 }

@@ -534,7 +534,7 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
             next_resync = tokio::time::Instant::now() + settings.resync;
         }
 
-        match config::build(&stores.config_input(&settings)) {
+        match config::build_with_previous(&stores.config_input(&settings), good.as_ref()) {
             Ok((cfg, warnings)) => {
                 if metrics.config_stale.swap(false, Relaxed) {
                     tracing::info!("configuration valid again");

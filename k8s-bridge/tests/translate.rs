@@ -740,3 +740,24 @@ spec: {{myASN: 64500, dynamicASN: external, peerAddress: 10.0.0.253}}
         vec!["203.0.113.5/32"]
     );
 }
+
+/// A good BGPAdvertisement or BGPPeer edited into a bad one keeps its last good version (a broken
+/// edit withdraws nothing); without a previous configuration (a fresh start) it is left out.
+#[test]
+fn bad_edit_of_a_good_object_keeps_its_last_good_version() {
+    let good = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p, namespace: metallb-system}\nspec: {addresses: [203.0.113.0/24]}\n---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: a, namespace: metallb-system}\nspec: {communities: [\"65000:1\"]}\n---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: r, namespace: metallb-system}\nspec: {myASN: 1, peerASN: 2, peerAddress: 10.1.1.1}\n";
+    let bad = good.replace("[\"65000:1\"]", "[nosuch]").replace("peerASN: 2", "peerASN: 2, vrf: red");
+    let (gi, _) = offline::load(good, NS, "config").unwrap();
+    let (bi, _) = offline::load(&bad, NS, "config").unwrap();
+    let (prev, _) = config::build(&gi).unwrap();
+    let (kept, problems) = config::build_with_previous(&bi, Some(&prev)).unwrap();
+    assert_eq!(kept.bgp_advertisements, prev.bgp_advertisements);
+    assert_eq!(kept.peers, prev.peers);
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    for p in &problems {
+        assert_eq!(p.severity, Severity::Skipped);
+        assert!(p.message.ends_with(&format!("the last good version of this {} stays in force", p.object.kind)), "{p:?}");
+    }
+    let (fresh, _) = config::build(&bi).unwrap();
+    assert!(fresh.bgp_advertisements.is_empty() && fresh.peers.is_empty());
+}
