@@ -348,3 +348,39 @@ spec: {{myASN: {SPK_ASN}, dynamicASN: external, peerAddress: 10.99.0.2}}
         if prefixes == ["203.0.113.10/32"] { Ok(()) } else { Err(format!("{prefixes:?}")) }
     });
 }
+
+/// The DaemonSet mounts the memberlist Secret as optional: speakerd started before the Secret exists
+/// must run (unencrypted, with a loud warning) instead of crash-looping, and switch to the secret when
+/// the file appears. n2 has the secret from the start, so the two join only once n1 picked it up.
+#[test]
+fn missing_gossip_secret_runs_unencrypted_and_picks_it_up_when_it_appears() {
+    let Some(lab) = Lab::new_or_skip("k8ssec", &[]) else { return };
+    let (n1, n2) = lab.pair("n1", "n2");
+    let dir = lab.dir().join("secrets");
+    std::fs::create_dir_all(dir.join("n1")).unwrap();
+    std::fs::create_dir_all(dir.join("n2")).unwrap();
+    // Both upstream names; n1 has neither yet, n2 has the Helm one.
+    let (n1_ml, n1_helm) = (dir.join("n1/memberlist"), dir.join("n1/metallb-memberlist"));
+    let n2_helm = dir.join("n2/metallb-memberlist");
+    std::fs::write(&n2_helm, "shared-secret\n").unwrap();
+    let f = |p: &std::path::Path| format!("--gossip-secret-file={}", p.display());
+    let sp1 = Speakerd::builder(&n1).l2_node("n1", n1.v4, None).arg(&f(&n1_ml)).arg(&f(&n1_helm)).start();
+    let seed = format!("{}:7946", n1.v4);
+    let sp2 = Speakerd::builder(&n2).l2_node("n2", n2.v4, Some(&seed)).arg(&f(&dir.join("n2/memberlist"))).arg(&f(&n2_helm)).start();
+    assert!(sp1.log().contains("GOSSIP IS UNENCRYPTED"), "{}", sp1.log_tail(20));
+    let alive = |sp: &Speakerd| {
+        let v = sp.speakerctl_json(&["members"]);
+        v["members"].as_array().map_or(0, |m| m.iter().filter(|x| x["state"] == "alive").count())
+    };
+    assert_holds(Duration::from_secs(3), "no join while only n2 has the secret", || {
+        if alive(&sp1) == 1 && alive(&sp2) == 1 { Ok(()) } else { Err(format!("n1 sees {}, n2 sees {}", alive(&sp1), alive(&sp2))) }
+    });
+    // The kubelet writes the Secret (the Helm name here): n1 picks it up without a restart.
+    let pid = sp1.pid();
+    std::fs::write(&n1_helm, "shared-secret\n").unwrap();
+    wait_until(T, "n1 and n2 join once n1 has the secret", || {
+        if alive(&sp1) == 2 && alive(&sp2) == 2 { Ok(()) } else { Err(format!("n1 sees {}, n2 sees {}", alive(&sp1), alive(&sp2))) }
+    });
+    assert_eq!(sp1.pid(), pid, "no restart");
+    assert!(sp1.log().contains("gossip secret found"), "{}", sp1.log_tail(20));
+}
