@@ -123,6 +123,8 @@ pub struct BgpAdvertisement {
     pub large_communities: Vec<String>,
     /// BGPPeer names; empty means every peer.
     pub peers: Vec<String>,
+    /// Services this advertisement applies to (empty: every Service).
+    pub services: Vec<Selector>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -131,6 +133,8 @@ pub struct L2Advertisement {
     pub pools: PoolSelection,
     pub nodes: Vec<Selector>,
     pub interfaces: Vec<String>,
+    /// Services this advertisement applies to (empty: every Service).
+    pub services: Vec<Selector>,
 }
 
 /// Where the configuration came from.
@@ -438,6 +442,16 @@ fn from_crds(input: &ConfigInput, previous: Option<&Config>, c: &mut Collector) 
             a.pools = pools;
             a.nodes = nodes;
             a.peers = s.peers.clone();
+            a.services = selectors(&s.service_selectors, "spec.serviceSelectors", &r, c);
+            // MetalLB: serviceSelectors and aggregation are mutually exclusive.
+            if !a.services.is_empty() {
+                if s.aggregation_length.is_some_and(|x| x != 32) {
+                    c.error(&r, "spec.serviceSelectors and spec.aggregationLength: mutually exclusive (MetalLB refuses both)");
+                }
+                if s.aggregation_length_v6.is_some_and(|x| x != 128) {
+                    c.error(&r, "spec.serviceSelectors and spec.aggregationLengthV6: mutually exclusive (MetalLB refuses both)");
+                }
+            }
             check_aggregation(&a, &cfg.pools, "spec.", &r, c);
             check_local_pref(&a, &bgp_ads, &cfg.pools, &r, c);
             Some(a)
@@ -454,6 +468,9 @@ fn from_crds(input: &ConfigInput, previous: Option<&Config>, c: &mut Collector) 
             let s = spec_of(o, &r, c)?;
             unknown_fields(&s.extra, &r, c);
             check_pool_refs(&s.ip_address_pools, &pool_names, &r, c);
+            if !s.preferred_node_selectors.is_empty() {
+                c.warn(&r, "spec.preferredNodeSelectors: not supported by speakerd (the owner is chosen among all candidates by hash); ignored");
+            }
             for (i, ifname) in s.interfaces.iter().enumerate() {
                 if ifname.is_empty()
                     || ifname.len() > 15
@@ -479,6 +496,7 @@ fn from_crds(input: &ConfigInput, previous: Option<&Config>, c: &mut Collector) 
                 },
                 nodes: selectors(&s.node_selectors, "spec.nodeSelectors", &r, c),
                 interfaces: s.interfaces.clone(),
+                services: selectors(&s.service_selectors, "spec.serviceSelectors", &r, c),
             })
         });
         let old = previous.and_then(|p| p.l2_advertisements.iter().find(|x| x.name == o.name));
@@ -604,6 +622,11 @@ fn peer_from_crd(
     };
     let mut config = peer_config(&legacy, bfd, "spec.", r, c)?;
     config.name = o.name.clone();
+    if s.local_asn != 0 {
+        // speakerd originates only its own routes, so "local-as X no-prepend replace-as" is the
+        // session run as X: the OPEN and the AS_PATH carry X alone.
+        config.local_asn = asn(s.local_asn, "spec.localASN", r, c);
+    }
     config.connect_time_secs = match &s.connect_time {
         None => None,
         Some(t) => match parse_duration(t) {
@@ -719,7 +742,11 @@ fn check_local_pref(
     r: &ObjRef,
     c: &mut Collector,
 ) {
-    for b in earlier {
+    if !a.services.is_empty() {
+        // As MetalLB: which Services it applies to is not known here.
+        return;
+    }
+    for b in earlier.iter().filter(|b| b.services.is_empty()) {
         if a.local_pref.unwrap_or(0) == b.local_pref.unwrap_or(0) {
             continue;
         }
@@ -853,6 +880,7 @@ fn from_legacy(l: &LegacyConfig, r: &ObjRef, c: &mut Collector) -> Config {
                     pools: only,
                     nodes: vec![],
                     interfaces: vec![],
+                    services: vec![],
                 });
             }
             other => c.error(
@@ -1263,5 +1291,6 @@ fn bgp_advertisement(
         communities,
         large_communities,
         peers: Vec::new(),
+        services: Vec::new(),
     })
 }

@@ -35,6 +35,7 @@ pub struct IpAddressPoolSpec {
     /// Allocation only (the controller's business): accepted and ignored here.
     #[serde(default)]
     pub service_allocation: Option<serde_json::Value>,
+
     /// Fields this bridge does not know (reported, never silently ignored).
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
@@ -48,6 +49,9 @@ pub struct BgpPeerSpec {
     pub my_asn: u64,
     #[serde(default, rename = "peerASN")]
     pub peer_asn: u64,
+    /// MetalLB v0.16: the ASN this session uses instead of myASN ("local-as … no-prepend replace-as").
+    #[serde(default, rename = "localASN")]
+    pub local_asn: u64,
     #[serde(default, rename = "dynamicASN")]
     pub dynamic_asn: String,
     #[serde(default)]
@@ -117,6 +121,9 @@ pub struct BgpAdvertisementSpec {
     pub node_selectors: Vec<LabelSelector>,
     #[serde(default)]
     pub peers: Vec<String>,
+    /// MetalLB v0.16: only Services matching one of these (empty: every Service).
+    #[serde(default)]
+    pub service_selectors: Vec<LabelSelector>,
     /// Fields this bridge does not know (reported, never silently ignored).
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
@@ -134,6 +141,12 @@ pub struct L2AdvertisementSpec {
     pub node_selectors: Vec<LabelSelector>,
     #[serde(default)]
     pub interfaces: Vec<String>,
+    /// MetalLB v0.16: only Services matching one of these (empty: every Service).
+    #[serde(default)]
+    pub service_selectors: Vec<LabelSelector>,
+    /// MetalLB: soft preferences for the Layer 2 owner (not supported: reported).
+    #[serde(default)]
+    pub preferred_node_selectors: Vec<serde_json::Value>,
     /// Fields this bridge does not know (reported, never silently ignored).
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,

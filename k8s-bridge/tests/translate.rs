@@ -406,11 +406,12 @@ spec: {unschedulable: true}
         service("s", "203.0.113.5", "Cluster", ""),
         slice("s", &[("n1", true, true, false)])
     );
-    // n4 is cordoned: no BGP (MetalLB ≥ 0.14.8); zone c matches no L2Advertisement selector.
+    // n4 is cordoned: it keeps BGP (MetalLB reverted cordon-withdraws in 0.15.0); zone c matches no
+    // L2Advertisement selector.
     assert_eq!(announced_from(&t, "n1"), (true, vec!["n1".to_string()]));
     assert_eq!(announced_from(&t, "n2"), (false, vec![]));
     assert_eq!(announced_from(&t, "n3"), (false, vec![]));
-    assert_eq!(announced_from(&t, "n4"), (false, vec![]));
+    assert_eq!(announced_from(&t, "n4"), (true, vec![]));
     let mut o = opts("n2");
     o.ignore_exclude_lb = true;
     assert!(
@@ -662,7 +663,7 @@ fn bad_configuration_names_the_object_and_field() {
         (pool("a", "10.0.0.0/24") + &adv("localPref: 100") + &adv("localPref: 200").replace("name: ad,", "name: ad2,"),
             "skipped BGPAdvertisement metallb-system/ad2: spec.localPref: 200: BGPAdvertisement \"ad\" sends the same routes of pool \"a\" with localPref 100"),
         (pool("a", "10.0.0.0/24") + &adv("aggregationLength: 24, bogus: 1"), "warning BGPAdvertisement metallb-system/ad: spec.bogus: unknown field, ignored"),
-        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, localASN: 3"), "warning BGPPeer metallb-system/r: spec.localASN: unknown field, ignored"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, localASN: 4294967296"), "skipped BGPPeer metallb-system/r: spec.localASN: 4294967296: an AS number is 1..4294967295"),
     ];
     for (text, want) in cases {
         let got = problems(&text);
@@ -760,4 +761,54 @@ fn bad_edit_of_a_good_object_keeps_its_last_good_version() {
     }
     let (fresh, _) = config::build(&bi).unwrap();
     assert!(fresh.bgp_advertisements.is_empty() && fresh.peers.is_empty());
+}
+
+/// MetalLB v0.16 serviceSelectors: an advertisement applies only to the Services its selectors
+/// match; with aggregation they are refused (as MetalLB), and localPref conflicts are not checked
+/// for them (as MetalLB).
+#[test]
+fn service_selectors_limit_advertisements() {
+    let t = format!(
+        r#"
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {{name: p, namespace: metallb-system}}
+spec: {{addresses: [203.0.113.0/24]}}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {{name: gold, namespace: metallb-system}}
+spec: {{serviceSelectors: [{{matchLabels: {{tier: gold}}}}], communities: ["65000:1"], localPref: 200}}
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {{name: l2, namespace: metallb-system}}
+spec: {{serviceSelectors: [{{matchExpressions: [{{key: tier, operator: NotIn, values: [gold]}}]}}]}}
+{NODES}{}{}{}{}"#,
+        service("g", "203.0.113.5", "Cluster", ", labels: {tier: gold}"),
+        slice("g", &[("n1", true, true, false)]),
+        service("b", "203.0.113.6", "Cluster", ", labels: {tier: bronze}"),
+        slice("b", &[("n1", true, true, false)]),
+    );
+    let d = plan(&t, &opts("n1"));
+    assert_eq!(d.bgp.iter().map(|a| a.prefix.as_str()).collect::<Vec<_>>(), vec!["203.0.113.5/32"]);
+    assert_eq!(d.bgp[0].communities, vec!["65000:1"]);
+    assert_eq!(d.l2.iter().map(|a| a.ip.as_str()).collect::<Vec<_>>(), vec!["203.0.113.6"]);
+    let adv = |spec: &str| format!("apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: p, namespace: metallb-system}}\nspec: {{addresses: [203.0.113.0/24]}}\n---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: ad, namespace: metallb-system}}\nspec: {{{spec}}}\n");
+    assert!(problems(&adv("serviceSelectors: [{matchLabels: {a: b}}], aggregationLength: 24"))[0]
+        .starts_with("skipped BGPAdvertisement metallb-system/ad: spec.serviceSelectors and spec.aggregationLength: mutually exclusive"));
+    assert!(problems(&adv("serviceSelectors: [{matchLabels: {a: b}}], aggregationLength: 32")).is_empty());
+    let two = adv("localPref: 100") + "---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: ad2, namespace: metallb-system}\nspec: {localPref: 200, serviceSelectors: [{matchLabels: {a: b}}]}\n";
+    assert!(problems(&two).is_empty(), "{:?}", problems(&two));
+    let l2 = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p, namespace: metallb-system}\nspec: {addresses: [203.0.113.0/24]}\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l, namespace: metallb-system}\nspec: {preferredNodeSelectors: [{weight: 10, preference: {matchLabels: {a: b}}}]}\n";
+    assert_eq!(problems(l2), vec!["warning L2Advertisement metallb-system/l: spec.preferredNodeSelectors: not supported by speakerd (the owner is chosen among all candidates by hash); ignored"]);
+}
+
+/// MetalLB v0.16 localASN ("local-as X no-prepend replace-as"): the session runs as X.
+#[test]
+fn local_asn_replaces_my_asn_for_the_session() {
+    let t = format!("apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: r, namespace: metallb-system}}\nspec: {{myASN: 64500, localASN: 64999, peerASN: 65001, peerAddress: 10.1.1.1}}\n---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: p, namespace: metallb-system}}\nspec: {{addresses: [203.0.113.0/24]}}\n{NODES}");
+    let d = plan(&t, &opts("n1"));
+    assert_eq!(d.peers.len(), 1);
+    assert_eq!(d.peers[0].local_asn, 64999);
 }

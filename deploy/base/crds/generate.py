@@ -37,6 +37,7 @@ KINDS = {
     "BGPPeer": ("bgppeers", ["v1beta2"], "BGPPeer is a BGP session from the speakers of the selected nodes.", {
         "myASN": s("integer", format="int64", minimum=0, maximum=4294967295),
         "peerASN": s("integer", format="int64", minimum=0, maximum=4294967295),
+        "localASN": s("integer", format="int64", minimum=1, maximum=4294967295),
         "dynamicASN": s("string", enum=["internal", "external"]),
         "peerAddress": STR,
         "sourceAddress": STR,
@@ -65,12 +66,17 @@ KINDS = {
         "ipAddressPoolSelectors": SELECTORS,
         "nodeSelectors": SELECTORS,
         "peers": STRS,
+        "serviceSelectors": SELECTORS,
     }, [], [("IPAddressPools", ".spec.ipAddressPools", "string"), ("IPAddressPool Selectors", ".spec.ipAddressPoolSelectors", "string"), ("Peers", ".spec.peers", "string")]),
     "L2Advertisement": ("l2advertisements", ["v1beta1"], "L2Advertisement says which pools' IPs are answered for with ARP/NDP, from which nodes and interfaces.", {
         "ipAddressPools": STRS,
         "ipAddressPoolSelectors": SELECTORS,
         "nodeSelectors": SELECTORS,
         "interfaces": STRS,
+        "serviceSelectors": SELECTORS,
+        "preferredNodeSelectors": s("array", items=s("object", required=["weight", "preference"], properties={
+            "weight": s("integer", format="int32", minimum=1, maximum=100),
+            "preference": SELECTOR})),
     }, [], [("IPAddressPools", ".spec.ipAddressPools", "string"), ("Interfaces", ".spec.interfaces", "string")]),
     "Community": ("communities", ["v1beta1"], "Community defines aliases of BGP communities.", {
         "communities": s("array", items=s("object", properties={"name": STR, "value": STR})),
