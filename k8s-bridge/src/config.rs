@@ -69,7 +69,14 @@ pub struct ConfigInput {
     pub secrets: BTreeMap<(String, String), BTreeMap<String, Vec<u8>>>,
     /// Their `type`s: (namespace, name) → type (MetalLB requires `kubernetes.io/basic-auth`).
     pub secret_types: BTreeMap<(String, String), String>,
+    /// MetalLB's `metallb-excludel2` ConfigMap's `excludel2.yaml` key, if the ConfigMap exists:
+    /// (namespace, name, text).
+    pub exclude_l2: Option<(String, String, Option<String>)>,
 }
+
+/// MetalLB's ConfigMap of interfaces never to answer ARP/NDP on, and its key.
+pub const EXCLUDE_L2_CONFIGMAP: &str = "metallb-excludel2";
+pub const EXCLUDE_L2_KEY: &str = "excludel2.yaml";
 
 /// An address pool: its ranges (inclusive) and the labels pool selectors match.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,6 +160,9 @@ pub struct Config {
     pub peers: Vec<Peer>,
     pub bgp_advertisements: Vec<BgpAdvertisement>,
     pub l2_advertisements: Vec<L2Advertisement>,
+    /// Interfaces never answered on (speakerd's syntax: a name, or a prefix with a trailing `*`),
+    /// from the `metallb-excludel2` ConfigMap.
+    pub l2_exclude_interfaces: Vec<String>,
 }
 
 impl Config {
@@ -295,6 +305,11 @@ pub fn build_with_previous(
             )
         }
     };
+    let mut cfg = cfg;
+    if let Some((ns, name, text)) = &input.exclude_l2 {
+        cfg.l2_exclude_interfaces =
+            exclude_l2(text.as_deref(), &oref("v1", "ConfigMap", ns, name), &mut c);
+    }
     let mut problems = c.problems;
     problems.sort();
     problems.dedup();
@@ -892,6 +907,71 @@ fn from_legacy(l: &LegacyConfig, r: &ObjRef, c: &mut Collector) -> Config {
     let refs = vec![r.clone(); cfg.pools.len()];
     check_overlaps(&cfg.pools, &refs, c);
     cfg
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExcludeL2 {
+    #[serde(default)]
+    announced_interfaces_to_exclude: Vec<String>,
+}
+
+/// MetalLB's excludel2 patterns are regular expressions; speakerd matches a name or a prefix. The
+/// forms MetalLB ships (`^docker.*`, `^lo$`) translate exactly; any other is reported and left out.
+fn exclude_l2(text: Option<&str>, r: &ObjRef, c: &mut Collector) -> Vec<String> {
+    let Some(text) = text else {
+        c.warn(r, format!("no {EXCLUDE_L2_KEY:?} key; no interface excluded"));
+        return Vec::new();
+    };
+    let parsed: ExcludeL2 = match serde_yaml::from_str(text) {
+        Ok(p) => p,
+        Err(e) => {
+            c.warn(r, format!("{EXCLUDE_L2_KEY}: invalid YAML ({e}); no interface excluded"));
+            return Vec::new();
+        }
+    };
+    let mut out = BTreeSet::new();
+    for (i, re) in parsed.announced_interfaces_to_exclude.iter().enumerate() {
+        match regex_to_pattern(re) {
+            Some(p) => {
+                out.insert(p);
+            }
+            None => c.warn(
+                r,
+                format!("{EXCLUDE_L2_KEY}: announcedInterfacesToExclude[{i}]: {re:?}: only \"^name$\", \"^prefix\" and \"^prefix.*\" are supported; ignored"),
+            ),
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// `^lo$` → `lo`; `^veth.*`, `^veth` → `veth*`. None for anything else.
+pub fn regex_to_pattern(re: &str) -> Option<String> {
+    let rest = re.strip_prefix('^')?;
+    let (body, exact) = if let Some(b) = rest.strip_suffix('$') {
+        match b.strip_suffix(".*") {
+            Some(b) => (b, false),
+            None => (b, true),
+        }
+    } else {
+        (rest.strip_suffix(".*").unwrap_or(rest), false)
+    };
+    let mut name = String::new();
+    let mut chars = body.chars();
+    while let Some(ch) = chars.next() {
+        match ch {
+            '\\' => match chars.next() {
+                Some(e @ ('.' | '-' | '_')) => name.push(e),
+                _ => return None,
+            },
+            ch if ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' => name.push(ch),
+            _ => return None,
+        }
+    }
+    if name.is_empty() || name.len() > 15 {
+        return None;
+    }
+    Some(if exact { name } else { format!("{name}*") })
 }
 
 /// Every pool an advertisement names must exist.

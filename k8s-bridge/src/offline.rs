@@ -55,6 +55,18 @@ pub fn load(
             (true, "L2Advertisement") => input.l2_advertisements.push(obj(&v)),
             (true, "Community") => input.communities.push(obj(&v)),
             (true, "BFDProfile") => input.bfd_profiles.push(obj(&v)),
+            (false, "ConfigMap")
+                if ns == namespace && v["metadata"]["name"] == crate::config::EXCLUDE_L2_CONFIGMAP =>
+            {
+                let text = v["data"][crate::config::EXCLUDE_L2_KEY]
+                    .as_str()
+                    .map(str::to_string);
+                input.exclude_l2 = Some((
+                    ns.to_string(),
+                    crate::config::EXCLUDE_L2_CONFIGMAP.to_string(),
+                    text,
+                ));
+            }
             (false, "ConfigMap") if ns == namespace && v["metadata"]["name"] == configmap => {
                 let text = v["data"]["config"].as_str().map(str::to_string);
                 input.legacy = Some((ns.to_string(), configmap.to_string(), text));

@@ -247,6 +247,18 @@ impl Stores {
                 ((sec.namespace().unwrap_or_default(), sec.name_any()), t)
             })
             .collect();
+        let exclude_l2 = self
+            .configmaps
+            .state()
+            .iter()
+            .find(|c| c.name_any() == config::EXCLUDE_L2_CONFIGMAP)
+            .map(|c| {
+                (
+                    c.namespace().unwrap_or_default(),
+                    c.name_any(),
+                    c.data.as_ref().and_then(|d| d.get(config::EXCLUDE_L2_KEY)).cloned(),
+                )
+            });
         ConfigInput {
             pools: objs(&self.pools),
             peers: objs(&self.peers),
@@ -257,6 +269,7 @@ impl Stores {
             legacy,
             secrets,
             secret_types,
+            exclude_l2,
         }
     }
 
@@ -322,8 +335,9 @@ fn starts(settings: &Settings, client: &Client, hub: &Arc<Hub>) -> Stores {
         i,
     );
     let (hb, i) = h(3);
-    let cm_cfg =
-        watch_config().fields(&format!("metadata.name={}", settings.configmap));
+    // Every ConfigMap of the namespace (issue 18): the legacy `config` one and `metallb-excludel2`
+    // (a field selector cannot name two); the namespace holds few.
+    let cm_cfg = watch_config();
     let configmaps = reflect(
         Api::<ConfigMap>::namespaced(client.clone(), ns),
         cm_cfg,

@@ -200,6 +200,7 @@ pub fn translate(cfg: &Config, cluster: &Cluster, opts: &Options) -> Desired {
             ip: ip.to_string(),
             nodes: acc.nodes.into_iter().collect(),
             interfaces: acc.interfaces.unwrap_or_default().into_iter().collect(),
+            exclude_interfaces: cfg.l2_exclude_interfaces.clone(),
             ..Default::default()
         })
         .collect();

@@ -812,3 +812,21 @@ fn local_asn_replaces_my_asn_for_the_session() {
     assert_eq!(d.peers.len(), 1);
     assert_eq!(d.peers[0].local_asn, 64999);
 }
+
+/// MetalLB's `metallb-excludel2` ConfigMap: its regular expressions, in the forms MetalLB ships,
+/// become speakerd's exclude patterns on every Layer 2 announcement; others are reported.
+#[test]
+fn excludel2_configmap_excludes_interfaces() {
+    let t = format!(
+        "{SIMPLE_BGP}{NODES}{}{}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: metallb-excludel2, namespace: metallb-system}}\ndata:\n  excludel2.yaml: |\n    announcedInterfacesToExclude:\n    - ^docker.*\n    - ^lo$\n    - ^cali\n    - ^kube\\-ipvs.*\n",
+        service("s", "203.0.113.5", "Cluster", ""),
+        slice("s", &[("n1", true, true, false)])
+    );
+    let d = plan(&t, &opts("n1"));
+    assert_eq!(d.l2[0].exclude_interfaces, vec!["cali*", "docker*", "kube-ipvs*", "lo"]);
+    let bad = t.replace("    - ^cali\n", "    - eth[0-9]\n");
+    assert!(problems(&bad).iter().any(|p| p.starts_with("warning ConfigMap metallb-system/metallb-excludel2: excludel2.yaml: announcedInterfacesToExclude[2]: \"eth[0-9]\"")), "{:?}", problems(&bad));
+    for (re, want) in [("^veth", Some("veth*")), ("^veth.*$", Some("veth*")), ("^lo$", Some("lo")), ("docker", None), ("^a|b", None), ("^", None)] {
+        assert_eq!(k8s_bridge::config::regex_to_pattern(re).as_deref(), want, "{re}");
+    }
+}
