@@ -229,7 +229,12 @@ impl Collector {
 impl Collector {
     /// `new` if the object is good; else its last good version `old` if there is one (the skipped
     /// problems since `before` then say so instead of "left out").
-    fn or_last_good<T: Clone>(&mut self, new: Option<T>, old: Option<&T>, before: usize) -> Option<T> {
+    fn or_last_good<T: Clone>(
+        &mut self,
+        new: Option<T>,
+        old: Option<&T>,
+        before: usize,
+    ) -> Option<T> {
         if new.is_some() {
             return new;
         }
@@ -298,11 +303,7 @@ pub fn build_with_previous(
                     "ignored: metallb.io IPAddressPools exist, which take precedence",
                 );
             }
-            from_crds(
-                input,
-                previous.filter(|p| p.source == Source::Crds),
-                &mut c,
-            )
+            from_crds(input, previous.filter(|p| p.source == Source::Crds), &mut c)
         }
     };
     let mut cfg = cfg;
@@ -549,7 +550,10 @@ fn peer_from_crd(
             let key = (ns.clone(), sec.name.clone());
             match input.secrets.get(&key) {
                 None => {
-                    c.error(r, format!("spec.passwordSecret: secret {ns}/{} not found", sec.name));
+                    c.error(
+                        r,
+                        format!("spec.passwordSecret: secret {ns}/{} not found", sec.name),
+                    );
                     String::new()
                 }
                 Some(_) if input.secret_types.get(&key).map(String::as_str) != Some(BASIC_AUTH) => {
@@ -566,7 +570,13 @@ fn peer_from_crd(
                 Some(d) => match d.get("password") {
                     Some(pw) => String::from_utf8_lossy(pw).into_owned(),
                     None => {
-                        c.error(r, format!("spec.passwordSecret: secret {ns}/{} has no \"password\" key", sec.name));
+                        c.error(
+                            r,
+                            format!(
+                                "spec.passwordSecret: secret {ns}/{} has no \"password\" key",
+                                sec.name
+                            ),
+                        );
                         String::new()
                     }
                 },
@@ -672,7 +682,9 @@ fn peer_from_crd(
 /// it (for a CIDR pool, its own prefix length: MetalLB's rule).
 pub fn longest_block(lo: IpAddr, hi: IpAddr) -> u8 {
     let (lo, hi, w) = match (lo, hi) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(u32::from(a)), u128::from(u32::from(b)), 32u32),
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            (u128::from(u32::from(a)), u128::from(u32::from(b)), 32u32)
+        }
         (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128u32),
         _ => return 0,
     };
@@ -681,7 +693,13 @@ pub fn longest_block(lo: IpAddr, hi: IpAddr) -> u8 {
     loop {
         // The largest aligned block that starts at `cur` and ends at or before `hi`.
         let mut k = cur.trailing_zeros().min(w);
-        let mask = |k: u32| if k >= 128 { u128::MAX } else { (1u128 << k) - 1 };
+        let mask = |k: u32| {
+            if k >= 128 {
+                u128::MAX
+            } else {
+                (1u128 << k) - 1
+            }
+        };
         while mask(k) > hi - cur {
             k -= 1;
         }
@@ -720,13 +738,21 @@ fn check_aggregation(
                 (
                     a.aggregation_v4,
                     32,
-                    if camel { "aggregationLength" } else { "aggregation-length" },
+                    if camel {
+                        "aggregationLength"
+                    } else {
+                        "aggregation-length"
+                    },
                 )
             } else {
                 (
                     a.aggregation_v6,
                     128,
-                    if camel { "aggregationLengthV6" } else { "aggregation-length-v6" },
+                    if camel {
+                        "aggregationLengthV6"
+                    } else {
+                        "aggregation-length-v6"
+                    },
                 )
             };
             let need = longest_block(lo, hi);
@@ -771,7 +797,10 @@ fn check_local_pref(
         if !peers_overlap || !nodes_overlap {
             continue;
         }
-        for pool in pools.iter().filter(|p| a.pools.selects(p) && b.pools.selects(p)) {
+        for pool in pools
+            .iter()
+            .filter(|p| a.pools.selects(p) && b.pools.selects(p))
+        {
             let v4 = pool.ranges.iter().any(|(x, _)| x.is_ipv4());
             let v6 = pool.ranges.iter().any(|(x, _)| x.is_ipv6());
             let same4 = a.aggregation_v4 == b.aggregation_v4;
@@ -920,13 +949,19 @@ struct ExcludeL2 {
 /// forms MetalLB ships (`^docker.*`, `^lo$`) translate exactly; any other is reported and left out.
 fn exclude_l2(text: Option<&str>, r: &ObjRef, c: &mut Collector) -> Vec<String> {
     let Some(text) = text else {
-        c.warn(r, format!("no {EXCLUDE_L2_KEY:?} key; no interface excluded"));
+        c.warn(
+            r,
+            format!("no {EXCLUDE_L2_KEY:?} key; no interface excluded"),
+        );
         return Vec::new();
     };
     let parsed: ExcludeL2 = match serde_yaml::from_str(text) {
         Ok(p) => p,
         Err(e) => {
-            c.warn(r, format!("{EXCLUDE_L2_KEY}: invalid YAML ({e}); no interface excluded"));
+            c.warn(
+                r,
+                format!("{EXCLUDE_L2_KEY}: invalid YAML ({e}); no interface excluded"),
+            );
             return Vec::new();
         }
     };
@@ -978,7 +1013,10 @@ pub fn regex_to_pattern(re: &str) -> Option<String> {
 fn check_pool_refs(names: &[String], pools: &BTreeSet<&str>, r: &ObjRef, c: &mut Collector) {
     for (i, p) in names.iter().enumerate() {
         if !pools.contains(p.as_str()) {
-            c.error(r, format!("spec.ipAddressPools[{i}]: no IPAddressPool named {p:?}"));
+            c.error(
+                r,
+                format!("spec.ipAddressPools[{i}]: no IPAddressPool named {p:?}"),
+            );
         }
     }
 }

@@ -56,7 +56,8 @@ pub fn load(
             (true, "Community") => input.communities.push(obj(&v)),
             (true, "BFDProfile") => input.bfd_profiles.push(obj(&v)),
             (false, "ConfigMap")
-                if ns == namespace && v["metadata"]["name"] == crate::config::EXCLUDE_L2_CONFIGMAP =>
+                if ns == namespace
+                    && v["metadata"]["name"] == crate::config::EXCLUDE_L2_CONFIGMAP =>
             {
                 let text = v["data"][crate::config::EXCLUDE_L2_KEY]
                     .as_str()

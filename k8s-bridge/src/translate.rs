@@ -227,15 +227,11 @@ fn bgp_from_here(
         return false;
     }
     let mut any = false;
-    for a in cfg
-        .bgp_advertisements
-        .iter()
-        .filter(|a| {
-            a.pools.selects(pool)
-                && any_matches(&a.nodes, &me.labels)
-                && any_matches(&a.services, svc_labels)
-        })
-    {
+    for a in cfg.bgp_advertisements.iter().filter(|a| {
+        a.pools.selects(pool)
+            && any_matches(&a.nodes, &me.labels)
+            && any_matches(&a.services, svc_labels)
+    }) {
         let len = if ip.is_ipv4() {
             a.aggregation_v4
         } else {

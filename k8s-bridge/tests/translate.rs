@@ -729,7 +729,10 @@ spec: {{myASN: 64500, dynamicASN: external, peerAddress: 10.0.0.253}}
         "BGPPeer metallb-system/dyn: spec.dynamicASN:",
         "BGPPeer metallb-system/red: spec.vrf:",
     ] {
-        assert!(skipped.iter().any(|s| s.starts_with(want)), "{want} in {skipped:#?}");
+        assert!(
+            skipped.iter().any(|s| s.starts_with(want)),
+            "{want} in {skipped:#?}"
+        );
     }
     let d = translate(&cfg, &cluster, &opts("n1"));
     assert_eq!(
@@ -747,7 +750,9 @@ spec: {{myASN: 64500, dynamicASN: external, peerAddress: 10.0.0.253}}
 #[test]
 fn bad_edit_of_a_good_object_keeps_its_last_good_version() {
     let good = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p, namespace: metallb-system}\nspec: {addresses: [203.0.113.0/24]}\n---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: a, namespace: metallb-system}\nspec: {communities: [\"65000:1\"]}\n---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: r, namespace: metallb-system}\nspec: {myASN: 1, peerASN: 2, peerAddress: 10.1.1.1}\n";
-    let bad = good.replace("[\"65000:1\"]", "[nosuch]").replace("peerASN: 2", "peerASN: 2, vrf: red");
+    let bad = good
+        .replace("[\"65000:1\"]", "[nosuch]")
+        .replace("peerASN: 2", "peerASN: 2, vrf: red");
     let (gi, _) = offline::load(good, NS, "config").unwrap();
     let (bi, _) = offline::load(&bad, NS, "config").unwrap();
     let (prev, _) = config::build(&gi).unwrap();
@@ -757,7 +762,13 @@ fn bad_edit_of_a_good_object_keeps_its_last_good_version() {
     assert_eq!(problems.len(), 2, "{problems:#?}");
     for p in &problems {
         assert_eq!(p.severity, Severity::Skipped);
-        assert!(p.message.ends_with(&format!("the last good version of this {} stays in force", p.object.kind)), "{p:?}");
+        assert!(
+            p.message.ends_with(&format!(
+                "the last good version of this {} stays in force",
+                p.object.kind
+            )),
+            "{p:?}"
+        );
     }
     let (fresh, _) = config::build(&bi).unwrap();
     assert!(fresh.bgp_advertisements.is_empty() && fresh.peers.is_empty());
@@ -791,13 +802,24 @@ spec: {{serviceSelectors: [{{matchExpressions: [{{key: tier, operator: NotIn, va
         slice("b", &[("n1", true, true, false)]),
     );
     let d = plan(&t, &opts("n1"));
-    assert_eq!(d.bgp.iter().map(|a| a.prefix.as_str()).collect::<Vec<_>>(), vec!["203.0.113.5/32"]);
+    assert_eq!(
+        d.bgp.iter().map(|a| a.prefix.as_str()).collect::<Vec<_>>(),
+        vec!["203.0.113.5/32"]
+    );
     assert_eq!(d.bgp[0].communities, vec!["65000:1"]);
-    assert_eq!(d.l2.iter().map(|a| a.ip.as_str()).collect::<Vec<_>>(), vec!["203.0.113.6"]);
-    let adv = |spec: &str| format!("apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: p, namespace: metallb-system}}\nspec: {{addresses: [203.0.113.0/24]}}\n---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: ad, namespace: metallb-system}}\nspec: {{{spec}}}\n");
+    assert_eq!(
+        d.l2.iter().map(|a| a.ip.as_str()).collect::<Vec<_>>(),
+        vec!["203.0.113.6"]
+    );
+    let adv = |spec: &str| {
+        format!("apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: p, namespace: metallb-system}}\nspec: {{addresses: [203.0.113.0/24]}}\n---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: ad, namespace: metallb-system}}\nspec: {{{spec}}}\n")
+    };
     assert!(problems(&adv("serviceSelectors: [{matchLabels: {a: b}}], aggregationLength: 24"))[0]
         .starts_with("skipped BGPAdvertisement metallb-system/ad: spec.serviceSelectors and spec.aggregationLength: mutually exclusive"));
-    assert!(problems(&adv("serviceSelectors: [{matchLabels: {a: b}}], aggregationLength: 32")).is_empty());
+    assert!(problems(&adv(
+        "serviceSelectors: [{matchLabels: {a: b}}], aggregationLength: 32"
+    ))
+    .is_empty());
     let two = adv("localPref: 100") + "---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: ad2, namespace: metallb-system}\nspec: {localPref: 200, serviceSelectors: [{matchLabels: {a: b}}]}\n";
     assert!(problems(&two).is_empty(), "{:?}", problems(&two));
     let l2 = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p, namespace: metallb-system}\nspec: {addresses: [203.0.113.0/24]}\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l, namespace: metallb-system}\nspec: {preferredNodeSelectors: [{weight: 10, preference: {matchLabels: {a: b}}}]}\n";
@@ -823,10 +845,24 @@ fn excludel2_configmap_excludes_interfaces() {
         slice("s", &[("n1", true, true, false)])
     );
     let d = plan(&t, &opts("n1"));
-    assert_eq!(d.l2[0].exclude_interfaces, vec!["cali*", "docker*", "kube-ipvs*", "lo"]);
+    assert_eq!(
+        d.l2[0].exclude_interfaces,
+        vec!["cali*", "docker*", "kube-ipvs*", "lo"]
+    );
     let bad = t.replace("    - ^cali\n", "    - eth[0-9]\n");
     assert!(problems(&bad).iter().any(|p| p.starts_with("warning ConfigMap metallb-system/metallb-excludel2: excludel2.yaml: announcedInterfacesToExclude[2]: \"eth[0-9]\"")), "{:?}", problems(&bad));
-    for (re, want) in [("^veth", Some("veth*")), ("^veth.*$", Some("veth*")), ("^lo$", Some("lo")), ("docker", None), ("^a|b", None), ("^", None)] {
-        assert_eq!(k8s_bridge::config::regex_to_pattern(re).as_deref(), want, "{re}");
+    for (re, want) in [
+        ("^veth", Some("veth*")),
+        ("^veth.*$", Some("veth*")),
+        ("^lo$", Some("lo")),
+        ("docker", None),
+        ("^a|b", None),
+        ("^", None),
+    ] {
+        assert_eq!(
+            k8s_bridge::config::regex_to_pattern(re).as_deref(),
+            want,
+            "{re}"
+        );
     }
 }
