@@ -282,6 +282,7 @@ fn legacy_configmap_without_crds() {
 /// `dynamicASN` (peerASN empty, as MetalLB requires) and one good peer, and an advertisement with
 /// `aggregationLength: 0` beside a good one. The good peer comes up and carries the Service's /32;
 /// no default route ever reaches gobgpd; each bad object has an InvalidConfig Event naming its field.
+/// The good peer is written as v1beta1 (served beside the stored v1beta2, as MetalLB's CRD does).
 #[test]
 fn bad_peers_and_aggregation_never_block_the_good_peer_nor_widen_a_route() {
     let Some(lab) = Lab::new_or_skip("k8sbad", &["gobgpd"]) else { return };
@@ -309,7 +310,7 @@ kind: BGPAdvertisement
 metadata: {{name: zero, namespace: metallb-system}}
 spec: {{ipAddressPools: [pool], aggregationLength: 0}}
 ---
-apiVersion: metallb.io/v1beta2
+apiVersion: metallb.io/v1beta1
 kind: BGPPeer
 metadata: {{name: good, namespace: metallb-system}}
 spec: {{myASN: {SPK_ASN}, peerASN: {GOBGP_ASN}, peerAddress: "{}", connectTime: 1s}}

@@ -34,7 +34,7 @@ KINDS = {
             "serviceSelectors": SELECTORS,
         }),
     }, ["addresses"], [("Auto Assign", ".spec.autoAssign", "boolean"), ("Avoid Buggy IPs", ".spec.avoidBuggyIPs", "boolean"), ("Addresses", ".spec.addresses", "string")]),
-    "BGPPeer": ("bgppeers", ["v1beta2"], "BGPPeer is a BGP session from the speakers of the selected nodes.", {
+    "BGPPeer": ("bgppeers", ["v1beta1", "v1beta2"], "BGPPeer is a BGP session from the speakers of the selected nodes.", {
         "myASN": s("integer", format="int64", minimum=0, maximum=4294967295),
         "peerASN": s("integer", format="int64", minimum=0, maximum=4294967295),
         "localASN": s("integer", format="int64", minimum=1, maximum=4294967295),
