@@ -72,6 +72,9 @@ pub struct ConfigInput {
     /// MetalLB's `metallb-excludel2` ConfigMap's `excludel2.yaml` key, if the ConfigMap exists:
     /// (namespace, name, text).
     pub exclude_l2: Option<(String, String, Option<String>)>,
+    /// The IPs LoadBalancer Services hold (namespace, name, IP): a new configuration that takes the
+    /// pool away from one of them is refused, as MetalLB's speaker refuses it.
+    pub service_ips: Vec<(String, String, IpAddr)>,
 }
 
 /// MetalLB's ConfigMap of interfaces never to answer ARP/NDP on, and its key.
@@ -311,6 +314,22 @@ pub fn build_with_previous(
         cfg.l2_exclude_interfaces =
             exclude_l2(text.as_deref(), &oref("v1", "ConfigMap", ns, name), &mut c);
     }
+    // MetalLB's speaker refuses a configuration under which a Service's IP (that had a pool) has no
+    // pool: removing or shrinking a pool in use keeps the last good configuration.
+    if let Some(prev) = previous {
+        for (ns, name, ip) in &input.service_ips {
+            if let (Some(old), None) = (prev.pool_of(*ip), cfg.pool_of(*ip)) {
+                c.error(
+                    &oref("v1", "Service", ns, name),
+                    format!(
+                        "its IP {ip} is in no IPAddressPool of the new configuration (it was in {:?}): the new configuration is refused while the IP is in use, as MetalLB does",
+                        old.name
+                    ),
+                );
+            }
+        }
+    }
+    duplicate_peers(&cfg.peers, &input.peers, &mut c);
     let mut problems = c.problems;
     problems.sort();
     problems.dedup();
@@ -519,6 +538,31 @@ fn from_crds(input: &ConfigInput, previous: Option<&Config>, c: &mut Collector) 
         cfg.l2_advertisements.extend(c.or_last_good(a, old, before));
     }
     cfg
+}
+
+/// Two BGPPeers with one address that can select the same node (either has no node selectors, or
+/// both have the same): the translation uses the first by name there; the other is reported.
+fn duplicate_peers(peers: &[Peer], objs: &[Obj<BgpPeerSpec>], c: &mut Collector) {
+    let mut sorted: Vec<&Peer> = peers.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    for (i, p) in sorted.iter().enumerate() {
+        if let Some(first) = sorted[..i].iter().find(|q| {
+            q.config.address == p.config.address
+                && (q.nodes.is_empty() || p.nodes.is_empty() || q.nodes == p.nodes)
+        }) {
+            let ns = objs
+                .iter()
+                .find(|o| o.name == p.name)
+                .map_or("", |o| o.namespace.as_str());
+            c.warn(
+                &oref("metallb.io/v1beta2", "BGPPeer", ns, &p.name),
+                format!(
+                    "spec.peerAddress: {} is also BGPPeer {:?}'s; on nodes both select, {:?} is used",
+                    p.config.address, first.name, first.name
+                ),
+            );
+        }
+    }
 }
 
 /// MetalLB's `passwordSecret` must be of this type.

@@ -116,5 +116,15 @@ pub fn load(
             _ => {}
         }
     }
+    input.service_ips = cluster
+        .services
+        .iter()
+        .filter(|s| s.load_balancer)
+        .flat_map(|s| {
+            s.ips
+                .iter()
+                .map(|ip| (s.namespace.clone(), s.name.clone(), *ip))
+        })
+        .collect();
     Ok((input, cluster))
 }

@@ -259,6 +259,15 @@ impl Stores {
                     c.data.as_ref().and_then(|d| d.get(config::EXCLUDE_L2_KEY)).cloned(),
                 )
             });
+        // Issue 18: a configuration taking the pool from a Service's IP is refused (as MetalLB).
+        let service_ips = self
+            .services
+            .state()
+            .iter()
+            .map(|s| Svc::from(s.as_ref()))
+            .filter(|s| s.load_balancer)
+            .flat_map(|s| s.ips.iter().map(|ip| (s.namespace.clone(), s.name.clone(), *ip)).collect::<Vec<_>>())
+            .collect();
         ConfigInput {
             pools: objs(&self.pools),
             peers: objs(&self.peers),
@@ -270,6 +279,7 @@ impl Stores {
             secrets,
             secret_types,
             exclude_l2,
+            service_ips,
         }
     }
 

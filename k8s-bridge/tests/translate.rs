@@ -866,3 +866,49 @@ fn excludel2_configmap_excludes_interfaces() {
         );
     }
 }
+
+/// As MetalLB's speaker: a new configuration under which a Service's IP has no pool any more is
+/// refused (the last good one stays) while the IP is in use; without such a Service it applies.
+/// And two BGPPeers with one address for the same nodes are reported.
+#[test]
+fn pool_removed_while_in_use_and_duplicate_peers() {
+    let pools = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: keep, namespace: metallb-system}\nspec: {addresses: [198.51.100.0/24]}\n---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: gone, namespace: metallb-system}\nspec: {addresses: [203.0.113.0/24]}\n";
+    let without = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: keep, namespace: metallb-system}\nspec: {addresses: [198.51.100.0/24]}\n";
+    let svc = service("s", "203.0.113.5", "Cluster", "");
+    let (prev, _) = config::build(&offline::load(pools, NS, "config").unwrap().0).unwrap();
+    let (input, _) = offline::load(&format!("{without}{svc}"), NS, "config").unwrap();
+    let e = config::build_with_previous(&input, Some(&prev)).unwrap_err();
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert_eq!(e[0].object.kind, "Service");
+    assert!(e[0].message.starts_with("its IP 203.0.113.5 is in no IPAddressPool of the new configuration (it was in \"gone\")"), "{e:#?}");
+    let (input, _) = offline::load(without, NS, "config").unwrap();
+    assert!(config::build_with_previous(&input, Some(&prev)).is_ok());
+
+    let peer = |name: &str, extra: &str| {
+        format!("---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: {name}, namespace: metallb-system}}\nspec: {{myASN: 1, peerASN: 2, peerAddress: 10.1.1.1{extra}}}\n")
+    };
+    let t = format!(
+        "{without}{}{}{}",
+        peer("a", ""),
+        peer("b", ", holdTime: 9s"),
+        peer("c", ", nodeSelectors: [{matchLabels: {zone: b}}]")
+    );
+    let p = problems(&t);
+    assert_eq!(p.len(), 2, "{p:#?}");
+    assert!(
+        p[0].starts_with(
+            "warning BGPPeer metallb-system/b: spec.peerAddress: 10.1.1.1 is also BGPPeer \"a\"'s"
+        ),
+        "{p:#?}"
+    );
+    assert!(
+        p[1].starts_with("warning BGPPeer metallb-system/c:"),
+        "{p:#?}"
+    );
+    let zoned = format!(
+        "{without}{}{}",
+        peer("a", ", nodeSelectors: [{matchLabels: {zone: a}}]"),
+        peer("c", ", nodeSelectors: [{matchLabels: {zone: b}}]")
+    );
+    assert!(problems(&zoned).is_empty());
+}
