@@ -568,9 +568,8 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
                     tracing::info!(source = ?cfg.source, pools = cfg.pools.len(), peers = cfg.peers.len(), "configuration loaded");
                 }
                 good = Some(cfg);
-                reported
-                    .problems
-                    .retain(|p| p.severity != Severity::Error);
+                // Forget what is fixed, so that it is reported again if it comes back.
+                reported.problems.retain(|p| warnings.contains(p));
                 // Objects left out (issue 18): InvalidConfig on each, the rest applies.
                 metrics.config_skipped.store(
                     warnings.iter().filter(|w| w.severity == Severity::Skipped).count() as u64,
