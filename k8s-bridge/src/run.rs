@@ -237,7 +237,7 @@ impl Stores {
                 ((sec.namespace().unwrap_or_default(), sec.name_any()), data)
             })
             .collect();
-        // Run-minimal change (issue 18): MetalLB requires passwordSecret to be basic-auth.
+        // MetalLB requires passwordSecret to be of type basic-auth.
         let secret_types = self
             .secrets
             .state()
