@@ -675,6 +675,9 @@ fn peer_from_crd(
     if s.disable_mp {
         c.warn(r, "spec.disableMP: speakerd negotiates each family with Multiprotocol Extensions; ignored");
     }
+    if s.dual_stack_address_family {
+        c.warn(r, "spec.dualStackAddressFamily: speakerd negotiates each family with Multiprotocol Extensions on every session; ignored");
+    }
     let legacy = LegacyPeer {
         my_asn: s.my_asn,
         peer_asn: s.peer_asn,
