@@ -343,6 +343,11 @@ spec: {{myASN: {SPK_ASN}, dynamicASN: external, peerAddress: 10.99.0.2}}
         });
     }
     assert_eq!(metric(17479, "k8s_bridge_config_objects_skipped"), Ok(3.0));
+    // No gossip Secret under either of MetalLB's names: a ConfigWarning says gossip is unencrypted.
+    wait_until(T, "a ConfigWarning about the missing memberlist Secret", || {
+        let ev = api.events_about("Secret", "memberlist");
+        ev.iter().find(|e| e["reason"] == "ConfigWarning").cloned().ok_or_else(|| format!("{ev:#?}"))
+    });
     assert_holds(Duration::from_secs(3), "gobgpd holds the /32 only, never 0.0.0.0/0", || {
         let all = gobgp.routes();
         let prefixes: Vec<&str> = all.iter().map(|r| r.prefix.as_str()).collect();
@@ -384,4 +389,35 @@ fn missing_gossip_secret_runs_unencrypted_and_picks_it_up_when_it_appears() {
     });
     assert_eq!(sp1.pid(), pid, "no restart");
     assert!(sp1.log().contains("gossip secret found"), "{}", sp1.log_tail(20));
+}
+
+/// MetalLB's `metallb-excludel2` ConfigMap: an interface it excludes is never answered on; without
+/// it the same IP is answered there (ARP from a client on the segment, the real speakerd socket).
+#[test]
+fn excludel2_configmap_keeps_arp_off_an_excluded_interface() {
+    let Some(lab) = Lab::new_or_skip("k8sexcl", &["arping"]) else { return };
+    let (n1, client) = lab.pair("n1", "client");
+    let api = Api::start(lab.dir());
+    api.install_crds();
+    api.apply(node("n1", &n1.v4.to_string(), "a"));
+    let sp = start_node(&n1, "n1");
+    let _b = bridge(&api, "n1", &sp, 17480);
+    let excl = |list: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "metallb-excludel2", "namespace": NS}, "data": {"excludel2.yaml": format!("announcedInterfacesToExclude: [{list}]\n")}});
+    api.apply(excl("\"^eth.*\", \"^lo$\""));
+    api.apply_yaml("apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: lan, namespace: metallb-system}\nspec: {addresses: [192.0.2.200-192.0.2.210]}\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: lan, namespace: metallb-system}\n");
+    api.apply(service("lan-svc", "192.0.2.201", "Cluster"));
+    api.apply(endpoints("lan-svc", "n1"));
+    wait_until(T, "speakerd has the announcement with eth* excluded", || {
+        let l = sp.speakerctl_json(&["l2", "list"]);
+        let s = l.to_string();
+        if s.contains("192.0.2.201") && s.contains("eth*") { Ok(()) } else { Err(s) }
+    });
+    assert_holds(Duration::from_secs(3), "no ARP answer on the excluded eth0", || match client.arping("192.0.2.201") {
+        Err(_) => Ok(()),
+        Ok(mac) => Err(format!("answered by {mac}")),
+    });
+    // The pattern list changed to something else: eth0 is answered on again.
+    api.apply(excl("\"^docker.*\""));
+    let mac = wait_until(T, "arping 192.0.2.201 is answered once eth0 is no longer excluded", || client.arping("192.0.2.201"));
+    assert_eq!(mac, n1.mac());
 }

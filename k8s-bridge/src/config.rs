@@ -75,7 +75,14 @@ pub struct ConfigInput {
     /// The IPs LoadBalancer Services hold (namespace, name, IP): a new configuration that takes the
     /// pool away from one of them is refused, as MetalLB's speaker refuses it.
     pub service_ips: Vec<(String, String, IpAddr)>,
+    /// (namespace, whether a gossip Secret exists there: MetalLB's names `memberlist` and
+    /// `metallb-memberlist`, key `secretkey`); None: not known (the offline planner).
+    pub memberlist_secret: Option<(String, bool)>,
 }
+
+/// MetalLB's names of the gossip Secret (manifests, Helm) and its key.
+pub const MEMBERLIST_SECRETS: [&str; 2] = ["memberlist", "metallb-memberlist"];
+pub const MEMBERLIST_KEY: &str = "secretkey";
 
 /// MetalLB's ConfigMap of interfaces never to answer ARP/NDP on, and its key.
 pub const EXCLUDE_L2_CONFIGMAP: &str = "metallb-excludel2";
@@ -330,6 +337,15 @@ pub fn build_with_previous(
         }
     }
     duplicate_peers(&cfg.peers, &input.peers, &mut c);
+    if let Some((ns, false)) = &input.memberlist_secret {
+        c.warn(
+            &oref("v1", "Secret", ns, MEMBERLIST_SECRETS[0]),
+            format!(
+                "neither Secret {:?} nor {:?} with key {MEMBERLIST_KEY:?} exists: gossip between the speakers is unencrypted and unauthenticated",
+                MEMBERLIST_SECRETS[0], MEMBERLIST_SECRETS[1]
+            ),
+        );
+    }
     let mut problems = c.problems;
     problems.sort();
     problems.dedup();

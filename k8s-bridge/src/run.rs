@@ -268,6 +268,13 @@ impl Stores {
             .filter(|s| s.load_balancer)
             .flat_map(|s| s.ips.iter().map(|ip| (s.namespace.clone(), s.name.clone(), *ip)).collect::<Vec<_>>())
             .collect();
+        let memberlist_secret = Some((
+            s.namespace.clone(),
+            self.secrets.state().iter().any(|sec| {
+                config::MEMBERLIST_SECRETS.contains(&sec.name_any().as_str())
+                    && sec.data.as_ref().is_some_and(|d| d.contains_key(config::MEMBERLIST_KEY))
+            }),
+        ));
         ConfigInput {
             pools: objs(&self.pools),
             peers: objs(&self.peers),
@@ -280,6 +287,7 @@ impl Stores {
             secret_types,
             exclude_l2,
             service_ips,
+            memberlist_secret,
         }
     }
 

@@ -912,3 +912,22 @@ fn pool_removed_while_in_use_and_duplicate_peers() {
     );
     assert!(problems(&zoned).is_empty());
 }
+
+/// Without either of MetalLB's gossip Secrets (`memberlist`, `metallb-memberlist`) the bridge warns
+/// that gossip is unencrypted; speakerd runs anyway.
+#[test]
+fn missing_memberlist_secret_is_a_warning() {
+    let (mut input, _) = offline::load(SIMPLE_BGP, NS, "config").unwrap();
+    assert!(
+        config::build(&input).unwrap().1.is_empty(),
+        "the planner does not know"
+    );
+    input.memberlist_secret = Some((NS.into(), false));
+    let (_, w) = config::build(&input).unwrap();
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert_eq!(w[0].severity, Severity::Warning);
+    assert_eq!(w[0].object.to_string(), "Secret metallb-system/memberlist");
+    assert!(w[0].message.contains("unencrypted"), "{w:#?}");
+    input.memberlist_secret = Some((NS.into(), true));
+    assert!(config::build(&input).unwrap().1.is_empty());
+}
