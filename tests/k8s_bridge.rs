@@ -370,7 +370,12 @@ fn missing_gossip_secret_runs_unencrypted_and_picks_it_up_when_it_appears() {
     let n2_helm = dir.join("n2/metallb-memberlist");
     std::fs::write(&n2_helm, "shared-secret\n").unwrap();
     let f = |p: &std::path::Path| format!("--gossip-secret-file={}", p.display());
-    let sp1 = Speakerd::builder(&n1).l2_node("n1", n1.v4, None).arg(&f(&n1_ml)).arg(&f(&n1_helm)).start();
+    let sp1 = Speakerd::builder(&n1).l2_node("n1", n1.v4, None).metrics("127.0.0.1:9481").arg(&f(&n1_ml)).arg(&f(&n1_helm)).start();
+    let secret_missing = || -> Result<String, String> {
+        let m = n1.metrics(9481)?;
+        m.lines().find(|l| l.starts_with("speakerd_gossip_secret_missing ")).map(str::to_string).ok_or(m)
+    };
+    assert_eq!(secret_missing().as_deref(), Ok("speakerd_gossip_secret_missing 1"));
     let seed = format!("{}:7946", n1.v4);
     let sp2 = Speakerd::builder(&n2).l2_node("n2", n2.v4, Some(&seed)).arg(&f(&dir.join("n2/memberlist"))).arg(&f(&n2_helm)).start();
     assert!(sp1.log().contains("GOSSIP IS UNENCRYPTED"), "{}", sp1.log_tail(20));
@@ -388,6 +393,7 @@ fn missing_gossip_secret_runs_unencrypted_and_picks_it_up_when_it_appears() {
         if alive(&sp1) == 2 && alive(&sp2) == 2 { Ok(()) } else { Err(format!("n1 sees {}, n2 sees {}", alive(&sp1), alive(&sp2))) }
     });
     assert_eq!(sp1.pid(), pid, "no restart");
+    assert_eq!(secret_missing().as_deref(), Ok("speakerd_gossip_secret_missing 0"));
     assert!(sp1.log().contains("gossip secret found"), "{}", sp1.log_tail(20));
 }
 
