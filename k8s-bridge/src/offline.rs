@@ -29,7 +29,8 @@ fn obj<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> Obj<T> {
 }
 
 /// Reads `---`-separated manifests. MetalLB objects and the legacy ConfigMap named `configmap` in
-/// `namespace` become configuration; Services, EndpointSlices and Nodes become the cluster; other
+/// `namespace` become configuration (MetalLB objects elsewhere are left out, as the bridge's watches
+/// leave them); Services, EndpointSlices and Nodes become the cluster; other
 /// kinds are ignored.
 pub fn load(
     text: &str,
@@ -49,6 +50,8 @@ pub fn load(
         let metallb = api.starts_with("metallb.io/");
         let bad = |e: serde_json::Error| format!("document {i} ({kind}): {e}");
         match (metallb, kind) {
+            // The bridge watches MetalLB objects in its namespace only.
+            (true, _) if ns != namespace => {}
             (true, "IPAddressPool") => input.pools.push(obj(&v)),
             (true, "BGPPeer") => input.peers.push(obj(&v)),
             (true, "BGPAdvertisement") => input.bgp_advertisements.push(obj(&v)),

@@ -17,6 +17,8 @@ enum Ours {
     Skip(&'static str, &'static str),
     /// The whole configuration is refused (the last good one stays); the problem contains this.
     Reject(&'static str),
+    /// Never seen: applied without it, and without a problem (this many pools remain).
+    Ignored(usize),
 }
 
 struct Case {
@@ -75,6 +77,13 @@ fn cases() -> Vec<Case> {
             + &peer("p", "myASN: 42, peerASN: 142, peerAddress: 1.2.3.4, peerPort: 1179, holdTime: 180s, keepaliveTime: 60s, routerID: 10.20.30.40, sourceAddress: 10.20.30.40, bfdProfile: fast, nodeSelectors: [{matchLabels: {foo: bar}}]")
             + &adv("a", "aggregationLength: 32, localPref: 100, communities: [tenant, \"65000:2\"], ipAddressPools: [pool1], peers: [p]")),
         case("peer-only", true, Accept, peer("p", good_peer)),
+        // internal/k8s/webhooks: "Validation must fail if created in different namespace".
+        case(
+            "webhook: IPAddressPool created in a different namespace",
+            false,
+            Ignored(1),
+            p.clone() + &pool("other", "10.99.0.0/24").replace(NS, "default"),
+        ),
         case("invalid peer-address", false, Skip("BGPPeer", "spec.peerAddress"), p.clone() + &peer("p", "myASN: 42, peerASN: 42, peerAddress: 1.2.3.400")),
         case("invalid my-asn", false, Skip("BGPPeer", "spec.myASN"), p.clone() + &peer("p", "peerASN: 42, peerAddress: 1.2.3.4")),
         case("invalid peer-asn", false, Skip("BGPPeer", "spec.peerASN"), p.clone() + &peer("p", "myASN: 42, peerAddress: 1.2.3.4")),
@@ -146,20 +155,22 @@ fn cases() -> Vec<Case> {
 }
 
 /// Our verdict on `text`.
-fn verdict(text: &str) -> (bool, Vec<(Severity, String, String)>) {
+fn verdict(text: &str) -> (bool, Vec<(Severity, String, String)>, usize) {
     let (input, _) = offline::load(text, NS, "config").expect("manifests parse");
     match config::build(&input) {
-        Ok((_, w)) => (
+        Ok((cfg, w)) => (
             true,
             w.into_iter()
                 .map(|p| (p.severity, p.object.kind, p.message))
                 .collect(),
+            cfg.pools.len(),
         ),
         Err(e) => (
             false,
             e.into_iter()
                 .map(|p| (p.severity, p.object.kind, p.message))
                 .collect(),
+            0,
         ),
     }
 }
@@ -174,7 +185,7 @@ fn upstream_configuration_cases() {
     let mut failures = vec![];
     let (mut same, mut different) = (0, 0);
     for c in cases() {
-        let (applied, problems) = verdict(&c.manifests);
+        let (applied, problems, pools) = verdict(&c.manifests);
         let ok = match c.ours {
             Ours::Accept => applied && problems.is_empty(),
             Ours::Warn(w) => {
@@ -190,6 +201,7 @@ fn upstream_configuration_cases() {
                         *s == Severity::Skipped && k == kind && m.starts_with(field)
                     })
             }
+            Ours::Ignored(n) => applied && problems.is_empty() && pools == n,
             Ours::Reject(what) => {
                 !applied
                     && problems
@@ -206,7 +218,8 @@ fn upstream_configuration_cases() {
         // Our verdict equals MetalLB's unless the row names a documented difference. Skipping one
         // object counts as refusing it (MetalLB refuses the whole configuration; we refuse less).
         let ours_accepts = matches!(c.ours, Ours::Accept | Ours::Warn(_));
-        let ours_refuses_something = matches!(c.ours, Ours::Skip(..) | Ours::Reject(_));
+        let ours_refuses_something =
+            matches!(c.ours, Ours::Skip(..) | Ours::Reject(_) | Ours::Ignored(_));
         let agrees = (c.metallb_accepts && matches!(c.ours, Ours::Accept))
             || (!c.metallb_accepts && ours_refuses_something);
         match (agrees, c.difference) {
