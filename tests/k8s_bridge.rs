@@ -313,7 +313,7 @@ spec: {{ipAddressPools: [pool], aggregationLength: 0}}
 apiVersion: metallb.io/v1beta1
 kind: BGPPeer
 metadata: {{name: good, namespace: metallb-system}}
-spec: {{myASN: {SPK_ASN}, peerASN: {GOBGP_ASN}, peerAddress: "{}", connectTime: 1s}}
+spec: {{myASN: {SPK_ASN}, peerASN: {GOBGP_ASN}, peerAddress: "{}"}}
 ---
 apiVersion: metallb.io/v1beta2
 kind: BGPPeer
