@@ -412,24 +412,6 @@ fn from_crds(input: &ConfigInput, previous: Option<&Config>, c: &mut Collector) 
             bfd.insert(o.name.clone(), p);
         }
     }
-    fn bfd_from_crd(
-        o: &Obj<BfdProfileSpec>,
-        s: &BfdProfileSpec,
-        r: &ObjRef,
-        c: &mut Collector,
-    ) -> Option<pb::BfdProfile> {
-        let l = LegacyBfdProfile {
-            name: o.name.clone(),
-            receive_interval: s.receive_interval,
-            transmit_interval: s.transmit_interval,
-            detect_multiplier: s.detect_multiplier,
-            echo_interval: s.echo_interval,
-            echo_mode: s.echo_mode,
-            passive_mode: s.passive_mode,
-            minimum_ttl: s.minimum_ttl,
-        };
-        bfd_profile(&l, r, c)
-    }
     for o in &input.pools {
         let r = oref(METALLB_V1B1, "IPAddressPool", &o.namespace, &o.name);
         let Some(s) = spec_of(o, &r, c) else { continue };
@@ -554,6 +536,26 @@ fn from_crds(input: &ConfigInput, previous: Option<&Config>, c: &mut Collector) 
         cfg.l2_advertisements.extend(c.or_last_good(a, old, before));
     }
     cfg
+}
+
+/// A BFDProfile object as the legacy profile the validation shares.
+fn bfd_from_crd(
+    o: &Obj<BfdProfileSpec>,
+    s: &BfdProfileSpec,
+    r: &ObjRef,
+    c: &mut Collector,
+) -> Option<pb::BfdProfile> {
+    let l = LegacyBfdProfile {
+        name: o.name.clone(),
+        receive_interval: s.receive_interval,
+        transmit_interval: s.transmit_interval,
+        detect_multiplier: s.detect_multiplier,
+        echo_interval: s.echo_interval,
+        echo_mode: s.echo_mode,
+        passive_mode: s.passive_mode,
+        minimum_ttl: s.minimum_ttl,
+    };
+    bfd_profile(&l, r, c)
 }
 
 /// Two BGPPeers with one address that can select the same node (either has no node selectors, or
