@@ -372,12 +372,25 @@ fn bad_arguments_and_unserved_rpcs() {
             (add(unknown_attr), "path.pattrs[2]: apipb.ExtendedCommunitiesAttribute is not served"),
             (api::AddPathRequest { path: None, ..Default::default() }, "path: required"),
             (api::AddPathRequest { table_type: 4, vrf_id: "red".into(), path: Some(path("10.0.0.0/24", &[])) }, "speakerd has no VRFs"),
+            // Default routes: refused unless speakerd runs with --allow-default-route (issue 18).
+            (add(path("0.0.0.0/0", &[])), "0.0.0.0/0 is a default route: refused (start speakerd with --allow-default-route"),
+            (add(path("::/0", &[])), "::/0 is a default route: refused"),
         ];
         for (req, want) in cases {
             let e = c.add_path(req).await.expect_err(want);
             assert_eq!(e.code(), tonic::Code::InvalidArgument, "{want}: {e:?}");
             assert!(e.message().contains(want), "{:?} lacks {want:?}", e.message());
         }
+        // The speaker.v1 API refuses a default route the same way.
+        let mut v1 = v1_client(sp.socket()).await;
+        let e = v1
+            .announce(pb::AnnounceRequest {
+                owner: "t".into(),
+                announcements: vec![pb::Announcement { prefix: "0.0.0.0/0".into(), ..Default::default() }],
+            })
+            .await
+            .unwrap_err();
+        assert!(e.code() == tonic::Code::InvalidArgument && e.message().contains("--allow-default-route"), "{e:?}");
         // Nothing of that was added.
         assert!(list_path(&mut c, api::TableType::Global, "", false).await.is_empty());
 

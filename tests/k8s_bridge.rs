@@ -140,26 +140,39 @@ spec: {{myASN: {SPK_ASN}, peerASN: {FRR_ASN}, peerAddress: "{}", connectTime: 1s
         if st.len() == 1 && st[0]["node"] == "n2" && st[0]["peers"] == json!(["gobgp"]) { Ok(()) } else { Err(format!("{l:#?}")) }
     });
 
-    // A broken update (unknown community alias) keeps everything, with a Warning Event and the stale metric.
+    // A broken edit of one object (unknown community alias): that object keeps its last good version
+    // (an InvalidConfig Warning Event on it, the skipped-objects metric), the rest applies.
     api.apply_yaml("apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: bgp, namespace: metallb-system}\nspec: {ipAddressPools: [bgp-pool], communities: [no-such-alias]}\n");
     wait_until(T, "a Warning Event on the BGPAdvertisement", || {
         let ev = api.events_about("BGPAdvertisement", "bgp");
         ev.iter()
-            .find(|e| e["type"] == "Warning" && e["note"].as_str().or(e["message"].as_str()).unwrap_or_default().contains("no-such-alias"))
+            .find(|e| e["type"] == "Warning" && e["reason"] == "InvalidConfig" && e["note"].as_str().or(e["message"].as_str()).unwrap_or_default().contains("no-such-alias"))
             .cloned()
             .ok_or_else(|| format!("{ev:#?}"))
     });
+    wait_until(T, "skipped-objects metric", || match metric(17473, "k8s_bridge_config_objects_skipped") {
+        Ok(v) if v == 1.0 => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+    assert_eq!(metric(17473, "metallb_k8s_client_config_stale_bool"), Ok(0.0), "one bad object does not make the configuration stale");
+    assert_holds(Duration::from_secs(3), "routes stay while the object is broken", || {
+        let rs = gobgp.routes_for("203.0.113.10/32");
+        if rs.len() == 1 && with_community(&rs[0], "64500:77") { Ok(()) } else { Err(format!("{rs:#?}")) }
+    });
+    // Overlapping pools are refused as a whole: the last good configuration stays, the stale metric says so.
+    api.apply_yaml(CONFIG);
+    api.apply_yaml("apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: overlap, namespace: metallb-system}\nspec: {addresses: [203.0.113.128/25]}\n");
     wait_until(T, "config stale metric", || match metric(17473, "metallb_k8s_client_config_stale_bool") {
         Ok(v) if v == 1.0 => Ok(()),
         other => Err(format!("{other:?}")),
     });
-    assert_holds(Duration::from_secs(3), "routes stay while the configuration is broken", || {
+    assert_holds(Duration::from_secs(3), "routes stay while the configuration is invalid", || {
         let rs = gobgp.routes_for("203.0.113.10/32");
         if rs.len() == 1 && with_community(&rs[0], "64500:77") { Ok(()) } else { Err(format!("{rs:#?}")) }
     });
-    api.apply_yaml(CONFIG);
-    wait_until(T, "config valid again", || match metric(17473, "metallb_k8s_client_config_stale_bool") {
-        Ok(v) if v == 0.0 => Ok(()),
+    api.delete("metallb.io/v1beta1", "IPAddressPool", Some(NS), "overlap");
+    wait_until(T, "config valid again", || match (metric(17473, "metallb_k8s_client_config_stale_bool"), metric(17473, "k8s_bridge_config_objects_skipped")) {
+        (Ok(a), Ok(b)) if a == 0.0 && b == 0.0 => Ok(()),
         other => Err(format!("{other:?}")),
     });
 
@@ -265,4 +278,152 @@ fn legacy_configmap_without_crds() {
     });
 }
 
+/// The issue's measured failures, end to end: one BGPPeer with `vrf` (for another router), one with
+/// `dynamicASN` (peerASN empty, as MetalLB requires) and one good peer, and an advertisement with
+/// `aggregationLength: 0` beside a good one. The good peer comes up and carries the Service's /32;
+/// no default route ever reaches gobgpd; each bad object has an InvalidConfig Event naming its field.
+/// The good peer is written as v1beta1 (served beside the stored v1beta2, as MetalLB's CRD does).
+#[test]
+fn bad_peers_and_aggregation_never_block_the_good_peer_nor_widen_a_route() {
+    let Some(lab) = Lab::new_or_skip("k8sbad", &["gobgpd"]) else { return };
+    let (n1, g) = lab.pair("n1", "gobgp");
+    let api = Api::start(lab.dir());
+    api.install_crds();
+    api.apply(node("n1", &n1.v4.to_string(), "a"));
+    let gobgp = Gobgpd::start(&g, PeerConfig::new(GOBGP_ASN, g.v4).neighbor(Neighbor::new(n1.v4, SPK_ASN).passive()));
+    let sp = start_node(&n1, "n1");
+    let _b = bridge(&api, "n1", &sp, 17479);
+    api.apply_yaml(&format!(
+        r#"
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {{name: pool, namespace: metallb-system}}
+spec: {{addresses: [203.0.113.0/24]}}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {{name: good, namespace: metallb-system}}
+spec: {{ipAddressPools: [pool]}}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {{name: zero, namespace: metallb-system}}
+spec: {{ipAddressPools: [pool], aggregationLength: 0}}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPPeer
+metadata: {{name: good, namespace: metallb-system}}
+spec: {{myASN: {SPK_ASN}, peerASN: {GOBGP_ASN}, peerAddress: "{}"}}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {{name: red, namespace: metallb-system}}
+spec: {{myASN: {SPK_ASN}, peerASN: 64999, peerAddress: 10.99.0.1, vrf: red}}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {{name: dyn, namespace: metallb-system}}
+spec: {{myASN: {SPK_ASN}, dynamicASN: external, peerAddress: 10.99.0.2}}
+"#,
+        g.v4
+    ));
+    api.apply(service("web", "203.0.113.10", "Cluster"));
+    api.apply(endpoints("web", "n1"));
+    sp.wait_peer_state(&g.v4.to_string(), "established", T);
+    gobgp.wait_route("203.0.113.10/32");
+    let peers = sp.speakerctl_json(&["peer", "list"]);
+    assert_eq!(peers.as_array().map(Vec::len), Some(1), "only the good peer is configured: {peers}");
+    for (kind, name, field) in [("BGPPeer", "red", "spec.vrf"), ("BGPPeer", "dyn", "spec.dynamicASN"), ("BGPAdvertisement", "zero", "spec.aggregationLength")] {
+        wait_until(T, &format!("an InvalidConfig Event on {kind} {name} naming {field}"), || {
+            let ev = api.events_about(kind, name);
+            ev.iter()
+                .find(|e| e["type"] == "Warning" && e["reason"] == "InvalidConfig" && e["note"].as_str().or(e["message"].as_str()).unwrap_or_default().starts_with(field))
+                .cloned()
+                .ok_or_else(|| format!("{ev:#?}"))
+        });
+    }
+    assert_eq!(metric(17479, "k8s_bridge_config_objects_skipped"), Ok(3.0));
+    // No gossip Secret under either of MetalLB's names: a ConfigWarning says gossip is unencrypted.
+    wait_until(T, "a ConfigWarning about the missing memberlist Secret", || {
+        let ev = api.events_about("Secret", "memberlist");
+        ev.iter().find(|e| e["reason"] == "ConfigWarning").cloned().ok_or_else(|| format!("{ev:#?}"))
+    });
+    assert_holds(Duration::from_secs(3), "gobgpd holds the /32 only, never 0.0.0.0/0", || {
+        let all = gobgp.routes();
+        let prefixes: Vec<&str> = all.iter().map(|r| r.prefix.as_str()).collect();
+        if prefixes == ["203.0.113.10/32"] { Ok(()) } else { Err(format!("{prefixes:?}")) }
+    });
+}
 
+/// The DaemonSet mounts the memberlist Secret as optional: speakerd started before the Secret exists
+/// must run (unencrypted, with a loud warning) instead of crash-looping, and switch to the secret when
+/// the file appears. n2 has the secret from the start, so the two join only once n1 picked it up.
+#[test]
+fn missing_gossip_secret_runs_unencrypted_and_picks_it_up_when_it_appears() {
+    let Some(lab) = Lab::new_or_skip("k8ssec", &[]) else { return };
+    let (n1, n2) = lab.pair("n1", "n2");
+    let dir = lab.dir().join("secrets");
+    std::fs::create_dir_all(dir.join("n1")).unwrap();
+    std::fs::create_dir_all(dir.join("n2")).unwrap();
+    // Both upstream names; n1 has neither yet, n2 has the Helm one.
+    let (n1_ml, n1_helm) = (dir.join("n1/memberlist"), dir.join("n1/metallb-memberlist"));
+    let n2_helm = dir.join("n2/metallb-memberlist");
+    std::fs::write(&n2_helm, "shared-secret\n").unwrap();
+    let f = |p: &std::path::Path| format!("--gossip-secret-file={}", p.display());
+    let sp1 = Speakerd::builder(&n1).l2_node("n1", n1.v4, None).metrics("127.0.0.1:9481").arg(&f(&n1_ml)).arg(&f(&n1_helm)).start();
+    let secret_missing = || -> Result<String, String> {
+        let m = n1.metrics(9481)?;
+        m.lines().find(|l| l.starts_with("speakerd_gossip_secret_missing ")).map(str::to_string).ok_or(m)
+    };
+    assert_eq!(secret_missing().as_deref(), Ok("speakerd_gossip_secret_missing 1"));
+    let seed = format!("{}:7946", n1.v4);
+    let sp2 = Speakerd::builder(&n2).l2_node("n2", n2.v4, Some(&seed)).arg(&f(&dir.join("n2/memberlist"))).arg(&f(&n2_helm)).start();
+    assert!(sp1.log().contains("GOSSIP IS UNENCRYPTED"), "{}", sp1.log_tail(20));
+    let alive = |sp: &Speakerd| {
+        let v = sp.speakerctl_json(&["members"]);
+        v["members"].as_array().map_or(0, |m| m.iter().filter(|x| x["state"] == "alive").count())
+    };
+    assert_holds(Duration::from_secs(3), "no join while only n2 has the secret", || {
+        if alive(&sp1) == 1 && alive(&sp2) == 1 { Ok(()) } else { Err(format!("n1 sees {}, n2 sees {}", alive(&sp1), alive(&sp2))) }
+    });
+    // The kubelet writes the Secret (the Helm name here): n1 picks it up without a restart.
+    let pid = sp1.pid();
+    std::fs::write(&n1_helm, "shared-secret\n").unwrap();
+    wait_until(T, "n1 and n2 join once n1 has the secret", || {
+        if alive(&sp1) == 2 && alive(&sp2) == 2 { Ok(()) } else { Err(format!("n1 sees {}, n2 sees {}", alive(&sp1), alive(&sp2))) }
+    });
+    assert_eq!(sp1.pid(), pid, "no restart");
+    assert_eq!(secret_missing().as_deref(), Ok("speakerd_gossip_secret_missing 0"));
+    assert!(sp1.log().contains("gossip secret found"), "{}", sp1.log_tail(20));
+}
+
+/// MetalLB's `metallb-excludel2` ConfigMap: an interface it excludes is never answered on; without
+/// it the same IP is answered there (ARP from a client on the segment, the real speakerd socket).
+#[test]
+fn excludel2_configmap_keeps_arp_off_an_excluded_interface() {
+    let Some(lab) = Lab::new_or_skip("k8sexcl", &["arping"]) else { return };
+    let (n1, client) = lab.pair("n1", "client");
+    let api = Api::start(lab.dir());
+    api.install_crds();
+    api.apply(node("n1", &n1.v4.to_string(), "a"));
+    let sp = start_node(&n1, "n1");
+    let _b = bridge(&api, "n1", &sp, 17480);
+    let excl = |list: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "metallb-excludel2", "namespace": NS}, "data": {"excludel2.yaml": format!("announcedInterfacesToExclude: [{list}]\n")}});
+    api.apply(excl("\"^eth.*\", \"^lo$\""));
+    api.apply_yaml("apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: lan, namespace: metallb-system}\nspec: {addresses: [192.0.2.200-192.0.2.210]}\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: lan, namespace: metallb-system}\n");
+    api.apply(service("lan-svc", "192.0.2.201", "Cluster"));
+    api.apply(endpoints("lan-svc", "n1"));
+    wait_until(T, "speakerd has the announcement with eth* excluded", || {
+        let l = sp.speakerctl_json(&["l2", "list"]);
+        let s = l.to_string();
+        if s.contains("192.0.2.201") && s.contains("eth*") { Ok(()) } else { Err(s) }
+    });
+    assert_holds(Duration::from_secs(3), "no ARP answer on the excluded eth0", || match client.arping("192.0.2.201") {
+        Err(_) => Ok(()),
+        Ok(mac) => Err(format!("answered by {mac}")),
+    });
+    // The pattern list changed to something else: eth0 is answered on again.
+    api.apply(excl("\"^docker.*\""));
+    let mac = wait_until(T, "arping 192.0.2.201 is answered once eth0 is no longer excluded", || client.arping("192.0.2.201"));
+    assert_eq!(mac, n1.mac());
+}

@@ -18,6 +18,8 @@ pub struct Svc {
     /// IPs from status.loadBalancer.ingress.
     pub ips: Vec<IpAddr>,
     pub annotations: BTreeMap<String, String>,
+    /// For advertisements' serviceSelectors.
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -77,6 +79,7 @@ impl From<&Service> for Svc {
             etp_local: spec.external_traffic_policy.as_deref() == Some("Local"),
             ips,
             annotations: s.metadata.annotations.clone().unwrap_or_default(),
+            labels: s.metadata.labels.clone().unwrap_or_default(),
         }
     }
 }

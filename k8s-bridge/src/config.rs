@@ -23,11 +23,17 @@ impl std::fmt::Display for ObjRef {
     }
 }
 
-/// Errors make the whole configuration invalid (the last good one stays in force); warnings are
-/// reported and the rest applies.
+/// Errors make the whole configuration invalid (the last good one stays in force); a skipped object
+/// is left out and the rest applies; warnings are reported and the object applies.
+///
+/// Only pool problems (an unparseable IPAddressPool, bad addresses, overlapping pools) and an
+/// unreadable legacy ConfigMap are errors: dropping a pool would withdraw every IP in it, and
+/// MetalLB rejects those as a whole too. A bad or unsupported BGPPeer, BGPAdvertisement,
+/// L2Advertisement, Community or BFDProfile is skipped: it never blocks the rest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
     Error,
+    Skipped,
     Warning,
 }
 
@@ -61,7 +67,26 @@ pub struct ConfigInput {
     pub legacy: Option<(String, String, Option<String>)>,
     /// Secrets referenced by BGPPeer.passwordSecret: (namespace, name) → data.
     pub secrets: BTreeMap<(String, String), BTreeMap<String, Vec<u8>>>,
+    /// Their `type`s: (namespace, name) → type (MetalLB requires `kubernetes.io/basic-auth`).
+    pub secret_types: BTreeMap<(String, String), String>,
+    /// MetalLB's `metallb-excludel2` ConfigMap's `excludel2.yaml` key, if the ConfigMap exists:
+    /// (namespace, name, text).
+    pub exclude_l2: Option<(String, String, Option<String>)>,
+    /// The IPs LoadBalancer Services hold (namespace, name, IP): a new configuration that takes the
+    /// pool away from one of them is refused, as MetalLB's speaker refuses it.
+    pub service_ips: Vec<(String, String, IpAddr)>,
+    /// (namespace, whether a gossip Secret exists there: MetalLB's names `memberlist` and
+    /// `metallb-memberlist`, key `secretkey`); None: not known (the offline planner).
+    pub memberlist_secret: Option<(String, bool)>,
 }
+
+/// MetalLB's names of the gossip Secret (manifests, Helm) and its key.
+pub const MEMBERLIST_SECRETS: [&str; 2] = ["memberlist", "metallb-memberlist"];
+pub const MEMBERLIST_KEY: &str = "secretkey";
+
+/// MetalLB's ConfigMap of interfaces never to answer ARP/NDP on, and its key.
+pub const EXCLUDE_L2_CONFIGMAP: &str = "metallb-excludel2";
+pub const EXCLUDE_L2_KEY: &str = "excludel2.yaml";
 
 /// An address pool: its ranges (inclusive) and the labels pool selectors match.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +140,8 @@ pub struct BgpAdvertisement {
     pub large_communities: Vec<String>,
     /// BGPPeer names; empty means every peer.
     pub peers: Vec<String>,
+    /// Services this advertisement applies to (empty: every Service).
+    pub services: Vec<Selector>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -123,6 +150,8 @@ pub struct L2Advertisement {
     pub pools: PoolSelection,
     pub nodes: Vec<Selector>,
     pub interfaces: Vec<String>,
+    /// Services this advertisement applies to (empty: every Service).
+    pub services: Vec<Selector>,
 }
 
 /// Where the configuration came from.
@@ -141,6 +170,9 @@ pub struct Config {
     pub peers: Vec<Peer>,
     pub bgp_advertisements: Vec<BgpAdvertisement>,
     pub l2_advertisements: Vec<L2Advertisement>,
+    /// Interfaces never answered on (speakerd's syntax: a name, or a prefix with a trailing `*`),
+    /// from the `metallb-excludel2` ConfigMap.
+    pub l2_exclude_interfaces: Vec<String>,
 }
 
 impl Config {
@@ -179,12 +211,81 @@ impl Collector {
             message: msg.into(),
         });
     }
+
+    /// Validates one object with `f`: an error `f` finds leaves that object out (its problems become
+    /// [`Severity::Skipped`]) instead of making the whole configuration invalid.
+    fn object<T>(&mut self, f: impl FnOnce(&mut Collector) -> Option<T>) -> Option<T> {
+        let before = self.problems.len();
+        let r = f(self);
+        let mut skipped = false;
+        for p in &mut self.problems[before..] {
+            if p.severity == Severity::Error {
+                p.severity = Severity::Skipped;
+                p.message = format!(
+                    "{}; this {} is left out, the rest of the configuration applies",
+                    p.message, p.object.kind
+                );
+                skipped = true;
+            }
+        }
+        if skipped {
+            None
+        } else {
+            r
+        }
+    }
+}
+
+impl Collector {
+    /// `new` if the object is good; else its last good version `old` if there is one (the skipped
+    /// problems since `before` then say so instead of "left out").
+    fn or_last_good<T: Clone>(
+        &mut self,
+        new: Option<T>,
+        old: Option<&T>,
+        before: usize,
+    ) -> Option<T> {
+        if new.is_some() {
+            return new;
+        }
+        let old = old?;
+        for p in &mut self.problems[before..] {
+            if p.severity == Severity::Skipped {
+                if let Some(i) = p.message.rfind("; this ") {
+                    p.message.truncate(i);
+                    p.message = format!(
+                        "{}; the last good version of this {} stays in force",
+                        p.message, p.object.kind
+                    );
+                }
+            }
+        }
+        Some(old.clone())
+    }
+}
+
+/// Fields of a spec that k8s-bridge does not know (unknown to MetalLB too, or newer than this
+/// bridge): a warning naming each, never silence.
+fn unknown_fields(extra: &BTreeMap<String, serde_json::Value>, r: &ObjRef, c: &mut Collector) {
+    for k in extra.keys() {
+        c.warn(r, format!("spec.{k}: unknown field, ignored"));
+    }
 }
 
 /// Builds the configuration. Returns it with the warnings, or every problem found if any is an error.
 /// The metallb.io objects are the configuration when any IPAddressPool exists; otherwise the legacy
 /// ConfigMap is (a ConfigMap beside IPAddressPools is ignored, with a warning).
 pub fn build(input: &ConfigInput) -> Result<(Config, Vec<Problem>), Vec<Problem>> {
+    build_with_previous(input, None)
+}
+
+/// [`build`], given the configuration in force: a BGPPeer, BGPAdvertisement or L2Advertisement
+/// that was good there and is now bad keeps its last good version (a broken edit withdraws
+/// nothing); one never seen good is left out.
+pub fn build_with_previous(
+    input: &ConfigInput,
+    previous: Option<&Config>,
+) -> Result<(Config, Vec<Problem>), Vec<Problem>> {
     let mut c = Collector {
         problems: Vec::new(),
     };
@@ -212,9 +313,39 @@ pub fn build(input: &ConfigInput) -> Result<(Config, Vec<Problem>), Vec<Problem>
                     "ignored: metallb.io IPAddressPools exist, which take precedence",
                 );
             }
-            from_crds(input, &mut c)
+            from_crds(input, previous.filter(|p| p.source == Source::Crds), &mut c)
         }
     };
+    let mut cfg = cfg;
+    if let Some((ns, name, text)) = &input.exclude_l2 {
+        cfg.l2_exclude_interfaces =
+            exclude_l2(text.as_deref(), &oref("v1", "ConfigMap", ns, name), &mut c);
+    }
+    // MetalLB's speaker refuses a configuration under which a Service's IP (that had a pool) has no
+    // pool: removing or shrinking a pool in use keeps the last good configuration.
+    if let Some(prev) = previous {
+        for (ns, name, ip) in &input.service_ips {
+            if let (Some(old), None) = (prev.pool_of(*ip), cfg.pool_of(*ip)) {
+                c.error(
+                    &oref("v1", "Service", ns, name),
+                    format!(
+                        "its IP {ip} is in no IPAddressPool of the new configuration (it was in {:?}): the new configuration is refused while the IP is in use, as MetalLB does",
+                        old.name
+                    ),
+                );
+            }
+        }
+    }
+    duplicate_peers(&cfg.peers, &input.peers, &mut c);
+    if let Some((ns, false)) = &input.memberlist_secret {
+        c.warn(
+            &oref("v1", "Secret", ns, MEMBERLIST_SECRETS[0]),
+            format!(
+                "neither Secret {:?} nor {:?} with key {MEMBERLIST_KEY:?} exists: gossip between the speakers is unencrypted and unauthenticated",
+                MEMBERLIST_SECRETS[0], MEMBERLIST_SECRETS[1]
+            ),
+        );
+    }
     let mut problems = c.problems;
     problems.sort();
     problems.dedup();
@@ -235,7 +366,7 @@ fn spec_of<'a, T>(o: &'a Obj<T>, r: &ObjRef, c: &mut Collector) -> Option<&'a T>
     }
 }
 
-fn from_crds(input: &ConfigInput, c: &mut Collector) -> Config {
+fn from_crds(input: &ConfigInput, previous: Option<&Config>, c: &mut Collector) -> Config {
     let mut cfg = Config {
         source: Source::Crds,
         ..Default::default()
@@ -244,44 +375,47 @@ fn from_crds(input: &ConfigInput, c: &mut Collector) -> Config {
     let mut aliases: BTreeMap<String, String> = BTreeMap::new();
     for o in &input.communities {
         let r = oref(METALLB_V1B1, "Community", &o.namespace, &o.name);
-        let Some(s) = spec_of(o, &r, c) else { continue };
-        for (i, a) in s.communities.iter().enumerate() {
-            if a.name.is_empty() {
-                c.error(&r, format!("spec.communities[{i}].name: required"));
-            } else if let Err(e) = parse_community_value(&a.value) {
-                c.error(&r, format!("spec.communities[{i}].value: {e}"));
-            } else if aliases.insert(a.name.clone(), a.value.clone()).is_some() {
-                c.error(
-                    &r,
-                    format!(
-                        "spec.communities[{i}].name: alias {:?} defined twice",
-                        a.name
-                    ),
-                );
+        let mine = c.object(|c| {
+            let s = spec_of(o, &r, c)?;
+            unknown_fields(&s.extra, &r, c);
+            let mut mine: BTreeMap<String, String> = BTreeMap::new();
+            for (i, a) in s.communities.iter().enumerate() {
+                if a.name.is_empty() {
+                    c.error(&r, format!("spec.communities[{i}].name: required"));
+                } else if let Err(e) = parse_community_value(&a.value) {
+                    c.error(&r, format!("spec.communities[{i}].value: {e}"));
+                } else if aliases.contains_key(&a.name)
+                    || mine.insert(a.name.clone(), a.value.clone()).is_some()
+                {
+                    c.error(
+                        &r,
+                        format!(
+                            "spec.communities[{i}].name: alias {:?} defined twice",
+                            a.name
+                        ),
+                    );
+                }
             }
-        }
+            Some(mine)
+        });
+        aliases.extend(mine.unwrap_or_default());
     }
     let mut bfd: BTreeMap<String, pb::BfdProfile> = BTreeMap::new();
     for o in &input.bfd_profiles {
         let r = oref(METALLB_V1B1, "BFDProfile", &o.namespace, &o.name);
-        let Some(s) = spec_of(o, &r, c) else { continue };
-        let l = LegacyBfdProfile {
-            name: o.name.clone(),
-            receive_interval: s.receive_interval,
-            transmit_interval: s.transmit_interval,
-            detect_multiplier: s.detect_multiplier,
-            echo_interval: s.echo_interval,
-            echo_mode: s.echo_mode,
-            passive_mode: s.passive_mode,
-            minimum_ttl: s.minimum_ttl,
-        };
-        if let Some(p) = bfd_profile(&l, &r, c) {
+        let p = c.object(|c| {
+            let s = spec_of(o, &r, c)?;
+            unknown_fields(&s.extra, &r, c);
+            bfd_from_crd(o, s, &r, c)
+        });
+        if let Some(p) = p {
             bfd.insert(o.name.clone(), p);
         }
     }
     for o in &input.pools {
         let r = oref(METALLB_V1B1, "IPAddressPool", &o.namespace, &o.name);
         let Some(s) = spec_of(o, &r, c) else { continue };
+        unknown_fields(&s.extra, &r, c);
         let ranges = pool_ranges(&s.addresses, "spec.addresses", &r, c);
         cfg.pools.push(Pool {
             name: o.name.clone(),
@@ -298,150 +432,35 @@ fn from_crds(input: &ConfigInput, c: &mut Collector) -> Config {
             .collect::<Vec<_>>(),
         c,
     );
-    let pool_names: BTreeSet<&str> = cfg.pools.iter().map(|p| p.name.as_str()).collect();
     for o in &input.peers {
         let r = oref("metallb.io/v1beta2", "BGPPeer", &o.namespace, &o.name);
-        let Some(s) = spec_of(o, &r, c) else { continue };
-        let nodes = selectors(&s.node_selectors, "spec.nodeSelectors", &r, c);
-        let password = match (&s.password, &s.password_secret) {
-            (p, Some(sec)) if !sec.name.is_empty() => {
-                if !p.is_empty() {
-                    c.error(
-                        &r,
-                        "spec.password and spec.passwordSecret: set one, not both",
-                    );
-                }
-                let ns = if sec.namespace.is_empty() {
-                    &o.namespace
-                } else {
-                    &sec.namespace
-                };
-                match input
-                    .secrets
-                    .get(&(ns.clone(), sec.name.clone()))
-                    .and_then(|d| d.get("password"))
-                {
-                    Some(pw) => String::from_utf8_lossy(pw).into_owned(),
-                    None => {
-                        c.error(&r, format!("spec.passwordSecret: secret {ns}/{} with a \"password\" key not found", sec.name));
-                        String::new()
-                    }
-                }
-            }
-            (p, _) => p.clone(),
-        };
-        if !s.dynamic_asn.is_empty() {
-            c.warn(
-                &r,
-                "spec.dynamicASN: not supported by speakerd; set spec.peerASN",
-            );
-        }
-        if !s.vrf.is_empty() {
-            c.error(&r, "spec.vrf: VRFs are not supported by speakerd");
-        }
-        if !s.interface.is_empty() {
-            c.error(
-                &r,
-                "spec.interface: BGP unnumbered is not supported by speakerd; set spec.peerAddress",
-            );
-        }
-        if s.disable_mp {
-            c.warn(&r, "spec.disableMP: speakerd negotiates each family with Multiprotocol Extensions; ignored");
-        }
-        let legacy = LegacyPeer {
-            my_asn: s.my_asn,
-            peer_asn: s.peer_asn,
-            peer_address: s.peer_address.clone(),
-            peer_port: s.peer_port,
-            hold_time: s.hold_time.clone(),
-            keepalive_time: s.keepalive_time.clone(),
-            router_id: s.router_id.clone(),
-            source_address: s.source_address.clone(),
-            password,
-            bfd_profile: s.bfd_profile.clone(),
-            ebgp_multihop: s.ebgp_multi_hop,
-            node_selectors: Vec::new(),
-        };
-        if let Some(mut config) = peer_config(&legacy, &bfd, "spec.", &r, c) {
-            config.name = o.name.clone();
-            config.connect_time_secs = match &s.connect_time {
-                None => None,
-                Some(t) => match parse_duration(t) {
-                    Ok(d) if (1..=65535).contains(&d.as_secs()) => Some(d.as_secs() as u32),
-                    Ok(_) => {
-                        c.error(&r, format!("spec.connectTime: {t:?}: 1s..65535s"));
-                        None
-                    }
-                    Err(e) => {
-                        c.error(&r, format!("spec.connectTime: {e}"));
-                        None
-                    }
-                },
-            };
-            config.graceful_restart = s.enable_graceful_restart.then_some(pb::GracefulRestart {
-                enabled: true,
-                restart_time_secs: 0,
-            });
-            cfg.peers.push(Peer {
-                name: o.name.clone(),
-                nodes,
-                config,
-            });
-        }
+        let before = c.problems.len();
+        let p = c.object(|c| peer_from_crd(o, input, &bfd, &r, c));
+        let old = previous.and_then(|p| p.peers.iter().find(|x| x.name == o.name));
+        cfg.peers.extend(c.or_last_good(p, old, before));
     }
+    let pool_names: BTreeSet<&str> = cfg.pools.iter().map(|p| p.name.as_str()).collect();
     let peer_names: BTreeSet<&str> = cfg.peers.iter().map(|p| p.name.as_str()).collect();
+    let mut bgp_ads: Vec<BgpAdvertisement> = Vec::new();
     for o in &input.bgp_advertisements {
         let r = oref(METALLB_V1B1, "BGPAdvertisement", &o.namespace, &o.name);
-        let Some(s) = spec_of(o, &r, c) else { continue };
-        check_pool_refs(&s.ip_address_pools, &pool_names, &r, c);
-        for (i, p) in s.peers.iter().enumerate() {
-            if !peer_names.contains(p.as_str()) {
-                c.warn(&r, format!("spec.peers[{i}]: no BGPPeer named {p:?} (yet)"));
+        let before = c.problems.len();
+        let a = c.object(|c| {
+            let s = spec_of(o, &r, c)?;
+            unknown_fields(&s.extra, &r, c);
+            check_pool_refs(&s.ip_address_pools, &pool_names, &r, c);
+            for (i, p) in s.peers.iter().enumerate() {
+                if !peer_names.contains(p.as_str()) {
+                    c.warn(&r, format!("spec.peers[{i}]: no BGPPeer named {p:?} (yet)"));
+                }
             }
-        }
-        let legacy = LegacyAdvertisement {
-            aggregation_length: s.aggregation_length,
-            aggregation_length_v6: s.aggregation_length_v6,
-            localpref: s.local_pref,
-            communities: s.communities.clone(),
-        };
-        let pools = PoolSelection {
-            names: s.ip_address_pools.clone(),
-            selectors: selectors(
-                &s.ip_address_pool_selectors,
-                "spec.ipAddressPoolSelectors",
-                &r,
-                c,
-            ),
-        };
-        let nodes = selectors(&s.node_selectors, "spec.nodeSelectors", &r, c);
-        if let Some(mut a) = bgp_advertisement(&legacy, &aliases, "spec.", &r, c) {
-            a.name = o.name.clone();
-            a.pools = pools;
-            a.nodes = nodes;
-            a.peers = s.peers.clone();
-            cfg.bgp_advertisements.push(a);
-        }
-    }
-    for o in &input.l2_advertisements {
-        let r = oref(METALLB_V1B1, "L2Advertisement", &o.namespace, &o.name);
-        let Some(s) = spec_of(o, &r, c) else { continue };
-        check_pool_refs(&s.ip_address_pools, &pool_names, &r, c);
-        for (i, ifname) in s.interfaces.iter().enumerate() {
-            if ifname.is_empty()
-                || ifname.len() > 15
-                || ifname.contains('/')
-                || ifname.chars().any(char::is_whitespace)
-            {
-                c.error(
-                    &r,
-                    format!("spec.interfaces[{i}]: {ifname:?} is not an interface name"),
-                );
-            }
-        }
-        cfg.l2_advertisements.push(L2Advertisement {
-            name: o.name.clone(),
-            pools: PoolSelection {
+            let legacy = LegacyAdvertisement {
+                aggregation_length: s.aggregation_length,
+                aggregation_length_v6: s.aggregation_length_v6,
+                localpref: s.local_pref,
+                communities: s.communities.clone(),
+            };
+            let pools = PoolSelection {
                 names: s.ip_address_pools.clone(),
                 selectors: selectors(
                     &s.ip_address_pool_selectors,
@@ -449,12 +468,423 @@ fn from_crds(input: &ConfigInput, c: &mut Collector) -> Config {
                     &r,
                     c,
                 ),
-            },
-            nodes: selectors(&s.node_selectors, "spec.nodeSelectors", &r, c),
-            interfaces: s.interfaces.clone(),
+            };
+            let nodes = selectors(&s.node_selectors, "spec.nodeSelectors", &r, c);
+            let mut a = bgp_advertisement(&legacy, &aliases, "spec.", &r, c)?;
+            a.name = o.name.clone();
+            a.pools = pools;
+            a.nodes = nodes;
+            a.peers = s.peers.clone();
+            a.services = selectors(&s.service_selectors, "spec.serviceSelectors", &r, c);
+            // MetalLB: serviceSelectors and aggregation are mutually exclusive.
+            if !a.services.is_empty() {
+                if s.aggregation_length.is_some_and(|x| x != 32) {
+                    c.error(&r, "spec.serviceSelectors and spec.aggregationLength: mutually exclusive (MetalLB refuses both)");
+                }
+                if s.aggregation_length_v6.is_some_and(|x| x != 128) {
+                    c.error(&r, "spec.serviceSelectors and spec.aggregationLengthV6: mutually exclusive (MetalLB refuses both)");
+                }
+            }
+            check_aggregation(&a, &cfg.pools, "spec.", &r, c);
+            check_local_pref(&a, &bgp_ads, &cfg.pools, &r, c);
+            Some(a)
         });
+        let old = previous.and_then(|p| p.bgp_advertisements.iter().find(|x| x.name == o.name));
+        let a = c.or_last_good(a, old, before);
+        bgp_ads.extend(a);
+    }
+    cfg.bgp_advertisements = bgp_ads;
+    for o in &input.l2_advertisements {
+        let r = oref(METALLB_V1B1, "L2Advertisement", &o.namespace, &o.name);
+        let before = c.problems.len();
+        let a = c.object(|c| {
+            let s = spec_of(o, &r, c)?;
+            unknown_fields(&s.extra, &r, c);
+            check_pool_refs(&s.ip_address_pools, &pool_names, &r, c);
+            if !s.preferred_node_selectors.is_empty() {
+                c.warn(&r, "spec.preferredNodeSelectors: not supported by speakerd (the owner is chosen among all candidates by hash); ignored");
+            }
+            for (i, ifname) in s.interfaces.iter().enumerate() {
+                if ifname.is_empty()
+                    || ifname.len() > 15
+                    || ifname.contains('/')
+                    || ifname.chars().any(char::is_whitespace)
+                {
+                    c.error(
+                        &r,
+                        format!("spec.interfaces[{i}]: {ifname:?} is not an interface name"),
+                    );
+                }
+            }
+            Some(L2Advertisement {
+                name: o.name.clone(),
+                pools: PoolSelection {
+                    names: s.ip_address_pools.clone(),
+                    selectors: selectors(
+                        &s.ip_address_pool_selectors,
+                        "spec.ipAddressPoolSelectors",
+                        &r,
+                        c,
+                    ),
+                },
+                nodes: selectors(&s.node_selectors, "spec.nodeSelectors", &r, c),
+                interfaces: s.interfaces.clone(),
+                services: selectors(&s.service_selectors, "spec.serviceSelectors", &r, c),
+            })
+        });
+        let old = previous.and_then(|p| p.l2_advertisements.iter().find(|x| x.name == o.name));
+        cfg.l2_advertisements.extend(c.or_last_good(a, old, before));
     }
     cfg
+}
+
+/// A BFDProfile object as the legacy profile the validation shares.
+fn bfd_from_crd(
+    o: &Obj<BfdProfileSpec>,
+    s: &BfdProfileSpec,
+    r: &ObjRef,
+    c: &mut Collector,
+) -> Option<pb::BfdProfile> {
+    let l = LegacyBfdProfile {
+        name: o.name.clone(),
+        receive_interval: s.receive_interval,
+        transmit_interval: s.transmit_interval,
+        detect_multiplier: s.detect_multiplier,
+        echo_interval: s.echo_interval,
+        echo_mode: s.echo_mode,
+        passive_mode: s.passive_mode,
+        minimum_ttl: s.minimum_ttl,
+    };
+    bfd_profile(&l, r, c)
+}
+
+/// Two BGPPeers with one address that can select the same node (either has no node selectors, or
+/// both have the same): the translation uses the first by name there; the other is reported.
+fn duplicate_peers(peers: &[Peer], objs: &[Obj<BgpPeerSpec>], c: &mut Collector) {
+    let mut sorted: Vec<&Peer> = peers.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    for (i, p) in sorted.iter().enumerate() {
+        if let Some(first) = sorted[..i].iter().find(|q| {
+            q.config.address == p.config.address
+                && (q.nodes.is_empty() || p.nodes.is_empty() || q.nodes == p.nodes)
+        }) {
+            let ns = objs
+                .iter()
+                .find(|o| o.name == p.name)
+                .map_or("", |o| o.namespace.as_str());
+            c.warn(
+                &oref("metallb.io/v1beta2", "BGPPeer", ns, &p.name),
+                format!(
+                    "spec.peerAddress: {} is also BGPPeer {:?}'s; on nodes both select, {:?} is used",
+                    p.config.address, first.name, first.name
+                ),
+            );
+        }
+    }
+}
+
+/// MetalLB's `passwordSecret` must be of this type.
+pub const BASIC_AUTH: &str = "kubernetes.io/basic-auth";
+
+fn peer_from_crd(
+    o: &Obj<BgpPeerSpec>,
+    input: &ConfigInput,
+    bfd: &BTreeMap<String, pb::BfdProfile>,
+    r: &ObjRef,
+    c: &mut Collector,
+) -> Option<Peer> {
+    let s = spec_of(o, r, c)?;
+    unknown_fields(&s.extra, r, c);
+    let nodes = selectors(&s.node_selectors, "spec.nodeSelectors", r, c);
+    let password = match (&s.password, &s.password_secret) {
+        (p, Some(sec)) if !sec.name.is_empty() => {
+            if !p.is_empty() {
+                c.error(
+                    r,
+                    "spec.password and spec.passwordSecret: set one, not both",
+                );
+            }
+            let ns = if sec.namespace.is_empty() {
+                &o.namespace
+            } else {
+                &sec.namespace
+            };
+            let key = (ns.clone(), sec.name.clone());
+            match input.secrets.get(&key) {
+                None => {
+                    c.error(
+                        r,
+                        format!("spec.passwordSecret: secret {ns}/{} not found", sec.name),
+                    );
+                    String::new()
+                }
+                Some(_) if input.secret_types.get(&key).map(String::as_str) != Some(BASIC_AUTH) => {
+                    c.error(
+                        r,
+                        format!(
+                            "spec.passwordSecret: secret {ns}/{} is of type {:?}; MetalLB requires {BASIC_AUTH:?}",
+                            sec.name,
+                            input.secret_types.get(&key).map(String::as_str).unwrap_or("")
+                        ),
+                    );
+                    String::new()
+                }
+                Some(d) => match d.get("password") {
+                    Some(pw) => String::from_utf8_lossy(pw).into_owned(),
+                    None => {
+                        c.error(
+                            r,
+                            format!(
+                                "spec.passwordSecret: secret {ns}/{} has no \"password\" key",
+                                sec.name
+                            ),
+                        );
+                        String::new()
+                    }
+                },
+            }
+        }
+        (p, _) => p.clone(),
+    };
+    // What speakerd cannot do leaves this peer out, never the whole configuration.
+    if !s.vrf.is_empty() {
+        c.error(
+            r,
+            format!("spec.vrf: {:?}: VRFs are not supported by speakerd", s.vrf),
+        );
+    }
+    if !s.interface.is_empty() {
+        c.error(
+            r,
+            format!(
+                "spec.interface: {:?}: BGP unnumbered is not supported by speakerd; set spec.peerAddress",
+                s.interface
+            ),
+        );
+    }
+    if !s.dynamic_asn.is_empty() {
+        if s.peer_asn != 0 {
+            c.error(r, "spec.peerASN and spec.dynamicASN: set one, not both");
+        } else if s.dynamic_asn != "internal" && s.dynamic_asn != "external" {
+            c.error(
+                r,
+                format!(
+                    "spec.dynamicASN: {:?}: \"internal\" or \"external\"",
+                    s.dynamic_asn
+                ),
+            );
+        } else {
+            c.error(
+                r,
+                format!(
+                    "spec.dynamicASN: {:?}: not supported by speakerd; set spec.peerASN",
+                    s.dynamic_asn
+                ),
+            );
+        }
+        return None;
+    }
+    if s.ebgp_multi_hop && s.peer_asn != 0 && s.peer_asn == s.my_asn {
+        c.error(
+            r,
+            "spec.ebgpMultiHop: set on an iBGP peer (peerASN equals myASN), as MetalLB refuses",
+        );
+    }
+    if s.disable_mp {
+        c.warn(r, "spec.disableMP: speakerd negotiates each family with Multiprotocol Extensions; ignored");
+    }
+    if s.dual_stack_address_family {
+        c.warn(r, "spec.dualStackAddressFamily: speakerd negotiates each family with Multiprotocol Extensions on every session; ignored");
+    }
+    let legacy = LegacyPeer {
+        my_asn: s.my_asn,
+        peer_asn: s.peer_asn,
+        peer_address: s.peer_address.clone(),
+        peer_port: s.peer_port,
+        hold_time: s.hold_time.clone(),
+        keepalive_time: s.keepalive_time.clone(),
+        router_id: s.router_id.clone(),
+        source_address: s.source_address.clone(),
+        password,
+        bfd_profile: s.bfd_profile.clone(),
+        ebgp_multihop: s.ebgp_multi_hop,
+        node_selectors: Vec::new(),
+    };
+    let mut config = peer_config(&legacy, bfd, "spec.", r, c)?;
+    config.name = o.name.clone();
+    if s.local_asn != 0 {
+        // speakerd originates only its own routes, so "local-as X no-prepend replace-as" is the
+        // session run as X: the OPEN and the AS_PATH carry X alone.
+        config.local_asn = asn(s.local_asn, "spec.localASN", r, c);
+    }
+    config.connect_time_secs = match &s.connect_time {
+        None => None,
+        Some(t) => match parse_duration(t) {
+            Ok(d) if (1..=65535).contains(&d.as_secs()) => Some(d.as_secs() as u32),
+            Ok(_) => {
+                c.error(r, format!("spec.connectTime: {t:?}: 1s..65535s"));
+                None
+            }
+            Err(e) => {
+                c.error(r, format!("spec.connectTime: {e}"));
+                None
+            }
+        },
+    };
+    config.graceful_restart = s.enable_graceful_restart.then_some(pb::GracefulRestart {
+        enabled: true,
+        restart_time_secs: 0,
+    });
+    Some(Peer {
+        name: o.name.clone(),
+        nodes,
+        config,
+    })
+}
+
+/// The longest prefix in the split of the inclusive range `lo..=hi` into CIDR blocks: an
+/// aggregation length at least this long keeps every aggregate of an address of the range inside
+/// it (for a CIDR pool, its own prefix length: MetalLB's rule).
+pub fn longest_block(lo: IpAddr, hi: IpAddr) -> u8 {
+    let (lo, hi, w) = match (lo, hi) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            (u128::from(u32::from(a)), u128::from(u32::from(b)), 32u32)
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128u32),
+        _ => return 0,
+    };
+    let mut cur = lo;
+    let mut longest = 0u32;
+    loop {
+        // The largest aligned block that starts at `cur` and ends at or before `hi`.
+        let mut k = cur.trailing_zeros().min(w);
+        let mask = |k: u32| {
+            if k >= 128 {
+                u128::MAX
+            } else {
+                (1u128 << k) - 1
+            }
+        };
+        while mask(k) > hi - cur {
+            k -= 1;
+        }
+        longest = longest.max(w - k);
+        if mask(k) == hi - cur {
+            return longest as u8;
+        }
+        cur += mask(k) + 1;
+    }
+}
+
+/// Shows a pool range as MetalLB users write it: a CIDR when it is one, else "a-b".
+fn show_range(lo: IpAddr, hi: IpAddr) -> String {
+    let len = longest_block(lo, hi);
+    match IpNet::new(lo, len) {
+        Ok(n) if n.network() == lo && n.broadcast() == hi => n.to_string(),
+        _ => format!("{lo}-{hi}"),
+    }
+}
+
+/// MetalLB's rule, made strict: the aggregation length of an advertisement may not be shorter than
+/// the prefix of any pool it selects (a shorter one announces addresses outside the pool: length 0
+/// is a default route). For a range that is not a CIDR, MetalLB compares with the widest block of
+/// the range; we use the longest, so that no aggregate ever leaves the range.
+fn check_aggregation(
+    a: &BgpAdvertisement,
+    pools: &[Pool],
+    field: &str,
+    r: &ObjRef,
+    c: &mut Collector,
+) {
+    let camel = field.starts_with("spec.");
+    for pool in pools.iter().filter(|p| a.pools.selects(p)) {
+        for &(lo, hi) in &pool.ranges {
+            let (agg, max, name) = if lo.is_ipv4() {
+                (
+                    a.aggregation_v4,
+                    32,
+                    if camel {
+                        "aggregationLength"
+                    } else {
+                        "aggregation-length"
+                    },
+                )
+            } else {
+                (
+                    a.aggregation_v6,
+                    128,
+                    if camel {
+                        "aggregationLengthV6"
+                    } else {
+                        "aggregation-length-v6"
+                    },
+                )
+            };
+            let need = longest_block(lo, hi);
+            if agg < need {
+                c.error(
+                    r,
+                    format!(
+                        "{field}{name}: {agg}: shorter than pool {:?}'s {} (a /{agg} route would cover addresses outside the pool); {need}..{max}",
+                        pool.name,
+                        show_range(lo, hi)
+                    ),
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// MetalLB refuses two advertisements that would send one route with different LOCAL_PREFs: same
+/// pool, same aggregation length, overlapping peers. (MetalLB also compares the nodes the two
+/// select; the configuration alone does not know the nodes, so two advertisements with different,
+/// non-empty node selectors are taken as disjoint, and the translation keeps the higher LOCAL_PREF if
+/// a node matches both.)
+fn check_local_pref(
+    a: &BgpAdvertisement,
+    earlier: &[BgpAdvertisement],
+    pools: &[Pool],
+    r: &ObjRef,
+    c: &mut Collector,
+) {
+    if !a.services.is_empty() {
+        // As MetalLB: which Services it applies to is not known here.
+        return;
+    }
+    for b in earlier.iter().filter(|b| b.services.is_empty()) {
+        if a.local_pref.unwrap_or(0) == b.local_pref.unwrap_or(0) {
+            continue;
+        }
+        let peers_overlap =
+            a.peers.is_empty() || b.peers.is_empty() || a.peers.iter().any(|p| b.peers.contains(p));
+        let nodes_overlap = a.nodes.is_empty() || b.nodes.is_empty() || a.nodes == b.nodes;
+        if !peers_overlap || !nodes_overlap {
+            continue;
+        }
+        for pool in pools
+            .iter()
+            .filter(|p| a.pools.selects(p) && b.pools.selects(p))
+        {
+            let v4 = pool.ranges.iter().any(|(x, _)| x.is_ipv4());
+            let v6 = pool.ranges.iter().any(|(x, _)| x.is_ipv6());
+            let same4 = a.aggregation_v4 == b.aggregation_v4;
+            let same6 = a.aggregation_v6 == b.aggregation_v6;
+            if (v4 && same4) || (v6 && same6) {
+                c.error(
+                    r,
+                    format!(
+                        "spec.localPref: {}: BGPAdvertisement {:?} sends the same routes of pool {:?} with localPref {}",
+                        a.local_pref.unwrap_or(0),
+                        b.name,
+                        pool.name,
+                        b.local_pref.unwrap_or(0)
+                    ),
+                );
+                return;
+            }
+        }
+    }
 }
 
 fn from_legacy(l: &LegacyConfig, r: &ObjRef, c: &mut Collector) -> Config {
@@ -534,6 +964,15 @@ fn from_legacy(l: &LegacyConfig, r: &ObjRef, c: &mut Collector) -> Config {
                     ) {
                         a.name = format!("{}-{j}", p.name);
                         a.pools = only.clone();
+                        if let Some(pool) = cfg.pools.last() {
+                            check_aggregation(
+                                &a,
+                                std::slice::from_ref(pool),
+                                &format!("{field}.bgp-advertisements[{j}]."),
+                                r,
+                                c,
+                            );
+                        }
                         cfg.bgp_advertisements.push(a);
                     }
                 }
@@ -550,6 +989,7 @@ fn from_legacy(l: &LegacyConfig, r: &ObjRef, c: &mut Collector) -> Config {
                     pools: only,
                     nodes: vec![],
                     interfaces: vec![],
+                    services: vec![],
                 });
             }
             other => c.error(
@@ -563,11 +1003,85 @@ fn from_legacy(l: &LegacyConfig, r: &ObjRef, c: &mut Collector) -> Config {
     cfg
 }
 
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExcludeL2 {
+    #[serde(default)]
+    announced_interfaces_to_exclude: Vec<String>,
+}
+
+/// MetalLB's excludel2 patterns are regular expressions; speakerd matches a name or a prefix. The
+/// forms MetalLB ships (`^docker.*`, `^lo$`) translate exactly; any other is reported and left out.
+fn exclude_l2(text: Option<&str>, r: &ObjRef, c: &mut Collector) -> Vec<String> {
+    let Some(text) = text else {
+        c.warn(
+            r,
+            format!("no {EXCLUDE_L2_KEY:?} key; no interface excluded"),
+        );
+        return Vec::new();
+    };
+    let parsed: ExcludeL2 = match serde_yaml::from_str(text) {
+        Ok(p) => p,
+        Err(e) => {
+            c.warn(
+                r,
+                format!("{EXCLUDE_L2_KEY}: invalid YAML ({e}); no interface excluded"),
+            );
+            return Vec::new();
+        }
+    };
+    let mut out = BTreeSet::new();
+    for (i, re) in parsed.announced_interfaces_to_exclude.iter().enumerate() {
+        match regex_to_pattern(re) {
+            Some(p) => {
+                out.insert(p);
+            }
+            None => c.warn(
+                r,
+                format!("{EXCLUDE_L2_KEY}: announcedInterfacesToExclude[{i}]: {re:?}: only \"^name$\", \"^prefix\" and \"^prefix.*\" are supported; ignored"),
+            ),
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// `^lo$` → `lo`; `^veth.*`, `^veth` → `veth*`. None for anything else.
+pub fn regex_to_pattern(re: &str) -> Option<String> {
+    let rest = re.strip_prefix('^')?;
+    let (body, exact) = if let Some(b) = rest.strip_suffix('$') {
+        match b.strip_suffix(".*") {
+            Some(b) => (b, false),
+            None => (b, true),
+        }
+    } else {
+        (rest.strip_suffix(".*").unwrap_or(rest), false)
+    };
+    let mut name = String::new();
+    let mut chars = body.chars();
+    while let Some(ch) = chars.next() {
+        match ch {
+            '\\' => match chars.next() {
+                Some(e @ ('.' | '-' | '_')) => name.push(e),
+                _ => return None,
+            },
+            ch if ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' => name.push(ch),
+            _ => return None,
+        }
+    }
+    if name.is_empty() || name.len() > 15 {
+        return None;
+    }
+    Some(if exact { name } else { format!("{name}*") })
+}
+
 /// Every pool an advertisement names must exist.
 fn check_pool_refs(names: &[String], pools: &BTreeSet<&str>, r: &ObjRef, c: &mut Collector) {
     for (i, p) in names.iter().enumerate() {
         if !pools.contains(p.as_str()) {
-            c.error(r, format!("spec.ipAddressPools[{i}]: no IPAddressPool named {p:?}"));
+            c.error(
+                r,
+                format!("spec.ipAddressPools[{i}]: no IPAddressPool named {p:?}"),
+            );
         }
     }
 }
@@ -960,5 +1474,6 @@ fn bgp_advertisement(
         communities,
         large_communities,
         peers: Vec::new(),
+        services: Vec::new(),
     })
 }

@@ -35,6 +35,10 @@ pub struct IpAddressPoolSpec {
     /// Allocation only (the controller's business): accepted and ignored here.
     #[serde(default)]
     pub service_allocation: Option<serde_json::Value>,
+
+    /// Fields this bridge does not know (reported, never silently ignored).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 /// metallb.io/v1beta2 BGPPeer `spec`.
@@ -45,6 +49,9 @@ pub struct BgpPeerSpec {
     pub my_asn: u64,
     #[serde(default, rename = "peerASN")]
     pub peer_asn: u64,
+    /// MetalLB v0.16: the ASN this session uses instead of myASN ("local-as … no-prepend replace-as").
+    #[serde(default, rename = "localASN")]
+    pub local_asn: u64,
     #[serde(default, rename = "dynamicASN")]
     pub dynamic_asn: String,
     #[serde(default)]
@@ -81,6 +88,9 @@ pub struct BgpPeerSpec {
     pub interface: String,
     #[serde(default)]
     pub dual_stack_address_family: bool,
+    /// Fields this bridge does not know (reported, never silently ignored).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -111,6 +121,12 @@ pub struct BgpAdvertisementSpec {
     pub node_selectors: Vec<LabelSelector>,
     #[serde(default)]
     pub peers: Vec<String>,
+    /// MetalLB v0.16: only Services matching one of these (empty: every Service).
+    #[serde(default)]
+    pub service_selectors: Vec<LabelSelector>,
+    /// Fields this bridge does not know (reported, never silently ignored).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 /// metallb.io/v1beta1 L2Advertisement `spec`.
@@ -125,6 +141,15 @@ pub struct L2AdvertisementSpec {
     pub node_selectors: Vec<LabelSelector>,
     #[serde(default)]
     pub interfaces: Vec<String>,
+    /// MetalLB v0.16: only Services matching one of these (empty: every Service).
+    #[serde(default)]
+    pub service_selectors: Vec<LabelSelector>,
+    /// MetalLB: soft preferences for the Layer 2 owner (not supported: reported).
+    #[serde(default)]
+    pub preferred_node_selectors: Vec<serde_json::Value>,
+    /// Fields this bridge does not know (reported, never silently ignored).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 /// metallb.io/v1beta1 Community `spec`.
@@ -132,6 +157,9 @@ pub struct L2AdvertisementSpec {
 pub struct CommunitySpec {
     #[serde(default)]
     pub communities: Vec<CommunityAlias>,
+    /// Fields this bridge does not know (reported, never silently ignored).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -160,6 +188,9 @@ pub struct BfdProfileSpec {
     pub passive_mode: bool,
     #[serde(default)]
     pub minimum_ttl: Option<u32>,
+    /// Fields this bridge does not know (reported, never silently ignored).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 /// The legacy ConfigMap's `config` key (MetalLB ≤ v0.12), in its own dashed spelling.

@@ -11,6 +11,8 @@ pub struct Metrics {
     pub config_stale: AtomicBool,
     /// A valid configuration has been loaded (MetalLB's name).
     pub config_loaded: AtomicBool,
+    /// Configuration objects left out of the configuration in force (bad or unsupported).
+    pub config_skipped: AtomicU64,
     /// Watch events received (MetalLB's `metallb_k8s_client_updates_total`).
     pub updates: AtomicU64,
     /// Failed list/watch requests to the API server.
@@ -37,7 +39,8 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let b = |v: &AtomicBool| u64::from(v.load(Relaxed));
-        let rows: [(&str, &str, &str, u64); 13] = [
+        let rows: [(&str, &str, &str, u64); 14] = [
+            ("k8s_bridge_config_objects_skipped", "gauge", "MetalLB objects left out of the configuration in force because they are invalid or unsupported (each has an InvalidConfig Event)", self.config_skipped.load(Relaxed)),
             ("metallb_k8s_client_config_stale_bool", "gauge", "1 if the configuration in the cluster is invalid and the last good one is in force", b(&self.config_stale)),
             ("metallb_k8s_client_config_loaded_bool", "gauge", "1 if a valid configuration has been loaded", b(&self.config_loaded)),
             ("metallb_k8s_client_updates_total", "counter", "Kubernetes watch events received", self.updates.load(Relaxed)),

@@ -29,7 +29,8 @@ fn obj<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> Obj<T> {
 }
 
 /// Reads `---`-separated manifests. MetalLB objects and the legacy ConfigMap named `configmap` in
-/// `namespace` become configuration; Services, EndpointSlices and Nodes become the cluster; other
+/// `namespace` become configuration (MetalLB objects elsewhere are left out, as the bridge's watches
+/// leave them); Services, EndpointSlices and Nodes become the cluster; other
 /// kinds are ignored.
 pub fn load(
     text: &str,
@@ -49,12 +50,27 @@ pub fn load(
         let metallb = api.starts_with("metallb.io/");
         let bad = |e: serde_json::Error| format!("document {i} ({kind}): {e}");
         match (metallb, kind) {
+            // The bridge watches MetalLB objects in its namespace only.
+            (true, _) if ns != namespace => {}
             (true, "IPAddressPool") => input.pools.push(obj(&v)),
             (true, "BGPPeer") => input.peers.push(obj(&v)),
             (true, "BGPAdvertisement") => input.bgp_advertisements.push(obj(&v)),
             (true, "L2Advertisement") => input.l2_advertisements.push(obj(&v)),
             (true, "Community") => input.communities.push(obj(&v)),
             (true, "BFDProfile") => input.bfd_profiles.push(obj(&v)),
+            (false, "ConfigMap")
+                if ns == namespace
+                    && v["metadata"]["name"] == crate::config::EXCLUDE_L2_CONFIGMAP =>
+            {
+                let text = v["data"][crate::config::EXCLUDE_L2_KEY]
+                    .as_str()
+                    .map(str::to_string);
+                input.exclude_l2 = Some((
+                    ns.to_string(),
+                    crate::config::EXCLUDE_L2_CONFIGMAP.to_string(),
+                    text,
+                ));
+            }
             (false, "ConfigMap") if ns == namespace && v["metadata"]["name"] == configmap => {
                 let text = v["data"]["config"].as_str().map(str::to_string);
                 input.legacy = Some((ns.to_string(), configmap.to_string(), text));
@@ -71,9 +87,11 @@ pub fn load(
                 for (k, v) in s.string_data.unwrap_or_default() {
                     data.insert(k, v.into_bytes());
                 }
+                let key = (ns.to_string(), s.metadata.name.unwrap_or_default());
                 input
-                    .secrets
-                    .insert((ns.to_string(), s.metadata.name.unwrap_or_default()), data);
+                    .secret_types
+                    .insert(key.clone(), s.type_.unwrap_or_else(|| "Opaque".into()));
+                input.secrets.insert(key, data);
             }
             (false, "Service") => {
                 let s: k8s_openapi::api::core::v1::Service =
@@ -101,5 +119,15 @@ pub fn load(
             _ => {}
         }
     }
+    input.service_ips = cluster
+        .services
+        .iter()
+        .filter(|s| s.load_balancer)
+        .flat_map(|s| {
+            s.ips
+                .iter()
+                .map(|ip| (s.namespace.clone(), s.name.clone(), *ip))
+        })
+        .collect();
     Ok((input, cluster))
 }

@@ -237,6 +237,44 @@ impl Stores {
                 ((sec.namespace().unwrap_or_default(), sec.name_any()), data)
             })
             .collect();
+        // MetalLB requires passwordSecret to be of type basic-auth.
+        let secret_types = self
+            .secrets
+            .state()
+            .iter()
+            .map(|sec| {
+                let t = sec.type_.clone().unwrap_or_else(|| "Opaque".into());
+                ((sec.namespace().unwrap_or_default(), sec.name_any()), t)
+            })
+            .collect();
+        let exclude_l2 = self
+            .configmaps
+            .state()
+            .iter()
+            .find(|c| c.name_any() == config::EXCLUDE_L2_CONFIGMAP)
+            .map(|c| {
+                (
+                    c.namespace().unwrap_or_default(),
+                    c.name_any(),
+                    c.data.as_ref().and_then(|d| d.get(config::EXCLUDE_L2_KEY)).cloned(),
+                )
+            });
+        // Issue 18: a configuration taking the pool from a Service's IP is refused (as MetalLB).
+        let service_ips = self
+            .services
+            .state()
+            .iter()
+            .map(|s| Svc::from(s.as_ref()))
+            .filter(|s| s.load_balancer)
+            .flat_map(|s| s.ips.iter().map(|ip| (s.namespace.clone(), s.name.clone(), *ip)).collect::<Vec<_>>())
+            .collect();
+        let memberlist_secret = Some((
+            s.namespace.clone(),
+            self.secrets.state().iter().any(|sec| {
+                config::MEMBERLIST_SECRETS.contains(&sec.name_any().as_str())
+                    && sec.data.as_ref().is_some_and(|d| d.contains_key(config::MEMBERLIST_KEY))
+            }),
+        ));
         ConfigInput {
             pools: objs(&self.pools),
             peers: objs(&self.peers),
@@ -246,6 +284,10 @@ impl Stores {
             bfd_profiles: objs(&self.bfd),
             legacy,
             secrets,
+            secret_types,
+            exclude_l2,
+            service_ips,
+            memberlist_secret,
         }
     }
 
@@ -311,8 +353,9 @@ fn starts(settings: &Settings, client: &Client, hub: &Arc<Hub>) -> Stores {
         i,
     );
     let (hb, i) = h(3);
-    let cm_cfg =
-        watch_config().fields(&format!("metadata.name={}", settings.configmap));
+    // Every ConfigMap of the namespace (issue 18): the legacy `config` one and `metallb-excludel2`
+    // (a field selector cannot name two); the namespace holds few.
+    let cm_cfg = watch_config();
     let configmaps = reflect(
         Api::<ConfigMap>::namespaced(client.clone(), ns),
         cm_cfg,
@@ -523,7 +566,7 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
             next_resync = tokio::time::Instant::now() + settings.resync;
         }
 
-        match config::build(&stores.config_input(&settings)) {
+        match config::build_with_previous(&stores.config_input(&settings), good.as_ref()) {
             Ok((cfg, warnings)) => {
                 if metrics.config_stale.swap(false, Relaxed) {
                     tracing::info!("configuration valid again");
@@ -533,16 +576,24 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
                     tracing::info!(source = ?cfg.source, pools = cfg.pools.len(), peers = cfg.peers.len(), "configuration loaded");
                 }
                 good = Some(cfg);
-                reported
-                    .problems
-                    .retain(|p| p.severity == Severity::Warning);
+                // Forget what is fixed, so that it is reported again if it comes back.
+                reported.problems.retain(|p| warnings.contains(p));
+                // Objects left out (issue 18): InvalidConfig on each, the rest applies.
+                metrics.config_skipped.store(
+                    warnings.iter().filter(|w| w.severity == Severity::Skipped).count() as u64,
+                    Relaxed,
+                );
                 for w in warnings {
                     if reported.problems.insert(w.clone()) {
                         tracing::warn!(object = %w.object, "{}", w.message);
                         events
                             .publish(
                                 EventType::Warning,
-                                "ConfigWarning",
+                                if w.severity == Severity::Skipped {
+                                    "InvalidConfig"
+                                } else {
+                                    "ConfigWarning"
+                                },
                                 w.message.clone(),
                                 "Validate",
                                 &Events::reference(&w.object),

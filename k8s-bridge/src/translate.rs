@@ -184,11 +184,11 @@ pub fn translate(cfg: &Config, cluster: &Cluster, opts: &Options) -> Desired {
                 pool: pool.name.clone(),
             };
             if let Some(me) = me {
-                if bgp_from_here(cfg, pool, me, opts, &usable, ip, &mut bgp) {
+                if bgp_from_here(cfg, pool, me, opts, &usable, ip, &svc.labels, &mut bgp) {
                     services.insert(rec(Protocol::Bgp));
                 }
             }
-            if l2_from_here(cfg, pool, cluster, opts, &usable, ip, &mut l2) {
+            if l2_from_here(cfg, pool, cluster, opts, &usable, ip, &svc.labels, &mut l2) {
                 services.insert(rec(Protocol::Layer2));
             }
         }
@@ -200,6 +200,7 @@ pub fn translate(cfg: &Config, cluster: &Cluster, opts: &Options) -> Desired {
             ip: ip.to_string(),
             nodes: acc.nodes.into_iter().collect(),
             interfaces: acc.interfaces.unwrap_or_default().into_iter().collect(),
+            exclude_interfaces: cfg.l2_exclude_interfaces.clone(),
             ..Default::default()
         })
         .collect();
@@ -209,6 +210,7 @@ pub fn translate(cfg: &Config, cluster: &Cluster, opts: &Options) -> Desired {
 }
 
 /// Adds the BGP announcements of `ip` from this node; returns whether there is any.
+#[allow(clippy::too_many_arguments)]
 fn bgp_from_here(
     cfg: &Config,
     pool: &Pool,
@@ -216,19 +218,20 @@ fn bgp_from_here(
     opts: &Options,
     usable: &dyn Fn(&str) -> bool,
     ip: IpAddr,
+    svc_labels: &BTreeMap<String, String>,
     out: &mut BTreeMap<IpNet, pb::Announcement>,
 ) -> bool {
-    // A cordoned node stops advertising (MetalLB ≥ 0.14.8), so that a drained node's reboot does not
-    // leave routes held by graceful restart.
-    if !node_can_announce(me, opts) || me.unschedulable || !usable(&me.name) {
+    // A cordoned node keeps advertising: MetalLB 0.14.8 withdrew routes on cordon and reverted that in
+    // 0.15.0 after outage reports (a cordon is not a drain); we do as upstream does now.
+    if !node_can_announce(me, opts) || !usable(&me.name) {
         return false;
     }
     let mut any = false;
-    for a in cfg
-        .bgp_advertisements
-        .iter()
-        .filter(|a| a.pools.selects(pool) && any_matches(&a.nodes, &me.labels))
-    {
+    for a in cfg.bgp_advertisements.iter().filter(|a| {
+        a.pools.selects(pool)
+            && any_matches(&a.nodes, &me.labels)
+            && any_matches(&a.services, svc_labels)
+    }) {
         let len = if ip.is_ipv4() {
             a.aggregation_v4
         } else {
@@ -237,6 +240,13 @@ fn bgp_from_here(
         let Ok(prefix) = IpNet::new(ip, len).map(|n| n.trunc()) else {
             continue;
         };
+        // Never a route wider than the pool (configuration validation refuses such aggregation
+        // lengths already; this holds whatever configuration reaches here).
+        if !pool.ranges.iter().any(|(lo, hi)| {
+            lo.is_ipv4() == ip.is_ipv4() && *lo <= prefix.network() && prefix.broadcast() <= *hi
+        }) {
+            continue;
+        }
         any = true;
         match out.get_mut(&prefix) {
             None => {
@@ -291,6 +301,7 @@ struct L2Acc {
 }
 
 /// Adds the Layer 2 announcement of `ip` if this node is one of its candidates; returns whether it is.
+#[allow(clippy::too_many_arguments)]
 fn l2_from_here(
     cfg: &Config,
     pool: &Pool,
@@ -298,12 +309,13 @@ fn l2_from_here(
     opts: &Options,
     usable: &dyn Fn(&str) -> bool,
     ip: IpAddr,
+    svc_labels: &BTreeMap<String, String>,
     out: &mut BTreeMap<IpAddr, L2Acc>,
 ) -> bool {
     let ads: Vec<_> = cfg
         .l2_advertisements
         .iter()
-        .filter(|a| a.pools.selects(pool))
+        .filter(|a| a.pools.selects(pool) && any_matches(&a.services, svc_labels))
         .collect();
     if ads.is_empty() {
         return false;

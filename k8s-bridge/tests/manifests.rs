@@ -100,7 +100,8 @@ fn every_manifest_parses_into_its_type() {
             .iter()
             .filter(|k| *k == "CustomResourceDefinition")
             .count(),
-        8
+        9,
+        "MetalLB's nine kinds"
     );
     for (p, v) in docs(&deploy().join("examples/legacy-configmap.yaml"))
         .iter()
@@ -413,4 +414,74 @@ fn daemonset_shares_the_socket_and_grants_only_the_needed_capabilities() {
         .unwrap()
         .iter()
         .any(|m| m.name == "token"));
+}
+
+/// Field paths under `spec`/`status` of a JSON schema (arrays as `[]`).
+fn field_paths(schema: &Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
+    if let Some(props) = schema["properties"].as_object() {
+        for (k, v) in props {
+            let p = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            out.insert(p.clone());
+            field_paths(v, &p, out);
+        }
+    }
+    if schema["items"].is_object() {
+        field_paths(&schema["items"], &format!("{prefix}[]"), out);
+    }
+}
+
+/// Our CRDs have exactly MetalLB's fields, versions (served, storage) and status subresources, so
+/// that `kubectl apply -k deploy/base` over a MetalLB install never prunes a field MetalLB's
+/// controller writes, and every MetalLB object keeps every field.
+#[test]
+fn crds_have_exactly_upstreams_fields() {
+    let want: std::collections::BTreeSet<String> = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/upstream_crd_fields.txt"),
+    )
+    .unwrap()
+    .lines()
+    .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    .map(str::to_string)
+    .collect();
+    let mut got = std::collections::BTreeSet::new();
+    for (_, v) in base()
+        .iter()
+        .filter(|(_, v)| v["kind"] == "CustomResourceDefinition")
+    {
+        let kind = v["spec"]["names"]["kind"].as_str().unwrap();
+        for ver in v["spec"]["versions"].as_array().unwrap() {
+            let name = ver["name"].as_str().unwrap();
+            let mut paths = std::collections::BTreeSet::new();
+            field_paths(&ver["schema"]["openAPIV3Schema"], "", &mut paths);
+            for p in paths
+                .iter()
+                .filter(|p| p.starts_with("spec") || p.starts_with("status"))
+            {
+                got.insert(format!("{kind} {name} {p}"));
+            }
+            if ver["subresources"]["status"].is_object() {
+                got.insert(format!("{kind} {name} <status subresource>"));
+            }
+            got.insert(format!(
+                "{kind} {name} <served={} storage={}>",
+                ver["served"].as_bool().unwrap_or(false),
+                ver["storage"].as_bool().unwrap_or(false)
+            ));
+        }
+    }
+    let missing: Vec<&String> = want.difference(&got).collect();
+    let extra: Vec<&String> = got.difference(&want).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing: {missing:#?}\nextra: {extra:#?}"
+    );
+    assert!(
+        want.len() > 150,
+        "the upstream list is read ({} rows)",
+        want.len()
+    );
 }

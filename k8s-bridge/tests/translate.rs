@@ -78,26 +78,17 @@ fn plan(text: &str, o: &Options) -> Desired {
 
 fn problems(text: &str) -> Vec<String> {
     let (input, _) = offline::load(text, NS, "config").expect("manifests parse");
+    let show = |p: &config::Problem| {
+        let sev = match p.severity {
+            Severity::Error => "error",
+            Severity::Skipped => "skipped",
+            Severity::Warning => "warning",
+        };
+        format!("{sev} {}: {}", p.object, p.message)
+    };
     match config::build(&input) {
-        Ok((_, w)) => w
-            .iter()
-            .map(|p| format!("warning {}: {}", p.object, p.message))
-            .collect(),
-        Err(p) => p
-            .iter()
-            .map(|p| {
-                format!(
-                    "{} {}: {}",
-                    if p.severity == Severity::Error {
-                        "error"
-                    } else {
-                        "warning"
-                    },
-                    p.object,
-                    p.message
-                )
-            })
-            .collect(),
+        Ok((_, w)) => w.iter().map(show).collect(),
+        Err(p) => p.iter().map(show).collect(),
     }
 }
 
@@ -106,7 +97,7 @@ apiVersion: metallb.io/v1beta1
 kind: IPAddressPool
 metadata: {name: prod, namespace: metallb-system, labels: {tier: prod}}
 spec:
-  addresses: [192.0.2.0/24, "2001:db8:1::10-2001:db8:1::20"]
+  addresses: [192.0.2.0/24, "2001:db8:1::/120"]
 ---
 apiVersion: metallb.io/v1beta1
 kind: Community
@@ -415,11 +406,12 @@ spec: {unschedulable: true}
         service("s", "203.0.113.5", "Cluster", ""),
         slice("s", &[("n1", true, true, false)])
     );
-    // n4 is cordoned: no BGP (MetalLB ≥ 0.14.8); zone c matches no L2Advertisement selector.
+    // n4 is cordoned: it keeps BGP (MetalLB reverted cordon-withdraws in 0.15.0); zone c matches no
+    // L2Advertisement selector.
     assert_eq!(announced_from(&t, "n1"), (true, vec!["n1".to_string()]));
     assert_eq!(announced_from(&t, "n2"), (false, vec![]));
     assert_eq!(announced_from(&t, "n3"), (false, vec![]));
-    assert_eq!(announced_from(&t, "n4"), (false, vec![]));
+    assert_eq!(announced_from(&t, "n4"), (true, vec![]));
     let mut o = opts("n2");
     o.ignore_exclude_lb = true;
     assert!(
@@ -628,19 +620,19 @@ fn bad_configuration_names_the_object_and_field() {
         (pool("a", "10.0.0.0/33"), "error IPAddressPool metallb-system/a: spec.addresses[0]: \"10.0.0.0/33\": not a CIDR"),
         (pool("a", "10.0.0.1/24"), "error IPAddressPool metallb-system/a: spec.addresses[0]: \"10.0.0.1/24\": host bits set; did you mean 10.0.0.0/24?"),
         (pool("a", "10.0.0.9-10.0.0.1"), "error IPAddressPool metallb-system/a: spec.addresses[0]: \"10.0.0.9-10.0.0.1\": the range's start is after its end"),
-        (pool("a", "10.0.0.0/24") + &adv("communities: [nosuch]"), "error BGPAdvertisement metallb-system/ad: spec.communities[0]: \"nosuch\" is not a known Community alias"),
-        (pool("a", "10.0.0.0/24") + &adv("communities: [\"70000:1\"]"), "error BGPAdvertisement metallb-system/ad: spec.communities[0]: \"70000:1\": a community is"),
-        (pool("a", "10.0.0.0/24") + &adv("aggregationLength: 33"), "error BGPAdvertisement metallb-system/ad: spec.aggregationLength: 33: 0..32"),
-        (pool("a", "10.0.0.0/24") + &adv("ipAddressPools: [nope]"), "error BGPAdvertisement metallb-system/ad: spec.ipAddressPools[0]: no IPAddressPool named \"nope\""),
-        (pool("a", "10.0.0.0/24") + &peer("myASN: 0, peerASN: 1, peerAddress: 10.1.1.1"), "error BGPPeer metallb-system/r: spec.myASN: 0: an AS number is 1..4294967295"),
-        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 4294967296, peerAddress: 10.1.1.1"), "error BGPPeer metallb-system/r: spec.peerASN: 4294967296"),
-        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: nope"), "error BGPPeer metallb-system/r: spec.peerAddress: \"nope\" is not an IP address"),
-        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, holdTime: 90x"), "error BGPPeer metallb-system/r: spec.holdTime: \"90x\": not a duration"),
-        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, holdTime: 2s"), "error BGPPeer metallb-system/r: spec.holdTime: 2s: 0 or at least 3s"),
-        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, bfdProfile: nope"), "error BGPPeer metallb-system/r: spec.bfdProfile: no BFDProfile named \"nope\""),
-        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, vrf: red"), "error BGPPeer metallb-system/r: spec.vrf: VRFs are not supported"),
-        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, passwordSecret: {name: gone}"), "error BGPPeer metallb-system/r: spec.passwordSecret: secret metallb-system/gone"),
-        (pool("a", "10.0.0.0/24") + &peer("myASN: \"x\", peerAddress: 10.1.1.1"), "error BGPPeer metallb-system/r: spec: invalid type"),
+        (pool("a", "10.0.0.0/24") + &adv("communities: [nosuch]"), "skipped BGPAdvertisement metallb-system/ad: spec.communities[0]: \"nosuch\" is not a known Community alias"),
+        (pool("a", "10.0.0.0/24") + &adv("communities: [\"70000:1\"]"), "skipped BGPAdvertisement metallb-system/ad: spec.communities[0]: \"70000:1\": a community is"),
+        (pool("a", "10.0.0.0/24") + &adv("aggregationLength: 33"), "skipped BGPAdvertisement metallb-system/ad: spec.aggregationLength: 33: 0..32"),
+        (pool("a", "10.0.0.0/24") + &adv("ipAddressPools: [nope]"), "skipped BGPAdvertisement metallb-system/ad: spec.ipAddressPools[0]: no IPAddressPool named \"nope\""),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 0, peerASN: 1, peerAddress: 10.1.1.1"), "skipped BGPPeer metallb-system/r: spec.myASN: 0: an AS number is 1..4294967295"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 4294967296, peerAddress: 10.1.1.1"), "skipped BGPPeer metallb-system/r: spec.peerASN: 4294967296"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: nope"), "skipped BGPPeer metallb-system/r: spec.peerAddress: \"nope\" is not an IP address"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, holdTime: 90x"), "skipped BGPPeer metallb-system/r: spec.holdTime: \"90x\": not a duration"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, holdTime: 2s"), "skipped BGPPeer metallb-system/r: spec.holdTime: 2s: 0 or at least 3s"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, bfdProfile: nope"), "skipped BGPPeer metallb-system/r: spec.bfdProfile: no BFDProfile named \"nope\""),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, vrf: red"), "skipped BGPPeer metallb-system/r: spec.vrf: \"red\": VRFs are not supported"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, passwordSecret: {name: gone}"), "skipped BGPPeer metallb-system/r: spec.passwordSecret: secret metallb-system/gone not found"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: \"x\", peerAddress: 10.1.1.1"), "skipped BGPPeer metallb-system/r: spec: invalid type"),
         (
             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: config, namespace: metallb-system}\ndata:\n  config: \"peers: [\"\n".to_string(),
             "error ConfigMap metallb-system/config: config: invalid YAML",
@@ -657,7 +649,21 @@ fn bad_configuration_names_the_object_and_field() {
             "---\napiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: b, namespace: metallb-system}\nspec: {echoMode: true, echoInterval: 50}\n".to_string() + &pool("a", "10.0.0.0/24"),
             "warning BFDProfile metallb-system/b: spec.echoMode/echoInterval: BFD echo is not supported by speakerd; ignored",
         ),
-        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, dynamicASN: external"), "warning BGPPeer metallb-system/r: spec.dynamicASN: not supported"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerAddress: 10.1.1.1, dynamicASN: external"), "skipped BGPPeer metallb-system/r: spec.dynamicASN: \"external\": not supported"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, dynamicASN: external"), "skipped BGPPeer metallb-system/r: spec.peerASN and spec.dynamicASN: set one, not both"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerAddress: 10.1.1.1, dynamicASN: sideways"), "skipped BGPPeer metallb-system/r: spec.dynamicASN: \"sideways\": \"internal\" or \"external\""),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, interface: eth0"), "skipped BGPPeer metallb-system/r: spec.interface: \"eth0\": BGP unnumbered is not supported"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 7, peerASN: 7, peerAddress: 10.1.1.1, ebgpMultiHop: true"), "skipped BGPPeer metallb-system/r: spec.ebgpMultiHop: set on an iBGP peer"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, passwordSecret: {name: opaque}") + "---\napiVersion: v1\nkind: Secret\nmetadata: {name: opaque, namespace: metallb-system}\nstringData: {password: x}\n",
+            "skipped BGPPeer metallb-system/r: spec.passwordSecret: secret metallb-system/opaque is of type \"Opaque\"; MetalLB requires \"kubernetes.io/basic-auth\""),
+        (pool("a", "10.0.0.0/24") + &adv("aggregationLength: 0"), "skipped BGPAdvertisement metallb-system/ad: spec.aggregationLength: 0: shorter than pool \"a\"'s 10.0.0.0/24 (a /0 route would cover addresses outside the pool); 24..32"),
+        (pool("a", "10.0.0.0/24") + &adv("aggregationLength: 23"), "skipped BGPAdvertisement metallb-system/ad: spec.aggregationLength: 23: shorter than pool"),
+        (pool("a", "\"2001:db8::/64\"") + &adv("aggregationLengthV6: 48"), "skipped BGPAdvertisement metallb-system/ad: spec.aggregationLengthV6: 48: shorter than pool \"a\"'s 2001:db8::/64"),
+        (pool("a", "10.0.0.1-10.0.0.6") + &adv("aggregationLength: 31"), "skipped BGPAdvertisement metallb-system/ad: spec.aggregationLength: 31: shorter than pool \"a\"'s 10.0.0.1-10.0.0.6 (a /31 route would cover addresses outside the pool); 32..32"),
+        (pool("a", "10.0.0.0/24") + &adv("localPref: 100") + &adv("localPref: 200").replace("name: ad,", "name: ad2,"),
+            "skipped BGPAdvertisement metallb-system/ad2: spec.localPref: 200: BGPAdvertisement \"ad\" sends the same routes of pool \"a\" with localPref 100"),
+        (pool("a", "10.0.0.0/24") + &adv("aggregationLength: 24, bogus: 1"), "warning BGPAdvertisement metallb-system/ad: spec.bogus: unknown field, ignored"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, localASN: 4294967296"), "skipped BGPPeer metallb-system/r: spec.localASN: 4294967296: an AS number is 1..4294967295"),
     ];
     for (text, want) in cases {
         let got = problems(&text);
@@ -668,4 +674,260 @@ fn bad_configuration_names_the_object_and_field() {
     }
     // A valid configuration has no problems at all.
     assert!(problems(&(pool("a", "10.0.0.0/24") + &pool("b", "10.0.1.0/24"))).is_empty());
+}
+
+/// The issue's measured failures: a vrf peer (for another router), a dynamicASN peer (peerASN empty,
+/// as MetalLB requires) and an advertisement with aggregationLength 0 beside a good peer and a good
+/// advertisement. Each bad object is left out with a reason naming its field; the rest applies: the
+/// good peer is configured and only the Service's /32 is announced, never 0.0.0.0/0.
+#[test]
+fn one_bad_object_never_blocks_the_rest() {
+    let t = format!(
+        r#"
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {{name: p, namespace: metallb-system}}
+spec: {{addresses: [203.0.113.0/24]}}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {{name: good, namespace: metallb-system}}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {{name: zero, namespace: metallb-system}}
+spec: {{aggregationLength: 0}}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {{name: good, namespace: metallb-system}}
+spec: {{myASN: 64500, peerASN: 64501, peerAddress: 10.0.0.254}}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {{name: red, namespace: metallb-system}}
+spec: {{myASN: 64500, peerASN: 64502, peerAddress: 10.9.0.1, vrf: red}}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {{name: dyn, namespace: metallb-system}}
+spec: {{myASN: 64500, dynamicASN: external, peerAddress: 10.0.0.253}}
+{NODES}{}{}"#,
+        service("s", "203.0.113.5", "Cluster", ""),
+        slice("s", &[("n1", true, true, false)])
+    );
+    let (input, cluster) = offline::load(&t, NS, "config").unwrap();
+    let (cfg, problems) = config::build(&input).expect("the good objects apply");
+    let skipped: Vec<String> = problems
+        .iter()
+        .filter(|p| p.severity == Severity::Skipped)
+        .map(|p| format!("{}: {}", p.object, p.message))
+        .collect();
+    assert_eq!(skipped.len(), 3, "{skipped:#?}");
+    for want in [
+        "BGPAdvertisement metallb-system/zero: spec.aggregationLength: 0:",
+        "BGPPeer metallb-system/dyn: spec.dynamicASN:",
+        "BGPPeer metallb-system/red: spec.vrf:",
+    ] {
+        assert!(
+            skipped.iter().any(|s| s.starts_with(want)),
+            "{want} in {skipped:#?}"
+        );
+    }
+    let d = translate(&cfg, &cluster, &opts("n1"));
+    assert_eq!(
+        d.peers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        vec!["good"]
+    );
+    assert_eq!(
+        d.bgp.iter().map(|a| a.prefix.as_str()).collect::<Vec<_>>(),
+        vec!["203.0.113.5/32"]
+    );
+}
+
+/// A good BGPAdvertisement or BGPPeer edited into a bad one keeps its last good version (a broken
+/// edit withdraws nothing); without a previous configuration (a fresh start) it is left out.
+#[test]
+fn bad_edit_of_a_good_object_keeps_its_last_good_version() {
+    let good = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p, namespace: metallb-system}\nspec: {addresses: [203.0.113.0/24]}\n---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: a, namespace: metallb-system}\nspec: {communities: [\"65000:1\"]}\n---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: r, namespace: metallb-system}\nspec: {myASN: 1, peerASN: 2, peerAddress: 10.1.1.1}\n";
+    let bad = good
+        .replace("[\"65000:1\"]", "[nosuch]")
+        .replace("peerASN: 2", "peerASN: 2, vrf: red");
+    let (gi, _) = offline::load(good, NS, "config").unwrap();
+    let (bi, _) = offline::load(&bad, NS, "config").unwrap();
+    let (prev, _) = config::build(&gi).unwrap();
+    let (kept, problems) = config::build_with_previous(&bi, Some(&prev)).unwrap();
+    assert_eq!(kept.bgp_advertisements, prev.bgp_advertisements);
+    assert_eq!(kept.peers, prev.peers);
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    for p in &problems {
+        assert_eq!(p.severity, Severity::Skipped);
+        assert!(
+            p.message.ends_with(&format!(
+                "the last good version of this {} stays in force",
+                p.object.kind
+            )),
+            "{p:?}"
+        );
+    }
+    let (fresh, _) = config::build(&bi).unwrap();
+    assert!(fresh.bgp_advertisements.is_empty() && fresh.peers.is_empty());
+}
+
+/// MetalLB v0.16 serviceSelectors: an advertisement applies only to the Services its selectors
+/// match; with aggregation they are refused (as MetalLB), and localPref conflicts are not checked
+/// for them (as MetalLB).
+#[test]
+fn service_selectors_limit_advertisements() {
+    let t = format!(
+        r#"
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {{name: p, namespace: metallb-system}}
+spec: {{addresses: [203.0.113.0/24]}}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {{name: gold, namespace: metallb-system}}
+spec: {{serviceSelectors: [{{matchLabels: {{tier: gold}}}}], communities: ["65000:1"], localPref: 200}}
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {{name: l2, namespace: metallb-system}}
+spec: {{serviceSelectors: [{{matchExpressions: [{{key: tier, operator: NotIn, values: [gold]}}]}}]}}
+{NODES}{}{}{}{}"#,
+        service("g", "203.0.113.5", "Cluster", ", labels: {tier: gold}"),
+        slice("g", &[("n1", true, true, false)]),
+        service("b", "203.0.113.6", "Cluster", ", labels: {tier: bronze}"),
+        slice("b", &[("n1", true, true, false)]),
+    );
+    let d = plan(&t, &opts("n1"));
+    assert_eq!(
+        d.bgp.iter().map(|a| a.prefix.as_str()).collect::<Vec<_>>(),
+        vec!["203.0.113.5/32"]
+    );
+    assert_eq!(d.bgp[0].communities, vec!["65000:1"]);
+    assert_eq!(
+        d.l2.iter().map(|a| a.ip.as_str()).collect::<Vec<_>>(),
+        vec!["203.0.113.6"]
+    );
+    let adv = |spec: &str| {
+        format!("apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: p, namespace: metallb-system}}\nspec: {{addresses: [203.0.113.0/24]}}\n---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: ad, namespace: metallb-system}}\nspec: {{{spec}}}\n")
+    };
+    assert!(problems(&adv("serviceSelectors: [{matchLabels: {a: b}}], aggregationLength: 24"))[0]
+        .starts_with("skipped BGPAdvertisement metallb-system/ad: spec.serviceSelectors and spec.aggregationLength: mutually exclusive"));
+    assert!(problems(&adv(
+        "serviceSelectors: [{matchLabels: {a: b}}], aggregationLength: 32"
+    ))
+    .is_empty());
+    let two = adv("localPref: 100") + "---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: ad2, namespace: metallb-system}\nspec: {localPref: 200, serviceSelectors: [{matchLabels: {a: b}}]}\n";
+    assert!(problems(&two).is_empty(), "{:?}", problems(&two));
+    let l2 = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p, namespace: metallb-system}\nspec: {addresses: [203.0.113.0/24]}\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l, namespace: metallb-system}\nspec: {preferredNodeSelectors: [{weight: 10, preference: {matchLabels: {a: b}}}]}\n";
+    assert_eq!(problems(l2), vec!["warning L2Advertisement metallb-system/l: spec.preferredNodeSelectors: not supported by speakerd (the owner is chosen among all candidates by hash); ignored"]);
+}
+
+/// MetalLB v0.16 localASN ("local-as X no-prepend replace-as"): the session runs as X.
+#[test]
+fn local_asn_replaces_my_asn_for_the_session() {
+    let t = format!("apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: r, namespace: metallb-system}}\nspec: {{myASN: 64500, localASN: 64999, peerASN: 65001, peerAddress: 10.1.1.1}}\n---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: p, namespace: metallb-system}}\nspec: {{addresses: [203.0.113.0/24]}}\n{NODES}");
+    let d = plan(&t, &opts("n1"));
+    assert_eq!(d.peers.len(), 1);
+    assert_eq!(d.peers[0].local_asn, 64999);
+}
+
+/// MetalLB's `metallb-excludel2` ConfigMap: its regular expressions, in the forms MetalLB ships,
+/// become speakerd's exclude patterns on every Layer 2 announcement; others are reported.
+#[test]
+fn excludel2_configmap_excludes_interfaces() {
+    let t = format!(
+        "{SIMPLE_BGP}{NODES}{}{}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: metallb-excludel2, namespace: metallb-system}}\ndata:\n  excludel2.yaml: |\n    announcedInterfacesToExclude:\n    - ^docker.*\n    - ^lo$\n    - ^cali\n    - ^kube\\-ipvs.*\n",
+        service("s", "203.0.113.5", "Cluster", ""),
+        slice("s", &[("n1", true, true, false)])
+    );
+    let d = plan(&t, &opts("n1"));
+    assert_eq!(
+        d.l2[0].exclude_interfaces,
+        vec!["cali*", "docker*", "kube-ipvs*", "lo"]
+    );
+    let bad = t.replace("    - ^cali\n", "    - eth[0-9]\n");
+    assert!(problems(&bad).iter().any(|p| p.starts_with("warning ConfigMap metallb-system/metallb-excludel2: excludel2.yaml: announcedInterfacesToExclude[2]: \"eth[0-9]\"")), "{:?}", problems(&bad));
+    for (re, want) in [
+        ("^veth", Some("veth*")),
+        ("^veth.*$", Some("veth*")),
+        ("^lo$", Some("lo")),
+        ("docker", None),
+        ("^a|b", None),
+        ("^", None),
+    ] {
+        assert_eq!(
+            k8s_bridge::config::regex_to_pattern(re).as_deref(),
+            want,
+            "{re}"
+        );
+    }
+}
+
+/// As MetalLB's speaker: a new configuration under which a Service's IP has no pool any more is
+/// refused (the last good one stays) while the IP is in use; without such a Service it applies.
+/// And two BGPPeers with one address for the same nodes are reported.
+#[test]
+fn pool_removed_while_in_use_and_duplicate_peers() {
+    let pools = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: keep, namespace: metallb-system}\nspec: {addresses: [198.51.100.0/24]}\n---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: gone, namespace: metallb-system}\nspec: {addresses: [203.0.113.0/24]}\n";
+    let without = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: keep, namespace: metallb-system}\nspec: {addresses: [198.51.100.0/24]}\n";
+    let svc = service("s", "203.0.113.5", "Cluster", "");
+    let (prev, _) = config::build(&offline::load(pools, NS, "config").unwrap().0).unwrap();
+    let (input, _) = offline::load(&format!("{without}{svc}"), NS, "config").unwrap();
+    let e = config::build_with_previous(&input, Some(&prev)).unwrap_err();
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert_eq!(e[0].object.kind, "Service");
+    assert!(e[0].message.starts_with("its IP 203.0.113.5 is in no IPAddressPool of the new configuration (it was in \"gone\")"), "{e:#?}");
+    let (input, _) = offline::load(without, NS, "config").unwrap();
+    assert!(config::build_with_previous(&input, Some(&prev)).is_ok());
+
+    let peer = |name: &str, extra: &str| {
+        format!("---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: {name}, namespace: metallb-system}}\nspec: {{myASN: 1, peerASN: 2, peerAddress: 10.1.1.1{extra}}}\n")
+    };
+    let t = format!(
+        "{without}{}{}{}",
+        peer("a", ""),
+        peer("b", ", holdTime: 9s"),
+        peer("c", ", nodeSelectors: [{matchLabels: {zone: b}}]")
+    );
+    let p = problems(&t);
+    assert_eq!(p.len(), 2, "{p:#?}");
+    assert!(
+        p[0].starts_with(
+            "warning BGPPeer metallb-system/b: spec.peerAddress: 10.1.1.1 is also BGPPeer \"a\"'s"
+        ),
+        "{p:#?}"
+    );
+    assert!(
+        p[1].starts_with("warning BGPPeer metallb-system/c:"),
+        "{p:#?}"
+    );
+    let zoned = format!(
+        "{without}{}{}",
+        peer("a", ", nodeSelectors: [{matchLabels: {zone: a}}]"),
+        peer("c", ", nodeSelectors: [{matchLabels: {zone: b}}]")
+    );
+    assert!(problems(&zoned).is_empty());
+}
+
+/// Without either of MetalLB's gossip Secrets (`memberlist`, `metallb-memberlist`) the bridge warns
+/// that gossip is unencrypted; speakerd runs anyway.
+#[test]
+fn missing_memberlist_secret_is_a_warning() {
+    let (mut input, _) = offline::load(SIMPLE_BGP, NS, "config").unwrap();
+    assert!(
+        config::build(&input).unwrap().1.is_empty(),
+        "the planner does not know"
+    );
+    input.memberlist_secret = Some((NS.into(), false));
+    let (_, w) = config::build(&input).unwrap();
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert_eq!(w[0].severity, Severity::Warning);
+    assert_eq!(w[0].object.to_string(), "Secret metallb-system/memberlist");
+    assert!(w[0].message.contains("unencrypted"), "{w:#?}");
+    input.memberlist_secret = Some((NS.into(), true));
+    assert!(config::build(&input).unwrap().1.is_empty());
 }

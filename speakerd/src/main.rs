@@ -86,9 +86,11 @@ struct Args {
     /// Other nodes' gossip addresses to join through (repeatable; IP or IP:PORT).
     #[arg(long = "gossip-seed")]
     gossip_seeds: Vec<String>,
-    /// File holding a shared secret that authenticates and encrypts gossip.
+    /// File holding a shared secret that authenticates and encrypts gossip (repeatable: the first
+    /// that exists is used). None existing is not fatal: gossip runs unencrypted, with a warning, until
+    /// one appears.
     #[arg(long)]
-    gossip_secret_file: Option<PathBuf>,
+    gossip_secret_file: Vec<PathBuf>,
     /// SWIM probe period in milliseconds (10–60000). A dead node is declared down after about 3–5
     /// periods, so this sets the Layer 2 failover time (docs/LAYER2.md). Every node must use the same.
     #[arg(long, default_value_t = 200)]
@@ -96,6 +98,10 @@ struct Args {
     /// No gossip: this node sees only itself (Layer 2 without failover).
     #[arg(long)]
     no_gossip: bool,
+    /// Announce a default route (0.0.0.0/0, ::/0) when a client asks. Without it such an
+    /// announcement is refused (InvalidArgument), whichever API or the config file asks.
+    #[arg(long)]
+    allow_default_route: bool,
     /// Gratuitous ARPs / unsolicited NAs sent when taking an IP over.
     #[arg(long, default_value_t = 5)]
     garp_count: u32,
@@ -154,7 +160,7 @@ async fn main() -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let speaker = Speaker::new(
-        SpeakerConfig { local_asn: args.local_asn, router_id: args.router_id, ..SpeakerConfig::default() },
+        SpeakerConfig { local_asn: args.local_asn, router_id: args.router_id, allow_default_route: args.allow_default_route, ..SpeakerConfig::default() },
         cancel.child_token(),
         tracker.clone(),
     );
@@ -278,18 +284,11 @@ async fn start_layer2(args: &Args, speaker: &Arc<Speaker>, cancel: &Cancellation
         for s in &args.gossip_seeds {
             seeds.push(speakerd::api::server::parse_seed(s).ok_or_else(|| anyhow::anyhow!("--gossip-seed {s:?}: not IP or IP:PORT"))?);
         }
-        let secret = match &args.gossip_secret_file {
-            Some(p) => {
-                let s = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-                let s = s.trim_ascii().to_vec();
-                if s.is_empty() {
-                    bail!("{}: the gossip secret is empty", p.display());
-                }
-                Some(s)
-            }
-            None => None,
+        let envelope = match args.gossip_secret_file.is_empty() {
+            false => Some(gossip_envelope(&args.gossip_secret_file, cancel.child_token())?),
+            true => None,
         };
-        let cfg = MembershipConfig { node_name: node.clone(), bind: args.gossip_bind, advertise: args.gossip_advertise, seeds, secret, probe_period: Duration::from_millis(args.gossip_probe_ms), ..MembershipConfig::default() };
+        let cfg = MembershipConfig { node_name: node.clone(), bind: args.gossip_bind, advertise: args.gossip_advertise, seeds, envelope, probe_period: Duration::from_millis(args.gossip_probe_ms), ..MembershipConfig::default() };
         match Membership::start(cfg, cancel.child_token()).await {
             Ok(m) => {
                 tracing::info!(node = %node, addr = %m.local_addr(), "gossip membership started");
@@ -304,6 +303,59 @@ async fn start_layer2(args: &Args, speaker: &Arc<Speaker>, cancel: &Cancellation
     let ctl = L2Control::start(node, handle, membership, speaker.events(), cancel.child_token());
     speaker.attach_l2(ctl);
     Ok(())
+}
+
+/// How often missing gossip secret files are looked for again.
+const SECRET_POLL: Duration = Duration::from_secs(2);
+
+/// The gossip envelope of the `--gossip-secret-file`s. The DaemonSet mounts the memberlist Secret as
+/// optional, so a missing (or empty) file is not fatal: gossip runs unencrypted, loudly, with
+/// `speakerd_gossip_secret_missing 1`, and the secret is picked up as soon as the file appears.
+/// Only a file that exists but cannot be read stops start-up.
+fn gossip_envelope(paths: &[PathBuf], cancel: CancellationToken) -> anyhow::Result<speakerd::membership::Envelope> {
+    use speakerd::membership::{Envelope, SECRET_MISSING};
+    use std::sync::atomic::Ordering::Relaxed;
+    // The first file present, or None; an unreadable file is an error.
+    fn first(paths: &[PathBuf]) -> anyhow::Result<Option<Vec<u8>>> {
+        for p in paths {
+            if let Some(s) = speakerd::membership::load_secret_file(p).with_context(|| format!("reading {}", p.display()))? {
+                return Ok(Some(s));
+            }
+        }
+        Ok(None)
+    }
+    let shown = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+    if let Some(s) = first(paths)? {
+        SECRET_MISSING.store(false, Relaxed);
+        return Ok(Envelope::new(&s));
+    }
+    tracing::warn!(
+        files = %shown,
+        "GOSSIP IS UNENCRYPTED AND UNAUTHENTICATED: no gossip secret file exists or all are empty (create the memberlist or metallb-memberlist Secret, key \"secretkey\"); the secret is picked up when it appears"
+    );
+    SECRET_MISSING.store(true, Relaxed);
+    let env = Envelope::pending();
+    let (e, paths) = (env.clone(), paths.to_vec());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SECRET_POLL);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match first(&paths) {
+                Ok(Some(s)) => {
+                    e.set_secret(&s);
+                    SECRET_MISSING.store(false, Relaxed);
+                    tracing::info!(files = %shown, "gossip secret found: gossip is encrypted from now on");
+                    return;
+                }
+                Ok(None) => {}
+                Err(err) => tracing::warn!(error = %format!("{err:#}"), "reading the gossip secret file"),
+            }
+        }
+    });
+    Ok(env)
 }
 
 async fn reload(speaker: &Arc<Speaker>, path: Option<&Path>) {

@@ -114,6 +114,11 @@ pub async fn render(speaker: &Speaker) -> String {
             "# HELP speakerd_layer2_owned_ips IPs this node owns, and of those how many it cannot answer for\n# TYPE speakerd_layer2_owned_ips gauge\nspeakerd_layer2_owned_ips{{answering=\"true\"}} {}\nspeakerd_layer2_owned_ips{{answering=\"false\"}} {failing}",
             owned.len() - failing
         );
+        let _ = writeln!(
+            out,
+            "# HELP speakerd_gossip_secret_missing 1 while --gossip-secret-file is missing or empty and gossip runs unencrypted\n# TYPE speakerd_gossip_secret_missing gauge\nspeakerd_gossip_secret_missing {}",
+            u8::from(crate::membership::SECRET_MISSING.load(std::sync::atomic::Ordering::Relaxed))
+        );
         let view = l2.view();
         let _ = writeln!(out, "# HELP speakerd_gossip_members Gossip members by state, as this node sees them\n# TYPE speakerd_gossip_members gauge");
         for st in [crate::membership::MemberState::Alive, crate::membership::MemberState::Suspect, crate::membership::MemberState::Dead] {

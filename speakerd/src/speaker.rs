@@ -48,6 +48,9 @@ pub struct SpeakerConfig {
     pub router_id: Option<Ipv4Addr>,
     pub max_peers: usize,
     pub max_announcements_per_owner: usize,
+    /// Announce 0.0.0.0/0 and ::/0 when a client asks (`--allow-default-route`). Off by default: a
+    /// default route sent to a top-of-rack switch by mistake can take a whole network down.
+    pub allow_default_route: bool,
 }
 
 impl Default for SpeakerConfig {
@@ -57,6 +60,7 @@ impl Default for SpeakerConfig {
             router_id: None,
             max_peers: 4096,
             max_announcements_per_owner: 2_000_000,
+            allow_default_route: false,
         }
     }
 }
@@ -766,6 +770,7 @@ impl Speaker {
         owner: &str,
         adverts: Vec<AdvertSpec>,
     ) -> Result<(), SpeakerError> {
+        self.check_default_route(&adverts)?;
         let mut core = self.core.lock().await;
         // Of two announcements of one prefix, the last wins, as in SetAnnouncements.
         let new: OwnerSet = adverts.into_iter().map(|a| core.intern(a)).collect();
@@ -807,6 +812,7 @@ impl Speaker {
         owner: &str,
         adverts: Vec<AdvertSpec>,
     ) -> Result<(u32, u32, u32), SpeakerError> {
+        self.check_default_route(&adverts)?;
         let mut core = self.core.lock().await;
         // Of two announcements of one prefix, the last wins, as in Announce.
         let new: OwnerSet = adverts.into_iter().map(|a| core.intern(a)).collect();
@@ -824,6 +830,25 @@ impl Speaker {
             }
         }
         Ok(self.commit(&mut core, owner, new, changes))
+    }
+
+    /// Every path that announces (the speaker.v1 API, the config file, the GoBGP API) comes through
+    /// [`Speaker::announce`] or [`Speaker::set_announcements`]: a default route is refused here unless
+    /// the process was started with `--allow-default-route`.
+    fn check_default_route(&self, adverts: &[AdvertSpec]) -> Result<(), SpeakerError> {
+        if self.cfg.allow_default_route {
+            return Ok(());
+        }
+        match adverts.iter().enumerate().find(|(_, a)| a.prefix.prefix_len() == 0) {
+            Some((i, a)) => Err(SpeakerError::Invalid(ConfigError::new(
+                format!("announcements[{i}].prefix"),
+                format!(
+                    "{} is a default route: refused (start speakerd with --allow-default-route to announce it)",
+                    a.prefix
+                ),
+            ))),
+            None => Ok(()),
+        }
     }
 
     fn check_size(&self, n: usize) -> Result<(), SpeakerError> {
@@ -1264,5 +1289,34 @@ mod tests {
         assert!(Arc::ptr_eq(&a[&p("192.0.2.1/32")], &b[&p("192.0.2.1/32")]));
         assert!(!Arc::ptr_eq(&a[&p("192.0.2.1/32")], &a[&p("192.0.2.3/32")]));
         assert_eq!(core.bodies.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn default_route_refused_unless_allowed() {
+        let sp = speaker(10);
+        for p in ["0.0.0.0/0", "::/0"] {
+            let e = sp
+                .announce("o", vec![advert("192.0.2.1/32", 1), advert(p, 1)])
+                .await
+                .unwrap_err();
+            assert!(matches!(e, SpeakerError::Invalid(_)), "{e:?}");
+            assert!(e.to_string().contains("--allow-default-route"), "{e}");
+            let e = sp.set_announcements("o", vec![advert(p, 1)]).await.unwrap_err();
+            assert!(matches!(e, SpeakerError::Invalid(_)), "{e:?}");
+        }
+        // Nothing of a refused request is kept.
+        assert!(listed(&sp, None).await.is_empty());
+        // A /1 is not a default route.
+        sp.announce("o", vec![advert("0.0.0.0/1", 1)]).await.unwrap();
+        let allowed = Speaker::new(
+            SpeakerConfig {
+                allow_default_route: true,
+                ..SpeakerConfig::default()
+            },
+            CancellationToken::new(),
+            TaskTracker::new(),
+        );
+        allowed.announce("o", vec![advert("0.0.0.0/0", 1)]).await.unwrap();
+        assert_eq!(listed(&allowed, None).await.len(), 1);
     }
 }

@@ -488,3 +488,30 @@ async fn tcp_api_with_tls_and_mutual_tls() {
     // A non-loopback address is allowed with TLS (and refused in plaintext, tested above).
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A default route in the config file is refused on reload (the last good state stays, the log names
+/// the flag) unless speakerd runs with --allow-default-route.
+#[tokio::test]
+async fn config_file_default_route_needs_the_flag() {
+    let dir = std::env::temp_dir().join(format!("speakerd-dflt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("speakerd.toml");
+    write(&cfg, "[[announcements]]\nprefix = \"203.0.113.1/32\"\n");
+    let d = Daemon::start(&["--config", cfg.to_str().unwrap()]);
+    let mut c = d.client().await;
+    assert_eq!(prefixes(&mut c, "").await, vec!["203.0.113.1/32@config-file"]);
+    write(&cfg, "[[announcements]]\nprefix = \"0.0.0.0/0\"\n");
+    d.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d.log().contains("--allow-default-route") {
+        assert!(Instant::now() < deadline, "no refusal logged:\n{}", d.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(prefixes(&mut c, "").await, vec!["203.0.113.1/32@config-file"]);
+    drop(c);
+    drop(d);
+    let d = Daemon::start(&["--config", cfg.to_str().unwrap(), "--allow-default-route"]);
+    let mut c = d.client().await;
+    assert_eq!(prefixes(&mut c, "").await, vec!["0.0.0.0/0@config-file"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

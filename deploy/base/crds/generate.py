@@ -34,9 +34,10 @@ KINDS = {
             "serviceSelectors": SELECTORS,
         }),
     }, ["addresses"], [("Auto Assign", ".spec.autoAssign", "boolean"), ("Avoid Buggy IPs", ".spec.avoidBuggyIPs", "boolean"), ("Addresses", ".spec.addresses", "string")]),
-    "BGPPeer": ("bgppeers", ["v1beta2"], "BGPPeer is a BGP session from the speakers of the selected nodes.", {
+    "BGPPeer": ("bgppeers", ["v1beta1", "v1beta2"], "BGPPeer is a BGP session from the speakers of the selected nodes.", {
         "myASN": s("integer", format="int64", minimum=0, maximum=4294967295),
         "peerASN": s("integer", format="int64", minimum=0, maximum=4294967295),
+        "localASN": s("integer", format="int64", minimum=1, maximum=4294967295),
         "dynamicASN": s("string", enum=["internal", "external"]),
         "peerAddress": STR,
         "sourceAddress": STR,
@@ -65,12 +66,17 @@ KINDS = {
         "ipAddressPoolSelectors": SELECTORS,
         "nodeSelectors": SELECTORS,
         "peers": STRS,
+        "serviceSelectors": SELECTORS,
     }, [], [("IPAddressPools", ".spec.ipAddressPools", "string"), ("IPAddressPool Selectors", ".spec.ipAddressPoolSelectors", "string"), ("Peers", ".spec.peers", "string")]),
     "L2Advertisement": ("l2advertisements", ["v1beta1"], "L2Advertisement says which pools' IPs are answered for with ARP/NDP, from which nodes and interfaces.", {
         "ipAddressPools": STRS,
         "ipAddressPoolSelectors": SELECTORS,
         "nodeSelectors": SELECTORS,
         "interfaces": STRS,
+        "serviceSelectors": SELECTORS,
+        "preferredNodeSelectors": s("array", items=s("object", required=["weight", "preference"], properties={
+            "weight": s("integer", format="int32", minimum=1, maximum=100),
+            "preference": SELECTOR})),
     }, [], [("IPAddressPools", ".spec.ipAddressPools", "string"), ("Interfaces", ".spec.interfaces", "string")]),
     "Community": ("communities", ["v1beta1"], "Community defines aliases of BGP communities.", {
         "communities": s("array", items=s("object", properties={"name": STR, "value": STR})),
@@ -96,17 +102,56 @@ STATUS_KINDS = {
     }, [("Node", ".status.node", "string"), ("Service Name", ".status.serviceName", "string"), ("Service Namespace", ".status.serviceNamespace", "string")]),
 }
 
-def crd(kind, plural, versions, desc, props, required, cols, status=None):
-    spec = s("object", properties=props)
-    if required:
-        spec["required"] = required
-    root = {"type": "object", "description": desc, "properties": {
-        "apiVersion": STR, "kind": STR, "metadata": s("object"), "spec": spec}}
-    if status is not None:
-        root["properties"]["status"] = s("object", properties=status)
+# Every kind has a status subresource, as MetalLB's; IPAddressPool's counts are written by MetalLB's
+# controller (an apply of these CRDs must not prune them).
+INT64 = s("integer", format="int64")
+STATUS_OF = {
+    "IPAddressPool": ({"assignedIPv4": INT64, "assignedIPv6": INT64, "availableIPv4": INT64, "availableIPv6": INT64},
+                      ["assignedIPv4", "assignedIPv6", "availableIPv4", "availableIPv6"]),
+}
+
+# MetalLB's v1beta1 BGPPeer, still served: its own (older) field set.
+OLD_VERSIONS = {
+    ("BGPPeer", "v1beta1"): ({k: v for k, v in KINDS["BGPPeer"][3].items() if k in (
+        "myASN", "peerASN", "peerAddress", "sourceAddress", "peerPort", "holdTime", "keepaliveTime",
+        "routerID", "nodeSelectors", "password", "bfdProfile", "ebgpMultiHop")},
+        ["myASN", "peerASN", "peerAddress"]),
+}
+
+# MetalLB v0.15.3: one per component, status only (metav1.Condition list, result, error summary).
+CONFIGURATION_STATE = {
+    "conditions": s("array", items=s("object", required=["lastTransitionTime", "message", "reason", "status", "type"], properties={
+        "lastTransitionTime": s("string", format="date-time"),
+        "message": s("string", maxLength=32768),
+        "observedGeneration": s("integer", format="int64", minimum=0),
+        "reason": s("string", maxLength=1024, minLength=1),
+        "status": s("string", enum=["True", "False", "Unknown"]),
+        "type": s("string", maxLength=316),
+    }), **{"x-kubernetes-list-map-keys": ["type"], "x-kubernetes-list-type": "map"}),
+    "errorSummary": STR,
+    "result": s("string", enum=["Valid", "Invalid", "Unknown"]),
+}
+
+def crd(kind, plural, versions, desc, props, required, cols, status=None, status_required=None):
+    def root_of(props, required):
+        root = {"type": "object", "description": desc, "properties": {
+            "apiVersion": STR, "kind": STR, "metadata": s("object")}}
+        if props is not None:
+            spec = s("object", properties=props)
+            if required:
+                spec["required"] = required
+            root["properties"]["spec"] = spec
+        if status is not None:
+            st = s("object", properties=status)
+            if status_required:
+                st["required"] = status_required
+            root["properties"]["status"] = st
+        return root
     vs = []
     for i, v in enumerate(versions):
-        ver = {"name": v, "served": True, "storage": i == len(versions) - 1, "schema": {"openAPIV3Schema": root}}
+        # An older served version with its own fields (MetalLB's v1beta1 BGPPeer).
+        vp, vr = OLD_VERSIONS.get((kind, v), (props, required))
+        ver = {"name": v, "served": True, "storage": i == len(versions) - 1, "schema": {"openAPIV3Schema": root_of(vp, vr)}}
         if cols:
             ver["additionalPrinterColumns"] = [{"name": n, "jsonPath": p, "type": t} for n, p, t in cols] + [
                 {"name": "Age", "jsonPath": ".metadata.creationTimestamp", "type": "date"}]
@@ -133,9 +178,16 @@ def dump(obj, f):
 
 here = os.path.dirname(os.path.abspath(__file__))
 for kind, (plural, versions, desc, props, required, cols) in KINDS.items():
+    status, status_required = STATUS_OF.get(kind, ({}, None))
     with open(os.path.join(here, f"{plural}.yaml"), "w") as f:
         f.write("# Generated by generate.py: edit that, then run it.\n")
-        dump(crd(kind, plural, versions, desc, props, required, cols), f)
+        dump(crd(kind, plural, versions, desc, props, required, cols, status=status, status_required=status_required), f)
+with open(os.path.join(here, "configurationstates.yaml"), "w") as f:
+    f.write("# Generated by generate.py: edit that, then run it.\n")
+    dump(crd("ConfigurationState", "configurationstates", ["v1beta1"],
+             "ConfigurationState reports whether the MetalLB configuration a component sees is valid.",
+             None, [], [("Result", ".status.result", "string"), ("ErrorSummary", ".status.errorSummary", "string")],
+             status=CONFIGURATION_STATE), f)
 for kind, (plural, desc, props, cols) in STATUS_KINDS.items():
     with open(os.path.join(here, f"{plural}.yaml"), "w") as f:
         f.write("# Generated by generate.py: edit that, then run it.\n")

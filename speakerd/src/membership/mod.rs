@@ -18,7 +18,7 @@ mod crypto;
 mod net;
 pub mod swim;
 
-pub use crypto::{Envelope, EnvelopeError};
+pub use crypto::{load_secret_file, Envelope, EnvelopeError, SECRET_MISSING};
 pub use swim::{foca_config, NodeId, PacketError};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -49,6 +49,9 @@ pub struct MembershipConfig {
     pub seeds: Vec<SocketAddr>,
     /// Shared secret: authenticates and encrypts every datagram. All members need the same one.
     pub secret: Option<Vec<u8>>,
+    /// Instead of `secret`: an envelope shared with the caller, which may key it later (a secret
+    /// file that appears after start; see [`Envelope::pending`]).
+    pub envelope: Option<Envelope>,
     /// SWIM probe period (default 200 ms); every other timing is derived from it. 10 ms – 60 s.
     pub probe_period: Duration,
 }
@@ -61,6 +64,7 @@ impl Default for MembershipConfig {
             advertise: None,
             seeds: vec![],
             secret: None,
+            envelope: None,
             probe_period: Duration::from_millis(200),
         }
     }
@@ -234,7 +238,7 @@ impl Membership {
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or(1);
         let me = NodeId { name: cfg.node_name.clone(), addr: advertise, generation };
-        let envelope = cfg.secret.as_deref().map(Envelope::new);
+        let envelope = cfg.envelope.clone().or_else(|| cfg.secret.as_deref().map(Envelope::new));
         let swim = swim::Swim::new(me, foca_config(cfg.probe_period), envelope, rand::random());
         let (view_tx, view_rx) = watch::channel(swim.view());
         let (seeds_tx, seeds_rx) = watch::channel(cfg.seeds.clone());

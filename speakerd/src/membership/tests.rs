@@ -12,6 +12,7 @@ fn config(name: &str, bind: SocketAddr, seeds: Vec<SocketAddr>, secret: Option<&
         advertise: None,
         seeds,
         secret: secret.map(|s| s.to_vec()),
+        envelope: None,
         probe_period: Duration::from_millis(200),
     }
 }
@@ -230,4 +231,25 @@ async fn unservable_sets_reach_every_member_and_a_late_joiner() {
     let c2 = member("c", vec![a.0.local_addr()], Some(b"s3cret")).await;
     until(&b.0, "c back, with nothing to report", Duration::from_secs(6), |v: &View| v.alive.contains("c") && !v.unservable.contains_key("c")).await;
     drop(c2);
+}
+
+/// A node started before its secret file existed gossips unencrypted; once the secret is set on its
+/// pending envelope it joins the members that have the secret (and no longer talks to those without).
+#[tokio::test]
+async fn pending_secret_is_picked_up_when_it_appears() {
+    let (a, _ca) = member("a", vec![], Some(b"k1")).await;
+    let env = Envelope::pending();
+    let cancel = CancellationToken::new();
+    let cfg = MembershipConfig { envelope: Some(env.clone()), ..config("b", "127.0.0.1:0".parse().unwrap(), vec![a.local_addr()], None) };
+    let b = Membership::start(cfg, cancel.clone()).await.unwrap();
+    let deadline = Instant::now() + BOUND;
+    while a.counters().dropped_bad_auth < 1 {
+        assert!(Instant::now() < deadline, "{:?}", a.counters());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(b.view().borrow().alive.len(), 1, "b joined without the secret");
+    env.set_secret(b"k1");
+    until(&a, "a sees b", BOUND, alive(&["a", "b"])).await;
+    until(&b, "b sees a", BOUND, alive(&["a", "b"])).await;
+    cancel.cancel();
 }
