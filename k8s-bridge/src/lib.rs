@@ -8,6 +8,7 @@
 //! - [`translate`]: the pure function from both to [`translate::Desired`].
 //! - [`apply`]: pushes a `Desired` to speakerd.
 //! - [`run`]: the reflectors, the reconcile loop, Events, status and metrics.
+pub mod allocator;
 pub mod apply;
 pub mod cluster;
 pub mod config;
