@@ -40,7 +40,7 @@ pub struct Service {
     pub external_traffic_policy_local: bool,
     pub selector: BTreeMap<String, String>,
     pub ports: Vec<Port>,
-    /// `status.loadBalancer.ingress[*].ip` as currently written.
+    /// `status.loadBalancer.ingress[*].ip` as currently written ("" for an entry without an IP).
     pub ingress: Vec<String>,
     /// creationTimestamp as seconds (any monotonic order); older Services keep contested IPs.
     pub created: i64,
@@ -56,7 +56,10 @@ impl Service {
         if let Some(v) = self.annotations.get(stable) {
             return Some(v);
         }
-        let old = format!("{DEPRECATED_PREFIX}{}", stable.trim_start_matches("metallb.io/"));
+        let old = format!(
+            "{DEPRECATED_PREFIX}{}",
+            stable.trim_start_matches("metallb.io/")
+        );
         self.annotations.get(&old).map(String::as_str)
     }
 
@@ -70,7 +73,10 @@ impl Service {
 
     fn alloc_key(&self) -> Key {
         Key {
-            sharing: self.annotation(ANN_ALLOW_SHARED_IP).unwrap_or("").to_string(),
+            sharing: self
+                .annotation(ANN_ALLOW_SHARED_IP)
+                .unwrap_or("")
+                .to_string(),
             backend: backend_key(self.external_traffic_policy_local, &self.selector),
         }
     }
@@ -80,7 +86,10 @@ impl Service {
         let ips = self
             .cluster_ips
             .iter()
-            .map(|s| s.parse::<IpAddr>().map_err(|_| format!("invalid cluster IP {s:?}")))
+            .map(|s| {
+                s.parse::<IpAddr>()
+                    .map_err(|_| format!("invalid cluster IP {s:?}"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         family_of(&ips)
     }
@@ -121,7 +130,10 @@ fn family_of(ips: &[IpAddr]) -> Result<Family, String> {
 }
 
 fn show(ips: &[IpAddr]) -> String {
-    ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+    ips.iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,8 +223,16 @@ pub struct Allocator<'a> {
 }
 
 impl<'a> Allocator<'a> {
-    pub fn new(pools: &'a [Pool], namespaces: &'a BTreeMap<String, BTreeMap<String, String>>) -> Self {
-        Self { pools, namespaces, allocated: BTreeMap::new(), on_ip: HashMap::new() }
+    pub fn new(
+        pools: &'a [Pool],
+        namespaces: &'a BTreeMap<String, BTreeMap<String, String>>,
+    ) -> Self {
+        Self {
+            pools,
+            namespaces,
+            allocated: BTreeMap::new(),
+            on_ip: HashMap::new(),
+        }
     }
 
     fn compatible(&self, p: &Pool, svc: &Service) -> bool {
@@ -223,16 +243,32 @@ impl<'a> Allocator<'a> {
 
     /// The first pool holding every one of `ips` (pools must not overlap).
     fn pool_for(&self, ips: &[IpAddr]) -> Option<usize> {
-        self.pools.iter().position(|p| ips.iter().all(|ip| p.contains(*ip)))
+        self.pools
+            .iter()
+            .position(|p| ips.iter().all(|ip| p.contains(*ip)))
     }
 
-    fn check_sharing(&self, svc: &str, ip: IpAddr, ports: &[Port], key: &Key) -> Result<(), String> {
-        let Some(u) = self.on_ip.get(&ip) else { return Ok(()) };
+    fn check_sharing(
+        &self,
+        svc: &str,
+        ip: IpAddr,
+        ports: &[Port],
+        key: &Key,
+    ) -> Result<(), String> {
+        let Some(u) = self.on_ip.get(&ip) else {
+            return Ok(());
+        };
         let others: Vec<&String> = u.services.keys().filter(|s| *s != svc).collect();
         if let Some((_, k)) = u.services.iter().find(|(s, _)| *s != svc) {
             if let Some(why) = sharing::sharing_refusal(k, key) {
-                let others = others.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",");
-                return Err(format!("can't share {ip} with {others}: {why}"));
+                let others = others
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                return Err(format!(
+                    "can't use {ip} for {svc}, address also in use by {others}: {why}"
+                ));
             }
         }
         for p in ports {
@@ -258,7 +294,9 @@ impl<'a> Allocator<'a> {
     }
 
     pub fn unassign(&mut self, svc: &str) {
-        let Some(a) = self.allocated.remove(svc) else { return };
+        let Some(a) = self.allocated.remove(svc) else {
+            return;
+        };
         for ip in &a.ips {
             if let Some(u) = self.on_ip.get_mut(ip) {
                 u.services.remove(svc);
@@ -277,14 +315,25 @@ impl<'a> Allocator<'a> {
             return Err(format!("{} is not allowed in config", show(ips)));
         };
         if !self.compatible(&self.pools[pool], svc) {
-            return Err(format!("pool {} not compatible for ip assignment", self.pools[pool].name));
+            return Err(format!(
+                "pool {} not compatible for ip assignment",
+                self.pools[pool].name
+            ));
         }
         family_of(ips)?;
         let k = svc.alloc_key();
         for ip in ips {
             self.check_sharing(&key, *ip, &svc.ports, &k)?;
         }
-        self.register(&key, Alloc { pool, ips: ips.to_vec(), ports: svc.ports.clone(), key: k });
+        self.register(
+            &key,
+            Alloc {
+                pool,
+                ips: ips.to_vec(),
+                ports: svc.ports.clone(),
+                key: k,
+            },
+        );
         Ok(())
     }
 
@@ -340,10 +389,18 @@ impl<'a> Allocator<'a> {
     }
 
     /// upstream's findBestPoolForService + Assign over an ordered candidate list.
-    fn allocate_from(&mut self, pools: &[usize], svc: &Service, fam: Family) -> Result<Vec<IpAddr>, String> {
+    fn allocate_from(
+        &mut self,
+        pools: &[usize],
+        svc: &Service,
+        fam: Family,
+    ) -> Result<Vec<IpAddr>, String> {
         let policy = svc.policy();
-        let (primary_v6, mut first_primary, mut first_secondary) =
-            (svc.cluster_ips.first().is_some_and(|c| c.contains(':')), None, None);
+        let (primary_v6, mut first_primary, mut first_secondary) = (
+            svc.cluster_ips.first().is_some_and(|c| c.contains(':')),
+            None,
+            None,
+        );
         let mut chosen = None;
         for &i in pools {
             let p = &self.pools[i];
@@ -363,7 +420,11 @@ impl<'a> Allocator<'a> {
             if !(policy == Policy::PreferDual && fam == Family::Dual) {
                 continue;
             }
-            let (prim, sec) = if primary_v6 { (got.1, got.0) } else { (got.0, got.1) };
+            let (prim, sec) = if primary_v6 {
+                (got.1, got.0)
+            } else {
+                (got.0, got.1)
+            };
             if prim.is_some() && first_primary.is_none() {
                 first_primary = Some((i, got));
             }
@@ -409,10 +470,16 @@ impl<'a> Allocator<'a> {
             .filter(|&i| self.pools[i].auto_assign && self.pools[i].service_allocation.is_none())
             .collect();
         rest.sort_by(|&a, &b| self.pools[a].name.cmp(&self.pools[b].name));
-        self.allocate_from(&rest, svc, fam).map_err(|_| "no available IPs".to_string())
+        self.allocate_from(&rest, svc, fam)
+            .map_err(|_| "no available IPs".to_string())
     }
 
-    fn allocate_from_pool(&mut self, svc: &Service, fam: Family, name: &str) -> Result<Vec<IpAddr>, String> {
+    fn allocate_from_pool(
+        &mut self,
+        svc: &Service,
+        fam: Family,
+        name: &str,
+    ) -> Result<Vec<IpAddr>, String> {
         let i = self
             .pools
             .iter()
@@ -432,7 +499,11 @@ impl<'a> Allocator<'a> {
     fn allocate_additional(&mut self, svc: &Service, existing: IpAddr) -> Result<IpAddr, String> {
         let p = self.pool_of(&svc.key()).ok_or("no pool")?;
         let got = self.free_in_pool(p, svc);
-        let fam = if existing.is_ipv4() { Family::V6 } else { Family::V4 };
+        let fam = if existing.is_ipv4() {
+            Family::V6
+        } else {
+            Family::V4
+        };
         let ip = Self::select(p, got, fam, Policy::Single)?[0];
         self.assign(svc, &[existing, ip])?;
         Ok(ip)
@@ -440,10 +511,15 @@ impl<'a> Allocator<'a> {
 
     /// Pool status counts, per family, as upstream computes them.
     pub fn pool_status(&self) -> BTreeMap<String, PoolStatus> {
-        let mut used: Vec<(BTreeSet<IpAddr>, BTreeSet<IpAddr>)> = vec![Default::default(); self.pools.len()];
+        let mut used: Vec<(BTreeSet<IpAddr>, BTreeSet<IpAddr>)> =
+            vec![Default::default(); self.pools.len()];
         for a in self.allocated.values() {
             for ip in &a.ips {
-                if ip.is_ipv4() { used[a.pool].0.insert(*ip) } else { used[a.pool].1.insert(*ip) };
+                if ip.is_ipv4() {
+                    used[a.pool].0.insert(*ip)
+                } else {
+                    used[a.pool].1.insert(*ip)
+                };
             }
         }
         self.pools
@@ -458,7 +534,11 @@ impl<'a> Allocator<'a> {
                         assigned_ipv4: a4,
                         assigned_ipv6: a6,
                         available_ipv4: c4.saturating_sub(a4),
-                        available_ipv6: if c6 == i64::MAX { c6 } else { c6.saturating_sub(a6) },
+                        available_ipv6: if c6 == i64::MAX {
+                            c6
+                        } else {
+                            c6.saturating_sub(a6)
+                        },
                     },
                 )
             })
@@ -471,11 +551,17 @@ fn desired_ips(svc: &Service) -> Result<Option<(Vec<IpAddr>, Family)>, String> {
     let ann = svc.annotation(ANN_LB_IPS).unwrap_or("");
     match (ann.is_empty(), svc.load_balancer_ip.is_empty()) {
         (true, true) => Ok(None),
-        (false, false) => Err(format!("service can not have both {ANN_LB_IPS} and svc.Spec.LoadBalancerIP")),
+        (false, false) => Err(format!(
+            "service can not have both {ANN_LB_IPS} and svc.Spec.LoadBalancerIP"
+        )),
         (false, true) => {
             let ips = ann
                 .split(',')
-                .map(|s| s.trim().parse::<IpAddr>().map_err(|_| format!("invalid {ANN_LB_IPS}: {ann:?}")))
+                .map(|s| {
+                    s.trim()
+                        .parse::<IpAddr>()
+                        .map_err(|_| format!("invalid {ANN_LB_IPS}: {ann:?}"))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             let f = family_of(&ips)?;
             Ok(Some((ips, f)))
@@ -498,7 +584,8 @@ fn same_set(a: &[IpAddr], b: &[IpAddr]) -> bool {
 
 /// Whether the Service is ours under `--lb-class` (upstream's filterByLoadBalancerClass).
 pub fn is_ours(svc: &Service, lb_class: Option<&str>) -> bool {
-    svc.load_balancer_class.as_deref().filter(|c| !c.is_empty()) == lb_class.filter(|c| !c.is_empty())
+    svc.load_balancer_class.as_deref().filter(|c| !c.is_empty())
+        == lb_class.filter(|c| !c.is_empty())
 }
 
 struct Pass<'a> {
@@ -508,7 +595,12 @@ struct Pass<'a> {
 
 impl Pass<'_> {
     fn ev(&mut self, svc: &Service, t: EventType, reason: &str, message: String) {
-        self.events.push(Event { service: svc.key(), type_: t, reason: reason.into(), message });
+        self.events.push(Event {
+            service: svc.key(),
+            type_: t,
+            reason: reason.into(),
+            message,
+        });
     }
 
     /// Phase 1 of upstream's convergeBalancer: keep the current addresses if still allowed.
@@ -524,7 +616,10 @@ impl Pass<'_> {
                 svc,
                 EventType::Warning,
                 "not enough clusterips",
-                format!("Service requires dual stack but not enough clusterips {:?}", svc.cluster_ips),
+                format!(
+                    "Service requires dual stack but not enough clusterips {:?}",
+                    svc.cluster_ips
+                ),
             );
             return Err(());
         }
@@ -535,7 +630,12 @@ impl Pass<'_> {
         let cluster_fam = match svc.family() {
             Ok(f) => f,
             Err(e) => {
-                self.ev(svc, EventType::Warning, "noclusterIPsIPFamily", format!("Failed to retrieve ClusterIPs IPFamily: {e}"));
+                self.ev(
+                    svc,
+                    EventType::Warning,
+                    "noclusterIPsIPFamily",
+                    format!("Failed to retrieve ClusterIPs IPFamily: {e}"),
+                );
                 return Err(());
             }
         };
@@ -564,7 +664,12 @@ impl Pass<'_> {
         }
         match desired_ips(svc) {
             Err(e) => {
-                self.ev(svc, EventType::Warning, "LoadBalancerFailed", format!("invalid requested loadbalancer IPs: {e}"));
+                self.ev(
+                    svc,
+                    EventType::Warning,
+                    "LoadBalancerFailed",
+                    format!("invalid requested loadbalancer IPs: {e}"),
+                );
                 // upstream stops here and leaves the Service as it is.
                 return Err(());
             }
@@ -580,11 +685,18 @@ impl Pass<'_> {
     /// Phase 2 of convergeBalancer: dual-stack completion and new allocations.
     fn complete(&mut self, svc: &Service, mut lb: Vec<IpAddr>) -> Result<Vec<IpAddr>, ()> {
         let key = svc.key();
-        if lb.len() == 1 && svc.policy() == Policy::PreferDual {
+        // Only when the cluster IPs are dual-stack: upstream also tries for a single-stack
+        // Service, whose dual result it then clears on the next pass (a flap).
+        if lb.len() == 1 && svc.policy() == Policy::PreferDual && svc.family() == Ok(Family::Dual) {
             match self.al.allocate_additional(svc, lb[0]) {
                 Ok(ip) => {
                     lb.push(ip);
-                    self.ev(svc, EventType::Normal, "IPAllocated", format!("Assigned additional IP {ip:?}"));
+                    self.ev(
+                        svc,
+                        EventType::Normal,
+                        "IPAllocated",
+                        format!("Assigned additional IP {ip:?}"),
+                    );
                 }
                 Err(e) => self.ev(
                     svc,
@@ -597,11 +709,21 @@ impl Pass<'_> {
         if lb.is_empty() {
             match self.allocate_new(svc) {
                 Ok(ips) => {
-                    self.ev(svc, EventType::Normal, "IPAllocated", format!("Assigned IP {:?}", show(&ips)));
+                    self.ev(
+                        svc,
+                        EventType::Normal,
+                        "IPAllocated",
+                        format!("Assigned IP {:?}", show(&ips)),
+                    );
                     lb = ips;
                 }
                 Err(e) => {
-                    self.ev(svc, EventType::Warning, "AllocationFailed", format!("Failed to allocate IP for {key:?}: {e}"));
+                    self.ev(
+                        svc,
+                        EventType::Warning,
+                        "AllocationFailed",
+                        format!("Failed to allocate IP for {key:?}: {e}"),
+                    );
                     return Err(());
                 }
             }
@@ -642,7 +764,10 @@ impl Pass<'_> {
 
 /// The allocator's one entry point. Pure and deterministic: same input, same output.
 pub fn reconcile(input: &Input) -> Outcome {
-    let mut pass = Pass { al: Allocator::new(&input.pools, &input.namespaces), events: vec![] };
+    let mut pass = Pass {
+        al: Allocator::new(&input.pools, &input.namespaces),
+        events: vec![],
+    };
     let mut ours: Vec<&Service> = input
         .services
         .iter()
@@ -655,20 +780,36 @@ pub fn reconcile(input: &Input) -> Outcome {
     // Services left untouched (error paths where upstream returns before writing).
     let mut untouched: BTreeSet<String> = BTreeSet::new();
     let mut pending: Vec<(&Service, Vec<IpAddr>)> = vec![];
+    // Why a Service's addresses are withdrawn without a replacement (for the ClearedIPs Event).
+    let mut clear_why: BTreeMap<String, String> = BTreeMap::new();
 
     for svc in &ours {
-        if svc.type_ != "LoadBalancer" || input.pools.is_empty() {
+        if svc.type_ != "LoadBalancer" {
             result.insert(svc.key(), None);
+            clear_why.insert(
+                svc.key(),
+                "Service is no longer of type LoadBalancer".into(),
+            );
+            continue;
+        }
+        if input.pools.is_empty() {
+            result.insert(svc.key(), None);
+            clear_why.insert(svc.key(), "no IPAddressPool is configured".into());
             continue;
         }
         match pass.keep_existing(svc) {
             Ok(lb) => pending.push((svc, lb)),
             Err(()) => {
                 // LoadBalancerFailed keeps the Service as it is; the other early exits clear.
-                if pass.events.last().is_some_and(|e| e.reason == "LoadBalancerFailed" && e.service == svc.key()) {
+                if pass
+                    .events
+                    .last()
+                    .is_some_and(|e| e.reason == "LoadBalancerFailed" && e.service == svc.key())
+                {
                     untouched.insert(svc.key());
                     // Its current addresses stay reserved so nobody else takes them.
-                    let cur: Vec<IpAddr> = svc.ingress.iter().filter_map(|s| s.parse().ok()).collect();
+                    let cur: Vec<IpAddr> =
+                        svc.ingress.iter().filter_map(|s| s.parse().ok()).collect();
                     if !cur.is_empty() {
                         let _ = pass.al.assign(svc, &cur);
                     }
@@ -685,24 +826,57 @@ pub fn reconcile(input: &Input) -> Outcome {
         result.insert(svc.key(), r);
     }
 
-    let mut out = Outcome { events: pass.events, pools: pass.al.pool_status(), ..Default::default() };
+    let mut out = Outcome {
+        events: pass.events,
+        pools: pass.al.pool_status(),
+        ..Default::default()
+    };
     for (k, a) in &pass.al.allocated {
-        out.assignments.insert(k.clone(), Assignment { pool: input.pools[a.pool].name.clone(), ips: a.ips.clone() });
+        out.assignments.insert(
+            k.clone(),
+            Assignment {
+                pool: input.pools[a.pool].name.clone(),
+                ips: a.ips.clone(),
+            },
+        );
     }
     for svc in &ours {
         let key = svc.key();
         if untouched.contains(&key) {
             continue;
         }
-        let (ingress, pool) = match (result.get(&key).cloned().flatten(), out.assignments.get(&key)) {
+        let (ingress, pool) = match (
+            result.get(&key).cloned().flatten(),
+            out.assignments.get(&key),
+        ) {
             (Some(ips), Some(a)) => (ips, Some(a.pool.clone())),
             _ => (vec![], None),
         };
         let cur_ips: Vec<String> = svc.ingress.clone();
         let new_ips: Vec<String> = ingress.iter().map(|i| i.to_string()).collect();
         let cur_pool = svc.annotations.get(ANN_ALLOCATED_FROM_POOL).cloned();
+        if ingress.is_empty() && svc.ingress.iter().any(|s| s.parse::<IpAddr>().is_ok()) {
+            let why = clear_why.get(&key).cloned().unwrap_or_else(|| {
+                "the Service can no longer be given an address (see the previous Events)".into()
+            });
+            let t = if svc.type_ == "LoadBalancer" {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            out.events.push(Event {
+                service: key.clone(),
+                type_: t,
+                reason: "ClearedIPs".into(),
+                message: format!("Cleared {}: {why}", svc.ingress.join(",")),
+            });
+        }
         if cur_ips != new_ips || cur_pool != pool {
-            out.updates.push(ServiceUpdate { service: key, ingress, pool });
+            out.updates.push(ServiceUpdate {
+                service: key,
+                ingress,
+                pool,
+            });
         }
     }
     out
