@@ -12,6 +12,7 @@ pub mod allocator;
 pub mod apply;
 pub mod cluster;
 pub mod config;
+pub mod controller;
 pub mod metallb;
 pub mod metrics;
 pub mod offline;
