@@ -773,7 +773,7 @@ pub fn reconcile(input: &Input) -> Outcome {
         .iter()
         .filter(|s| is_ours(s, input.lb_class.as_deref()))
         .collect();
-    ours.sort_by(|a, b| (a.created, a.key()).cmp(&(b.created, b.key())));
+    ours.sort_by_key(|s| (s.created, s.key()));
 
     // The result per Service: None = clear (or never had), Some(ips) = hold these.
     let mut result: BTreeMap<String, Option<Vec<IpAddr>>> = BTreeMap::new();
