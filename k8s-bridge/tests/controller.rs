@@ -184,4 +184,35 @@ async fn controller_allocates_and_frees() {
     })
     .await;
     assert!(!ctl.is_finished(), "controller exited: {:?}", ctl.await);
+
+    // Restart: while no controller runs, a new Service appears (sorting before web2 by name).
+    // The new controller rebuilds from status first: web2 keeps its IP, the newcomer waits.
+    ctl.abort();
+    server.apply(service("default", "aaa", "10.96.0.14"));
+    let settings = k8s_bridge::controller::ControllerSettings {
+        namespace: "metallb-system".into(),
+        lb_class: None,
+        debounce: Duration::from_millis(20),
+    };
+    let ctl2 = tokio::spawn(k8s_bridge::controller::run(client.clone(), settings));
+    wait_for("AllocationFailed event for aaa", || async {
+        let l = events.list(&Default::default()).await.ok()?;
+        l.items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("AllocationFailed")
+                    && e.involved_object.name.as_deref() == Some("aaa")
+            })
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        ingress(&default_api, "web2").await.unwrap().0,
+        vec!["192.0.2.10".to_string()]
+    );
+    assert_eq!(
+        ingress(&default_api, "aaa").await.unwrap().0,
+        Vec::<String>::new()
+    );
+    ctl2.abort();
 }
