@@ -8,9 +8,11 @@
 //! - [`translate`]: the pure function from both to [`translate::Desired`].
 //! - [`apply`]: pushes a `Desired` to speakerd.
 //! - [`run`]: the reflectors, the reconcile loop, Events, status and metrics.
+pub mod allocator;
 pub mod apply;
 pub mod cluster;
 pub mod config;
+pub mod controller;
 pub mod metallb;
 pub mod metrics;
 pub mod offline;

@@ -46,8 +46,51 @@ struct Args {
     log_format: String,
 }
 
+/// `k8s-bridge controller`: the IP allocator (MetalLB's controller role).
+#[derive(Parser, Debug)]
+#[command(
+    name = "k8s-bridge controller",
+    version,
+    about = "Allocates LoadBalancer IPs from IPAddressPools (MetalLB's controller role); one replica, no leader election yet"
+)]
+struct ControllerArgs {
+    /// Namespace of the IPAddressPools.
+    #[arg(long, env = "METALLB_NAMESPACE", default_value = "metallb-system")]
+    namespace: String,
+    /// Serve only Services with this spec.loadBalancerClass (default: only Services without one).
+    #[arg(long)]
+    lb_class: Option<String>,
+}
+
+async fn controller_main() -> anyhow::Result<()> {
+    let a = ControllerArgs::parse_from(std::env::args().skip(1));
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let mut config = kube::Config::infer()
+        .await
+        .map_err(|e| anyhow::anyhow!("Kubernetes client configuration: {e}"))?;
+    config.read_timeout = Some(Duration::from_secs(30));
+    config.connect_timeout = Some(Duration::from_secs(10));
+    let client = kube::Client::try_from(config)?;
+    let settings = k8s_bridge::controller::ControllerSettings {
+        namespace: a.namespace,
+        lb_class: a.lb_class,
+        debounce: Duration::from_millis(100),
+    };
+    tracing::info!(namespace = %settings.namespace, "k8s-bridge controller starting");
+    tokio::select! {
+        r = k8s_bridge::controller::run(client, settings) => r,
+        _ = shutdown() => Ok(()),
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // `k8s-bridge controller ...` is the allocator; anything else is the per-node bridge as before.
+    if std::env::args().nth(1).as_deref() == Some("controller") {
+        return controller_main().await;
+    }
     let a = Args::parse();
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());

@@ -1,0 +1,365 @@
+//! `k8s-bridge controller`: the allocator ([`crate::allocator`]) driven against the API server.
+//! Reflectors keep Services, IPAddressPools and Namespaces in memory; after any change (debounced)
+//! the whole allocation is recomputed from them and only the differences are written: a Service's
+//! `status.loadBalancer.ingress` and its `metallb.io/ip-allocated-from-pool` annotation, the
+//! pools' status counts, and Events on the Services.
+//!
+//! Not here yet (issue 20): leader election. Run one replica.
+use crate::allocator::{self, Input, Pool, Port, ServiceAllocation};
+use crate::metallb::LabelSelector;
+use crate::selector::Selector;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Event as K8sEvent, Namespace, ObjectReference, Service};
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
+use kube::runtime::reflector::{self, store::Writer, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, Resource, ResourceExt};
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone)]
+pub struct ControllerSettings {
+    /// Namespace of the IPAddressPools.
+    pub namespace: String,
+    /// `--lb-class`.
+    pub lb_class: Option<String>,
+    pub debounce: Duration,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PoolSpec {
+    #[serde(default)]
+    addresses: Vec<String>,
+    #[serde(default)]
+    auto_assign: Option<bool>,
+    #[serde(default, rename = "avoidBuggyIPs")]
+    avoid_buggy_ips: bool,
+    #[serde(default)]
+    service_allocation: Option<SaSpec>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SaSpec {
+    #[serde(default)]
+    priority: i32,
+    #[serde(default)]
+    namespaces: Vec<String>,
+    #[serde(default)]
+    namespace_selectors: Vec<LabelSelector>,
+    #[serde(default)]
+    service_selectors: Vec<LabelSelector>,
+}
+
+/// An IPAddressPool object as the allocator's [`Pool`], or why it is unusable.
+pub fn pool_from_object(name: &str, spec: &serde_json::Value) -> Result<Pool, String> {
+    let s: PoolSpec = serde_json::from_value(spec.clone()).map_err(|e| format!("spec: {e}"))?;
+    if s.addresses.is_empty() {
+        return Err("pool has no prefixes defined".into());
+    }
+    let addrs: Vec<&str> = s.addresses.iter().map(String::as_str).collect();
+    let mut p = Pool::new(name, &addrs)?;
+    p.auto_assign = s.auto_assign.unwrap_or(true);
+    p.avoid_buggy_ips = s.avoid_buggy_ips;
+    if let Some(sa) = s.service_allocation {
+        let sels = |v: &[LabelSelector]| v.iter().map(Selector::new).collect::<Result<Vec<_>, _>>();
+        p.service_allocation = Some(ServiceAllocation {
+            priority: sa.priority,
+            namespaces: sa.namespaces.into_iter().collect(),
+            namespace_selectors: sels(&sa.namespace_selectors)?,
+            service_selectors: sels(&sa.service_selectors)?,
+        });
+    }
+    Ok(p)
+}
+
+/// A core/v1 Service as the allocator reads it.
+pub fn service_from_k8s(s: &Service) -> allocator::Service {
+    let spec = s.spec.clone().unwrap_or_default();
+    let mut cluster_ips: Vec<String> = spec.cluster_ips.clone().unwrap_or_default();
+    if cluster_ips.is_empty() {
+        if let Some(c) = spec
+            .cluster_ip
+            .clone()
+            .filter(|c| !c.is_empty() && c != "None")
+        {
+            cluster_ips.push(c);
+        }
+    }
+    cluster_ips.retain(|c| c != "None" && !c.is_empty());
+    let ingress = s
+        .status
+        .as_ref()
+        .and_then(|st| st.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .map(|v| v.iter().map(|i| i.ip.clone().unwrap_or_default()).collect())
+        .unwrap_or_default();
+    allocator::Service {
+        namespace: s.namespace().unwrap_or_default(),
+        name: s.name_any(),
+        labels: s.labels().clone(),
+        annotations: s.annotations().clone(),
+        type_: spec.type_.clone().unwrap_or_else(|| "ClusterIP".into()),
+        load_balancer_class: spec.load_balancer_class.clone(),
+        load_balancer_ip: spec.load_balancer_ip.clone().unwrap_or_default(),
+        cluster_ips,
+        ip_family_policy: spec.ip_family_policy.clone(),
+        external_traffic_policy_local: spec.external_traffic_policy.as_deref() == Some("Local"),
+        selector: spec.selector.clone().unwrap_or_default(),
+        ports: spec
+            .ports
+            .unwrap_or_default()
+            .iter()
+            .map(|p| Port {
+                proto: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                port: p.port,
+            })
+            .collect(),
+        ingress,
+        created: s
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(0, |t| t.0.as_second()),
+    }
+}
+
+struct Hub {
+    changed: Notify,
+    synced: [AtomicBool; 3],
+}
+
+fn reflect<K>(
+    api: Api<K>,
+    dyntype: K::DynamicType,
+    hub: Arc<Hub>,
+    idx: usize,
+    what: &'static str,
+) -> Store<K>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let writer = Writer::new(dyntype);
+    let store = writer.as_reader();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default().timeout(25)).default_backoff(),
+    );
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(watcher::Event::InitDone) => {
+                    hub.synced[idx].store(true, Relaxed);
+                    hub.changed.notify_one();
+                }
+                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
+                    hub.changed.notify_one()
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(resource = what, error = %e, "watch failed; retrying"),
+            }
+        }
+    });
+    store
+}
+
+/// Runs the controller until an unrecoverable error.
+pub async fn run(client: Client, settings: ControllerSettings) -> anyhow::Result<()> {
+    let hub = Arc::new(Hub {
+        changed: Notify::new(),
+        synced: Default::default(),
+    });
+    let pool_ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("metallb.io", "v1beta1", "IPAddressPool"),
+        "ipaddresspools",
+    );
+    let svcs = reflect(
+        Api::<Service>::all(client.clone()),
+        (),
+        hub.clone(),
+        0,
+        "services",
+    );
+    let pools = reflect(
+        Api::<DynamicObject>::namespaced_with(client.clone(), &settings.namespace, &pool_ar),
+        pool_ar.clone(),
+        hub.clone(),
+        1,
+        "ipaddresspools",
+    );
+    let nss = reflect(
+        Api::<Namespace>::all(client.clone()),
+        (),
+        hub.clone(),
+        2,
+        "namespaces",
+    );
+    // What this process wrote and the reflector may not show yet: uid → ingress IPs.
+    let mut written: HashMap<String, Vec<String>> = HashMap::new();
+    let mut last_pool_status: BTreeMap<String, allocator::PoolStatus> = BTreeMap::new();
+    // Events of the previous pass: a condition that persists is reported once, not per pass.
+    let mut last_events: Vec<allocator::Event> = vec![];
+    loop {
+        hub.changed.notified().await;
+        tokio::time::sleep(settings.debounce).await;
+        if !hub.synced.iter().all(|s| s.load(Relaxed)) {
+            continue;
+        }
+        let mut input = Input {
+            lb_class: settings.lb_class.clone(),
+            ..Default::default()
+        };
+        let mut pool_objs = pools.state();
+        pool_objs.sort_by_key(|p| p.name_any());
+        for p in &pool_objs {
+            let spec = p.data.get("spec").cloned().unwrap_or(json!({}));
+            match pool_from_object(&p.name_any(), &spec) {
+                Ok(pool) => input.pools.push(pool),
+                Err(e) => tracing::warn!(pool = %p.name_any(), error = %e, "IPAddressPool ignored"),
+            }
+        }
+        for n in nss.state() {
+            input.namespaces.insert(n.name_any(), n.labels().clone());
+        }
+        let svc_objs = svcs.state();
+        let mut by_key: HashMap<String, Arc<Service>> = HashMap::new();
+        for s in &svc_objs {
+            let mut a = service_from_k8s(s);
+            let uid = s.uid().unwrap_or_default();
+            if let Some(w) = written.get(&uid) {
+                if *w == a.ingress {
+                    written.remove(&uid);
+                } else {
+                    a.ingress = w.clone();
+                }
+            }
+            by_key.insert(a.key(), s.clone());
+            input.services.push(a);
+        }
+        written.retain(|uid, _| svc_objs.iter().any(|s| s.uid().as_deref() == Some(uid)));
+        let out = allocator::reconcile(&input);
+        for u in &out.updates {
+            let Some(obj) = by_key.get(&u.service) else {
+                continue;
+            };
+            let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+            let api = Api::<Service>::namespaced(client.clone(), &ns);
+            let ingress: Vec<_> = u
+                .ingress
+                .iter()
+                .map(|ip| json!({"ip": ip.to_string()}))
+                .collect();
+            let ann =
+                json!({"metadata": {"annotations": {allocator::ANN_ALLOCATED_FROM_POOL: u.pool}}});
+            if let Err(e) = api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&ann))
+                .await
+            {
+                tracing::warn!(service = %u.service, error = %e, "writing the pool annotation failed");
+            }
+            let st = json!({"status": {"loadBalancer": {"ingress": ingress}}});
+            match api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&st))
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(service = %u.service, ips = ?u.ingress, pool = ?u.pool, "service status written");
+                    written.insert(
+                        obj.uid().unwrap_or_default(),
+                        u.ingress.iter().map(|i| i.to_string()).collect(),
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(service = %u.service, error = %e, "writing the service status failed")
+                }
+            }
+        }
+        for e in &out.events {
+            if last_events.contains(e) {
+                continue;
+            }
+            if let Some(obj) = by_key.get(&e.service) {
+                post_event(&client, obj, e).await;
+            }
+        }
+        last_events = out.events.clone();
+        let pool_api =
+            |ns: &str| Api::<DynamicObject>::namespaced_with(client.clone(), ns, &pool_ar);
+        for (name, st) in &out.pools {
+            if last_pool_status.get(name) == Some(st) {
+                continue;
+            }
+            let body = json!({"status": {
+                "assignedIPv4": st.assigned_ipv4, "assignedIPv6": st.assigned_ipv6,
+                "availableIPv4": st.available_ipv4, "availableIPv6": st.available_ipv6,
+            }});
+            match pool_api(&settings.namespace)
+                .patch_status(name, &PatchParams::default(), &Patch::Merge(&body))
+                .await
+            {
+                Ok(_) => {
+                    last_pool_status.insert(name.clone(), st.clone());
+                }
+                Err(e) => {
+                    tracing::debug!(pool = %name, error = %e, "writing the pool status failed")
+                }
+            }
+        }
+        if !written.is_empty() {
+            // Re-check once the writes have come back through the watch.
+            hub.changed.notify_one();
+        }
+    }
+}
+
+async fn post_event(client: &Client, svc: &Service, e: &allocator::Event) {
+    let ns = svc.namespace().unwrap_or_default();
+    let now =
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    let ev = K8sEvent {
+        metadata: kube::api::ObjectMeta {
+            generate_name: Some(format!("{}.", svc.name_any())),
+            namespace: Some(ns.clone()),
+            ..Default::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Service".into()),
+            name: Some(svc.name_any()),
+            namespace: Some(ns.clone()),
+            uid: svc.uid(),
+            ..Default::default()
+        },
+        reason: Some(e.reason.clone()),
+        message: Some(e.message.clone()),
+        type_: Some(match e.type_ {
+            allocator::EventType::Normal => "Normal".into(),
+            allocator::EventType::Warning => "Warning".into(),
+        }),
+        first_timestamp: Some(now.clone()),
+        last_timestamp: Some(now),
+        count: Some(1),
+        reporting_component: Some("k8s-bridge-controller".into()),
+        source: Some(k8s_openapi::api::core::v1::EventSource {
+            component: Some("k8s-bridge-controller".into()),
+            host: None,
+        }),
+        ..Default::default()
+    };
+    if let Err(err) = Api::<K8sEvent>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &ev)
+        .await
+    {
+        tracing::debug!(service = %e.service, error = %err, "posting an Event failed");
+    }
+}
