@@ -558,3 +558,48 @@ fn max_received_prefixes_cease() {
         }
     });
 }
+
+/// MetalLB's `dynamicASN`: a peer added with `--dynamic-asn external` establishes with whatever
+/// other AS its OPEN carries (BIRD, AS 65002: eBGP, our AS in the path), one with `internal` with our own
+/// AS (FRR, AS 65001: iBGP, LOCAL_PREF sent, empty path), and an OPEN of the wrong kind (BIRD in AS
+/// 65004 for an `internal` peer) gets OPEN Message Error / Bad Peer AS and never establishes.
+#[test]
+fn dynamic_asn_takes_the_peers_as_of_the_right_kind() {
+    let Some(lab) = Lab::new_or_skip("dynasn", &["bird", "frr"]) else { return };
+    let seg = lab.segment(&["spk", "bird", "frr", "wrong"]);
+    let (s, b, f, w) = (&seg.hosts[0], &seg.hosts[1], &seg.hosts[2], &seg.hosts[3]);
+    let sp = Speakerd::builder(s).local_asn(65001).router_id(s.v4).start();
+    let bird = Bird::start(b, PeerConfig::new(65002, b.v4).neighbor(Neighbor::new(s.v4, 65001).passive()));
+    let frr = Frr::start(f, PeerConfig::new(65001, f.v4).neighbor(Neighbor::new(s.v4, 65001).passive()));
+    let wrong = Bird::start(w, PeerConfig::new(65004, w.v4).neighbor(Neighbor::new(s.v4, 65001).passive()));
+    let (b4, f4, w4) = (b.v4.to_string(), f.v4.to_string(), w.v4.to_string());
+    sp.ctl(&["peer", "add", &b4, "--dynamic-asn", "external", "--connect-time", "1"]);
+    sp.ctl(&["peer", "add", &f4, "--dynamic-asn", "internal", "--connect-time", "1"]);
+    sp.ctl(&["peer", "add", &w4, "--dynamic-asn", "internal", "--connect-time", "1"]);
+    sp.ctl(&["announce", "add", V4, "--local-pref", "250"]);
+    sp.wait_peer_state(&b4, "established", T);
+    sp.wait_peer_state(&f4, "established", T);
+    let r = path_from(&bird, V4, &s.v4.to_string());
+    assert_eq!(r.as_path, [65001], "eBGP to the external peer: {r:#?}");
+    let r = path_from(&frr, V4, &s.v4.to_string());
+    assert_eq!((r.as_path.len(), r.local_pref), (0, Some(250)), "iBGP to the internal peer: {r:#?}");
+    // The AS each peer's OPEN carried is what the API and `peer list` show.
+    for (addr, asn) in [(&b4, 65002), (&f4, 65001)] {
+        let p = show(&sp, addr);
+        assert_eq!(p["negotiated"]["peer_asn"], asn, "{p:#}");
+        assert_eq!(p["peer_asn"], asn, "{p:#}");
+    }
+    assert_eq!(show(&sp, &b4)["config"]["dynamic_asn"], "external");
+    // The wrong kind: Bad Peer AS (2/2) at BIRD, and never Established.
+    let n = wait_until(T, "BIRD in AS 65004 receives OPEN Message Error / Bad Peer AS", || {
+        wrong.last_notification_received(&s.v4.to_string()).filter(|n| n.code == 2 && n.subcode == 2).ok_or_else(|| "none yet".to_string())
+    });
+    println!("the wrong kind got {n:?}");
+    assert_holds(Duration::from_secs(3), "the wrong kind never establishes", || match sp.peer_state(&w4).as_deref() {
+        Some("established") => Err("established".into()),
+        _ => Ok(()),
+    });
+    // Refused combinations: an AS with --dynamic-asn, neither.
+    assert!(!sp.speakerctl(&["peer", "add", "192.0.2.99", "--asn", "65009", "--dynamic-asn", "external"]).status.success());
+    assert!(!sp.speakerctl(&["peer", "add", "192.0.2.99"]).status.success());
+}

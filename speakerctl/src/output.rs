@@ -147,6 +147,9 @@ pub struct PeerConfigView {
     pub address: String,
     pub port: u32,
     pub peer_asn: u32,
+    /// "internal" or "external" for a dynamic ASN, else absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dynamic_asn: Option<&'static str>,
     pub local_asn: u32,
     pub router_id: String,
     pub source_address: String,
@@ -217,6 +220,11 @@ impl From<&PeerConfig> for PeerConfigView {
             address: c.address.clone(),
             port: c.port,
             peer_asn: c.peer_asn,
+            dynamic_asn: match speaker_api::v1::DynamicAsn::try_from(c.dynamic_asn) {
+                Ok(speaker_api::v1::DynamicAsn::Internal) => Some("internal"),
+                Ok(speaker_api::v1::DynamicAsn::External) => Some("external"),
+                _ => None,
+            },
             local_asn: c.local_asn,
             router_id: c.router_id.clone(),
             source_address: c.source_address.clone(),
@@ -276,7 +284,8 @@ impl PeerView {
         Self {
             address: c.address.clone(),
             name: c.name.clone(),
-            peer_asn: c.peer_asn,
+            // A dynamic ASN shows the AS the peer's OPEN carried (0 until the session is up).
+            peer_asn: if c.peer_asn == 0 { s.negotiated.as_ref().map_or(0, |n| n.peer_asn) } else { c.peer_asn },
             local_asn: c.local_asn,
             state: state_json(s.state),
             state_secs: s.state_secs,

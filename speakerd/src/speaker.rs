@@ -369,7 +369,7 @@ impl Speaker {
                         passive: b.passive,
                     },
                     // RFC 5883 for sessions that are not directly connected.
-                    multihop: spec.ebgp_multihop_ttl.is_some() || local_asn == spec.peer_asn,
+                    multihop: spec.ebgp_multihop_ttl.is_some() || spec.peer_as().ibgp(local_asn),
                     min_ttl: b.min_ttl,
                     auth: b.auth,
                 },

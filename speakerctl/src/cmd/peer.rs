@@ -49,6 +49,15 @@ pub enum PeerCommand {
     },
 }
 
+/// A kind for `--dynamic-asn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DynamicAsnArg {
+    /// The peer is in our AS (iBGP).
+    Internal,
+    /// The peer is in another AS, whichever (eBGP).
+    External,
+}
+
 /// An address family for `--family`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FamilyArg {
@@ -72,9 +81,12 @@ impl From<FamilyArg> for AddressFamily {
 pub struct PeerConfigArgs {
     /// The peer's IPv4 or IPv6 address.
     pub address: IpAddr,
-    /// The peer's AS number (1..4294967295).
-    #[arg(long, value_name = "N", value_parser = value_parser!(u32).range(1..))]
-    pub asn: u32,
+    /// The peer's AS number (1..4294967295). Required unless --dynamic-asn is given.
+    #[arg(long, value_name = "N", value_parser = value_parser!(u32).range(1..), required_unless_present = "dynamic_asn", conflicts_with = "dynamic_asn")]
+    pub asn: Option<u32>,
+    /// Take the peer's AS from its OPEN (MetalLB's dynamicASN): internal (our AS) or external (any other).
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub dynamic_asn: Option<DynamicAsnArg>,
     /// Our AS number towards this peer. Default: speakerd's --local-asn.
     #[arg(long, value_name = "N", value_parser = value_parser!(u32).range(1..))]
     pub local_asn: Option<u32>,
@@ -196,7 +208,12 @@ impl PeerConfigArgs {
             owner: "speakerctl".into(),
             address: self.address.to_string(),
             port: self.port.map_or(0, u32::from),
-            peer_asn: self.asn,
+            peer_asn: self.asn.unwrap_or(0),
+            dynamic_asn: match self.dynamic_asn {
+                None => speaker_api::v1::DynamicAsn::None,
+                Some(DynamicAsnArg::Internal) => speaker_api::v1::DynamicAsn::Internal,
+                Some(DynamicAsnArg::External) => speaker_api::v1::DynamicAsn::External,
+            } as i32,
             local_asn: self.local_asn.unwrap_or(0),
             router_id: text(self.router_id.map(|ip| ip.to_string())),
             source_address: text(self.source_address.map(|ip| ip.to_string())),
@@ -378,6 +395,7 @@ mod tests {
             "250",
         ]);
         let expected = PeerConfig {
+            dynamic_asn: 0,
             name: "tor1".into(),
             owner: "speakerctl".into(),
             cease_on_max_received_prefixes: true,

@@ -64,11 +64,42 @@ pub struct GrConfig {
     pub restarting: bool,
 }
 
+/// Which AS the peer's OPEN must carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerAs {
+    /// This AS number.
+    Fixed(u32),
+    /// Whatever the peer's OPEN says, as long as it is our own AS (MetalLB's `dynamicASN: internal`).
+    Internal,
+    /// Whatever the peer's OPEN says, as long as it is not our own AS (`dynamicASN: external`).
+    External,
+}
+
+impl PeerAs {
+    /// Does an OPEN from AS `asn` match, when our AS is `local_asn`?
+    pub fn accepts(self, asn: u32, local_asn: u32) -> bool {
+        match self {
+            PeerAs::Fixed(a) => asn == a,
+            PeerAs::Internal => asn == local_asn,
+            PeerAs::External => asn != local_asn,
+        }
+    }
+
+    /// Is the session iBGP? Known before the OPEN in every case.
+    pub fn ibgp(self, local_asn: u32) -> bool {
+        match self {
+            PeerAs::Fixed(a) => a == local_asn,
+            PeerAs::Internal => true,
+            PeerAs::External => false,
+        }
+    }
+}
+
 /// What the FSM needs to know about the peer's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FsmConfig {
     pub local_asn: u32,
-    pub peer_asn: u32,
+    pub peer_as: PeerAs,
     pub router_id: Ipv4Addr,
     /// Hold time we offer: 0 or ≥ 3 (validated by the caller).
     pub hold_time: u16,
@@ -444,14 +475,14 @@ impl Fsm {
     fn check_open(&self, o: &Open) -> Result<(), WireError> {
         // Version was checked by the decoder.
         let asn = o.asn();
-        if asn != self.cfg.peer_asn {
+        if !self.cfg.peer_as.accepts(asn, self.cfg.local_asn) {
             return Err(WireError::BadPeerAs(asn));
         }
         if o.hold_time == 1 || o.hold_time == 2 {
             return Err(WireError::UnacceptableHoldTime(o.hold_time));
         }
         // RFC 6286 §2.2: the BGP Identifier is a non-zero 4-octet value; on iBGP it must differ from ours.
-        let ibgp = self.cfg.local_asn == self.cfg.peer_asn;
+        let ibgp = self.cfg.peer_as.ibgp(self.cfg.local_asn);
         if o.router_id.is_unspecified() || (ibgp && o.router_id == self.cfg.router_id) {
             return Err(WireError::BadBgpIdentifier(o.router_id));
         }
@@ -520,7 +551,7 @@ impl Fsm {
             extended_next_hop_v4: enh,
             peer_router_id: peer.router_id,
             peer_asn: peer.asn(),
-            ibgp: self.cfg.local_asn == self.cfg.peer_asn,
+            ibgp: self.cfg.peer_as.ibgp(self.cfg.local_asn),
             peer_open: peer,
         }));
     }

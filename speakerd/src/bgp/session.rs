@@ -385,6 +385,9 @@ pub struct PeerTask {
     next_id: ConnId,
     adj_in: AdjRibIn,
     up: Option<(ConnId, DecodeCtx)>,
+    /// The AS of the peer's OPEN on the Established connection (the configured one, or the one that a
+    /// dynamic ASN took).
+    up_peer_asn: u32,
     state: State,
     stop_after: bool,
     /// Set when a family passed max_received_prefixes with cease_on_max_prefixes: sent after the
@@ -406,7 +409,7 @@ impl PeerTask {
         let s = &ctx.spec;
         let cfg = FsmConfig {
             local_asn: ctx.local_asn,
-            peer_asn: s.peer_asn,
+            peer_as: s.peer_as(),
             router_id: ctx.router_id,
             hold_time: s.hold_time,
             keepalive: s.keepalive,
@@ -436,6 +439,7 @@ impl PeerTask {
             timers: Timers::new(),
             next_id: 1,
             up: None,
+            up_peer_asn: 0,
             state: State::Idle,
             stop_after: false,
             pending_cease: None,
@@ -924,6 +928,7 @@ impl PeerTask {
             "session established"
         );
         self.up = Some((n.conn, DecodeCtx { four_octet_as: n.four_octet_as, ibgp: n.ibgp }));
+        self.up_peer_asn = n.peer_asn;
         self.fsm.set_restarting(false);
         let epoch = self.rib_epoch(|r| r.session_up(&n.families));
         let _ = c.ctl.try_send(WriterMsg::StartUpdates(Box::new(enc), epoch));
@@ -976,11 +981,11 @@ impl PeerTask {
     fn received_update(&mut self, u: Update) {
         let dropped_before = self.adj_in.dropped;
         let mut withdraw_all = u.treat_as_withdraw();
-        let ibgp = self.local_asn == self.spec.peer_asn;
+        let ibgp = self.spec.peer_as().ibgp(self.local_asn);
         let reach: Vec<IpNet> = u.nlri.iter().map(|p| IpNet::V4(*p)).chain(u.attrs.mp_reach.iter().flat_map(|m| m.nlri.iter().copied())).collect();
         if !ibgp && !reach.is_empty() && !withdraw_all {
             let first = u.attrs.as_path.as_ref().and_then(|p| p.first_as());
-            if first != Some(self.spec.peer_asn) {
+            if first != Some(self.up_peer_asn) {
                 tracing::warn!(first_as = ?first, "AS_PATH does not start with the peer's AS: treat-as-withdraw");
                 withdraw_all = true;
             }

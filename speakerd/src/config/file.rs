@@ -21,7 +21,12 @@ pub struct FilePeer {
     pub address: String,
     #[serde(default)]
     pub port: u32,
+    /// Required unless `dynamic_asn` is set.
+    #[serde(default)]
     pub peer_asn: u32,
+    /// "internal" or "external": take the peer's AS from its OPEN (MetalLB's dynamicASN).
+    #[serde(default)]
+    pub dynamic_asn: String,
     #[serde(default)]
     pub local_asn: u32,
     #[serde(default)]
@@ -135,6 +140,17 @@ pub fn parse(text: &str, yaml: bool) -> Result<Loaded, ConfigError> {
             address: p.address.clone(),
             port: p.port,
             peer_asn: p.peer_asn,
+            dynamic_asn: match p.dynamic_asn.as_str() {
+                "" => pb::DynamicAsn::None,
+                "internal" => pb::DynamicAsn::Internal,
+                "external" => pb::DynamicAsn::External,
+                other => {
+                    return Err(ConfigError::new(
+                        format!("peers[{i}].dynamic_asn"),
+                        format!("{other:?}: expected \"internal\" or \"external\""),
+                    ))
+                }
+            } as i32,
             local_asn: p.local_asn,
             router_id: p.router_id.clone(),
             source_address: p.source_address.clone(),

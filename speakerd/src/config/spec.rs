@@ -26,13 +26,23 @@ pub const DEFAULT_CONNECT_TIME: Duration = Duration::from_secs(5);
 pub const DEFAULT_RESTART_TIME: u16 = 120;
 pub const DEFAULT_MAX_RECEIVED_PREFIXES: u32 = 1_000_000;
 
+/// MetalLB's BGPPeer `dynamicASN`: the peer's AS is taken from its OPEN, of this kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DynamicAsn {
+    Internal,
+    External,
+}
+
 /// A validated peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerSpec {
     pub name: String,
     pub address: IpAddr,
     pub port: u16,
+    /// 0 when `dynamic_asn` is set.
     pub peer_asn: u32,
+    /// Accept the peer's AS from its OPEN (MetalLB's `dynamicASN`): internal or external.
+    pub dynamic_asn: Option<DynamicAsn>,
     /// 0 = speakerd's default local ASN (resolved when the session starts).
     pub local_asn: u32,
     pub router_id: Option<Ipv4Addr>,
@@ -132,6 +142,16 @@ impl PeerSpec {
         strip(self) != strip(new)
     }
 
+    /// Which AS the peer's OPEN must carry.
+    pub fn peer_as(&self) -> crate::bgp::fsm::PeerAs {
+        use crate::bgp::fsm::PeerAs;
+        match self.dynamic_asn {
+            None => PeerAs::Fixed(self.peer_asn),
+            Some(DynamicAsn::Internal) => PeerAs::Internal,
+            Some(DynamicAsn::External) => PeerAs::External,
+        }
+    }
+
     /// The TTL of our packets: the multihop setting, else 1 for eBGP (directly connected) and 64 for iBGP.
     pub fn ttl(&self, local_asn: u32) -> u32 {
         if self.gtsm {
@@ -139,7 +159,7 @@ impl PeerSpec {
         }
         match self.ebgp_multihop_ttl {
             Some(t) => u32::from(t),
-            None if local_asn == self.peer_asn => 64,
+            None if self.peer_as().ibgp(local_asn) => 64,
             None => 1,
         }
     }
@@ -182,8 +202,18 @@ impl TryFrom<&pb::PeerConfig> for PeerSpec {
             0 => 179,
             n => u16::try_from(n).map_err(|_| ConfigError::new("port", format!("{n} is not a TCP port")))?,
         };
-        if p.peer_asn == 0 {
-            return Err(ConfigError::new("peer_asn", "AS 0 is reserved (RFC 7607)"));
+        let dynamic_asn = match pb::DynamicAsn::try_from(p.dynamic_asn) {
+            Ok(pb::DynamicAsn::None) => None,
+            Ok(pb::DynamicAsn::Internal) => Some(DynamicAsn::Internal),
+            Ok(pb::DynamicAsn::External) => Some(DynamicAsn::External),
+            Err(_) => return Err(ConfigError::new("dynamic_asn", format!("{} is not a DynamicAsn value", p.dynamic_asn))),
+        };
+        match (p.peer_asn, dynamic_asn) {
+            (0, None) => return Err(ConfigError::new("peer_asn", "AS 0 is reserved (RFC 7607)")),
+            (n, Some(_)) if n != 0 => {
+                return Err(ConfigError::new("peer_asn", "must be 0 with dynamic_asn (the peer's AS comes from its OPEN)"))
+            }
+            _ => {}
         }
         if p.local_asn == u32::from(super::super::bgp::wire::iana::AS_TRANS) {
             return Err(ConfigError::new("local_asn", "AS 23456 is AS_TRANS and cannot be a local AS"));
@@ -263,6 +293,7 @@ impl TryFrom<&pb::PeerConfig> for PeerSpec {
             address,
             port,
             peer_asn: p.peer_asn,
+            dynamic_asn,
             local_asn: p.local_asn,
             router_id,
             source_address,
@@ -296,6 +327,11 @@ impl From<&PeerSpec> for pb::PeerConfig {
             address: s.address.to_string(),
             port: u32::from(s.port),
             peer_asn: s.peer_asn,
+            dynamic_asn: match s.dynamic_asn {
+                None => pb::DynamicAsn::None,
+                Some(DynamicAsn::Internal) => pb::DynamicAsn::Internal,
+                Some(DynamicAsn::External) => pb::DynamicAsn::External,
+            } as i32,
             local_asn: s.local_asn,
             router_id: s.router_id.map(|r| r.to_string()).unwrap_or_default(),
             source_address: s.source_address.map(|a| a.to_string()).unwrap_or_default(),

@@ -4,7 +4,7 @@ use crate::bgp::wire::{iana::err, Capability, Family, Message, Notification, Ope
 fn cfg() -> FsmConfig {
     FsmConfig {
         local_asn: 65001,
-        peer_asn: 65002,
+        peer_as: PeerAs::Fixed(65002),
         router_id: "192.0.2.1".parse().unwrap(),
         hold_time: 90,
         keepalive: None,
@@ -104,7 +104,7 @@ fn hold_time_one_is_unacceptable_subcode_6() {
 
 #[test]
 fn ibgp_same_router_id_is_bad_bgp_identifier() {
-    let mut f = Fsm::new(FsmConfig { peer_asn: 65001, ..cfg() }, 1);
+    let mut f = Fsm::new(FsmConfig { peer_as: PeerAs::Fixed(65001), ..cfg() }, 1);
     f.handle(Input::Start);
     f.handle(Input::Connected(1, Dir::Outgoing));
     let out = f.handle(Input::Msg(1, Message::Open(peer_open(65001, 90, "192.0.2.1"))));
@@ -326,6 +326,35 @@ mod props {
                     }
                 }
             }
+        }
+    }
+}
+
+#[test]
+fn dynamic_peer_as_accepts_any_as_of_its_kind_and_refuses_the_other() {
+    // (kind, the peer's AS in its OPEN, accepted, iBGP)
+    let cases = [
+        (PeerAs::External, 65002, true, false),
+        (PeerAs::External, 4_200_000_000, true, false),
+        (PeerAs::External, 65001, false, false),
+        (PeerAs::Internal, 65001, true, true),
+        (PeerAs::Internal, 65002, false, true),
+        (PeerAs::Fixed(65002), 65003, false, false),
+    ];
+    for (kind, asn, ok, ibgp) in cases {
+        let mut f = Fsm::new(FsmConfig { peer_as: kind, ..cfg() }, 1);
+        f.handle(Input::Start);
+        f.handle(Input::Connected(1, Dir::Outgoing));
+        let out = f.handle(Input::Msg(1, Message::Open(peer_open(asn, 90, "192.0.2.2"))));
+        let ctx = format!("{kind:?} OPEN from AS {asn}");
+        if ok {
+            assert!(sent(&out).iter().all(|(_, m)| !matches!(m, Message::Notification(_))), "{ctx}: {out:?}");
+            let out = f.handle(Input::Msg(1, Message::Keepalive));
+            let up = out.iter().find_map(|a| if let Action::Up(n) = a { Some(n.clone()) } else { None });
+            let n = up.unwrap_or_else(|| panic!("{ctx}: not Established: {out:?}"));
+            assert_eq!((n.peer_asn, n.ibgp), (asn, ibgp), "{ctx}");
+        } else {
+            assert_eq!(sent(&out)[0].1, Notification::new(err::OPEN_MESSAGE, 2, vec![]).into(), "{ctx}");
         }
     }
 }
