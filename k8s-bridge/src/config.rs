@@ -662,29 +662,23 @@ fn peer_from_crd(
             ),
         );
     }
-    if !s.dynamic_asn.is_empty() {
-        if s.peer_asn != 0 {
+    // dynamicASN: speakerd takes the peer's AS from its OPEN, of the kind given (MetalLB: set exactly
+    // one of peerASN and dynamicASN).
+    let dynamic = match s.dynamic_asn.as_str() {
+        "" => pb::DynamicAsn::None,
+        _ if s.peer_asn != 0 => {
             c.error(r, "spec.peerASN and spec.dynamicASN: set one, not both");
-        } else if s.dynamic_asn != "internal" && s.dynamic_asn != "external" {
-            c.error(
-                r,
-                format!(
-                    "spec.dynamicASN: {:?}: \"internal\" or \"external\"",
-                    s.dynamic_asn
-                ),
-            );
-        } else {
-            c.error(
-                r,
-                format!(
-                    "spec.dynamicASN: {:?}: not supported by speakerd; set spec.peerASN",
-                    s.dynamic_asn
-                ),
-            );
+            return None;
         }
-        return None;
-    }
-    if s.ebgp_multi_hop && s.peer_asn != 0 && s.peer_asn == s.my_asn {
+        "internal" => pb::DynamicAsn::Internal,
+        "external" => pb::DynamicAsn::External,
+        other => {
+            c.error(r, format!("spec.dynamicASN: {other:?}: \"internal\" or \"external\""));
+            return None;
+        }
+    };
+    let ibgp = (s.peer_asn != 0 && s.peer_asn == s.my_asn) || dynamic == pb::DynamicAsn::Internal;
+    if s.ebgp_multi_hop && ibgp {
         c.error(
             r,
             "spec.ebgpMultiHop: set on an iBGP peer (peerASN equals myASN), as MetalLB refuses",
@@ -710,7 +704,7 @@ fn peer_from_crd(
         ebgp_multihop: s.ebgp_multi_hop,
         node_selectors: Vec::new(),
     };
-    let mut config = peer_config(&legacy, bfd, "spec.", r, c)?;
+    let mut config = peer_config(&legacy, dynamic, bfd, "spec.", r, c)?;
     config.name = o.name.clone();
     if s.local_asn != 0 {
         // speakerd originates only its own routes, so "local-as X no-prepend replace-as" is the
@@ -921,7 +915,7 @@ fn from_legacy(l: &LegacyConfig, r: &ObjRef, c: &mut Collector) -> Config {
                     .ok()
             })
             .collect();
-        if let Some(config) = peer_config(p, &bfd, &field, r, c) {
+        if let Some(config) = peer_config(p, pb::DynamicAsn::None, &bfd, &field, r, c) {
             cfg.peers.push(Peer {
                 name: config.address.clone(),
                 nodes,
@@ -1230,6 +1224,7 @@ fn asn(v: u64, field: &str, r: &ObjRef, c: &mut Collector) -> u32 {
 
 fn peer_config(
     p: &LegacyPeer,
+    dynamic: pb::DynamicAsn,
     bfd: &BTreeMap<String, pb::BfdProfile>,
     field: &str,
     r: &ObjRef,
@@ -1239,7 +1234,10 @@ fn peer_config(
     let camel = field.starts_with("spec.");
     let f = |crd: &str, legacy: &str| format!("{field}{}", if camel { crd } else { legacy });
     let local_asn = asn(p.my_asn, &f("myASN", "my-asn"), r, c);
-    let peer_asn = asn(p.peer_asn, &f("peerASN", "peer-asn"), r, c);
+    let peer_asn = match dynamic {
+        pb::DynamicAsn::None => asn(p.peer_asn, &f("peerASN", "peer-asn"), r, c),
+        _ => 0,
+    };
     let address = match p.peer_address.parse::<IpAddr>() {
         Ok(a) => a.to_string(),
         Err(_) => {
@@ -1342,6 +1340,7 @@ fn peer_config(
         address,
         port,
         peer_asn,
+        dynamic_asn: dynamic as i32,
         local_asn,
         router_id: p.router_id.clone(),
         source_address: p.source_address.clone(),

@@ -124,7 +124,7 @@ fn cases() -> Vec<Case> {
         differs(case("Session with ipv4 and bfd echo mode", true, Warn("spec.echoMode/echoInterval"), p.clone() + &bfd("b", "echoMode: true") + &peer("p", "myASN: 42, peerASN: 142, peerAddress: 1.2.3.4, bfdProfile: b")), "BFD echo"),
         case("use non existent label for ip pool selectors", true, Accept, p.clone() + &adv("a", "ipAddressPoolSelectors: [{matchLabels: {nosuch: label}}]")),
         case("advertisement with peer selector", true, Accept, p.clone() + &peer("p", good_peer) + &adv("a", "peers: [p]")),
-        differs(case("peer with dynamic asn", true, Skip("BGPPeer", "spec.dynamicASN"), p.clone() + &peer("p", "myASN: 42, dynamicASN: external, peerAddress: 1.2.3.4")), "`dynamicASN`"),
+        case("peer with dynamic asn", true, Accept, p.clone() + &peer("p", "myASN: 42, dynamicASN: external, peerAddress: 1.2.3.4")),
         case("peer without asn or dynamic asn", false, Skip("BGPPeer", "spec.peerASN"), p.clone() + &peer("p", "myASN: 42, peerAddress: 1.2.3.4")),
         case("peer with both asn and dynamic asn", false, Skip("BGPPeer", "spec.peerASN and spec.dynamicASN"), p.clone() + &peer("p", "myASN: 42, peerASN: 142, dynamicASN: external, peerAddress: 1.2.3.4")),
         differs(case("unnumbered peer without address with interface ok", true, Skip("BGPPeer", "spec.interface"), p.clone() + &peer("p", "myASN: 42, peerASN: 142, interface: eth0")), "`vrf`, `interface` (BGP unnumbered)"),

@@ -649,7 +649,7 @@ fn bad_configuration_names_the_object_and_field() {
             "---\napiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: b, namespace: metallb-system}\nspec: {echoMode: true, echoInterval: 50}\n".to_string() + &pool("a", "10.0.0.0/24"),
             "warning BFDProfile metallb-system/b: spec.echoMode/echoInterval: BFD echo is not supported by speakerd; ignored",
         ),
-        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerAddress: 10.1.1.1, dynamicASN: external"), "skipped BGPPeer metallb-system/r: spec.dynamicASN: \"external\": not supported"),
+        (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerAddress: 10.1.1.1, dynamicASN: internal, ebgpMultiHop: true"), "skipped BGPPeer metallb-system/r: spec.ebgpMultiHop: set on an iBGP peer"),
         (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, dynamicASN: external"), "skipped BGPPeer metallb-system/r: spec.peerASN and spec.dynamicASN: set one, not both"),
         (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerAddress: 10.1.1.1, dynamicASN: sideways"), "skipped BGPPeer metallb-system/r: spec.dynamicASN: \"sideways\": \"internal\" or \"external\""),
         (pool("a", "10.0.0.0/24") + &peer("myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, interface: eth0"), "skipped BGPPeer metallb-system/r: spec.interface: \"eth0\": BGP unnumbered is not supported"),
@@ -677,9 +677,10 @@ fn bad_configuration_names_the_object_and_field() {
 }
 
 /// The measured failures: a vrf peer (for another router), a dynamicASN peer (peerASN empty,
-/// as MetalLB requires) and an advertisement with aggregationLength 0 beside a good peer and a good
-/// advertisement. Each bad object is left out with a reason naming its field; the rest applies: the
-/// good peer is configured and only the Service's /32 is announced, never 0.0.0.0/0.
+/// as MetalLB requires; it once blocked everything, and is now configured with its dynamic ASN) and an
+/// advertisement with aggregationLength 0 beside a good peer and a good advertisement. Each bad object
+/// is left out with a reason naming its field; the rest applies: the good peers are configured and
+/// only the Service's /32 is announced, never 0.0.0.0/0.
 #[test]
 fn one_bad_object_never_blocks_the_rest() {
     let t = format!(
@@ -723,10 +724,9 @@ spec: {{myASN: 64500, dynamicASN: external, peerAddress: 10.0.0.253}}
         .filter(|p| p.severity == Severity::Skipped)
         .map(|p| format!("{}: {}", p.object, p.message))
         .collect();
-    assert_eq!(skipped.len(), 3, "{skipped:#?}");
+    assert_eq!(skipped.len(), 2, "{skipped:#?}");
     for want in [
         "BGPAdvertisement metallb-system/zero: spec.aggregationLength: 0:",
-        "BGPPeer metallb-system/dyn: spec.dynamicASN:",
         "BGPPeer metallb-system/red: spec.vrf:",
     ] {
         assert!(
@@ -736,8 +736,8 @@ spec: {{myASN: 64500, dynamicASN: external, peerAddress: 10.0.0.253}}
     }
     let d = translate(&cfg, &cluster, &opts("n1"));
     assert_eq!(
-        d.peers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
-        vec!["good"]
+        d.peers.iter().map(|p| (p.name.as_str(), p.peer_asn, p.dynamic_asn)).collect::<Vec<_>>(),
+        vec![("dyn", 0, pb::DynamicAsn::External as i32), ("good", 64501, 0)]
     );
     assert_eq!(
         d.bgp.iter().map(|a| a.prefix.as_str()).collect::<Vec<_>>(),
