@@ -186,7 +186,7 @@ fn a_thousand_api_toggles_end_in_the_desired_table() {
             let owner = (x % 2) as usize;
             let prefix = format!("198.51.100.{}/32", (x >> 8) % 64);
             let name = ["owner-a", "owner-b"][owner];
-            if (x >> 20) % 2 == 0 {
+            if (x >> 20).is_multiple_of(2) {
                 let a = pb::Announcement { prefix: prefix.clone(), ..Default::default() };
                 c.announce(pb::AnnounceRequest { owner: name.into(), announcements: vec![a] }).await.unwrap();
                 model[owner].insert(prefix);
@@ -270,7 +270,7 @@ fn flood(to: std::net::Ipv4Addr, my_asn: u32, my_id: [u8; 4], secs: u64) -> u64 
             v.extend_from_slice(&a.to_be_bytes());
             v
         }).collect();
-        let body = if sent % 2 == 0 {
+        let body = if sent.is_multiple_of(2) {
             let mut b = vec![0, 0];
             b.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
             b.extend_from_slice(&attrs);

@@ -8,7 +8,6 @@
 //! (`BENCH=full`, release build) and regenerates docs/BENCHMARKS.md and its plots.
 
 #[path = "../common/mod.rs"]
-#[allow(dead_code, unused_imports)]
 mod common;
 
 mod birdctl;

@@ -385,10 +385,8 @@ pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
         // up to 8× slower for speakerd, and the first few for gobgpd (the turns' first adds stay shown).
         turn(&mut sp_r, &sniff_s, &mut rs[0], 0..LAT_TURN, &mut sp_add, &mut sp_del);
         turn(&mut go_r, &sniff_g, &mut rg[0], 0..LAT_TURN, &mut go_add, &mut go_del);
-        for acc in [&mut sp_r, &mut go_r] {
-            if let Ok(p) = acc {
-                *p = Probes::default(); // a failure stays
-            }
+        for p in [&mut sp_r, &mut go_r].into_iter().flatten() {
+            *p = Probes::default(); // a failure stays
         }
         let per = LAT_TURN - 1;
         for t in 0..ops.div_ceil(per) {

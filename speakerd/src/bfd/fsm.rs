@@ -195,11 +195,10 @@ impl BfdFsm {
             return;
         }
         match (self.state, p.state) {
-            (_, BfdState::AdminDown) => {
-                if self.state != BfdState::Down {
-                    self.set_state(BfdState::Down, diag::NEIGHBOR_SIGNALED_SESSION_DOWN, out);
-                }
+            (_, BfdState::AdminDown) if self.state != BfdState::Down => {
+                self.set_state(BfdState::Down, diag::NEIGHBOR_SIGNALED_SESSION_DOWN, out);
             }
+            (_, BfdState::AdminDown) => {}
             (BfdState::Down, BfdState::Down) => self.set_state(BfdState::Init, diag::NONE, out),
             (BfdState::Down, BfdState::Init) | (BfdState::Init, BfdState::Init | BfdState::Up) => {
                 self.set_state(BfdState::Up, diag::NONE, out)

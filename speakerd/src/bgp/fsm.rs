@@ -166,6 +166,9 @@ impl std::fmt::Display for DownReason {
 }
 
 /// Inputs from the driver.
+// An input is built once and moved into `handle`; boxing the message would add an allocation per
+// received message on the hot path for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
     /// ManualStart (RFC 4271 §8.1.2 event 1, or event 4 if passive).

@@ -418,7 +418,7 @@ fn decode_one(code: u8, flags: u8, v: &[u8], ctx: &DecodeCtx, out: &mut PathAttr
         }
         attr::AGGREGATOR => out.aggregator = Some(decode_aggregator(v, ctx.four_octet_as).ok_or_else(len_err)?),
         attr::COMMUNITIES => {
-            if v.is_empty() || v.len() % 4 != 0 {
+            if v.is_empty() || !v.len().is_multiple_of(4) {
                 return Err(len_err());
             }
             out.communities = Some(v.chunks_exact(4).filter_map(u32_of).collect());
@@ -437,7 +437,7 @@ fn decode_one(code: u8, flags: u8, v: &[u8], ctx: &DecodeCtx, out: &mut PathAttr
         }
         attr::AS4_AGGREGATOR => out.as4_aggregator = Some(decode_aggregator(v, true).ok_or_else(len_err)?),
         attr::LARGE_COMMUNITIES => {
-            if v.is_empty() || v.len() % 12 != 0 {
+            if v.is_empty() || !v.len().is_multiple_of(12) {
                 return Err(len_err());
             }
             let list = v

@@ -44,6 +44,8 @@ pub struct RouteRefresh {
 }
 
 /// A BGP message.
+// Decoded once and moved along; boxing UPDATE would add an allocation per message on the hot path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     Open(Open),

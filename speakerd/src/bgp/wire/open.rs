@@ -256,7 +256,7 @@ pub fn decode_capability(code: u8, body: &[u8]) -> Result<Capability, WireError>
         }
         cap::ROUTE_REFRESH => Capability::RouteRefresh,
         cap::EXTENDED_NEXT_HOP => {
-            if body.len() % 6 != 0 {
+            if !body.len().is_multiple_of(6) {
                 return Err(bad());
             }
             let mut v = Vec::with_capacity(body.len() / 6);
@@ -271,7 +271,7 @@ pub fn decode_capability(code: u8, body: &[u8]) -> Result<Capability, WireError>
         }
         cap::GRACEFUL_RESTART => {
             let flags_time = r.u16().ok_or_else(bad)?;
-            if r.remaining() % 4 != 0 {
+            if !r.remaining().is_multiple_of(4) {
                 return Err(bad());
             }
             let mut families = Vec::with_capacity(r.remaining() / 4);
