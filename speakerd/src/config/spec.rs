@@ -215,7 +215,7 @@ impl TryFrom<&pb::PeerConfig> for PeerSpec {
             }
             _ => {}
         }
-        if p.local_asn == u32::from(super::super::bgp::wire::iana::AS_TRANS) {
+        if p.local_asn == u32::from(crate::bgp::wire::iana::AS_TRANS) {
             return Err(ConfigError::new("local_asn", "AS 23456 is AS_TRANS and cannot be a local AS"));
         }
         let router_id = match parse_ip("router_id", &p.router_id)? {
