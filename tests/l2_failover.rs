@@ -18,14 +18,22 @@ struct Cluster {
 }
 
 fn start(lab: &Lab, seg: &Segment) -> Cluster {
+    start_with(lab, seg, &[])
+}
+
+/// [`start`] with extra speakerd arguments on every node (e.g. `--l2-election strict`).
+fn start_with(lab: &Lab, seg: &Segment, extra: &[&str]) -> Cluster {
     let seed = format!("{}:7946", seg.hosts[0].v4);
     let nodes = NODES
         .iter()
         .enumerate()
         .map(|(i, name)| {
             let h = seg.hosts[i].clone();
-            let sp = Speakerd::builder(&h).l2_node(name, h.v4, Some(&seed)).start();
-            (h, sp)
+            let mut b = Speakerd::builder(&h).l2_node(name, h.v4, Some(&seed));
+            for a in extra {
+                b = b.arg(a);
+            }
+            (h, b.start())
         })
         .collect();
     let _ = lab;
@@ -165,7 +173,9 @@ fn link_down_moves_only_that_nodes_ips_and_return_does_not_flap_others() {
     let Some(lab) = Lab::new_or_skip("l2link", &["arping"]) else { return };
     let seg = lab.segment(&["n1", "n2", "n3", "cl"]);
     let client = seg.hosts[3].clone();
-    let c = start(&lab, &seg);
+    // Strict election: the isolated node must also lose its quorum (the default, available election,
+    // has it keep computing itself as owner, which it cannot answer for with its link down).
+    let c = start_with(&lab, &seg, &["--l2-election", "strict"]);
     c.wait_members(&[0, 1, 2], 3);
     // Enough IPs that every node owns some.
     let ips: Vec<String> = (100..130).map(|i| format!("192.0.2.{i}")).collect();
@@ -245,4 +255,95 @@ fn second_nic_subnet_is_answered_with_the_second_nics_mac_and_never_on_the_first
     let list = sp.speakerctl_json(&["l2", "list"]);
     let entry = list.as_array().and_then(|a| a.iter().find(|x| x["ip"] == "198.51.100.50")).cloned().unwrap_or_default();
     assert_eq!(entry["answering_on"][0], format!("eth1 {eth1_mac}"), "{list}");
+}
+
+/// Issue 19's case: two nodes run speakerd, and the IPs' candidates also name three nodes that never
+/// run it (control-plane nodes the DaemonSet does not tolerate, say). With the default, available
+/// election, kill -9 of either node is taken over by the other, both ways; the phantom nodes count for
+/// nothing. (With the old majority rule the first kill left its IP unanswered for good.)
+#[test]
+fn two_nodes_with_phantom_candidates_fail_over_both_ways() {
+    let Some(lab) = Lab::new_or_skip("l2two", &["arping", "tcpdump"]) else { return };
+    let seg = lab.segment(&["n1", "n2", "cl"]);
+    let client = seg.hosts[2].clone();
+    let seed = format!("{}:7946", seg.hosts[0].v4);
+    let names = ["n1", "n2"];
+    let mut sps: Vec<Speakerd> =
+        (0..2).map(|i| Speakerd::builder(&seg.hosts[i]).l2_node(names[i], seg.hosts[i].v4, Some(&seed)).start()).collect();
+    let macs: Vec<String> = (0..2).map(|i| seg.hosts[i].mac()).collect();
+    let candidates = ["n1", "n2", "cp1", "cp2", "cp3"];
+    let announce = |sp: &Speakerd, ips: &[&str]| {
+        let mut args = vec!["l2", "add"];
+        args.extend_from_slice(ips);
+        for n in candidates {
+            args.extend(["--node", n]);
+        }
+        sp.ctl(&args);
+    };
+    let members = |sp: &Speakerd, n: usize| {
+        sp.wait(T, &format!("{n} alive members"), || {
+            let v = sp.speakerctl_json(&["members"]);
+            let alive = v["members"].as_array().map_or(0, |m| m.iter().filter(|x| x["state"] != "dead").count());
+            if alive == n { Ok(()) } else { Err(v.to_string()) }
+        });
+    };
+    members(&sps[0], 2);
+    members(&sps[1], 2);
+    // Twenty IPs: both nodes own some.
+    let ips: Vec<String> = (10..30).map(|i| format!("192.0.2.{i}")).collect();
+    let refs: Vec<&str> = ips.iter().map(String::as_str).collect();
+    for sp in &sps {
+        announce(sp, &refs);
+    }
+    let owner_of = |sp: &Speakerd, ip: &str| sp.ctl(&["l2", "owner", ip]).trim().to_string();
+    let ip_of = |who: &str| -> String {
+        wait_until(T, &format!("an IP owned by {who} on both nodes"), || {
+            ips.iter()
+                .find(|ip| owner_of(&sps[0], ip) == who && owner_of(&sps[1], ip) == who)
+                .cloned()
+                .ok_or_else(|| format!("{:?}", ips.iter().map(|ip| owner_of(&sps[0], ip)).collect::<Vec<_>>()))
+        })
+    };
+    let ip1 = ip_of("n1");
+    let ip2 = ip_of("n2");
+    let cap_log = lab.dir().join("capture.txt");
+    let _cap = client.spawn("tcpdump", &["tcpdump", "-i", &client.dev, "-n", "-e", "-l", "-tt", "arp"], &cap_log, &[]);
+    wait_until(T, "tcpdump listening", || match std::fs::read_to_string(&cap_log) {
+        Ok(s) if s.contains("listening on") => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+    let mut took = Vec::new();
+    // n1 dies: n2 takes n1's IP. n1 comes back (its bridge re-pushes), n2 dies: n1 takes n2's IP.
+    for (dead, survivor, ip) in [(0usize, 1usize, &ip1), (1, 0, &ip2)] {
+        assert_eq!(client.arping(ip).ok().as_deref(), Some(macs[dead].as_str()), "{ip} before the kill");
+        let killed_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+        sps[dead].kill9();
+        let garp = wait_until(T, &format!("a gratuitous ARP for {ip} from {}", names[survivor]), || {
+            let cap = std::fs::read_to_string(&cap_log).unwrap_or_default().to_lowercase();
+            cap.lines()
+                .filter(|l| l.contains(&macs[survivor]) && l.contains(&format!("who-has {ip} tell {ip}")))
+                .filter_map(|l| l.split_whitespace().next().and_then(|t| t.parse::<f64>().ok()))
+                .find(|t| *t >= killed_at)
+                .ok_or_else(|| "none yet".to_string())
+        });
+        took.push(garp - killed_at);
+        let mac = wait_until(T, &format!("arping {ip} answered by {}", names[survivor]), || match client.arping(ip) {
+            Ok(m) if m == macs[survivor] => Ok(m),
+            other => Err(format!("{other:?}")),
+        });
+        assert_eq!(mac, macs[survivor]);
+        assert_eq!(owner_of(&sps[survivor], ip), names[survivor]);
+        if dead == 0 {
+            sps[0].restart();
+            announce(&sps[0], &refs);
+            members(&sps[0], 2);
+            members(&sps[1], 2);
+            wait_until(T, &format!("{ip1} back at n1 on both nodes"), || {
+                let o = (owner_of(&sps[0], &ip1), owner_of(&sps[1], &ip1));
+                if o == ("n1".into(), "n1".into()) { Ok(()) } else { Err(format!("{o:?}")) }
+            });
+        }
+    }
+    eprintln!("two nodes, three phantom candidates: kill -9 -> first gratuitous ARP from the survivor: {:.0} ms, {:.0} ms", took[0] * 1000.0, took[1] * 1000.0);
+    assert!(took.iter().all(|t| *t < 5.0), "failover took {took:?} s");
 }

@@ -4,11 +4,13 @@
 //! * Order: the candidates that are alive, sorted by SHA-256 of `"<node>#<ip>"` (as MetalLB orders
 //!   them); the first one owns the IP. Hashing per IP spreads IPs over nodes, and when the owner dies only
 //!   its IPs move; when it comes back it takes back exactly those (no flapping of other IPs).
-//! * Split brain: a node answers only while it sees a majority of the IP's candidates alive (itself
-//!   included). Exactly half counts only for the half that contains the lowest-named candidate. So of two
-//!   sides of a partition at most one answers. The price: when a majority of an IP's candidates is dead,
-//!   nobody answers for it; in particular with two candidates, the death of the lowest-named one cannot be
-//!   told from a partition and the other does not take over (docs/LAYER2.md).
+//! * [`Mode::Available`] (the default, as MetalLB): the first live candidate this node sees owns the IP,
+//!   at every cluster size; two nodes answering on one segment while gossip is cut is what it risks.
+//! * [`Mode::Strict`] (opt-in): a node answers only while it sees a majority of the IP's candidates alive
+//!   (itself included); exactly half counts only for the half that contains the lowest-named candidate.
+//!   So of two sides of a partition at most one answers; the price is silence when a majority of the
+//!   candidates is dead (with two candidates, the death of the lowest-named one).
+//! * Candidates are the caller's to narrow: docs/LAYER2.md, a node never seen running speakerd is not one.
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -28,16 +30,33 @@ pub fn quorate(candidates: &BTreeSet<String>, alive: &BTreeSet<String>) -> bool 
     seen2 > all || (seen2 == all && all > 0 && candidates.first().is_some_and(|lowest| alive.contains(lowest)))
 }
 
+/// How an IP's owner is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// The first live candidate in hash order, whatever the number alive.
+    #[default]
+    Available,
+    /// The same, but only while this node sees a majority of the candidates ([`quorate`]).
+    Strict,
+}
+
 /// The node that owns `ip` as seen from a node whose view of alive members is `alive`: the first alive
-/// candidate in hash order, or `None` if no candidate is alive or the view is not quorate.
-pub fn owner(ip: &IpAddr, candidates: &BTreeSet<String>, alive: &BTreeSet<String>) -> Option<String> {
-    owner_except(ip, candidates, alive, |_| false)
+/// candidate in hash order, or `None` if no candidate is alive (or, in strict mode, the view is not
+/// quorate).
+pub fn owner(ip: &IpAddr, candidates: &BTreeSet<String>, alive: &BTreeSet<String>, mode: Mode) -> Option<String> {
+    owner_except(ip, candidates, alive, |_| false, mode)
 }
 
 /// [`owner`], passing over the candidates for which `cannot_serve` is true (alive, but unable to
 /// answer for this IP: they still count for the majority, they are only not eligible).
-pub fn owner_except(ip: &IpAddr, candidates: &BTreeSet<String>, alive: &BTreeSet<String>, cannot_serve: impl Fn(&str) -> bool) -> Option<String> {
-    if !quorate(candidates, alive) {
+pub fn owner_except(
+    ip: &IpAddr,
+    candidates: &BTreeSet<String>,
+    alive: &BTreeSet<String>,
+    cannot_serve: impl Fn(&str) -> bool,
+    mode: Mode,
+) -> Option<String> {
+    if mode == Mode::Strict && !quorate(candidates, alive) {
         return None;
     }
     candidates.intersection(alive).filter(|n| !cannot_serve(n)).min_by_key(|n| (rank(n, ip), (*n).clone())).cloned()
@@ -51,24 +70,24 @@ mod handoff_tests {
     fn a_candidate_that_cannot_serve_is_passed_over_but_still_counts_for_the_majority() {
         let ip: IpAddr = "192.0.2.10".parse().unwrap();
         let c: BTreeSet<String> = ["n1", "n2", "n3"].iter().map(|s| s.to_string()).collect();
-        let first = owner(&ip, &c, &c).unwrap();
-        let next = owner_except(&ip, &c, &c, |n| n == first).unwrap();
+        let first = owner(&ip, &c, &c, Mode::Strict).unwrap();
+        let next = owner_except(&ip, &c, &c, |n| n == first, Mode::Strict).unwrap();
         assert_ne!(first, next);
         // Only the one that cannot serve changes anything: another IP's owner is the same as before.
         for i in 0..50u8 {
             let other: IpAddr = format!("192.0.2.{}", 100 + i).parse().unwrap();
-            let o = owner(&other, &c, &c).unwrap();
+            let o = owner(&other, &c, &c, Mode::Strict).unwrap();
             if o != first {
-                assert_eq!(owner_except(&other, &c, &c, |n| n == first), Some(o));
+                assert_eq!(owner_except(&other, &c, &c, |n| n == first, Mode::Strict), Some(o));
             }
         }
         // Majority: n1 alone is not quorate even if the others report nothing; two alive of three are,
         // even when one of the two cannot serve (the other then owns it).
         let two: BTreeSet<String> = c.iter().filter(|n| *n != &first).cloned().collect();
-        let only_other = owner_except(&ip, &c, &two, |n| n == next);
+        let only_other = owner_except(&ip, &c, &two, |n| n == next, Mode::Strict);
         assert!(only_other.is_some() && only_other.as_ref() != Some(&next), "{only_other:?}");
         // Nobody left who can serve: no owner.
-        assert_eq!(owner_except(&ip, &c, &c, |_| true), None);
+        assert_eq!(owner_except(&ip, &c, &c, |_| true, Mode::Strict), None);
     }
 }
 
@@ -86,7 +105,7 @@ mod tests {
         let mut per_node = std::collections::BTreeMap::new();
         for i in 0..300u32 {
             let ip = IpAddr::from([203, 0, (i >> 8) as u8, i as u8]);
-            let o = owner(&ip, &nodes, &nodes).unwrap();
+            let o = owner(&ip, &nodes, &nodes, Mode::Strict).unwrap();
             *per_node.entry(o).or_insert(0) += 1;
         }
         assert_eq!(per_node.len(), 3, "{per_node:?}");
@@ -97,17 +116,17 @@ mod tests {
     fn owner_death_moves_only_its_ips_and_return_takes_them_back() {
         let all = set(&["node-a", "node-b", "node-c"]);
         let ips: Vec<IpAddr> = (0..100u8).map(|i| IpAddr::from([198, 51, 100, i])).collect();
-        let before: Vec<_> = ips.iter().map(|ip| owner(ip, &all, &all).unwrap()).collect();
+        let before: Vec<_> = ips.iter().map(|ip| owner(ip, &all, &all, Mode::Strict).unwrap()).collect();
         let without_b = set(&["node-a", "node-c"]);
         for (ip, was) in ips.iter().zip(&before) {
-            let now = owner(ip, &all, &without_b).unwrap();
+            let now = owner(ip, &all, &without_b, Mode::Strict).unwrap();
             if was != "node-b" {
                 assert_eq!(&now, was, "{ip} moved although its owner lived");
             } else {
                 assert_ne!(now, "node-b");
             }
         }
-        let back: Vec<_> = ips.iter().map(|ip| owner(ip, &all, &all).unwrap()).collect();
+        let back: Vec<_> = ips.iter().map(|ip| owner(ip, &all, &all, Mode::Strict).unwrap()).collect();
         assert_eq!(back, before);
     }
 
@@ -115,10 +134,10 @@ mod tests {
     fn a_minority_does_not_answer() {
         let all = set(&["a", "b", "c"]);
         let ip: IpAddr = "192.0.2.50".parse().unwrap();
-        assert!(owner(&ip, &all, &set(&["c"])).is_none(), "one of three is a minority");
-        assert!(owner(&ip, &all, &set(&["b", "c"])).is_some());
+        assert!(owner(&ip, &all, &set(&["c"]), Mode::Strict).is_none(), "one of three is a minority");
+        assert!(owner(&ip, &all, &set(&["b", "c"]), Mode::Strict).is_some());
         // Non-candidates seen alive do not count.
-        assert!(owner(&ip, &all, &set(&["c", "x", "y"])).is_none());
+        assert!(owner(&ip, &all, &set(&["c", "x", "y"]), Mode::Strict).is_none());
     }
 
     #[test]
@@ -136,7 +155,73 @@ mod tests {
     fn single_candidate_owns_while_alive() {
         let one = set(&["solo"]);
         let ip: IpAddr = "2001:db8::50".parse().unwrap();
-        assert_eq!(owner(&ip, &one, &one).as_deref(), Some("solo"));
-        assert_eq!(owner(&ip, &one, &BTreeSet::new()), None);
+        assert_eq!(owner(&ip, &one, &one, Mode::Strict).as_deref(), Some("solo"));
+        assert_eq!(owner(&ip, &one, &BTreeSet::new(), Mode::Strict), None);
+    }
+}
+
+#[cfg(test)]
+mod available_tests {
+    use super::*;
+
+    fn set(v: &[&str]) -> BTreeSet<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Availability first: every single-node failure at every cluster size is taken over by the next
+    /// live candidate in hash order, two nodes included, whichever node dies.
+    #[test]
+    fn every_single_failure_is_taken_over_at_every_size() {
+        for n in [2usize, 3, 5] {
+            let all: BTreeSet<String> = (1..=n).map(|i| format!("n{i}")).collect();
+            for i in 0..40u8 {
+                let ip = IpAddr::from([192, 0, 2, i]);
+                let first = owner(&ip, &all, &all, Mode::Available).unwrap();
+                for dead in &all {
+                    let alive: BTreeSet<String> = all.iter().filter(|x| *x != dead).cloned().collect();
+                    let o = owner(&ip, &all, &alive, Mode::Available);
+                    let o = o.unwrap_or_else(|| panic!("n={n} {ip}: nobody answers after {dead} died"));
+                    assert_ne!(&o, dead);
+                    if dead != &first {
+                        assert_eq!(o, first, "n={n} {ip}: moved although its owner lives");
+                    }
+                    // Strict mode keeps today's rule: with two candidates half the failures leave no owner.
+                    if n == 2 {
+                        let lowest_died = dead == all.first().unwrap();
+                        assert_eq!(owner(&ip, &all, &alive, Mode::Strict).is_none(), lowest_died, "n=2 strict, {dead} died");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_node_alone_answers_for_what_it_is_a_candidate_of() {
+        // (candidates, alive as this node sees it, owner in available mode, in strict mode)
+        let ip: IpAddr = "198.51.100.7".parse().unwrap();
+        let cases: [(&[&str], &[&str], bool, bool); 5] = [
+            (&["a", "b"], &["a"], true, true), // exactly half, with the lowest name
+            (&["a", "b"], &["b"], true, false),
+            (&["a", "b", "c"], &["c"], true, false),
+            (&["a", "b", "c"], &["b", "c"], true, true),
+            (&["a", "b"], &[], false, false),
+        ];
+        for (c, alive, avail, strict) in cases {
+            let (c, alive) = (set(c), set(alive));
+            assert_eq!(owner(&ip, &c, &alive, Mode::Available).is_some(), avail, "{c:?} {alive:?}");
+            assert_eq!(owner(&ip, &c, &alive, Mode::Strict).is_some(), strict, "{c:?} {alive:?} strict");
+            if let Some(o) = owner(&ip, &c, &alive, Mode::Available) {
+                assert!(alive.contains(&o) && c.contains(&o));
+            }
+        }
+    }
+
+    #[test]
+    fn both_modes_agree_when_everyone_is_alive() {
+        let all = set(&["a", "b", "c", "d", "e"]);
+        for i in 0..100u8 {
+            let ip = IpAddr::from([203, 0, 113, i]);
+            assert_eq!(owner(&ip, &all, &all, Mode::Available), owner(&ip, &all, &all, Mode::Strict));
+        }
     }
 }

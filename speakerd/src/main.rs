@@ -20,6 +20,13 @@ enum LogFormat {
 
 /// BGP speaker for Kubernetes LoadBalancer services. Starts with no peers; add them over the API
 /// (speakerctl) or with --config.
+/// `--l2-election`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum L2ElectionArg {
+    Available,
+    Strict,
+}
+
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -98,6 +105,11 @@ struct Args {
     /// No gossip: this node sees only itself (Layer 2 without failover).
     #[arg(long)]
     no_gossip: bool,
+    /// Layer 2 election of announcements that do not choose one: `available` (the first live candidate
+    /// answers, at every cluster size, as MetalLB) or `strict` (only while this node sees a majority of
+    /// the candidates: silence rather than two answers; docs/LAYER2.md).
+    #[arg(long, value_enum, default_value_t = L2ElectionArg::Available)]
+    l2_election: L2ElectionArg,
     /// Announce a default route (0.0.0.0/0, ::/0) when a client asks. Without it such an
     /// announcement is refused (InvalidArgument), whichever API or the config file asks.
     #[arg(long)]
@@ -300,7 +312,11 @@ async fn start_layer2(args: &Args, speaker: &Arc<Speaker>, cancel: &Cancellation
             }
         }
     };
-    let ctl = L2Control::start(node, handle, membership, speaker.events(), cancel.child_token());
+    let mode = match args.l2_election {
+        L2ElectionArg::Available => speakerd::election::Mode::Available,
+        L2ElectionArg::Strict => speakerd::election::Mode::Strict,
+    };
+    let ctl = L2Control::start(node, handle, membership, speaker.events(), mode, cancel.child_token());
     speaker.attach_l2(ctl);
     Ok(())
 }

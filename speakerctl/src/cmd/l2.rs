@@ -131,7 +131,7 @@ pub fn members_table(m: &MembersView) -> String {
     }
     let mut s = t.render();
     if !m.quorate {
-        s.push_str("warning: this node does not see a majority of its Layer 2 candidates: it answers for no IP\n");
+        s.push_str("warning: this node does not see a majority of the candidates of its strict-election IPs: it answers for none of those\n");
     }
     s
 }

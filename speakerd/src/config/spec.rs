@@ -512,6 +512,8 @@ pub struct L2Spec {
     pub nodes: BTreeSet<String>,
     pub interfaces: Vec<String>,
     pub exclude_interfaces: Vec<String>,
+    /// The election mode asked for; `None`: speakerd's default (`--l2-election`).
+    pub election: Option<crate::election::Mode>,
 }
 
 fn iface_pattern(field: &str, s: &str) -> Result<String, ConfigError> {
@@ -544,7 +546,13 @@ impl TryFrom<(usize, &pb::L2Announcement)> for L2Spec {
         let interfaces = a.interfaces.iter().map(|s| iface_pattern(&f("interfaces"), s)).collect::<Result<_, _>>()?;
         let exclude_interfaces =
             a.exclude_interfaces.iter().map(|s| iface_pattern(&f("exclude_interfaces"), s)).collect::<Result<_, _>>()?;
-        Ok(Self { ip: crate::bgp::transport::canonical(ip), nodes, interfaces, exclude_interfaces })
+        let election = match pb::L2Election::try_from(a.election) {
+            Ok(pb::L2Election::Default) => None,
+            Ok(pb::L2Election::Available) => Some(crate::election::Mode::Available),
+            Ok(pb::L2Election::Strict) => Some(crate::election::Mode::Strict),
+            Err(_) => return Err(ConfigError::new(f("election"), format!("{} is not an L2Election value", a.election))),
+        };
+        Ok(Self { ip: crate::bgp::transport::canonical(ip), nodes, interfaces, exclude_interfaces, election })
     }
 }
 
@@ -553,6 +561,13 @@ impl L2Spec {
     /// lists united, and an owner that allows any interface allows any.
     pub fn merge(&mut self, o: &L2Spec) {
         self.nodes.extend(o.nodes.iter().cloned());
+        // The safer choice wins: strict over available over the default.
+        use crate::election::Mode;
+        self.election = match (self.election, o.election) {
+            (Some(Mode::Strict), _) | (_, Some(Mode::Strict)) => Some(Mode::Strict),
+            (Some(Mode::Available), _) | (_, Some(Mode::Available)) => Some(Mode::Available),
+            _ => None,
+        };
         if self.interfaces.is_empty() || o.interfaces.is_empty() {
             self.interfaces.clear();
         } else {
@@ -576,6 +591,11 @@ impl L2Spec {
             interfaces: self.interfaces.clone(),
             exclude_interfaces: self.exclude_interfaces.clone(),
             owner: owner.to_string(),
+            election: match self.election {
+                None => pb::L2Election::Default,
+                Some(crate::election::Mode::Available) => pb::L2Election::Available,
+                Some(crate::election::Mode::Strict) => pb::L2Election::Strict,
+            } as i32,
             ..Default::default()
         }
     }

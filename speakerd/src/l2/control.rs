@@ -20,6 +20,7 @@ pub type Owners = Arc<BTreeMap<IpAddr, Option<String>>>;
 /// The running Layer 2 control of this node.
 pub struct L2Control {
     node: String,
+    mode: election::Mode,
     desired: watch::Sender<Desired>,
     owners: watch::Receiver<Owners>,
     view: watch::Receiver<Arc<View>>,
@@ -29,6 +30,11 @@ pub struct L2Control {
     gave_up: Arc<std::sync::Mutex<BTreeMap<IpAddr, String>>>,
     handoffs: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// After start, while this node sees no other member alive, it does not take IPs that other candidates
+/// may hold in available mode: a restarted node rejoins within milliseconds and would otherwise answer
+/// beside the current owner until then. A node with gossip off, or alone, answers after this.
+pub const STARTUP_SETTLE: Duration = Duration::from_secs(1);
 
 /// First hold-down after this node gave an IP up; doubled each time it has to give the same IP up
 /// again within [`HANDOFF_MEMORY`], up to [`MAX_HOLD_DOWN`].
@@ -46,11 +52,13 @@ struct GaveUp {
 
 impl L2Control {
     /// Starts the control task. Without `membership` (gossip disabled) this node sees only itself.
+    /// `mode`: the election of announcements that do not choose one (`--l2-election`).
     pub fn start(
         node: String,
         handle: L2Handle,
         membership: Option<Membership>,
         events: broadcast::Sender<Event>,
+        mode: election::Mode,
         cancel: CancellationToken,
     ) -> Arc<Self> {
         let view = match &membership {
@@ -68,6 +76,9 @@ impl L2Control {
         let gave_up_shared = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
         let handoffs = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let task = Task {
+            mode,
+            seen: [node.clone()].into(),
+            settle_until: Instant::now() + STARTUP_SETTLE,
             node: node.clone(),
             handle: handle.clone(),
             events,
@@ -82,7 +93,7 @@ impl L2Control {
             handoffs: handoffs.clone(),
         };
         tokio::spawn(task.run(desired_rx, view.clone(), cancel));
-        Arc::new(Self { node, desired: desired_tx, owners: owners_rx, view, handle, membership, owner_changes, gave_up: gave_up_shared, handoffs })
+        Arc::new(Self { node, mode, desired: desired_tx, owners: owners_rx, view, handle, membership, owner_changes, gave_up: gave_up_shared, handoffs })
     }
 
     pub fn node(&self) -> &str {
@@ -126,12 +137,14 @@ impl L2Control {
         self.view.borrow().clone()
     }
 
-    /// Does this node see a majority of every candidate set it belongs to?
+    /// Does this node see a majority of every candidate set it belongs to, among the IPs elected in
+    /// strict mode? (Available mode needs no majority: true for those.)
     pub fn quorate(&self) -> bool {
         let view = self.view();
         self.desired
             .borrow()
             .values()
+            .filter(|s| s.election.unwrap_or(self.mode) == election::Mode::Strict)
             .map(|s| candidates(&self.node, s))
             .filter(|c| c.contains(&self.node))
             .all(|c| election::quorate(&c, &view.alive))
@@ -158,6 +171,13 @@ fn candidates(node: &str, s: &L2Spec) -> BTreeSet<String> {
 
 struct Task {
     node: String,
+    /// The election of announcements that do not choose one.
+    mode: election::Mode,
+    /// Every member name this node has seen in the gossip group since it started (itself included):
+    /// only these are candidates. A node that never ran speakerd is never one.
+    seen: BTreeSet<String>,
+    /// See [`STARTUP_SETTLE`].
+    settle_until: Instant,
     handle: L2Handle,
     events: broadcast::Sender<Event>,
     owners: watch::Sender<Owners>,
@@ -183,7 +203,8 @@ impl Task {
             let v = view.borrow_and_update().clone();
             self.member_events(&v);
             self.recompute(&d, &v);
-            let next = self.gave_up.values().map(|g| g.until).min();
+            let settle = (Instant::now() < self.settle_until).then_some(self.settle_until);
+            let next = self.gave_up.values().map(|g| g.until).chain(settle).min();
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
@@ -262,14 +283,21 @@ impl Task {
     }
 
     fn recompute(&mut self, desired: &BTreeMap<IpAddr, L2Spec>, view: &View) {
+        self.seen.extend(view.members.iter().map(|m| m.name.clone()));
+        let settling = Instant::now() < self.settle_until && view.alive.len() <= 1;
         let mut owners = BTreeMap::new();
         let mut claims = Vec::new();
         for (ip, spec) in desired {
-            let cands = candidates(&self.node, spec);
+            let cands: BTreeSet<String> = candidates(&self.node, spec).intersection(&self.seen).cloned().collect();
             let cannot = |n: &str| {
                 (n == self.node && self.gave_up.contains_key(ip)) || view.unservable.get(n).is_some_and(|s| s.contains(ip))
             };
-            let owner = election::owner_except(ip, &cands, &view.alive, cannot);
+            let mode = spec.election.unwrap_or(self.mode);
+            let owner = if settling && mode == election::Mode::Available && cands.len() > 1 {
+                None
+            } else {
+                election::owner_except(ip, &cands, &view.alive, cannot, mode)
+            };
             let mine = owner.as_deref() == Some(self.node.as_str());
             if mine || cands.contains(&self.node) {
                 // Owned: answered. A candidate not owning it: only evaluated (could it answer?).
