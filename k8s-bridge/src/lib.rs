@@ -7,12 +7,14 @@
 //! - [`cluster`]: Services, EndpointSlices and Nodes reduced to what matters.
 //! - [`translate`]: the pure function from both to [`translate::Desired`].
 //! - [`apply`]: pushes a `Desired` to speakerd.
-//! - [`run`]: the reflectors, the reconcile loop, Events, status and metrics.
+//! - [`run`]: the reflectors, the reconcile loop and metrics.
+//! - [`events`], [`status`]: Events and status objects, written by their own tasks off the data path.
 pub mod allocator;
 pub mod apply;
 pub mod cluster;
 pub mod config;
 pub mod controller;
+pub mod events;
 pub mod metallb;
 pub mod metrics;
 pub mod offline;

@@ -1,6 +1,7 @@
 //! k8s-bridge: the sidecar of speakerd in the MetalLB-compatible DaemonSet.
 use clap::Parser;
 use k8s_bridge::metrics::Metrics;
+use k8s_bridge::events::Limits;
 use k8s_bridge::run::{run, Settings};
 use k8s_bridge::translate::Options;
 use std::net::SocketAddr;
@@ -41,6 +42,18 @@ struct Args {
     /// Seconds between full pushes of the desired state when nothing changed.
     #[arg(long, default_value_t = 60)]
     resync_secs: u64,
+    /// Status objects (ServiceL2Status/ServiceBGPStatus) written per second at most.
+    #[arg(long, default_value_t = 20.0)]
+    status_write_qps: f64,
+    /// Status object writes in flight at once.
+    #[arg(long, default_value_t = 4)]
+    status_write_concurrency: usize,
+    /// Events written per second at most (after aggregation and the spam filter).
+    #[arg(long, default_value_t = 10.0)]
+    event_write_qps: f64,
+    /// Event writes in flight at once.
+    #[arg(long, default_value_t = 4)]
+    event_write_concurrency: usize,
     /// Log format: text or json.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -138,6 +151,8 @@ async fn main() -> anyhow::Result<()> {
         socket: a.socket.unwrap_or_else(speaker_api::default_socket_path),
         resync: Duration::from_secs(a.resync_secs.max(1)),
         debounce: Duration::from_millis(100),
+        event_writes: Limits { concurrency: a.event_write_concurrency.max(1), qps: a.event_write_qps.max(0.1) },
+        status_writes: Limits { concurrency: a.status_write_concurrency.max(1), qps: a.status_write_qps.max(0.1) },
     };
     tracing::info!(node = %settings.options.node, namespace = %settings.namespace, socket = %settings.socket.display(), "k8s-bridge starting");
     tokio::select! {

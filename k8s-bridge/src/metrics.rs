@@ -30,6 +30,32 @@ pub struct Metrics {
     pub bgp_announcements: AtomicU64,
     pub l2_announcements: AtomicU64,
     pub peers: AtomicU64,
+    /// Events queued and not yet handed to the API server.
+    pub events_pending: AtomicU64,
+    /// Unix time (ms) at which the oldest pending Event was queued; 0 if none.
+    pub events_oldest_pending_unix_ms: AtomicU64,
+    pub events_aggregated: AtomicU64,
+    pub events_spam_dropped: AtomicU64,
+    pub events_overflow_dropped: AtomicU64,
+    pub events_written: AtomicU64,
+    pub events_failed: AtomicU64,
+    /// Status objects whose wanted state differs from what was last written.
+    pub status_pending: AtomicU64,
+    /// Unix time (ms) since which the oldest pending status write has waited; 0 if none.
+    pub status_oldest_pending_unix_ms: AtomicU64,
+    pub status_writes: AtomicU64,
+    pub status_write_errors: AtomicU64,
+}
+
+fn age_seconds(unix_ms: u64) -> f64 {
+    if unix_ms == 0 {
+        return 0.0;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    now.saturating_sub(unix_ms) as f64 / 1000.0
 }
 
 impl Metrics {
@@ -55,8 +81,27 @@ impl Metrics {
             ("k8s_bridge_desired_l2_announcements", "gauge", "Layer 2 announcements this node is a candidate for", self.l2_announcements.load(Relaxed)),
             ("k8s_bridge_desired_peers", "gauge", "BGP peers of this node", self.peers.load(Relaxed)),
         ];
+        let l = |v: &AtomicU64| v.load(Relaxed) as f64;
+        let writes: [(&str, &str, &str, f64); 11] = [
+            ("k8s_bridge_events_pending", "gauge", "Events queued for the API server", l(&self.events_pending)),
+            ("k8s_bridge_events_oldest_pending_seconds", "gauge", "age of the oldest queued Event", age_seconds(self.events_oldest_pending_unix_ms.load(Relaxed))),
+            ("k8s_bridge_events_aggregated_total", "counter", "Events merged into an equal pending one or dropped as a repeat within 10 minutes", l(&self.events_aggregated)),
+            ("k8s_bridge_events_spam_dropped_total", "counter", "Events dropped by the per-object spam filter", l(&self.events_spam_dropped)),
+            ("k8s_bridge_events_overflow_dropped_total", "counter", "Events dropped because the queue was full (oldest first)", l(&self.events_overflow_dropped)),
+            ("k8s_bridge_events_written_total", "counter", "Events written to the API server", l(&self.events_written)),
+            ("k8s_bridge_events_failed_total", "counter", "Event writes that failed or timed out", l(&self.events_failed)),
+            ("k8s_bridge_status_pending", "gauge", "status objects (ServiceL2Status/ServiceBGPStatus) waiting to be written or deleted", l(&self.status_pending)),
+            ("k8s_bridge_status_oldest_pending_seconds", "gauge", "how long the oldest pending status write has waited", age_seconds(self.status_oldest_pending_unix_ms.load(Relaxed))),
+            ("k8s_bridge_status_writes_total", "counter", "status object writes (create, patch, delete) that worked", l(&self.status_writes)),
+            ("k8s_bridge_status_write_errors_total", "counter", "status object writes or lists that failed or timed out", l(&self.status_write_errors)),
+        ];
         let mut s = String::new();
         for (name, kind, help, v) in rows {
+            s.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+            ));
+        }
+        for (name, kind, help, v) in writes {
             s.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
             ));

@@ -11,7 +11,9 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
-use kube::runtime::events::{Event as KEvent, EventType, Recorder, Reporter};
+use crate::events::EventQueue;
+use crate::status::{StatusApi, StatusQueue};
+use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, store::Writer, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
@@ -37,6 +39,9 @@ pub struct Settings {
     pub resync: Duration,
     /// Wait this long after a change for more before reconciling.
     pub debounce: Duration,
+    /// Limits of the Event writer and of the status writer (both off the data path).
+    pub event_writes: crate::events::Limits,
+    pub status_writes: crate::events::Limits,
 }
 
 /// Signals from the watch tasks to the reconcile loop.
@@ -444,13 +449,14 @@ struct Reported {
     push_failed: bool,
 }
 
+/// Events go to the [`EventQueue`]: queuing never waits on the API server.
 struct Events {
-    recorder: Recorder,
+    queue: Arc<EventQueue>,
     node: String,
 }
 
 impl Events {
-    async fn publish(
+    fn publish(
         &self,
         type_: EventType,
         reason: &str,
@@ -458,16 +464,7 @@ impl Events {
         action: &str,
         regarding: &ObjectReference,
     ) {
-        let ev = KEvent {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: action.into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, regarding).await {
-            tracing::debug!(error = %e, "event not published");
-        }
+        self.queue.publish(type_, reason, note, action, regarding);
     }
 
     fn reference(o: &ObjRef) -> ObjectReference {
@@ -503,16 +500,22 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
             }
         });
     }
+    // Events and status objects are written by their own tasks: the push to speakerd never waits on
+    // an API server write.
     let events = Events {
-        recorder: Recorder::new(
+        queue: EventQueue::new(metrics.clone()),
+        node: settings.options.node.clone(),
+    };
+    tokio::spawn(events.queue.clone().run(
+        Recorder::new(
             client.clone(),
             Reporter {
                 controller: "metallb-speaker".into(),
                 instance: Some(settings.options.node.clone()),
             },
         ),
-        node: settings.options.node.clone(),
-    };
+        settings.event_writes,
+    ));
     let channel = apply::unix_channel(settings.socket.clone());
     // A (re)connection to speakerd means a possibly new process: push everything again.
     let reconnected = Arc::new(Notify::new());
@@ -522,13 +525,12 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
         reconnected.clone(),
         owners_changed.clone(),
     ));
-    let mut status = crate::status::StatusWriter::new(
-        client.clone(),
-        &settings.namespace,
-        &settings.options.node,
-    );
+    let status = StatusQueue::new(metrics.clone());
+    tokio::spawn(status.clone().run(
+        StatusApi::new(client.clone(), &settings.namespace, &settings.options.node),
+        settings.status_writes,
+    ));
     let mut status_due = false;
-    let mut status_failing = false;
     let mut speakerd = SpeakerClient::new(channel);
 
     let mut good: Option<config::Config> = None;
@@ -597,8 +599,7 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
                                 w.message.clone(),
                                 "Validate",
                                 &Events::reference(&w.object),
-                            )
-                            .await;
+                            );
                     }
                 }
             }
@@ -614,8 +615,7 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
                                 p.message.clone(),
                                 "Validate",
                                 &Events::reference(&p.object),
-                            )
-                            .await;
+                            );
                     }
                 }
             }
@@ -643,8 +643,7 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
                             format!("{}: {}", u.ip, u.reason),
                             "Announce",
                             &r,
-                        )
-                        .await;
+                        );
                 }
             }
         }
@@ -681,8 +680,7 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
                                 s.protocol.as_str()
                             );
                             events
-                                .publish(EventType::Normal, "nodeAssigned", note, "Announce", &r)
-                                .await;
+                                .publish(EventType::Normal, "nodeAssigned", note, "Announce", &r);
                         }
                     }
                     reported.assigned = desired.services.iter().cloned().collect();
@@ -709,8 +707,7 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
                                         note,
                                         "Announce",
                                         &r,
-                                    )
-                                    .await;
+                                    );
                             }
                         }
                         reported.push_failed = true;
@@ -730,15 +727,7 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
                     .map(|r| r.into_inner().announcements)
                     .unwrap_or_default();
                 let want = crate::status::wanted(&settings.options.node, d, &l2);
-                match status.sync(&want).await {
-                    Ok(()) => status_failing = false,
-                    Err(e) => {
-                        if !status_failing {
-                            tracing::warn!(error = %e, "status objects (ServiceL2Status/ServiceBGPStatus) not written");
-                        }
-                        status_failing = true;
-                    }
-                }
+                status.set(want);
             }
         }
     }

@@ -3,6 +3,7 @@
 //! node answers ARP/NDP for (with the interfaces). Names are derived from node and Service, labels
 //! `metallb.io/node`, `metallb.io/service-name` and `metallb.io/service-namespace` as MetalLB sets them.
 //! Objects of this node that no longer apply are deleted.
+use crate::metrics::Metrics;
 use crate::translate::{Desired, Protocol};
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
@@ -11,6 +12,11 @@ use kube::api::{
 use serde_json::{json, Value};
 use speaker_api::v1 as pb;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
 
 pub const NODE_LABEL: &str = "metallb.io/node";
 
@@ -108,15 +114,66 @@ pub fn wanted(node: &str, d: &Desired, l2: &[pb::L2Announcement]) -> Vec<Wanted>
     out
 }
 
-/// Keeps this node's status objects equal to [`wanted`].
-pub struct StatusWriter {
-    node: String,
-    apis: [(&'static str, Api<DynamicObject>); 2],
-    /// What the API server has, as last written or listed: (kind, name) → status.
-    known: Option<BTreeMap<(&'static str, String), Value>>,
+type Key = (&'static str, String);
+
+#[derive(Default)]
+struct Inner {
+    /// The latest wanted set (the reconcile loop replaces it; latest wins).
+    want: BTreeMap<Key, Wanted>,
+    /// What the API server has, as last listed or written; None until listed (again, after an error).
+    written: Option<BTreeMap<Key, Value>>,
+    /// Keys whose wanted state differs from `written`, with the time since when.
+    dirty: BTreeMap<Key, Instant>,
+    in_flight: BTreeSet<Key>,
 }
 
-impl StatusWriter {
+impl Inner {
+    fn recheck(&mut self, k: &Key, now: Instant) {
+        let differs = match &self.written {
+            None => true,
+            Some(w) => w.get(k) != self.want.get(k).map(|x| &x.status),
+        };
+        if differs {
+            self.dirty.entry(k.clone()).or_insert(now);
+        } else {
+            self.dirty.remove(k);
+        }
+    }
+
+    fn recheck_all(&mut self, now: Instant) {
+        let mut keys: BTreeSet<Key> = self.want.keys().cloned().collect();
+        if let Some(w) = &self.written {
+            keys.extend(w.keys().cloned());
+        }
+        keys.extend(self.dirty.keys().cloned());
+        for k in keys {
+            self.recheck(&k, now);
+        }
+    }
+}
+
+/// This node's status objects, kept equal to [`wanted`] by one writer task ([`StatusQueue::run`]).
+/// The reconcile loop hands over the whole wanted set ([`StatusQueue::set`], never waits); the writer
+/// lists this node's objects once (at start and after an error) and then writes only the objects whose
+/// wanted state differs from what it last wrote, oldest difference first. Memory is bounded by the
+/// number of objects, not by the number of changes: a key holds only its latest wanted state. Nothing
+/// is dropped: a failed write stays pending and is retried with backoff until the API server answers.
+/// The bridge does not watch these kinds, so its own writes never wake the reconcile loop.
+pub struct StatusQueue {
+    inner: Mutex<Inner>,
+    notify: Notify,
+    metrics: Arc<Metrics>,
+}
+
+/// Handles on the API server for one node's status objects.
+#[derive(Clone)]
+pub struct StatusApi {
+    node: String,
+    l2: Api<DynamicObject>,
+    bgp: Api<DynamicObject>,
+}
+
+impl StatusApi {
     pub fn new(client: kube::Client, namespace: &str, node: &str) -> Self {
         let ar = |kind: &str, plural: &str| {
             ApiResource::from_gvk_with_plural(
@@ -124,104 +181,256 @@ impl StatusWriter {
                 plural,
             )
         };
-        let l2 = ar("ServiceL2Status", "servicel2statuses");
-        let bgp = ar("ServiceBGPStatus", "servicebgpstatuses");
-        StatusWriter {
+        StatusApi {
             node: node.to_string(),
-            apis: [
-                (
-                    "ServiceL2Status",
-                    Api::namespaced_with(client.clone(), namespace, &l2),
-                ),
-                (
-                    "ServiceBGPStatus",
-                    Api::namespaced_with(client, namespace, &bgp),
-                ),
-            ],
-            known: None,
+            l2: Api::namespaced_with(client.clone(), namespace, &ar("ServiceL2Status", "servicel2statuses")),
+            bgp: Api::namespaced_with(client, namespace, &ar("ServiceBGPStatus", "servicebgpstatuses")),
         }
     }
 
     fn api(&self, kind: &str) -> &Api<DynamicObject> {
-        &self
-            .apis
-            .iter()
-            .find(|(k, _)| *k == kind)
-            .expect("known kind")
-            .1
+        if kind == "ServiceL2Status" {
+            &self.l2
+        } else {
+            &self.bgp
+        }
     }
 
-    /// Lists this node's objects once (after a start or an error), then writes only differences.
-    pub async fn sync(&mut self, want: &[Wanted]) -> Result<(), kube::Error> {
-        if self.known.is_none() {
-            let mut known = BTreeMap::new();
-            let lp = ListParams::default().labels(&format!("{NODE_LABEL}={}", self.node));
-            for (kind, api) in &self.apis {
-                for o in api.list(&lp).await? {
-                    let status = o.data.get("status").cloned().unwrap_or(Value::Null);
-                    known.insert((*kind, o.metadata.name.clone().unwrap_or_default()), status);
-                }
+    async fn list(&self) -> Result<BTreeMap<Key, Value>, kube::Error> {
+        let mut known = BTreeMap::new();
+        let lp = ListParams::default().labels(&format!("{NODE_LABEL}={}", self.node));
+        for (kind, api) in [("ServiceL2Status", &self.l2), ("ServiceBGPStatus", &self.bgp)] {
+            for o in api.list(&lp).await? {
+                let status = o.data.get("status").cloned().unwrap_or(Value::Null);
+                known.insert((kind, o.metadata.name.clone().unwrap_or_default()), status);
             }
-            self.known = Some(known);
         }
-        let r = self.write(want).await;
-        if r.is_err() {
-            self.known = None;
-        }
-        r
+        Ok(known)
     }
 
-    async fn write(&mut self, want: &[Wanted]) -> Result<(), kube::Error> {
-        let known = self.known.clone().unwrap_or_default();
-        let wanted_keys: BTreeSet<(&'static str, String)> =
-            want.iter().map(|w| (w.kind, w.name.clone())).collect();
-        for w in want {
-            let key = (w.kind, w.name.clone());
-            if known.get(&key) == Some(&w.status) {
-                continue;
-            }
-            let api = self.api(w.kind);
-            if !known.contains_key(&key) {
-                let obj = json!({
-                    "apiVersion": "metallb.io/v1beta1",
-                    "kind": w.kind,
-                    "metadata": {"name": w.name, "labels": {
-                        NODE_LABEL: self.node,
-                        "metallb.io/service-name": w.service_name,
-                        "metallb.io/service-namespace": w.service_namespace,
-                    }},
-                });
-                let obj: DynamicObject = serde_json::from_value(obj).expect("static shape");
-                match api.create(&PostParams::default(), &obj).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(s)) if s.code == 409 => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            api.patch_status(
-                &w.name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": w.status})),
-            )
-            .await?;
-            if let Some(k) = self.known.as_mut() {
-                k.insert(key, w.status.clone());
-            }
-        }
-        for key in known.keys().filter(|k| !wanted_keys.contains(*k)) {
-            match self
-                .api(key.0)
-                .delete(&key.1, &DeleteParams::default())
-                .await
-            {
+    /// One write: `w` Some → create if `exists` is false, then set the status; None → delete.
+    async fn write(&self, key: &Key, w: Option<&Wanted>, exists: bool) -> Result<Option<Value>, kube::Error> {
+        let api = self.api(key.0);
+        let Some(w) = w else {
+            match api.delete(&key.1, &DeleteParams::default()).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => return Err(e),
             }
-            if let Some(k) = self.known.as_mut() {
-                k.remove(key);
+            return Ok(None);
+        };
+        if !exists {
+            let obj = json!({
+                "apiVersion": "metallb.io/v1beta1",
+                "kind": w.kind,
+                "metadata": {"name": w.name, "labels": {
+                    NODE_LABEL: self.node,
+                    "metallb.io/service-name": w.service_name,
+                    "metallb.io/service-namespace": w.service_namespace,
+                }},
+            });
+            let obj: DynamicObject = serde_json::from_value(obj).expect("static shape");
+            match api.create(&PostParams::default(), &obj).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => return Err(e),
             }
         }
-        Ok(())
+        api.patch_status(&w.name, &PatchParams::default(), &Patch::Merge(json!({"status": w.status})))
+            .await?;
+        Ok(Some(w.status.clone()))
+    }
+}
+
+fn unix_ms(at: Instant) -> u64 {
+    let ago = Instant::now().saturating_duration_since(at);
+    std::time::SystemTime::now()
+        .checked_sub(ago)
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl StatusQueue {
+    pub fn new(metrics: Arc<Metrics>) -> Arc<StatusQueue> {
+        Arc::new(StatusQueue { inner: Mutex::new(Inner::default()), notify: Notify::new(), metrics })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn gauges(&self, i: &Inner) {
+        self.metrics.status_pending.store(i.dirty.len() as u64, Relaxed);
+        let oldest = i.dirty.values().min().map(|t| unix_ms(*t)).unwrap_or(0);
+        self.metrics.status_oldest_pending_unix_ms.store(oldest, Relaxed);
+    }
+
+    /// Hands over the whole wanted set; never waits on the API server.
+    pub fn set(&self, want: Vec<Wanted>) {
+        let now = Instant::now();
+        let mut i = self.lock();
+        let new: BTreeMap<Key, Wanted> = want.into_iter().map(|w| ((w.kind, w.name.clone()), w)).collect();
+        if new == i.want {
+            return;
+        }
+        // Only keys whose wanted state changed need a new look (plus those already pending).
+        let mut touched: BTreeSet<Key> = BTreeSet::new();
+        for (k, w) in &new {
+            if i.want.get(k) != Some(w) {
+                touched.insert(k.clone());
+            }
+        }
+        for k in i.want.keys() {
+            if !new.contains_key(k) {
+                touched.insert(k.clone());
+            }
+        }
+        i.want = new;
+        for k in touched {
+            i.recheck(&k, now);
+        }
+        self.gauges(&i);
+        drop(i);
+        self.notify.notify_one();
+    }
+
+    /// Whether every wanted state has been written (for tests and logs).
+    pub fn settled(&self) -> bool {
+        let i = self.lock();
+        i.written.is_some() && i.dirty.is_empty() && i.in_flight.is_empty()
+    }
+
+    /// Up to `n` pending keys not in flight, oldest first, with what to write.
+    fn take(&self, n: usize) -> Vec<(Key, Option<Wanted>, bool)> {
+        let mut i = self.lock();
+        let Some(written) = &i.written else { return Vec::new() };
+        let mut ks: Vec<(&Key, &Instant)> = i.dirty.iter().filter(|(k, _)| !i.in_flight.contains(*k)).collect();
+        ks.sort_by_key(|(_, t)| **t);
+        let out: Vec<(Key, Option<Wanted>, bool)> = ks
+            .into_iter()
+            .take(n)
+            .map(|(k, _)| (k.clone(), i.want.get(k).cloned(), written.contains_key(k)))
+            .collect();
+        for (k, _, _) in &out {
+            i.in_flight.insert(k.clone());
+        }
+        out
+    }
+
+    fn done(&self, key: Key, r: Result<Option<Value>, ()>) {
+        let now = Instant::now();
+        let mut i = self.lock();
+        i.in_flight.remove(&key);
+        match r {
+            Ok(v) => {
+                if let Some(w) = i.written.as_mut() {
+                    match v {
+                        Some(v) => w.insert(key.clone(), v),
+                        None => w.remove(&key),
+                    };
+                }
+            }
+            // What the server has is unknown now: list again before the next writes.
+            Err(()) => i.written = None,
+        }
+        if i.written.is_some() {
+            i.recheck(&key, now);
+        }
+        self.gauges(&i);
+    }
+
+    /// The writer task: runs until the process ends.
+    pub async fn run(self: Arc<Self>, api: StatusApi, limits: crate::events::Limits) {
+        use crate::events::{Limiter, WRITE_TIMEOUT};
+        let mut limiter = Limiter::new(limits.qps);
+        let mut running: JoinSet<(Key, Result<Option<Value>, ()>)> = JoinSet::new();
+        let mut retry = Duration::from_secs(1);
+        let mut failing = false;
+        loop {
+            let listed = self.lock().written.is_some();
+            if !listed && running.is_empty() {
+                limiter.acquire().await;
+                match tokio::time::timeout(WRITE_TIMEOUT, api.list()).await {
+                    Ok(Ok(known)) => {
+                        let mut i = self.lock();
+                        i.written = Some(known);
+                        i.recheck_all(Instant::now());
+                        self.gauges(&i);
+                    }
+                    r => {
+                        self.metrics.status_write_errors.fetch_add(1, Relaxed);
+                        if !failing {
+                            match r {
+                                Ok(Err(e)) => tracing::warn!(error = %e, "status objects (ServiceL2Status/ServiceBGPStatus) not listed; retrying"),
+                                _ => tracing::warn!("status objects not listed: the API server did not answer in time; retrying"),
+                            }
+                        }
+                        failing = true;
+                        tokio::time::sleep(retry).await;
+                        retry = (retry * 2).min(Duration::from_secs(30));
+                        continue;
+                    }
+                }
+            }
+            let free = limits.concurrency.max(1).saturating_sub(running.len());
+            let batch = if free > 0 { self.take(free) } else { Vec::new() };
+            if batch.is_empty() {
+                if running.is_empty() {
+                    let notified = self.notify.notified();
+                    if self.take_peek() {
+                        continue;
+                    }
+                    notified.await;
+                    continue;
+                }
+                tokio::select! {
+                    r = running.join_next() => {
+                        if let Some(Ok((key, r))) = r {
+                            if r.is_ok() {
+                                self.metrics.status_writes.fetch_add(1, Relaxed);
+                                if failing {
+                                    tracing::info!("status objects written again");
+                                }
+                                failing = false;
+                                retry = Duration::from_secs(1);
+                            } else {
+                                self.metrics.status_write_errors.fetch_add(1, Relaxed);
+                            }
+                            let err = r.is_err();
+                            self.done(key, r);
+                            if err {
+                                // Back off before the next writes; the pending ones stay pending.
+                                tokio::time::sleep(retry).await;
+                                retry = (retry * 2).min(Duration::from_secs(30));
+                            }
+                        }
+                    }
+                    _ = self.notify.notified() => {}
+                }
+                continue;
+            }
+            for (key, w, exists) in batch {
+                limiter.acquire().await;
+                let api = api.clone();
+                running.spawn(async move {
+                    let r = match tokio::time::timeout(WRITE_TIMEOUT, api.write(&key, w.as_ref(), exists)).await {
+                        Ok(Ok(v)) => Ok(v),
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, object = %key.1, "status write failed");
+                            Err(())
+                        }
+                        Err(_) => Err(()),
+                    };
+                    (key, r)
+                });
+            }
+        }
+    }
+
+    /// Is there work that `take` would hand out (checked after arming the notification)?
+    fn take_peek(&self) -> bool {
+        let i = self.lock();
+        i.written.is_none() || i.dirty.keys().any(|k| !i.in_flight.contains(k))
     }
 }

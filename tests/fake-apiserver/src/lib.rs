@@ -49,6 +49,18 @@ pub enum Mode {
     Unauthorized,
 }
 
+/// How long each write (POST, PUT, PATCH, DELETE) waits before the server handles it; reads and
+/// watches are not affected. Set with [`FakeApiServer::set_write_delay`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WriteDelay {
+    #[default]
+    None,
+    /// Every write waits this long (a throttled or busy API server).
+    Delay(Duration),
+    /// Writes are held until the setting changes, then handled (a hanging API server).
+    Hang,
+}
+
 /// One request as the server received it.
 #[derive(Debug, Clone)]
 pub struct RequestLog {
@@ -152,6 +164,7 @@ impl Builder {
         let shared = Arc::new(Shared {
             store: Store::new(&ns, self.history_limit),
             mode: watch::Sender::new(Mode::Normal),
+            write_delay: watch::Sender::new(WriteDelay::None),
             requests: Mutex::new(Vec::new()),
             addr,
             version: json!({
@@ -493,6 +506,16 @@ impl FakeApiServer {
             return;
         }
         self.shared.mode.send_replace(mode);
+    }
+
+    /// Makes writes slow ([`WriteDelay::Delay`]) or hang ([`WriteDelay::Hang`]) from now on; writes
+    /// already waiting pick up the new setting when it leaves `Hang`.
+    pub fn set_write_delay(&self, d: WriteDelay) {
+        self.shared.write_delay.send_replace(d);
+    }
+
+    pub fn write_delay(&self) -> WriteDelay {
+        *self.shared.write_delay.borrow()
     }
 
     /// Stops listening, closes every connection and watch.

@@ -5,7 +5,7 @@ use crate::resources::{version_priority, ResourceDef};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::{parse_rfc3339, success_status, ApiError};
 use crate::store::{at_version, parse_rv, EventType, HistEvent, Store, UpdateKind, WatchItem, WatchStart};
-use crate::{Mode, RequestLog};
+use crate::{Mode, RequestLog, WriteDelay};
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -24,6 +24,7 @@ pub type Body = BoxBody<Bytes, Infallible>;
 pub struct Shared {
     pub store: Store,
     pub mode: watch::Sender<Mode>,
+    pub write_delay: watch::Sender<WriteDelay>,
     pub requests: Mutex<Vec<RequestLog>>,
     pub addr: SocketAddr,
     pub version: Value,
@@ -126,6 +127,26 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Respo
         Mode::Error500 => return Ok(err_resp(&ApiError::internal("fake-apiserver: injected failure (Mode::Error500)"))),
         Mode::Unauthorized => return Ok(err_resp(&ApiError::unauthorized())),
         Mode::Normal | Mode::Refuse => {}
+    }
+    // Slow or hanging writes (create, update, patch, delete): reads and watches stay fast.
+    if matches!(parts.method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE) {
+        let mut rx = shared.write_delay.subscribe();
+        loop {
+            let d = *rx.borrow_and_update();
+            match d {
+                WriteDelay::None => break,
+                WriteDelay::Delay(t) => {
+                    tokio::time::sleep(t).await;
+                    break;
+                }
+                // Held until the setting changes, then applied (a later delay still counts).
+                WriteDelay::Hang => {
+                    if rx.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+        }
     }
     let ctx = Ctx {
         shared: shared.clone(),
