@@ -435,3 +435,100 @@ fn excludel2_configmap_keeps_arp_off_an_excluded_interface() {
     let mac = wait_until(T, "arping 192.0.2.201 is answered once eth0 is no longer excluded", || client.arping("192.0.2.201"));
     assert_eq!(mac, n1.mac());
 }
+
+/// Issue 25: with every API write taking 200 ms (a throttled API server), announcements and withdrawals
+/// never wait for Events or status objects. 300 Services (each one `nodeAssigned` Event and one
+/// ServiceBGPStatus: a minute of writes in a row) reach the router promptly; while that backlog drains,
+/// an EndpointSlice flipped to not-ready is withdrawn at once, and ready again re-announced; once
+/// writes are fast again every status object is there. Before the change the reconcile loop waited
+/// for each Event and the status sync after a push, so the first flip waited for the whole backlog.
+#[test]
+fn slow_api_writes_never_delay_announcements_or_withdrawals() {
+    use fake_apiserver::WriteDelay;
+    use std::time::Instant;
+    let Some(lab) = Lab::new_or_skip("k8sslow", &["gobgpd"]) else { return };
+    let (n1, g) = lab.pair("n1", "gobgp");
+    let api = Api::start(lab.dir());
+    api.install_crds();
+    api.apply(node("n1", &n1.v4.to_string(), "a"));
+    let gobgp = Gobgpd::start(&g, PeerConfig::new(GOBGP_ASN, g.v4).neighbor(Neighbor::new(n1.v4, SPK_ASN).passive()));
+    api.apply_yaml(&format!(
+        r#"
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {{name: pool, namespace: metallb-system}}
+spec: {{addresses: [198.18.0.0/22]}}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {{name: adv, namespace: metallb-system}}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {{name: router, namespace: metallb-system}}
+spec: {{myASN: {SPK_ASN}, peerASN: {GOBGP_ASN}, peerAddress: "{}"}}
+"#,
+        g.v4
+    ));
+    let sp = start_node(&n1, "n1");
+    let _b = bridge(&api, "n1", &sp, 17481);
+    sp.wait_peer_state(&g.v4.to_string(), "established", T);
+    api.server.set_write_delay(WriteDelay::Delay(Duration::from_millis(200)));
+    const N: usize = 300;
+    let ip = |i: usize| format!("198.18.{}.{}", i / 250, 1 + i % 250);
+    for i in 0..N {
+        let name = format!("s{i}");
+        api.apply(service(&name, &ip(i), "Cluster"));
+        api.apply(endpoints(&name, "n1"));
+    }
+    let last_object = Instant::now();
+    let routes = |want: usize| {
+        let n = gobgp.routes().len();
+        if n == want { Ok(()) } else { Err(format!("{n} of {want} routes")) }
+    };
+    wait_until(Duration::from_secs(60), &format!("all {N} routes at gobgpd"), || routes(N));
+    let all_routes = last_object.elapsed();
+    // The backlog of writes is still draining (N Events and N status objects at 200 ms each).
+    let mut flips = Vec::new();
+    for round in 0..5 {
+        let (name, prefix) = ("s7", format!("{}/32", ip(7)));
+        let t = Instant::now();
+        api.apply(endpoints_with(name, &[("n1", false, false, false)]));
+        wait_until(T, &format!("round {round}: {prefix} withdrawn"), || {
+            if gobgp.routes_for(&prefix).is_empty() { Ok(()) } else { Err("still there".into()) }
+        });
+        flips.push(t.elapsed());
+        api.apply(endpoints(name, "n1"));
+        wait_until(T, &format!("round {round}: {prefix} back"), || routes(N));
+    }
+    flips.sort();
+    let pending = (metric(17481, "k8s_bridge_events_pending").unwrap_or(-1.0), metric(17481, "k8s_bridge_status_pending").unwrap_or(-1.0));
+    println!(
+        "slow API (200 ms per write): {N} routes {all_routes:?} after the last object; not-ready → withdrawn p50 {:?}, max {:?}; pending (Events, status) then: {pending:?}",
+        flips[flips.len() / 2],
+        flips[flips.len() - 1]
+    );
+    // Bounds far below what waiting on writes costs here (N × 200 ms = 60 s per backlog), far above
+    // scheduling noise on a shared 2-core machine: the figures above are the measurement.
+    assert!(all_routes < Duration::from_secs(20), "routes took {all_routes:?}: a push waited on API writes");
+    assert!(flips[flips.len() - 1] < Duration::from_secs(5), "a withdrawal waited on API writes: {flips:?}");
+    // Writes that hang (an API server that accepts and never answers): a flip still goes through.
+    api.server.set_write_delay(WriteDelay::Hang);
+    let prefix = format!("{}/32", ip(9));
+    let t = Instant::now();
+    api.apply(endpoints_with("s9", &[("n1", false, false, false)]));
+    wait_until(T, &format!("{prefix} withdrawn while writes hang"), || {
+        if gobgp.routes_for(&prefix).is_empty() { Ok(()) } else { Err("still there".into()) }
+    });
+    let hung = t.elapsed();
+    api.apply(endpoints("s9", "n1"));
+    wait_until(T, &format!("{prefix} back while writes hang"), || routes(N));
+    println!("writes hanging: not-ready → withdrawn {hung:?}");
+    assert!(hung < Duration::from_secs(5), "a withdrawal waited on a hanging API server: {hung:?}");
+    // Writes fast again: the status converges.
+    api.server.set_write_delay(WriteDelay::None);
+    wait_until(Duration::from_secs(120), &format!("{N} ServiceBGPStatus objects"), || {
+        let n = api.server.list("metallb.io/v1beta1", "ServiceBGPStatus", Some(NS)).len();
+        if n == N { Ok(()) } else { Err(format!("{n}")) }
+    });
+}
