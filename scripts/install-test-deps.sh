@@ -72,8 +72,22 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
 fi
 
+# the Python client test (speakerd/tests/python_client.rs) runs docs/examples/python_client.py with a stock
+# grpcio from PyPI
+if ! python3 -c "import grpc, grpc_tools, grpc_reflection" >/dev/null 2>&1; then
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    log "installing python3-pip"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3 python3-pip
+  fi
+  log "installing grpcio, grpcio-tools, grpcio-reflection (pip)"
+  pip=(python3 -m pip install --quiet --disable-pip-version-check grpcio grpcio-tools grpcio-reflection)
+  # Debian's own python3 is "externally managed": pip then needs --break-system-packages
+  as_root "${pip[@]}" || as_root "${pip[@]}" --break-system-packages
+fi
+
 # what the tests call, checked once here so a broken install fails early with a clear message
-for c in ip ping arping ndisc6 tcpdump tshark gobgpd gobgp bird birdc vtysh /usr/lib/frr/bgpd sysctl; do
+for c in ip ping arping ndisc6 tcpdump tshark gobgpd gobgp bird birdc vtysh /usr/lib/frr/bgpd sysctl python3; do
   command -v "$c" >/dev/null 2>&1 || { log "missing after install: $c"; exit 1; }
 done
 log "ok"

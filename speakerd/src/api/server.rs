@@ -326,10 +326,14 @@ pub fn router_with(
     tls: Option<tonic::transport::ServerTlsConfig>,
 ) -> Result<tonic::transport::server::Router, Box<dyn std::error::Error + Send + Sync>> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(speaker_api::v1::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Reflection as grpc.reflection.v1 and as v1alpha, which grpcio-reflection, grpcurl's older
+    // releases and several tools still speak.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(speaker_api::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let (reflection_v1, reflection_v1alpha) = (reflection().build_v1()?, reflection().build_v1alpha()?);
     let svc = SpeakerServer::new(Api::new(speaker)).max_decoding_message_size(MAX_REQUEST_BYTES);
     tokio::spawn(async move {
         health_reporter.set_serving::<SpeakerServer<Api>>().await;
@@ -338,5 +342,5 @@ pub fn router_with(
     if let Some(t) = tls {
         builder = builder.tls_config(t)?;
     }
-    Ok(builder.add_service(health).add_service(reflection).add_service(svc))
+    Ok(builder.add_service(health).add_service(reflection_v1).add_service(reflection_v1alpha).add_service(svc))
 }
