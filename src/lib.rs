@@ -33,11 +33,7 @@ pub mod gobgp {
 /// `$SPEAKERD_SOCKET` if set; else `/run/speakerd/speakerd.sock` for root; else
 /// `$XDG_RUNTIME_DIR/speakerd.sock`; else `/tmp/speakerd-<uid>.sock`.
 pub fn default_socket_path() -> std::path::PathBuf {
-    socket_path_for(
-        std::env::var_os("SPEAKERD_SOCKET"),
-        effective_uid(),
-        std::env::var_os("XDG_RUNTIME_DIR"),
-    )
+    socket_path_for(std::env::var_os("SPEAKERD_SOCKET"), effective_uid(), std::env::var_os("XDG_RUNTIME_DIR"))
 }
 
 /// The rule of [`default_socket_path`], with its inputs given (for tests).
@@ -68,7 +64,10 @@ mod tests {
     fn socket_path_rules() {
         assert_eq!(socket_path_for(Some("/x.sock".into()), 0, None).to_str(), Some("/x.sock"));
         assert_eq!(socket_path_for(None, 0, Some("/run/user/0".into())).to_str(), Some("/run/speakerd/speakerd.sock"));
-        assert_eq!(socket_path_for(None, 1000, Some("/run/user/1000".into())).to_str(), Some("/run/user/1000/speakerd.sock"));
+        assert_eq!(
+            socket_path_for(None, 1000, Some("/run/user/1000".into())).to_str(),
+            Some("/run/user/1000/speakerd.sock")
+        );
         assert_eq!(socket_path_for(None, 1000, None).to_str(), Some("/tmp/speakerd-1000.sock"));
         // Empty variables count as unset.
         assert_eq!(socket_path_for(Some("".into()), 1000, Some("".into())).to_str(), Some("/tmp/speakerd-1000.sock"));

@@ -14,26 +14,49 @@ fn bird_bfd_session_up_and_link_cut_resets_bgp_fast() {
     let Some(lab) = Lab::new_or_skip("bfd", &["bird"]) else { return };
     let (s, b) = lab.pair("spk", "bird");
     let s4 = s.v4.to_string();
-    let bird = Bird::start(&b, PeerConfig::new(65002, b.v4).bfd(100, 100, 3).neighbor(Neighbor::new(&s4, 65001).passive()));
+    let bird =
+        Bird::start(&b, PeerConfig::new(65002, b.v4).bfd(100, 100, 3).neighbor(Neighbor::new(&s4, 65001).passive()));
     let sp = Speakerd::builder(&s).local_asn(65001).router_id(s.v4).metrics("127.0.0.1:9474").start();
     let ba = b.v4.to_string();
     sp.ctl(&[
-        "peer", "add", &ba, "--asn", "65002", "--connect-time", "1", "--bfd", "--bfd-receive-interval", "100",
-        "--bfd-transmit-interval", "100", "--bfd-detect-multiplier", "3",
+        "peer",
+        "add",
+        &ba,
+        "--asn",
+        "65002",
+        "--connect-time",
+        "1",
+        "--bfd",
+        "--bfd-receive-interval",
+        "100",
+        "--bfd-transmit-interval",
+        "100",
+        "--bfd-detect-multiplier",
+        "3",
     ]);
     sp.ctl(&["announce", "add", "203.0.113.110/32"]);
     sp.wait_peer_state(&ba, "established", T);
     let p = sp.wait(T, "BFD Up at the fast rate", || {
         let p = sp.speakerctl_json(&["peer", "show", &ba]);
-        if p["bfd"]["state"] == "Up" && p["bfd"]["tx_interval_ms"] == 100 { Ok(p) } else { Err(p.to_string()) }
+        if p["bfd"]["state"] == "Up" && p["bfd"]["tx_interval_ms"] == 100 {
+            Ok(p)
+        } else {
+            Err(p.to_string())
+        }
     });
     assert_eq!(p["bfd"]["detect_time_ms"], 300, "{p}");
     let sessions = wait_until(T, "BIRD's BFD session Up", || {
         let out = bird.birdc(&["show", "bfd", "sessions"])?;
-        if out.contains(&s4) && out.contains("Up") { Ok(out) } else { Err(out) }
+        if out.contains(&s4) && out.contains("Up") {
+            Ok(out)
+        } else {
+            Err(out)
+        }
     });
     assert!(sessions.contains("0.100"), "BIRD uses the 100 ms intervals: {sessions}");
-    wait_until(T, "route at BIRD", || bird.routes_for("203.0.113.110/32").into_iter().next().ok_or_else(|| "none".to_string()));
+    wait_until(T, "route at BIRD", || {
+        bird.routes_for("203.0.113.110/32").into_iter().next().ok_or_else(|| "none".to_string())
+    });
 
     // The watch stream reports BFD state changes.
     let watch_log = lab.dir().join("watch.ndjson");
@@ -44,7 +67,11 @@ fn bird_bfd_session_up_and_link_cut_resets_bgp_fast() {
     b.link_down(&b.dev);
     let p = sp.wait(Duration::from_secs(10), "the BGP session torn down by BFD", || {
         let p = sp.speakerctl_json(&["peer", "show", &ba]);
-        if p["state"] != "established" { Ok(p) } else { Err(p.to_string()) }
+        if p["state"] != "established" {
+            Ok(p)
+        } else {
+            Err(p.to_string())
+        }
     });
     let took = cut.elapsed();
     eprintln!("link cut -> BGP session down after {took:?} (BFD 3 x 100 ms; hold time 90 s)");
@@ -55,15 +82,24 @@ fn bird_bfd_session_up_and_link_cut_resets_bgp_fast() {
     wait_until(T, "a BFD Up -> Down event on the watch stream", || {
         let t = std::fs::read_to_string(&watch_log).unwrap_or_default();
         let hit = t.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).any(|v| {
-            v["bfd"]["address"] == ba.as_str() && v["bfd"]["old_state"] == "Up" && v["bfd"]["new_state"] == "Down" && v["bfd"]["diagnostic"] == 1
+            v["bfd"]["address"] == ba.as_str()
+                && v["bfd"]["old_state"] == "Up"
+                && v["bfd"]["new_state"] == "Down"
+                && v["bfd"]["diagnostic"] == 1
         });
-        if hit { Ok(()) } else { Err(t) }
+        if hit {
+            Ok(())
+        } else {
+            Err(t)
+        }
     });
 
     // Link back: BFD and BGP come back, and the route is there again.
     b.link_up(&b.dev);
     sp.wait_peer_state(&ba, "established", T);
-    wait_until(T, "route at BIRD again", || bird.routes_for("203.0.113.110/32").into_iter().next().ok_or_else(|| "none".to_string()));
+    wait_until(T, "route at BIRD again", || {
+        bird.routes_for("203.0.113.110/32").into_iter().next().ok_or_else(|| "none".to_string())
+    });
 
     // Malformed packets from a scripted sender in BIRD's namespace: dropped and counted, no panic.
     let script = format!(
@@ -75,7 +111,11 @@ fn bird_bfd_session_up_and_link_cut_resets_bgp_fast() {
     sp.wait(T, "drops counted in the metrics", || {
         let m = s.metrics(9474)?;
         let want = ["bad_length", "bad_version", "zero_detect_mult", "unknown_discriminator", "bad_ttl"];
-        if want.iter().all(|w| m.contains(&format!("speakerd_bfd_dropped_packets_total{{reason=\"{w}\"}}"))) { Ok(()) } else { Err(m) }
+        if want.iter().all(|w| m.contains(&format!("speakerd_bfd_dropped_packets_total{{reason=\"{w}\"}}"))) {
+            Ok(())
+        } else {
+            Err(m)
+        }
     });
     let p = sp.speakerctl_json(&["peer", "show", &ba]);
     assert_eq!(p["state"], "established", "malformed packets must not disturb the session: {p}");
@@ -105,17 +145,62 @@ fn frr_bfdd_session_up_and_bfdd_killed_resets_bgp_fast() {
     .unwrap();
     run_ok(&["chown", "-R", "frr:frr", &d]);
     let zsock = format!("{d}/zserv.api");
-    let _zebra = f.spawn("zebra", &["/usr/lib/frr/zebra", "-z", &zsock, "-i", &format!("{d}/zebra.pid"), "--vty_socket", &d, "-f", &format!("{d}/zebra.conf")], &dir.join("zebra.log"), &[]);
-    wait_until(T, "zebra's socket", || if std::path::Path::new(&zsock).exists() { Ok(()) } else { Err("absent".into()) });
+    let _zebra = f.spawn(
+        "zebra",
+        &[
+            "/usr/lib/frr/zebra",
+            "-z",
+            &zsock,
+            "-i",
+            &format!("{d}/zebra.pid"),
+            "--vty_socket",
+            &d,
+            "-f",
+            &format!("{d}/zebra.conf"),
+        ],
+        &dir.join("zebra.log"),
+        &[],
+    );
+    wait_until(
+        T,
+        "zebra's socket",
+        || if std::path::Path::new(&zsock).exists() { Ok(()) } else { Err("absent".into()) },
+    );
     let mut bfdd = f.spawn(
         "bfdd",
-        &["/usr/lib/frr/bfdd", "-z", &zsock, "-i", &format!("{d}/bfdd.pid"), "--vty_socket", &d, "-f", &format!("{d}/bfdd.conf"), "--bfdctl", &format!("{d}/bfdd.sock")],
+        &[
+            "/usr/lib/frr/bfdd",
+            "-z",
+            &zsock,
+            "-i",
+            &format!("{d}/bfdd.pid"),
+            "--vty_socket",
+            &d,
+            "-f",
+            &format!("{d}/bfdd.conf"),
+            "--bfdctl",
+            &format!("{d}/bfdd.sock"),
+        ],
         &dir.join("bfdd.log"),
         &[],
     );
     let _bgpd = f.spawn(
         "bgpd",
-        &["/usr/lib/frr/bgpd", "-z", &zsock, "-i", &format!("{d}/bgpd.pid"), "--vty_socket", &d, "-f", &format!("{d}/bgpd.conf"), "-A", "127.0.0.1", "-p", "179"],
+        &[
+            "/usr/lib/frr/bgpd",
+            "-z",
+            &zsock,
+            "-i",
+            &format!("{d}/bgpd.pid"),
+            "--vty_socket",
+            &d,
+            "-f",
+            &format!("{d}/bgpd.conf"),
+            "-A",
+            "127.0.0.1",
+            "-p",
+            "179",
+        ],
         &dir.join("bgpd.log"),
         &[],
     );
@@ -123,17 +208,37 @@ fn frr_bfdd_session_up_and_bfdd_killed_resets_bgp_fast() {
 
     let sp = Speakerd::builder(&s).local_asn(65001).router_id(s.v4).start();
     sp.ctl(&[
-        "peer", "add", &fa, "--asn", "65002", "--connect-time", "1", "--bfd", "--bfd-receive-interval", "100",
-        "--bfd-transmit-interval", "100", "--bfd-detect-multiplier", "3",
+        "peer",
+        "add",
+        &fa,
+        "--asn",
+        "65002",
+        "--connect-time",
+        "1",
+        "--bfd",
+        "--bfd-receive-interval",
+        "100",
+        "--bfd-transmit-interval",
+        "100",
+        "--bfd-detect-multiplier",
+        "3",
     ]);
     sp.wait_peer_state(&fa, "established", T);
     sp.wait(T, "BFD Up on speakerd", || {
         let p = sp.speakerctl_json(&["peer", "show", &fa]);
-        if p["bfd"]["state"] == "Up" && p["bfd"]["tx_interval_ms"] == 100 { Ok(()) } else { Err(p.to_string()) }
+        if p["bfd"]["state"] == "Up" && p["bfd"]["tx_interval_ms"] == 100 {
+            Ok(())
+        } else {
+            Err(p.to_string())
+        }
     });
     let peers = wait_until(T, "FRR bfdd session up", || {
         let out = vtysh("show bfd peers json")?;
-        if out.contains("\"status\":\"up\"") { Ok(out) } else { Err(out) }
+        if out.contains("\"status\":\"up\"") {
+            Ok(out)
+        } else {
+            Err(out)
+        }
     });
     assert!(peers.contains("\"transmit-interval\":100") && peers.contains("\"receive-interval\":100"), "{peers}");
     let nbr = vtysh(&format!("show bgp neighbors {s4} json")).unwrap_or_default();
@@ -144,7 +249,11 @@ fn frr_bfdd_session_up_and_bfdd_killed_resets_bgp_fast() {
     bfdd.kill9();
     sp.wait(Duration::from_secs(10), "the BGP session torn down by BFD", || {
         let p = sp.speakerctl_json(&["peer", "show", &fa]);
-        if p["state"] != "established" && p["last_notification_sent"]["subcode"] == 10 { Ok(()) } else { Err(p.to_string()) }
+        if p["state"] != "established" && p["last_notification_sent"]["subcode"] == 10 {
+            Ok(())
+        } else {
+            Err(p.to_string())
+        }
     });
     let took = cut.elapsed();
     eprintln!("FRR bfdd killed -> BGP session down after {took:?}");
@@ -152,7 +261,11 @@ fn frr_bfdd_session_up_and_bfdd_killed_resets_bgp_fast() {
     // BFD stays down (bfdd is dead), so BGP must not come back over TCP alone.
     assert_holds(Duration::from_secs(3), "BGP held down while BFD is down", || {
         let p = sp.speakerctl_json(&["peer", "show", &fa]);
-        if p["state"] == "established" { Err(p.to_string()) } else { Ok(()) }
+        if p["state"] == "established" {
+            Err(p.to_string())
+        } else {
+            Ok(())
+        }
     });
 }
 
@@ -172,8 +285,21 @@ fn bfd_meticulous_keyed_sha1_with_bird() {
     let ba = b.v4.to_string();
     let add = |key: &str| {
         let args = [
-            "--asn", "65002", "--connect-time", "1", "--bfd", "--bfd-receive-interval", "100", "--bfd-transmit-interval", "100",
-            "--bfd-auth-type", "meticulous-keyed-sha1", "--bfd-auth-key-id", "7", "--bfd-auth-password", key,
+            "--asn",
+            "65002",
+            "--connect-time",
+            "1",
+            "--bfd",
+            "--bfd-receive-interval",
+            "100",
+            "--bfd-transmit-interval",
+            "100",
+            "--bfd-auth-type",
+            "meticulous-keyed-sha1",
+            "--bfd-auth-key-id",
+            "7",
+            "--bfd-auth-password",
+            key,
         ];
         let verb = if sp.peer_state(&ba).is_some() { "update" } else { "add" };
         let mut a = vec!["peer", verb, ba.as_str()];
@@ -183,22 +309,38 @@ fn bfd_meticulous_keyed_sha1_with_bird() {
     add("bfd-s3cret");
     sp.wait(T, "authenticated BFD Up", || {
         let p = sp.speakerctl_json(&["peer", "show", &ba]);
-        if p["bfd"]["state"] == "Up" && p["state"] == "established" { Ok(()) } else { Err(p.to_string()) }
+        if p["bfd"]["state"] == "Up" && p["state"] == "established" {
+            Ok(())
+        } else {
+            Err(p.to_string())
+        }
     });
     wait_until(T, "BIRD's authenticated BFD session Up", || {
         let out = bird.birdc(&["show", "bfd", "sessions"])?;
-        if out.contains(" Up ") { Ok(()) } else { Err(out) }
+        if out.contains(" Up ") {
+            Ok(())
+        } else {
+            Err(out)
+        }
     });
     // A wrong key: BIRD's packets no longer authenticate; BFD never comes up again.
     add("wrong-key");
     let m = sp.wait(T, "bad_auth drops", || {
         let m = s.metrics(9475)?;
-        if m.contains("reason=\"bad_auth\"") { Ok(m) } else { Err(m) }
+        if m.contains("reason=\"bad_auth\"") {
+            Ok(m)
+        } else {
+            Err(m)
+        }
     });
     assert!(m.contains("speakerd_bfd_session_up"), "{m}");
     assert_holds(Duration::from_secs(2), "BFD down with the wrong key", || {
         let p = sp.speakerctl_json(&["peer", "show", &ba]);
-        if p["bfd"]["state"] == "Up" { Err(p.to_string()) } else { Ok(()) }
+        if p["bfd"]["state"] == "Up" {
+            Err(p.to_string())
+        } else {
+            Ok(())
+        }
     });
 }
 
@@ -208,29 +350,60 @@ fn multihop_bfd_across_a_router_with_bird() {
     let net = lab.routed("spk", "rtr", "bird");
     let (s, b) = (&net.a, &net.b);
     let s4 = s.v4.to_string();
-    let bird = Bird::start(b, PeerConfig::new(65002, b.v4).bfd(100, 100, 3).neighbor(Neighbor::new(&s4, 65001).passive().ebgp_multihop(2).source_address(b.v4)));
+    let bird = Bird::start(
+        b,
+        PeerConfig::new(65002, b.v4)
+            .bfd(100, 100, 3)
+            .neighbor(Neighbor::new(&s4, 65001).passive().ebgp_multihop(2).source_address(b.v4)),
+    );
     let sp = Speakerd::builder(s).local_asn(65001).router_id(s.v4).start();
     let ba = b.v4.to_string();
     // BIRD sends multihop BFD with its default TTL (64), not 255, so the minimum accepted TTL (254 by
     // default, as in MetalLB) is lowered for it; RFC 5883 leaves this check to configuration.
     sp.ctl(&[
-        "peer", "add", &ba, "--asn", "65002", "--connect-time", "1", "--ebgp-multihop", "2", "--bfd", "--bfd-receive-interval", "100",
-        "--bfd-transmit-interval", "100", "--bfd-minimum-ttl", "32",
+        "peer",
+        "add",
+        &ba,
+        "--asn",
+        "65002",
+        "--connect-time",
+        "1",
+        "--ebgp-multihop",
+        "2",
+        "--bfd",
+        "--bfd-receive-interval",
+        "100",
+        "--bfd-transmit-interval",
+        "100",
+        "--bfd-minimum-ttl",
+        "32",
     ]);
     sp.wait(T, "multihop BFD Up and BGP established", || {
         let p = sp.speakerctl_json(&["peer", "show", &ba]);
-        if p["bfd"]["state"] == "Up" && p["state"] == "established" { Ok(()) } else { Err(p.to_string()) }
+        if p["bfd"]["state"] == "Up" && p["state"] == "established" {
+            Ok(())
+        } else {
+            Err(p.to_string())
+        }
     });
     wait_until(T, "BIRD's multihop BFD session Up", || {
         let out = bird.birdc(&["show", "bfd", "sessions"])?;
-        if out.contains(" Up ") { Ok(()) } else { Err(out) }
+        if out.contains(" Up ") {
+            Ok(())
+        } else {
+            Err(out)
+        }
     });
     // Cut BIRD's side: the router still answers, but BFD packets stop.
     let cut = Instant::now();
     b.link_down(&b.dev);
     sp.wait(Duration::from_secs(10), "multihop BFD tears BGP down", || {
         let p = sp.speakerctl_json(&["peer", "show", &ba]);
-        if p["state"] != "established" && p["last_notification_sent"]["subcode"] == 10 { Ok(()) } else { Err(p.to_string()) }
+        if p["state"] != "established" && p["last_notification_sent"]["subcode"] == 10 {
+            Ok(())
+        } else {
+            Err(p.to_string())
+        }
     });
     eprintln!("multihop: link cut -> BGP session down after {:?}", cut.elapsed());
 }

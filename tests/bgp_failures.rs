@@ -48,18 +48,14 @@ fn count(p: &Value, key: &str) -> u64 {
 /// Waits until speakerd has the session with `addr` Established for the `n`-th time (or later).
 #[track_caller]
 fn wait_established_nth(sp: &Speakerd, addr: &str, n: u64) -> Value {
-    sp.wait(
-        T,
-        &format!("session {n} with {addr} Established at speakerd"),
-        || {
-            let p = peer_show(sp, addr);
-            if p["state"] == "established" && count(&p, "established_count") >= n {
-                Ok(p)
-            } else {
-                Err(p.to_string())
-            }
-        },
-    )
+    sp.wait(T, &format!("session {n} with {addr} Established at speakerd"), || {
+        let p = peer_show(sp, addr);
+        if p["state"] == "established" && count(&p, "established_count") >= n {
+            Ok(p)
+        } else {
+            Err(p.to_string())
+        }
+    })
 }
 
 /// Adds an active peer (connect time 1 s) with `extra` options and waits for its session.
@@ -81,9 +77,7 @@ fn wait_all_routes(peer: &impl BgpPeer, from: &str, prefixes: &[&str]) -> Vec<Ro
             .iter()
             .filter_map(|p| {
                 let p = peers::norm_prefix(p);
-                all.iter()
-                    .find(|r| r.prefix == p && r.peer == from)
-                    .cloned()
+                all.iter().find(|r| r.prefix == p && r.peer == from).cloned()
             })
             .collect();
         if got.len() == prefixes.len() {
@@ -101,44 +95,21 @@ fn wait_all_routes(peer: &impl BgpPeer, from: &str, prefixes: &[&str]) -> Vec<Ro
 /// other peers stay up throughout.
 #[test]
 fn peer_restart_reconnects_and_reannounces() {
-    let Some(lab) = Lab::new_or_skip(
-        "peer_restart_reconnects_and_reannounces",
-        &["gobgpd", "bird", "frr"],
-    ) else {
+    let Some(lab) = Lab::new_or_skip("peer_restart_reconnects_and_reannounces", &["gobgpd", "bird", "frr"]) else {
         return;
     };
     let seg = lab.segment(&["spk", "gobgp", "bird", "frr"]);
     let (s, g, b, f) = (&seg.hosts[0], &seg.hosts[1], &seg.hosts[2], &seg.hosts[3]);
     let s4 = s.v4.to_string();
     let (ga, ba, fa) = (g.v4.to_string(), b.v4.to_string(), f.v4.to_string());
-    let sp = Speakerd::builder(s)
-        .local_asn(65001)
-        .router_id(s.v4)
-        .start();
-    let mut gobgp = Gobgpd::start(
-        g,
-        PeerConfig::new(65002, g.v4).neighbor(Neighbor::new(&s4, 65001).passive()),
-    );
-    let mut bird = Bird::start(
-        b,
-        PeerConfig::new(65003, b.v4).neighbor(Neighbor::new(&s4, 65001).passive()),
-    );
-    let mut frr = Frr::start(
-        f,
-        PeerConfig::new(65004, f.v4).neighbor(Neighbor::new(&s4, 65001).passive()),
-    );
+    let sp = Speakerd::builder(s).local_asn(65001).router_id(s.v4).start();
+    let mut gobgp = Gobgpd::start(g, PeerConfig::new(65002, g.v4).neighbor(Neighbor::new(&s4, 65001).passive()));
+    let mut bird = Bird::start(b, PeerConfig::new(65003, b.v4).neighbor(Neighbor::new(&s4, 65001).passive()));
+    let mut frr = Frr::start(f, PeerConfig::new(65004, f.v4).neighbor(Neighbor::new(&s4, 65001).passive()));
     add_peer(&sp, &ga, 65002, &[]);
     add_peer(&sp, &ba, 65003, &[]);
     add_peer(&sp, &fa, 65004, &[]);
-    sp.ctl(&[
-        "announce",
-        "add",
-        "203.0.113.10/32",
-        "--community",
-        "65000:10",
-        "--large-community",
-        "65001:1:10",
-    ]);
+    sp.ctl(&["announce", "add", "203.0.113.10/32", "--community", "65000:10", "--large-community", "65001:1:10"]);
     sp.ctl(&["announce", "add", "203.0.113.11/32", "2001:db8:10::/64"]);
     let prefixes = ["203.0.113.10/32", "203.0.113.11/32", "2001:db8:10::/64"];
     for a in [&ga, &ba, &fa] {
@@ -149,8 +120,7 @@ fn peer_restart_reconnects_and_reannounces() {
     wait_all_routes(&frr, &s4, &prefixes);
 
     let all = [ga.clone(), ba.clone(), fa.clone()];
-    let restarted: [(&mut dyn BgpPeer, &str); 3] =
-        [(&mut bird, &ba), (&mut frr, &fa), (&mut gobgp, &ga)];
+    let restarted: [(&mut dyn BgpPeer, &str); 3] = [(&mut bird, &ba), (&mut frr, &fa), (&mut gobgp, &ga)];
     for (peer, addr) in restarted {
         let before: Vec<Value> = all.iter().map(|a| peer_show(&sp, a)).collect();
         let mine = &before[all.iter().position(|a| a == addr).unwrap()];
@@ -158,11 +128,7 @@ fn peer_restart_reconnects_and_reannounces() {
         let t0 = Instant::now();
         peer.restart(); // kill -9, then the same config again
         let p = wait_established_nth(&sp, addr, n + 1);
-        eprintln!(
-            "{} {addr}: Established again {:?} after kill -9",
-            peer.kind(),
-            t0.elapsed()
-        );
+        eprintln!("{} {addr}: Established again {:?} after kill -9", peer.kind(), t0.elapsed());
         // speakerd made the connection (the peers are passive): its side is the ephemeral port.
         assert_eq!(p["negotiated"]["remote_port"], 179, "{p}");
         assert_ne!(p["negotiated"]["local_port"], 179, "{p}");
@@ -171,47 +137,21 @@ fn peer_restart_reconnects_and_reannounces() {
             "{}: speakerd did not count the dropped session: {p}",
             peer.kind()
         );
-        let routes = sp.wait(
-            T,
-            &format!("routes at the restarted {}", peer.kind()),
-            || {
-                let all = peer.routes();
-                let got: Vec<Route> = prefixes
-                    .iter()
-                    .filter_map(|p| all.iter().find(|r| r.prefix == *p && r.peer == s4).cloned())
-                    .collect();
-                if got.len() == prefixes.len() {
-                    Ok(got)
-                } else {
-                    Err(format!("{all:#?}"))
-                }
-            },
-        );
+        let routes = sp.wait(T, &format!("routes at the restarted {}", peer.kind()), || {
+            let all = peer.routes();
+            let got: Vec<Route> =
+                prefixes.iter().filter_map(|p| all.iter().find(|r| r.prefix == *p && r.peer == s4).cloned()).collect();
+            if got.len() == prefixes.len() {
+                Ok(got)
+            } else {
+                Err(format!("{all:#?}"))
+            }
+        });
         let r = &routes[0];
-        assert_eq!(
-            r.as_path,
-            vec![65001],
-            "{} after restart: {r:#?}",
-            peer.kind()
-        );
-        assert_eq!(
-            r.communities,
-            vec!["65000:10"],
-            "{} after restart: {r:#?}",
-            peer.kind()
-        );
-        assert_eq!(
-            r.large_communities,
-            vec!["65001:1:10"],
-            "{}: {r:#?}",
-            peer.kind()
-        );
-        assert_eq!(
-            routes[1].communities,
-            Vec::<String>::new(),
-            "{}",
-            peer.kind()
-        );
+        assert_eq!(r.as_path, vec![65001], "{} after restart: {r:#?}", peer.kind());
+        assert_eq!(r.communities, vec!["65000:10"], "{} after restart: {r:#?}", peer.kind());
+        assert_eq!(r.large_communities, vec!["65001:1:10"], "{}: {r:#?}", peer.kind());
+        assert_eq!(routes[1].communities, Vec::<String>::new(), "{}", peer.kind());
         sp.wait(T, &format!("3 prefixes advertised to {addr}"), || {
             let p = peer_show(&sp, addr);
             if count(&p, "advertised") == 3 {
@@ -227,8 +167,7 @@ fn peer_restart_reconnects_and_reannounces() {
             }
             let now = peer_show(&sp, other);
             assert!(
-                now["state"] == "established"
-                    && now["established_count"] == was["established_count"],
+                now["state"] == "established" && now["established_count"] == was["established_count"],
                 "restarting {} ({addr}) disturbed the session with {other}: before {was}\nnow {now}",
                 peer.kind()
             );
@@ -251,18 +190,9 @@ fn frozen_peer_hold_timer_expiry() {
     let (s, b, f) = (&seg.hosts[0], &seg.hosts[1], &seg.hosts[2]);
     let s4 = s.v4.to_string();
     let (ba, fa) = (b.v4.to_string(), f.v4.to_string());
-    let sp = Speakerd::builder(s)
-        .local_asn(65001)
-        .router_id(s.v4)
-        .start();
-    let bird = Bird::start(
-        b,
-        PeerConfig::new(65002, b.v4).neighbor(Neighbor::new(&s4, 65001).passive().hold_time(3)),
-    );
-    let frr = Frr::start(
-        f,
-        PeerConfig::new(65003, f.v4).neighbor(Neighbor::new(&s4, 65001).passive().hold_time(3)),
-    );
+    let sp = Speakerd::builder(s).local_asn(65001).router_id(s.v4).start();
+    let bird = Bird::start(b, PeerConfig::new(65002, b.v4).neighbor(Neighbor::new(&s4, 65001).passive().hold_time(3)));
+    let frr = Frr::start(f, PeerConfig::new(65003, f.v4).neighbor(Neighbor::new(&s4, 65001).passive().hold_time(3)));
     add_peer(&sp, &ba, 65002, &["--hold-time", "3"]);
     add_peer(&sp, &fa, 65003, &["--hold-time", "3"]);
     sp.ctl(&["announce", "add", "203.0.113.30/32", "2001:db8:30::/64"]);
@@ -276,25 +206,18 @@ fn frozen_peer_hold_timer_expiry() {
 
     bird.freeze();
     let frozen_at = Instant::now();
-    let dropped = sp.wait(
-        Duration::from_secs(10),
-        "speakerd to drop the frozen BIRD",
-        || {
-            let p = peer_show(&sp, &ba);
-            if p["state"] != "established" {
-                Ok(p)
-            } else {
-                Err(p.to_string())
-            }
-        },
-    );
+    let dropped = sp.wait(Duration::from_secs(10), "speakerd to drop the frozen BIRD", || {
+        let p = peer_show(&sp, &ba);
+        if p["state"] != "established" {
+            Ok(p)
+        } else {
+            Err(p.to_string())
+        }
+    });
     let took = frozen_at.elapsed();
     eprintln!("frozen BIRD dropped {took:?} after SIGSTOP: {dropped}");
     assert!(
-        dropped["last_error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("hold timer expired"),
+        dropped["last_error"].as_str().unwrap_or_default().contains("hold timer expired"),
         "last_error does not say the hold timer expired: {dropped}"
     );
     // The last KEEPALIVE from BIRD came at most 1 s (its keepalive time) before the freeze.
@@ -307,24 +230,17 @@ fn frozen_peer_hold_timer_expiry() {
         "dropped {took:?} after the freeze: far later than the 3 s hold time: {dropped}"
     );
     let sent = &dropped["last_notification_sent"];
-    assert_eq!(
-        sent["code"], 4,
-        "NOTIFICATION sent is not Hold Timer Expired: {dropped}"
-    );
+    assert_eq!(sent["code"], 4, "NOTIFICATION sent is not Hold Timer Expired: {dropped}");
     assert_eq!(sent["subcode"], 0, "{dropped}");
     assert_eq!(count(&dropped, "established_count"), 1, "{dropped}");
     // The log says why, on a line that names the peer (every line of a peer carries its span).
-    let line = sp.wait(
-        Duration::from_secs(5),
-        "a log line saying the hold timer expired",
-        || {
-            sp.log()
-                .lines()
-                .find(|l| l.contains("hold timer expired"))
-                .map(str::to_string)
-                .ok_or_else(|| "no line contains \"hold timer expired\"".to_string())
-        },
-    );
+    let line = sp.wait(Duration::from_secs(5), "a log line saying the hold timer expired", || {
+        sp.log()
+            .lines()
+            .find(|l| l.contains("hold timer expired"))
+            .map(str::to_string)
+            .ok_or_else(|| "no line contains \"hold timer expired\"".to_string())
+    });
     eprintln!("speakerd log: {line}");
     assert!(
         line.contains(&format!("peer={ba}")),
@@ -357,11 +273,7 @@ fn frozen_peer_hold_timer_expiry() {
             Err(p.to_string())
         }
     });
-    assert_holds(
-        Duration::from_secs(1),
-        "the FRR session stays undisturbed",
-        frr_ok,
-    );
+    assert_holds(Duration::from_secs(1), "the FRR session stays undisturbed", frr_ok);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -370,32 +282,17 @@ fn frozen_peer_hold_timer_expiry() {
 /// Administrative Shutdown and loses our routes, and speakerd exits with status 0 within 5 s.
 #[test]
 fn sigterm_sends_cease_to_every_peer() {
-    let Some(lab) = Lab::new_or_skip(
-        "sigterm_sends_cease_to_every_peer",
-        &["gobgpd", "bird", "frr"],
-    ) else {
+    let Some(lab) = Lab::new_or_skip("sigterm_sends_cease_to_every_peer", &["gobgpd", "bird", "frr"]) else {
         return;
     };
     let seg = lab.segment(&["spk", "gobgp", "bird", "frr"]);
     let (s, g, b, f) = (&seg.hosts[0], &seg.hosts[1], &seg.hosts[2], &seg.hosts[3]);
     let s4 = s.v4.to_string();
     let (ga, ba, fa) = (g.v4.to_string(), b.v4.to_string(), f.v4.to_string());
-    let mut sp = Speakerd::builder(s)
-        .local_asn(65001)
-        .router_id(s.v4)
-        .start();
-    let gobgp = Gobgpd::start(
-        g,
-        PeerConfig::new(65002, g.v4).neighbor(Neighbor::new(&s4, 65001).passive()),
-    );
-    let bird = Bird::start(
-        b,
-        PeerConfig::new(65003, b.v4).neighbor(Neighbor::new(&s4, 65001).passive()),
-    );
-    let frr = Frr::start(
-        f,
-        PeerConfig::new(65004, f.v4).neighbor(Neighbor::new(&s4, 65001).passive()),
-    );
+    let mut sp = Speakerd::builder(s).local_asn(65001).router_id(s.v4).start();
+    let gobgp = Gobgpd::start(g, PeerConfig::new(65002, g.v4).neighbor(Neighbor::new(&s4, 65001).passive()));
+    let bird = Bird::start(b, PeerConfig::new(65003, b.v4).neighbor(Neighbor::new(&s4, 65001).passive()));
+    let frr = Frr::start(f, PeerConfig::new(65004, f.v4).neighbor(Neighbor::new(&s4, 65001).passive()));
     add_peer(&sp, &ga, 65002, &[]);
     add_peer(&sp, &ba, 65003, &[]);
     add_peer(&sp, &fa, 65004, &[]);
@@ -411,22 +308,14 @@ fn sigterm_sends_cease_to_every_peer() {
         ("BIRD", bird.last_notification_received(&s4)),
         ("FRR", frr.last_notification_received(&s4)),
     ] {
-        assert!(
-            n.is_none(),
-            "{name} had a NOTIFICATION before the SIGTERM: {n:?}"
-        );
+        assert!(n.is_none(), "{name} had a NOTIFICATION before the SIGTERM: {n:?}");
     }
 
     sp.sigterm();
     let t0 = Instant::now();
     let st = sp.wait_exit(Duration::from_secs(5));
     eprintln!("speakerd exited {:?} after SIGTERM with {st}", t0.elapsed());
-    assert_eq!(
-        st.code(),
-        Some(0),
-        "speakerd exit status {st}:\n{}",
-        sp.log_tail(80)
-    );
+    assert_eq!(st.code(), Some(0), "speakerd exit status {st}:\n{}", sp.log_tail(80));
 
     // Every peer is asked (not only the first to fail), so a failure names all that missed the Cease.
     let ask = || {
@@ -474,10 +363,7 @@ fn sigterm_sends_cease_to_every_peer() {
 fn bird_v4_count(bird: &Bird) -> Result<u64, String> {
     let out = bird.birdc(&["show", "route", "table", "master4", "count"])?;
     // "100000 of 100000 routes for 100000 networks in table master4"
-    out.lines()
-        .find(|l| l.contains("master4"))
-        .and_then(|l| l.split_whitespace().next()?.parse().ok())
-        .ok_or(out)
+    out.lines().find(|l| l.contains("master4")).and_then(|l| l.split_whitespace().next()?.parse().ok()).ok_or(out)
 }
 
 /// FRR's `show bgp neighbors ADDR json` for one neighbor.
@@ -500,8 +386,7 @@ fn frr_v4_received(frr: &Frr, addr: &str) -> Result<u64, String> {
 /// sessions' counters at the end, which also catch a flap between two polls).
 #[test]
 fn keepalives_not_starved_by_a_large_table() {
-    let Some(lab) = Lab::new_or_skip("keepalives_not_starved_by_a_large_table", &["bird", "frr"])
-    else {
+    let Some(lab) = Lab::new_or_skip("keepalives_not_starved_by_a_large_table", &["bird", "frr"]) else {
         return;
     };
     let _serial = timing_lock();
@@ -511,18 +396,9 @@ fn keepalives_not_starved_by_a_large_table() {
     let (s, b, f) = (&seg.hosts[0], &seg.hosts[1], &seg.hosts[2]);
     let s4 = s.v4.to_string();
     let (ba, fa) = (b.v4.to_string(), f.v4.to_string());
-    let sp = Speakerd::builder(s)
-        .local_asn(65001)
-        .router_id(s.v4)
-        .start();
-    let bird = Bird::start(
-        b,
-        PeerConfig::new(65002, b.v4).neighbor(Neighbor::new(&s4, 65001).passive().hold_time(3)),
-    );
-    let frr = Frr::start(
-        f,
-        PeerConfig::new(65003, f.v4).neighbor(Neighbor::new(&s4, 65001).passive().hold_time(3)),
-    );
+    let sp = Speakerd::builder(s).local_asn(65001).router_id(s.v4).start();
+    let bird = Bird::start(b, PeerConfig::new(65002, b.v4).neighbor(Neighbor::new(&s4, 65001).passive().hold_time(3)));
+    let frr = Frr::start(f, PeerConfig::new(65003, f.v4).neighbor(Neighbor::new(&s4, 65001).passive().hold_time(3)));
     add_peer(&sp, &ba, 65002, &["--hold-time", "3"]);
     add_peer(&sp, &fa, 65003, &["--hold-time", "3"]);
     for a in [&ba, &fa] {
@@ -533,9 +409,7 @@ fn keepalives_not_starved_by_a_large_table() {
     frr.wait_established(&s4);
 
     // 10.0.0.0 .. 10.1.134.159
-    let prefixes: Vec<String> = (0..N)
-        .map(|i| format!("{}/32", std::net::Ipv4Addr::from(0x0a00_0000 + i)))
-        .collect();
+    let prefixes: Vec<String> = (0..N).map(|i| format!("{}/32", std::net::Ipv4Addr::from(0x0a00_0000 + i))).collect();
 
     // Both sessions Established at both ends, with one Establishment each, for as long as it runs.
     let check = || -> Result<(), String> {
@@ -545,10 +419,7 @@ fn keepalives_not_starved_by_a_large_table() {
                 return Err(format!("speakerd's session with {a}: {p}"));
             }
         }
-        for (name, st) in [
-            ("BIRD", bird.session_state(&s4)),
-            ("FRR", frr.session_state(&s4)),
-        ] {
+        for (name, st) in [("BIRD", bird.session_state(&s4)), ("FRR", frr.session_state(&s4))] {
             if st != "Established" {
                 return Err(format!("{name}'s session with speakerd is {st}"));
             }
@@ -581,39 +452,29 @@ fn keepalives_not_starved_by_a_large_table() {
             let mut last_progress = (Instant::now(), 0u64);
             let mut bird_done = None;
             let mut frr_done = None;
-            sp.wait(
-                Duration::from_secs(90),
-                "BIRD and FRR to hold all 100,000",
-                || {
-                    if let Some(v) = violation.lock().unwrap().clone() {
-                        return Ok(Err(v));
+            sp.wait(Duration::from_secs(90), "BIRD and FRR to hold all 100,000", || {
+                if let Some(v) = violation.lock().unwrap().clone() {
+                    return Ok(Err(v));
+                }
+                let nb = bird_v4_count(&bird)?;
+                if bird_done.is_none() && nb == u64::from(N) {
+                    bird_done = Some(t0.elapsed());
+                }
+                if nb != last_progress.1 {
+                    last_progress = (Instant::now(), nb);
+                }
+                let nf = frr_v4_received(&frr, &s4)?;
+                if frr_done.is_none() && nf == u64::from(N) {
+                    frr_done = Some(t0.elapsed());
+                }
+                match (bird_done, frr_done) {
+                    (Some(b), Some(f)) => {
+                        eprintln!("BIRD held all {:?} after the last announce call returned", b.saturating_sub(given));
+                        Ok(Ok((b, f)))
                     }
-                    let nb = bird_v4_count(&bird)?;
-                    if bird_done.is_none() && nb == u64::from(N) {
-                        bird_done = Some(t0.elapsed());
-                    }
-                    if nb != last_progress.1 {
-                        last_progress = (Instant::now(), nb);
-                    }
-                    let nf = frr_v4_received(&frr, &s4)?;
-                    if frr_done.is_none() && nf == u64::from(N) {
-                        frr_done = Some(t0.elapsed());
-                    }
-                    match (bird_done, frr_done) {
-                        (Some(b), Some(f)) => {
-                            eprintln!(
-                                "BIRD held all {:?} after the last announce call returned",
-                                b.saturating_sub(given)
-                            );
-                            Ok(Ok((b, f)))
-                        }
-                        _ => Err(format!(
-                            "BIRD {nb}, FRR {nf} routes after {:?}",
-                            t0.elapsed()
-                        )),
-                    }
-                },
-            )
+                    _ => Err(format!("BIRD {nb}, FRR {nf} routes after {:?}", t0.elapsed())),
+                }
+            })
         }));
         // Stay up for more than a hold time after the transfer.
         let result = result.map(|r| {
@@ -645,10 +506,7 @@ fn keepalives_not_starved_by_a_large_table() {
         polls.load(Ordering::Relaxed)
     );
     if let Some(v) = violation.lock().unwrap().clone() {
-        panic!(
-            "a session left Established: {v}\n---- speakerd log ----\n{}",
-            sp.log_tail(80)
-        );
+        panic!("a session left Established: {v}\n---- speakerd log ----\n{}", sp.log_tail(80));
     }
 
     // The counters cover what the polls could miss between two looks.
@@ -678,19 +536,14 @@ fn keepalives_not_starved_by_a_large_table() {
 /// The value of the sample `name{labels}` in Prometheus text, if present.
 fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
     let key = format!("{name}{{{labels}}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&key))
-        .and_then(|v| v.trim().parse().ok())
+    text.lines().find_map(|l| l.strip_prefix(&key)).and_then(|v| v.trim().parse().ok())
 }
 
 /// MetalLB's metrics for two peers, then `peer delete` (Cease / Peer De-configured at that peer, routes
 /// gone there, nothing changes at the other) and `announce withdraw` (gone at the remaining peer).
 #[test]
 fn withdraw_everything_on_delete_and_metrics() {
-    let Some(lab) = Lab::new_or_skip(
-        "withdraw_everything_on_delete_and_metrics",
-        &["bird", "frr"],
-    ) else {
+    let Some(lab) = Lab::new_or_skip("withdraw_everything_on_delete_and_metrics", &["bird", "frr"]) else {
         return;
     };
     const PORT: u16 = 7472;
@@ -698,19 +551,9 @@ fn withdraw_everything_on_delete_and_metrics() {
     let (s, b, f) = (&seg.hosts[0], &seg.hosts[1], &seg.hosts[2]);
     let s4 = s.v4.to_string();
     let (ba, fa) = (b.v4.to_string(), f.v4.to_string());
-    let sp = Speakerd::builder(s)
-        .local_asn(65001)
-        .router_id(s.v4)
-        .metrics(format!("127.0.0.1:{PORT}"))
-        .start();
-    let bird = Bird::start(
-        b,
-        PeerConfig::new(65002, b.v4).neighbor(Neighbor::new(&s4, 65001).passive()),
-    );
-    let frr = Frr::start(
-        f,
-        PeerConfig::new(65003, f.v4).neighbor(Neighbor::new(&s4, 65001).passive()),
-    );
+    let sp = Speakerd::builder(s).local_asn(65001).router_id(s.v4).metrics(format!("127.0.0.1:{PORT}")).start();
+    let bird = Bird::start(b, PeerConfig::new(65002, b.v4).neighbor(Neighbor::new(&s4, 65001).passive()));
+    let frr = Frr::start(f, PeerConfig::new(65003, f.v4).neighbor(Neighbor::new(&s4, 65001).passive()));
     add_peer(&sp, &ba, 65002, &[]);
     add_peer(&sp, &fa, 65003, &[]);
     let announced = ["203.0.113.50/32", "203.0.113.51/32", "2001:db8:50::/64"];
@@ -721,43 +564,28 @@ fn withdraw_everything_on_delete_and_metrics() {
     wait_all_routes(&frr, &s4, &announced);
 
     let (bl, fl) = (format!("peer=\"{ba}:179\""), format!("peer=\"{fa}:179\""));
-    let m = sp.wait(
-        T,
-        "metrics with every prefix announced to both peers",
-        || {
-            let m = s.metrics(PORT)?;
-            let ok = [&bl, &fl].iter().all(|l| {
-                sample(&m, "metallb_bgp_announced_prefixes_total", l)
-                    == Some(announced.len() as f64)
-            });
-            if ok {
-                Ok(m)
-            } else {
-                Err(m)
-            }
-        },
-    );
+    let m = sp.wait(T, "metrics with every prefix announced to both peers", || {
+        let m = s.metrics(PORT)?;
+        let ok = [&bl, &fl]
+            .iter()
+            .all(|l| sample(&m, "metallb_bgp_announced_prefixes_total", l) == Some(announced.len() as f64));
+        if ok {
+            Ok(m)
+        } else {
+            Err(m)
+        }
+    });
     for l in [&bl, &fl] {
-        assert_eq!(
-            sample(&m, "metallb_bgp_session_up", l),
-            Some(1.0),
-            "{l}:\n{m}"
-        );
+        assert_eq!(sample(&m, "metallb_bgp_session_up", l), Some(1.0), "{l}:\n{m}");
         let updates = sample(&m, "metallb_bgp_updates_total", l);
-        assert!(
-            updates.is_some_and(|u| u > 0.0),
-            "{l}: updates {updates:?}:\n{m}"
-        );
+        assert!(updates.is_some_and(|u| u > 0.0), "{l}: updates {updates:?}:\n{m}");
     }
     for (name, kind) in [
         ("metallb_bgp_session_up", "gauge"),
         ("metallb_bgp_updates_total", "counter"),
         ("metallb_bgp_announced_prefixes_total", "gauge"),
     ] {
-        assert!(
-            m.contains(&format!("# TYPE {name} {kind}")),
-            "# TYPE {name} {kind}:\n{m}"
-        );
+        assert!(m.contains(&format!("# TYPE {name} {kind}")), "# TYPE {name} {kind}:\n{m}");
     }
 
     // Delete BIRD: Cease / Peer De-configured there, and it loses every route; FRR keeps them all.
@@ -780,17 +608,9 @@ fn withdraw_everything_on_delete_and_metrics() {
         }
     });
     let out = sp.speakerctl(&["peer", "show", &ba]);
-    assert!(
-        !out.status.success(),
-        "deleted peer still shown: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert!(!out.status.success(), "deleted peer still shown: {}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(frr.session_state(&s4), "Established");
-    assert_eq!(
-        wait_all_routes(&frr, &s4, &announced).len(),
-        announced.len(),
-        "FRR lost routes when BIRD was deleted"
-    );
+    assert_eq!(wait_all_routes(&frr, &s4, &announced).len(), announced.len(), "FRR lost routes when BIRD was deleted");
 
     // Withdraw one prefix: gone at FRR, the others stay.
     sp.ctl(&["announce", "withdraw", "203.0.113.51/32"]);
@@ -805,11 +625,7 @@ fn withdraw_everything_on_delete_and_metrics() {
         }
     });
     assert_eq!(sample(&m, "metallb_bgp_session_up", &fl), Some(1.0), "{m}");
-    assert_ne!(
-        sample(&m, "metallb_bgp_session_up", &bl),
-        Some(1.0),
-        "the deleted peer is still reported up:\n{m}"
-    );
+    assert_ne!(sample(&m, "metallb_bgp_session_up", &bl), Some(1.0), "the deleted peer is still reported up:\n{m}");
 }
 
 fn wait_route(peer: &dyn BgpPeer, prefix: &str, name: &str) -> Route {
@@ -853,7 +669,11 @@ fn a_reset_by_a_settings_change_leaves_the_new_session_in_charge() {
             let ok = p["state"] == "established"
                 && p["negotiated"]["hold_time_secs"].as_u64() == Some(u64::from(30 + round))
                 && p["advertised"].as_u64() == Some(1);
-            if ok { Ok(()) } else { Err(format!("round {round}: {p}")) }
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("round {round}: {p}"))
+            }
         };
         wait_until(T, &format!("round {round}: the new session's status"), new_session);
         assert_holds(Duration::from_millis(500), &format!("round {round}: the new session's status"), new_session);

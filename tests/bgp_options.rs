@@ -32,10 +32,7 @@ fn path_from<P: BgpPeer>(peer: &P, prefix: &str, from: &str) -> Route {
     let (p, f) = (norm(prefix), norm(from));
     peer.wait(T, &format!("{prefix} from {from}"), || {
         let all = peer.routes();
-        all.iter()
-            .find(|r| r.prefix == p && r.peer == f)
-            .cloned()
-            .ok_or_else(|| format!("routes: {all:#?}"))
+        all.iter().find(|r| r.prefix == p && r.peer == f).cloned().ok_or_else(|| format!("routes: {all:#?}"))
     })
 }
 
@@ -161,10 +158,9 @@ fn tshark_fields(pcap: &std::path::Path, filter: &str, fields: &[&str]) -> Vec<V
 /// is one internally, only the session is 2-octet) must rebuild AS_PATH 4200000000 from the two (§4.2.3).
 #[test]
 fn four_byte_asn_with_gobgpd_bird_and_frr() {
-    let Some(lab) = Lab::new_or_skip(
-        "four_byte_asn_with_gobgpd_bird_and_frr",
-        &["gobgpd", "bird", "frr", "tcpdump", "tshark"],
-    ) else {
+    let Some(lab) =
+        Lab::new_or_skip("four_byte_asn_with_gobgpd_bird_and_frr", &["gobgpd", "bird", "frr", "tcpdump", "tshark"])
+    else {
         return;
     };
     const ASN: u32 = 4_200_000_000;
@@ -192,7 +188,8 @@ fn four_byte_asn_with_gobgpd_bird_and_frr() {
     // Every peer sees AS_PATH = one AS_SEQUENCE [4200000000], the communities, and the next hop of the
     // family: over IPv4 sessions s.v4 / s.v6; over FRR's IPv6 session s.v6 for both (RFC 8950 for IPv4).
     let mut seen = vec![];
-    for (name, from, v4_nh) in [("gobgpd", &s4, &s4), ("BIRD", &s4, &s4), ("FRR", &s6, &s6), ("BIRD as4 off", &s4, &s4)] {
+    for (name, from, v4_nh) in [("gobgpd", &s4, &s4), ("BIRD", &s4, &s4), ("FRR", &s6, &s6), ("BIRD as4 off", &s4, &s4)]
+    {
         for (prefix, nh) in [(V4, v4_nh.as_str()), (V6, s6.as_str())] {
             let r = match name {
                 "gobgpd" => path_from(&gobgp, prefix, from),
@@ -211,10 +208,16 @@ fn four_byte_asn_with_gobgpd_bird_and_frr() {
     }
 
     // What speakerd says it negotiated.
-    for (addr, peer_asn, four) in [(&g4, 4_200_000_002u64, true), (&b4, 4_200_000_003, true), (&f6, 4_200_000_004, true), (&o4, 65005, false)] {
+    for (addr, peer_asn, four) in
+        [(&g4, 4_200_000_002u64, true), (&b4, 4_200_000_003, true), (&f6, 4_200_000_004, true), (&o4, 65005, false)]
+    {
         let p = show(&sp, addr);
         let n = &p["negotiated"];
-        assert_eq!((n["four_octet_asn"].as_bool(), n["peer_asn"].as_u64()), (Some(four), Some(peer_asn)), "{addr}: {p:#}");
+        assert_eq!(
+            (n["four_octet_asn"].as_bool(), n["peer_asn"].as_u64()),
+            (Some(four), Some(peer_asn)),
+            "{addr}: {p:#}"
+        );
     }
     // The 2-octet BIRD really is one (no 4-octet AS capability of its own), and knows speakerd by its real
     // AS (from the capability, which speakerd always sends).
@@ -225,7 +228,9 @@ fn four_byte_asn_with_gobgpd_bird_and_frr() {
         .unwrap_or_else(|| panic!("BIRD (as4 off) protocol status: {proto}"));
     let neighbor_as = proto.lines().find_map(|l| l.trim().strip_prefix("Neighbor AS:")).map(str::trim);
     assert!(
-        !local_caps.contains("4-octet") && neighbor_caps.contains("4-octet AS numbers") && neighbor_as == Some("4200000000"),
+        !local_caps.contains("4-octet")
+            && neighbor_caps.contains("4-octet AS numbers")
+            && neighbor_as == Some("4200000000"),
         "BIRD (as4 off) protocol status: {proto}"
     );
 
@@ -237,7 +242,11 @@ fn four_byte_asn_with_gobgpd_bird_and_frr() {
         let rows = tshark_fields(
             pcap,
             &format!("{} == {dst} && bgp.type == 2", if dst.contains(':') { "ipv6.dst" } else { "ip.dst" }),
-            &["bgp.update.path_attribute.type_code", "bgp.update.path_attribute.as_path_segment.as2", "bgp.update.path_attribute.as_path_segment.as4"],
+            &[
+                "bgp.update.path_attribute.type_code",
+                "bgp.update.path_attribute.as_path_segment.as2",
+                "bgp.update.path_attribute.as_path_segment.as4",
+            ],
         );
         let (mut types, mut as2, mut as4) = (vec![], vec![], vec![]);
         for u in rows {
@@ -261,7 +270,11 @@ fn four_byte_asn_with_gobgpd_bird_and_frr() {
     let opens = tshark_fields(&pcap, &format!("ip.dst == {o4} && bgp.type == 1"), &["bgp.open.myas", "bgp.cap.4as"]);
     assert!(!opens.is_empty(), "no OPEN to {o4} in {}", pcap.display());
     for o in &opens {
-        assert_eq!((o[0].as_slice(), o[1].as_slice()), (&["23456".to_string()][..], &["4200000000".to_string()][..]), "OPEN from speakerd to the 2-octet BIRD");
+        assert_eq!(
+            (o[0].as_slice(), o[1].as_slice()),
+            (&["23456".to_string()][..], &["4200000000".to_string()][..]),
+            "OPEN from speakerd to the 2-octet BIRD"
+        );
     }
     let (types, as2, as4) = updates(&pcap, &o4);
     let ctx = format!("UPDATEs to the 2-octet BIRD, in {}", pcap.display());
@@ -274,11 +287,23 @@ fn four_byte_asn_with_gobgpd_bird_and_frr() {
         let (types, as2, as4) = updates(&pcap, dst);
         let ctx = format!("UPDATEs to the 4-octet peer {dst}, in {}", pcap.display());
         assert!(!types.iter().any(|t| t == "17"), "AS4_PATH sent to a NEW speaker: {types:?}; {ctx}");
-        assert_eq!((as2.len(), as4.as_slice()), (0, &["4200000000".to_string(), "4200000000".to_string()][..]), "{ctx}");
+        assert_eq!(
+            (as2.len(), as4.as_slice()),
+            (0, &["4200000000".to_string(), "4200000000".to_string()][..]),
+            "{ctx}"
+        );
     }
     let opens = tshark_fields(&pcap, &format!("ip.dst == {g4} && bgp.type == 1"), &["bgp.open.myas", "bgp.cap.4as"]);
-    assert_eq!(opens.first().map(|o| (o[0].as_slice(), o[1].as_slice())), Some((&["23456".to_string()][..], &["4200000000".to_string()][..])), "OPEN to gobgpd");
-    eprintln!("4-octet ASN: {} paths checked; BIRD with as4 off rebuilt AS_PATH {:?}", seen.len(), seen.last().map(|r| &r.as_path));
+    assert_eq!(
+        opens.first().map(|o| (o[0].as_slice(), o[1].as_slice())),
+        Some((&["23456".to_string()][..], &["4200000000".to_string()][..])),
+        "OPEN to gobgpd"
+    );
+    eprintln!(
+        "4-octet ASN: {} paths checked; BIRD with as4 off rebuilt AS_PATH {:?}",
+        seen.len(),
+        seen.last().map(|r| &r.as_path)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -290,10 +315,9 @@ fn four_byte_asn_with_gobgpd_bird_and_frr() {
 /// while the right sessions stay up the whole time. Fixing the keys brings them up.
 #[test]
 fn md5_with_frr_and_gobgpd_and_wrong_password_never_establishes() {
-    let Some(lab) = Lab::new_or_skip(
-        "md5_with_frr_and_gobgpd_and_wrong_password_never_establishes",
-        &["gobgpd", "frr"],
-    ) else {
+    let Some(lab) =
+        Lab::new_or_skip("md5_with_frr_and_gobgpd_and_wrong_password_never_establishes", &["gobgpd", "frr"])
+    else {
         return;
     };
     let seg = lab.segment(&["spk", "gobgp", "frr", "badgobgp", "badfrr"]);
@@ -302,10 +326,17 @@ fn md5_with_frr_and_gobgpd_and_wrong_password_never_establishes() {
     let (g4, f6, bg4, bf4) = (g.v4.to_string(), f.v6.to_string(), bg.v4.to_string(), bf.v4.to_string());
 
     let sp = Speakerd::builder(s).local_asn(65001).router_id(s.v4).start();
-    let gobgp = Gobgpd::start(g, PeerConfig::new(65002, g.v4).neighbor(Neighbor::new(&s4, 65001).passive().password("gobgp-s3cret")));
+    let gobgp = Gobgpd::start(
+        g,
+        PeerConfig::new(65002, g.v4).neighbor(Neighbor::new(&s4, 65001).passive().password("gobgp-s3cret")),
+    );
     let frr = Frr::start(f, PeerConfig::new(65003, f.v4).neighbor(Neighbor::new(&s6, 65001).password("frr-s3cret")));
-    let bad_gobgp = Gobgpd::start(bg, PeerConfig::new(65004, bg.v4).neighbor(Neighbor::new(&s4, 65001).passive().password("right-key")));
-    let bad_frr = Frr::start(bf, PeerConfig::new(65005, bf.v4).neighbor(Neighbor::new(&s4, 65001).password("badfrr-key")));
+    let bad_gobgp = Gobgpd::start(
+        bg,
+        PeerConfig::new(65004, bg.v4).neighbor(Neighbor::new(&s4, 65001).passive().password("right-key")),
+    );
+    let bad_frr =
+        Frr::start(bf, PeerConfig::new(65005, bf.v4).neighbor(Neighbor::new(&s4, 65001).password("badfrr-key")));
 
     sp.ctl(&["peer", "add", &g4, "--asn", "65002", "--password", "gobgp-s3cret", "--connect-time", "1"]);
     sp.ctl(&["peer", "add", &f6, "--asn", "65003", "--password", "frr-s3cret", "--passive"]);
@@ -335,9 +366,11 @@ fn md5_with_frr_and_gobgpd_and_wrong_password_never_establishes() {
             n => Ok(n),
         }
     });
-    wait_until(T, "MD5 failures at speakerd from the FRR with a wrong key", || match net_counter(s, "TcpExt", "TCPMD5Failure") {
-        0 => Err(format!("0; FRR: {}", bad_frr.session_state(&s4))),
-        n => Ok(n),
+    wait_until(T, "MD5 failures at speakerd from the FRR with a wrong key", || {
+        match net_counter(s, "TcpExt", "TCPMD5Failure") {
+            0 => Err(format!("0; FRR: {}", bad_frr.session_state(&s4))),
+            n => Ok(n),
+        }
     });
     let before = (net_counter(bg, "TcpExt", "TCPMD5Failure"), net_counter(s, "TcpExt", "TCPMD5Failure"));
 
@@ -360,7 +393,10 @@ fn md5_with_frr_and_gobgpd_and_wrong_password_never_establishes() {
         Ok(())
     });
     let after = (net_counter(bg, "TcpExt", "TCPMD5Failure"), net_counter(s, "TcpExt", "TCPMD5Failure"));
-    assert!(after.0 > before.0 && after.1 > before.1, "both sides kept trying during the 8 s: MD5 failures {before:?} -> {after:?}");
+    assert!(
+        after.0 > before.0 && after.1 > before.1,
+        "both sides kept trying during the 8 s: MD5 failures {before:?} -> {after:?}"
+    );
     assert!(bad_gobgp.routes().is_empty() && bad_frr.routes().is_empty());
 
     // Right keys: both come up and get the routes; the good sessions were never touched.
@@ -427,7 +463,11 @@ fn ebgp_multihop_across_a_routed_hop() {
         Ok(())
     });
 
-    eprintln!("multihop: with TTL 1 speakerd shows {:?}, FRR {:?}", states(&sp), [frr.session_state(&s4), frr.session_state(&s6)]);
+    eprintln!(
+        "multihop: with TTL 1 speakerd shows {:?}, FRR {:?}",
+        states(&sp),
+        [frr.session_state(&s4), frr.session_state(&s6)]
+    );
 
     sp.ctl(&["peer", "update", &f4, "--asn", "65002", "--connect-time", "1", "--ebgp-multihop", "2"]);
     sp.ctl(&["peer", "update", &f6, "--asn", "65002", "--passive", "--ebgp-multihop", "2"]);
@@ -523,7 +563,11 @@ fn gtsm_with_bird_and_frr_and_a_peer_without_it_never_establishes() {
     // The plain BIRD connects to us (and we to it) with TTL 1: IP_MINTTL drops its segments.
     assert_holds(Duration::from_secs(5), "no session with a peer that does not send TTL 255", || {
         let st = sp.peer_state(&p.v4.to_string()).unwrap_or_default();
-        if st == "established" { Err(st) } else { Ok(()) }
+        if st == "established" {
+            Err(st)
+        } else {
+            Ok(())
+        }
     });
     assert!(!plain.session_state(&s.v4.to_string()).to_lowercase().contains("established"));
     let e = sp.speakerctl(&["peer", "add", "192.0.2.99", "--asn", "65009", "--gtsm", "--ebgp-multihop", "3"]);
@@ -542,9 +586,22 @@ fn max_received_prefixes_cease() {
         cfg = cfg.announce(Announce::new(&format!("198.51.100.{i}/32")));
     }
     let bird = Bird::start(&b, cfg);
-    sp.ctl(&["peer", "add", &b.v4.to_string(), "--asn", "65002", "--connect-time", "1", "--max-received-prefixes", "5", "--cease-on-max-prefixes"]);
+    sp.ctl(&[
+        "peer",
+        "add",
+        &b.v4.to_string(),
+        "--asn",
+        "65002",
+        "--connect-time",
+        "1",
+        "--max-received-prefixes",
+        "5",
+        "--cease-on-max-prefixes",
+    ]);
     let n = wait_until(Duration::from_secs(30), "BIRD receives Cease / Maximum Number of Prefixes Reached", || {
-        bird.last_notification_received(&s.v4.to_string()).filter(|n| n.code == 6 && n.subcode == 1).ok_or_else(|| "none yet".to_string())
+        bird.last_notification_received(&s.v4.to_string())
+            .filter(|n| n.code == 6 && n.subcode == 1)
+            .ok_or_else(|| "none yet".to_string())
     });
     println!("BIRD got {n:?}");
     let show = show(&sp, &b.v4.to_string());
@@ -592,7 +649,10 @@ fn dynamic_asn_takes_the_peers_as_of_the_right_kind() {
     assert_eq!(show(&sp, &b4)["config"]["dynamic_asn"], "external");
     // The wrong kind: Bad Peer AS (2/2) at BIRD, and never Established.
     let n = wait_until(T, "BIRD in AS 65004 receives OPEN Message Error / Bad Peer AS", || {
-        wrong.last_notification_received(&s.v4.to_string()).filter(|n| n.code == 2 && n.subcode == 2).ok_or_else(|| "none yet".to_string())
+        wrong
+            .last_notification_received(&s.v4.to_string())
+            .filter(|n| n.code == 2 && n.subcode == 2)
+            .ok_or_else(|| "none yet".to_string())
     });
     println!("the wrong kind got {n:?}");
     assert_holds(Duration::from_secs(3), "the wrong kind never establishes", || match sp.peer_state(&w4).as_deref() {
@@ -600,6 +660,9 @@ fn dynamic_asn_takes_the_peers_as_of_the_right_kind() {
         _ => Ok(()),
     });
     // Refused combinations: an AS with --dynamic-asn, neither.
-    assert!(!sp.speakerctl(&["peer", "add", "192.0.2.99", "--asn", "65009", "--dynamic-asn", "external"]).status.success());
+    assert!(!sp
+        .speakerctl(&["peer", "add", "192.0.2.99", "--asn", "65009", "--dynamic-asn", "external"])
+        .status
+        .success());
     assert!(!sp.speakerctl(&["peer", "add", "192.0.2.99"]).status.success());
 }

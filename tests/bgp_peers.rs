@@ -35,7 +35,11 @@ fn run(case: Case) {
     // The side that does not connect waits; gobgpd as the active side takes 5-9 s to connect.
     let nb = |a: &str, n: u32| {
         let n = Neighbor::new(a, n);
-        if case.speakerd_active { n.passive() } else { n }
+        if case.speakerd_active {
+            n.passive()
+        } else {
+            n
+        }
     };
     let gobgp = Gobgpd::start(g, PeerConfig::new(g_asn, g.v4).neighbor(nb(&s_for_g, SPK_ASN)));
     let bird = Bird::start(b, PeerConfig::new(b_asn, b.v4).neighbor(nb(&s_for_b, SPK_ASN)));
@@ -51,22 +55,36 @@ fn run(case: Case) {
         sp.ctl(&args);
     }
     sp.ctl(&[
-        "announce", "add", V4, V6, "--community", "65000:100", "--community", "no-peer", "--large-community", "65001:1:2",
-        "--med", "50", "--local-pref", "300",
+        "announce",
+        "add",
+        V4,
+        V6,
+        "--community",
+        "65000:100",
+        "--community",
+        "no-peer",
+        "--large-community",
+        "65001:1:2",
+        "--med",
+        "50",
+        "--local-pref",
+        "300",
     ]);
     let timeout = Duration::from_secs(30);
     for a in [&g_addr, &b_addr, &f_addr] {
         sp.wait_peer_state(a, "established", timeout);
     }
 
-    let peers: [(&dyn BgpPeer, &str, &str); 3] = [(&gobgp, "gobgpd", &s_for_g), (&bird, "BIRD", &s_for_b), (&frr, "FRR", &s_for_f)];
+    let peers: [(&dyn BgpPeer, &str, &str); 3] =
+        [(&gobgp, "gobgpd", &s_for_g), (&bird, "BIRD", &s_for_b), (&frr, "FRR", &s_for_f)];
     for (peer, name, spk_addr) in peers {
         let session_v6 = spk_addr.contains(':');
         for prefix in [V4, V6] {
             let r = wait_until(timeout, &format!("{prefix} at {name}"), || {
                 peer.routes_for(prefix).into_iter().next().ok_or_else(|| format!("{:?}", peer.routes()))
             });
-            let ctx = format!("{name} ({}, session over {}): {r:#?}", if case.ibgp { "iBGP" } else { "eBGP" }, spk_addr);
+            let ctx =
+                format!("{name} ({}, session over {}): {r:#?}", if case.ibgp { "iBGP" } else { "eBGP" }, spk_addr);
             let want_path: Vec<u32> = if case.ibgp { vec![] } else { vec![SPK_ASN] };
             assert_eq!(r.as_path, want_path, "{ctx}");
             assert!(r.as_path_is_sequence, "AS_PATH must be an AS_SEQUENCE: {ctx}");
@@ -99,14 +117,22 @@ fn run(case: Case) {
     sp.ctl(&["announce", "withdraw", V4]);
     for (peer, name, _) in peers {
         wait_until(timeout, &format!("{V4} withdrawn at {name}"), || {
-            if peer.routes_for(V4).is_empty() { Ok(()) } else { Err(format!("{:?}", peer.routes())) }
+            if peer.routes_for(V4).is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{:?}", peer.routes()))
+            }
         });
         assert_eq!(peer.routes_for(V6).len(), 1, "{name} lost {V6}");
     }
     sp.ctl(&["announce", "withdraw", V6]);
     for (peer, name, _) in peers {
         wait_until(timeout, &format!("{V6} withdrawn at {name}"), || {
-            if peer.routes().is_empty() { Ok(()) } else { Err(format!("{:?}", peer.routes())) }
+            if peer.routes().is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{:?}", peer.routes()))
+            }
         });
     }
 }

@@ -40,7 +40,11 @@ fn peer_killed_and_restarted_fifty_times() {
     let all_there = |bird: &Bird| -> Result<(), String> {
         let have: BTreeSet<String> = bird.routes().into_iter().map(|r| r.prefix).collect();
         let missing: Vec<&String> = prefixes.iter().filter(|p| !have.contains(*p)).collect();
-        if missing.is_empty() { Ok(()) } else { Err(format!("missing {missing:?}")) }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("missing {missing:?}"))
+        }
     };
     wait_until(T, "all 20 prefixes at BIRD", || all_there(&bird));
     let mut samples = Vec::new();
@@ -79,13 +83,24 @@ fn speakerd_restart_with_graceful_restart_keeps_routes_and_end_of_rib_cleans_up(
         }
         c
     };
-    let mut sp = Speakerd::builder(s).local_asn(SPK_ASN).router_id(s.v4).no_bgp_listen().config(&config(&["203.0.113.1/32", "203.0.113.2/32"])).start();
-    let gobgp = Gobgpd::start(g, PeerConfig::new(65002, g.v4).neighbor(Neighbor::new(s.v4, SPK_ASN).passive()).graceful_restart());
-    let frr = Frr::start(f, PeerConfig::new(65003, f.v4).neighbor(Neighbor::new(s.v4, SPK_ASN).passive()).graceful_restart());
+    let mut sp = Speakerd::builder(s)
+        .local_asn(SPK_ASN)
+        .router_id(s.v4)
+        .no_bgp_listen()
+        .config(&config(&["203.0.113.1/32", "203.0.113.2/32"]))
+        .start();
+    let gobgp = Gobgpd::start(
+        g,
+        PeerConfig::new(65002, g.v4).neighbor(Neighbor::new(s.v4, SPK_ASN).passive()).graceful_restart(),
+    );
+    let frr =
+        Frr::start(f, PeerConfig::new(65003, f.v4).neighbor(Neighbor::new(s.v4, SPK_ASN).passive()).graceful_restart());
     let peers: [(&dyn BgpPeer, &str); 2] = [(&gobgp, "gobgpd"), (&frr, "FRR")];
     for (p, name) in peers {
         for pfx in ["203.0.113.1/32", "203.0.113.2/32"] {
-            wait_until(T, &format!("{pfx} at {name}"), || p.routes_for(pfx).into_iter().next().ok_or_else(|| format!("{:?}", p.routes())));
+            wait_until(T, &format!("{pfx} at {name}"), || {
+                p.routes_for(pfx).into_iter().next().ok_or_else(|| format!("{:?}", p.routes()))
+            });
         }
     }
     // The next incarnation announces only .1: .2 must go once it has sent End-of-RIB.
@@ -105,13 +120,20 @@ fn speakerd_restart_with_graceful_restart_keeps_routes_and_end_of_rib_cleans_up(
     sp.restart();
     for (p, name) in peers {
         wait_until(T, &format!("203.0.113.2/32 removed at {name} (End-of-RIB)"), || {
-            if p.routes_for("203.0.113.2/32").is_empty() { Ok(()) } else { Err("still there".to_string()) }
+            if p.routes_for("203.0.113.2/32").is_empty() {
+                Ok(())
+            } else {
+                Err("still there".to_string())
+            }
         });
         assert_eq!(p.routes_for("203.0.113.1/32").len(), 1, "{name} keeps the re-announced route");
     }
     // FRR says it received End-of-RIB from us (not merely that the stale timer fired: that is 360 s).
     let nb = frr.vtysh(&[&format!("show bgp neighbors {} json", s.v4)]).unwrap();
-    assert!(nb.contains("\"endOfRibRecv\":true") || nb.contains("\"endOfRibRecv\": true"), "FRR saw no End-of-RIB: {nb}");
+    assert!(
+        nb.contains("\"endOfRibRecv\":true") || nb.contains("\"endOfRibRecv\": true"),
+        "FRR saw no End-of-RIB: {nb}"
+    );
 }
 
 /// speakerd restarted with its config file and graceful restart: the helper must not flush the routes.
@@ -130,7 +152,10 @@ fn a_restart_from_the_config_file_sends_end_of_rib_after_the_whole_table() {
     for i in 0..N as u32 {
         cfg += &format!("[[announcements]]\nprefix = \"{}/32\"\n", std::net::Ipv4Addr::from(0x0a00_0000 + i));
     }
-    let bird = Bird::start(&b, PeerConfig::new(65002, b.v4).neighbor(Neighbor::new(s.v4, SPK_ASN).passive()).graceful_restart().trace());
+    let bird = Bird::start(
+        &b,
+        PeerConfig::new(65002, b.v4).neighbor(Neighbor::new(s.v4, SPK_ASN).passive()).graceful_restart().trace(),
+    );
     let mut sp = Speakerd::builder(&s).local_asn(SPK_ASN).router_id(s.v4).no_bgp_listen().config(&cfg).start();
     let log = bird.core().dir.join("bird.log");
     let all_held = || match bird.birdc(&["show", "route", "count"]) {
@@ -144,7 +169,11 @@ fn a_restart_from_the_config_file_sends_end_of_rib_after_the_whole_table() {
     sp.restart();
     wait_until(T, "End-of-RIB from the new incarnation", || {
         let l = std::fs::read_to_string(&log).unwrap_or_default();
-        if l.contains("Got END-OF-RIB") { Ok(()) } else { Err(format!("{} lines of log", l.lines().count())) }
+        if l.contains("Got END-OF-RIB") {
+            Ok(())
+        } else {
+            Err(format!("{} lines of log", l.lines().count()))
+        }
     });
     wait_until(T, "BIRD holds every route", all_held);
     let l = std::fs::read_to_string(&log).unwrap();
@@ -171,7 +200,9 @@ fn a_thousand_api_toggles_end_in_the_desired_table() {
         let ch = tonic::transport::Endpoint::from_static("http://[::]:50051")
             .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
                 let p = socket.clone();
-                async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(p).await?)) }
+                async move {
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(p).await?))
+                }
             }))
             .await
             .unwrap();
@@ -200,11 +231,25 @@ fn a_thousand_api_toggles_end_in_the_desired_table() {
     assert!(want.len() > 10 && want.len() < 64, "the walk should leave a mixed table: {}", want.len());
     let got = wait_until(T, "BIRD's table equals the final desired state", || {
         let have: BTreeSet<String> = bird.routes().into_iter().map(|r| r.prefix).collect();
-        if have == want { Ok(have) } else { Err(format!("{} at BIRD, {} wanted; extra {:?}, missing {:?}", have.len(), want.len(), have.difference(&want).collect::<Vec<_>>(), want.difference(&have).collect::<Vec<_>>())) }
+        if have == want {
+            Ok(have)
+        } else {
+            Err(format!(
+                "{} at BIRD, {} wanted; extra {:?}, missing {:?}",
+                have.len(),
+                want.len(),
+                have.difference(&want).collect::<Vec<_>>(),
+                want.difference(&have).collect::<Vec<_>>()
+            ))
+        }
     });
     assert_holds(Duration::from_secs(2), "and stays so", || {
         let have: BTreeSet<String> = bird.routes().into_iter().map(|r| r.prefix).collect();
-        if have == got { Ok(()) } else { Err(format!("{have:?}")) }
+        if have == got {
+            Ok(())
+        } else {
+            Err(format!("{have:?}"))
+        }
     });
 }
 
@@ -264,12 +309,14 @@ fn flood(to: std::net::Ipv4Addr, my_asn: u32, my_id: [u8; 4], secs: u64) -> u64 
     let mut sent = 0u64;
     let mut base = 0u32;
     while Instant::now() < deadline {
-        let nlri: Vec<u8> = (0..per as u32).flat_map(|i| {
-            let a = 0x0a00_0000u32 + ((base + i) % 200_000);
-            let mut v = vec![32];
-            v.extend_from_slice(&a.to_be_bytes());
-            v
-        }).collect();
+        let nlri: Vec<u8> = (0..per as u32)
+            .flat_map(|i| {
+                let a = 0x0a00_0000u32 + ((base + i) % 200_000);
+                let mut v = vec![32];
+                v.extend_from_slice(&a.to_be_bytes());
+                v
+            })
+            .collect();
         let body = if sent.is_multiple_of(2) {
             let mut b = vec![0, 0];
             b.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
@@ -297,14 +344,19 @@ fn a_peer_flooding_updates_does_not_starve_other_sessions() {
     let seg = lab.segment(&["spk", "bird", "flood"]);
     let (s, b, fl) = (&seg.hosts[0], &seg.hosts[1], &seg.hosts[2]);
     let sp = Speakerd::builder(s).local_asn(SPK_ASN).router_id(s.v4).start();
-    let bird = Bird::start(b, PeerConfig::new(65002, b.v4).neighbor(Neighbor::new(s.v4, SPK_ASN).passive().hold_time(3)));
+    let bird =
+        Bird::start(b, PeerConfig::new(65002, b.v4).neighbor(Neighbor::new(s.v4, SPK_ASN).passive().hold_time(3)));
     sp.ctl(&["peer", "add", &b.v4.to_string(), "--asn", "65002", "--connect-time", "1", "--hold-time", "3"]);
     sp.ctl(&["peer", "add", &fl.v4.to_string(), "--asn", "65009", "--passive"]);
     sp.ctl(&["announce", "add", "203.0.113.1/32"]);
     sp.wait_peer_state(&b.v4.to_string(), "established", T);
     bird.wait_route("203.0.113.1/32");
     let established = |sp: &Speakerd, addr: &str| -> u64 {
-        sp.peers().iter().find(|p| p["address"] == addr).map(|p| p["established_count"].as_u64().unwrap_or(0)).unwrap_or(0)
+        sp.peers()
+            .iter()
+            .find(|p| p["address"] == addr)
+            .map(|p| p["established_count"].as_u64().unwrap_or(0))
+            .unwrap_or(0)
     };
     let before = established(&sp, &b.v4.to_string());
     let id = fl.v4.octets();
@@ -313,7 +365,11 @@ fn a_peer_flooding_updates_does_not_starve_other_sessions() {
     // While the flood runs (speakerd has taken in a good part of it: over a second's worth), the BIRD
     // session (hold 3 s) never drops and a new announcement still reaches BIRD promptly.
     let received = |sp: &Speakerd| -> u64 {
-        sp.peers().iter().find(|p| p["address"] == fl.v4.to_string()).and_then(|p| p["updates_received"].as_u64()).unwrap_or(0)
+        sp.peers()
+            .iter()
+            .find(|p| p["address"] == fl.v4.to_string())
+            .and_then(|p| p["updates_received"].as_u64())
+            .unwrap_or(0)
     };
     wait_until(T, "speakerd receives the flood", || match received(&sp) {
         n if n >= 1000 => Ok(()),
@@ -325,7 +381,11 @@ fn a_peer_flooding_updates_does_not_starve_other_sessions() {
     let add_latency = t.elapsed();
     assert_holds(Duration::from_secs(8), "the BIRD session stays up during the flood", || {
         let st = sp.peer_state(&b.v4.to_string()).unwrap_or_default();
-        if st == "established" { Ok(()) } else { Err(st) }
+        if st == "established" {
+            Ok(())
+        } else {
+            Err(st)
+        }
     });
     let updates = flooder.join().unwrap();
     // What counts is what speakerd took in, not what the flooder wrote into its socket buffer: every

@@ -43,7 +43,11 @@ fn path(prefix: &str, communities: &[u32]) -> api::Path {
     if v6 {
         pattrs.push(any(
             "MpReachNLRIAttribute",
-            &api::MpReachNlriAttribute { family: Some(fam(true)), next_hops: vec!["::".into()], nlris: vec![nlri.clone()] },
+            &api::MpReachNlriAttribute {
+                family: Some(fam(true)),
+                next_hops: vec!["::".into()],
+                nlris: vec![nlri.clone()],
+            },
         ));
     } else {
         pattrs.push(any("NextHopAttribute", &api::NextHopAttribute { next_hop: "0.0.0.0".into() }));
@@ -71,7 +75,12 @@ fn communities_of(p: &api::Path) -> Vec<u32> {
 
 async fn list_path(c: &mut GobgpApiClient<Channel>, table: api::TableType, name: &str, v6: bool) -> Vec<api::Path> {
     let mut s = c
-        .list_path(api::ListPathRequest { table_type: table as i32, name: name.into(), family: Some(fam(v6)), ..Default::default() })
+        .list_path(api::ListPathRequest {
+            table_type: table as i32,
+            name: name.into(),
+            family: Some(fam(v6)),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -92,14 +101,17 @@ async fn list_peers(c: &mut GobgpApiClient<Channel>) -> Vec<api::Peer> {
 }
 
 async fn v1_client(socket: PathBuf) -> SpeakerClient<Channel> {
-    let ch = tonic::transport::Endpoint::try_from("http://[::]:50051")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_| {
-            let s = socket.clone();
-            async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(s).await?)) }
-        }))
-        .await
-        .unwrap();
+    let ch =
+        tonic::transport::Endpoint::try_from("http://[::]:50051")
+            .unwrap()
+            .connect_with_connector(tower::service_fn(move |_| {
+                let s = socket.clone();
+                async move {
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(s).await?))
+                }
+            }))
+            .await
+            .unwrap();
     SpeakerClient::new(ch)
 }
 
@@ -108,11 +120,16 @@ async fn gobgp_client(port: u16) -> GobgpApiClient<Channel> {
 }
 
 fn k8s_set() -> Vec<pb::Announcement> {
-    vec![pb::Announcement { prefix: "198.51.100.0/24".into(), communities: vec!["64512:7".into()], ..Default::default() }]
+    vec![pb::Announcement {
+        prefix: "198.51.100.0/24".into(),
+        communities: vec!["64512:7".into()],
+        ..Default::default()
+    }]
 }
 
 async fn k8s_listed(v1: &mut SpeakerClient<Channel>) -> Vec<(String, Vec<String>, String)> {
-    let r = v1.list_announcements(pb::ListAnnouncementsRequest { owner: "k8s-bridge".into() }).await.unwrap().into_inner();
+    let r =
+        v1.list_announcements(pb::ListAnnouncementsRequest { owner: "k8s-bridge".into() }).await.unwrap().into_inner();
     r.announcements.into_iter().map(|a| (a.prefix, a.communities, a.owner)).collect()
 }
 
@@ -146,7 +163,11 @@ impl Local {
             std::net::TcpStream::connect(("127.0.0.1", port)).map(|_| ()).map_err(|e| format!("{e}; log: {}", l.log()))
         });
         wait_until(Duration::from_secs(15), "speakerd's socket", || {
-            if l.socket().exists() { Ok(()) } else { Err("no socket".into()) }
+            if l.socket().exists() {
+                Ok(())
+            } else {
+                Err("no socket".into())
+            }
         });
         l
     }
@@ -188,7 +209,9 @@ fn rust_client_without_peer() {
         let mut v1 = v1_client(sp.socket()).await;
 
         // The k8s-bridge set exists before anything is done over the GoBGP API.
-        v1.set_announcements(pb::SetAnnouncementsRequest { owner: "k8s-bridge".into(), announcements: k8s_set() }).await.unwrap();
+        v1.set_announcements(pb::SetAnnouncementsRequest { owner: "k8s-bridge".into(), announcements: k8s_set() })
+            .await
+            .unwrap();
         let k8s_before = k8s_listed(&mut v1).await;
         assert_eq!(k8s_before.len(), 1);
 
@@ -236,7 +259,10 @@ fn rust_client_without_peer() {
 
         // AddPath with Any attributes: a UUID comes back; the path is listed with its attributes.
         let r = c
-            .add_path(api::AddPathRequest { path: Some(path("10.0.0.0/24", &[(100 << 16) | 100])), ..Default::default() })
+            .add_path(api::AddPathRequest {
+                path: Some(path("10.0.0.0/24", &[(100 << 16) | 100])),
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner();
@@ -247,7 +273,9 @@ fn rust_client_without_peer() {
         assert_eq!(communities_of(&v4[0]), [(100 << 16) | 100]);
         assert_eq!(v4[0].uuid, r.uuid);
         assert!(v4[0].best && v4[0].age.is_some());
-        c.add_path(api::AddPathRequest { path: Some(path("2001:db8:1::/64", &[1])), ..Default::default() }).await.unwrap();
+        c.add_path(api::AddPathRequest { path: Some(path("2001:db8:1::/64", &[1])), ..Default::default() })
+            .await
+            .unwrap();
         let v6 = list_path(&mut c, api::TableType::Global, "", true).await;
         assert_eq!(v6.iter().map(prefix_of).collect::<Vec<_>>(), ["2001:db8:1::/64"]);
 
@@ -277,19 +305,31 @@ fn rust_client_without_peer() {
                 api::watch_event_response::Event::Peer(_) => peer_events += 1,
             }
         }
-        assert!(seen_paths.contains("198.51.100.0/24") && seen_paths.contains("2001:db8:1::/64") && seen_paths.contains("100.64.9.99/32"));
+        assert!(
+            seen_paths.contains("198.51.100.0/24")
+                && seen_paths.contains("2001:db8:1::/64")
+                && seen_paths.contains("100.64.9.99/32")
+        );
 
         // The k8s-bridge set is untouched, and replacing it leaves the GoBGP paths alone.
         assert_eq!(k8s_listed(&mut v1).await, k8s_before);
-        v1.set_announcements(pb::SetAnnouncementsRequest { owner: "k8s-bridge".into(), announcements: k8s_set() }).await.unwrap();
-        let gobgp_owned = v1.list_announcements(pb::ListAnnouncementsRequest { owner: "gobgp-api".into() }).await.unwrap().into_inner();
+        v1.set_announcements(pb::SetAnnouncementsRequest { owner: "k8s-bridge".into(), announcements: k8s_set() })
+            .await
+            .unwrap();
+        let gobgp_owned = v1
+            .list_announcements(pb::ListAnnouncementsRequest { owner: "gobgp-api".into() })
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(gobgp_owned.announcements.len(), 1002, "1001 IPv4 + 1 IPv6");
 
         // DeletePath by UUID, then by path, then every IPv4 path of the owner (family only).
         c.delete_path(api::DeletePathRequest { uuid: r.uuid.clone(), ..Default::default() }).await.unwrap();
         let v4 = list_path(&mut c, api::TableType::Global, "", false).await;
         assert!(!v4.iter().any(|p| prefix_of(p) == "10.0.0.0/24"));
-        c.delete_path(api::DeletePathRequest { path: Some(path("100.64.0.0/32", &[])), ..Default::default() }).await.unwrap();
+        c.delete_path(api::DeletePathRequest { path: Some(path("100.64.0.0/32", &[])), ..Default::default() })
+            .await
+            .unwrap();
         assert_eq!(list_path(&mut c, api::TableType::Global, "", false).await.len(), 1000);
         // A withdrawal shows up in the watch as an is_withdraw path.
         loop {
@@ -301,38 +341,52 @@ fn rust_client_without_peer() {
             }
         }
         c.delete_path(api::DeletePathRequest { family: Some(fam(false)), ..Default::default() }).await.unwrap();
-        let v4: Vec<String> = list_path(&mut c, api::TableType::Global, "", false).await.iter().map(prefix_of).collect();
+        let v4: Vec<String> =
+            list_path(&mut c, api::TableType::Global, "", false).await.iter().map(prefix_of).collect();
         assert_eq!(v4, ["198.51.100.0/24"], "only k8s-bridge's remains");
         assert_eq!(list_path(&mut c, api::TableType::Global, "", true).await.len(), 1, "IPv6 untouched");
         assert_eq!(k8s_listed(&mut v1).await, k8s_before);
 
         // Disable, enable, delete: each one a peer event of 192.0.2.1.
-        c.disable_peer(api::DisablePeerRequest { address: "192.0.2.1".into(), communication: "maintenance".into() }).await.unwrap();
-        let p = list_peers(&mut c).await.into_iter().find(|p| p.conf.as_ref().unwrap().neighbor_address == "192.0.2.1").unwrap();
+        c.disable_peer(api::DisablePeerRequest { address: "192.0.2.1".into(), communication: "maintenance".into() })
+            .await
+            .unwrap();
+        let p = list_peers(&mut c)
+            .await
+            .into_iter()
+            .find(|p| p.conf.as_ref().unwrap().neighbor_address == "192.0.2.1")
+            .unwrap();
         assert_eq!(p.state.as_ref().unwrap().admin_state, api::peer_state::AdminState::Down as i32);
         assert!(p.conf.as_ref().unwrap().admin_down);
         c.enable_peer(api::EnablePeerRequest { address: "192.0.2.1".into() }).await.unwrap();
-        let p = list_peers(&mut c).await.into_iter().find(|p| p.conf.as_ref().unwrap().neighbor_address == "192.0.2.1").unwrap();
+        let p = list_peers(&mut c)
+            .await
+            .into_iter()
+            .find(|p| p.conf.as_ref().unwrap().neighbor_address == "192.0.2.1")
+            .unwrap();
         assert_eq!(p.state.as_ref().unwrap().admin_state, api::peer_state::AdminState::Up as i32);
         c.delete_peer(api::DeletePeerRequest { address: "192.0.2.1".into(), ..Default::default() }).await.unwrap();
         loop {
             let ev = tokio::time::timeout(T, watch.message()).await.expect("peer deleted event").unwrap().unwrap();
             if let Some(api::watch_event_response::Event::Peer(p)) = ev.event {
                 let st = p.peer.unwrap().state.unwrap();
-                if st.neighbor_address == "192.0.2.1" && st.session_state == api::peer_state::SessionState::Idle as i32 {
+                if st.neighbor_address == "192.0.2.1" && st.session_state == api::peer_state::SessionState::Idle as i32
+                {
                     peer_events += 1;
                     break;
                 }
             }
         }
         assert!(peer_events >= 1);
-        let addrs: Vec<String> = list_peers(&mut c).await.iter().map(|p| p.conf.as_ref().unwrap().neighbor_address.clone()).collect();
+        let addrs: Vec<String> =
+            list_peers(&mut c).await.iter().map(|p| p.conf.as_ref().unwrap().neighbor_address.clone()).collect();
         assert_eq!(addrs, ["192.0.2.50"]);
 
         // StopBgp: the GoBGP API's paths go, the others' stay; the global AS is forgotten.
         c.add_path(api::AddPathRequest { path: Some(path("10.9.0.0/16", &[])), ..Default::default() }).await.unwrap();
         c.stop_bgp(api::StopBgpRequest {}).await.unwrap();
-        let all = v1.list_announcements(pb::ListAnnouncementsRequest { owner: String::new() }).await.unwrap().into_inner();
+        let all =
+            v1.list_announcements(pb::ListAnnouncementsRequest { owner: String::new() }).await.unwrap().into_inner();
         let owners: std::collections::BTreeSet<String> = all.announcements.iter().map(|a| a.owner.clone()).collect();
         assert_eq!(owners.into_iter().collect::<Vec<_>>(), ["k8s-bridge"]);
         assert_eq!(c.get_bgp(api::GetBgpRequest {}).await.unwrap().into_inner().global.unwrap().asn, 0);
@@ -349,9 +403,11 @@ fn bad_arguments_and_unserved_rpcs() {
         let mut c = gobgp_client(sp.port).await;
         let add = |p: api::Path| api::AddPathRequest { path: Some(p), ..Default::default() };
         let mut bad_prefix = path("10.0.0.0/24", &[]);
-        bad_prefix.nlri = Some(any("IPAddressPrefix", &api::IpAddressPrefix { prefix: "10.0.0.300".into(), prefix_len: 24 }));
+        bad_prefix.nlri =
+            Some(any("IPAddressPrefix", &api::IpAddressPrefix { prefix: "10.0.0.300".into(), prefix_len: 24 }));
         let mut host_bits = path("10.0.0.0/24", &[]);
-        host_bits.nlri = Some(any("IPAddressPrefix", &api::IpAddressPrefix { prefix: "10.0.0.1".into(), prefix_len: 24 }));
+        host_bits.nlri =
+            Some(any("IPAddressPrefix", &api::IpAddressPrefix { prefix: "10.0.0.1".into(), prefix_len: 24 }));
         let mut evpn = path("10.0.0.0/24", &[]);
         evpn.family = Some(api::Family { afi: 25, safi: 70 });
         let mut no_nlri = path("10.0.0.0/24", &[]);
@@ -367,13 +423,22 @@ fn bad_arguments_and_unserved_rpcs() {
             (add(host_bits), "host bits set (did you mean 10.0.0.0/24?)"),
             (add(evpn), "path.family: afi 25 safi 70 (AFI_L2VPN SAFI_EVPN) is not served"),
             (add(no_nlri), "path.nlri: required"),
-            (add(foreign_any), "path.pattrs[2]: type URL \"type.googleapis.com/other.Thing\" is not a GoBGP v3 message"),
+            (
+                add(foreign_any),
+                "path.pattrs[2]: type URL \"type.googleapis.com/other.Thing\" is not a GoBGP v3 message",
+            ),
             (add(garbage), "path.pattrs[2]: cannot decode apipb.CommunitiesAttribute"),
             (add(unknown_attr), "path.pattrs[2]: apipb.ExtendedCommunitiesAttribute is not served"),
             (api::AddPathRequest { path: None, ..Default::default() }, "path: required"),
-            (api::AddPathRequest { table_type: 4, vrf_id: "red".into(), path: Some(path("10.0.0.0/24", &[])) }, "speakerd has no VRFs"),
+            (
+                api::AddPathRequest { table_type: 4, vrf_id: "red".into(), path: Some(path("10.0.0.0/24", &[])) },
+                "speakerd has no VRFs",
+            ),
             // Default routes: refused unless speakerd runs with --allow-default-route (issue 18).
-            (add(path("0.0.0.0/0", &[])), "0.0.0.0/0 is a default route: refused (start speakerd with --allow-default-route"),
+            (
+                add(path("0.0.0.0/0", &[])),
+                "0.0.0.0/0 is a default route: refused (start speakerd with --allow-default-route",
+            ),
             (add(path("::/0", &[])), "::/0 is a default route: refused"),
         ];
         for (req, want) in cases {
@@ -403,7 +468,12 @@ fn bad_arguments_and_unserved_rpcs() {
         let e = c.list_path(api::ListPathRequest::default()).await.unwrap_err();
         assert!(e.code() == tonic::Code::InvalidArgument && e.message().contains("family: required"), "{e:?}");
         let e = c
-            .list_path(api::ListPathRequest { table_type: 2, name: "192.0.2.1".into(), family: Some(fam(false)), ..Default::default() })
+            .list_path(api::ListPathRequest {
+                table_type: 2,
+                name: "192.0.2.1".into(),
+                family: Some(fam(false)),
+                ..Default::default()
+            })
             .await
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::Unimplemented, "{e:?}");
@@ -417,7 +487,9 @@ fn bad_arguments_and_unserved_rpcs() {
         let e = c.add_peer(api::AddPeerRequest { peer: Some(peer("192.0.2.1")) }).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
         assert!(e.message().contains("StartBgp"), "{e:?}");
-        let g = |asn, rid: &str| api::StartBgpRequest { global: Some(api::Global { asn, router_id: rid.into(), ..Default::default() }) };
+        let g = |asn, rid: &str| api::StartBgpRequest {
+            global: Some(api::Global { asn, router_id: rid.into(), ..Default::default() }),
+        };
         let e = c.start_bgp(g(65001, "not-an-ip")).await.unwrap_err();
         assert!(e.code() == tonic::Code::InvalidArgument && e.message().contains("global.router_id"), "{e:?}");
         let e = c.start_bgp(g(0, "10.0.0.1")).await.unwrap_err();
@@ -427,7 +499,10 @@ fn bad_arguments_and_unserved_rpcs() {
         let e = c.start_bgp(g(65009, "10.0.0.1")).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
         let e = c.add_peer(api::AddPeerRequest { peer: Some(peer("not-an-ip")) }).await.unwrap_err();
-        assert!(e.code() == tonic::Code::InvalidArgument && e.message().contains("peer.conf.neighbor_address"), "{e:?}");
+        assert!(
+            e.code() == tonic::Code::InvalidArgument && e.message().contains("peer.conf.neighbor_address"),
+            "{e:?}"
+        );
         let mut rr = peer("192.0.2.1");
         rr.route_reflector = Some(api::RouteReflector { route_reflector_client: true, ..Default::default() });
         let e = c.add_peer(api::AddPeerRequest { peer: Some(rr) }).await.unwrap_err();
@@ -442,24 +517,34 @@ fn bad_arguments_and_unserved_rpcs() {
 
         // Another owner's peer is listed but not deleted or updated over the GoBGP API.
         sp.speakerctl(&["peer", "add", "192.0.2.50", "--asn", "65050"]);
-        let e = c.delete_peer(api::DeletePeerRequest { address: "192.0.2.50".into(), ..Default::default() }).await.unwrap_err();
+        let e = c
+            .delete_peer(api::DeletePeerRequest { address: "192.0.2.50".into(), ..Default::default() })
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
         assert!(e.message().contains("\"speakerctl\""), "{e:?}");
-        let e = c.delete_peer(api::DeletePeerRequest { address: "192.0.2.99".into(), ..Default::default() }).await.unwrap_err();
+        let e = c
+            .delete_peer(api::DeletePeerRequest { address: "192.0.2.99".into(), ..Default::default() })
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
 
         // Unserved RPCs: UNIMPLEMENTED with the reason (called raw: our proto does not declare them).
         let ch = Channel::from_shared(format!("http://127.0.0.1:{}", sp.port)).unwrap().connect().await.unwrap();
-        for (method, why) in [("AddVrf", "VRFs"), ("ListPolicy", "routing policies"), ("AddRpki", "RPKI"), ("SetLogLevel", "RUST_LOG")] {
+        for (method, why) in
+            [("AddVrf", "VRFs"), ("ListPolicy", "routing policies"), ("AddRpki", "RPKI"), ("SetLogLevel", "RUST_LOG")]
+        {
             let mut g = tonic::client::Grpc::new(ch.clone());
             g.ready().await.unwrap();
             let path = tonic::codegen::http::uri::PathAndQuery::try_from(format!("/apipb.GobgpApi/{method}")).unwrap();
-            let e = g
-                .unary(tonic::Request::new(()), path, tonic_prost::ProstCodec::<(), ()>::default())
-                .await
-                .unwrap_err();
+            let e =
+                g.unary(tonic::Request::new(()), path, tonic_prost::ProstCodec::<(), ()>::default()).await.unwrap_err();
             assert_eq!(e.code(), tonic::Code::Unimplemented, "{method}: {e:?}");
-            assert!(e.message().contains(&format!("speakerd does not implement apipb.GobgpApi/{method}")) && e.message().contains(why), "{e:?}");
+            assert!(
+                e.message().contains(&format!("speakerd does not implement apipb.GobgpApi/{method}"))
+                    && e.message().contains(why),
+                "{e:?}"
+            );
         }
     });
 }
@@ -529,12 +614,21 @@ fn gobgp_cli_drives_speakerd_with_bird() {
 
     // gobgp monitor neighbor ADDR in the background (GoBGP 3.10's CLI prints only the address given).
     let mon_log = s.state_dir("monitor").join("monitor.log");
-    let _monitor = s.spawn("gobgp monitor", &["gobgp", "-p", "50051", "-u", "127.0.0.1", "monitor", "neighbor", &b4], &mon_log, &[]);
+    let _monitor = s.spawn(
+        "gobgp monitor",
+        &["gobgp", "-p", "50051", "-u", "127.0.0.1", "monitor", "neighbor", &b4],
+        &mon_log,
+        &[],
+    );
     // Its connection is up before the peer is added (its first lines may still race the subscription,
     // so the checks below rest on the lines after `disable`, long after).
     sp.wait(T, "gobgp monitor connected", || {
         let out = s.run(&["ss", "-Htn", "state", "established", "( dport = :50051 )"])?;
-        if out.trim().is_empty() { Err("no connection".into()) } else { Ok(()) }
+        if out.trim().is_empty() {
+            Err("no connection".into())
+        } else {
+            Ok(())
+        }
     });
     let monitor = || std::fs::read_to_string(&mon_log).unwrap_or_default();
 
@@ -557,7 +651,11 @@ fn gobgp_cli_drives_speakerd_with_bird() {
     // speaker.v1 (speakerctl) sees the GoBGP peer (its owner is checked in rust_client_without_peer:
     // speakerctl's JSON does not show it); GoBGP sees speakerctl's peer but may not delete it.
     let p = sp.peers().into_iter().find(|p| p["address"] == b4.as_str()).expect("peer in speakerctl peer list");
-    assert_eq!((&p["state"], &p["local_asn"], &p["peer_asn"]), (&"established".into(), &65001.into(), &65002.into()), "{p}");
+    assert_eq!(
+        (&p["state"], &p["local_asn"], &p["peer_asn"]),
+        (&"established".into(), &65001.into(), &65002.into()),
+        "{p}"
+    );
     sp.ctl(&["peer", "add", "192.0.2.77", "--asn", "65077"]);
     let out = gobgp_ok(s, &["neighbor"]);
     assert!(rows(&out).iter().any(|w| w[0] == "192.0.2.77" && w[1] == "65077"), "{out}");
@@ -568,7 +666,11 @@ fn gobgp_cli_drives_speakerd_with_bird() {
     // Paths, IPv4 and IPv6, with a community.
     assert_eq!(gobgp_ok(s, &["global", "rib", "add", "10.0.0.0/24", "community", "100:100", "-a", "ipv4"]), "");
     assert_eq!(gobgp_ok(s, &["global", "rib", "add", "2001:db8:1::/64", "community", "100:100", "-a", "ipv6"]), "");
-    assert_eq!(sp.ctl(&["announce", "list", "--owner", "k8s-bridge", "-o", "json"]), k8s_before, "GoBGP paths went to k8s-bridge");
+    assert_eq!(
+        sp.ctl(&["announce", "list", "--owner", "k8s-bridge", "-o", "json"]),
+        k8s_before,
+        "GoBGP paths went to k8s-bridge"
+    );
     let out = gobgp_ok(s, &["global", "rib"]);
     let r = rows(&out);
     assert_eq!(r[0], ["Network", "Next", "Hop", "AS_PATH", "Age", "Attrs"], "{out}");
@@ -593,7 +695,11 @@ fn gobgp_cli_drives_speakerd_with_bird() {
     // adj-out: what the session sent, with the real next hops and AS_PATH.
     let out = sp.wait(T, "adj-out to list both IPv4 prefixes", || {
         let out = gobgp_ok(s, &["neighbor", &b4, "adj-out"]);
-        if rows(&out).len() == 3 { Ok(out) } else { Err(out) }
+        if rows(&out).len() == 3 {
+            Ok(out)
+        } else {
+            Err(out)
+        }
     });
     let r = rows(&out);
     assert_eq!(r[0], ["ID", "Network", "Next", "Hop", "AS_PATH", "Attrs"], "{out}");
@@ -620,7 +726,11 @@ fn gobgp_cli_drives_speakerd_with_bird() {
     let streamed = |r: &Route| r.prefix.starts_with("100.64.");
     sp.wait(T, "1000 streamed paths at BIRD", || {
         let n = bird.routes().iter().filter(|r| streamed(r)).count();
-        if n == 1000 { Ok(()) } else { Err(format!("{n} routes")) }
+        if n == 1000 {
+            Ok(())
+        } else {
+            Err(format!("{n} routes"))
+        }
     });
     let one = bird.routes_for("100.64.3.249/32");
     assert_eq!(one[0].communities, ["65001:5"], "{one:?}");
@@ -631,16 +741,23 @@ fn gobgp_cli_drives_speakerd_with_bird() {
             let mut c = gobgp_client(50051).await;
             for m in 0..4 {
                 for i in 0..250 {
-                    c.delete_path(api::DeletePathRequest { path: Some(path(&format!("100.64.{m}.{i}/32"), &[])), ..Default::default() })
-                        .await
-                        .unwrap();
+                    c.delete_path(api::DeletePathRequest {
+                        path: Some(path(&format!("100.64.{m}.{i}/32"), &[])),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
                 }
             }
         })
     });
     sp.wait(T, "the streamed paths gone from BIRD", || {
         let n = bird.routes().iter().filter(|r| streamed(r)).count();
-        if n == 0 { Ok(()) } else { Err(format!("{n} routes")) }
+        if n == 0 {
+            Ok(())
+        } else {
+            Err(format!("{n} routes"))
+        }
     });
 
     // gobgp global rib del: gone from the RIB and from BIRD; k8s-bridge's stays.
@@ -648,7 +765,11 @@ fn gobgp_cli_drives_speakerd_with_bird() {
     assert_eq!(gobgp_ok(s, &["global", "rib", "del", "2001:db8:1::/64", "-a", "ipv6"]), "");
     for prefix in ["10.0.0.0/24", "2001:db8:1::/64"] {
         sp.wait(T, &format!("{prefix} withdrawn at BIRD"), || {
-            if bird.routes_for(prefix).is_empty() { Ok(()) } else { Err(format!("{:?}", bird.routes())) }
+            if bird.routes_for(prefix).is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{:?}", bird.routes()))
+            }
         });
     }
     assert_eq!(bird.routes_for("198.51.100.0/24").len(), 1);
@@ -665,12 +786,20 @@ fn gobgp_cli_drives_speakerd_with_bird() {
     assert_eq!(gobgp_ok(s, &["neighbor", &b4, "disable"]), "");
     sp.wait(T, "Idle(Admin)", || {
         let out = gobgp_ok(s, &["neighbor"]);
-        if rows(&out).iter().any(|w| w[0] == b4 && w[3] == "Idle(Admin)") { Ok(()) } else { Err(out) }
+        if rows(&out).iter().any(|w| w[0] == b4 && w[3] == "Idle(Admin)") {
+            Ok(())
+        } else {
+            Err(out)
+        }
     });
     assert_eq!(gobgp_ok(s, &["neighbor", &b4, "enable"]), "");
     sp.wait(T, "Establ after enable", || {
         let out = gobgp_ok(s, &["neighbor"]);
-        if rows(&out).iter().any(|w| w[0] == b4 && w[3] == "Establ") { Ok(()) } else { Err(out) }
+        if rows(&out).iter().any(|w| w[0] == b4 && w[3] == "Establ") {
+            Ok(())
+        } else {
+            Err(out)
+        }
     });
 
     // gobgp neighbor del: the session goes; the monitor printed the whole story.
@@ -679,11 +808,14 @@ fn gobgp_cli_drives_speakerd_with_bird() {
     assert_eq!(rows(&out).len(), 1, "{out}");
     let lines = sp.wait(T, "the monitor to print the session going down on delete", || {
         let m = monitor();
-        let lines: Vec<String> = m.lines().filter(|l| l.contains(&format!("[NEIGH] {b4} fsm: "))).map(str::to_string).collect();
+        let lines: Vec<String> =
+            m.lines().filter(|l| l.contains(&format!("[NEIGH] {b4} fsm: "))).map(str::to_string).collect();
         // disable → IDLE admin: DOWN; enable → … ESTABLISHED admin: UP; delete → IDLE admin: UP (last).
         let down = lines.iter().position(|l| l.ends_with("fsm: IDLE admin: DOWN"));
-        let up_again = down.and_then(|d| lines[d..].iter().position(|l| l.ends_with("fsm: ESTABLISHED admin: UP")).map(|i| i + d));
-        let deleted = up_again.is_some_and(|u| u + 1 < lines.len()) && lines.last().is_some_and(|l| l.ends_with("fsm: IDLE admin: UP"));
+        let up_again =
+            down.and_then(|d| lines[d..].iter().position(|l| l.ends_with("fsm: ESTABLISHED admin: UP")).map(|i| i + d));
+        let deleted = up_again.is_some_and(|u| u + 1 < lines.len())
+            && lines.last().is_some_and(|l| l.ends_with("fsm: IDLE admin: UP"));
         if deleted {
             Ok(lines)
         } else {
@@ -697,6 +829,10 @@ fn gobgp_cli_drives_speakerd_with_bird() {
     }
     sp.wait(T, "BIRD to see the session down", || {
         let st = bird.session_state(&s4);
-        if st == "Established" { Err(st) } else { Ok(()) }
+        if st == "Established" {
+            Err(st)
+        } else {
+            Ok(())
+        }
     });
 }

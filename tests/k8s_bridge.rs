@@ -17,7 +17,6 @@ const SPK_ASN: u32 = 64500;
 const GOBGP_ASN: u32 = 64510;
 const FRR_ASN: u32 = 64511;
 
-
 fn with_community(r: &Route, c: &str) -> bool {
     r.communities.iter().any(|x| x == c)
 }
@@ -59,7 +58,12 @@ fn crds_services_and_endpoints_become_routes_and_arp_answers() {
     api.apply(node("n1", &n1.v4.to_string(), "a"));
     api.apply(node("n2", &n2.v4.to_string(), "b"));
 
-    let gobgp = Gobgpd::start(g, PeerConfig::new(GOBGP_ASN, g.v4).neighbor(Neighbor::new(n1.v4, SPK_ASN).passive()).neighbor(Neighbor::new(n2.v4, SPK_ASN).passive()));
+    let gobgp = Gobgpd::start(
+        g,
+        PeerConfig::new(GOBGP_ASN, g.v4)
+            .neighbor(Neighbor::new(n1.v4, SPK_ASN).passive())
+            .neighbor(Neighbor::new(n2.v4, SPK_ASN).passive()),
+    );
     let frr = Frr::start(f, PeerConfig::new(FRR_ASN, f.v4).neighbor(Neighbor::new(n1.v4, SPK_ASN).passive()));
     let mut sp1 = start_node(n1, "n1");
     let sp2 = start_node(n2, "n2");
@@ -101,7 +105,9 @@ spec: {{myASN: {SPK_ASN}, peerASN: {FRR_ASN}, peerAddress: "{}", connectTime: 1s
         }
     });
     assert!(from_both.contains(&n1.v4.to_string()) && from_both.contains(&n2.v4.to_string()), "{from_both}");
-    let r = wait_until(T, "203.0.113.10/32 at FRR", || frr.routes_for("203.0.113.10/32").into_iter().next().ok_or_else(|| format!("{:?}", frr.routes())));
+    let r = wait_until(T, "203.0.113.10/32 at FRR", || {
+        frr.routes_for("203.0.113.10/32").into_iter().next().ok_or_else(|| format!("{:?}", frr.routes()))
+    });
     assert_eq!(r.communities, vec!["64500:77", "65000:100"], "{r:#?}");
     assert_eq!(r.as_path, vec![SPK_ASN]);
     wait_until(T, "a nodeAssigned Event on the Service", || {
@@ -113,7 +119,11 @@ spec: {{myASN: {SPK_ASN}, peerASN: {FRR_ASN}, peerAddress: "{}", connectTime: 1s
     api.apply(service("web", "203.0.113.10", "Local"));
     wait_until(T, "only n2 announces the Local service", || {
         let rs = gobgp.routes_for("203.0.113.10/32");
-        if rs.len() == 1 && rs[0].peer == n2.v4.to_string() { Ok(()) } else { Err(format!("{rs:#?}")) }
+        if rs.len() == 1 && rs[0].peer == n2.v4.to_string() {
+            Ok(())
+        } else {
+            Err(format!("{rs:#?}"))
+        }
     });
     frr.wait_no_route("203.0.113.10/32");
 
@@ -132,12 +142,20 @@ spec: {{myASN: {SPK_ASN}, peerASN: {FRR_ASN}, peerAddress: "{}", connectTime: 1s
     wait_until(T, "ServiceL2Status of lan-svc from its owner", || {
         let l = api.server.list("metallb.io/v1beta1", "ServiceL2Status", Some(NS));
         let st: Vec<&Value> = l.iter().map(|o| &o["status"]).filter(|s| s["serviceName"] == "lan-svc").collect();
-        if st.len() == 1 && st[0]["node"] == owner.as_str() && st[0]["interfaces"] == json!([{"name": "eth0"}]) { Ok(()) } else { Err(format!("{l:#?}")) }
+        if st.len() == 1 && st[0]["node"] == owner.as_str() && st[0]["interfaces"] == json!([{"name": "eth0"}]) {
+            Ok(())
+        } else {
+            Err(format!("{l:#?}"))
+        }
     });
     wait_until(T, "ServiceBGPStatus of web from n2", || {
         let l = api.server.list("metallb.io/v1beta1", "ServiceBGPStatus", Some(NS));
         let st: Vec<&Value> = l.iter().map(|o| &o["status"]).filter(|s| s["serviceName"] == "web").collect();
-        if st.len() == 1 && st[0]["node"] == "n2" && st[0]["peers"] == json!(["gobgp"]) { Ok(()) } else { Err(format!("{l:#?}")) }
+        if st.len() == 1 && st[0]["node"] == "n2" && st[0]["peers"] == json!(["gobgp"]) {
+            Ok(())
+        } else {
+            Err(format!("{l:#?}"))
+        }
     });
 
     // A broken edit of one object (unknown community alias): that object keeps its last good version
@@ -146,7 +164,11 @@ spec: {{myASN: {SPK_ASN}, peerASN: {FRR_ASN}, peerAddress: "{}", connectTime: 1s
     wait_until(T, "a Warning Event on the BGPAdvertisement", || {
         let ev = api.events_about("BGPAdvertisement", "bgp");
         ev.iter()
-            .find(|e| e["type"] == "Warning" && e["reason"] == "InvalidConfig" && e["note"].as_str().or(e["message"].as_str()).unwrap_or_default().contains("no-such-alias"))
+            .find(|e| {
+                e["type"] == "Warning"
+                    && e["reason"] == "InvalidConfig"
+                    && e["note"].as_str().or(e["message"].as_str()).unwrap_or_default().contains("no-such-alias")
+            })
             .cloned()
             .ok_or_else(|| format!("{ev:#?}"))
     });
@@ -154,10 +176,18 @@ spec: {{myASN: {SPK_ASN}, peerASN: {FRR_ASN}, peerAddress: "{}", connectTime: 1s
         Ok(v) if v == 1.0 => Ok(()),
         other => Err(format!("{other:?}")),
     });
-    assert_eq!(metric(17473, "metallb_k8s_client_config_stale_bool"), Ok(0.0), "one bad object does not make the configuration stale");
+    assert_eq!(
+        metric(17473, "metallb_k8s_client_config_stale_bool"),
+        Ok(0.0),
+        "one bad object does not make the configuration stale"
+    );
     assert_holds(Duration::from_secs(3), "routes stay while the object is broken", || {
         let rs = gobgp.routes_for("203.0.113.10/32");
-        if rs.len() == 1 && with_community(&rs[0], "64500:77") { Ok(()) } else { Err(format!("{rs:#?}")) }
+        if rs.len() == 1 && with_community(&rs[0], "64500:77") {
+            Ok(())
+        } else {
+            Err(format!("{rs:#?}"))
+        }
     });
     // Overlapping pools are refused as a whole: the last good configuration stays, the stale metric says so.
     api.apply_yaml(CONFIG);
@@ -168,12 +198,21 @@ spec: {{myASN: {SPK_ASN}, peerASN: {FRR_ASN}, peerAddress: "{}", connectTime: 1s
     });
     assert_holds(Duration::from_secs(3), "routes stay while the configuration is invalid", || {
         let rs = gobgp.routes_for("203.0.113.10/32");
-        if rs.len() == 1 && with_community(&rs[0], "64500:77") { Ok(()) } else { Err(format!("{rs:#?}")) }
+        if rs.len() == 1 && with_community(&rs[0], "64500:77") {
+            Ok(())
+        } else {
+            Err(format!("{rs:#?}"))
+        }
     });
     api.delete("metallb.io/v1beta1", "IPAddressPool", Some(NS), "overlap");
-    wait_until(T, "config valid again", || match (metric(17473, "metallb_k8s_client_config_stale_bool"), metric(17473, "k8s_bridge_config_objects_skipped")) {
-        (Ok(a), Ok(b)) if a == 0.0 && b == 0.0 => Ok(()),
-        other => Err(format!("{other:?}")),
+    wait_until(T, "config valid again", || {
+        match (
+            metric(17473, "metallb_k8s_client_config_stale_bool"),
+            metric(17473, "k8s_bridge_config_objects_skipped"),
+        ) {
+            (Ok(a), Ok(b)) if a == 0.0 && b == 0.0 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
     });
 
     // A watch ended with 410 Gone: the API server goes away, a Service is created and history is
@@ -187,12 +226,19 @@ spec: {{myASN: {SPK_ASN}, peerASN: {FRR_ASN}, peerAddress: "{}", connectTime: 1s
     api.set_mode(fake_apiserver::Mode::Normal);
     wait_until(T, "a Service created across the 410 appears", || {
         let n = gobgp.routes_for("203.0.113.20/32").len();
-        if n == 2 { Ok(()) } else { Err(format!("{n} paths")) }
+        if n == 2 {
+            Ok(())
+        } else {
+            Err(format!("{n} paths"))
+        }
     });
     assert_eq!(gobgp.routes_for("203.0.113.10/32").len(), 1, "nothing lost across the relist");
     assert!(client.arping("192.0.2.201").is_ok(), "Layer 2 kept across the relist");
     let lists_after = api.server.requests().iter().filter(|r| r.is_list() && r.path.ends_with("/services")).count();
-    assert!(lists_after >= lists_before + 2, "both bridges relisted Services after the 410 ({lists_before} → {lists_after} lists)");
+    assert!(
+        lists_after >= lists_before + 2,
+        "both bridges relisted Services after the 410 ({lists_before} → {lists_after} lists)"
+    );
 
     // speakerd restarted (kill -9: a new process with empty state): its bridge reconnects and pushes
     // everything again.
@@ -200,13 +246,21 @@ spec: {{myASN: {SPK_ASN}, peerASN: {FRR_ASN}, peerAddress: "{}", connectTime: 1s
     sp1.wait_peer_state(&g.v4.to_string(), "established", T);
     wait_until(T, "n1's route back after its speakerd restarted", || {
         let rs = gobgp.routes_for("203.0.113.20/32");
-        if rs.iter().any(|r| r.peer == n1.v4.to_string() && with_community(r, "64500:77")) { Ok(()) } else { Err(format!("{rs:#?}")) }
+        if rs.iter().any(|r| r.peer == n1.v4.to_string() && with_community(r, "64500:77")) {
+            Ok(())
+        } else {
+            Err(format!("{rs:#?}"))
+        }
     });
     // k8s-bridge killed: speakerd keeps announcing on its own; a new bridge changes nothing.
     b1.kill9();
     assert_holds(Duration::from_secs(3), "routes stay while n1's bridge is down", || {
         let n = gobgp.routes_for("203.0.113.20/32").len();
-        if n == 2 { Ok(()) } else { Err(format!("{n} paths")) }
+        if n == 2 {
+            Ok(())
+        } else {
+            Err(format!("{n} paths"))
+        }
     });
     let mut b1 = bridge(&api, "n1", &sp1, 17476);
     wait_until(T, "the new bridge pushed", || match metric(17476, "k8s_bridge_push_ok") {
@@ -218,14 +272,20 @@ spec: {{myASN: {SPK_ASN}, peerASN: {FRR_ASN}, peerAddress: "{}", connectTime: 1s
     // Both down, then back in either order: the state converges.
     let two_paths = || {
         let n = gobgp.routes_for("203.0.113.20/32").len();
-        if n == 2 { Ok(()) } else { Err(format!("{n} paths")) }
+        if n == 2 {
+            Ok(())
+        } else {
+            Err(format!("{n} paths"))
+        }
     };
     b1.kill9();
     sp1.kill9();
     let mut b1 = bridge(&api, "n1", &sp1, 17477);
-    wait_until(T, "the bridge retries while speakerd is down", || match metric(17477, "k8s_bridge_push_errors_total") {
-        Ok(v) if v >= 1.0 => Ok(()),
-        other => Err(format!("{other:?}")),
+    wait_until(T, "the bridge retries while speakerd is down", || {
+        match metric(17477, "k8s_bridge_push_errors_total") {
+            Ok(v) if v >= 1.0 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
     });
     sp1.restart();
     wait_until(T, "bridge first, then speakerd: n1's paths back", two_paths);
@@ -274,7 +334,11 @@ fn legacy_configmap_without_crds() {
         ev.iter().find(|e| e["type"] == "Warning").cloned().ok_or_else(|| format!("{ev:#?}"))
     });
     assert_holds(Duration::from_secs(3), "route kept", || {
-        if gobgp.routes_for("198.51.100.7/32").len() == 1 { Ok(()) } else { Err("withdrawn".into()) }
+        if gobgp.routes_for("198.51.100.7/32").len() == 1 {
+            Ok(())
+        } else {
+            Err("withdrawn".into())
+        }
     });
 }
 
@@ -341,11 +405,16 @@ spec: {{myASN: {SPK_ASN}, dynamicASN: external, peerAddress: 10.99.0.2}}
         .collect();
     names.sort();
     assert_eq!(names, [("dyn", "external"), ("good", "-")], "the vrf peer is left out: {peers}");
-    for (kind, name, field) in [("BGPPeer", "red", "spec.vrf"), ("BGPAdvertisement", "zero", "spec.aggregationLength")] {
+    for (kind, name, field) in [("BGPPeer", "red", "spec.vrf"), ("BGPAdvertisement", "zero", "spec.aggregationLength")]
+    {
         wait_until(T, &format!("an InvalidConfig Event on {kind} {name} naming {field}"), || {
             let ev = api.events_about(kind, name);
             ev.iter()
-                .find(|e| e["type"] == "Warning" && e["reason"] == "InvalidConfig" && e["note"].as_str().or(e["message"].as_str()).unwrap_or_default().starts_with(field))
+                .find(|e| {
+                    e["type"] == "Warning"
+                        && e["reason"] == "InvalidConfig"
+                        && e["note"].as_str().or(e["message"].as_str()).unwrap_or_default().starts_with(field)
+                })
                 .cloned()
                 .ok_or_else(|| format!("{ev:#?}"))
         });
@@ -359,7 +428,11 @@ spec: {{myASN: {SPK_ASN}, dynamicASN: external, peerAddress: 10.99.0.2}}
     assert_holds(Duration::from_secs(3), "gobgpd holds the /32 only, never 0.0.0.0/0", || {
         let all = gobgp.routes();
         let prefixes: Vec<&str> = all.iter().map(|r| r.prefix.as_str()).collect();
-        if prefixes == ["203.0.113.10/32"] { Ok(()) } else { Err(format!("{prefixes:?}")) }
+        if prefixes == ["203.0.113.10/32"] {
+            Ok(())
+        } else {
+            Err(format!("{prefixes:?}"))
+        }
     });
 }
 
@@ -378,27 +451,44 @@ fn missing_gossip_secret_runs_unencrypted_and_picks_it_up_when_it_appears() {
     let n2_helm = dir.join("n2/metallb-memberlist");
     std::fs::write(&n2_helm, "shared-secret\n").unwrap();
     let f = |p: &std::path::Path| format!("--gossip-secret-file={}", p.display());
-    let sp1 = Speakerd::builder(&n1).l2_node("n1", n1.v4, None).metrics("127.0.0.1:9481").arg(&f(&n1_ml)).arg(&f(&n1_helm)).start();
+    let sp1 = Speakerd::builder(&n1)
+        .l2_node("n1", n1.v4, None)
+        .metrics("127.0.0.1:9481")
+        .arg(&f(&n1_ml))
+        .arg(&f(&n1_helm))
+        .start();
     let secret_missing = || -> Result<String, String> {
         let m = n1.metrics(9481)?;
         m.lines().find(|l| l.starts_with("speakerd_gossip_secret_missing ")).map(str::to_string).ok_or(m)
     };
     assert_eq!(secret_missing().as_deref(), Ok("speakerd_gossip_secret_missing 1"));
     let seed = format!("{}:7946", n1.v4);
-    let sp2 = Speakerd::builder(&n2).l2_node("n2", n2.v4, Some(&seed)).arg(&f(&dir.join("n2/memberlist"))).arg(&f(&n2_helm)).start();
+    let sp2 = Speakerd::builder(&n2)
+        .l2_node("n2", n2.v4, Some(&seed))
+        .arg(&f(&dir.join("n2/memberlist")))
+        .arg(&f(&n2_helm))
+        .start();
     assert!(sp1.log().contains("GOSSIP IS UNENCRYPTED"), "{}", sp1.log_tail(20));
     let alive = |sp: &Speakerd| {
         let v = sp.speakerctl_json(&["members"]);
         v["members"].as_array().map_or(0, |m| m.iter().filter(|x| x["state"] == "alive").count())
     };
     assert_holds(Duration::from_secs(3), "no join while only n2 has the secret", || {
-        if alive(&sp1) == 1 && alive(&sp2) == 1 { Ok(()) } else { Err(format!("n1 sees {}, n2 sees {}", alive(&sp1), alive(&sp2))) }
+        if alive(&sp1) == 1 && alive(&sp2) == 1 {
+            Ok(())
+        } else {
+            Err(format!("n1 sees {}, n2 sees {}", alive(&sp1), alive(&sp2)))
+        }
     });
     // The kubelet writes the Secret (the Helm name here): n1 picks it up without a restart.
     let pid = sp1.pid();
     std::fs::write(&n1_helm, "shared-secret\n").unwrap();
     wait_until(T, "n1 and n2 join once n1 has the secret", || {
-        if alive(&sp1) == 2 && alive(&sp2) == 2 { Ok(()) } else { Err(format!("n1 sees {}, n2 sees {}", alive(&sp1), alive(&sp2))) }
+        if alive(&sp1) == 2 && alive(&sp2) == 2 {
+            Ok(())
+        } else {
+            Err(format!("n1 sees {}, n2 sees {}", alive(&sp1), alive(&sp2)))
+        }
     });
     assert_eq!(sp1.pid(), pid, "no restart");
     assert_eq!(secret_missing().as_deref(), Ok("speakerd_gossip_secret_missing 0"));
@@ -424,7 +514,11 @@ fn excludel2_configmap_keeps_arp_off_an_excluded_interface() {
     wait_until(T, "speakerd has the announcement with eth* excluded", || {
         let l = sp.speakerctl_json(&["l2", "list"]);
         let s = l.to_string();
-        if s.contains("192.0.2.201") && s.contains("eth*") { Ok(()) } else { Err(s) }
+        if s.contains("192.0.2.201") && s.contains("eth*") {
+            Ok(())
+        } else {
+            Err(s)
+        }
     });
     assert_holds(Duration::from_secs(3), "no ARP answer on the excluded eth0", || match client.arping("192.0.2.201") {
         Err(_) => Ok(()),
@@ -432,7 +526,9 @@ fn excludel2_configmap_keeps_arp_off_an_excluded_interface() {
     });
     // The pattern list changed to something else: eth0 is answered on again.
     api.apply(excl("\"^docker.*\""));
-    let mac = wait_until(T, "arping 192.0.2.201 is answered once eth0 is no longer excluded", || client.arping("192.0.2.201"));
+    let mac = wait_until(T, "arping 192.0.2.201 is answered once eth0 is no longer excluded", || {
+        client.arping("192.0.2.201")
+    });
     assert_eq!(mac, n1.mac());
 }
 
@@ -484,7 +580,11 @@ spec: {{myASN: {SPK_ASN}, peerASN: {GOBGP_ASN}, peerAddress: "{}"}}
     let last_object = Instant::now();
     let routes = |want: usize| {
         let n = gobgp.routes().len();
-        if n == want { Ok(()) } else { Err(format!("{n} of {want} routes")) }
+        if n == want {
+            Ok(())
+        } else {
+            Err(format!("{n} of {want} routes"))
+        }
     };
     wait_until(Duration::from_secs(60), &format!("all {N} routes at gobgpd"), || routes(N));
     let all_routes = last_object.elapsed();
@@ -495,14 +595,21 @@ spec: {{myASN: {SPK_ASN}, peerASN: {GOBGP_ASN}, peerAddress: "{}"}}
         let t = Instant::now();
         api.apply(endpoints_with(name, &[("n1", false, false, false)]));
         wait_until(T, &format!("round {round}: {prefix} withdrawn"), || {
-            if gobgp.routes_for(&prefix).is_empty() { Ok(()) } else { Err("still there".into()) }
+            if gobgp.routes_for(&prefix).is_empty() {
+                Ok(())
+            } else {
+                Err("still there".into())
+            }
         });
         flips.push(t.elapsed());
         api.apply(endpoints(name, "n1"));
         wait_until(T, &format!("round {round}: {prefix} back"), || routes(N));
     }
     flips.sort();
-    let pending = (metric(17481, "k8s_bridge_events_pending").unwrap_or(-1.0), metric(17481, "k8s_bridge_status_pending").unwrap_or(-1.0));
+    let pending = (
+        metric(17481, "k8s_bridge_events_pending").unwrap_or(-1.0),
+        metric(17481, "k8s_bridge_status_pending").unwrap_or(-1.0),
+    );
     println!(
         "slow API (200 ms per write): {N} routes {all_routes:?} after the last object; not-ready → withdrawn p50 {:?}, max {:?}; pending (Events, status) then: {pending:?}",
         flips[flips.len() / 2],
@@ -518,7 +625,11 @@ spec: {{myASN: {SPK_ASN}, peerASN: {GOBGP_ASN}, peerAddress: "{}"}}
     let t = Instant::now();
     api.apply(endpoints_with("s9", &[("n1", false, false, false)]));
     wait_until(T, &format!("{prefix} withdrawn while writes hang"), || {
-        if gobgp.routes_for(&prefix).is_empty() { Ok(()) } else { Err("still there".into()) }
+        if gobgp.routes_for(&prefix).is_empty() {
+            Ok(())
+        } else {
+            Err("still there".into())
+        }
     });
     let hung = t.elapsed();
     api.apply(endpoints("s9", "n1"));
@@ -529,6 +640,10 @@ spec: {{myASN: {SPK_ASN}, peerASN: {GOBGP_ASN}, peerAddress: "{}"}}
     api.server.set_write_delay(WriteDelay::None);
     wait_until(Duration::from_secs(120), &format!("{N} ServiceBGPStatus objects"), || {
         let n = api.server.list("metallb.io/v1beta1", "ServiceBGPStatus", Some(NS)).len();
-        if n == N { Ok(()) } else { Err(format!("{n}")) }
+        if n == N {
+            Ok(())
+        } else {
+            Err(format!("{n}"))
+        }
     });
 }

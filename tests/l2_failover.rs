@@ -82,13 +82,15 @@ impl Cluster {
             sp.wait(T, &format!("{} alive members", alive), || {
                 let v = sp.speakerctl_json(&["members"]);
                 let n = v["members"].as_array().map_or(0, |m| m.iter().filter(|x| x["state"] != "dead").count());
-                if n == alive { Ok(()) } else { Err(v.to_string()) }
+                if n == alive {
+                    Ok(())
+                } else {
+                    Err(v.to_string())
+                }
             });
         }
     }
 }
-
-
 
 fn replies_by_mac(capture: &str, ip: &str) -> BTreeSet<String> {
     capture
@@ -112,7 +114,12 @@ fn three_nodes_one_owner_and_failover_on_kill() {
     let owner_mac = c.nodes[oi].0.mac();
 
     let cap_log = lab.dir().join("capture.txt");
-    let _cap = client.spawn("tcpdump", &["tcpdump", "-i", &client.dev, "-n", "-e", "-l", "-tt", "arp or icmp6"], &cap_log, &[]);
+    let _cap = client.spawn(
+        "tcpdump",
+        &["tcpdump", "-i", &client.dev, "-n", "-e", "-l", "-tt", "arp or icmp6"],
+        &cap_log,
+        &[],
+    );
     wait_until(T, "tcpdump listening", || match std::fs::read_to_string(&cap_log) {
         Ok(s) if s.contains("listening on") => Ok(()),
         other => Err(format!("{other:?}")),
@@ -157,9 +164,15 @@ fn three_nodes_one_owner_and_failover_on_kill() {
     wait_until(T, "an l2_owner event for the IP on the survivor's watch", || {
         let text = std::fs::read_to_string(&watch_log).unwrap_or_default();
         let found = text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).any(|v| {
-            v["l2_owner"]["ip"] == ip && v["l2_owner"]["old_node"] == owner.as_str() && v["l2_owner"]["new_node"] == new_owner.as_str()
+            v["l2_owner"]["ip"] == ip
+                && v["l2_owner"]["old_node"] == owner.as_str()
+                && v["l2_owner"]["new_node"] == new_owner.as_str()
         });
-        if found { Ok(()) } else { Err(text) }
+        if found {
+            Ok(())
+        } else {
+            Err(text)
+        }
     });
 
     // At no point did two MACs answer for the IP except around the handover itself.
@@ -189,7 +202,8 @@ fn link_down_moves_only_that_nodes_ips_and_return_does_not_flap_others() {
 
     c.nodes[vi].0.link_down(&c.nodes[vi].0.dev);
     for (ip, was) in &before {
-        let now = if *was == victim { c.agreed_owner_not(ip, &others, Some(&victim)) } else { c.agreed_owner(ip, &others) };
+        let now =
+            if *was == victim { c.agreed_owner_not(ip, &others, Some(&victim)) } else { c.agreed_owner(ip, &others) };
         if *was == victim {
             assert_ne!(now, victim, "{ip} still on the node whose link is down");
         } else {
@@ -200,7 +214,11 @@ fn link_down_moves_only_that_nodes_ips_and_return_does_not_flap_others() {
     let vsp = &c.nodes[vi].1;
     vsp.wait(T, "the isolated node to lose its quorum", || {
         let m = vsp.speakerctl_json(&["members"]);
-        if m["quorate"] == false { Ok(()) } else { Err(m.to_string()) }
+        if m["quorate"] == false {
+            Ok(())
+        } else {
+            Err(m.to_string())
+        }
     });
     for ip in before.keys() {
         assert_eq!(vsp.ctl(&["l2", "owner", ip]).trim(), "(none)", "isolated node still owns {ip}");
@@ -246,14 +264,20 @@ fn second_nic_subnet_is_answered_with_the_second_nics_mac_and_never_on_the_first
         let out = node.ip(&["-o", "link", "show", "eth1"]);
         out.split("link/ether ").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or_default().to_string()
     };
-    let cb = Host { ns: client_b.clone(), dev: "eth0".into(), v4: "198.51.100.9".parse().unwrap(), v6: "2001:db8:2::9".parse().unwrap() };
+    let cb = Host {
+        ns: client_b.clone(),
+        dev: "eth0".into(),
+        v4: "198.51.100.9".parse().unwrap(),
+        v6: "2001:db8:2::9".parse().unwrap(),
+    };
     let mac = wait_until(T, "client B resolves 198.51.100.50", || cb.arping("198.51.100.50"));
     assert_eq!(mac, eth1_mac, "answered with the wrong NIC's MAC");
     assert_eq!(wait_until(T, "client A resolves 192.0.2.50", || client_a.arping("192.0.2.50")), node.mac());
     // Client A is on the other segment: the 198.51.100.50 request it sends must go unanswered there.
     assert!(client_a.arping("198.51.100.50").is_err(), "answered on the first NIC");
     let list = sp.speakerctl_json(&["l2", "list"]);
-    let entry = list.as_array().and_then(|a| a.iter().find(|x| x["ip"] == "198.51.100.50")).cloned().unwrap_or_default();
+    let entry =
+        list.as_array().and_then(|a| a.iter().find(|x| x["ip"] == "198.51.100.50")).cloned().unwrap_or_default();
     assert_eq!(entry["answering_on"][0], format!("eth1 {eth1_mac}"), "{list}");
 }
 
@@ -268,8 +292,9 @@ fn two_nodes_with_phantom_candidates_fail_over_both_ways() {
     let client = seg.hosts[2].clone();
     let seed = format!("{}:7946", seg.hosts[0].v4);
     let names = ["n1", "n2"];
-    let mut sps: Vec<Speakerd> =
-        (0..2).map(|i| Speakerd::builder(&seg.hosts[i]).l2_node(names[i], seg.hosts[i].v4, Some(&seed)).start()).collect();
+    let mut sps: Vec<Speakerd> = (0..2)
+        .map(|i| Speakerd::builder(&seg.hosts[i]).l2_node(names[i], seg.hosts[i].v4, Some(&seed)).start())
+        .collect();
     let macs: Vec<String> = (0..2).map(|i| seg.hosts[i].mac()).collect();
     let candidates = ["n1", "n2", "cp1", "cp2", "cp3"];
     let announce = |sp: &Speakerd, ips: &[&str]| {
@@ -284,7 +309,11 @@ fn two_nodes_with_phantom_candidates_fail_over_both_ways() {
         sp.wait(T, &format!("{n} alive members"), || {
             let v = sp.speakerctl_json(&["members"]);
             let alive = v["members"].as_array().map_or(0, |m| m.iter().filter(|x| x["state"] != "dead").count());
-            if alive == n { Ok(()) } else { Err(v.to_string()) }
+            if alive == n {
+                Ok(())
+            } else {
+                Err(v.to_string())
+            }
         });
     };
     members(&sps[0], 2);
@@ -340,10 +369,18 @@ fn two_nodes_with_phantom_candidates_fail_over_both_ways() {
             members(&sps[1], 2);
             wait_until(T, &format!("{ip1} back at n1 on both nodes"), || {
                 let o = (owner_of(&sps[0], &ip1), owner_of(&sps[1], &ip1));
-                if o == ("n1".into(), "n1".into()) { Ok(()) } else { Err(format!("{o:?}")) }
+                if o == ("n1".into(), "n1".into()) {
+                    Ok(())
+                } else {
+                    Err(format!("{o:?}"))
+                }
             });
         }
     }
-    eprintln!("two nodes, three phantom candidates: kill -9 -> first gratuitous ARP from the survivor: {:.0} ms, {:.0} ms", took[0] * 1000.0, took[1] * 1000.0);
+    eprintln!(
+        "two nodes, three phantom candidates: kill -9 -> first gratuitous ARP from the survivor: {:.0} ms, {:.0} ms",
+        took[0] * 1000.0,
+        took[1] * 1000.0
+    );
     assert!(took.iter().all(|t| *t < 5.0), "failover took {took:?} s");
 }

@@ -46,7 +46,8 @@ fn two_segments(lab: &Lab) -> TwoSegments {
     c.addr_add("eth0", "198.51.100.9/24");
     c.link_up("eth0");
     c.link_up("lo");
-    let client = Host { ns: c, dev: "eth0".into(), v4: "198.51.100.9".parse().unwrap(), v6: "2001:db8:9::9".parse().unwrap() };
+    let client =
+        Host { ns: c, dev: "eth0".into(), v4: "198.51.100.9".parse().unwrap(), v6: "2001:db8:9::9".parse().unwrap() };
     client.wait_ping("198.51.100.1".parse().unwrap());
     TwoSegments { seg, sw2, client }
 }
@@ -58,7 +59,16 @@ fn eth1_mac(h: &Host) -> String {
 
 fn owners(nodes: &[Speakerd], on: &[usize]) -> BTreeMap<&'static str, Vec<String>> {
     IPS.iter()
-        .map(|ip| (*ip, on.iter().map(|i| nodes[*i].speakerctl_json(&["l2", "owner", ip])["node"].as_str().unwrap_or_default().to_string()).collect()))
+        .map(|ip| {
+            (
+                *ip,
+                on.iter()
+                    .map(|i| {
+                        nodes[*i].speakerctl_json(&["l2", "owner", ip])["node"].as_str().unwrap_or_default().to_string()
+                    })
+                    .collect(),
+            )
+        })
         .collect()
 }
 
@@ -91,7 +101,11 @@ fn an_owner_that_cannot_answer_hands_the_ip_off() {
     let ip = IPS[0];
     let first = wait_until(T, "all nodes agree on the owners", || {
         let o = owners(&nodes, &[0, 1, 2]);
-        if o.values().all(|v| !v[0].is_empty() && v.iter().all(|x| x == &v[0])) { Ok(o) } else { Err(format!("{o:?}")) }
+        if o.values().all(|v| !v[0].is_empty() && v.iter().all(|x| x == &v[0])) {
+            Ok(o)
+        } else {
+            Err(format!("{o:?}"))
+        }
     });
     let oi = NAMES.iter().position(|n| *n == first[ip][0]).unwrap();
     let owner_mac = eth1_mac(&t.seg.hosts[oi]);
@@ -109,7 +123,11 @@ fn an_owner_that_cannot_answer_hands_the_ip_off() {
     let after = wait_until(T, "every node agrees on the new owner", || {
         let o = owners(&nodes, &[0, 1, 2]);
         let v = &o[ip];
-        if v.iter().all(|x| x == &v[0]) && v[0] != NAMES[oi] && !v[0].is_empty() { Ok(o) } else { Err(format!("{o:?}")) }
+        if v.iter().all(|x| x == &v[0]) && v[0] != NAMES[oi] && !v[0].is_empty() {
+            Ok(o)
+        } else {
+            Err(format!("{o:?}"))
+        }
     });
     let e = l2_entry(&nodes[oi], ip);
     assert!(e["error"].as_str().unwrap_or_default().contains("handed off"), "the old owner says why: {e}");

@@ -93,7 +93,10 @@ fn k8s_lab(lab: &Lab, metrics_base: u16) -> K8sLab {
 
 impl K8sLab {
     fn node_of_peer(&self, peer: &str) -> String {
-        self.seg.hosts[..3].iter().position(|h| h.v4.to_string() == peer).map_or_else(|| format!("?{peer}"), |i| NAMES[i].to_string())
+        self.seg.hosts[..3]
+            .iter()
+            .position(|h| h.v4.to_string() == peer)
+            .map_or_else(|| format!("?{peer}"), |i| NAMES[i].to_string())
     }
 
     /// Nodes that gobgpd has a path for `prefix` from.
@@ -128,7 +131,11 @@ fn api_server_outage_withdraws_nothing_and_failover_still_works() {
     let all: Vec<String> = NAMES.iter().map(|s| s.to_string()).collect();
     wait_until(T, "203.0.113.10 from all three nodes", || {
         let a = k.announcers("203.0.113.10/32");
-        if a == all { Ok(()) } else { Err(format!("{a:?}")) }
+        if a == all {
+            Ok(())
+        } else {
+            Err(format!("{a:?}"))
+        }
     });
     wait_until(T, "192.0.2.201 answered", || client.arping("192.0.2.201"));
     let sent_before: Vec<u64> = (0..3).map(|i| k.updates_sent(i)).collect();
@@ -144,19 +151,28 @@ fn api_server_outage_withdraws_nothing_and_failover_still_works() {
     let owner = k.owner_index("192.0.2.201");
     let owner_mac = k.seg.hosts[owner].mac();
     k.nodes[owner].kill9();
-    let new_mac = wait_until(T, "a survivor answers 192.0.2.201 during the outage", || match client.arping("192.0.2.201") {
-        Ok(m) if m != owner_mac => Ok(m),
-        other => Err(format!("{other:?}")),
-    });
+    let new_mac =
+        wait_until(T, "a survivor answers 192.0.2.201 during the outage", || match client.arping("192.0.2.201") {
+            Ok(m) if m != owner_mac => Ok(m),
+            other => Err(format!("{other:?}")),
+        });
     println!("failover during the outage: {} → {new_mac} at {:?} into the outage", owner_mac, start.elapsed());
     wait_until(T, "the dead node's path is gone", || {
         let a = k.announcers("203.0.113.10/32");
-        if a.len() == 2 { Ok(()) } else { Err(format!("{a:?}")) }
+        if a.len() == 2 {
+            Ok(())
+        } else {
+            Err(format!("{a:?}"))
+        }
     });
     k.nodes[owner].restart();
     wait_until(T, "the restarted node announces again (pushed from its bridge's last known state)", || {
         let a = k.announcers("203.0.113.10/32");
-        if a == all { Ok(()) } else { Err(format!("{a:?}")) }
+        if a == all {
+            Ok(())
+        } else {
+            Err(format!("{a:?}"))
+        }
     });
     let restarted_sent = wait_until(T, "restarted node's session", || {
         k.nodes[owner].peers().first().map(|_| k.updates_sent(owner)).ok_or_else(|| "no peer".to_string())
@@ -184,14 +200,20 @@ fn api_server_outage_withdraws_nothing_and_failover_still_works() {
     k.api.set_mode(Mode::Normal);
     for i in 0..3 {
         let port = 17480 + i as u16;
-        wait_until(T, &format!("bridge {i} sees the API server again"), || match metric(port, "k8s_bridge_apiserver_up") {
-            Ok(v) if v == 1.0 => Ok(()),
-            other => Err(format!("{other:?}")),
+        wait_until(T, &format!("bridge {i} sees the API server again"), || {
+            match metric(port, "k8s_bridge_apiserver_up") {
+                Ok(v) if v == 1.0 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
         });
     }
     wait_until(T, "readyz again", || {
         let st = http_status(17481, "/readyz");
-        if st.starts_with("HTTP/1.1 200") { Ok(()) } else { Err(st) }
+        if st.starts_with("HTTP/1.1 200") {
+            Ok(())
+        } else {
+            Err(st)
+        }
     });
     std::thread::sleep(Duration::from_secs(2));
     for i in 0..3 {
@@ -320,7 +342,8 @@ fn split_brain_watch_never_two_macs_outside_the_handover() {
         wait_until(T, &format!("{ip} answered"), || client.arping(ip));
     }
     let cap_log = lab.dir().join("arp.cap");
-    let tcpdump = client.spawn("tcpdump", &["tcpdump", "-l", "-n", "-e", "-tt", "-i", &client.dev, "arp"], &cap_log, &[]);
+    let tcpdump =
+        client.spawn("tcpdump", &["tcpdump", "-l", "-n", "-e", "-tt", "-i", &client.dev, "arp"], &cap_log, &[]);
     let pingers: Vec<Proc> = ips
         .iter()
         .map(|ip| {
@@ -376,7 +399,11 @@ fn split_brain_watch_never_two_macs_outside_the_handover() {
     drop(tcpdump);
     let capture = std::fs::read_to_string(&cap_log).unwrap();
     let replies = parse_replies(&capture);
-    assert!(replies.len() > 4 * 100, "the client saw {} replies in 30 s: the capture or the pingers failed", replies.len());
+    assert!(
+        replies.len() > 4 * 100,
+        "the client saw {} replies in 30 s: the capture or the pingers failed",
+        replies.len()
+    );
     let duals = dual_answers(&replies, 0.15);
     let mut worst = 0f64;
     for (ip, eps) in &duals {
@@ -384,7 +411,11 @@ fn split_brain_watch_never_two_macs_outside_the_handover() {
             let len = b - a + 0.2;
             worst = worst.max(len);
             let near: Vec<&String> = events.iter().filter(|(t, _)| (a - t).abs() < 5.0).map(|(_, e)| e).collect();
-            println!("{ip}: two MACs from {:.2} to {:.2} ({len:.2} s), near {near:?}", a - events[0].0, b - events[0].0);
+            println!(
+                "{ip}: two MACs from {:.2} to {:.2} ({len:.2} s), near {near:?}",
+                a - events[0].0,
+                b - events[0].0
+            );
             assert!(len <= HANDOVER_BOUND, "{ip}: two MACs answered for {len:.2} s (bound {HANDOVER_BOUND} s)");
         }
     }
@@ -422,7 +453,11 @@ fn rolling_update_local_policy_always_announced_never_stale() {
     k.api.apply(endpoints_with("web", &steps[0].0));
     wait_until(T, "n1 announces", || {
         let a = k.announcers("203.0.113.30/32");
-        if a == ["n1"] { Ok(()) } else { Err(format!("{a:?}")) }
+        if a == ["n1"] {
+            Ok(())
+        } else {
+            Err(format!("{a:?}"))
+        }
     });
     // A sampler records (time, announcers) while the test walks the steps; `allowed` records (time,
     // nodes with an endpoint).

@@ -19,9 +19,7 @@ pub fn unix_channel(path: PathBuf) -> Channel {
         .connect_with_connector_lazy(tower::service_fn(move |_: tonic::transport::Uri| {
             let path = path.clone();
             async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(path).await?,
-                ))
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(path).await?))
             }
         }))
 }
@@ -46,54 +44,30 @@ impl Pushed {
 
 /// Applies `d` as `owner`'s complete state. Layer 2 calls are skipped when there is nothing to
 /// announce in Layer 2 and this speakerd runs without Layer 2 (or without gossip).
-pub async fn push(
-    client: &mut SpeakerClient<Channel>,
-    owner: &str,
-    d: &Desired,
-) -> Result<Pushed, tonic::Status> {
+pub async fn push(client: &mut SpeakerClient<Channel>, owner: &str, d: &Desired) -> Result<Pushed, tonic::Status> {
     // Announcements before peers: a session to a new peer then comes up with the whole table and its
     // End-of-RIB follows the routes. The other way round, a session that came up between the two calls
     // (after a speakerd restart) sent End-of-RIB with an empty table, and a graceful-restart helper
     // flushed the stale routes until they followed.
     let b = client
-        .set_announcements(pb::SetAnnouncementsRequest {
-            owner: owner.into(),
-            announcements: d.bgp.clone(),
-        })
+        .set_announcements(pb::SetAnnouncementsRequest { owner: owner.into(), announcements: d.bgp.clone() })
         .await?
         .into_inner();
-    let p = client
-        .set_peers(pb::SetPeersRequest {
-            owner: owner.into(),
-            peers: d.peers.clone(),
-        })
-        .await?
-        .into_inner();
+    let p = client.set_peers(pb::SetPeersRequest { owner: owner.into(), peers: d.peers.clone() }).await?.into_inner();
     let l2 = match client
-        .set_l2_announcements(pb::SetL2AnnouncementsRequest {
-            owner: owner.into(),
-            announcements: d.l2.clone(),
-        })
+        .set_l2_announcements(pb::SetL2AnnouncementsRequest { owner: owner.into(), announcements: d.l2.clone() })
         .await
     {
         Ok(r) => {
             let r = r.into_inner();
             (r.added, r.changed, r.removed)
         }
-        Err(e)
-            if d.l2.is_empty()
-                && matches!(e.code(), Code::FailedPrecondition | Code::ResourceExhausted) =>
-        {
+        Err(e) if d.l2.is_empty() && matches!(e.code(), Code::FailedPrecondition | Code::ResourceExhausted) => {
             (0, 0, 0)
         }
         Err(e) => return Err(e),
     };
-    match client
-        .set_membership_seeds(pb::SetMembershipSeedsRequest {
-            seeds: d.seeds.clone(),
-        })
-        .await
-    {
+    match client.set_membership_seeds(pb::SetMembershipSeedsRequest { seeds: d.seeds.clone() }).await {
         Ok(_) => {}
         // Without Layer 2 or gossip on this node there is nothing to seed.
         Err(e) if e.code() == Code::FailedPrecondition => {

@@ -64,12 +64,7 @@ impl From<&Service> for Svc {
             .as_ref()
             .and_then(|st| st.load_balancer.as_ref())
             .and_then(|lb| lb.ingress.as_ref())
-            .map(|ing| {
-                ing.iter()
-                    .filter_map(|i| i.ip.as_deref())
-                    .filter_map(|ip| ip.parse().ok())
-                    .collect()
-            })
+            .map(|ing| ing.iter().filter_map(|i| i.ip.as_deref()).filter_map(|ip| ip.parse().ok()).collect())
             .unwrap_or_default();
         Svc {
             namespace: s.metadata.namespace.clone().unwrap_or_default(),
@@ -86,13 +81,8 @@ impl From<&Service> for Svc {
 
 impl From<&EndpointSlice> for Slice {
     fn from(s: &EndpointSlice) -> Self {
-        let service = s
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get("kubernetes.io/service-name"))
-            .cloned()
-            .unwrap_or_default();
+        let service =
+            s.metadata.labels.as_ref().and_then(|l| l.get("kubernetes.io/service-name")).cloned().unwrap_or_default();
         let endpoints = s
             .endpoints
             .iter()
@@ -108,22 +98,15 @@ impl From<&EndpointSlice> for Slice {
                 }
             })
             .collect();
-        Slice {
-            namespace: s.metadata.namespace.clone().unwrap_or_default(),
-            service,
-            endpoints,
-        }
+        Slice { namespace: s.metadata.namespace.clone().unwrap_or_default(), service, endpoints }
     }
 }
 
 impl From<&Node> for NodeInfo {
     fn from(n: &Node) -> Self {
         let status = n.status.clone().unwrap_or_default();
-        let network_unavailable = status
-            .conditions
-            .unwrap_or_default()
-            .iter()
-            .any(|c| c.type_ == "NetworkUnavailable" && c.status == "True");
+        let network_unavailable =
+            status.conditions.unwrap_or_default().iter().any(|c| c.type_ == "NetworkUnavailable" && c.status == "True");
         let internal_ips = status
             .addresses
             .unwrap_or_default()
@@ -135,11 +118,7 @@ impl From<&Node> for NodeInfo {
             name: n.metadata.name.clone().unwrap_or_default(),
             labels: n.metadata.labels.clone().unwrap_or_default(),
             network_unavailable,
-            unschedulable: n
-                .spec
-                .as_ref()
-                .and_then(|s| s.unschedulable)
-                .unwrap_or(false),
+            unschedulable: n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
             internal_ips,
         }
     }

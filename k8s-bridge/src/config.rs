@@ -98,9 +98,7 @@ pub struct Pool {
 
 impl Pool {
     pub fn contains(&self, ip: IpAddr) -> bool {
-        self.ranges
-            .iter()
-            .any(|(a, b)| same_family(*a, ip) && *a <= ip && ip <= *b)
+        self.ranges.iter().any(|(a, b)| same_family(*a, ip) && *a <= ip && ip <= *b)
     }
 }
 
@@ -184,12 +182,7 @@ impl Config {
 const METALLB_V1B1: &str = "metallb.io/v1beta1";
 
 fn oref(api_version: &str, kind: &str, namespace: &str, name: &str) -> ObjRef {
-    ObjRef {
-        api_version: api_version.into(),
-        kind: kind.into(),
-        namespace: namespace.into(),
-        name: name.into(),
-    }
+    ObjRef { api_version: api_version.into(), kind: kind.into(), namespace: namespace.into(), name: name.into() }
 }
 
 struct Collector {
@@ -198,18 +191,10 @@ struct Collector {
 
 impl Collector {
     fn error(&mut self, o: &ObjRef, msg: impl Into<String>) {
-        self.problems.push(Problem {
-            severity: Severity::Error,
-            object: o.clone(),
-            message: msg.into(),
-        });
+        self.problems.push(Problem { severity: Severity::Error, object: o.clone(), message: msg.into() });
     }
     fn warn(&mut self, o: &ObjRef, msg: impl Into<String>) {
-        self.problems.push(Problem {
-            severity: Severity::Warning,
-            object: o.clone(),
-            message: msg.into(),
-        });
+        self.problems.push(Problem { severity: Severity::Warning, object: o.clone(), message: msg.into() });
     }
 
     /// Validates one object with `f`: an error `f` finds leaves that object out (its problems become
@@ -221,10 +206,8 @@ impl Collector {
         for p in &mut self.problems[before..] {
             if p.severity == Severity::Error {
                 p.severity = Severity::Skipped;
-                p.message = format!(
-                    "{}; this {} is left out, the rest of the configuration applies",
-                    p.message, p.object.kind
-                );
+                p.message =
+                    format!("{}; this {} is left out, the rest of the configuration applies", p.message, p.object.kind);
                 skipped = true;
             }
         }
@@ -239,12 +222,7 @@ impl Collector {
 impl Collector {
     /// `new` if the object is good; else its last good version `old` if there is one (the skipped
     /// problems since `before` then say so instead of "left out").
-    fn or_last_good<T: Clone>(
-        &mut self,
-        new: Option<T>,
-        old: Option<&T>,
-        before: usize,
-    ) -> Option<T> {
+    fn or_last_good<T: Clone>(&mut self, new: Option<T>, old: Option<&T>, before: usize) -> Option<T> {
         if new.is_some() {
             return new;
         }
@@ -253,10 +231,8 @@ impl Collector {
             if p.severity == Severity::Skipped {
                 if let Some(i) = p.message.rfind("; this ") {
                     p.message.truncate(i);
-                    p.message = format!(
-                        "{}; the last good version of this {} stays in force",
-                        p.message, p.object.kind
-                    );
+                    p.message =
+                        format!("{}; the last good version of this {} stays in force", p.message, p.object.kind);
                 }
             }
         }
@@ -286,9 +262,7 @@ pub fn build_with_previous(
     input: &ConfigInput,
     previous: Option<&Config>,
 ) -> Result<(Config, Vec<Problem>), Vec<Problem>> {
-    let mut c = Collector {
-        problems: Vec::new(),
-    };
+    let mut c = Collector { problems: Vec::new() };
     let cfg = match (&input.legacy, input.pools.is_empty()) {
         (Some((ns, name, text)), true) => {
             let r = oref("v1", "ConfigMap", ns, name);
@@ -318,8 +292,7 @@ pub fn build_with_previous(
     };
     let mut cfg = cfg;
     if let Some((ns, name, text)) = &input.exclude_l2 {
-        cfg.l2_exclude_interfaces =
-            exclude_l2(text.as_deref(), &oref("v1", "ConfigMap", ns, name), &mut c);
+        cfg.l2_exclude_interfaces = exclude_l2(text.as_deref(), &oref("v1", "ConfigMap", ns, name), &mut c);
     }
     // MetalLB's speaker refuses a configuration under which a Service's IP (that had a pool) has no
     // pool: removing or shrinking a pool in use keeps the last good configuration.
@@ -367,10 +340,7 @@ fn spec_of<'a, T>(o: &'a Obj<T>, r: &ObjRef, c: &mut Collector) -> Option<&'a T>
 }
 
 fn from_crds(input: &ConfigInput, previous: Option<&Config>, c: &mut Collector) -> Config {
-    let mut cfg = Config {
-        source: Source::Crds,
-        ..Default::default()
-    };
+    let mut cfg = Config { source: Source::Crds, ..Default::default() };
     // Community aliases first: advertisements refer to them.
     let mut aliases: BTreeMap<String, String> = BTreeMap::new();
     for o in &input.communities {
@@ -384,16 +354,8 @@ fn from_crds(input: &ConfigInput, previous: Option<&Config>, c: &mut Collector) 
                     c.error(&r, format!("spec.communities[{i}].name: required"));
                 } else if let Err(e) = parse_community_value(&a.value) {
                     c.error(&r, format!("spec.communities[{i}].value: {e}"));
-                } else if aliases.contains_key(&a.name)
-                    || mine.insert(a.name.clone(), a.value.clone()).is_some()
-                {
-                    c.error(
-                        &r,
-                        format!(
-                            "spec.communities[{i}].name: alias {:?} defined twice",
-                            a.name
-                        ),
-                    );
+                } else if aliases.contains_key(&a.name) || mine.insert(a.name.clone(), a.value.clone()).is_some() {
+                    c.error(&r, format!("spec.communities[{i}].name: alias {:?} defined twice", a.name));
                 }
             }
             Some(mine)
@@ -417,19 +379,11 @@ fn from_crds(input: &ConfigInput, previous: Option<&Config>, c: &mut Collector) 
         let Some(s) = spec_of(o, &r, c) else { continue };
         unknown_fields(&s.extra, &r, c);
         let ranges = pool_ranges(&s.addresses, "spec.addresses", &r, c);
-        cfg.pools.push(Pool {
-            name: o.name.clone(),
-            labels: o.labels.clone(),
-            ranges,
-        });
+        cfg.pools.push(Pool { name: o.name.clone(), labels: o.labels.clone(), ranges });
     }
     check_overlaps(
         &cfg.pools,
-        &input
-            .pools
-            .iter()
-            .map(|o| oref(METALLB_V1B1, "IPAddressPool", &o.namespace, &o.name))
-            .collect::<Vec<_>>(),
+        &input.pools.iter().map(|o| oref(METALLB_V1B1, "IPAddressPool", &o.namespace, &o.name)).collect::<Vec<_>>(),
         c,
     );
     for o in &input.peers {
@@ -462,12 +416,7 @@ fn from_crds(input: &ConfigInput, previous: Option<&Config>, c: &mut Collector) 
             };
             let pools = PoolSelection {
                 names: s.ip_address_pools.clone(),
-                selectors: selectors(
-                    &s.ip_address_pool_selectors,
-                    "spec.ipAddressPoolSelectors",
-                    &r,
-                    c,
-                ),
+                selectors: selectors(&s.ip_address_pool_selectors, "spec.ipAddressPoolSelectors", &r, c),
             };
             let nodes = selectors(&s.node_selectors, "spec.nodeSelectors", &r, c);
             let mut a = bgp_advertisement(&legacy, &aliases, "spec.", &r, c)?;
@@ -479,10 +428,16 @@ fn from_crds(input: &ConfigInput, previous: Option<&Config>, c: &mut Collector) 
             // MetalLB: serviceSelectors and aggregation are mutually exclusive.
             if !a.services.is_empty() {
                 if s.aggregation_length.is_some_and(|x| x != 32) {
-                    c.error(&r, "spec.serviceSelectors and spec.aggregationLength: mutually exclusive (MetalLB refuses both)");
+                    c.error(
+                        &r,
+                        "spec.serviceSelectors and spec.aggregationLength: mutually exclusive (MetalLB refuses both)",
+                    );
                 }
                 if s.aggregation_length_v6.is_some_and(|x| x != 128) {
-                    c.error(&r, "spec.serviceSelectors and spec.aggregationLengthV6: mutually exclusive (MetalLB refuses both)");
+                    c.error(
+                        &r,
+                        "spec.serviceSelectors and spec.aggregationLengthV6: mutually exclusive (MetalLB refuses both)",
+                    );
                 }
             }
             check_aggregation(&a, &cfg.pools, "spec.", &r, c);
@@ -539,12 +494,7 @@ fn from_crds(input: &ConfigInput, previous: Option<&Config>, c: &mut Collector) 
 }
 
 /// A BFDProfile object as the legacy profile the validation shares.
-fn bfd_from_crd(
-    o: &Obj<BfdProfileSpec>,
-    s: &BfdProfileSpec,
-    r: &ObjRef,
-    c: &mut Collector,
-) -> Option<pb::BfdProfile> {
+fn bfd_from_crd(o: &Obj<BfdProfileSpec>, s: &BfdProfileSpec, r: &ObjRef, c: &mut Collector) -> Option<pb::BfdProfile> {
     let l = LegacyBfdProfile {
         name: o.name.clone(),
         receive_interval: s.receive_interval,
@@ -565,13 +515,9 @@ fn duplicate_peers(peers: &[Peer], objs: &[Obj<BgpPeerSpec>], c: &mut Collector)
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
     for (i, p) in sorted.iter().enumerate() {
         if let Some(first) = sorted[..i].iter().find(|q| {
-            q.config.address == p.config.address
-                && (q.nodes.is_empty() || p.nodes.is_empty() || q.nodes == p.nodes)
+            q.config.address == p.config.address && (q.nodes.is_empty() || p.nodes.is_empty() || q.nodes == p.nodes)
         }) {
-            let ns = objs
-                .iter()
-                .find(|o| o.name == p.name)
-                .map_or("", |o| o.namespace.as_str());
+            let ns = objs.iter().find(|o| o.name == p.name).map_or("", |o| o.namespace.as_str());
             c.warn(
                 &oref("metallb.io/v1beta2", "BGPPeer", ns, &p.name),
                 format!(
@@ -599,23 +545,13 @@ fn peer_from_crd(
     let password = match (&s.password, &s.password_secret) {
         (p, Some(sec)) if !sec.name.is_empty() => {
             if !p.is_empty() {
-                c.error(
-                    r,
-                    "spec.password and spec.passwordSecret: set one, not both",
-                );
+                c.error(r, "spec.password and spec.passwordSecret: set one, not both");
             }
-            let ns = if sec.namespace.is_empty() {
-                &o.namespace
-            } else {
-                &sec.namespace
-            };
+            let ns = if sec.namespace.is_empty() { &o.namespace } else { &sec.namespace };
             let key = (ns.clone(), sec.name.clone());
             match input.secrets.get(&key) {
                 None => {
-                    c.error(
-                        r,
-                        format!("spec.passwordSecret: secret {ns}/{} not found", sec.name),
-                    );
+                    c.error(r, format!("spec.passwordSecret: secret {ns}/{} not found", sec.name));
                     String::new()
                 }
                 Some(_) if input.secret_types.get(&key).map(String::as_str) != Some(BASIC_AUTH) => {
@@ -632,13 +568,7 @@ fn peer_from_crd(
                 Some(d) => match d.get("password") {
                     Some(pw) => String::from_utf8_lossy(pw).into_owned(),
                     None => {
-                        c.error(
-                            r,
-                            format!(
-                                "spec.passwordSecret: secret {ns}/{} has no \"password\" key",
-                                sec.name
-                            ),
-                        );
+                        c.error(r, format!("spec.passwordSecret: secret {ns}/{} has no \"password\" key", sec.name));
                         String::new()
                     }
                 },
@@ -648,10 +578,7 @@ fn peer_from_crd(
     };
     // What speakerd cannot do leaves this peer out, never the whole configuration.
     if !s.vrf.is_empty() {
-        c.error(
-            r,
-            format!("spec.vrf: {:?}: VRFs are not supported by speakerd", s.vrf),
-        );
+        c.error(r, format!("spec.vrf: {:?}: VRFs are not supported by speakerd", s.vrf));
     }
     if !s.interface.is_empty() {
         c.error(
@@ -679,10 +606,7 @@ fn peer_from_crd(
     };
     let ibgp = (s.peer_asn != 0 && s.peer_asn == s.my_asn) || dynamic == pb::DynamicAsn::Internal;
     if s.ebgp_multi_hop && ibgp {
-        c.error(
-            r,
-            "spec.ebgpMultiHop: set on an iBGP peer (peerASN equals myASN), as MetalLB refuses",
-        );
+        c.error(r, "spec.ebgpMultiHop: set on an iBGP peer (peerASN equals myASN), as MetalLB refuses");
     }
     if s.disable_mp {
         c.warn(r, "spec.disableMP: speakerd negotiates each family with Multiprotocol Extensions; ignored");
@@ -725,15 +649,9 @@ fn peer_from_crd(
             }
         },
     };
-    config.graceful_restart = s.enable_graceful_restart.then_some(pb::GracefulRestart {
-        enabled: true,
-        restart_time_secs: 0,
-    });
-    Some(Peer {
-        name: o.name.clone(),
-        nodes,
-        config,
-    })
+    config.graceful_restart =
+        s.enable_graceful_restart.then_some(pb::GracefulRestart { enabled: true, restart_time_secs: 0 });
+    Some(Peer { name: o.name.clone(), nodes, config })
 }
 
 /// The longest prefix in the split of the inclusive range `lo..=hi` into CIDR blocks: an
@@ -741,9 +659,7 @@ fn peer_from_crd(
 /// it (for a CIDR pool, its own prefix length: MetalLB's rule).
 pub fn longest_block(lo: IpAddr, hi: IpAddr) -> u8 {
     let (lo, hi, w) = match (lo, hi) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => {
-            (u128::from(u32::from(a)), u128::from(u32::from(b)), 32u32)
-        }
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(u32::from(a)), u128::from(u32::from(b)), 32u32),
         (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128u32),
         _ => return 0,
     };
@@ -783,36 +699,14 @@ fn show_range(lo: IpAddr, hi: IpAddr) -> String {
 /// the prefix of any pool it selects (a shorter one announces addresses outside the pool: length 0
 /// is a default route). For a range that is not a CIDR, MetalLB compares with the widest block of
 /// the range; we use the longest, so that no aggregate ever leaves the range.
-fn check_aggregation(
-    a: &BgpAdvertisement,
-    pools: &[Pool],
-    field: &str,
-    r: &ObjRef,
-    c: &mut Collector,
-) {
+fn check_aggregation(a: &BgpAdvertisement, pools: &[Pool], field: &str, r: &ObjRef, c: &mut Collector) {
     let camel = field.starts_with("spec.");
     for pool in pools.iter().filter(|p| a.pools.selects(p)) {
         for &(lo, hi) in &pool.ranges {
             let (agg, max, name) = if lo.is_ipv4() {
-                (
-                    a.aggregation_v4,
-                    32,
-                    if camel {
-                        "aggregationLength"
-                    } else {
-                        "aggregation-length"
-                    },
-                )
+                (a.aggregation_v4, 32, if camel { "aggregationLength" } else { "aggregation-length" })
             } else {
-                (
-                    a.aggregation_v6,
-                    128,
-                    if camel {
-                        "aggregationLengthV6"
-                    } else {
-                        "aggregation-length-v6"
-                    },
-                )
+                (a.aggregation_v6, 128, if camel { "aggregationLengthV6" } else { "aggregation-length-v6" })
             };
             let need = longest_block(lo, hi);
             if agg < need {
@@ -835,13 +729,7 @@ fn check_aggregation(
 /// select; the configuration alone does not know the nodes, so two advertisements with different,
 /// non-empty node selectors are taken as disjoint, and the translation keeps the higher LOCAL_PREF if
 /// a node matches both.)
-fn check_local_pref(
-    a: &BgpAdvertisement,
-    earlier: &[BgpAdvertisement],
-    pools: &[Pool],
-    r: &ObjRef,
-    c: &mut Collector,
-) {
+fn check_local_pref(a: &BgpAdvertisement, earlier: &[BgpAdvertisement], pools: &[Pool], r: &ObjRef, c: &mut Collector) {
     if !a.services.is_empty() {
         // As MetalLB: which Services it applies to is not known here.
         return;
@@ -850,16 +738,12 @@ fn check_local_pref(
         if a.local_pref.unwrap_or(0) == b.local_pref.unwrap_or(0) {
             continue;
         }
-        let peers_overlap =
-            a.peers.is_empty() || b.peers.is_empty() || a.peers.iter().any(|p| b.peers.contains(p));
+        let peers_overlap = a.peers.is_empty() || b.peers.is_empty() || a.peers.iter().any(|p| b.peers.contains(p));
         let nodes_overlap = a.nodes.is_empty() || b.nodes.is_empty() || a.nodes == b.nodes;
         if !peers_overlap || !nodes_overlap {
             continue;
         }
-        for pool in pools
-            .iter()
-            .filter(|p| a.pools.selects(p) && b.pools.selects(p))
-        {
+        for pool in pools.iter().filter(|p| a.pools.selects(p) && b.pools.selects(p)) {
             let v4 = pool.ranges.iter().any(|(x, _)| x.is_ipv4());
             let v6 = pool.ranges.iter().any(|(x, _)| x.is_ipv6());
             let same4 = a.aggregation_v4 == b.aggregation_v4;
@@ -882,10 +766,7 @@ fn check_local_pref(
 }
 
 fn from_legacy(l: &LegacyConfig, r: &ObjRef, c: &mut Collector) -> Config {
-    let mut cfg = Config {
-        source: Source::ConfigMap,
-        ..Default::default()
-    };
+    let mut cfg = Config { source: Source::ConfigMap, ..Default::default() };
     for (alias, v) in &l.bgp_communities {
         if let Err(e) = parse_community_value(v) {
             c.error(r, format!("config: bgp-communities.{alias}: {e}"));
@@ -910,17 +791,11 @@ fn from_legacy(l: &LegacyConfig, r: &ObjRef, c: &mut Collector) -> Config {
                     match_labels: s.match_labels.clone(),
                     match_expressions: s.match_expressions.clone(),
                 };
-                Selector::new(&ls)
-                    .map_err(|e| c.error(r, format!("{field}node-selectors[{j}]: {e}")))
-                    .ok()
+                Selector::new(&ls).map_err(|e| c.error(r, format!("{field}node-selectors[{j}]: {e}"))).ok()
             })
             .collect();
         if let Some(config) = peer_config(p, pb::DynamicAsn::None, &bfd, &field, r, c) {
-            cfg.peers.push(Peer {
-                name: config.address.clone(),
-                nodes,
-                config,
-            });
+            cfg.peers.push(Peer { name: config.address.clone(), nodes, config });
         }
     }
     let mut names = BTreeSet::new();
@@ -932,15 +807,8 @@ fn from_legacy(l: &LegacyConfig, r: &ObjRef, c: &mut Collector) -> Config {
             c.error(r, format!("{field}.name: pool {:?} defined twice", p.name));
         }
         let ranges = pool_ranges(&p.addresses, &format!("{field}.addresses"), r, c);
-        cfg.pools.push(Pool {
-            name: p.name.clone(),
-            labels: BTreeMap::new(),
-            ranges,
-        });
-        let only = PoolSelection {
-            names: vec![p.name.clone()],
-            selectors: vec![],
-        };
+        cfg.pools.push(Pool { name: p.name.clone(), labels: BTreeMap::new(), ranges });
+        let only = PoolSelection { names: vec![p.name.clone()], selectors: vec![] };
         match p.protocol.as_str() {
             "bgp" => {
                 let ads = if p.bgp_advertisements.is_empty() {
@@ -949,13 +817,9 @@ fn from_legacy(l: &LegacyConfig, r: &ObjRef, c: &mut Collector) -> Config {
                     p.bgp_advertisements.clone()
                 };
                 for (j, a) in ads.iter().enumerate() {
-                    if let Some(mut a) = bgp_advertisement(
-                        a,
-                        &l.bgp_communities,
-                        &format!("{field}.bgp-advertisements[{j}]."),
-                        r,
-                        c,
-                    ) {
+                    if let Some(mut a) =
+                        bgp_advertisement(a, &l.bgp_communities, &format!("{field}.bgp-advertisements[{j}]."), r, c)
+                    {
                         a.name = format!("{}-{j}", p.name);
                         a.pools = only.clone();
                         if let Some(pool) = cfg.pools.last() {
@@ -973,10 +837,7 @@ fn from_legacy(l: &LegacyConfig, r: &ObjRef, c: &mut Collector) -> Config {
             }
             "layer2" => {
                 if !p.bgp_advertisements.is_empty() {
-                    c.error(
-                        r,
-                        format!("{field}.bgp-advertisements: only for protocol bgp"),
-                    );
+                    c.error(r, format!("{field}.bgp-advertisements: only for protocol bgp"));
                 }
                 cfg.l2_advertisements.push(L2Advertisement {
                     name: p.name.clone(),
@@ -986,10 +847,7 @@ fn from_legacy(l: &LegacyConfig, r: &ObjRef, c: &mut Collector) -> Config {
                     services: vec![],
                 });
             }
-            other => c.error(
-                r,
-                format!("{field}.protocol: {other:?}: \"bgp\" or \"layer2\""),
-            ),
+            other => c.error(r, format!("{field}.protocol: {other:?}: \"bgp\" or \"layer2\"")),
         }
     }
     let refs = vec![r.clone(); cfg.pools.len()];
@@ -1008,19 +866,13 @@ struct ExcludeL2 {
 /// forms MetalLB ships (`^docker.*`, `^lo$`) translate exactly; any other is reported and left out.
 fn exclude_l2(text: Option<&str>, r: &ObjRef, c: &mut Collector) -> Vec<String> {
     let Some(text) = text else {
-        c.warn(
-            r,
-            format!("no {EXCLUDE_L2_KEY:?} key; no interface excluded"),
-        );
+        c.warn(r, format!("no {EXCLUDE_L2_KEY:?} key; no interface excluded"));
         return Vec::new();
     };
     let parsed: ExcludeL2 = match serde_yaml::from_str(text) {
         Ok(p) => p,
         Err(e) => {
-            c.warn(
-                r,
-                format!("{EXCLUDE_L2_KEY}: invalid YAML ({e}); no interface excluded"),
-            );
+            c.warn(r, format!("{EXCLUDE_L2_KEY}: invalid YAML ({e}); no interface excluded"));
             return Vec::new();
         }
     };
@@ -1072,10 +924,7 @@ pub fn regex_to_pattern(re: &str) -> Option<String> {
 fn check_pool_refs(names: &[String], pools: &BTreeSet<&str>, r: &ObjRef, c: &mut Collector) {
     for (i, p) in names.iter().enumerate() {
         if !pools.contains(p.as_str()) {
-            c.error(
-                r,
-                format!("spec.ipAddressPools[{i}]: no IPAddressPool named {p:?}"),
-            );
+            c.error(r, format!("spec.ipAddressPools[{i}]: no IPAddressPool named {p:?}"));
         }
     }
 }
@@ -1083,11 +932,7 @@ fn check_pool_refs(names: &[String], pools: &BTreeSet<&str>, r: &ObjRef, c: &mut
 fn selectors(list: &[LabelSelector], field: &str, r: &ObjRef, c: &mut Collector) -> Vec<Selector> {
     list.iter()
         .enumerate()
-        .filter_map(|(i, s)| {
-            Selector::new(s)
-                .map_err(|e| c.error(r, format!("{field}[{i}]: {e}")))
-                .ok()
-        })
+        .filter_map(|(i, s)| Selector::new(s).map_err(|e| c.error(r, format!("{field}[{i}]: {e}"))).ok())
         .collect()
 }
 
@@ -1096,12 +941,7 @@ fn same_family(a: IpAddr, b: IpAddr) -> bool {
 }
 
 /// Pool addresses: CIDRs ("192.0.2.0/24") or inclusive ranges ("192.0.2.10-192.0.2.20").
-fn pool_ranges(
-    list: &[String],
-    field: &str,
-    r: &ObjRef,
-    c: &mut Collector,
-) -> Vec<(IpAddr, IpAddr)> {
+fn pool_ranges(list: &[String], field: &str, r: &ObjRef, c: &mut Collector) -> Vec<(IpAddr, IpAddr)> {
     let mut out = Vec::new();
     if list.is_empty() {
         c.error(r, format!("{field}: at least one CIDR or range"));
@@ -1117,14 +957,8 @@ fn pool_ranges(
 
 pub fn parse_range(s: &str) -> Result<(IpAddr, IpAddr), String> {
     if let Some((a, b)) = s.split_once('-') {
-        let a: IpAddr = a
-            .trim()
-            .parse()
-            .map_err(|_| "bad start address of the range".to_string())?;
-        let b: IpAddr = b
-            .trim()
-            .parse()
-            .map_err(|_| "bad end address of the range".to_string())?;
+        let a: IpAddr = a.trim().parse().map_err(|_| "bad start address of the range".to_string())?;
+        let b: IpAddr = b.trim().parse().map_err(|_| "bad end address of the range".to_string())?;
         if !same_family(a, b) {
             return Err("the range mixes IPv4 and IPv6".into());
         }
@@ -1133,9 +967,8 @@ pub fn parse_range(s: &str) -> Result<(IpAddr, IpAddr), String> {
         }
         return Ok((a, b));
     }
-    let n: IpNet = s.parse().map_err(|_| {
-        "not a CIDR (\"192.0.2.0/24\") or a range (\"192.0.2.10-192.0.2.20\")".to_string()
-    })?;
+    let n: IpNet =
+        s.parse().map_err(|_| "not a CIDR (\"192.0.2.0/24\") or a range (\"192.0.2.10-192.0.2.20\")".to_string())?;
     if n.trunc() != n {
         return Err(format!("host bits set; did you mean {}?", n.trunc()));
     }
@@ -1145,16 +978,10 @@ pub fn parse_range(s: &str) -> Result<(IpAddr, IpAddr), String> {
 fn check_overlaps(pools: &[Pool], refs: &[ObjRef], c: &mut Collector) {
     for (i, p) in pools.iter().enumerate() {
         for q in &pools[i + 1..] {
-            let clash = p.ranges.iter().any(|(a, b)| {
-                q.ranges
-                    .iter()
-                    .any(|(x, y)| same_family(*a, *x) && a <= y && x <= b)
-            });
+            let clash =
+                p.ranges.iter().any(|(a, b)| q.ranges.iter().any(|(x, y)| same_family(*a, *x) && a <= y && x <= b));
             if clash {
-                let r = refs
-                    .get(i)
-                    .cloned()
-                    .unwrap_or_else(|| oref(METALLB_V1B1, "IPAddressPool", "", &p.name));
+                let r = refs.get(i).cloned().unwrap_or_else(|| oref(METALLB_V1B1, "IPAddressPool", "", &p.name));
                 c.error(&r, format!("addresses overlap with pool {:?}", q.name));
             }
         }
@@ -1173,14 +1000,10 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     }
     let mut total = 0f64;
     while !rest.is_empty() {
-        let n = rest
-            .find(|ch: char| !(ch.is_ascii_digit() || ch == '.'))
-            .ok_or_else(bad)?;
+        let n = rest.find(|ch: char| !(ch.is_ascii_digit() || ch == '.')).ok_or_else(bad)?;
         let v: f64 = rest[..n].parse().map_err(|_| bad())?;
         rest = &rest[n..];
-        let u = rest
-            .find(|ch: char| ch.is_ascii_digit() || ch == '.')
-            .unwrap_or(rest.len());
+        let u = rest.find(|ch: char| ch.is_ascii_digit() || ch == '.').unwrap_or(rest.len());
         let mult = match &rest[..u] {
             "h" => 3600.0,
             "m" => 60.0,
@@ -1241,36 +1064,15 @@ fn peer_config(
     let address = match p.peer_address.parse::<IpAddr>() {
         Ok(a) => a.to_string(),
         Err(_) => {
-            c.error(
-                r,
-                format!(
-                    "{}: {:?} is not an IP address",
-                    f("peerAddress", "peer-address"),
-                    p.peer_address
-                ),
-            );
+            c.error(r, format!("{}: {:?} is not an IP address", f("peerAddress", "peer-address"), p.peer_address));
             String::new()
         }
     };
     if !p.source_address.is_empty() && p.source_address.parse::<IpAddr>().is_err() {
-        c.error(
-            r,
-            format!(
-                "{}: {:?} is not an IP address",
-                f("sourceAddress", "source-address"),
-                p.source_address
-            ),
-        );
+        c.error(r, format!("{}: {:?} is not an IP address", f("sourceAddress", "source-address"), p.source_address));
     }
     if !p.router_id.is_empty() && p.router_id.parse::<std::net::Ipv4Addr>().is_err() {
-        c.error(
-            r,
-            format!(
-                "{}: {:?} is not an IPv4 address",
-                f("routerID", "router-id"),
-                p.router_id
-            ),
-        );
+        c.error(r, format!("{}: {:?} is not an IPv4 address", f("routerID", "router-id"), p.router_id));
     }
     let port = match p.peer_port {
         None | Some(0) => 0,
@@ -1283,34 +1085,17 @@ fn peer_config(
     let hold = secs_field(&p.hold_time, &f("holdTime", "hold-time"), r, c);
     if let Some(h) = hold {
         if h != 0 && h < 3 {
-            c.error(
-                r,
-                format!("{}: {h}s: 0 or at least 3s", f("holdTime", "hold-time")),
-            );
+            c.error(r, format!("{}: {h}s: 0 or at least 3s", f("holdTime", "hold-time")));
         }
     }
-    let keepalive = secs_field(
-        &p.keepalive_time,
-        &f("keepaliveTime", "keepalive-time"),
-        r,
-        c,
-    );
+    let keepalive = secs_field(&p.keepalive_time, &f("keepaliveTime", "keepalive-time"), r, c);
     if let (Some(k), Some(h)) = (keepalive, hold) {
         if k > h {
-            c.error(
-                r,
-                format!(
-                    "{}: {k}s is longer than the hold time {h}s",
-                    f("keepaliveTime", "keepalive-time")
-                ),
-            );
+            c.error(r, format!("{}: {k}s is longer than the hold time {h}s", f("keepaliveTime", "keepalive-time")));
         }
     }
     if p.password.len() > 80 {
-        c.error(
-            r,
-            format!("{}: at most 80 bytes", f("password", "password")),
-        );
+        c.error(r, format!("{}: at most 80 bytes", f("password", "password")));
     }
     let bfd = if p.bfd_profile.is_empty() {
         None
@@ -1318,22 +1103,12 @@ fn peer_config(
         match bfd.get(&p.bfd_profile) {
             Some(b) => Some(b.clone()),
             None => {
-                c.error(
-                    r,
-                    format!(
-                        "{}: no BFDProfile named {:?}",
-                        f("bfdProfile", "bfd-profile"),
-                        p.bfd_profile
-                    ),
-                );
+                c.error(r, format!("{}: no BFDProfile named {:?}", f("bfdProfile", "bfd-profile"), p.bfd_profile));
                 None
             }
         }
     };
-    if c.problems[before..]
-        .iter()
-        .any(|p| p.severity == Severity::Error)
-    {
+    if c.problems[before..].iter().any(|p| p.severity == Severity::Error) {
         return None;
     }
     Some(pb::PeerConfig {
@@ -1366,15 +1141,9 @@ fn bfd_profile(p: &LegacyBfdProfile, r: &ObjRef, c: &mut Collector) -> Option<pb
     range(p.detect_multiplier, 2, 255, "spec.detectMultiplier", c);
     range(p.minimum_ttl, 1, 254, "spec.minimumTtl", c);
     if p.echo_mode || p.echo_interval.is_some() {
-        c.warn(
-            r,
-            "spec.echoMode/echoInterval: BFD echo is not supported by speakerd; ignored",
-        );
+        c.warn(r, "spec.echoMode/echoInterval: BFD echo is not supported by speakerd; ignored");
     }
-    if c.problems[before..]
-        .iter()
-        .any(|p| p.severity == Severity::Error)
-    {
+    if c.problems[before..].iter().any(|p| p.severity == Severity::Error) {
         return None;
     }
     Some(pb::BfdProfile {
@@ -1395,17 +1164,11 @@ pub fn parse_community_value(v: &str) -> Result<(bool, String), String> {
         if parts.len() == 3 && parts.iter().all(|p| p.parse::<u32>().is_ok()) {
             return Ok((true, l.to_string()));
         }
-        return Err(format!(
-            "{v:?}: a large community is \"large:GLOBAL:LOCAL1:LOCAL2\" with 32-bit numbers"
-        ));
+        return Err(format!("{v:?}: a large community is \"large:GLOBAL:LOCAL1:LOCAL2\" with 32-bit numbers"));
     }
     match v.split_once(':') {
-        Some((a, b)) if a.parse::<u16>().is_ok() && b.parse::<u16>().is_ok() => {
-            Ok((false, v.to_string()))
-        }
-        _ => Err(format!(
-            "{v:?}: a community is \"ASN:VALUE\" with 16-bit numbers, or \"large:A:B:C\""
-        )),
+        Some((a, b)) if a.parse::<u16>().is_ok() && b.parse::<u16>().is_ok() => Ok((false, v.to_string())),
+        _ => Err(format!("{v:?}: a community is \"ASN:VALUE\" with 16-bit numbers, or \"large:A:B:C\"")),
     }
 }
 
@@ -1429,38 +1192,21 @@ fn bgp_advertisement(
             }
         }
     };
-    let aggregation_v4 = len(
-        a.aggregation_length,
-        32,
-        f("aggregationLength", "aggregation-length"),
-        c,
-    );
-    let aggregation_v6 = len(
-        a.aggregation_length_v6,
-        128,
-        f("aggregationLengthV6", "aggregation-length-v6"),
-        c,
-    );
+    let aggregation_v4 = len(a.aggregation_length, 32, f("aggregationLength", "aggregation-length"), c);
+    let aggregation_v6 = len(a.aggregation_length_v6, 128, f("aggregationLengthV6", "aggregation-length-v6"), c);
     let (mut communities, mut large_communities) = (Vec::new(), Vec::new());
     for (i, v) in a.communities.iter().enumerate() {
         let value = aliases.get(v).map(String::as_str).unwrap_or(v);
         match parse_community_value(value) {
             Ok((true, x)) => large_communities.push(x),
             Ok((false, x)) => communities.push(x),
-            Err(_) if !v.contains(':') => c.error(
-                r,
-                format!(
-                    "{}[{i}]: {v:?} is not a known Community alias",
-                    f("communities", "communities")
-                ),
-            ),
+            Err(_) if !v.contains(':') => {
+                c.error(r, format!("{}[{i}]: {v:?} is not a known Community alias", f("communities", "communities")))
+            }
             Err(e) => c.error(r, format!("{}[{i}]: {e}", f("communities", "communities"))),
         }
     }
-    if c.problems[before..]
-        .iter()
-        .any(|p| p.severity == Severity::Error)
-    {
+    if c.problems[before..].iter().any(|p| p.severity == Severity::Error) {
         return None;
     }
     Some(BgpAdvertisement {

@@ -10,9 +10,7 @@ use crate::metallb::LabelSelector;
 use crate::selector::Selector;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event as K8sEvent, Namespace, ObjectReference, Service};
-use kube::api::{
-    Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, store::Writer, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
@@ -86,11 +84,7 @@ pub fn service_from_k8s(s: &Service) -> allocator::Service {
     let spec = s.spec.clone().unwrap_or_default();
     let mut cluster_ips: Vec<String> = spec.cluster_ips.clone().unwrap_or_default();
     if cluster_ips.is_empty() {
-        if let Some(c) = spec
-            .cluster_ip
-            .clone()
-            .filter(|c| !c.is_empty() && c != "None")
-        {
+        if let Some(c) = spec.cluster_ip.clone().filter(|c| !c.is_empty() && c != "None") {
             cluster_ips.push(c);
         }
     }
@@ -118,17 +112,10 @@ pub fn service_from_k8s(s: &Service) -> allocator::Service {
             .ports
             .unwrap_or_default()
             .iter()
-            .map(|p| Port {
-                proto: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
-                port: p.port,
-            })
+            .map(|p| Port { proto: p.protocol.clone().unwrap_or_else(|| "TCP".into()), port: p.port })
             .collect(),
         ingress,
-        created: s
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .map_or(0, |t| t.0.as_second()),
+        created: s.metadata.creation_timestamp.as_ref().map_or(0, |t| t.0.as_second()),
     }
 }
 
@@ -137,23 +124,14 @@ struct Hub {
     synced: [AtomicBool; 3],
 }
 
-fn reflect<K>(
-    api: Api<K>,
-    dyntype: K::DynamicType,
-    hub: Arc<Hub>,
-    idx: usize,
-    what: &'static str,
-) -> Store<K>
+fn reflect<K>(api: Api<K>, dyntype: K::DynamicType, hub: Arc<Hub>, idx: usize, what: &'static str) -> Store<K>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
 {
     let writer = Writer::new(dyntype);
     let store = writer.as_reader();
-    let stream = reflector::reflector(
-        writer,
-        watcher(api, watcher::Config::default().timeout(25)).default_backoff(),
-    );
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default().timeout(25)).default_backoff());
     tokio::spawn(async move {
         futures::pin_mut!(stream);
         while let Some(ev) = stream.next().await {
@@ -162,9 +140,7 @@ where
                     hub.synced[idx].store(true, Relaxed);
                     hub.changed.notify_one();
                 }
-                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
-                    hub.changed.notify_one()
-                }
+                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => hub.changed.notify_one(),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(resource = what, error = %e, "watch failed; retrying"),
             }
@@ -175,21 +151,12 @@ where
 
 /// Runs the controller until an unrecoverable error.
 pub async fn run(client: Client, settings: ControllerSettings) -> anyhow::Result<()> {
-    let hub = Arc::new(Hub {
-        changed: Notify::new(),
-        synced: Default::default(),
-    });
+    let hub = Arc::new(Hub { changed: Notify::new(), synced: Default::default() });
     let pool_ar = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("metallb.io", "v1beta1", "IPAddressPool"),
         "ipaddresspools",
     );
-    let svcs = reflect(
-        Api::<Service>::all(client.clone()),
-        (),
-        hub.clone(),
-        0,
-        "services",
-    );
+    let svcs = reflect(Api::<Service>::all(client.clone()), (), hub.clone(), 0, "services");
     let pools = reflect(
         Api::<DynamicObject>::namespaced_with(client.clone(), &settings.namespace, &pool_ar),
         pool_ar.clone(),
@@ -197,13 +164,7 @@ pub async fn run(client: Client, settings: ControllerSettings) -> anyhow::Result
         1,
         "ipaddresspools",
     );
-    let nss = reflect(
-        Api::<Namespace>::all(client.clone()),
-        (),
-        hub.clone(),
-        2,
-        "namespaces",
-    );
+    let nss = reflect(Api::<Namespace>::all(client.clone()), (), hub.clone(), 2, "namespaces");
     // What this process wrote and the reflector may not show yet: uid → ingress IPs.
     let mut written: HashMap<String, Vec<String>> = HashMap::new();
     let mut last_pool_status: BTreeMap<String, allocator::PoolStatus> = BTreeMap::new();
@@ -215,10 +176,7 @@ pub async fn run(client: Client, settings: ControllerSettings) -> anyhow::Result
         if !hub.synced.iter().all(|s| s.load(Relaxed)) {
             continue;
         }
-        let mut input = Input {
-            lb_class: settings.lb_class.clone(),
-            ..Default::default()
-        };
+        let mut input = Input { lb_class: settings.lb_class.clone(), ..Default::default() };
         let mut pool_objs = pools.state();
         pool_objs.sort_by_key(|p| p.name_any());
         for p in &pool_objs {
@@ -254,30 +212,16 @@ pub async fn run(client: Client, settings: ControllerSettings) -> anyhow::Result
             };
             let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
             let api = Api::<Service>::namespaced(client.clone(), &ns);
-            let ingress: Vec<_> = u
-                .ingress
-                .iter()
-                .map(|ip| json!({"ip": ip.to_string()}))
-                .collect();
-            let ann =
-                json!({"metadata": {"annotations": {allocator::ANN_ALLOCATED_FROM_POOL: u.pool}}});
-            if let Err(e) = api
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&ann))
-                .await
-            {
+            let ingress: Vec<_> = u.ingress.iter().map(|ip| json!({"ip": ip.to_string()})).collect();
+            let ann = json!({"metadata": {"annotations": {allocator::ANN_ALLOCATED_FROM_POOL: u.pool}}});
+            if let Err(e) = api.patch(&name, &PatchParams::default(), &Patch::Merge(&ann)).await {
                 tracing::warn!(service = %u.service, error = %e, "writing the pool annotation failed");
             }
             let st = json!({"status": {"loadBalancer": {"ingress": ingress}}});
-            match api
-                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&st))
-                .await
-            {
+            match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&st)).await {
                 Ok(_) => {
                     tracing::info!(service = %u.service, ips = ?u.ingress, pool = ?u.pool, "service status written");
-                    written.insert(
-                        obj.uid().unwrap_or_default(),
-                        u.ingress.iter().map(|i| i.to_string()).collect(),
-                    );
+                    written.insert(obj.uid().unwrap_or_default(), u.ingress.iter().map(|i| i.to_string()).collect());
                 }
                 Err(e) => {
                     tracing::warn!(service = %u.service, error = %e, "writing the service status failed")
@@ -293,8 +237,7 @@ pub async fn run(client: Client, settings: ControllerSettings) -> anyhow::Result
             }
         }
         last_events = out.events.clone();
-        let pool_api =
-            |ns: &str| Api::<DynamicObject>::namespaced_with(client.clone(), ns, &pool_ar);
+        let pool_api = |ns: &str| Api::<DynamicObject>::namespaced_with(client.clone(), ns, &pool_ar);
         for (name, st) in &out.pools {
             if last_pool_status.get(name) == Some(st) {
                 continue;
@@ -303,9 +246,7 @@ pub async fn run(client: Client, settings: ControllerSettings) -> anyhow::Result
                 "assignedIPv4": st.assigned_ipv4, "assignedIPv6": st.assigned_ipv6,
                 "availableIPv4": st.available_ipv4, "availableIPv6": st.available_ipv6,
             }});
-            match pool_api(&settings.namespace)
-                .patch_status(name, &PatchParams::default(), &Patch::Merge(&body))
-                .await
+            match pool_api(&settings.namespace).patch_status(name, &PatchParams::default(), &Patch::Merge(&body)).await
             {
                 Ok(_) => {
                     last_pool_status.insert(name.clone(), st.clone());
@@ -324,8 +265,7 @@ pub async fn run(client: Client, settings: ControllerSettings) -> anyhow::Result
 
 async fn post_event(client: &Client, svc: &Service, e: &allocator::Event) {
     let ns = svc.namespace().unwrap_or_default();
-    let now =
-        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
     let ev = K8sEvent {
         metadata: kube::api::ObjectMeta {
             generate_name: Some(format!("{}.", svc.name_any())),
@@ -356,10 +296,7 @@ async fn post_event(client: &Client, svc: &Service, e: &allocator::Event) {
         }),
         ..Default::default()
     };
-    if let Err(err) = Api::<K8sEvent>::namespaced(client.clone(), &ns)
-        .create(&PostParams::default(), &ev)
-        .await
-    {
+    if let Err(err) = Api::<K8sEvent>::namespaced(client.clone(), &ns).create(&PostParams::default(), &ev).await {
         tracing::debug!(service = %e.service, error = %err, "posting an Event failed");
     }
 }

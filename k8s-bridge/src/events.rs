@@ -131,11 +131,7 @@ pub struct EventQueue {
 }
 
 fn obj_key(r: &ObjectReference) -> ObjKey {
-    (
-        r.kind.clone().unwrap_or_default(),
-        r.namespace.clone().unwrap_or_default(),
-        r.name.clone().unwrap_or_default(),
-    )
+    (r.kind.clone().unwrap_or_default(), r.namespace.clone().unwrap_or_default(), r.name.clone().unwrap_or_default())
 }
 
 fn unix_ms(at: Instant) -> u64 {
@@ -179,10 +175,7 @@ impl EventQueue {
         if i.spam.len() > QUEUE_CAP {
             i.spam.retain(|_, b| !b.full(now));
         }
-        let bucket = i
-            .spam
-            .entry(ok)
-            .or_insert_with(|| Bucket::new(SPAM_BURST, 1.0 / SPAM_REFILL.as_secs_f64(), now));
+        let bucket = i.spam.entry(ok).or_insert_with(|| Bucket::new(SPAM_BURST, 1.0 / SPAM_REFILL.as_secs_f64(), now));
         if !bucket.try_take(now) {
             self.metrics.events_spam_dropped.fetch_add(1, Relaxed);
             return;
@@ -240,13 +233,8 @@ impl EventQueue {
             let permit = sem.clone().acquire_owned().await.expect("never closed");
             let (recorder, metrics) = (recorder.clone(), self.metrics.clone());
             tokio::spawn(async move {
-                let ev = KEvent {
-                    type_: p.type_,
-                    reason: p.reason,
-                    note: Some(p.note),
-                    action: p.action,
-                    secondary: None,
-                };
+                let ev =
+                    KEvent { type_: p.type_, reason: p.reason, note: Some(p.note), action: p.action, secondary: None };
                 match tokio::time::timeout(WRITE_TIMEOUT, recorder.publish(&ev, &p.regarding)).await {
                     Ok(Ok(())) => {
                         metrics.events_written.fetch_add(1, Relaxed);
@@ -271,7 +259,12 @@ mod tests {
     use super::*;
 
     fn r(name: &str) -> ObjectReference {
-        ObjectReference { kind: Some("Service".into()), namespace: Some("default".into()), name: Some(name.into()), ..Default::default() }
+        ObjectReference {
+            kind: Some("Service".into()),
+            namespace: Some("default".into()),
+            name: Some(name.into()),
+            ..Default::default()
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! k8s-bridge: the sidecar of speakerd in the MetalLB-compatible DaemonSet.
 use clap::Parser;
-use k8s_bridge::metrics::Metrics;
 use k8s_bridge::events::Limits;
+use k8s_bridge::metrics::Metrics;
 use k8s_bridge::run::{run, Settings};
 use k8s_bridge::translate::Options;
 use std::net::SocketAddr;
@@ -77,12 +77,10 @@ struct ControllerArgs {
 
 async fn controller_main() -> anyhow::Result<()> {
     let a = ControllerArgs::parse_from(std::env::args().skip(1));
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     tracing_subscriber::fmt().with_env_filter(filter).init();
-    let mut config = kube::Config::infer()
-        .await
-        .map_err(|e| anyhow::anyhow!("Kubernetes client configuration: {e}"))?;
+    let mut config =
+        kube::Config::infer().await.map_err(|e| anyhow::anyhow!("Kubernetes client configuration: {e}"))?;
     config.read_timeout = Some(Duration::from_secs(30));
     config.connect_timeout = Some(Duration::from_secs(10));
     let client = kube::Client::try_from(config)?;
@@ -105,13 +103,9 @@ async fn main() -> anyhow::Result<()> {
         return controller_main().await;
     }
     let a = Args::parse();
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     if a.log_format == "json" {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
+        tracing_subscriber::fmt().json().with_env_filter(filter).init();
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
@@ -120,9 +114,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let metrics = Arc::new(Metrics::default());
     if let Some(addr) = a.metrics {
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("--metrics {addr}: {e}"))?;
+        let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("--metrics {addr}: {e}"))?;
         let m = metrics.clone();
         tokio::spawn(async move {
             if let Err(e) = k8s_bridge::metrics::serve(l, m).await {
@@ -130,9 +122,8 @@ async fn main() -> anyhow::Result<()> {
             }
         });
     }
-    let mut config = kube::Config::infer()
-        .await
-        .map_err(|e| anyhow::anyhow!("Kubernetes client configuration: {e}"))?;
+    let mut config =
+        kube::Config::infer().await.map_err(|e| anyhow::anyhow!("Kubernetes client configuration: {e}"))?;
     // A hanging API server (accepted, never answers) must not hold a list forever: 30 s per read.
     // Watches are asked to end after 25 s (run.rs), so a healthy idle watch never hits it.
     config.read_timeout = Some(Duration::from_secs(30));
@@ -167,8 +158,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn shutdown() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}

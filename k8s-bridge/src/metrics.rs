@@ -51,10 +51,8 @@ fn age_seconds(unix_ms: u64) -> f64 {
     if unix_ms == 0 {
         return 0.0;
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     now.saturating_sub(unix_ms) as f64 / 1000.0
 }
 
@@ -84,27 +82,68 @@ impl Metrics {
         let l = |v: &AtomicU64| v.load(Relaxed) as f64;
         let writes: [(&str, &str, &str, f64); 11] = [
             ("k8s_bridge_events_pending", "gauge", "Events queued for the API server", l(&self.events_pending)),
-            ("k8s_bridge_events_oldest_pending_seconds", "gauge", "age of the oldest queued Event", age_seconds(self.events_oldest_pending_unix_ms.load(Relaxed))),
-            ("k8s_bridge_events_aggregated_total", "counter", "Events merged into an equal pending one or dropped as a repeat within 10 minutes", l(&self.events_aggregated)),
-            ("k8s_bridge_events_spam_dropped_total", "counter", "Events dropped by the per-object spam filter", l(&self.events_spam_dropped)),
-            ("k8s_bridge_events_overflow_dropped_total", "counter", "Events dropped because the queue was full (oldest first)", l(&self.events_overflow_dropped)),
+            (
+                "k8s_bridge_events_oldest_pending_seconds",
+                "gauge",
+                "age of the oldest queued Event",
+                age_seconds(self.events_oldest_pending_unix_ms.load(Relaxed)),
+            ),
+            (
+                "k8s_bridge_events_aggregated_total",
+                "counter",
+                "Events merged into an equal pending one or dropped as a repeat within 10 minutes",
+                l(&self.events_aggregated),
+            ),
+            (
+                "k8s_bridge_events_spam_dropped_total",
+                "counter",
+                "Events dropped by the per-object spam filter",
+                l(&self.events_spam_dropped),
+            ),
+            (
+                "k8s_bridge_events_overflow_dropped_total",
+                "counter",
+                "Events dropped because the queue was full (oldest first)",
+                l(&self.events_overflow_dropped),
+            ),
             ("k8s_bridge_events_written_total", "counter", "Events written to the API server", l(&self.events_written)),
-            ("k8s_bridge_events_failed_total", "counter", "Event writes that failed or timed out", l(&self.events_failed)),
-            ("k8s_bridge_status_pending", "gauge", "status objects (ServiceL2Status/ServiceBGPStatus) waiting to be written or deleted", l(&self.status_pending)),
-            ("k8s_bridge_status_oldest_pending_seconds", "gauge", "how long the oldest pending status write has waited", age_seconds(self.status_oldest_pending_unix_ms.load(Relaxed))),
-            ("k8s_bridge_status_writes_total", "counter", "status object writes (create, patch, delete) that worked", l(&self.status_writes)),
-            ("k8s_bridge_status_write_errors_total", "counter", "status object writes or lists that failed or timed out", l(&self.status_write_errors)),
+            (
+                "k8s_bridge_events_failed_total",
+                "counter",
+                "Event writes that failed or timed out",
+                l(&self.events_failed),
+            ),
+            (
+                "k8s_bridge_status_pending",
+                "gauge",
+                "status objects (ServiceL2Status/ServiceBGPStatus) waiting to be written or deleted",
+                l(&self.status_pending),
+            ),
+            (
+                "k8s_bridge_status_oldest_pending_seconds",
+                "gauge",
+                "how long the oldest pending status write has waited",
+                age_seconds(self.status_oldest_pending_unix_ms.load(Relaxed)),
+            ),
+            (
+                "k8s_bridge_status_writes_total",
+                "counter",
+                "status object writes (create, patch, delete) that worked",
+                l(&self.status_writes),
+            ),
+            (
+                "k8s_bridge_status_write_errors_total",
+                "counter",
+                "status object writes or lists that failed or timed out",
+                l(&self.status_write_errors),
+            ),
         ];
         let mut s = String::new();
         for (name, kind, help, v) in rows {
-            s.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
-            ));
+            s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
         }
         for (name, kind, help, v) in writes {
-            s.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
-            ));
+            s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
         }
         s
     }
@@ -119,9 +158,7 @@ pub async fn serve(l: tokio::net::TcpListener, m: Arc<Metrics>) -> std::io::Resu
         let m = m.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 1024];
-            let n = match tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf))
-                .await
-            {
+            let n = match tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf)).await {
                 Ok(Ok(n)) => n,
                 _ => return,
             };
@@ -131,10 +168,9 @@ pub async fn serve(l: tokio::net::TcpListener, m: Arc<Metrics>) -> std::io::Resu
                 "/metrics" => ("200 OK", m.render()),
                 "/healthz" | "/livez" => ("200 OK", "ok\n".to_string()),
                 "/readyz" if m.ready() => ("200 OK", "ok\n".to_string()),
-                "/readyz" => (
-                    "503 Service Unavailable",
-                    "not ready: API server, initial sync or speakerd\n".to_string(),
-                ),
+                "/readyz" => {
+                    ("503 Service Unavailable", "not ready: API server, initial sync or speakerd\n".to_string())
+                }
                 _ => ("404 Not Found", "not found\n".to_string()),
             };
             let resp = format!(

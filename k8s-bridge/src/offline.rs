@@ -10,16 +10,9 @@ fn obj<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> Obj<T> {
     let s = |k: &str| md[k].as_str().unwrap_or_default().to_string();
     let labels = md["labels"]
         .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
         .unwrap_or_default();
-    let spec = v
-        .get("spec")
-        .cloned()
-        .unwrap_or_else(|| serde_json::json!({}));
+    let spec = v.get("spec").cloned().unwrap_or_else(|| serde_json::json!({}));
     Obj {
         name: s("name"),
         namespace: s("namespace"),
@@ -32,11 +25,7 @@ fn obj<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> Obj<T> {
 /// `namespace` become configuration (MetalLB objects elsewhere are left out, as the bridge's watches
 /// leave them); Services, EndpointSlices and Nodes become the cluster; other
 /// kinds are ignored.
-pub fn load(
-    text: &str,
-    namespace: &str,
-    configmap: &str,
-) -> Result<(ConfigInput, Cluster), String> {
+pub fn load(text: &str, namespace: &str, configmap: &str) -> Result<(ConfigInput, Cluster), String> {
     let mut input = ConfigInput::default();
     let mut cluster = Cluster::default();
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
@@ -58,44 +47,27 @@ pub fn load(
             (true, "L2Advertisement") => input.l2_advertisements.push(obj(&v)),
             (true, "Community") => input.communities.push(obj(&v)),
             (true, "BFDProfile") => input.bfd_profiles.push(obj(&v)),
-            (false, "ConfigMap")
-                if ns == namespace
-                    && v["metadata"]["name"] == crate::config::EXCLUDE_L2_CONFIGMAP =>
-            {
-                let text = v["data"][crate::config::EXCLUDE_L2_KEY]
-                    .as_str()
-                    .map(str::to_string);
-                input.exclude_l2 = Some((
-                    ns.to_string(),
-                    crate::config::EXCLUDE_L2_CONFIGMAP.to_string(),
-                    text,
-                ));
+            (false, "ConfigMap") if ns == namespace && v["metadata"]["name"] == crate::config::EXCLUDE_L2_CONFIGMAP => {
+                let text = v["data"][crate::config::EXCLUDE_L2_KEY].as_str().map(str::to_string);
+                input.exclude_l2 = Some((ns.to_string(), crate::config::EXCLUDE_L2_CONFIGMAP.to_string(), text));
             }
             (false, "ConfigMap") if ns == namespace && v["metadata"]["name"] == configmap => {
                 let text = v["data"]["config"].as_str().map(str::to_string);
                 input.legacy = Some((ns.to_string(), configmap.to_string(), text));
             }
             (false, "Secret") => {
-                let s: k8s_openapi::api::core::v1::Secret =
-                    serde_json::from_value(v.clone()).map_err(bad)?;
-                let mut data: BTreeMap<String, Vec<u8>> = s
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.0))
-                    .collect();
+                let s: k8s_openapi::api::core::v1::Secret = serde_json::from_value(v.clone()).map_err(bad)?;
+                let mut data: BTreeMap<String, Vec<u8>> =
+                    s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
                 for (k, v) in s.string_data.unwrap_or_default() {
                     data.insert(k, v.into_bytes());
                 }
                 let key = (ns.to_string(), s.metadata.name.unwrap_or_default());
-                input
-                    .secret_types
-                    .insert(key.clone(), s.type_.unwrap_or_else(|| "Opaque".into()));
+                input.secret_types.insert(key.clone(), s.type_.unwrap_or_else(|| "Opaque".into()));
                 input.secrets.insert(key, data);
             }
             (false, "Service") => {
-                let s: k8s_openapi::api::core::v1::Service =
-                    serde_json::from_value(v.clone()).map_err(bad)?;
+                let s: k8s_openapi::api::core::v1::Service = serde_json::from_value(v.clone()).map_err(bad)?;
                 let mut svc = Svc::from(&s);
                 if svc.namespace.is_empty() {
                     svc.namespace = "default".into();
@@ -112,8 +84,7 @@ pub fn load(
                 cluster.slices.push(slice);
             }
             (false, "Node") => {
-                let n: k8s_openapi::api::core::v1::Node =
-                    serde_json::from_value(v.clone()).map_err(bad)?;
+                let n: k8s_openapi::api::core::v1::Node = serde_json::from_value(v.clone()).map_err(bad)?;
                 cluster.nodes.push(NodeInfo::from(&n));
             }
             _ => {}
@@ -123,11 +94,7 @@ pub fn load(
         .services
         .iter()
         .filter(|s| s.load_balancer)
-        .flat_map(|s| {
-            s.ips
-                .iter()
-                .map(|ip| (s.namespace.clone(), s.name.clone(), *ip))
-        })
+        .flat_map(|s| s.ips.iter().map(|ip| (s.namespace.clone(), s.name.clone(), *ip)))
         .collect();
     Ok((input, cluster))
 }

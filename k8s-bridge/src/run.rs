@@ -5,14 +5,14 @@
 use crate::apply::{self, Pushed};
 use crate::cluster::{Cluster, NodeInfo, Slice, Svc};
 use crate::config::{self, ConfigInput, Obj, ObjRef, Problem, Severity};
+use crate::events::EventQueue;
 use crate::metrics::Metrics;
+use crate::status::{StatusApi, StatusQueue};
 use crate::translate::{self, Desired, Options, ServiceAnnouncement, Unannounceable};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
-use crate::events::EventQueue;
-use crate::status::{StatusApi, StatusQueue};
 use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, store::Writer, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -76,7 +76,8 @@ struct WatchBackoff {
 
 impl Default for WatchBackoff {
     fn default() -> Self {
-        let seed = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos() as u64 | 1).unwrap_or(1);
+        let seed =
+            SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos() as u64 | 1).unwrap_or(1);
         WatchBackoff { next: Duration::from_millis(500), seed }
     }
 }
@@ -147,13 +148,11 @@ where
                     m.api_errors.fetch_add(1, Relaxed);
                     // A resource the API server does not have (a MetalLB CRD not installed, when only
                     // the legacy ConfigMap is used) counts as empty; the watcher keeps retrying.
-                    let not_found = matches!(&e, watcher::Error::InitialListFailed(kube::Error::Api(s)) if s.code == 404);
+                    let not_found =
+                        matches!(&e, watcher::Error::InitialListFailed(kube::Error::Api(s)) if s.code == 404);
                     if not_found {
                         if !hub.synced[idx].swap(true, Relaxed) {
-                            tracing::info!(
-                                resource = what,
-                                "not served by the API server; treated as empty"
-                            );
+                            tracing::info!(resource = what, "not served by the API server; treated as empty");
                             hub.changed.notify_one();
                         }
                         m.api_up.store(true, Relaxed);
@@ -182,11 +181,7 @@ fn objs<T: serde::de::DeserializeOwned>(store: &Store<DynamicObject>) -> Vec<Obj
         .state()
         .iter()
         .map(|o| {
-            let spec = o
-                .data
-                .get("spec")
-                .cloned()
-                .unwrap_or_else(|| serde_json::json!({}));
+            let spec = o.data.get("spec").cloned().unwrap_or_else(|| serde_json::json!({}));
             Obj {
                 name: o.name_any(),
                 namespace: o.namespace().unwrap_or_default(),
@@ -215,30 +210,15 @@ struct Stores {
 
 impl Stores {
     fn config_input(&self, s: &Settings) -> ConfigInput {
-        let legacy = self
-            .configmaps
-            .state()
-            .iter()
-            .find(|c| c.name_any() == s.configmap)
-            .map(|c| {
-                (
-                    c.namespace().unwrap_or_default(),
-                    c.name_any(),
-                    c.data.as_ref().and_then(|d| d.get("config")).cloned(),
-                )
-            });
+        let legacy = self.configmaps.state().iter().find(|c| c.name_any() == s.configmap).map(|c| {
+            (c.namespace().unwrap_or_default(), c.name_any(), c.data.as_ref().and_then(|d| d.get("config")).cloned())
+        });
         let secrets = self
             .secrets
             .state()
             .iter()
             .map(|sec| {
-                let data = sec
-                    .data
-                    .clone()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.0))
-                    .collect();
+                let data = sec.data.clone().unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
                 ((sec.namespace().unwrap_or_default(), sec.name_any()), data)
             })
             .collect();
@@ -252,12 +232,8 @@ impl Stores {
                 ((sec.namespace().unwrap_or_default(), sec.name_any()), t)
             })
             .collect();
-        let exclude_l2 = self
-            .configmaps
-            .state()
-            .iter()
-            .find(|c| c.name_any() == config::EXCLUDE_L2_CONFIGMAP)
-            .map(|c| {
+        let exclude_l2 =
+            self.configmaps.state().iter().find(|c| c.name_any() == config::EXCLUDE_L2_CONFIGMAP).map(|c| {
                 (
                     c.namespace().unwrap_or_default(),
                     c.name_any(),
@@ -298,32 +274,15 @@ impl Stores {
 
     fn cluster(&self) -> Cluster {
         Cluster {
-            services: self
-                .services
-                .state()
-                .iter()
-                .map(|s| Svc::from(s.as_ref()))
-                .collect(),
-            slices: self
-                .slices
-                .state()
-                .iter()
-                .map(|s| Slice::from(s.as_ref()))
-                .collect(),
-            nodes: self
-                .nodes
-                .state()
-                .iter()
-                .map(|n| NodeInfo::from(n.as_ref()))
-                .collect(),
+            services: self.services.state().iter().map(|s| Svc::from(s.as_ref())).collect(),
+            slices: self.slices.state().iter().map(|s| Slice::from(s.as_ref())).collect(),
+            nodes: self.nodes.state().iter().map(|n| NodeInfo::from(n.as_ref())).collect(),
         }
     }
 
     /// The Service's reference for Events: a keyed lookup in the store, not a scan of every Service.
     fn service_ref(&self, ns: &str, name: &str) -> Option<ObjectReference> {
-        self.services
-            .get(&reflector::ObjectRef::new(name).within(ns))
-            .map(|s| s.object_ref(&()))
+        self.services.get(&reflector::ObjectRef::new(name).within(ns)).map(|s| s.object_ref(&()))
     }
 }
 
@@ -331,14 +290,7 @@ fn starts(settings: &Settings, client: &Client, hub: &Arc<Hub>) -> Stores {
     let ns = settings.namespace.as_str();
     let h = |i| (hub.clone(), i);
     let (hb, i) = h(0);
-    let services = reflect(
-        Api::<Service>::all(client.clone()),
-        watch_config(),
-        (),
-        "services",
-        hb,
-        i,
-    );
+    let services = reflect(Api::<Service>::all(client.clone()), watch_config(), (), "services", hb, i);
     let (hb, i) = h(1);
     let slices = reflect(
         Api::<EndpointSlice>::all(client.clone()),
@@ -349,35 +301,14 @@ fn starts(settings: &Settings, client: &Client, hub: &Arc<Hub>) -> Stores {
         i,
     );
     let (hb, i) = h(2);
-    let nodes = reflect(
-        Api::<Node>::all(client.clone()),
-        watch_config(),
-        (),
-        "nodes",
-        hb,
-        i,
-    );
+    let nodes = reflect(Api::<Node>::all(client.clone()), watch_config(), (), "nodes", hb, i);
     let (hb, i) = h(3);
     // Every ConfigMap of the namespace (issue 18): the legacy `config` one and `metallb-excludel2`
     // (a field selector cannot name two); the namespace holds few.
     let cm_cfg = watch_config();
-    let configmaps = reflect(
-        Api::<ConfigMap>::namespaced(client.clone(), ns),
-        cm_cfg,
-        (),
-        "configmaps",
-        hb,
-        i,
-    );
+    let configmaps = reflect(Api::<ConfigMap>::namespaced(client.clone(), ns), cm_cfg, (), "configmaps", hb, i);
     let (hb, i) = h(4);
-    let secrets = reflect(
-        Api::<Secret>::namespaced(client.clone(), ns),
-        watch_config(),
-        (),
-        "secrets",
-        hb,
-        i,
-    );
+    let secrets = reflect(Api::<Secret>::namespaced(client.clone(), ns), watch_config(), (), "secrets", hb, i);
     let dynamic = |ar: ApiResource, what: &'static str, i: usize| {
         reflect(
             Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar),
@@ -394,32 +325,12 @@ fn starts(settings: &Settings, client: &Client, hub: &Arc<Hub>) -> Stores {
         nodes,
         configmaps,
         secrets,
-        pools: dynamic(
-            metallb("v1beta1", "IPAddressPool", "ipaddresspools"),
-            "ipaddresspools",
-            5,
-        ),
+        pools: dynamic(metallb("v1beta1", "IPAddressPool", "ipaddresspools"), "ipaddresspools", 5),
         peers: dynamic(metallb("v1beta2", "BGPPeer", "bgppeers"), "bgppeers", 6),
-        bgp_ads: dynamic(
-            metallb("v1beta1", "BGPAdvertisement", "bgpadvertisements"),
-            "bgpadvertisements",
-            7,
-        ),
-        l2_ads: dynamic(
-            metallb("v1beta1", "L2Advertisement", "l2advertisements"),
-            "l2advertisements",
-            8,
-        ),
-        communities: dynamic(
-            metallb("v1beta1", "Community", "communities"),
-            "communities",
-            9,
-        ),
-        bfd: dynamic(
-            metallb("v1beta1", "BFDProfile", "bfdprofiles"),
-            "bfdprofiles",
-            10,
-        ),
+        bgp_ads: dynamic(metallb("v1beta1", "BGPAdvertisement", "bgpadvertisements"), "bgpadvertisements", 7),
+        l2_ads: dynamic(metallb("v1beta1", "L2Advertisement", "l2advertisements"), "l2advertisements", 8),
+        communities: dynamic(metallb("v1beta1", "Community", "communities"), "communities", 9),
+        bfd: dynamic(metallb("v1beta1", "BFDProfile", "bfdprofiles"), "bfdprofiles", 10),
     }
 }
 const STREAMS: usize = 11;
@@ -456,14 +367,7 @@ struct Events {
 }
 
 impl Events {
-    fn publish(
-        &self,
-        type_: EventType,
-        reason: &str,
-        note: String,
-        action: &str,
-        regarding: &ObjectReference,
-    ) {
+    fn publish(&self, type_: EventType, reason: &str, note: String, action: &str, regarding: &ObjectReference) {
         self.queue.publish(type_, reason, note, action, regarding);
     }
 
@@ -502,17 +406,11 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
     }
     // Events and status objects are written by their own tasks: the push to speakerd never waits on
     // an API server write.
-    let events = Events {
-        queue: EventQueue::new(metrics.clone()),
-        node: settings.options.node.clone(),
-    };
+    let events = Events { queue: EventQueue::new(metrics.clone()), node: settings.options.node.clone() };
     tokio::spawn(events.queue.clone().run(
         Recorder::new(
             client.clone(),
-            Reporter {
-                controller: "metallb-speaker".into(),
-                instance: Some(settings.options.node.clone()),
-            },
+            Reporter { controller: "metallb-speaker".into(), instance: Some(settings.options.node.clone()) },
         ),
         settings.event_writes,
     ));
@@ -520,16 +418,13 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
     // A (re)connection to speakerd means a possibly new process: push everything again.
     let reconnected = Arc::new(Notify::new());
     let owners_changed = Arc::new(Notify::new());
-    tokio::spawn(watch_speakerd(
-        SpeakerClient::new(channel.clone()),
-        reconnected.clone(),
-        owners_changed.clone(),
-    ));
+    tokio::spawn(watch_speakerd(SpeakerClient::new(channel.clone()), reconnected.clone(), owners_changed.clone()));
     let status = StatusQueue::new(metrics.clone());
-    tokio::spawn(status.clone().run(
-        StatusApi::new(client.clone(), &settings.namespace, &settings.options.node),
-        settings.status_writes,
-    ));
+    tokio::spawn(
+        status
+            .clone()
+            .run(StatusApi::new(client.clone(), &settings.namespace, &settings.options.node), settings.status_writes),
+    );
     let mut status_due = false;
     let mut speakerd = SpeakerClient::new(channel);
 
@@ -541,11 +436,8 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
     let mut waited_for_sync = false;
     loop {
         let mut force = false;
-        let retry_at = if pushed.is_none() && good.is_some() {
-            Some(tokio::time::Instant::now() + retry)
-        } else {
-            None
-        };
+        let retry_at =
+            if pushed.is_none() && good.is_some() { Some(tokio::time::Instant::now() + retry) } else { None };
         tokio::select! {
             _ = hub.changed.notified() => {
                 tokio::time::sleep(settings.debounce).await;
@@ -581,25 +473,19 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
                 // Forget what is fixed, so that it is reported again if it comes back.
                 reported.problems.retain(|p| warnings.contains(p));
                 // Objects left out (issue 18): InvalidConfig on each, the rest applies.
-                metrics.config_skipped.store(
-                    warnings.iter().filter(|w| w.severity == Severity::Skipped).count() as u64,
-                    Relaxed,
-                );
+                metrics
+                    .config_skipped
+                    .store(warnings.iter().filter(|w| w.severity == Severity::Skipped).count() as u64, Relaxed);
                 for w in warnings {
                     if reported.problems.insert(w.clone()) {
                         tracing::warn!(object = %w.object, "{}", w.message);
-                        events
-                            .publish(
-                                EventType::Warning,
-                                if w.severity == Severity::Skipped {
-                                    "InvalidConfig"
-                                } else {
-                                    "ConfigWarning"
-                                },
-                                w.message.clone(),
-                                "Validate",
-                                &Events::reference(&w.object),
-                            );
+                        events.publish(
+                            EventType::Warning,
+                            if w.severity == Severity::Skipped { "InvalidConfig" } else { "ConfigWarning" },
+                            w.message.clone(),
+                            "Validate",
+                            &Events::reference(&w.object),
+                        );
                     }
                 }
             }
@@ -608,14 +494,13 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
                 for p in problems.iter().filter(|p| p.severity == Severity::Error) {
                     if reported.problems.insert(p.clone()) {
                         tracing::error!(object = %p.object, "invalid configuration, the last good one stays in force: {}", p.message);
-                        events
-                            .publish(
-                                EventType::Warning,
-                                "InvalidConfig",
-                                p.message.clone(),
-                                "Validate",
-                                &Events::reference(&p.object),
-                            );
+                        events.publish(
+                            EventType::Warning,
+                            "InvalidConfig",
+                            p.message.clone(),
+                            "Validate",
+                            &Events::reference(&p.object),
+                        );
                     }
                 }
             }
@@ -625,31 +510,24 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
             continue;
         };
         let desired = translate::translate(cfg, &stores.cluster(), &settings.options);
-        metrics
-            .bgp_announcements
-            .store(desired.bgp.len() as u64, Relaxed);
-        metrics
-            .l2_announcements
-            .store(desired.l2.len() as u64, Relaxed);
+        metrics.bgp_announcements.store(desired.bgp.len() as u64, Relaxed);
+        metrics.l2_announcements.store(desired.l2.len() as u64, Relaxed);
         metrics.peers.store(desired.peers.len() as u64, Relaxed);
         for u in &desired.unannounceable {
             if reported.unannounceable.insert(u.clone()) {
                 tracing::warn!(service = %format!("{}/{}", u.namespace, u.name), ip = %u.ip, "not announced: {}", u.reason);
                 if let Some(r) = stores.service_ref(&u.namespace, &u.name) {
-                    events
-                        .publish(
-                            EventType::Warning,
-                            "NotAnnounced",
-                            format!("{}: {}", u.ip, u.reason),
-                            "Announce",
-                            &r,
-                        );
+                    events.publish(
+                        EventType::Warning,
+                        "NotAnnounced",
+                        format!("{}: {}", u.ip, u.reason),
+                        "Announce",
+                        &r,
+                    );
                 }
             }
         }
-        reported
-            .unannounceable
-            .retain(|u| desired.unannounceable.contains(u));
+        reported.unannounceable.retain(|u| desired.unannounceable.contains(u));
         let unchanged = !force && pushed.as_ref() == Some(&desired);
         if !unchanged {
             metrics.pushes.fetch_add(1, Relaxed);
@@ -657,21 +535,15 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
                 Ok(p) => {
                     retry = Duration::from_secs(1);
                     metrics.push_ok.store(true, Relaxed);
-                    let now = SystemTime::now()
-                        .duration_since(SystemTime::UNIX_EPOCH)
-                        .map(|d| d.as_secs())
-                        .unwrap_or(0);
+                    let now =
+                        SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
                     metrics.last_push_unix.store(now, Relaxed);
                     log_push(&p, &desired, force);
                     if reported.push_failed {
                         tracing::info!("speakerd accepts the desired state again");
                         reported.push_failed = false;
                     }
-                    for s in desired
-                        .services
-                        .iter()
-                        .filter(|s| !reported.assigned.contains(*s))
-                    {
+                    for s in desired.services.iter().filter(|s| !reported.assigned.contains(*s)) {
                         if let Some(r) = stores.service_ref(&s.namespace, &s.name) {
                             let note = format!(
                                 "announcing {} from node {:?} with protocol {:?}",
@@ -679,8 +551,7 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
                                 events.node,
                                 s.protocol.as_str()
                             );
-                            events
-                                .publish(EventType::Normal, "nodeAssigned", note, "Announce", &r);
+                            events.publish(EventType::Normal, "nodeAssigned", note, "Announce", &r);
                         }
                     }
                     reported.assigned = desired.services.iter().cloned().collect();
@@ -700,14 +571,7 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
                                     s.ip,
                                     status.message()
                                 );
-                                events
-                                    .publish(
-                                        EventType::Warning,
-                                        "AnnounceFailed",
-                                        note,
-                                        "Announce",
-                                        &r,
-                                    );
+                                events.publish(EventType::Warning, "AnnounceFailed", note, "Announce", &r);
                             }
                         }
                         reported.push_failed = true;
@@ -720,9 +584,7 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
             status_due = false;
             if let Some(d) = &pushed {
                 let l2 = speakerd
-                    .list_l2_announcements(pb::ListL2AnnouncementsRequest {
-                        owner: crate::OWNER.into(),
-                    })
+                    .list_l2_announcements(pb::ListL2AnnouncementsRequest { owner: crate::OWNER.into() })
                     .await
                     .map(|r| r.into_inner().announcements)
                     .unwrap_or_default();

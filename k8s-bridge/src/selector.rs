@@ -19,37 +19,24 @@ pub struct Selector {
 
 impl Selector {
     pub fn new(s: &LabelSelector) -> Result<Self, String> {
-        let mut reqs: Vec<Req> = s
-            .match_labels
-            .iter()
-            .map(|(k, v)| Req::In(k.clone(), vec![v.clone()]))
-            .collect();
+        let mut reqs: Vec<Req> = s.match_labels.iter().map(|(k, v)| Req::In(k.clone(), vec![v.clone()])).collect();
         for (i, e) in s.match_expressions.iter().enumerate() {
             if e.key.is_empty() {
                 return Err(format!("matchExpressions[{i}].key: required"));
             }
-            let r =
-                match e.operator.as_str() {
-                    "In" | "NotIn" if e.values.is_empty() => {
-                        return Err(format!(
-                            "matchExpressions[{i}].values: required for operator {}",
-                            e.operator
-                        ))
-                    }
-                    "In" => Req::In(e.key.clone(), e.values.clone()),
-                    "NotIn" => Req::NotIn(e.key.clone(), e.values.clone()),
-                    "Exists" | "DoesNotExist" if !e.values.is_empty() => {
-                        return Err(format!(
-                            "matchExpressions[{i}].values: must be empty for operator {}",
-                            e.operator
-                        ))
-                    }
-                    "Exists" => Req::Exists(e.key.clone()),
-                    "DoesNotExist" => Req::DoesNotExist(e.key.clone()),
-                    o => return Err(format!(
-                        "matchExpressions[{i}].operator: {o:?}: In, NotIn, Exists or DoesNotExist"
-                    )),
-                };
+            let r = match e.operator.as_str() {
+                "In" | "NotIn" if e.values.is_empty() => {
+                    return Err(format!("matchExpressions[{i}].values: required for operator {}", e.operator))
+                }
+                "In" => Req::In(e.key.clone(), e.values.clone()),
+                "NotIn" => Req::NotIn(e.key.clone(), e.values.clone()),
+                "Exists" | "DoesNotExist" if !e.values.is_empty() => {
+                    return Err(format!("matchExpressions[{i}].values: must be empty for operator {}", e.operator))
+                }
+                "Exists" => Req::Exists(e.key.clone()),
+                "DoesNotExist" => Req::DoesNotExist(e.key.clone()),
+                o => return Err(format!("matchExpressions[{i}].operator: {o:?}: In, NotIn, Exists or DoesNotExist")),
+            };
             reqs.push(r);
         }
         Ok(Self { reqs })
@@ -76,9 +63,7 @@ mod tests {
     use crate::metallb::SelectorRequirement;
 
     fn labels(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-        kv.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -109,11 +94,8 @@ mod tests {
             ..Default::default()
         })
         .is_err());
-        assert!(Selector::new(&LabelSelector {
-            match_expressions: vec![req("k", "In", &[])],
-            ..Default::default()
-        })
-        .is_err());
+        assert!(Selector::new(&LabelSelector { match_expressions: vec![req("k", "In", &[])], ..Default::default() })
+            .is_err());
         assert!(Selector::new(&LabelSelector {
             match_expressions: vec![req("k", "Gt", &["1"])],
             ..Default::default()

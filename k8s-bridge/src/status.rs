@@ -6,8 +6,7 @@
 use crate::metrics::Metrics;
 use crate::translate::{Desired, Protocol};
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
-    PatchParams, PostParams,
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
 };
 use serde_json::{json, Value};
 use speaker_api::v1 as pb;
@@ -44,17 +43,8 @@ fn short_hash(s: &str) -> String {
 /// The status objects this node should have. `l2` is speakerd's view of the Layer 2 announcements
 /// (which node answers, on which interfaces).
 pub fn wanted(node: &str, d: &Desired, l2: &[pb::L2Announcement]) -> Vec<Wanted> {
-    let peer_names: Vec<String> = d
-        .peers
-        .iter()
-        .map(|p| {
-            if p.name.is_empty() {
-                p.address.clone()
-            } else {
-                p.name.clone()
-            }
-        })
-        .collect();
+    let peer_names: Vec<String> =
+        d.peers.iter().map(|p| if p.name.is_empty() { p.address.clone() } else { p.name.clone() }).collect();
     let mut bgp: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     let mut l2_ifs: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     for s in &d.services {
@@ -62,11 +52,7 @@ pub fn wanted(node: &str, d: &Desired, l2: &[pb::L2Announcement]) -> Vec<Wanted>
         match s.protocol {
             Protocol::Bgp => {
                 let peers = bgp.entry(key).or_default();
-                for a in d.bgp.iter().filter(|a| {
-                    a.prefix
-                        .parse::<ipnet::IpNet>()
-                        .is_ok_and(|n| n.contains(&s.ip))
-                }) {
+                for a in d.bgp.iter().filter(|a| a.prefix.parse::<ipnet::IpNet>().is_ok_and(|n| n.contains(&s.ip))) {
                     if a.peers.is_empty() {
                         peers.extend(peer_names.iter().cloned());
                     } else {
@@ -76,17 +62,9 @@ pub fn wanted(node: &str, d: &Desired, l2: &[pb::L2Announcement]) -> Vec<Wanted>
             }
             Protocol::Layer2 => {
                 let ip = s.ip.to_string();
-                if let Some(a) = l2
-                    .iter()
-                    .find(|a| a.ip == ip && a.owner_node == node && !a.answering_on.is_empty())
-                {
+                if let Some(a) = l2.iter().find(|a| a.ip == ip && a.owner_node == node && !a.answering_on.is_empty()) {
                     let ifs = l2_ifs.entry(key).or_default();
-                    ifs.extend(
-                        a.answering_on
-                            .iter()
-                            .filter_map(|x| x.split_whitespace().next())
-                            .map(str::to_string),
-                    );
+                    ifs.extend(a.answering_on.iter().filter_map(|x| x.split_whitespace().next()).map(str::to_string));
                 }
             }
         }
@@ -176,10 +154,7 @@ pub struct StatusApi {
 impl StatusApi {
     pub fn new(client: kube::Client, namespace: &str, node: &str) -> Self {
         let ar = |kind: &str, plural: &str| {
-            ApiResource::from_gvk_with_plural(
-                &GroupVersionKind::gvk("metallb.io", "v1beta1", kind),
-                plural,
-            )
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("metallb.io", "v1beta1", kind), plural)
         };
         StatusApi {
             node: node.to_string(),
@@ -236,8 +211,7 @@ impl StatusApi {
                 Err(e) => return Err(e),
             }
         }
-        api.patch_status(&w.name, &PatchParams::default(), &Patch::Merge(json!({"status": w.status})))
-            .await?;
+        api.patch_status(&w.name, &PatchParams::default(), &Patch::Merge(json!({"status": w.status}))).await?;
         Ok(Some(w.status.clone()))
     }
 }
@@ -307,11 +281,8 @@ impl StatusQueue {
         let Some(written) = &i.written else { return Vec::new() };
         let mut ks: Vec<(&Key, &Instant)> = i.dirty.iter().filter(|(k, _)| !i.in_flight.contains(*k)).collect();
         ks.sort_by_key(|(_, t)| **t);
-        let out: Vec<(Key, Option<Wanted>, bool)> = ks
-            .into_iter()
-            .take(n)
-            .map(|(k, _)| (k.clone(), i.want.get(k).cloned(), written.contains_key(k)))
-            .collect();
+        let out: Vec<(Key, Option<Wanted>, bool)> =
+            ks.into_iter().take(n).map(|(k, _)| (k.clone(), i.want.get(k).cloned(), written.contains_key(k))).collect();
         for (k, _, _) in &out {
             i.in_flight.insert(k.clone());
         }
@@ -362,8 +333,12 @@ impl StatusQueue {
                         self.metrics.status_write_errors.fetch_add(1, Relaxed);
                         if !failing {
                             match r {
-                                Ok(Err(e)) => tracing::warn!(error = %e, "status objects (ServiceL2Status/ServiceBGPStatus) not listed; retrying"),
-                                _ => tracing::warn!("status objects not listed: the API server did not answer in time; retrying"),
+                                Ok(Err(e)) => {
+                                    tracing::warn!(error = %e, "status objects (ServiceL2Status/ServiceBGPStatus) not listed; retrying")
+                                }
+                                _ => tracing::warn!(
+                                    "status objects not listed: the API server did not answer in time; retrying"
+                                ),
                             }
                         }
                         failing = true;

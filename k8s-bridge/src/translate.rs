@@ -10,10 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 /// Annotations naming the pool a Service wants (MetalLB's old and new spellings).
-pub const POOL_ANNOTATIONS: [&str; 2] = [
-    "metallb.io/address-pool",
-    "metallb.universe.tf/address-pool",
-];
+pub const POOL_ANNOTATIONS: [&str; 2] = ["metallb.io/address-pool", "metallb.universe.tf/address-pool"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -97,11 +94,7 @@ pub fn translate(cfg: &Config, cluster: &Cluster, opts: &Options) -> Desired {
 
     // Peers whose node selectors match this node; of two with one address, the first by name.
     let mut by_addr: BTreeMap<String, &crate::config::Peer> = BTreeMap::new();
-    let mut peers: Vec<&crate::config::Peer> = cfg
-        .peers
-        .iter()
-        .filter(|p| any_matches(&p.nodes, my_labels))
-        .collect();
+    let mut peers: Vec<&crate::config::Peer> = cfg.peers.iter().filter(|p| any_matches(&p.nodes, my_labels)).collect();
     peers.sort_by(|a, b| a.name.cmp(&b.name));
     for p in peers {
         if by_addr.contains_key(&p.config.address) {
@@ -124,26 +117,17 @@ pub fn translate(cfg: &Config, cluster: &Cluster, opts: &Options) -> Desired {
 
     let mut slices: BTreeMap<(&str, &str), Vec<&Slice>> = BTreeMap::new();
     for s in &cluster.slices {
-        slices
-            .entry((s.namespace.as_str(), s.service.as_str()))
-            .or_default()
-            .push(s);
+        slices.entry((s.namespace.as_str(), s.service.as_str())).or_default().push(s);
     }
     let mut bgp: BTreeMap<IpNet, pb::Announcement> = BTreeMap::new();
     let mut l2: BTreeMap<IpAddr, L2Acc> = BTreeMap::new();
     let mut services = BTreeSet::new();
     let mut unannounceable = BTreeSet::new();
-    let mut svcs: Vec<&Svc> = cluster
-        .services
-        .iter()
-        .filter(|s| s.load_balancer && s.lb_class == opts.lb_class)
-        .collect();
+    let mut svcs: Vec<&Svc> =
+        cluster.services.iter().filter(|s| s.load_balancer && s.lb_class == opts.lb_class).collect();
     svcs.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     for svc in svcs {
-        let eps = slices
-            .get(&(svc.namespace.as_str(), svc.name.as_str()))
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
+        let eps = slices.get(&(svc.namespace.as_str(), svc.name.as_str())).map(Vec::as_slice).unwrap_or(&[]);
         for &ip in &svc.ips {
             let mut skip = |reason: String| {
                 unannounceable.insert(Unannounceable {
@@ -157,15 +141,9 @@ pub fn translate(cfg: &Config, cluster: &Cluster, opts: &Options) -> Desired {
                 skip("the IP is in no IPAddressPool".into());
                 continue;
             };
-            if let Some(want) = POOL_ANNOTATIONS
-                .iter()
-                .find_map(|a| svc.annotations.get(*a))
-            {
+            if let Some(want) = POOL_ANNOTATIONS.iter().find_map(|a| svc.annotations.get(*a)) {
                 if want != &pool.name {
-                    skip(format!(
-                        "the IP is in pool {:?}, not in the annotated pool {want:?}",
-                        pool.name
-                    ));
+                    skip(format!("the IP is in pool {:?}, not in the annotated pool {want:?}", pool.name));
                     continue;
                 }
             }
@@ -227,24 +205,22 @@ fn bgp_from_here(
         return false;
     }
     let mut any = false;
-    for a in cfg.bgp_advertisements.iter().filter(|a| {
-        a.pools.selects(pool)
-            && any_matches(&a.nodes, &me.labels)
-            && any_matches(&a.services, svc_labels)
-    }) {
-        let len = if ip.is_ipv4() {
-            a.aggregation_v4
-        } else {
-            a.aggregation_v6
-        };
+    for a in cfg
+        .bgp_advertisements
+        .iter()
+        .filter(|a| a.pools.selects(pool) && any_matches(&a.nodes, &me.labels) && any_matches(&a.services, svc_labels))
+    {
+        let len = if ip.is_ipv4() { a.aggregation_v4 } else { a.aggregation_v6 };
         let Ok(prefix) = IpNet::new(ip, len).map(|n| n.trunc()) else {
             continue;
         };
         // Never a route wider than the pool (configuration validation refuses such aggregation
         // lengths already; this holds whatever configuration reaches here).
-        if !pool.ranges.iter().any(|(lo, hi)| {
-            lo.is_ipv4() == ip.is_ipv4() && *lo <= prefix.network() && prefix.broadcast() <= *hi
-        }) {
+        if !pool
+            .ranges
+            .iter()
+            .any(|(lo, hi)| lo.is_ipv4() == ip.is_ipv4() && *lo <= prefix.network() && prefix.broadcast() <= *hi)
+        {
             continue;
         }
         any = true;
@@ -322,11 +298,7 @@ fn l2_from_here(
     }
     let mut candidates = BTreeSet::new();
     let mut interfaces: Option<BTreeSet<String>> = Some(BTreeSet::new());
-    for n in cluster
-        .nodes
-        .iter()
-        .filter(|n| node_can_announce(n, opts) && usable(&n.name))
-    {
+    for n in cluster.nodes.iter().filter(|n| node_can_announce(n, opts) && usable(&n.name)) {
         for a in ads.iter().filter(|a| any_matches(&a.nodes, &n.labels)) {
             candidates.insert(n.name.clone());
             if n.name == opts.node {
@@ -342,10 +314,7 @@ fn l2_from_here(
         return false;
     }
     // Another Service sharing the IP: union of candidates and of interfaces.
-    let acc = out.entry(ip).or_insert_with(|| L2Acc {
-        nodes: BTreeSet::new(),
-        interfaces: Some(BTreeSet::new()),
-    });
+    let acc = out.entry(ip).or_insert_with(|| L2Acc { nodes: BTreeSet::new(), interfaces: Some(BTreeSet::new()) });
     acc.nodes.extend(candidates);
     acc.interfaces = match (acc.interfaces.take(), interfaces) {
         (Some(mut a), Some(b)) => {

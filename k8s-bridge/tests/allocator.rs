@@ -17,10 +17,7 @@ fn svc(name: &str, cluster_ips: &[&str]) -> Service {
         name: name.into(),
         type_: "LoadBalancer".into(),
         cluster_ips: cluster_ips.iter().map(|s| s.to_string()).collect(),
-        ports: vec![Port {
-            proto: "TCP".into(),
-            port: 80,
-        }],
+        ports: vec![Port { proto: "TCP".into(), port: 80 }],
         ..Default::default()
     }
 }
@@ -35,22 +32,13 @@ fn with_ann(mut s: Service, k: &str, v: &str) -> Service {
 }
 
 fn ports(mut s: Service, ps: &[(&str, i32)]) -> Service {
-    s.ports = ps
-        .iter()
-        .map(|(p, n)| Port {
-            proto: p.to_string(),
-            port: *n,
-        })
-        .collect();
+    s.ports = ps.iter().map(|(p, n)| Port { proto: p.to_string(), port: *n }).collect();
     s
 }
 
 fn sel(kv: &[(&str, &str)]) -> Selector {
     let ls = LabelSelector {
-        match_labels: kv
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+        match_labels: kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         ..Default::default()
     };
     Selector::new(&ls).unwrap()
@@ -63,13 +51,7 @@ struct World {
 
 impl World {
     fn new(pools: Vec<Pool>) -> Self {
-        World {
-            input: Input {
-                pools,
-                ..Default::default()
-            },
-            last: Outcome::default(),
-        }
+        World { input: Input { pools, ..Default::default() }, last: Outcome::default() }
     }
 
     fn add(&mut self, mut s: Service) -> &mut Self {
@@ -79,11 +61,7 @@ impl World {
     }
 
     fn get(&mut self, name: &str) -> &mut Service {
-        self.input
-            .services
-            .iter_mut()
-            .find(|s| s.name == name)
-            .unwrap()
+        self.input.services.iter_mut().find(|s| s.name == name).unwrap()
     }
 
     fn delete(&mut self, name: &str) {
@@ -94,39 +72,22 @@ impl World {
     fn run(&mut self) -> &Outcome {
         let out = reconcile(&self.input);
         for u in &out.updates {
-            let s = self
-                .input
-                .services
-                .iter_mut()
-                .find(|s| s.key() == u.service)
-                .unwrap();
+            let s = self.input.services.iter_mut().find(|s| s.key() == u.service).unwrap();
             s.ingress = u.ingress.iter().map(|i| i.to_string()).collect();
             match &u.pool {
-                Some(p) => s
-                    .annotations
-                    .insert(ANN_ALLOCATED_FROM_POOL.into(), p.clone()),
+                Some(p) => s.annotations.insert(ANN_ALLOCATED_FROM_POOL.into(), p.clone()),
                 None => s.annotations.remove(ANN_ALLOCATED_FROM_POOL),
             };
         }
         let again = reconcile(&self.input);
-        assert!(
-            again.updates.is_empty(),
-            "not a fixed point: {:?}",
-            again.updates
-        );
+        assert!(again.updates.is_empty(), "not a fixed point: {:?}", again.updates);
         assert_eq!(again.assignments, out.assignments);
         self.last = out;
         &self.last
     }
 
     fn ips(&self, name: &str) -> Vec<String> {
-        self.input
-            .services
-            .iter()
-            .find(|s| s.name == name)
-            .unwrap()
-            .ingress
-            .clone()
+        self.input.services.iter().find(|s| s.name == name).unwrap().ingress.clone()
     }
 
     fn pool_of(&self, name: &str) -> Option<String> {
@@ -135,11 +96,10 @@ impl World {
     }
 
     fn has_event(&self, name: &str, reason: &str, contains: &str) -> bool {
-        self.last.events.iter().any(|e| {
-            e.service == format!("default/{name}")
-                && e.reason == reason
-                && e.message.contains(contains)
-        })
+        self.last
+            .events
+            .iter()
+            .any(|e| e.service == format!("default/{name}") && e.reason == reason && e.message.contains(contains))
     }
 }
 
@@ -158,14 +118,7 @@ fn assign_exhaust_release_reuse() {
     assert!(w.has_event("s3", "AllocationFailed", "no available IPs"));
     assert!(w.has_event("s1", "IPAllocated", "1.2.3.4"));
     assert_eq!(w.pool_of("s1").as_deref(), Some("p"));
-    assert_eq!(
-        w.last.pools["p"],
-        PoolStatus {
-            assigned_ipv4: 2,
-            available_ipv4: 0,
-            ..Default::default()
-        }
-    );
+    assert_eq!(w.last.pools["p"], PoolStatus { assigned_ipv4: 2, available_ipv4: 0, ..Default::default() });
     w.delete("s1");
     w.run();
     assert_eq!(w.ips("s3"), strs(&["1.2.3.4"]));
@@ -206,18 +159,8 @@ fn controller_mutation_table() {
         s
     };
     let cases = vec![
-        Case {
-            desc: "simple LoadBalancer",
-            svc: v4("a"),
-            want: &["1.2.3.0"],
-            event: Some(("IPAllocated", "1.2.3.0")),
-        },
-        Case {
-            desc: "request specific IP",
-            svc: lbip(v4("a"), "1.2.3.1"),
-            want: &["1.2.3.1"],
-            event: None,
-        },
+        Case { desc: "simple LoadBalancer", svc: v4("a"), want: &["1.2.3.0"], event: Some(("IPAllocated", "1.2.3.0")) },
+        Case { desc: "request specific IP", svc: lbip(v4("a"), "1.2.3.1"), want: &["1.2.3.1"], event: None },
         Case {
             desc: "request specific IP via annotation",
             svc: with_ann(v4("a"), ANN_LB_IPS, "1.2.3.1"),
@@ -264,10 +207,7 @@ fn controller_mutation_table() {
             desc: "IP and pool annotation disagree",
             svc: with_ann(lbip(v4("a"), "1.2.3.1"), ANN_ADDRESS_POOL, "pool2"),
             want: &[],
-            event: Some((
-                "AllocationFailed",
-                "not compatible with requested address pool pool2",
-            )),
+            event: Some(("AllocationFailed", "not compatible with requested address pool pool2")),
         },
         Case {
             desc: "specific pool",
@@ -305,12 +245,7 @@ fn controller_mutation_table() {
             want: &["1.2.3.0"],
             event: None,
         },
-        Case {
-            desc: "valid assigned IP is kept",
-            svc: status(v4("a"), &["1.2.3.9"]),
-            want: &["1.2.3.9"],
-            event: None,
-        },
+        Case { desc: "valid assigned IP is kept", svc: status(v4("a"), &["1.2.3.9"]), want: &["1.2.3.9"], event: None },
         Case {
             desc: "former LoadBalancer, now NodePort",
             svc: {
@@ -321,12 +256,7 @@ fn controller_mutation_table() {
             want: &[],
             event: Some(("ClearedIPs", "1.2.3.0")),
         },
-        Case {
-            desc: "no cluster IP",
-            svc: svc("a", &[]),
-            want: &[],
-            event: None,
-        },
+        Case { desc: "no cluster IP", svc: svc("a", &[]), want: &[], event: None },
         Case {
             desc: "request IPv4 for an IPv6 Service",
             svc: lbip(svc("a", &["fd00::1"]), "1.2.3.1"),
@@ -348,12 +278,7 @@ fn controller_mutation_table() {
         w.run();
         assert_eq!(w.ips("a"), strs(c.want), "{}", c.desc);
         if let Some((r, m)) = c.event {
-            assert!(
-                w.has_event("a", r, m),
-                "{}: want event {r} {m:?}, got {:?}",
-                c.desc,
-                w.last.events
-            );
+            assert!(w.has_event("a", r, m), "{}: want event {r} {m:?}, got {:?}", c.desc, w.last.events);
         }
     }
 }
@@ -366,17 +291,10 @@ fn loadbalancer_class() {
     w.add(v4("plain")).add(classed);
     w.run();
     assert_eq!(w.ips("plain"), strs(&["1.2.3.0"]));
-    assert!(
-        w.ips("classed").is_empty(),
-        "another controller's Service is not touched"
-    );
+    assert!(w.ips("classed").is_empty(), "another controller's Service is not touched");
     w.input.lb_class = Some("example.com/lb".into());
     w.run();
-    assert_eq!(
-        w.ips("classed"),
-        strs(&["1.2.3.0"]),
-        "plain no longer ours, its IP is not registered"
-    );
+    assert_eq!(w.ips("classed"), strs(&["1.2.3.0"]), "plain no longer ours, its IP is not registered");
     assert_eq!(w.ips("plain"), strs(&["1.2.3.0"]), "and not cleared either");
 }
 
@@ -392,14 +310,7 @@ fn avoid_buggy_ips() {
     assert_eq!(w.ips("s1"), strs(&["10.0.0.254"]));
     assert_eq!(w.ips("s2"), strs(&["10.0.1.1"]));
     assert!(w.ips("s3").is_empty());
-    assert_eq!(
-        w.last.pools["p"],
-        PoolStatus {
-            assigned_ipv4: 2,
-            available_ipv4: 0,
-            ..Default::default()
-        }
-    );
+    assert_eq!(w.last.pools["p"], PoolStatus { assigned_ipv4: 2, available_ipv4: 0, ..Default::default() });
 }
 
 /// allocator_test TestAssignment's sharing steps.
@@ -464,19 +375,10 @@ fn sharing_rules() {
         assert_eq!(w.ips("first"), strs(&["1.2.3.0"]), "{}", c.desc);
         if c.same_ip {
             assert_eq!(w.ips("b"), strs(&["1.2.3.0"]), "{}", c.desc);
-            assert_eq!(
-                w.last.pools["p"].assigned_ipv4, 1,
-                "{}: a shared IP counts once",
-                c.desc
-            );
+            assert_eq!(w.last.pools["p"].assigned_ipv4, 1, "{}: a shared IP counts once", c.desc);
         } else {
             assert!(w.ips("b").is_empty(), "{}", c.desc);
-            assert!(
-                w.has_event("b", "AllocationFailed", c.why),
-                "{}: {:?}",
-                c.desc,
-                w.last.events
-            );
+            assert!(w.has_event("b", "AllocationFailed", c.why), "{}: {:?}", c.desc, w.last.events);
             // Without the explicit request it gets another address.
             w.get("b").annotations.remove(ANN_LB_IPS);
             w.run();
@@ -499,15 +401,9 @@ fn sharing_rules() {
     assert_eq!(w.ips("b"), strs(&["1.2.3.1"]), "port conflict moves b on");
     assert_eq!(w.ips("c"), strs(&["1.2.3.0"]));
     // s3 changes its sharing key while another Service is on the IP: it must move.
-    w.get("c")
-        .annotations
-        .insert(ANN_ALLOW_SHARED_IP.into(), "other".into());
+    w.get("c").annotations.insert(ANN_ALLOW_SHARED_IP.into(), "other".into());
     w.run();
-    assert!(w.has_event(
-        "c",
-        "ClearAssignment",
-        "does not match existing sharing key"
-    ));
+    assert!(w.has_event("c", "ClearAssignment", "does not match existing sharing key"));
     assert_eq!(w.ips("c"), strs(&["1.2.3.2"]));
     assert_eq!(w.ips("a"), strs(&["1.2.3.0"]));
 }
@@ -515,11 +411,7 @@ fn sharing_rules() {
 #[test]
 fn dual_stack() {
     let dual = |name: &str, policy: &str, first_v6: bool| {
-        let mut s = if first_v6 {
-            svc(name, &["fd00::1", "10.96.0.1"])
-        } else {
-            svc(name, &["10.96.0.1", "fd00::1"])
-        };
+        let mut s = if first_v6 { svc(name, &["fd00::1", "10.96.0.1"]) } else { svc(name, &["10.96.0.1", "fd00::1"]) };
         s.ip_family_policy = Some(policy.into());
         s
     };
@@ -531,19 +423,10 @@ fn dual_stack() {
     w.run();
     assert_eq!(w.ips("a"), strs(&["1.2.3.0", "1000::"]));
     assert_eq!(w.ips("b"), strs(&["1000::1"]));
-    assert_eq!(
-        w.ips("c"),
-        strs(&["1.2.3.1"]),
-        "PreferDualStack takes what is left"
-    );
+    assert_eq!(w.ips("c"), strs(&["1.2.3.1"]), "PreferDualStack takes what is left");
     assert_eq!(
         w.last.pools["p"],
-        PoolStatus {
-            assigned_ipv4: 2,
-            assigned_ipv6: 2,
-            available_ipv4: 0,
-            available_ipv6: 0
-        }
+        PoolStatus { assigned_ipv4: 2, assigned_ipv6: 2, available_ipv4: 0, available_ipv6: 0 }
     );
     // b leaves: c gets its second family (AllocateFromPoolForAdditionalFamily).
     w.delete("b");
@@ -552,10 +435,7 @@ fn dual_stack() {
     assert!(w.has_event("c", "IPAllocated", "additional"));
 
     // Families in separate pools: RequireDualStack fails, PreferDualStack gets the primary family.
-    let mut w = World::new(vec![
-        pool("p4", &["1.2.3.0/24"]),
-        pool("p6", &["1000::/64"]),
-    ]);
+    let mut w = World::new(vec![pool("p4", &["1.2.3.0/24"]), pool("p6", &["1000::/64"])]);
     w.add(dual("a", "RequireDualStack", false));
     w.add(dual("b", "PreferDualStack", true));
     w.add(dual("c", "PreferDualStack", false));
@@ -576,16 +456,8 @@ fn dual_stack() {
 
     // Requested dual-stack IPs, and a requested single IP for a dual-stack Service.
     let mut w = World::new(vec![pool("p", &["1.2.3.0/24", "1000::/64"])]);
-    w.add(with_ann(
-        dual("a", "RequireDualStack", false),
-        ANN_LB_IPS,
-        "1.2.3.9,1000::9",
-    ));
-    w.add(with_ann(
-        dual("b", "RequireDualStack", false),
-        ANN_LB_IPS,
-        "1.2.3.8",
-    ));
+    w.add(with_ann(dual("a", "RequireDualStack", false), ANN_LB_IPS, "1.2.3.9,1000::9"));
+    w.add(with_ann(dual("b", "RequireDualStack", false), ANN_LB_IPS, "1.2.3.8"));
     w.run();
     assert_eq!(w.ips("a"), strs(&["1.2.3.9", "1000::9"]));
     assert!(w.has_event("b", "AllocationFailed", "does not match the ipFamily"));
@@ -600,13 +472,12 @@ fn dual_stack() {
 
 #[test]
 fn service_allocation_priorities_and_selectors() {
-    let sa =
-        |prio: i32, ns: &[&str], nssel: Vec<Selector>, svcsel: Vec<Selector>| ServiceAllocation {
-            priority: prio,
-            namespaces: ns.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
-            namespace_selectors: nssel,
-            service_selectors: svcsel,
-        };
+    let sa = |prio: i32, ns: &[&str], nssel: Vec<Selector>, svcsel: Vec<Selector>| ServiceAllocation {
+        priority: prio,
+        namespaces: ns.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
+        namespace_selectors: nssel,
+        service_selectors: svcsel,
+    };
     let with_sa = |mut p: Pool, s: ServiceAllocation| {
         p.service_allocation = Some(s);
         p
@@ -621,36 +492,15 @@ fn service_allocation_priorities_and_selectors() {
     };
     let pools = vec![
         pool("default", &["10.0.0.0/24"]),
-        with_sa(
-            pool("ns-low", &["10.1.0.0/32"]),
-            sa(20, &["team"], vec![], vec![]),
-        ),
-        with_sa(
-            pool("ns-high", &["10.2.0.0/32"]),
-            sa(10, &["team"], vec![], vec![]),
-        ),
-        with_sa(
-            pool("ns-noprio", &["10.3.0.0/32"]),
-            sa(0, &["team"], vec![], vec![]),
-        ),
-        with_sa(
-            pool("by-label", &["10.4.0.0/32"]),
-            sa(0, &[], vec![], vec![sel(&[("tier", "gold")])]),
-        ),
-        with_sa(
-            pool("by-nslabel", &["10.5.0.0/32"]),
-            sa(5, &[], vec![sel(&[("env", "prod")])], vec![]),
-        ),
-        with_sa(
-            pool("ns-and-label", &["10.6.0.0/32"]),
-            sa(1, &["team"], vec![], vec![sel(&[("tier", "silver")])]),
-        ),
+        with_sa(pool("ns-low", &["10.1.0.0/32"]), sa(20, &["team"], vec![], vec![])),
+        with_sa(pool("ns-high", &["10.2.0.0/32"]), sa(10, &["team"], vec![], vec![])),
+        with_sa(pool("ns-noprio", &["10.3.0.0/32"]), sa(0, &["team"], vec![], vec![])),
+        with_sa(pool("by-label", &["10.4.0.0/32"]), sa(0, &[], vec![], vec![sel(&[("tier", "gold")])])),
+        with_sa(pool("by-nslabel", &["10.5.0.0/32"]), sa(5, &[], vec![sel(&[("env", "prod")])], vec![])),
+        with_sa(pool("ns-and-label", &["10.6.0.0/32"]), sa(1, &["team"], vec![], vec![sel(&[("tier", "silver")])])),
     ];
     let mut w = World::new(pools);
-    w.input.namespaces.insert(
-        "prod-ns".into(),
-        [("env".to_string(), "prod".to_string())].into(),
-    );
+    w.input.namespaces.insert("prod-ns".into(), [("env".to_string(), "prod".to_string())].into());
     w.add(labelled(in_ns(v4("silver-team"), "team"), "tier", "silver")); // priority 1 wins
     w.add(in_ns(v4("t1"), "team")); // then ns-high (10), ns-low (20), ns-noprio (0)
     w.add(in_ns(v4("t2"), "team"));
@@ -673,11 +523,7 @@ fn service_allocation_priorities_and_selectors() {
         ("silver-elsewhere", "default", "10.0.0.2"),
     ];
     for (n, p, ip) in want {
-        assert_eq!(
-            (w.pool_of(n).as_deref(), w.ips(n)),
-            (Some(p), strs(&[ip])),
-            "{n}"
-        );
+        assert_eq!((w.pool_of(n).as_deref(), w.ips(n)), (Some(p), strs(&[ip])), "{n}");
     }
     // A pinned pool is usable by an explicit request only from a compatible Service.
     w.delete("t2");
@@ -691,8 +537,7 @@ fn auto_assign_false_only_on_request() {
     let mut p = pool("manual", &["10.9.0.0/32"]);
     p.auto_assign = false;
     let mut w = World::new(vec![p]);
-    w.add(v4("a"))
-        .add(with_ann(v4("b"), ANN_ADDRESS_POOL, "manual"));
+    w.add(v4("a")).add(with_ann(v4("b"), ANN_ADDRESS_POOL, "manual"));
     w.run();
     assert!(w.ips("a").is_empty());
     assert_eq!(w.ips("b"), strs(&["10.9.0.0"]));
@@ -710,8 +555,7 @@ fn restart_rebuild_no_reshuffle() {
         let mut s = v4(&format!("s{i}"));
         s.ingress = strs(&[ip]);
         s.created = i as i64;
-        s.annotations
-            .insert(ANN_ALLOCATED_FROM_POOL.into(), "p".into());
+        s.annotations.insert(ANN_ALLOCATED_FROM_POOL.into(), "p".into());
         w.input.services.push(s);
     }
     w.run();
@@ -719,12 +563,7 @@ fn restart_rebuild_no_reshuffle() {
     assert_eq!(w.ips("s1"), strs(&["1.2.3.0"]));
     assert_eq!(w.ips("s2"), strs(&["1.2.3.2"]));
     assert_eq!(w.ips("aaa-new"), strs(&["1.2.3.1"]));
-    assert_eq!(
-        w.last.updates.len(),
-        1,
-        "only the new Service is written: {:?}",
-        w.last.updates
-    );
+    assert_eq!(w.last.updates.len(), 1, "only the new Service is written: {:?}", w.last.updates);
     assert_eq!(w.last.pools["p"].assigned_ipv4, 4);
     assert_eq!(w.last.pools["p"].available_ipv4, 4);
 }
@@ -756,21 +595,14 @@ fn pool_change_removing_ips_in_use() {
     assert_eq!(w.ips("b"), strs(&["1.2.3.0"]));
     w.input.pools[0] = pool("p", &["1.2.3.0/30"]);
     w.run();
-    assert_eq!(
-        w.ips("b"),
-        strs(&["1.2.3.0"]),
-        "still in the shrunk pool: kept"
-    );
+    assert_eq!(w.ips("b"), strs(&["1.2.3.0"]), "still in the shrunk pool: kept");
     assert!(w.ips("a").is_empty(), "requested IP no longer in any pool");
     assert!(w.has_event("a", "ClearAssignment", "not allowed by config"));
     assert!(w.has_event("a", "AllocationFailed", "not allowed in config"));
     assert!(w.has_event("a", "ClearedIPs", "1.2.3.7"));
     w.input.pools.remove(0);
     w.run();
-    assert_eq!(
-        (w.ips("b"), w.pool_of("b")),
-        (strs(&["5.5.5.0"]), Some("q".into()))
-    );
+    assert_eq!((w.ips("b"), w.pool_of("b")), (strs(&["5.5.5.0"]), Some("q".into())));
     w.input.pools.clear();
     w.run();
     assert!(w.ips("b").is_empty());
@@ -806,30 +638,25 @@ mod props {
             proptest::option::of(0u8..4),
             proptest::bool::weighted(0.9),
         )
-            .prop_map(
-                |(ns, share, port, local, family, policy, request, pool_ann, lb)| Spec {
-                    ns,
-                    share,
-                    port,
-                    local,
-                    family,
-                    policy,
-                    request,
-                    pool_ann,
-                    lb,
-                },
-            )
+            .prop_map(|(ns, share, port, local, family, policy, request, pool_ann, lb)| Spec {
+                ns,
+                share,
+                port,
+                local,
+                family,
+                policy,
+                request,
+                pool_ann,
+                lb,
+            })
     }
 
     fn pools() -> Vec<Pool> {
         let mut a = pool("a", &["10.0.0.0/30", "fd00::/126"]);
         a.avoid_buggy_ips = true;
         let mut b = pool("b", &["10.0.1.0-10.0.1.2"]);
-        b.service_allocation = Some(ServiceAllocation {
-            priority: 1,
-            namespaces: ["ns1".to_string()].into(),
-            ..Default::default()
-        });
+        b.service_allocation =
+            Some(ServiceAllocation { priority: 1, namespaces: ["ns1".to_string()].into(), ..Default::default() });
         let mut c = pool("c", &["fd00:1::/127"]);
         c.auto_assign = false;
         vec![a, b, c, pool("d", &["10.0.2.0/31"])]
@@ -843,43 +670,23 @@ mod props {
         };
         let mut v = svc(&format!("s{i}"), cips);
         v.namespace = format!("ns{}", s.ns);
-        v.ip_family_policy = [
-            None,
-            Some("PreferDualStack".into()),
-            Some("RequireDualStack".into()),
-        ][s.policy as usize]
-            .clone();
-        v.ports = vec![Port {
-            proto: "TCP".into(),
-            port: s.port as i32,
-        }];
+        v.ip_family_policy =
+            [None, Some("PreferDualStack".into()), Some("RequireDualStack".into())][s.policy as usize].clone();
+        v.ports = vec![Port { proto: "TCP".into(), port: s.port as i32 }];
         v.external_traffic_policy_local = s.local;
         if s.local {
             v.selector.insert("app".into(), "x".into());
         }
         if let Some(k) = s.share {
-            v.annotations
-                .insert(ANN_ALLOW_SHARED_IP.into(), format!("k{k}"));
+            v.annotations.insert(ANN_ALLOW_SHARED_IP.into(), format!("k{k}"));
         }
         if let Some(r) = s.request {
-            let all = [
-                "10.0.0.1",
-                "10.0.0.0",
-                "10.0.1.1",
-                "fd00::2",
-                "fd00:1::1",
-                "10.0.2.1",
-                "10.0.0.1,fd00::1",
-                "9.9.9.9",
-            ];
-            v.annotations
-                .insert(ANN_LB_IPS.into(), all[r as usize].into());
+            let all =
+                ["10.0.0.1", "10.0.0.0", "10.0.1.1", "fd00::2", "fd00:1::1", "10.0.2.1", "10.0.0.1,fd00::1", "9.9.9.9"];
+            v.annotations.insert(ANN_LB_IPS.into(), all[r as usize].into());
         }
         if let Some(p) = s.pool_ann {
-            v.annotations.insert(
-                ANN_ADDRESS_POOL.into(),
-                ["a", "b", "c", "d"][p as usize].into(),
-            );
+            v.annotations.insert(ANN_ADDRESS_POOL.into(), ["a", "b", "c", "d"][p as usize].into());
         }
         if !s.lb {
             v.type_ = "ClusterIP".into();
@@ -889,20 +696,14 @@ mod props {
     }
 
     fn check(input: &Input, out: &Outcome) -> Result<(), TestCaseError> {
-        let by_key: BTreeMap<String, &Service> =
-            input.services.iter().map(|s| (s.key(), s)).collect();
+        let by_key: BTreeMap<String, &Service> = input.services.iter().map(|s| (s.key(), s)).collect();
         let mut on_ip: BTreeMap<IpAddr, Vec<&Service>> = BTreeMap::new();
         for (k, a) in &out.assignments {
             let s = by_key[k];
             prop_assert_eq!(&s.type_, "LoadBalancer");
             let p = input.pools.iter().find(|p| p.name == a.pool).unwrap();
             let ns_labels = BTreeMap::new();
-            prop_assert!(
-                p.compatible(&s.namespace, &ns_labels, &s.labels),
-                "{} in {}",
-                k,
-                p.name
-            );
+            prop_assert!(p.compatible(&s.namespace, &ns_labels, &s.labels), "{} in {}", k, p.name);
             for ip in &a.ips {
                 prop_assert!(p.contains(*ip), "{} not in pool {}", ip, p.name);
                 on_ip.entry(*ip).or_default().push(s);
@@ -917,15 +718,8 @@ mod props {
                         "{} shared without key",
                         ip
                     );
-                    prop_assert_eq!(
-                        x.external_traffic_policy_local,
-                        y.external_traffic_policy_local
-                    );
-                    prop_assert!(
-                        x.ports.iter().all(|p| !y.ports.contains(p)),
-                        "{} port clash",
-                        ip
-                    );
+                    prop_assert_eq!(x.external_traffic_policy_local, y.external_traffic_policy_local);
+                    prop_assert!(x.ports.iter().all(|p| !y.ports.contains(p)), "{} port clash", ip);
                 }
             }
         }

@@ -52,13 +52,7 @@ fn secret(name: &str, type_: &str, data: &str) -> String {
 }
 
 fn case(upstream_case: &'static str, metallb_accepts: bool, ours: Ours, manifests: String) -> Case {
-    Case {
-        upstream_case,
-        metallb_accepts,
-        ours,
-        difference: None,
-        manifests,
-    }
+    Case { upstream_case, metallb_accepts, ours, difference: None, manifests }
 }
 
 fn differs(mut c: Case, topic: &'static str) -> Case {
@@ -158,30 +152,16 @@ fn cases() -> Vec<Case> {
 fn verdict(text: &str) -> (bool, Vec<(Severity, String, String)>, usize) {
     let (input, _) = offline::load(text, NS, "config").expect("manifests parse");
     match config::build(&input) {
-        Ok((cfg, w)) => (
-            true,
-            w.into_iter()
-                .map(|p| (p.severity, p.object.kind, p.message))
-                .collect(),
-            cfg.pools.len(),
-        ),
-        Err(e) => (
-            false,
-            e.into_iter()
-                .map(|p| (p.severity, p.object.kind, p.message))
-                .collect(),
-            0,
-        ),
+        Ok((cfg, w)) => {
+            (true, w.into_iter().map(|p| (p.severity, p.object.kind, p.message)).collect(), cfg.pools.len())
+        }
+        Err(e) => (false, e.into_iter().map(|p| (p.severity, p.object.kind, p.message)).collect(), 0),
     }
 }
 
 #[test]
 fn upstream_configuration_cases() {
-    let docs = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../docs/K8S_BRIDGE.md"
-    ))
-    .unwrap();
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/K8S_BRIDGE.md")).unwrap();
     let mut failures = vec![];
     let (mut same, mut different) = (0, 0);
     for c in cases() {
@@ -191,47 +171,41 @@ fn upstream_configuration_cases() {
             Ours::Warn(w) => {
                 applied
                     && !problems.is_empty()
-                    && problems
-                        .iter()
-                        .all(|(s, _, m)| *s == Severity::Warning && m.contains(w))
+                    && problems.iter().all(|(s, _, m)| *s == Severity::Warning && m.contains(w))
             }
             Ours::Skip(kind, field) => {
-                applied
-                    && problems.iter().any(|(s, k, m)| {
-                        *s == Severity::Skipped && k == kind && m.starts_with(field)
-                    })
+                applied && problems.iter().any(|(s, k, m)| *s == Severity::Skipped && k == kind && m.starts_with(field))
             }
             Ours::Ignored(n) => applied && problems.is_empty() && pools == n,
             Ours::Reject(what) => {
-                !applied
-                    && problems
-                        .iter()
-                        .any(|(s, _, m)| *s == Severity::Error && m.contains(what))
+                !applied && problems.iter().any(|(s, _, m)| *s == Severity::Error && m.contains(what))
             }
         };
         if !ok {
-            failures.push(format!(
-                "{}: want {:?}, got applied={applied} {problems:#?}",
-                c.upstream_case, c.ours
-            ));
+            failures.push(format!("{}: want {:?}, got applied={applied} {problems:#?}", c.upstream_case, c.ours));
         }
         // Our verdict equals MetalLB's unless the row names a documented difference. Skipping one
         // object counts as refusing it (MetalLB refuses the whole configuration; we refuse less).
         let ours_accepts = matches!(c.ours, Ours::Accept | Ours::Warn(_));
-        let ours_refuses_something =
-            matches!(c.ours, Ours::Skip(..) | Ours::Reject(_) | Ours::Ignored(_));
-        let agrees = (c.metallb_accepts && matches!(c.ours, Ours::Accept))
-            || (!c.metallb_accepts && ours_refuses_something);
+        let ours_refuses_something = matches!(c.ours, Ours::Skip(..) | Ours::Reject(_) | Ours::Ignored(_));
+        let agrees =
+            (c.metallb_accepts && matches!(c.ours, Ours::Accept)) || (!c.metallb_accepts && ours_refuses_something);
         match (agrees, c.difference) {
             (true, None) => same += 1,
             (false, Some(topic)) => {
                 different += 1;
                 if !docs.contains(&format!("| {topic} |")) {
-                    failures.push(format!("{}: difference {topic:?} has no row in docs/K8S_BRIDGE.md", c.upstream_case));
+                    failures
+                        .push(format!("{}: difference {topic:?} has no row in docs/K8S_BRIDGE.md", c.upstream_case));
                 }
             }
-            (true, Some(topic)) => failures.push(format!("{}: marked as difference {topic:?} but agrees with MetalLB", c.upstream_case)),
-            (false, None) => failures.push(format!("{}: MetalLB accepts={}, ours {:?} (accepts={ours_accepts}) with no documented difference", c.upstream_case, c.metallb_accepts, c.ours)),
+            (true, Some(topic)) => {
+                failures.push(format!("{}: marked as difference {topic:?} but agrees with MetalLB", c.upstream_case))
+            }
+            (false, None) => failures.push(format!(
+                "{}: MetalLB accepts={}, ours {:?} (accepts={ours_accepts}) with no documented difference",
+                c.upstream_case, c.metallb_accepts, c.ours
+            )),
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));

@@ -22,10 +22,7 @@ fn pool(name: &str, addrs: &[&str], extra: Value) -> Value {
         "metadata": {"name": name, "namespace": "metallb-system"}, "spec": spec})
 }
 
-async fn wait_for<T, F: FnMut() -> Fut, Fut: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut f: F,
-) -> T {
+async fn wait_for<T, F: FnMut() -> Fut, Fut: std::future::Future<Output = Option<T>>>(what: &str, mut f: F) -> T {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(v) = f().await {
@@ -46,23 +43,15 @@ async fn ingress(api: &Api<Service>, name: &str) -> Option<(Vec<String>, Option<
         .into_iter()
         .filter_map(|i| i.ip)
         .collect();
-    let pool = s
-        .metadata
-        .annotations
-        .unwrap_or_default()
-        .get("metallb.io/ip-allocated-from-pool")
-        .cloned();
+    let pool = s.metadata.annotations.unwrap_or_default().get("metallb.io/ip-allocated-from-pool").cloned();
     Some((ips, pool))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_allocates_and_frees() {
     let server = FakeApiServer::start().await;
-    let crd = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../deploy/base/crds/ipaddresspools.yaml"
-    ))
-    .unwrap();
+    let crd = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/base/crds/ipaddresspools.yaml"))
+        .unwrap();
     for d in serde_yaml::Deserializer::from_str(&crd) {
         // deploy/base ships the CRD as MetalLB v0.15 does: status is a subresource with the counts.
         let v: Value = serde::Deserialize::deserialize(d).unwrap();
@@ -90,30 +79,12 @@ async fn controller_allocates_and_frees() {
     server.apply(service("team", "api", "10.96.0.11"));
     let default_api = Api::<Service>::namespaced(client.clone(), "default");
     let team_api = Api::<Service>::namespaced(client.clone(), "team");
-    let web = wait_for("web's IP", || async {
-        ingress(&default_api, "web")
-            .await
-            .filter(|(ips, _)| !ips.is_empty())
-    })
-    .await;
-    assert_eq!(
-        web,
-        (vec!["192.0.2.10".to_string()], Some("general".to_string()))
-    );
-    let api = wait_for("api's IP", || async {
-        ingress(&team_api, "api")
-            .await
-            .filter(|(ips, _)| !ips.is_empty())
-    })
-    .await;
-    assert_eq!(
-        api,
-        (
-            vec!["198.51.100.1".to_string()],
-            Some("team-pool".to_string())
-        ),
-        ".0 avoided, team pool first"
-    );
+    let web =
+        wait_for("web's IP", || async { ingress(&default_api, "web").await.filter(|(ips, _)| !ips.is_empty()) }).await;
+    assert_eq!(web, (vec!["192.0.2.10".to_string()], Some("general".to_string())));
+    let api =
+        wait_for("api's IP", || async { ingress(&team_api, "api").await.filter(|(ips, _)| !ips.is_empty()) }).await;
+    assert_eq!(api, (vec!["198.51.100.1".to_string()], Some("team-pool".to_string())), ".0 avoided, team pool first");
 
     // The general pool is full: a second default Service waits, with an Event saying why.
     server.apply(service("default", "web2", "10.96.0.12"));
@@ -123,16 +94,12 @@ async fn controller_allocates_and_frees() {
         l.items
             .iter()
             .any(|e| {
-                e.reason.as_deref() == Some("AllocationFailed")
-                    && e.involved_object.name.as_deref() == Some("web2")
+                e.reason.as_deref() == Some("AllocationFailed") && e.involved_object.name.as_deref() == Some("web2")
             })
             .then_some(())
     })
     .await;
-    assert_eq!(
-        ingress(&default_api, "web2").await.unwrap().0,
-        Vec::<String>::new()
-    );
+    assert_eq!(ingress(&default_api, "web2").await.unwrap().0, Vec::<String>::new());
 
     // Pool status as v0.15 writes it: 4 addresses, .0 avoided, one assigned.
     let ar = ApiResource::from_gvk_with_plural(
@@ -143,37 +110,21 @@ async fn controller_allocates_and_frees() {
     wait_for("team-pool status", || async {
         let p = pools.get("team-pool").await.ok()?;
         let st = p.data.get("status")?;
-        (st["assignedIPv4"] == 1 && st["availableIPv4"] == 2 && st["assignedIPv6"] == 0)
-            .then_some(())
+        (st["assignedIPv4"] == 1 && st["availableIPv4"] == 2 && st["assignedIPv6"] == 0).then_some(())
     })
     .await;
 
     // Deleting web frees its IP: web2 gets it.
-    server
-        .delete("v1", "Service", Some("default"), "web")
-        .unwrap();
-    let web2 = wait_for("web2's IP", || async {
-        ingress(&default_api, "web2")
-            .await
-            .filter(|(ips, _)| !ips.is_empty())
-    })
-    .await;
+    server.delete("v1", "Service", Some("default"), "web").unwrap();
+    let web2 =
+        wait_for("web2's IP", || async { ingress(&default_api, "web2").await.filter(|(ips, _)| !ips.is_empty()) })
+            .await;
     assert_eq!(web2.0, vec!["192.0.2.10".to_string()]);
 
     // type change away from LoadBalancer releases.
-    server
-        .patch(
-            "v1",
-            "Service",
-            Some("team"),
-            "api",
-            json!({"spec": {"type": "ClusterIP"}}),
-        )
-        .unwrap();
+    server.patch("v1", "Service", Some("team"), "api", json!({"spec": {"type": "ClusterIP"}})).unwrap();
     wait_for("api cleared", || async {
-        ingress(&team_api, "api")
-            .await
-            .filter(|(ips, p)| ips.is_empty() && p.is_none())
+        ingress(&team_api, "api").await.filter(|(ips, p)| ips.is_empty() && p.is_none())
     })
     .await;
     assert!(!ctl.is_finished(), "controller exited: {:?}", ctl.await);
@@ -193,19 +144,12 @@ async fn controller_allocates_and_frees() {
         l.items
             .iter()
             .any(|e| {
-                e.reason.as_deref() == Some("AllocationFailed")
-                    && e.involved_object.name.as_deref() == Some("aaa")
+                e.reason.as_deref() == Some("AllocationFailed") && e.involved_object.name.as_deref() == Some("aaa")
             })
             .then_some(())
     })
     .await;
-    assert_eq!(
-        ingress(&default_api, "web2").await.unwrap().0,
-        vec!["192.0.2.10".to_string()]
-    );
-    assert_eq!(
-        ingress(&default_api, "aaa").await.unwrap().0,
-        Vec::<String>::new()
-    );
+    assert_eq!(ingress(&default_api, "web2").await.unwrap().0, vec!["192.0.2.10".to_string()]);
+    assert_eq!(ingress(&default_api, "aaa").await.unwrap().0, Vec::<String>::new());
     ctl2.abort();
 }

@@ -25,12 +25,9 @@ fn docs(path: &Path) -> Vec<Value> {
 /// Drops nulls so that a round trip through a typed struct compares equal.
 fn normalise(v: &Value) -> Value {
     match v {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k.clone(), normalise(v)))
-                .collect(),
-        ),
+        Value::Object(m) => {
+            Value::Object(m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), normalise(v))).collect())
+        }
         Value::Array(a) => Value::Array(a.iter().map(normalise).collect()),
         // The typed schema holds bounds as f64: compare numbers as numbers.
         Value::Number(n) => serde_json::json!(n.as_f64()),
@@ -43,11 +40,7 @@ fn normalise(v: &Value) -> Value {
 fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(v: &Value, what: &str) -> T {
     let t: T = serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{what}: {e}"));
     let back = serde_json::to_value(&t).unwrap();
-    assert_eq!(
-        normalise(&back),
-        normalise(v),
-        "{what}: a field was lost in the typed round trip"
-    );
+    assert_eq!(normalise(&back), normalise(v), "{what}: a field was lost in the typed round trip");
     t
 }
 
@@ -95,48 +88,22 @@ fn every_manifest_parses_into_its_type() {
         }
         kinds.push(kind);
     }
-    assert_eq!(
-        kinds
-            .iter()
-            .filter(|k| *k == "CustomResourceDefinition")
-            .count(),
-        9,
-        "MetalLB's nine kinds"
-    );
-    for (p, v) in docs(&deploy().join("examples/legacy-configmap.yaml"))
-        .iter()
-        .map(|v| ("legacy", v))
-    {
+    assert_eq!(kinds.iter().filter(|k| *k == "CustomResourceDefinition").count(), 9, "MetalLB's nine kinds");
+    for (p, v) in docs(&deploy().join("examples/legacy-configmap.yaml")).iter().map(|v| ("legacy", v)) {
         typed::<ConfigMap>(v, p);
     }
-    typed::<Service>(
-        &docs(&deploy().join("examples/service.yaml"))[0],
-        "service.yaml",
-    );
-    let names: Vec<String> = crds()
-        .values()
-        .map(|c| c.metadata.name.clone().unwrap())
-        .collect();
+    typed::<Service>(&docs(&deploy().join("examples/service.yaml"))[0], "service.yaml");
+    let names: Vec<String> = crds().values().map(|c| c.metadata.name.clone().unwrap()).collect();
     for n in &names {
         assert!(n.ends_with(".metallb.io"), "{n}");
     }
 }
 
 /// Our CRD's openAPIV3Schema of `kind` at `version`, as a JSON Schema validator.
-fn validator(
-    crds: &BTreeMap<String, CustomResourceDefinition>,
-    kind: &str,
-    version: &str,
-) -> jsonschema::Validator {
-    let c = crds
-        .get(kind)
-        .unwrap_or_else(|| panic!("no CRD for {kind}"));
-    let v = c
-        .spec
-        .versions
-        .iter()
-        .find(|v| v.name == version)
-        .unwrap_or_else(|| panic!("{kind} has no version {version}"));
+fn validator(crds: &BTreeMap<String, CustomResourceDefinition>, kind: &str, version: &str) -> jsonschema::Validator {
+    let c = crds.get(kind).unwrap_or_else(|| panic!("no CRD for {kind}"));
+    let v =
+        c.spec.versions.iter().find(|v| v.name == version).unwrap_or_else(|| panic!("{kind} has no version {version}"));
     let schema = serde_json::to_value(&v.schema.as_ref().unwrap().open_api_v3_schema).unwrap();
     jsonschema::validator_for(&schema).expect("schema compiles")
 }
@@ -145,10 +112,7 @@ fn validate(crds: &BTreeMap<String, CustomResourceDefinition>, obj: &Value) -> R
     let (group, version) = obj["apiVersion"].as_str().unwrap().split_once('/').unwrap();
     assert_eq!(group, "metallb.io");
     let v = validator(crds, obj["kind"].as_str().unwrap(), version);
-    let errs: Vec<String> = v
-        .iter_errors(obj)
-        .map(|e| format!("{} at {}", e, e.instance_path))
-        .collect();
+    let errs: Vec<String> = v.iter_errors(obj).map(|e| format!("{} at {}", e, e.instance_path)).collect();
     if errs.is_empty() {
         Ok(())
     } else {
@@ -162,9 +126,7 @@ fn metallb_examples_validate_against_the_crd_schemas() {
     let mut n = 0;
     for f in ["examples/bgp.yaml", "examples/l2.yaml"] {
         for obj in docs(&deploy().join(f)) {
-            validate(&crds, &obj).unwrap_or_else(|e| {
-                panic!("{f}: {} {}: {e}", obj["kind"], obj["metadata"]["name"])
-            });
+            validate(&crds, &obj).unwrap_or_else(|e| panic!("{f}: {} {}: {e}", obj["kind"], obj["metadata"]["name"]));
             n += 1;
         }
     }
@@ -201,9 +163,7 @@ kind: BFDProfile
 metadata: {name: testbfdprofile, namespace: metallb-system}
 spec: {receiveInterval: 380, transmitInterval: 270, echoMode: false, passiveMode: false, minimumTtl: 254}
 "#;
-    for obj in
-        serde_yaml::Deserializer::from_str(metallb_docs).map(|d| Value::deserialize(d).unwrap())
-    {
+    for obj in serde_yaml::Deserializer::from_str(metallb_docs).map(|d| Value::deserialize(d).unwrap()) {
         validate(&crds, &obj).unwrap_or_else(|e| panic!("{}: {e}", obj["kind"]));
         n += 1;
     }
@@ -248,12 +208,8 @@ spec: {receiveInterval: 380, transmitInterval: 270, echoMode: false, passiveMode
 
 fn rules_allow(rules: &[PolicyRule], group: &str, resource: &str, verb: &str) -> bool {
     rules.iter().any(|r| {
-        r.api_groups
-            .as_ref()
-            .is_some_and(|g| g.iter().any(|x| x == group))
-            && r.resources
-                .as_ref()
-                .is_some_and(|x| x.iter().any(|x| x == resource))
+        r.api_groups.as_ref().is_some_and(|g| g.iter().any(|x| x == group))
+            && r.resources.as_ref().is_some_and(|x| x.iter().any(|x| x == resource))
             && r.verbs.iter().any(|v| v == verb)
     })
 }
@@ -264,51 +220,27 @@ fn rbac_covers_exactly_what_the_bridge_watches() {
     let mut ns_rules = Vec::new();
     for (_, v) in base() {
         match v["kind"].as_str().unwrap() {
-            "ClusterRole" => cluster_rules.extend(
-                typed::<ClusterRole>(&v, "ClusterRole")
-                    .rules
-                    .unwrap_or_default(),
-            ),
+            "ClusterRole" => cluster_rules.extend(typed::<ClusterRole>(&v, "ClusterRole").rules.unwrap_or_default()),
             "Role" => ns_rules.extend(typed::<Role>(&v, "Role").rules.unwrap_or_default()),
             _ => {}
         }
     }
     for (group, resource, namespaced) in k8s_bridge::run::WATCHED {
-        let rules = if namespaced {
-            &ns_rules
-        } else {
-            &cluster_rules
-        };
+        let rules = if namespaced { &ns_rules } else { &cluster_rules };
         for verb in ["list", "watch"] {
-            assert!(
-                rules_allow(rules, group, resource, verb),
-                "{verb} {group}/{resource} not allowed"
-            );
+            assert!(rules_allow(rules, group, resource, verb), "{verb} {group}/{resource} not allowed");
         }
         if !namespaced {
-            assert!(
-                !rules_allow(&ns_rules, group, resource, "list"),
-                "{resource} listed twice"
-            );
+            assert!(!rules_allow(&ns_rules, group, resource, "list"), "{resource} listed twice");
         }
     }
     for g in ["", "events.k8s.io"] {
-        assert!(
-            rules_allow(&cluster_rules, g, "events", "create"),
-            "events in {g:?}"
-        );
+        assert!(rules_allow(&cluster_rules, g, "events", "create"), "events in {g:?}");
     }
     // Least privilege: no wildcard, no write outside events and the status objects.
     for r in cluster_rules.iter().chain(&ns_rules) {
-        assert!(
-            !r.verbs.iter().any(|v| v == "*")
-                && !r.resources.as_ref().unwrap().iter().any(|x| x == "*"),
-            "{r:?}"
-        );
-        let writes = r
-            .verbs
-            .iter()
-            .any(|v| matches!(v.as_str(), "create" | "update" | "patch" | "delete"));
+        assert!(!r.verbs.iter().any(|v| v == "*") && !r.resources.as_ref().unwrap().iter().any(|x| x == "*"), "{r:?}");
+        let writes = r.verbs.iter().any(|v| matches!(v.as_str(), "create" | "update" | "patch" | "delete"));
         if writes {
             assert!(
                 r.resources
@@ -324,82 +256,28 @@ fn rbac_covers_exactly_what_the_bridge_watches() {
 
 #[test]
 fn daemonset_shares_the_socket_and_grants_only_the_needed_capabilities() {
-    let ds: DaemonSet = base()
-        .iter()
-        .find(|(_, v)| v["kind"] == "DaemonSet")
-        .map(|(p, v)| typed(v, p))
-        .unwrap();
+    let ds: DaemonSet = base().iter().find(|(_, v)| v["kind"] == "DaemonSet").map(|(p, v)| typed(v, p)).unwrap();
     let pod = ds.spec.unwrap().template.spec.unwrap();
     assert_eq!(pod.host_network, Some(true));
     assert_eq!(pod.automount_service_account_token, Some(false));
     let c = |name: &str| {
-        pod.containers
-            .iter()
-            .find(|c| c.name == name)
-            .unwrap_or_else(|| panic!("container {name}"))
-            .clone()
+        pod.containers.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("container {name}")).clone()
     };
     let (speakerd, bridge) = (c("speakerd"), c("k8s-bridge"));
     let caps = |c: &k8s_openapi::api::core::v1::Container| {
-        let caps = c
-            .security_context
-            .as_ref()
-            .unwrap()
-            .capabilities
-            .clone()
-            .unwrap();
+        let caps = c.security_context.as_ref().unwrap().capabilities.clone().unwrap();
         (caps.drop.unwrap_or_default(), caps.add.unwrap_or_default())
     };
-    assert_eq!(
-        caps(&speakerd),
-        (
-            vec!["ALL".to_string()],
-            vec!["NET_RAW".to_string(), "NET_BIND_SERVICE".to_string()]
-        )
-    );
+    assert_eq!(caps(&speakerd), (vec!["ALL".to_string()], vec!["NET_RAW".to_string(), "NET_BIND_SERVICE".to_string()]));
     assert_eq!(caps(&bridge), (vec!["ALL".to_string()], vec![]));
-    let run_volume = pod
-        .volumes
-        .as_ref()
-        .unwrap()
-        .iter()
-        .find(|v| v.name == "run")
-        .unwrap();
-    assert!(
-        run_volume.empty_dir.is_some(),
-        "the socket lives in an emptyDir"
-    );
+    let run_volume = pod.volumes.as_ref().unwrap().iter().find(|v| v.name == "run").unwrap();
+    assert!(run_volume.empty_dir.is_some(), "the socket lives in an emptyDir");
     for ctr in [&speakerd, &bridge] {
-        let m = ctr
-            .volume_mounts
-            .as_ref()
-            .unwrap()
-            .iter()
-            .find(|m| m.name == "run")
-            .expect("run mounted");
+        let m = ctr.volume_mounts.as_ref().unwrap().iter().find(|m| m.name == "run").expect("run mounted");
         assert_eq!(m.mount_path, "/run/speakerd");
-        assert!(ctr
-            .args
-            .as_ref()
-            .unwrap()
-            .contains(&"--socket=/run/speakerd/speakerd.sock".to_string()));
-        let env = ctr
-            .env
-            .as_ref()
-            .unwrap()
-            .iter()
-            .find(|e| e.name == "NODE_NAME")
-            .expect("NODE_NAME");
-        assert_eq!(
-            env.value_from
-                .as_ref()
-                .unwrap()
-                .field_ref
-                .as_ref()
-                .unwrap()
-                .field_path,
-            "spec.nodeName"
-        );
+        assert!(ctr.args.as_ref().unwrap().contains(&"--socket=/run/speakerd/speakerd.sock".to_string()));
+        let env = ctr.env.as_ref().unwrap().iter().find(|e| e.name == "NODE_NAME").expect("NODE_NAME");
+        assert_eq!(env.value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path, "spec.nodeName");
     }
     // Only the bridge holds API credentials.
     assert!(bridge
@@ -408,23 +286,14 @@ fn daemonset_shares_the_socket_and_grants_only_the_needed_capabilities() {
         .unwrap()
         .iter()
         .any(|m| m.mount_path == "/var/run/secrets/kubernetes.io/serviceaccount"));
-    assert!(!speakerd
-        .volume_mounts
-        .as_ref()
-        .unwrap()
-        .iter()
-        .any(|m| m.name == "token"));
+    assert!(!speakerd.volume_mounts.as_ref().unwrap().iter().any(|m| m.name == "token"));
 }
 
 /// Field paths under `spec`/`status` of a JSON schema (arrays as `[]`).
 fn field_paths(schema: &Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
     if let Some(props) = schema["properties"].as_object() {
         for (k, v) in props {
-            let p = if prefix.is_empty() {
-                k.clone()
-            } else {
-                format!("{prefix}.{k}")
-            };
+            let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
             out.insert(p.clone());
             field_paths(v, &p, out);
         }
@@ -439,28 +308,21 @@ fn field_paths(schema: &Value, prefix: &str, out: &mut std::collections::BTreeSe
 /// controller writes, and every MetalLB object keeps every field.
 #[test]
 fn crds_have_exactly_upstreams_fields() {
-    let want: std::collections::BTreeSet<String> = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/upstream_crd_fields.txt"),
-    )
-    .unwrap()
-    .lines()
-    .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-    .map(str::to_string)
-    .collect();
+    let want: std::collections::BTreeSet<String> =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/upstream_crd_fields.txt"))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(str::to_string)
+            .collect();
     let mut got = std::collections::BTreeSet::new();
-    for (_, v) in base()
-        .iter()
-        .filter(|(_, v)| v["kind"] == "CustomResourceDefinition")
-    {
+    for (_, v) in base().iter().filter(|(_, v)| v["kind"] == "CustomResourceDefinition") {
         let kind = v["spec"]["names"]["kind"].as_str().unwrap();
         for ver in v["spec"]["versions"].as_array().unwrap() {
             let name = ver["name"].as_str().unwrap();
             let mut paths = std::collections::BTreeSet::new();
             field_paths(&ver["schema"]["openAPIV3Schema"], "", &mut paths);
-            for p in paths
-                .iter()
-                .filter(|p| p.starts_with("spec") || p.starts_with("status"))
-            {
+            for p in paths.iter().filter(|p| p.starts_with("spec") || p.starts_with("status")) {
                 got.insert(format!("{kind} {name} {p}"));
             }
             if ver["subresources"]["status"].is_object() {
@@ -475,13 +337,6 @@ fn crds_have_exactly_upstreams_fields() {
     }
     let missing: Vec<&String> = want.difference(&got).collect();
     let extra: Vec<&String> = got.difference(&want).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "missing: {missing:#?}\nextra: {extra:#?}"
-    );
-    assert!(
-        want.len() > 150,
-        "the upstream list is read ({} rows)",
-        want.len()
-    );
+    assert!(missing.is_empty() && extra.is_empty(), "missing: {missing:#?}\nextra: {extra:#?}");
+    assert!(want.len() > 150, "the upstream list is read ({} rows)", want.len());
 }

@@ -40,11 +40,9 @@ fn addr() -> impl Strategy<Value = Addr> {
     let base6 = 0x2001_0db8u128 << 96;
     prop_oneof![
         (0u32..0x2_0000, 15u8..=32).prop_map(move |(o, l)| Addr::Cidr(v4(base4 + o), l)),
-        (0u32..0x2_0000, 0u32..600)
-            .prop_map(move |(o, n)| Addr::Range(v4(base4 + o), v4(base4 + o + n))),
+        (0u32..0x2_0000, 0u32..600).prop_map(move |(o, n)| Addr::Range(v4(base4 + o), v4(base4 + o + n))),
         (0u128..1 << 20, 32u8..=128).prop_map(move |(o, l)| Addr::Cidr(v6(base6 + (o << 8)), l)),
-        (0u128..1 << 20, 0u128..5000)
-            .prop_map(move |(o, n)| Addr::Range(v6(base6 + o), v6(base6 + o + n))),
+        (0u128..1 << 20, 0u128..5000).prop_map(move |(o, n)| Addr::Range(v6(base6 + o), v6(base6 + o + n))),
     ]
 }
 
@@ -57,11 +55,7 @@ struct Adv {
 }
 
 fn adv() -> impl Strategy<Value = Adv> {
-    (
-        proptest::option::of(-2i64..=34),
-        proptest::option::of(-2i64..=130),
-        proptest::option::of(0usize..3),
-    )
+    (proptest::option::of(-2i64..=34), proptest::option::of(-2i64..=130), proptest::option::of(0usize..3))
         .prop_map(|(agg4, agg6, pool)| Adv { agg4, agg6, pool })
 }
 
@@ -71,11 +65,11 @@ fn manifests(pools: &[Vec<Addr>], ads: &[Adv], ips: &[IpAddr], legacy: bool) -> 
         t.push_str("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: config, namespace: metallb-system}\ndata:\n  config: |\n    address-pools:\n");
         for (i, p) in pools.iter().enumerate() {
             let addrs: Vec<String> = p.iter().map(Addr::text).collect();
-            t.push_str(&format!("    - name: p{i}\n      protocol: bgp\n      addresses: [{}]\n      bgp-advertisements:\n", addrs.join(", ")));
-            let mine: Vec<&Adv> = ads
-                .iter()
-                .filter(|a| a.pool.is_none_or(|x| x == i))
-                .collect();
+            t.push_str(&format!(
+                "    - name: p{i}\n      protocol: bgp\n      addresses: [{}]\n      bgp-advertisements:\n",
+                addrs.join(", ")
+            ));
+            let mine: Vec<&Adv> = ads.iter().filter(|a| a.pool.is_none_or(|x| x == i)).collect();
             if mine.is_empty() {
                 t.push_str("      - {}\n");
             }
@@ -105,9 +99,7 @@ fn manifests(pools: &[Vec<Addr>], ads: &[Adv], ips: &[IpAddr], legacy: bool) -> 
             }
             match a.pool {
                 Some(i) if j % 2 == 0 => f.push(format!("ipAddressPools: [p{i}]")),
-                Some(i) => f.push(format!(
-                    "ipAddressPoolSelectors: [{{matchLabels: {{n: \"{i}\"}}}}]"
-                )),
+                Some(i) => f.push(format!("ipAddressPoolSelectors: [{{matchLabels: {{n: \"{i}\"}}}}]")),
                 None => {}
             }
             t.push_str(&format!("---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: a{j}, namespace: metallb-system}}\nspec: {{{}}}\n", f.join(", ")));
@@ -157,9 +149,7 @@ fn ips_for(pools: &[Vec<Addr>], picks: &[(usize, usize, u8, u64)]) -> Vec<IpAddr
 fn inside_a_pool(prefix: &str, cfg: &config::Config) -> bool {
     let n: ipnet::IpNet = prefix.parse().unwrap();
     cfg.pools.iter().any(|p| {
-        p.ranges.iter().any(|(lo, hi)| {
-            lo.is_ipv4() == n.addr().is_ipv4() && *lo <= n.network() && n.broadcast() <= *hi
-        })
+        p.ranges.iter().any(|(lo, hi)| lo.is_ipv4() == n.addr().is_ipv4() && *lo <= n.network() && n.broadcast() <= *hi)
     })
 }
 

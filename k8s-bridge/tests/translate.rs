@@ -8,12 +8,7 @@ use speaker_api::v1 as pb;
 const NS: &str = "metallb-system";
 
 fn opts(node: &str) -> Options {
-    Options {
-        node: node.into(),
-        lb_class: None,
-        gossip_port: 7946,
-        ignore_exclude_lb: false,
-    }
+    Options { node: node.into(), lb_class: None, gossip_port: 7946, ignore_exclude_lb: false }
 }
 
 /// Three nodes: n1 (zone a, rack 1), n2 (zone a), n3 (zone b).
@@ -70,8 +65,7 @@ endpoints: [{}]
 
 fn plan(text: &str, o: &Options) -> Desired {
     let (input, cluster) = offline::load(text, NS, "config").expect("manifests parse");
-    let (cfg, warnings) =
-        config::build(&input).unwrap_or_else(|p| panic!("config should be valid: {p:#?}"));
+    let (cfg, warnings) = config::build(&input).unwrap_or_else(|p| panic!("config should be valid: {p:#?}"));
     assert!(warnings.is_empty(), "{warnings:#?}");
     translate(&cfg, &cluster, o)
 }
@@ -182,10 +176,7 @@ fn bgp_every_field_from_crds() {
         connect_time_secs: Some(5),
         password: "s3cret".into(),
         ebgp_multihop_ttl: 255,
-        graceful_restart: Some(pb::GracefulRestart {
-            enabled: true,
-            restart_time_secs: 0,
-        }),
+        graceful_restart: Some(pb::GracefulRestart { enabled: true, restart_time_secs: 0 }),
         bfd: Some(pb::BfdProfile {
             receive_interval_ms: 100,
             transmit_interval_ms: 150,
@@ -216,30 +207,18 @@ fn bgp_every_field_from_crds() {
                 peers: vec!["tor1".into()],
                 ..Default::default()
             },
-            pb::Announcement {
-                prefix: "192.0.2.77/32".into(),
-                ..Default::default()
-            },
+            pb::Announcement { prefix: "192.0.2.77/32".into(), ..Default::default() },
         ]
     );
     assert_eq!(d.seeds, vec!["10.0.0.2:7946", "10.0.0.3:7946"]);
     assert!(d.l2.is_empty());
     assert_eq!(d.services.len(), 1);
-    assert_eq!(
-        (d.services[0].protocol, d.services[0].pool.as_str()),
-        (Protocol::Bgp, "prod")
-    );
+    assert_eq!((d.services[0].protocol, d.services[0].pool.as_str()), (Protocol::Bgp, "prod"));
 
     // n3: tor1's selector (zone a) and the aggregate's (rack) do not match; tor2 and /32 remain.
     let d3 = plan(&text, &opts("n3"));
-    assert_eq!(
-        d3.peers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
-        vec!["tor2"]
-    );
-    assert_eq!(
-        d3.bgp.iter().map(|a| a.prefix.as_str()).collect::<Vec<_>>(),
-        vec!["192.0.2.77/32"]
-    );
+    assert_eq!(d3.peers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), vec!["tor2"]);
+    assert_eq!(d3.bgp.iter().map(|a| a.prefix.as_str()).collect::<Vec<_>>(), vec!["192.0.2.77/32"]);
     assert_eq!(d3.seeds, vec!["10.0.0.1:7946", "10.0.0.2:7946"]);
 
     // IPv6 from a range pool, aggregated to /120 by the first advertisement.
@@ -291,10 +270,7 @@ spec: {{myASN: 1, peerASN: 3, peerAddress: 10.0.0.101}}
     let d = plan(&text, &opts("n1"));
     assert_eq!(d.bgp.len(), 1);
     let a = &d.bgp[0];
-    assert_eq!(
-        (a.prefix.as_str(), a.local_pref),
-        ("198.51.100.1/32", Some(200))
-    );
+    assert_eq!((a.prefix.as_str(), a.local_pref), ("198.51.100.1/32", Some(200)));
     assert_eq!(a.communities, vec!["65000:1", "65000:2"]);
     assert_eq!(a.peers, vec!["x", "y"]);
 }
@@ -318,22 +294,14 @@ spec: {interfaces: [eth1, "bond*"], nodeSelectors: [{matchLabels: {zone: a}}, {m
 fn announced_from(text: &str, node: &str) -> (bool, Vec<String>) {
     let d = plan(text, &opts(node));
     let bgp = d.bgp.iter().any(|a| a.prefix == "203.0.113.5/32");
-    let l2 =
-        d.l2.iter()
-            .find(|a| a.ip == "203.0.113.5")
-            .map(|a| a.nodes.clone())
-            .unwrap_or_default();
+    let l2 = d.l2.iter().find(|a| a.ip == "203.0.113.5").map(|a| a.nodes.clone()).unwrap_or_default();
     (bgp, l2)
 }
 
 #[test]
 fn external_traffic_policy_local_counts_endpoints_as_kube_proxy_does() {
     let local = |eps: &[(&str, bool, bool, bool)]| {
-        format!(
-            "{SIMPLE_BGP}{NODES}{}{}",
-            service("s", "203.0.113.5", "Local", ""),
-            slice("s", eps)
-        )
+        format!("{SIMPLE_BGP}{NODES}{}{}", service("s", "203.0.113.5", "Local", ""), slice("s", eps))
     };
     // Ready on n1 only: n1 announces (BGP) and is the only Layer 2 candidate.
     let t = local(&[("n1", true, true, false)]);
@@ -341,16 +309,9 @@ fn external_traffic_policy_local_counts_endpoints_as_kube_proxy_does() {
     assert_eq!(announced_from(&t, "n2"), (false, vec![]));
     // Terminating but still serving on n2 (a rolling update drains it): counts, as kube-proxy's fallback.
     let t = local(&[("n1", true, true, false), ("n2", false, true, true)]);
-    assert_eq!(
-        announced_from(&t, "n2"),
-        (true, vec!["n1".to_string(), "n2".to_string()])
-    );
+    assert_eq!(announced_from(&t, "n2"), (true, vec!["n1".to_string(), "n2".to_string()]));
     // Terminating and not serving: does not count. Not ready, not terminating: does not count.
-    let t = local(&[
-        ("n1", true, true, false),
-        ("n2", false, false, true),
-        ("n3", false, false, false),
-    ]);
+    let t = local(&[("n1", true, true, false), ("n2", false, false, true), ("n3", false, false, false)]);
     assert_eq!(announced_from(&t, "n2"), (false, vec![]));
     assert_eq!(announced_from(&t, "n3"), (false, vec![]));
     // No endpoint anywhere: nobody announces.
@@ -359,21 +320,11 @@ fn external_traffic_policy_local_counts_endpoints_as_kube_proxy_does() {
 
     // Cluster: every eligible node, as long as one endpoint is ready anywhere; none without.
     let cluster = |eps: &[(&str, bool, bool, bool)]| {
-        format!(
-            "{SIMPLE_BGP}{NODES}{}{}",
-            service("s", "203.0.113.5", "Cluster", ""),
-            slice("s", eps)
-        )
+        format!("{SIMPLE_BGP}{NODES}{}{}", service("s", "203.0.113.5", "Cluster", ""), slice("s", eps))
     };
     let all = vec!["n1".to_string(), "n2".to_string(), "n3".to_string()];
-    assert_eq!(
-        announced_from(&cluster(&[("n3", true, true, false)]), "n1"),
-        (true, all.clone())
-    );
-    assert_eq!(
-        announced_from(&cluster(&[("n3", false, false, false)]), "n1"),
-        (false, vec![])
-    );
+    assert_eq!(announced_from(&cluster(&[("n3", true, true, false)]), "n1"), (true, all.clone()));
+    assert_eq!(announced_from(&cluster(&[("n3", false, false, false)]), "n1"), (false, vec![]));
     // Layer 2 interfaces of this node's advertisement.
     let d = plan(&cluster(&[("n3", true, true, false)]), &opts("n2"));
     assert_eq!(d.l2[0].interfaces, vec!["bond*", "eth1"]);
@@ -414,13 +365,7 @@ spec: {unschedulable: true}
     assert_eq!(announced_from(&t, "n4"), (true, vec![]));
     let mut o = opts("n2");
     o.ignore_exclude_lb = true;
-    assert!(
-        plan(&t, &o)
-            .bgp
-            .iter()
-            .any(|a| a.prefix == "203.0.113.5/32"),
-        "--ignore-exclude-lb"
-    );
+    assert!(plan(&t, &o).bgp.iter().any(|a| a.prefix == "203.0.113.5/32"), "--ignore-exclude-lb");
     // A node the bridge has no Node object for announces nothing over BGP.
     assert_eq!(announced_from(&t, "ghost"), (false, vec![]));
 }
@@ -432,20 +377,22 @@ fn service_filters_class_pool_annotation_and_sharing() {
         service("other-class", "203.0.113.6", "Cluster", ""),
         service("wrong-pool", "203.0.113.7", "Cluster", ", annotations: {metallb.io/address-pool: gold}"),
         service("no-pool", "192.0.2.1", "Cluster", ""),
-        service("shared", "203.0.113.5", "Cluster", ", annotations: {metallb.universe.tf/allow-shared-ip: k, metallb.universe.tf/address-pool: p}"),
+        service(
+            "shared",
+            "203.0.113.5",
+            "Cluster",
+            ", annotations: {metallb.universe.tf/allow-shared-ip: k, metallb.universe.tf/address-pool: p}",
+        ),
     ]
     .concat()
-    .replace("name: other-class, namespace: default}\nspec: {type: LoadBalancer,", "name: other-class, namespace: default}\nspec: {loadBalancerClass: example.com/other, type: LoadBalancer,");
-    let eps: String = [
-        "classless",
-        "other-class",
-        "wrong-pool",
-        "no-pool",
-        "shared",
-    ]
-    .iter()
-    .map(|s| slice(s, &[("n1", true, true, false)]))
-    .collect();
+    .replace(
+        "name: other-class, namespace: default}\nspec: {type: LoadBalancer,",
+        "name: other-class, namespace: default}\nspec: {loadBalancerClass: example.com/other, type: LoadBalancer,",
+    );
+    let eps: String = ["classless", "other-class", "wrong-pool", "no-pool", "shared"]
+        .iter()
+        .map(|s| slice(s, &[("n1", true, true, false)]))
+        .collect();
     let t = format!("{SIMPLE_BGP}{NODES}{svcs}{eps}");
     let d = plan(&t, &opts("n1"));
     assert_eq!(
@@ -453,25 +400,9 @@ fn service_filters_class_pool_annotation_and_sharing() {
         vec!["203.0.113.5/32"],
         "shared IP once; other class, wrong pool and no pool skipped"
     );
-    let names: Vec<_> = d
-        .services
-        .iter()
-        .map(|s| format!("{}/{:?}", s.name, s.protocol))
-        .collect();
-    assert_eq!(
-        names,
-        vec![
-            "classless/Bgp",
-            "classless/Layer2",
-            "shared/Bgp",
-            "shared/Layer2"
-        ]
-    );
-    let why: Vec<_> = d
-        .unannounceable
-        .iter()
-        .map(|u| format!("{} {}: {}", u.name, u.ip, u.reason))
-        .collect();
+    let names: Vec<_> = d.services.iter().map(|s| format!("{}/{:?}", s.name, s.protocol)).collect();
+    assert_eq!(names, vec!["classless/Bgp", "classless/Layer2", "shared/Bgp", "shared/Layer2"]);
+    let why: Vec<_> = d.unannounceable.iter().map(|u| format!("{} {}: {}", u.name, u.ip, u.reason)).collect();
     assert_eq!(
         why,
         vec![
@@ -540,46 +471,24 @@ fn legacy_configmap() {
         service("c", "192.0.2.15", "Cluster", ""),
     ]
     .concat();
-    let eps: String = ["a", "b", "c"]
-        .iter()
-        .map(|s| slice(s, &[("n2", true, true, false)]))
-        .collect();
+    let eps: String = ["a", "b", "c"].iter().map(|s| slice(s, &[("n2", true, true, false)])).collect();
     let t = format!("{LEGACY}{NODES}{svcs}{eps}");
     let d = plan(&t, &opts("n1"));
     assert_eq!(d.peers.len(), 1);
     let p = &d.peers[0];
     assert_eq!(
-        (
-            p.name.as_str(),
-            p.address.as_str(),
-            p.port,
-            p.peer_asn,
-            p.local_asn
-        ),
+        (p.name.as_str(), p.address.as_str(), p.port, p.peer_asn, p.local_asn),
         ("", "10.0.0.254", 1179, 64501, 64500)
     );
     assert_eq!(
-        (
-            p.hold_time_secs,
-            p.keepalive_time_secs,
-            p.ebgp_multihop_ttl,
-            p.password.as_str()
-        ),
+        (p.hold_time_secs, p.keepalive_time_secs, p.ebgp_multihop_ttl, p.password.as_str()),
         (Some(9), Some(3), 255, "s3cret")
     );
-    assert_eq!(
-        p.bfd
-            .as_ref()
-            .map(|b| (b.receive_interval_ms, b.transmit_interval_ms)),
-        Some((100, 150))
-    );
+    assert_eq!(p.bfd.as_ref().map(|b| (b.receive_interval_ms, b.transmit_interval_ms)), Some((100, 150)));
     assert_eq!(
         d.bgp,
         vec![
-            pb::Announcement {
-                prefix: "198.51.100.3/32".into(),
-                ..Default::default()
-            },
+            pb::Announcement { prefix: "198.51.100.3/32".into(), ..Default::default() },
             pb::Announcement {
                 prefix: "203.0.113.9/32".into(),
                 communities: vec!["65535:65281".into(), "65000:7".into()],
@@ -601,7 +510,12 @@ fn legacy_configmap() {
     assert_eq!(plan(&t, &opts("n3")).peers.len(), 0);
     // IPAddressPools take precedence over the ConfigMap (which is then reported as ignored).
     let both = format!("{t}---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: x, namespace: metallb-system}}\nspec: {{addresses: [10.9.0.0/24]}}\n");
-    assert_eq!(problems(&both), vec!["warning ConfigMap metallb-system/config: ignored: metallb.io IPAddressPools exist, which take precedence"]);
+    assert_eq!(
+        problems(&both),
+        vec![
+            "warning ConfigMap metallb-system/config: ignored: metallb.io IPAddressPools exist, which take precedence"
+        ]
+    );
 }
 
 #[test]
@@ -667,10 +581,7 @@ fn bad_configuration_names_the_object_and_field() {
     ];
     for (text, want) in cases {
         let got = problems(&text);
-        assert!(
-            got.iter().any(|g| g.starts_with(want)),
-            "want {want:?} among {got:#?}\nfor\n{text}"
-        );
+        assert!(got.iter().any(|g| g.starts_with(want)), "want {want:?} among {got:#?}\nfor\n{text}");
     }
     // A valid configuration has no problems at all.
     assert!(problems(&(pool("a", "10.0.0.0/24") + &pool("b", "10.0.1.0/24"))).is_empty());
@@ -725,24 +636,17 @@ spec: {{myASN: 64500, dynamicASN: external, peerAddress: 10.0.0.253}}
         .map(|p| format!("{}: {}", p.object, p.message))
         .collect();
     assert_eq!(skipped.len(), 2, "{skipped:#?}");
-    for want in [
-        "BGPAdvertisement metallb-system/zero: spec.aggregationLength: 0:",
-        "BGPPeer metallb-system/red: spec.vrf:",
-    ] {
-        assert!(
-            skipped.iter().any(|s| s.starts_with(want)),
-            "{want} in {skipped:#?}"
-        );
+    for want in
+        ["BGPAdvertisement metallb-system/zero: spec.aggregationLength: 0:", "BGPPeer metallb-system/red: spec.vrf:"]
+    {
+        assert!(skipped.iter().any(|s| s.starts_with(want)), "{want} in {skipped:#?}");
     }
     let d = translate(&cfg, &cluster, &opts("n1"));
     assert_eq!(
         d.peers.iter().map(|p| (p.name.as_str(), p.peer_asn, p.dynamic_asn)).collect::<Vec<_>>(),
         vec![("dyn", 0, pb::DynamicAsn::External as i32), ("good", 64501, 0)]
     );
-    assert_eq!(
-        d.bgp.iter().map(|a| a.prefix.as_str()).collect::<Vec<_>>(),
-        vec!["203.0.113.5/32"]
-    );
+    assert_eq!(d.bgp.iter().map(|a| a.prefix.as_str()).collect::<Vec<_>>(), vec!["203.0.113.5/32"]);
 }
 
 /// A good BGPAdvertisement or BGPPeer edited into a bad one keeps its last good version (a broken
@@ -750,9 +654,7 @@ spec: {{myASN: 64500, dynamicASN: external, peerAddress: 10.0.0.253}}
 #[test]
 fn bad_edit_of_a_good_object_keeps_its_last_good_version() {
     let good = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p, namespace: metallb-system}\nspec: {addresses: [203.0.113.0/24]}\n---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: a, namespace: metallb-system}\nspec: {communities: [\"65000:1\"]}\n---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: r, namespace: metallb-system}\nspec: {myASN: 1, peerASN: 2, peerAddress: 10.1.1.1}\n";
-    let bad = good
-        .replace("[\"65000:1\"]", "[nosuch]")
-        .replace("peerASN: 2", "peerASN: 2, vrf: red");
+    let bad = good.replace("[\"65000:1\"]", "[nosuch]").replace("peerASN: 2", "peerASN: 2, vrf: red");
     let (gi, _) = offline::load(good, NS, "config").unwrap();
     let (bi, _) = offline::load(&bad, NS, "config").unwrap();
     let (prev, _) = config::build(&gi).unwrap();
@@ -763,10 +665,7 @@ fn bad_edit_of_a_good_object_keeps_its_last_good_version() {
     for p in &problems {
         assert_eq!(p.severity, Severity::Skipped);
         assert!(
-            p.message.ends_with(&format!(
-                "the last good version of this {} stays in force",
-                p.object.kind
-            )),
+            p.message.ends_with(&format!("the last good version of this {} stays in force", p.object.kind)),
             "{p:?}"
         );
     }
@@ -802,24 +701,15 @@ spec: {{serviceSelectors: [{{matchExpressions: [{{key: tier, operator: NotIn, va
         slice("b", &[("n1", true, true, false)]),
     );
     let d = plan(&t, &opts("n1"));
-    assert_eq!(
-        d.bgp.iter().map(|a| a.prefix.as_str()).collect::<Vec<_>>(),
-        vec!["203.0.113.5/32"]
-    );
+    assert_eq!(d.bgp.iter().map(|a| a.prefix.as_str()).collect::<Vec<_>>(), vec!["203.0.113.5/32"]);
     assert_eq!(d.bgp[0].communities, vec!["65000:1"]);
-    assert_eq!(
-        d.l2.iter().map(|a| a.ip.as_str()).collect::<Vec<_>>(),
-        vec!["203.0.113.6"]
-    );
+    assert_eq!(d.l2.iter().map(|a| a.ip.as_str()).collect::<Vec<_>>(), vec!["203.0.113.6"]);
     let adv = |spec: &str| {
         format!("apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: p, namespace: metallb-system}}\nspec: {{addresses: [203.0.113.0/24]}}\n---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: ad, namespace: metallb-system}}\nspec: {{{spec}}}\n")
     };
     assert!(problems(&adv("serviceSelectors: [{matchLabels: {a: b}}], aggregationLength: 24"))[0]
         .starts_with("skipped BGPAdvertisement metallb-system/ad: spec.serviceSelectors and spec.aggregationLength: mutually exclusive"));
-    assert!(problems(&adv(
-        "serviceSelectors: [{matchLabels: {a: b}}], aggregationLength: 32"
-    ))
-    .is_empty());
+    assert!(problems(&adv("serviceSelectors: [{matchLabels: {a: b}}], aggregationLength: 32")).is_empty());
     let two = adv("localPref: 100") + "---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: ad2, namespace: metallb-system}\nspec: {localPref: 200, serviceSelectors: [{matchLabels: {a: b}}]}\n";
     assert!(problems(&two).is_empty(), "{:?}", problems(&two));
     let l2 = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p, namespace: metallb-system}\nspec: {addresses: [203.0.113.0/24]}\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l, namespace: metallb-system}\nspec: {preferredNodeSelectors: [{weight: 10, preference: {matchLabels: {a: b}}}]}\n";
@@ -845,10 +735,7 @@ fn excludel2_configmap_excludes_interfaces() {
         slice("s", &[("n1", true, true, false)])
     );
     let d = plan(&t, &opts("n1"));
-    assert_eq!(
-        d.l2[0].exclude_interfaces,
-        vec!["cali*", "docker*", "kube-ipvs*", "lo"]
-    );
+    assert_eq!(d.l2[0].exclude_interfaces, vec!["cali*", "docker*", "kube-ipvs*", "lo"]);
     let bad = t.replace("    - ^cali\n", "    - eth[0-9]\n");
     assert!(problems(&bad).iter().any(|p| p.starts_with("warning ConfigMap metallb-system/metallb-excludel2: excludel2.yaml: announcedInterfacesToExclude[2]: \"eth[0-9]\"")), "{:?}", problems(&bad));
     for (re, want) in [
@@ -859,11 +746,7 @@ fn excludel2_configmap_excludes_interfaces() {
         ("^a|b", None),
         ("^", None),
     ] {
-        assert_eq!(
-            k8s_bridge::config::regex_to_pattern(re).as_deref(),
-            want,
-            "{re}"
-        );
+        assert_eq!(k8s_bridge::config::regex_to_pattern(re).as_deref(), want, "{re}");
     }
 }
 
@@ -880,7 +763,11 @@ fn pool_removed_while_in_use_and_duplicate_peers() {
     let e = config::build_with_previous(&input, Some(&prev)).unwrap_err();
     assert_eq!(e.len(), 1, "{e:#?}");
     assert_eq!(e[0].object.kind, "Service");
-    assert!(e[0].message.starts_with("its IP 203.0.113.5 is in no IPAddressPool of the new configuration (it was in \"gone\")"), "{e:#?}");
+    assert!(
+        e[0].message
+            .starts_with("its IP 203.0.113.5 is in no IPAddressPool of the new configuration (it was in \"gone\")"),
+        "{e:#?}"
+    );
     let (input, _) = offline::load(without, NS, "config").unwrap();
     assert!(config::build_with_previous(&input, Some(&prev)).is_ok());
 
@@ -896,15 +783,10 @@ fn pool_removed_while_in_use_and_duplicate_peers() {
     let p = problems(&t);
     assert_eq!(p.len(), 2, "{p:#?}");
     assert!(
-        p[0].starts_with(
-            "warning BGPPeer metallb-system/b: spec.peerAddress: 10.1.1.1 is also BGPPeer \"a\"'s"
-        ),
+        p[0].starts_with("warning BGPPeer metallb-system/b: spec.peerAddress: 10.1.1.1 is also BGPPeer \"a\"'s"),
         "{p:#?}"
     );
-    assert!(
-        p[1].starts_with("warning BGPPeer metallb-system/c:"),
-        "{p:#?}"
-    );
+    assert!(p[1].starts_with("warning BGPPeer metallb-system/c:"), "{p:#?}");
     let zoned = format!(
         "{without}{}{}",
         peer("a", ", nodeSelectors: [{matchLabels: {zone: a}}]"),
@@ -918,10 +800,7 @@ fn pool_removed_while_in_use_and_duplicate_peers() {
 #[test]
 fn missing_memberlist_secret_is_a_warning() {
     let (mut input, _) = offline::load(SIMPLE_BGP, NS, "config").unwrap();
-    assert!(
-        config::build(&input).unwrap().1.is_empty(),
-        "the planner does not know"
-    );
+    assert!(config::build(&input).unwrap().1.is_empty(), "the planner does not know");
     input.memberlist_secret = Some((NS.into(), false));
     let (_, w) = config::build(&input).unwrap();
     assert_eq!(w.len(), 1, "{w:#?}");

@@ -129,7 +129,8 @@ fn tls_config(cli: &Cli) -> Result<Option<tonic::transport::ClientTlsConfig>, St
         return Ok(None);
     };
     let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-    let mut t = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
+    let mut t =
+        tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
     if let (Some(c), Some(k)) = (&cli.tls_cert, &cli.tls_key) {
         t = t.identity(tonic::transport::Identity::from_pem(read(c)?, read(k)?));
     }
@@ -139,7 +140,10 @@ fn tls_config(cli: &Cli) -> Result<Option<tonic::transport::ClientTlsConfig>, St
     Ok(Some(t))
 }
 
-async fn connect(target: &Target, tls: Option<tonic::transport::ClientTlsConfig>) -> Result<SpeakerClient<Channel>, String> {
+async fn connect(
+    target: &Target,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+) -> Result<SpeakerClient<Channel>, String> {
     let channel = match target {
         Target::Unix(path) => {
             // The URI is a placeholder required by tonic; the connector ignores it.

@@ -468,8 +468,15 @@ impl From<&PeerEvent> for PeerEventView {
 
 impl From<&WatchEvent> for WatchEventView {
     fn from(e: &WatchEvent) -> Self {
-        let mut view =
-            Self { timestamp_ms: e.timestamp_ms, peer: None, announcement: None, synced: None, l2_owner: None, member: None, bfd: None };
+        let mut view = Self {
+            timestamp_ms: e.timestamp_ms,
+            peer: None,
+            announcement: None,
+            synced: None,
+            l2_owner: None,
+            member: None,
+            bfd: None,
+        };
         match &e.event {
             Some(watch_event::Event::Peer(p)) => view.peer = Some(PeerEventView::from(p)),
             Some(watch_event::Event::Announcement(a)) => {
@@ -496,7 +503,10 @@ impl From<&WatchEvent> for WatchEventView {
                 })
             }
             Some(watch_event::Event::Member(m)) => {
-                view.member = m.member.as_ref().map(|x| MemberView { old_state: Some(member_state(m.old_state)), ..MemberView::from(x) })
+                view.member = m
+                    .member
+                    .as_ref()
+                    .map(|x| MemberView { old_state: Some(member_state(m.old_state)), ..MemberView::from(x) })
             }
             None => {}
         }

@@ -188,7 +188,11 @@ mod available_tests {
                     // Strict mode keeps today's rule: with two candidates half the failures leave no owner.
                     if n == 2 {
                         let lowest_died = dead == all.first().unwrap();
-                        assert_eq!(owner(&ip, &all, &alive, Mode::Strict).is_none(), lowest_died, "n=2 strict, {dead} died");
+                        assert_eq!(
+                            owner(&ip, &all, &alive, Mode::Strict).is_none(),
+                            lowest_died,
+                            "n=2 strict, {dead} died"
+                        );
                     }
                 }
             }

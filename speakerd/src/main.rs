@@ -172,7 +172,12 @@ async fn main() -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let speaker = Speaker::new(
-        SpeakerConfig { local_asn: args.local_asn, router_id: args.router_id, allow_default_route: args.allow_default_route, ..SpeakerConfig::default() },
+        SpeakerConfig {
+            local_asn: args.local_asn,
+            router_id: args.router_id,
+            allow_default_route: args.allow_default_route,
+            ..SpeakerConfig::default()
+        },
         cancel.child_token(),
         tracker.clone(),
     );
@@ -208,11 +213,15 @@ async fn main() -> anyhow::Result<()> {
         Some(addr) => {
             let tls = match (&args.grpc_tls_cert, &args.grpc_tls_key) {
                 (Some(cert), Some(key)) => {
-                    let read = |p: &PathBuf, what: &str| std::fs::read(p).with_context(|| format!("--grpc-tls-{what} {}", p.display()));
+                    let read = |p: &PathBuf, what: &str| {
+                        std::fs::read(p).with_context(|| format!("--grpc-tls-{what} {}", p.display()))
+                    };
                     let mut t = tonic::transport::ServerTlsConfig::new()
                         .identity(tonic::transport::Identity::from_pem(read(cert, "cert")?, read(key, "key")?));
                     if let Some(ca) = &args.grpc_tls_client_ca {
-                        t = t.client_ca_root(tonic::transport::Certificate::from_pem(read(ca, "client-ca")?)).client_auth_optional(false);
+                        t = t
+                            .client_ca_root(tonic::transport::Certificate::from_pem(read(ca, "client-ca")?))
+                            .client_auth_optional(false);
                     }
                     Some(t)
                 }
@@ -226,7 +235,8 @@ async fn main() -> anyhow::Result<()> {
                 (Some(_), None) => "TLS",
                 (Some(_), Some(_)) => "mutual TLS",
             };
-            let r = speakerd::api::server::router_with(speaker.clone(), tls).map_err(|e| anyhow::anyhow!("TLS set-up: {e}"))?;
+            let r = speakerd::api::server::router_with(speaker.clone(), tls)
+                .map_err(|e| anyhow::anyhow!("TLS set-up: {e}"))?;
             let c = cancel.clone();
             let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
             tracing::info!(addr = %l.local_addr()?, mode, "gRPC API listening on TCP");
@@ -294,13 +304,24 @@ async fn start_layer2(args: &Args, speaker: &Arc<Speaker>, cancel: &Cancellation
     } else {
         let mut seeds = Vec::new();
         for s in &args.gossip_seeds {
-            seeds.push(speakerd::api::server::parse_seed(s).ok_or_else(|| anyhow::anyhow!("--gossip-seed {s:?}: not IP or IP:PORT"))?);
+            seeds.push(
+                speakerd::api::server::parse_seed(s)
+                    .ok_or_else(|| anyhow::anyhow!("--gossip-seed {s:?}: not IP or IP:PORT"))?,
+            );
         }
         let envelope = match args.gossip_secret_file.is_empty() {
             false => Some(gossip_envelope(&args.gossip_secret_file, cancel.child_token())?),
             true => None,
         };
-        let cfg = MembershipConfig { node_name: node.clone(), bind: args.gossip_bind, advertise: args.gossip_advertise, seeds, envelope, probe_period: Duration::from_millis(args.gossip_probe_ms), ..MembershipConfig::default() };
+        let cfg = MembershipConfig {
+            node_name: node.clone(),
+            bind: args.gossip_bind,
+            advertise: args.gossip_advertise,
+            seeds,
+            envelope,
+            probe_period: Duration::from_millis(args.gossip_probe_ms),
+            ..MembershipConfig::default()
+        };
         match Membership::start(cfg, cancel.child_token()).await {
             Ok(m) => {
                 tracing::info!(node = %node, addr = %m.local_addr(), "gossip membership started");
@@ -334,7 +355,9 @@ fn gossip_envelope(paths: &[PathBuf], cancel: CancellationToken) -> anyhow::Resu
     // The first file present, or None; an unreadable file is an error.
     fn first(paths: &[PathBuf]) -> anyhow::Result<Option<Vec<u8>>> {
         for p in paths {
-            if let Some(s) = speakerd::membership::load_secret_file(p).with_context(|| format!("reading {}", p.display()))? {
+            if let Some(s) =
+                speakerd::membership::load_secret_file(p).with_context(|| format!("reading {}", p.display()))?
+            {
                 return Ok(Some(s));
             }
         }
@@ -387,6 +410,8 @@ async fn reload(speaker: &Arc<Speaker>, path: Option<&Path>) {
             }
             tracing::info!(file = %path.display(), "config reloaded");
         }
-        Err(e) => tracing::error!(file = %path.display(), error = %e, "config reload rejected; the last good config stays in force"),
+        Err(e) => {
+            tracing::error!(file = %path.display(), error = %e, "config reload rejected; the last good config stays in force")
+        }
     }
 }

@@ -19,7 +19,9 @@ pub async fn render(speaker: &Speaker) -> String {
         }
     };
     let lbl = |p: &crate::speaker::PeerView| format!("peer=\"{}:{}\"", p.spec.address, p.spec.port);
-    let own = |p: &crate::speaker::PeerView| format!("peer=\"{}\",name=\"{}\"", p.spec.address, p.spec.name.replace('"', "'"));
+    let own = |p: &crate::speaker::PeerView| {
+        format!("peer=\"{}\",name=\"{}\"", p.spec.address, p.spec.name.replace('"', "'"))
+    };
     family(
         "metallb_bgp_session_up",
         "gauge",
@@ -65,14 +67,24 @@ pub async fn render(speaker: &Speaker) -> String {
         }),
     );
     for (name, help, get) in [
-        ("speakerd_bgp_updates_received_total", "UPDATE messages received", (|p| p.status.updates_received) as fn(&crate::speaker::PeerView) -> u64),
+        (
+            "speakerd_bgp_updates_received_total",
+            "UPDATE messages received",
+            (|p| p.status.updates_received) as fn(&crate::speaker::PeerView) -> u64,
+        ),
         ("speakerd_bgp_keepalives_sent_total", "KEEPALIVE messages sent", |p| p.status.keepalives_sent),
         ("speakerd_bgp_keepalives_received_total", "KEEPALIVE messages received", |p| p.status.keepalives_received),
         ("speakerd_bgp_notifications_sent_total", "NOTIFICATION messages sent", |p| p.status.notifications_sent),
-        ("speakerd_bgp_notifications_received_total", "NOTIFICATION messages received", |p| p.status.notifications_received),
+        ("speakerd_bgp_notifications_received_total", "NOTIFICATION messages received", |p| {
+            p.status.notifications_received
+        }),
         ("speakerd_bgp_established_total", "Times the session reached Established", |p| p.status.established_count),
-        ("speakerd_bgp_treat_as_withdraw_total", "UPDATEs handled as treat-as-withdraw (RFC 7606)", |p| p.status.treated_as_withdraw),
-        ("speakerd_bgp_dropped_prefixes_total", "Received prefixes dropped past max_received_prefixes", |p| p.status.dropped_prefixes),
+        ("speakerd_bgp_treat_as_withdraw_total", "UPDATEs handled as treat-as-withdraw (RFC 7606)", |p| {
+            p.status.treated_as_withdraw
+        }),
+        ("speakerd_bgp_dropped_prefixes_total", "Received prefixes dropped past max_received_prefixes", |p| {
+            p.status.dropped_prefixes
+        }),
     ] {
         family(name, "counter", help, &mut peers.iter().map(|p| (own(p), get(p).to_string())));
     }
@@ -81,7 +93,9 @@ pub async fn render(speaker: &Speaker) -> String {
         "speakerd_bfd_session_up",
         "gauge",
         "BFD session state of the peer (1 is Up)",
-        &mut with_bfd.iter().map(|(l, b)| (l.clone(), u8::from(b.state == crate::bfd::packet::BfdState::Up).to_string())),
+        &mut with_bfd
+            .iter()
+            .map(|(l, b)| (l.clone(), u8::from(b.state == crate::bfd::packet::BfdState::Up).to_string())),
     );
     family(
         "speakerd_bfd_state_changes_total",
@@ -101,9 +115,17 @@ pub async fn render(speaker: &Speaker) -> String {
         let c = l2.counters();
         // MetalLB labels these by IP; speakerd counts per node (an IP's counts are in `speakerctl l2 list`).
         for (name, help, v) in [
-            ("metallb_layer2_requests_received", "ARP requests and Neighbor Solicitations received for owned IPs", c.requests_received),
+            (
+                "metallb_layer2_requests_received",
+                "ARP requests and Neighbor Solicitations received for owned IPs",
+                c.requests_received,
+            ),
             ("metallb_layer2_responses_sent", "ARP replies and Neighbor Advertisements sent", c.responses_sent),
-            ("metallb_layer2_gratuitous_sent", "Gratuitous ARPs and unsolicited Neighbor Advertisements sent", c.gratuitous_sent),
+            (
+                "metallb_layer2_gratuitous_sent",
+                "Gratuitous ARPs and unsolicited Neighbor Advertisements sent",
+                c.gratuitous_sent,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         }
@@ -121,7 +143,11 @@ pub async fn render(speaker: &Speaker) -> String {
         );
         let view = l2.view();
         let _ = writeln!(out, "# HELP speakerd_gossip_members Gossip members by state, as this node sees them\n# TYPE speakerd_gossip_members gauge");
-        for st in [crate::membership::MemberState::Alive, crate::membership::MemberState::Suspect, crate::membership::MemberState::Dead] {
+        for st in [
+            crate::membership::MemberState::Alive,
+            crate::membership::MemberState::Suspect,
+            crate::membership::MemberState::Dead,
+        ] {
             let n = view.members.iter().filter(|m| m.state == st).count();
             let _ = writeln!(out, "speakerd_gossip_members{{state=\"{}\"}} {n}", format!("{st:?}").to_lowercase());
         }

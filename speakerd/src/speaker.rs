@@ -137,10 +137,7 @@ pub struct Speaker {
 impl Speaker {
     pub fn new(cfg: SpeakerConfig, cancel: CancellationToken, tracker: TaskTracker) -> Arc<Self> {
         let (events, _) = broadcast::channel(4096);
-        let seed = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1);
+        let seed = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
         Arc::new(Self {
             core: tokio::sync::Mutex::new(Core::default()),
             exports: Arc::new(std::sync::RwLock::new(ExportTable::new())),
@@ -159,10 +156,7 @@ impl Speaker {
 
     /// The default local ASN and router ID for peers that set none.
     pub fn defaults(&self) -> (Option<u32>, Option<Ipv4Addr>) {
-        self.defaults
-            .read()
-            .map(|d| *d)
-            .unwrap_or((self.cfg.local_asn, self.cfg.router_id))
+        self.defaults.read().map(|d| *d).unwrap_or((self.cfg.local_asn, self.cfg.router_id))
     }
 
     /// Replaces the defaults. Peers already running keep the values they started with until their
@@ -171,11 +165,7 @@ impl Speaker {
         if let Ok(mut d) = self.defaults.write() {
             *d = (local_asn, router_id);
         }
-        tracing::info!(
-            ?local_asn,
-            ?router_id,
-            "default local ASN and router ID set"
-        );
+        tracing::info!(?local_asn, ?router_id, "default local ASN and router ID set");
     }
 
     /// The sender of the event stream, for parts started beside the speaker (Layer 2 control).
@@ -202,14 +192,8 @@ impl Speaker {
     }
 
     /// Replaces an owner's Layer 2 announcements. Returns (added, changed, removed).
-    pub async fn set_l2(
-        &self,
-        owner: &str,
-        specs: Vec<L2Spec>,
-    ) -> Result<(u32, u32, u32), SpeakerError> {
-        let l2 = self.l2.get().ok_or_else(|| {
-            SpeakerError::Limit("Layer 2 mode is not running on this node".into())
-        })?;
+    pub async fn set_l2(&self, owner: &str, specs: Vec<L2Spec>) -> Result<(u32, u32, u32), SpeakerError> {
+        let l2 = self.l2.get().ok_or_else(|| SpeakerError::Limit("Layer 2 mode is not running on this node".into()))?;
         let mut core = self.core.lock().await;
         let new: BTreeMap<IpAddr, L2Spec> = specs.into_iter().map(|s| (s.ip, s)).collect();
         if new.len() > self.cfg.max_announcements_per_owner {
@@ -220,10 +204,7 @@ impl Speaker {
         }
         let old = core.l2.remove(owner).unwrap_or_default();
         let added = new.keys().filter(|k| !old.contains_key(k)).count() as u32;
-        let changed = new
-            .iter()
-            .filter(|(k, v)| old.get(k).is_some_and(|o| o != *v))
-            .count() as u32;
+        let changed = new.iter().filter(|(k, v)| old.get(k).is_some_and(|o| o != *v)).count() as u32;
         let removed = old.keys().filter(|k| !new.contains_key(k)).count() as u32;
         if !new.is_empty() {
             core.l2.insert(owner.to_string(), new);
@@ -241,13 +222,7 @@ impl Speaker {
         }
         l2.set_desired(merged);
         if added + changed + removed > 0 {
-            tracing::info!(
-                owner,
-                added,
-                changed,
-                removed,
-                "layer 2 announcements updated"
-            );
+            tracing::info!(owner, added, changed, removed, "layer 2 announcements updated");
         }
         Ok((added, changed, removed))
     }
@@ -268,10 +243,7 @@ impl Speaker {
         let l = Arc::new(transport::listen(addr)?);
         let bound = l.local_addr()?;
         let v6 = bound.is_ipv6();
-        self.listeners
-            .lock()
-            .map_err(|_| std::io::Error::other("poisoned"))?
-            .push((l.clone(), v6));
+        self.listeners.lock().map_err(|_| std::io::Error::other("poisoned"))?.push((l.clone(), v6));
         let dispatch = self.dispatch.clone();
         let cancel = self.cancel.clone();
         self.tracker.spawn(
@@ -296,7 +268,9 @@ impl Speaker {
                                 tracing::warn!(%remote, "peer task busy: connection dropped");
                             }
                         }
-                        None => tracing::info!(%remote, "connection from an address that is not a configured peer: closed"),
+                        None => {
+                            tracing::info!(%remote, "connection from an address that is not a configured peer: closed")
+                        }
                     }
                 }
             }
@@ -325,11 +299,7 @@ impl Speaker {
         let local_asn = match (spec.local_asn, default_asn) {
             (0, Some(d)) => d,
             (0, None) => {
-                return Err(ConfigError::new(
-                    "local_asn",
-                    "required (speakerd has no --local-asn default)",
-                )
-                .into())
+                return Err(ConfigError::new("local_asn", "required (speakerd has no --local-asn default)").into())
             }
             (a, _) => a,
         };
@@ -337,12 +307,7 @@ impl Speaker {
             .router_id
             .or(default_id)
             .or_else(transport::default_router_id)
-            .ok_or_else(|| {
-                ConfigError::new(
-                    "router_id",
-                    "required: the host has no IPv4 address to default to",
-                )
-            })?;
+            .ok_or_else(|| ConfigError::new("router_id", "required: the host has no IPv4 address to default to"))?;
         Ok((local_asn, router_id))
     }
 
@@ -355,9 +320,7 @@ impl Speaker {
         restarting: bool,
     ) -> mpsc::Sender<PeerCmd> {
         let (tx, rx) = mpsc::channel(64);
-        let seed = self
-            .seed
-            .fetch_add(0x9E37_79B9_7F4A_7C15, std::sync::atomic::Ordering::Relaxed);
+        let seed = self.seed.fetch_add(0x9E37_79B9_7F4A_7C15, std::sync::atomic::Ordering::Relaxed);
         let bfd = match (spec.bfd.clone(), self.bfd.get()) {
             (Some(b), Some(m)) => Some(m.add(
                 spec.address,
@@ -394,8 +357,7 @@ impl Speaker {
             rx,
         );
         let span = tracing::info_span!("peer", peer = %spec.address, peer_name = %spec.name, asn = spec.peer_asn);
-        self.tracker
-            .spawn(task.run(self.cancel.child_token()).instrument(span));
+        self.tracker.spawn(task.run(self.cancel.child_token()).instrument(span));
         if let Ok(mut d) = self.dispatch.write() {
             d.insert(spec.address, tx.clone());
         }
@@ -403,12 +365,7 @@ impl Speaker {
     }
 
     fn view(e: &PeerEntry) -> PeerView {
-        let advertised = e
-            .shared
-            .rib
-            .lock()
-            .map(|r| r.advertised())
-            .unwrap_or_default();
+        let advertised = e.shared.rib.lock().map(|r| r.advertised()).unwrap_or_default();
         PeerView {
             spec: e.spec.clone(),
             owner: e.owner.clone(),
@@ -420,11 +377,7 @@ impl Speaker {
     }
 
     fn find<'a>(core: &'a Core, key: &str) -> Result<&'a PeerEntry, SpeakerError> {
-        let by_addr = key
-            .parse::<IpAddr>()
-            .ok()
-            .map(transport::canonical)
-            .and_then(|a| core.peers.get(&a));
+        let by_addr = key.parse::<IpAddr>().ok().map(transport::canonical).and_then(|a| core.peers.get(&a));
         by_addr
             .or_else(|| core.peers.values().find(|p| p.spec.name == key))
             .ok_or_else(|| SpeakerError::NotFound(key.to_string()))
@@ -436,12 +389,7 @@ impl Speaker {
         self.add_locked(&mut core, owner, spec)
     }
 
-    fn add_locked(
-        &self,
-        core: &mut Core,
-        owner: &str,
-        spec: PeerSpec,
-    ) -> Result<PeerView, SpeakerError> {
+    fn add_locked(&self, core: &mut Core, owner: &str, spec: PeerSpec) -> Result<PeerView, SpeakerError> {
         if let Some(p) = core.peers.get(&spec.address) {
             return Err(SpeakerError::AlreadyExists(format!(
                 "peer {} already exists (owner {:?})",
@@ -449,16 +397,10 @@ impl Speaker {
             )));
         }
         if core.peers.values().any(|p| p.spec.name == spec.name) {
-            return Err(SpeakerError::AlreadyExists(format!(
-                "a peer is already named {:?}",
-                spec.name
-            )));
+            return Err(SpeakerError::AlreadyExists(format!("a peer is already named {:?}", spec.name)));
         }
         if core.peers.len() >= self.cfg.max_peers {
-            return Err(SpeakerError::Limit(format!(
-                "at most {} peers",
-                self.cfg.max_peers
-            )));
+            return Err(SpeakerError::Limit(format!("at most {} peers", self.cfg.max_peers)));
         }
         let (local_asn, router_id) = self.resolve_asn_id(&spec)?;
         if let Some(pw) = &spec.password {
@@ -466,14 +408,8 @@ impl Speaker {
         }
         let shared = Arc::new(PeerShared::new(self.exports.clone(), selector(&spec)));
         let cmds = self.spawn_peer(&spec, local_asn, router_id, shared.clone(), true);
-        let entry = PeerEntry {
-            spec: spec.clone(),
-            owner: owner.to_string(),
-            local_asn,
-            shared,
-            cmds,
-            disabled: false,
-        };
+        let entry =
+            PeerEntry { spec: spec.clone(), owner: owner.to_string(), local_asn, shared, cmds, disabled: false };
         core.peers.insert(spec.address, entry);
         tracing::info!(peer = %spec.address, name = %spec.name, asn = spec.peer_asn, owner, "peer added");
         Ok(Self::view(&core.peers[&spec.address]))
@@ -486,24 +422,10 @@ impl Speaker {
         self.update_locked(&mut core, spec)
     }
 
-    fn update_locked(
-        &self,
-        core: &mut Core,
-        spec: PeerSpec,
-    ) -> Result<(PeerView, bool), SpeakerError> {
-        let old = core
-            .peers
-            .get(&spec.address)
-            .ok_or_else(|| SpeakerError::NotFound(spec.address.to_string()))?;
-        if core
-            .peers
-            .values()
-            .any(|p| p.spec.name == spec.name && p.spec.address != spec.address)
-        {
-            return Err(SpeakerError::AlreadyExists(format!(
-                "a peer is already named {:?}",
-                spec.name
-            )));
+    fn update_locked(&self, core: &mut Core, spec: PeerSpec) -> Result<(PeerView, bool), SpeakerError> {
+        let old = core.peers.get(&spec.address).ok_or_else(|| SpeakerError::NotFound(spec.address.to_string()))?;
+        if core.peers.values().any(|p| p.spec.name == spec.name && p.spec.address != spec.address) {
+            return Err(SpeakerError::AlreadyExists(format!("a peer is already named {:?}", spec.name)));
         }
         let (local_asn, router_id) = self.resolve_asn_id(&spec)?;
         let reset = old.spec.needs_reset(&spec) || old.local_asn != local_asn;
@@ -512,10 +434,7 @@ impl Speaker {
         if old.disabled {
             // No session to reset: the new settings apply when the peer is enabled.
             if old.spec.password != spec.password {
-                self.set_listener_md5(
-                    spec.address,
-                    spec.password.as_deref().unwrap_or("").as_bytes(),
-                );
+                self.set_listener_md5(spec.address, spec.password.as_deref().unwrap_or("").as_bytes());
             }
             if let Some(e) = core.peers.get_mut(&spec.address) {
                 e.spec = spec.clone();
@@ -523,27 +442,14 @@ impl Speaker {
             }
         } else if reset {
             let n = Notification::cease(err::cease::OTHER_CONFIGURATION_CHANGE);
-            let _ = old.cmds.try_send(PeerCmd::Stop {
-                notification: Some(n),
-                deleted: false,
-            });
+            let _ = old.cmds.try_send(PeerCmd::Stop { notification: Some(n), deleted: false });
             if old.spec.password != spec.password {
-                self.set_listener_md5(
-                    spec.address,
-                    spec.password.as_deref().unwrap_or("").as_bytes(),
-                );
+                self.set_listener_md5(spec.address, spec.password.as_deref().unwrap_or("").as_bytes());
             }
             let cmds = self.spawn_peer(&spec, local_asn, router_id, shared.clone(), false);
             core.peers.insert(
                 spec.address,
-                PeerEntry {
-                    spec: spec.clone(),
-                    owner,
-                    local_asn,
-                    shared,
-                    cmds,
-                    disabled: false,
-                },
+                PeerEntry { spec: spec.clone(), owner, local_asn, shared, cmds, disabled: false },
             );
         } else {
             let _ = old.cmds.try_send(PeerCmd::Tune(Box::new(spec.clone())));
@@ -585,10 +491,7 @@ impl Speaker {
         } else {
             // The task sends the NOTIFICATION and the one `deleted` event.
             let n = Notification::cease(err::cease::PEER_DECONFIGURED);
-            let _ = e.cmds.try_send(PeerCmd::Stop {
-                notification: Some(n),
-                deleted: true,
-            });
+            let _ = e.cmds.try_send(PeerCmd::Stop { notification: Some(n), deleted: true });
         }
         if let Ok(mut d) = self.dispatch.write() {
             d.remove(&addr);
@@ -605,11 +508,7 @@ impl Speaker {
     /// Makes `owner`'s peers exactly `specs`: adds the missing, updates the changed (resetting a
     /// session only where a setting needs it), deletes the owner's others. A peer whose address or
     /// name another owner holds is left alone and reported in `conflicts`; the rest is applied.
-    pub async fn set_peers(
-        &self,
-        owner: &str,
-        specs: Vec<PeerSpec>,
-    ) -> Result<SetPeersOutcome, SpeakerError> {
+    pub async fn set_peers(&self, owner: &str, specs: Vec<PeerSpec>) -> Result<SetPeersOutcome, SpeakerError> {
         let mut seen = BTreeSet::new();
         for s in &specs {
             if !seen.insert(s.address) {
@@ -634,18 +533,15 @@ impl Speaker {
         for spec in specs {
             let addr = spec.address;
             let r = match core.peers.get(&addr) {
-                Some(p) if p.owner != owner => Err(SpeakerError::AlreadyExists(format!(
-                    "peer {addr} is owned by {:?}",
-                    p.owner
-                ))),
+                Some(p) if p.owner != owner => {
+                    Err(SpeakerError::AlreadyExists(format!("peer {addr} is owned by {:?}", p.owner)))
+                }
                 Some(p) if p.spec == spec => continue,
                 Some(_) => self.update_locked(&mut core, spec).map(|(_, reset)| {
                     out.changed += 1;
                     out.reset += u32::from(reset);
                 }),
-                None => self
-                    .add_locked(&mut core, owner, spec)
-                    .map(|_| out.added += 1),
+                None => self.add_locked(&mut core, owner, spec).map(|_| out.added += 1),
             };
             if let Err(e) = r {
                 tracing::warn!(peer = %addr, owner, error = %e, "peer not applied");
@@ -653,13 +549,7 @@ impl Speaker {
             }
         }
         if out.added + out.changed + out.removed > 0 {
-            tracing::info!(
-                owner,
-                added = out.added,
-                changed = out.changed,
-                removed = out.removed,
-                "peers updated"
-            );
+            tracing::info!(owner, added = out.added, changed = out.changed, removed = out.removed, "peers updated");
         }
         Ok(out)
     }
@@ -683,26 +573,16 @@ impl Speaker {
                 e.spec.address
             )));
         }
-        e.cmds
-            .try_send(PeerCmd::Reset { soft })
-            .map_err(|_| SpeakerError::Limit("peer task busy, try again".into()))
+        e.cmds.try_send(PeerCmd::Reset { soft }).map_err(|_| SpeakerError::Limit("peer task busy, try again".into()))
     }
 
     /// Takes a peer administratively down (`enabled` false: Cease/Administrative Shutdown with the
     /// optional RFC 9003 `communication`, no reconnection, incoming connections refused) or up again
     /// (a new session starts). Returns whether anything changed.
-    pub async fn set_peer_enabled(
-        &self,
-        key: &str,
-        enabled: bool,
-        communication: &str,
-    ) -> Result<bool, SpeakerError> {
+    pub async fn set_peer_enabled(&self, key: &str, enabled: bool, communication: &str) -> Result<bool, SpeakerError> {
         let mut core = self.core.lock().await;
         let addr = Self::find(&core, key)?.spec.address;
-        let e = core
-            .peers
-            .get(&addr)
-            .ok_or_else(|| SpeakerError::NotFound(key.to_string()))?;
+        let e = core.peers.get(&addr).ok_or_else(|| SpeakerError::NotFound(key.to_string()))?;
         if e.disabled != enabled {
             return Ok(false);
         }
@@ -724,16 +604,9 @@ impl Speaker {
                 cut -= 1;
             }
             text.truncate(cut);
-            let data = if text.is_empty() {
-                Vec::new()
-            } else {
-                [vec![text.len() as u8], text].concat()
-            };
+            let data = if text.is_empty() { Vec::new() } else { [vec![text.len() as u8], text].concat() };
             let n = Notification::new(err::CEASE, err::cease::ADMINISTRATIVE_SHUTDOWN, data);
-            let _ = e.cmds.try_send(PeerCmd::Stop {
-                notification: Some(n),
-                deleted: false,
-            });
+            let _ = e.cmds.try_send(PeerCmd::Stop { notification: Some(n), deleted: false });
             if let Ok(mut d) = self.dispatch.write() {
                 d.remove(&addr);
             }
@@ -750,14 +623,7 @@ impl Speaker {
     pub async fn adj_rib_out(
         &self,
         key: &str,
-    ) -> Result<
-        (
-            PeerView,
-            Option<crate::bgp::rib_out::Encoder>,
-            Vec<(IpNet, Arc<RouteAttrs>)>,
-        ),
-        SpeakerError,
-    > {
+    ) -> Result<(PeerView, Option<crate::bgp::rib_out::Encoder>, Vec<(IpNet, Arc<RouteAttrs>)>), SpeakerError> {
         let core = self.core.lock().await;
         let e = Self::find(&core, key)?;
         let (enc, routes) = e.shared.with_rib(|r, t| r.sent(t)).unwrap_or_default();
@@ -765,11 +631,7 @@ impl Speaker {
     }
 
     /// Adds or replaces announcements in an owner's set. Costs what changes, not the size of the set.
-    pub async fn announce(
-        &self,
-        owner: &str,
-        adverts: Vec<AdvertSpec>,
-    ) -> Result<(), SpeakerError> {
+    pub async fn announce(&self, owner: &str, adverts: Vec<AdvertSpec>) -> Result<(), SpeakerError> {
         self.check_default_route(&adverts)?;
         let mut core = self.core.lock().await;
         // Of two announcements of one prefix, the last wins, as in SetAnnouncements.
@@ -797,10 +659,8 @@ impl Speaker {
     pub async fn withdraw(&self, owner: &str, prefixes: &[IpNet]) -> Result<u32, SpeakerError> {
         let mut core = self.core.lock().await;
         let mut set = core.owners.remove(owner).unwrap_or_default();
-        let changes: Vec<_> = prefixes
-            .iter()
-            .filter_map(|p| Some((AnnouncementChange::Removed, *p, set.remove(p)?)))
-            .collect();
+        let changes: Vec<_> =
+            prefixes.iter().filter_map(|p| Some((AnnouncementChange::Removed, *p, set.remove(p)?))).collect();
         let removed = changes.len() as u32;
         self.commit(&mut core, owner, set, changes);
         Ok(removed)
@@ -864,10 +724,7 @@ impl Speaker {
     /// Every owner's announcement of one prefix, by owner.
     pub async fn announcements_of(&self, prefix: &IpNet) -> Vec<(String, AdvertSpec)> {
         let core = self.core.lock().await;
-        core.owners
-            .iter()
-            .filter_map(|(o, set)| set.get(prefix).map(|b| (o.clone(), b.spec(*prefix))))
-            .collect()
+        core.owners.iter().filter_map(|(o, set)| set.get(prefix).map(|b| (o.clone(), b.spec(*prefix)))).collect()
     }
 
     pub async fn list_announcements(&self, owner: Option<&str>) -> Vec<(String, AdvertSpec)> {
@@ -879,9 +736,7 @@ impl Speaker {
             .flat_map(|(o, set)| set.iter().map(move |(p, b)| (*p, o, b)))
             .collect();
         v.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        v.into_iter()
-            .map(|(p, o, b)| (o.clone(), b.spec(p)))
-            .collect()
+        v.into_iter().map(|(p, o, b)| (o.clone(), b.spec(p))).collect()
     }
 
     /// Stores an owner's new set, emits an event per change, and updates every peer for the changed
@@ -1049,16 +904,10 @@ impl Core {
                 for b in &bs[1..] {
                     m.merge(&b.attrs);
                 }
-                let a = self
-                    .interned
-                    .entry(m.clone())
-                    .or_insert_with(|| Arc::new(m))
-                    .clone();
+                let a = self.interned.entry(m.clone()).or_insert_with(|| Arc::new(m)).clone();
                 Some(Want::All(a))
             }
-            bs => Some(Want::Select(Arc::new(
-                bs.iter().map(|b| Arc::clone(b)).collect(),
-            ))),
+            bs => Some(Want::Select(Arc::new(bs.iter().map(|b| Arc::clone(b)).collect()))),
         }
     }
 
@@ -1072,10 +921,7 @@ impl Core {
                 i
             }
         };
-        let body = Body {
-            attrs,
-            peers: a.peers,
-        };
+        let body = Body { attrs, peers: a.peers };
         let body = match self.bodies.get(&body) {
             Some(b) => b.clone(),
             None => {
@@ -1090,19 +936,12 @@ impl Core {
 
 impl Body {
     fn spec(&self, prefix: IpNet) -> AdvertSpec {
-        AdvertSpec {
-            prefix,
-            attrs: (*self.attrs).clone(),
-            peers: self.peers.clone(),
-        }
+        AdvertSpec { prefix, attrs: (*self.attrs).clone(), peers: self.peers.clone() }
     }
 }
 
 fn selector(spec: &PeerSpec) -> Selector {
-    Selector {
-        name: spec.name.clone(),
-        address: spec.address,
-    }
+    Selector { name: spec.name.clone(), address: spec.address }
 }
 
 #[cfg(test)]
@@ -1110,28 +949,20 @@ mod tests {
     use super::*;
 
     fn speaker(max: usize) -> Arc<Speaker> {
-        let cfg = SpeakerConfig {
-            max_announcements_per_owner: max,
-            ..SpeakerConfig::default()
-        };
+        let cfg = SpeakerConfig { max_announcements_per_owner: max, ..SpeakerConfig::default() };
         Speaker::new(cfg, CancellationToken::new(), TaskTracker::new())
     }
 
     fn advert(p: &str, community: u32) -> AdvertSpec {
         AdvertSpec {
             prefix: p.parse().unwrap(),
-            attrs: RouteAttrs {
-                communities: [community].into(),
-                ..Default::default()
-            },
+            attrs: RouteAttrs { communities: [community].into(), ..Default::default() },
             peers: BTreeSet::new(),
         }
     }
 
     /// (change, prefix, communities) of the announcement events received so far.
-    fn announcement_events(
-        rx: &mut broadcast::Receiver<Event>,
-    ) -> Vec<(AnnouncementChange, String, Vec<u32>)> {
+    fn announcement_events(rx: &mut broadcast::Receiver<Event>) -> Vec<(AnnouncementChange, String, Vec<u32>)> {
         let mut seen = vec![];
         while let Ok(Event::Announcement(a)) = rx.try_recv() {
             let communities = a.advert.attrs.communities.iter().copied().collect();
@@ -1143,45 +974,18 @@ mod tests {
     /// (prefix, communities) of the listed announcements.
     async fn listed(sp: &Speaker, owner: Option<&str>) -> Vec<(String, Vec<u32>)> {
         let list = sp.list_announcements(owner).await;
-        list.into_iter()
-            .map(|(_, a)| {
-                (
-                    a.prefix.to_string(),
-                    a.attrs.communities.into_iter().collect(),
-                )
-            })
-            .collect()
+        list.into_iter().map(|(_, a)| (a.prefix.to_string(), a.attrs.communities.into_iter().collect())).collect()
     }
 
     #[tokio::test]
     async fn incremental_announce_and_withdraw_emit_only_the_changes() {
         let sp = speaker(3);
         let mut rx = sp.subscribe();
-        sp.set_announcements(
-            "o",
-            vec![advert("192.0.2.1/32", 1), advert("192.0.2.2/32", 1)],
-        )
-        .await
-        .unwrap();
-        sp.announce(
-            "o",
-            vec![advert("192.0.2.2/32", 1), advert("192.0.2.3/32", 2)],
-        )
-        .await
-        .unwrap();
-        sp.announce("o", vec![advert("192.0.2.1/32", 5)])
-            .await
-            .unwrap();
+        sp.set_announcements("o", vec![advert("192.0.2.1/32", 1), advert("192.0.2.2/32", 1)]).await.unwrap();
+        sp.announce("o", vec![advert("192.0.2.2/32", 1), advert("192.0.2.3/32", 2)]).await.unwrap();
+        sp.announce("o", vec![advert("192.0.2.1/32", 5)]).await.unwrap();
         assert_eq!(
-            sp.withdraw(
-                "o",
-                &[
-                    "192.0.2.2/32".parse().unwrap(),
-                    "198.51.100.1/32".parse().unwrap()
-                ]
-            )
-            .await
-            .unwrap(),
+            sp.withdraw("o", &["192.0.2.2/32".parse().unwrap(), "198.51.100.1/32".parse().unwrap()]).await.unwrap(),
             1
         );
         use AnnouncementChange::*;
@@ -1197,10 +1001,7 @@ mod tests {
         );
         assert_eq!(
             listed(&sp, Some("o")).await,
-            vec![
-                ("192.0.2.1/32".into(), vec![5]),
-                ("192.0.2.3/32".into(), vec![2])
-            ]
+            vec![("192.0.2.1/32".into(), vec![5]), ("192.0.2.3/32".into(), vec![2])]
         );
     }
 
@@ -1208,58 +1009,24 @@ mod tests {
     async fn one_prefix_twice_in_one_announce_is_one_change_with_the_last() {
         let sp = speaker(10);
         let mut rx = sp.subscribe();
-        sp.announce(
-            "o",
-            vec![advert("192.0.2.1/32", 1), advert("192.0.2.1/32", 2)],
-        )
-        .await
-        .unwrap();
-        assert_eq!(
-            announcement_events(&mut rx),
-            vec![(AnnouncementChange::Added, "192.0.2.1/32".into(), vec![2])]
-        );
-        assert_eq!(
-            listed(&sp, None).await,
-            vec![("192.0.2.1/32".into(), vec![2])]
-        );
+        sp.announce("o", vec![advert("192.0.2.1/32", 1), advert("192.0.2.1/32", 2)]).await.unwrap();
+        assert_eq!(announcement_events(&mut rx), vec![(AnnouncementChange::Added, "192.0.2.1/32".into(), vec![2])]);
+        assert_eq!(listed(&sp, None).await, vec![("192.0.2.1/32".into(), vec![2])]);
     }
 
     #[tokio::test]
     async fn an_announce_over_the_limit_changes_nothing() {
         let sp = speaker(2);
-        sp.announce(
-            "o",
-            vec![advert("192.0.2.1/32", 1), advert("192.0.2.2/32", 1)],
-        )
-        .await
-        .unwrap();
+        sp.announce("o", vec![advert("192.0.2.1/32", 1), advert("192.0.2.2/32", 1)]).await.unwrap();
         // re-announcing what is there stays within the limit; one more prefix does not
-        sp.announce("o", vec![advert("192.0.2.2/32", 7)])
-            .await
-            .unwrap();
-        let err = sp
-            .announce(
-                "o",
-                vec![advert("192.0.2.1/32", 9), advert("192.0.2.3/32", 1)],
-            )
-            .await
-            .unwrap_err();
+        sp.announce("o", vec![advert("192.0.2.2/32", 7)]).await.unwrap();
+        let err = sp.announce("o", vec![advert("192.0.2.1/32", 9), advert("192.0.2.3/32", 1)]).await.unwrap_err();
         assert!(matches!(err, SpeakerError::Limit(_)), "{err:?}");
-        assert_eq!(
-            listed(&sp, None).await,
-            vec![
-                ("192.0.2.1/32".into(), vec![1]),
-                ("192.0.2.2/32".into(), vec![7])
-            ]
-        );
+        assert_eq!(listed(&sp, None).await, vec![("192.0.2.1/32".into(), vec![1]), ("192.0.2.2/32".into(), vec![7])]);
         assert!(sp
             .set_announcements(
                 "o",
-                vec![
-                    advert("192.0.2.1/32", 1),
-                    advert("192.0.2.2/32", 1),
-                    advert("192.0.2.3/32", 1)
-                ]
+                vec![advert("192.0.2.1/32", 1), advert("192.0.2.2/32", 1), advert("192.0.2.3/32", 1)]
             )
             .await
             .is_err());
@@ -1271,17 +1038,11 @@ mod tests {
         let sp = speaker(10);
         sp.set_announcements(
             "a",
-            vec![
-                advert("192.0.2.1/32", 1),
-                advert("192.0.2.2/32", 1),
-                advert("192.0.2.3/32", 2),
-            ],
+            vec![advert("192.0.2.1/32", 1), advert("192.0.2.2/32", 1), advert("192.0.2.3/32", 2)],
         )
         .await
         .unwrap();
-        sp.set_announcements("b", vec![advert("192.0.2.1/32", 1)])
-            .await
-            .unwrap();
+        sp.set_announcements("b", vec![advert("192.0.2.1/32", 1)]).await.unwrap();
         let core = sp.core.lock().await;
         let (a, b) = (&core.owners["a"], &core.owners["b"]);
         let p = |s: &str| s.parse::<IpNet>().unwrap();
@@ -1295,10 +1056,7 @@ mod tests {
     async fn default_route_refused_unless_allowed() {
         let sp = speaker(10);
         for p in ["0.0.0.0/0", "::/0"] {
-            let e = sp
-                .announce("o", vec![advert("192.0.2.1/32", 1), advert(p, 1)])
-                .await
-                .unwrap_err();
+            let e = sp.announce("o", vec![advert("192.0.2.1/32", 1), advert(p, 1)]).await.unwrap_err();
             assert!(matches!(e, SpeakerError::Invalid(_)), "{e:?}");
             assert!(e.to_string().contains("--allow-default-route"), "{e}");
             let e = sp.set_announcements("o", vec![advert(p, 1)]).await.unwrap_err();
@@ -1309,10 +1067,7 @@ mod tests {
         // A /1 is not a default route.
         sp.announce("o", vec![advert("0.0.0.0/1", 1)]).await.unwrap();
         let allowed = Speaker::new(
-            SpeakerConfig {
-                allow_default_route: true,
-                ..SpeakerConfig::default()
-            },
+            SpeakerConfig { allow_default_route: true, ..SpeakerConfig::default() },
             CancellationToken::new(),
             TaskTracker::new(),
         );

@@ -49,7 +49,11 @@ async fn invalid_arguments_name_the_field() {
     let bad = vec![ann("203.0.113.1/32"), ann("203.0.113.1/24")];
     let e = c.announce(pb::AnnounceRequest { owner: "t".into(), announcements: bad }).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
-    assert!(e.message().contains("announcements[1].prefix") && e.message().contains("203.0.113.0/24"), "{}", e.message());
+    assert!(
+        e.message().contains("announcements[1].prefix") && e.message().contains("203.0.113.0/24"),
+        "{}",
+        e.message()
+    );
     let mut a = ann("203.0.113.1/32");
     a.communities = vec!["65536:1".into()];
     let e = c.announce(pb::AnnounceRequest { owner: "t".into(), announcements: vec![a] }).await.unwrap_err();
@@ -65,12 +69,18 @@ async fn invalid_arguments_name_the_field() {
 async fn peer_lifecycle_codes() {
     let d = Daemon::start(&[]);
     let mut c = d.client().await;
-    let added = c.add_peer(pb::AddPeerRequest { peer: Some(pb::PeerConfig { name: "r1".into(), ..peer("192.0.2.2", 65002) }) }).await.unwrap();
+    let added = c
+        .add_peer(pb::AddPeerRequest { peer: Some(pb::PeerConfig { name: "r1".into(), ..peer("192.0.2.2", 65002) }) })
+        .await
+        .unwrap();
     let p = added.into_inner().peer.unwrap();
     assert_eq!(p.config.as_ref().unwrap().local_asn, 65001, "default local ASN filled in");
     let e = c.add_peer(pb::AddPeerRequest { peer: Some(peer("192.0.2.2", 65002)) }).await.unwrap_err();
     assert_eq!(e.code(), Code::AlreadyExists);
-    let e = c.add_peer(pb::AddPeerRequest { peer: Some(pb::PeerConfig { name: "r1".into(), ..peer("192.0.2.3", 65002) }) }).await.unwrap_err();
+    let e = c
+        .add_peer(pb::AddPeerRequest { peer: Some(pb::PeerConfig { name: "r1".into(), ..peer("192.0.2.3", 65002) }) })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::AlreadyExists, "names are unique too");
     // By name and by address.
     let g = c.get_peer(pb::GetPeerRequest { peer: "r1".into() }).await.unwrap().into_inner();
@@ -79,22 +89,32 @@ async fn peer_lifecycle_codes() {
     assert_eq!(c.get_peer(pb::GetPeerRequest { peer: " ".into() }).await.unwrap_err().code(), Code::InvalidArgument);
     // Update: keepalive only → no reset; hold time → reset.
     let r = c
-        .update_peer(pb::UpdatePeerRequest { peer: Some(pb::PeerConfig { name: "r1".into(), keepalive_time_secs: Some(5), ..peer("192.0.2.2", 65002) }) })
+        .update_peer(pb::UpdatePeerRequest {
+            peer: Some(pb::PeerConfig { name: "r1".into(), keepalive_time_secs: Some(5), ..peer("192.0.2.2", 65002) }),
+        })
         .await
         .unwrap();
     assert!(!r.into_inner().reset);
     let r = c
-        .update_peer(pb::UpdatePeerRequest { peer: Some(pb::PeerConfig { name: "r1".into(), hold_time_secs: Some(30), ..peer("192.0.2.2", 65002) }) })
+        .update_peer(pb::UpdatePeerRequest {
+            peer: Some(pb::PeerConfig { name: "r1".into(), hold_time_secs: Some(30), ..peer("192.0.2.2", 65002) }),
+        })
         .await
         .unwrap();
     assert!(r.into_inner().reset);
-    assert_eq!(c.update_peer(pb::UpdatePeerRequest { peer: Some(peer("192.0.2.9", 1)) }).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(
+        c.update_peer(pb::UpdatePeerRequest { peer: Some(peer("192.0.2.9", 1)) }).await.unwrap_err().code(),
+        Code::NotFound
+    );
     c.reset_peer(pb::ResetPeerRequest { peer: "r1".into(), soft: true }).await.unwrap();
     let l = c.list_peers(pb::ListPeersRequest {}).await.unwrap().into_inner();
     assert_eq!(l.peers.len(), 1);
     assert_eq!(l.peers[0].config.as_ref().unwrap().password, "", "no password set, none shown");
     c.delete_peer(pb::DeletePeerRequest { peer: "192.0.2.2".into() }).await.unwrap();
-    assert_eq!(c.delete_peer(pb::DeletePeerRequest { peer: "192.0.2.2".into() }).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(
+        c.delete_peer(pb::DeletePeerRequest { peer: "192.0.2.2".into() }).await.unwrap_err().code(),
+        Code::NotFound
+    );
     assert!(c.list_peers(pb::ListPeersRequest {}).await.unwrap().into_inner().peers.is_empty());
 }
 
@@ -120,7 +140,10 @@ async fn set_for_owner_never_touches_other_owners() {
     );
     c.set_announcements(set("k8s-bridge", &[])).await.unwrap();
     assert_eq!(prefixes(&mut c, "speakerctl").await, vec!["203.0.113.2/32@speakerctl", "2001:db8::5/128@speakerctl"]);
-    let w = c.withdraw(pb::WithdrawRequest { owner: "other".into(), prefixes: vec!["203.0.113.2/32".into()] }).await.unwrap();
+    let w = c
+        .withdraw(pb::WithdrawRequest { owner: "other".into(), prefixes: vec!["203.0.113.2/32".into()] })
+        .await
+        .unwrap();
     assert_eq!(w.into_inner().removed, 0, "another owner cannot withdraw speakerctl's prefix");
     assert_eq!(prefixes(&mut c, "").await.len(), 2);
 }
@@ -133,9 +156,17 @@ async fn set_peers_is_idempotent_and_per_owner() {
     let owners = |r: pb::ListPeersResponse| -> Vec<String> {
         r.peers.into_iter().map(|p| p.config.unwrap()).map(|c| format!("{}@{}", c.address, c.owner)).collect()
     };
-    let r = c.set_peers(set("k8s-bridge", vec![peer("192.0.2.2", 65002), peer("192.0.2.3", 65003)])).await.unwrap().into_inner();
+    let r = c
+        .set_peers(set("k8s-bridge", vec![peer("192.0.2.2", 65002), peer("192.0.2.3", 65003)]))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!((r.added, r.changed, r.removed, r.reset), (2, 0, 0, 0));
-    let r = c.set_peers(set("k8s-bridge", vec![peer("192.0.2.2", 65002), peer("192.0.2.3", 65003)])).await.unwrap().into_inner();
+    let r = c
+        .set_peers(set("k8s-bridge", vec![peer("192.0.2.2", 65002), peer("192.0.2.3", 65003)]))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!((r.added, r.changed, r.removed, r.reset), (0, 0, 0, 0), "the same set again changes nothing");
     let added = pb::PeerConfig { owner: "ops".into(), ..peer("192.0.2.9", 65009) };
     c.add_peer(pb::AddPeerRequest { peer: Some(added) }).await.unwrap();
@@ -160,7 +191,8 @@ async fn set_peers_is_idempotent_and_per_owner() {
     let list = c.list_peers(pb::ListPeersRequest {}).await.unwrap().into_inner();
     assert_eq!(owners(list), vec!["192.0.2.2@k8s-bridge", "192.0.2.9@ops"]);
     // Too many peers in one call: RESOURCE_EXHAUSTED naming the limit, nothing changes.
-    let many: Vec<pb::PeerConfig> = (0..4097u32).map(|i| peer(&format!("10.{}.{}.1", i / 256, i % 256), 65010)).collect();
+    let many: Vec<pb::PeerConfig> =
+        (0..4097u32).map(|i| peer(&format!("10.{}.{}.1", i / 256, i % 256), 65010)).collect();
     let e = c.set_peers(set("k8s-bridge", many)).await.unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
     assert!(e.message().contains("at most 4096"), "{}", e.message());
@@ -178,7 +210,9 @@ async fn watch_sends_initial_state_then_changes() {
     c.announce(pb::AnnounceRequest { owner: "a".into(), announcements: vec![ann("203.0.113.1/32")] }).await.unwrap();
     let mut w = c.watch(pb::WatchRequest { initial_state: true }).await.unwrap().into_inner();
     let first = w.next().await.unwrap().unwrap();
-    assert!(matches!(first.event, Some(pb::watch_event::Event::Announcement(ref a)) if a.announcement.as_ref().unwrap().prefix == "203.0.113.1/32"));
+    assert!(
+        matches!(first.event, Some(pb::watch_event::Event::Announcement(ref a)) if a.announcement.as_ref().unwrap().prefix == "203.0.113.1/32")
+    );
     let synced = w.next().await.unwrap().unwrap();
     assert_eq!(synced.event, Some(pb::watch_event::Event::Synced(true)));
     let mut c2 = d.client().await;
@@ -189,7 +223,10 @@ async fn watch_sends_initial_state_then_changes() {
     c2.add_peer(pb::AddPeerRequest { peer: Some(peer("192.0.2.2", 65002)) }).await.unwrap();
     let ev = tokio::time::timeout(Duration::from_secs(5), w.next()).await.unwrap().unwrap().unwrap();
     let Some(pb::watch_event::Event::Peer(p)) = ev.event else { panic!("{ev:?}") };
-    assert_eq!((p.address.as_str(), p.old_state, p.new_state), ("192.0.2.2", pb::SessionState::Idle as i32, pb::SessionState::Connect as i32));
+    assert_eq!(
+        (p.address.as_str(), p.old_state, p.new_state),
+        ("192.0.2.2", pb::SessionState::Idle as i32, pb::SessionState::Connect as i32)
+    );
     // Delete: one event says `deleted`, and nothing about the peer follows it.
     c2.delete_peer(pb::DeletePeerRequest { peer: "192.0.2.2".into() }).await.unwrap();
     loop {
@@ -216,11 +253,19 @@ async fn socket_is_private_and_serves_health_and_reflection() {
     let r = h.check(tonic_health::pb::HealthCheckRequest { service: "speaker.v1.Speaker".into() }).await.unwrap();
     assert_eq!(r.into_inner().status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
 
-    use tonic_reflection::pb::v1::{server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest, server_reflection_response::MessageResponse, ServerReflectionRequest};
+    use tonic_reflection::pb::v1::{
+        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+        server_reflection_response::MessageResponse, ServerReflectionRequest,
+    };
     let mut rc = ServerReflectionClient::new(ch);
-    let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
     let mut resp = rc.server_reflection_info(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
-    let Some(MessageResponse::ListServicesResponse(list)) = resp.next().await.unwrap().unwrap().message_response else { panic!() };
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.next().await.unwrap().unwrap().message_response else {
+        panic!()
+    };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
     assert!(names.contains(&"speaker.v1.Speaker".to_string()), "{names:?}");
 }
@@ -253,7 +298,11 @@ async fn sighup_applies_only_what_changed_and_keeps_last_good_config() {
     let mut w = c.watch(pb::WatchRequest { initial_state: false }).await.unwrap().into_inner();
 
     // Add a peer and change the announcement; the existing peer is unchanged.
-    write(&cfg, &format!("{base}\n[[peers]]\naddress = \"192.0.2.3\"\npeer_asn = 65003\nport = 1\n").replace("203.0.113.1/32", "203.0.113.9/32"));
+    write(
+        &cfg,
+        &format!("{base}\n[[peers]]\naddress = \"192.0.2.3\"\npeer_asn = 65003\nport = 1\n")
+            .replace("203.0.113.1/32", "203.0.113.9/32"),
+    );
     d.signal(libc::SIGHUP);
     let deadline = Instant::now() + Duration::from_secs(10);
     while prefixes(&mut c, "").await != vec!["203.0.113.9/32@config-file"] {
@@ -305,7 +354,9 @@ async fn sigterm_exits_cleanly_and_removes_the_socket() {
 async fn json_logs_are_one_object_per_line_with_the_peer_span() {
     let d = Daemon::start(&["--log-format", "json"]);
     let mut c = d.client().await;
-    c.add_peer(pb::AddPeerRequest { peer: Some(pb::PeerConfig { name: "r9".into(), ..peer("192.0.2.9", 65009) }) }).await.unwrap();
+    c.add_peer(pb::AddPeerRequest { peer: Some(pb::PeerConfig { name: "r9".into(), ..peer("192.0.2.9", 65009) }) })
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !d.log().contains("session state") {
         assert!(Instant::now() < deadline, "{}", d.log());
@@ -334,14 +385,20 @@ async fn layer2_arguments_are_validated() {
         (pb::L2Announcement { nodes: vec![" ".into()], ..l2("192.0.2.50") }, "announcements[0].nodes"),
         (pb::L2Announcement { interfaces: vec!["a/b".into()], ..l2("192.0.2.50") }, "announcements[0].interfaces"),
     ] {
-        let e = c.set_l2_announcements(pb::SetL2AnnouncementsRequest { owner: "t".into(), announcements: vec![bad] }).await.unwrap_err();
+        let e = c
+            .set_l2_announcements(pb::SetL2AnnouncementsRequest { owner: "t".into(), announcements: vec![bad] })
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
         assert!(e.message().starts_with(field), "{}", e.message());
     }
     let e = c.get_l2_owner(pb::GetL2OwnerRequest { ip: "192.0.2.50".into() }).await.unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
     let r = c
-        .set_l2_announcements(pb::SetL2AnnouncementsRequest { owner: "t".into(), announcements: vec![l2("192.0.2.50"), l2("2001:db8::50")] })
+        .set_l2_announcements(pb::SetL2AnnouncementsRequest {
+            owner: "t".into(),
+            announcements: vec![l2("192.0.2.50"), l2("2001:db8::50")],
+        })
         .await
         .unwrap()
         .into_inner();
@@ -360,7 +417,8 @@ async fn layer2_arguments_are_validated() {
     assert_eq!((m.members.len(), m.members[0].name.as_str(), m.quorate), (1, "solo", true));
     let e = c.set_membership_seeds(pb::SetMembershipSeedsRequest { seeds: vec!["nope".into()] }).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
-    let e = c.set_membership_seeds(pb::SetMembershipSeedsRequest { seeds: vec!["192.0.2.9".into()] }).await.unwrap_err();
+    let e =
+        c.set_membership_seeds(pb::SetMembershipSeedsRequest { seeds: vec!["192.0.2.9".into()] }).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "gossip is off: {e:?}");
 }
 
@@ -369,7 +427,14 @@ fn plaintext_tcp_api_is_refused_off_loopback() {
     let dir = std::env::temp_dir().join(format!("speakerd-tcp-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_speakerd"))
-        .args(["--socket", dir.join("s.sock").to_str().unwrap(), "--no-bgp-listen", "--no-gossip", "--grpc-tcp", "0.0.0.0:0"])
+        .args([
+            "--socket",
+            dir.join("s.sock").to_str().unwrap(),
+            "--no-bgp-listen",
+            "--no-gossip",
+            "--grpc-tcp",
+            "0.0.0.0:0",
+        ])
         .output()
         .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
@@ -433,7 +498,8 @@ async fn tls_client(port: u16, dir: &Path, identity: Option<&str>) -> Result<Spe
     if let Some(id) = identity {
         t = t.identity(Identity::from_pem(read(&format!("{id}.pem")), read(&format!("{id}.key"))));
     }
-    let ch = Endpoint::from_shared(format!("https://127.0.0.1:{port}")).unwrap().tls_config(t).map_err(|e| e.to_string())?;
+    let ch =
+        Endpoint::from_shared(format!("https://127.0.0.1:{port}")).unwrap().tls_config(t).map_err(|e| e.to_string())?;
     ch.connect().await.map(SpeakerClient::new).map_err(|e| format!("{e:?}"))
 }
 
@@ -452,17 +518,31 @@ async fn tcp_api_with_tls_and_mutual_tls() {
 
     // TLS, no client certificates: a client that trusts the CA works; plaintext gets nothing.
     let port = free();
-    let _d = Daemon::start(&["--grpc-tcp", &format!("127.0.0.1:{port}"), "--grpc-tls-cert", &p("server.pem"), "--grpc-tls-key", &p("server.key")]);
+    let _d = Daemon::start(&[
+        "--grpc-tcp",
+        &format!("127.0.0.1:{port}"),
+        "--grpc-tls-cert",
+        &p("server.pem"),
+        "--grpc-tls-key",
+        &p("server.key"),
+    ]);
     wait_listening(port);
     try_list(tls_client(port, &dir, None).await).await.expect("TLS client");
-    let plain = try_list(SpeakerClient::connect(format!("http://127.0.0.1:{port}")).await.map_err(|e| format!("{e:?}"))).await;
+    let plain =
+        try_list(SpeakerClient::connect(format!("http://127.0.0.1:{port}")).await.map_err(|e| format!("{e:?}"))).await;
     assert!(plain.is_err(), "plaintext against the TLS listener must fail");
 
     // Mutual TLS: no certificate and a certificate from another CA are refused; ours works.
     let port = free();
     let _m = Daemon::start(&[
-        "--grpc-tcp", &format!("127.0.0.1:{port}"), "--grpc-tls-cert", &p("server.pem"), "--grpc-tls-key", &p("server.key"),
-        "--grpc-tls-client-ca", &p("ca.pem"),
+        "--grpc-tcp",
+        &format!("127.0.0.1:{port}"),
+        "--grpc-tls-cert",
+        &p("server.pem"),
+        "--grpc-tls-key",
+        &p("server.key"),
+        "--grpc-tls-client-ca",
+        &p("ca.pem"),
     ]);
     wait_listening(port);
     try_list(tls_client(port, &dir, Some("client")).await).await.expect("client with a certificate from the CA");
@@ -470,12 +550,20 @@ async fn tcp_api_with_tls_and_mutual_tls() {
     assert!(none.is_err(), "a client without a certificate must be refused");
     let rogue = try_list(tls_client(port, &dir, Some("rogue")).await).await;
     assert!(rogue.is_err(), "a client certificate from another CA must be refused");
-    let plain = try_list(SpeakerClient::connect(format!("http://127.0.0.1:{port}")).await.map_err(|e| format!("{e:?}"))).await;
+    let plain =
+        try_list(SpeakerClient::connect(format!("http://127.0.0.1:{port}")).await.map_err(|e| format!("{e:?}"))).await;
     assert!(plain.is_err(), "plaintext against the mutual-TLS listener must fail");
 
     // speakerctl speaks it too.
     let ctl = |extra: &[&str]| {
-        let mut args = vec!["--addr".to_string(), format!("https://127.0.0.1:{port}"), "--tls-ca".into(), p("ca.pem"), "--tls-server-name".into(), "localhost".into()];
+        let mut args = vec![
+            "--addr".to_string(),
+            format!("https://127.0.0.1:{port}"),
+            "--tls-ca".into(),
+            p("ca.pem"),
+            "--tls-server-name".into(),
+            "localhost".into(),
+        ];
         args.extend(extra.iter().map(|s| s.to_string()));
         args.extend(["peer".to_string(), "list".to_string()]);
         Command::new(env!("CARGO_BIN_EXE_speakerd").replace("speakerd", "speakerctl")).args(&args).output().unwrap()

@@ -87,7 +87,16 @@ impl Lab {
         self.namespaces.push(name.clone());
         // No DAD: a link-local still tentative a second after link up made ndisc6 give up at once once
         // in CI (its output showed no reply and no retry).
-        ok(&["ip", "netns", "exec", &name, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"]);
+        ok(&[
+            "ip",
+            "netns",
+            "exec",
+            &name,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.accept_dad=0",
+            "net.ipv6.conf.default.accept_dad=0",
+        ]);
         name
     }
 
@@ -116,11 +125,29 @@ impl Lab {
     /// tcpdump in `ns`, returning once it has opened its capture ("listening on" on stderr).
     fn capture(&mut self, ns: &str, dev: &str, filter: &str) -> std::path::PathBuf {
         static N: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!("l2_wire-{}-{}.txt", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let path = std::env::temp_dir().join(format!(
+            "l2_wire-{}-{}.txt",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
         self.files.push(path.clone());
         let out = std::fs::File::create(&path).unwrap();
         let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, "tcpdump", "-i", dev, "--immediate-mode", "-l", "-n", "-t", "-e", "-vv", filter])
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "tcpdump",
+                "-i",
+                dev,
+                "--immediate-mode",
+                "-l",
+                "-n",
+                "-t",
+                "-e",
+                "-vv",
+                filter,
+            ])
             .stdout(out)
             .stderr(Stdio::piped())
             .spawn()
@@ -183,7 +210,9 @@ fn l2_wire_arping_and_ndisc6_resolve_owned_ips_to_the_node_mac_and_stop_after_un
     }
     let node_mac = mac_of(&n, "eth0");
     let l2 = lab.start_node(&n, L2Config { garp_count: GARP_COUNT, garp_interval: Duration::from_millis(300) });
-    let state = |l2: &L2Handle| format!("status {:?}\nfailures {:?}\ncounters {:?}", l2.status(), *l2.failures().borrow(), l2.counters());
+    let state = |l2: &L2Handle| {
+        format!("status {:?}\nfailures {:?}\ncounters {:?}", l2.status(), *l2.failures().borrow(), l2.counters())
+    };
 
     // The capture runs before the node takes the IPs over, so it sees the whole burst.
     let cap = lab.capture(&c, "eth0", "arp or icmp6");
@@ -202,7 +231,11 @@ fn l2_wire_arping_and_ndisc6_resolve_owned_ips_to_the_node_mac_and_stop_after_un
     let group = "33:33:ff:00:00:50";
     assert!(ok(&["ip", "-n", &n, "maddr", "show", "dev", "eth0"]).contains(group), "solicited-node group not joined");
     let (answered, out) = arping(&c, "192.0.2.50", "2", "5");
-    assert!(answered && out.contains(&format!("reply from 192.0.2.50 [{node_mac}]")) && out.contains("received 2 response"), "arping:\n{out}\n{}", state(&l2));
+    assert!(
+        answered && out.contains(&format!("reply from 192.0.2.50 [{node_mac}]")) && out.contains("received 2 response"),
+        "arping:\n{out}\n{}",
+        state(&l2)
+    );
     let nd = run(&["ip", "netns", "exec", &c, "ndisc6", "-r", "3", "2001:db8::50", "eth0"]);
     let nd_out = String::from_utf8_lossy(&nd.stdout).to_lowercase();
     assert!(
@@ -214,9 +247,15 @@ fn l2_wire_arping_and_ndisc6_resolve_owned_ips_to_the_node_mac_and_stop_after_un
     );
 
     // The whole burst, on the wire.
-    wait_for("the bursts to finish", Duration::from_secs(5), || (l2.counters().gratuitous_sent == 2 * u64::from(GARP_COUNT)).then_some(()), || state(&l2));
+    wait_for(
+        "the bursts to finish",
+        Duration::from_secs(5),
+        || (l2.counters().gratuitous_sent == 2 * u64::from(GARP_COUNT)).then_some(()),
+        || state(&l2),
+    );
     let garp_line = |l: &str| l.contains("who-has 192.0.2.50 tell 192.0.2.50") && l.starts_with(&node_mac);
-    let una_line = |l: &str| l.contains("> ff02::1:") && l.contains("neighbor advertisement") && l.contains("tgt is 2001:db8::50");
+    let una_line =
+        |l: &str| l.contains("> ff02::1:") && l.contains("neighbor advertisement") && l.contains("tgt is 2001:db8::50");
     let sna_line = |l: &str| l.contains("neighbor advertisement") && l.contains("flags [solicited, override]");
     // tcpdump -vv continues a packet on indented lines: one packet per line.
     let packets_of = |t: &str| t.to_lowercase().replace("\n\t", " ");
@@ -226,7 +265,10 @@ fn l2_wire_arping_and_ndisc6_resolve_owned_ips_to_the_node_mac_and_stop_after_un
         || {
             let p = packets_of(&std::fs::read_to_string(&cap).unwrap_or_default());
             let n = |f: &dyn Fn(&str) -> bool| p.lines().filter(|l| f(l)).count();
-            (n(&garp_line) >= GARP_COUNT as usize && n(&una_line) >= GARP_COUNT as usize && n(&sna_line) >= 1 && n(&|l| l.contains("reply 192.0.2.50 is-at")) >= 2)
+            (n(&garp_line) >= GARP_COUNT as usize
+                && n(&una_line) >= GARP_COUNT as usize
+                && n(&sna_line) >= 1
+                && n(&|l| l.contains("reply 192.0.2.50 is-at")) >= 2)
                 .then_some(())
         },
         || std::fs::read_to_string(&cap).unwrap_or_default(),
@@ -250,11 +292,15 @@ fn l2_wire_arping_and_ndisc6_resolve_owned_ips_to_the_node_mac_and_stop_after_un
         .find_map(|w| w.strip_suffix("/64").map(str::to_string))
         .expect("client link-local");
     for l in &solicited {
-        let to_source = l.contains(&format!("2001:db8::50 > {client_ll}:")) || l.contains("2001:db8::50 > 2001:db8::9:");
+        let to_source =
+            l.contains(&format!("2001:db8::50 > {client_ll}:")) || l.contains("2001:db8::50 > 2001:db8::9:");
         assert!(l.starts_with(&node_mac) && to_source && l.contains("hlim 255") && l.contains("[icmp6 sum ok]"), "{l}");
     }
     for l in packets.lines().filter(|l| l.contains("reply 192.0.2.50 is-at")) {
-        assert!(l.starts_with(&node_mac) && l.contains(&format!("is-at {node_mac}")), "an answer from another MAC: {l}");
+        assert!(
+            l.starts_with(&node_mac) && l.contains(&format!("is-at {node_mac}")),
+            "an answer from another MAC: {l}"
+        );
     }
 
     // Withdrawn: nothing answers, from the moment set_claims returns.
@@ -264,7 +310,12 @@ fn l2_wire_arping_and_ndisc6_resolve_owned_ips_to_the_node_mac_and_stop_after_un
     let nd = run(&["ip", "netns", "exec", &c, "ndisc6", "-r", "2", "-w", "500", "2001:db8::50", "eth0"]);
     assert!(!nd.status.success(), "NS answered after unclaim: {}", String::from_utf8_lossy(&nd.stdout));
     wait_for("the status to empty", Duration::from_secs(5), || l2.status().is_empty().then_some(()), || state(&l2));
-    wait_for("the group to be left", Duration::from_secs(5), || (!ok(&["ip", "-n", &n, "maddr", "show", "dev", "eth0"]).contains(group)).then_some(()), || state(&l2));
+    wait_for(
+        "the group to be left",
+        Duration::from_secs(5),
+        || (!ok(&["ip", "-n", &n, "maddr", "show", "dev", "eth0"]).contains(group)).then_some(()),
+        || state(&l2),
+    );
     let counters = l2.counters();
     assert!(counters.requests_received >= 3 && counters.responses_sent == counters.requests_received, "{counters:?}");
 
@@ -275,18 +326,41 @@ fn l2_wire_arping_and_ndisc6_resolve_owned_ips_to_the_node_mac_and_stop_after_un
     let sent = l2.counters().gratuitous_sent;
     l2.set_claims(vec![claim("192.0.2.50")]);
     let want = sent + u64::from(GARP_COUNT);
-    wait_for("the new burst to finish", Duration::from_secs(5), || (l2.counters().gratuitous_sent == want).then_some(()), || state(&l2));
+    wait_for(
+        "the new burst to finish",
+        Duration::from_secs(5),
+        || (l2.counters().gratuitous_sent == want).then_some(()),
+        || state(&l2),
+    );
     ok(&["ip", "-n", &n, "link", "set", "eth0", "down"]);
     let ip50: std::net::IpAddr = "192.0.2.50".parse().unwrap();
-    wait_for("link down to fail the claim", Duration::from_secs(3), || l2.failures().borrow().contains(&ip50).then_some(()), || state(&l2));
+    wait_for(
+        "link down to fail the claim",
+        Duration::from_secs(3),
+        || l2.failures().borrow().contains(&ip50).then_some(()),
+        || state(&l2),
+    );
     ok(&["ip", "-n", &n, "link", "set", "eth0", "up"]);
     let t = Instant::now();
-    wait_for("an answer after link up", Duration::from_secs(3), || arping(&c, "192.0.2.50", "1", "1").0.then_some(()), || state(&l2));
+    wait_for(
+        "an answer after link up",
+        Duration::from_secs(3),
+        || arping(&c, "192.0.2.50", "1", "1").0.then_some(()),
+        || state(&l2),
+    );
     assert!(t.elapsed() < Duration::from_secs(3), "answered only after {:?}", t.elapsed());
 
     // Interface gone: reported as a failure with the reason.
     ok(&["ip", "-n", &n, "link", "del", "eth0"]);
-    wait_for("interface deletion to fail the claim", Duration::from_secs(5), || l2.failures().borrow().contains(&ip50).then_some(()), || state(&l2));
+    wait_for(
+        "interface deletion to fail the claim",
+        Duration::from_secs(5),
+        || l2.failures().borrow().contains(&ip50).then_some(()),
+        || state(&l2),
+    );
     let st = l2.status();
-    assert!(st[0].answering_on.is_empty() && st[0].error.as_deref().is_some_and(|e| e.contains("no usable interface")), "{st:?}");
+    assert!(
+        st[0].answering_on.is_empty() && st[0].error.as_deref().is_some_and(|e| e.contains("no usable interface")),
+        "{st:?}"
+    );
 }

@@ -90,12 +90,15 @@ fn gobgp_python_example_over_tcp() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    expect_lines(&stdout, &[
-        "added, uuid ",
-        "global 203.0.113.20/32",
-        "error INVALID_ARGUMENT path.nlri: 203.0.113.20/24: host bits set",
-        "deleted 0 left",
-    ]);
+    expect_lines(
+        &stdout,
+        &[
+            "added, uuid ",
+            "global 203.0.113.20/32",
+            "error INVALID_ARGUMENT path.nlri: 203.0.113.20/24: host bits set",
+            "deleted 0 left",
+        ],
+    );
 }
 
 #[test]

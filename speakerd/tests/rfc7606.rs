@@ -63,11 +63,39 @@ fn rows(nh: [u8; 4]) -> Vec<Row> {
     let upd = |attrs: Vec<u8>| update(&[], &attrs, &R);
     vec![
         // Session resets: the message cannot be parsed reliably (RFC 4271 §6.3, RFC 7606 §4, §5.3, §7.11).
-        Row { class: "withdrawn routes length overruns the message", update: { let mut m = update(&[], &good, &R); m[19] = 0xff; m }, want: Want::Reset(3, 1) },
-        Row { class: "total path attribute length overruns the message", update: { let mut m = update(&[], &good, &[]); m[21] = 0xff; m }, want: Want::Reset(3, 1) },
-        Row { class: "NLRI prefix length 33", update: update(&[], &good, &[33, 1, 2, 3, 4, 5]), want: Want::Reset(3, 10) },
-        Row { class: "unrecognized well-known attribute", update: upd(with(&[0x40, 99, 1, 0])), want: Want::Reset(3, 2) },
-        Row { class: "MP_REACH_NLRI with a 5-byte next hop", update: update(&[], &with(&[0x80, 14, 12, 0, 2, 1, 5, 1, 2, 3, 4, 5, 0, 8, 0x20]), &[]), want: Want::Reset(3, 9) },
+        Row {
+            class: "withdrawn routes length overruns the message",
+            update: {
+                let mut m = update(&[], &good, &R);
+                m[19] = 0xff;
+                m
+            },
+            want: Want::Reset(3, 1),
+        },
+        Row {
+            class: "total path attribute length overruns the message",
+            update: {
+                let mut m = update(&[], &good, &[]);
+                m[21] = 0xff;
+                m
+            },
+            want: Want::Reset(3, 1),
+        },
+        Row {
+            class: "NLRI prefix length 33",
+            update: update(&[], &good, &[33, 1, 2, 3, 4, 5]),
+            want: Want::Reset(3, 10),
+        },
+        Row {
+            class: "unrecognized well-known attribute",
+            update: upd(with(&[0x40, 99, 1, 0])),
+            want: Want::Reset(3, 2),
+        },
+        Row {
+            class: "MP_REACH_NLRI with a 5-byte next hop",
+            update: update(&[], &with(&[0x80, 14, 12, 0, 2, 1, 5, 1, 2, 3, 4, 5, 0, 8, 0x20]), &[]),
+            want: Want::Reset(3, 9),
+        },
         Row {
             class: "MP_REACH_NLRI twice",
             update: {
@@ -77,26 +105,76 @@ fn rows(nh: [u8; 4]) -> Vec<Row> {
             want: Want::Reset(3, 1),
         },
         // Treat-as-withdraw (RFC 7606 §7): the attribute matters for route selection.
-        Row { class: "ORIGIN value 7", update: upd([origin(7), as_path(ASN), next_hop(nh)].concat()), want: Want::Withdraw },
-        Row { class: "ORIGIN length 2", update: upd([vec![0x40, 1, 2, 0, 0], as_path(ASN), next_hop(nh)].concat()), want: Want::Withdraw },
-        Row { class: "ORIGIN with the Optional flag (attribute flags error)", update: upd([vec![0xc0, 1, 1, 0], as_path(ASN), next_hop(nh)].concat()), want: Want::Withdraw },
+        Row {
+            class: "ORIGIN value 7",
+            update: upd([origin(7), as_path(ASN), next_hop(nh)].concat()),
+            want: Want::Withdraw,
+        },
+        Row {
+            class: "ORIGIN length 2",
+            update: upd([vec![0x40, 1, 2, 0, 0], as_path(ASN), next_hop(nh)].concat()),
+            want: Want::Withdraw,
+        },
+        Row {
+            class: "ORIGIN with the Optional flag (attribute flags error)",
+            update: upd([vec![0xc0, 1, 1, 0], as_path(ASN), next_hop(nh)].concat()),
+            want: Want::Withdraw,
+        },
         Row {
             class: "AS_PATH segment count overruns the attribute",
-            update: upd([origin(0), { let mut a = vec![0x40, 2, 6, 2, 2]; a.extend_from_slice(&ASN.to_be_bytes()); a }, next_hop(nh)].concat()),
+            update: upd([
+                origin(0),
+                {
+                    let mut a = vec![0x40, 2, 6, 2, 2];
+                    a.extend_from_slice(&ASN.to_be_bytes());
+                    a
+                },
+                next_hop(nh),
+            ]
+            .concat()),
             want: Want::Withdraw,
         },
         Row {
             class: "AS_PATH segment type 9",
-            update: upd([origin(0), { let mut a = vec![0x40, 2, 6, 9, 1]; a.extend_from_slice(&ASN.to_be_bytes()); a }, next_hop(nh)].concat()),
+            update: upd([
+                origin(0),
+                {
+                    let mut a = vec![0x40, 2, 6, 9, 1];
+                    a.extend_from_slice(&ASN.to_be_bytes());
+                    a
+                },
+                next_hop(nh),
+            ]
+            .concat()),
             want: Want::Withdraw,
         },
-        Row { class: "AS_PATH from an eBGP peer not starting with its AS", update: upd(good_attrs(64999, nh)), want: Want::Withdraw },
-        Row { class: "NEXT_HOP length 5", update: upd([origin(0), as_path(ASN), vec![0x40, 3, 5, nh[0], nh[1], nh[2], nh[3], 0]].concat()), want: Want::Withdraw },
-        Row { class: "NEXT_HOP missing with NLRI", update: upd([origin(0), as_path(ASN)].concat()), want: Want::Withdraw },
+        Row {
+            class: "AS_PATH from an eBGP peer not starting with its AS",
+            update: upd(good_attrs(64999, nh)),
+            want: Want::Withdraw,
+        },
+        Row {
+            class: "NEXT_HOP length 5",
+            update: upd([origin(0), as_path(ASN), vec![0x40, 3, 5, nh[0], nh[1], nh[2], nh[3], 0]].concat()),
+            want: Want::Withdraw,
+        },
+        Row {
+            class: "NEXT_HOP missing with NLRI",
+            update: upd([origin(0), as_path(ASN)].concat()),
+            want: Want::Withdraw,
+        },
         Row { class: "MULTI_EXIT_DISC length 3", update: upd(with(&[0x80, 4, 3, 0, 0, 1])), want: Want::Withdraw },
         Row { class: "COMMUNITIES length 5", update: upd(with(&[0xc0, 8, 5, 0, 1, 0, 2, 3])), want: Want::Withdraw },
-        Row { class: "LARGE_COMMUNITIES length 11", update: upd(with(&[0xc0, 32, 11, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0])), want: Want::Withdraw },
-        Row { class: "attribute length overruns the path attributes (no MP attribute)", update: upd(with(&[0xc0, 8, 10, 0, 0, 0, 1])), want: Want::Withdraw },
+        Row {
+            class: "LARGE_COMMUNITIES length 11",
+            update: upd(with(&[0xc0, 32, 11, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0])),
+            want: Want::Withdraw,
+        },
+        Row {
+            class: "attribute length overruns the path attributes (no MP attribute)",
+            update: upd(with(&[0xc0, 8, 10, 0, 0, 0, 1])),
+            want: Want::Withdraw,
+        },
         // Attribute discard (RFC 7606 §7.6, §7.7, RFC 6793 §6): the attribute does not affect selection.
         Row { class: "ATOMIC_AGGREGATE length 1", update: upd(with(&[0x40, 6, 1, 0])), want: Want::Discard },
         Row { class: "AGGREGATOR length 5", update: upd(with(&[0xc0, 7, 5, 0, 0, 1, 1, 1])), want: Want::Discard },
@@ -104,9 +182,21 @@ fn rows(nh: [u8; 4]) -> Vec<Row> {
         Row { class: "AS4_AGGREGATOR length 3", update: upd(with(&[0xc0, 18, 3, 0, 0, 0])), want: Want::Discard },
         Row { class: "ORIGIN twice (all but the first discarded)", update: upd(with(&origin(2))), want: Want::Discard },
         // Not errors.
-        Row { class: "LOCAL_PREF from an eBGP peer (ignored, RFC 4271 §5.1.5)", update: upd(with(&[0x40, 5, 4, 0, 0, 0, 100])), want: Want::Kept },
-        Row { class: "unknown optional transitive attribute", update: upd(with(&[0xc0, 250, 2, 1, 2])), want: Want::Kept },
-        Row { class: "NEXT_HOP missing in an UPDATE without NLRI", update: update(&[], &[origin(0), as_path(ASN)].concat(), &[]), want: Want::Kept },
+        Row {
+            class: "LOCAL_PREF from an eBGP peer (ignored, RFC 4271 §5.1.5)",
+            update: upd(with(&[0x40, 5, 4, 0, 0, 0, 100])),
+            want: Want::Kept,
+        },
+        Row {
+            class: "unknown optional transitive attribute",
+            update: upd(with(&[0xc0, 250, 2, 1, 2])),
+            want: Want::Kept,
+        },
+        Row {
+            class: "NEXT_HOP missing in an UPDATE without NLRI",
+            update: update(&[], &[origin(0), as_path(ASN)].concat(), &[]),
+            want: Want::Kept,
+        },
     ]
 }
 
@@ -124,7 +214,9 @@ async fn every_malformation_class_gets_its_rfc_7606_treatment_over_tcp() {
         let row_update = rows(from.octets()).swap_remove(i).update;
         add_passive(&mut c, &addr, ASN).await;
         let mut p = tokio::task::block_in_place(|| RawPeer::establish(from, to, ASN));
-        let rx = |s: &pb::PeerState| s.counts.iter().find(|f| f.family == pb::AddressFamily::Ipv4Unicast as i32).map_or(0, |f| f.received);
+        let rx = |s: &pb::PeerState| {
+            s.counts.iter().find(|f| f.family == pb::AddressFamily::Ipv4Unicast as i32).map_or(0, |f| f.received)
+        };
         wait_state(&mut c, &addr, "Established", |s| s.state == pb::SessionState::Established as i32).await;
         p.send(&update(&[], &good_attrs(ASN, from.octets()), &R));
         wait_state(&mut c, &addr, "the good route", |s| rx(s) == 1).await;
@@ -137,11 +229,19 @@ async fn every_malformation_class_gets_its_rfc_7606_treatment_over_tcp() {
                     Got::Notification(c2, s2, _) => assert_eq!((c2, s2), (code, sub), "{ctx}"),
                     g => panic!("{ctx}: expected NOTIFICATION {code}/{sub}, got {g:?}"),
                 }
-                assert_eq!(tokio::task::block_in_place(|| p.recv()), Got::Closed, "{ctx}: closed after the NOTIFICATION");
+                assert_eq!(
+                    tokio::task::block_in_place(|| p.recv()),
+                    Got::Closed,
+                    "{ctx}: closed after the NOTIFICATION"
+                );
             }
             Want::Withdraw => {
                 let s = wait_state(&mut c, &addr, &ctx, |s| s.updates_treated_as_withdraw == 1 && rx(s) == 0).await;
-                assert_eq!((s.state, s.notifications_sent, s.attributes_discarded), (pb::SessionState::Established as i32, 0, 0), "{ctx}");
+                assert_eq!(
+                    (s.state, s.notifications_sent, s.attributes_discarded),
+                    (pb::SessionState::Established as i32, 0, 0),
+                    "{ctx}"
+                );
             }
             Want::Discard | Want::Kept => {
                 // A later good UPDATE is processed after the row's: once it counts, the row's is done.
@@ -164,7 +264,10 @@ async fn every_malformation_class_gets_its_rfc_7606_treatment_over_tcp() {
 fn the_documented_table_matches_the_tested_one() {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/RFC7606.md")).unwrap();
     for row in rows([127, 0, 0, 1]) {
-        let line = doc.lines().find(|l| l.starts_with(&format!("| {} |", row.class))).unwrap_or_else(|| panic!("docs/RFC7606.md has no row for {:?}", row.class));
+        let line = doc
+            .lines()
+            .find(|l| l.starts_with(&format!("| {} |", row.class)))
+            .unwrap_or_else(|| panic!("docs/RFC7606.md has no row for {:?}", row.class));
         assert!(line.contains(&row.want.doc()), "docs/RFC7606.md says {line:?}, the test expects {:?}", row.want.doc());
     }
 }

@@ -144,7 +144,12 @@ fn length_above_4096_is_bad_message_length_at_the_framing_stage() {
     let mut m = msg(2, &update_body(&[], &[], &[]));
     m[16..18].copy_from_slice(&4097u16.to_be_bytes());
     assert_eq!(frame(&m, MAX_MESSAGE_LEN), Err(WireError::BadLength(4097)));
-    assert_notification(&WireError::BadLength(4097), err::MESSAGE_HEADER, err::header::BAD_MESSAGE_LENGTH, &[0x10, 0x01]);
+    assert_notification(
+        &WireError::BadLength(4097),
+        err::MESSAGE_HEADER,
+        err::header::BAD_MESSAGE_LENGTH,
+        &[0x10, 0x01],
+    );
     // Exactly 4096 is legal (and incomplete here).
     m[16..18].copy_from_slice(&4096u16.to_be_bytes());
     assert_eq!(frame(&m, MAX_MESSAGE_LEN), Ok(None));
@@ -232,7 +237,12 @@ fn withdrawn_routes_length_overrun_is_malformed_attribute_list() {
     body[0..2].copy_from_slice(&10u16.to_be_bytes());
     let m = msg(2, &body);
     assert_eq!(decode(&m, &EBGP), Err(WireError::MalformedAttributeList));
-    assert_notification(&WireError::MalformedAttributeList, err::UPDATE_MESSAGE, err::update::MALFORMED_ATTRIBUTE_LIST, &[]);
+    assert_notification(
+        &WireError::MalformedAttributeList,
+        err::UPDATE_MESSAGE,
+        err::update::MALFORMED_ATTRIBUTE_LIST,
+        &[],
+    );
 }
 
 #[test]
@@ -301,10 +311,19 @@ fn origin_value_3_is_treat_as_withdraw_invalid_origin() {
     // RFC 7606 §7.1; the error keeps the RFC 4271 §6.3 data: the whole attribute.
     assert_single_fault(
         &u,
-        AttrFault { code: code::ORIGIN, verdict: Verdict::TreatAsWithdraw, error: WireError::InvalidOrigin(bad.clone()) },
+        AttrFault {
+            code: code::ORIGIN,
+            verdict: Verdict::TreatAsWithdraw,
+            error: WireError::InvalidOrigin(bad.clone()),
+        },
     );
     assert!(u.treat_as_withdraw());
-    assert_notification(&WireError::InvalidOrigin(bad.clone()), err::UPDATE_MESSAGE, err::update::INVALID_ORIGIN_ATTRIBUTE, &bad);
+    assert_notification(
+        &WireError::InvalidOrigin(bad.clone()),
+        err::UPDATE_MESSAGE,
+        err::update::INVALID_ORIGIN_ATTRIBUTE,
+        &bad,
+    );
 }
 
 #[test]
@@ -578,7 +597,11 @@ fn duplicate_communities_keeps_the_first_and_discards_the_second() {
     let u = decode_update(&update(&[mandatory(), first, second].concat(), NLRI), &EBGP);
     assert_single_fault(
         &u,
-        AttrFault { code: code::COMMUNITIES, verdict: Verdict::AttributeDiscard, error: WireError::MalformedAttributeList },
+        AttrFault {
+            code: code::COMMUNITIES,
+            verdict: Verdict::AttributeDiscard,
+            error: WireError::MalformedAttributeList,
+        },
     );
     assert_eq!(u.attrs.communities, Some(vec![0xfde9_0001]));
     assert!(!u.treat_as_withdraw());

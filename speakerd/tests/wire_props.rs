@@ -13,9 +13,9 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use speakerd::bgp::wire::iana::flag;
 use speakerd::bgp::wire::{
-    attr, decode, frame, prefix, to_bytes, AsPath, AttrFault, Capability, DecodeCtx, Family, GrFamily,
-    LargeCommunity, Message, MpNextHop, MpReach, MpUnreach, Notification, Open, Packer, PathAttrs, RawAttr,
-    RouteRefresh, Segment, SegmentKind, Update, Verdict, WireError, MAX_MESSAGE_LEN,
+    attr, decode, frame, prefix, to_bytes, AsPath, AttrFault, Capability, DecodeCtx, Family, GrFamily, LargeCommunity,
+    Message, MpNextHop, MpReach, MpUnreach, Notification, Open, Packer, PathAttrs, RawAttr, RouteRefresh, Segment,
+    SegmentKind, Update, Verdict, WireError, MAX_MESSAGE_LEN,
 };
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -80,9 +80,9 @@ fn capability() -> impl Strategy<Value = Capability> {
 fn open() -> impl Strategy<Value = Open> {
     // Up to 40 capabilities: often more than 255 bytes of parameters, so the RFC 9072 extended format is
     // exercised too.
-    (any::<u16>(), any::<u16>(), ipv4(), vec(capability(), 0..40)).prop_map(|(my_as, hold_time, router_id, capabilities)| {
-        Open { version: 4, my_as, hold_time, router_id, capabilities }
-    })
+    (any::<u16>(), any::<u16>(), ipv4(), vec(capability(), 0..40)).prop_map(
+        |(my_as, hold_time, router_id, capabilities)| Open { version: 4, my_as, hold_time, router_id, capabilities },
+    )
 }
 
 fn segment_kind(confed: bool) -> BoxedStrategy<SegmentKind> {
@@ -107,7 +107,11 @@ fn as_path(max_asn: u32, confed: bool) -> impl Strategy<Value = AsPath> {
 }
 
 fn large_community() -> impl Strategy<Value = LargeCommunity> {
-    (any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(global, local1, local2)| LargeCommunity { global, local1, local2 })
+    (any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(global, local1, local2)| LargeCommunity {
+        global,
+        local1,
+        local2,
+    })
 }
 
 fn v6_next_hop() -> impl Strategy<Value = MpNextHop> {
@@ -117,7 +121,12 @@ fn v6_next_hop() -> impl Strategy<Value = MpNextHop> {
 fn mp_reach() -> impl Strategy<Value = MpReach> {
     prop_oneof![
         (prop_oneof![ipv4().prop_map(MpNextHop::V4), v6_next_hop()], vec(v4net(), 0..20)).prop_map(|(next_hop, n)| {
-            MpReach { family: Family::IPV4_UNICAST, next_hop, nlri: n.into_iter().map(IpNet::V4).collect(), other_nlri: vec![] }
+            MpReach {
+                family: Family::IPV4_UNICAST,
+                next_hop,
+                nlri: n.into_iter().map(IpNet::V4).collect(),
+                other_nlri: vec![],
+            }
         }),
         (v6_next_hop(), vec(v6net(), 0..20)).prop_map(|(next_hop, n)| MpReach {
             family: Family::IPV6_UNICAST,
@@ -125,11 +134,8 @@ fn mp_reach() -> impl Strategy<Value = MpReach> {
             nlri: n.into_iter().map(IpNet::V6).collect(),
             other_nlri: vec![],
         }),
-        (other_family(), vec(any::<u8>(), 0..=40), vec(any::<u8>(), 0..60)).prop_map(|(family, nh, other_nlri)| MpReach {
-            family,
-            next_hop: MpNextHop::Raw(nh),
-            nlri: vec![],
-            other_nlri,
+        (other_family(), vec(any::<u8>(), 0..=40), vec(any::<u8>(), 0..60)).prop_map(|(family, nh, other_nlri)| {
+            MpReach { family, next_hop: MpNextHop::Raw(nh), nlri: vec![], other_nlri }
         }),
     ]
 }
@@ -233,8 +239,12 @@ fn path_attrs(max_asn: u32, with_mp: bool) -> impl Strategy<Value = PathAttrs> {
 }
 
 fn update(max_asn: u32) -> impl Strategy<Value = Update> {
-    (vec(v4net(), 0..20), path_attrs(max_asn, true), vec(v4net(), 0..20))
-        .prop_map(|(withdrawn, attrs, nlri)| Update { withdrawn, attrs, nlri, faults: vec![] })
+    (vec(v4net(), 0..20), path_attrs(max_asn, true), vec(v4net(), 0..20)).prop_map(|(withdrawn, attrs, nlri)| Update {
+        withdrawn,
+        attrs,
+        nlri,
+        faults: vec![],
+    })
 }
 
 fn notification() -> impl Strategy<Value = Notification> {
@@ -273,7 +283,11 @@ fn missing_mandatory(u: &Update, ctx: &DecodeCtx) -> Vec<AttrFault> {
     ]
     .into_iter()
     .filter(|(present, _)| !present)
-    .map(|(_, code)| AttrFault { code, verdict: Verdict::TreatAsWithdraw, error: WireError::MissingWellKnownAttribute(code) })
+    .map(|(_, code)| AttrFault {
+        code,
+        verdict: Verdict::TreatAsWithdraw,
+        error: WireError::MissingWellKnownAttribute(code),
+    })
     .collect()
 }
 
@@ -391,18 +405,17 @@ fn header_then_garbage() -> impl Strategy<Value = Vec<u8>> {
 /// An UPDATE body made of plausible pieces: attribute headers with random flags, codes and lengths.
 fn attribute_soup() -> impl Strategy<Value = Vec<u8>> {
     let code = prop_oneof![3 => proptest::sample::select(KNOWN_ATTRS.to_vec()), 1 => any::<u8>()];
-    let piece = (any::<u8>(), code, vec(any::<u8>(), 0..40), any::<bool>())
-        .prop_map(|(flags, code, value, honest)| {
-            let mut a = vec![flags, code];
-            let len = if honest { value.len() } else { value.len() ^ 3 };
-            if flags & flag::EXTENDED_LENGTH != 0 {
-                a.extend_from_slice(&u16::try_from(len).unwrap_or(0).to_be_bytes());
-            } else {
-                a.push(u8::try_from(len).unwrap_or(0));
-            }
-            a.extend_from_slice(&value);
-            a
-        });
+    let piece = (any::<u8>(), code, vec(any::<u8>(), 0..40), any::<bool>()).prop_map(|(flags, code, value, honest)| {
+        let mut a = vec![flags, code];
+        let len = if honest { value.len() } else { value.len() ^ 3 };
+        if flags & flag::EXTENDED_LENGTH != 0 {
+            a.extend_from_slice(&u16::try_from(len).unwrap_or(0).to_be_bytes());
+        } else {
+            a.push(u8::try_from(len).unwrap_or(0));
+        }
+        a.extend_from_slice(&value);
+        a
+    });
     (vec(any::<u8>(), 0..12), vec(piece, 0..8), vec(any::<u8>(), 0..12)).prop_map(|(w, pieces, nlri)| {
         let attrs = pieces.concat();
         let mut body = Vec::new();
@@ -678,9 +691,8 @@ proptest! {
 fn packer_fills_a_message_to_exactly_4096_bytes_when_prefixes_allow() {
     // 4096 - 23 = 4073 bytes of withdrawn routes: 2035 /8s (2 bytes each) and one /16 (3 bytes) fill them
     // exactly; a second /16 no longer fits.
-    let mut list: Vec<IpNet> = (0..2035u32)
-        .map(|i| IpNet::V4(Ipv4Net::new(Ipv4Addr::from((i % 223 + 1) << 24), 8).expect("/8")))
-        .collect();
+    let mut list: Vec<IpNet> =
+        (0..2035u32).map(|i| IpNet::V4(Ipv4Net::new(Ipv4Addr::from((i % 223 + 1) << 24), 8).expect("/8"))).collect();
     list.push(IpNet::V4(Ipv4Net::new(Ipv4Addr::new(10, 1, 0, 0), 16).expect("/16")));
     list.push(IpNet::V4(Ipv4Net::new(Ipv4Addr::new(10, 2, 0, 0), 16).expect("/16")));
     let mut out = BytesMut::new();

@@ -87,7 +87,11 @@ fn mp_v6(next_hop: &str, link_local: Option<&str>, nlri: &[&str]) -> Option<MpRe
     })
 }
 fn mp_unreach_v6(withdrawn: &[&str]) -> Option<MpUnreach> {
-    Some(MpUnreach { family: Family::IPV6_UNICAST, withdrawn: withdrawn.iter().map(|p| v6(p)).collect(), other_nlri: vec![] })
+    Some(MpUnreach {
+        family: Family::IPV6_UNICAST,
+        withdrawn: withdrawn.iter().map(|p| v6(p)).collect(),
+        other_nlri: vec![],
+    })
 }
 fn update(attrs: PathAttrs, nlri: &[&str]) -> Message {
     Message::Update(Update { withdrawn: vec![], attrs, nlri: nlri.iter().map(|p| v4(p)).collect(), faults: vec![] })

@@ -186,7 +186,10 @@ fn expected_seen(u: &Update) -> Seen {
         atomic_aggregate: a.atomic_aggregate,
         aggregator: a.aggregator,
         communities: a.communities.as_ref().map(|c| c.iter().copied().collect()),
-        large_communities: a.large_communities.as_ref().map(|l| l.iter().map(|c| (c.global, c.local1, c.local2)).collect()),
+        large_communities: a
+            .large_communities
+            .as_ref()
+            .map(|l| l.iter().map(|c| (c.global, c.local1, c.local2)).collect()),
         mp_reach: a.mp_reach.as_ref().map(|m| (m.next_hop.addr(), m.nlri.clone())),
         mp_unreach: a.mp_unreach.as_ref().map(|m| m.withdrawn.clone()),
     }
@@ -240,7 +243,13 @@ fn open_with_four_octet_as_reads_the_same() {
     };
     assert_eq!(
         z.caps,
-        vec![BgpCapability::SafiIPv4u, BgpCapability::SafiIPv6u, BgpCapability::CapRR, gr, BgpCapability::CapASN32(4_200_000_000)]
+        vec![
+            BgpCapability::SafiIPv4u,
+            BgpCapability::SafiIPv6u,
+            BgpCapability::CapRR,
+            gr,
+            BgpCapability::CapASN32(4_200_000_000)
+        ]
     );
     // Its session view takes the ASN from the capability, as RFC 6793 §4.1 says.
     assert_eq!(BgpSessionParams::from(&z).as_num, 4_200_000_000);
@@ -367,7 +376,10 @@ fn notification_keepalive_and_route_refresh_read_the_same() {
     assert_eq!((z.error_code, z.error_subcode, z.data), (6, 2, 0));
 
     let bytes = ours(&Message::Keepalive, true);
-    assert_eq!(params(true).decode_message_head(&bytes).map_err(|e| format!("{e:?}")), Ok((BgpMessageType::Keepalive, 0)));
+    assert_eq!(
+        params(true).decode_message_head(&bytes).map_err(|e| format!("{e:?}")),
+        Ok((BgpMessageType::Keepalive, 0))
+    );
 
     for subtype in [0u8, 1, 2] {
         let rr = Message::RouteRefresh(RouteRefresh { family: Family::IPV6_UNICAST, subtype });
@@ -401,7 +413,9 @@ fn zettabgp_encodes_as_sequence_with_the_as_set_code() {
     }))
     .expect("zettabgp encoder does not panic")
     .expect("zettabgp encodes");
-    let Ok(Message::Update(u)) = decode(&bytes, &DecodeCtx::default()) else { panic!("decodes: {}", hex::encode(&bytes)) };
+    let Ok(Message::Update(u)) = decode(&bytes, &DecodeCtx::default()) else {
+        panic!("decodes: {}", hex::encode(&bytes))
+    };
     assert!(u.faults.is_empty(), "{:?}", u.faults);
     assert_eq!(u.nlri, vec![p4("198.51.100.0/24")]);
     assert_eq!(u.attrs.origin, Some(0));
@@ -467,15 +481,22 @@ fn update(four_octet: bool) -> impl Strategy<Value = Update> {
                     atomic_aggregate,
                     aggregator,
                     communities: comms,
-                    large_communities: large
-                        .map(|l| l.into_iter().map(|(global, local1, local2)| LargeCommunity { global, local1, local2 }).collect()),
+                    large_communities: large.map(|l| {
+                        l.into_iter()
+                            .map(|(global, local1, local2)| LargeCommunity { global, local1, local2 })
+                            .collect()
+                    }),
                     mp_reach: reach.map(|(g, ll, nlri)| MpReach {
                         family: Family::IPV6_UNICAST,
                         next_hop: MpNextHop::V6 { global: Ipv6Addr::from(g), link_local: ll.map(Ipv6Addr::from) },
                         nlri,
                         other_nlri: vec![],
                     }),
-                    mp_unreach: unreach.map(|withdrawn| MpUnreach { family: Family::IPV6_UNICAST, withdrawn, other_nlri: vec![] }),
+                    mp_unreach: unreach.map(|withdrawn| MpUnreach {
+                        family: Family::IPV6_UNICAST,
+                        withdrawn,
+                        other_nlri: vec![],
+                    }),
                     ..PathAttrs::default()
                 },
                 nlri,

@@ -53,10 +53,7 @@ impl BirdCtl {
     /// Routes imported by protocol `proto` ("Routes: N imported").
     pub fn imported(&mut self, proto: &str) -> io::Result<u64> {
         let out = self.cmd(&format!("show protocols all {proto}"))?;
-        Ok(out
-            .lines()
-            .find_map(|l| l.split("Routes:").nth(1)?.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0))
+        Ok(out.lines().find_map(|l| l.split("Routes:").nth(1)?.split_whitespace().next()?.parse().ok()).unwrap_or(0))
     }
 
     /// Import updates received by `proto` (also those an `import none` filter rejected).

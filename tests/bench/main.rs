@@ -52,17 +52,13 @@ pub struct Plan {
 impl Plan {
     fn from_env() -> Plan {
         let full = std::env::var("BENCH").is_ok_and(|v| v == "full");
-        let only = std::env::var("BENCH_ONLY")
-            .map(|v| v.split(',').map(str::to_string).collect())
-            .unwrap_or_default();
+        let only = std::env::var("BENCH_ONLY").map(|v| v.split(',').map(str::to_string).collect()).unwrap_or_default();
         let mut plan = Plan::preset(full, only);
         // for working on one workload: BENCH_SIZES=100000 BENCH_RECEIVERS=1,4 (the report then goes to /tmp)
         let list = |k: &str| {
-            std::env::var(k).ok().map(|v| {
-                v.split(',')
-                    .filter_map(|x| x.trim().parse::<usize>().ok())
-                    .collect::<Vec<_>>()
-            })
+            std::env::var(k)
+                .ok()
+                .map(|v| v.split(',').filter_map(|x| x.trim().parse::<usize>().ok()).collect::<Vec<_>>())
         };
         if let Some(s) = list("BENCH_SIZES") {
             plan.sizes = s;
@@ -147,9 +143,9 @@ impl Fam {
         (0..n as u32)
             .map(|i| match self {
                 Fam::V4 => IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + i)),
-                Fam::V6 => IpAddr::V6(Ipv6Addr::from(
-                    u128::from("fd00:100::".parse::<Ipv6Addr>().unwrap()) + i as u128,
-                )),
+                Fam::V6 => {
+                    IpAddr::V6(Ipv6Addr::from(u128::from("fd00:100::".parse::<Ipv6Addr>().unwrap()) + i as u128))
+                }
             })
             .collect()
     }
@@ -163,10 +159,7 @@ impl Fam {
 
 /// The i-th latency probe prefix (IPv4, outside every bulk load).
 pub fn probe(i: usize) -> String {
-    format!(
-        "{}/32",
-        Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 200, 0, 0)) + i as u32)
-    )
+    format!("{}/32", Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 200, 0, 0)) + i as u32))
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -196,33 +189,17 @@ impl Receiver {
     pub fn start_with(host: &Host, body: &str) -> Receiver {
         let dir = host.state_dir("bird");
         std::fs::create_dir_all(&dir).unwrap();
-        let conf = format!(
-            "log \"{}\" {{ info, warning, error, fatal }};\n{body}",
-            dir.join("bird.log").display()
-        );
+        let conf = format!("log \"{}\" {{ info, warning, error, fatal }};\n{body}", dir.join("bird.log").display());
         std::fs::write(dir.join("bird.conf"), conf).unwrap();
         let (c, s) = (dir.join("bird.conf"), dir.join("bird.ctl"));
         let proc = host.spawn(
             "bird receiver",
-            &[
-                "bird",
-                "-f",
-                "-c",
-                c.to_str().unwrap(),
-                "-s",
-                s.to_str().unwrap(),
-            ],
+            &["bird", "-f", "-c", c.to_str().unwrap(), "-s", s.to_str().unwrap()],
             &dir.join("stdout.log"),
             &[],
         );
-        let ctl =
-            BirdCtl::connect(&s).unwrap_or_else(|e| panic!("receiver BIRD control socket: {e}"));
-        Receiver {
-            host: host.clone(),
-            ctl,
-            dir,
-            _proc: proc,
-        }
+        let ctl = BirdCtl::connect(&s).unwrap_or_else(|e| panic!("receiver BIRD control socket: {e}"));
+        Receiver { host: host.clone(), ctl, dir, _proc: proc }
     }
 
     pub fn log(&self) -> String {
@@ -232,7 +209,12 @@ impl Receiver {
 
 /// Polls every receiver's session `proto` until all are Established, then until all hold exactly `n`
 /// routes ([`wait_count`]). Returns (first Established seen, every receiver holds n).
-pub fn wait_converged(rcv: &mut [Receiver], proto: &str, n: u64, timeout: Duration) -> Result<(Instant, Instant), String> {
+pub fn wait_converged(
+    rcv: &mut [Receiver],
+    proto: &str,
+    n: u64,
+    timeout: Duration,
+) -> Result<(Instant, Instant), String> {
     let deadline = Instant::now() + timeout;
     let mut first_est: Option<Instant> = None;
     let mut est = vec![false; rcv.len()];
@@ -255,12 +237,7 @@ pub fn wait_converged(rcv: &mut [Receiver], proto: &str, n: u64, timeout: Durati
 }
 
 /// Polls until every receiver holds exactly `n` routes on `proto` (sessions already up).
-pub fn wait_count(
-    rcv: &mut [Receiver],
-    proto: &str,
-    n: u64,
-    timeout: Duration,
-) -> Result<Instant, String> {
+pub fn wait_count(rcv: &mut [Receiver], proto: &str, n: u64, timeout: Duration) -> Result<Instant, String> {
     let deadline = Instant::now() + timeout;
     let mut done = vec![false; rcv.len()];
     loop {
@@ -273,13 +250,8 @@ pub fn wait_count(
             return Ok(Instant::now());
         }
         if Instant::now() > deadline {
-            let counts: Vec<u64> = rcv
-                .iter_mut()
-                .map(|r| r.ctl.imported(proto).unwrap_or(0))
-                .collect();
-            return Err(format!(
-                "receivers hold {counts:?}, want {n}, after {timeout:?}"
-            ));
+            let counts: Vec<u64> = rcv.iter_mut().map(|r| r.ctl.imported(proto).unwrap_or(0)).collect();
+            return Err(format!("receivers hold {counts:?}, want {n}, after {timeout:?}"));
         }
         std::thread::sleep(Duration::from_micros(500));
     }
@@ -304,10 +276,7 @@ pub fn wait_idle(rcv: &mut [Receiver], proto: &str) -> Result<(), String> {
 pub fn rss(pid: u32) -> (u64, u64) {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let get = |k: &str| {
-        s.lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-            .unwrap_or(0)
+        s.lines().find(|l| l.starts_with(k)).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()).unwrap_or(0)
             * 1024
     };
     (get("VmRSS:"), get("VmHWM:"))
@@ -332,10 +301,7 @@ fn benchmarks() {
     let plan = Plan::from_env();
     let started = Instant::now();
     let mut res = Results::new(&plan);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 
     if plan.wants("conv") || plan.wants("lat") || plan.wants("scale") || plan.wants("start") {
         let lab = Lab::new("bench");
@@ -347,11 +313,7 @@ fn benchmarks() {
         let seg = lab.segment(&refs);
         let snd = seg.hosts[0].clone();
         let mut rcv: Vec<Receiver> = seg.hosts[1..].iter().map(Receiver::start).collect();
-        let ctx = Ctx {
-            snd: &snd,
-            rt: &rt,
-            plan: &plan,
-        };
+        let ctx = Ctx { snd: &snd, rt: &rt, plan: &plan };
         if plan.wants("conv") {
             convergence(&ctx, &mut rcv, &mut res);
         }
@@ -376,10 +338,7 @@ fn benchmarks() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         (root.join("docs/BENCHMARKS.md"), root.join("docs/bench"))
     } else {
-        let d = std::env::temp_dir().join(format!(
-            "speakerd-bench-{}",
-            if plan.full { "partial" } else { "smoke" }
-        ));
+        let d = std::env::temp_dir().join(format!("speakerd-bench-{}", if plan.full { "partial" } else { "smoke" }));
         (d.join("BENCHMARKS.md"), d.clone())
     };
     std::fs::create_dir_all(&svg_dir).unwrap();
@@ -387,10 +346,6 @@ fn benchmarks() {
         std::fs::write(svg_dir.join(name), svg).unwrap();
     }
     std::fs::write(&md, &doc).unwrap();
-    eprintln!(
-        "bench: report written to {} ({:.0} s)",
-        md.display(),
-        res.total.as_secs_f64()
-    );
+    eprintln!("bench: report written to {} ({:.0} s)", md.display(), res.total.as_secs_f64());
     res.check_complete(&plan);
 }

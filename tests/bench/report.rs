@@ -65,7 +65,9 @@ impl LatRow {
         // BENCH_LAT_DUMP=DIR: every sample in ms, in call order (adds, withdrawals, on the wire), for
         // looking at when the slow ones happen
         if let Some(dir) = std::env::var_os("BENCH_LAT_DUMP") {
-            let line = |v: &[Duration]| v.iter().map(|d| format!("{:.3}", d.as_secs_f64() * 1e3)).collect::<Vec<_>>().join(" ");
+            let line = |v: &[Duration]| {
+                v.iter().map(|d| format!("{:.3}", d.as_secs_f64() * 1e3)).collect::<Vec<_>>().join(" ")
+            };
             let slug: String = method.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
             let file = std::path::Path::new(&dir).join(format!("{sender}-{slug}-{background}.txt"));
             let _ = std::fs::write(file, format!("{}\n{}\n{}\n", line(&p.adds), line(&p.dels), line(&p.wire)));
@@ -137,7 +139,11 @@ fn ms(d: Option<Duration>) -> String {
 }
 
 fn mb(b: u64) -> String {
-    if b == 0 { "–".into() } else { format!("{:.1} MB", b as f64 / 1e6) }
+    if b == 0 {
+        "–".into()
+    } else {
+        format!("{:.1} MB", b as f64 / 1e6)
+    }
 }
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> String {
@@ -152,12 +158,24 @@ fn secs(d: Option<Duration>) -> Option<f64> {
 }
 
 fn sh(cmd: &str) -> String {
-    std::process::Command::new("sh").args(["-c", cmd]).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+    std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
 }
 
 impl Results {
     pub fn new(_plan: &Plan) -> Results {
-        Results { conv: vec![], lat: vec![], start: vec![], restart: None, scale: None, l2: vec![], total: Duration::ZERO }
+        Results {
+            conv: vec![],
+            lat: vec![],
+            start: vec![],
+            restart: None,
+            scale: None,
+            l2: vec![],
+            total: Duration::ZERO,
+        }
     }
 
     fn conv_row(&self, fam: Fam, n: usize, k: usize, sender: &str) -> Option<&ConvRow> {
@@ -173,10 +191,20 @@ impl Results {
         let _ = writeln!(d, "| CPU | {} × {} |", sh("nproc"), sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"));
         let _ = writeln!(d, "| memory | {} |", sh("free -h | awk '/Mem:/ {print $2}'"));
         let _ = writeln!(d, "| kernel | {} |", sh("uname -r"));
-        let _ = writeln!(d, "| speakerd | {} ({} build) |", sh("git -C \"$CARGO_MANIFEST_DIR\" describe --always --dirty 2>/dev/null || echo unknown"), if cfg!(debug_assertions) { "debug" } else { "release" });
+        let _ = writeln!(
+            d,
+            "| speakerd | {} ({} build) |",
+            sh("git -C \"$CARGO_MANIFEST_DIR\" describe --always --dirty 2>/dev/null || echo unknown"),
+            if cfg!(debug_assertions) { "debug" } else { "release" }
+        );
         let _ = writeln!(d, "| gobgpd | {} |", sh("gobgpd --version 2>&1 | head -1"));
         let _ = writeln!(d, "| BIRD | {} |", sh("bird --version 2>&1 | head -1"));
-        let _ = writeln!(d, "| run | {} mode, {:.0} s |", if plan.full { "full" } else { "smoke" }, self.total.as_secs_f64());
+        let _ = writeln!(
+            d,
+            "| run | {} mode, {:.0} s |",
+            if plan.full { "full" } else { "smoke" },
+            self.total.as_secs_f64()
+        );
         if let Ok(note) = std::env::var("BENCH_NOTE") {
             let _ = writeln!(d, "| note | {note} |");
         }
@@ -196,25 +224,47 @@ impl Results {
     fn render_targets(&self, d: &mut String, plan: &Plan) {
         let _ = writeln!(d, "## Targets\n\n| target | measured | |\n|---|---|---|");
         let mut line = |what: &str, got: String, ok: Option<bool>| {
-            let _ = writeln!(d, "| {what} | {got} | {} |", match ok { Some(true) => "met", Some(false) => "**missed**", None => "not measured" });
+            let _ = writeln!(
+                d,
+                "| {what} | {got} | {} |",
+                match ok {
+                    Some(true) => "met",
+                    Some(false) => "**missed**",
+                    None => "not measured",
+                }
+            );
         };
         let worst_limit = self
             .conv
             .iter()
             .filter(|r| r.sender == "speakerd")
-            .filter_map(|r| Some(secs(r.est_to_all)? / secs(self.conv_row(r.fam?, r.n, r.k, "replay limit")?.est_to_all)?))
+            .filter_map(|r| {
+                Some(secs(r.est_to_all)? / secs(self.conv_row(r.fam?, r.n, r.k, "replay limit")?.est_to_all)?)
+            })
             .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
-        line("convergence ≤ 1.2× the replay limit at every N", worst_limit.map_or("–".into(), |w| format!("worst {w:.2}×")), worst_limit.map(|w| w <= 1.2));
+        line(
+            "convergence ≤ 1.2× the replay limit at every N",
+            worst_limit.map_or("–".into(), |w| format!("worst {w:.2}×")),
+            worst_limit.map(|w| w <= 1.2),
+        );
         let worst_gobgp = self
             .conv
             .iter()
             .filter(|r| r.sender == "speakerd")
             .filter_map(|r| Some(secs(r.est_to_all)? / secs(self.conv_row(r.fam?, r.n, r.k, "gobgpd")?.est_to_all)?))
             .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
-        line("convergence ≤ 0.5× gobgpd", worst_gobgp.map_or("–".into(), |w| format!("worst {w:.2}×")), worst_gobgp.map(|w| w <= 0.5));
+        line(
+            "convergence ≤ 0.5× gobgpd",
+            worst_gobgp.map_or("–".into(), |w| format!("worst {w:.2}×")),
+            worst_gobgp.map(|w| w <= 0.5),
+        );
         let n100 = if plan.full { 100_000 } else { plan.sizes[0] };
         let bulk = self.conv_row(Fam::V4, n100, 1, "speakerd").and_then(|r| r.bulk);
-        line(&format!("bulk API load + convergence of {n100} ≤ 0.25 s (IPv4, 1 receiver)"), ms(bulk), bulk.map(|b| b.as_secs_f64() <= 0.25));
+        line(
+            &format!("bulk API load + convergence of {n100} ≤ 0.25 s (IPv4, 1 receiver)"),
+            ms(bulk),
+            bulk.map(|b| b.as_secs_f64() <= 0.25),
+        );
         let k4 = if plan.full { 4 } else { *plan.receivers.iter().max().unwrap() };
         let (s, b) = (self.conv_row(Fam::V4, n100, k4, "speakerd"), self.conv_row(Fam::V4, n100, k4, "BIRD (awake)"));
         // RSS once converged, as the target says; the peak (the bulk load's transient) is shown beside it
@@ -225,17 +275,27 @@ impl Results {
             sp.zip(bp).map(|(s, b)| s <= b),
         );
         for bg in &plan.latency_background {
-            let l = self.lat.iter().find(|l| l.sender == "speakerd" && l.method.starts_with("gRPC") && l.background == *bg);
+            let l =
+                self.lat.iter().find(|l| l.sender == "speakerd" && l.method.starts_with("gRPC") && l.background == *bg);
             let all = l.map(|l| l.p.all()).unwrap_or_default();
             let (p50, p99) = (pct(&all, 50.0), pct(&all, 99.0));
-            line(&format!("persistent client p50 ≤ 0.6 ms, p99 ≤ 1 ms ({bg} announced)"), format!("p50 {} p99 {}", ms(p50), ms(p99)), p50.zip(p99).map(|(a, b)| a.as_secs_f64() <= 0.0006 && b.as_secs_f64() <= 0.001));
+            line(
+                &format!("persistent client p50 ≤ 0.6 ms, p99 ≤ 1 ms ({bg} announced)"),
+                format!("p50 {} p99 {}", ms(p50), ms(p99)),
+                p50.zip(p99).map(|(a, b)| a.as_secs_f64() <= 0.0006 && b.as_secs_f64() <= 0.001),
+            );
             // the receiver's part (BIRD's import, the poll) is the same for both: compare on the wire
-            let g = self.lat.iter().find(|l| l.sender == "gobgpd" && l.method.starts_with("gRPC") && l.background == *bg);
+            let g =
+                self.lat.iter().find(|l| l.sender == "gobgpd" && l.method.starts_with("gRPC") && l.background == *bg);
             let ratio = |q: f64| Some(secs(pct(&l?.p.wire, q))? / secs(pct(&g?.p.wire, q))?);
             let (r50, r99) = (ratio(50.0), ratio(99.0));
             line(
                 &format!("persistent client ≤ 0.5× gobgpd's gRPC, call → UPDATE on the wire ({bg} announced)"),
-                format!("p50 {} p99 {}", r50.map_or("–".into(), |r| format!("{r:.2}×")), r99.map_or("–".into(), |r| format!("{r:.2}×"))),
+                format!(
+                    "p50 {} p99 {}",
+                    r50.map_or("–".into(), |r| format!("{r:.2}×")),
+                    r99.map_or("–".into(), |r| format!("{r:.2}×"))
+                ),
                 r50.zip(r99).map(|(a, b)| a <= 0.5 && b <= 0.5),
             );
         }
@@ -248,7 +308,8 @@ impl Results {
         line(
             &format!("{} sessions with zero missed keepalives", sc.map_or(0, |s| s.sessions)),
             sc.map_or("–".into(), |s| format!("{} hold-timer expiries, {} drops", s.hold_expiries, s.drops)),
-            sc.filter(|s| s.err.is_none()).map(|s| s.hold_expiries == 0 && s.drops == 0 && s.still_established == s.sessions),
+            sc.filter(|s| s.err.is_none())
+                .map(|s| s.hold_expiries == 0 && s.drops == 0 && s.still_established == s.sessions),
         );
         let p99 = self.l2.iter().find(|l| l.probe_ms.is_none()).and_then(|l| pct(&l.samples, 99.0));
         line("Layer 2 failover p99 < 1 s (gossip defaults)", ms(p99), p99.map(|p| p.as_secs_f64() < 1.0));
@@ -269,7 +330,9 @@ impl Results {
             for &n in &plan.sizes {
                 for &k in &plan.receivers {
                     let get = |s: &str| self.conv_row(fam, n, k, s);
-                    if SENDERS.iter().all(|s| self.conv.iter().all(|r| !(r.fam == Some(fam) && r.n == n && r.k == k && r.sender == *s))) {
+                    if SENDERS.iter().all(|s| {
+                        self.conv.iter().all(|r| !(r.fam == Some(fam) && r.n == n && r.k == k && r.sender == *s))
+                    }) {
                         continue;
                     }
                     let t = |s: &str| get(s).and_then(|r| r.est_to_all);
@@ -295,12 +358,30 @@ impl Results {
         let _ = writeln!(d, "|---|---:|---:|---|---:|---:|---:|");
         for r in self.conv.iter().filter(|r| r.err.is_none()) {
             let Some(fam) = r.fam else { continue };
-            let _ = writeln!(d, "| {} | {} | {} | {} | {} | {} | {} |", fam.name(), r.n, r.k, r.sender, ms(r.first_update), ms(r.last_sent), ms(r.est_to_all));
+            let _ = writeln!(
+                d,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                fam.name(),
+                r.n,
+                r.k,
+                r.sender,
+                ms(r.first_update),
+                ms(r.last_sent),
+                ms(r.est_to_all)
+            );
         }
         d.push('\n');
-        let errs: Vec<_> = self.conv.iter().filter_map(|r| Some(format!("{} {} n={} k={}: {}", r.sender, r.fam?.name(), r.n, r.k, r.err.as_ref()?))).collect();
+        let errs: Vec<_> = self
+            .conv
+            .iter()
+            .filter_map(|r| Some(format!("{} {} n={} k={}: {}", r.sender, r.fam?.name(), r.n, r.k, r.err.as_ref()?)))
+            .collect();
         if !errs.is_empty() {
-            let _ = writeln!(d, "Failed runs:\n\n{}\n", errs.iter().map(|e| format!("- {e}")).collect::<Vec<_>>().join("\n"));
+            let _ = writeln!(
+                d,
+                "Failed runs:\n\n{}\n",
+                errs.iter().map(|e| format!("- {e}")).collect::<Vec<_>>().join("\n")
+            );
         }
         let _ = writeln!(d, "![convergence, IPv4, 1 receiver](bench/convergence-1.svg)\n![convergence, IPv4, {} receivers](bench/convergence-{}.svg)\n", plan.receivers.get(1).unwrap_or(&1), plan.receivers.get(1).unwrap_or(&1));
     }
@@ -314,7 +395,8 @@ impl Results {
                 for &k in &plan.receivers {
                     let get = |s: &str| self.conv_row(fam, n, k, s);
                     let Some(s) = get("speakerd") else { continue };
-                    let pair = |r: Option<&ConvRow>| r.map_or("–".into(), |r| format!("{} ({})", mb(r.rss), mb(r.peak)));
+                    let pair =
+                        |r: Option<&ConvRow>| r.map_or("–".into(), |r| format!("{} ({})", mb(r.rss), mb(r.peak)));
                     let peak = |r: Option<&ConvRow>| r.map(|r| r.peak.max(r.rss) as f64);
                     let _ = writeln!(
                         d,
@@ -381,10 +463,26 @@ impl Results {
         let _ = writeln!(d, "## 5. Session scale\n\nOne speakerd, {} eBGP sessions (hold time 9 s, so a keepalive every 3 s) to one BIRD with {} protocols on as many addresses of its loopback (`import none`), then {} prefixes to every session.\n", s.sessions, s.sessions, s.prefixes);
         let _ = writeln!(d, "| | |\n|---|---|");
         let _ = writeln!(d, "| SetPeers → all {} Established at BIRD | {} |", s.sessions, ms(s.establish_all));
-        let _ = writeln!(d, "| speakerd CPU while idle with {} sessions | {} |", s.sessions, s.idle_cpu_pct.map_or("–".into(), |c| format!("{c:.2} % of one core")));
-        let _ = writeln!(d, "| {} prefixes to all sessions, until BIRD counted {} updates | {} (speakerd CPU {}) |", s.prefixes, s.sessions * s.prefixes, ms(s.distribute), s.distribute_cpu.map_or("–".into(), |c| format!("{c:.1} s")));
+        let _ = writeln!(
+            d,
+            "| speakerd CPU while idle with {} sessions | {} |",
+            s.sessions,
+            s.idle_cpu_pct.map_or("–".into(), |c| format!("{c:.2} % of one core"))
+        );
+        let _ = writeln!(
+            d,
+            "| {} prefixes to all sessions, until BIRD counted {} updates | {} (speakerd CPU {}) |",
+            s.prefixes,
+            s.sessions * s.prefixes,
+            ms(s.distribute),
+            s.distribute_cpu.map_or("–".into(), |c| format!("{c:.1} s"))
+        );
         let _ = writeln!(d, "| speakerd RSS when BIRD has counted them all | {} |", mb(s.rss));
-        let _ = writeln!(d, "| speakerd RSS at the end, the sessions idle since (30 s in the full run) | {} |", mb(s.rss_settled));
+        let _ = writeln!(
+            d,
+            "| speakerd RSS at the end, the sessions idle since (30 s in the full run) | {} |",
+            mb(s.rss_settled)
+        );
         let _ = writeln!(d, "| sessions Established at the end | {} of {} |", s.still_established, s.sessions);
         let _ = writeln!(d, "| hold-timer expiries (both sides' logs) | {} |", s.hold_expiries);
         let _ = writeln!(d, "| sessions dropped (speakerd's counters) | {} |", s.drops);
@@ -399,7 +497,16 @@ impl Results {
         let _ = writeln!(d, "| sender | runs | start → first OPEN (median) | start → Established (median) | start → Established (max) |");
         let _ = writeln!(d, "|---|---:|---:|---:|---:|");
         for s in &self.start {
-            let _ = writeln!(d, "| {} | {} | {} | {} | {} |{}", s.sender, s.est.len(), ms(pct(&s.open, 50.0)), ms(pct(&s.est, 50.0)), ms(pct(&s.est, 100.0)), s.err.as_ref().map(|e| format!(" failed: {e}")).unwrap_or_default());
+            let _ = writeln!(
+                d,
+                "| {} | {} | {} | {} | {} |{}",
+                s.sender,
+                s.est.len(),
+                ms(pct(&s.open, 50.0)),
+                ms(pct(&s.est, 50.0)),
+                ms(pct(&s.est, 100.0)),
+                s.err.as_ref().map(|e| format!(" failed: {e}")).unwrap_or_default()
+            );
         }
         if let Some((n, r)) = &self.restart {
             let _ = writeln!(d, "\nspeakerd restart (kill -9, start, peers from its config file, the client pushes its {n} announcements again as soon as the socket answers) → the receiver holds all {n} again: **{}**{}\n", ms(r.as_ref().ok().copied()), r.as_ref().err().map(|e| format!(" failed: {e}")).unwrap_or_default());
@@ -437,14 +544,33 @@ impl Results {
         for k in ks.iter().take(2) {
             let series = SENDERS
                 .iter()
-                .map(|s| (s.to_string(), self.conv.iter().filter(|r| r.fam == Some(Fam::V4) && r.k == *k && r.sender == *s && r.err.is_none()).filter_map(|r| Some((r.n as f64, secs(r.est_to_all)?))).collect()))
+                .map(|s| {
+                    (
+                        s.to_string(),
+                        self.conv
+                            .iter()
+                            .filter(|r| r.fam == Some(Fam::V4) && r.k == *k && r.sender == *s && r.err.is_none())
+                            .filter_map(|r| Some((r.n as f64, secs(r.est_to_all)?)))
+                            .collect(),
+                    )
+                })
                 .collect();
-            out.push((format!("convergence-{k}.svg"), plot::chart(&format!("Convergence, IPv4 /32, {k} receiver(s)"), "prefixes (N)", "seconds", series)));
+            out.push((
+                format!("convergence-{k}.svg"),
+                plot::chart(&format!("Convergence, IPv4 /32, {k} receiver(s)"), "prefixes (N)", "seconds", series),
+            ));
         }
         let mut series = vec![];
         for s in ["speakerd", "gobgpd", "BIRD (awake)"] {
             for k in ks.iter().take(2) {
-                series.push((format!("{s}, {k} rcv"), self.conv.iter().filter(|r| r.fam == Some(Fam::V4) && r.k == *k && r.sender == s && r.err.is_none()).map(|r| (r.n as f64, r.peak.max(r.rss) as f64 / 1e6)).collect()));
+                series.push((
+                    format!("{s}, {k} rcv"),
+                    self.conv
+                        .iter()
+                        .filter(|r| r.fam == Some(Fam::V4) && r.k == *k && r.sender == s && r.err.is_none())
+                        .map(|r| (r.n as f64, r.peak.max(r.rss) as f64 / 1e6))
+                        .collect(),
+                ));
             }
         }
         out.push(("rss.svg".into(), plot::chart("Sender peak RSS, IPv4 /32", "prefixes (N)", "MB", series)));
@@ -474,7 +600,10 @@ impl Results {
         }
         if let Some(s) = &self.scale {
             if s.err.is_some() || s.still_established != s.sessions || s.drops != 0 || s.hold_expiries != 0 {
-                missing.push(format!("scale: {:?}, {} of {} established, {} drops, {} expiries", s.err, s.still_established, s.sessions, s.drops, s.hold_expiries));
+                missing.push(format!(
+                    "scale: {:?}, {} of {} established, {} drops, {} expiries",
+                    s.err, s.still_established, s.sessions, s.drops, s.hold_expiries
+                ));
             }
         }
         for l in &self.l2 {
@@ -530,7 +659,8 @@ mod plot {
 
     pub fn chart(title: &str, xlabel: &str, ylabel: &str, series: Vec<(String, Vec<(f64, f64)>)>) -> String {
         let (w, h, l, r, t, b) = (720.0, 420.0, 70.0, 190.0, 40.0, 50.0);
-        let pts: Vec<(f64, f64)> = series.iter().flat_map(|s| s.1.iter().copied()).filter(|p| p.0 > 0.0 && p.1 > 0.0).collect();
+        let pts: Vec<(f64, f64)> =
+            series.iter().flat_map(|s| s.1.iter().copied()).filter(|p| p.0 > 0.0 && p.1 > 0.0).collect();
         let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
         for (x, y) in &pts {
             x0 = x0.min(x.log10());
@@ -541,11 +671,16 @@ mod plot {
         if pts.is_empty() {
             (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
         }
-        let (x0, x1, y0, y1) = (x0.floor(), x1.ceil().max(x0.floor() + 1.0), y0.floor(), y1.ceil().max(y0.floor() + 1.0));
+        let (x0, x1, y0, y1) =
+            (x0.floor(), x1.ceil().max(x0.floor() + 1.0), y0.floor(), y1.ceil().max(y0.floor() + 1.0));
         let px = |x: f64| l + (x.log10() - x0) / (x1 - x0) * (w - l - r);
         let py = |y: f64| h - b - (y.log10() - y0) / (y1 - y0) * (h - t - b);
         let mut s = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n");
-        let _ = writeln!(s, "<text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">{title}</text>", (w - r + l) / 2.0);
+        let _ = writeln!(
+            s,
+            "<text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">{title}</text>",
+            (w - r + l) / 2.0
+        );
         for e in x0 as i32..=x1 as i32 {
             let x = px(10f64.powi(e));
             let _ = writeln!(s, "<line x1=\"{x}\" y1=\"{t}\" x2=\"{x}\" y2=\"{}\" stroke=\"#ddd\"/><text x=\"{x}\" y=\"{}\" text-anchor=\"middle\">1e{e}</text>", h - b, h - b + 16.0);
@@ -554,14 +689,24 @@ mod plot {
             let y = py(10f64.powi(e));
             let _ = writeln!(s, "<line x1=\"{l}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"#ddd\"/><text x=\"{}\" y=\"{}\" text-anchor=\"end\">1e{e}</text>", w - r, l - 6.0, y + 4.0);
         }
-        let _ = writeln!(s, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{xlabel}</text>", (w - r + l) / 2.0, h - 12.0);
-        let _ = writeln!(s, "<text x=\"16\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {})\">{ylabel} (log)</text>", (h - b + t) / 2.0, (h - b + t) / 2.0);
+        let _ =
+            writeln!(s, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{xlabel}</text>", (w - r + l) / 2.0, h - 12.0);
+        let _ = writeln!(
+            s,
+            "<text x=\"16\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {})\">{ylabel} (log)</text>",
+            (h - b + t) / 2.0,
+            (h - b + t) / 2.0
+        );
         for (i, (name, p)) in series.iter().enumerate() {
             let c = COLORS[i % COLORS.len()];
             let p: Vec<_> = p.iter().filter(|p| p.0 > 0.0 && p.1 > 0.0).collect();
             let path: Vec<String> = p.iter().map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y))).collect();
             if !path.is_empty() {
-                let _ = writeln!(s, "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>", path.join(" "));
+                let _ = writeln!(
+                    s,
+                    "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>",
+                    path.join(" ")
+                );
             }
             for (x, y) in &p {
                 let _ = writeln!(s, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{c}\"/>", px(*x), py(*y));

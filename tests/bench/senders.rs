@@ -3,7 +3,9 @@
 use super::*;
 use crate::wire;
 use speaker_api::gobgp::apipb::{self, gobgp_api_client::GobgpApiClient};
-use speaker_api::v1::{speaker_client::SpeakerClient, Announcement, PeerConfig, SetAnnouncementsRequest, SetPeersRequest};
+use speaker_api::v1::{
+    speaker_client::SpeakerClient, Announcement, PeerConfig, SetAnnouncementsRequest, SetPeersRequest,
+};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +31,9 @@ pub fn speakerd_client(rt: &tokio::runtime::Runtime, sp: &Speakerd) -> SpeakerCl
         let ch = tonic::transport::Endpoint::from_static("http://[::]:50051")
             .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
                 let p = socket.clone();
-                async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(p).await?)) }
+                async move {
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(p).await?))
+                }
             }))
             .await
             .expect("connect to speakerd");
@@ -41,17 +45,32 @@ pub fn announcements(prefixes: &[IpAddr], len: u8) -> Vec<Announcement> {
     prefixes.iter().map(|p| Announcement { prefix: format!("{p}/{len}"), ..Default::default() }).collect()
 }
 
-pub fn set_announcements(rt: &tokio::runtime::Runtime, c: &mut SpeakerClient<Channel>, owner: &str, a: Vec<Announcement>) -> Result<(), String> {
+pub fn set_announcements(
+    rt: &tokio::runtime::Runtime,
+    c: &mut SpeakerClient<Channel>,
+    owner: &str,
+    a: Vec<Announcement>,
+) -> Result<(), String> {
     rt.block_on(c.set_announcements(SetAnnouncementsRequest { owner: owner.into(), announcements: a }))
         .map(|_| ())
         .map_err(|e| e.to_string())
 }
 
 pub fn peer_config(addr: IpAddr, hold: Option<u32>) -> PeerConfig {
-    PeerConfig { address: addr.to_string(), peer_asn: RCV_ASN, connect_time_secs: Some(1), hold_time_secs: hold, ..Default::default() }
+    PeerConfig {
+        address: addr.to_string(),
+        peer_asn: RCV_ASN,
+        connect_time_secs: Some(1),
+        hold_time_secs: hold,
+        ..Default::default()
+    }
 }
 
-pub fn set_peers(rt: &tokio::runtime::Runtime, c: &mut SpeakerClient<Channel>, peers: Vec<PeerConfig>) -> Result<(), String> {
+pub fn set_peers(
+    rt: &tokio::runtime::Runtime,
+    c: &mut SpeakerClient<Channel>,
+    peers: Vec<PeerConfig>,
+) -> Result<(), String> {
     rt.block_on(c.set_peers(SetPeersRequest { owner: "bench".into(), peers })).map(|_| ()).map_err(|e| e.to_string())
 }
 
@@ -89,7 +108,11 @@ pub fn gobgp_path(p: IpAddr) -> apipb::Path {
     let (fam, nh) = if p.is_ipv4() {
         (Fam::V4, any("NextHopAttribute", &apipb::NextHopAttribute { next_hop: SND_V4.to_string() }))
     } else {
-        let mp = apipb::MpReachNlriAttribute { family: Some(gobgp_family(Fam::V6)), next_hops: vec![SND_V6.to_string()], nlris: vec![nlri.clone()] };
+        let mp = apipb::MpReachNlriAttribute {
+            family: Some(gobgp_family(Fam::V6)),
+            next_hops: vec![SND_V6.to_string()],
+            nlris: vec![nlri.clone()],
+        };
         (Fam::V6, any("MpReachNLRIAttribute", &mp))
     };
     apipb::Path { nlri: Some(nlri), pattrs: vec![origin, nh], family: Some(gobgp_family(fam)), ..Default::default() }
@@ -107,7 +130,12 @@ impl GobgpSender {
         std::fs::write(dir.join("gobgpd.toml"), conf).unwrap();
         let api = format!("127.0.0.1:{GOBGP_PORT}");
         let c = dir.join("gobgpd.toml");
-        let proc = ctx.snd.spawn("gobgpd", &["gobgpd", "-f", c.to_str().unwrap(), "-l", "warn", "--api-hosts", &api, "--pprof-disable"], &dir.join("gobgpd.log"), &[]);
+        let proc = ctx.snd.spawn(
+            "gobgpd",
+            &["gobgpd", "-f", c.to_str().unwrap(), "-l", "warn", "--api-hosts", &api, "--pprof-disable"],
+            &dir.join("gobgpd.log"),
+            &[],
+        );
         let ns = ctx.snd.name().to_string();
         let client = ctx.rt.block_on(async {
             let deadline = Instant::now() + Duration::from_secs(20);
@@ -117,7 +145,8 @@ impl GobgpSender {
                     .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
                         let ns = ns.clone();
                         async move {
-                            let s = wire::in_netns(&ns, move || std::net::TcpStream::connect(("127.0.0.1", GOBGP_PORT)))?;
+                            let s =
+                                wire::in_netns(&ns, move || std::net::TcpStream::connect(("127.0.0.1", GOBGP_PORT)))?;
                             s.set_nonblocking(true)?;
                             s.set_nodelay(true)?; // as tonic's own connector does
                             Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::TcpStream::from_std(s)?))
@@ -126,7 +155,9 @@ impl GobgpSender {
                     .await;
                 match r {
                     Ok(ch) => {
-                        let mut c = GobgpApiClient::new(ch).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20);
+                        let mut c = GobgpApiClient::new(ch)
+                            .max_decoding_message_size(64 << 20)
+                            .max_encoding_message_size(64 << 20);
                         if c.get_bgp(apipb::GetBgpRequest {}).await.is_ok() {
                             break c;
                         }
@@ -145,26 +176,48 @@ impl GobgpSender {
     }
 
     /// AddPathStream with `batch` paths per message; returns when gobgpd has the stream's end.
-    pub fn add_paths(&mut self, rt: &tokio::runtime::Runtime, paths: Vec<apipb::Path>, batch: usize) -> Result<(), String> {
+    pub fn add_paths(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        paths: Vec<apipb::Path>,
+        batch: usize,
+    ) -> Result<(), String> {
         let reqs: Vec<apipb::AddPathStreamRequest> = paths
             .chunks(batch)
-            .map(|c| apipb::AddPathStreamRequest { table_type: apipb::TableType::Global as i32, vrf_id: String::new(), paths: c.to_vec() })
+            .map(|c| apipb::AddPathStreamRequest {
+                table_type: apipb::TableType::Global as i32,
+                vrf_id: String::new(),
+                paths: c.to_vec(),
+            })
             .collect();
         rt.block_on(self.client.add_path_stream(tokio_stream::iter(reqs))).map(|_| ()).map_err(|e| e.to_string())
     }
 
     pub fn add_path(&mut self, rt: &tokio::runtime::Runtime, path: apipb::Path) -> Result<(), String> {
-        let req = apipb::AddPathRequest { table_type: apipb::TableType::Global as i32, vrf_id: String::new(), path: Some(path) };
+        let req = apipb::AddPathRequest {
+            table_type: apipb::TableType::Global as i32,
+            vrf_id: String::new(),
+            path: Some(path),
+        };
         rt.block_on(self.client.add_path(req)).map(|_| ()).map_err(|e| e.to_string())
     }
 
     pub fn delete_path(&mut self, rt: &tokio::runtime::Runtime, path: apipb::Path) -> Result<(), String> {
-        let req = apipb::DeletePathRequest { table_type: apipb::TableType::Global as i32, family: path.family, path: Some(path), ..Default::default() };
+        let req = apipb::DeletePathRequest {
+            table_type: apipb::TableType::Global as i32,
+            family: path.family,
+            path: Some(path),
+            ..Default::default()
+        };
         rt.block_on(self.client.delete_path(req)).map(|_| ()).map_err(|e| e.to_string())
     }
 
     pub fn delete_all(&mut self, rt: &tokio::runtime::Runtime, fam: Fam) -> Result<(), String> {
-        let req = apipb::DeletePathRequest { table_type: apipb::TableType::Global as i32, family: Some(gobgp_family(fam)), ..Default::default() };
+        let req = apipb::DeletePathRequest {
+            table_type: apipb::TableType::Global as i32,
+            family: Some(gobgp_family(fam)),
+            ..Default::default()
+        };
         rt.block_on(self.client.delete_path(req)).map(|_| ()).map_err(|e| e.to_string())
     }
 
@@ -172,8 +225,15 @@ impl GobgpSender {
         for a in addrs {
             let fam = if a.is_ipv4() { Fam::V4 } else { Fam::V6 };
             let peer = apipb::Peer {
-                conf: Some(apipb::PeerConf { neighbor_address: a.to_string(), peer_asn: RCV_ASN, ..Default::default() }),
-                afi_safis: vec![apipb::AfiSafi { config: Some(apipb::AfiSafiConfig { family: Some(gobgp_family(fam)), enabled: true }), ..Default::default() }],
+                conf: Some(apipb::PeerConf {
+                    neighbor_address: a.to_string(),
+                    peer_asn: RCV_ASN,
+                    ..Default::default()
+                }),
+                afi_safis: vec![apipb::AfiSafi {
+                    config: Some(apipb::AfiSafiConfig { family: Some(gobgp_family(fam)), enabled: true }),
+                    ..Default::default()
+                }],
                 ..Default::default()
             };
             rt.block_on(self.client.add_peer(apipb::AddPeerRequest { peer: Some(peer) })).map_err(|e| e.to_string())?;
@@ -184,7 +244,9 @@ impl GobgpSender {
     /// The `gobgp` CLI against this gobgpd, started directly in its namespace (setns before exec, so no
     /// `ip netns exec` in the measurement).
     pub fn cli(&self, args: &[&str]) -> Result<(), String> {
-        let out = command_in_netns(&self.ns, "gobgp", &[&["-p", &GOBGP_PORT.to_string()][..], args].concat()).output().map_err(|e| e.to_string())?;
+        let out = command_in_netns(&self.ns, "gobgp", &[&["-p", &GOBGP_PORT.to_string()][..], args].concat())
+            .output()
+            .map_err(|e| e.to_string())?;
         if out.status.success() {
             Ok(())
         } else {
@@ -226,11 +288,21 @@ pub struct BirdSender {
 impl BirdSender {
     /// BIRD with `prefixes` as static blackhole routes exported to a session per neighbor (protocols
     /// `n0`, `n1`, … `disabled` unless `enabled`), `connect delay time` as given (BIRD's default is 5 s).
-    pub fn start(snd: &Host, fam: Fam, prefixes: &[IpAddr], neighbors: &[IpAddr], enabled: bool, connect_delay: Option<u32>) -> BirdSender {
+    pub fn start(
+        snd: &Host,
+        fam: Fam,
+        prefixes: &[IpAddr],
+        neighbors: &[IpAddr],
+        enabled: bool,
+        connect_delay: Option<u32>,
+    ) -> BirdSender {
         let dir = snd.state_dir("bird-sender");
         std::fs::create_dir_all(&dir).unwrap();
         let chan = if fam == Fam::V4 { "ipv4" } else { "ipv6" };
-        let head = format!("log \"{}\" {{ warning, error, fatal }};\nrouter id {SND_V4};\nprotocol device {{ scan time 60; }}\n", dir.join("bird.log").display());
+        let head = format!(
+            "log \"{}\" {{ warning, error, fatal }};\nrouter id {SND_V4};\nprotocol device {{ scan time 60; }}\n",
+            dir.join("bird.log").display()
+        );
         let mut tail = String::new();
         for (i, n) in neighbors.iter().enumerate() {
             let local = if n.is_ipv4() { IpAddr::V4(SND_V4) } else { IpAddr::V6(SND_V6) };
@@ -241,7 +313,12 @@ impl BirdSender {
         let statics = static_block(fam, prefixes.iter().map(|p| format!("{p}/{}", fam.host_len())));
         write_config(&dir, &[&head, &statics, &tail], None);
         let (c, s) = (dir.join("bird.conf"), dir.join("bird.ctl"));
-        let proc = snd.spawn("bird sender", &["bird", "-f", "-c", c.to_str().unwrap(), "-s", s.to_str().unwrap()], &dir.join("stdout.log"), &[]);
+        let proc = snd.spawn(
+            "bird sender",
+            &["bird", "-f", "-c", c.to_str().unwrap(), "-s", s.to_str().unwrap()],
+            &dir.join("stdout.log"),
+            &[],
+        );
         let ctl = BirdCtl::connect(&s).expect("sender BIRD control socket");
         BirdSender { proc, dir, ctl, head, statics, tail, awake: None }
     }

@@ -141,7 +141,14 @@ pub struct Replay {
 }
 
 impl Replay {
-    pub fn start(ns: &str, local: IpAddr, remote: IpAddr, asn: u32, updates: Arc<Vec<u8>>, stop: Arc<AtomicBool>) -> io::Result<Replay> {
+    pub fn start(
+        ns: &str,
+        local: IpAddr,
+        remote: IpAddr,
+        asn: u32,
+        updates: Arc<Vec<u8>>,
+        stop: Arc<AtomicBool>,
+    ) -> io::Result<Replay> {
         let (tx, rx) = mpsc::channel();
         let thread = spawn_in_netns(ns, move || {
             let r = replay_session(local, remote, asn, &updates, &stop, &tx);
@@ -164,8 +171,16 @@ impl Drop for Replay {
 
 type Started = io::Result<()>;
 
-fn replay_session(local: IpAddr, remote: IpAddr, asn: u32, updates: &[u8], stop: &AtomicBool, tx: &mpsc::Sender<Started>) -> io::Result<()> {
-    let sock = socket2::Socket::new(socket2::Domain::for_address(SocketAddr::new(remote, 179)), socket2::Type::STREAM, None)?;
+fn replay_session(
+    local: IpAddr,
+    remote: IpAddr,
+    asn: u32,
+    updates: &[u8],
+    stop: &AtomicBool,
+    tx: &mpsc::Sender<Started>,
+) -> io::Result<()> {
+    let sock =
+        socket2::Socket::new(socket2::Domain::for_address(SocketAddr::new(remote, 179)), socket2::Type::STREAM, None)?;
     sock.bind(&SocketAddr::new(local, 0).into())?;
     sock.connect_timeout(&SocketAddr::new(remote, 179).into(), Duration::from_secs(10))?;
     let mut s: TcpStream = sock.into();
@@ -279,8 +294,20 @@ impl Sniffer {
         let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
         // SAFETY: getsockopt(2) on the capture's descriptor (open until the sniffer is dropped) into a
         // struct of the size passed.
-        let r = unsafe { libc::getsockopt(self.fd, libc::SOL_PACKET, libc::PACKET_STATISTICS, (&mut st as *mut libc::tpacket_stats).cast(), &mut len) };
-        if r == 0 { st.tp_drops } else { u32::MAX }
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd,
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&mut st as *mut libc::tpacket_stats).cast(),
+                &mut len,
+            )
+        };
+        if r == 0 {
+            st.tp_drops
+        } else {
+            u32::MAX
+        }
     }
 
     /// Forgets the frames matched so far.
@@ -362,18 +389,38 @@ fn packet_socket(dev: &str) -> io::Result<i32> {
         // The receive buffer holds whole frames (up to 64 KiB with GSO): 100k IPv6 routes to 4 receivers
         // overflowed the default one and the last frames were lost. Root may force a larger one.
         let big: libc::c_int = 256 << 20;
-        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, (&big as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as u32);
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&big as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as u32,
+        );
         let tv = libc::timeval { tv_sec: 0, tv_usec: 50_000 };
-        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, (&tv as *const libc::timeval).cast(), std::mem::size_of::<libc::timeval>() as u32);
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as u32,
+        );
         let on: libc::c_int = 1;
-        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, (&on as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as u32);
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as u32,
+        );
         let name = std::ffi::CString::new(dev).unwrap();
         let ifindex = libc::if_nametoindex(name.as_ptr());
         let mut sll: libc::sockaddr_ll = std::mem::zeroed();
         sll.sll_family = libc::AF_PACKET as u16;
         sll.sll_protocol = proto;
         sll.sll_ifindex = ifindex as i32;
-        if libc::bind(fd, (&sll as *const libc::sockaddr_ll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as u32) < 0 {
+        if libc::bind(fd, (&sll as *const libc::sockaddr_ll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as u32)
+            < 0
+        {
             let e = io::Error::last_os_error();
             libc::close(fd);
             return Err(e);
@@ -413,7 +460,11 @@ fn tcp_segment(f: &[u8]) -> Option<(IpAddr, IpAddr, &[u8])> {
         0x0800 if ip.len() >= 20 && ip[9] == 6 => {
             let ihl = (ip[0] & 0x0f) as usize * 4;
             let total = (u16::from_be_bytes([ip[2], ip[3]]) as usize).min(ip.len());
-            (IpAddr::from([ip[12], ip[13], ip[14], ip[15]]), IpAddr::from([ip[16], ip[17], ip[18], ip[19]]), ip.get(ihl..total)?)
+            (
+                IpAddr::from([ip[12], ip[13], ip[14], ip[15]]),
+                IpAddr::from([ip[16], ip[17], ip[18], ip[19]]),
+                ip.get(ihl..total)?,
+            )
         }
         0x86dd if ip.len() >= 40 && ip[6] == 6 => {
             let (mut a, mut b) = ([0u8; 16], [0u8; 16]);

@@ -22,7 +22,10 @@ pub fn convergence(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
                 // for working on one sender: BENCH_SENDERS=speakerd (the replay limit always runs)
                 let senders: Vec<&'static str> = SENDERS
                     .into_iter()
-                    .filter(|s| std::env::var("BENCH_SENDERS").map_or(true, |v| *s == "replay limit" || v.split(',').any(|x| x == *s)))
+                    .filter(|s| {
+                        std::env::var("BENCH_SENDERS")
+                            .map_or(true, |v| *s == "replay limit" || v.split(',').any(|x| x == *s))
+                    })
                     .collect();
                 // The replay limit and speakerd take milliseconds per row, where one run's noise is of
                 // the same size: their rows are the median of `conv_repeat` runs. The runs alternate
@@ -37,14 +40,7 @@ pub fn convergence(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
                             continue;
                         }
                         eprintln!("bench: convergence {} n={n} k={k} {sender} (run {} of {runs})", fam.name(), run + 1);
-                        let mut row = ConvRow {
-                            fam: Some(fam),
-                            n,
-                            k,
-                            sender,
-                            runs,
-                            ..Default::default()
-                        };
+                        let mut row = ConvRow { fam: Some(fam), n, k, sender, runs, ..Default::default() };
                         let r = match sender {
                             "replay limit" => conv_replay(ctx, &mut rcv[..k], fam, &prefixes, &mut row),
                             "speakerd" => conv_speakerd(ctx, &mut rcv[..k], fam, &prefixes, &mut row),
@@ -148,11 +144,7 @@ fn conv_replay(
     let updates = Arc::new(wire::updates(prefixes, SND_ASN, SND_V4, SND_V6));
     let stop = Arc::new(AtomicBool::new(false));
     let clock = EstClock::start(ctx, fam);
-    let local = if fam == Fam::V4 {
-        IpAddr::V4(SND_V4)
-    } else {
-        IpAddr::V6(SND_V6)
-    };
+    let local = if fam == Fam::V4 { IpAddr::V4(SND_V4) } else { IpAddr::V6(SND_V6) };
     let threads: Vec<_> = addrs(rcv, fam)
         .into_iter()
         .map(|remote| {
@@ -162,10 +154,7 @@ fn conv_replay(
         .collect();
     let r = wait_converged(rcv, fam.proto(), prefixes.len() as u64, CONVERGE);
     stop.store(true, Ordering::Relaxed);
-    let replays: Vec<_> = threads
-        .into_iter()
-        .map(|t| t.join().expect("replay thread"))
-        .collect();
+    let replays: Vec<_> = threads.into_iter().map(|t| t.join().expect("replay thread")).collect();
     for rp in &replays {
         rp.as_ref().map_err(|e| e.to_string())?;
     }
@@ -361,7 +350,10 @@ pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
         // the persistent clients, taking turns
         let c2 = std::cell::RefCell::new(c.clone());
         let mut sp_add = |p: &str| {
-            let req = AnnounceRequest { owner: "lat".into(), announcements: vec![Announcement { prefix: p.into(), ..Default::default() }] };
+            let req = AnnounceRequest {
+                owner: "lat".into(),
+                announcements: vec![Announcement { prefix: p.into(), ..Default::default() }],
+            };
             ctx.rt.block_on(c2.borrow_mut().announce(req)).map(|_| ()).map_err(|e| e.to_string())
         };
         let mut sp_del = |p: &str| {
@@ -373,7 +365,12 @@ pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
         let mut go_del = |p: &str| g.borrow_mut().delete_path(ctx.rt, path(p));
         let (mut sp_r, mut go_r) = (sp_up.clone().map(|_| Probes::default()), go_up.clone().map(|_| Probes::default()));
         let (sniff_s, sniff_g) = (updates_to(ctx, &rs[0]), updates_to(ctx, &rg[0]));
-        let turn = |acc: &mut Result<Probes, String>, sniff: &Sniffer, r: &mut Receiver, range, add: &mut dyn FnMut(&str) -> Result<(), String>, del: &mut dyn FnMut(&str) -> Result<(), String>| {
+        let turn = |acc: &mut Result<Probes, String>,
+                    sniff: &Sniffer,
+                    r: &mut Receiver,
+                    range,
+                    add: &mut dyn FnMut(&str) -> Result<(), String>,
+                    del: &mut dyn FnMut(&str) -> Result<(), String>| {
             if let Ok(a) = acc {
                 match probe_block(sniff, r, range, true, add, del) {
                     Ok(p) => a.extend(p),
@@ -407,7 +404,9 @@ pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
                 Err(String::from_utf8_lossy(&o.stderr).into_owned())
             }
         };
-        let r = sp_up.and_then(|_| probe_loop(ctx, &mut rs[0], ops, |p| ctl(&["announce", "add", p]), |p| ctl(&["announce", "withdraw", p])));
+        let r = sp_up.and_then(|_| {
+            probe_loop(ctx, &mut rs[0], ops, |p| ctl(&["announce", "add", p]), |p| ctl(&["announce", "withdraw", p]))
+        });
         res.lat.push(LatRow::from("speakerd", "one `speakerctl` call", bg, r));
         let r = go_up.and_then(|_| {
             probe_loop(
@@ -427,14 +426,7 @@ pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
         // BIRD: no call adds one route; the config is rewritten and re-read over the control socket
         {
             eprintln!("bench: latency BIRD bg={bg}");
-            let b = std::cell::RefCell::new(BirdSender::start(
-                ctx.snd,
-                Fam::V4,
-                &prefixes,
-                &me,
-                true,
-                Some(1),
-            ));
+            let b = std::cell::RefCell::new(BirdSender::start(ctx.snd, Fam::V4, &prefixes, &me, true, Some(1)));
             let r = wait_converged(rs, "s4", bg as u64, CONVERGE).and_then(|_| {
                 probe_loop(
                     ctx,
@@ -444,8 +436,7 @@ pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
                     |_| b.borrow_mut().reconfigure(None),
                 )
             });
-            res.lat
-                .push(LatRow::from("BIRD", "config rewrite + `configure`", bg, r));
+            res.lat.push(LatRow::from("BIRD", "config rewrite + `configure`", bg, r));
             drop(b);
             let _ = wait_idle(rs, "s4");
         }
@@ -458,24 +449,12 @@ pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
 pub fn start_times(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
     let peer = rcv[0].host.v4;
     let me = [IpAddr::V4(peer)];
-    let kinds = [
-        "speakerd",
-        "gobgpd",
-        "BIRD (default)",
-        "BIRD (connect delay time 0)",
-    ];
+    let kinds = ["speakerd", "gobgpd", "BIRD (default)", "BIRD (connect delay time 0)"];
     for kind in kinds {
-        let mut row = StartRow {
-            sender: kind,
-            ..Default::default()
-        };
+        let mut row = StartRow { sender: kind, ..Default::default() };
         for _ in 0..ctx.plan.start_runs {
             eprintln!("bench: start {kind}");
-            let sniff = Sniffer::start(
-                rcv[0].host.name(),
-                "eth0",
-                wire::is_bgp_open_from(IpAddr::V4(SND_V4)),
-            );
+            let sniff = Sniffer::start(rcv[0].host.name(), "eth0", wire::is_bgp_open_from(IpAddr::V4(SND_V4)));
             let t0 = Instant::now();
             let handle: Box<dyn std::any::Any> = match kind {
                 "speakerd" => Box::new(
@@ -484,15 +463,11 @@ pub fn start_times(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
                         .router_id(SND_V4)
                         .no_bgp_listen()
                         .env("RUST_LOG", "warn")
-                        .config(&format!(
-                            "[[peers]]\naddress = \"{peer}\"\npeer_asn = {RCV_ASN}\n"
-                        ))
+                        .config(&format!("[[peers]]\naddress = \"{peer}\"\npeer_asn = {RCV_ASN}\n"))
                         .spawn(),
                 ),
                 "gobgpd" => Box::new(GobgpSender::start(ctx, &me)),
-                "BIRD (default)" => {
-                    Box::new(BirdSender::start(ctx.snd, Fam::V4, &[], &me, true, None))
-                }
+                "BIRD (default)" => Box::new(BirdSender::start(ctx.snd, Fam::V4, &[], &me, true, None)),
                 _ => Box::new(BirdSender::start(ctx.snd, Fam::V4, &[], &me, true, Some(0))),
             };
             let open = sniff.first(Duration::from_secs(60));
@@ -502,13 +477,7 @@ pub fn start_times(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
                     row.open.push(o - t0);
                     row.est.push(e - t0);
                 }
-                (o, e) => {
-                    row.err = Some(format!(
-                        "OPEN seen: {}, Established: {:?}",
-                        o.is_some(),
-                        e.err()
-                    ))
-                }
+                (o, e) => row.err = Some(format!("OPEN seen: {}, Established: {:?}", o.is_some(), e.err())),
             }
             drop(handle);
             let _ = wait_idle(rcv, "s4");
@@ -526,28 +495,21 @@ pub fn start_times(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
             .router_id(SND_V4)
             .no_bgp_listen()
             .env("RUST_LOG", "warn")
-            .config(&format!(
-                "[[peers]]\naddress = \"{peer}\"\npeer_asn = {RCV_ASN}\n"
-            ))
+            .config(&format!("[[peers]]\naddress = \"{peer}\"\npeer_asn = {RCV_ASN}\n"))
             .start();
         let mut c = speakerd_client(ctx.rt, &sp);
         set_announcements(ctx.rt, &mut c, "bench", all.clone())?;
         wait_converged(rcv, "s4", n as u64, CONVERGE)?;
-        let before = rcv[0]
-            .ctl
-            .cmd("show protocols s4")
-            .map_err(|e| e.to_string())?;
+        let before = rcv[0].ctl.cmd("show protocols s4").map_err(|e| e.to_string())?;
         let t0 = Instant::now();
         sp.restart();
         let mut c = speakerd_client(ctx.rt, &sp);
         set_announcements(ctx.rt, &mut c, "bench", all)?;
         // the old session must be gone (its state line, with its "since", changed) before counts mean anything
-        try_wait_until(Duration::from_secs(30), || {
-            match rcv[0].ctl.cmd("show protocols s4") {
-                Ok(o) if o != before => Ok(()),
-                Ok(o) => Err(o),
-                Err(e) => Err(e.to_string()),
-            }
+        try_wait_until(Duration::from_secs(30), || match rcv[0].ctl.cmd("show protocols s4") {
+            Ok(o) if o != before => Ok(()),
+            Ok(o) => Err(o),
+            Err(e) => Err(e.to_string()),
         })?;
         let (_, done) = wait_converged(rcv, "s4", n as u64, CONVERGE)?;
         Ok(done - t0)
@@ -564,29 +526,16 @@ pub fn scale(ctx: &Ctx, r1: &Host, res: &mut Results) {
     let p = ctx.plan.scale_prefixes;
     eprintln!("bench: scale {n} sessions, {p} prefixes");
     // one address per session on each side's loopback: BIRD tells its protocols apart by neighbor address
-    let addr =
-        |net: u8, i: usize| std::net::Ipv4Addr::new(10, net, (i / 250) as u8, (i % 250 + 1) as u8);
+    let addr = |net: u8, i: usize| std::net::Ipv4Addr::new(10, net, (i / 250) as u8, (i % 250 + 1) as u8);
     for (host, net) in [(r1, 100), (ctx.snd, 101)] {
         let batch = host.state_dir("addrs").join("batch");
-        let cmds: String = (0..n)
-            .map(|i| format!("addr add {}/32 dev lo\n", addr(net, i)))
-            .collect();
+        let cmds: String = (0..n).map(|i| format!("addr add {}/32 dev lo\n", addr(net, i))).collect();
         std::fs::write(&batch, cmds).unwrap();
         host.ip(&["-batch", batch.to_str().unwrap()]);
     }
-    ctx.snd
-        .ip(&["route", "add", "10.100.0.0/16", "via", &r1.v4.to_string()]);
-    r1.ip(&[
-        "route",
-        "add",
-        "10.101.0.0/16",
-        "via",
-        &ctx.snd.v4.to_string(),
-    ]);
-    let mut conf = format!(
-        "router id {};\nprotocol device {{ scan time 60; }}\n",
-        r1.v4
-    );
+    ctx.snd.ip(&["route", "add", "10.100.0.0/16", "via", &r1.v4.to_string()]);
+    r1.ip(&["route", "add", "10.101.0.0/16", "via", &ctx.snd.v4.to_string()]);
+    let mut conf = format!("router id {};\nprotocol device {{ scan time 60; }}\n", r1.v4);
     for i in 0..n {
         conf += &format!(
             "protocol bgp p{i} {{ local {} as {RCV_ASN}; neighbor {} as {SND_ASN}; multihop 2; passive on; ipv4 {{ import none; export none; }}; }}\n",
@@ -595,11 +544,7 @@ pub fn scale(ctx: &Ctx, r1: &Host, res: &mut Results) {
         );
     }
     let mut rcv = Receiver::start_with(r1, &conf);
-    let mut row = ScaleRow {
-        sessions: n,
-        prefixes: p,
-        ..Default::default()
-    };
+    let mut row = ScaleRow { sessions: n, prefixes: p, ..Default::default() };
     let r = (|| -> Result<(), String> {
         let sp = start_speakerd(ctx.snd);
         let mut c = speakerd_client(ctx.rt, &sp);
@@ -612,12 +557,10 @@ pub fn scale(ctx: &Ctx, r1: &Host, res: &mut Results) {
             .collect();
         let t0 = Instant::now();
         set_peers(ctx.rt, &mut c, peers)?;
-        let up = try_wait_until(Duration::from_secs(300), || {
-            match rcv.ctl.established_count() {
-                Ok(k) if k == n => Ok(Instant::now()),
-                Ok(k) => Err(format!("{k} of {n} established")),
-                Err(e) => Err(e.to_string()),
-            }
+        let up = try_wait_until(Duration::from_secs(300), || match rcv.ctl.established_count() {
+            Ok(k) if k == n => Ok(Instant::now()),
+            Ok(k) => Err(format!("{k} of {n} established")),
+            Err(e) => Err(e.to_string()),
         })?;
         row.establish_all = Some(up - t0);
         let cpu0 = cpu_secs(sp.pid());
@@ -626,27 +569,12 @@ pub fn scale(ctx: &Ctx, r1: &Host, res: &mut Results) {
         row.idle_cpu_pct = Some((cpu_secs(sp.pid()) - cpu0) / idle * 100.0);
         let cpu1 = cpu_secs(sp.pid());
         let t1 = Instant::now();
-        set_announcements(
-            ctx.rt,
-            &mut c,
-            "bench",
-            announcements(&Fam::V4.prefixes(p), 32),
-        )?;
+        set_announcements(ctx.rt, &mut c, "bench", announcements(&Fam::V4.prefixes(p), 32))?;
         try_wait_until(Duration::from_secs(1800), || {
-            let out = rcv
-                .ctl
-                .cmd("show protocols all")
-                .map_err(|e| e.to_string())?;
+            let out = rcv.ctl.cmd("show protocols all").map_err(|e| e.to_string())?;
             let got: u64 = out
                 .lines()
-                .filter_map(|l| {
-                    l.split("Import updates:")
-                        .nth(1)?
-                        .split_whitespace()
-                        .next()?
-                        .parse::<u64>()
-                        .ok()
-                })
+                .filter_map(|l| l.split("Import updates:").nth(1)?.split_whitespace().next()?.parse::<u64>().ok())
                 .sum();
             if got >= (n * p) as u64 {
                 Ok(())
@@ -672,16 +600,9 @@ pub fn scale(ctx: &Ctx, r1: &Host, res: &mut Results) {
             .into_inner()
             .peers;
         row.still_established = rcv.ctl.established_count().map_err(|e| e.to_string())?;
-        row.drops = peers
-            .iter()
-            .filter_map(|p| p.state.as_ref())
-            .map(|s| s.dropped_count)
-            .sum();
+        row.drops = peers.iter().filter_map(|p| p.state.as_ref()).map(|s| s.dropped_count).sum();
         row.hold_expiries = (rcv.log().matches("Hold timer expired").count()
-            + sp.log()
-                .to_lowercase()
-                .matches("hold timer expired")
-                .count()) as u64;
+            + sp.log().to_lowercase().matches("hold timer expired").count()) as u64;
         Ok(())
     })();
     if let Err(e) = r {
@@ -709,9 +630,7 @@ fn l2_failover_with(plan: &Plan, probe_ms: Option<u64>) -> L2Row {
     // every node seeds every other one, so a restarted node finds the group whichever it is
     let start = |i: usize| {
         let h = &seg.hosts[i];
-        let mut b = Speakerd::builder(h)
-            .l2_node(names[i], h.v4, None)
-            .env("RUST_LOG", "warn");
+        let mut b = Speakerd::builder(h).l2_node(names[i], h.v4, None).env("RUST_LOG", "warn");
         if let Some(ms) = probe_ms {
             b = b.arg("--gossip-probe-ms").arg(&ms.to_string());
         }
@@ -734,18 +653,14 @@ fn l2_failover_with(plan: &Plan, probe_ms: Option<u64>) -> L2Row {
             let mut owners = std::collections::BTreeSet::new();
             for sp in nodes {
                 let v = sp.speakerctl_json(&["members"]);
-                let alive = v["members"]
-                    .as_array()
-                    .map_or(0, |m| m.iter().filter(|x| x["state"] == "alive").count());
+                let alive = v["members"].as_array().map_or(0, |m| m.iter().filter(|x| x["state"] == "alive").count());
                 if alive != 3 {
                     return Err(format!("{alive} alive members"));
                 }
                 owners.insert(sp.ctl(&["l2", "owner", ip]).trim().to_string());
             }
             match owners.len() {
-                1 if !owners.contains("(none)") => {
-                    Ok(owners.into_iter().next().unwrap_or_default())
-                }
+                1 if !owners.contains("(none)") => Ok(owners.into_iter().next().unwrap_or_default()),
                 _ => Err(format!("owners {owners:?}")),
             }
         })
@@ -755,21 +670,12 @@ fn l2_failover_with(plan: &Plan, probe_ms: Option<u64>) -> L2Row {
         let r = (|| -> Result<Duration, String> {
             let owner = agreed(&nodes)?;
             std::thread::sleep(Duration::from_millis(500)); // let the owner's own GARPs pass
-            let i = names
-                .iter()
-                .position(|n| *n == owner)
-                .ok_or(format!("unknown owner {owner}"))?;
+            let i = names.iter().position(|n| *n == owner).ok_or(format!("unknown owner {owner}"))?;
             let mac = wire::parse_mac(&seg.hosts[i].mac());
-            let sniff = Sniffer::start(
-                seg.hosts[3].name(),
-                "eth0",
-                wire::is_garp(ip.parse().unwrap(), mac),
-            );
+            let sniff = Sniffer::start(seg.hosts[3].name(), "eth0", wire::is_garp(ip.parse().unwrap(), mac));
             let t0 = Instant::now();
             nodes[i].kill9();
-            let first = sniff
-                .first(Duration::from_secs(10))
-                .ok_or("no gratuitous ARP from a survivor within 10 s")?;
+            let first = sniff.first(Duration::from_secs(10)).ok_or("no gratuitous ARP from a survivor within 10 s")?;
             nodes[i] = start(i);
             Ok(first - t0)
         })();

@@ -122,7 +122,6 @@ pub fn bridge(api: &Api, node: &str, sp: &Speakerd, metrics_port: u16) -> Proc {
     )
 }
 
-
 pub fn metric(port: u16, name: &str) -> Result<f64, String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
@@ -134,7 +133,6 @@ pub fn metric(port: u16, name: &str) -> Result<f64, String> {
         .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
         .ok_or_else(|| format!("{name} not in {body}"))
 }
-
 
 /// speakerd for a Kubernetes node: named, gossip on its eth0 address (seeds come from k8s-bridge),
 /// fast GARP repeats, active BGP only.

@@ -37,19 +37,12 @@ impl Drop for LabInner {
     fn drop(&mut self) {
         let nss = std::mem::take(&mut *self.namespaces.lock().unwrap_or_else(|e| e.into_inner()));
         for ns in nss.iter().rev() {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
+            let _ = Command::new("ip").args(["netns", "del", ns]).stderr(Stdio::null()).status();
         }
         let _ = fs::remove_file(self.dir.join("namespaces"));
         // SPEAKERD_KEEP_LAB=1 keeps them after a passing test too (for reading daemon logs).
         if std::thread::panicking() || std::env::var_os("SPEAKERD_KEEP_LAB").is_some() {
-            eprintln!(
-                "lab {}: logs and configs kept in {}",
-                self.prefix,
-                self.dir.display()
-            );
+            eprintln!("lab {}: logs and configs kept in {}", self.prefix, self.dir.display());
         } else {
             let _ = fs::remove_dir_all(&self.dir);
         }
@@ -69,12 +62,8 @@ impl Lab {
             panic!("{test}: cannot build a network lab: {why}");
         }
         STALE_CLEANUP.call_once(cleanup_stale_labs);
-        let short: String = test
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .take(8)
-            .collect::<String>()
-            .to_lowercase();
+        let short: String =
+            test.chars().filter(|c| c.is_ascii_alphanumeric()).take(8).collect::<String>().to_lowercase();
         let prefix = format!(
             "{}-{}-{}",
             if short.is_empty() { "lab" } else { &short },
@@ -85,18 +74,9 @@ impl Lab {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
         let me = std::process::id();
-        fs::write(
-            dir.join("owner"),
-            format!("{me} {}\n", proc_start_time(me).unwrap_or_default()),
-        )
-        .expect("write lab owner file");
-        Lab {
-            inner: Arc::new(LabInner {
-                prefix,
-                dir,
-                namespaces: Mutex::new(Vec::new()),
-            }),
-        }
+        fs::write(dir.join("owner"), format!("{me} {}\n", proc_start_time(me).unwrap_or_default()))
+            .expect("write lab owner file");
+        Lab { inner: Arc::new(LabInner { prefix, dir, namespaces: Mutex::new(Vec::new()) }) }
     }
 
     /// [`Lab::new`] if this machine can run it (root, `ip netns`, the `tools`: see
@@ -120,17 +100,9 @@ impl Lab {
         let name = format!("{}-{short}", self.inner.prefix);
         run_ok(&["ip", "netns", "add", &name]);
         self.inner.namespaces.lock().unwrap().push(name.clone());
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.inner.dir.join("namespaces"))
-            .unwrap();
+        let mut f = OpenOptions::new().create(true).append(true).open(self.inner.dir.join("namespaces")).unwrap();
         writeln!(f, "{name}").unwrap();
-        let ns = Netns {
-            name,
-            short: short.to_string(),
-            lab: self.inner.clone(),
-        };
+        let ns = Netns { name, short: short.to_string(), lab: self.inner.clone() };
         ns.ip(&["link", "set", "lo", "up"]);
         ns.run_ok(&[
             "sysctl",
@@ -145,14 +117,8 @@ impl Lab {
 
     /// A veth pair: `a_if` in `a`, `b_if` in `b`, both up (interface names ≤ 15 characters).
     pub fn veth(&self, a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
-        assert!(
-            a_if.len() <= 15 && b_if.len() <= 15,
-            "interface names must be at most 15 characters"
-        );
-        run_ok(&[
-            "ip", "link", "add", a_if, "netns", &a.name, "type", "veth", "peer", "name", b_if,
-            "netns", &b.name,
-        ]);
+        assert!(a_if.len() <= 15 && b_if.len() <= 15, "interface names must be at most 15 characters");
+        run_ok(&["ip", "link", "add", a_if, "netns", &a.name, "type", "veth", "peer", "name", b_if, "netns", &b.name]);
         a.link_up(a_if);
         b.link_up(b_if);
     }
@@ -162,18 +128,8 @@ impl Lab {
     pub fn pair(&self, a: &str, b: &str) -> (Host, Host) {
         let (na, nb) = (self.ns(a), self.ns(b));
         self.veth(&na, "eth0", &nb, "eth0");
-        let ha = Host::configure(
-            na,
-            "eth0",
-            Ipv4Addr::new(192, 0, 2, 1),
-            "2001:db8::1".parse().unwrap(),
-        );
-        let hb = Host::configure(
-            nb,
-            "eth0",
-            Ipv4Addr::new(192, 0, 2, 2),
-            "2001:db8::2".parse().unwrap(),
-        );
+        let ha = Host::configure(na, "eth0", Ipv4Addr::new(192, 0, 2, 1), "2001:db8::1".parse().unwrap());
+        let hb = Host::configure(nb, "eth0", Ipv4Addr::new(192, 0, 2, 2), "2001:db8::2".parse().unwrap());
         ha.wait_ping(hb.v4.into());
         ha.wait_ping(hb.v6.into());
         (ha, hb)
@@ -217,29 +173,15 @@ impl Lab {
         nr.addr_add("eth0", "2001:db8:1::fe/64");
         nr.addr_add("eth1", "198.51.100.254/24");
         nr.addr_add("eth1", "2001:db8:2::fe/64");
-        let ha = Host::configure(
-            na,
-            "eth0",
-            Ipv4Addr::new(192, 0, 2, 1),
-            "2001:db8:1::1".parse().unwrap(),
-        );
-        let hb = Host::configure(
-            nb,
-            "eth0",
-            Ipv4Addr::new(198, 51, 100, 1),
-            "2001:db8:2::1".parse().unwrap(),
-        );
+        let ha = Host::configure(na, "eth0", Ipv4Addr::new(192, 0, 2, 1), "2001:db8:1::1".parse().unwrap());
+        let hb = Host::configure(nb, "eth0", Ipv4Addr::new(198, 51, 100, 1), "2001:db8:2::1".parse().unwrap());
         ha.ip(&["route", "add", "default", "via", "192.0.2.254"]);
         ha.ip(&["-6", "route", "add", "default", "via", "2001:db8:1::fe"]);
         hb.ip(&["route", "add", "default", "via", "198.51.100.254"]);
         hb.ip(&["-6", "route", "add", "default", "via", "2001:db8:2::fe"]);
         ha.wait_ping(hb.v4.into());
         ha.wait_ping(hb.v6.into());
-        Routed {
-            a: ha,
-            router: nr,
-            b: hb,
-        }
+        Routed { a: ha, router: nr, b: hb }
     }
 }
 
@@ -269,12 +211,7 @@ impl Host {
     fn configure(ns: Netns, dev: &str, v4: Ipv4Addr, v6: Ipv6Addr) -> Host {
         ns.addr_add(dev, &format!("{v4}/24"));
         ns.addr_add(dev, &format!("{v6}/64"));
-        Host {
-            ns,
-            dev: dev.to_string(),
-            v4,
-            v6,
-        }
+        Host { ns, dev: dev.to_string(), v4, v6 }
     }
 }
 
@@ -290,7 +227,12 @@ impl Host {
         let out = self.exec(&["arping", "-c", "1", "-w", "2", "-I", &self.dev, ip]);
         let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
         // "unicast reply from 192.0.2.100 [aa:bb:cc:dd:ee:ff]"
-        text.split("reply from").nth(1).and_then(|r| r.split('[').nth(1)).and_then(|r| r.split(']').next()).map(str::to_string).ok_or(text)
+        text.split("reply from")
+            .nth(1)
+            .and_then(|r| r.split('[').nth(1))
+            .and_then(|r| r.split(']').next())
+            .map(str::to_string)
+            .ok_or(text)
     }
 }
 
@@ -372,12 +314,7 @@ impl Netns {
 
     /// IPv4 and IPv6 forwarding on.
     pub fn enable_forwarding(&self) {
-        self.run_ok(&[
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=1",
-            "net.ipv6.conf.all.forwarding=1",
-        ]);
+        self.run_ok(&["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]);
     }
 
     /// Adds `cidr` (e.g. `192.0.2.1/24`, `2001:db8::1/64`) to `dev`; IPv6 with `nodad`.
@@ -397,15 +334,7 @@ impl Netns {
 
     /// `ip route add ARGS…` (IPv6 when the first argument contains a `:`), e.g. `&["203.0.113.0/24", "via", "192.0.2.2"]`.
     pub fn route_add(&self, args: &[&str]) {
-        let mut argv = vec![
-            if args.iter().any(|a| a.contains(':')) {
-                "-6"
-            } else {
-                "-4"
-            },
-            "route",
-            "add",
-        ];
+        let mut argv = vec![if args.iter().any(|a| a.contains(':')) { "-6" } else { "-4" }, "route", "add"];
         argv.extend_from_slice(args);
         self.ip(&argv);
     }
@@ -438,18 +367,13 @@ impl Netns {
     }
 
     pub fn ping(&self, addr: IpAddr) -> Result<(), String> {
-        self.run(&["ping", "-c1", "-W1", "-q", &addr.to_string()])
-            .map(|_| ())
+        self.run(&["ping", "-c1", "-W1", "-q", &addr.to_string()]).map(|_| ())
     }
 
     /// Waits up to 10 s for `addr` to answer a ping.
     #[track_caller]
     pub fn wait_ping(&self, addr: IpAddr) {
-        wait_until(
-            Duration::from_secs(10),
-            &format!("{} to ping {addr}", self.name),
-            || self.ping(addr),
-        );
+        wait_until(Duration::from_secs(10), &format!("{} to ping {addr}", self.name), || self.ping(addr));
     }
 
     /// Starts `argv` inside the namespace with stdout+stderr appended to `log`; see [`Proc`].
@@ -475,43 +399,25 @@ pub struct Proc {
 impl Proc {
     /// Spawns `argv` (no namespace change) with stdout+stderr appended to `log`, stdin closed, in its own
     /// process group, with `PR_SET_PDEATHSIG(SIGKILL)`.
-    pub fn spawn(
-        label: &str,
-        argv: &[&str],
-        log: &Path,
-        envs: &[(&str, &str)],
-        ns: Option<Netns>,
-    ) -> Proc {
+    pub fn spawn(label: &str, argv: &[&str], log: &Path, envs: &[(&str, &str)], ns: Option<Netns>) -> Proc {
         let f = OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .unwrap_or_else(|e| panic!("open {}: {e}", log.display()));
         let mut cmd = Command::new(argv[0]);
-        cmd.args(&argv[1..])
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().unwrap())
-            .stderr(f)
-            .process_group(0);
+        cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(f.try_clone().unwrap()).stderr(f).process_group(0);
         for (k, v) in envs {
             cmd.env(k, v);
         }
         // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
         unsafe {
             cmd.pre_exec(|| {
-                libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGKILL as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                );
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
                 Ok(())
             });
         }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("{label}: cannot start {}: {e}", argv.join(" ")));
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("{label}: cannot start {}: {e}", argv.join(" ")));
         Proc {
             label: label.to_string(),
             pid: child.id(),
@@ -537,11 +443,7 @@ impl Proc {
 
     /// Sends `sig` (e.g. `libc::SIGHUP`). Panics if the process was already reaped.
     pub fn signal(&self, sig: i32) {
-        assert!(
-            self.child.is_some(),
-            "{}: signal {sig} to a process that already exited",
-            self.label
-        );
+        assert!(self.child.is_some(), "{}: signal {sig} to a process that already exited", self.label);
         // SAFETY: plain syscall; pid is our unreaped child.
         unsafe { libc::kill(self.pid as i32, sig) };
     }
@@ -645,10 +547,7 @@ fn cleanup_stale_labs() {
             continue; // owner still running (maybe this very process)
         }
         for ns in nss.lines().filter(|l| !l.is_empty()) {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
+            let _ = Command::new("ip").args(["netns", "del", ns]).stderr(Stdio::null()).status();
         }
         let _ = fs::remove_file(dir.join("namespaces"));
     }

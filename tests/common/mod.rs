@@ -39,10 +39,7 @@ pub fn wait_until<T>(timeout: Duration, what: &str, f: impl FnMut() -> Result<T,
 }
 
 /// Like [`wait_until`] but returns the last error instead of panicking.
-pub fn try_wait_until<T>(
-    timeout: Duration,
-    mut f: impl FnMut() -> Result<T, String>,
-) -> Result<T, String> {
+pub fn try_wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> Result<T, String> {
     let deadline = Instant::now() + timeout;
     loop {
         match f() {
@@ -80,12 +77,7 @@ pub fn lab_unavailable(tools: &[&str]) -> Option<String> {
     }
     match Command::new("ip").args(["netns", "list"]).output() {
         Ok(o) if o.status.success() => {}
-        Ok(o) => {
-            return Some(format!(
-                "`ip netns list` failed: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ))
-        }
+        Ok(o) => return Some(format!("`ip netns list` failed: {}", String::from_utf8_lossy(&o.stderr).trim())),
         Err(e) => return Some(format!("cannot run `ip`: {e}")),
     }
     for tool in tools {
@@ -97,9 +89,7 @@ pub fn lab_unavailable(tools: &[&str]) -> Option<String> {
         };
         for p in progs {
             if find_program(p).is_none() {
-                return Some(format!(
-                    "`{p}` not installed (run scripts/install-test-deps.sh)"
-                ));
+                return Some(format!("`{p}` not installed (run scripts/install-test-deps.sh)"));
             }
         }
     }
@@ -112,9 +102,7 @@ pub fn find_program(prog: &str) -> Option<std::path::PathBuf> {
         return Path::new(prog).exists().then(|| prog.into());
     }
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
-    std::env::split_paths(&path)
-        .map(|d| d.join(prog))
-        .find(|p| p.is_file())
+    std::env::split_paths(&path).map(|d| d.join(prog)).find(|p| p.is_file())
 }
 
 /// Decides whether a test runs: `true` if it can; `false` (after recording the skip with
@@ -157,9 +145,7 @@ pub fn run_ok(argv: &[&str]) -> String {
 
 /// The last `n` lines of a file (empty if it cannot be read).
 pub fn tail(path: &Path, n: usize) -> String {
-    let s = std::fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
+    let s = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

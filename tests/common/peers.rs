@@ -292,13 +292,7 @@ pub struct PeerCore {
 impl PeerCore {
     fn new(kind: &'static str, ns: &Netns, cfg: PeerConfig) -> PeerCore {
         let dir = ns.state_dir(kind);
-        PeerCore {
-            ns: ns.clone(),
-            dir,
-            cfg,
-            proc: None,
-            kind,
-        }
+        PeerCore { ns: ns.clone(), dir, cfg, proc: None, kind }
     }
     fn log(&self) -> PathBuf {
         self.dir.join("daemon.log")
@@ -308,9 +302,7 @@ impl PeerCore {
         self.proc = Some(self.ns.spawn(&label, argv, &self.log(), &[]));
     }
     fn proc(&self) -> &Proc {
-        self.proc
-            .as_ref()
-            .unwrap_or_else(|| panic!("{} is not running", self.kind))
+        self.proc.as_ref().unwrap_or_else(|| panic!("{} is not running", self.kind))
     }
     /// Waits until `ready` succeeds; panics early (with the log) if the process exits.
     fn wait_ready(&mut self, ready: impl Fn(&PeerCore) -> Result<(), String>) {
@@ -403,10 +395,7 @@ pub trait BgpPeer {
         }
     }
     fn is_running(&mut self) -> bool {
-        self.core_mut()
-            .proc
-            .as_mut()
-            .is_some_and(|p| p.is_running())
+        self.core_mut().proc.as_mut().is_some_and(|p| p.is_running())
     }
     /// kill -9 (if running) and start again with the same config and current announcements.
     fn restart(&mut self) {
@@ -444,18 +433,14 @@ pub trait BgpPeer {
     where
         Self: Sized,
     {
-        self.wait(
-            timeout,
-            &format!("session with {neighbor} to be {state}"),
-            || {
-                let s = self.session_state(neighbor);
-                if s == state {
-                    Ok(())
-                } else {
-                    Err(s)
-                }
-            },
-        );
+        self.wait(timeout, &format!("session with {neighbor} to be {state}"), || {
+            let s = self.session_state(neighbor);
+            if s == state {
+                Ok(())
+            } else {
+                Err(s)
+            }
+        });
     }
     /// Waits until the session with `neighbor` is in any state other than Established.
     #[track_caller]
@@ -463,26 +448,19 @@ pub trait BgpPeer {
     where
         Self: Sized,
     {
-        self.wait(
-            timeout,
-            &format!("session with {neighbor} to leave Established"),
-            || {
-                let s = self.session_state(neighbor);
-                if s != "Established" {
-                    Ok(s)
-                } else {
-                    Err(s)
-                }
-            },
-        )
+        self.wait(timeout, &format!("session with {neighbor} to leave Established"), || {
+            let s = self.session_state(neighbor);
+            if s != "Established" {
+                Ok(s)
+            } else {
+                Err(s)
+            }
+        })
     }
     /// Received paths for `prefix`.
     fn routes_for(&self, prefix: &str) -> Vec<Route> {
         let p = norm_prefix(prefix);
-        self.routes()
-            .into_iter()
-            .filter(|r| r.prefix == p)
-            .collect()
+        self.routes().into_iter().filter(|r| r.prefix == p).collect()
     }
     /// Waits until a path for `prefix` is received and returns it (the first if several).
     #[track_caller]
@@ -493,10 +471,7 @@ pub trait BgpPeer {
         self.wait(ROUTE_TIMEOUT, &format!("a route for {prefix}"), || {
             let all = self.routes();
             let p = norm_prefix(prefix);
-            all.iter()
-                .find(|r| r.prefix == p)
-                .cloned()
-                .ok_or_else(|| format!("routes: {all:#?}"))
+            all.iter().find(|r| r.prefix == p).cloned().ok_or_else(|| format!("routes: {all:#?}"))
         })
     }
     /// Waits until a received path satisfies `pred` and returns it.
@@ -507,10 +482,7 @@ pub trait BgpPeer {
     {
         self.wait(ROUTE_TIMEOUT, what, || {
             let all = self.routes();
-            all.iter()
-                .find(|r| pred(r))
-                .cloned()
-                .ok_or_else(|| format!("routes: {all:#?}"))
+            all.iter().find(|r| pred(r)).cloned().ok_or_else(|| format!("routes: {all:#?}"))
         })
     }
     /// Waits until no path for `prefix` is left.
@@ -534,14 +506,9 @@ pub trait BgpPeer {
     where
         Self: Sized,
     {
-        self.wait(
-            ROUTE_TIMEOUT,
-            &format!("a NOTIFICATION from {neighbor}"),
-            || {
-                self.last_notification_received(neighbor)
-                    .ok_or_else(|| "none".to_string())
-            },
-        )
+        self.wait(ROUTE_TIMEOUT, &format!("a NOTIFICATION from {neighbor}"), || {
+            self.last_notification_received(neighbor).ok_or_else(|| "none".to_string())
+        })
     }
 }
 
@@ -556,10 +523,8 @@ pub struct Gobgpd {
 
 impl Gobgpd {
     pub fn start(ns: &Netns, cfg: PeerConfig) -> Gobgpd {
-        let mut g = Gobgpd {
-            core: PeerCore::new("gobgpd", ns, cfg),
-            api_port: GOBGP_API_PORT.fetch_add(1, Ordering::Relaxed),
-        };
+        let mut g =
+            Gobgpd { core: PeerCore::new("gobgpd", ns, cfg), api_port: GOBGP_API_PORT.fetch_add(1, Ordering::Relaxed) };
         g.start_process();
         g
     }
@@ -574,23 +539,22 @@ impl Gobgpd {
 
     #[track_caller]
     fn cli_ok(&self, args: &[&str]) -> String {
-        self.cli(args)
-            .unwrap_or_else(|e| panic!("gobgpd in {}: {e}", self.core.ns.name()))
+        self.cli(args).unwrap_or_else(|e| panic!("gobgpd in {}: {e}", self.core.ns.name()))
     }
 
     fn config(&self) -> String {
         assert!(self.core().cfg.bfd.is_none(), "the harness sets up BFD for BIRD only, not gobgpd");
         let c = &self.core.cfg;
-        let mut s = format!(
-            "[global.config]\n  as = {}\n  router-id = \"{}\"\n",
-            c.asn, c.router_id
-        );
+        let mut s = format!("[global.config]\n  as = {}\n  router-id = \"{}\"\n", c.asn, c.router_id);
         if let Some(p) = c.listen_port {
             s += &format!("  port = {p}\n");
         }
         for n in &c.neighbors {
             assert!(!n.no_as4, "gobgpd cannot be configured without the 4-octet AS capability");
-            s += &format!("[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{}\"\n    peer-as = {}\n", n.address, n.remote_asn);
+            s += &format!(
+                "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{}\"\n    peer-as = {}\n",
+                n.address, n.remote_asn
+            );
             if let Some(pw) = &n.password {
                 s += &format!("    auth-password = \"{pw}\"\n");
             }
@@ -616,7 +580,9 @@ impl Gobgpd {
                 s += "  [neighbors.graceful-restart.config]\n    enabled = true\n    restart-time = 120\n";
             }
             for af in ["ipv4-unicast", "ipv6-unicast"] {
-                s += &format!("  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"{af}\"\n");
+                s += &format!(
+                    "  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"{af}\"\n"
+                );
                 if c.graceful_restart {
                     s += "    [neighbors.afi-safis.mp-graceful-restart.config]\n      enabled = true\n";
                 }
@@ -626,12 +592,7 @@ impl Gobgpd {
     }
 
     fn rib_add(&self, a: &Announce) {
-        let mut args: Vec<String> = vec![
-            "global".into(),
-            "rib".into(),
-            "add".into(),
-            a.prefix.clone(),
-        ];
+        let mut args: Vec<String> = vec!["global".into(), "rib".into(), "add".into(), a.prefix.clone()];
         if !a.communities.is_empty() {
             args.extend(["community".into(), a.communities.join(",")]);
         }
@@ -667,19 +628,9 @@ impl BgpPeer for Gobgpd {
         fs::write(&conf, self.config()).unwrap();
         let api = format!("127.0.0.1:{}", self.api_port);
         let conf = conf.to_str().unwrap().to_string();
-        self.core.spawn(&[
-            "gobgpd",
-            "-f",
-            &conf,
-            "-l",
-            "info",
-            "--api-hosts",
-            &api,
-            "--pprof-disable",
-        ]);
+        self.core.spawn(&["gobgpd", "-f", &conf, "-l", "info", "--api-hosts", &api, "--pprof-disable"]);
         let port = self.api_port.to_string();
-        self.core
-            .wait_ready(|c| c.ns.run(&["gobgp", "-p", &port, "global"]).map(|_| ()));
+        self.core.wait_ready(|c| c.ns.run(&["gobgp", "-p", &port, "global"]).map(|_| ()));
         for a in self.core.cfg.announce.clone() {
             self.rib_add(&a);
         }
@@ -716,10 +667,7 @@ impl BgpPeer for Gobgpd {
     }
 
     fn last_notification_received(&self, neighbor: &str) -> Option<Notification> {
-        parse_gobgp_log(
-            &fs::read_to_string(self.core.log()).unwrap_or_default(),
-            &norm_ip(neighbor),
-        )
+        parse_gobgp_log(&fs::read_to_string(self.core.log()).unwrap_or_default(), &norm_ip(neighbor))
     }
 
     fn announce(&mut self, a: Announce) {
@@ -753,8 +701,7 @@ pub fn parse_gobgp_rib(text: &str) -> Vec<Route> {
     if text.is_empty() || text == "null" {
         return vec![];
     }
-    let v: Value =
-        serde_json::from_str(text).unwrap_or_else(|e| panic!("gobgp rib json: {e}: {text}"));
+    let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("gobgp rib json: {e}: {text}"));
     let mut out = vec![];
     let Some(map) = v.as_object() else { return out };
     for (pfx, paths) in map {
@@ -851,19 +798,12 @@ pub fn parse_gobgp_log(log: &str, neighbor: &str) -> Option<Notification> {
             reason
                 .split(key)
                 .nth(1)
-                .map(|s| {
-                    s.chars()
-                        .take_while(|c| c.is_ascii_digit())
-                        .collect::<String>()
-                })
+                .map(|s| s.chars().take_while(|c| c.is_ascii_digit()).collect::<String>())
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0)
         };
-        last = Some(Notification {
-            code: num_after(" code "),
-            subcode: num_after(" subcode "),
-            text: reason.to_string(),
-        });
+        last =
+            Some(Notification { code: num_after(" code "), subcode: num_after(" subcode "), text: reason.to_string() });
     }
     last
 }
@@ -878,9 +818,7 @@ pub struct Bird {
 
 impl Bird {
     pub fn start(ns: &Netns, cfg: PeerConfig) -> Bird {
-        let mut b = Bird {
-            core: PeerCore::new("bird", ns, cfg),
-        };
+        let mut b = Bird { core: PeerCore::new("bird", ns, cfg) };
         b.start_process();
         b
     }
@@ -895,10 +833,7 @@ impl Bird {
         let mut argv = vec!["birdc", "-s", ctl.to_str().unwrap()];
         argv.extend_from_slice(args);
         let out = run(&argv)?;
-        if out
-            .lines()
-            .any(|l| l.contains("syntax error") || l.starts_with("Unable to"))
-        {
+        if out.lines().any(|l| l.contains("syntax error") || l.starts_with("Unable to")) {
             return Err(format!("birdc {}: {out}", args.join(" ")));
         }
         Ok(out)
@@ -914,10 +849,7 @@ impl Bird {
         let d = &self.core.dir;
         // a next hop of the other family for routes exported over a session of one family
         let first_addr = |fam: &str| -> Option<String> {
-            let out = self
-                .core
-                .ns
-                .ip(&[fam, "-o", "addr", "show", "scope", "global"]);
+            let out = self.core.ns.ip(&[fam, "-o", "addr", "show", "scope", "global"]);
             out.lines()
                 .filter_map(|l| l.split_whitespace().nth(3))
                 .next()
@@ -930,10 +862,7 @@ impl Bird {
             c.router_id
         );
         for (name, v6) in [("static4", false), ("static6", true)] {
-            s += &format!(
-                "protocol static {name} {{\n  {};\n",
-                if v6 { "ipv6" } else { "ipv4" }
-            );
+            s += &format!("protocol static {name} {{\n  {};\n", if v6 { "ipv6" } else { "ipv4" });
             for a in c.announce.iter().filter(|a| a.is_v6() == v6) {
                 let mut attrs = String::new();
                 for comm in &a.communities {
@@ -955,11 +884,7 @@ impl Bird {
         // BIRD sends MED over eBGP only when the export filter sets it
         s += "filter ann_export {\n";
         for a in c.announce.iter().filter(|a| a.med.is_some()) {
-            s += &format!(
-                "  if source = RTS_STATIC && net = {} then bgp_med = {};\n",
-                a.prefix,
-                a.med.unwrap()
-            );
+            s += &format!("  if source = RTS_STATIC && net = {} then bgp_med = {};\n", a.prefix, a.med.unwrap());
         }
         s += "  accept;\n}\n";
         if let Some((rx, tx, mult)) = c.bfd {
@@ -974,25 +899,13 @@ impl Bird {
             if c.bfd.is_some() {
                 s += "  bfd on;\n";
             }
-            s += &format!(
-                "  graceful restart {};\n",
-                if c.graceful_restart { "on" } else { "off" }
-            );
-            s += &format!(
-                "  local{} as {};\n",
-                c.listen_port
-                    .map(|p| format!(" port {p}"))
-                    .unwrap_or_default(),
-                c.asn
-            );
+            s += &format!("  graceful restart {};\n", if c.graceful_restart { "on" } else { "off" });
+            s += &format!("  local{} as {};\n", c.listen_port.map(|p| format!(" port {p}")).unwrap_or_default(), c.asn);
             // With `enable as4 off` BIRD refuses a neighbor AS above 65535 (and AS_TRANS would not do: it
             // checks the AS of the peer's 4-octet AS capability all the same), so such a neighbor is
             // `external`: any AS but ours.
-            let remote = if n.no_as4 && n.remote_asn > 0xffff {
-                "external".to_string()
-            } else {
-                format!("as {}", n.remote_asn)
-            };
+            let remote =
+                if n.no_as4 && n.remote_asn > 0xffff { "external".to_string() } else { format!("as {}", n.remote_asn) };
             s += &format!(
                 "  neighbor {}{} {remote};\n",
                 n.address,
@@ -1005,11 +918,7 @@ impl Bird {
             if c.trace {
                 s += "  debug { states, routes, packets };\n";
             }
-            s += &format!(
-                "  hold time {}; keepalive time {};\n",
-                n.hold(),
-                n.keepalive()
-            );
+            s += &format!("  hold time {}; keepalive time {};\n", n.hold(), n.keepalive());
             if n.passive {
                 s += "  passive on;\n";
             }
@@ -1028,17 +937,12 @@ impl Bird {
             // The family of the session as is; the other one with a next hop of its own family for exports,
             // extended next hop, and recursive gateways so that foreign next hops (gobgpd's IPv4-mapped
             // ::ffff:a.b.c.d) are kept (unreachable) instead of dropped.
-            let (same, other, other_nh) = if n.is_v6() {
-                ("ipv6", "ipv4", &v4nh)
-            } else {
-                ("ipv4", "ipv6", &v6nh)
-            };
+            let (same, other, other_nh) = if n.is_v6() { ("ipv6", "ipv4", &v4nh) } else { ("ipv4", "ipv6", &v6nh) };
             s += &format!("  {same} {{ import all; export filter ann_export; }};\n");
-            let nh = other_nh
-                .as_ref()
-                .map(|a| format!(" next hop address {a};"))
-                .unwrap_or_default();
-            s += &format!("  {other} {{ import all; export filter ann_export;{nh} extended next hop on; gateway recursive; }};\n");
+            let nh = other_nh.as_ref().map(|a| format!(" next hop address {a};")).unwrap_or_default();
+            s += &format!(
+                "  {other} {{ import all; export filter ann_export;{nh} extended next hop on; gateway recursive; }};\n"
+            );
             s += "}\n";
         }
         s
@@ -1050,13 +954,8 @@ impl Bird {
 
     fn reconfigure(&self) {
         self.write_config();
-        let out = self
-            .birdc(&["configure"])
-            .unwrap_or_else(|e| panic!("bird in {}: {e}", self.core.ns.name()));
-        assert!(
-            out.contains("Reconfigured") || out.contains("Reconfiguration"),
-            "birdc configure: {out}"
-        );
+        let out = self.birdc(&["configure"]).unwrap_or_else(|e| panic!("bird in {}: {e}", self.core.ns.name()));
+        assert!(out.contains("Reconfigured") || out.contains("Reconfiguration"), "birdc configure: {out}");
     }
 }
 
@@ -1070,24 +969,11 @@ impl BgpPeer for Bird {
 
     fn start_process(&mut self) {
         self.write_config();
-        let conf = self
-            .core
-            .dir
-            .join("bird.conf")
-            .to_str()
-            .unwrap()
-            .to_string();
+        let conf = self.core.dir.join("bird.conf").to_str().unwrap().to_string();
         let ctl = self.ctl().to_str().unwrap().to_string();
         self.core.spawn(&["bird", "-f", "-c", &conf, "-s", &ctl]);
         self.core.wait_ready(|c| {
-            run(&[
-                "birdc",
-                "-s",
-                c.dir.join("bird.ctl").to_str().unwrap(),
-                "show",
-                "status",
-            ])
-            .map(|_| ())
+            run(&["birdc", "-s", c.dir.join("bird.ctl").to_str().unwrap(), "show", "status"]).map(|_| ())
         });
     }
 
@@ -1103,9 +989,8 @@ impl BgpPeer for Bird {
     }
 
     fn routes(&self) -> Vec<Route> {
-        let out = self
-            .birdc(&["show", "route", "all"])
-            .unwrap_or_else(|e| panic!("bird in {}: {e}", self.core.ns.name()));
+        let out =
+            self.birdc(&["show", "route", "all"]).unwrap_or_else(|e| panic!("bird in {}: {e}", self.core.ns.name()));
         let names: Vec<(String, String)> = self
             .core
             .cfg
@@ -1135,18 +1020,15 @@ impl BgpPeer for Bird {
     }
 
     fn disable_neighbor(&self, neighbor: &str) {
-        self.birdc(&["disable", &self.protocol(neighbor)])
-            .unwrap_or_else(|e| panic!("{e}"));
+        self.birdc(&["disable", &self.protocol(neighbor)]).unwrap_or_else(|e| panic!("{e}"));
     }
 
     fn enable_neighbor(&self, neighbor: &str) {
-        self.birdc(&["enable", &self.protocol(neighbor)])
-            .unwrap_or_else(|e| panic!("{e}"));
+        self.birdc(&["enable", &self.protocol(neighbor)]).unwrap_or_else(|e| panic!("{e}"));
     }
 
     fn status_dump(&self) -> String {
-        self.birdc(&["show", "protocols", "all"])
-            .unwrap_or_else(|e| e)
+        self.birdc(&["show", "protocols", "all"]).unwrap_or_else(|e| e)
     }
 }
 
@@ -1171,36 +1053,21 @@ pub fn parse_bird_routes(text: &str, names: &[(String, String)]) -> Vec<Route> {
         if line.starts_with('\t') {
             let Some(c) = cur.as_mut() else { continue };
             let l = line.trim();
-            let (key, val) = l
-                .split_once(':')
-                .map(|(k, v)| (k, v.trim()))
-                .unwrap_or((l, ""));
+            let (key, val) = l.split_once(':').map(|(k, v)| (k, v.trim())).unwrap_or((l, ""));
             match key {
                 "Type" => c.bgp = val.starts_with("BGP"),
                 "BGP.origin" => c.r.origin = val.to_lowercase(),
                 "BGP.as_path" => {
                     c.r.as_path_is_sequence = !val.contains('{');
-                    c.r.as_path = val
-                        .replace(['{', '}'], " ")
-                        .split_whitespace()
-                        .filter_map(|x| x.parse().ok())
-                        .collect();
+                    c.r.as_path =
+                        val.replace(['{', '}'], " ").split_whitespace().filter_map(|x| x.parse().ok()).collect();
                 }
-                "BGP.next_hop" => {
-                    c.r.next_hop = val
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string()
-                }
+                "BGP.next_hop" => c.r.next_hop = val.split_whitespace().next().unwrap_or_default().to_string(),
                 "BGP.med" => c.r.med = val.parse().ok(),
                 "BGP.local_pref" => c.r.local_pref = val.parse().ok(),
-                "BGP.community" => {
-                    c.r.communities = bird_tuples(val).into_iter().map(|t| t.join(":")).collect()
-                }
+                "BGP.community" => c.r.communities = bird_tuples(val).into_iter().map(|t| t.join(":")).collect(),
                 "BGP.large_community" => {
-                    c.r.large_communities =
-                        bird_tuples(val).into_iter().map(|t| t.join(":")).collect()
+                    c.r.large_communities = bird_tuples(val).into_iter().map(|t| t.join(":")).collect()
                 }
                 _ => {}
             }
@@ -1219,22 +1086,10 @@ pub fn parse_bird_routes(text: &str, names: &[(String, String)]) -> Vec<Route> {
             continue;
         }
         flush(&mut cur, &mut out);
-        let proto = line[open + 1..]
-            .split_whitespace()
-            .next()
-            .unwrap_or_default();
-        let peer = names
-            .iter()
-            .find(|(n, _)| n == proto)
-            .map(|(_, a)| a.clone())
-            .unwrap_or_default();
+        let proto = line[open + 1..].split_whitespace().next().unwrap_or_default();
+        let peer = names.iter().find(|(n, _)| n == proto).map(|(_, a)| a.clone()).unwrap_or_default();
         cur = Some(Cur {
-            r: Route {
-                prefix: prefix.clone(),
-                as_path_is_sequence: true,
-                peer,
-                ..Default::default()
-            },
+            r: Route { prefix: prefix.clone(), as_path_is_sequence: true, peer, ..Default::default() },
             bgp: false,
         });
     }
@@ -1301,10 +1156,7 @@ const BIRD_ERRORS: &[(u8, u8, &str)] = &[
 /// and maps the text back to (code, subcode).
 pub fn parse_bird_log(log: &str, proto: &str) -> Option<Notification> {
     let key = format!(" {proto}: Received: ");
-    let text = log
-        .lines()
-        .rev()
-        .find_map(|l| l.split_once(&key).map(|(_, t)| t.trim().to_string()))?;
+    let text = log.lines().rev().find_map(|l| l.split_once(&key).map(|(_, t)| t.trim().to_string()))?;
     let (code, subcode) = BIRD_ERRORS
         .iter()
         .filter(|(_, _, d)| text.starts_with(d))
@@ -1312,23 +1164,13 @@ pub fn parse_bird_log(log: &str, proto: &str) -> Option<Notification> {
         .map(|(c, s, _)| (*c, *s))
         .or_else(|| {
             // BIRD's "Unknown error %u.%u", possibly followed by data
-            let code: String = text
-                .strip_prefix("Unknown error ")?
-                .chars()
-                .take_while(|c| c.is_ascii_digit() || *c == '.')
-                .collect();
-            let nums: Vec<u8> = code
-                .split('.')
-                .map(|x| x.parse().ok())
-                .collect::<Option<Vec<u8>>>()?;
+            let code: String =
+                text.strip_prefix("Unknown error ")?.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+            let nums: Vec<u8> = code.split('.').map(|x| x.parse().ok()).collect::<Option<Vec<u8>>>()?;
             (nums.len() == 2).then(|| (nums[0], nums[1]))
         })
         .unwrap_or((0, 0));
-    Some(Notification {
-        code,
-        subcode,
-        text,
-    })
+    Some(Notification { code, subcode, text })
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1341,9 +1183,7 @@ pub struct Frr {
 
 impl Frr {
     pub fn start(ns: &Netns, cfg: PeerConfig) -> Frr {
-        let mut f = Frr {
-            core: PeerCore::new("frr", ns, cfg),
-        };
+        let mut f = Frr { core: PeerCore::new("frr", ns, cfg) };
         f.start_process();
         f
     }
@@ -1365,30 +1205,20 @@ impl Frr {
 
     #[track_caller]
     fn vtysh_ok(&self, cmds: &[&str]) -> String {
-        self.vtysh(cmds)
-            .unwrap_or_else(|e| panic!("frr in {}: {e}", self.core.ns.name()))
+        self.vtysh(cmds).unwrap_or_else(|e| panic!("frr in {}: {e}", self.core.ns.name()))
     }
 
     fn route_map_name(prefix: &str) -> String {
-        format!(
-            "ANN-{}",
-            prefix.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
-        )
+        format!("ANN-{}", prefix.replace(|c: char| !c.is_ascii_alphanumeric(), "_"))
     }
 
     fn route_map(a: &Announce) -> Vec<String> {
-        let mut v = vec![format!(
-            "route-map {} permit 10",
-            Self::route_map_name(&a.prefix)
-        )];
+        let mut v = vec![format!("route-map {} permit 10", Self::route_map_name(&a.prefix))];
         if !a.communities.is_empty() {
             v.push(format!(" set community {}", a.communities.join(" ")));
         }
         if !a.large_communities.is_empty() {
-            v.push(format!(
-                " set large-community {}",
-                a.large_communities.join(" ")
-            ));
+            v.push(format!(" set large-community {}", a.large_communities.join(" ")));
         }
         if let Some(m) = a.med {
             v.push(format!(" set metric {m}"));
@@ -1403,10 +1233,7 @@ impl Frr {
     fn config(&self) -> String {
         assert!(self.core().cfg.bfd.is_none(), "the harness sets up BFD for BIRD only, not FRR");
         let c = &self.core.cfg;
-        let mut s = format!(
-            "frr defaults traditional\nlog file {}/bgpd.log\n!\n",
-            self.core.dir.display()
-        );
+        let mut s = format!("frr defaults traditional\nlog file {}/bgpd.log\n!\n", self.core.dir.display());
         for a in &c.announce {
             s += &(Self::route_map(a).join("\n") + "\n");
         }
@@ -1414,20 +1241,12 @@ impl Frr {
             "router bgp {}\n bgp router-id {}\n no bgp ebgp-requires-policy\n no bgp default ipv4-unicast\n no bgp network import-check\n",
             c.asn, c.router_id
         );
-        s += if c.graceful_restart {
-            " bgp graceful-restart\n"
-        } else {
-            " bgp graceful-restart-disable\n"
-        };
+        s += if c.graceful_restart { " bgp graceful-restart\n" } else { " bgp graceful-restart-disable\n" };
         for n in &c.neighbors {
             assert!(!n.no_as4, "FRR cannot be configured without the 4-octet AS capability");
             let a = &n.address;
             s += &format!(" neighbor {a} remote-as {}\n", n.remote_asn);
-            s += &format!(
-                " neighbor {a} timers connect 1\n neighbor {a} timers {} {}\n",
-                n.keepalive(),
-                n.hold()
-            );
+            s += &format!(" neighbor {a} timers connect 1\n neighbor {a} timers {} {}\n", n.keepalive(), n.hold());
             s += &format!(" neighbor {a} advertisement-interval 0\n");
             if n.passive {
                 s += &format!(" neighbor {a} passive\n");
@@ -1458,11 +1277,7 @@ impl Frr {
                 s += &format!("  neighbor {} activate\n", n.address);
             }
             for a in c.announce.iter().filter(|a| a.afi() == af) {
-                s += &format!(
-                    "  network {} route-map {}\n",
-                    a.prefix,
-                    Self::route_map_name(&a.prefix)
-                );
+                s += &format!("  network {} route-map {}\n", a.prefix, Self::route_map_name(&a.prefix));
             }
             s += " exit-address-family\n";
         }
@@ -1477,9 +1292,7 @@ impl Frr {
         let n = norm_ip(neighbor);
         let out = self.vtysh(&[&format!("show bgp neighbors {n} json")])?;
         let v: Value = serde_json::from_str(&out).map_err(|e| format!("{e}: {out}"))?;
-        v.get(&n)
-            .cloned()
-            .ok_or_else(|| format!("no neighbor {n} in {out}"))
+        v.get(&n).cloned().ok_or_else(|| format!("no neighbor {n} in {out}"))
     }
 }
 
@@ -1496,30 +1309,9 @@ impl BgpPeer for Frr {
         let d = self.core.dir.to_str().unwrap().to_string();
         let port = self.core.cfg.listen_port.unwrap_or(179).to_string();
         let (conf, pidf) = (format!("{d}/bgpd.conf"), format!("{d}/bgpd.pid"));
-        self.core.spawn(&[
-            FRR_BGPD,
-            "-Z",
-            "-S",
-            "-f",
-            &conf,
-            "-i",
-            &pidf,
-            "--vty_socket",
-            &d,
-            "-P",
-            "0",
-            "-p",
-            &port,
-        ]);
+        self.core.spawn(&[FRR_BGPD, "-Z", "-S", "-f", &conf, "-i", &pidf, "--vty_socket", &d, "-P", "0", "-p", &port]);
         self.core.wait_ready(|c| {
-            run(&[
-                "vtysh",
-                "--vty_socket",
-                c.dir.to_str().unwrap(),
-                "-c",
-                "show bgp summary json",
-            ])
-            .map(|_| ())
+            run(&["vtysh", "--vty_socket", c.dir.to_str().unwrap(), "-c", "show bgp summary json"]).map(|_| ())
         });
     }
 
@@ -1533,9 +1325,7 @@ impl BgpPeer for Frr {
     fn routes(&self) -> Vec<Route> {
         let mut out = vec![];
         for af in ["ipv4", "ipv6"] {
-            let table: Value =
-                serde_json::from_str(&self.vtysh_ok(&[&format!("show bgp {af} unicast json")]))
-                    .unwrap();
+            let table: Value = serde_json::from_str(&self.vtysh_ok(&[&format!("show bgp {af} unicast json")])).unwrap();
             // prefixes with at least one received path; FRR 8.4 has communities and AS_PATH segment types only
             // in the per-prefix form, so ask for each of them (several -c per vtysh call).
             let received: Vec<String> = table["routes"]
@@ -1543,19 +1333,12 @@ impl BgpPeer for Frr {
                 .into_iter()
                 .flatten()
                 .filter(|(_, paths)| {
-                    paths
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|p| !frr_local_peer(p["peerId"].as_str()))
+                    paths.as_array().into_iter().flatten().any(|p| !frr_local_peer(p["peerId"].as_str()))
                 })
                 .map(|(p, _)| p.clone())
                 .collect();
             for chunk in received.chunks(200) {
-                let cmds: Vec<String> = chunk
-                    .iter()
-                    .map(|p| format!("show bgp {af} unicast {p} json"))
-                    .collect();
+                let cmds: Vec<String> = chunk.iter().map(|p| format!("show bgp {af} unicast {p} json")).collect();
                 let text = self.vtysh_ok(&cmds.iter().map(String::as_str).collect::<Vec<_>>());
                 for doc in serde_json::Deserializer::from_str(&text).into_iter::<Value>() {
                     let doc = doc.unwrap_or_else(|e| panic!("frr per-prefix json: {e}: {text}"));
@@ -1573,23 +1356,12 @@ impl BgpPeer for Frr {
             return None;
         }
         let cs = v["lastErrorCodeSubcode"].as_str().unwrap_or("0000");
-        let hex = |r: std::ops::Range<usize>| {
-            cs.get(r)
-                .and_then(|x| u8::from_str_radix(x, 16).ok())
-                .unwrap_or(0)
-        };
-        let mut text = v["lastNotificationReason"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let hex = |r: std::ops::Range<usize>| cs.get(r).and_then(|x| u8::from_str_radix(x, 16).ok()).unwrap_or(0);
+        let mut text = v["lastNotificationReason"].as_str().unwrap_or_default().to_string();
         if let Some(d) = v["lastShutdownDescription"].as_str() {
             text += &format!(": {d}");
         }
-        Some(Notification {
-            code: hex(0..2),
-            subcode: hex(2..4),
-            text,
-        })
+        Some(Notification { code: hex(0..2), subcode: hex(2..4), text })
     }
 
     fn announce(&mut self, a: Announce) {
@@ -1658,10 +1430,7 @@ impl BgpPeer for Frr {
 
 /// FRR marks locally originated paths with peerId "(unspec)" (table) or "0.0.0.0" (per prefix).
 fn frr_local_peer(peer: Option<&str>) -> bool {
-    matches!(
-        peer,
-        None | Some("(unspec)") | Some("0.0.0.0") | Some("::") | Some("")
-    )
+    matches!(peer, None | Some("(unspec)") | Some("0.0.0.0") | Some("::") | Some(""))
 }
 
 /// One `show bgp AFI unicast PREFIX json` document → its received paths.
@@ -1686,42 +1455,21 @@ pub fn parse_frr_prefix(doc: &Value) -> Vec<Route> {
             if seg["type"].as_str() != Some("as-sequence") {
                 r.as_path_is_sequence = false;
             }
-            r.as_path.extend(
-                seg["list"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_u64)
-                    .map(|x| x as u32),
-            );
+            r.as_path.extend(seg["list"].as_array().into_iter().flatten().filter_map(Value::as_u64).map(|x| x as u32));
         }
         r.origin = p["origin"].as_str().unwrap_or_default().to_lowercase();
         let nhs: Vec<&Value> = p["nexthops"].as_array().into_iter().flatten().collect();
-        let nh = nhs
-            .iter()
-            .find(|n| n["scope"].as_str() != Some("link-local"))
-            .or(nhs.first());
-        r.next_hop = nh
-            .and_then(|n| n["ip"].as_str())
-            .unwrap_or_default()
-            .to_string();
+        let nh = nhs.iter().find(|n| n["scope"].as_str() != Some("link-local")).or(nhs.first());
+        r.next_hop = nh.and_then(|n| n["ip"].as_str()).unwrap_or_default().to_string();
         r.next_hop = norm_next_hop(&r.prefix, &r.next_hop);
         let list = |v: &Value| -> Vec<String> {
-            v["list"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
+            v["list"].as_array().into_iter().flatten().filter_map(|x| x.as_str().map(str::to_string)).collect()
         };
         // FRR prints well-known communities by name; the other daemons print ASN:VALUE.
         r.communities = list(&p["community"]).iter().map(|c| frr_well_known(c)).collect();
         r.large_communities = list(&p["largeCommunity"]);
         r.med = p["metric"].as_u64().map(|x| x as u32);
-        r.local_pref = p["locPrf"]
-            .as_u64()
-            .or(p["localpref"].as_u64())
-            .map(|x| x as u32);
+        r.local_pref = p["locPrf"].as_u64().or(p["localpref"].as_u64()).map(|x| x as u32);
         out.push(r);
     }
     out
@@ -1747,9 +1495,7 @@ fn frr_well_known(c: &str) -> String {
 /// "established" / "ESTABLISHED" / "BGP_FSM_ESTABLISHED" → "Established", etc.
 fn normalise_state(s: &str) -> String {
     let l = s.to_ascii_lowercase();
-    let l = l
-        .trim_start_matches("bgp_fsm_")
-        .trim_start_matches("session_state_");
+    let l = l.trim_start_matches("bgp_fsm_").trim_start_matches("session_state_");
     match l {
         "idle" => "Idle",
         "connect" => "Connect",
@@ -1764,9 +1510,7 @@ fn normalise_state(s: &str) -> String {
 
 /// Canonical text of an address (input returned unchanged if it is not one).
 pub fn norm_ip(s: &str) -> String {
-    s.parse::<IpAddr>()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| s.to_string())
+    s.parse::<IpAddr>().map(|a| a.to_string()).unwrap_or_else(|_| s.to_string())
 }
 
 /// Canonical `addr/len`.

@@ -21,10 +21,7 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
 pub fn bin_path(name: &str) -> PathBuf {
     let mut candidates = vec![];
     // current_exe() is target/<profile>/deps/<test>-<hash>
-    if let Some(profile_dir) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent()?.parent().map(Path::to_path_buf))
-    {
+    if let Some(profile_dir) = std::env::current_exe().ok().and_then(|e| e.parent()?.parent().map(Path::to_path_buf)) {
         candidates.push(profile_dir.join(name));
     }
     if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
@@ -51,15 +48,10 @@ fn newer_source(bin: &Path) -> Option<PathBuf> {
     let (_, deps) = dep_info.lines().next()?.split_once(": ")?;
     // paths are space-separated, spaces inside a path escaped as "\ "
     let deps = deps.replace("\\ ", "\u{0}");
-    deps.split_whitespace()
-        .map(|p| PathBuf::from(p.replace('\u{0}', " ")))
-        .find(|p| {
-            std::fs::metadata(p)
-                .and_then(|m| m.modified())
-                .map(|t| t > built)
-                .unwrap_or(false)
-                && p.extension().is_some_and(|e| e == "rs" || e == "proto")
-        })
+    deps.split_whitespace().map(|p| PathBuf::from(p.replace('\u{0}', " "))).find(|p| {
+        std::fs::metadata(p).and_then(|m| m.modified()).map(|t| t > built).unwrap_or(false)
+            && p.extension().is_some_and(|e| e == "rs" || e == "proto")
+    })
 }
 
 /// Options of a speakerd instance; see `speakerd --help`.
@@ -173,24 +165,14 @@ impl SpeakerdBuilder {
         }
         argv.extend(self.extra.iter().cloned());
         let mut env = vec![
-            (
-                "RUST_LOG".to_string(),
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            ),
+            ("RUST_LOG".to_string(), std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into())),
             ("NO_COLOR".to_string(), "1".to_string()),
         ];
         for (k, v) in &self.env {
             env.retain(|(ek, _)| ek != k);
             env.push((k.clone(), v.clone()));
         }
-        let mut s = Speakerd {
-            ns: self.ns.clone(),
-            dir,
-            socket,
-            argv,
-            env,
-            proc: None,
-        };
+        let mut s = Speakerd { ns: self.ns.clone(), dir, socket, argv, env, proc: None };
         s.spawn_process();
         s
     }
@@ -226,11 +208,7 @@ impl Speakerd {
     fn spawn_process(&mut self) {
         let _ = std::fs::remove_file(&self.socket); // "socket exists" must mean this instance made it
         let argv: Vec<&str> = self.argv.iter().map(String::as_str).collect();
-        let env: Vec<(&str, &str)> = self
-            .env
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let label = format!("speakerd in {}", self.ns.name());
         self.proc = Some(self.ns.spawn(&label, &argv, &self.log_path(), &env));
     }
@@ -247,10 +225,7 @@ impl Speakerd {
             if out.status.success() {
                 Ok(Ok(()))
             } else {
-                Err(format!(
-                    "speakerctl peer list: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ))
+                Err(format!("speakerctl peer list: {}", String::from_utf8_lossy(&out.stderr).trim()))
             }
         });
         match r {
@@ -286,9 +261,19 @@ impl Speakerd {
     #[track_caller]
     pub fn watch_json(&self, log: &Path) -> Proc {
         let ctl = bin_path("speakerctl");
-        let argv = [ctl.to_str().unwrap_or_default(), "--socket", self.socket.to_str().unwrap_or_default(), "-o", "json", "watch", "--initial"];
+        let argv = [
+            ctl.to_str().unwrap_or_default(),
+            "--socket",
+            self.socket.to_str().unwrap_or_default(),
+            "-o",
+            "json",
+            "watch",
+            "--initial",
+        ];
         let p = Proc::spawn("speakerctl watch", &argv, log, &[], None);
-        self.wait(Duration::from_secs(20), "the watch to receive the initial state", || match std::fs::read_to_string(log) {
+        self.wait(Duration::from_secs(20), "the watch to receive the initial state", || match std::fs::read_to_string(
+            log,
+        ) {
             Ok(t) if t.contains("\"synced\":true") => Ok(()),
             other => Err(format!("{other:?}")),
         });
@@ -300,9 +285,7 @@ impl Speakerd {
     }
     /// All of speakerd's stdout+stderr so far.
     pub fn log(&self) -> String {
-        std::fs::read(self.log_path())
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+        std::fs::read(self.log_path()).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
     }
     pub fn log_tail(&self, n: usize) -> String {
         tail(&self.log_path(), n)
@@ -350,7 +333,12 @@ impl Speakerd {
             }
         });
         let w = Watch { child, rx };
-        while w.next(Duration::from_secs(10)).expect("speakerctl watch: no \"synced\" within 10 s").get("synced").is_none() {}
+        while w
+            .next(Duration::from_secs(10))
+            .expect("speakerctl watch: no \"synced\" within 10 s")
+            .get("synced")
+            .is_none()
+        {}
         w
     }
 
@@ -377,8 +365,7 @@ impl Speakerd {
         let mut full = vec!["-o", "json"];
         full.extend_from_slice(args);
         let out = self.ctl(&full);
-        serde_json::from_str(&out)
-            .unwrap_or_else(|e| panic!("speakerctl -o json {}: {e}: {out}", args.join(" ")))
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("speakerctl -o json {}: {e}: {out}", args.join(" ")))
     }
 
     /// `peer list -o json` as an array.
@@ -402,24 +389,15 @@ impl Speakerd {
     /// Waits until the peer with this address is in `state` (e.g. `"established"`).
     #[track_caller]
     pub fn wait_peer_state(&self, address: &str, state: &str, timeout: Duration) {
-        self.wait(
-            timeout,
-            &format!("peer {address} to be {state}"),
-            || match self.peer_state(address) {
-                Some(s) if s == state => Ok(()),
-                other => Err(format!("{other:?}")),
-            },
-        );
+        self.wait(timeout, &format!("peer {address} to be {state}"), || match self.peer_state(address) {
+            Some(s) if s == state => Ok(()),
+            other => Err(format!("{other:?}")),
+        });
     }
 
     /// [`super::wait_until`] whose panic message also carries speakerd's log tail.
     #[track_caller]
-    pub fn wait<T>(
-        &self,
-        timeout: Duration,
-        what: &str,
-        f: impl FnMut() -> Result<T, String>,
-    ) -> T {
+    pub fn wait<T>(&self, timeout: Duration, what: &str, f: impl FnMut() -> Result<T, String>) -> T {
         match try_wait_until(timeout, f) {
             Ok(v) => v,
             Err(last) => panic!(
@@ -457,10 +435,7 @@ impl Speakerd {
     /// Waits for speakerd to exit (e.g. after SIGTERM) and returns its status.
     #[track_caller]
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        self.proc
-            .as_mut()
-            .expect("speakerd was never started")
-            .wait_exit(timeout)
+        self.proc.as_mut().expect("speakerd was never started").wait_exit(timeout)
     }
 }
 

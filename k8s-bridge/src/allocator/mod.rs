@@ -56,10 +56,7 @@ impl Service {
         if let Some(v) = self.annotations.get(stable) {
             return Some(v);
         }
-        let old = format!(
-            "{DEPRECATED_PREFIX}{}",
-            stable.trim_start_matches("metallb.io/")
-        );
+        let old = format!("{DEPRECATED_PREFIX}{}", stable.trim_start_matches("metallb.io/"));
         self.annotations.get(&old).map(String::as_str)
     }
 
@@ -73,10 +70,7 @@ impl Service {
 
     fn alloc_key(&self) -> Key {
         Key {
-            sharing: self
-                .annotation(ANN_ALLOW_SHARED_IP)
-                .unwrap_or("")
-                .to_string(),
+            sharing: self.annotation(ANN_ALLOW_SHARED_IP).unwrap_or("").to_string(),
             backend: backend_key(self.external_traffic_policy_local, &self.selector),
         }
     }
@@ -86,10 +80,7 @@ impl Service {
         let ips = self
             .cluster_ips
             .iter()
-            .map(|s| {
-                s.parse::<IpAddr>()
-                    .map_err(|_| format!("invalid cluster IP {s:?}"))
-            })
+            .map(|s| s.parse::<IpAddr>().map_err(|_| format!("invalid cluster IP {s:?}")))
             .collect::<Result<Vec<_>, _>>()?;
         family_of(&ips)
     }
@@ -130,10 +121,7 @@ fn family_of(ips: &[IpAddr]) -> Result<Family, String> {
 }
 
 fn show(ips: &[IpAddr]) -> String {
-    ips.iter()
-        .map(|i| i.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
+    ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,16 +211,8 @@ pub struct Allocator<'a> {
 }
 
 impl<'a> Allocator<'a> {
-    pub fn new(
-        pools: &'a [Pool],
-        namespaces: &'a BTreeMap<String, BTreeMap<String, String>>,
-    ) -> Self {
-        Self {
-            pools,
-            namespaces,
-            allocated: BTreeMap::new(),
-            on_ip: HashMap::new(),
-        }
+    pub fn new(pools: &'a [Pool], namespaces: &'a BTreeMap<String, BTreeMap<String, String>>) -> Self {
+        Self { pools, namespaces, allocated: BTreeMap::new(), on_ip: HashMap::new() }
     }
 
     fn compatible(&self, p: &Pool, svc: &Service) -> bool {
@@ -243,32 +223,18 @@ impl<'a> Allocator<'a> {
 
     /// The first pool holding every one of `ips` (pools must not overlap).
     fn pool_for(&self, ips: &[IpAddr]) -> Option<usize> {
-        self.pools
-            .iter()
-            .position(|p| ips.iter().all(|ip| p.contains(*ip)))
+        self.pools.iter().position(|p| ips.iter().all(|ip| p.contains(*ip)))
     }
 
-    fn check_sharing(
-        &self,
-        svc: &str,
-        ip: IpAddr,
-        ports: &[Port],
-        key: &Key,
-    ) -> Result<(), String> {
+    fn check_sharing(&self, svc: &str, ip: IpAddr, ports: &[Port], key: &Key) -> Result<(), String> {
         let Some(u) = self.on_ip.get(&ip) else {
             return Ok(());
         };
         let others: Vec<&String> = u.services.keys().filter(|s| *s != svc).collect();
         if let Some((_, k)) = u.services.iter().find(|(s, _)| *s != svc) {
             if let Some(why) = sharing::sharing_refusal(k, key) {
-                let others = others
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",");
-                return Err(format!(
-                    "can't use {ip} for {svc}, address also in use by {others}: {why}"
-                ));
+                let others = others.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",");
+                return Err(format!("can't use {ip} for {svc}, address also in use by {others}: {why}"));
             }
         }
         for p in ports {
@@ -315,25 +281,14 @@ impl<'a> Allocator<'a> {
             return Err(format!("{} is not allowed in config", show(ips)));
         };
         if !self.compatible(&self.pools[pool], svc) {
-            return Err(format!(
-                "pool {} not compatible for ip assignment",
-                self.pools[pool].name
-            ));
+            return Err(format!("pool {} not compatible for ip assignment", self.pools[pool].name));
         }
         family_of(ips)?;
         let k = svc.alloc_key();
         for ip in ips {
             self.check_sharing(&key, *ip, &svc.ports, &k)?;
         }
-        self.register(
-            &key,
-            Alloc {
-                pool,
-                ips: ips.to_vec(),
-                ports: svc.ports.clone(),
-                key: k,
-            },
-        );
+        self.register(&key, Alloc { pool, ips: ips.to_vec(), ports: svc.ports.clone(), key: k });
         Ok(())
     }
 
@@ -353,9 +308,7 @@ impl<'a> Allocator<'a> {
             let mut x = r.first;
             loop {
                 let ip = pool::from_u128(r.v6, x);
-                if !(p.avoid_buggy_ips && pool::is_buggy(ip))
-                    && self.check_sharing(&key, ip, &svc.ports, &k).is_ok()
-                {
+                if !(p.avoid_buggy_ips && pool::is_buggy(ip)) && self.check_sharing(&key, ip, &svc.ports, &k).is_ok() {
                     *slot = Some(ip);
                     break;
                 }
@@ -379,9 +332,7 @@ impl<'a> Allocator<'a> {
             (Family::V4, (Some(a), _)) | (Family::V6, (_, Some(a))) => Ok(vec![a]),
             (Family::V4 | Family::V6, _) => Err(none()),
             (Family::Dual, (Some(a), Some(b))) if policy != Policy::Single => Ok(vec![a, b]),
-            (Family::Dual, (Some(a), None)) | (Family::Dual, (None, Some(a)))
-                if policy == Policy::PreferDual =>
-            {
+            (Family::Dual, (Some(a), None)) | (Family::Dual, (None, Some(a))) if policy == Policy::PreferDual => {
                 Ok(vec![a])
             }
             _ => Err(none()),
@@ -389,18 +340,10 @@ impl<'a> Allocator<'a> {
     }
 
     /// upstream's findBestPoolForService + Assign over an ordered candidate list.
-    fn allocate_from(
-        &mut self,
-        pools: &[usize],
-        svc: &Service,
-        fam: Family,
-    ) -> Result<Vec<IpAddr>, String> {
+    fn allocate_from(&mut self, pools: &[usize], svc: &Service, fam: Family) -> Result<Vec<IpAddr>, String> {
         let policy = svc.policy();
-        let (primary_v6, mut first_primary, mut first_secondary) = (
-            svc.cluster_ips.first().is_some_and(|c| c.contains(':')),
-            None,
-            None,
-        );
+        let (primary_v6, mut first_primary, mut first_secondary) =
+            (svc.cluster_ips.first().is_some_and(|c| c.contains(':')), None, None);
         let mut chosen = None;
         for &i in pools {
             let p = &self.pools[i];
@@ -420,11 +363,7 @@ impl<'a> Allocator<'a> {
             if !(policy == Policy::PreferDual && fam == Family::Dual) {
                 continue;
             }
-            let (prim, sec) = if primary_v6 {
-                (got.1, got.0)
-            } else {
-                (got.0, got.1)
-            };
+            let (prim, sec) = if primary_v6 { (got.1, got.0) } else { (got.0, got.1) };
             if prim.is_some() && first_primary.is_none() {
                 first_primary = Some((i, got));
             }
@@ -470,21 +409,11 @@ impl<'a> Allocator<'a> {
             .filter(|&i| self.pools[i].auto_assign && self.pools[i].service_allocation.is_none())
             .collect();
         rest.sort_by(|&a, &b| self.pools[a].name.cmp(&self.pools[b].name));
-        self.allocate_from(&rest, svc, fam)
-            .map_err(|_| "no available IPs".to_string())
+        self.allocate_from(&rest, svc, fam).map_err(|_| "no available IPs".to_string())
     }
 
-    fn allocate_from_pool(
-        &mut self,
-        svc: &Service,
-        fam: Family,
-        name: &str,
-    ) -> Result<Vec<IpAddr>, String> {
-        let i = self
-            .pools
-            .iter()
-            .position(|p| p.name == name)
-            .ok_or_else(|| format!("unknown pool {name:?}"))?;
+    fn allocate_from_pool(&mut self, svc: &Service, fam: Family, name: &str) -> Result<Vec<IpAddr>, String> {
+        let i = self.pools.iter().position(|p| p.name == name).ok_or_else(|| format!("unknown pool {name:?}"))?;
         let p = &self.pools[i];
         let got = self.free_in_pool(p, svc);
         if got.0.is_none() && got.1.is_none() {
@@ -499,11 +428,7 @@ impl<'a> Allocator<'a> {
     fn allocate_additional(&mut self, svc: &Service, existing: IpAddr) -> Result<IpAddr, String> {
         let p = self.pool_of(&svc.key()).ok_or("no pool")?;
         let got = self.free_in_pool(p, svc);
-        let fam = if existing.is_ipv4() {
-            Family::V6
-        } else {
-            Family::V4
-        };
+        let fam = if existing.is_ipv4() { Family::V6 } else { Family::V4 };
         let ip = Self::select(p, got, fam, Policy::Single)?[0];
         self.assign(svc, &[existing, ip])?;
         Ok(ip)
@@ -511,8 +436,7 @@ impl<'a> Allocator<'a> {
 
     /// Pool status counts, per family, as upstream computes them.
     pub fn pool_status(&self) -> BTreeMap<String, PoolStatus> {
-        let mut used: Vec<(BTreeSet<IpAddr>, BTreeSet<IpAddr>)> =
-            vec![Default::default(); self.pools.len()];
+        let mut used: Vec<(BTreeSet<IpAddr>, BTreeSet<IpAddr>)> = vec![Default::default(); self.pools.len()];
         for a in self.allocated.values() {
             for ip in &a.ips {
                 if ip.is_ipv4() {
@@ -534,11 +458,7 @@ impl<'a> Allocator<'a> {
                         assigned_ipv4: a4,
                         assigned_ipv6: a6,
                         available_ipv4: c4.saturating_sub(a4),
-                        available_ipv6: if c6 == i64::MAX {
-                            c6
-                        } else {
-                            c6.saturating_sub(a6)
-                        },
+                        available_ipv6: if c6 == i64::MAX { c6 } else { c6.saturating_sub(a6) },
                     },
                 )
             })
@@ -551,17 +471,11 @@ fn desired_ips(svc: &Service) -> Result<Option<(Vec<IpAddr>, Family)>, String> {
     let ann = svc.annotation(ANN_LB_IPS).unwrap_or("");
     match (ann.is_empty(), svc.load_balancer_ip.is_empty()) {
         (true, true) => Ok(None),
-        (false, false) => Err(format!(
-            "service can not have both {ANN_LB_IPS} and svc.Spec.LoadBalancerIP"
-        )),
+        (false, false) => Err(format!("service can not have both {ANN_LB_IPS} and svc.Spec.LoadBalancerIP")),
         (false, true) => {
             let ips = ann
                 .split(',')
-                .map(|s| {
-                    s.trim()
-                        .parse::<IpAddr>()
-                        .map_err(|_| format!("invalid {ANN_LB_IPS}: {ann:?}"))
-                })
+                .map(|s| s.trim().parse::<IpAddr>().map_err(|_| format!("invalid {ANN_LB_IPS}: {ann:?}")))
                 .collect::<Result<Vec<_>, _>>()?;
             let f = family_of(&ips)?;
             Ok(Some((ips, f)))
@@ -584,8 +498,7 @@ fn same_set(a: &[IpAddr], b: &[IpAddr]) -> bool {
 
 /// Whether the Service is ours under `--lb-class` (upstream's filterByLoadBalancerClass).
 pub fn is_ours(svc: &Service, lb_class: Option<&str>) -> bool {
-    svc.load_balancer_class.as_deref().filter(|c| !c.is_empty())
-        == lb_class.filter(|c| !c.is_empty())
+    svc.load_balancer_class.as_deref().filter(|c| !c.is_empty()) == lb_class.filter(|c| !c.is_empty())
 }
 
 struct Pass<'a> {
@@ -595,12 +508,7 @@ struct Pass<'a> {
 
 impl Pass<'_> {
     fn ev(&mut self, svc: &Service, t: EventType, reason: &str, message: String) {
-        self.events.push(Event {
-            service: svc.key(),
-            type_: t,
-            reason: reason.into(),
-            message,
-        });
+        self.events.push(Event { service: svc.key(), type_: t, reason: reason.into(), message });
     }
 
     /// Phase 1 of upstream's convergeBalancer: keep the current addresses if still allowed.
@@ -616,10 +524,7 @@ impl Pass<'_> {
                 svc,
                 EventType::Warning,
                 "not enough clusterips",
-                format!(
-                    "Service requires dual stack but not enough clusterips {:?}",
-                    svc.cluster_ips
-                ),
+                format!("Service requires dual stack but not enough clusterips {:?}", svc.cluster_ips),
             );
             return Err(());
         }
@@ -691,12 +596,7 @@ impl Pass<'_> {
             match self.al.allocate_additional(svc, lb[0]) {
                 Ok(ip) => {
                     lb.push(ip);
-                    self.ev(
-                        svc,
-                        EventType::Normal,
-                        "IPAllocated",
-                        format!("Assigned additional IP {ip:?}"),
-                    );
+                    self.ev(svc, EventType::Normal, "IPAllocated", format!("Assigned additional IP {ip:?}"));
                 }
                 Err(e) => self.ev(
                     svc,
@@ -709,12 +609,7 @@ impl Pass<'_> {
         if lb.is_empty() {
             match self.allocate_new(svc) {
                 Ok(ips) => {
-                    self.ev(
-                        svc,
-                        EventType::Normal,
-                        "IPAllocated",
-                        format!("Assigned IP {:?}", show(&ips)),
-                    );
+                    self.ev(svc, EventType::Normal, "IPAllocated", format!("Assigned IP {:?}", show(&ips)));
                     lb = ips;
                 }
                 Err(e) => {
@@ -764,15 +659,8 @@ impl Pass<'_> {
 
 /// The allocator's one entry point. Pure and deterministic: same input, same output.
 pub fn reconcile(input: &Input) -> Outcome {
-    let mut pass = Pass {
-        al: Allocator::new(&input.pools, &input.namespaces),
-        events: vec![],
-    };
-    let mut ours: Vec<&Service> = input
-        .services
-        .iter()
-        .filter(|s| is_ours(s, input.lb_class.as_deref()))
-        .collect();
+    let mut pass = Pass { al: Allocator::new(&input.pools, &input.namespaces), events: vec![] };
+    let mut ours: Vec<&Service> = input.services.iter().filter(|s| is_ours(s, input.lb_class.as_deref())).collect();
     ours.sort_by_key(|s| (s.created, s.key()));
 
     // The result per Service: None = clear (or never had), Some(ips) = hold these.
@@ -786,10 +674,7 @@ pub fn reconcile(input: &Input) -> Outcome {
     for svc in &ours {
         if svc.type_ != "LoadBalancer" {
             result.insert(svc.key(), None);
-            clear_why.insert(
-                svc.key(),
-                "Service is no longer of type LoadBalancer".into(),
-            );
+            clear_why.insert(svc.key(), "Service is no longer of type LoadBalancer".into());
             continue;
         }
         if input.pools.is_empty() {
@@ -801,15 +686,10 @@ pub fn reconcile(input: &Input) -> Outcome {
             Ok(lb) => pending.push((svc, lb)),
             Err(()) => {
                 // LoadBalancerFailed keeps the Service as it is; the other early exits clear.
-                if pass
-                    .events
-                    .last()
-                    .is_some_and(|e| e.reason == "LoadBalancerFailed" && e.service == svc.key())
-                {
+                if pass.events.last().is_some_and(|e| e.reason == "LoadBalancerFailed" && e.service == svc.key()) {
                     untouched.insert(svc.key());
                     // Its current addresses stay reserved so nobody else takes them.
-                    let cur: Vec<IpAddr> =
-                        svc.ingress.iter().filter_map(|s| s.parse().ok()).collect();
+                    let cur: Vec<IpAddr> = svc.ingress.iter().filter_map(|s| s.parse().ok()).collect();
                     if !cur.is_empty() {
                         let _ = pass.al.assign(svc, &cur);
                     }
@@ -826,29 +706,16 @@ pub fn reconcile(input: &Input) -> Outcome {
         result.insert(svc.key(), r);
     }
 
-    let mut out = Outcome {
-        events: pass.events,
-        pools: pass.al.pool_status(),
-        ..Default::default()
-    };
+    let mut out = Outcome { events: pass.events, pools: pass.al.pool_status(), ..Default::default() };
     for (k, a) in &pass.al.allocated {
-        out.assignments.insert(
-            k.clone(),
-            Assignment {
-                pool: input.pools[a.pool].name.clone(),
-                ips: a.ips.clone(),
-            },
-        );
+        out.assignments.insert(k.clone(), Assignment { pool: input.pools[a.pool].name.clone(), ips: a.ips.clone() });
     }
     for svc in &ours {
         let key = svc.key();
         if untouched.contains(&key) {
             continue;
         }
-        let (ingress, pool) = match (
-            result.get(&key).cloned().flatten(),
-            out.assignments.get(&key),
-        ) {
+        let (ingress, pool) = match (result.get(&key).cloned().flatten(), out.assignments.get(&key)) {
             (Some(ips), Some(a)) => (ips, Some(a.pool.clone())),
             _ => (vec![], None),
         };
@@ -856,14 +723,11 @@ pub fn reconcile(input: &Input) -> Outcome {
         let new_ips: Vec<String> = ingress.iter().map(|i| i.to_string()).collect();
         let cur_pool = svc.annotations.get(ANN_ALLOCATED_FROM_POOL).cloned();
         if ingress.is_empty() && svc.ingress.iter().any(|s| s.parse::<IpAddr>().is_ok()) {
-            let why = clear_why.get(&key).cloned().unwrap_or_else(|| {
-                "the Service can no longer be given an address (see the previous Events)".into()
-            });
-            let t = if svc.type_ == "LoadBalancer" {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            };
+            let why = clear_why
+                .get(&key)
+                .cloned()
+                .unwrap_or_else(|| "the Service can no longer be given an address (see the previous Events)".into());
+            let t = if svc.type_ == "LoadBalancer" { EventType::Warning } else { EventType::Normal };
             out.events.push(Event {
                 service: key.clone(),
                 type_: t,
@@ -872,11 +736,7 @@ pub fn reconcile(input: &Input) -> Outcome {
             });
         }
         if cur_ips != new_ips || cur_pool != pool {
-            out.updates.push(ServiceUpdate {
-                service: key,
-                ingress,
-                pool,
-            });
+            out.updates.push(ServiceUpdate { service: key, ingress, pool });
         }
     }
     out

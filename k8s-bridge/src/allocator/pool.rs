@@ -33,14 +33,8 @@ impl Range {
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
         if let Some((a, b)) = s.split_once('-') {
-            let a: IpAddr = a
-                .trim()
-                .parse()
-                .map_err(|_| format!("invalid range start in {s:?}"))?;
-            let b: IpAddr = b
-                .trim()
-                .parse()
-                .map_err(|_| format!("invalid range end in {s:?}"))?;
+            let a: IpAddr = a.trim().parse().map_err(|_| format!("invalid range start in {s:?}"))?;
+            let b: IpAddr = b.trim().parse().map_err(|_| format!("invalid range end in {s:?}"))?;
             let (fa, xa) = to_u128(a);
             let (fb, xb) = to_u128(b);
             if fa != fb {
@@ -49,11 +43,7 @@ impl Range {
             if xa > xb {
                 return Err(format!("range {s:?}: start is after end"));
             }
-            return Ok(Range {
-                v6: fa,
-                first: xa,
-                last: xb,
-            });
+            return Ok(Range { v6: fa, first: xa, last: xb });
         }
         // Host bits are dropped, as Go's net.ParseCIDR (upstream's parser) does.
         let net: ipnet::IpNet = s.parse().map_err(|_| format!("invalid CIDR {s:?}"))?;
@@ -87,12 +77,7 @@ impl Range {
                     (n - r) / 256 + 1
                 }
             };
-            upto(self.last)
-                - if self.first == 0 {
-                    0
-                } else {
-                    upto(self.first - 1)
-                }
+            upto(self.last) - if self.first == 0 { 0 } else { upto(self.first - 1) }
         };
         count(0) + count(255)
     }
@@ -128,17 +113,8 @@ pub struct Pool {
 impl Pool {
     /// A pool from its addresses as written (`addresses:` entries). autoAssign defaults to true.
     pub fn new(name: &str, addresses: &[&str]) -> Result<Self, String> {
-        let ranges = addresses
-            .iter()
-            .map(|a| Range::parse(a))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Pool {
-            name: name.to_string(),
-            ranges,
-            auto_assign: true,
-            avoid_buggy_ips: false,
-            service_allocation: None,
-        })
+        let ranges = addresses.iter().map(|a| Range::parse(a)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Pool { name: name.to_string(), ranges, auto_assign: true, avoid_buggy_ips: false, service_allocation: None })
     }
 
     /// Whether `ip` belongs to this pool (a buggy IP of an avoidBuggyIPs pool does not).
@@ -183,9 +159,7 @@ impl Pool {
         {
             return false;
         }
-        if !sa.service_selectors.is_empty()
-            && !sa.service_selectors.iter().any(|s| s.matches(svc_labels))
-        {
+        if !sa.service_selectors.is_empty() && !sa.service_selectors.iter().any(|s| s.matches(svc_labels)) {
             return false;
         }
         true
@@ -208,10 +182,7 @@ mod tests {
         let r = Range::parse("10.0.0.250-10.0.1.5").unwrap();
         assert_eq!(r.size(), 12);
         assert_eq!(r.buggy_count(), 2);
-        assert_eq!(
-            Range::parse("10.0.0.1/24").unwrap(),
-            Range::parse("10.0.0.0/24").unwrap()
-        );
+        assert_eq!(Range::parse("10.0.0.1/24").unwrap(), Range::parse("10.0.0.0/24").unwrap());
         assert!(Range::parse("10.0.0.9-10.0.0.1").is_err());
         assert!(Range::parse("10.0.0.1-::1").is_err());
         assert!(Range::parse("garbage").is_err());

@@ -29,11 +29,7 @@ pub fn backend_key(etp_local: bool, selector: &BTreeMap<String, String>) -> Stri
     if !etp_local {
         return String::new();
     }
-    selector
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }
 
 /// Why `new` may not join an address held under `existing`, or None if it may.
@@ -65,14 +61,10 @@ mod tests {
 
     #[test]
     fn keys() {
-        let sel: BTreeMap<_, _> =
-            [("b".to_string(), "2".to_string()), ("a".into(), "1".into())].into();
+        let sel: BTreeMap<_, _> = [("b".to_string(), "2".to_string()), ("a".into(), "1".into())].into();
         assert_eq!(backend_key(true, &sel), "a=1,b=2");
         assert_eq!(backend_key(false, &sel), "");
-        let k = |s: &str, b: &str| Key {
-            sharing: s.into(),
-            backend: b.into(),
-        };
+        let k = |s: &str, b: &str| Key { sharing: s.into(), backend: b.into() };
         assert!(sharing_refusal(&k("x", ""), &k("x", "")).is_none());
         assert!(sharing_refusal(&k("", ""), &k("x", "")).is_some());
         assert!(sharing_refusal(&k("x", ""), &k("", "")).is_some());

@@ -83,7 +83,11 @@ impl From<&L2Announcement> for L2View {
 }
 
 fn dash(v: &[String], empty: &str) -> String {
-    if v.is_empty() { empty.to_string() } else { v.join(",") }
+    if v.is_empty() {
+        empty.to_string()
+    } else {
+        v.join(",")
+    }
 }
 
 pub fn l2_table(list: &Vec<L2View>) -> String {
@@ -125,9 +129,15 @@ pub struct MembersView {
 }
 
 pub fn members_table(m: &MembersView) -> String {
-    let mut t = Table::new(&[("Name", Align::Left), ("Address", Align::Left), ("State", Align::Left), ("Local", Align::Left)]);
+    let mut t =
+        Table::new(&[("Name", Align::Left), ("Address", Align::Left), ("State", Align::Left), ("Local", Align::Left)]);
     for x in &m.members {
-        t.row(vec![x.name.clone(), x.address.clone(), x.state.clone(), if x.local { "yes".into() } else { String::new() }]);
+        t.row(vec![
+            x.name.clone(),
+            x.address.clone(),
+            x.state.clone(),
+            if x.local { "yes".into() } else { String::new() },
+        ]);
     }
     let mut s = t.render();
     if !m.quorate {
@@ -144,9 +154,17 @@ async fn current(client: &mut Client, owner: &str) -> Result<Vec<L2Announcement>
 async fn replace(client: &mut Client, owner: &str, list: Vec<L2Announcement>) -> Result<(u32, u32, u32), CmdError> {
     let list = list
         .into_iter()
-        .map(|a| L2Announcement { owner: String::new(), owner_node: String::new(), answering_on: vec![], error: String::new(), ..a })
+        .map(|a| L2Announcement {
+            owner: String::new(),
+            owner_node: String::new(),
+            answering_on: vec![],
+            error: String::new(),
+            ..a
+        })
         .collect();
-    let r = client.set_l2_announcements(SetL2AnnouncementsRequest { owner: owner.to_string(), announcements: list }).await?;
+    let r = client
+        .set_l2_announcements(SetL2AnnouncementsRequest { owner: owner.to_string(), announcements: list })
+        .await?;
     let r = r.into_inner();
     Ok((r.added, r.changed, r.removed))
 }
@@ -161,13 +179,18 @@ struct Changed {
 pub async fn run(client: &mut Client, cmd: L2Command, format: Format, out: &mut dyn Write) -> Result<(), CmdError> {
     let text = match cmd {
         L2Command::List { owner } => {
-            let r = client.list_l2_announcements(ListL2AnnouncementsRequest { owner: owner.unwrap_or_default() }).await?;
+            let r =
+                client.list_l2_announcements(ListL2AnnouncementsRequest { owner: owner.unwrap_or_default() }).await?;
             let list: Vec<L2View> = r.into_inner().announcements.iter().map(L2View::from).collect();
             render(&list, format, l2_table)?
         }
         L2Command::Owner { ip } => {
             let r = client.get_l2_owner(GetL2OwnerRequest { ip: ip.to_string() }).await?.into_inner();
-            let v = OwnerView { ip: ip.to_string(), node: r.node, announcements: r.announcements.iter().map(L2View::from).collect() };
+            let v = OwnerView {
+                ip: ip.to_string(),
+                node: r.node,
+                announcements: r.announcements.iter().map(L2View::from).collect(),
+            };
             render(&v, format, |v| format!("{}\n", if v.node.is_empty() { "(none)" } else { &v.node }))?
         }
         L2Command::Add { ips, nodes, interfaces, exclude_interfaces, owner } => {
@@ -183,13 +206,17 @@ pub async fn run(client: &mut Client, cmd: L2Command, format: Format, out: &mut 
                 });
             }
             let (added, changed, removed) = replace(client, &owner, list).await?;
-            render(&Changed { added, changed, removed }, format, |c| format!("layer 2: {} added, {} changed as owner {owner}\n", c.added, c.changed))?
+            render(&Changed { added, changed, removed }, format, |c| {
+                format!("layer 2: {} added, {} changed as owner {owner}\n", c.added, c.changed)
+            })?
         }
         L2Command::Withdraw { ips, owner } => {
             let mut list = current(client, &owner).await?;
             list.retain(|a| !a.ip.parse::<IpAddr>().is_ok_and(|x| ips.contains(&x)));
             let (added, changed, removed) = replace(client, &owner, list).await?;
-            render(&Changed { added, changed, removed }, format, |c| format!("layer 2: {} withdrawn as owner {owner}\n", c.removed))?
+            render(&Changed { added, changed, removed }, format, |c| {
+                format!("layer 2: {} withdrawn as owner {owner}\n", c.removed)
+            })?
         }
     };
     write_all(out, text.as_bytes())
@@ -219,6 +246,12 @@ mod tests {
             error: String::new(),
         }];
         let t = l2_table(&v);
-        assert!(t.contains("192.0.2.50") && t.contains("a,b") && t.contains("(subnet)") && t.contains("eth0 02:00:00:00:00:01"), "{t}");
+        assert!(
+            t.contains("192.0.2.50")
+                && t.contains("a,b")
+                && t.contains("(subnet)")
+                && t.contains("eth0 02:00:00:00:00:01"),
+            "{t}"
+        );
     }
 }

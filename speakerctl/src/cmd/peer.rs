@@ -435,7 +435,12 @@ mod tests {
     #[test]
     fn peer_add_with_only_asn_leaves_every_other_field_default() {
         let config = add_config(&["peer", "add", "192.0.2.1", "--asn", "65001"]);
-        let expected = PeerConfig { address: "192.0.2.1".into(), peer_asn: 65001, owner: "speakerctl".into(), ..Default::default() };
+        let expected = PeerConfig {
+            address: "192.0.2.1".into(),
+            peer_asn: 65001,
+            owner: "speakerctl".into(),
+            ..Default::default()
+        };
         assert_eq!(config, expected);
     }
 

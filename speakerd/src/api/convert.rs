@@ -63,7 +63,11 @@ pub fn peer(v: &PeerView) -> pb::Peer {
             four_octet_asn: n.four_octet_as,
             route_refresh: n.route_refresh,
             graceful_restart: n.graceful_restart,
-            extended_next_hop: if n.extended_next_hop_v4 { vec![pb::AddressFamily::Ipv4Unicast as i32] } else { vec![] },
+            extended_next_hop: if n.extended_next_hop_v4 {
+                vec![pb::AddressFamily::Ipv4Unicast as i32]
+            } else {
+                vec![]
+            },
             peer_router_id: n.peer_router_id.to_string(),
             local_address: i.local.ip().to_string(),
             local_port: u32::from(i.local.port()),
@@ -71,11 +75,12 @@ pub fn peer(v: &PeerView) -> pb::Peer {
             peer_asn: n.peer_asn,
         }
     });
-    let counts = [(Family::IPV4_UNICAST, s.received[0], v.advertised.0), (Family::IPV6_UNICAST, s.received[1], v.advertised.1)]
-        .into_iter()
-        .filter(|(f, ..)| v.spec.families.contains(f))
-        .map(|(f, r, a)| pb::FamilyCounts { family: family(f) as i32, received: r, advertised: a })
-        .collect();
+    let counts =
+        [(Family::IPV4_UNICAST, s.received[0], v.advertised.0), (Family::IPV6_UNICAST, s.received[1], v.advertised.1)]
+            .into_iter()
+            .filter(|(f, ..)| v.spec.families.contains(f))
+            .map(|(f, r, a)| pb::FamilyCounts { family: family(f) as i32, received: r, advertised: a })
+            .collect();
     pb::Peer {
         config: Some(config),
         state: Some(pb::PeerState {

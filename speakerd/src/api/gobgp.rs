@@ -167,7 +167,9 @@ impl GobgpService {
         }
         match merged {
             Some(m) => conv::global_path(p, &m, self.age(&owners, p), self.uuid_of(p)),
-            None => api::Path { is_withdraw: true, ..conv::global_path(p, &RouteAttrs::default(), SystemTime::now(), None) },
+            None => {
+                api::Path { is_withdraw: true, ..conv::global_path(p, &RouteAttrs::default(), SystemTime::now(), None) }
+            }
         }
     }
 
@@ -246,7 +248,8 @@ fn address(field: &str, s: &str) -> Result<String, Status> {
     if s.is_empty() {
         return Err(Status::invalid_argument(format!("{field}: required (the neighbor address)")));
     }
-    s.parse::<std::net::IpAddr>().map_err(|_| Status::invalid_argument(format!("{field}: {s:?} is not an IP address")))?;
+    s.parse::<std::net::IpAddr>()
+        .map_err(|_| Status::invalid_argument(format!("{field}: {s:?} is not an IP address")))?;
     Ok(s.to_string())
 }
 
@@ -265,8 +268,9 @@ fn lookups(list: &[api::TableLookupPrefix]) -> Result<Vec<Lookup>, Status> {
             let field = format!("prefixes[{i}].prefix");
             let bare = !l.prefix.contains('/');
             let net = parse_prefix(&field, &l.prefix).map_err(|e| Status::invalid_argument(e.to_string()))?;
-            let kind = api::table_lookup_prefix::Type::try_from(l.r#type)
-                .map_err(|_| Status::invalid_argument(format!("prefixes[{i}].type: unknown lookup type {}", l.r#type)))?;
+            let kind = api::table_lookup_prefix::Type::try_from(l.r#type).map_err(|_| {
+                Status::invalid_argument(format!("prefixes[{i}].type: unknown lookup type {}", l.r#type))
+            })?;
             Ok(Lookup { net, bare, kind })
         })
         .collect()
@@ -281,7 +285,9 @@ fn select<'a, V>(rib: &'a BTreeMap<IpNet, V>, filters: &[Lookup]) -> Vec<(&'a Ip
     for f in filters {
         match f.kind {
             Type::Exact if f.bare => {
-                if let Some((p, v)) = rib.iter().filter(|(p, _)| p.contains(&f.net.addr())).max_by_key(|(p, _)| p.prefix_len()) {
+                if let Some((p, v)) =
+                    rib.iter().filter(|(p, _)| p.contains(&f.net.addr())).max_by_key(|(p, _)| p.prefix_len())
+                {
                     out.insert(p, v);
                 }
             }
@@ -306,12 +312,9 @@ impl GobgpApi for GobgpService {
         if g.asn == 0 || g.asn == u32::from(crate::bgp::wire::iana::AS_TRANS) {
             return Err(Status::invalid_argument(format!("global.asn: {} is not a usable AS number", g.asn)));
         }
-        let rid: Ipv4Addr = g
-            .router_id
-            .parse()
-            .ok()
-            .filter(|r: &Ipv4Addr| !r.is_unspecified())
-            .ok_or_else(|| Status::invalid_argument(format!("global.router_id: {:?} is not a non-zero IPv4 address", g.router_id)))?;
+        let rid: Ipv4Addr = g.router_id.parse().ok().filter(|r: &Ipv4Addr| !r.is_unspecified()).ok_or_else(|| {
+            Status::invalid_argument(format!("global.router_id: {:?} is not a non-zero IPv4 address", g.router_id))
+        })?;
         let (asn, id) = self.speaker.defaults();
         if asn.is_some_and(|a| a != g.asn) || id.is_some_and(|i| i != rid) {
             return Err(Status::failed_precondition(format!(
@@ -343,18 +346,19 @@ impl GobgpApi for GobgpService {
         let router_id = id.or_else(crate::bgp::transport::default_router_id).map(|i| i.to_string()).unwrap_or_default();
         let (listen_port, listen_addresses) = match &self.listen {
             None => (-1, Vec::new()),
-            Some(l) => (
-                l.first().map_or(179, |a| i32::from(a.port())),
-                l.iter().map(|a| a.ip().to_string()).collect(),
-            ),
+            Some(l) => (l.first().map_or(179, |a| i32::from(a.port())), l.iter().map(|a| a.ip().to_string()).collect()),
         };
-        let global = api::Global { asn: asn.unwrap_or(0), router_id, listen_port, listen_addresses, ..Default::default() };
+        let global =
+            api::Global { asn: asn.unwrap_or(0), router_id, listen_port, listen_addresses, ..Default::default() };
         Ok(Response::new(api::GetBgpResponse { global: Some(global) }))
     }
 
     type WatchEventStream = BoxStream<api::WatchEventResponse>;
 
-    async fn watch_event(&self, r: Request<api::WatchEventRequest>) -> Result<Response<Self::WatchEventStream>, Status> {
+    async fn watch_event(
+        &self,
+        r: Request<api::WatchEventRequest>,
+    ) -> Result<Response<Self::WatchEventStream>, Status> {
         use api::watch_event_request::table::filter::Type as Filter;
         let r = r.into_inner();
         let peers = r.peer.is_some();
@@ -413,7 +417,11 @@ impl GobgpApi for GobgpService {
                     Ok(Event::Announcement(a)) if best => table(vec![me.global_path_of(&a.advert.prefix).await]),
                     Ok(_) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        let _ = tx.send(Err(Status::data_loss(format!("watcher fell {n} events behind; list again and watch again")))).await;
+                        let _ = tx
+                            .send(Err(Status::data_loss(format!(
+                                "watcher fell {n} events behind; list again and watch again"
+                            ))))
+                            .await;
                         return;
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
@@ -440,7 +448,9 @@ impl GobgpApi for GobgpService {
     async fn delete_peer(&self, r: Request<api::DeletePeerRequest>) -> Result<Response<()>, Status> {
         let r = r.into_inner();
         if !r.interface.is_empty() {
-            return Err(Status::invalid_argument("interface: unnumbered peers are not served by speakerd; give address"));
+            return Err(Status::invalid_argument(
+                "interface: unnumbered peers are not served by speakerd; give address",
+            ));
         }
         let a = address("address", &r.address)?;
         self.own_peer(&a, "DeletePeer").await?;
@@ -466,7 +476,10 @@ impl GobgpApi for GobgpService {
         Ok(Response::new(Box::pin(tokio_stream::iter(list))))
     }
 
-    async fn update_peer(&self, r: Request<api::UpdatePeerRequest>) -> Result<Response<api::UpdatePeerResponse>, Status> {
+    async fn update_peer(
+        &self,
+        r: Request<api::UpdatePeerRequest>,
+    ) -> Result<Response<api::UpdatePeerResponse>, Status> {
         let p = r.into_inner().peer.ok_or_else(|| Status::invalid_argument("peer: required"))?;
         let conf_addr = p.conf.as_ref().map(|c| c.neighbor_address.clone()).unwrap_or_default();
         let a = address("peer.conf.neighbor_address", &conf_addr)?;
@@ -548,7 +561,9 @@ impl GobgpApi for GobgpService {
         let fam = required_family(&r.family)?;
         let filters = lookups(&r.prefixes)?;
         let dest = |p: &IpNet, path: api::Path| {
-            Ok(api::ListPathResponse { destination: Some(api::Destination { prefix: p.to_string(), paths: vec![path] }) })
+            Ok(api::ListPathResponse {
+                destination: Some(api::Destination { prefix: p.to_string(), paths: vec![path] }),
+            })
         };
         let out: Vec<Result<api::ListPathResponse, Status>> = match api::TableType::try_from(r.table_type) {
             Ok(api::TableType::Global) => {
@@ -613,7 +628,9 @@ impl GobgpApi for GobgpService {
                 let n = v.status.received[if fam == Fam::V4 { 0 } else { 1 }];
                 (n, n)
             }
-            Ok(t) => return Err(Status::unimplemented(format!("GetTable {}: speakerd has no such table", t.as_str_name()))),
+            Ok(t) => {
+                return Err(Status::unimplemented(format!("GetTable {}: speakerd has no such table", t.as_str_name())))
+            }
             Err(_) => return Err(Status::invalid_argument(format!("table_type: unknown {}", r.table_type))),
         };
         Ok(Response::new(api::GetTableResponse { num_destination: d, num_path: d, num_accepted: accepted }))
@@ -680,7 +697,8 @@ where
 
 /// The router serving `apipb.GobgpApi`.
 pub fn router(speaker: Arc<Speaker>, listen: Option<Vec<SocketAddr>>) -> tonic::transport::server::Router {
-    let svc = GobgpApiServer::new(GobgpService::new(speaker, listen)).max_decoding_message_size(super::server::MAX_REQUEST_BYTES);
+    let svc = GobgpApiServer::new(GobgpService::new(speaker, listen))
+        .max_decoding_message_size(super::server::MAX_REQUEST_BYTES);
     tonic::transport::Server::builder().add_service(WithReasons(svc))
 }
 
@@ -690,7 +708,9 @@ mod tests {
 
     #[test]
     fn every_unserved_method_has_a_reason() {
-        for m in ["AddVrf", "ListPolicy", "AddRpki", "EnableZebra", "EnableMrt", "AddBmp", "SetLogLevel", "AddPeerGroup"] {
+        for m in
+            ["AddVrf", "ListPolicy", "AddRpki", "EnableZebra", "EnableMrt", "AddBmp", "SetLogLevel", "AddPeerGroup"]
+        {
             let r = unserved_reason(m);
             assert!(r.contains(m) && !r.contains("not part of"), "{r}");
         }
@@ -698,9 +718,13 @@ mod tests {
 
     #[test]
     fn lookups_select_like_gobgp() {
-        let rib: BTreeMap<IpNet, ()> =
-            ["10.0.0.0/8", "10.0.0.0/24", "10.0.1.0/24", "192.0.2.0/24"].iter().map(|p| (p.parse().unwrap(), ())).collect();
-        let l = |p: &str, t: api::table_lookup_prefix::Type| lookups(&[api::TableLookupPrefix { prefix: p.into(), r#type: t as i32 }]).unwrap();
+        let rib: BTreeMap<IpNet, ()> = ["10.0.0.0/8", "10.0.0.0/24", "10.0.1.0/24", "192.0.2.0/24"]
+            .iter()
+            .map(|p| (p.parse().unwrap(), ()))
+            .collect();
+        let l = |p: &str, t: api::table_lookup_prefix::Type| {
+            lookups(&[api::TableLookupPrefix { prefix: p.into(), r#type: t as i32 }]).unwrap()
+        };
         let names = |v: Vec<(&IpNet, &())>| v.into_iter().map(|(p, _)| p.to_string()).collect::<Vec<_>>();
         use api::table_lookup_prefix::Type;
         assert_eq!(names(select(&rib, &l("10.0.0.5", Type::Exact))), ["10.0.0.0/24"]);

@@ -84,7 +84,8 @@ fn any_name<'a>(field: &str, a: &'a Any) -> Result<&'a str, Status> {
 }
 
 fn unpack<M: Message + Default>(field: &str, name: &str, a: &Any) -> Result<M, Status> {
-    M::decode(a.value.as_slice()).map_err(|e| Status::invalid_argument(format!("{field}: cannot decode apipb.{name}: {e}")))
+    M::decode(a.value.as_slice())
+        .map_err(|e| Status::invalid_argument(format!("{field}: cannot decode apipb.{name}: {e}")))
 }
 
 /// An `IPAddressPrefix` NLRI as a prefix.
@@ -101,7 +102,10 @@ pub fn nlri_prefix(field: &str, a: &Any) -> Result<IpNet, Status> {
 }
 
 pub fn nlri_any(p: &IpNet) -> Any {
-    pack("IPAddressPrefix", &api::IpAddressPrefix { prefix_len: u32::from(p.prefix_len()), prefix: p.addr().to_string() })
+    pack(
+        "IPAddressPrefix",
+        &api::IpAddressPrefix { prefix_len: u32::from(p.prefix_len()), prefix: p.addr().to_string() },
+    )
 }
 
 /// A GoBGP path to add, as one of our announcements. `withdraw` is the path's is_withdraw.
@@ -118,13 +122,18 @@ pub fn parse_path(field: &str, p: &api::Path, attrs_too: bool) -> Result<ParsedP
             "{field}.nlri_binary: binary NLRI is not served; send {field}.nlri as an apipb.IPAddressPrefix Any"
         )));
     }
-    let nlri = p.nlri.as_ref().ok_or_else(|| Status::invalid_argument(format!("{field}.nlri: required (an apipb.IPAddressPrefix Any)")))?;
+    let nlri = p
+        .nlri
+        .as_ref()
+        .ok_or_else(|| Status::invalid_argument(format!("{field}.nlri: required (an apipb.IPAddressPrefix Any)")))?;
     let prefix = nlri_prefix(&format!("{field}.nlri"), nlri)?;
     let fam = Fam::of(&prefix);
     if let Some(f) = &p.family {
         let given = family(&format!("{field}.family"), f)?;
         if given != fam {
-            return Err(Status::invalid_argument(format!("{field}.family: {given:?} unicast, but the NLRI {prefix} is {fam:?}")));
+            return Err(Status::invalid_argument(format!(
+                "{field}.family: {given:?} unicast, but the NLRI {prefix} is {fam:?}"
+            )));
         }
     }
     let mut attrs = RouteAttrs::default();
@@ -153,7 +162,10 @@ fn apply_attr(field: &str, a: &Any, fam: Fam, prefix: &IpNet, attrs: &mut RouteA
         "OriginAttribute" => {
             let o: api::OriginAttribute = unpack(field, name, a)?;
             if o.origin > 2 {
-                return Err(Status::invalid_argument(format!("{field}: origin {}: must be 0 (IGP), 1 (EGP) or 2 (INCOMPLETE)", o.origin)));
+                return Err(Status::invalid_argument(format!(
+                    "{field}: origin {}: must be 0 (IGP), 1 (EGP) or 2 (INCOMPLETE)",
+                    o.origin
+                )));
             }
         }
         "AsPathAttribute" => {
@@ -173,7 +185,9 @@ fn apply_attr(field: &str, a: &Any, fam: Fam, prefix: &IpNet, attrs: &mut RouteA
             if let Some(f) = &m.family {
                 let given = family(&format!("{field}.family"), f)?;
                 if given != fam {
-                    return Err(Status::invalid_argument(format!("{field}.family: {given:?} unicast, but the NLRI {prefix} is {fam:?}")));
+                    return Err(Status::invalid_argument(format!(
+                        "{field}.family: {given:?} unicast, but the NLRI {prefix} is {fam:?}"
+                    )));
                 }
             }
             for (j, nh) in m.next_hops.iter().enumerate() {
@@ -183,7 +197,9 @@ fn apply_attr(field: &str, a: &Any, fam: Fam, prefix: &IpNet, attrs: &mut RouteA
                 let f = format!("{field}.nlris[{j}]");
                 let p = nlri_prefix(&f, n)?;
                 if p != *prefix {
-                    return Err(Status::invalid_argument(format!("{f}: {p} differs from the path's NLRI {prefix} (one prefix per path)")));
+                    return Err(Status::invalid_argument(format!(
+                        "{f}: {p} differs from the path's NLRI {prefix} (one prefix per path)"
+                    )));
                 }
             }
         }
@@ -198,9 +214,11 @@ fn apply_attr(field: &str, a: &Any, fam: Fam, prefix: &IpNet, attrs: &mut RouteA
         }
         "LargeCommunitiesAttribute" => {
             let c: api::LargeCommunitiesAttribute = unpack(field, name, a)?;
-            attrs.large_communities.extend(
-                c.communities.iter().map(|l| LargeCommunity { global: l.global_admin, local1: l.local_data1, local2: l.local_data2 }),
-            );
+            attrs.large_communities.extend(c.communities.iter().map(|l| LargeCommunity {
+                global: l.global_admin,
+                local1: l.local_data1,
+                local2: l.local_data2,
+            }));
         }
         "LocalPrefAttribute" => {
             let l: api::LocalPrefAttribute = unpack(field, name, a)?;
@@ -237,7 +255,10 @@ fn common_attrs(out: &mut Vec<Any>, a: &RouteAttrs, local_pref: Option<u32>) {
         out.push(pack("LocalPrefAttribute", &api::LocalPrefAttribute { local_pref }));
     }
     if !a.communities.is_empty() {
-        out.push(pack("CommunitiesAttribute", &api::CommunitiesAttribute { communities: a.communities.iter().copied().collect() }));
+        out.push(pack(
+            "CommunitiesAttribute",
+            &api::CommunitiesAttribute { communities: a.communities.iter().copied().collect() },
+        ));
     }
     if !a.large_communities.is_empty() {
         let communities = a
@@ -443,11 +464,7 @@ pub fn peer(v: &PeerView) -> api::Peer {
             }),
         }),
         transport: Some(api::Transport {
-            local_address: s
-                .source_address
-                .or(neg.map(|n| n.local.ip()))
-                .map(|a| a.to_string())
-                .unwrap_or_default(),
+            local_address: s.source_address.or(neg.map(|n| n.local.ip())).map(|a| a.to_string()).unwrap_or_default(),
             local_port: neg.map_or(0, |n| u32::from(n.local.port())),
             passive_mode: s.passive,
             remote_address: s.address.to_string(),
@@ -492,10 +509,16 @@ pub fn peer_config(p: &api::Peer, current: Option<&PeerView>) -> Result<pb::Peer
         return Err(unsupported("peer.conf.vrf", "VRFs"));
     }
     if conf.remove_private != 0 {
-        return Err(unsupported("peer.conf.remove_private", "speakerd originates its routes: there are no private ASes to remove"));
+        return Err(unsupported(
+            "peer.conf.remove_private",
+            "speakerd originates its routes: there are no private ASes to remove",
+        ));
     }
     if conf.allow_own_asn != 0 || conf.replace_peer_asn {
-        return Err(unsupported("peer.conf.allow_own_asn/replace_peer_asn", "speakerd does not accept routes for a RIB"));
+        return Err(unsupported(
+            "peer.conf.allow_own_asn/replace_peer_asn",
+            "speakerd does not accept routes for a RIB",
+        ));
     }
     if conf.route_flap_damping {
         return Err(unsupported("peer.conf.route_flap_damping", "no received routes are used"));
@@ -510,7 +533,8 @@ pub fn peer_config(p: &api::Peer, current: Option<&PeerView>) -> Result<pb::Peer
         return Err(unsupported("peer.ttl_security", "GTSM; use ebgp_multihop"));
     }
     if let Some(ap) = &p.apply_policy {
-        let named = [&ap.in_policy, &ap.export_policy, &ap.import_policy].into_iter().flatten().any(|a| !a.policies.is_empty());
+        let named =
+            [&ap.in_policy, &ap.export_policy, &ap.import_policy].into_iter().flatten().any(|a| !a.policies.is_empty());
         if named {
             return Err(unsupported("peer.apply_policy", "routing policies"));
         }
@@ -529,14 +553,17 @@ pub fn peer_config(p: &api::Peer, current: Option<&PeerView>) -> Result<pb::Peer
     let secs = |field: &str, v: u64| -> Result<Option<u32>, Status> {
         match v {
             0 => Ok(None),
-            v => u32::try_from(v).map(Some).map_err(|_| Status::invalid_argument(format!("peer.timers.config.{field}: {v} is too large"))),
+            v => u32::try_from(v)
+                .map(Some)
+                .map_err(|_| Status::invalid_argument(format!("peer.timers.config.{field}: {v} is too large"))),
         }
     };
     let t = p.transport.clone().unwrap_or_default();
     let source_address = match current {
         // A peer read back from ListPeer shows the session's local address: not a setting.
-        Some(c) if c.spec.source_address.is_none()
-            && c.status.negotiated.as_ref().is_some_and(|n| n.local.ip().to_string() == t.local_address) =>
+        Some(c)
+            if c.spec.source_address.is_none()
+                && c.status.negotiated.as_ref().is_some_and(|n| n.local.ip().to_string() == t.local_address) =>
         {
             String::new()
         }
@@ -563,9 +590,17 @@ pub fn peer_config(p: &api::Peer, current: Option<&PeerView>) -> Result<pb::Peer
         keepalive_time_secs: secs("keepalive_interval", timers.keepalive_interval)?,
         connect_time_secs: secs("connect_retry", timers.connect_retry)?,
         password,
-        ebgp_multihop_ttl: p.ebgp_multihop.as_ref().filter(|e| e.enabled).map_or(0, |e| if e.multihop_ttl == 0 { 255 } else { e.multihop_ttl }),
+        ebgp_multihop_ttl: p.ebgp_multihop.as_ref().filter(|e| e.enabled).map_or(0, |e| {
+            if e.multihop_ttl == 0 {
+                255
+            } else {
+                e.multihop_ttl
+            }
+        }),
         passive: t.passive_mode,
-        graceful_restart: gr.enabled.then_some(pb::GracefulRestart { enabled: true, restart_time_secs: gr.restart_time }),
+        graceful_restart: gr
+            .enabled
+            .then_some(pb::GracefulRestart { enabled: true, restart_time_secs: gr.restart_time }),
         families,
         // Settings GoBGP has no field for keep their current values on update.
         next_hop_ipv4: current.and_then(|c| c.spec.next_hop_v4).map(|a| a.to_string()).unwrap_or_default(),
@@ -611,7 +646,12 @@ pub fn peer_event(address: IpAddr, state: State, view: Option<&PeerView>) -> api
         event: Some(api::watch_event_response::Event::Peer(api::watch_event_response::PeerEvent {
             r#type: api::watch_event_response::peer_event::Type::State as i32,
             peer: Some(api::Peer {
-                conf: Some(api::PeerConf { peer_asn, local_asn, neighbor_address: address.to_string(), ..Default::default() }),
+                conf: Some(api::PeerConf {
+                    peer_asn,
+                    local_asn,
+                    neighbor_address: address.to_string(),
+                    ..Default::default()
+                }),
                 state: Some(api::PeerState {
                     peer_asn,
                     local_asn,
@@ -669,26 +709,41 @@ mod tests {
             (api::Path::default(), "path.nlri: required"),
             (path(prefix_any("10.0.0.1", 24), vec![]), "host bits"),
             (path(prefix_any("nonsense", 24), vec![]), "path.nlri"),
-            (path(Any { type_url: "type.googleapis.com/foo.Bar".into(), value: vec![] }, vec![]), "not a GoBGP v3 message"),
+            (
+                path(Any { type_url: "type.googleapis.com/foo.Bar".into(), value: vec![] }, vec![]),
+                "not a GoBGP v3 message",
+            ),
             (path(Any { type_url: type_url("IPAddressPrefix"), value: vec![0xff, 0xff] }, vec![]), "cannot decode"),
             (path(pack("EVPNMACIPAdvertisementRoute", &api::IpAddressPrefix::default()), vec![]), "IPAddressPrefix"),
             (
-                api::Path { family: Some(api::Family { afi: 25, safi: 70 }), ..path(prefix_any("10.0.0.0", 24), vec![]) },
+                api::Path {
+                    family: Some(api::Family { afi: 25, safi: 70 }),
+                    ..path(prefix_any("10.0.0.0", 24), vec![])
+                },
                 "path.family: afi 25 safi 70",
             ),
             (
-                path(prefix_any("10.0.0.0", 24), vec![pack("ExtendedCommunitiesAttribute", &api::CommunitiesAttribute::default())]),
+                path(
+                    prefix_any("10.0.0.0", 24),
+                    vec![pack("ExtendedCommunitiesAttribute", &api::CommunitiesAttribute::default())],
+                ),
                 "path.pattrs[0]: apipb.ExtendedCommunitiesAttribute is not served",
             ),
             (
                 path(
                     prefix_any("10.0.0.0", 24),
-                    vec![pack("AsPathAttribute", &api::AsPathAttribute { segments: vec![api::AsSegment { r#type: 2, numbers: vec![1] }] })],
+                    vec![pack(
+                        "AsPathAttribute",
+                        &api::AsPathAttribute { segments: vec![api::AsSegment { r#type: 2, numbers: vec![1] }] },
+                    )],
                 ),
                 "non-empty AS_PATH",
             ),
             (
-                path(prefix_any("10.0.0.0", 24), vec![pack("NextHopAttribute", &api::NextHopAttribute { next_hop: "x".into() })]),
+                path(
+                    prefix_any("10.0.0.0", 24),
+                    vec![pack("NextHopAttribute", &api::NextHopAttribute { next_hop: "x".into() })],
+                ),
                 "path.pattrs[0].next_hop",
             ),
         ];

@@ -86,7 +86,9 @@ impl Api {
                     a.answering_on = st
                         .answering_on
                         .iter()
-                        .map(|(i, m)| format!("{i} {}", m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")))
+                        .map(|(i, m)| {
+                            format!("{i} {}", m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"))
+                        })
                         .collect();
                     a.error = st.error.clone().unwrap_or_default();
                 }
@@ -123,13 +125,18 @@ impl SpeakerSvc for Api {
         let r = r.into_inner();
         let owner = parse_owner(&r.owner).map_err(invalid)?;
         if r.peers.len() > MAX_PEERS_PER_CALL {
-            return Err(Status::resource_exhausted(format!("{} peers in one call: at most {MAX_PEERS_PER_CALL}", r.peers.len())));
+            return Err(Status::resource_exhausted(format!(
+                "{} peers in one call: at most {MAX_PEERS_PER_CALL}",
+                r.peers.len()
+            )));
         }
         let specs = r
             .peers
             .into_iter()
             .enumerate()
-            .map(|(i, p)| peer_spec(Some(p)).map_err(|s| Status::invalid_argument(format!("peers[{i}]: {}", s.message()))))
+            .map(|(i, p)| {
+                peer_spec(Some(p)).map_err(|s| Status::invalid_argument(format!("peers[{i}]: {}", s.message())))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let o = self.speaker.set_peers(&owner, specs).await?;
         Ok(Response::new(pb::SetPeersResponse {
@@ -210,7 +217,9 @@ impl SpeakerSvc for Api {
         let r = r.into_inner();
         let owner = parse_owner(&r.owner).map_err(invalid)?;
         if r.announcements.len() > MAX_ANNOUNCEMENTS_PER_CALL {
-            return Err(Status::resource_exhausted(format!("at most {MAX_ANNOUNCEMENTS_PER_CALL} announcements per call")));
+            return Err(Status::resource_exhausted(format!(
+                "at most {MAX_ANNOUNCEMENTS_PER_CALL} announcements per call"
+            )));
         }
         let specs = r
             .announcements
@@ -234,9 +243,16 @@ impl SpeakerSvc for Api {
         Ok(Response::new(pb::ListL2AnnouncementsResponse { announcements: self.l2_views(&list) }))
     }
 
-    async fn get_l2_owner(&self, r: Request<pb::GetL2OwnerRequest>) -> Result<Response<pb::GetL2OwnerResponse>, Status> {
-        let ip: std::net::IpAddr =
-            r.get_ref().ip.trim().parse().map_err(|_| Status::invalid_argument(format!("ip: {:?} is not an IP address", r.get_ref().ip)))?;
+    async fn get_l2_owner(
+        &self,
+        r: Request<pb::GetL2OwnerRequest>,
+    ) -> Result<Response<pb::GetL2OwnerResponse>, Status> {
+        let ip: std::net::IpAddr = r
+            .get_ref()
+            .ip
+            .trim()
+            .parse()
+            .map_err(|_| Status::invalid_argument(format!("ip: {:?} is not an IP address", r.get_ref().ip)))?;
         let ip = crate::bgp::transport::canonical(ip);
         let list: Vec<_> = self.speaker.list_l2(None).await.into_iter().filter(|(_, s)| s.ip == ip).collect();
         if list.is_empty() {
@@ -246,8 +262,12 @@ impl SpeakerSvc for Api {
         Ok(Response::new(pb::GetL2OwnerResponse { node, announcements: self.l2_views(&list) }))
     }
 
-    async fn list_members(&self, _: Request<pb::ListMembersRequest>) -> Result<Response<pb::ListMembersResponse>, Status> {
-        let l2 = self.speaker.l2().ok_or_else(|| Status::failed_precondition("Layer 2 mode is not running on this node"))?;
+    async fn list_members(
+        &self,
+        _: Request<pb::ListMembersRequest>,
+    ) -> Result<Response<pb::ListMembersResponse>, Status> {
+        let l2 =
+            self.speaker.l2().ok_or_else(|| Status::failed_precondition("Layer 2 mode is not running on this node"))?;
         let members = l2.view().members.iter().map(convert::member).collect();
         Ok(Response::new(pb::ListMembersResponse { members, quorate: l2.quorate() }))
     }
@@ -261,9 +281,12 @@ impl SpeakerSvc for Api {
             .seeds
             .iter()
             .enumerate()
-            .map(|(i, s)| parse_seed(s).ok_or_else(|| Status::invalid_argument(format!("seeds[{i}]: {s:?} is not IP or IP:PORT"))))
+            .map(|(i, s)| {
+                parse_seed(s).ok_or_else(|| Status::invalid_argument(format!("seeds[{i}]: {s:?} is not IP or IP:PORT")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        let l2 = self.speaker.l2().ok_or_else(|| Status::failed_precondition("Layer 2 mode is not running on this node"))?;
+        let l2 =
+            self.speaker.l2().ok_or_else(|| Status::failed_precondition("Layer 2 mode is not running on this node"))?;
         if !l2.set_seeds(seeds) {
             return Err(Status::failed_precondition("gossip is disabled on this node (--no-gossip)"));
         }
@@ -316,7 +339,9 @@ impl SpeakerSvc for Api {
 }
 
 /// The router with the Speaker service, health and reflection.
-pub fn router(speaker: Arc<Speaker>) -> Result<tonic::transport::server::Router, Box<dyn std::error::Error + Send + Sync>> {
+pub fn router(
+    speaker: Arc<Speaker>,
+) -> Result<tonic::transport::server::Router, Box<dyn std::error::Error + Send + Sync>> {
     router_with(speaker, None)
 }
 

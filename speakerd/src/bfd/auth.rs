@@ -32,7 +32,11 @@ fn key20(key: &[u8]) -> [u8; 20] {
 
 impl BfdAuth {
     fn auth_type(&self) -> u8 {
-        if self.meticulous { METICULOUS_KEYED_SHA1 } else { KEYED_SHA1 }
+        if self.meticulous {
+            METICULOUS_KEYED_SHA1
+        } else {
+            KEYED_SHA1
+        }
     }
 
     /// The packet with the A bit, Length 52, and the authentication section.
@@ -79,7 +83,11 @@ impl BfdAuth {
         let Some(last) = last else { return true };
         let ahead = seq.wrapping_sub(last);
         let window = 3 * u32::from(detect_mult.max(1));
-        if self.meticulous { (1..=window).contains(&ahead) } else { ahead <= window }
+        if self.meticulous {
+            (1..=window).contains(&ahead)
+        } else {
+            ahead <= window
+        }
     }
 }
 

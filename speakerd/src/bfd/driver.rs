@@ -81,7 +81,8 @@ fn rx_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
     s.set_reuse_address(true)?;
     s.set_nonblocking(true)?;
     let on: libc::c_int = 1;
-    let (level, opt) = if v6 { (libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT) } else { (libc::IPPROTO_IP, libc::IP_RECVTTL) };
+    let (level, opt) =
+        if v6 { (libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT) } else { (libc::IPPROTO_IP, libc::IP_RECVTTL) };
     // SAFETY: setsockopt with a c_int option value that outlives the call.
     if unsafe { libc::setsockopt(s.as_raw_fd(), level, opt, std::ptr::addr_of!(on).cast(), 4) } != 0 {
         return Err(io::Error::last_os_error());
@@ -139,7 +140,9 @@ fn recv_with_ttl(fd: i32, buf: &mut [u8]) -> io::Result<(usize, IpAddr, Option<u
         let mut c = libc::CMSG_FIRSTHDR(&msg);
         while !c.is_null() {
             let (level, ty) = ((*c).cmsg_level, (*c).cmsg_type);
-            if (level == libc::IPPROTO_IP && ty == libc::IP_TTL) || (level == libc::IPPROTO_IPV6 && ty == libc::IPV6_HOPLIMIT) {
+            if (level == libc::IPPROTO_IP && ty == libc::IP_TTL)
+                || (level == libc::IPPROTO_IPV6 && ty == libc::IPV6_HOPLIMIT)
+            {
                 let v = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
                 ttl = u8::try_from(v).ok();
             }
@@ -184,7 +187,8 @@ impl BfdManager {
         for (sock, multihop) in rx {
             tokio::spawn(read_loop(sock, multihop, pkt_tx.clone(), cancel.clone()));
         }
-        let task = Task { sessions: HashMap::new(), by_disc: HashMap::new(), drops: drops.clone(), next_disc: 0x5bfd_0000 };
+        let task =
+            Task { sessions: HashMap::new(), by_disc: HashMap::new(), drops: drops.clone(), next_disc: 0x5bfd_0000 };
         tokio::spawn(task.run(cmds, pkt_rx, cancel));
         Ok(BfdManager { cmds: tx, drops })
     }
@@ -251,7 +255,12 @@ struct Task {
 }
 
 impl Task {
-    async fn run(mut self, mut cmds: mpsc::Receiver<Cmd>, mut pkts: mpsc::Receiver<Received>, cancel: CancellationToken) {
+    async fn run(
+        mut self,
+        mut cmds: mpsc::Receiver<Cmd>,
+        mut pkts: mpsc::Receiver<Received>,
+        cancel: CancellationToken,
+    ) {
         loop {
             let next = self.sessions.values().flat_map(|s| std::iter::once(s.tx_at).chain(s.detect_at)).min();
             tokio::select! {
@@ -290,7 +299,11 @@ impl Task {
                 };
                 let mut fsm = BfdFsm::new(spec.cfg, disc, u64::from(disc) * 2654435761);
                 let multihop = spec.multihop;
-                let (tx_ms, rx_ms, mult) = (spec.cfg.desired_min_tx.as_millis() as u64, spec.cfg.required_min_rx.as_millis() as u64, spec.cfg.detect_mult);
+                let (tx_ms, rx_ms, mult) = (
+                    spec.cfg.desired_min_tx.as_millis() as u64,
+                    spec.cfg.required_min_rx.as_millis() as u64,
+                    spec.cfg.detect_mult,
+                );
                 let mut s = Session {
                     fsm: fsm.clone(),
                     spec,

@@ -22,7 +22,12 @@ pub struct BfdConfig {
 impl Default for BfdConfig {
     /// MetalLB's BFDProfile defaults: 300 ms both ways, multiplier 3.
     fn default() -> Self {
-        Self { desired_min_tx: Duration::from_millis(300), required_min_rx: Duration::from_millis(300), detect_mult: 3, passive: false }
+        Self {
+            desired_min_tx: Duration::from_millis(300),
+            required_min_rx: Duration::from_millis(300),
+            detect_mult: 3,
+            passive: false,
+        }
     }
 }
 
@@ -218,7 +223,12 @@ mod tests {
     use super::*;
 
     fn cfg() -> BfdConfig {
-        BfdConfig { desired_min_tx: Duration::from_millis(100), required_min_rx: Duration::from_millis(100), detect_mult: 3, passive: false }
+        BfdConfig {
+            desired_min_tx: Duration::from_millis(100),
+            required_min_rx: Duration::from_millis(100),
+            detect_mult: 3,
+            passive: false,
+        }
     }
 
     fn sent(a: &[Action]) -> Vec<ControlPacket> {
@@ -265,7 +275,14 @@ mod tests {
         assert!(out.contains(&Action::StateChanged { old: BfdState::Down, new: BfdState::Up, diag: 0 }));
         assert!(out.contains(&Action::ArmDetect(Duration::from_millis(300))));
         let out = a.handle(Input::DetectTimer);
-        assert_eq!(out, vec![Action::StateChanged { old: BfdState::Up, new: BfdState::Down, diag: diag::CONTROL_DETECTION_TIME_EXPIRED }]);
+        assert_eq!(
+            out,
+            vec![Action::StateChanged {
+                old: BfdState::Up,
+                new: BfdState::Down,
+                diag: diag::CONTROL_DETECTION_TIME_EXPIRED
+            }]
+        );
         assert_eq!(a.remote_disc, 0);
     }
 
@@ -281,7 +298,14 @@ mod tests {
             assert_eq!(a.state(), BfdState::Up);
             p.state = remote;
             let out = a.handle(Input::Rx(p));
-            assert!(out.contains(&Action::StateChanged { old: BfdState::Up, new: BfdState::Down, diag: diag::NEIGHBOR_SIGNALED_SESSION_DOWN }), "{out:?}");
+            assert!(
+                out.contains(&Action::StateChanged {
+                    old: BfdState::Up,
+                    new: BfdState::Down,
+                    diag: diag::NEIGHBOR_SIGNALED_SESSION_DOWN
+                }),
+                "{out:?}"
+            );
         }
     }
 

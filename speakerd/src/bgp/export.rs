@@ -214,10 +214,7 @@ mod tests {
     use super::*;
 
     fn sel(name: &str) -> Selector {
-        Selector {
-            name: name.into(),
-            address: "192.0.2.9".parse().unwrap(),
-        }
+        Selector { name: name.into(), address: "192.0.2.9".parse().unwrap() }
     }
 
     #[test]
@@ -231,11 +228,7 @@ mod tests {
         let mut asked = Vec::new();
         t.collect_unused(|ids| asked = ids.clone()); // still on a wire: kept
         assert_eq!(asked, [c.id], "only the unwanted slot is a candidate");
-        assert_eq!(
-            (t.len(), t.iter_wanted().count()),
-            (1, 0),
-            "still on a wire: kept"
-        );
+        assert_eq!((t.len(), t.iter_wanted().count()), (1, 0), "still on a wire: kept");
         t.collect_unused(|ids| ids.clear()); // off every wire
         assert!(t.is_empty());
         assert!(t.get(c.id).is_none());
@@ -249,24 +242,14 @@ mod tests {
     fn selective_announcements_are_merged_per_peer() {
         let body = |c: u32, peers: &[&str]| {
             Arc::new(Body {
-                attrs: Arc::new(RouteAttrs {
-                    communities: [c].into(),
-                    ..Default::default()
-                }),
+                attrs: Arc::new(RouteAttrs { communities: [c].into(), ..Default::default() }),
                 peers: peers.iter().map(|s| s.to_string()).collect(),
             })
         };
-        let w = Want::Select(Arc::new(vec![
-            body(1, &[]),
-            body(2, &["r1"]),
-            body(3, &["192.0.2.9"]),
-        ]));
+        let w = Want::Select(Arc::new(vec![body(1, &[]), body(2, &["r1"]), body(3, &["192.0.2.9"])]));
         let r1 = w.for_peer(&sel("r1")).unwrap();
         assert_eq!(r1.communities, [1, 2, 3].into(), "by name and by address");
-        let other = Selector {
-            name: "r2".into(),
-            address: "192.0.2.10".parse().unwrap(),
-        };
+        let other = Selector { name: "r2".into(), address: "192.0.2.10".parse().unwrap() };
         assert_eq!(w.for_peer(&other).unwrap().communities, [1].into());
         let only = Want::Select(Arc::new(vec![body(2, &["r1"])]));
         assert!(only.for_peer(&other).is_none());

@@ -541,7 +541,10 @@ impl Fsm {
         let families: Vec<Family> = self.cfg.families.iter().copied().filter(|f| peer_families.contains(f)).collect();
         let four = peer.has(|c| matches!(c, Capability::FourOctetAs(_)));
         let enh = ours.extended_next_hop().iter().any(|(f, _)| *f == Family::IPV4_UNICAST)
-            && peer.extended_next_hop().iter().any(|(f, nh)| *f == Family::IPV4_UNICAST && *nh == super::wire::iana::afi::IPV6);
+            && peer
+                .extended_next_hop()
+                .iter()
+                .any(|(f, nh)| *f == Family::IPV4_UNICAST && *nh == super::wire::iana::afi::IPV6);
         out.push(Action::Up(Negotiated {
             conn: id,
             dir,

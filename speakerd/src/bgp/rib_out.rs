@@ -42,9 +42,7 @@ impl Encoder {
                 self.families.contains(&Family::IPV4_UNICAST)
                     && (self.next_hop_v4.is_some() || self.v4_over_v6.is_some())
             }
-            IpNet::V6(_) => {
-                self.families.contains(&Family::IPV6_UNICAST) && self.next_hop_v6.is_some()
-            }
+            IpNet::V6(_) => self.families.contains(&Family::IPV6_UNICAST) && self.next_hop_v6.is_some(),
         }
     }
 
@@ -54,19 +52,13 @@ impl Encoder {
             origin: Some(iana::origin::IGP),
             // RFC 4271 §5.1.2: to an external peer, prepend our AS as an AS_SEQUENCE; to an internal one,
             // an originating speaker sends an empty AS_PATH.
-            as_path: Some(if self.ibgp {
-                AsPath::default()
-            } else {
-                AsPath::sequence(vec![self.local_asn])
-            }),
+            as_path: Some(if self.ibgp { AsPath::default() } else { AsPath::sequence(vec![self.local_asn]) }),
             next_hop: legacy_v4_next_hop,
             med: a.med,
             // RFC 4271 §5.1.5: LOCAL_PREF only to internal peers.
             local_pref: self.ibgp.then(|| a.local_pref.unwrap_or(100)),
-            communities: (!a.communities.is_empty())
-                .then(|| a.communities.iter().copied().collect()),
-            large_communities: (!a.large_communities.is_empty())
-                .then(|| a.large_communities.iter().copied().collect()),
+            communities: (!a.communities.is_empty()).then(|| a.communities.iter().copied().collect()),
+            large_communities: (!a.large_communities.is_empty()).then(|| a.large_communities.iter().copied().collect()),
             ..PathAttrs::default()
         }
     }
@@ -254,12 +246,7 @@ impl AdjRibOut {
         }
         let ids: Vec<u32> = t
             .iter_wanted()
-            .filter(|(_, w)| {
-                !same(
-                    w.for_peer_ref(&old).as_deref(),
-                    w.for_peer_ref(&self.sel).as_deref(),
-                )
-            })
+            .filter(|(_, w)| !same(w.for_peer_ref(&old).as_deref(), w.for_peer_ref(&self.sel).as_deref()))
             .map(|(id, _)| id)
             .collect();
         // Prefixes on the wire that are no longer wanted at all are already marked.
@@ -372,8 +359,7 @@ impl AdjRibOut {
         // Groups of prefixes with equal attributes, per family. Attributes are interned, so equal ones
         // share a pointer. A batch usually has one group: the group used last is tried before the index.
         let mut groups: Vec<(bool, Attrs, Vec<IpNet>)> = Vec::new();
-        let mut index: HashMap<(bool, *const RouteAttrs), usize, foldhash::fast::RandomState> =
-            HashMap::default();
+        let mut index: HashMap<(bool, *const RouteAttrs), usize, foldhash::fast::RandomState> = HashMap::default();
         let mut last = 0;
         let mut taken = 0;
         let limit = limit.clamp(1, BATCH_MAX);
@@ -383,9 +369,7 @@ impl AdjRibOut {
             // A freed slot: no session has it on the wire, this one included.
             let Some((p, want)) = t.get(id) else { continue };
             let v6 = fam_index(&p);
-            let want = want
-                .and_then(|w| w.for_peer_ref(&self.sel))
-                .filter(|_| enc.carries(&p));
+            let want = want.and_then(|w| w.for_peer_ref(&self.sel)).filter(|_| enc.carries(&p));
             match want {
                 Some(w) => {
                     if self.sent.set(id) {
@@ -418,11 +402,7 @@ impl AdjRibOut {
                 let n = if v6 == 0 && enc.v4_over_v6.is_none() {
                     packer.unreach_v4(rest, out)
                 } else {
-                    let fam = if v6 == 1 {
-                        Family::IPV6_UNICAST
-                    } else {
-                        Family::IPV4_UNICAST
-                    };
+                    let fam = if v6 == 1 { Family::IPV6_UNICAST } else { Family::IPV4_UNICAST };
                     packer.unreach_mp(fam, rest, out)
                 };
                 st.updates += 1;
@@ -440,16 +420,12 @@ impl AdjRibOut {
                 let n = if legacy {
                     packer.reach_v4(&bytes, rest, out)
                 } else if v6 {
-                    let nh = MpNextHop::V6 {
-                        global: enc.next_hop_v6.unwrap_or(Ipv6Addr::UNSPECIFIED),
-                        link_local: None,
-                    };
+                    let nh =
+                        MpNextHop::V6 { global: enc.next_hop_v6.unwrap_or(Ipv6Addr::UNSPECIFIED), link_local: None };
                     packer.reach_mp(Family::IPV6_UNICAST, &nh, &bytes, rest, out)
                 } else {
-                    let nh = MpNextHop::V6 {
-                        global: enc.v4_over_v6.unwrap_or(Ipv6Addr::UNSPECIFIED),
-                        link_local: None,
-                    };
+                    let nh =
+                        MpNextHop::V6 { global: enc.v4_over_v6.unwrap_or(Ipv6Addr::UNSPECIFIED), link_local: None };
                     packer.reach_mp(Family::IPV4_UNICAST, &nh, &bytes, rest, out)
                 };
                 if n == 0 {
@@ -517,15 +493,7 @@ pub(crate) mod tests {
     pub(crate) fn messages(mut b: &[u8]) -> Vec<Update> {
         let mut v = Vec::new();
         while let Ok(Some(n)) = frame(b, 4096) {
-            match decode(
-                &b[..n],
-                &DecodeCtx {
-                    four_octet_as: true,
-                    ibgp: true,
-                },
-            )
-            .unwrap()
-            {
+            match decode(&b[..n], &DecodeCtx { four_octet_as: true, ibgp: true }).unwrap() {
                 Message::Update(u) => v.push(u),
                 m => panic!("{m:?}"),
             }
@@ -545,10 +513,7 @@ pub(crate) mod tests {
         fn new() -> Self {
             Rig {
                 t: ExportTable::new(),
-                rib: AdjRibOut::new(Selector {
-                    name: "r1".into(),
-                    address: "192.0.2.2".parse().unwrap(),
-                }),
+                rib: AdjRibOut::new(Selector { name: "r1".into(), address: "192.0.2.2".parse().unwrap() }),
             }
         }
         fn set(&mut self, p: &str, a: Option<&Attrs>) {
@@ -572,30 +537,20 @@ pub(crate) mod tests {
     }
 
     fn attrs(med: Option<u32>) -> Attrs {
-        Arc::new(RouteAttrs {
-            med,
-            ..Default::default()
-        })
+        Arc::new(RouteAttrs { med, ..Default::default() })
     }
 
     #[test]
     fn initial_table_then_end_of_rib_for_each_family() {
         let mut r = Rig::new();
-        let a: Attrs = Arc::new(RouteAttrs {
-            communities: [42].into(),
-            ..Default::default()
-        });
+        let a: Attrs = Arc::new(RouteAttrs { communities: [42].into(), ..Default::default() });
         for i in 0..3u8 {
             r.set(&format!("203.0.113.{i}/32"), Some(&a));
         }
         r.set("2001:db8::10/128", Some(&a));
         r.up(&[Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
         let u = r.drain(&enc(false));
-        assert_eq!(
-            u.len(),
-            4,
-            "one v4 UPDATE with 3 prefixes, one v6, two End-of-RIB: {u:#?}"
-        );
+        assert_eq!(u.len(), 4, "one v4 UPDATE with 3 prefixes, one v6, two End-of-RIB: {u:#?}");
         let v4 = u.iter().find(|u| !u.nlri.is_empty()).unwrap();
         assert_eq!(v4.nlri.len(), 3);
         assert_eq!(v4.attrs.as_path, Some(AsPath::sequence(vec![65001])));
@@ -618,7 +573,8 @@ pub(crate) mod tests {
         assert_eq!(st.end_of_rib, 0, "End-of-RIB only after the whole table");
         let st = r.rib.take_batch(&r.t, &e, &mut out, next_batch_limit(BATCH_FIRST));
         assert_eq!((st.announced, st.end_of_rib), (1000 - BATCH_FIRST as u64, 1));
-        let sizes: Vec<usize> = std::iter::successors(Some(BATCH_FIRST), |&l| Some(next_batch_limit(l))).take(8).collect();
+        let sizes: Vec<usize> =
+            std::iter::successors(Some(BATCH_FIRST), |&l| Some(next_batch_limit(l))).take(8).collect();
         assert_eq!(sizes, [512, 1024, 2048, 4096, 8192, 16384, 16384, 16384]);
     }
 
@@ -643,10 +599,8 @@ pub(crate) mod tests {
         r.set_want(host(1600), None);
         r.set_want(host(5000), Some(Want::All(a.clone())));
         let u = r.drain(&e);
-        let mut seen: Vec<(IpNet, Option<u32>)> = u
-            .iter()
-            .flat_map(|u| u.nlri.iter().map(|p| (IpNet::V4(*p), u.attrs.med)))
-            .collect();
+        let mut seen: Vec<(IpNet, Option<u32>)> =
+            u.iter().flat_map(|u| u.nlri.iter().map(|p| (IpNet::V4(*p), u.attrs.med))).collect();
         assert!(u.iter().all(|u| u.withdrawn.is_empty()), "nothing was on the wire to withdraw");
         assert_eq!(seen.len(), 1 + (2000 - 512 - 1) + 1, "each prefix once: {} NLRI", seen.len());
         seen.sort();
@@ -710,13 +664,7 @@ pub(crate) mod tests {
     fn ibgp_gets_local_pref_and_empty_as_path() {
         let mut r = Rig::new();
         r.up(&[Family::IPV4_UNICAST]);
-        r.set(
-            "203.0.113.1/32",
-            Some(&Arc::new(RouteAttrs {
-                local_pref: Some(300),
-                ..Default::default()
-            })),
-        );
+        r.set("203.0.113.1/32", Some(&Arc::new(RouteAttrs { local_pref: Some(300), ..Default::default() })));
         let u = r.drain(&enc(true));
         assert_eq!(u[0].attrs.local_pref, Some(300));
         assert_eq!(u[0].attrs.as_path, Some(AsPath::default()));
@@ -728,10 +676,7 @@ pub(crate) mod tests {
         let a = attrs(None);
         for i in 0..20_000u32 {
             let ip = Ipv4Addr::from(0x0a00_0000 + i);
-            r.set_want(
-                IpNet::from(std::net::IpAddr::V4(ip)),
-                Some(Want::All(a.clone())),
-            );
+            r.set_want(IpNet::from(std::net::IpAddr::V4(ip)), Some(Want::All(a.clone())));
         }
         r.up(&[Family::IPV4_UNICAST]);
         let u = r.drain(&enc(false));
@@ -755,28 +700,14 @@ pub(crate) mod tests {
         assert_eq!(r.rib.advertised(), (1, 1));
         assert_eq!(r.rib.sent(&r.t).1.len(), 2);
         r.set("2001:db8::1/128", None);
-        assert_eq!(
-            r.rib.advertised(),
-            (1, 1),
-            "still on the wire until the batch"
-        );
+        assert_eq!(r.rib.advertised(), (1, 1), "still on the wire until the batch");
         r.t.collect_unused(|ids| keep_on_wire([&r.rib], ids));
-        assert_eq!(
-            r.t.len(),
-            2,
-            "the slot stays while a session has it on the wire"
-        );
+        assert_eq!(r.t.len(), 2, "the slot stays while a session has it on the wire");
         r.drain(&enc(false));
         assert_eq!(r.rib.advertised(), (1, 0));
         r.rib.resend_all();
         assert_eq!(r.rib.advertised(), (0, 0));
-        assert_eq!(
-            r.drain(&enc(false))
-                .iter()
-                .map(|u| u.nlri.len())
-                .sum::<usize>(),
-            1
-        );
+        assert_eq!(r.drain(&enc(false)).iter().map(|u| u.nlri.len()).sum::<usize>(), 1);
         assert_eq!(r.rib.advertised(), (1, 0));
         r.rib.session_down();
         assert_eq!(r.rib.advertised(), (0, 0));
@@ -809,18 +740,11 @@ pub(crate) mod tests {
         load(&mut r, &a);
         assert_eq!(r.rib.pending, 3000);
         let u = r.drain(&enc(false));
-        assert_eq!(
-            u.iter().map(|u| u.nlri.len()).sum::<usize>(),
-            3000,
-            "each prefix once, with the last attributes"
-        );
+        assert_eq!(u.iter().map(|u| u.nlri.len()).sum::<usize>(), 3000, "each prefix once, with the last attributes");
         assert!(u.iter().all(|u| u.attrs.med.is_none()));
         assert_eq!(r.rib.advertised(), (3000, 0));
         r.set("10.0.0.1/32", None);
-        assert_eq!(
-            r.drain(&enc(false))[0].withdrawn,
-            vec!["10.0.0.1/32".parse().unwrap()]
-        );
+        assert_eq!(r.drain(&enc(false))[0].withdrawn, vec!["10.0.0.1/32".parse().unwrap()]);
     }
 
     #[test]
@@ -832,10 +756,8 @@ pub(crate) mod tests {
                 peers: peers.iter().map(|s| s.to_string()).collect(),
             })
         };
-        let (p4, q4): (ipnet::Ipv4Net, ipnet::Ipv4Net) = (
-            "203.0.113.1/32".parse().unwrap(),
-            "203.0.113.2/32".parse().unwrap(),
-        );
+        let (p4, q4): (ipnet::Ipv4Net, ipnet::Ipv4Net) =
+            ("203.0.113.1/32".parse().unwrap(), "203.0.113.2/32".parse().unwrap());
         let (p, q) = (IpNet::V4(p4), IpNet::V4(q4));
         r.set_want(p, Some(Want::Select(Arc::new(vec![body(7, &["r2"])]))));
         r.set_want(q, Some(Want::Select(Arc::new(vec![body(8, &["r1"])]))));
@@ -843,22 +765,11 @@ pub(crate) mod tests {
         let u = r.drain(&enc(false));
         assert_eq!(u[0].nlri, vec![q4], "only the announcement naming r1");
         // renamed to r2: q is withdrawn, p announced
-        let sel = Selector {
-            name: "r2".into(),
-            address: "192.0.2.2".parse().unwrap(),
-        };
+        let sel = Selector { name: "r2".into(), address: "192.0.2.2".parse().unwrap() };
         r.rib.set_selector(&r.t, sel);
         let u = r.drain(&enc(false));
-        assert_eq!(
-            u.iter()
-                .flat_map(|u| u.withdrawn.clone())
-                .collect::<Vec<_>>(),
-            vec![q4]
-        );
-        assert_eq!(
-            u.iter().flat_map(|u| u.nlri.clone()).collect::<Vec<_>>(),
-            vec![p4]
-        );
+        assert_eq!(u.iter().flat_map(|u| u.withdrawn.clone()).collect::<Vec<_>>(), vec![q4]);
+        assert_eq!(u.iter().flat_map(|u| u.nlri.clone()).collect::<Vec<_>>(), vec![p4]);
         assert_eq!(r.rib.sent(&r.t).1, vec![(p, attrs(Some(7)))]);
     }
 
@@ -867,10 +778,7 @@ pub(crate) mod tests {
         let mut r = Rig::new();
         r.up(&[Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
         r.set("2001:db8::1/128", Some(&attrs(None)));
-        let u = r.drain(&Encoder {
-            next_hop_v6: None,
-            ..enc(false)
-        });
+        let u = r.drain(&Encoder { next_hop_v6: None, ..enc(false) });
         assert!(u.iter().all(|u| u.end_of_rib().is_some()), "{u:?}");
     }
 
@@ -879,21 +787,11 @@ pub(crate) mod tests {
         let mut r = Rig::new();
         r.up(&[Family::IPV4_UNICAST]);
         r.set("203.0.113.1/32", Some(&attrs(None)));
-        let e = Encoder {
-            next_hop_v4: None,
-            v4_over_v6: Some("2001:db8::1".parse().unwrap()),
-            ..enc(false)
-        };
+        let e = Encoder { next_hop_v4: None, v4_over_v6: Some("2001:db8::1".parse().unwrap()), ..enc(false) };
         let u = r.drain(&e);
         let m = u[0].attrs.mp_reach.as_ref().unwrap();
         assert_eq!(m.family, Family::IPV4_UNICAST);
-        assert_eq!(
-            m.next_hop,
-            MpNextHop::V6 {
-                global: "2001:db8::1".parse().unwrap(),
-                link_local: None
-            }
-        );
+        assert_eq!(m.next_hop, MpNextHop::V6 { global: "2001:db8::1".parse().unwrap(), link_local: None });
         assert!(u[0].attrs.next_hop.is_none());
     }
 }

@@ -5,8 +5,8 @@
 //! small tasks: a reader that only frames bytes (bounded buffer, bounded channel), and a writer that
 //! owns the write half, sends control messages (OPEN, KEEPALIVE, NOTIFICATION) first and pulls UPDATEs
 //! from the [`AdjRibOut`] only when the socket takes more, in batches of bounded size.
-use super::fsm::{Action, ConnId, Dir, DownReason, Fsm, FsmConfig, GrConfig, Input, Negotiated, State, Timer};
 use super::export::{Change, ExportTable, Selector};
+use super::fsm::{Action, ConnId, Dir, DownReason, Fsm, FsmConfig, GrConfig, Input, Negotiated, State, Timer};
 use super::rib_out::{self, AdjRibOut, BatchStats, Encoder};
 use super::transport::{self, ConnectSpec};
 use super::wire::{self, iana::err, DecodeCtx, Family, Message, Notification, Packer, Update, Verdict};
@@ -167,7 +167,8 @@ impl PeerShared {
         let mut idle = self.idle.lock().ok()?;
         let current = self.current_task.load(Ordering::Acquire);
         // (A rest not yet taken by its writer, of a connection now closing, is not overwritten.)
-        let a = idle.armed.as_ref().filter(|a| a.epoch == rib.epoch() && a.task == current && idle.leftover.is_empty())?;
+        let a =
+            idle.armed.as_ref().filter(|a| a.epoch == rib.epoch() && a.task == current && idle.leftover.is_empty())?;
         if !rib.pending() {
             return Some((BatchStats::default(), true));
         }
@@ -578,7 +579,9 @@ impl PeerTask {
                     tracing::info!("incoming connection to a local address other than source_address: rejected");
                     return None;
                 }
-                if let Err(e) = transport::tune_accepted(&stream, self.spec.ttl(self.local_asn), self.spec.gtsm.then_some(255)) {
+                if let Err(e) =
+                    transport::tune_accepted(&stream, self.spec.ttl(self.local_asn), self.spec.gtsm.then_some(255))
+                {
                     tracing::warn!(error = %e, "cannot set TTL on accepted connection");
                 }
                 let id = self.register(stream);
@@ -970,7 +973,9 @@ impl PeerTask {
                 tracing::debug!(family = %rr.family, "route refresh requested");
                 self.rib(|r, _| r.resend_all());
             }
-            Message::RouteRefresh(rr) => tracing::debug!(family = %rr.family, subtype = rr.subtype, "route refresh marker ignored"),
+            Message::RouteRefresh(rr) => {
+                tracing::debug!(family = %rr.family, subtype = rr.subtype, "route refresh marker ignored")
+            }
             _ => {}
         }
     }
@@ -982,7 +987,12 @@ impl PeerTask {
         let dropped_before = self.adj_in.dropped;
         let mut withdraw_all = u.treat_as_withdraw();
         let ibgp = self.spec.peer_as().ibgp(self.local_asn);
-        let reach: Vec<IpNet> = u.nlri.iter().map(|p| IpNet::V4(*p)).chain(u.attrs.mp_reach.iter().flat_map(|m| m.nlri.iter().copied())).collect();
+        let reach: Vec<IpNet> = u
+            .nlri
+            .iter()
+            .map(|p| IpNet::V4(*p))
+            .chain(u.attrs.mp_reach.iter().flat_map(|m| m.nlri.iter().copied()))
+            .collect();
         if !ibgp && !reach.is_empty() && !withdraw_all {
             let first = u.attrs.as_path.as_ref().and_then(|p| p.first_as());
             if first != Some(self.up_peer_asn) {
@@ -994,7 +1004,12 @@ impl PeerTask {
             tracing::warn!(attr = f.code, verdict = ?f.verdict, error = %f.error, "RFC 7606: malformed attribute");
         }
         let discarded = u.faults.iter().filter(|f| f.verdict == Verdict::AttributeDiscard).count() as u64;
-        for p in u.withdrawn.iter().map(|p| IpNet::V4(*p)).chain(u.attrs.mp_unreach.iter().flat_map(|m| m.withdrawn.iter().copied())) {
+        for p in u
+            .withdrawn
+            .iter()
+            .map(|p| IpNet::V4(*p))
+            .chain(u.attrs.mp_unreach.iter().flat_map(|m| m.withdrawn.iter().copied()))
+        {
             self.adj_in.remove(&p);
         }
         for p in reach {
@@ -1012,12 +1027,23 @@ impl PeerTask {
                     let v6 = self.adj_in.sets[1].len() as u64 >= u64::from(self.adj_in.max);
                     let mut data = vec![0, if v6 { 2 } else { 1 }, 1];
                     data.extend_from_slice(&self.adj_in.max.to_be_bytes());
-                    tracing::warn!(limit = self.adj_in.max, "maximum received prefixes reached: Cease, the session stays down until reset");
-                    self.status_mut(|s| s.last_error = format!("maximum received prefixes ({}) reached: Cease sent; reset the peer to retry", self.adj_in.max));
+                    tracing::warn!(
+                        limit = self.adj_in.max,
+                        "maximum received prefixes reached: Cease, the session stays down until reset"
+                    );
+                    self.status_mut(|s| {
+                        s.last_error = format!(
+                            "maximum received prefixes ({}) reached: Cease sent; reset the peer to retry",
+                            self.adj_in.max
+                        )
+                    });
                     self.pending_cease = Some(Notification::new(6, err::cease::MAX_PREFIXES, data));
                 }
             } else if dropped_before == 0 {
-                tracing::warn!(limit = self.adj_in.max, "maximum received prefixes reached: further prefixes are dropped");
+                tracing::warn!(
+                    limit = self.adj_in.max,
+                    "maximum received prefixes reached: further prefixes are dropped"
+                );
             }
         }
         self.status_mut(|s| {

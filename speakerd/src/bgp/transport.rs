@@ -74,7 +74,8 @@ pub fn set_ttl(sock: &Socket, is_v6: bool, ttl: u32) -> io::Result<()> {
 
 /// GTSM (RFC 5082): drop segments that arrive with a TTL / hop limit below `min` (0 turns it off).
 pub fn set_min_ttl(sock: &Socket, is_v6: bool, min: u8) -> io::Result<()> {
-    let (level, name) = if is_v6 { (libc::IPPROTO_IPV6, libc::IPV6_MINHOPCOUNT) } else { (libc::IPPROTO_IP, libc::IP_MINTTL) };
+    let (level, name) =
+        if is_v6 { (libc::IPPROTO_IPV6, libc::IPV6_MINHOPCOUNT) } else { (libc::IPPROTO_IP, libc::IP_MINTTL) };
     let v: libc::c_int = min.into();
     // SAFETY: a valid fd and a c_int option value of the right size.
     let rc = unsafe {
@@ -187,7 +188,10 @@ pub fn interface_addresses_of(local: IpAddr) -> Vec<IpAddr> {
         .filter(|ip| match ip {
             IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_unspecified(),
             IpAddr::V6(v6) => {
-                !v6.is_loopback() && !v6.is_unicast_link_local() && v6.to_ipv4_mapped().is_none() && !v6.is_unspecified()
+                !v6.is_loopback()
+                    && !v6.is_unicast_link_local()
+                    && v6.to_ipv4_mapped().is_none()
+                    && !v6.is_unspecified()
             }
         })
         .collect()

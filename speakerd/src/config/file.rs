@@ -160,7 +160,10 @@ pub fn parse(text: &str, yaml: bool) -> Result<Loaded, ConfigError> {
             password: p.password.clone(),
             ebgp_multihop_ttl: p.ebgp_multihop_ttl,
             passive: p.passive,
-            graceful_restart: Some(pb::GracefulRestart { enabled: p.graceful_restart, restart_time_secs: p.restart_time_secs }),
+            graceful_restart: Some(pb::GracefulRestart {
+                enabled: p.graceful_restart,
+                restart_time_secs: p.restart_time_secs,
+            }),
             families,
             next_hop_ipv4: p.next_hop_ipv4.clone(),
             next_hop_ipv6: p.next_hop_ipv6.clone(),
@@ -179,7 +182,8 @@ pub fn parse(text: &str, yaml: bool) -> Result<Loaded, ConfigError> {
                 auth_password: b.auth_password.clone(),
             }),
         };
-        let spec = PeerSpec::try_from(&cfg).map_err(|e| ConfigError::new(format!("peers[{i}].{}", e.field), e.reason))?;
+        let spec =
+            PeerSpec::try_from(&cfg).map_err(|e| ConfigError::new(format!("peers[{i}].{}", e.field), e.reason))?;
         if peers.insert(spec.address, spec).is_some() {
             return Err(ConfigError::new(format!("peers[{i}].address"), "duplicate peer address"));
         }
@@ -202,7 +206,8 @@ pub fn parse(text: &str, yaml: bool) -> Result<Loaded, ConfigError> {
 
 /// Reads and validates a file.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::new("file", format!("{}: {e}", path.display())))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| ConfigError::new("file", format!("{}: {e}", path.display())))?;
     let yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
     parse(&text, yaml)
 }

@@ -102,7 +102,12 @@ impl TryFrom<&pb::BfdProfile> for BfdSpec {
             "" => None,
             "keyed-sha1" => Some(false),
             "meticulous-keyed-sha1" => Some(true),
-            t => return Err(ConfigError::new("bfd.auth_type", format!("{t:?}: expected keyed-sha1 or meticulous-keyed-sha1"))),
+            t => {
+                return Err(ConfigError::new(
+                    "bfd.auth_type",
+                    format!("{t:?}: expected keyed-sha1 or meticulous-keyed-sha1"),
+                ))
+            }
         };
         let auth = match meticulous {
             None => None,
@@ -110,7 +115,8 @@ impl TryFrom<&pb::BfdProfile> for BfdSpec {
                 if b.auth_password.is_empty() || b.auth_password.len() > 20 {
                     return Err(ConfigError::new("bfd.auth_password", "1..20 bytes required with auth_type"));
                 }
-                let key_id = u8::try_from(b.auth_key_id).map_err(|_| ConfigError::new("bfd.auth_key_id", "must be 0..255"))?;
+                let key_id =
+                    u8::try_from(b.auth_key_id).map_err(|_| ConfigError::new("bfd.auth_key_id", "must be 0..255"))?;
                 Some(crate::bfd::auth::BfdAuth { meticulous, key_id, key: b.auth_password.as_bytes().to_vec() })
             }
         };
@@ -163,7 +169,6 @@ impl PeerSpec {
             None => 1,
         }
     }
-
 }
 
 /// Does an announcement's peer selector (addresses or names; empty: every peer) include the peer named
@@ -206,12 +211,17 @@ impl TryFrom<&pb::PeerConfig> for PeerSpec {
             Ok(pb::DynamicAsn::None) => None,
             Ok(pb::DynamicAsn::Internal) => Some(DynamicAsn::Internal),
             Ok(pb::DynamicAsn::External) => Some(DynamicAsn::External),
-            Err(_) => return Err(ConfigError::new("dynamic_asn", format!("{} is not a DynamicAsn value", p.dynamic_asn))),
+            Err(_) => {
+                return Err(ConfigError::new("dynamic_asn", format!("{} is not a DynamicAsn value", p.dynamic_asn)))
+            }
         };
         match (p.peer_asn, dynamic_asn) {
             (0, None) => return Err(ConfigError::new("peer_asn", "AS 0 is reserved (RFC 7607)")),
             (n, Some(_)) if n != 0 => {
-                return Err(ConfigError::new("peer_asn", "must be 0 with dynamic_asn (the peer's AS comes from its OPEN)"))
+                return Err(ConfigError::new(
+                    "peer_asn",
+                    "must be 0 with dynamic_asn (the peer's AS comes from its OPEN)",
+                ))
             }
             _ => {}
         }
@@ -221,7 +231,9 @@ impl TryFrom<&pb::PeerConfig> for PeerSpec {
         let router_id = match parse_ip("router_id", &p.router_id)? {
             None => None,
             Some(IpAddr::V4(v4)) if !v4.is_unspecified() => Some(v4),
-            Some(other) => return Err(ConfigError::new("router_id", format!("{other} is not a non-zero IPv4 address"))),
+            Some(other) => {
+                return Err(ConfigError::new("router_id", format!("{other} is not a non-zero IPv4 address")))
+            }
         };
         let source_address = parse_ip("source_address", &p.source_address)?;
         if let Some(src) = source_address {
@@ -232,7 +244,9 @@ impl TryFrom<&pb::PeerConfig> for PeerSpec {
         let hold_time = match p.hold_time_secs {
             None => DEFAULT_HOLD_TIME,
             Some(h @ (0 | 3..=65535)) => h as u16,
-            Some(h) => return Err(ConfigError::new("hold_time_secs", format!("{h}: must be 0 or 3..65535 (RFC 4271 §4.2)"))),
+            Some(h) => {
+                return Err(ConfigError::new("hold_time_secs", format!("{h}: must be 0 or 3..65535 (RFC 4271 §4.2)")))
+            }
         };
         let keepalive = match p.keepalive_time_secs {
             None => None,
@@ -259,7 +273,9 @@ impl TryFrom<&pb::PeerConfig> for PeerSpec {
             Some(g) if g.enabled => Some(match g.restart_time_secs {
                 0 => DEFAULT_RESTART_TIME,
                 t @ 1..=4095 => t as u16,
-                t => return Err(ConfigError::new("graceful_restart.restart_time_secs", format!("{t}: must be 0..4095"))),
+                t => {
+                    return Err(ConfigError::new("graceful_restart.restart_time_secs", format!("{t}: must be 0..4095")))
+                }
             }),
             _ => None,
         };
@@ -470,8 +486,12 @@ impl TryFrom<(usize, &pb::Announcement)> for AdvertSpec {
     fn try_from((i, a): (usize, &pb::Announcement)) -> Result<Self, ConfigError> {
         let f = |name: &str| format!("announcements[{i}].{name}");
         let prefix = parse_prefix(&f("prefix"), &a.prefix)?;
-        let communities =
-            a.communities.iter().map(|c| parse_community(c)).collect::<Result<BTreeSet<_>, _>>().map_err(|e| ConfigError::new(f("communities"), e))?;
+        let communities = a
+            .communities
+            .iter()
+            .map(|c| parse_community(c))
+            .collect::<Result<BTreeSet<_>, _>>()
+            .map_err(|e| ConfigError::new(f("communities"), e))?;
         let large_communities = a
             .large_communities
             .iter()
@@ -531,7 +551,8 @@ impl TryFrom<(usize, &pb::L2Announcement)> for L2Spec {
 
     fn try_from((i, a): (usize, &pb::L2Announcement)) -> Result<Self, ConfigError> {
         let f = |name: &str| format!("announcements[{i}].{name}");
-        let ip: IpAddr = a.ip.trim().parse().map_err(|_| ConfigError::new(f("ip"), format!("{:?} is not an IP address", a.ip)))?;
+        let ip: IpAddr =
+            a.ip.trim().parse().map_err(|_| ConfigError::new(f("ip"), format!("{:?} is not an IP address", a.ip)))?;
         if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
             return Err(ConfigError::new(f("ip"), format!("{ip} is not a unicast address")));
         }
@@ -544,13 +565,18 @@ impl TryFrom<(usize, &pb::L2Announcement)> for L2Spec {
             nodes.insert(n.to_string());
         }
         let interfaces = a.interfaces.iter().map(|s| iface_pattern(&f("interfaces"), s)).collect::<Result<_, _>>()?;
-        let exclude_interfaces =
-            a.exclude_interfaces.iter().map(|s| iface_pattern(&f("exclude_interfaces"), s)).collect::<Result<_, _>>()?;
+        let exclude_interfaces = a
+            .exclude_interfaces
+            .iter()
+            .map(|s| iface_pattern(&f("exclude_interfaces"), s))
+            .collect::<Result<_, _>>()?;
         let election = match pb::L2Election::try_from(a.election) {
             Ok(pb::L2Election::Default) => None,
             Ok(pb::L2Election::Available) => Some(crate::election::Mode::Available),
             Ok(pb::L2Election::Strict) => Some(crate::election::Mode::Strict),
-            Err(_) => return Err(ConfigError::new(f("election"), format!("{} is not an L2Election value", a.election))),
+            Err(_) => {
+                return Err(ConfigError::new(f("election"), format!("{} is not an L2Election value", a.election)))
+            }
         };
         Ok(Self { ip: crate::bgp::transport::canonical(ip), nodes, interfaces, exclude_interfaces, election })
     }
@@ -668,7 +694,10 @@ mod tests {
         assert!(parse_community("a:b").is_err());
         assert_eq!(format_community((65000 << 16) | 100), "65000:100");
         assert_eq!(format_community(0xFFFF_FF01), "no-export");
-        assert_eq!(parse_large_community("4200000000:1:2").map(|c| format_large_community(&c)).as_deref(), Ok("4200000000:1:2"));
+        assert_eq!(
+            parse_large_community("4200000000:1:2").map(|c| format_large_community(&c)).as_deref(),
+            Ok("4200000000:1:2")
+        );
         assert!(parse_large_community("1:2").is_err());
     }
 

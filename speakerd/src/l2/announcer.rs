@@ -102,14 +102,28 @@ pub enum Input {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Open a packet socket on the interface (before any Join or Send on it).
-    OpenSocket { iface: u32 },
+    OpenSocket {
+        iface: u32,
+    },
     /// Close it; its multicast memberships go with it.
-    CloseSocket { iface: u32 },
+    CloseSocket {
+        iface: u32,
+    },
     /// Join a solicited-node multicast group (its Ethernet address) on the interface.
-    Join { iface: u32, group: Mac },
-    Leave { iface: u32, group: Mac },
+    Join {
+        iface: u32,
+        group: Mac,
+    },
+    Leave {
+        iface: u32,
+        group: Mac,
+    },
     /// Send `frame`, which answers or announces `ip`, on the interface.
-    Send { iface: u32, ip: IpAddr, frame: Vec<u8> },
+    Send {
+        iface: u32,
+        ip: IpAddr,
+        frame: Vec<u8>,
+    },
     /// Deliver [`Input::Timer`] at this instant. Every `handle` result ends with the next deadline if
     /// there is one; a result without `ArmTimer` means no timer is needed.
     ArmTimer(Instant),
@@ -161,14 +175,16 @@ fn glob(pattern: &str, name: &str) -> bool {
 }
 
 fn allowed(c: &Claim, name: &str) -> bool {
-    (c.interfaces.is_empty() || c.interfaces.iter().any(|p| glob(p, name))) && !c.exclude_interfaces.iter().any(|p| glob(p, name))
+    (c.interfaces.is_empty() || c.interfaces.iter().any(|p| glob(p, name)))
+        && !c.exclude_interfaces.iter().any(|p| glob(p, name))
 }
 
 /// The interface choice of the module documentation.
 fn select(ifaces: &BTreeMap<u32, Iface>, failed: &BTreeMap<u32, Failed>, c: &Claim) -> Result<Vec<u32>, String> {
     let permitted = || ifaces.values().filter(|i| allowed(c, &i.name));
     let candidates: Vec<&Iface> = permitted().filter(|i| i.usable() && !failed.contains_key(&i.index)).collect();
-    let on_subnet: Vec<u32> = candidates.iter().filter(|i| i.nets.iter().any(|n| n.contains(&c.ip))).map(|i| i.index).collect();
+    let on_subnet: Vec<u32> =
+        candidates.iter().filter(|i| i.nets.iter().any(|n| n.contains(&c.ip))).map(|i| i.index).collect();
     if !on_subnet.is_empty() {
         return Ok(on_subnet);
     }
@@ -412,16 +428,34 @@ mod tests {
 
     fn ifaces() -> Vec<Iface> {
         vec![
-            Iface { index: 1, name: "lo".into(), mac: [0; 6], up: true, loopback: true, nets: vec!["127.0.0.1/8".parse().unwrap()] },
+            Iface {
+                index: 1,
+                name: "lo".into(),
+                mac: [0; 6],
+                up: true,
+                loopback: true,
+                nets: vec!["127.0.0.1/8".parse().unwrap()],
+            },
             Iface {
                 index: 2,
                 name: "eth0".into(),
                 mac: M1,
                 up: true,
                 loopback: false,
-                nets: vec!["192.0.2.1/24".parse().unwrap(), "2001:db8::1/64".parse().unwrap(), "fe80::1/64".parse().unwrap()],
+                nets: vec![
+                    "192.0.2.1/24".parse().unwrap(),
+                    "2001:db8::1/64".parse().unwrap(),
+                    "fe80::1/64".parse().unwrap(),
+                ],
             },
-            Iface { index: 3, name: "eth1".into(), mac: M2, up: true, loopback: false, nets: vec!["198.51.100.1/24".parse().unwrap()] },
+            Iface {
+                index: 3,
+                name: "eth1".into(),
+                mac: M2,
+                up: true,
+                loopback: false,
+                nets: vec!["198.51.100.1/24".parse().unwrap()],
+            },
         ]
     }
 
@@ -464,7 +498,11 @@ mod tests {
         assert_eq!(out[0], Action::OpenSocket { iface: 2 }, "socket before the first frame");
         let s = sends(&out);
         assert_eq!(s.len(), 1, "first announcement at once");
-        assert_eq!(s[0].2, arp::build_gratuitous(M1, "192.0.2.50".parse().unwrap()), "from eth0, whose subnet holds the IP");
+        assert_eq!(
+            s[0].2,
+            arp::build_gratuitous(M1, "192.0.2.50".parse().unwrap()),
+            "from eth0, whose subnet holds the IP"
+        );
         assert_eq!(timer(&out), Some(t0 + SEC));
         let early = a.handle(Input::Timer, t0 + SEC / 2);
         assert!(sends(&early).is_empty(), "not before the interval");
@@ -532,7 +570,10 @@ mod tests {
         let (mut a, t0) = setup(1);
         a.handle(Input::Claims(vec![claim("192.0.2.50")]), t0);
         assert!(sends(&a.handle(Input::Frame { iface: 2, frame: arp_request("192.0.2.51") }, t0)).is_empty());
-        assert!(sends(&a.handle(Input::Frame { iface: 2, frame: arp_request("192.0.2.1") }, t0)).is_empty(), "the node's own address is the kernel's");
+        assert!(
+            sends(&a.handle(Input::Frame { iface: 2, frame: arp_request("192.0.2.1") }, t0)).is_empty(),
+            "the node's own address is the kernel's"
+        );
         let ns = ndp::build_ns(HOST, "2001:db8::9".parse().unwrap(), "2001:db8::50".parse().unwrap());
         assert!(sends(&a.handle(Input::Frame { iface: 2, frame: ns }, t0)).is_empty());
         assert_eq!(a.counters().requests_received, 0);
@@ -543,14 +584,20 @@ mod tests {
         let (mut a, t0) = setup(1);
         let out = a.handle(Input::Claims(vec![claim("192.0.2.50"), claim("198.51.100.77")]), t0);
         let s = sends(&out);
-        assert_eq!(s.iter().map(|(i, ip, f)| (*i, ip.to_string(), eth_src(f))).collect::<Vec<_>>(), vec![
-            (2, "192.0.2.50".to_string(), M1),
-            (3, "198.51.100.77".to_string(), M2),
-        ]);
+        assert_eq!(
+            s.iter().map(|(i, ip, f)| (*i, ip.to_string(), eth_src(f))).collect::<Vec<_>>(),
+            vec![(2, "192.0.2.50".to_string(), M1), (3, "198.51.100.77".to_string(), M2),]
+        );
         let reply = sends(&a.handle(Input::Frame { iface: 3, frame: arp_request("198.51.100.77") }, t0));
         assert_eq!((reply[0].0, eth_src(&reply[0].2)), (3, M2));
-        assert!(sends(&a.handle(Input::Frame { iface: 3, frame: arp_request("192.0.2.50") }, t0)).is_empty(), "eth1 is not on 192.0.2.0/24");
-        assert!(sends(&a.handle(Input::Frame { iface: 2, frame: arp_request("198.51.100.77") }, t0)).is_empty(), "eth0 is not on 198.51.100.0/24");
+        assert!(
+            sends(&a.handle(Input::Frame { iface: 3, frame: arp_request("192.0.2.50") }, t0)).is_empty(),
+            "eth1 is not on 192.0.2.0/24"
+        );
+        assert!(
+            sends(&a.handle(Input::Frame { iface: 2, frame: arp_request("198.51.100.77") }, t0)).is_empty(),
+            "eth0 is not on 198.51.100.0/24"
+        );
         let st = a.status();
         assert_eq!(st[0].answering_on, vec![("eth0".to_string(), M1)]);
         assert_eq!(st[1].answering_on, vec![("eth1".to_string(), M2)]);
@@ -584,7 +631,11 @@ mod tests {
         let mut c = claim("192.0.2.50");
         c.interfaces = vec!["eth1".into()];
         a.handle(Input::Claims(vec![c]), t0);
-        assert_eq!(a.status()[0].answering_on, vec![("eth1".to_string(), M2)], "listed interface when the subnet's is not allowed");
+        assert_eq!(
+            a.status()[0].answering_on,
+            vec![("eth1".to_string(), M2)],
+            "listed interface when the subnet's is not allowed"
+        );
     }
 
     #[test]
@@ -595,7 +646,11 @@ mod tests {
         let out = a.handle(Input::Claims(vec![claim("2001:db8::50"), claim("192.0.2.50")]), t0);
         assert_eq!(out[..2], [Action::OpenSocket { iface: 2 }, Action::Join { iface: 2, group }]);
         let s = sends(&out);
-        assert_eq!(s[1].2, ndp::build_unsolicited_na(M1, "fe80::1".parse().unwrap(), target), "unsolicited NA from the link-local address");
+        assert_eq!(
+            s[1].2,
+            ndp::build_unsolicited_na(M1, "fe80::1".parse().unwrap(), target),
+            "unsolicited NA from the link-local address"
+        );
 
         let ns = ndp::build_ns(HOST, "2001:db8::9".parse().unwrap(), target);
         let s = sends(&a.handle(Input::Frame { iface: 2, frame: ns.clone() }, t0));
@@ -631,7 +686,10 @@ mod tests {
         let mut l = ifaces();
         l[1].up = false;
         let out = a.handle(Input::Ifaces(l), t0);
-        assert_eq!(out, vec![Action::CloseSocket { iface: 2 }, Action::Failures(["192.0.2.50".parse().unwrap()].into())]);
+        assert_eq!(
+            out,
+            vec![Action::CloseSocket { iface: 2 }, Action::Failures(["192.0.2.50".parse().unwrap()].into())]
+        );
         assert_eq!(a.status()[0].error.as_deref(), Some("no usable interface on the IP's subnet (eth0: down)"));
         let out = a.handle(Input::Ifaces(ifaces()), t0 + SEC);
         assert_eq!(sends(&out).len(), 1, "announced again on the way back");

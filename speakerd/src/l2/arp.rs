@@ -83,7 +83,12 @@ fn body(op: ArpOperation, smac: Mac, sip: Ipv4Addr, tmac: Mac, tip: Ipv4Addr) ->
 
 /// A broadcast request "who has `target_ip`? tell `sender_ip`", as a host resolving an address sends it.
 pub fn build_request(sender_mac: Mac, sender_ip: Ipv4Addr, target_ip: Ipv4Addr) -> Vec<u8> {
-    ethernet(BROADCAST, sender_mac, EtherTypes::Arp, &body(ArpOperations::Request, sender_mac, sender_ip, [0; 6], target_ip))
+    ethernet(
+        BROADCAST,
+        sender_mac,
+        EtherTypes::Arp,
+        &body(ArpOperations::Request, sender_mac, sender_ip, [0; 6], target_ip),
+    )
 }
 
 /// The reply "`ip` is at `our_mac`", unicast to the asker (RFC 826: target = the request's sender).
@@ -118,7 +123,10 @@ mod tests {
     #[test]
     fn captured_arping_request_decodes() {
         let f = hex::decode(ARPING_REQUEST).unwrap();
-        assert_eq!(decode(&f), Ok(Some(ArpRequest { sender_mac: HOST, sender_ip: ip("192.0.2.9"), target_ip: ip("192.0.2.50") })));
+        assert_eq!(
+            decode(&f),
+            Ok(Some(ArpRequest { sender_mac: HOST, sender_ip: ip("192.0.2.9"), target_ip: ip("192.0.2.50") }))
+        );
     }
 
     #[test]

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::time::Instant;
 use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub type Desired = Arc<BTreeMap<IpAddr, L2Spec>>;
@@ -64,7 +64,13 @@ impl L2Control {
         let view = match &membership {
             Some(m) => m.view(),
             None => {
-                let me = Member { name: node.clone(), addr: SocketAddr::from(([0, 0, 0, 0], 0)), state: MemberState::Alive, incarnation: 0, local: true };
+                let me = Member {
+                    name: node.clone(),
+                    addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                    state: MemberState::Alive,
+                    incarnation: 0,
+                    local: true,
+                };
                 let v = View { alive: [node.clone()].into(), members: vec![me], unservable: Default::default() };
                 // The sender is dropped: the view never changes.
                 watch::channel(Arc::new(v)).1
@@ -93,7 +99,18 @@ impl L2Control {
             handoffs: handoffs.clone(),
         };
         tokio::spawn(task.run(desired_rx, view.clone(), cancel));
-        Arc::new(Self { node, mode, desired: desired_tx, owners: owners_rx, view, handle, membership, owner_changes, gave_up: gave_up_shared, handoffs })
+        Arc::new(Self {
+            node,
+            mode,
+            desired: desired_tx,
+            owners: owners_rx,
+            view,
+            handle,
+            membership,
+            owner_changes,
+            gave_up: gave_up_shared,
+            handoffs,
+        })
     }
 
     pub fn node(&self) -> &str {
@@ -194,7 +211,12 @@ struct Task {
 }
 
 impl Task {
-    async fn run(mut self, mut desired: watch::Receiver<Desired>, mut view: watch::Receiver<Arc<View>>, cancel: CancellationToken) {
+    async fn run(
+        mut self,
+        mut desired: watch::Receiver<Desired>,
+        mut view: watch::Receiver<Arc<View>>,
+        cancel: CancellationToken,
+    ) {
         let mut view_open = true;
         let mut failures = self.handle.failures();
         let mut standby = self.handle.standby_failures();
@@ -232,13 +254,24 @@ impl Task {
     /// Owned IPs this node cannot answer for (no usable interface, socket errors): give them up so that
     /// the next candidate takes them, and tell the group.
     fn give_up(&mut self, failures: &BTreeSet<IpAddr>) {
-        let owned: BTreeSet<IpAddr> = self.owners.borrow().iter().filter(|(_, o)| o.as_deref() == Some(self.node.as_str())).map(|(ip, _)| *ip).collect();
+        let owned: BTreeSet<IpAddr> = self
+            .owners
+            .borrow()
+            .iter()
+            .filter(|(_, o)| o.as_deref() == Some(self.node.as_str()))
+            .map(|(ip, _)| *ip)
+            .collect();
         let status = self.handle.status();
         let now = Instant::now();
         let mut changed = false;
-        let new: Vec<IpAddr> = failures.iter().filter(|ip| owned.contains(ip) && !self.gave_up.contains_key(ip)).copied().collect();
+        let new: Vec<IpAddr> =
+            failures.iter().filter(|ip| owned.contains(ip) && !self.gave_up.contains_key(ip)).copied().collect();
         for ip in new.iter() {
-            let reason = status.iter().find(|s| s.ip == *ip).and_then(|s| s.error.clone()).unwrap_or_else(|| "cannot answer".into());
+            let reason = status
+                .iter()
+                .find(|s| s.ip == *ip)
+                .and_then(|s| s.error.clone())
+                .unwrap_or_else(|| "cannot answer".into());
             let hold = match self.backoff.get(ip) {
                 Some((d, at)) if now.duration_since(*at) < HANDOFF_MEMORY => (*d * 2).min(MAX_HOLD_DOWN),
                 _ => HOLD_DOWN,
@@ -257,7 +290,12 @@ impl Task {
     /// IPs whose hold-down is over and that this node could answer for again go back to the election.
     fn reenter(&mut self) {
         let now = Instant::now();
-        let back: Vec<IpAddr> = self.gave_up.iter().filter(|(ip, g)| g.until <= now && !self.standby_bad.contains(ip)).map(|(ip, _)| *ip).collect();
+        let back: Vec<IpAddr> = self
+            .gave_up
+            .iter()
+            .filter(|(ip, g)| g.until <= now && !self.standby_bad.contains(ip))
+            .map(|(ip, _)| *ip)
+            .collect();
         for ip in &back {
             tracing::info!(%ip, "can answer for this IP again: back in the election");
             self.gave_up.remove(ip);
@@ -290,7 +328,8 @@ impl Task {
         for (ip, spec) in desired {
             let cands: BTreeSet<String> = candidates(&self.node, spec).intersection(&self.seen).cloned().collect();
             let cannot = |n: &str| {
-                (n == self.node && self.gave_up.contains_key(ip)) || view.unservable.get(n).is_some_and(|s| s.contains(ip))
+                (n == self.node && self.gave_up.contains_key(ip))
+                    || view.unservable.get(n).is_some_and(|s| s.contains(ip))
             };
             let mode = spec.election.unwrap_or(self.mode);
             let owner = if settling && mode == election::Mode::Available && cands.len() > 1 {
@@ -301,7 +340,12 @@ impl Task {
             let mine = owner.as_deref() == Some(self.node.as_str());
             if mine || cands.contains(&self.node) {
                 // Owned: answered. A candidate not owning it: only evaluated (could it answer?).
-                claims.push(Claim { ip: *ip, interfaces: spec.interfaces.clone(), exclude_interfaces: spec.exclude_interfaces.clone(), standby: !mine });
+                claims.push(Claim {
+                    ip: *ip,
+                    interfaces: spec.interfaces.clone(),
+                    exclude_interfaces: spec.exclude_interfaces.clone(),
+                    standby: !mine,
+                });
             }
             owners.insert(*ip, owner);
         }

@@ -93,16 +93,16 @@ fn filter() -> [libc::sock_filter; 11] {
     let vlan_tag_present = (libc::SKF_AD_OFF + libc::SKF_AD_VLAN_TAG_PRESENT) as u32;
     [
         f(LDB_ABS, 0, 0, vlan_tag_present), //  0: ancillary: VLAN tag present?
-        f(JEQ_K, 0, 8, 0),                   //  1: tagged → drop (10)
-        f(LDH_ABS, 0, 0, 12),                //  2: EtherType
-        f(JEQ_K, 5, 0, 0x0806),              //  3: ARP → accept (9)
-        f(JEQ_K, 0, 5, 0x86dd),              //  4: not IPv6 → drop (10)
-        f(LDB_ABS, 0, 0, 14 + 6),            //  5: IPv6 next header
-        f(JEQ_K, 0, 3, 58),                  //  6: not ICMPv6 → drop
-        f(LDB_ABS, 0, 0, 14 + 40),           //  7: ICMPv6 type
-        f(JEQ_K, 0, 1, 135),                 //  8: not NS → drop
-        f(RET_K, 0, 0, 0x0004_0000),         //  9: accept (whole frame)
-        f(RET_K, 0, 0, 0),                   // 10: drop
+        f(JEQ_K, 0, 8, 0),                  //  1: tagged → drop (10)
+        f(LDH_ABS, 0, 0, 12),               //  2: EtherType
+        f(JEQ_K, 5, 0, 0x0806),             //  3: ARP → accept (9)
+        f(JEQ_K, 0, 5, 0x86dd),             //  4: not IPv6 → drop (10)
+        f(LDB_ABS, 0, 0, 14 + 6),           //  5: IPv6 next header
+        f(JEQ_K, 0, 3, 58),                 //  6: not ICMPv6 → drop
+        f(LDB_ABS, 0, 0, 14 + 40),          //  7: ICMPv6 type
+        f(JEQ_K, 0, 1, 135),                //  8: not NS → drop
+        f(RET_K, 0, 0, 0x0004_0000),        //  9: accept (whole frame)
+        f(RET_K, 0, 0, 0),                  // 10: drop
     ]
 }
 
@@ -116,7 +116,8 @@ struct PacketSocket {
 fn open_packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
     // Protocol 0: nothing is queued on the socket until bind() names the protocol and interface.
     // SAFETY: plain socket(2); the descriptor is owned by the OwnedFd at once.
-    let fd = cvt(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) })?;
+    let fd =
+        cvt(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: fd was just returned by socket(2) and is owned nowhere else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let prog = filter();
@@ -150,7 +151,11 @@ fn open_packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
     sll.sll_ifindex = libc::c_int::try_from(ifindex).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: binds to a sockaddr_ll of the size given.
     cvt(unsafe {
-        libc::bind(fd.as_raw_fd(), std::ptr::addr_of!(sll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t)
+        libc::bind(
+            fd.as_raw_fd(),
+            std::ptr::addr_of!(sll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
     })?;
     Ok(fd)
 }
@@ -173,7 +178,13 @@ fn set_membership(fd: &OwnedFd, ifindex: u32, group: Mac, join: bool) -> io::Res
     let opt = if join { PACKET_ADD_MEMBERSHIP } else { PACKET_DROP_MEMBERSHIP };
     // SAFETY: `m` has the layout of struct packet_mreq and lives across the call.
     cvt(unsafe {
-        libc::setsockopt(fd.as_raw_fd(), SOL_PACKET, opt, std::ptr::addr_of!(m).cast(), std::mem::size_of::<PacketMreq>() as libc::socklen_t)
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            SOL_PACKET,
+            opt,
+            std::ptr::addr_of!(m).cast(),
+            std::mem::size_of::<PacketMreq>() as libc::socklen_t,
+        )
     })
     .map(|_| ())
 }
@@ -203,7 +214,14 @@ async fn read_frames(iface: u32, fd: Arc<AsyncFd<OwnedFd>>, tx: mpsc::Sender<Soc
             let mut flen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
             // SAFETY: the buffer and the address are valid for the sizes given.
             let n = unsafe {
-                libc::recvfrom(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0, std::ptr::addr_of_mut!(from).cast(), &mut flen)
+                libc::recvfrom(
+                    fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    std::ptr::addr_of_mut!(from).cast(),
+                    &mut flen,
+                )
             };
             let Ok(n) = usize::try_from(n) else {
                 let error = io::Error::last_os_error();
@@ -439,14 +457,16 @@ impl Driver {
     fn apply(&mut self, action: Action) -> Option<Input> {
         match action {
             Action::OpenSocket { iface } => {
-                let opened = open_packet_socket(iface)
-                    .and_then(super::register_readable)
-                    .map(Arc::new);
+                let opened = open_packet_socket(iface).and_then(super::register_readable).map(Arc::new);
                 match opened {
                     Ok(fd) => {
                         let span = tracing::debug_span!("l2_iface", iface);
-                        let reader = tokio::spawn(read_frames(iface, fd.clone(), self.events_tx.clone()).instrument(span));
-                        self.socks.insert(iface, PacketSocket { fd, ifindex: iface, _reader: AbortOnDropHandle::new(reader) });
+                        let reader =
+                            tokio::spawn(read_frames(iface, fd.clone(), self.events_tx.clone()).instrument(span));
+                        self.socks.insert(
+                            iface,
+                            PacketSocket { fd, ifindex: iface, _reader: AbortOnDropHandle::new(reader) },
+                        );
                         tracing::debug!(iface, "packet socket open");
                         None
                     }
@@ -578,7 +598,8 @@ mod tests {
         let me = [2, 0, 0, 0, 0, 1];
         let arp = super::super::arp::build_request(me, "192.0.2.9".parse().unwrap(), "192.0.2.50".parse().unwrap());
         let ns = super::super::ndp::build_ns(me, "2001:db8::9".parse().unwrap(), "2001:db8::50".parse().unwrap());
-        let na = super::super::ndp::build_unsolicited_na(me, "fe80::1".parse().unwrap(), "2001:db8::50".parse().unwrap());
+        let na =
+            super::super::ndp::build_unsolicited_na(me, "fe80::1".parse().unwrap(), "2001:db8::50".parse().unwrap());
         assert_ne!(run_filter(&arp, false), 0);
         assert_ne!(run_filter(&ns, false), 0);
         assert_eq!(run_filter(&na, false), 0, "advertisements are not input");
@@ -595,7 +616,8 @@ mod tests {
     async fn set_claims_publishes_before_returning_and_start_needs_no_root_for_netlink() {
         let cancel = CancellationToken::new();
         let h = L2Handle::start(L2Config::default(), cancel.clone()).expect("netlink route events need no privilege");
-        let c = Claim { ip: "192.0.2.50".parse().unwrap(), interfaces: vec![], exclude_interfaces: vec![], standby: false };
+        let c =
+            Claim { ip: "192.0.2.50".parse().unwrap(), interfaces: vec![], exclude_interfaces: vec![], standby: false };
         h.set_claims(vec![c.clone()]);
         assert!(h.claims.borrow().contains_key(&c.ip));
         h.set_claims(vec![]);

@@ -79,7 +79,11 @@ impl IfaceEvents {
     pub fn subscribe() -> io::Result<Self> {
         // SAFETY: plain socket(2); the descriptor is owned by the OwnedFd at once.
         let fd = cvt(unsafe {
-            libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE)
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
         })?;
         // SAFETY: fd was just returned by socket(2) and is owned nowhere else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -101,7 +105,11 @@ impl IfaceEvents {
         sa.nl_groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
         // SAFETY: binds to a sockaddr_nl of the size given.
         cvt(unsafe {
-            libc::bind(fd.as_raw_fd(), std::ptr::addr_of!(sa).cast(), std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t)
+            libc::bind(
+                fd.as_raw_fd(),
+                std::ptr::addr_of!(sa).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
         })?;
         Ok(Self { fd: super::register_readable(fd)? })
     }
@@ -165,7 +173,11 @@ mod tests {
             mac: [2, 0, 0, 0, 0, 1],
             up: true,
             loopback: false,
-            nets: vec!["192.0.2.1/24".parse().unwrap(), "2001:db8::1/64".parse().unwrap(), "fe80::1/64".parse().unwrap()],
+            nets: vec![
+                "192.0.2.1/24".parse().unwrap(),
+                "2001:db8::1/64".parse().unwrap(),
+                "fe80::1/64".parse().unwrap(),
+            ],
         };
         assert_eq!(i.link_local(), Some("fe80::1".parse().unwrap()));
         assert!(i.usable());

@@ -115,10 +115,13 @@ pub(crate) fn ethernet(dst: Mac, src: Mac, ty: EtherType, payload: &[u8]) -> Vec
 }
 
 /// Registers a non-blocking descriptor with the tokio reactor for reading. Needs a runtime.
-pub(crate) fn register_readable(fd: std::os::fd::OwnedFd) -> std::io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+pub(crate) fn register_readable(
+    fd: std::os::fd::OwnedFd,
+) -> std::io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
     // SAFETY: an OwnedFd is open and keeps referring to the same open file description until the
     // AsyncFd, which owns it, drops it; its as_raw_fd never changes.
-    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }.map_err(std::io::Error::from)
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+        .map_err(std::io::Error::from)
 }
 
 /// A frame that reached us: the ARP request or Neighbor Solicitation in it, if any.

@@ -118,7 +118,8 @@ pub fn decode_ns(frame: &[u8]) -> Result<Option<NeighborSolicit>, FrameError> {
     if icmpv6::checksum(&icmp, &src_ip, &dst_ip) != icmp.get_checksum() {
         return Err(FrameError::Checksum);
     }
-    let target = body.get(8..24).and_then(|t| <[u8; 16]>::try_from(t).ok()).map(Ipv6Addr::from).ok_or(FrameError::Truncated)?;
+    let target =
+        body.get(8..24).and_then(|t| <[u8; 16]>::try_from(t).ok()).map(Ipv6Addr::from).ok_or(FrameError::Truncated)?;
     if target.is_multicast() {
         return Err(FrameError::MulticastTarget);
     }
@@ -198,7 +199,14 @@ fn ll_option(ty: u8, m: Mac) -> [u8; 8] {
 }
 
 /// A Neighbor Advertisement for `target` with the Target Link-Layer Address option `src_mac`.
-pub fn build_na(src_mac: Mac, dst_mac: Mac, src_ip: Ipv6Addr, dst_ip: Ipv6Addr, target: Ipv6Addr, flags: NaFlags) -> Vec<u8> {
+pub fn build_na(
+    src_mac: Mac,
+    dst_mac: Mac,
+    src_ip: Ipv6Addr,
+    dst_ip: Ipv6Addr,
+    target: Ipv6Addr,
+    flags: NaFlags,
+) -> Vec<u8> {
     let mut icmp = vec![0u8; NS_NA_FIXED + 8];
     if let Some(mut na) = MutableNeighborAdvertPacket::new(&mut icmp) {
         na.set_icmpv6_type(Icmpv6Types::NeighborAdvert);
@@ -354,7 +362,14 @@ mod tests {
 
     #[test]
     fn na_flags_map_to_their_bits() {
-        let f = build_na(ME, HOST, v6("fe80::1"), v6("fe80::9"), v6("2001:db8::50"), NaFlags { router: true, solicited: false, override_: false });
+        let f = build_na(
+            ME,
+            HOST,
+            v6("fe80::1"),
+            v6("fe80::9"),
+            v6("2001:db8::50"),
+            NaFlags { router: true, solicited: false, override_: false },
+        );
         check_na(&f, HOST, v6("fe80::1"), v6("fe80::9"), v6("2001:db8::50"), 0b1000_0000);
     }
 
@@ -364,7 +379,14 @@ mod tests {
         let ns = decode_ns(&f).unwrap().unwrap();
         assert!(ns.is_dad());
         assert_eq!(ns.reply_mac(), HOST);
-        check_na(&build_solicited_na(ME, &ns), ALL_NODES_MAC, v6("2001:db8::50"), ALL_NODES, v6("2001:db8::50"), 0b0010_0000);
+        check_na(
+            &build_solicited_na(ME, &ns),
+            ALL_NODES_MAC,
+            v6("2001:db8::50"),
+            ALL_NODES,
+            v6("2001:db8::50"),
+            0b0010_0000,
+        );
     }
 
     #[test]
@@ -395,13 +417,57 @@ mod tests {
         type Mutation = Box<dyn Fn(&mut Vec<u8>)>;
         let cases: Vec<(&str, Mutation, FrameError)> = vec![
             ("hop limit 64", Box::new(|f| f[21] = 64), FrameError::HopLimit(64)),
-            ("code 1", Box::new(|f| { f[55] = 1; fix_checksum(f) }), FrameError::IcmpCode(1)),
+            (
+                "code 1",
+                Box::new(|f| {
+                    f[55] = 1;
+                    fix_checksum(f)
+                }),
+                FrameError::IcmpCode(1),
+            ),
             ("bad checksum", Box::new(|f| f[57] ^= 1), FrameError::Checksum),
-            ("multicast target", Box::new(|f| { f[62] = 0xff; fix_checksum(f) }), FrameError::MulticastTarget),
-            ("option length 0", Box::new(|f| { f[79] = 0; fix_checksum(f) }), FrameError::BadOption),
-            ("option past the end (40 × 8: pnet would overflow)", Box::new(|f| { f[79] = 40; fix_checksum(f) }), FrameError::BadOption),
-            ("source option of 16 bytes", Box::new(|f| { f.extend_from_slice(&[0; 8]); f[19] = 40; f[79] = 2; fix_checksum(f) }), FrameError::BadOption),
-            ("ICMP length 20", Box::new(|f| { f[19] = 20; fix_checksum(f) }), FrameError::IcmpLength(20)),
+            (
+                "multicast target",
+                Box::new(|f| {
+                    f[62] = 0xff;
+                    fix_checksum(f)
+                }),
+                FrameError::MulticastTarget,
+            ),
+            (
+                "option length 0",
+                Box::new(|f| {
+                    f[79] = 0;
+                    fix_checksum(f)
+                }),
+                FrameError::BadOption,
+            ),
+            (
+                "option past the end (40 × 8: pnet would overflow)",
+                Box::new(|f| {
+                    f[79] = 40;
+                    fix_checksum(f)
+                }),
+                FrameError::BadOption,
+            ),
+            (
+                "source option of 16 bytes",
+                Box::new(|f| {
+                    f.extend_from_slice(&[0; 8]);
+                    f[19] = 40;
+                    f[79] = 2;
+                    fix_checksum(f)
+                }),
+                FrameError::BadOption,
+            ),
+            (
+                "ICMP length 20",
+                Box::new(|f| {
+                    f[19] = 20;
+                    fix_checksum(f)
+                }),
+                FrameError::IcmpLength(20),
+            ),
             ("IP version 4", Box::new(|f| f[14] = 0x40), FrameError::IpVersion(4)),
             ("payload length past the frame", Box::new(|f| f[19] = 33), FrameError::Truncated),
             ("multicast Ethernet source", Box::new(|f| f[6] = 0x03), FrameError::MulticastSender),

@@ -141,7 +141,11 @@ mod tests {
         let sealed = a.seal(b"hello gossip").unwrap();
         assert_eq!(sealed.len(), b"hello gossip".len() + OVERHEAD);
         assert_eq!(a.open(&sealed).unwrap(), b"hello gossip");
-        assert_eq!(Envelope::new(b"s3cret").open(&sealed).unwrap(), b"hello gossip", "key derived from the secret alone");
+        assert_eq!(
+            Envelope::new(b"s3cret").open(&sealed).unwrap(),
+            b"hello gossip",
+            "key derived from the secret alone"
+        );
         assert_eq!(Envelope::new(b"other").open(&sealed), Err(EnvelopeError::BadTag));
     }
 

@@ -244,10 +244,26 @@ impl Membership {
         let (seeds_tx, seeds_rx) = watch::channel(cfg.seeds.clone());
         let (unservable_tx, unservable_rx) = watch::channel(BTreeSet::new());
         let counters = Arc::new(net::Counters::default());
-        let driver = net::Driver { swim, sock, send, seeds: seeds_rx, unservable: unservable_rx, view: view_tx, counters: counters.clone(), v6_socket: bound.is_ipv6() };
+        let driver = net::Driver {
+            swim,
+            sock,
+            send,
+            seeds: seeds_rx,
+            unservable: unservable_rx,
+            view: view_tx,
+            counters: counters.clone(),
+            v6_socket: bound.is_ipv6(),
+        };
         let span = tracing::info_span!("member", node = %cfg.node_name);
         let task = tokio::spawn(driver.run(cancel).instrument(span));
-        let inner = Inner { _task: tokio_util::task::AbortOnDropHandle::new(task), view: view_rx, seeds: seeds_tx, unservable: unservable_tx, counters, local: advertise };
+        let inner = Inner {
+            _task: tokio_util::task::AbortOnDropHandle::new(task),
+            view: view_rx,
+            seeds: seeds_tx,
+            unservable: unservable_tx,
+            counters,
+            local: advertise,
+        };
         Ok(Membership { inner: Arc::new(inner) })
     }
 

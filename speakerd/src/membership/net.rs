@@ -106,7 +106,8 @@ impl Driver {
                     }
                 },
                 Action::Dropped(e) => {
-                    let c = if e.is_auth() { &self.counters.dropped_bad_auth } else { &self.counters.dropped_malformed };
+                    let c =
+                        if e.is_auth() { &self.counters.dropped_bad_auth } else { &self.counters.dropped_malformed };
                     c.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(error = %e, kind = e.kind(), "gossip datagram dropped");
                 }

@@ -17,7 +17,10 @@
 //! is shown.
 use super::crypto::{Envelope, OVERHEAD};
 use super::{Member, MemberState, View};
-use foca::{AccumulatingRuntime, BroadcastHandler, Codec, Config, Foca, Identity, Invalidates, Message, OwnedNotification, PeriodicParams, PostcardCodec, State, Timer};
+use foca::{
+    AccumulatingRuntime, BroadcastHandler, Codec, Config, Foca, Identity, Invalidates, Message, OwnedNotification,
+    PeriodicParams, PostcardCodec, State, Timer,
+};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::borrow::Cow;
@@ -184,12 +187,16 @@ pub fn foca_config(p: Duration) -> Config {
     c.notify_down_members = true;
     // Push updates (Suspect, Down, joins) to 3 random members every p / 2 when there are any, besides
     // piggybacking them on probes: a Down reaches every survivor within ~p / 2.
-    c.periodic_gossip = Some(PeriodicParams { frequency: p / 2, num_members: NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN) });
+    c.periodic_gossip =
+        Some(PeriodicParams { frequency: p / 2, num_members: NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN) });
     // Ask a random member for its member list every 5 s: members learned late still get known.
     c.periodic_announce = Some(PeriodicParams { frequency: Duration::from_secs(5), num_members: NonZeroUsize::MIN });
     // Announce to 2 Down members every 2 s: a healed partition, or a node declared Down by mistake,
     // is told it is Down (TurnUndead), renews itself and rejoins within seconds.
-    c.periodic_announce_to_down_members = Some(PeriodicParams { frequency: Duration::from_secs(2), num_members: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN) });
+    c.periodic_announce_to_down_members = Some(PeriodicParams {
+        frequency: Duration::from_secs(2),
+        num_members: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
+    });
     c
 }
 
@@ -287,7 +294,11 @@ pub struct Swim {
 
 impl std::fmt::Debug for Swim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Swim").field("me", self.foca.identity()).field("view", &self.view).field("left", &self.left).finish_non_exhaustive()
+        f.debug_struct("Swim")
+            .field("me", self.foca.identity())
+            .field("view", &self.view)
+            .field("left", &self.left)
+            .finish_non_exhaustive()
     }
 }
 
@@ -295,7 +306,13 @@ impl Swim {
     /// A member that knows nobody yet. `rng_seed` drives foca's random choices (tests replay exactly).
     pub fn new(me: NodeId, config: Config, envelope: Option<Envelope>, rng_seed: u64) -> Self {
         let table = UnservableTable::default();
-        let foca = Foca::with_custom_broadcast(me, config.clone(), StdRng::seed_from_u64(rng_seed), PostcardCodec, table.clone());
+        let foca = Foca::with_custom_broadcast(
+            me,
+            config.clone(),
+            StdRng::seed_from_u64(rng_seed),
+            PostcardCodec,
+            table.clone(),
+        );
         let mut s = Self {
             foca,
             table,
@@ -409,11 +426,22 @@ impl Swim {
             Err(foca::Error::DataTooBig) => Err(PacketError::TooBig(plain.len())),
             // Encode: the reply did not fit in a packet, which only oversized identities in the
             // datagram can cause.
-            Err(foca::Error::MalformedPacket | foca::Error::Decode(_) | foca::Error::CustomBroadcast(_) | foca::Error::Encode(_)) => Err(PacketError::Malformed),
+            Err(
+                foca::Error::MalformedPacket
+                | foca::Error::Decode(_)
+                | foca::Error::CustomBroadcast(_)
+                | foca::Error::Encode(_),
+            ) => Err(PacketError::Malformed),
             Err(foca::Error::DataFromOurselves) => Err(PacketError::FromOurselves),
             Err(foca::Error::IndirectForOurselves) => Err(PacketError::IndirectForOurselves),
             // Not about the datagram (foca answers these only from timers and explicit calls).
-            Err(e @ (foca::Error::NotConnected | foca::Error::IncompleteProbeCycle | foca::Error::NotUndead | foca::Error::SameIdentity | foca::Error::InvalidConfig)) => {
+            Err(
+                e @ (foca::Error::NotConnected
+                | foca::Error::IncompleteProbeCycle
+                | foca::Error::NotUndead
+                | foca::Error::SameIdentity
+                | foca::Error::InvalidConfig),
+            ) => {
                 tracing::debug!(error = %e, "gossip state while handling a datagram");
                 Ok(())
             }
@@ -439,7 +467,8 @@ impl Swim {
         if header.message == Message::Announce && header.dst.name.is_empty() {
             header.dst = me.clone();
             let mut buf = Vec::with_capacity(plain.len() + 64);
-            Codec::<NodeId>::encode_header(&mut PostcardCodec, &header, &mut buf).map_err(|_| PacketError::Malformed)?;
+            Codec::<NodeId>::encode_header(&mut PostcardCodec, &header, &mut buf)
+                .map_err(|_| PacketError::Malformed)?;
             buf.extend_from_slice(rest);
             return Ok(Cow::Owned(buf));
         }
@@ -478,7 +507,8 @@ impl Swim {
         if n > 0 {
             let mut c = self.config.clone();
             c.num_indirect_probes = NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN);
-            c.max_transmissions = NonZeroU8::new(u8::try_from(n.saturating_mul(2)).unwrap_or(u8::MAX)).unwrap_or(NonZeroU8::MIN);
+            c.max_transmissions =
+                NonZeroU8::new(u8::try_from(n.saturating_mul(2)).unwrap_or(u8::MAX)).unwrap_or(NonZeroU8::MIN);
             if let Err(e) = self.foca.set_config(c) {
                 tracing::warn!(error = %e, "widening the leave gossip");
             }
@@ -518,12 +548,19 @@ impl Swim {
         }
         while let Some(n) = self.rt.to_notify() {
             match n {
-                OwnedNotification::MemberUp(id) => tracing::info!(member = %id.name, addr = %id.addr, generation = id.generation, "member up"),
-                OwnedNotification::MemberDown(id) => tracing::info!(member = %id.name, addr = %id.addr, generation = id.generation, "member down"),
+                OwnedNotification::MemberUp(id) => {
+                    tracing::info!(member = %id.name, addr = %id.addr, generation = id.generation, "member up")
+                }
+                OwnedNotification::MemberDown(id) => {
+                    tracing::info!(member = %id.name, addr = %id.addr, generation = id.generation, "member down")
+                }
                 OwnedNotification::Rename(old, new) => {
                     tracing::info!(member = %new.name, addr = %new.addr, old = old.generation, new = new.generation, "member restarted")
                 }
-                OwnedNotification::Rejoin(id) => tracing::warn!(generation = id.generation, "this node was declared down; rejoined as a new generation"),
+                OwnedNotification::Rejoin(id) => tracing::warn!(
+                    generation = id.generation,
+                    "this node was declared down; rejoined as a new generation"
+                ),
                 OwnedNotification::Active => tracing::info!("joined the gossip group"),
                 OwnedNotification::Idle => {
                     tracing::info!("no other member is alive; announcing to the seeds");
@@ -539,10 +576,18 @@ impl Swim {
     fn broadcast_unservable(&mut self, now: Instant) {
         let me = self.foca.identity();
         // Versions only grow within a generation: wall-clock ms, or one more than the last.
-        let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
         self.unservable_version = ms.max(self.unservable_version + 1);
         self.unservable_generation = me.generation;
-        let u = Unservable { name: me.name.clone(), generation: me.generation, version: self.unservable_version, ips: self.unservable.iter().copied().collect() };
+        let u = Unservable {
+            name: me.name.clone(),
+            generation: me.generation,
+            version: self.unservable_version,
+            ips: self.unservable.iter().copied().collect(),
+        };
         match postcard::to_allocvec(&u) {
             Ok(data) => {
                 if let Err(e) = self.foca.add_broadcast(&data) {
@@ -578,7 +623,8 @@ impl Swim {
                 State::Suspect => MemberState::Suspect,
                 State::Down => MemberState::Dead,
             };
-            let member = Member { name: id.name.clone(), addr: id.addr, state, incarnation: id.generation, local: false };
+            let member =
+                Member { name: id.name.clone(), addr: id.addr, state, incarnation: id.generation, local: false };
             match by_name.entry(&id.name) {
                 Entry::Vacant(v) => {
                     v.insert(member);
@@ -586,15 +632,24 @@ impl Swim {
                 Entry::Occupied(mut o) => {
                     // The newest generation of a name is the node; on a tie prefer the livelier state.
                     let old = o.get();
-                    if (member.incarnation, std::cmp::Reverse(member.state)) > (old.incarnation, std::cmp::Reverse(old.state)) {
+                    if (member.incarnation, std::cmp::Reverse(member.state))
+                        > (old.incarnation, std::cmp::Reverse(old.state))
+                    {
                         o.insert(member);
                     }
                 }
             }
         }
-        let local = Member { name: me.name.clone(), addr: me.addr, state: MemberState::Alive, incarnation: me.generation, local: true };
+        let local = Member {
+            name: me.name.clone(),
+            addr: me.addr,
+            state: MemberState::Alive,
+            incarnation: me.generation,
+            local: true,
+        };
         let members: Vec<Member> = std::iter::once(local).chain(by_name.into_values()).collect();
-        let alive: BTreeSet<String> = members.iter().filter(|m| m.state != MemberState::Dead).map(|m| m.name.clone()).collect();
+        let alive: BTreeSet<String> =
+            members.iter().filter(|m| m.state != MemberState::Dead).map(|m| m.name.clone()).collect();
         // What alive members say they cannot answer for, as of their current generation.
         let mut unservable: BTreeMap<String, BTreeSet<IpAddr>> = BTreeMap::new();
         if !self.unservable.is_empty() {
@@ -603,7 +658,9 @@ impl Swim {
         // Read under the lock (the view is projected after every input: no copy of the whole table).
         if let Ok(table) = self.table.0.lock() {
             for (name, u) in table.iter() {
-                let current = members.iter().any(|m| !m.local && &m.name == name && m.incarnation == u.generation && alive.contains(&m.name));
+                let current = members
+                    .iter()
+                    .any(|m| !m.local && &m.name == name && m.incarnation == u.generation && alive.contains(&m.name));
                 if current && !u.ips.is_empty() {
                     unservable.insert(name.clone(), u.ips.iter().copied().collect());
                 }
@@ -640,7 +697,14 @@ mod tests {
     impl Sim {
         fn new() -> Self {
             let now = Instant::now();
-            Self { now, start: now, nodes: Vec::new(), wire: VecDeque::new(), dropped: Vec::new(), isolated: BTreeSet::new() }
+            Self {
+                now,
+                start: now,
+                nodes: Vec::new(),
+                wire: VecDeque::new(),
+                dropped: Vec::new(),
+                isolated: BTreeSet::new(),
+            }
         }
 
         fn add(&mut self, me: NodeId, secret: Option<&[u8]>, seeds: Vec<SocketAddr>, rng: u64) -> usize {
@@ -762,7 +826,9 @@ mod tests {
             // Crash at a random phase of the probe cycle.
             sim.run_for(Duration::from_millis(137 * (run % 7) + 500));
             sim.nodes[c] = None;
-            let t = sim.run_until(Duration::from_secs(5), |s| [a, b].iter().all(|&i| s.state_of(i, "c") == Some(MemberState::Dead)));
+            let t = sim.run_until(Duration::from_secs(5), |s| {
+                [a, b].iter().all(|&i| s.state_of(i, "c") == Some(MemberState::Dead))
+            });
             let t = t.unwrap_or_else(|| panic!("run {run}: c not Dead: {:?} {:?}", sim.view(a), sim.view(b)));
             assert!(sim.all_see(&[a, b], &["a", "b"]));
             times.push(t);
@@ -780,7 +846,13 @@ mod tests {
         let mut sim = Sim::new();
         let names = ["a", "b", "c", "d", "e", "f"];
         let seed = id("a", 1, 1).addr;
-        let all: Vec<usize> = names.iter().zip(1u16..).map(|(n, port)| sim.add(id(n, port, 1), None, if port == 1 { vec![] } else { vec![seed] }, 80 + u64::from(port))).collect();
+        let all: Vec<usize> = names
+            .iter()
+            .zip(1u16..)
+            .map(|(n, port)| {
+                sim.add(id(n, port, 1), None, if port == 1 { vec![] } else { vec![seed] }, 80 + u64::from(port))
+            })
+            .collect();
         sim.run_until(Duration::from_secs(5), |s| s.all_see(&all, &names)).expect("no full group");
         sim.run_for(Duration::from_millis(300));
         let (leaver, rest) = all.split_last().unwrap();
@@ -797,9 +869,14 @@ mod tests {
         let [a, b, c] = three(&mut sim, 21);
         let seed = sim.nodes[a].as_ref().unwrap().identity().addr;
         sim.nodes[c] = None;
-        sim.run_until(Duration::from_secs(5), |s| s.state_of(a, "c") == Some(MemberState::Dead) && s.state_of(b, "c") == Some(MemberState::Dead)).unwrap();
+        sim.run_until(Duration::from_secs(5), |s| {
+            s.state_of(a, "c") == Some(MemberState::Dead) && s.state_of(b, "c") == Some(MemberState::Dead)
+        })
+        .unwrap();
         let c2 = sim.add(id("c", 3, 2), None, vec![seed], 99);
-        let t = sim.run_until(Duration::from_secs(3), |s| s.all_see(&[a, b, c2], &["a", "b", "c"])).expect("restarted c not back");
+        let t = sim
+            .run_until(Duration::from_secs(3), |s| s.all_see(&[a, b, c2], &["a", "b", "c"]))
+            .expect("restarted c not back");
         assert!(t < Duration::from_millis(300), "took {t:?}");
         for i in [a, b] {
             let m = sim.view(i).members.iter().find(|m| m.name == "c").cloned().unwrap();
@@ -819,7 +896,8 @@ mod tests {
         sim.nodes[c] = None;
         let c2 = sim.add(id("c", 3, 990_000), None, vec![seed], 74);
         let t = sim.run_until(Duration::from_secs(3), |s| {
-            s.all_see(&[a, b, c2], &["a", "b", "c"]) && [a, b].iter().all(|&i| s.view(i).members.iter().any(|m| m.name == "c" && m.incarnation > 1_000_000))
+            s.all_see(&[a, b, c2], &["a", "b", "c"])
+                && [a, b].iter().all(|&i| s.view(i).members.iter().any(|m| m.name == "c" && m.incarnation > 1_000_000))
         });
         let t = t.unwrap_or_else(|| panic!("{:?} {:?} {:?}", sim.view(a), sim.view(b), sim.view(c2)));
         assert!(t < Duration::from_millis(300), "took {t:?}");
@@ -867,11 +945,16 @@ mod tests {
         let [a, b, c] = three(&mut sim, 51);
         // Partition c away (its timers stop too, as in a long pause), until both others call it Dead.
         let parked = sim.nodes[c].take();
-        sim.run_until(Duration::from_secs(5), |s| s.state_of(a, "c") == Some(MemberState::Dead) && s.state_of(b, "c") == Some(MemberState::Dead)).unwrap();
+        sim.run_until(Duration::from_secs(5), |s| {
+            s.state_of(a, "c") == Some(MemberState::Dead) && s.state_of(b, "c") == Some(MemberState::Dead)
+        })
+        .unwrap();
         sim.nodes[c] = parked;
         // c learns it was declared Down (its probes are answered with TurnUndead, a and b announce to
         // Down members), renews its generation and is alive again everywhere.
-        let t = sim.run_until(Duration::from_secs(10), |s| s.all_see(&[a, b, c], &["a", "b", "c"])).expect("c never rejoined");
+        let t = sim
+            .run_until(Duration::from_secs(10), |s| s.all_see(&[a, b, c], &["a", "b", "c"]))
+            .expect("c never rejoined");
         eprintln!("partitioned member back after {t:?}");
         assert!(sim.view(a).members.iter().find(|m| m.name == "c").unwrap().incarnation > 1);
     }
@@ -883,12 +966,16 @@ mod tests {
         let b = sim.add(id("b", 2, 1), None, vec![id("a", 1, 1).addr], 2);
         sim.run_until(Duration::from_secs(2), |s| s.all_see(&[a, b], &["a", "b"])).unwrap();
         sim.isolated.insert(b);
-        sim.run_until(Duration::from_secs(5), |s| s.state_of(a, "b") == Some(MemberState::Dead) && s.state_of(b, "a") == Some(MemberState::Dead)).unwrap();
+        sim.run_until(Duration::from_secs(5), |s| {
+            s.state_of(a, "b") == Some(MemberState::Dead) && s.state_of(b, "a") == Some(MemberState::Dead)
+        })
+        .unwrap();
         sim.run_for(Duration::from_millis(1234));
         sim.isolated.clear();
         // Both are alone, only b has a seed. b's next retry is told it is Down (TurnUndead); it renews
         // and announces again at once as the new generation.
-        let t = sim.run_until(Duration::from_secs(5), |s| s.all_see(&[a, b], &["a", "b"])).expect("partition never healed");
+        let t =
+            sim.run_until(Duration::from_secs(5), |s| s.all_see(&[a, b], &["a", "b"])).expect("partition never healed");
         eprintln!("partition healed after {t:?}");
         assert!(t <= JOIN_RETRY_ALONE + Duration::from_millis(50), "healed after {t:?}");
         assert!(sim.view(a).members.iter().any(|m| m.name == "b" && m.incarnation == 1 + RENEW_STEP_MS));
@@ -919,10 +1006,15 @@ mod tests {
             let ups = order.iter().map(|&i| updates[i].clone());
             s.foca.apply_many(ups, false, &mut s.rt).unwrap();
             let v = s.project();
-            let got: Vec<_> = v.members.iter().map(|m| (m.name.as_str(), m.addr.port(), m.state, m.incarnation, m.local)).collect();
+            let got: Vec<_> =
+                v.members.iter().map(|m| (m.name.as_str(), m.addr.port(), m.state, m.incarnation, m.local)).collect();
             assert_eq!(
                 got,
-                [("me", 1, MemberState::Alive, 7, true), ("c", 33, MemberState::Alive, 2, false), ("d", 4, MemberState::Alive, 5, false)],
+                [
+                    ("me", 1, MemberState::Alive, 7, true),
+                    ("c", 33, MemberState::Alive, 2, false),
+                    ("d", 4, MemberState::Alive, 5, false)
+                ],
                 "order {order:?}"
             );
             assert_eq!(v.alive, ["c", "d", "me"].iter().map(|s| s.to_string()).collect());
@@ -964,7 +1056,11 @@ mod tests {
         sim.run_for(Duration::from_secs(3));
         assert!(sim.all_see(&[a, b], &["a", "b"]), "{:?}", sim.view(a));
         assert!(sim.all_see(&[x], &["x"]) && sim.all_see(&[y], &["y"]));
-        assert!(sim.dropped.iter().filter(|(i, e)| *i == a && *e == PacketError::BadAuth).count() >= 4, "{:?}", sim.dropped);
+        assert!(
+            sim.dropped.iter().filter(|(i, e)| *i == a && *e == PacketError::BadAuth).count() >= 4,
+            "{:?}",
+            sim.dropped
+        );
     }
 
     /// Random bytes and single-bit flips of real datagrams: never a panic, each dropped or accepted.

@@ -69,7 +69,10 @@ async fn three_members_join_through_seeds_and_a_crash_is_declared_dead() {
     // Crash c: its task is aborted and its socket closed, without a word to the others.
     let c_addr = c.local_addr();
     drop(c);
-    let (ta, tb) = tokio::join!(until(&a, "a sees c Dead", BOUND, state("c", MemberState::Dead)), until(&b, "b sees c Dead", BOUND, state("c", MemberState::Dead)));
+    let (ta, tb) = tokio::join!(
+        until(&a, "a sees c Dead", BOUND, state("c", MemberState::Dead)),
+        until(&b, "b sees c Dead", BOUND, state("c", MemberState::Dead))
+    );
     eprintln!("crash of c (probe period 200 ms) declared Dead after {ta:?} by a, {tb:?} by b");
     for m in [&a, &b] {
         assert_eq!(m.view().borrow().alive, ["a", "b"].iter().map(|s| s.to_string()).collect::<BTreeSet<_>>());
@@ -110,7 +113,10 @@ async fn three_members_join_through_seeds_and_a_crash_is_declared_dead() {
 async fn a_member_that_leaves_is_dead_everywhere_at_once() {
     // A slow probe period: failure detection would take > 2.5 s, so only the leave message can make
     // the others see it within the bound below.
-    let slow = |name: &str, seeds| MembershipConfig { probe_period: Duration::from_secs(1), ..config(name, "127.0.0.1:0".parse().unwrap(), seeds, None) };
+    let slow = |name: &str, seeds| MembershipConfig {
+        probe_period: Duration::from_secs(1),
+        ..config(name, "127.0.0.1:0".parse().unwrap(), seeds, None)
+    };
     let a = Membership::start(slow("a", vec![]), CancellationToken::new()).await.unwrap();
     let b = Membership::start(slow("b", vec![a.local_addr()]), CancellationToken::new()).await.unwrap();
     let cc = CancellationToken::new();
@@ -191,27 +197,45 @@ async fn set_seeds_joins_a_member_started_without_seeds() {
 async fn invalid_configurations_are_refused() {
     let base = || config("a", "127.0.0.1:0".parse().unwrap(), vec![], None);
     let start = |cfg| Membership::start(cfg, CancellationToken::new());
-    assert!(matches!(start(MembershipConfig { node_name: String::new(), ..base() }).await, Err(MembershipError::EmptyName)));
-    assert!(matches!(start(MembershipConfig { node_name: "n".repeat(254), ..base() }).await, Err(MembershipError::NameTooLong(254))));
-    assert!(matches!(start(MembershipConfig { secret: Some(vec![]), ..base() }).await, Err(MembershipError::EmptySecret)));
-    assert!(matches!(start(MembershipConfig { probe_period: Duration::ZERO, ..base() }).await, Err(MembershipError::ProbePeriod(_))));
+    assert!(matches!(
+        start(MembershipConfig { node_name: String::new(), ..base() }).await,
+        Err(MembershipError::EmptyName)
+    ));
+    assert!(matches!(
+        start(MembershipConfig { node_name: "n".repeat(254), ..base() }).await,
+        Err(MembershipError::NameTooLong(254))
+    ));
+    assert!(matches!(
+        start(MembershipConfig { secret: Some(vec![]), ..base() }).await,
+        Err(MembershipError::EmptySecret)
+    ));
+    assert!(matches!(
+        start(MembershipConfig { probe_period: Duration::ZERO, ..base() }).await,
+        Err(MembershipError::ProbePeriod(_))
+    ));
     let unspecified: SocketAddr = "0.0.0.0:7946".parse().unwrap();
-    assert!(matches!(start(MembershipConfig { advertise: Some(unspecified), ..base() }).await, Err(MembershipError::UnspecifiedAdvertise(_))));
+    assert!(matches!(
+        start(MembershipConfig { advertise: Some(unspecified), ..base() }).await,
+        Err(MembershipError::UnspecifiedAdvertise(_))
+    ));
     let (held, _) = member("held", vec![], None).await;
-    assert!(matches!(start(MembershipConfig { bind: held.local_addr(), ..base() }).await, Err(MembershipError::Bind(..))));
+    assert!(matches!(
+        start(MembershipConfig { bind: held.local_addr(), ..base() }).await,
+        Err(MembershipError::Bind(..))
+    ));
     // An advertise address with port 0 takes the bound port.
     let m = start(MembershipConfig { advertise: Some("127.0.0.1:0".parse().unwrap()), ..base() }).await.unwrap();
     assert_ne!(m.local_addr().port(), 0);
     assert!(!format!("{:?}", MembershipConfig { secret: Some(b"hunter2".to_vec()), ..base() }).contains("hunter2"));
 }
 
-
 #[tokio::test]
 async fn unservable_sets_reach_every_member_and_a_late_joiner() {
     let [a, b, c] = group_of_three(Some(b"s3cret")).await;
     let ip: std::net::IpAddr = "192.0.2.10".parse().unwrap();
     a.0.set_unservable([ip].into());
-    let has = |name: &'static str, on: bool| move |v: &View| v.unservable.get(name).is_some_and(|s| s.contains(&ip)) == on;
+    let has =
+        |name: &'static str, on: bool| move |v: &View| v.unservable.get(name).is_some_and(|s| s.contains(&ip)) == on;
     for m in [&a.0, &b.0, &c.0] {
         let t = until(m, "a's set seen", BOUND, has("a", true)).await;
         assert!(t < BOUND);
@@ -229,7 +253,10 @@ async fn unservable_sets_reach_every_member_and_a_late_joiner() {
     until(&b.0, "c's set seen", BOUND, has("c", true)).await;
     c.1.cancel();
     let c2 = member("c", vec![a.0.local_addr()], Some(b"s3cret")).await;
-    until(&b.0, "c back, with nothing to report", Duration::from_secs(6), |v: &View| v.alive.contains("c") && !v.unservable.contains_key("c")).await;
+    until(&b.0, "c back, with nothing to report", Duration::from_secs(6), |v: &View| {
+        v.alive.contains("c") && !v.unservable.contains_key("c")
+    })
+    .await;
     drop(c2);
 }
 
@@ -240,7 +267,10 @@ async fn pending_secret_is_picked_up_when_it_appears() {
     let (a, _ca) = member("a", vec![], Some(b"k1")).await;
     let env = Envelope::pending();
     let cancel = CancellationToken::new();
-    let cfg = MembershipConfig { envelope: Some(env.clone()), ..config("b", "127.0.0.1:0".parse().unwrap(), vec![a.local_addr()], None) };
+    let cfg = MembershipConfig {
+        envelope: Some(env.clone()),
+        ..config("b", "127.0.0.1:0".parse().unwrap(), vec![a.local_addr()], None)
+    };
     let b = Membership::start(cfg, cancel.clone()).await.unwrap();
     let deadline = Instant::now() + BOUND;
     while a.counters().dropped_bad_auth < 1 {

@@ -30,7 +30,8 @@ pub fn open_with(version: u8, asn: u32, hold: u16, id: [u8; 4]) -> Vec<u8> {
     msg(1, &b)
 }
 
-pub const KEEPALIVE: [u8; 19] = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 19, 4];
+pub const KEEPALIVE: [u8; 19] =
+    [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 19, 4];
 
 pub fn update(withdrawn: &[u8], attrs: &[u8], nlri: &[u8]) -> Vec<u8> {
     let mut b = (withdrawn.len() as u16).to_be_bytes().to_vec();
@@ -129,12 +130,19 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-pub async fn add_passive(c: &mut speaker_api::v1::speaker_client::SpeakerClient<tonic::transport::Channel>, addr: &str, asn: u32) {
+pub async fn add_passive(
+    c: &mut speaker_api::v1::speaker_client::SpeakerClient<tonic::transport::Channel>,
+    addr: &str,
+    asn: u32,
+) {
     let p = pb::PeerConfig { address: addr.into(), peer_asn: asn, passive: true, ..Default::default() };
     c.add_peer(pb::AddPeerRequest { peer: Some(p) }).await.unwrap();
 }
 
-pub async fn state(c: &mut speaker_api::v1::speaker_client::SpeakerClient<tonic::transport::Channel>, addr: &str) -> pb::PeerState {
+pub async fn state(
+    c: &mut speaker_api::v1::speaker_client::SpeakerClient<tonic::transport::Channel>,
+    addr: &str,
+) -> pb::PeerState {
     c.get_peer(pb::GetPeerRequest { peer: addr.into() }).await.unwrap().into_inner().peer.unwrap().state.unwrap()
 }
 
@@ -154,4 +162,3 @@ pub async fn wait_state(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
-

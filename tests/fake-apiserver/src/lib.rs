@@ -80,7 +80,8 @@ impl RequestLog {
     pub fn param(&self, name: &str) -> Option<String> {
         self.query.split('&').filter(|p| !p.is_empty()).find_map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (k == name).then(|| percent_encoding::percent_decode_str(&v.replace('+', " ")).decode_utf8_lossy().into_owned())
+            (k == name)
+                .then(|| percent_encoding::percent_decode_str(&v.replace('+', " ")).decode_utf8_lossy().into_owned())
         })
     }
 
@@ -323,7 +324,12 @@ impl FakeApiServer {
 
     fn def_for(&self, api_version: &str, kind: &str) -> Result<ResourceDef, ApiError> {
         self.shared.store.lookup_kind(api_version, kind).ok_or_else(|| {
-            ApiError::new(404, "NotFound", format!("fake-apiserver: no resource serves {api_version}, Kind={kind}"), None)
+            ApiError::new(
+                404,
+                "NotFound",
+                format!("fake-apiserver: no resource serves {api_version}, Kind={kind}"),
+                None,
+            )
         })
     }
 
@@ -353,7 +359,14 @@ impl FakeApiServer {
                 let name = created["metadata"]["name"].as_str().unwrap_or_default().to_string();
                 let mut o = created.clone();
                 o["status"] = s;
-                self.shared.store.update(&def, Self::version_of(&av), ns.as_deref().unwrap_or(""), &name, o, UpdateKind::Raw)
+                self.shared.store.update(
+                    &def,
+                    Self::version_of(&av),
+                    ns.as_deref().unwrap_or(""),
+                    &name,
+                    o,
+                    UpdateKind::Raw,
+                )
             }
             _ => Ok(created),
         }
@@ -379,22 +392,48 @@ impl FakeApiServer {
     }
 
     /// JSON-merge-patches an object (main resource: status is patched too).
-    pub fn patch(&self, api_version: &str, kind: &str, namespace: Option<&str>, name: &str, merge_patch: Value) -> Result<Value, ApiError> {
+    pub fn patch(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+        merge_patch: Value,
+    ) -> Result<Value, ApiError> {
         let def = self.def_for(api_version, kind)?;
         let body = serde_json::to_vec(&merge_patch).unwrap();
-        self.shared.store.modify(&def, Self::version_of(api_version), namespace.unwrap_or(""), name, UpdateKind::Raw, false, |cur| {
-            patch::apply_patch(&cur, &body, PatchType::Merge).map_err(ApiError::bad_request)
-        })
+        self.shared.store.modify(
+            &def,
+            Self::version_of(api_version),
+            namespace.unwrap_or(""),
+            name,
+            UpdateKind::Raw,
+            false,
+            |cur| patch::apply_patch(&cur, &body, PatchType::Merge).map_err(ApiError::bad_request),
+        )
     }
 
     /// JSON-merge-patches `.status` with `status_patch` (e.g.
     /// `json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}})`).
-    pub fn patch_status(&self, api_version: &str, kind: &str, namespace: Option<&str>, name: &str, status_patch: Value) -> Result<Value, ApiError> {
+    pub fn patch_status(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+        status_patch: Value,
+    ) -> Result<Value, ApiError> {
         self.patch(api_version, kind, namespace, name, json!({ "status": status_patch }))
     }
 
     /// Deletes an object (immediately); returns its last state.
-    pub fn delete(&self, api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> Result<Value, ApiError> {
+    pub fn delete(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
         let def = self.def_for(api_version, kind)?;
         let out = self.shared.store.delete(&def, namespace.unwrap_or(""), name, None, None)?;
         Ok(store::at_version(&def, Self::version_of(api_version), out))

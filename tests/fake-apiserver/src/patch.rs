@@ -43,7 +43,8 @@ pub fn apply_patch(target: &Value, body: &[u8], pt: PatchType) -> Result<Value, 
         PatchType::Json => {
             let p: json_patch::Patch =
                 serde_json::from_slice(body).map_err(|e| format!("error decoding patch: {e}"))?;
-            json_patch::patch(&mut out, &p).map_err(|e| format!("the server rejected our request due to an error in our request: {e}"))?;
+            json_patch::patch(&mut out, &p)
+                .map_err(|e| format!("the server rejected our request due to an error in our request: {e}"))?;
         }
         PatchType::Strategic => {
             let p: Value = serde_json::from_slice(body).map_err(|e| format!("error decoding patch: {e}"))?;
@@ -73,8 +74,15 @@ pub fn parse_yaml_or_json(body: &[u8]) -> Result<Value, String> {
 /// `patchMergeKey` tags of the Kubernetes types). None: the list is replaced.
 fn merge_key(field: &str, sample: &Value) -> Option<&'static str> {
     Some(match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env" | "imagePullSecrets"
-        | "secrets" | "resourceClaims" | "schedulingGates" => "name",
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "imagePullSecrets"
+        | "secrets"
+        | "resourceClaims"
+        | "schedulingGates" => "name",
         "ports" => {
             if sample.get("containerPort").is_some() {
                 "containerPort"
@@ -189,11 +197,7 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) {
 
 fn merge_list(cur: &mut Vec<Value>, items: &[Value], key: &str) {
     if items.iter().any(|x| x.get("$patch").and_then(Value::as_str) == Some("replace")) {
-        *cur = items
-            .iter()
-            .filter(|x| x.get("$patch").is_none())
-            .map(strip_directives)
-            .collect();
+        *cur = items.iter().filter(|x| x.get("$patch").is_none()).map(strip_directives).collect();
         return;
     }
     for it in items {
@@ -260,12 +264,9 @@ mod tests {
 
     #[test]
     fn merge_patch_nulls_delete() {
-        let out = apply_patch(
-            &json!({"a": 1, "b": {"c": 2, "d": 3}}),
-            br#"{"a": null, "b": {"c": 5}}"#,
-            PatchType::Merge,
-        )
-        .unwrap();
+        let out =
+            apply_patch(&json!({"a": 1, "b": {"c": 2, "d": 3}}), br#"{"a": null, "b": {"c": 5}}"#, PatchType::Merge)
+                .unwrap();
         assert_eq!(out, json!({"b": {"c": 5, "d": 3}}));
     }
 
@@ -277,8 +278,8 @@ mod tests {
             PatchType::Json,
         );
         assert!(out.is_err(), "replace of a missing path fails");
-        let out = apply_patch(&json!({"a": [1, 2]}), br#"[{"op":"add","path":"/a/-","value":3}]"#, PatchType::Json)
-            .unwrap();
+        let out =
+            apply_patch(&json!({"a": [1, 2]}), br#"[{"op":"add","path":"/a/-","value":3}]"#, PatchType::Json).unwrap();
         assert_eq!(out, json!({"a": [1, 2, 3]}));
     }
 
@@ -303,7 +304,10 @@ mod tests {
             json!({"spec": {"ports": [{"port": 81, "$patch": "delete"}], "x": {"$patch": "replace", "c": 3}},
                    "metadata": {"finalizers": ["b"]}}),
         );
-        assert_eq!(out, json!({"spec": {"ports": [{"port": 80}], "x": {"c": 3}}, "metadata": {"finalizers": ["a", "b"]}}));
+        assert_eq!(
+            out,
+            json!({"spec": {"ports": [{"port": 80}], "x": {"c": 3}}, "metadata": {"finalizers": ["a", "b"]}})
+        );
         // unknown lists are replaced; directives never stored
         let out = smp(json!({"l": [1, 2]}), json!({"l": [3], "$retainKeys": ["l"], "other": 1}));
         assert_eq!(out, json!({"l": [3]}));

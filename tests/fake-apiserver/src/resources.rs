@@ -85,7 +85,9 @@ impl ResourceDef {
                 if schema.get("x-kubernetes-preserve-unknown-fields") != Some(&Value::Bool(true)) {
                     let extra: Vec<String> = m
                         .keys()
-                        .filter(|k| !matches!(k.as_str(), "apiVersion" | "kind" | "metadata") && !props.contains_key(*k))
+                        .filter(|k| {
+                            !matches!(k.as_str(), "apiVersion" | "kind" | "metadata") && !props.contains_key(*k)
+                        })
                         .cloned()
                         .collect();
                     for k in extra {
@@ -281,11 +283,8 @@ pub fn from_crd(crd: &Value) -> Option<ResourceDef> {
     let names = spec.get("names")?;
     let plural = names.get("plural")?.as_str()?.to_string();
     let kind = names.get("kind")?.as_str()?.to_string();
-    let singular = names
-        .get("singular")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| kind.to_lowercase());
+    let singular =
+        names.get("singular").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| kind.to_lowercase());
     let strs = |v: Option<&Value>| -> Vec<String> {
         v.and_then(Value::as_array)
             .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
@@ -395,18 +394,18 @@ mod tests {
     #[test]
     fn schema_defaults_and_pruning() {
         let crd = json!({"spec": {"group": "g.io", "scope": "Namespaced",
-            "names": {"plural": "things", "kind": "Thing"},
-            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
-                "type": "object",
-                "properties": {
-                    "spec": {"type": "object", "properties": {
-                        "port": {"type": "integer", "default": 179},
-                        "sel": {"type": "object", "additionalProperties": {"type": "string"}},
-                        "list": {"type": "array", "items": {"type": "object", "properties": {"a": {"type": "string", "default": "x"}}}},
-                        "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
-                    }},
-                    "status": {"type": "object"}
-                }}}}]}});
+        "names": {"plural": "things", "kind": "Thing"},
+        "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+            "type": "object",
+            "properties": {
+                "spec": {"type": "object", "properties": {
+                    "port": {"type": "integer", "default": 179},
+                    "sel": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "list": {"type": "array", "items": {"type": "object", "properties": {"a": {"type": "string", "default": "x"}}}},
+                    "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+                }},
+                "status": {"type": "object"}
+            }}}}]}});
         let d = from_crd(&crd).unwrap();
         let mut o = json!({"apiVersion": "g.io/v1", "kind": "Thing", "metadata": {"name": "n", "whatever": 1},
             "spec": {"sel": {"k": "v"}, "list": [{"b": 1}], "free": {"z": 1}, "bogus": true}, "top": 1});
@@ -420,12 +419,12 @@ mod tests {
     #[test]
     fn crd_to_def() {
         let crd = json!({"spec": {"group": "metallb.io", "scope": "Namespaced",
-            "names": {"plural": "bgppeers", "singular": "bgppeer", "kind": "BGPPeer", "shortNames": ["bp"]},
-            "versions": [
-                {"name": "v1beta1", "served": true, "storage": false},
-                {"name": "v1beta2", "served": true, "storage": true, "subresources": {"status": {}}},
-                {"name": "v1alpha1", "served": false}
-            ]}});
+        "names": {"plural": "bgppeers", "singular": "bgppeer", "kind": "BGPPeer", "shortNames": ["bp"]},
+        "versions": [
+            {"name": "v1beta1", "served": true, "storage": false},
+            {"name": "v1beta2", "served": true, "storage": true, "subresources": {"status": {}}},
+            {"name": "v1alpha1", "served": false}
+        ]}});
         let d = from_crd(&crd).unwrap();
         assert_eq!(d.versions, vec!["v1beta2", "v1beta1"]);
         assert!(d.status_subresource && d.namespaced && d.custom);

@@ -82,11 +82,7 @@ impl LabelSelector {
 pub(crate) fn labels_of(obj: &Value) -> BTreeMap<String, String> {
     obj.pointer("/metadata/labels")
         .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
         .unwrap_or_default()
 }
 
@@ -189,9 +185,9 @@ impl Lexer<'_> {
         if self.eat(">") || self.eat("<") {
             let gt = self.s[self.i - 1] == b'>';
             let v = self.value()?;
-            let n: i64 = v
-                .parse()
-                .map_err(|_| format!("unable to parse requirement: for 'Gt', 'Lt' operators, the value must be an integer: {v}"))?;
+            let n: i64 = v.parse().map_err(|_| {
+                format!("unable to parse requirement: for 'Gt', 'Lt' operators, the value must be an integer: {v}")
+            })?;
             return Ok(if gt { LabelReq::Gt(key, n) } else { LabelReq::Lt(key, n) });
         }
         if self.eat_word("notin") {
@@ -205,15 +201,14 @@ impl Lexer<'_> {
             }
             return Ok(LabelReq::In(key, set));
         }
-        Err(format!(
-            "unable to parse requirement: found '{}', expected: in, notin, =, ==, !=, gt, lt",
-            self.rest()
-        ))
+        Err(format!("unable to parse requirement: found '{}', expected: in, notin, =, ==, !=, gt, lt", self.rest()))
     }
 }
 
 fn validate_key(k: &str) -> Result<(), String> {
-    let bad = || format!("unable to parse requirement: key: Invalid value: \"{k}\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character");
+    let bad = || {
+        format!("unable to parse requirement: key: Invalid value: \"{k}\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character")
+    };
     if k.is_empty() {
         return Err(bad());
     }
@@ -241,11 +236,7 @@ fn validate_value(v: &str) -> Result<(), String> {
         return Ok(());
     }
     let b = v.as_bytes();
-    if v.len() > 63
-        || v.contains('/')
-        || !b[0].is_ascii_alphanumeric()
-        || !b[b.len() - 1].is_ascii_alphanumeric()
-    {
+    if v.len() > 63 || v.contains('/') || !b[0].is_ascii_alphanumeric() || !b[b.len() - 1].is_ascii_alphanumeric() {
         return Err(format!("unable to parse requirement: values[0]: Invalid value: \"{v}\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
     }
     Ok(())

@@ -124,7 +124,9 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Respo
             // Never answer; the connection is closed by the client or by shutdown.
             std::future::pending::<()>().await;
         }
-        Mode::Error500 => return Ok(err_resp(&ApiError::internal("fake-apiserver: injected failure (Mode::Error500)"))),
+        Mode::Error500 => {
+            return Ok(err_resp(&ApiError::internal("fake-apiserver: injected failure (Mode::Error500)")))
+        }
         Mode::Unauthorized => return Ok(err_resp(&ApiError::unauthorized())),
         Mode::Normal | Mode::Refuse => {}
     }
@@ -237,7 +239,9 @@ async fn route(ctx: &Ctx, path: &str) -> Result<Response<Body>, ApiError> {
         r => (false, r),
     };
     let (ns, plural, name, sub) = match rest {
-        ["namespaces", n, sub @ ("status" | "finalize")] if group.is_empty() => (None, "namespaces", Some(*n), Some(*sub)),
+        ["namespaces", n, sub @ ("status" | "finalize")] if group.is_empty() => {
+            (None, "namespaces", Some(*n), Some(*sub))
+        }
         ["namespaces", ns, plural] => (Some(*ns), *plural, None, None),
         ["namespaces", ns, plural, name] => (Some(*ns), *plural, Some(*name), None),
         ["namespaces", ns, plural, name, sub] => (Some(*ns), *plural, Some(*name), Some(*sub)),
@@ -332,7 +336,8 @@ fn decode_continue(tok: &str) -> Option<(u64, String, String)> {
     if !tok.len().is_multiple_of(2) {
         return None;
     }
-    let raw: Option<Vec<u8>> = (0..tok.len()).step_by(2).map(|i| u8::from_str_radix(tok.get(i..i + 2)?, 16).ok()).collect();
+    let raw: Option<Vec<u8>> =
+        (0..tok.len()).step_by(2).map(|i| u8::from_str_radix(tok.get(i..i + 2)?, 16).ok()).collect();
     let v: Value = serde_json::from_slice(&raw?).ok()?;
     Some((v["rv"].as_u64()?, v["ns"].as_str()?.to_string(), v["name"].as_str()?.to_string()))
 }
@@ -348,15 +353,20 @@ fn list(ctx: &Ctx, t: &Target) -> Result<Response<Body>, ApiError> {
         _ => 0,
     };
     if !rvm.is_empty() && rv.is_empty() {
-        return Err(ApiError::new(422, "Invalid", "resourceVersionMatch is forbidden unless resourceVersion is provided", None));
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            "resourceVersionMatch is forbidden unless resourceVersion is provided",
+            None,
+        ));
     }
     let store = &ctx.shared.store;
     let (at, start_after) = if !cont.is_empty() {
         if !rv.is_empty() && rv != "0" {
             return Err(ApiError::bad_request("specifying resource version is not allowed when using continue"));
         }
-        let (crv, cns, cname) =
-            decode_continue(cont).ok_or_else(|| ApiError::bad_request("continue key is not valid: invalid continue token"))?;
+        let (crv, cns, cname) = decode_continue(cont)
+            .ok_or_else(|| ApiError::bad_request("continue key is not valid: invalid continue token"))?;
         if crv < store.compacted() {
             return Err(ApiError::gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list."));
         }
@@ -380,7 +390,10 @@ fn list(ctx: &Ctx, t: &Target) -> Result<Response<Body>, ApiError> {
     let mut items: Vec<Value> = items
         .into_iter()
         .filter(|o| {
-            let key = (o["metadata"]["namespace"].as_str().unwrap_or_default(), o["metadata"]["name"].as_str().unwrap_or_default());
+            let key = (
+                o["metadata"]["namespace"].as_str().unwrap_or_default(),
+                o["metadata"]["name"].as_str().unwrap_or_default(),
+            );
             start_after.as_ref().is_none_or(|(n, m)| key > (n.as_str(), m.as_str()))
         })
         .filter(|o| ls.matches_object(o) && fs.matches_object(o))
@@ -444,17 +457,24 @@ fn check_body(t: &Target, obj: &Value) -> Result<(), ApiError> {
     }
     if let Some(k) = obj.get("kind").and_then(Value::as_str) {
         if k != t.def.kind {
-            return Err(ApiError::bad_request(format!("the kind in the data ({k}) does not match the expected kind ({})", t.def.kind)));
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                t.def.kind
+            )));
         }
     }
     if let (Some(pns), Some(bns)) = (t.ns.as_deref(), obj.pointer("/metadata/namespace").and_then(Value::as_str)) {
         if !bns.is_empty() && bns != pns {
-            return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
         }
     }
     if let (Some(pn), Some(bn)) = (t.name.as_deref(), obj.pointer("/metadata/name").and_then(Value::as_str)) {
         if !bn.is_empty() && bn != pn {
-            return Err(ApiError::bad_request(format!("the name of the object ({bn}) does not match the name on the URL ({pn})")));
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({bn}) does not match the name on the URL ({pn})"
+            )));
         }
     }
     Ok(())
@@ -476,12 +496,21 @@ fn update(ctx: &Ctx, t: &Target) -> Result<Response<Body>, ApiError> {
     let obj = read_body(ctx)?;
     check_body(t, &obj)?;
     let kind = if t.sub.is_some() { UpdateKind::Status } else { UpdateKind::Main };
-    let out = ctx.shared.store.modify(&t.def, &t.version, ns_str(t), t.name.as_deref().unwrap(), kind, strict(ctx), |_| Ok(obj))?;
+    let out = ctx.shared.store.modify(
+        &t.def,
+        &t.version,
+        ns_str(t),
+        t.name.as_deref().unwrap(),
+        kind,
+        strict(ctx),
+        |_| Ok(obj),
+    )?;
     Ok(json_resp(200, &present_one(ctx, t, out)))
 }
 
 fn patch(ctx: &Ctx, t: &Target) -> Result<Response<Body>, ApiError> {
-    let pt = PatchType::from_content_type(&ctx.content_type).ok_or_else(|| ApiError::unsupported_media_type(&ctx.content_type, true))?;
+    let pt = PatchType::from_content_type(&ctx.content_type)
+        .ok_or_else(|| ApiError::unsupported_media_type(&ctx.content_type, true))?;
     let name = t.name.as_deref().unwrap();
     let store = &ctx.shared.store;
     let kind = if t.sub.is_some() { UpdateKind::Status } else { UpdateKind::Main };
@@ -515,7 +544,14 @@ fn patch(ctx: &Ctx, t: &Target) -> Result<Response<Body>, ApiError> {
         let rv_before = cur.pointer("/metadata/resourceVersion").cloned();
         let mut patched = apply_patch(&cur, &body, pt).map_err(invalid)?;
         if patched.pointer("/metadata/name").and_then(Value::as_str) != Some(name) {
-            return Err(ApiError::invalid(&t.def.group, &t.def.kind, name, "metadata.name", "FieldValueInvalid", "Invalid value: field is immutable"));
+            return Err(ApiError::invalid(
+                &t.def.group,
+                &t.def.kind,
+                name,
+                "metadata.name",
+                "FieldValueInvalid",
+                "Invalid value: field is immutable",
+            ));
         }
         // The stored revision is the precondition only if the patch set one.
         if patched.pointer("/metadata/resourceVersion").cloned() == rv_before {
@@ -650,7 +686,8 @@ fn watch(ctx: &Ctx, t: &Target) -> Result<Response<Body>, ApiError> {
         (Some(false), "") | (Some(false), "0") => WatchStart::After(ctx.shared.store.resource_version()),
         (_, r) => WatchStart::After(parse_rv(r)?),
     };
-    let timeout = q.get("timeoutSeconds").and_then(|s| s.parse::<u64>().ok()).filter(|s| *s > 0).map(Duration::from_secs);
+    let timeout =
+        q.get("timeoutSeconds").and_then(|s| s.parse::<u64>().ok()).filter(|s| *s > 0).map(Duration::from_secs);
     let form = negotiate(&ctx.accept);
     let def = t.def.clone();
     let version = t.version.clone();
@@ -774,15 +811,27 @@ pub fn human_age(created: &str) -> String {
     if s < 120 {
         format!("{s}s")
     } else if m < 10 {
-        if s % 60 == 0 { format!("{m}m") } else { format!("{m}m{}s", s % 60) }
+        if s % 60 == 0 {
+            format!("{m}m")
+        } else {
+            format!("{m}m{}s", s % 60)
+        }
     } else if m < 180 {
         format!("{m}m")
     } else if h < 8 {
-        if m % 60 == 0 { format!("{h}h") } else { format!("{h}h{}m", m % 60) }
+        if m % 60 == 0 {
+            format!("{h}h")
+        } else {
+            format!("{h}h{}m", m % 60)
+        }
     } else if h < 48 {
         format!("{h}h")
     } else if h < 192 {
-        if h % 24 == 0 { format!("{d}d") } else { format!("{d}d{}h", h % 24) }
+        if h % 24 == 0 {
+            format!("{d}d")
+        } else {
+            format!("{d}d{}h", h % 24)
+        }
     } else if d < 730 {
         format!("{d}d")
     } else {
@@ -835,7 +884,11 @@ fn service_cells(o: &Value) -> Vec<Value> {
     let mut ext: Vec<String> = o
         .pointer("/status/loadBalancer/ingress")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|i| i.get("ip").or(i.get("hostname")).and_then(Value::as_str).map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|i| i.get("ip").or(i.get("hostname")).and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(e) = spec["externalIPs"].as_array() {
         ext.extend(e.iter().filter_map(|x| x.as_str().map(str::to_string)));
@@ -891,7 +944,13 @@ fn table_of(def: &ResourceDef, objs: &[Value], list_meta: Value, include: &str) 
         cols.push(col(&c.name, &c.type_, &c.format, &c.description, c.priority));
     }
     if !custom_age {
-        cols.push(col("Age", "string", "", "CreationTimestamp is a timestamp representing the server time when this object was created.", 0));
+        cols.push(col(
+            "Age",
+            "string",
+            "",
+            "CreationTimestamp is a timestamp representing the server time when this object was created.",
+            0,
+        ));
     }
     let rows: Vec<Value> = objs
         .iter()
@@ -961,7 +1020,8 @@ fn group_list(store: &Store) -> Value {
         .into_iter()
         .map(|(g, mut vs)| {
             vs.sort_by(|a, b| version_priority(a, b));
-            let versions: Vec<Value> = vs.iter().map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v})).collect();
+            let versions: Vec<Value> =
+                vs.iter().map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v})).collect();
             json!({"name": g, "versions": versions, "preferredVersion": versions[0].clone()})
         })
         .collect();
@@ -1020,7 +1080,10 @@ fn openapi_v3_gv(store: &Store, gv: &str) -> Option<Value> {
             json!({"operationId": format!("{verb}{}", d.kind), "x-kubernetes-action": verb,
                    "x-kubernetes-group-version-kind": gvk, "parameters": params, "responses": {"200": {"description": "OK"}}})
         };
-        paths.insert(item.clone(), json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}));
+        paths.insert(
+            item.clone(),
+            json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}),
+        );
         if d.status_subresource {
             paths.insert(format!("{item}/status"), json!({"get": op("get"), "put": op("put"), "patch": op("patch")}));
         }

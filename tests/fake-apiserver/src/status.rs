@@ -102,7 +102,12 @@ impl ApiError {
     }
 
     pub fn method_not_allowed(method: &str) -> ApiError {
-        ApiError::new(405, "MethodNotAllowed", format!("the server does not allow this method on the requested resource ({method})"), Some(json!({})))
+        ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!("the server does not allow this method on the requested resource ({method})"),
+            Some(json!({})),
+        )
     }
 
     pub fn unsupported_media_type(ct: &str, patch: bool) -> ApiError {

@@ -129,8 +129,9 @@ pub fn at_version(def: &ResourceDef, version: &str, mut obj: Value) -> Value {
 
 /// Parses a resourceVersion string.
 pub fn parse_rv(s: &str) -> Result<u64, ApiError> {
-    s.parse::<u64>()
-        .map_err(|_| ApiError::bad_request(format!("invalid resource version: strconv.ParseUint: parsing {s:?}: invalid syntax")))
+    s.parse::<u64>().map_err(|_| {
+        ApiError::bad_request(format!("invalid resource version: strconv.ParseUint: parsing {s:?}: invalid syntax"))
+    })
 }
 
 fn dns_subdomain_ok(s: &str) -> bool {
@@ -142,7 +143,10 @@ fn dns_subdomain_ok(s: &str) -> bool {
 }
 
 fn dns_label_ok(s: &str, must_start_alpha: bool) -> bool {
-    dns_subdomain_ok(s) && s.len() <= 63 && !s.contains('.') && (!must_start_alpha || s.as_bytes()[0].is_ascii_lowercase())
+    dns_subdomain_ok(s)
+        && s.len() <= 63
+        && !s.contains('.')
+        && (!must_start_alpha || s.as_bytes()[0].is_ascii_lowercase())
 }
 
 fn validate_name(def: &ResourceDef, name: &str) -> Result<(), ApiError> {
@@ -233,7 +237,15 @@ impl Inner {
     }
 
     /// Records a change: bumps the revision, stores, logs and fans out.
-    fn commit(&mut self, def: &ResourceDef, ns: &str, name: &str, type_: EventType, new: Value, prev: Option<Value>) -> Value {
+    fn commit(
+        &mut self,
+        def: &ResourceDef,
+        ns: &str,
+        name: &str,
+        type_: EventType,
+        new: Value,
+        prev: Option<Value>,
+    ) -> Value {
         self.rv += 1;
         let rv = self.rv;
         let mut obj = new;
@@ -365,11 +377,8 @@ impl Inner {
         if type_ == "LoadBalancer" {
             spec.entry("allocateLoadBalancerNodePorts").or_insert(json!(true));
         }
-        let old_ports: Vec<Value> = old
-            .and_then(|o| o.pointer("/spec/ports"))
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let old_ports: Vec<Value> =
+            old.and_then(|o| o.pointer("/spec/ports")).and_then(Value::as_array).cloned().unwrap_or_default();
         let allocate = node_ports && spec.get("allocateLoadBalancerNodePorts").and_then(Value::as_bool) != Some(false);
         if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
             for p in ports.iter_mut() {
@@ -378,7 +387,8 @@ impl Inner {
                 if let Some(port) = pm.get("port").cloned() {
                     pm.entry("targetPort").or_insert(port.clone());
                     if allocate && pm.get("nodePort").is_none() {
-                        let prev = old_ports.iter().find(|o| o.get("port") == Some(&port)).and_then(|o| o.get("nodePort"));
+                        let prev =
+                            old_ports.iter().find(|o| o.get("port") == Some(&port)).and_then(|o| o.get("nodePort"));
                         let np = match prev {
                             Some(np) => np.clone(),
                             None => {
@@ -398,9 +408,7 @@ impl Inner {
 
     fn find_def(&self, api_version: &str, kind: &str) -> Option<ResourceDef> {
         let (group, version) = split_api_version(api_version);
-        self.all_defs()
-            .find(|d| d.group == group && d.kind == kind && d.versions.iter().any(|v| v == version))
-            .cloned()
+        self.all_defs().find(|d| d.group == group && d.kind == kind && d.versions.iter().any(|v| v == version)).cloned()
     }
 }
 
@@ -464,7 +472,12 @@ fn crd_defaults(obj: &mut Value) {
     let stored: Vec<Value> = obj
         .pointer("/spec/versions")
         .and_then(Value::as_array)
-        .map(|vs| vs.iter().filter(|v| v.get("storage") == Some(&json!(true))).filter_map(|v| v.get("name").cloned()).collect())
+        .map(|vs| {
+            vs.iter()
+                .filter(|v| v.get("storage") == Some(&json!(true)))
+                .filter_map(|v| v.get("name").cloned())
+                .collect()
+        })
         .unwrap_or_default();
     obj["status"] = json!({
         "acceptedNames": accepted,
@@ -501,7 +514,9 @@ fn validate_crd(obj: &Value, name: &str) -> Result<(), ApiError> {
             &format!("Invalid value: {name:?}: must be spec.names.plural+\".\"+spec.group"),
         ));
     }
-    if resources::from_crd(obj).is_none() && obj.pointer("/spec/versions").and_then(Value::as_array).is_none_or(|v| v.is_empty()) {
+    if resources::from_crd(obj).is_none()
+        && obj.pointer("/spec/versions").and_then(Value::as_array).is_none_or(|v| v.is_empty())
+    {
         return Err(ApiError::invalid(
             "apiextensions.k8s.io",
             "CustomResourceDefinition",
@@ -596,7 +611,14 @@ impl Store {
 
     /// [`Store::create`]; with `strict`, fields unknown to a CRD schema are an
     /// error (fieldValidation=Strict) instead of being pruned.
-    pub fn create_checked(&self, def: &ResourceDef, version: &str, ns: Option<&str>, mut obj: Value, strict: bool) -> Result<Value, ApiError> {
+    pub fn create_checked(
+        &self,
+        def: &ResourceDef,
+        version: &str,
+        ns: Option<&str>,
+        mut obj: Value,
+        strict: bool,
+    ) -> Result<Value, ApiError> {
         if !obj.is_object() {
             return Err(ApiError::bad_request("the body of the request was not a JSON object"));
         }
@@ -662,7 +684,15 @@ impl Store {
 
     /// Updates an existing object (see [`UpdateKind`]). A no-op update
     /// returns the stored object without a new resourceVersion or event.
-    pub fn update(&self, def: &ResourceDef, version: &str, ns: &str, name: &str, obj: Value, kind: UpdateKind) -> Result<Value, ApiError> {
+    pub fn update(
+        &self,
+        def: &ResourceDef,
+        version: &str,
+        ns: &str,
+        name: &str,
+        obj: Value,
+        kind: UpdateKind,
+    ) -> Result<Value, ApiError> {
         self.modify(def, version, ns, name, kind, false, |_| Ok(obj))
     }
 
@@ -781,7 +811,14 @@ impl Store {
     /// Deletes an object (immediately: no finalizers, no graceful deletion).
     /// Deleting a namespace deletes its objects; deleting a CRD deletes its
     /// custom resources.
-    pub fn delete(&self, def: &ResourceDef, ns: &str, name: &str, precondition_rv: Option<&str>, precondition_uid: Option<&str>) -> Result<Value, ApiError> {
+    pub fn delete(
+        &self,
+        def: &ResourceDef,
+        ns: &str,
+        name: &str,
+        precondition_rv: Option<&str>,
+        precondition_uid: Option<&str>,
+    ) -> Result<Value, ApiError> {
         let mut g = self.lock();
         let key = (ns.to_string(), name.to_string());
         let old = g
@@ -853,7 +890,13 @@ impl Store {
 
     /// Registers a watch on `def` (namespace `ns` or all). Fails with 410 when
     /// `start` is older than the compacted revision.
-    pub fn watch(&self, def: &ResourceDef, ns: Option<&str>, start: WatchStart, bookmarks: bool) -> Result<WatchHandle, ApiError> {
+    pub fn watch(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        start: WatchStart,
+        bookmarks: bool,
+    ) -> Result<WatchHandle, ApiError> {
         let mut g = self.lock();
         let res = def.key();
         let in_ns = |n: &str| ns.is_none_or(|x| x == n);
@@ -985,10 +1028,7 @@ mod tests {
         let mut h = s.watch(&d, None, WatchStart::After(rv_a), false).unwrap();
         let evs = drain(&mut h);
         let kinds: Vec<_> = evs.iter().map(|(t, n, _)| (*t, n.as_str())).collect();
-        assert_eq!(
-            kinds,
-            vec![(EventType::Modified, "a"), (EventType::Added, "b"), (EventType::Deleted, "a")]
-        );
+        assert_eq!(kinds, vec![(EventType::Modified, "a"), (EventType::Added, "b"), (EventType::Deleted, "a")]);
         assert!(evs.windows(2).all(|w| w[0].2 < w[1].2), "increasing resourceVersions");
         // live events follow
         s.create(&d, "v1", Some("default"), cm("c", "1")).unwrap();

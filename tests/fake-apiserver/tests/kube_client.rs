@@ -107,12 +107,17 @@ async fn services_crud_status_and_conflicts() {
         .patch_status(
             "web",
             &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"type": "ClusterIP"}, "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.10"}]}}})),
+            &Patch::Merge(
+                json!({"spec": {"type": "ClusterIP"}, "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.10"}]}}}),
+            ),
         )
         .await
         .unwrap();
     assert_eq!(st.spec, before_spec, "status update ignored the spec change");
-    assert_eq!(st.status.as_ref().unwrap().load_balancer.as_ref().unwrap().ingress.as_ref().unwrap()[0].ip.as_deref(), Some("192.0.2.10"));
+    assert_eq!(
+        st.status.as_ref().unwrap().load_balancer.as_ref().unwrap().ingress.as_ref().unwrap()[0].ip.as_deref(),
+        Some("192.0.2.10")
+    );
     let m = svcs
         .patch("web", &PatchParams::default(), &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": null}}})))
         .await
@@ -150,7 +155,8 @@ async fn nodes_endpointslices_configmaps() {
     let nodes: Api<Node> = Api::all(c.clone());
     let pp = PostParams::default();
     let n: Node = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": "node-a", "labels": {"kubernetes.io/hostname": "node-a"}}})).unwrap();
+        "metadata": {"name": "node-a", "labels": {"kubernetes.io/hostname": "node-a"}}}))
+    .unwrap();
     let n = nodes.create(&pp, &n).await.unwrap();
     assert!(n.metadata.namespace.is_none(), "cluster-scoped");
     let st = nodes
@@ -162,7 +168,10 @@ async fn nodes_endpointslices_configmaps() {
         .await
         .unwrap();
     assert_eq!(st.status.unwrap().addresses.unwrap()[0].address, "192.0.2.1");
-    assert_eq!(nodes.list(&ListParams::default().labels("kubernetes.io/hostname=node-a")).await.unwrap().items.len(), 1);
+    assert_eq!(
+        nodes.list(&ListParams::default().labels("kubernetes.io/hostname=node-a")).await.unwrap().items.len(),
+        1
+    );
     let cordoned = nodes
         .patch("node-a", &PatchParams::default(), &Patch::Strategic(json!({"spec": {"unschedulable": true}})))
         .await
@@ -197,7 +206,8 @@ async fn nodes_endpointslices_configmaps() {
 
     let cms: Api<ConfigMap> = Api::namespaced(c, "metallb-system");
     let cm: ConfigMap = serde_json::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "cfg"}, "data": {"a": "1"}})).unwrap();
+        "metadata": {"name": "cfg"}, "data": {"a": "1"}}))
+    .unwrap();
     let mut cm = cms.create(&pp, &cm).await.unwrap();
     cm.data.as_mut().unwrap().insert("b".into(), "2".into());
     let cm2 = cms.replace("cfg", &pp, &cm).await.unwrap();
@@ -246,7 +256,11 @@ async fn dynamic_custom_resources() {
         .unwrap();
     assert_eq!(patched.metadata.generation, Some(2), "spec change bumps generation");
     let st = pools
-        .patch_status("pool-a", &PatchParams::default(), &Patch::Merge(json!({"status": {"assignedIPv4": 2}, "spec": {"autoAssign": true}})))
+        .patch_status(
+            "pool-a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"assignedIPv4": 2}, "spec": {"autoAssign": true}})),
+        )
         .await
         .unwrap();
     assert_eq!(st.metadata.generation, Some(2), "status change does not bump generation");
@@ -387,7 +401,10 @@ async fn watcher_relists_after_410_and_loses_nothing() {
     server.compact();
     server.clear_requests();
     server.close_watches();
-    eventually("a relist after 410", || server.requests().iter().any(|r| r.is_list() && r.path.ends_with("/configmaps"))).await;
+    eventually("a relist after 410", || {
+        server.requests().iter().any(|r| r.is_list() && r.path.ends_with("/configmaps"))
+    })
+    .await;
     let reqs = server.requests();
     let first_watch = reqs.iter().position(|r| r.is_watch()).expect("a watch was retried first");
     let relist = reqs.iter().position(|r| r.is_list()).unwrap();
@@ -402,11 +419,8 @@ async fn watcher_relists_after_410_and_loses_nothing() {
     server.compact();
     server.set_mode(Mode::Normal).await;
     eventually("the store to converge", || {
-        let mut names: Vec<(String, String)> = reader
-            .state()
-            .iter()
-            .map(|c| (c.name_any(), c.data.as_ref().unwrap()["v"].clone()))
-            .collect();
+        let mut names: Vec<(String, String)> =
+            reader.state().iter().map(|c| (c.name_any(), c.data.as_ref().unwrap()["v"].clone())).collect();
         names.sort();
         names == vec![("c0".into(), "changed".into()), ("c2".into(), "0".into()), ("new".into(), "1".into())]
     })
@@ -431,9 +445,8 @@ async fn watch_from_compacted_revision_gets_410_error_event() {
     }
     assert!(s.try_next().await.unwrap().is_none(), "the stream ends after the error");
     // list at an exact compacted revision: 410 too
-    let e = api_err(
-        api.list(&ListParams::default().at(&rv).matching(kube::api::VersionMatch::Exact)).await.unwrap_err(),
-    );
+    let e =
+        api_err(api.list(&ListParams::default().at(&rv).matching(kube::api::VersionMatch::Exact)).await.unwrap_err());
     assert_eq!(e.code, 410);
 }
 
@@ -516,7 +529,8 @@ async fn selectors_filter_watches() {
 
     // all-namespaces watch with a label selector
     let all: Api<ConfigMap> = Api::all(client(&server));
-    let mut s_all = all.watch(&WatchParams::default().labels("app=web").disable_bookmarks(), "0").await.unwrap().boxed();
+    let mut s_all =
+        all.watch(&WatchParams::default().labels("app=web").disable_bookmarks(), "0").await.unwrap().boxed();
     assert_eq!(ev(s_all.try_next().await.unwrap()), "ADDED b");
     assert_eq!(ev(s_all.try_next().await.unwrap()), "ADDED pre-web");
     let mut elsewhere = labeled("c", "web");
@@ -593,7 +607,8 @@ async fn pagination_and_consistent_continue() {
 async fn recorder_publishes_events() {
     let server = FakeApiServer::start().await;
     let c = client(&server);
-    let svc = server.apply(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
+    let svc = server
+        .apply(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
                                   "spec": {"ports": [{"port": 80}]}}));
     let reference = ObjectReference {
         api_version: Some("v1".into()),

@@ -19,11 +19,7 @@ fn find_kubectl() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("KUBECTL") {
         return Some(PathBuf::from(p));
     }
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| Path::new(d).join("kubectl"))
-        .find(|p| p.is_file())
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join("kubectl")).find(|p| p.is_file())
 }
 
 struct Kubectl {
@@ -168,8 +164,10 @@ async fn kubectl_apply_get_patch_delete_metallb_objects() {
     // default table, with the CRD's printer columns
     let out = k.ok(&["get", "ipaddresspools", "-n", "metallb-system"]).await;
     let t = table(&out);
-    assert_eq!(out.lines().next().unwrap().split_whitespace().collect::<Vec<_>>(),
-        vec!["NAME", "AUTO", "ASSIGN", "AVOID", "BUGGY", "IPS", "ADDRESSES", "AGE"]);
+    assert_eq!(
+        out.lines().next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        vec!["NAME", "AUTO", "ASSIGN", "AVOID", "BUGGY", "IPS", "ADDRESSES", "AGE"]
+    );
     assert_eq!(&t[1][..4], &["first-pool", "true", "false", r#"["192.168.10.0/24","192.168.9.1-192.168.9.5"]"#]);
     // short names and all-namespace listing
     let out = k.ok(&["get", "bgppeers", "-A"]).await;
@@ -214,9 +212,18 @@ async fn kubectl_apply_get_patch_delete_metallb_objects() {
     assert_eq!(
         patches,
         vec![
-            ("/apis/metallb.io/v1beta1/namespaces/metallb-system/bgpadvertisements/external".to_string(), "application/merge-patch+json".to_string()),
-            ("/api/v1/namespaces/metallb-system/configmaps/speakerd-settings".to_string(), "application/strategic-merge-patch+json".to_string()),
-            ("/api/v1/namespaces/default/services/web".to_string(), "application/strategic-merge-patch+json".to_string()),
+            (
+                "/apis/metallb.io/v1beta1/namespaces/metallb-system/bgpadvertisements/external".to_string(),
+                "application/merge-patch+json".to_string()
+            ),
+            (
+                "/api/v1/namespaces/metallb-system/configmaps/speakerd-settings".to_string(),
+                "application/strategic-merge-patch+json".to_string()
+            ),
+            (
+                "/api/v1/namespaces/default/services/web".to_string(),
+                "application/strategic-merge-patch+json".to_string()
+            ),
         ]
     );
     let adv = server.get("metallb.io/v1beta1", "BGPAdvertisement", Some("metallb-system"), "external").unwrap();
@@ -224,21 +231,38 @@ async fn kubectl_apply_get_patch_delete_metallb_objects() {
     let cm = server.get("v1", "ConfigMap", Some("metallb-system"), "speakerd-settings").unwrap();
     assert_eq!(cm["data"], json!({"logLevel": "debug"}));
     let svc = server.get("v1", "Service", Some("default"), "web").unwrap();
-    let ports: Vec<i64> = svc["spec"]["ports"].as_array().unwrap().iter().map(|p| p["port"].as_i64().unwrap()).collect();
+    let ports: Vec<i64> =
+        svc["spec"]["ports"].as_array().unwrap().iter().map(|p| p["port"].as_i64().unwrap()).collect();
     assert_eq!(ports, vec![81], "the old port is removed by the strategic merge patch");
 
     // status subresource through kubectl
     let out = k
-        .ok(&["patch", "ipaddresspool", "first-pool", "-n", "metallb-system", "--subresource=status", "--type=merge",
-              "-p", r#"{"status":{"assignedIPv4":3},"spec":{"autoAssign":false}}"#])
+        .ok(&[
+            "patch",
+            "ipaddresspool",
+            "first-pool",
+            "-n",
+            "metallb-system",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"assignedIPv4":3},"spec":{"autoAssign":false}}"#,
+        ])
         .await;
     assert_eq!(out.trim(), "ipaddresspool.metallb.io/first-pool patched");
     let pool2 = server.get("metallb.io/v1beta1", "IPAddressPool", Some("metallb-system"), "first-pool").unwrap();
     assert_eq!(pool2["status"]["assignedIPv4"], 3);
     assert_eq!(pool2["spec"]["autoAssign"], true, "a status patch does not change spec");
     let out = k
-        .ok(&["patch", "svc", "web", "--subresource=status", "--type=merge",
-              "-p", r#"{"status":{"loadBalancer":{"ingress":[{"ip":"192.0.2.7"}]}}}"#])
+        .ok(&[
+            "patch",
+            "svc",
+            "web",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"loadBalancer":{"ingress":[{"ip":"192.0.2.7"}]}}}"#,
+        ])
         .await;
     assert_eq!(out.trim(), "service/web patched");
     let t = table(&k.ok(&["get", "svc", "web"]).await);
@@ -298,7 +322,10 @@ async fn kubectl_get_watch_sees_library_changes() {
             .expect("kubectl -w still running")
     };
     let header = next_line().await;
-    assert_eq!(header.split_whitespace().collect::<Vec<_>>(), vec!["EVENT", "NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]);
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        vec!["EVENT", "NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+    );
     let first = next_line().await;
     assert_eq!(first.split_whitespace().take(3).collect::<Vec<_>>(), vec!["ADDED", "pre", "ClusterIP"]);
     eventually("kubectl's watch to open", || server.watch_count_for("", "services") == 1).await;
@@ -306,7 +333,13 @@ async fn kubectl_get_watch_sees_library_changes() {
     server.apply(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
                         "spec": {"type": "LoadBalancer", "ports": [{"port": 443}]}}));
     server
-        .patch_status("v1", "Service", Some("default"), "web", json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.99"}]}}))
+        .patch_status(
+            "v1",
+            "Service",
+            Some("default"),
+            "web",
+            json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.99"}]}}),
+        )
         .unwrap();
     server.delete("v1", "Service", Some("default"), "web").unwrap();
     let mut got = Vec::new();
@@ -341,10 +374,12 @@ async fn kubectl_strict_validation_and_server_side_apply() {
     let out = k.ok(&["apply", "--server-side", "-f", &fixture("metallb-objects.yaml")]).await;
     assert!(lines(&out).iter().all(|l| l.ends_with("serverside-applied")), "{out}");
     assert_eq!(lines(&out).len(), 5);
-    let ssa: Vec<_> = server.requests().into_iter().filter(|r| r.content_type == "application/apply-patch+yaml").collect();
+    let ssa: Vec<_> =
+        server.requests().into_iter().filter(|r| r.content_type == "application/apply-patch+yaml").collect();
     assert_eq!(ssa.len(), 5);
     assert_eq!(ssa[0].param("fieldManager").as_deref(), Some("kubectl"));
-    let modified = std::fs::read_to_string(fixture("metallb-objects.yaml")).unwrap().replace("localPref: 50", "localPref: 70");
+    let modified =
+        std::fs::read_to_string(fixture("metallb-objects.yaml")).unwrap().replace("localPref: 50", "localPref: 70");
     let path = k.write("modified.yaml", &modified);
     k.ok(&["apply", "--server-side", "-f", &path]).await;
     let adv = server.get("metallb.io/v1beta1", "BGPAdvertisement", Some("metallb-system"), "external").unwrap();
@@ -355,6 +390,7 @@ async fn kubectl_strict_validation_and_server_side_apply() {
     assert_eq!(k.ok(&["label", "cm", "extra", "tier=x"]).await.trim(), "configmap/extra labeled");
     let out = k.ok(&["get", "cm", "-l", "tier=x", "-o", "name"]).await;
     assert_eq!(out.trim(), "configmap/extra");
-    let out = k.ok(&["get", "cm", "--field-selector", "metadata.name=extra", "-o", "jsonpath={.items[*].data.k}"]).await;
+    let out =
+        k.ok(&["get", "cm", "--field-selector", "metadata.name=extra", "-o", "jsonpath={.items[*].data.k}"]).await;
     assert_eq!(out.trim(), "v");
 }

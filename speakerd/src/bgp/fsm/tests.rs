@@ -147,7 +147,8 @@ fn hold_timer_expiry_sends_notification_code_4() {
     assert!(out.contains(&Action::Down(DownReason::HoldTimerExpired)));
     assert!(out.contains(&Action::Close(1)));
     // Reconnect after the retry delay (jittered around the 5 s base).
-    let Some(Action::Arm(Timer::ConnectRetry, d)) = out.iter().find(|a| matches!(a, Action::Arm(Timer::ConnectRetry, _)))
+    let Some(Action::Arm(Timer::ConnectRetry, d)) =
+        out.iter().find(|a| matches!(a, Action::Arm(Timer::ConnectRetry, _)))
     else {
         panic!("{out:?}")
     };
@@ -159,7 +160,10 @@ fn hold_timer_expiry_sends_notification_code_4() {
 fn keepalive_timer_sends_keepalive_and_rearms() {
     let mut f = established();
     let out = f.handle(Input::Expired(Timer::Keepalive(1)));
-    assert_eq!(out, vec![Action::Send(1, Message::Keepalive), Action::Arm(Timer::Keepalive(1), Duration::from_secs(10))]);
+    assert_eq!(
+        out,
+        vec![Action::Send(1, Message::Keepalive), Action::Arm(Timer::Keepalive(1), Duration::from_secs(10))]
+    );
 }
 
 #[test]
@@ -241,7 +245,12 @@ fn graceful_restart_peer_reconnecting_replaces_old_session() {
     let gr = Some(GrConfig { restart_time: 120, restarting: false });
     let mut f = Fsm::new(FsmConfig { graceful_restart: gr, ..cfg() }, 1);
     let mut o = peer_open(65002, 90, "192.0.2.2");
-    o.capabilities.push(Capability::GracefulRestart { restart_state: false, notification: false, restart_time: 120, families: vec![] });
+    o.capabilities.push(Capability::GracefulRestart {
+        restart_state: false,
+        notification: false,
+        restart_time: 120,
+        families: vec![],
+    });
     f.handle(Input::Start);
     f.handle(Input::Connected(1, Dir::Outgoing));
     f.handle(Input::Msg(1, Message::Open(o.clone())));

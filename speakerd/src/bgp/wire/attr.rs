@@ -201,7 +201,10 @@ pub struct LargeCommunity {
 pub enum MpNextHop {
     V4(Ipv4Addr),
     /// A global IPv6 address, optionally followed by a link-local one (RFC 2545 §3).
-    V6 { global: Ipv6Addr, link_local: Option<Ipv6Addr> },
+    V6 {
+        global: Ipv6Addr,
+        link_local: Option<Ipv6Addr>,
+    },
     /// A family we do not decode: the bytes as sent.
     Raw(Vec<u8>),
 }
@@ -341,7 +344,11 @@ pub(crate) fn decode_attrs(field: &[u8], ctx: &DecodeCtx) -> Result<DecodedAttrs
             if code == attr::MP_REACH_NLRI || code == attr::MP_UNREACH_NLRI {
                 return Err(WireError::MalformedAttributeList);
             }
-            faults.push(AttrFault { code, verdict: Verdict::AttributeDiscard, error: WireError::MalformedAttributeList });
+            faults.push(AttrFault {
+                code,
+                verdict: Verdict::AttributeDiscard,
+                error: WireError::MalformedAttributeList,
+            });
             continue;
         }
         let Some(rule) = rule(code) else {
@@ -424,9 +431,7 @@ fn decode_one(code: u8, flags: u8, v: &[u8], ctx: &DecodeCtx, out: &mut PathAttr
             out.communities = Some(v.chunks_exact(4).filter_map(u32_of).collect());
         }
         attr::MP_REACH_NLRI => out.mp_reach = Some(decode_mp_reach(v, flags).ok_or_else(|| opt_err(code, flags, v))??),
-        attr::MP_UNREACH_NLRI => {
-            out.mp_unreach = Some(decode_mp_unreach(v).ok_or_else(|| opt_err(code, flags, v))??)
-        }
+        attr::MP_UNREACH_NLRI => out.mp_unreach = Some(decode_mp_unreach(v).ok_or_else(|| opt_err(code, flags, v))??),
         attr::AS4_PATH => {
             let p = AsPath::decode(v, true).ok_or(WireError::MalformedAsPath)?;
             // RFC 6793 §6: AS4_PATH with confederation segments is malformed.

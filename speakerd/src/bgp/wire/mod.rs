@@ -122,9 +122,10 @@ pub fn decode(msg: &[u8], ctx: &DecodeCtx) -> Result<Message, WireError> {
         }
         iana::msg::KEEPALIVE => Ok(Message::Keepalive),
         iana::msg::ROUTE_REFRESH => match <[u8; 4]>::try_from(body) {
-            Ok([a0, a1, subtype, safi]) => {
-                Ok(Message::RouteRefresh(RouteRefresh { family: Family { afi: u16::from_be_bytes([a0, a1]), safi }, subtype }))
-            }
+            Ok([a0, a1, subtype, safi]) => Ok(Message::RouteRefresh(RouteRefresh {
+                family: Family { afi: u16::from_be_bytes([a0, a1]), safi },
+                subtype,
+            })),
             Err(_) => Err(WireError::MalformedRouteRefresh(msg.to_vec())),
         },
         t => Err(WireError::BadType(t)),
