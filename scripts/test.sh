@@ -22,6 +22,19 @@ trap 'rm -f "$out" "$skips"' EXIT
 export SPEAKERD_SKIP_LOG="$skips"
 status=0
 
+echo "==> lint: cargo fmt --check, cargo clippy --workspace --all-targets -- -D warnings"
+lint_ok=1
+lint_log=$(mktemp)
+cargo fmt --check >"$lint_log" 2>&1 || { lint_ok=0; head -40 "$lint_log"; }
+cargo clippy --workspace --all-targets --quiet -- -D warnings >"$lint_log" 2>&1 || { lint_ok=0; tail -40 "$lint_log"; }
+rm -f "$lint_log"
+if [ "$lint_ok" = 1 ]; then
+  echo "test result: ok. 1 passed; 0 failed; 0 ignored (lint)" | tee -a "$out"
+else
+  echo "test result: FAILED. 0 passed; 1 failed; 0 ignored (lint)" | tee -a "$out"
+  status=1
+fi
+
 echo "==> README commands (scripts/readme-commands.sh: the main job and the client lines, as written)"
 set +e
 ./scripts/readme-commands.sh 2>&1 | tee -a "$out"

@@ -173,7 +173,7 @@ spec: {{myASN: {SPK_ASN}, peerASN: {FRR_ASN}, peerAddress: "{}", connectTime: 1s
             .ok_or_else(|| format!("{ev:#?}"))
     });
     wait_until(T, "skipped-objects metric", || match metric(17473, "k8s_bridge_config_objects_skipped") {
-        Ok(v) if v == 1.0 => Ok(()),
+        Ok(1.0) => Ok(()),
         other => Err(format!("{other:?}")),
     });
     assert_eq!(
@@ -193,7 +193,7 @@ spec: {{myASN: {SPK_ASN}, peerASN: {FRR_ASN}, peerAddress: "{}", connectTime: 1s
     api.apply_yaml(CONFIG);
     api.apply_yaml("apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: overlap, namespace: metallb-system}\nspec: {addresses: [203.0.113.128/25]}\n");
     wait_until(T, "config stale metric", || match metric(17473, "metallb_k8s_client_config_stale_bool") {
-        Ok(v) if v == 1.0 => Ok(()),
+        Ok(1.0) => Ok(()),
         other => Err(format!("{other:?}")),
     });
     assert_holds(Duration::from_secs(3), "routes stay while the configuration is invalid", || {
@@ -264,7 +264,7 @@ spec: {{myASN: {SPK_ASN}, peerASN: {FRR_ASN}, peerAddress: "{}", connectTime: 1s
     });
     let mut b1 = bridge(&api, "n1", &sp1, 17476);
     wait_until(T, "the new bridge pushed", || match metric(17476, "k8s_bridge_push_ok") {
-        Ok(v) if v == 1.0 => Ok(()),
+        Ok(1.0) => Ok(()),
         other => Err(format!("{other:?}")),
     });
     assert_eq!(gobgp.routes_for("203.0.113.20/32").len(), 2);

@@ -145,7 +145,7 @@ fn api_server_outage_withdraws_nothing_and_failover_still_works() {
     k.api.set_mode(Mode::Refuse);
     let start = Instant::now();
     wait_until(T, "bridges report the outage", || match metric(17480, "k8s_bridge_apiserver_up") {
-        Ok(v) if v == 0.0 => Ok(()),
+        Ok(0.0) => Ok(()),
         other => Err(format!("{other:?}")),
     });
     let owner = k.owner_index("192.0.2.201");
@@ -202,7 +202,7 @@ fn api_server_outage_withdraws_nothing_and_failover_still_works() {
         let port = 17480 + i as u16;
         wait_until(T, &format!("bridge {i} sees the API server again"), || {
             match metric(port, "k8s_bridge_apiserver_up") {
-                Ok(v) if v == 1.0 => Ok(()),
+                Ok(1.0) => Ok(()),
                 other => Err(format!("{other:?}")),
             }
         });
@@ -437,7 +437,9 @@ fn rolling_update_local_policy_always_announced_never_stale() {
     k.api.apply(service("web", "203.0.113.30", "Local"));
     // The endpoints' history: at each step, the nodes with a counting endpoint (ready, or serving and
     // terminating, as kube-proxy counts them).
-    let steps: Vec<(Vec<(&str, bool, bool, bool)>, &[&str])> = vec![
+    // (endpoints as (node, ready, serving, terminating), nodes that may announce)
+    type Step<'a> = (Vec<(&'a str, bool, bool, bool)>, &'a [&'a str]);
+    let steps: Vec<Step> = vec![
         (vec![("n1", true, true, false)], &["n1"]),
         (vec![("n1", true, true, false), ("n2", false, false, false)], &["n1"]),
         (vec![("n1", true, true, false), ("n2", true, true, false)], &["n1", "n2"]),
@@ -461,7 +463,8 @@ fn rolling_update_local_policy_always_announced_never_stale() {
     });
     // A sampler records (time, announcers) while the test walks the steps; `allowed` records (time,
     // nodes with an endpoint).
-    let samples: Arc<Mutex<Vec<(Instant, Vec<String>)>>> = Arc::default();
+    type Samples = Vec<(Instant, Vec<String>)>;
+    let samples: Arc<Mutex<Samples>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let mut allowed: Vec<(Instant, Vec<String>)> = Vec::new();
     std::thread::scope(|s| {
