@@ -78,18 +78,22 @@ impl Cluster {
 
     fn wait_members(&self, on: &[usize], alive: usize) {
         for i in on {
-            let sp = &self.nodes[*i].1;
-            sp.wait(T, &format!("{} alive members", alive), || {
-                let v = sp.speakerctl_json(&["members"]);
-                let n = v["members"].as_array().map_or(0, |m| m.iter().filter(|x| x["state"] != "dead").count());
-                if n == alive {
-                    Ok(())
-                } else {
-                    Err(v.to_string())
-                }
-            });
+            wait_alive_members(&self.nodes[*i].1, alive);
         }
     }
+}
+
+/// Waits until `sp` sees `alive` members that are not dead (itself included).
+fn wait_alive_members(sp: &Speakerd, alive: usize) {
+    sp.wait(T, &format!("{alive} alive members"), || {
+        let v = sp.speakerctl_json(&["members"]);
+        let n = v["members"].as_array().map_or(0, |m| m.iter().filter(|x| x["state"] != "dead").count());
+        if n == alive {
+            Ok(())
+        } else {
+            Err(v.to_string())
+        }
+    });
 }
 
 fn replies_by_mac(capture: &str, ip: &str) -> BTreeSet<String> {
@@ -305,19 +309,8 @@ fn two_nodes_with_phantom_candidates_fail_over_both_ways() {
         }
         sp.ctl(&args);
     };
-    let members = |sp: &Speakerd, n: usize| {
-        sp.wait(T, &format!("{n} alive members"), || {
-            let v = sp.speakerctl_json(&["members"]);
-            let alive = v["members"].as_array().map_or(0, |m| m.iter().filter(|x| x["state"] != "dead").count());
-            if alive == n {
-                Ok(())
-            } else {
-                Err(v.to_string())
-            }
-        });
-    };
-    members(&sps[0], 2);
-    members(&sps[1], 2);
+    wait_alive_members(&sps[0], 2);
+    wait_alive_members(&sps[1], 2);
     // Twenty IPs: both nodes own some.
     let ips: Vec<String> = (10..30).map(|i| format!("192.0.2.{i}")).collect();
     let refs: Vec<&str> = ips.iter().map(String::as_str).collect();
@@ -365,8 +358,8 @@ fn two_nodes_with_phantom_candidates_fail_over_both_ways() {
         if dead == 0 {
             sps[0].restart();
             announce(&sps[0], &refs);
-            members(&sps[0], 2);
-            members(&sps[1], 2);
+            wait_alive_members(&sps[0], 2);
+            wait_alive_members(&sps[1], 2);
             wait_until(T, &format!("{ip1} back at n1 on both nodes"), || {
                 let o = (owner_of(&sps[0], &ip1), owner_of(&sps[1], &ip1));
                 if o == ("n1".into(), "n1".into()) {

@@ -95,7 +95,7 @@ mod handoff_tests {
 mod tests {
     use super::*;
 
-    fn set(v: &[&str]) -> BTreeSet<String> {
+    pub(super) fn set(v: &[&str]) -> BTreeSet<String> {
         v.iter().map(|s| s.to_string()).collect()
     }
 
@@ -162,11 +162,8 @@ mod tests {
 
 #[cfg(test)]
 mod available_tests {
+    use super::tests::set;
     use super::*;
-
-    fn set(v: &[&str]) -> BTreeSet<String> {
-        v.iter().map(|s| s.to_string()).collect()
-    }
 
     /// Availability first: every single-node failure at every cluster size is taken over by the next
     /// live candidate in hash order, two nodes included, whichever node dies.
