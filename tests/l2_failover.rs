@@ -203,6 +203,20 @@ fn link_down_moves_only_that_nodes_ips_and_return_does_not_flap_others() {
     let vi = Cluster::index(&victim);
     let others: Vec<usize> = (0..3).filter(|i| *i != vi).collect();
     assert!(before.values().collect::<BTreeSet<_>>().len() == 3, "IPs should spread over all nodes: {before:?}");
+    // The survivors' watch streams record every change of owner over the whole test, not only the
+    // final state: an IP whose owner stays up must never change owner, not even for a moment.
+    let watches: Vec<(std::path::PathBuf, Proc)> = others
+        .iter()
+        .map(|o| {
+            let log = lab.dir().join(format!("watch-{o}.ndjson"));
+            let w = c.nodes[*o].1.watch_json(&log);
+            wait_until(T, "the watch's initial state", || match std::fs::read_to_string(&log) {
+                Ok(t) if t.contains("synced") => Ok(()),
+                other => Err(format!("{other:?}")),
+            });
+            (log, w)
+        })
+        .collect();
 
     c.nodes[vi].0.link_down(&c.nodes[vi].0.dev);
     for (ip, was) in &before {
@@ -231,6 +245,7 @@ fn link_down_moves_only_that_nodes_ips_and_return_does_not_flap_others() {
     let moved = before.iter().find(|(_, o)| **o == victim).map(|(ip, _)| ip.clone()).unwrap_or_default();
     wait_until(T, "a survivor answers for a moved IP", || client.arping(&moved));
 
+    let link_up_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
     c.nodes[vi].0.link_up(&c.nodes[vi].0.dev);
     c.wait_members(&[0, 1, 2], 3);
     // Back: exactly the original assignment, on every node, once the returning node's hold-down is
@@ -246,6 +261,29 @@ fn link_down_moves_only_that_nodes_ips_and_return_does_not_flap_others() {
         }
         Ok(())
     });
+    // While the link is down an IP of a node that stays up must never change owner. After the link
+    // comes back, the returning node's stale view can, rarely and under load, get a live node declared
+    // dead for a moment (docs/LAYER2.md, "Known issue"): counted and printed, not yet asserted.
+    let mut after_rejoin = Vec::new();
+    for (log, _) in &watches {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let synced = text.find("synced").unwrap_or(0);
+        for line in text[synced..].lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+            let Some(ip) = v["l2_owner"]["ip"].as_str() else { continue };
+            if before.get(ip).is_none_or(|o| *o == victim) {
+                continue;
+            }
+            let at = v["timestamp_ms"].as_u64().unwrap_or(0);
+            assert!(
+                at >= link_up_ms,
+                "{ip}, owned by {:?} which stayed up, changed owner while the link was down: {line}",
+                before.get(ip)
+            );
+            after_rejoin.push(format!("{} ms after link up: {line}", at - link_up_ms));
+        }
+    }
+    println!("owner changes of IPs whose owner stayed up, after the link came back: {after_rejoin:#?}");
     let _ = Instant::now();
 }
 

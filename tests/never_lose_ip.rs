@@ -197,6 +197,8 @@ fn api_server_outage_withdraws_nothing_and_failover_still_works() {
         });
     }
     // Back: reconciled without a flap of anything unchanged.
+    let recovered_at =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64().floor();
     k.api.set_mode(Mode::Normal);
     for i in 0..3 {
         let port = 17480 + i as u16;
@@ -215,11 +217,27 @@ fn api_server_outage_withdraws_nothing_and_failover_still_works() {
             Err(st)
         }
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // Every bridge has pushed its state again since the API server came back; from then on, over a
+    // window, no node has sent an UPDATE since before the outage.
     for i in 0..3 {
-        let want = if i == owner { restarted_sent } else { sent_before[i] };
-        assert_eq!(k.updates_sent(i), want, "node {} sent UPDATEs across the outage and recovery: a flap", NAMES[i]);
+        let port = 17480 + i as u16;
+        wait_until(T, &format!("bridge {i} pushes after the recovery"), || {
+            match metric(port, "k8s_bridge_last_push_timestamp_seconds") {
+                Ok(t) if t >= recovered_at => Ok(()),
+                other => Err(format!("{other:?}, recovered at {recovered_at}")),
+            }
+        });
     }
+    assert_holds(Duration::from_secs(2), "no UPDATE across the outage and recovery (a flap)", || {
+        for i in 0..3 {
+            let want = if i == owner { restarted_sent } else { sent_before[i] };
+            let got = k.updates_sent(i);
+            if got != want {
+                return Err(format!("node {} sent {got} UPDATEs, {want} before", NAMES[i]));
+            }
+        }
+        Ok(())
+    });
     assert_eq!(k.announcers("203.0.113.10/32"), all);
     // A change after the outage applies at once.
     k.api.delete("v1", "Service", Some("default"), "web");
