@@ -126,6 +126,16 @@ pub async fn render(speaker: &Speaker) -> String {
                 "Gratuitous ARPs and unsolicited Neighbor Advertisements sent",
                 c.gratuitous_sent,
             ),
+            (
+                "speakerd_layer2_conflicts_seen_total",
+                "ARP replies or gratuitous ARPs from another MAC for an IP this node answers, on its interface",
+                c.conflicts_seen,
+            ),
+            (
+                "speakerd_layer2_conflicts_lost_total",
+                "Address conflicts this node lost (lower MAC wins): it went quiet on that interface for a while",
+                c.conflicts_lost,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         }

@@ -22,6 +22,27 @@
 //! * Each newly chosen (IP, interface) pair gets `garp_count` announcements `garp_interval` apart; the
 //!   first goes out in the same `handle` call. Ownership is the claim set at the time of each repeat.
 //! * A Duplicate Address Detection probe is not answered: nothing is configured, so nothing is defended.
+//!
+//! # Address conflicts on the wire
+//!
+//! Two nodes that both think they own an IP (gossip cut between them, or the moment an ownership
+//! change has reached one of them and not yet the other) both answer; on one segment they hear each
+//! other's gratuitous ARPs and any broadcast or flooded replies. When an owned IP is claimed (ARP reply,
+//! or gratuitous ARP) by a MAC that is not one of this node's, on an interface the IP is answered on:
+//!
+//! * it is counted ([`L2Counters::conflicts_seen`]) and reported ([`Action::Conflict`], a warning log);
+//! * the lower MAC wins: the winner re-announces at once (one gratuitous ARP, at most one per half
+//!   `garp_interval` per IP and interface), so the clients' caches end on it;
+//! * the loser stops answering the IP on that interface, and sends nothing for it there, for
+//!   `garp_interval / 2`, doubled at each further loss (up to 64 ×) while it owns the IP. Then it
+//!   takes the interface up again with a new burst: if the winner is still there its next
+//!   re-announcement silences the loser again, if it is gone (an ownership change that reached the
+//!   winner first) the loser was quiet for at most that time. Losing does not make the IP a failure
+//!   (no hand-off): the IP is answered, by the winner.
+//! * A new ownership (the IP leaves the claims and comes back) starts from a clean slate.
+//!
+//! Across segments two owners never hear each other and do no harm. IPv6 (unsolicited Neighbor
+//! Advertisements) is not watched yet: the packet filter passes Neighbor Solicitations only.
 use super::iface::Iface;
 use super::{arp, ndp, Mac, Request};
 use std::collections::{BTreeMap, BTreeSet};
@@ -82,6 +103,10 @@ pub struct L2Counters {
     pub gratuitous_sent: u64,
     /// ARP / NS frames that were malformed or invalid (RFC 4861 §7.1.1) and dropped.
     pub malformed_dropped: u64,
+    /// Another MAC claiming an IP this node answers for, on the interface it answers on.
+    pub conflicts_seen: u64,
+    /// Of those, the ones this node lost (it went quiet on that interface for a while).
+    pub conflicts_lost: u64,
 }
 
 #[derive(Debug)]
@@ -131,13 +156,40 @@ pub enum Action {
     Failures(BTreeSet<IpAddr>),
     /// The standby IPs that could not be answered if they were owned (complete set; on change).
     StandbyFailures(BTreeSet<IpAddr>),
+    /// Another MAC claimed an owned IP on an interface it is answered on. `won`: this node keeps
+    /// answering there and re-announces; otherwise it is quiet there until `quiet_until`.
+    Conflict {
+        ip: IpAddr,
+        iface: u32,
+        other: Mac,
+        won: bool,
+        quiet_until: Option<Instant>,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Burst {
     left: u32,
     next: Instant,
+    /// The last re-announcement after a won conflict (rate limit).
+    reannounced: Option<Instant>,
 }
+
+impl Burst {
+    fn new(left: u32, next: Instant) -> Self {
+        Self { left, next, reannounced: None }
+    }
+}
+
+/// An interface on which this node lost a conflict for an IP.
+#[derive(Debug, Clone, Copy)]
+struct Quiet {
+    to: Mac,
+    until: Instant,
+}
+
+/// The longest quiet period after a lost conflict, in multiples of the first one.
+const MAX_QUIET_FACTOR: u32 = 64;
 
 #[derive(Debug)]
 struct ClaimState {
@@ -145,6 +197,10 @@ struct ClaimState {
     /// Chosen interfaces with their burst state.
     on: BTreeMap<u32, Burst>,
     error: Option<String>,
+    /// Interfaces where a conflict was lost: not answered until `until`.
+    quiet: BTreeMap<u32, Quiet>,
+    /// Conflicts lost since this IP was claimed (the quiet period doubles with each).
+    lost: u32,
 }
 
 #[derive(Debug)]
@@ -165,6 +221,10 @@ pub struct Announcer {
     sockets: BTreeMap<u32, BTreeSet<Mac>>,
     reported: BTreeSet<IpAddr>,
     reported_standby: BTreeSet<IpAddr>,
+}
+
+fn fmt_mac(m: Mac) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 fn glob(pattern: &str, name: &str) -> bool {
@@ -225,7 +285,16 @@ impl Announcer {
             .map(|c| ClaimStatus {
                 ip: c.claim.ip,
                 answering_on: c.on.keys().filter_map(|i| self.ifaces.get(i)).map(|i| (i.name.clone(), i.mac)).collect(),
-                error: c.error.clone(),
+                error: c.error.clone().or_else(|| {
+                    // Answered nowhere because every interface lost a conflict: say so (not a failure).
+                    let quiet: Vec<String> = c
+                        .quiet
+                        .iter()
+                        .filter_map(|(i, q)| Some(format!("{} to {}", self.ifaces.get(i)?.name, fmt_mac(q.to))))
+                        .collect();
+                    (c.on.is_empty() && !quiet.is_empty())
+                        .then(|| format!("quiet after an address conflict: lost on {}", quiet.join(", ")))
+                }),
             })
             .collect()
     }
@@ -248,18 +317,30 @@ impl Announcer {
     pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
         match input {
-            Input::Frame { iface, frame } => self.answer(iface, &frame, &mut out),
+            Input::Frame { iface, frame } => {
+                if !self.conflict(iface, &frame, now, &mut out) {
+                    self.answer(iface, &frame, &mut out);
+                }
+            }
             Input::Claims(list) => {
                 let mut new: BTreeMap<IpAddr, Claim> = list.into_iter().map(|c| (c.ip, c)).collect();
                 // Removed IPs are forgotten here, with their bursts: nothing more goes out for them.
                 self.claims.retain(|ip, _| new.contains_key(ip));
                 for (ip, st) in self.claims.iter_mut() {
                     if let Some(c) = new.remove(ip) {
+                        if c.standby != st.claim.standby {
+                            // Owned from standby or back: a new ownership, lost conflicts forgotten.
+                            st.quiet.clear();
+                            st.lost = 0;
+                        }
                         st.claim = c; // interfaces still chosen keep their burst state
                     }
                 }
                 for (ip, claim) in new {
-                    self.claims.insert(ip, ClaimState { claim, on: BTreeMap::new(), error: None });
+                    self.claims.insert(
+                        ip,
+                        ClaimState { claim, on: BTreeMap::new(), error: None, quiet: BTreeMap::new(), lost: 0 },
+                    );
                 }
                 self.reselect(now);
             }
@@ -275,7 +356,13 @@ impl Announcer {
             Input::Timer => {
                 let before = self.failed.len();
                 self.failed.retain(|_, f| f.retry_at > now);
-                if self.failed.len() != before {
+                let mut ended = false;
+                for st in self.claims.values_mut() {
+                    let n = st.quiet.len();
+                    st.quiet.retain(|_, q| q.until > now);
+                    ended |= st.quiet.len() != n;
+                }
+                if self.failed.len() != before || ended {
                     self.reselect(now);
                 }
             }
@@ -309,10 +396,11 @@ impl Announcer {
             }
             match select(&self.ifaces, &self.failed, &st.claim) {
                 Ok(chosen) => {
-                    st.on.retain(|i, _| chosen.contains(i));
-                    for i in chosen {
-                        // Newly chosen: announce here from now on.
-                        st.on.entry(i).or_insert(Burst { left: garp_count, next: now });
+                    let quiet = &st.quiet;
+                    st.on.retain(|i, _| chosen.contains(i) && !quiet.contains_key(i));
+                    for i in chosen.into_iter().filter(|i| !quiet.contains_key(i)) {
+                        // Newly chosen (or quiet no more): announce here from now on.
+                        st.on.entry(i).or_insert(Burst::new(garp_count, now));
                     }
                     st.error = None;
                 }
@@ -322,6 +410,41 @@ impl Announcer {
                 }
             }
         }
+    }
+
+    /// An owned IP claimed by another MAC on an interface it is answered on (module documentation).
+    /// True if the frame was such a claim (it is then no question to answer).
+    fn conflict(&mut self, iface: u32, frame: &[u8], now: Instant, out: &mut Vec<Action>) -> bool {
+        let Some((other, v4)) = arp::decode_claim(frame) else { return false };
+        let ip = IpAddr::V4(v4);
+        // Our own frames (looped back, or from another of our interfaces on the same segment).
+        if self.ifaces.values().any(|i| i.mac == other) {
+            return false;
+        }
+        let Some(i) = self.ifaces.get(&iface) else { return false };
+        let ours = i.mac;
+        let Some(st) = self.claims.get_mut(&ip) else { return false };
+        let Some(burst) = st.on.get_mut(&iface) else { return false };
+        self.counters.conflicts_seen += 1;
+        if ours < other {
+            // Won: one re-announcement now, unless one went out very recently.
+            let half = self.cfg.garp_interval / 2;
+            if burst.reannounced.is_none_or(|t| now >= t + half) {
+                burst.reannounced = Some(now);
+                burst.left = burst.left.max(1);
+                burst.next = now;
+            }
+            out.push(Action::Conflict { ip, iface, other, won: true, quiet_until: None });
+        } else {
+            self.counters.conflicts_lost += 1;
+            let factor = 1u32 << st.lost.min(MAX_QUIET_FACTOR.trailing_zeros());
+            st.lost = st.lost.saturating_add(1);
+            let until = now + (self.cfg.garp_interval / 2) * factor;
+            st.on.remove(&iface);
+            st.quiet.insert(iface, Quiet { to: other, until });
+            out.push(Action::Conflict { ip, iface, other, won: false, quiet_until: Some(until) });
+        }
+        true
     }
 
     fn answer(&mut self, iface: u32, frame: &[u8], out: &mut Vec<Action>) {
@@ -410,7 +533,8 @@ impl Announcer {
 
     fn next_deadline(&self) -> Option<Instant> {
         let bursts = self.claims.values().flat_map(|c| c.on.values()).filter(|b| b.left > 0).map(|b| b.next);
-        bursts.chain(self.failed.values().map(|f| f.retry_at)).min()
+        let quiet = self.claims.values().flat_map(|c| c.quiet.values()).map(|q| q.until);
+        bursts.chain(quiet).chain(self.failed.values().map(|f| f.retry_at)).min()
     }
 }
 
@@ -669,8 +793,12 @@ mod tests {
         a.handle(Input::Claims(vec![claim("192.0.2.50")]), t0);
         let own = arp::build_request(M1, "192.0.2.1".parse().unwrap(), "192.0.2.50".parse().unwrap());
         assert!(sends(&a.handle(Input::Frame { iface: 2, frame: own }, t0)).is_empty());
-        let announcement = arp::build_gratuitous(HOST, "192.0.2.50".parse().unwrap());
-        assert!(sends(&a.handle(Input::Frame { iface: 2, frame: announcement }, t0)).is_empty());
+        // Another host announcing the IP is no question: not answered (it is a conflict, which this node
+        // wins with the lower MAC: its only frame is a re-announcement; see conflict_table).
+        let vip = "192.0.2.50".parse().unwrap();
+        let announcement = arp::build_gratuitous(HOST, vip);
+        let s = sends(&a.handle(Input::Frame { iface: 2, frame: announcement }, t0));
+        assert_eq!(s, vec![(2, IpAddr::V4(vip), arp::build_gratuitous(M1, vip))]);
         let mut bad = arp_request("192.0.2.50");
         bad[18] = 8;
         assert!(sends(&a.handle(Input::Frame { iface: 2, frame: bad }, t0)).is_empty());
@@ -722,11 +850,164 @@ mod tests {
         assert!(a.status()[0].answering_on.is_empty());
     }
 
+    const LOWER: Mac = [2, 0, 0, 0, 0, 0]; // below M1
+    const HIGHER: Mac = [2, 0, 0, 0, 0, 0x50];
+
+    fn conflicts(a: &[Action]) -> Vec<(IpAddr, u32, Mac, bool)> {
+        a.iter()
+            .filter_map(|x| match x {
+                Action::Conflict { ip, iface, other, won, .. } => Some((*ip, *iface, *other, *won)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn answered(a: &mut Announcer, now: Instant) -> bool {
+        !sends(&a.handle(Input::Frame { iface: 2, frame: arp_request("192.0.2.50") }, now)).is_empty()
+    }
+
+    /// (who claims the IP on the wire, how) → do we keep answering, what do we send at once.
+    #[test]
+    fn conflict_table() {
+        let vip: Ipv4Addr = "192.0.2.50".parse().unwrap();
+        let client: Ipv4Addr = "192.0.2.9".parse().unwrap();
+        struct Case {
+            what: &'static str,
+            frame: Vec<u8>,
+            on: u32,
+            seen: bool,
+            won: bool,
+        }
+        let cases = [
+            Case {
+                what: "GARP from a higher MAC",
+                frame: arp::build_gratuitous(HIGHER, vip),
+                on: 2,
+                seen: true,
+                won: true,
+            },
+            Case {
+                what: "GARP from a lower MAC",
+                frame: arp::build_gratuitous(LOWER, vip),
+                on: 2,
+                seen: true,
+                won: false,
+            },
+            Case {
+                what: "reply from a higher MAC",
+                frame: arp::build_reply(HIGHER, vip, HOST, client),
+                on: 2,
+                seen: true,
+                won: true,
+            },
+            Case {
+                what: "reply from a lower MAC",
+                frame: arp::build_reply(LOWER, vip, HOST, client),
+                on: 2,
+                seen: true,
+                won: false,
+            },
+            // Not conflicts: our own GARP looped back, one from our other interface, another segment,
+            // an ordinary question, another IP.
+            Case { what: "our own GARP", frame: arp::build_gratuitous(M1, vip), on: 2, seen: false, won: true },
+            Case { what: "our other NIC", frame: arp::build_gratuitous(M2, vip), on: 2, seen: false, won: true },
+            Case {
+                what: "lower MAC on an interface not answering it",
+                frame: arp::build_gratuitous(LOWER, vip),
+                on: 3,
+                seen: false,
+                won: true,
+            },
+            Case { what: "a request", frame: arp::build_request(LOWER, client, vip), on: 2, seen: false, won: true },
+            Case {
+                what: "another IP",
+                frame: arp::build_gratuitous(LOWER, "192.0.2.51".parse().unwrap()),
+                on: 2,
+                seen: false,
+                won: true,
+            },
+        ];
+        for c in cases {
+            let (mut a, t0) = setup(1);
+            a.handle(Input::Claims(vec![claim("192.0.2.50")]), t0);
+            let t = t0 + 10 * SEC; // burst over
+            assert!(sends(&a.handle(Input::Timer, t)).is_empty(), "{}", c.what);
+            let out = a.handle(Input::Frame { iface: c.on, frame: c.frame }, t);
+            let got = conflicts(&out);
+            assert_eq!(got.len(), usize::from(c.seen), "{}: {out:?}", c.what);
+            assert_eq!(a.counters().conflicts_seen, u64::from(c.seen), "{}", c.what);
+            assert_eq!(a.counters().conflicts_lost, u64::from(c.seen && !c.won), "{}", c.what);
+            if c.seen {
+                assert_eq!(got[0].3, c.won, "{}", c.what);
+            }
+            // The winner re-announces at once (one GARP), the loser sends nothing.
+            let s = sends(&out);
+            if c.seen {
+                let expect = if c.won { vec![(2, vip.into(), arp::build_gratuitous(M1, vip))] } else { vec![] };
+                assert_eq!(s, expect, "{}", c.what);
+            } else {
+                assert!(s.iter().all(|f| f.2 != arp::build_gratuitous(M1, vip)), "{}: no re-announcement", c.what);
+            }
+            assert_eq!(answered(&mut a, t), !c.seen || c.won, "{}: answers after", c.what);
+            assert_eq!(a.status()[0].answering_on.is_empty(), c.seen && !c.won, "{}", c.what);
+            assert!(a.failures().is_empty(), "{}: a lost conflict is no failure (no hand-off)", c.what);
+        }
+    }
+
+    #[test]
+    fn the_winner_reannounces_at_most_once_per_half_interval() {
+        let (mut a, t0) = setup(0);
+        a.handle(Input::Claims(vec![claim("192.0.2.50")]), t0);
+        let garp = || Input::Frame { iface: 2, frame: arp::build_gratuitous(HIGHER, "192.0.2.50".parse().unwrap()) };
+        assert_eq!(sends(&a.handle(garp(), t0)).len(), 1);
+        assert_eq!(sends(&a.handle(garp(), t0 + SEC / 4)).len(), 0, "rate limited");
+        assert_eq!(sends(&a.handle(garp(), t0 + SEC / 2)).len(), 1);
+        assert_eq!(a.counters().conflicts_seen, 3);
+        assert_eq!(a.counters().gratuitous_sent, 2);
+    }
+
+    #[test]
+    fn the_loser_is_quiet_for_a_doubling_time_then_announces_again() {
+        let (mut a, t0) = setup(2);
+        a.handle(Input::Claims(vec![claim("192.0.2.50")]), t0);
+        let garp = || Input::Frame { iface: 2, frame: arp::build_gratuitous(LOWER, "192.0.2.50".parse().unwrap()) };
+        let out = a.handle(garp(), t0);
+        assert!(out.contains(&Action::CloseSocket { iface: 2 }), "nothing else on eth0: {out:?}");
+        assert_eq!(timer(&out), Some(t0 + SEC / 2), "the first quiet period is half an interval");
+        assert!(!answered(&mut a, t0 + SEC / 4));
+        assert!(a.status()[0].error.as_deref().unwrap().contains("02:00:00:00:00:00"), "{:?}", a.status());
+        // Quiet over: socket again and a new burst (the winner, if still there, will silence us again).
+        let out = a.handle(Input::Timer, t0 + SEC / 2);
+        assert_eq!(out[0], Action::OpenSocket { iface: 2 });
+        assert_eq!(sends(&out).len(), 1, "{out:?}");
+        assert!(answered(&mut a, t0 + SEC / 2));
+        // Lost again: twice as long, and so on up to 64 × half an interval.
+        let t1 = t0 + SEC;
+        assert_eq!(timer(&a.handle(garp(), t1)), Some(t1 + SEC));
+        let mut t = t1 + SEC;
+        let mut quiet = SEC;
+        for _ in 0..8 {
+            a.handle(Input::Timer, t);
+            quiet = (quiet * 2).min(32 * SEC);
+            let out = a.handle(garp(), t);
+            assert_eq!(timer(&out), Some(t + quiet), "{out:?}");
+            t += quiet;
+        }
+        assert_eq!(a.counters().conflicts_lost, 10);
+        // A new ownership starts from a clean slate: quiet goes, half an interval again.
+        a.handle(Input::Claims(vec![]), t);
+        a.handle(Input::Claims(vec![claim("192.0.2.50")]), t);
+        assert!(answered(&mut a, t));
+        assert_eq!(timer(&a.handle(garp(), t)), Some(t + SEC / 2));
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Claims(Vec<(u8, u8)>),
         Ifaces(u8),
         Request(u8, u8),
+        /// A gratuitous ARP from another MAC, lower (true) or higher than ours.
+        Garp(u8, u8, bool),
         Failed(u8),
         Tick(u16),
     }
@@ -736,6 +1017,7 @@ mod tests {
             proptest::collection::vec((0u8..6, 0u8..4), 0..4).prop_map(Op::Claims),
             any::<u8>().prop_map(Op::Ifaces),
             (0u8..4, 0u8..6).prop_map(|(i, ip)| Op::Request(i, ip)),
+            (0u8..4, 0u8..6, any::<bool>()).prop_map(|(i, ip, lower)| Op::Garp(i, ip, lower)),
             (0u8..4).prop_map(Op::Failed),
             any::<u16>().prop_map(Op::Tick),
         ]
@@ -782,6 +1064,14 @@ mod tests {
                         };
                         Input::Frame { iface: u32::from(i), frame }
                     }
+                    Op::Garp(i, ip, lower) => {
+                        let other = if lower { [0, 0, 0, 0, 0, 7] } else { [4, 0, 0, 0, 0, 7] };
+                        let frame = match IPS[usize::from(ip)].parse().unwrap() {
+                            IpAddr::V4(v4) => arp::build_gratuitous(other, v4),
+                            IpAddr::V6(v6) => ndp::build_unsolicited_na(other, v6, v6),
+                        };
+                        Input::Frame { iface: u32::from(i), frame }
+                    }
                     Op::Failed(i) => Input::IfaceFailed { iface: u32::from(i), reason: "x".into() },
                     Op::Tick(ms) => { now += Duration::from_millis(u64::from(ms)); Input::Timer }
                 };
@@ -800,11 +1090,21 @@ mod tests {
                         Action::ArmTimer(t) => prop_assert!(t >= now),
                         Action::Failures(f) => reported = f,
                         Action::StandbyFailures(f) => prop_assert!(f.iter().all(|ip| !owned.contains(ip))),
+                        Action::Conflict { ip, won, quiet_until, .. } => {
+                            prop_assert!(owned.contains(&ip));
+                            prop_assert_eq!(won, quiet_until.is_none());
+                        }
                     }
                 }
                 prop_assert_eq!(&reported, &a.failures());
-                let answering: BTreeSet<IpAddr> = a.status().iter().filter(|s| !s.answering_on.is_empty()).map(|s| s.ip).collect();
-                prop_assert_eq!(answering.len() + reported.len(), owned.len());
+                // Every owned IP is answered, a failure, or quiet after lost conflicts (never two of these).
+                let st = a.status();
+                let answering = st.iter().filter(|s| !s.answering_on.is_empty()).count();
+                let quiet = st.iter().filter(|s| s.answering_on.is_empty() && !reported.contains(&s.ip)).count();
+                prop_assert!(st.iter().filter(|s| reported.contains(&s.ip)).all(|s| s.answering_on.is_empty()));
+                prop_assert_eq!(answering + reported.len() + quiet, owned.len());
+                prop_assert_eq!(st.len(), owned.len());
+                prop_assert!(a.counters().conflicts_lost <= a.counters().conflicts_seen);
             }
         }
     }

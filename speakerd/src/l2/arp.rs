@@ -60,6 +60,35 @@ pub fn decode(frame: &[u8]) -> Result<Option<ArpRequest>, FrameError> {
     Ok(Some(ArpRequest { sender_mac, sender_ip: arp.get_sender_proto_addr(), target_ip: arp.get_target_proto_addr() }))
 }
 
+/// Another host saying "`ip` is at `mac`" on the wire: an ARP reply (its sender addresses), or a
+/// gratuitous ARP request (sender IP == target IP). Ordinary requests are not counted: a host may ask
+/// from an address it does not answer for. `None` for anything else, malformed frames and group MACs
+/// included (this is only used to detect address conflicts, never to answer).
+pub fn decode_claim(frame: &[u8]) -> Option<(Mac, Ipv4Addr)> {
+    let eth = EthernetPacket::new(frame)?;
+    if eth.get_ethertype() != EtherTypes::Arp {
+        return None;
+    }
+    let arp = ArpPacket::new(eth.payload())?;
+    if arp.get_hardware_type() != ArpHardwareTypes::Ethernet
+        || arp.get_protocol_type() != EtherTypes::Ipv4
+        || arp.get_hw_addr_len() != 6
+        || arp.get_proto_addr_len() != 4
+    {
+        return None;
+    }
+    let (sender_mac, sender_ip) = (mac(arp.get_sender_hw_addr()), arp.get_sender_proto_addr());
+    let claims = match arp.get_operation() {
+        ArpOperations::Reply => true,
+        ArpOperations::Request => sender_ip == arp.get_target_proto_addr(),
+        _ => false,
+    };
+    if !claims || is_group(sender_mac) || sender_ip.is_unspecified() {
+        return None;
+    }
+    Some((sender_mac, sender_ip))
+}
+
 /// [`decode`] with every non-request and every error as `None`.
 pub fn parse_request(frame: &[u8]) -> Option<ArpRequest> {
     decode(frame).ok().flatten()
@@ -119,6 +148,21 @@ mod tests {
     /// (iputils arping puts ff:ff:ff:ff:ff:ff in the target hardware address).
     const ARPING_REQUEST: &str = "ffffffffffff020000000009080600010800060400010200000000\
                                   09c0000209ffffffffffffc0000232";
+
+    #[test]
+    fn claims_are_replies_and_gratuitous_arps_only() {
+        let vip = ip("192.0.2.50");
+        assert_eq!(decode_claim(&build_gratuitous(HOST, vip)), Some((HOST, vip)));
+        assert_eq!(decode_claim(&build_reply(HOST, vip, ME, ip("192.0.2.9"))), Some((HOST, vip)));
+        // A question is not a claim, nor is a probe (sender 0.0.0.0).
+        assert_eq!(decode_claim(&build_request(HOST, ip("192.0.2.9"), vip)), None);
+        assert_eq!(decode_claim(&build_request(HOST, Ipv4Addr::UNSPECIFIED, vip)), None);
+        assert_eq!(decode_claim(&hex::decode(ARPING_REQUEST).unwrap()), None);
+        let mut g = build_gratuitous(HOST, vip);
+        g[22] |= 1; // group sender MAC
+        assert_eq!(decode_claim(&g), None);
+        assert_eq!(decode_claim(&g[..20]), None);
+    }
 
     #[test]
     fn captured_arping_request_decodes() {
@@ -195,6 +239,7 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
             let _ = decode(&bytes);
+            let _ = decode_claim(&bytes);
         }
 
         #[test]
@@ -204,6 +249,7 @@ mod tests {
                 f[i] = b;
             }
             let _ = decode(&f);
+            let _ = decode_claim(&f);
         }
 
         #[test]

@@ -443,6 +443,8 @@ impl Driver {
             status_changed |= !matches!(input, Input::Frame { .. });
             let now = Instant::now();
             let actions = self.ann.handle(input, now.into_std());
+            // A lost conflict changes where an IP is answered.
+            status_changed |= actions.iter().any(|a| matches!(a, Action::Conflict { won: false, .. }));
             self.wake = None;
             for action in actions {
                 if let Some(fix) = self.apply(action) {
@@ -522,6 +524,12 @@ impl Driver {
             }
             Action::StandbyFailures(f) => {
                 self.standby_failures.send_replace(f);
+                None
+            }
+            Action::Conflict { ip, iface, other, won, quiet_until } => {
+                let other = other.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+                let quiet_ms = quiet_until.map(|t| t.saturating_duration_since(std::time::Instant::now()).as_millis());
+                tracing::warn!(%ip, iface, %other, won, ?quiet_ms, "address conflict: another MAC claims an IP this node answers for");
                 None
             }
         }
