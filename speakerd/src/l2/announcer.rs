@@ -34,10 +34,11 @@
 //! * the lower MAC wins: the winner re-announces at once (one gratuitous ARP, at most one per half
 //!   `garp_interval` per IP and interface), so the clients' caches end on it;
 //! * the loser stops answering the IP on that interface, and sends nothing for it there, for
-//!   `garp_interval / 2`, doubled at each further loss (up to 64 ×) while it owns the IP. Then it
-//!   takes the interface up again with a new burst: if the winner is still there its next
-//!   re-announcement silences the loser again, if it is gone (an ownership change that reached the
-//!   winner first) the loser was quiet for at most that time. Losing does not make the IP a failure
+//!   `garp_interval / 2` the first time, `garp_interval` at each further loss while it owns the IP.
+//!   Then it takes the interface up again with a new burst: if the winner is still there its
+//!   re-announcement silences the loser again within a round trip, if it is gone (an ownership change
+//!   that reached the winner first) the IP was silent for at most one `garp_interval`. The price during
+//!   a long gossip partition: one gratuitous ARP from each side per IP and `garp_interval`. Losing does not make the IP a failure
 //!   (no hand-off): the IP is answered, by the winner.
 //! * A new ownership (the IP leaves the claims and comes back) starts from a clean slate.
 //!
@@ -188,8 +189,9 @@ struct Quiet {
     until: Instant,
 }
 
-/// The longest quiet period after a lost conflict, in multiples of the first one.
-const MAX_QUIET_FACTOR: u32 = 64;
+/// The longest quiet period after a lost conflict, in multiples of the first one (`garp_interval / 2`):
+/// it bounds the silence when the winner has released the IP meanwhile.
+const MAX_QUIET_FACTOR: u32 = 2;
 
 #[derive(Debug)]
 struct ClaimState {
@@ -437,7 +439,7 @@ impl Announcer {
             out.push(Action::Conflict { ip, iface, other, won: true, quiet_until: None });
         } else {
             self.counters.conflicts_lost += 1;
-            let factor = 1u32 << st.lost.min(MAX_QUIET_FACTOR.trailing_zeros());
+            let factor = if st.lost == 0 { 1 } else { MAX_QUIET_FACTOR };
             st.lost = st.lost.saturating_add(1);
             let until = now + (self.cfg.garp_interval / 2) * factor;
             st.on.remove(&iface);
@@ -967,7 +969,7 @@ mod tests {
     }
 
     #[test]
-    fn the_loser_is_quiet_for_a_doubling_time_then_announces_again() {
+    fn the_loser_is_quiet_for_half_then_one_interval_then_announces_again() {
         let (mut a, t0) = setup(2);
         a.handle(Input::Claims(vec![claim("192.0.2.50")]), t0);
         let garp = || Input::Frame { iface: 2, frame: arp::build_gratuitous(LOWER, "192.0.2.50".parse().unwrap()) };
@@ -981,17 +983,15 @@ mod tests {
         assert_eq!(out[0], Action::OpenSocket { iface: 2 });
         assert_eq!(sends(&out).len(), 1, "{out:?}");
         assert!(answered(&mut a, t0 + SEC / 2));
-        // Lost again: twice as long, and so on up to 64 × half an interval.
-        let t1 = t0 + SEC;
-        assert_eq!(timer(&a.handle(garp(), t1)), Some(t1 + SEC));
-        let mut t = t1 + SEC;
-        let mut quiet = SEC;
-        for _ in 0..8 {
-            a.handle(Input::Timer, t);
-            quiet = (quiet * 2).min(32 * SEC);
+        // Lost again: a whole interval, and never longer (the silence if the winner has gone meanwhile).
+        let mut t = t0 + SEC;
+        for _ in 0..9 {
             let out = a.handle(garp(), t);
-            assert_eq!(timer(&out), Some(t + quiet), "{out:?}");
-            t += quiet;
+            assert_eq!(timer(&out), Some(t + SEC), "{out:?}");
+            assert!(!answered(&mut a, t + SEC / 2));
+            t += SEC;
+            a.handle(Input::Timer, t);
+            assert!(answered(&mut a, t));
         }
         assert_eq!(a.counters().conflicts_lost, 10);
         // A new ownership starts from a clean slate: quiet goes, half an interval again.
