@@ -329,9 +329,22 @@ fn partition(h: &Host, on: bool, prog: &str) {
 /// their own view until gossip converges).
 const HANDOVER_BOUND: f64 = 2.5;
 
+/// Strict election: its majority rule bounds double answers under a gossip-only partition.
 #[test]
 fn split_brain_watch_never_two_macs_outside_the_handover() {
-    let Some(lab) = Lab::new_or_skip("nlsplit", &["arping", "tcpdump", "tc"]) else { return };
+    split_brain_watch("nlsplit", "strict");
+}
+
+/// The default (available) election: under a gossip-only partition both sides own the IP, and the wire
+/// conflict resolution (lower MAC wins, the loser goes quiet; speakerd/src/l2/announcer.rs) bounds the
+/// double answers.
+#[test]
+fn split_brain_watch_default_election_conflicts_resolved_on_the_wire() {
+    split_brain_watch("nlsplitav", "available");
+}
+
+fn split_brain_watch(lab_name: &str, election: &str) {
+    let Some(lab) = Lab::new_or_skip(lab_name, &["arping", "tcpdump", "tc"]) else { return };
     let _serial = serial();
     let seg = lab.segment(&["n1", "n2", "n3", "client"]);
     let client = seg.hosts[3].clone();
@@ -341,10 +354,7 @@ fn split_brain_watch_never_two_macs_outside_the_handover() {
         .enumerate()
         .map(|(i, name)| {
             let h = &seg.hosts[i];
-            // Strict election: its majority rule is what bounds double answers under a gossip-only
-            // partition today. The default (available) election answers on both sides of such a
-            // partition until wire conflict resolution lands (docs/LAYER2.md, issue 19).
-            Speakerd::builder(h).l2_node(name, h.v4, Some(&seed)).arg("--l2-election").arg("strict").start()
+            Speakerd::builder(h).l2_node(name, h.v4, Some(&seed)).arg("--l2-election").arg(election).start()
         })
         .collect();
     let ips = ["192.0.2.201", "192.0.2.202", "192.0.2.203", "192.0.2.204"];
@@ -438,11 +448,26 @@ fn split_brain_watch_never_two_macs_outside_the_handover() {
         }
     }
     println!("{} replies, {} rounds of faults, longest double answer {worst:.2} s", replies.len(), round);
+    // Address conflicts each node saw on the wire (won: it re-announced; lost: it went quiet).
+    let mut conflicts = 0;
+    for (name, sp) in NAMES.iter().zip(&nodes) {
+        let log = sp.log();
+        let seen: Vec<&str> = log.lines().filter(|l| l.contains("address conflict")).collect();
+        let lost = seen.iter().filter(|l| l.contains("won=false")).count();
+        println!("{name}: {} address conflicts seen, {lost} lost", seen.len());
+        conflicts += seen.len();
+    }
+    if election == "available" {
+        // Both sides of each gossip partition own the other side's IPs: the wire must have shown it.
+        assert!(conflicts > 0, "no address conflict seen although gossip was cut {} times", round.div_ceil(3));
+    }
     // Every IP kept being answered: no gap longer than 3 s (failover plus a burst) in the whole run.
     for ip in ips {
         let ts: Vec<f64> = replies.iter().filter(|r| r.1 == ip).map(|r| r.0).collect();
-        let gap = ts.windows(2).map(|w| w[1] - w[0]).fold(0f64, f64::max);
-        println!("{ip}: {} replies, longest silence {gap:.2} s", ts.len());
+        let (gap, at) = ts.windows(2).map(|w| (w[1] - w[0], w[0])).fold((0f64, 0f64), |m, g| if g.0 > m.0 { g } else { m });
+        let near: Vec<&String> = events.iter().filter(|(t, _)| (at - t).abs() < 4.0).map(|(_, e)| e).collect();
+        let since = at - events.first().map_or(at, |e| e.0);
+        println!("{ip}: {} replies, longest silence {gap:.2} s from {since:.2}, near {near:?}", ts.len());
         assert!(gap < 3.0, "{ip} went unanswered for {gap:.2} s");
     }
 }

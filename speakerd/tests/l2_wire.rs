@@ -185,7 +185,7 @@ fn mac_of(ns: &str, dev: &str) -> String {
 }
 
 fn claim(ip: &str) -> Claim {
-    Claim { ip: ip.parse().unwrap(), interfaces: vec![], exclude_interfaces: vec![], standby: false }
+    Claim { ip: ip.parse().unwrap(), interfaces: vec![], exclude_interfaces: vec![], standby: false, view: 0 }
 }
 
 fn arping(client: &str, ip: &str, count: &str, deadline_secs: &str) -> (bool, String) {

@@ -40,7 +40,10 @@
 //!   that reached the winner first) the IP was silent for at most one `garp_interval`. The price during
 //!   a long gossip partition: one gratuitous ARP from each side per IP and `garp_interval`. Losing does not make the IP a failure
 //!   (no hand-off): the IP is answered, by the winner.
-//! * A new ownership (the IP leaves the claims and comes back) starts from a clean slate.
+//! * A new ownership (the IP leaves the claims and comes back), or any change of this node's gossip
+//!   view ([`Claim::view`]), ends the quiet period and starts from a clean slate. This is what makes
+//!   the common case quick: a gossip partition heals, the other side releases the IP and this node
+//!   answers again at the same moment, instead of when its quiet period ends.
 //!
 //! Across segments two owners never hear each other and do no harm. IPv6 (unsolicited Neighbor
 //! Advertisements) is not watched yet: the packet filter passes Neighbor Solicitations only.
@@ -81,6 +84,9 @@ pub struct Claim {
     /// Not owned, only evaluated: could this node answer for it if it owned it? (An IP this node is
     /// a candidate for; see [`Announcer::standby_failures`].) Nothing is sent or answered for it.
     pub standby: bool,
+    /// Changes whenever this node's gossip view of alive members changes: a lost address conflict's
+    /// quiet period ends then (the view that made the other MAC's node the owner may be gone).
+    pub view: u64,
 }
 
 /// Where an owned IP is answered now, or why it is not.
@@ -330,8 +336,9 @@ impl Announcer {
                 self.claims.retain(|ip, _| new.contains_key(ip));
                 for (ip, st) in self.claims.iter_mut() {
                     if let Some(c) = new.remove(ip) {
-                        if c.standby != st.claim.standby {
-                            // Owned from standby or back: a new ownership, lost conflicts forgotten.
+                        if c.standby != st.claim.standby || c.view != st.claim.view {
+                            // Owned from standby or back, or a new gossip view: a new ownership (or
+                            // a new look at it), lost conflicts forgotten.
                             st.quiet.clear();
                             st.lost = 0;
                         }
@@ -586,7 +593,7 @@ mod tests {
     }
 
     fn claim(ip: &str) -> Claim {
-        Claim { ip: ip.parse().unwrap(), interfaces: vec![], exclude_interfaces: vec![], standby: false }
+        Claim { ip: ip.parse().unwrap(), interfaces: vec![], exclude_interfaces: vec![], standby: false, view: 0 }
     }
 
     fn sends(a: &[Action]) -> Vec<(u32, IpAddr, Vec<u8>)> {
@@ -994,6 +1001,14 @@ mod tests {
             assert!(answered(&mut a, t));
         }
         assert_eq!(a.counters().conflicts_lost, 10);
+        // A new gossip view ends the quiet period at once (a healed partition: the winner's node
+        // releases the IP at the same moment), and the next loss is half an interval again.
+        a.handle(garp(), t);
+        assert!(!answered(&mut a, t));
+        let out = a.handle(Input::Claims(vec![Claim { view: 1, ..claim("192.0.2.50") }]), t);
+        assert_eq!(sends(&out).len(), 1, "announces again at once: {out:?}");
+        assert!(answered(&mut a, t));
+        assert_eq!(timer(&a.handle(garp(), t)), Some(t + SEC / 2));
         // A new ownership starts from a clean slate: quiet goes, half an interval again.
         a.handle(Input::Claims(vec![]), t);
         a.handle(Input::Claims(vec![claim("192.0.2.50")]), t);
@@ -1044,6 +1059,7 @@ mod tests {
                             exclude_interfaces: vec![],
                             // Some claims only evaluated: never a frame for them.
                             standby: *f % 3 == 2,
+                            view: u64::from(list.len() as u8 % 2),
                         }).collect();
                         // A repeated IP: the last claim of it counts, as in the announcer.
                         let last: BTreeMap<IpAddr, bool> = claims.iter().map(|c| (c.ip, c.standby)).collect();

@@ -84,6 +84,7 @@ impl L2Control {
         let task = Task {
             mode,
             seen: [node.clone()].into(),
+            view_epoch: (BTreeSet::new(), 0),
             settle_until: Instant::now() + STARTUP_SETTLE,
             node: node.clone(),
             handle: handle.clone(),
@@ -193,6 +194,8 @@ struct Task {
     /// Every member name this node has seen in the gossip group since it started (itself included):
     /// only these are candidates. A node that never ran speakerd is never one.
     seen: BTreeSet<String>,
+    /// The alive set last seen and a number bumped when it changes ([`Claim::view`]).
+    view_epoch: (BTreeSet<String>, u64),
     /// See [`STARTUP_SETTLE`].
     settle_until: Instant,
     handle: L2Handle,
@@ -322,6 +325,9 @@ impl Task {
 
     fn recompute(&mut self, desired: &BTreeMap<IpAddr, L2Spec>, view: &View) {
         self.seen.extend(view.members.iter().map(|m| m.name.clone()));
+        if self.view_epoch.0 != view.alive {
+            self.view_epoch = (view.alive.clone(), self.view_epoch.1.wrapping_add(1));
+        }
         let settling = Instant::now() < self.settle_until && view.alive.len() <= 1;
         let mut owners = BTreeMap::new();
         let mut claims = Vec::new();
@@ -345,6 +351,7 @@ impl Task {
                     interfaces: spec.interfaces.clone(),
                     exclude_interfaces: spec.exclude_interfaces.clone(),
                     standby: !mine,
+                    view: self.view_epoch.1,
                 });
             }
             owners.insert(*ip, owner);

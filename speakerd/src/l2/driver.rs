@@ -624,8 +624,13 @@ mod tests {
     async fn set_claims_publishes_before_returning_and_start_needs_no_root_for_netlink() {
         let cancel = CancellationToken::new();
         let h = L2Handle::start(L2Config::default(), cancel.clone()).expect("netlink route events need no privilege");
-        let c =
-            Claim { ip: "192.0.2.50".parse().unwrap(), interfaces: vec![], exclude_interfaces: vec![], standby: false };
+        let c = Claim {
+            ip: "192.0.2.50".parse().unwrap(),
+            interfaces: vec![],
+            exclude_interfaces: vec![],
+            standby: false,
+            view: 0,
+        };
         h.set_claims(vec![c.clone()]);
         assert!(h.claims.borrow().contains_key(&c.ip));
         h.set_claims(vec![]);
