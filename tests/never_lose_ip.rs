@@ -464,7 +464,8 @@ fn split_brain_watch(lab_name: &str, election: &str) {
     // Every IP kept being answered: no gap longer than 3 s (failover plus a burst) in the whole run.
     for ip in ips {
         let ts: Vec<f64> = replies.iter().filter(|r| r.1 == ip).map(|r| r.0).collect();
-        let (gap, at) = ts.windows(2).map(|w| (w[1] - w[0], w[0])).fold((0f64, 0f64), |m, g| if g.0 > m.0 { g } else { m });
+        let (gap, at) =
+            ts.windows(2).map(|w| (w[1] - w[0], w[0])).fold((0f64, 0f64), |m, g| if g.0 > m.0 { g } else { m });
         let near: Vec<&String> = events.iter().filter(|(t, _)| (at - t).abs() < 4.0).map(|(_, e)| e).collect();
         let since = at - events.first().map_or(at, |e| e.0);
         println!("{ip}: {} replies, longest silence {gap:.2} s from {since:.2}, near {near:?}", ts.len());
