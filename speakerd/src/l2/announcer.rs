@@ -27,11 +27,13 @@
 //!
 //! Two nodes that both think they own an IP (gossip cut between them, or the moment an ownership
 //! change has reached one of them and not yet the other) both answer; on one segment they hear each
-//! other's gratuitous ARPs and any broadcast or flooded replies. When an owned IP is claimed (ARP reply,
-//! or gratuitous ARP) by a MAC that is not one of this node's, on an interface the IP is answered on:
+//! other's gratuitous ARPs / unsolicited Neighbor Advertisements and any broadcast or flooded replies.
+//! When an owned IP is claimed (ARP reply, gratuitous ARP, Neighbor Advertisement: by its target
+//! link-layer address, or Ethernet source without one) by a MAC that is not one of this node's, on an
+//! interface the IP is answered on:
 //!
 //! * it is counted ([`L2Counters::conflicts_seen`]) and reported ([`Action::Conflict`], a warning log);
-//! * the lower MAC wins: the winner re-announces at once (one gratuitous ARP, at most one per half
+//! * the lower MAC wins: the winner re-announces at once (one gratuitous ARP / unsolicited NA, at most one per half
 //!   `garp_interval` per IP and interface), so the clients' caches end on it;
 //! * the loser stops answering the IP on that interface, and sends nothing for it there, for
 //!   `garp_interval / 2` the first time, `garp_interval` at each further loss while it owns the IP.
@@ -45,8 +47,7 @@
 //!   the common case quick: a gossip partition heals, the other side releases the IP and this node
 //!   answers again at the same moment, instead of when its quiet period ends.
 //!
-//! Across segments two owners never hear each other and do no harm. IPv6 (unsolicited Neighbor
-//! Advertisements) is not watched yet: the packet filter passes Neighbor Solicitations only.
+//! Across segments two owners never hear each other and do no harm.
 use super::iface::Iface;
 use super::{arp, ndp, Mac, Request};
 use std::collections::{BTreeMap, BTreeSet};
@@ -424,8 +425,10 @@ impl Announcer {
     /// An owned IP claimed by another MAC on an interface it is answered on (module documentation).
     /// True if the frame was such a claim (it is then no question to answer).
     fn conflict(&mut self, iface: u32, frame: &[u8], now: Instant, out: &mut Vec<Action>) -> bool {
-        let Some((other, v4)) = arp::decode_claim(frame) else { return false };
-        let ip = IpAddr::V4(v4);
+        let claim = arp::decode_claim(frame)
+            .map(|(m, v4)| (m, IpAddr::V4(v4)))
+            .or_else(|| ndp::decode_na_claim(frame).map(|(m, v6)| (m, IpAddr::V6(v6))));
+        let Some((other, ip)) = claim else { return false };
         // Our own frames (looped back, or from another of our interfaces on the same segment).
         if self.ifaces.values().any(|i| i.mac == other) {
             return false;
@@ -936,6 +939,19 @@ mod tests {
                 won: true,
             },
         ];
+        let vip6: Ipv6Addr = "2001:db8::50".parse().unwrap();
+        let (mut a, t0) = setup(1);
+        a.handle(Input::Claims(vec![claim("2001:db8::50")]), t0);
+        let una = |m| Input::Frame { iface: 2, frame: ndp::build_unsolicited_na(m, "fe80::7".parse().unwrap(), vip6) };
+        let out = a.handle(una(HIGHER), t0 + 10 * SEC);
+        assert_eq!(conflicts(&out), vec![(vip6.into(), 2, HIGHER, true)]);
+        assert_eq!(
+            sends(&out),
+            vec![(2, vip6.into(), ndp::build_unsolicited_na(M1, "fe80::1".parse().unwrap(), vip6))]
+        );
+        let out = a.handle(una(LOWER), t0 + 11 * SEC);
+        assert_eq!(conflicts(&out), vec![(vip6.into(), 2, LOWER, false)]);
+        assert!(a.status()[0].answering_on.is_empty());
         for c in cases {
             let (mut a, t0) = setup(1);
             a.handle(Input::Claims(vec![claim("192.0.2.50")]), t0);

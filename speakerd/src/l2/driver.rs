@@ -82,9 +82,10 @@ fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
 }
 
 /// Classic BPF: accept untagged ARP, and untagged IPv6 whose next header is ICMPv6 (58) with type 135
-/// (Neighbor Solicitation); drop everything else. Frames with a VLAN tag belong to the VLAN's own
-/// interface, not to the one we are bound to.
-fn filter() -> [libc::sock_filter; 11] {
+/// (Neighbor Solicitation) or 136 (Neighbor Advertisement: another host claiming an address, for the
+/// conflict check); drop everything else. Frames with a VLAN tag belong to the VLAN's own interface,
+/// not to the one we are bound to.
+fn filter() -> [libc::sock_filter; 12] {
     let f = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
     const LDB_ABS: u16 = 0x30;
     const LDH_ABS: u16 = 0x28;
@@ -93,20 +94,21 @@ fn filter() -> [libc::sock_filter; 11] {
     let vlan_tag_present = (libc::SKF_AD_OFF + libc::SKF_AD_VLAN_TAG_PRESENT) as u32;
     [
         f(LDB_ABS, 0, 0, vlan_tag_present), //  0: ancillary: VLAN tag present?
-        f(JEQ_K, 0, 8, 0),                  //  1: tagged → drop (10)
+        f(JEQ_K, 0, 9, 0),                  //  1: tagged → drop (11)
         f(LDH_ABS, 0, 0, 12),               //  2: EtherType
-        f(JEQ_K, 5, 0, 0x0806),             //  3: ARP → accept (9)
-        f(JEQ_K, 0, 5, 0x86dd),             //  4: not IPv6 → drop (10)
+        f(JEQ_K, 6, 0, 0x0806),             //  3: ARP → accept (10)
+        f(JEQ_K, 0, 6, 0x86dd),             //  4: not IPv6 → drop (11)
         f(LDB_ABS, 0, 0, 14 + 6),           //  5: IPv6 next header
-        f(JEQ_K, 0, 3, 58),                 //  6: not ICMPv6 → drop
+        f(JEQ_K, 0, 4, 58),                 //  6: not ICMPv6 → drop
         f(LDB_ABS, 0, 0, 14 + 40),          //  7: ICMPv6 type
-        f(JEQ_K, 0, 1, 135),                //  8: not NS → drop
-        f(RET_K, 0, 0, 0x0004_0000),        //  9: accept (whole frame)
-        f(RET_K, 0, 0, 0),                  // 10: drop
+        f(JEQ_K, 1, 0, 135),                //  8: NS → accept
+        f(JEQ_K, 0, 1, 136),                //  9: not NA → drop
+        f(RET_K, 0, 0, 0x0004_0000),        // 10: accept (whole frame)
+        f(RET_K, 0, 0, 0),                  // 11: drop
     ]
 }
 
-/// A packet socket bound to one interface, filtered to ARP and NS, non-blocking.
+/// A packet socket bound to one interface, filtered to ARP, NS and NA, non-blocking.
 struct PacketSocket {
     fd: Arc<AsyncFd<OwnedFd>>,
     ifindex: u32,
@@ -602,7 +604,7 @@ mod tests {
     }
 
     #[test]
-    fn filter_passes_arp_and_ns_only() {
+    fn filter_passes_arp_ns_and_na_only() {
         let me = [2, 0, 0, 0, 0, 1];
         let arp = super::super::arp::build_request(me, "192.0.2.9".parse().unwrap(), "192.0.2.50".parse().unwrap());
         let ns = super::super::ndp::build_ns(me, "2001:db8::9".parse().unwrap(), "2001:db8::50".parse().unwrap());
@@ -610,7 +612,10 @@ mod tests {
             super::super::ndp::build_unsolicited_na(me, "fe80::1".parse().unwrap(), "2001:db8::50".parse().unwrap());
         assert_ne!(run_filter(&arp, false), 0);
         assert_ne!(run_filter(&ns, false), 0);
-        assert_eq!(run_filter(&na, false), 0, "advertisements are not input");
+        assert_ne!(run_filter(&na, false), 0, "advertisements are input (address conflicts)");
+        let mut echo = na.clone();
+        echo[14 + 40] = 128; // an ICMPv6 echo request
+        assert_eq!(run_filter(&echo, false), 0, "other ICMPv6 is not");
         assert_eq!(run_filter(&arp, true), 0, "VLAN-tagged");
         let mut ipv4 = arp.clone();
         ipv4[12..14].copy_from_slice(&[0x08, 0x00]);

@@ -158,6 +158,50 @@ pub fn decode_ns(frame: &[u8]) -> Result<Option<NeighborSolicit>, FrameError> {
     Ok(Some(NeighborSolicit { eth_src, src_ip, dst_ip, target, source_ll }))
 }
 
+/// Another host saying "`target` is at `mac`": a Neighbor Advertisement that passes the checks of
+/// RFC 4861 §7.1.2 (hop limit 255, code 0, length, checksum, target not multicast), with the MAC of its
+/// Target Link-Layer Address option, or its Ethernet source without one. `None` for anything else and
+/// for group MACs (only used to detect address conflicts, never to answer).
+pub fn decode_na_claim(frame: &[u8]) -> Option<(Mac, Ipv6Addr)> {
+    let eth = EthernetPacket::new(frame)?;
+    if eth.get_ethertype() != EtherTypes::Ipv6 {
+        return None;
+    }
+    let ip_bytes = eth.payload();
+    let ip = Ipv6Packet::new(ip_bytes)?;
+    if ip.get_version() != 6 || ip.get_next_header() != IpNextHeaderProtocols::Icmpv6 || ip.get_hop_limit() != HOP_LIMIT
+    {
+        return None;
+    }
+    let body = ip_bytes.get(IPV6_HEADER..)?.get(..usize::from(ip.get_payload_length()))?;
+    let icmp = Icmpv6Packet::new(body)?;
+    if icmp.get_icmpv6_type() != Icmpv6Types::NeighborAdvert
+        || icmp.get_icmpv6_code() != Icmpv6Code(0)
+        || body.len() < NS_NA_FIXED
+        || icmpv6::checksum(&icmp, &ip.get_source(), &ip.get_destination()) != icmp.get_checksum()
+    {
+        return None;
+    }
+    let target = Ipv6Addr::from(<[u8; 16]>::try_from(body.get(8..24)?).ok()?);
+    if target.is_multicast() {
+        return None;
+    }
+    let mut who = mac(eth.get_source());
+    let mut opts = body.get(NS_NA_FIXED..)?;
+    while let [ty, len8, ..] = *opts {
+        let len = usize::from(len8) * 8;
+        let (opt, rest) = opts.split_at_checked(len).filter(|_| len > 0)?;
+        if ty == OPT_TARGET_LL && len == 8 {
+            who = <[u8; 6]>::try_from(opt.get(2..8)?).ok()?;
+        }
+        opts = rest;
+    }
+    if !opts.is_empty() || is_group(who) {
+        return None;
+    }
+    Some((who, target))
+}
+
 /// [`decode_ns`] with every non-solicitation and every invalid one as `None`.
 pub fn parse_ns(frame: &[u8]) -> Option<NeighborSolicit> {
     decode_ns(frame).ok().flatten()
@@ -321,6 +365,33 @@ mod tests {
         assert_eq!(&body[5..8], &[0, 0, 0]);
         assert_eq!(&body[8..24], &target.octets());
         assert_eq!(&body[24..32], &[2, 1, ME[0], ME[1], ME[2], ME[3], ME[4], ME[5]], "Target Link-Layer option");
+    }
+
+    #[test]
+    fn advertisement_claims() {
+        let vip = v6("2001:db8::50");
+        let una = build_unsolicited_na(HOST, v6("fe80::9"), vip);
+        assert_eq!(decode_na_claim(&una), Some((HOST, vip)));
+        let ns = build_ns(HOST, v6("2001:db8::9"), vip);
+        let sol = build_solicited_na(HOST, &parse_ns(&ns).unwrap());
+        assert_eq!(decode_na_claim(&sol), Some((HOST, vip)), "a reply claims too");
+        assert_eq!(decode_na_claim(&ns), None, "a solicitation does not");
+        // The target link-layer address option names the MAC, not the Ethernet source.
+        let mut other = una.clone();
+        other[6..12].copy_from_slice(&ME);
+        assert_eq!(decode_na_claim(&other), Some((HOST, vip)));
+        // RFC 4861 §7.1.2 checks: hop limit, checksum; and no group MAC.
+        let mut hop = una.clone();
+        hop[14 + 7] = 64;
+        assert_eq!(decode_na_claim(&hop), None);
+        let mut sum = una.clone();
+        let last = sum.len() - 1;
+        sum[last] ^= 1;
+        assert_eq!(decode_na_claim(&sum), None);
+        assert_eq!(decode_na_claim(&build_unsolicited_na([3, 0, 0, 0, 0, 1], v6("fe80::9"), vip)), None);
+        for n in 0..una.len() {
+            assert_eq!(decode_na_claim(&una[..n]), None, "truncated at {n}");
+        }
     }
 
     #[test]
@@ -526,6 +597,7 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..120)) {
             let _ = decode_ns(&bytes);
+            let _ = decode_na_claim(&bytes);
         }
 
         /// Mutations of a valid NS with its checksum recomputed, so they reach the option walk.
