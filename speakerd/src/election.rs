@@ -48,7 +48,11 @@ pub fn owner(ip: &IpAddr, candidates: &BTreeSet<String>, alive: &BTreeSet<String
 }
 
 /// [`owner`], passing over the candidates for which `cannot_serve` is true (alive, but unable to
-/// answer for this IP: they still count for the majority, they are only not eligible).
+/// answer for this IP, or in the hold-down after they were: they still count for the majority, they
+/// are only not eligible). If that passes over every alive candidate, the first of them owns the IP all
+/// the same: a node that gave the IP up a while ago may well answer again now (its link came back,
+/// the hold-down has not ended), and an IP tried by it is better than an IP that nobody answers. Every
+/// node sees the same sets, so every node still names the same owner.
 pub fn owner_except(
     ip: &IpAddr,
     candidates: &BTreeSet<String>,
@@ -59,7 +63,10 @@ pub fn owner_except(
     if mode == Mode::Strict && !quorate(candidates, alive) {
         return None;
     }
-    candidates.intersection(alive).filter(|n| !cannot_serve(n)).min_by_key(|n| (rank(n, ip), (*n).clone())).cloned()
+    let first = |eligible: &dyn Fn(&str) -> bool| {
+        candidates.intersection(alive).filter(|n| eligible(n)).min_by_key(|n| (rank(n, ip), (*n).clone())).cloned()
+    };
+    first(&|n| !cannot_serve(n)).or_else(|| first(&|_| true))
 }
 
 #[cfg(test)]
@@ -86,8 +93,13 @@ mod handoff_tests {
         let two: BTreeSet<String> = c.iter().filter(|n| *n != &first).cloned().collect();
         let only_other = owner_except(&ip, &c, &two, |n| n == next, Mode::Strict);
         assert!(only_other.is_some() && only_other.as_ref() != Some(&next), "{only_other:?}");
-        // Nobody left who can serve: no owner.
-        assert_eq!(owner_except(&ip, &c, &c, |_| true, Mode::Strict), None);
+        // Nobody left who can serve: the first alive candidate tries all the same (rather than nobody).
+        assert_eq!(owner_except(&ip, &c, &c, |_| true, Mode::Strict), Some(first.clone()));
+        let alone: BTreeSet<String> = [next.clone()].into();
+        assert_eq!(owner_except(&ip, &c, &alone, |n| n == next, Mode::Available), Some(next.clone()));
+        // ... but never a node that is not alive, and never without a majority in strict mode.
+        assert_eq!(owner_except(&ip, &c, &BTreeSet::new(), |_| true, Mode::Available), None);
+        assert_eq!(owner_except(&ip, &c, &alone, |_| true, Mode::Strict), None);
     }
 }
 

@@ -10,11 +10,13 @@
 //! Nothing here sleeps for a fixed time: use [`wait_until`] to poll a condition with a deadline.
 #![allow(dead_code, unused_imports)]
 
+pub mod arp_probe;
 pub mod k8s;
 pub mod lab;
 pub mod peers;
 pub mod speakerd;
 
+pub use arp_probe::ArpProbe;
 pub use lab::{Host, Lab, Netns, Proc, Routed, Segment};
 pub use peers::{Announce, BgpPeer, Bird, Frr, Gobgpd, Neighbor, Notification, PeerConfig, Route};
 pub use speakerd::{bin_path, Speakerd, SpeakerdBuilder};

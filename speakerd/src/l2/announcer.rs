@@ -21,7 +21,8 @@
 //! * An IP removed from the claims is forgotten at once: no answer and no further burst frame.
 //! * Each newly chosen (IP, interface) pair gets `garp_count` announcements `garp_interval` apart; the
 //!   first goes out in the same `handle` call. Ownership is the claim set at the time of each repeat.
-//! * A Duplicate Address Detection probe is not answered: nothing is configured, so nothing is defended.
+//! * An IPv6 Duplicate Address Detection probe (from `::`) is not answered, as MetalLB does not; an ARP
+//!   probe (from 0.0.0.0) is answered like any request, as MetalLB and Linux answer it.
 //!
 //! # Address conflicts on the wire
 //!
@@ -35,12 +36,17 @@
 //! * it is counted ([`L2Counters::conflicts_seen`]) and reported ([`Action::Conflict`], a warning log);
 //! * the lower MAC wins: the winner re-announces at once (one gratuitous ARP / unsolicited NA, at most one per half
 //!   `garp_interval` per IP and interface), so the clients' caches end on it;
-//! * the loser stops answering the IP on that interface, and sends nothing for it there, for
+//! * the loser stops answering the IP on that interface, and claims nothing for it there, for
 //!   `garp_interval / 2` the first time, `garp_interval` at each further loss while it owns the IP.
-//!   Then it takes the interface up again with a new burst: if the winner is still there its
-//!   re-announcement silences the loser again within a round trip, if it is gone (an ownership change
-//!   that reached the winner first) the IP was silent for at most one `garp_interval`. The price during
-//!   a long gossip partition: one gratuitous ARP from each side per IP and `garp_interval`. Losing does not make the IP a failure
+//!   Then it asks before it claims: one probe (an ARP probe from 0.0.0.0, RFC 5227 §2.1.1, or a
+//!   Neighbor Solicitation from its link-local address), and a wait of `garp_interval / 2`, at most
+//!   250 ms. An answer from a lower MAC: quiet for another interval (counted, not logged again). An
+//!   answer from a higher MAC: the winner has gone, answer again at once. No answer: the winner has
+//!   released the IP (an ownership change that reached it first), answer again with a new burst; the
+//!   IP was silent for at most one `garp_interval` and one wait. A probe is a question: no client cache
+//!   learns the loser's MAC from it, so while the winner stays, the clients see no second answer after
+//!   the first conflict, however long the gossip partition lasts. The price: one probe from the loser
+//!   and one answer from the winner per IP and `garp_interval`. Losing does not make the IP a failure
 //!   (no hand-off): the IP is answered, by the winner.
 //! * A new ownership (the IP leaves the claims and comes back), or any change of this node's gossip
 //!   view ([`Claim::view`]), ends the quiet period and starts from a clean slate. This is what makes
@@ -194,6 +200,15 @@ impl Burst {
 struct Quiet {
     to: Mac,
     until: Instant,
+    /// A probe went out at the end of the quiet period; `until` is then the end of the wait for an
+    /// answer. No answer by then: this node answers the IP again.
+    probing: bool,
+}
+
+/// How long a loser waits for an answer to its probe before it answers the IP again: half the
+/// announcement interval, at most 250 ms (an owner on the segment answers within milliseconds).
+fn probe_wait(garp_interval: Duration) -> Duration {
+    (garp_interval / 2).min(Duration::from_millis(250))
 }
 
 /// The longest quiet period after a lost conflict, in multiples of the first one (`garp_interval / 2`):
@@ -366,12 +381,7 @@ impl Announcer {
             Input::Timer => {
                 let before = self.failed.len();
                 self.failed.retain(|_, f| f.retry_at > now);
-                let mut ended = false;
-                for st in self.claims.values_mut() {
-                    let n = st.quiet.len();
-                    st.quiet.retain(|_, q| q.until > now);
-                    ended |= st.quiet.len() != n;
-                }
+                let ended = self.quiet_timers(now, &mut out);
                 if self.failed.len() != before || ended {
                     self.reselect(now);
                 }
@@ -436,6 +446,26 @@ impl Announcer {
         let Some(i) = self.ifaces.get(&iface) else { return false };
         let ours = i.mac;
         let Some(st) = self.claims.get_mut(&ip) else { return false };
+        if let Some(q) = st.quiet.get_mut(&iface) {
+            // Quiet here after a lost conflict: the other side's answer to our probe, or its own
+            // announcement. A lower MAC still there: quiet on (counted, not logged again). A higher
+            // one: the lower MAC has gone and the IP is ours again here.
+            if other < ours {
+                self.counters.conflicts_seen += 1;
+                self.counters.conflicts_lost += 1;
+                q.to = other;
+                q.until = now + self.cfg.garp_interval;
+                q.probing = false;
+                return true;
+            }
+            st.quiet.remove(&iface);
+            self.counters.conflicts_seen += 1;
+            let garp_count = self.cfg.garp_count;
+            let b = st.on.entry(iface).or_insert(Burst::new(garp_count, now));
+            b.reannounced = Some(now);
+            out.push(Action::Conflict { ip, iface, other, won: true, quiet_until: None });
+            return true;
+        }
         let Some(burst) = st.on.get_mut(&iface) else { return false };
         self.counters.conflicts_seen += 1;
         if ours < other {
@@ -453,10 +483,45 @@ impl Announcer {
             st.lost = st.lost.saturating_add(1);
             let until = now + (self.cfg.garp_interval / 2) * factor;
             st.on.remove(&iface);
-            st.quiet.insert(iface, Quiet { to: other, until });
+            st.quiet.insert(iface, Quiet { to: other, until, probing: false });
             out.push(Action::Conflict { ip, iface, other, won: false, quiet_until: Some(until) });
         }
         true
+    }
+
+    /// Quiet periods that end now: a probe goes out (an ARP probe, RFC 5227 §2.1.1, or a Neighbor
+    /// Solicitation from the interface's link-local address) and the wait for an answer starts; a wait
+    /// that ends without an answer ends the quiet period. True if one ended (interfaces to reselect).
+    /// The probe is a question, not a claim: clients' caches never learn this node's MAC from it, so a
+    /// winner still there keeps the IP without a single double answer.
+    fn quiet_timers(&mut self, now: Instant, out: &mut Vec<Action>) -> bool {
+        let wait = probe_wait(self.cfg.garp_interval);
+        let mut ended = false;
+        for (ip, st) in self.claims.iter_mut() {
+            st.quiet.retain(|idx, q| {
+                if q.until > now {
+                    return true;
+                }
+                if q.probing {
+                    ended = true;
+                    return false;
+                }
+                let probe = self.ifaces.get(idx).and_then(|i| match ip {
+                    IpAddr::V4(v4) => Some(arp::build_probe(i.mac, *v4)),
+                    IpAddr::V6(v6) => i.link_local().map(|ll| ndp::build_ns(i.mac, ll, *v6)),
+                });
+                let Some(frame) = probe else {
+                    // Nothing to ask with (no link-local address): answer again.
+                    ended = true;
+                    return false;
+                };
+                out.push(Action::Send { iface: *idx, ip: *ip, frame });
+                q.probing = true;
+                q.until = now + wait;
+                true
+            });
+        }
+        ended
     }
 
     fn answer(&mut self, iface: u32, frame: &[u8], out: &mut Vec<Action>) {
@@ -517,6 +582,10 @@ impl Announcer {
     fn program_sockets(&mut self, out: &mut Vec<Action>) {
         let mut want: BTreeMap<u32, BTreeSet<Mac>> = BTreeMap::new();
         for st in self.claims.values() {
+            // A quiet interface keeps its socket: the probe goes out and the answer comes in there.
+            for i in st.quiet.keys() {
+                want.entry(*i).or_default();
+            }
             for i in st.on.keys() {
                 let groups = want.entry(*i).or_default();
                 if let IpAddr::V6(v6) = st.claim.ip {
@@ -992,33 +1061,54 @@ mod tests {
     }
 
     #[test]
-    fn the_loser_is_quiet_for_half_then_one_interval_then_announces_again() {
+    fn the_loser_is_quiet_then_probes_and_answers_again_only_when_nobody_answers_the_probe() {
         let (mut a, t0) = setup(2);
+        let vip: Ipv4Addr = "192.0.2.50".parse().unwrap();
         a.handle(Input::Claims(vec![claim("192.0.2.50")]), t0);
-        let garp = || Input::Frame { iface: 2, frame: arp::build_gratuitous(LOWER, "192.0.2.50".parse().unwrap()) };
+        let garp = || Input::Frame { iface: 2, frame: arp::build_gratuitous(LOWER, vip) };
+        // The winner's answer to our probe: a reply to the probe's sender (MAC, 0.0.0.0).
+        let reply = |m| Input::Frame { iface: 2, frame: arp::build_reply(m, vip, M1, Ipv4Addr::UNSPECIFIED) };
+        let wait = Duration::from_millis(250);
         let out = a.handle(garp(), t0);
-        assert!(out.contains(&Action::CloseSocket { iface: 2 }), "nothing else on eth0: {out:?}");
+        assert!(!out.contains(&Action::CloseSocket { iface: 2 }), "the socket stays for the probe: {out:?}");
         assert_eq!(timer(&out), Some(t0 + SEC / 2), "the first quiet period is half an interval");
         assert!(!answered(&mut a, t0 + SEC / 4));
         assert!(a.status()[0].error.as_deref().unwrap().contains("02:00:00:00:00:00"), "{:?}", a.status());
-        // Quiet over: socket again and a new burst (the winner, if still there, will silence us again).
-        let out = a.handle(Input::Timer, t0 + SEC / 2);
-        assert_eq!(out[0], Action::OpenSocket { iface: 2 });
-        assert_eq!(sends(&out).len(), 1, "{out:?}");
-        assert!(answered(&mut a, t0 + SEC / 2));
-        // Lost again: a whole interval, and never longer (the silence if the winner has gone meanwhile).
-        let mut t = t0 + SEC;
-        for _ in 0..9 {
-            let out = a.handle(garp(), t);
-            assert_eq!(timer(&out), Some(t + SEC), "{out:?}");
-            assert!(!answered(&mut a, t + SEC / 2));
-            t += SEC;
-            a.handle(Input::Timer, t);
-            assert!(answered(&mut a, t));
+        // Quiet over: a probe (a question nobody's cache learns from), nothing else, and a wait.
+        let t = t0 + SEC / 2;
+        let out = a.handle(Input::Timer, t);
+        assert_eq!(sends(&out), vec![(2, IpAddr::V4(vip), arp::build_probe(M1, vip))]);
+        assert!(arp::decode_claim(&arp::build_probe(M1, vip)).is_none());
+        assert_eq!(timer(&out), Some(t + wait));
+        assert!(!answered(&mut a, t));
+        // The winner is still there and answers: quiet for a whole interval, not a frame sent.
+        let t = t + Duration::from_millis(5);
+        let out = a.handle(reply(LOWER), t);
+        assert!(sends(&out).is_empty(), "{out:?}");
+        assert_eq!(timer(&out), Some(t + SEC));
+        assert_eq!(a.counters().conflicts_lost, 2);
+        for _ in 0..5 {
+            assert!(sends(&a.handle(Input::Timer, t + wait)).is_empty(), "the old wait ended nothing");
+            assert!(!answered(&mut a, t + wait));
         }
-        assert_eq!(a.counters().conflicts_lost, 10);
+        // Probe again; this time nobody answers (the winner released the IP): after the wait, answered
+        // again with a new burst. The silence was at most one interval and one wait.
+        let t = t + SEC;
+        assert_eq!(sends(&a.handle(Input::Timer, t)), vec![(2, IpAddr::V4(vip), arp::build_probe(M1, vip))]);
+        let out = a.handle(Input::Timer, t + wait);
+        assert_eq!(sends(&out), vec![(2, IpAddr::V4(vip), arp::build_gratuitous(M1, vip))]);
+        assert!(answered(&mut a, t + wait));
+        // A higher MAC answering our probe means the lower one has gone: answer again at once.
+        let t = t + 2 * SEC;
+        a.handle(garp(), t);
+        a.handle(Input::Timer, t + SEC);
+        let out = a.handle(reply(HIGHER), t + SEC);
+        assert_eq!(conflicts(&out), vec![(IpAddr::V4(vip), 2, HIGHER, true)]);
+        assert_eq!(sends(&out), vec![(2, IpAddr::V4(vip), arp::build_gratuitous(M1, vip))]);
+        assert!(answered(&mut a, t + SEC));
         // A new gossip view ends the quiet period at once (a healed partition: the winner's node
         // releases the IP at the same moment), and the next loss is half an interval again.
+        let t = t + 3 * SEC;
         a.handle(garp(), t);
         assert!(!answered(&mut a, t));
         let out = a.handle(Input::Claims(vec![Claim { view: 1, ..claim("192.0.2.50") }]), t);
@@ -1030,6 +1120,25 @@ mod tests {
         a.handle(Input::Claims(vec![claim("192.0.2.50")]), t);
         assert!(answered(&mut a, t));
         assert_eq!(timer(&a.handle(garp(), t)), Some(t + SEC / 2));
+    }
+
+    #[test]
+    fn an_ipv6_loser_probes_with_a_neighbor_solicitation_from_its_link_local_address() {
+        let (mut a, t0) = setup(1);
+        let vip: Ipv6Addr = "2001:db8::50".parse().unwrap();
+        a.handle(Input::Claims(vec![claim("2001:db8::50")]), t0);
+        let una = ndp::build_unsolicited_na(LOWER, "fe80::7".parse().unwrap(), vip);
+        a.handle(Input::Frame { iface: 2, frame: una }, t0);
+        let out = a.handle(Input::Timer, t0 + SEC / 2);
+        let probe = ndp::build_ns(M1, "fe80::1".parse().unwrap(), vip);
+        assert_eq!(sends(&out), vec![(2, IpAddr::V6(vip), probe.clone())]);
+        assert!(ndp::decode_na_claim(&probe).is_none(), "a question, not a claim");
+        // The winner answers it (a solicited NA to us): quiet on.
+        let ns = ndp::parse_ns(&probe).unwrap();
+        let answer = ndp::build_solicited_na(LOWER, &ns);
+        let out = a.handle(Input::Frame { iface: 2, frame: answer }, t0 + SEC / 2);
+        assert!(sends(&out).is_empty(), "{out:?}");
+        assert!(a.status()[0].answering_on.is_empty());
     }
 
     #[derive(Debug, Clone)]
@@ -1112,12 +1221,14 @@ mod tests {
                         Action::OpenSocket { iface } => prop_assert!(open.insert(iface), "opened twice"),
                         Action::CloseSocket { iface } => prop_assert!(open.remove(&iface), "closed unopened"),
                         Action::Join { iface, .. } | Action::Leave { iface, .. } => prop_assert!(open.contains(&iface)),
-                        Action::Send { iface, ip, .. } => {
+                        Action::Send { iface, ip, frame } => {
                             prop_assert!(owned.contains(&ip), "frame for {ip}, not owned");
                             prop_assert!(open.contains(&iface));
                             let st = a.status().into_iter().find(|s| s.ip == ip).unwrap();
                             let name = &ifaces().into_iter().find(|i| i.index == iface).unwrap().name;
-                            prop_assert!(st.answering_on.iter().any(|(n, _)| n == name));
+                            // Answered there, or a probe after a lost conflict: a question, never a claim.
+                            let probe = arp::decode_claim(&frame).is_none() && ndp::decode_na_claim(&frame).is_none();
+                            prop_assert!(probe || st.answering_on.iter().any(|(n, _)| n == name));
                         }
                         Action::ArmTimer(t) => prop_assert!(t >= now),
                         Action::Failures(f) => reported = f,

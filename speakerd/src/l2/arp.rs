@@ -132,6 +132,12 @@ pub fn build_gratuitous(our_mac: Mac, ip: Ipv4Addr) -> Vec<u8> {
     ethernet(BROADCAST, our_mac, EtherTypes::Arp, &body(ArpOperations::Request, our_mac, ip, [0; 6], ip))
 }
 
+/// An ARP probe (RFC 5227 §2.1.1): "who has `ip`?" from sender IP 0.0.0.0, broadcast. An owner of
+/// `ip` answers it; nobody's cache learns anything from it (no sender address to learn).
+pub fn build_probe(our_mac: Mac, ip: Ipv4Addr) -> Vec<u8> {
+    build_request(our_mac, Ipv4Addr::UNSPECIFIED, ip)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -981,6 +981,54 @@ mod tests {
         assert!(sim.view(a).members.iter().any(|m| m.name == "b" && m.incarnation == 1 + RENEW_STEP_MS));
     }
 
+    /// Two members, each the other's seed: the crash of one is detected by the other as fast in a pair
+    /// as in a group (no indirect probes to wait for), and as fast after a partition has healed as
+    /// before it (a renewed identity must not leave stale state that slows the next detection).
+    #[test]
+    fn pair_crash_detection_before_and_after_a_healed_partition() {
+        let mut fresh = Vec::new();
+        let mut healed = Vec::new();
+        for run in 0..30u64 {
+            for after_partition in [false, true] {
+                let mut sim = Sim::new();
+                let (ia, ib) = (id("a", 1, 1), id("b", 2, 1));
+                let a = sim.add(ia.clone(), None, vec![ib.addr], 10 * run);
+                let b = sim.add(ib, None, vec![ia.addr], 10 * run + 1);
+                sim.run_until(Duration::from_secs(3), |s| s.all_see(&[a, b], &["a", "b"])).unwrap();
+                if after_partition {
+                    sim.isolated.insert(a);
+                    sim.run_until(Duration::from_secs(5), |s| {
+                        s.state_of(a, "b") == Some(MemberState::Dead) && s.state_of(b, "a") == Some(MemberState::Dead)
+                    })
+                    .unwrap();
+                    sim.run_for(Duration::from_millis(500));
+                    sim.isolated.clear();
+                    sim.run_until(Duration::from_secs(5), |s| s.all_see(&[a, b], &["a", "b"])).expect("no rejoin");
+                }
+                sim.run_for(Duration::from_millis(500 + 37 * (run % 11)));
+                sim.nodes[b] = None;
+                let t = sim
+                    .run_until(Duration::from_secs(5), |s| s.state_of(a, "b") == Some(MemberState::Dead))
+                    .unwrap_or_else(|| panic!("run {run}: b not Dead: {:?}", sim.view(a)));
+                if after_partition {
+                    healed.push(t)
+                } else {
+                    fresh.push(t)
+                }
+            }
+        }
+        for (what, v) in [("fresh pair", &mut fresh), ("after a healed partition", &mut healed)] {
+            v.sort();
+            eprintln!(
+                "pair crash detection, {what}: min {:?} median {:?} max {:?}",
+                v[0],
+                v[v.len() / 2],
+                v[v.len() - 1]
+            );
+            assert!(v[v.len() - 1] <= Duration::from_millis(800), "{what}: slowest {:?}", v[v.len() - 1]);
+        }
+    }
+
     #[test]
     fn member_left_alone_announces_to_its_seeds_at_once() {
         let mut sim = Sim::new();
