@@ -280,33 +280,6 @@ fn dual_answers(replies: &[(f64, String, String)], window: f64) -> BTreeMap<Stri
     out
 }
 
-/// A classic BPF program for tc's cls_bpf in direct-action mode that drops gossip (UDP port 7946,
-/// IPv4 and IPv6) and passes everything else: tcpdump compiles the filter, and its "accept" return is
-/// turned into TC_ACT_SHOT (2). (This kernel has cls_bpf but no tc action modules nor nftables.)
-fn gossip_drop_program() -> String {
-    let out = run_ok(&["tcpdump", "-ddd", "-i", "lo", "udp port 7946"]);
-    let mut lines: Vec<String> = out.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
-    for l in lines.iter_mut().skip(1) {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        if f.len() == 4 && f[0] == "6" && f[3] != "0" {
-            *l = "6 0 0 2".into();
-        }
-    }
-    lines.join(",")
-}
-
-/// Drops gossip in and out of `h`'s eth0: a partition of the gossip group that leaves ARP working.
-fn partition(h: &Host, on: bool, prog: &str) {
-    if on {
-        h.run_ok(&["tc", "qdisc", "add", "dev", &h.dev, "clsact"]);
-        for dir in ["ingress", "egress"] {
-            h.run_ok(&["tc", "filter", "add", "dev", &h.dev, dir, "bpf", "da", "bytecode", prog]);
-        }
-    } else {
-        h.run_ok(&["tc", "qdisc", "del", "dev", &h.dev, "clsact"]);
-    }
-}
-
 /// The documented bound of a handover (docs/LAYER2.md): two nodes may both answer for an IP for at most
 /// this long after a partition forms or heals (a rejoining node and the interim owner each act on
 /// their own view until gossip converges).
@@ -411,7 +384,6 @@ fn split_brain_watch(lab_name: &str, election: &str, n: usize) {
     let probe = ArpProbe::start(&client, &ips, PROBE);
     std::thread::sleep(Duration::from_millis(500));
 
-    let prog = gossip_drop_program();
     let start = Instant::now();
     // (time, what, node index)
     let mut events: Vec<(f64, String, usize)> = Vec::new();
@@ -435,10 +407,10 @@ fn split_brain_watch(lab_name: &str, election: &str, n: usize) {
             }
             1 => {
                 events.push((now(), format!("partition {name}"), i));
-                partition(&h, true, &prog);
+                h.cut_gossip(true);
                 std::thread::sleep(Duration::from_secs(3));
                 events.push((now(), format!("heal {name}"), i));
-                partition(&h, false, &prog);
+                h.cut_gossip(false);
             }
             _ => {
                 events.push((now(), format!("link down {name}"), i));

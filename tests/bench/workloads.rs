@@ -615,75 +615,142 @@ pub fn scale(ctx: &Ctx, r1: &Host, res: &mut Results) {
 // 7. Layer 2 failover
 
 pub fn l2_failover(plan: &Plan, res: &mut Results) {
-    // the default probe period, then a shorter one (docs/LAYER2.md)
-    for probe_ms in [None, Some(100)] {
-        let row = l2_failover_with(plan, probe_ms);
-        res.l2.push(row);
+    // Kill -9 of the owner at 2, 3 and 5 nodes with the gossip defaults, then 3 nodes with a shorter
+    // probe period (docs/LAYER2.md); then a gossip-only partition of the owner at 2, 3 and 5 nodes.
+    for (nodes, probe_ms) in [(2, None), (3, None), (5, None), (3, Some(100))] {
+        res.l2.push(l2_failover_with(plan, nodes, probe_ms, L2Fault::Kill));
+    }
+    for nodes in [2, 3, 5] {
+        res.l2.push(l2_failover_with(plan, nodes, None, L2Fault::Partition));
     }
 }
 
-fn l2_failover_with(plan: &Plan, probe_ms: Option<u64>) -> L2Row {
-    let lab = Lab::new("bench-l2");
-    let seg = lab.segment(&["n1", "n2", "n3", "client"]);
-    let names = ["n1", "n2", "n3"];
-    let ip = "192.0.2.100";
-    // every node seeds every other one, so a restarted node finds the group whichever it is
-    let start = |i: usize| {
-        let h = &seg.hosts[i];
-        let mut b = Speakerd::builder(h).l2_node(names[i], h.v4, None).env("RUST_LOG", "warn");
-        if let Some(ms) = probe_ms {
+/// `n` speakerd nodes answering one IP, every node seeding every other one.
+struct L2Group<'a> {
+    seg: &'a Segment,
+    names: Vec<String>,
+    probe_ms: Option<u64>,
+    nodes: Vec<Speakerd>,
+}
+
+const L2_IP: &str = "192.0.2.100";
+
+impl<'a> L2Group<'a> {
+    fn start(seg: &'a Segment, n: usize, probe_ms: Option<u64>) -> Self {
+        let names = (1..=n).map(|i| format!("n{i}")).collect();
+        let mut g = L2Group { seg, names, probe_ms, nodes: Vec::new() };
+        g.nodes = (0..n).map(|i| g.node(i)).collect();
+        g
+    }
+
+    fn node(&self, i: usize) -> Speakerd {
+        let h = &self.seg.hosts[i];
+        let mut b = Speakerd::builder(h).l2_node(&self.names[i], h.v4, None).env("RUST_LOG", "warn");
+        if let Some(ms) = self.probe_ms {
             b = b.arg("--gossip-probe-ms").arg(&ms.to_string());
         }
-        for (j, o) in seg.hosts[..3].iter().enumerate() {
+        for (j, o) in self.seg.hosts[..self.names.len()].iter().enumerate() {
             if j != i {
                 b = b.arg("--gossip-seed").arg(&format!("{}:7946", o.v4));
             }
         }
         let sp = b.start();
-        let mut args = vec!["l2", "add", ip];
-        for n in names {
-            args.extend(["--node", n]);
+        let mut args = vec!["l2", "add", L2_IP];
+        for n in &self.names {
+            args.extend(["--node", n.as_str()]);
         }
         sp.ctl(&args);
         sp
-    };
-    let mut nodes: Vec<Speakerd> = (0..3).map(start).collect();
-    let agreed = |nodes: &[Speakerd]| -> Result<String, String> {
-        try_wait_until(Duration::from_secs(30), || {
+    }
+
+    /// Every node sees all alive and names the same owner: its index.
+    fn agreed(&self) -> Result<usize, String> {
+        let n = self.names.len();
+        let owner = try_wait_until(Duration::from_secs(30), || {
             let mut owners = std::collections::BTreeSet::new();
-            for sp in nodes {
+            for sp in &self.nodes {
                 let v = sp.speakerctl_json(&["members"]);
                 let alive = v["members"].as_array().map_or(0, |m| m.iter().filter(|x| x["state"] == "alive").count());
-                if alive != 3 {
+                if alive != n {
                     return Err(format!("{alive} alive members"));
                 }
-                owners.insert(sp.ctl(&["l2", "owner", ip]).trim().to_string());
+                owners.insert(sp.ctl(&["l2", "owner", L2_IP]).trim().to_string());
             }
             match owners.len() {
                 1 if !owners.contains("(none)") => Ok(owners.into_iter().next().unwrap_or_default()),
                 _ => Err(format!("owners {owners:?}")),
             }
-        })
-    };
-    let mut row = L2Row { probe_ms, ..L2Row::default() };
+        })?;
+        self.names.iter().position(|x| *x == owner).ok_or(format!("unknown owner {owner}"))
+    }
+}
+
+fn l2_failover_with(plan: &Plan, n: usize, probe_ms: Option<u64>, fault: L2Fault) -> L2Row {
+    let lab = Lab::new("bench-l2");
+    let mut hosts: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
+    hosts.push("client".into());
+    let seg = lab.segment(&hosts.iter().map(String::as_str).collect::<Vec<_>>());
+    let client = &seg.hosts[n];
+    let mut g = L2Group::start(&seg, n, probe_ms);
+    let mut row = L2Row { nodes: n, probe_ms, fault, ..L2Row::default() };
     for run in 0..plan.l2_runs {
         let r = (|| -> Result<Duration, String> {
-            let owner = agreed(&nodes)?;
+            let i = g.agreed()?;
             std::thread::sleep(Duration::from_millis(500)); // let the owner's own GARPs pass
-            let i = names.iter().position(|n| *n == owner).ok_or(format!("unknown owner {owner}"))?;
-            let mac = wire::parse_mac(&seg.hosts[i].mac());
-            let sniff = Sniffer::start(seg.hosts[3].name(), "eth0", wire::is_garp(ip.parse().unwrap(), mac));
-            let t0 = Instant::now();
-            nodes[i].kill9();
-            let first = sniff.first(Duration::from_secs(10)).ok_or("no gratuitous ARP from a survivor within 10 s")?;
-            nodes[i] = start(i);
-            Ok(first - t0)
+            match fault {
+                L2Fault::Kill => {
+                    let mac = wire::parse_mac(&seg.hosts[i].mac());
+                    let sniff = Sniffer::start(client.name(), "eth0", wire::is_garp(L2_IP.parse().unwrap(), mac));
+                    let t0 = Instant::now();
+                    g.nodes[i].kill9();
+                    let first =
+                        sniff.first(Duration::from_secs(10)).ok_or("no gratuitous ARP from a survivor within 10 s")?;
+                    g.nodes[i] = g.node(i);
+                    Ok(first - t0)
+                }
+                L2Fault::Partition => {
+                    // The client asks every 20 ms; the longest stretch in which two MACs answered, from
+                    // the cut until 3 s after the heal.
+                    let probe = ArpProbe::start(client, &[L2_IP], Duration::from_millis(20));
+                    seg.hosts[i].cut_gossip(true);
+                    std::thread::sleep(Duration::from_secs(3));
+                    seg.hosts[i].cut_gossip(false);
+                    std::thread::sleep(Duration::from_secs(3));
+                    let replies = probe.stop();
+                    if replies.len() < 100 {
+                        return Err(format!("{} answers in 6 s", replies.len()));
+                    }
+                    Ok(longest_double_answer(&replies, 0.025))
+                }
+            }
         })();
-        eprintln!("bench: l2 failover run {run}: {r:?}");
+        eprintln!("bench: l2 {fault:?} {n} nodes run {run}: {r:?}");
         match r {
             Ok(d) => row.samples.push(d),
             Err(e) => row.err = Some(e),
         }
     }
     row
+}
+
+/// The longest time two MACs answered: replies of different MACs less than `window` s apart open or
+/// extend an episode; one ends when the next such pair is more than `window` later. Each episode counts
+/// from its first double reply to its last.
+fn longest_double_answer(replies: &[(f64, String, String)], window: f64) -> Duration {
+    let mut longest = 0f64;
+    let mut episode: Option<(f64, f64)> = None;
+    for (k, (t, _, m)) in replies.iter().enumerate() {
+        let clash = replies[k + 1..].iter().take_while(|(u, ..)| u - t < window).any(|(_, _, o)| o != m);
+        if !clash {
+            continue;
+        }
+        episode = match episode {
+            Some((a, b)) if t - b < window => Some((a, *t)),
+            _ => Some((*t, *t)),
+        };
+        if let Some((a, b)) = episode {
+            longest = longest.max(b - a + window);
+        }
+    }
+    Duration::from_secs_f64(longest)
 }

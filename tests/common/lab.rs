@@ -236,6 +236,37 @@ impl Host {
     }
 }
 
+/// A classic BPF program for tc's cls_bpf in direct-action mode that drops gossip (UDP port 7946,
+/// IPv4 and IPv6) and passes everything else: tcpdump compiles the filter, and its "accept" return is
+/// turned into TC_ACT_SHOT (2). (This kernel has cls_bpf but no tc action modules nor nftables.)
+fn gossip_drop_program() -> String {
+    let out = run_ok(&["tcpdump", "-ddd", "-i", "lo", "udp port 7946"]);
+    let mut lines: Vec<String> = out.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
+    for l in lines.iter_mut().skip(1) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() == 4 && f[0] == "6" && f[3] != "0" {
+            *l = "6 0 0 2".into();
+        }
+    }
+    lines.join(",")
+}
+
+impl Host {
+    /// Drops gossip in and out of this host's interface (`on`), or stops dropping it: a partition of the
+    /// gossip group that leaves ARP, NDP and everything else working. Needs `tc` and `tcpdump`.
+    pub fn cut_gossip(&self, on: bool) {
+        if on {
+            let prog = gossip_drop_program();
+            self.run_ok(&["tc", "qdisc", "add", "dev", &self.dev, "clsact"]);
+            for dir in ["ingress", "egress"] {
+                self.run_ok(&["tc", "filter", "add", "dev", &self.dev, dir, "bpf", "da", "bytecode", &prog]);
+            }
+        } else {
+            self.run_ok(&["tc", "qdisc", "del", "dev", &self.dev, "clsact"]);
+        }
+    }
+}
+
 impl Deref for Host {
     type Target = Netns;
     fn deref(&self) -> &Netns {

@@ -51,8 +51,10 @@ pub const RENEW_STEP_MS: u64 = 3_600_000;
 /// At most this many IPs in one node's "cannot answer" set (a bound on the broadcast's size).
 pub const MAX_UNSERVABLE: usize = 64;
 /// While a node's set is not empty it is broadcast again this often, so that members that joined
-/// later, or were on the other side of a partition, learn it too.
-pub const UNSERVABLE_REBROADCAST: Duration = Duration::from_secs(5);
+/// later, or were on the other side of a partition, learn it too. Until a member knows the set it may
+/// elect this node for an IP that this node passes over (nobody answers it), so this bounds that
+/// window; a broadcast of a few dozen bytes per second piggybacked on the gossip is the price.
+pub const UNSERVABLE_REBROADCAST: Duration = Duration::from_secs(1);
 
 /// One node's set of Layer 2 IPs it cannot answer for (no usable interface, socket errors), carried
 /// by foca's custom broadcasts. Tied to the node's identity generation: a restarted process starts
@@ -405,7 +407,7 @@ impl Swim {
         if !self.unservable.is_empty() && self.foca.identity().generation != self.unservable_generation {
             self.broadcast_unservable(now);
         }
-        self.publish(&mut out);
+        self.publish(now, &mut out);
         out
     }
 
@@ -601,11 +603,20 @@ impl Swim {
 
     /// Publishes the view if it changed. Suspicions notify nothing in foca, so the view is recomputed
     /// after every input and compared (a few dozen members: cheap).
-    fn publish(&mut self, out: &mut Vec<Action>) {
+    fn publish(&mut self, now: Instant, out: &mut Vec<Action>) {
         let view = self.project();
         if view != *self.view {
+            // A member alive now that was not before (a join, a healed partition, this node back from
+            // isolation): it has not heard this node's set, or heard it too long ago (what was broadcast
+            // while it was cut off was used up on datagrams it never got). Tell it now, not at the next
+            // periodic re-broadcast, or it may elect this node for an IP that this node passes over and
+            // the IP stays unanswered until then.
+            let newcomer = view.alive.iter().any(|n| !self.view.alive.contains(n));
             self.view = Arc::new(view);
             out.push(Action::View(self.view.clone()));
+            if newcomer && !self.unservable.is_empty() {
+                self.broadcast_unservable(now);
+            }
         }
     }
 
@@ -1026,6 +1037,58 @@ mod tests {
                 v[v.len() - 1]
             );
             assert!(v[v.len() - 1] <= Duration::from_millis(800), "{what}: slowest {:?}", v[v.len() - 1]);
+        }
+    }
+
+    /// A node that gives an IP up while cut off (its link is down) tells the others as soon as it is
+    /// back, not at the next periodic re-broadcast: until they know, they elect it for the IP while it
+    /// passes itself over, and nobody answers.
+    #[test]
+    fn a_set_changed_while_cut_off_reaches_the_others_as_soon_as_they_meet_again() {
+        for run in 0..10u64 {
+            let mut sim = Sim::new();
+            let [a, b, c] = three(&mut sim, 100 + 7 * run);
+            sim.isolated.insert(c);
+            sim.run_until(Duration::from_secs(5), |s| {
+                s.state_of(a, "c") == Some(MemberState::Dead) && s.state_of(c, "a") == Some(MemberState::Dead)
+            })
+            .unwrap();
+            let ip: IpAddr = "192.0.2.203".parse().unwrap();
+            sim.input(c, Input::SetUnservable([ip].into()));
+            sim.run_for(Duration::from_millis(300 + 100 * run));
+            sim.isolated.clear();
+            let knows = |s: &Sim| {
+                [a, b].iter().all(|&i| {
+                    s.view(i).alive.contains("c") && s.view(i).unservable.get("c").is_some_and(|u| u.contains(&ip))
+                })
+            };
+            let t = sim.run_until(Duration::from_secs(10), knows).expect("set never arrived");
+            // Back in the group within a seed retry (1 s); the set with it, long before a re-broadcast.
+            let back = sim.run_until(Duration::ZERO, |s| s.all_see(&[a, b, c], &["a", "b", "c"]));
+            assert!(back.is_some());
+            assert!(t < JOIN_RETRY_ALONE + Duration::from_millis(500), "run {run}: the set arrived after {t:?}");
+        }
+    }
+
+    /// The same for a cut too short for anyone to be declared down: no renewal, no new member, only the
+    /// periodic re-broadcast (every second) brings the set.
+    #[test]
+    fn a_set_changed_during_a_short_cut_arrives_within_a_rebroadcast() {
+        for run in 0..10u64 {
+            let mut sim = Sim::new();
+            let [a, b, c] = three(&mut sim, 300 + 7 * run);
+            sim.run_for(Duration::from_millis(37 * run));
+            sim.isolated.insert(c);
+            let ip: IpAddr = "192.0.2.203".parse().unwrap();
+            sim.input(c, Input::SetUnservable([ip].into()));
+            sim.run_for(Duration::from_millis(250));
+            sim.isolated.clear();
+            let t = sim
+                .run_until(Duration::from_secs(10), |s| {
+                    [a, b].iter().all(|&i| s.view(i).unservable.get("c").is_some_and(|u| u.contains(&ip)))
+                })
+                .expect("set never arrived");
+            assert!(t <= Duration::from_millis(1300), "run {run}: the set arrived after {t:?}");
         }
     }
 
