@@ -47,6 +47,7 @@ struct K8sLab {
     /// Held for the lab's lifetime: dropping a Proc kills it.
     _bridges: Vec<Proc>,
     gobgp: Gobgpd,
+    names: Vec<String>,
 }
 
 const NAMES: [&str; 3] = ["n1", "n2", "n3"];
@@ -61,21 +62,29 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn k8s_lab(lab: &Lab, metrics_base: u16) -> K8sLab {
-    let seg = lab.segment(&["n1", "n2", "n3", "gobgp", "client"]);
+    k8s_lab_of(lab, 3, metrics_base)
+}
+
+/// `n` nodes named n1…, then gobgpd (host `n`) and a client (host `n + 1`) on one segment.
+fn k8s_lab_of(lab: &Lab, n: usize, metrics_base: u16) -> K8sLab {
+    let names: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
+    let mut hosts: Vec<&str> = names.iter().map(String::as_str).collect();
+    hosts.extend(["gobgp", "client"]);
+    let seg = lab.segment(&hosts);
     let api = Api::start(lab.dir());
     api.install_crds();
-    let g = &seg.hosts[3];
+    let g = &seg.hosts[n];
     let mut pc = PeerConfig::new(GOBGP_ASN, g.v4);
-    for h in &seg.hosts[..3] {
+    for h in &seg.hosts[..n] {
         pc = pc.neighbor(Neighbor::new(h.v4, SPK_ASN).passive());
     }
     let gobgp = Gobgpd::start(g, pc);
     let mut nodes = Vec::new();
     let mut bridges = Vec::new();
-    for (i, name) in NAMES.iter().enumerate() {
+    for (i, name) in names.iter().enumerate() {
         api.apply(node(name, &seg.hosts[i].v4.to_string(), "a"));
     }
-    for (i, name) in NAMES.iter().enumerate() {
+    for (i, name) in names.iter().enumerate() {
         let sp = start_node(&seg.hosts[i], name);
         bridges.push(bridge(&api, name, &sp, metrics_base + i as u16));
         nodes.push(sp);
@@ -88,15 +97,15 @@ fn k8s_lab(lab: &Lab, metrics_base: u16) -> K8sLab {
     for sp in &nodes {
         sp.wait_peer_state(&g.v4.to_string(), "established", T);
     }
-    K8sLab { seg, api, nodes, _bridges: bridges, gobgp }
+    K8sLab { seg, api, nodes, _bridges: bridges, gobgp, names }
 }
 
 impl K8sLab {
     fn node_of_peer(&self, peer: &str) -> String {
-        self.seg.hosts[..3]
+        self.seg.hosts[..self.names.len()]
             .iter()
             .position(|h| h.v4.to_string() == peer)
-            .map_or_else(|| format!("?{peer}"), |i| NAMES[i].to_string())
+            .map_or_else(|| format!("?{peer}"), |i| self.names[i].clone())
     }
 
     /// Nodes that gobgpd has a path for `prefix` from.
@@ -114,7 +123,7 @@ impl K8sLab {
     fn owner_index(&self, ip: &str) -> usize {
         let o = self.nodes[0].speakerctl_json(&["l2", "owner", ip]);
         let n = o["node"].as_str().unwrap_or_default();
-        NAMES.iter().position(|x| *x == n).unwrap_or_else(|| panic!("no owner of {ip}: {o}"))
+        self.names.iter().position(|x| *x == n).unwrap_or_else(|| panic!("no owner of {ip}: {o}"))
     }
 }
 
@@ -508,28 +517,57 @@ fn split_brain_watch(lab_name: &str, election: &str, n: usize) {
 
 #[test]
 fn rolling_update_local_policy_always_announced_never_stale() {
-    let Some(lab) = Lab::new_or_skip("nlroll", &["gobgpd"]) else { return };
+    rolling_update("nlroll", 3, 17490);
+}
+
+#[test]
+fn rolling_update_two_nodes() {
+    rolling_update("nlroll2", 2, 17500);
+}
+
+#[test]
+fn rolling_update_five_nodes() {
+    rolling_update("nlroll5", 5, 17510);
+}
+
+/// The endpoints' history of a rolling update that moves the only pod from each node to the next
+/// (n1 → n2 → … → n1): at each step the endpoints (node, ready, serving, terminating) and the nodes
+/// that may announce (a ready endpoint, or a serving terminating one, as kube-proxy counts them).
+type RollingStep = (Vec<(String, bool, bool, bool)>, Vec<String>);
+
+fn rolling_steps(names: &[String]) -> Vec<RollingStep> {
+    let mut steps = vec![(vec![(names[0].clone(), true, true, false)], vec![names[0].clone()])];
+    for (i, a) in names.iter().enumerate() {
+        let b = &names[(i + 1) % names.len()];
+        let e = |n: &String, r, sv, t| (n.clone(), r, sv, t);
+        steps.push((vec![e(a, true, true, false), e(b, false, false, false)], vec![a.clone()]));
+        steps.push((vec![e(a, true, true, false), e(b, true, true, false)], vec![a.clone(), b.clone()]));
+        steps.push((vec![e(a, false, true, true), e(b, true, true, false)], vec![a.clone(), b.clone()]));
+        steps.push((vec![e(a, false, false, true), e(b, true, true, false)], vec![b.clone()]));
+        steps.push((vec![e(b, true, true, false)], vec![b.clone()]));
+    }
+    steps
+}
+
+/// A rolling update of two externalTrafficPolicy Local Services, one in a BGP pool and one in a Layer 2
+/// pool, at `n` nodes: the BGP route is announced by at least one node at every moment and never by a
+/// node without an endpoint for longer than one reconcile; the Layer 2 IP is answered by a node with an
+/// endpoint (within one reconcile) and never silent for long.
+fn rolling_update(lab_name: &str, n: usize, metrics_base: u16) {
+    let Some(lab) = Lab::new_or_skip(lab_name, &["gobgpd", "arping"]) else { return };
     let _serial = serial();
-    let k = k8s_lab(&lab, 17490);
+    let k = k8s_lab_of(&lab, n, metrics_base);
+    let client = k.seg.hosts[n + 1].clone();
+    let l2_ip = "192.0.2.205";
     k.api.apply(service("web", "203.0.113.30", "Local"));
-    // The endpoints' history: at each step, the nodes with a counting endpoint (ready, or serving and
-    // terminating, as kube-proxy counts them).
-    // (endpoints as (node, ready, serving, terminating), nodes that may announce)
-    type Step<'a> = (Vec<(&'a str, bool, bool, bool)>, &'a [&'a str]);
-    let steps: Vec<Step> = vec![
-        (vec![("n1", true, true, false)], &["n1"]),
-        (vec![("n1", true, true, false), ("n2", false, false, false)], &["n1"]),
-        (vec![("n1", true, true, false), ("n2", true, true, false)], &["n1", "n2"]),
-        (vec![("n1", false, true, true), ("n2", true, true, false)], &["n1", "n2"]),
-        (vec![("n1", false, false, true), ("n2", true, true, false)], &["n2"]),
-        (vec![("n2", true, true, false), ("n3", false, false, false)], &["n2"]),
-        (vec![("n2", true, true, false), ("n3", true, true, false)], &["n2", "n3"]),
-        (vec![("n2", false, true, true), ("n3", true, true, false)], &["n2", "n3"]),
-        (vec![("n3", true, true, false)], &["n3"]),
-        (vec![("n3", true, true, false), ("n1", true, true, false)], &["n1", "n3"]),
-        (vec![("n1", true, true, false), ("n3", false, false, true)], &["n1"]),
-    ];
-    k.api.apply(endpoints_with("web", &steps[0].0));
+    k.api.apply(service("web-l2", l2_ip, "Local"));
+    let steps = rolling_steps(&k.names);
+    let apply = |eps: &[(String, bool, bool, bool)]| {
+        let eps: Vec<(&str, bool, bool, bool)> = eps.iter().map(|(n, r, s, t)| (n.as_str(), *r, *s, *t)).collect();
+        k.api.apply(endpoints_with("web", &eps));
+        k.api.apply(endpoints_with("web-l2", &eps));
+    };
+    apply(&steps[0].0);
     wait_until(T, "n1 announces", || {
         let a = k.announcers("203.0.113.30/32");
         if a == ["n1"] {
@@ -538,12 +576,22 @@ fn rolling_update_local_policy_always_announced_never_stale() {
             Err(format!("{a:?}"))
         }
     });
+    let n1_mac = k.seg.hosts[0].mac();
+    wait_until(T, "n1 answers the Layer 2 IP", || match client.arping(l2_ip) {
+        Ok(m) if m == n1_mac => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+    let macs: BTreeMap<String, String> =
+        k.names.iter().zip(&k.seg.hosts).map(|(name, h)| (h.mac(), name.clone())).collect();
+    let probe = ArpProbe::start(&client, &[l2_ip], PROBE);
     // A sampler records (time, announcers) while the test walks the steps; `allowed` records (time,
     // nodes with an endpoint).
     type Samples = Vec<(Instant, Vec<String>)>;
     let samples: Arc<Mutex<Samples>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let mut allowed: Vec<(Instant, Vec<String>)> = Vec::new();
+    let wall = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let mut allowed_wall: Vec<(f64, Vec<String>)> = Vec::new();
     std::thread::scope(|s| {
         let (samples2, stop2) = (samples.clone(), stop.clone());
         let kk = &k;
@@ -555,12 +603,14 @@ fn rolling_update_local_policy_always_announced_never_stale() {
             }
         });
         for (eps, nodes) in &steps {
-            allowed.push((Instant::now(), nodes.iter().map(|s| s.to_string()).collect()));
-            k.api.apply(endpoints_with("web", eps));
+            allowed.push((Instant::now(), nodes.clone()));
+            allowed_wall.push((wall(), nodes.clone()));
+            apply(eps);
             std::thread::sleep(Duration::from_millis(1500));
         }
         stop.store(true, Ordering::Relaxed);
     });
+    let answers = probe.stop();
     // One reconcile: the bridge's 100 ms debounce, the push, and the UPDATE reaching gobgpd, plus the
     // sampler's own gobgp CLI call. 1 s is well above what it takes and well below a step.
     let reconcile = Duration::from_secs(1);
@@ -571,17 +621,39 @@ fn rolling_update_local_policy_always_announced_never_stale() {
         if a.is_empty() {
             violations.push(format!("{:?}: nobody announces", *t - allowed[0].0));
         }
-        for n in a {
+        for node in a {
             // Allowed if the node had an endpoint at some moment within one reconcile before the sample.
             let ok = allowed.iter().enumerate().any(|(i, (from, nodes))| {
                 let until = allowed.get(i + 1).map_or(*t, |x| x.0);
-                nodes.contains(n) && *from <= *t && until + reconcile >= *t
+                nodes.contains(node) && *from <= *t && until + reconcile >= *t
             });
             if !ok {
-                violations.push(format!("{:?}: {n} announces without an endpoint", *t - allowed[0].0));
+                violations.push(format!("{:?}: {node} announces without an endpoint", *t - allowed[0].0));
             }
         }
     }
-    println!("{} samples over {} steps", samples.len(), steps.len());
+    // Layer 2: every answer from a node that had an endpoint within one reconcile before it.
+    let r = reconcile.as_secs_f64();
+    for (t, _, mac) in &answers {
+        let node = macs.get(mac).cloned().unwrap_or_else(|| format!("unknown MAC {mac}"));
+        let ok = allowed_wall.iter().enumerate().any(|(i, (from, nodes))| {
+            let until = allowed_wall.get(i + 1).map_or(*t, |x| x.0);
+            nodes.contains(&node) && *from <= *t && until + r >= *t
+        });
+        if !ok {
+            violations.push(format!("{:.2} s: {node} answers {l2_ip} without an endpoint", t - allowed_wall[0].0));
+        }
+    }
+    let (gap, at) =
+        answers.windows(2).map(|w| (w[1].0 - w[0].0, w[0].0)).fold((0f64, 0f64), |m, g| if g.0 > m.0 { g } else { m });
+    println!(
+        "{n} nodes: {} route samples over {} steps; {} answers for {l2_ip}, longest silence {gap:.2} s at {:.2} s",
+        samples.len(),
+        steps.len(),
+        answers.len(),
+        at - allowed_wall[0].0
+    );
+    assert!(answers.len() > steps.len() * 15, "{} answers for {l2_ip}", answers.len());
+    assert!(gap < 2.0, "{l2_ip} unanswered for {gap:.2} s during the rolling update");
     assert!(violations.is_empty(), "{violations:#?}");
 }
