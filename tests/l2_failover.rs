@@ -321,6 +321,29 @@ fn second_nic_subnet_is_answered_with_the_second_nics_mac_and_never_on_the_first
     let entry =
         list.as_array().and_then(|a| a.iter().find(|x| x["ip"] == "198.51.100.50")).cloned().unwrap_or_default();
     assert_eq!(entry["answering_on"][0], format!("eth1 {eth1_mac}"), "{list}");
+
+    // An IP outside every subnet of the node (clients route it to their segment): answered on every
+    // NIC, each with its own MAC, as MetalLB answers it (issue 18).
+    sp.ctl(&["l2", "add", "198.51.100.50", "192.0.2.50", "203.0.113.50"]);
+    client_a.route_add(&["203.0.113.0/24", "dev", "eth0"]);
+    client_b.route_add(&["203.0.113.0/24", "dev", "eth0"]);
+    assert_eq!(wait_until(T, "client A resolves 203.0.113.50", || client_a.arping("203.0.113.50")), node.mac());
+    assert_eq!(wait_until(T, "client B resolves 203.0.113.50", || cb.arping("203.0.113.50")), eth1_mac);
+    // eth1, the NIC of 198.51.100.50's subnet, deleted: a failure (handed off in a group), never answered
+    // on eth0 with eth0's MAC.
+    node.ip(&["link", "del", "eth1"]);
+    wait_until(T, "198.51.100.50 reported as not answered", || {
+        let list = sp.speakerctl_json(&["l2", "list"]);
+        let e =
+            list.as_array().and_then(|a| a.iter().find(|x| x["ip"] == "198.51.100.50")).cloned().unwrap_or_default();
+        if e["error"].as_str().is_some_and(|s| s.contains("on the IP's subnet")) {
+            Ok(())
+        } else {
+            Err(format!("{e}"))
+        }
+    });
+    assert!(client_a.arping("198.51.100.50").is_err(), "answered on eth0 after eth1 went away");
+    assert_eq!(client_a.arping("203.0.113.50").ok(), Some(node.mac()), "the off-subnet IP stays on eth0");
 }
 
 /// Issue 19's case: two nodes run speakerd, and the IPs' candidates also name three nodes that never

@@ -45,6 +45,14 @@ pub struct Metrics {
     pub status_oldest_pending_unix_ms: AtomicU64,
     pub status_writes: AtomicU64,
     pub status_write_errors: AtomicU64,
+    /// MetalLB's `metallb_speaker_announced`: the label sets (service, protocol, node, ip) of what this
+    /// node announces, as of the last status sync ([`crate::status::announced`]).
+    pub announced: std::sync::Mutex<std::collections::BTreeSet<crate::status::AnnouncedLabels>>,
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 fn age_seconds(unix_ms: u64) -> f64 {
@@ -144,6 +152,19 @@ impl Metrics {
         }
         for (name, kind, help, v) in writes {
             s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
+        }
+        // MetalLB's name, help and labels, so that its dashboards and alerts work unchanged.
+        let name = "metallb_speaker_announced";
+        s.push_str(&format!("# HELP {name} Services being announced from this node. This is desired state, it does not guarantee that the routing protocols have converged.\n# TYPE {name} gauge\n"));
+        let announced = self.announced.lock().unwrap_or_else(|e| e.into_inner());
+        for a in announced.iter() {
+            s.push_str(&format!(
+                "{name}{{ip=\"{}\",node=\"{}\",protocol=\"{}\",service=\"{}\"}} 1\n",
+                label(&a.ip),
+                label(&a.node),
+                a.protocol,
+                label(&a.service)
+            ));
         }
         s
     }

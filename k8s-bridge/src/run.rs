@@ -590,6 +590,8 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
                     .unwrap_or_default();
                 let want = crate::status::wanted(&settings.options.node, d, &l2);
                 status.set(want);
+                let announced = crate::status::announced(&settings.options.node, d, &l2);
+                *metrics.announced.lock().unwrap_or_else(|e| e.into_inner()) = announced;
             }
         }
     }

@@ -40,6 +40,41 @@ fn short_hash(s: &str) -> String {
     format!("{h:016x}")
 }
 
+/// One series of `metallb_speaker_announced`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AnnouncedLabels {
+    pub ip: String,
+    pub node: String,
+    /// `bgp` or `layer2`, as MetalLB spells them.
+    pub protocol: &'static str,
+    /// `namespace/name`.
+    pub service: String,
+}
+
+/// What this node announces, as MetalLB's speaker sets `metallb_speaker_announced`: every Service IP it
+/// announces over BGP, and every Layer 2 Service IP it is the elected owner of (`l2`: speakerd's view).
+pub fn announced(node: &str, d: &Desired, l2: &[pb::L2Announcement]) -> BTreeSet<AnnouncedLabels> {
+    d.services
+        .iter()
+        .filter(|s| match s.protocol {
+            Protocol::Bgp => true,
+            Protocol::Layer2 => {
+                let ip = s.ip.to_string();
+                l2.iter().any(|a| a.ip == ip && a.owner_node == node)
+            }
+        })
+        .map(|s| AnnouncedLabels {
+            ip: s.ip.to_string(),
+            node: node.to_string(),
+            protocol: match s.protocol {
+                Protocol::Bgp => "bgp",
+                Protocol::Layer2 => "layer2",
+            },
+            service: format!("{}/{}", s.namespace, s.name),
+        })
+        .collect()
+}
+
 /// The status objects this node should have. `l2` is speakerd's view of the Layer 2 announcements
 /// (which node answers, on which interfaces).
 pub fn wanted(node: &str, d: &Desired, l2: &[pb::L2Announcement]) -> Vec<Wanted> {
@@ -407,5 +442,117 @@ impl StatusQueue {
     fn take_peek(&self) -> bool {
         let i = self.lock();
         i.written.is_none() || i.dirty.keys().any(|k| !i.in_flight.contains(k))
+    }
+}
+
+#[cfg(test)]
+mod queue_tests {
+    use super::*;
+    use crate::translate::ServiceAnnouncement;
+
+    #[test]
+    fn announced_is_every_bgp_ip_and_the_layer2_ips_this_node_owns_as_metallb_sets_it() {
+        let svc = |name: &str, ip: &str, protocol| ServiceAnnouncement {
+            namespace: "default".into(),
+            name: name.into(),
+            ip: ip.parse().unwrap(),
+            protocol,
+            pool: "p".into(),
+        };
+        let d = Desired {
+            services: vec![
+                svc("web", "203.0.113.10", Protocol::Bgp),
+                svc("lan", "192.0.2.200", Protocol::Layer2),
+                svc("other", "192.0.2.201", Protocol::Layer2),
+            ],
+            ..Desired::default()
+        };
+        let l2 = |ip: &str, owner: &str| pb::L2Announcement {
+            ip: ip.into(),
+            owner_node: owner.into(),
+            ..Default::default()
+        };
+        let a = announced("n1", &d, &[l2("192.0.2.200", "n1"), l2("192.0.2.201", "n2")]);
+        let got: Vec<(&str, &str, &str)> = a.iter().map(|x| (x.ip.as_str(), x.protocol, x.service.as_str())).collect();
+        assert_eq!(got, vec![("192.0.2.200", "layer2", "default/lan"), ("203.0.113.10", "bgp", "default/web")]);
+        assert!(a.iter().all(|x| x.node == "n1"));
+        let m = Metrics::default();
+        *m.announced.lock().unwrap() = a;
+        let text = m.render();
+        assert!(
+            text.contains("metallb_speaker_announced{ip=\"203.0.113.10\",node=\"n1\",protocol=\"bgp\",service=\"default/web\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE metallb_speaker_announced gauge\n"));
+        assert!(!text.contains("192.0.2.201"), "owned by n2: not announced from here");
+    }
+
+    fn w(name: &str, v: i64) -> Wanted {
+        Wanted {
+            kind: "ServiceBGPStatus",
+            name: name.into(),
+            service_namespace: "default".into(),
+            service_name: name.into(),
+            status: json!({"v": v}),
+        }
+    }
+
+    fn key(name: &str) -> Key {
+        ("ServiceBGPStatus", name.to_string())
+    }
+
+    fn listed(q: &StatusQueue, have: &[(&str, i64)]) {
+        let mut i = q.lock();
+        i.written = Some(have.iter().map(|(n, v)| (key(n), json!({"v": v}))).collect());
+        i.recheck_all(Instant::now());
+    }
+
+    #[test]
+    fn only_differences_are_written_latest_wins_and_a_failure_relists() {
+        let m = Arc::new(Metrics::default());
+        let q = StatusQueue::new(m.clone());
+        // Nothing is handed out before the first list.
+        q.set(vec![w("a", 1), w("b", 1), w("c", 1)]);
+        assert!(q.take(10).is_empty());
+        // The server already has a=1 and a stale d: b and c to create, d to delete, a untouched.
+        listed(&q, &[("a", 1), ("d", 9)]);
+        assert_eq!(m.status_pending.load(Relaxed), 3);
+        let batch = q.take(2);
+        assert_eq!(batch.len(), 2, "bounded by the free slots");
+        assert!(
+            batch.iter().all(|(k, ..)| k != &key("a")),
+            "a already as wanted: {:?}",
+            batch.iter().map(|b| &b.0).collect::<Vec<_>>()
+        );
+        // While b is in flight its wanted state changes twice: only the latest is kept (no queue of
+        // changes), and it is written after the current write completes.
+        q.set(vec![w("a", 1), w("b", 2), w("c", 1)]);
+        q.set(vec![w("a", 1), w("b", 3), w("c", 1)]);
+        for (k, want, exists) in batch {
+            assert!(!exists || k == key("d"));
+            q.done(k.clone(), Ok(want.map(|x| x.status)));
+        }
+        let rest = q.take(10);
+        let names: Vec<&str> = rest.iter().map(|(k, ..)| k.1.as_str()).collect();
+        assert!(names.contains(&"b"), "b written again with its latest state: {names:?}");
+        let b = rest.iter().find(|(k, ..)| k == &key("b")).unwrap();
+        assert_eq!(b.1.as_ref().map(|x| x.status.clone()), Some(json!({"v": 3})));
+        // A failed write: what the server has is unknown, nothing is handed out until listed again,
+        // and the key stays pending (never lost).
+        for (k, ..) in rest {
+            q.done(k, Err(()));
+        }
+        assert!(q.take(10).is_empty());
+        assert!(!q.settled());
+        listed(&q, &[("a", 1), ("b", 2)]);
+        let again = q.take(10);
+        for (k, want, _) in again {
+            q.done(k, Ok(want.map(|x| x.status)));
+        }
+        assert!(q.settled(), "every wanted state written, d deleted");
+        assert_eq!(m.status_pending.load(Relaxed), 0);
+        // Setting the same set again wakes nothing.
+        q.set(vec![w("a", 1), w("b", 3), w("c", 1)]);
+        assert!(q.take(10).is_empty());
     }
 }

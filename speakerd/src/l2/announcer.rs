@@ -12,8 +12,13 @@
 //! 3. If no candidate's subnet contains the IP, it is answered on the candidates when the claim lists
 //!    interfaces explicitly (the operator said where: an IP routed to the node, like MetalLB's
 //!    L2Advertisement.interfaces).
-//! 4. Otherwise it is answered nowhere and reported as a failure, "no usable interface on the IP's
-//!    subnet". Answering on every NIC is how MetalLB users end up with the wrong NIC's MAC.
+//! 4. If no allowed interface of this node has, or since this process started ever had, a subnet that
+//!    contains the IP (an IP outside every node subnet, which clients reach through a route to the
+//!    segment), it is answered on every candidate, as MetalLB answers every IP on every NIC: answered
+//!    rather than silent.
+//! 5. Otherwise (the IP's subnet is on an interface that is down, failed or gone) it is answered
+//!    nowhere and reported as a failure, "no usable interface on the IP's subnet", which hands it to
+//!    another node. Answering it on the other NICs is how MetalLB users end up with the wrong NIC's MAC.
 //!
 //! # Guarantees
 //!
@@ -56,6 +61,7 @@
 //! Across segments two owners never hear each other and do no harm.
 use super::iface::Iface;
 use super::{arp, ndp, Mac, Request};
+use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -245,6 +251,9 @@ pub struct Announcer {
     sockets: BTreeMap<u32, BTreeSet<Mac>>,
     reported: BTreeSet<IpAddr>,
     reported_standby: BTreeSet<IpAddr>,
+    /// Every (interface name, subnet) seen since start: an IP whose subnet's interface went away is a
+    /// failure to hand off, not an IP outside every subnet (rule 5, not 4).
+    subnets_seen: BTreeSet<(String, IpNet)>,
 }
 
 fn fmt_mac(m: Mac) -> String {
@@ -264,7 +273,12 @@ fn allowed(c: &Claim, name: &str) -> bool {
 }
 
 /// The interface choice of the module documentation.
-fn select(ifaces: &BTreeMap<u32, Iface>, failed: &BTreeMap<u32, Failed>, c: &Claim) -> Result<Vec<u32>, String> {
+fn select(
+    ifaces: &BTreeMap<u32, Iface>,
+    failed: &BTreeMap<u32, Failed>,
+    seen: &BTreeSet<(String, IpNet)>,
+    c: &Claim,
+) -> Result<Vec<u32>, String> {
     let permitted = || ifaces.values().filter(|i| allowed(c, &i.name));
     let candidates: Vec<&Iface> = permitted().filter(|i| i.usable() && !failed.contains_key(&i.index)).collect();
     let on_subnet: Vec<u32> =
@@ -272,19 +286,24 @@ fn select(ifaces: &BTreeMap<u32, Iface>, failed: &BTreeMap<u32, Failed>, c: &Cla
     if !on_subnet.is_empty() {
         return Ok(on_subnet);
     }
-    if !c.interfaces.is_empty() && !candidates.is_empty() {
+    let subnet_known = seen.iter().any(|(name, net)| net.contains(&c.ip) && allowed(c, name));
+    if (!c.interfaces.is_empty() || !subnet_known) && !candidates.is_empty() {
         return Ok(candidates.iter().map(|i| i.index).collect());
     }
     // Say why the interfaces that would have qualified did not.
     let why: Vec<String> = permitted()
-        .filter(|i| !i.loopback && (i.nets.iter().any(|n| n.contains(&c.ip)) || !c.interfaces.is_empty()))
+        .filter(|i| {
+            !i.loopback && (i.nets.iter().any(|n| n.contains(&c.ip)) || !c.interfaces.is_empty() || !subnet_known)
+        })
         .filter_map(|i| match failed.get(&i.index) {
             Some(f) => Some(format!("{}: {}", i.name, f.reason)),
             None if !i.up => Some(format!("{}: down", i.name)),
             None => None,
         })
         .collect();
-    let base = if c.interfaces.is_empty() {
+    let base = if c.interfaces.is_empty() && !subnet_known {
+        "no usable interface".to_string()
+    } else if c.interfaces.is_empty() {
         "no usable interface on the IP's subnet".to_string()
     } else {
         format!("no usable interface on the IP's subnet or among {:?}", c.interfaces)
@@ -371,6 +390,9 @@ impl Announcer {
             }
             Input::Ifaces(list) => {
                 self.ifaces = list.into_iter().filter(|i| i.index != 0).map(|i| (i.index, i)).collect();
+                for i in self.ifaces.values().filter(|i| !i.loopback) {
+                    self.subnets_seen.extend(i.nets.iter().map(|n| (i.name.clone(), n.trunc())));
+                }
                 self.failed.clear();
                 self.reselect(now);
             }
@@ -411,10 +433,10 @@ impl Announcer {
         for st in self.claims.values_mut() {
             if st.claim.standby {
                 st.on.clear();
-                st.error = select(&self.ifaces, &self.failed, &st.claim).err();
+                st.error = select(&self.ifaces, &self.failed, &self.subnets_seen, &st.claim).err();
                 continue;
             }
-            match select(&self.ifaces, &self.failed, &st.claim) {
+            match select(&self.ifaces, &self.failed, &self.subnets_seen, &st.claim) {
                 Ok(chosen) => {
                     let quiet = &st.quiet;
                     st.on.retain(|i, _| chosen.contains(i) && !quiet.contains_key(i));
@@ -809,16 +831,48 @@ mod tests {
     }
 
     #[test]
-    fn ip_outside_every_subnet_fails_unless_interfaces_are_listed() {
+    fn ip_outside_every_subnet_is_answered_on_every_allowed_nic_as_metallb_does() {
         let (mut a, t0) = setup(1);
         let out = a.handle(Input::Claims(vec![claim("203.0.113.5")]), t0);
-        assert_eq!(out, vec![Action::Failures(["203.0.113.5".parse().unwrap()].into())], "no socket, no frame");
+        let on: Vec<u32> = sends(&out).iter().map(|s| s.0).collect();
+        assert_eq!(on, vec![2, 3], "a GARP on eth0 and eth1, none on lo: {out:?}");
+        assert!(a.failures().is_empty());
+        // Excluded interfaces stay out.
+        let mut c = claim("203.0.113.5");
+        c.exclude_interfaces = vec!["eth0".into()];
+        a.handle(Input::Claims(vec![c]), t0);
+        assert_eq!(a.status()[0].answering_on, vec![("eth1".to_string(), M2)]);
+        // Nothing usable: a failure that says so.
+        let mut l = ifaces();
+        l[1].up = false;
+        l[2].up = false;
+        a.handle(Input::Ifaces(l), t0);
+        assert!(a.status()[0].error.as_deref().unwrap().starts_with("no usable interface ("), "{:?}", a.status());
+    }
+
+    #[test]
+    fn an_ip_whose_subnets_nic_went_away_is_a_failure_not_answered_on_other_nics() {
+        let (mut a, t0) = setup(1);
+        a.handle(Input::Claims(vec![claim("198.51.100.77")]), t0);
+        assert_eq!(a.status()[0].answering_on, vec![("eth1".to_string(), M2)]);
+        // eth1 deleted (or its address removed): the IP's segment is not reachable from here any more.
+        let out = a.handle(Input::Ifaces(ifaces()[..2].to_vec()), t0);
+        assert!(sends(&out).is_empty(), "nothing on eth0: {out:?}");
+        assert_eq!(a.failures(), ["198.51.100.77".parse().unwrap()].into());
         assert_eq!(a.status()[0].error.as_deref(), Some("no usable interface on the IP's subnet"));
+        // The same NIC back: answered there again.
+        a.handle(Input::Ifaces(ifaces()), t0);
+        assert_eq!(a.status()[0].answering_on, vec![("eth1".to_string(), M2)]);
+    }
+
+    #[test]
+    fn ip_outside_every_subnet_with_interfaces_listed() {
+        let (mut a, t0) = setup(1);
         let mut c = claim("203.0.113.5");
         c.interfaces = vec!["eth*".into()];
         c.exclude_interfaces = vec!["eth0".into()];
         let out = a.handle(Input::Claims(vec![c.clone()]), t0);
-        assert!(out.contains(&Action::Failures(BTreeSet::new())), "{out:?}");
+        assert!(a.failures().is_empty(), "{out:?}");
         assert_eq!(sends(&out)[0].0, 3);
         assert_eq!(a.status()[0].answering_on, vec![("eth1".to_string(), M2)]);
         c.interfaces = vec!["bond*".into()];
