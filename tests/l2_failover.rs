@@ -300,7 +300,13 @@ fn second_nic_subnet_is_answered_with_the_second_nics_mac_and_never_on_the_first
     client_b.link_up("eth0");
     client_b.link_up("lo");
     client_b.wait_ping("198.51.100.1".parse().unwrap());
-    let sp = Speakerd::builder(&node).no_bgp_listen().arg("--no-gossip").arg("--node-name").arg("node").start();
+    let sp = Speakerd::builder(&node)
+        .no_bgp_listen()
+        .arg("--no-gossip")
+        .arg("--node-name")
+        .arg("node")
+        .metrics("127.0.0.1:9476")
+        .start();
     sp.ctl(&["l2", "add", "198.51.100.50", "192.0.2.50"]);
     let eth1_mac = {
         let out = node.ip(&["-o", "link", "show", "eth1"]);
@@ -321,6 +327,17 @@ fn second_nic_subnet_is_answered_with_the_second_nics_mac_and_never_on_the_first
     let entry =
         list.as_array().and_then(|a| a.iter().find(|x| x["ip"] == "198.51.100.50")).cloned().unwrap_or_default();
     assert_eq!(entry["answering_on"][0], format!("eth1 {eth1_mac}"), "{list}");
+    // MetalLB's layer 2 counters, labelled by IP: the answers above are counted for their IP.
+    let m = node.metrics(9476).unwrap_or_else(|e| panic!("metrics: {e}"));
+    let value = |series: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {series} in\n{m}"))
+    };
+    assert!(value("metallb_layer2_responses_sent{ip=\"198.51.100.50\"}") >= 1);
+    assert!(value("metallb_layer2_requests_received{ip=\"192.0.2.50\"}") >= 1);
+    assert!(value("metallb_layer2_gratuitous_sent{ip=\"192.0.2.50\"}") >= 1);
+    assert!(value("speakerd_layer2_responses_sent_total") >= 2);
 
     // An IP outside every subnet of the node (clients route it to their segment): answered on every
     // NIC, each with its own MAC, as MetalLB answers it (issue 18).

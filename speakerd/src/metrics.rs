@@ -113,17 +113,45 @@ pub async fn render(speaker: &Speaker) -> String {
     }
     if let Some(l2) = speaker.l2() {
         let c = l2.counters();
-        // MetalLB labels these by IP; speakerd counts per node (an IP's counts are in `speakerctl l2 list`).
-        for (name, help, v) in [
+        // MetalLB's names, labelled by IP as MetalLB labels them (an IP's series lives while it is
+        // claimed here); the node totals under speakerd's names.
+        let per_ip = l2.ip_counters();
+        for (name, help, get) in [
             (
                 "metallb_layer2_requests_received",
-                "ARP requests and Neighbor Solicitations received for owned IPs",
-                c.requests_received,
+                "Number of layer2 requests received for owned IPs",
+                (|x: &crate::l2::announcer::IpCounters| x.requests_received) as fn(&_) -> u64,
             ),
-            ("metallb_layer2_responses_sent", "ARP replies and Neighbor Advertisements sent", c.responses_sent),
+            (
+                "metallb_layer2_responses_sent",
+                "Number of layer2 responses sent for owned IPs in response to requests",
+                |x| x.responses_sent,
+            ),
             (
                 "metallb_layer2_gratuitous_sent",
-                "Gratuitous ARPs and unsolicited Neighbor Advertisements sent",
+                "Number of gratuitous layer2 packets sent for owned IPs as a result of failovers",
+                |x| x.gratuitous_sent,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (ip, x) in &per_ip {
+                let _ = writeln!(out, "{name}{{ip=\"{ip}\"}} {}", get(x));
+            }
+        }
+        for (name, help, v) in [
+            (
+                "speakerd_layer2_requests_received_total",
+                "ARP requests and Neighbor Solicitations received for owned IPs, all IPs",
+                c.requests_received,
+            ),
+            (
+                "speakerd_layer2_responses_sent_total",
+                "ARP replies and Neighbor Advertisements sent, all IPs",
+                c.responses_sent,
+            ),
+            (
+                "speakerd_layer2_gratuitous_sent_total",
+                "Gratuitous ARPs and unsolicited Neighbor Advertisements sent, all IPs",
                 c.gratuitous_sent,
             ),
             (

@@ -129,6 +129,15 @@ pub struct L2Counters {
     pub conflicts_lost: u64,
 }
 
+/// One IP's share of [`L2Counters`] (MetalLB labels its layer 2 counters by IP). Kept while the IP is
+/// claimed (owned or standby); forgotten with the claim.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IpCounters {
+    pub requests_received: u64,
+    pub responses_sent: u64,
+    pub gratuitous_sent: u64,
+}
+
 #[derive(Debug)]
 pub enum Input {
     /// The complete set of IPs this node owns now.
@@ -254,6 +263,7 @@ pub struct Announcer {
     /// Every (interface name, subnet) seen since start: an IP whose subnet's interface went away is a
     /// failure to hand off, not an IP outside every subnet (rule 5, not 4).
     subnets_seen: BTreeSet<(String, IpNet)>,
+    per_ip: BTreeMap<IpAddr, IpCounters>,
 }
 
 fn fmt_mac(m: Mac) -> String {
@@ -320,6 +330,11 @@ impl Announcer {
         self.counters
     }
 
+    /// The counters of each claimed IP that has counted anything.
+    pub fn ip_counters(&self) -> &BTreeMap<IpAddr, IpCounters> {
+        &self.per_ip
+    }
+
     /// Every owned IP, in IP order.
     pub fn status(&self) -> Vec<ClaimStatus> {
         self.claims
@@ -369,6 +384,7 @@ impl Announcer {
                 let mut new: BTreeMap<IpAddr, Claim> = list.into_iter().map(|c| (c.ip, c)).collect();
                 // Removed IPs are forgotten here, with their bursts: nothing more goes out for them.
                 self.claims.retain(|ip, _| new.contains_key(ip));
+                self.per_ip.retain(|ip, _| new.contains_key(ip));
                 for (ip, st) in self.claims.iter_mut() {
                     if let Some(c) = new.remove(ip) {
                         if c.standby != st.claim.standby || c.view != st.claim.view {
@@ -567,18 +583,20 @@ impl Announcer {
                 if r.sender_mac == i.mac || r.is_announcement() {
                     return;
                 }
-                self.counters.requests_received += 1;
                 arp::build_reply(i.mac, r.target_ip, r.sender_mac, r.sender_ip)
             }
             Request::Ns(ns) => {
                 if ns.is_dad() || ns.reply_mac() == i.mac {
                     return;
                 }
-                self.counters.requests_received += 1;
                 ndp::build_solicited_na(i.mac, &ns)
             }
         };
+        self.counters.requests_received += 1;
         self.counters.responses_sent += 1;
+        let c = self.per_ip.entry(ip).or_default();
+        c.requests_received += 1;
+        c.responses_sent += 1;
         out.push(Action::Send { iface, ip, frame });
     }
 
@@ -595,6 +613,7 @@ impl Announcer {
                 };
                 out.push(Action::Send { iface: *idx, ip: *ip, frame });
                 self.counters.gratuitous_sent += 1;
+                self.per_ip.entry(*ip).or_default().gratuitous_sent += 1;
                 b.left -= 1;
                 b.next = now + self.cfg.garp_interval;
             }

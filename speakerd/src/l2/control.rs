@@ -136,6 +136,10 @@ impl L2Control {
         self.handle.counters()
     }
 
+    pub fn ip_counters(&self) -> BTreeMap<IpAddr, crate::l2::announcer::IpCounters> {
+        self.handle.ip_counters()
+    }
+
     /// IPs this node gave up because it could not answer for them, with the reason.
     pub fn gave_up(&self) -> BTreeMap<IpAddr, String> {
         self.gave_up.lock().map(|g| g.clone()).unwrap_or_default()

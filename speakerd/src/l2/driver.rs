@@ -22,7 +22,7 @@
 //! every frame is checked against the latest published set right before it is sent, so no answer or
 //! announcement for a removed IP leaves after `set_claims` returns, whatever the announcer has queued.
 //! On cancellation the sockets are closed and no goodbye frame is sent.
-use super::announcer::{Action, Announcer, Claim, ClaimStatus, Input, L2Config, L2Counters};
+use super::announcer::{Action, Announcer, Claim, ClaimStatus, Input, IpCounters, L2Config, L2Counters};
 use super::iface::{read_table, IfaceEvents};
 use super::Mac;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -259,6 +259,7 @@ type ClaimSet = Arc<BTreeMap<IpAddr, Claim>>;
 struct Shared {
     status: Vec<ClaimStatus>,
     counters: L2Counters,
+    per_ip: BTreeMap<IpAddr, IpCounters>,
 }
 
 /// A running Layer 2 announcer. Cloning gives another handle to the same one.
@@ -290,7 +291,11 @@ impl L2Handle {
         let (claims_tx, claims_rx) = watch::channel(ClaimSet::default());
         let (failures_tx, failures_rx) = watch::channel(BTreeSet::new());
         let (standby_tx, standby_rx) = watch::channel(BTreeSet::new());
-        let shared = Arc::new(Mutex::new(Shared { status: Vec::new(), counters: L2Counters::default() }));
+        let shared = Arc::new(Mutex::new(Shared {
+            status: Vec::new(),
+            counters: L2Counters::default(),
+            per_ip: BTreeMap::new(),
+        }));
         let (events_tx, events_rx) = mpsc::channel(FRAME_QUEUE);
         let driver = Driver {
             ann: Announcer::new(cfg),
@@ -340,6 +345,11 @@ impl L2Handle {
 
     pub fn counters(&self) -> L2Counters {
         self.shared.lock().map(|s| s.counters).unwrap_or_default()
+    }
+
+    /// Per claimed IP (MetalLB's `ip` label).
+    pub fn ip_counters(&self) -> BTreeMap<IpAddr, IpCounters> {
+        self.shared.lock().map(|s| s.per_ip.clone()).unwrap_or_default()
     }
 }
 
@@ -441,6 +451,8 @@ impl Driver {
         let mut pending = VecDeque::from([input]);
         // A frame changes counters only; status is rebuilt for everything else.
         let mut status_changed = false;
+        // IPs whose counters a frame sent changed (copied alone when nothing else changed).
+        let mut touched: BTreeSet<IpAddr> = BTreeSet::new();
         while let Some(input) = pending.pop_front() {
             status_changed |= !matches!(input, Input::Frame { .. });
             let now = Instant::now();
@@ -448,13 +460,15 @@ impl Driver {
             // A lost conflict changes where an IP is answered.
             status_changed |= actions.iter().any(|a| matches!(a, Action::Conflict { won: false, .. }));
             self.wake = None;
+            touched
+                .extend(actions.iter().filter_map(|a| if let Action::Send { ip, .. } = a { Some(*ip) } else { None }));
             for action in actions {
                 if let Some(fix) = self.apply(action) {
                     pending.push_back(fix);
                 }
             }
         }
-        self.publish(status_changed);
+        self.publish(status_changed, &touched);
     }
 
     /// Carries out one action; a failure comes back as the input that reports it.
@@ -538,10 +552,15 @@ impl Driver {
     }
 
     /// Publishes counters, and status if it may have changed, and logs what changed for the operator.
-    fn publish(&mut self, status_changed: bool) {
+    fn publish(&mut self, status_changed: bool, touched: &BTreeSet<IpAddr>) {
         if !status_changed {
             if let Ok(mut s) = self.shared.lock() {
                 s.counters = self.ann.counters();
+                for ip in touched {
+                    if let Some(c) = self.ann.ip_counters().get(ip) {
+                        s.per_ip.insert(*ip, *c);
+                    }
+                }
             }
             return;
         }
@@ -569,6 +588,7 @@ impl Driver {
         if let Ok(mut s) = self.shared.lock() {
             s.status = status;
             s.counters = self.ann.counters();
+            s.per_ip = self.ann.ip_counters().clone();
         }
     }
 }
