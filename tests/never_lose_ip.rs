@@ -147,6 +147,23 @@ fn api_server_outage_withdraws_nothing_and_failover_still_works() {
         }
     });
     wait_until(T, "192.0.2.201 answered", || client.arping("192.0.2.201"));
+    // MetalLB's metallb_speaker_announced on each bridge's metrics socket: the BGP IP from every node,
+    // the Layer 2 IP from its owner only.
+    let l2_owner = k.owner_index("192.0.2.201");
+    for (i, name) in NAMES.iter().enumerate() {
+        let port = 17480 + i as u16;
+        let bgp = format!(
+            "metallb_speaker_announced{{ip=\"203.0.113.10\",node=\"{name}\",protocol=\"bgp\",service=\"default/web\"}}"
+        );
+        let l2 = format!("metallb_speaker_announced{{ip=\"192.0.2.201\",node=\"{name}\",protocol=\"layer2\",service=\"default/lan\"}}");
+        wait_until(T, &format!("{name}'s announced metric"), || {
+            let want_l2 = if i == l2_owner { Ok(1.0) } else { Err(()) };
+            match (metric(port, &bgp), metric(port, &l2).map_err(|_| ())) {
+                (Ok(1.0), got) if got == want_l2 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        });
+    }
     let sent_before: Vec<u64> = (0..3).map(|i| k.updates_sent(i)).collect();
 
     // 1. Refused for 60 s. Everything stays; the outage is reported; a node killed meanwhile fails over
