@@ -54,6 +54,21 @@ fn bird_bfd_session_up_and_link_cut_resets_bgp_fast() {
         }
     });
     assert!(sessions.contains("0.100"), "BIRD uses the 100 ms intervals: {sessions}");
+    // MetalLB's metallb_bfd_* names, by peer IP: up, one up event, packets both ways.
+    sp.wait(T, "metallb_bfd_* metrics", || {
+        let m = s.metrics(9474)?;
+        let v = |series: String| m.lines().find_map(|l| l.strip_prefix(series.as_str())?.trim().parse::<u64>().ok());
+        let lbl = format!("{{peer=\"{ba}\"}}");
+        match (
+            v(format!("metallb_bfd_session_up{lbl}")),
+            v(format!("metallb_bfd_session_up_events{lbl}")),
+            v(format!("metallb_bfd_control_packet_input{lbl}")),
+            v(format!("metallb_bfd_control_packet_output{lbl}")),
+        ) {
+            (Some(1), Some(1), Some(i), Some(o)) if i > 0 && o > 0 => Ok(()),
+            other => Err(format!("{other:?}\n{m}")),
+        }
+    });
     wait_until(T, "route at BIRD", || {
         bird.routes_for("203.0.113.110/32").into_iter().next().ok_or_else(|| "none".to_string())
     });

@@ -104,6 +104,44 @@ pub async fn render(speaker: &Speaker) -> String {
         &mut with_bfd.iter().map(|(l, b)| (l.clone(), b.state_changes.to_string())),
     );
     if let Some(m) = speaker.bfd() {
+        // MetalLB's FRR-mode names (FRR's BFD counters, relabelled metallb_bfd_*), by peer IP.
+        let counters = m.counters();
+        let up: std::collections::BTreeMap<String, bool> = peers
+            .iter()
+            .filter_map(|p| Some((p.spec.address.to_string(), p.status.bfd?.state == crate::bfd::packet::BfdState::Up)))
+            .collect();
+        family(
+            "metallb_bfd_session_up",
+            "gauge",
+            "BFD session state (1 is up, 0 is down)",
+            &mut counters.keys().map(|ip| {
+                (format!("peer=\"{ip}\""), u8::from(up.get(&ip.to_string()).copied().unwrap_or(false)).to_string())
+            }),
+        );
+        for (name, help, get) in [
+            (
+                "metallb_bfd_control_packet_input",
+                "Number of received BFD control packets",
+                (|c: &crate::bfd::BfdCounters| c.control_in.load(std::sync::atomic::Ordering::Relaxed))
+                    as fn(&crate::bfd::BfdCounters) -> u64,
+            ),
+            ("metallb_bfd_control_packet_output", "Number of sent BFD control packets", |c| {
+                c.control_out.load(std::sync::atomic::Ordering::Relaxed)
+            }),
+            ("metallb_bfd_session_up_events", "Number of BFD session up events", |c| {
+                c.up_events.load(std::sync::atomic::Ordering::Relaxed)
+            }),
+            ("metallb_bfd_session_down_events", "Number of BFD session down events", |c| {
+                c.down_events.load(std::sync::atomic::Ordering::Relaxed)
+            }),
+        ] {
+            family(
+                name,
+                "counter",
+                help,
+                &mut counters.iter().map(|(ip, c)| (format!("peer=\"{ip}\""), get(c).to_string())),
+            );
+        }
         family(
             "speakerd_bfd_dropped_packets_total",
             "counter",

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::UdpSocket;
@@ -52,8 +53,25 @@ enum Cmd {
     Remove(IpAddr),
 }
 
+/// One session's packet and transition counts (MetalLB's `metallb_bfd_*` metrics, as FRR counts
+/// them). Atomics beside the status watch, so that a packet does not wake the status's watchers.
+#[derive(Debug, Default)]
+pub struct BfdCounters {
+    /// Control packets accepted (after the TTL, authentication and format checks).
+    pub control_in: AtomicU64,
+    /// Control packets handed to the socket.
+    pub control_out: AtomicU64,
+    /// Transitions to Up.
+    pub up_events: AtomicU64,
+    /// Transitions from Up to another state.
+    pub down_events: AtomicU64,
+}
+
+type CounterTable = Arc<Mutex<BTreeMap<IpAddr, Arc<BfdCounters>>>>;
+
 struct Session {
     fsm: BfdFsm,
+    counters: Arc<BfdCounters>,
     spec: SessionSpec,
     peer: IpAddr,
     tx: Arc<UdpSocket>,
@@ -70,6 +88,7 @@ struct Session {
 pub struct BfdManager {
     cmds: mpsc::Sender<Cmd>,
     drops: Arc<Mutex<BTreeMap<&'static str, u64>>>,
+    counters: CounterTable,
 }
 
 fn rx_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
@@ -187,10 +206,16 @@ impl BfdManager {
         for (sock, multihop) in rx {
             tokio::spawn(read_loop(sock, multihop, pkt_tx.clone(), cancel.clone()));
         }
-        let task =
-            Task { sessions: HashMap::new(), by_disc: HashMap::new(), drops: drops.clone(), next_disc: 0x5bfd_0000 };
+        let counters = CounterTable::default();
+        let task = Task {
+            sessions: HashMap::new(),
+            by_disc: HashMap::new(),
+            drops: drops.clone(),
+            counters: counters.clone(),
+            next_disc: 0x5bfd_0000,
+        };
         tokio::spawn(task.run(cmds, pkt_rx, cancel));
-        Ok(BfdManager { cmds: tx, drops })
+        Ok(BfdManager { cmds: tx, drops, counters })
     }
 
     /// Starts (or restarts with new settings) the session to `peer`; its status follows on the receiver.
@@ -217,6 +242,11 @@ impl BfdManager {
     /// Packets dropped, by reason.
     pub fn drops(&self) -> BTreeMap<&'static str, u64> {
         self.drops.lock().map(|d| d.clone()).unwrap_or_default()
+    }
+
+    /// Each running session's counters, by peer.
+    pub fn counters(&self) -> BTreeMap<IpAddr, Arc<BfdCounters>> {
+        self.counters.lock().map(|c| c.clone()).unwrap_or_default()
     }
 }
 
@@ -251,6 +281,7 @@ struct Task {
     sessions: HashMap<IpAddr, Session>,
     by_disc: HashMap<u32, IpAddr>,
     drops: Arc<Mutex<BTreeMap<&'static str, u64>>>,
+    counters: CounterTable,
     next_disc: u32,
 }
 
@@ -304,8 +335,13 @@ impl Task {
                     spec.cfg.required_min_rx.as_millis() as u64,
                     spec.cfg.detect_mult,
                 );
+                let counters = Arc::new(BfdCounters::default());
+                if let Ok(mut t) = self.counters.lock() {
+                    t.insert(peer, counters.clone());
+                }
                 let mut s = Session {
                     fsm: fsm.clone(),
+                    counters,
                     spec,
                     peer,
                     tx,
@@ -326,6 +362,9 @@ impl Task {
             Cmd::Remove(peer) => {
                 if let Some(s) = self.sessions.remove(&peer) {
                     self.by_disc.remove(&s.fsm.local_disc);
+                }
+                if let Ok(mut t) = self.counters.lock() {
+                    t.remove(&peer);
                 }
             }
         }
@@ -373,6 +412,7 @@ impl Task {
         if seq.is_some() {
             s.rx_seq = seq;
         }
+        s.counters.control_in.fetch_add(1, Relaxed);
         let actions = s.fsm.handle(Input::Rx(p));
         apply(s, actions);
     }
@@ -397,18 +437,26 @@ fn apply(s: &mut Session, actions: Vec<Action>) {
     for a in actions {
         match a {
             Action::Send(p) => {
-                let _ = match &s.spec.auth {
+                let sent = match &s.spec.auth {
                     Some(a) => {
                         s.tx_seq = s.tx_seq.wrapping_add(1);
                         s.tx.try_send(&a.seal(&p.encode(), s.tx_seq))
                     }
                     None => s.tx.try_send(&p.encode()),
                 };
+                if sent.is_ok() {
+                    s.counters.control_out.fetch_add(1, Relaxed);
+                }
             }
             Action::ArmTx(d) => s.tx_at = Instant::now() + d,
             Action::ArmDetect(d) => s.detect_at = Some(Instant::now() + d),
             Action::StateChanged { old, new, diag } => {
                 s.changes += 1;
+                if new == BfdState::Up {
+                    s.counters.up_events.fetch_add(1, Relaxed);
+                } else if old == BfdState::Up {
+                    s.counters.down_events.fetch_add(1, Relaxed);
+                }
                 let peer = s.peer;
                 if new == BfdState::Up {
                     tracing::info!(%peer, from = old.name(), "BFD session up");

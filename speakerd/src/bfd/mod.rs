@@ -7,4 +7,4 @@ pub mod driver;
 pub mod fsm;
 pub mod packet;
 
-pub use driver::{BfdManager, BfdStatus, SessionSpec};
+pub use driver::{BfdCounters, BfdManager, BfdStatus, SessionSpec};
