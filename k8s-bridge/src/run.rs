@@ -583,11 +583,19 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
         if status_due || !unchanged {
             status_due = false;
             if let Some(d) = &pushed {
-                let l2 = speakerd
+                let l2 = match speakerd
                     .list_l2_announcements(pb::ListL2AnnouncementsRequest { owner: crate::OWNER.into() })
                     .await
-                    .map(|r| r.into_inner().announcements)
-                    .unwrap_or_default();
+                {
+                    Ok(r) => r.into_inner().announcements,
+                    Err(e) => {
+                        // Not "no Layer 2 announcements": that would delete every ServiceL2Status and
+                        // drop the announced series. Keep both as they are and look again next round.
+                        tracing::debug!(error = %e, "Layer 2 state not read from speakerd; status sync postponed");
+                        status_due = true;
+                        continue;
+                    }
+                };
                 let want = crate::status::wanted(&settings.options.node, d, &l2);
                 status.set(want);
                 let announced = crate::status::announced(&settings.options.node, d, &l2);
