@@ -153,27 +153,25 @@ pub async fn render(speaker: &Speaker) -> String {
         let c = l2.counters();
         // MetalLB's names, labelled by IP as MetalLB labels them (an IP's series lives while it is
         // claimed here); the node totals under speakerd's names.
-        let per_ip = l2.ip_counters();
-        for (name, help, get) in [
-            (
-                "metallb_layer2_requests_received",
-                "Number of layer2 requests received for owned IPs",
-                (|x: &crate::l2::announcer::IpCounters| x.requests_received) as fn(&_) -> u64,
-            ),
-            (
-                "metallb_layer2_responses_sent",
-                "Number of layer2 responses sent for owned IPs in response to requests",
-                |x| x.responses_sent,
-            ),
+        let per_ip: Vec<(std::net::IpAddr, [u64; 3])> = l2
+            .ip_counters()
+            .iter()
+            .map(|(ip, x)| (*ip, [x.requests_received, x.responses_sent, x.gratuitous_sent]))
+            .collect();
+        for (k, (name, help)) in [
+            ("metallb_layer2_requests_received", "Number of layer2 requests received for owned IPs"),
+            ("metallb_layer2_responses_sent", "Number of layer2 responses sent for owned IPs in response to requests"),
             (
                 "metallb_layer2_gratuitous_sent",
                 "Number of gratuitous layer2 packets sent for owned IPs as a result of failovers",
-                |x| x.gratuitous_sent,
             ),
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             for (ip, x) in &per_ip {
-                let _ = writeln!(out, "{name}{{ip=\"{ip}\"}} {}", get(x));
+                let _ = writeln!(out, "{name}{{ip=\"{ip}\"}} {}", x[k]);
             }
         }
         for (name, help, v) in [
