@@ -556,6 +556,12 @@ fn withdraw_everything_on_delete_and_metrics() {
     let frr = Frr::start(f, PeerConfig::new(65003, f.v4).neighbor(Neighbor::new(&s4, 65001).passive()));
     add_peer(&sp, &ba, 65002, &[]);
     add_peer(&sp, &fa, 65003, &[]);
+    // A peer nobody answers for: its prefixes stay pending, none announced.
+    let dead = {
+        let o = b.v4.octets();
+        std::net::Ipv4Addr::new(o[0], o[1], o[2], 250).to_string()
+    };
+    add_peer(&sp, &dead, 65004, &[]);
     let announced = ["203.0.113.50/32", "203.0.113.51/32", "2001:db8:50::/64"];
     let mut args = vec!["announce", "add"];
     args.extend(announced);
@@ -579,11 +585,21 @@ fn withdraw_everything_on_delete_and_metrics() {
         assert_eq!(sample(&m, "metallb_bgp_session_up", l), Some(1.0), "{l}:\n{m}");
         let updates = sample(&m, "metallb_bgp_updates_total", l);
         assert!(updates.is_some_and(|u| u > 0.0), "{l}: updates {updates:?}:\n{m}");
+        assert_eq!(sample(&m, "metallb_bgp_pending_prefixes_total", l), Some(announced.len() as f64), "{l}:\n{m}");
     }
+    let dl = format!("peer=\"{dead}:179\"");
+    assert_eq!(sample(&m, "metallb_bgp_session_up", &dl), Some(0.0), "{m}");
+    assert_eq!(sample(&m, "metallb_bgp_announced_prefixes_total", &dl), Some(0.0), "{m}");
+    assert_eq!(
+        sample(&m, "metallb_bgp_pending_prefixes_total", &dl),
+        Some(announced.len() as f64),
+        "a down session's prefixes are pending:\n{m}"
+    );
     for (name, kind) in [
         ("metallb_bgp_session_up", "gauge"),
         ("metallb_bgp_updates_total", "counter"),
         ("metallb_bgp_announced_prefixes_total", "gauge"),
+        ("metallb_bgp_pending_prefixes_total", "gauge"),
     ] {
         assert!(m.contains(&format!("# TYPE {name} {kind}")), "# TYPE {name} {kind}:\n{m}");
     }
@@ -618,7 +634,9 @@ fn withdraw_everything_on_delete_and_metrics() {
     wait_all_routes(&frr, &s4, &["203.0.113.50/32", "2001:db8:50::/64"]);
     let m = sp.wait(T, "metrics after delete and withdraw", || {
         let m = s.metrics(PORT)?;
-        if sample(&m, "metallb_bgp_announced_prefixes_total", &fl) == Some(2.0) {
+        if sample(&m, "metallb_bgp_announced_prefixes_total", &fl) == Some(2.0)
+            && sample(&m, "metallb_bgp_pending_prefixes_total", &fl) == Some(2.0)
+        {
             Ok(m)
         } else {
             Err(m)

@@ -40,6 +40,13 @@ pub async fn render(speaker: &Speaker) -> String {
         "Number of prefixes currently being advertised on the BGP session",
         &mut peers.iter().map(|p| (lbl(p), (p.advertised.0 + p.advertised.1).to_string())),
     );
+    let pending = speaker.pending_prefixes().await;
+    family(
+        "metallb_bgp_pending_prefixes_total",
+        "gauge",
+        "Number of prefixes that should be advertised on the BGP session",
+        &mut pending.iter().map(|(a, port, n)| (format!("peer=\"{a}:{port}\""), n.to_string())),
+    );
     family(
         "speakerd_bgp_session_state",
         "gauge",

@@ -564,6 +564,20 @@ impl Speaker {
         core.peers.values().map(Self::view).collect()
     }
 
+    /// Per peer address, the prefixes it should have ([`crate::bgp::rib_out::AdjRibOut::wanted`]): one
+    /// pass over the export table per peer, under its read lock, for the metrics scrape only.
+    pub async fn pending_prefixes(&self) -> Vec<(IpAddr, u16, u64)> {
+        let core = self.core.lock().await;
+        let Ok(t) = self.exports.read() else { return Vec::new() };
+        core.peers
+            .values()
+            .map(|e| {
+                let n = e.shared.rib.lock().map(|r| r.wanted(&t)).unwrap_or_default();
+                (e.spec.address, e.spec.port, n)
+            })
+            .collect()
+    }
+
     pub async fn reset_peer(&self, key: &str, soft: bool) -> Result<(), SpeakerError> {
         let core = self.core.lock().await;
         let e = Self::find(&core, key)?;

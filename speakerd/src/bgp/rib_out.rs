@@ -274,6 +274,22 @@ impl AdjRibOut {
         (self.have[0], self.have[1])
     }
 
+    /// Prefixes this peer should have (MetalLB's `metallb_bgp_pending_prefixes_total`): wanted for it
+    /// by its selector, whether or not the session is up; once a session has sent, only those its
+    /// families and next hops can carry. Equal to [`AdjRibOut::advertised`]'s sum once converged.
+    /// O(table): for scrapes, not for the data path.
+    pub fn wanted(&self, t: &ExportTable) -> u64 {
+        t.iter_wanted()
+            .filter(|(id, w)| {
+                w.for_peer_ref(&self.sel).is_some()
+                    && match &self.enc {
+                        Some(e) => t.get(*id).is_some_and(|(p, _)| e.carries(&p)),
+                        None => true,
+                    }
+            })
+            .count() as u64
+    }
+
     /// Forgets what is on the wire and every mark (the session is gone, or the peer asked for everything
     /// again).
     fn forget_sent(&mut self) {
@@ -695,11 +711,14 @@ pub(crate) mod tests {
         r.set("203.0.113.1/32", Some(&a));
         r.set("2001:db8::1/128", Some(&a));
         assert_eq!(r.rib.advertised(), (0, 0));
+        assert_eq!(r.rib.wanted(&r.t), 2, "wanted before the session is up");
         r.up(&[Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
         r.drain(&enc(false));
         assert_eq!(r.rib.advertised(), (1, 1));
+        assert_eq!(r.rib.wanted(&r.t), 2);
         assert_eq!(r.rib.sent(&r.t).1.len(), 2);
         r.set("2001:db8::1/128", None);
+        assert_eq!(r.rib.wanted(&r.t), 1, "wanted follows the table at once");
         assert_eq!(r.rib.advertised(), (1, 1), "still on the wire until the batch");
         r.t.collect_unused(|ids| keep_on_wire([&r.rib], ids));
         assert_eq!(r.t.len(), 2, "the slot stays while a session has it on the wire");
@@ -714,6 +733,19 @@ pub(crate) mod tests {
         r.t.collect_unused(|ids| keep_on_wire([&r.rib], ids));
         assert_eq!(r.t.len(), 1);
         assert!(r.rib.sent(&r.t).1.is_empty());
+    }
+
+    #[test]
+    fn wanted_leaves_out_what_the_session_cannot_carry() {
+        let mut r = Rig::new();
+        let a = attrs(None);
+        r.set("203.0.113.1/32", Some(&a));
+        r.set("2001:db8::1/128", Some(&a));
+        r.up(&[Family::IPV4_UNICAST]);
+        let v4_only = Encoder { next_hop_v6: None, ..enc(false) };
+        r.drain(&v4_only);
+        assert_eq!(r.rib.advertised(), (1, 0));
+        assert_eq!(r.rib.wanted(&r.t), 1, "an IPv6 prefix with no IPv6 next hop is not pending");
     }
 
     #[test]
