@@ -148,15 +148,54 @@ spec: {{myASN: {SPK_ASN}, peerASN: {FRR_ASN}, peerAddress: "{}", connectTime: 1s
             Err(format!("{l:#?}"))
         }
     });
-    wait_until(T, "ServiceBGPStatus of web from n2", || {
+    let web = wait_until(T, "ServiceBGPStatus of web from n2", || {
         let l = api.server.list("metallb.io/v1beta1", "ServiceBGPStatus", Some(NS));
-        let st: Vec<&Value> = l.iter().map(|o| &o["status"]).filter(|s| s["serviceName"] == "web").collect();
-        if st.len() == 1 && st[0]["node"] == "n2" && st[0]["peers"] == json!(["gobgp"]) {
-            Ok(())
+        let st: Vec<&Value> = l.iter().filter(|o| o["status"]["serviceName"] == "web").collect();
+        if st.len() == 1 && st[0]["status"]["node"] == "n2" && st[0]["status"]["peers"] == json!(["gobgp"]) {
+            Ok(st[0].clone())
         } else {
             Err(format!("{l:#?}"))
         }
     });
+    // Owned by the speaker pod, as MetalLB's: the garbage collector deletes them with it.
+    assert_eq!(
+        web["metadata"]["ownerReferences"],
+        json!([{"apiVersion": "v1", "kind": "Pod", "name": "speaker-n2-17474", "uid": pod_uid("n2", 17474)}]),
+        "{web:#}"
+    );
+    // The node's ConfigurationState (MetalLB v0.15.3): Valid, labelled and owned as MetalLB's.
+    let config_state = |node: &str, want: &str, uid: &str, summary: &str| {
+        wait_until(
+            T,
+            &format!("ConfigurationState speaker-{node} {want} (owner {uid}, summary with {summary:?})"),
+            || {
+                let o =
+                    api.server.get("metallb.io/v1beta1", "ConfigurationState", Some(NS), &format!("speaker-{node}"));
+                let o = o.ok_or("not there")?;
+                let st = &o["status"];
+                let cond = &st["conditions"][0];
+                let summary_ok = if summary.is_empty() {
+                    st["errorSummary"].is_null()
+                } else {
+                    st["errorSummary"].as_str().is_some_and(|s| s.contains(summary))
+                };
+                if st["result"] == want
+                    && summary_ok
+                    && cond["type"] == "configReconcilerValid"
+                    && cond["status"] == if want == "Valid" { "True" } else { "False" }
+                    && o["metadata"]["labels"]
+                        == json!({"metallb.io/component-type": "speaker", "metallb.io/node-name": node})
+                    && owner_uids(&o) == [uid]
+                {
+                    Ok(())
+                } else {
+                    Err(format!("{o:#}"))
+                }
+            },
+        )
+    };
+    config_state("n1", "Valid", &pod_uid("n1", 17473), "");
+    config_state("n2", "Valid", &pod_uid("n2", 17474), "");
 
     // A broken edit of one object (unknown community alias): that object keeps its last good version
     // (an InvalidConfig Warning Event on it, the skipped-objects metric), the rest applies.
@@ -181,6 +220,7 @@ spec: {{myASN: {SPK_ASN}, peerASN: {FRR_ASN}, peerAddress: "{}", connectTime: 1s
         Ok(0.0),
         "one bad object does not make the configuration stale"
     );
+    config_state("n1", "Invalid", &pod_uid("n1", 17473), "no-such-alias");
     assert_holds(Duration::from_secs(3), "routes stay while the object is broken", || {
         let rs = gobgp.routes_for("203.0.113.10/32");
         if rs.len() == 1 && with_community(&rs[0], "64500:77") {
@@ -196,6 +236,9 @@ spec: {{myASN: {SPK_ASN}, peerASN: {FRR_ASN}, peerAddress: "{}", connectTime: 1s
         Ok(1.0) => Ok(()),
         other => Err(format!("{other:?}")),
     });
+    config_state("n2", "Invalid", &pod_uid("n2", 17474), "overlap");
+    let errors = metric(17473, "metallb_k8s_client_update_errors_total");
+    assert!(errors.as_ref().is_ok_and(|e| *e >= 1.0), "an invalid configuration is a failed update: {errors:?}");
     assert_holds(Duration::from_secs(3), "routes stay while the configuration is invalid", || {
         let rs = gobgp.routes_for("203.0.113.10/32");
         if rs.len() == 1 && with_community(&rs[0], "64500:77") {
@@ -214,6 +257,7 @@ spec: {{myASN: {SPK_ASN}, peerASN: {FRR_ASN}, peerAddress: "{}", connectTime: 1s
             other => Err(format!("{other:?}")),
         }
     });
+    config_state("n1", "Valid", &pod_uid("n1", 17473), "");
 
     // A watch ended with 410 Gone: the API server goes away, a Service is created and history is
     // compacted meanwhile; when it is back, the bridges' watches are too old (410), they relist, lose
@@ -268,6 +312,17 @@ spec: {{myASN: {SPK_ASN}, peerASN: {FRR_ASN}, peerAddress: "{}", connectTime: 1s
         other => Err(format!("{other:?}")),
     });
     assert_eq!(gobgp.routes_for("203.0.113.20/32").len(), 2);
+    // The new pod adopts what the old one wrote: n1's status objects and its ConfigurationState.
+    wait_until(T, "n1's ServiceBGPStatus objects owned by the new pod", || {
+        let l = api.server.list("metallb.io/v1beta1", "ServiceBGPStatus", Some(NS));
+        let mine: Vec<&Value> = l.iter().filter(|o| o["metadata"]["labels"]["metallb.io/node"] == "n1").collect();
+        if !mine.is_empty() && mine.iter().all(|o| owner_uids(o) == [pod_uid("n1", 17476)]) {
+            Ok(())
+        } else {
+            Err(format!("{mine:#?}"))
+        }
+    });
+    config_state("n1", "Valid", &pod_uid("n1", 17476), "");
 
     // Both down, then back in either order: the state converges.
     let two_paths = || {

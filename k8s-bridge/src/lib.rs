@@ -8,11 +8,13 @@
 //! - [`translate`]: the pure function from both to [`translate::Desired`].
 //! - [`apply`]: pushes a `Desired` to speakerd.
 //! - [`run`]: the reflectors, the reconcile loop and metrics.
-//! - [`events`], [`status`]: Events and status objects, written by their own tasks off the data path.
+//! - [`events`], [`status`], [`config_state`]: Events, status objects and the ConfigurationState,
+//!   written by their own tasks off the data path.
 pub mod allocator;
 pub mod apply;
 pub mod cluster;
 pub mod config;
+pub mod config_state;
 pub mod controller;
 pub mod events;
 pub mod metallb;

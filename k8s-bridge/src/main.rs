@@ -57,6 +57,12 @@ struct Args {
     /// Log format: text or json.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// This pod's name (downward API), owner of the status objects and the ConfigurationState.
+    #[arg(long, env = "METALLB_POD_NAME")]
+    pod_name: Option<String>,
+    /// This pod's UID (downward API `metadata.uid`); without it the objects have no owner.
+    #[arg(long, env = "METALLB_POD_UID")]
+    pod_uid: Option<String>,
 }
 
 /// `k8s-bridge controller`: the IP allocator (MetalLB's controller role).
@@ -144,6 +150,13 @@ async fn main() -> anyhow::Result<()> {
         debounce: Duration::from_millis(100),
         event_writes: Limits { concurrency: a.event_write_concurrency.max(1), qps: a.event_write_qps.max(0.1) },
         status_writes: Limits { concurrency: a.status_write_concurrency.max(1), qps: a.status_write_qps.max(0.1) },
+        pod: match (a.pod_name.filter(|n| !n.is_empty()), a.pod_uid.filter(|u| !u.is_empty())) {
+            (Some(name), Some(uid)) => Some(k8s_bridge::status::PodOwner { name, uid }),
+            _ => {
+                tracing::warn!("METALLB_POD_NAME or METALLB_POD_UID not set: status objects are written without an owner and outlive this pod");
+                None
+            }
+        },
     };
     tracing::info!(node = %settings.options.node, namespace = %settings.namespace, socket = %settings.socket.display(), "k8s-bridge starting");
     tokio::select! {

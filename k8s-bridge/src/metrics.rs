@@ -15,6 +15,9 @@ pub struct Metrics {
     pub config_skipped: AtomicU64,
     /// Watch events received (MetalLB's `metallb_k8s_client_updates_total`).
     pub updates: AtomicU64,
+    /// Reconciles that failed: an invalid configuration or a failed push (MetalLB's
+    /// `metallb_k8s_client_update_errors_total`).
+    pub update_errors: AtomicU64,
     /// Failed list/watch requests to the API server.
     pub api_errors: AtomicU64,
     /// The last list/watch request worked.
@@ -71,11 +74,12 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let b = |v: &AtomicBool| u64::from(v.load(Relaxed));
-        let rows: [(&str, &str, &str, u64); 14] = [
+        let rows: [(&str, &str, &str, u64); 15] = [
             ("k8s_bridge_config_objects_skipped", "gauge", "MetalLB objects left out of the configuration in force because they are invalid or unsupported (each has an InvalidConfig Event)", self.config_skipped.load(Relaxed)),
             ("metallb_k8s_client_config_stale_bool", "gauge", "1 if the configuration in the cluster is invalid and the last good one is in force", b(&self.config_stale)),
             ("metallb_k8s_client_config_loaded_bool", "gauge", "1 if a valid configuration has been loaded", b(&self.config_loaded)),
             ("metallb_k8s_client_updates_total", "counter", "Kubernetes watch events received", self.updates.load(Relaxed)),
+            ("metallb_k8s_client_update_errors_total", "counter", "Number of k8s object updates that failed for some reason", self.update_errors.load(Relaxed)),
             ("k8s_bridge_apiserver_errors_total", "counter", "failed list/watch requests to the API server", self.api_errors.load(Relaxed)),
             ("k8s_bridge_apiserver_up", "gauge", "1 if the last list/watch request to the API server worked", b(&self.api_up)),
             ("k8s_bridge_synced", "gauge", "1 once every watched resource has been listed", b(&self.synced)),

@@ -42,6 +42,8 @@ pub struct Settings {
     /// Limits of the Event writer and of the status writer (both off the data path).
     pub event_writes: crate::events::Limits,
     pub status_writes: crate::events::Limits,
+    /// The speaker pod, owner of the status objects and the ConfigurationState (None: no owner).
+    pub pod: Option<crate::status::PodOwner>,
 }
 
 /// Signals from the watch tasks to the reconcile loop.
@@ -420,11 +422,30 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
     let owners_changed = Arc::new(Notify::new());
     tokio::spawn(watch_speakerd(SpeakerClient::new(channel.clone()), reconnected.clone(), owners_changed.clone()));
     let status = StatusQueue::new(metrics.clone());
-    tokio::spawn(
-        status
-            .clone()
-            .run(StatusApi::new(client.clone(), &settings.namespace, &settings.options.node), settings.status_writes),
-    );
+    tokio::spawn(status.clone().run(
+        StatusApi::new(client.clone(), &settings.namespace, &settings.options.node, settings.pod.clone()),
+        settings.status_writes,
+    ));
+    let (config_state, config_state_rx) = tokio::sync::watch::channel(None);
+    tokio::spawn(crate::config_state::run(
+        client.clone(),
+        settings.namespace.clone(),
+        settings.options.node.clone(),
+        settings.pod.clone(),
+        config_state_rx,
+    ));
+    let report = |problems: &mut dyn Iterator<Item = &Problem>| {
+        let errors = problems
+            .filter(|p| p.severity != Severity::Warning)
+            .map(|p| format!("{}: {}", p.object, p.message))
+            .collect();
+        let r = Some(crate::config_state::Report { errors });
+        config_state.send_if_modified(|old| {
+            let changed = *old != r;
+            *old = r.clone();
+            changed
+        });
+    };
     let mut status_due = false;
     let mut speakerd = SpeakerClient::new(channel);
 
@@ -470,6 +491,7 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
                     tracing::info!(source = ?cfg.source, pools = cfg.pools.len(), peers = cfg.peers.len(), "configuration loaded");
                 }
                 good = Some(cfg);
+                report(&mut warnings.iter());
                 // Forget what is fixed, so that it is reported again if it comes back.
                 reported.problems.retain(|p| warnings.contains(p));
                 // Objects left out (issue 18): InvalidConfig on each, the rest applies.
@@ -491,6 +513,8 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
             }
             Err(problems) => {
                 metrics.config_stale.store(true, Relaxed);
+                metrics.update_errors.fetch_add(1, Relaxed);
+                report(&mut problems.iter());
                 for p in problems.iter().filter(|p| p.severity == Severity::Error) {
                     if reported.problems.insert(p.clone()) {
                         tracing::error!(object = %p.object, "invalid configuration, the last good one stays in force: {}", p.message);
@@ -559,6 +583,7 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
                 }
                 Err(status) => {
                     metrics.push_errors.fetch_add(1, Relaxed);
+                    metrics.update_errors.fetch_add(1, Relaxed);
                     metrics.push_ok.store(false, Relaxed);
                     pushed = None;
                     if !reported.push_failed {

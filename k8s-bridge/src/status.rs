@@ -19,6 +19,9 @@ use tokio::task::JoinSet;
 
 pub const NODE_LABEL: &str = "metallb.io/node";
 
+/// The status writer lists this node's objects again this often, to see deletions it did not make.
+pub const RELIST: Duration = Duration::from_secs(600);
+
 /// One status object as it should be: (kind, name) → (labels, status).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wanted {
@@ -178,16 +181,40 @@ pub struct StatusQueue {
     metrics: Arc<Metrics>,
 }
 
+/// The speaker pod: owner of this node's status objects, so that the API server's garbage collector
+/// deletes them with the pod, as MetalLB's speaker sets it (`SetOwnerReference`: not a controller
+/// reference, no `blockOwnerDeletion`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodOwner {
+    pub name: String,
+    pub uid: String,
+}
+
+impl PodOwner {
+    /// `metadata.ownerReferences` naming the pod.
+    pub fn references(&self) -> Value {
+        json!([{"apiVersion": "v1", "kind": "Pod", "name": self.name, "uid": self.uid}])
+    }
+
+    fn owns(&self, meta: &kube::api::ObjectMeta) -> bool {
+        meta.owner_references.as_ref().is_some_and(|rs| rs.iter().any(|r| r.uid == self.uid))
+    }
+}
+
 /// Handles on the API server for one node's status objects.
 #[derive(Clone)]
 pub struct StatusApi {
     node: String,
     l2: Api<DynamicObject>,
     bgp: Api<DynamicObject>,
+    owner: Option<PodOwner>,
+    /// Listed objects not owned by this pod yet (written by a previous pod, or by MetalLB's speaker):
+    /// their next write sets the owner first.
+    adopt: Arc<Mutex<BTreeSet<Key>>>,
 }
 
 impl StatusApi {
-    pub fn new(client: kube::Client, namespace: &str, node: &str) -> Self {
+    pub fn new(client: kube::Client, namespace: &str, node: &str, owner: Option<PodOwner>) -> Self {
         let ar = |kind: &str, plural: &str| {
             ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("metallb.io", "v1beta1", kind), plural)
         };
@@ -195,6 +222,8 @@ impl StatusApi {
             node: node.to_string(),
             l2: Api::namespaced_with(client.clone(), namespace, &ar("ServiceL2Status", "servicel2statuses")),
             bgp: Api::namespaced_with(client, namespace, &ar("ServiceBGPStatus", "servicebgpstatuses")),
+            owner,
+            adopt: Arc::default(),
         }
     }
 
@@ -208,13 +237,23 @@ impl StatusApi {
 
     async fn list(&self) -> Result<BTreeMap<Key, Value>, kube::Error> {
         let mut known = BTreeMap::new();
+        let mut adopt = BTreeSet::new();
         let lp = ListParams::default().labels(&format!("{NODE_LABEL}={}", self.node));
         for (kind, api) in [("ServiceL2Status", &self.l2), ("ServiceBGPStatus", &self.bgp)] {
             for o in api.list(&lp).await? {
-                let status = o.data.get("status").cloned().unwrap_or(Value::Null);
-                known.insert((kind, o.metadata.name.clone().unwrap_or_default()), status);
+                let key = (kind, o.metadata.name.clone().unwrap_or_default());
+                // Not ours yet: recorded as having no status, so that the next pass writes it (and adopts it).
+                let status = match &self.owner {
+                    Some(owner) if !owner.owns(&o.metadata) => {
+                        adopt.insert(key.clone());
+                        Value::Null
+                    }
+                    _ => o.data.get("status").cloned().unwrap_or(Value::Null),
+                };
+                known.insert(key, status);
             }
         }
+        *self.adopt.lock().unwrap_or_else(|e| e.into_inner()) = adopt;
         Ok(known)
     }
 
@@ -229,8 +268,15 @@ impl StatusApi {
             }
             return Ok(None);
         };
+        if exists && self.adopt.lock().unwrap_or_else(|e| e.into_inner()).contains(key) {
+            if let Some(o) = &self.owner {
+                let p = json!({"metadata": {"ownerReferences": o.references()}});
+                api.patch(&key.1, &PatchParams::default(), &Patch::Merge(p)).await?;
+            }
+            self.adopt.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        }
         if !exists {
-            let obj = json!({
+            let mut obj = json!({
                 "apiVersion": "metallb.io/v1beta1",
                 "kind": w.kind,
                 "metadata": {"name": w.name, "labels": {
@@ -239,6 +285,9 @@ impl StatusApi {
                     "metallb.io/service-namespace": w.service_namespace,
                 }},
             });
+            if let Some(o) = &self.owner {
+                obj["metadata"]["ownerReferences"] = o.references();
+            }
             let obj: DynamicObject = serde_json::from_value(obj).expect("static shape");
             match api.create(&PostParams::default(), &obj).await {
                 Ok(_) => {}
@@ -353,12 +402,22 @@ impl StatusQueue {
         let mut running: JoinSet<(Key, Result<Option<Value>, ()>)> = JoinSet::new();
         let mut retry = Duration::from_secs(1);
         let mut failing = false;
+        let mut listed_at = Instant::now();
         loop {
+            if running.is_empty() && listed_at.elapsed() >= RELIST {
+                // Objects deleted behind the writer's back (by a user, or by the garbage collector after
+                // a pod it did not adopt in time) are seen and written again.
+                let mut i = self.lock();
+                if i.written.is_some() {
+                    i.written = None;
+                }
+            }
             let listed = self.lock().written.is_some();
             if !listed && running.is_empty() {
                 limiter.acquire().await;
                 match tokio::time::timeout(WRITE_TIMEOUT, api.list()).await {
                     Ok(Ok(known)) => {
+                        listed_at = Instant::now();
                         let mut i = self.lock();
                         i.written = Some(known);
                         i.recheck_all(Instant::now());
@@ -391,7 +450,7 @@ impl StatusQueue {
                     if self.take_peek() {
                         continue;
                     }
-                    notified.await;
+                    let _ = tokio::time::timeout(RELIST.saturating_sub(listed_at.elapsed()), notified).await;
                     continue;
                 }
                 tokio::select! {

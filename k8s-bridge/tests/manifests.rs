@@ -243,14 +243,21 @@ fn rbac_covers_exactly_what_the_bridge_watches() {
         let writes = r.verbs.iter().any(|v| matches!(v.as_str(), "create" | "update" | "patch" | "delete"));
         if writes {
             assert!(
-                r.resources
-                    .as_ref()
-                    .unwrap()
-                    .iter()
-                    .all(|x| x == "events" || x.starts_with("service") && x.contains("status")),
+                r.resources.as_ref().unwrap().iter().all(|x| x == "events"
+                    || x.starts_with("service") && x.contains("status")
+                    || x.starts_with("configurationstates")),
                 "{r:?}"
             );
         }
+        if r.resources.as_ref().unwrap().iter().any(|x| x.starts_with("configurationstates")) {
+            assert!(!r.verbs.iter().any(|v| matches!(v.as_str(), "delete" | "update" | "list" | "watch")), "{r:?}");
+        }
+    }
+    // The node's ConfigurationState: created, then its status patched.
+    for (res, verb) in
+        [("configurationstates", "create"), ("configurationstates", "patch"), ("configurationstates/status", "patch")]
+    {
+        assert!(rules_allow(&ns_rules, "metallb.io", res, verb), "{verb} {res}");
     }
 }
 
@@ -278,6 +285,11 @@ fn daemonset_shares_the_socket_and_grants_only_the_needed_capabilities() {
         assert!(ctr.args.as_ref().unwrap().contains(&"--socket=/run/speakerd/speakerd.sock".to_string()));
         let env = ctr.env.as_ref().unwrap().iter().find(|e| e.name == "NODE_NAME").expect("NODE_NAME");
         assert_eq!(env.value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path, "spec.nodeName");
+    }
+    // The bridge knows its pod, owner of what it writes (as MetalLB's speaker: METALLB_POD_NAME).
+    for (name, path) in [("METALLB_POD_NAME", "metadata.name"), ("METALLB_POD_UID", "metadata.uid")] {
+        let env = bridge.env.as_ref().unwrap().iter().find(|e| e.name == name).unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(env.value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path, path);
     }
     // Only the bridge holds API credentials.
     assert!(bridge

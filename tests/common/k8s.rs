@@ -113,13 +113,33 @@ pub fn bridge(api: &Api, node: &str, sp: &Speakerd, metrics_port: u16) -> Proc {
     let socket = sp.socket().display().to_string();
     let metrics = format!("127.0.0.1:{metrics_port}");
     let kubeconfig = api.kubeconfig.display().to_string();
+    // Each bridge is a new pod: owner of what it writes ([`pod_uid`]).
+    let (pod, uid) = (format!("speaker-{node}-{metrics_port}"), pod_uid(node, metrics_port));
     Proc::spawn(
         &format!("k8s-bridge {node}"),
         &[bin.to_str().unwrap(), "--node-name", node, "--socket", &socket, "--metrics", &metrics, "--resync-secs", "5"],
         &log,
-        &[("KUBECONFIG", &kubeconfig), ("RUST_LOG", "info,k8s_bridge=debug")],
+        &[
+            ("KUBECONFIG", &kubeconfig),
+            ("RUST_LOG", "info,k8s_bridge=debug"),
+            ("METALLB_POD_NAME", &pod),
+            ("METALLB_POD_UID", &uid),
+        ],
         None,
     )
+}
+
+/// The pod UID [`bridge`] gives the bridge of `node` with metrics on `metrics_port`.
+pub fn pod_uid(node: &str, metrics_port: u16) -> String {
+    format!("uid-{node}-{metrics_port}")
+}
+
+/// The UIDs in `obj`'s ownerReferences.
+pub fn owner_uids(obj: &Value) -> Vec<String> {
+    obj["metadata"]["ownerReferences"]
+        .as_array()
+        .map(|rs| rs.iter().filter_map(|r| r["uid"].as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
 }
 
 pub fn metric(port: u16, name: &str) -> Result<f64, String> {
