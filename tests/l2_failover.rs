@@ -455,3 +455,62 @@ fn two_nodes_with_phantom_candidates_fail_over_both_ways() {
     );
     assert!(took.iter().all(|t| *t < 5.0), "failover took {took:?} s");
 }
+
+/// MetalLB's `preferredNodeSelectors` through speakerd's `node_weights`: the preferred node answers even
+/// where the hash would pick another; killed, the hash order of the others takes over; back, it takes
+/// the IP back (as MetalLB: a heavier candidate alive wins).
+#[test]
+fn the_preferred_node_answers_and_takes_the_ip_back_when_it_returns() {
+    let Some(lab) = Lab::new_or_skip("l2pref", &["arping"]) else { return };
+    let seg = lab.segment(&["n1", "n2", "n3", "cl"]);
+    let client = seg.hosts[3].clone();
+    let mut c = start(&lab, &seg);
+    c.wait_members(&[0, 1, 2], 3);
+    let ip = "192.0.2.120";
+    c.announce(&[ip]);
+    let by_hash = c.agreed_owner(ip, &[0, 1, 2]);
+    let preferred = NODES.iter().find(|n| **n != by_hash).unwrap().to_string();
+    let pi = Cluster::index(&preferred);
+    let announce_preferred = |sp: &Speakerd| {
+        let w = format!("{preferred}=50");
+        let mut args = vec!["l2", "add", ip, "--prefer", &w];
+        for n in NODES {
+            args.extend(["--node", n]);
+        }
+        sp.ctl(&args);
+    };
+    for (_, sp) in &c.nodes {
+        announce_preferred(sp);
+    }
+    let v = c.nodes[0].1.speakerctl_json(&["l2", "list"]);
+    assert_eq!(v[0]["prefer"][preferred.as_str()], 50, "{v}");
+    let owner = c.agreed_owner_not(ip, &[0, 1, 2], Some(&by_hash));
+    assert_eq!(owner, preferred, "the weight beats the hash");
+    let pref_mac = c.nodes[pi].0.mac();
+    wait_until(T, "arping answered by the preferred node", || match client.arping(ip) {
+        Ok(m) if m == pref_mac => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+
+    // Killed: the others by hash (the one the hash named first).
+    c.nodes[pi].1.kill9();
+    let rest: Vec<usize> = (0..3).filter(|i| *i != pi).collect();
+    let fallback = c.agreed_owner_not(ip, &rest, Some(&preferred));
+    assert_eq!(fallback, by_hash);
+    let hash_mac = c.nodes[Cluster::index(&by_hash)].0.mac();
+    wait_until(T, "arping answered by the hash's node", || match client.arping(ip) {
+        Ok(m) if m == hash_mac => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+
+    // Back (a new process, told again by its bridge): it takes the IP back.
+    c.nodes[pi].1.restart();
+    announce_preferred(&c.nodes[pi].1);
+    c.wait_members(&[0, 1, 2], 3);
+    let back = c.agreed_owner_not(ip, &[0, 1, 2], Some(&by_hash));
+    assert_eq!(back, preferred);
+    wait_until(T, "arping answered by the preferred node again", || match client.arping(ip) {
+        Ok(m) if m == pref_mac => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+}

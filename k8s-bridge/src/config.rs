@@ -150,6 +150,8 @@ pub struct L2Advertisement {
     pub interfaces: Vec<String>,
     /// Services this advertisement applies to (empty: every Service).
     pub services: Vec<Selector>,
+    /// `preferredNodeSelectors`: (weight, nodes that get it).
+    pub preferred: Vec<(u32, Selector)>,
 }
 
 /// Where the configuration came from.
@@ -456,8 +458,16 @@ fn from_crds(input: &ConfigInput, previous: Option<&Config>, c: &mut Collector) 
             let s = spec_of(o, &r, c)?;
             unknown_fields(&s.extra, &r, c);
             check_pool_refs(&s.ip_address_pools, &pool_names, &r, c);
-            if !s.preferred_node_selectors.is_empty() {
-                c.warn(&r, "spec.preferredNodeSelectors: not supported by speakerd (the owner is chosen among all candidates by hash); ignored");
+            let mut preferred = Vec::new();
+            for (i, p) in s.preferred_node_selectors.iter().enumerate() {
+                if !(1..=100).contains(&p.weight) {
+                    c.error(&r, format!("spec.preferredNodeSelectors[{i}].weight: {} is not in 1..100", p.weight));
+                    continue;
+                }
+                match Selector::new(&p.preference) {
+                    Ok(sel) => preferred.push((p.weight as u32, sel)),
+                    Err(e) => c.error(&r, format!("spec.preferredNodeSelectors[{i}].preference: {e}")),
+                }
             }
             for (i, ifname) in s.interfaces.iter().enumerate() {
                 if ifname.is_empty()
@@ -465,26 +475,19 @@ fn from_crds(input: &ConfigInput, previous: Option<&Config>, c: &mut Collector) 
                     || ifname.contains('/')
                     || ifname.chars().any(char::is_whitespace)
                 {
-                    c.error(
-                        &r,
-                        format!("spec.interfaces[{i}]: {ifname:?} is not an interface name"),
-                    );
+                    c.error(&r, format!("spec.interfaces[{i}]: {ifname:?} is not an interface name"));
                 }
             }
             Some(L2Advertisement {
                 name: o.name.clone(),
                 pools: PoolSelection {
                     names: s.ip_address_pools.clone(),
-                    selectors: selectors(
-                        &s.ip_address_pool_selectors,
-                        "spec.ipAddressPoolSelectors",
-                        &r,
-                        c,
-                    ),
+                    selectors: selectors(&s.ip_address_pool_selectors, "spec.ipAddressPoolSelectors", &r, c),
                 },
                 nodes: selectors(&s.node_selectors, "spec.nodeSelectors", &r, c),
                 interfaces: s.interfaces.clone(),
                 services: selectors(&s.service_selectors, "spec.serviceSelectors", &r, c),
+                preferred,
             })
         });
         let old = previous.and_then(|p| p.l2_advertisements.iter().find(|x| x.name == o.name));
@@ -845,6 +848,7 @@ fn from_legacy(l: &LegacyConfig, r: &ObjRef, c: &mut Collector) -> Config {
                     nodes: vec![],
                     interfaces: vec![],
                     services: vec![],
+                    preferred: vec![],
                 });
             }
             other => c.error(r, format!("{field}.protocol: {other:?}: \"bgp\" or \"layer2\"")),

@@ -144,12 +144,22 @@ pub struct L2AdvertisementSpec {
     /// MetalLB v0.16: only Services matching one of these (empty: every Service).
     #[serde(default)]
     pub service_selectors: Vec<LabelSelector>,
-    /// MetalLB: soft preferences for the Layer 2 owner (not supported: reported).
+    /// MetalLB: soft preferences for the Layer 2 owner (weights summed per node).
     #[serde(default)]
-    pub preferred_node_selectors: Vec<serde_json::Value>,
+    pub preferred_node_selectors: Vec<PreferredNodeSelector>,
     /// Fields this bridge does not know (reported, never silently ignored).
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// One entry of L2Advertisement `spec.preferredNodeSelectors` (Kubernetes' PreferredSchedulingTerm).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct PreferredNodeSelector {
+    /// 1..=100 in MetalLB's CRD.
+    pub weight: i32,
+    /// Nodes that get the weight; empty matches every node.
+    #[serde(default)]
+    pub preference: LabelSelector,
 }
 
 /// metallb.io/v1beta1 Community `spec`.

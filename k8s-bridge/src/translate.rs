@@ -179,6 +179,7 @@ pub fn translate(cfg: &Config, cluster: &Cluster, opts: &Options) -> Desired {
             nodes: acc.nodes.into_iter().collect(),
             interfaces: acc.interfaces.unwrap_or_default().into_iter().collect(),
             exclude_interfaces: cfg.l2_exclude_interfaces.clone(),
+            node_weights: acc.weights.into_iter().collect(),
             ..Default::default()
         })
         .collect();
@@ -274,6 +275,8 @@ struct L2Acc {
     nodes: BTreeSet<String>,
     /// None: every interface on the IP's subnet.
     interfaces: Option<BTreeSet<String>>,
+    /// `preferredNodeSelectors` weights of the candidates (only those above 0).
+    weights: BTreeMap<String, u32>,
 }
 
 /// Adds the Layer 2 announcement of `ip` if this node is one of its candidates; returns whether it is.
@@ -297,10 +300,17 @@ fn l2_from_here(
         return false;
     }
     let mut candidates = BTreeSet::new();
+    let mut weights: BTreeMap<String, u32> = BTreeMap::new();
     let mut interfaces: Option<BTreeSet<String>> = Some(BTreeSet::new());
     for n in cluster.nodes.iter().filter(|n| node_can_announce(n, opts) && usable(&n.name)) {
         for a in ads.iter().filter(|a| any_matches(&a.nodes, &n.labels)) {
             candidates.insert(n.name.clone());
+            // As MetalLB: the weights of every matching preference of every advertisement that selects
+            // the node add up.
+            let w: u32 = a.preferred.iter().filter(|(_, sel)| sel.matches(&n.labels)).map(|(w, _)| *w).sum();
+            if w > 0 {
+                *weights.entry(n.name.clone()).or_default() += w;
+            }
             if n.name == opts.node {
                 match (&mut interfaces, a.interfaces.is_empty()) {
                     (_, true) => interfaces = None,
@@ -314,8 +324,17 @@ fn l2_from_here(
         return false;
     }
     // Another Service sharing the IP: union of candidates and of interfaces.
-    let acc = out.entry(ip).or_insert_with(|| L2Acc { nodes: BTreeSet::new(), interfaces: Some(BTreeSet::new()) });
+    let acc = out.entry(ip).or_insert_with(|| L2Acc {
+        nodes: BTreeSet::new(),
+        interfaces: Some(BTreeSet::new()),
+        weights: BTreeMap::new(),
+    });
     acc.nodes.extend(candidates);
+    // Services sharing the IP: each node's highest weight (speakerd merges owners the same way).
+    for (n, w) in weights {
+        let e = acc.weights.entry(n).or_default();
+        *e = (*e).max(w);
+    }
     acc.interfaces = match (acc.interfaces.take(), interfaces) {
         (Some(mut a), Some(b)) => {
             a.extend(b);

@@ -144,7 +144,7 @@ fn cases() -> Vec<Case> {
         case("BGP advertisement - serviceSelectors with non-default aggregationLength is mutually exclusive", false, Skip("BGPAdvertisement", "spec.serviceSelectors and spec.aggregationLength"), p.clone() + &adv("a", "aggregationLength: 24, serviceSelectors: [{matchLabels: {app: web}}]")),
         case("BGP advertisement - serviceSelectors with non-default aggregationLengthV6 is mutually exclusive", false, Skip("BGPAdvertisement", "spec.serviceSelectors and spec.aggregationLengthV6"), p.clone() + &adv("a", "aggregationLengthV6: 64, serviceSelectors: [{matchLabels: {app: web}}]")),
         case("BGP advertisement - serviceSelectors with default aggregationLengthV4 is allowed", true, Accept, p.clone() + &adv("a", "aggregationLength: 32, serviceSelectors: [{matchLabels: {app: web}}]")),
-        differs(case("preferred selector scores matching nodes", true, Warn("spec.preferredNodeSelectors"), p.clone() + "---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l, namespace: metallb-system}\nspec: {preferredNodeSelectors: [{weight: 10, preference: {matchLabels: {a: b}}}]}\n"), "`preferredNodeSelectors`"),
+        case("preferred selector scores matching nodes", true, Accept, p.clone() + "---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l, namespace: metallb-system}\nspec: {preferredNodeSelectors: [{weight: 10, preference: {matchLabels: {a: b}}}]}\n"),
     ]
 }
 

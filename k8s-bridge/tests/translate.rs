@@ -713,7 +713,65 @@ spec: {{serviceSelectors: [{{matchExpressions: [{{key: tier, operator: NotIn, va
     let two = adv("localPref: 100") + "---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: ad2, namespace: metallb-system}\nspec: {localPref: 200, serviceSelectors: [{matchLabels: {a: b}}]}\n";
     assert!(problems(&two).is_empty(), "{:?}", problems(&two));
     let l2 = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p, namespace: metallb-system}\nspec: {addresses: [203.0.113.0/24]}\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l, namespace: metallb-system}\nspec: {preferredNodeSelectors: [{weight: 10, preference: {matchLabels: {a: b}}}]}\n";
-    assert_eq!(problems(l2), vec!["warning L2Advertisement metallb-system/l: spec.preferredNodeSelectors: not supported by speakerd (the owner is chosen among all candidates by hash); ignored"]);
+    assert!(problems(l2).is_empty(), "{:?}", problems(l2));
+    let bad = l2.replace("weight: 10", "weight: 0");
+    assert_eq!(problems(&bad), vec!["skipped L2Advertisement metallb-system/l: spec.preferredNodeSelectors[0].weight: 0 is not in 1..100; this L2Advertisement is left out, the rest of the configuration applies"]);
+}
+
+/// MetalLB's `preferredNodeSelectors` (its TestL2AdvertisementFromCRPreferred cases): per candidate, the
+/// weights of every matching preference of every advertisement that selects it add up; speakerd gets
+/// them as `node_weights` (the heaviest live candidate answers, docs/LAYER2.md).
+#[test]
+fn preferred_node_selectors_weigh_the_layer2_candidates() {
+    const EDGE: &str = r#"
+---
+apiVersion: v1
+kind: Node
+metadata: {name: edge-a, labels: {role: edge, zone: primary}}
+status: {addresses: [{type: InternalIP, address: 10.0.0.1}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: edge-b, labels: {role: edge}}
+status: {addresses: [{type: InternalIP, address: 10.0.0.2}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: worker-a, labels: {role: worker}}
+status: {addresses: [{type: InternalIP, address: 10.0.0.3}]}
+"#;
+    let weights = |ads: &str| {
+        let t = format!(
+            "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: p, namespace: metallb-system}}\nspec: {{addresses: [192.0.2.0/24]}}\n{ads}{EDGE}{}{}",
+            service("s", "192.0.2.10", "Cluster", ", labels: {app: web}"),
+            slice("s", &[("edge-a", true, true, false)])
+        );
+        let d = plan(&t, &opts("worker-a"));
+        let a = d.l2.iter().find(|a| a.ip == "192.0.2.10").unwrap_or_else(|| panic!("{d:#?}"));
+        let mut w: Vec<(String, u32)> = a.node_weights.iter().map(|(n, w)| (n.clone(), *w)).collect();
+        w.sort();
+        (a.nodes.clone(), w)
+    };
+    let ad = |name: &str, spec: &str| {
+        format!("---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {{name: {name}, namespace: metallb-system}}\nspec: {{{spec}}}\n")
+    };
+    let all = vec!["edge-a".to_string(), "edge-b".into(), "worker-a".into()];
+    let w = |v: &[(&str, u32)]| v.iter().map(|(n, w)| (n.to_string(), *w)).collect::<Vec<_>>();
+    // "preferred selector scores matching nodes"
+    let edge100 = "preferredNodeSelectors: [{weight: 100, preference: {matchLabels: {role: edge}}}]";
+    assert_eq!(weights(&ad("l", edge100)), (all.clone(), w(&[("edge-a", 100), ("edge-b", 100)])));
+    // "service selectors do not restrict preferred scoring"
+    let sel = format!("serviceSelectors: [{{matchLabels: {{app: web}}}}], {edge100}");
+    assert_eq!(weights(&ad("l", &sel)), (all.clone(), w(&[("edge-a", 100), ("edge-b", 100)])));
+    // "no preferred selectors leaves PreferredNodes nil"
+    assert_eq!(weights(&ad("l", "")), (all.clone(), vec![]));
+    // "multiple preferred selectors sum on matching nodes"
+    let sum = "preferredNodeSelectors: [{weight: 40, preference: {matchLabels: {role: edge}}}, {weight: 30, preference: {matchLabels: {zone: primary}}}]";
+    assert_eq!(weights(&ad("l", sum)), (all.clone(), w(&[("edge-a", 70), ("edge-b", 40)])));
+    // Speaker side, "preferences across ads sum": two advertisements of the pool, each with its weight.
+    let two = ad("l1", edge100)
+        + &ad("l2", "preferredNodeSelectors: [{weight: 5, preference: {matchLabels: {zone: primary}}}]");
+    assert_eq!(weights(&two), (all.clone(), w(&[("edge-a", 105), ("edge-b", 100)])));
 }
 
 /// MetalLB v0.16 localASN ("local-as X no-prepend replace-as"): the session runs as X.

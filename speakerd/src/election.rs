@@ -12,7 +12,7 @@
 //!   candidates is dead (with two candidates, the death of the lowest-named one).
 //! * Candidates are the caller's to narrow: docs/LAYER2.md, a node never seen running speakerd is not one.
 use sha2::{Digest, Sha256};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 fn rank(node: &str, ip: &IpAddr) -> [u8; 32] {
@@ -44,8 +44,11 @@ pub enum Mode {
 /// candidate in hash order, or `None` if no candidate is alive (or, in strict mode, the view is not
 /// quorate).
 pub fn owner(ip: &IpAddr, candidates: &BTreeSet<String>, alive: &BTreeSet<String>, mode: Mode) -> Option<String> {
-    owner_except(ip, candidates, alive, |_| false, mode)
+    owner_except(ip, candidates, alive, &Weights::new(), |_| false, mode)
 }
+
+/// Soft preferences (MetalLB's `preferredNodeSelectors`): a candidate's weight, 0 when absent.
+pub type Weights = BTreeMap<String, u32>;
 
 /// [`owner`], passing over the candidates for which `cannot_serve` is true (alive, but unable to
 /// answer for this IP, or in the hold-down after they were: they still count for the majority, they
@@ -53,18 +56,27 @@ pub fn owner(ip: &IpAddr, candidates: &BTreeSet<String>, alive: &BTreeSet<String
 /// the same: a node that gave the IP up a while ago may well answer again now (its link came back,
 /// the hold-down has not ended), and an IP tried by it is better than an IP that nobody answers. Every
 /// node sees the same sets, so every node still names the same owner.
+///
+/// `weights` come first: the heaviest eligible candidate wins, and the hash order only breaks ties (as
+/// MetalLB's `sortL2Candidates`). Weights never change who counts for the majority.
 pub fn owner_except(
     ip: &IpAddr,
     candidates: &BTreeSet<String>,
     alive: &BTreeSet<String>,
+    weights: &Weights,
     cannot_serve: impl Fn(&str) -> bool,
     mode: Mode,
 ) -> Option<String> {
     if mode == Mode::Strict && !quorate(candidates, alive) {
         return None;
     }
+    let weight = |n: &str| std::cmp::Reverse(weights.get(n).copied().unwrap_or(0));
     let first = |eligible: &dyn Fn(&str) -> bool| {
-        candidates.intersection(alive).filter(|n| eligible(n)).min_by_key(|n| (rank(n, ip), (*n).clone())).cloned()
+        candidates
+            .intersection(alive)
+            .filter(|n| eligible(n))
+            .min_by_key(|n| (weight(n), rank(n, ip), (*n).clone()))
+            .cloned()
     };
     first(&|n| !cannot_serve(n)).or_else(|| first(&|_| true))
 }
@@ -78,28 +90,60 @@ mod handoff_tests {
         let ip: IpAddr = "192.0.2.10".parse().unwrap();
         let c: BTreeSet<String> = ["n1", "n2", "n3"].iter().map(|s| s.to_string()).collect();
         let first = owner(&ip, &c, &c, Mode::Strict).unwrap();
-        let next = owner_except(&ip, &c, &c, |n| n == first, Mode::Strict).unwrap();
+        let next = owner_except(&ip, &c, &c, &Weights::new(), |n| n == first, Mode::Strict).unwrap();
         assert_ne!(first, next);
         // Only the one that cannot serve changes anything: another IP's owner is the same as before.
         for i in 0..50u8 {
             let other: IpAddr = format!("192.0.2.{}", 100 + i).parse().unwrap();
             let o = owner(&other, &c, &c, Mode::Strict).unwrap();
             if o != first {
-                assert_eq!(owner_except(&other, &c, &c, |n| n == first, Mode::Strict), Some(o));
+                assert_eq!(owner_except(&other, &c, &c, &Weights::new(), |n| n == first, Mode::Strict), Some(o));
             }
         }
         // Majority: n1 alone is not quorate even if the others report nothing; two alive of three are,
         // even when one of the two cannot serve (the other then owns it).
         let two: BTreeSet<String> = c.iter().filter(|n| *n != &first).cloned().collect();
-        let only_other = owner_except(&ip, &c, &two, |n| n == next, Mode::Strict);
+        let only_other = owner_except(&ip, &c, &two, &Weights::new(), |n| n == next, Mode::Strict);
         assert!(only_other.is_some() && only_other.as_ref() != Some(&next), "{only_other:?}");
         // Nobody left who can serve: the first alive candidate tries all the same (rather than nobody).
-        assert_eq!(owner_except(&ip, &c, &c, |_| true, Mode::Strict), Some(first.clone()));
+        assert_eq!(owner_except(&ip, &c, &c, &Weights::new(), |_| true, Mode::Strict), Some(first.clone()));
         let alone: BTreeSet<String> = [next.clone()].into();
-        assert_eq!(owner_except(&ip, &c, &alone, |n| n == next, Mode::Available), Some(next.clone()));
+        assert_eq!(owner_except(&ip, &c, &alone, &Weights::new(), |n| n == next, Mode::Available), Some(next.clone()));
         // ... but never a node that is not alive, and never without a majority in strict mode.
-        assert_eq!(owner_except(&ip, &c, &BTreeSet::new(), |_| true, Mode::Available), None);
-        assert_eq!(owner_except(&ip, &c, &alone, |_| true, Mode::Strict), None);
+        assert_eq!(owner_except(&ip, &c, &BTreeSet::new(), &Weights::new(), |_| true, Mode::Available), None);
+        assert_eq!(owner_except(&ip, &c, &alone, &Weights::new(), |_| true, Mode::Strict), None);
+    }
+}
+
+#[cfg(test)]
+mod weight_tests {
+    use super::*;
+
+    #[test]
+    fn the_heaviest_live_candidate_wins_and_the_hash_breaks_ties() {
+        let c: BTreeSet<String> = ["n1", "n2", "n3"].iter().map(|s| s.to_string()).collect();
+        for i in 0..50u8 {
+            let ip: IpAddr = format!("192.0.2.{i}").parse().unwrap();
+            let by_hash = owner(&ip, &c, &c, Mode::Available).unwrap();
+            // Prefer a node that would not win by hash: it wins every IP.
+            let other = c.iter().find(|n| **n != by_hash).unwrap().clone();
+            let w: Weights = [(other.clone(), 10)].into();
+            assert_eq!(owner_except(&ip, &c, &c, &w, |_| false, Mode::Available), Some(other.clone()));
+            // Equal weights: the hash decides among them, as without weights.
+            let all: Weights = c.iter().map(|n| (n.clone(), 5)).collect();
+            assert_eq!(owner_except(&ip, &c, &c, &all, |_| false, Mode::Available), Some(by_hash.clone()));
+            // The preferred node dead: the others by hash; weights of dead nodes do not count.
+            let alive: BTreeSet<String> = c.iter().filter(|n| **n != other).cloned().collect();
+            assert_eq!(
+                owner_except(&ip, &c, &alive, &w, |_| false, Mode::Available),
+                owner(&ip, &c, &alive, Mode::Available)
+            );
+            // The preferred node cannot serve: passed over like any other.
+            assert_ne!(owner_except(&ip, &c, &c, &w, |n| n == other, Mode::Available), Some(other.clone()));
+            // Weights never make a minority quorate.
+            let lone: BTreeSet<String> = [other.clone()].into();
+            assert_eq!(owner_except(&ip, &c, &lone, &w, |_| false, Mode::Strict), None);
+        }
     }
 }
 

@@ -388,6 +388,14 @@ async fn layer2_arguments_are_validated() {
         (l2("224.0.0.1"), "announcements[0].ip"),
         (pb::L2Announcement { nodes: vec![" ".into()], ..l2("192.0.2.50") }, "announcements[0].nodes"),
         (pb::L2Announcement { interfaces: vec!["a/b".into()], ..l2("192.0.2.50") }, "announcements[0].interfaces"),
+        (
+            pb::L2Announcement {
+                nodes: vec!["solo".into()],
+                node_weights: [("other".to_string(), 10)].into(),
+                ..l2("192.0.2.50")
+            },
+            "announcements[0].node_weights",
+        ),
     ] {
         let e = c
             .set_l2_announcements(pb::SetL2AnnouncementsRequest { owner: "t".into(), announcements: vec![bad] })

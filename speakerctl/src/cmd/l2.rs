@@ -40,6 +40,10 @@ pub enum L2Command {
         /// An interface never to answer on.
         #[arg(long = "exclude-interface", value_name = "IFACE")]
         exclude_interfaces: Vec<String>,
+        /// Prefer a candidate: NODE=WEIGHT (the heaviest live candidate answers; MetalLB's
+        /// preferredNodeSelectors). Repeat for several.
+        #[arg(long = "prefer", value_name = "NODE=WEIGHT", value_parser = parse_weight)]
+        prefer: Vec<(String, u32)>,
         #[arg(long, default_value = DEFAULT_OWNER)]
         owner: String,
     },
@@ -60,6 +64,8 @@ pub struct L2View {
     pub nodes: Vec<String>,
     pub interfaces: Vec<String>,
     pub exclude_interfaces: Vec<String>,
+    /// Candidate weights (`--prefer`); absent: 0.
+    pub prefer: std::collections::BTreeMap<String, u32>,
     /// The node answering now ("" if none).
     pub owner_node: String,
     /// On this node: the interfaces (and MACs) it answers on.
@@ -75,11 +81,18 @@ impl From<&L2Announcement> for L2View {
             nodes: a.nodes.clone(),
             interfaces: a.interfaces.clone(),
             exclude_interfaces: a.exclude_interfaces.clone(),
+            prefer: a.node_weights.iter().map(|(n, w)| (n.clone(), *w)).collect(),
             owner_node: a.owner_node.clone(),
             answering_on: a.answering_on.clone(),
             error: a.error.clone(),
         }
     }
+}
+
+fn parse_weight(s: &str) -> Result<(String, u32), String> {
+    let (n, w) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected NODE=WEIGHT"))?;
+    let w = w.parse::<u32>().map_err(|_| format!("{s:?}: the weight is not a number"))?;
+    Ok((n.to_string(), w))
 }
 
 fn dash(v: &[String], empty: &str) -> String {
@@ -193,7 +206,7 @@ pub async fn run(client: &mut Client, cmd: L2Command, format: Format, out: &mut 
             };
             render(&v, format, |v| format!("{}\n", if v.node.is_empty() { "(none)" } else { &v.node }))?
         }
-        L2Command::Add { ips, nodes, interfaces, exclude_interfaces, owner } => {
+        L2Command::Add { ips, nodes, interfaces, exclude_interfaces, prefer, owner } => {
             let mut list = current(client, &owner).await?;
             for ip in ips {
                 list.retain(|a| a.ip.parse::<IpAddr>().ok() != Some(ip));
@@ -202,6 +215,7 @@ pub async fn run(client: &mut Client, cmd: L2Command, format: Format, out: &mut 
                     nodes: nodes.clone(),
                     interfaces: interfaces.clone(),
                     exclude_interfaces: exclude_interfaces.clone(),
+                    node_weights: prefer.iter().cloned().collect(),
                     ..Default::default()
                 });
             }
@@ -241,6 +255,7 @@ mod tests {
             nodes: vec!["a".into(), "b".into()],
             interfaces: vec![],
             exclude_interfaces: vec![],
+            prefer: Default::default(),
             owner_node: "b".into(),
             answering_on: vec!["eth0 02:00:00:00:00:01".into()],
             error: String::new(),

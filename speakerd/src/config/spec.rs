@@ -3,7 +3,7 @@
 use crate::bgp::wire::{iana::WELL_KNOWN_COMMUNITIES, Family, LargeCommunity};
 use ipnet::IpNet;
 use speaker_api::v1 as pb;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
@@ -534,6 +534,8 @@ pub struct L2Spec {
     pub exclude_interfaces: Vec<String>,
     /// The election mode asked for; `None`: speakerd's default (`--l2-election`).
     pub election: Option<crate::election::Mode>,
+    /// Soft preference: heavier live candidates first (MetalLB's `preferredNodeSelectors`); absent: 0.
+    pub weights: BTreeMap<String, u32>,
 }
 
 fn iface_pattern(field: &str, s: &str) -> Result<String, ConfigError> {
@@ -578,7 +580,16 @@ impl TryFrom<(usize, &pb::L2Announcement)> for L2Spec {
                 return Err(ConfigError::new(f("election"), format!("{} is not an L2Election value", a.election)))
             }
         };
-        Ok(Self { ip: crate::bgp::transport::canonical(ip), nodes, interfaces, exclude_interfaces, election })
+        let mut weights = BTreeMap::new();
+        for (n, w) in &a.node_weights {
+            if !nodes.contains(n.trim()) {
+                return Err(ConfigError::new(f("node_weights"), format!("{n:?} is not one of the candidate nodes")));
+            }
+            if *w > 0 {
+                weights.insert(n.trim().to_string(), *w);
+            }
+        }
+        Ok(Self { ip: crate::bgp::transport::canonical(ip), nodes, interfaces, exclude_interfaces, election, weights })
     }
 }
 
@@ -587,6 +598,10 @@ impl L2Spec {
     /// lists united, and an owner that allows any interface allows any.
     pub fn merge(&mut self, o: &L2Spec) {
         self.nodes.extend(o.nodes.iter().cloned());
+        for (n, w) in &o.weights {
+            let e = self.weights.entry(n.clone()).or_default();
+            *e = (*e).max(*w);
+        }
         // The safer choice wins: strict over available over the default.
         use crate::election::Mode;
         self.election = match (self.election, o.election) {
@@ -622,6 +637,7 @@ impl L2Spec {
                 Some(crate::election::Mode::Available) => pb::L2Election::Available,
                 Some(crate::election::Mode::Strict) => pb::L2Election::Strict,
             } as i32,
+            node_weights: self.weights.iter().map(|(n, w)| (n.clone(), *w)).collect(),
             ..Default::default()
         }
     }

@@ -345,7 +345,7 @@ impl Task {
             let owner = if settling && mode == election::Mode::Available && cands.len() > 1 {
                 None
             } else {
-                election::owner_except(ip, &cands, &view.alive, cannot, mode)
+                election::owner_except(ip, &cands, &view.alive, &spec.weights, cannot, mode)
             };
             let mine = owner.as_deref() == Some(self.node.as_str());
             if mine || cands.contains(&self.node) {
