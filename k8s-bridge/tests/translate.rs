@@ -673,6 +673,24 @@ fn bad_edit_of_a_good_object_keeps_its_last_good_version() {
     assert!(fresh.bgp_advertisements.is_empty() && fresh.peers.is_empty());
 }
 
+/// MetalLB's webhook refuses to delete a BFDProfile a BGPPeer uses. Without a webhook the delete
+/// happens; the peer naming the missing profile then keeps its last good version, BFD included, so the
+/// session runs on as before (the same outcome for the router).
+#[test]
+fn deleting_a_bfd_profile_in_use_keeps_the_peer_as_it_was() {
+    let good = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p, namespace: metallb-system}\nspec: {addresses: [203.0.113.0/24]}\n---\napiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: fast, namespace: metallb-system}\nspec: {receiveInterval: 100, transmitInterval: 100}\n---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: r, namespace: metallb-system}\nspec: {myASN: 1, peerASN: 2, peerAddress: 10.1.1.1, bfdProfile: fast}\n";
+    let deleted = good.replace("kind: BFDProfile\nmetadata: {name: fast", "kind: BFDProfile\nmetadata: {name: other");
+    let (gi, _) = offline::load(good, NS, "config").unwrap();
+    let (di, _) = offline::load(&deleted, NS, "config").unwrap();
+    let (prev, _) = config::build(&gi).unwrap();
+    let (kept, problems) = config::build_with_previous(&di, Some(&prev)).unwrap();
+    assert_eq!(kept.peers, prev.peers, "{problems:#?}");
+    assert!(
+        problems.iter().any(|p| p.severity == Severity::Skipped && p.message.starts_with("spec.bfdProfile")),
+        "{problems:#?}"
+    );
+}
+
 /// MetalLB v0.16 serviceSelectors: an advertisement applies only to the Services its selectors
 /// match; with aggregation they are refused (as MetalLB), and localPref conflicts are not checked
 /// for them (as MetalLB).
