@@ -612,10 +612,7 @@ fn peer_from_crd(
         c.error(r, "spec.ebgpMultiHop: set on an iBGP peer (peerASN equals myASN), as MetalLB refuses");
     }
     if s.disable_mp {
-        c.warn(r, "spec.disableMP: speakerd negotiates each family with Multiprotocol Extensions; ignored");
-    }
-    if s.dual_stack_address_family {
-        c.warn(r, "spec.dualStackAddressFamily: speakerd negotiates each family with Multiprotocol Extensions on every session; ignored");
+        c.warn(r, "spec.disableMP: deprecated in MetalLB and without effect (Multiprotocol Extensions are always used); ignored");
     }
     let legacy = LegacyPeer {
         my_asn: s.my_asn,
@@ -633,6 +630,10 @@ fn peer_from_crd(
     };
     let mut config = peer_config(&legacy, dynamic, bfd, "spec.", r, c)?;
     config.name = o.name.clone();
+    if s.dual_stack_address_family {
+        // IPv4 and IPv6 unicast on this one session (the empty list).
+        config.families.clear();
+    }
     if s.local_asn != 0 {
         // speakerd originates only its own routes, so "local-as X no-prepend replace-as" is the
         // session run as X: the OPEN and the AS_PATH carry X alone.
@@ -1115,9 +1116,17 @@ fn peer_config(
     if c.problems[before..].iter().any(|p| p.severity == Severity::Error) {
         return None;
     }
+    // As MetalLB (FRR mode): a session carries the family of its peer's address only; BGPPeer
+    // `dualStackAddressFamily` (CRD path) opens it to both.
+    let families = match address.parse::<IpAddr>() {
+        Ok(IpAddr::V4(_)) => vec![pb::AddressFamily::Ipv4Unicast as i32],
+        Ok(IpAddr::V6(_)) => vec![pb::AddressFamily::Ipv6Unicast as i32],
+        Err(_) => Vec::new(),
+    };
     Some(pb::PeerConfig {
         address,
         port,
+        families,
         peer_asn,
         dynamic_asn: dynamic as i32,
         local_asn,

@@ -124,19 +124,12 @@ fn cases() -> Vec<Case> {
         differs(case("unnumbered peer without address with interface ok", true, Skip("BGPPeer", "spec.interface"), p.clone() + &peer("p", "myASN: 42, peerASN: 142, interface: eth0")), "`vrf`, `interface` (BGP unnumbered)"),
         case("unnumbered peer without address without interface nok", false, Skip("BGPPeer", "spec.peerAddress"), p.clone() + &peer("p", "myASN: 42, peerASN: 142")),
         case("unnumbered peer with address with interface nok", false, Skip("BGPPeer", "spec.interface"), p.clone() + &peer("p", "myASN: 42, peerASN: 142, peerAddress: 1.2.3.4, interface: eth0")),
-        differs(case("peer with DisableMP field", true, Warn("spec.disableMP"), p.clone() + &peer("p", "myASN: 42, peerASN: 142, peerAddress: 1.2.3.4, disableMP: true")), "`disableMP`, `dualStackAddressFamily`"),
-        differs(
-            case(
-                "peer with dualStackAddressFamily (config using all features)",
-                true,
-                Warn("spec.dualStackAddressFamily"),
-                p.clone()
-                    + &peer(
-                        "p",
-                        "myASN: 42, peerASN: 142, peerAddress: 1.2.3.4, dualStackAddressFamily: true",
-                    ),
-            ),
-            "`disableMP`, `dualStackAddressFamily`",
+        differs(case("peer with DisableMP field", true, Warn("spec.disableMP"), p.clone() + &peer("p", "myASN: 42, peerASN: 142, peerAddress: 1.2.3.4, disableMP: true")), "`disableMP`"),
+        case(
+            "peer with dualStackAddressFamily (config using all features)",
+            true,
+            Accept,
+            p.clone() + &peer("p", "myASN: 42, peerASN: 142, peerAddress: 1.2.3.4, dualStackAddressFamily: true"),
         ),
         case("peer with localASN field", true, Accept, p.clone() + &peer("p", "myASN: 42, peerASN: 142, localASN: 4200, peerAddress: 1.2.3.4")),
         differs(case("peer with a vrf (config using all features)", true, Skip("BGPPeer", "spec.vrf"), p.clone() + &peer("p", "myASN: 42, peerASN: 142, peerAddress: 1.2.3.4, vrf: red")), "`vrf`, `interface` (BGP unnumbered)"),

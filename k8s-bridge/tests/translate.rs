@@ -185,6 +185,7 @@ fn bgp_every_field_from_crds() {
             minimum_ttl: 250,
             ..Default::default()
         }),
+        families: vec![pb::AddressFamily::Ipv4Unicast as i32],
         ..Default::default()
     };
     let tor2 = pb::PeerConfig {
@@ -193,6 +194,7 @@ fn bgp_every_field_from_crds() {
         peer_asn: 64500,
         local_asn: 64500,
         password: "fromsecret".into(),
+        families: vec![pb::AddressFamily::Ipv6Unicast as i32],
         ..Default::default()
     };
     assert_eq!(d.peers, vec![tor1, tor2]);
@@ -885,4 +887,24 @@ fn missing_memberlist_secret_is_a_warning() {
     assert!(w[0].message.contains("unencrypted"), "{w:#?}");
     input.memberlist_secret = Some((NS.into(), true));
     assert!(config::build(&input).unwrap().1.is_empty());
+}
+
+/// As MetalLB's FRR mode: a session carries its peer address's family only; `dualStackAddressFamily`
+/// opens it to IPv4 and IPv6 (speakerd's empty list). An IPv6 Service is then never sent over an IPv4
+/// session the user did not open to it.
+#[test]
+fn a_session_carries_its_peer_address_family_unless_dual_stack() {
+    let peer = |name: &str, addr: &str, extra: &str| {
+        format!("---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: {name}, namespace: metallb-system}}\nspec: {{myASN: 64500, peerASN: 65001, peerAddress: \"{addr}\"{extra}}}\n")
+    };
+    let t = peer("v4", "10.1.1.1", "")
+        + &peer("v6", "2001:db8::1", "")
+        + &peer("both", "10.1.1.2", ", dualStackAddressFamily: true")
+        + "---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p, namespace: metallb-system}\nspec: {addresses: [203.0.113.0/24]}\n"
+        + NODES;
+    let d = plan(&t, &opts("n1"));
+    let fams = |name: &str| d.peers.iter().find(|p| p.name == name).map(|p| p.families.clone()).unwrap();
+    assert_eq!(fams("v4"), vec![pb::AddressFamily::Ipv4Unicast as i32]);
+    assert_eq!(fams("v6"), vec![pb::AddressFamily::Ipv6Unicast as i32]);
+    assert_eq!(fams("both"), Vec::<i32>::new(), "empty: IPv4 and IPv6 unicast");
 }
