@@ -83,6 +83,15 @@ pub fn announced(node: &str, d: &Desired, l2: &[pb::L2Announcement]) -> BTreeSet
 pub fn wanted(node: &str, d: &Desired, l2: &[pb::L2Announcement]) -> Vec<Wanted> {
     let peer_names: Vec<String> =
         d.peers.iter().map(|p| if p.name.is_empty() { p.address.clone() } else { p.name.clone() }).collect();
+    // A session that does not carry the IP's family does not get it (PeerConfig.families; empty: both).
+    let carries = |name: &str, ip: &std::net::IpAddr| {
+        let fam = if ip.is_ipv4() { pb::AddressFamily::Ipv4Unicast } else { pb::AddressFamily::Ipv6Unicast } as i32;
+        d.peers
+            .iter()
+            .zip(&peer_names)
+            .find(|(_, n)| n.as_str() == name)
+            .is_none_or(|(p, _)| p.families.is_empty() || p.families.contains(&fam))
+    };
     let mut bgp: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     let mut l2_ifs: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     for s in &d.services {
@@ -92,9 +101,9 @@ pub fn wanted(node: &str, d: &Desired, l2: &[pb::L2Announcement]) -> Vec<Wanted>
                 let peers = bgp.entry(key).or_default();
                 for a in d.bgp.iter().filter(|a| a.prefix.parse::<ipnet::IpNet>().is_ok_and(|n| n.contains(&s.ip))) {
                     if a.peers.is_empty() {
-                        peers.extend(peer_names.iter().cloned());
+                        peers.extend(peer_names.iter().filter(|p| carries(p, &s.ip)).cloned());
                     } else {
-                        peers.extend(a.peers.iter().filter(|p| peer_names.contains(p)).cloned());
+                        peers.extend(a.peers.iter().filter(|p| peer_names.contains(p) && carries(p, &s.ip)).cloned());
                     }
                 }
             }
@@ -544,6 +553,27 @@ mod queue_tests {
         );
         assert!(text.contains("# TYPE metallb_speaker_announced gauge\n"));
         assert!(!text.contains("192.0.2.201"), "owned by n2: not announced from here");
+    }
+
+    #[test]
+    fn bgp_status_names_only_the_peers_whose_session_carries_the_family() {
+        let peer =
+            |name: &str, fams: Vec<i32>| pb::PeerConfig { name: name.into(), families: fams, ..Default::default() };
+        let d = Desired {
+            services: vec![ServiceAnnouncement {
+                namespace: "default".into(),
+                name: "v6".into(),
+                ip: "2001:db8::10".parse().unwrap(),
+                protocol: Protocol::Bgp,
+                pool: "p".into(),
+            }],
+            peers: vec![peer("v4only", vec![pb::AddressFamily::Ipv4Unicast as i32]), peer("both", vec![])],
+            bgp: vec![pb::Announcement { prefix: "2001:db8::10/128".into(), ..Default::default() }],
+            ..Desired::default()
+        };
+        let st = wanted("n1", &d, &[]);
+        assert_eq!(st.len(), 1);
+        assert_eq!(st[0].status["peers"], json!(["both"]));
     }
 
     fn w(name: &str, v: i64) -> Wanted {
