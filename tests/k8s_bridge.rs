@@ -579,6 +579,16 @@ fn excludel2_configmap_keeps_arp_off_an_excluded_interface() {
         Err(_) => Ok(()),
         Ok(mac) => Err(format!("answered by {mac}")),
     });
+    // As MetalLB: the owner that cannot answer says so on the Service.
+    let ev = wait_until(T, "an announceFailed Warning Event on lan-svc", || {
+        let ev = api.events_about("Service", "lan-svc");
+        ev.iter()
+            .find(|e| e["type"] == "Warning" && e["reason"] == "announceFailed")
+            .cloned()
+            .ok_or_else(|| format!("{ev:#?}"))
+    });
+    let note = ev["note"].as_str().or(ev["message"].as_str()).unwrap_or_default().to_string();
+    assert!(note.contains("192.0.2.201") && note.contains("layer2"), "{note}");
     // The pattern list changed to something else: eth0 is answered on again.
     api.apply(excl("\"^docker.*\""));
     let mac = wait_until(T, "arping 192.0.2.201 is answered once eth0 is no longer excluded", || {

@@ -360,6 +360,8 @@ struct Reported {
     unannounceable: BTreeSet<Unannounceable>,
     assigned: BTreeSet<ServiceAnnouncement>,
     push_failed: bool,
+    /// Layer 2 IPs this node owns but cannot answer for, with speakerd's reason.
+    l2_failed: BTreeSet<(std::net::IpAddr, String)>,
 }
 
 /// Events go to the [`EventQueue`]: queuing never waits on the API server.
@@ -596,7 +598,7 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
                                     s.ip,
                                     status.message()
                                 );
-                                events.publish(EventType::Warning, "AnnounceFailed", note, "Announce", &r);
+                                events.publish(EventType::Warning, "announceFailed", note, "Announce", &r);
                             }
                         }
                         reported.push_failed = true;
@@ -621,6 +623,25 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
                         continue;
                     }
                 };
+                // As MetalLB's `announceFailed`: this node owns a Layer 2 IP it cannot answer for.
+                let failed: BTreeSet<(std::net::IpAddr, String)> = l2
+                    .iter()
+                    .filter(|a| a.owner_node == settings.options.node && !a.error.is_empty())
+                    .filter_map(|a| Some((a.ip.parse().ok()?, a.error.clone())))
+                    .collect();
+                for (ip, error) in failed.difference(&reported.l2_failed) {
+                    tracing::warn!(%ip, %error, "this node owns a Layer 2 IP it cannot answer for");
+                    for s in d.services.iter().filter(|s| s.ip == *ip && s.protocol == translate::Protocol::Layer2) {
+                        if let Some(r) = stores.service_ref(&s.namespace, &s.name) {
+                            let note = format!(
+                                "node {:?} cannot answer for {ip} with protocol \"layer2\": {error}",
+                                settings.options.node
+                            );
+                            events.publish(EventType::Warning, "announceFailed", note, "Announce", &r);
+                        }
+                    }
+                }
+                reported.l2_failed = failed;
                 let want = crate::status::wanted(&settings.options.node, d, &l2);
                 status.set(want);
                 let announced = crate::status::announced(&settings.options.node, d, &l2);
