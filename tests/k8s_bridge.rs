@@ -598,7 +598,7 @@ fn excludel2_configmap_keeps_arp_off_an_excluded_interface() {
 }
 
 /// Issue 25: with every API write taking 200 ms (a throttled API server), announcements and withdrawals
-/// never wait for Events or status objects. 300 Services (each one `nodeAssigned` Event and one
+/// never wait for Events or status objects. 2,000 Services (each one `nodeAssigned` Event and one
 /// ServiceBGPStatus: a minute of writes in a row) reach the router promptly; while that backlog drains,
 /// an EndpointSlice flipped to not-ready is withdrawn at once, and ready again re-announced; once
 /// writes are fast again every status object is there. Before the change the reconcile loop waited
@@ -618,7 +618,7 @@ fn slow_api_writes_never_delay_announcements_or_withdrawals() {
 apiVersion: metallb.io/v1beta1
 kind: IPAddressPool
 metadata: {{name: pool, namespace: metallb-system}}
-spec: {{addresses: [198.18.0.0/22]}}
+spec: {{addresses: [198.18.0.0/21]}}
 ---
 apiVersion: metallb.io/v1beta1
 kind: BGPAdvertisement
@@ -635,7 +635,9 @@ spec: {{myASN: {SPK_ASN}, peerASN: {GOBGP_ASN}, peerAddress: "{}"}}
     let _b = bridge(&api, "n1", &sp, 17481);
     sp.wait_peer_state(&g.v4.to_string(), "established", T);
     api.server.set_write_delay(WriteDelay::Delay(Duration::from_millis(200)));
-    const N: usize = 300;
+    // The issue's size; K8S_SLOW_N for a quicker local run.
+    let n_services: usize = std::env::var("K8S_SLOW_N").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let N = n_services;
     let ip = |i: usize| format!("198.18.{}.{}", i / 250, 1 + i % 250);
     for i in 0..N {
         let name = format!("s{i}");
@@ -655,8 +657,10 @@ spec: {{myASN: {SPK_ASN}, peerASN: {GOBGP_ASN}, peerAddress: "{}"}}
     let all_routes = last_object.elapsed();
     // The backlog of writes is still draining (N Events and N status objects at 200 ms each).
     let mut flips = Vec::new();
-    for round in 0..5 {
-        let (name, prefix) = ("s7", format!("{}/32", ip(7)));
+    for round in 0..20 {
+        let k = 7 + round * 13;
+        let (name, prefix) = (format!("s{k}"), format!("{}/32", ip(k)));
+        let name = name.as_str();
         let t = Instant::now();
         api.apply(endpoints_with(name, &[("n1", false, false, false)]));
         wait_until(T, &format!("round {round}: {prefix} withdrawn"), || {
@@ -676,14 +680,23 @@ spec: {{myASN: {SPK_ASN}, peerASN: {GOBGP_ASN}, peerAddress: "{}"}}
         metric(17481, "k8s_bridge_status_pending").unwrap_or(-1.0),
     );
     println!(
-        "slow API (200 ms per write): {N} routes {all_routes:?} after the last object; not-ready → withdrawn p50 {:?}, max {:?}; pending (Events, status) then: {pending:?}",
+        "slow API (200 ms per write): {N} routes {all_routes:?} after the last object; not-ready → withdrawn p50 {:?}, p95 {:?}, max {:?} over {} flips; pending (Events, status) then: {pending:?}",
         flips[flips.len() / 2],
-        flips[flips.len() - 1]
+        flips[flips.len() * 95 / 100],
+        flips[flips.len() - 1],
+        flips.len()
     );
+    // Each flip went to speakerd as that Service's change, not as the whole set.
+    let incremental = metric(17481, "k8s_bridge_pushes_incremental_total").unwrap_or(0.0);
+    assert!(incremental >= 40.0, "{incremental} incremental pushes for 40 flips");
     // Bounds far below what waiting on writes costs here (N × 200 ms = 60 s per backlog), far above
     // scheduling noise on a shared 2-core machine: the figures above are the measurement.
-    assert!(all_routes < Duration::from_secs(20), "routes took {all_routes:?}: a push waited on API writes");
-    assert!(flips[flips.len() - 1] < Duration::from_secs(5), "a withdrawal waited on API writes: {flips:?}");
+    // The issue's bounds: every route within 2 s of the last object; a flip withdrawn within 1 s (p95
+    // of the 20 here; the slowest within 3 s, for a loaded CI machine). Measured in a debug build on 2
+    // cores: 0.32 s and 0.29 s p50 / 0.33 s max.
+    assert!(all_routes < Duration::from_secs(2), "routes took {all_routes:?}: a push waited on API writes");
+    assert!(flips[flips.len() * 95 / 100] < Duration::from_secs(1), "a withdrawal waited on API writes: {flips:?}");
+    assert!(flips[flips.len() - 1] < Duration::from_secs(3), "a withdrawal waited on API writes: {flips:?}");
     // Writes that hang (an API server that accepts and never answers): a flip still goes through.
     api.server.set_write_delay(WriteDelay::Hang);
     let prefix = format!("{}/32", ip(9));
@@ -701,14 +714,25 @@ spec: {{myASN: {SPK_ASN}, peerASN: {GOBGP_ASN}, peerAddress: "{}"}}
     wait_until(T, &format!("{prefix} back while writes hang"), || routes(N));
     println!("writes hanging: not-ready → withdrawn {hung:?}");
     assert!(hung < Duration::from_secs(5), "a withdrawal waited on a hanging API server: {hung:?}");
-    // Writes fast again: the status converges.
+    // Writes fast again: the status converges, every object right.
     api.server.set_write_delay(WriteDelay::None);
-    wait_until(Duration::from_secs(120), &format!("{N} ServiceBGPStatus objects"), || {
-        let n = api.server.list("metallb.io/v1beta1", "ServiceBGPStatus", Some(NS)).len();
-        if n == N {
+    wait_until(Duration::from_secs(180), &format!("{N} correct ServiceBGPStatus objects"), || {
+        let l = api.server.list("metallb.io/v1beta1", "ServiceBGPStatus", Some(NS));
+        let names: std::collections::BTreeSet<String> = l
+            .iter()
+            .filter(|o| {
+                let st = &o["status"];
+                st["node"] == "n1"
+                    && st["serviceNamespace"] == "default"
+                    && st["peers"] == json!(["router"])
+                    && o["metadata"]["labels"]["metallb.io/service-name"] == st["serviceName"]
+            })
+            .filter_map(|o| o["status"]["serviceName"].as_str().map(str::to_string))
+            .collect();
+        if l.len() == N && names.len() == N && (0..N).all(|i| names.contains(&format!("s{i}"))) {
             Ok(())
         } else {
-            Err(format!("{n}"))
+            Err(format!("{} objects, {} correct", l.len(), names.len()))
         }
     });
 }

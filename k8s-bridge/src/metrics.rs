@@ -18,6 +18,8 @@ pub struct Metrics {
     /// Reconciles that failed: an invalid configuration or a failed push (MetalLB's
     /// `metallb_k8s_client_update_errors_total`).
     pub update_errors: AtomicU64,
+    /// Pushes that sent only the changes since the last one (the rest sent the whole state).
+    pub pushes_incremental: AtomicU64,
     /// Failed list/watch requests to the API server.
     pub api_errors: AtomicU64,
     /// The last list/watch request worked.
@@ -74,7 +76,7 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let b = |v: &AtomicBool| u64::from(v.load(Relaxed));
-        let rows: [(&str, &str, &str, u64); 15] = [
+        let rows: [(&str, &str, &str, u64); 16] = [
             ("k8s_bridge_config_objects_skipped", "gauge", "MetalLB objects left out of the configuration in force because they are invalid or unsupported (each has an InvalidConfig Event)", self.config_skipped.load(Relaxed)),
             ("metallb_k8s_client_config_stale_bool", "gauge", "1 if the configuration in the cluster is invalid and the last good one is in force", b(&self.config_stale)),
             ("metallb_k8s_client_config_loaded_bool", "gauge", "1 if a valid configuration has been loaded", b(&self.config_loaded)),
@@ -84,6 +86,7 @@ impl Metrics {
             ("k8s_bridge_apiserver_up", "gauge", "1 if the last list/watch request to the API server worked", b(&self.api_up)),
             ("k8s_bridge_synced", "gauge", "1 once every watched resource has been listed", b(&self.synced)),
             ("k8s_bridge_pushes_total", "counter", "pushes of the desired state to speakerd", self.pushes.load(Relaxed)),
+            ("k8s_bridge_pushes_incremental_total", "counter", "pushes that sent speakerd only the changes since the previous one", self.pushes_incremental.load(Relaxed)),
             ("k8s_bridge_push_errors_total", "counter", "failed pushes to speakerd", self.push_errors.load(Relaxed)),
             ("k8s_bridge_push_ok", "gauge", "1 if the last push to speakerd worked", b(&self.push_ok)),
             ("k8s_bridge_last_push_timestamp_seconds", "gauge", "Unix time of the last successful push", self.last_push_unix.load(Relaxed)),

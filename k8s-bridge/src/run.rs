@@ -483,6 +483,7 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
             next_resync = tokio::time::Instant::now() + settings.resync;
         }
 
+        let pass_started = std::time::Instant::now();
         match config::build_with_previous(&stores.config_input(&settings), good.as_ref()) {
             Ok((cfg, warnings)) => {
                 if metrics.config_stale.swap(false, Relaxed) {
@@ -535,7 +536,9 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
             // No valid configuration has ever been seen: nothing to announce, and nothing to withdraw.
             continue;
         };
+        let configured = pass_started.elapsed();
         let desired = translate::translate(cfg, &stores.cluster(), &settings.options);
+        let translated = pass_started.elapsed();
         metrics.bgp_announcements.store(desired.bgp.len() as u64, Relaxed);
         metrics.l2_announcements.store(desired.l2.len() as u64, Relaxed);
         metrics.peers.store(desired.peers.len() as u64, Relaxed);
@@ -557,7 +560,17 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
         let unchanged = !force && pushed.as_ref() == Some(&desired);
         if !unchanged {
             metrics.pushes.fetch_add(1, Relaxed);
-            match apply::push(&mut speakerd, crate::OWNER, &desired).await {
+            // Issue 25: a change sends only what differs from the last complete push; a resync, a
+            // reconnection or a failed push before sends everything.
+            let r = match (&pushed, force) {
+                (Some(old), false) => {
+                    metrics.pushes_incremental.fetch_add(1, Relaxed);
+                    apply::push_changes(&mut speakerd, crate::OWNER, old, &desired).await
+                }
+                _ => apply::push(&mut speakerd, crate::OWNER, &desired).await,
+            };
+            tracing::debug!(push_ms = (pass_started.elapsed() - translated).as_millis() as u64, "pushed");
+            match r {
                 Ok(p) => {
                     retry = Duration::from_secs(1);
                     metrics.push_ok.store(true, Relaxed);
@@ -646,6 +659,12 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
                 status.set(want);
                 let announced = crate::status::announced(&settings.options.node, d, &l2);
                 *metrics.announced.lock().unwrap_or_else(|e| e.into_inner()) = announced;
+                tracing::debug!(
+                    config_ms = configured.as_millis() as u64,
+                    translate_ms = (translated - configured).as_millis() as u64,
+                    total_ms = pass_started.elapsed().as_millis() as u64,
+                    "reconcile pass with status sync"
+                );
             }
         }
     }

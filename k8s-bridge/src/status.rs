@@ -54,17 +54,48 @@ pub struct AnnouncedLabels {
     pub service: String,
 }
 
+/// speakerd's Layer 2 announcements by IP (each lookup O(log n): thousands of Services per pass).
+fn l2_index(l2: &[pb::L2Announcement]) -> BTreeMap<std::net::IpAddr, &pb::L2Announcement> {
+    l2.iter().filter_map(|a| Some((a.ip.parse().ok()?, a))).collect()
+}
+
+/// The BGP announcements whose prefix contains `ip`, found by masking `ip` to each prefix length in use
+/// (a handful) rather than by scanning every announcement for every Service.
+struct BgpIndex<'a> {
+    by_len: BTreeMap<(bool, u8), BTreeMap<ipnet::IpNet, Vec<&'a pb::Announcement>>>,
+}
+
+impl<'a> BgpIndex<'a> {
+    fn new(bgp: &'a [pb::Announcement]) -> Self {
+        let mut by_len: BTreeMap<(bool, u8), BTreeMap<ipnet::IpNet, Vec<&pb::Announcement>>> = BTreeMap::new();
+        for a in bgp {
+            if let Ok(n) = a.prefix.parse::<ipnet::IpNet>() {
+                let n = n.trunc();
+                by_len.entry((n.addr().is_ipv4(), n.prefix_len())).or_default().entry(n).or_default().push(a);
+            }
+        }
+        BgpIndex { by_len }
+    }
+
+    fn containing(&self, ip: std::net::IpAddr) -> impl Iterator<Item = &'a pb::Announcement> + '_ {
+        self.by_len
+            .iter()
+            .filter(move |((v4, _), _)| *v4 == ip.is_ipv4())
+            .filter_map(move |((_, len), m)| m.get(&ipnet::IpNet::new(ip, *len).ok()?.trunc()))
+            .flatten()
+            .copied()
+    }
+}
+
 /// What this node announces, as MetalLB's speaker sets `metallb_speaker_announced`: every Service IP it
 /// announces over BGP, and every Layer 2 Service IP it is the elected owner of (`l2`: speakerd's view).
 pub fn announced(node: &str, d: &Desired, l2: &[pb::L2Announcement]) -> BTreeSet<AnnouncedLabels> {
+    let l2_by_ip = l2_index(l2);
     d.services
         .iter()
         .filter(|s| match s.protocol {
             Protocol::Bgp => true,
-            Protocol::Layer2 => {
-                let ip = s.ip.to_string();
-                l2.iter().any(|a| a.ip == ip && a.owner_node == node)
-            }
+            Protocol::Layer2 => l2_by_ip.get(&s.ip).is_some_and(|a| a.owner_node == node),
         })
         .map(|s| AnnouncedLabels {
             ip: s.ip.to_string(),
@@ -94,12 +125,14 @@ pub fn wanted(node: &str, d: &Desired, l2: &[pb::L2Announcement]) -> Vec<Wanted>
     };
     let mut bgp: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     let mut l2_ifs: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    let bgp_index = BgpIndex::new(&d.bgp);
+    let l2_by_ip = l2_index(l2);
     for s in &d.services {
         let key = (s.namespace.clone(), s.name.clone());
         match s.protocol {
             Protocol::Bgp => {
                 let peers = bgp.entry(key).or_default();
-                for a in d.bgp.iter().filter(|a| a.prefix.parse::<ipnet::IpNet>().is_ok_and(|n| n.contains(&s.ip))) {
+                for a in bgp_index.containing(s.ip) {
                     if a.peers.is_empty() {
                         peers.extend(peer_names.iter().filter(|p| carries(p, &s.ip)).cloned());
                     } else {
@@ -108,8 +141,7 @@ pub fn wanted(node: &str, d: &Desired, l2: &[pb::L2Announcement]) -> Vec<Wanted>
                 }
             }
             Protocol::Layer2 => {
-                let ip = s.ip.to_string();
-                if let Some(a) = l2.iter().find(|a| a.ip == ip && a.owner_node == node && !a.answering_on.is_empty()) {
+                if let Some(a) = l2_by_ip.get(&s.ip).filter(|a| a.owner_node == node && !a.answering_on.is_empty()) {
                     let ifs = l2_ifs.entry(key).or_default();
                     ifs.extend(a.answering_on.iter().filter_map(|x| x.split_whitespace().next()).map(str::to_string));
                 }

@@ -193,9 +193,37 @@ impl Speaker {
 
     /// Replaces an owner's Layer 2 announcements. Returns (added, changed, removed).
     pub async fn set_l2(&self, owner: &str, specs: Vec<L2Spec>) -> Result<(u32, u32, u32), SpeakerError> {
+        self.edit_l2(owner, |_| specs.into_iter().map(|s| (s.ip, s)).collect()).await
+    }
+
+    /// Edits an owner's Layer 2 announcements: `announce` added or replacing the same IP, then
+    /// `withdraw` removed. Returns (added, changed, removed).
+    pub async fn update_l2(
+        &self,
+        owner: &str,
+        announce: Vec<L2Spec>,
+        withdraw: &[IpAddr],
+    ) -> Result<(u32, u32, u32), SpeakerError> {
+        self.edit_l2(owner, |old| {
+            let mut new = old.clone();
+            new.extend(announce.into_iter().map(|s| (s.ip, s)));
+            for ip in withdraw {
+                new.remove(&transport::canonical(*ip));
+            }
+            new
+        })
+        .await
+    }
+
+    /// Sets an owner's Layer 2 set to `f(current)` and hands the merge of every owner to Layer 2.
+    async fn edit_l2(
+        &self,
+        owner: &str,
+        f: impl FnOnce(&BTreeMap<IpAddr, L2Spec>) -> BTreeMap<IpAddr, L2Spec>,
+    ) -> Result<(u32, u32, u32), SpeakerError> {
         let l2 = self.l2.get().ok_or_else(|| SpeakerError::Limit("Layer 2 mode is not running on this node".into()))?;
         let mut core = self.core.lock().await;
-        let new: BTreeMap<IpAddr, L2Spec> = specs.into_iter().map(|s| (s.ip, s)).collect();
+        let new = f(core.l2.get(owner).unwrap_or(&BTreeMap::new()));
         if new.len() > self.cfg.max_announcements_per_owner {
             return Err(SpeakerError::Limit(format!(
                 "at most {} announcements per owner",

@@ -434,6 +434,57 @@ async fn layer2_arguments_are_validated() {
     assert_eq!(e.code(), Code::FailedPrecondition, "gossip is off: {e:?}");
 }
 
+/// UpdateL2Announcements: an owner's set edited by changes (k8s-bridge's incremental pushes), other
+/// owners untouched, bad fields named as the request names them.
+#[tokio::test]
+async fn layer2_sets_are_edited_by_changes() {
+    let d = Daemon::start(&["--no-gossip", "--node-name", "solo"]);
+    let mut c = d.client().await;
+    let l2 = |ip: &str| pb::L2Announcement { ip: ip.into(), ..Default::default() };
+    let update = |announce: Vec<pb::L2Announcement>, withdraw: Vec<&str>| pb::UpdateL2AnnouncementsRequest {
+        owner: "t".into(),
+        announce,
+        withdraw: withdraw.into_iter().map(str::to_string).collect(),
+    };
+    c.set_l2_announcements(pb::SetL2AnnouncementsRequest {
+        owner: "other".into(),
+        announcements: vec![l2("192.0.2.9")],
+    })
+    .await
+    .unwrap();
+    let r =
+        c.update_l2_announcements(update(vec![l2("192.0.2.1"), l2("192.0.2.2")], vec![])).await.unwrap().into_inner();
+    assert_eq!((r.added, r.changed, r.removed), (2, 0, 0));
+    let changed = pb::L2Announcement { interfaces: vec!["eth0".into()], ..l2("192.0.2.2") };
+    let r = c
+        .update_l2_announcements(update(vec![changed, l2("192.0.2.3")], vec!["192.0.2.1", "192.0.2.77"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.added, r.changed, r.removed), (1, 1, 1), "an IP the owner does not have is ignored");
+    let list =
+        c.list_l2_announcements(pb::ListL2AnnouncementsRequest { owner: String::new() }).await.unwrap().into_inner();
+    let got: Vec<(String, String, Vec<String>)> =
+        list.announcements.iter().map(|a| (a.ip.clone(), a.owner.clone(), a.interfaces.clone())).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("192.0.2.2".into(), "t".into(), vec!["eth0".to_string()]),
+            ("192.0.2.3".into(), "t".into(), vec![]),
+            ("192.0.2.9".into(), "other".into(), vec![]),
+        ]
+    );
+    let r = c.update_l2_announcements(update(vec![], vec![])).await.unwrap().into_inner();
+    assert_eq!((r.added, r.changed, r.removed), (0, 0, 0), "an empty update changes nothing");
+    for (bad, field) in
+        [(update(vec![l2("nope")], vec![]), "announce[0].ip"), (update(vec![], vec!["192.0.2.2", "x"]), "withdraw[1]")]
+    {
+        let e = c.update_l2_announcements(bad).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().starts_with(field), "{}", e.message());
+    }
+}
+
 #[test]
 fn plaintext_tcp_api_is_refused_off_loopback() {
     let dir = std::env::temp_dir().join(format!("speakerd-tcp-{}", std::process::id()));

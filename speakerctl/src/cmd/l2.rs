@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use clap::Subcommand;
 use serde::Serialize;
 use speaker_api::v1::{
-    GetL2OwnerRequest, L2Announcement, ListL2AnnouncementsRequest, ListMembersRequest, SetL2AnnouncementsRequest,
+    GetL2OwnerRequest, L2Announcement, ListL2AnnouncementsRequest, ListMembersRequest, UpdateL2AnnouncementsRequest,
 };
 
 use crate::cmd::announce::DEFAULT_OWNER;
@@ -159,26 +159,17 @@ pub fn members_table(m: &MembersView) -> String {
     s
 }
 
-async fn current(client: &mut Client, owner: &str) -> Result<Vec<L2Announcement>, CmdError> {
-    let r = client.list_l2_announcements(ListL2AnnouncementsRequest { owner: owner.to_string() }).await?;
-    Ok(r.into_inner().announcements)
-}
-
-async fn replace(client: &mut Client, owner: &str, list: Vec<L2Announcement>) -> Result<(u32, u32, u32), CmdError> {
-    let list = list
-        .into_iter()
-        .map(|a| L2Announcement {
-            owner: String::new(),
-            owner_node: String::new(),
-            answering_on: vec![],
-            error: String::new(),
-            ..a
-        })
-        .collect();
+/// One atomic edit of the owner's set in speakerd (no read-modify-write race with other clients).
+async fn update(
+    client: &mut Client,
+    owner: &str,
+    announce: Vec<L2Announcement>,
+    withdraw: Vec<String>,
+) -> Result<(u32, u32, u32), CmdError> {
     let r = client
-        .set_l2_announcements(SetL2AnnouncementsRequest { owner: owner.to_string(), announcements: list })
-        .await?;
-    let r = r.into_inner();
+        .update_l2_announcements(UpdateL2AnnouncementsRequest { owner: owner.to_string(), announce, withdraw })
+        .await?
+        .into_inner();
     Ok((r.added, r.changed, r.removed))
 }
 
@@ -207,27 +198,25 @@ pub async fn run(client: &mut Client, cmd: L2Command, format: Format, out: &mut 
             render(&v, format, |v| format!("{}\n", if v.node.is_empty() { "(none)" } else { &v.node }))?
         }
         L2Command::Add { ips, nodes, interfaces, exclude_interfaces, prefer, owner } => {
-            let mut list = current(client, &owner).await?;
-            for ip in ips {
-                list.retain(|a| a.ip.parse::<IpAddr>().ok() != Some(ip));
-                list.push(L2Announcement {
+            let list = ips
+                .iter()
+                .map(|ip| L2Announcement {
                     ip: ip.to_string(),
                     nodes: nodes.clone(),
                     interfaces: interfaces.clone(),
                     exclude_interfaces: exclude_interfaces.clone(),
                     node_weights: prefer.iter().cloned().collect(),
                     ..Default::default()
-                });
-            }
-            let (added, changed, removed) = replace(client, &owner, list).await?;
+                })
+                .collect();
+            let (added, changed, removed) = update(client, &owner, list, vec![]).await?;
             render(&Changed { added, changed, removed }, format, |c| {
                 format!("layer 2: {} added, {} changed as owner {owner}\n", c.added, c.changed)
             })?
         }
         L2Command::Withdraw { ips, owner } => {
-            let mut list = current(client, &owner).await?;
-            list.retain(|a| !a.ip.parse::<IpAddr>().is_ok_and(|x| ips.contains(&x)));
-            let (added, changed, removed) = replace(client, &owner, list).await?;
+            let withdraw = ips.iter().map(IpAddr::to_string).collect();
+            let (added, changed, removed) = update(client, &owner, vec![], withdraw).await?;
             render(&Changed { added, changed, removed }, format, |c| {
                 format!("layer 2: {} withdrawn as owner {owner}\n", c.removed)
             })?

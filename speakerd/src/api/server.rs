@@ -234,6 +234,41 @@ impl SpeakerSvc for Api {
         Ok(Response::new(pb::SetL2AnnouncementsResponse { added, changed, removed }))
     }
 
+    async fn update_l2_announcements(
+        &self,
+        r: Request<pb::UpdateL2AnnouncementsRequest>,
+    ) -> Result<Response<pb::UpdateL2AnnouncementsResponse>, Status> {
+        let r = r.into_inner();
+        let owner = parse_owner(&r.owner).map_err(invalid)?;
+        if r.announce.len() + r.withdraw.len() > MAX_ANNOUNCEMENTS_PER_CALL {
+            return Err(Status::resource_exhausted(format!(
+                "at most {MAX_ANNOUNCEMENTS_PER_CALL} announcements and withdrawals per call"
+            )));
+        }
+        let specs = r
+            .announce
+            .iter()
+            .enumerate()
+            .map(|(i, a)| L2Spec::try_from((i, a)).map_err(|e| invalid(e.under("announce"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let withdraw = r
+            .withdraw
+            .iter()
+            .enumerate()
+            .map(|(i, ip)| {
+                ip.trim()
+                    .parse::<std::net::IpAddr>()
+                    .map_err(|_| Status::invalid_argument(format!("withdraw[{i}]: {ip:?} is not an IP address")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let (added, changed, removed) =
+            self.speaker.update_l2(&owner, specs, &withdraw).await.map_err(|e| match e {
+                crate::speaker::SpeakerError::Limit(m) if m.contains("not running") => Status::failed_precondition(m),
+                e => e.into(),
+            })?;
+        Ok(Response::new(pb::UpdateL2AnnouncementsResponse { added, changed, removed }))
+    }
+
     async fn list_l2_announcements(
         &self,
         r: Request<pb::ListL2AnnouncementsRequest>,

@@ -19,6 +19,14 @@ impl ConfigError {
     pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self { field: field.into(), reason: reason.into() }
     }
+
+    /// The same error for a list named `list` in its request (validators name `announcements[i]`).
+    pub fn under(mut self, list: &str) -> Self {
+        if let Some(rest) = self.field.strip_prefix("announcements") {
+            self.field = format!("{list}{rest}");
+        }
+        self
+    }
 }
 
 pub const DEFAULT_HOLD_TIME: u16 = 90;
