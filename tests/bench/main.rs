@@ -44,6 +44,9 @@ pub struct Plan {
     pub start_runs: usize,
     pub restart_n: usize,
     pub l2_runs: usize,
+    /// Services in the k8s-bridge workload, and EndpointSlice flips per size.
+    pub k8s_sizes: Vec<usize>,
+    pub k8s_flips: usize,
     pub only: Vec<String>,
     /// Runs per convergence row of the replay limit and speakerd (the median is reported).
     pub conv_repeat: usize,
@@ -92,6 +95,8 @@ impl Plan {
                 start_runs: 5,
                 restart_n: 100_000,
                 l2_runs: 20,
+                k8s_sizes: vec![2_000, 10_000],
+                k8s_flips: 20,
                 only,
                 conv_repeat: 5,
             }
@@ -108,6 +113,8 @@ impl Plan {
                 start_runs: 1,
                 restart_n: 300,
                 l2_runs: 2,
+                k8s_sizes: vec![100],
+                k8s_flips: 3,
                 only,
                 conv_repeat: 1,
             }
@@ -331,6 +338,9 @@ fn benchmarks() {
     }
     if plan.wants("l2") {
         l2_failover(&plan, &mut res);
+    }
+    if plan.wants("k8s") {
+        k8s_scale(&plan, &mut res);
     }
     res.total = started.elapsed();
     let doc = res.render(&plan);

@@ -121,6 +121,27 @@ pub struct L2Row {
     pub err: Option<String>,
 }
 
+/// One size of the k8s-bridge workload (section 8).
+#[derive(Default)]
+pub struct K8sRow {
+    pub n: usize,
+    pub write_delay: Duration,
+    /// Seconds the test took to create the 2N objects (Services and EndpointSlices).
+    pub create_secs: f64,
+    pub routes_after_last: Option<Duration>,
+    /// Not-ready → withdrawn at the router, one per flip.
+    pub flips: Vec<Duration>,
+    /// Event and status writes still pending after the flips.
+    pub pending_after_flips: (f64, f64),
+    pub hung_flip: Option<Duration>,
+    pub status_converged: Option<Duration>,
+    /// (VmRSS, VmHWM) of k8s-bridge and speakerd at the end; k8s-bridge's CPU seconds.
+    pub bridge_mem: (u64, u64),
+    pub bridge_cpu: f64,
+    pub speakerd_mem: (u64, u64),
+    pub err: Option<String>,
+}
+
 pub struct Results {
     pub conv: Vec<ConvRow>,
     pub lat: Vec<LatRow>,
@@ -128,6 +149,7 @@ pub struct Results {
     pub restart: Option<(usize, Result<Duration, String>)>,
     pub scale: Option<ScaleRow>,
     pub l2: Vec<L2Row>,
+    pub k8s: Vec<K8sRow>,
     pub total: Duration,
 }
 
@@ -186,6 +208,7 @@ impl Results {
             restart: None,
             scale: None,
             l2: vec![],
+            k8s: vec![],
             total: Duration::ZERO,
         }
     }
@@ -229,6 +252,7 @@ impl Results {
         self.render_scale(&mut d);
         self.render_start(&mut d);
         self.render_l2(&mut d);
+        self.render_k8s(&mut d);
         d += METHOD;
         d
     }
@@ -565,6 +589,42 @@ impl Results {
         d.push('\n');
     }
 
+    fn render_k8s(&self, d: &mut String) {
+        if self.k8s.is_empty() {
+            return;
+        }
+        let delay = self.k8s[0].write_delay.as_millis();
+        let _ = writeln!(d, "## 8. k8s-bridge at Kubernetes scale
+
+speakerd and k8s-bridge (its default flags: Events and status objects written, 10 and 20 writes/s at most) on one node, the project's fake API server answering every write after {delay} ms (a throttled API server), gobgpd as the router. N LoadBalancer Services with one ready endpoint each are created as fast as the harness can (one Event and one ServiceBGPStatus per Service: a backlog of 2N writes at {delay} ms each); then, while that backlog drains, one EndpointSlice at a time is flipped to not-ready (measured until gobgpd no longer holds the route, polled every 2 ms) and back; then one flip while every write hangs; then writes are fast again and every ServiceBGPStatus must be right.
+");
+        let _ = writeln!(d, "| N | objects created in | all routes at the router after the last object | not-ready → withdrawn p50 | p99 | max | flips | Event / status writes pending after the flips | flip while writes hang | status right after recovery | k8s-bridge RSS / peak | k8s-bridge CPU | speakerd RSS / peak |\n|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---|");
+        for r in &self.k8s {
+            let _ = writeln!(
+                d,
+                "| {} | {:.1} s | {} | {} | {} | {} | {} | {:.0} / {:.0} | {} | {} | {} / {} | {:.1} s | {} / {} |{}",
+                r.n,
+                r.create_secs,
+                ms(r.routes_after_last),
+                ms(pct(&r.flips, 50.0)),
+                ms(pct(&r.flips, 99.0)),
+                ms(r.flips.iter().max().copied()),
+                r.flips.len(),
+                r.pending_after_flips.0,
+                r.pending_after_flips.1,
+                ms(r.hung_flip),
+                ms(r.status_converged),
+                mb(r.bridge_mem.0),
+                mb(r.bridge_mem.1),
+                r.bridge_cpu,
+                mb(r.speakerd_mem.0),
+                mb(r.speakerd_mem.1),
+                r.err.as_ref().map(|e| format!(" a run failed: {e}")).unwrap_or_default()
+            );
+        }
+        let _ = writeln!(d, "\nTargets (issue 25): every route within 2 s of the last object; a flip withdrawn within 1 s (p99) while the backlog drains and while writes hang; the status right once writes work again.\n");
+    }
+
     /// (file name, SVG) of each plot.
     pub fn plots(&self) -> Vec<(String, String)> {
         let mut out = vec![];
@@ -639,6 +699,11 @@ impl Results {
         for l in &self.l2 {
             if l.samples.len() != plan.l2_runs {
                 missing.push(format!("l2 {:?} at {} nodes (probe {:?} ms): {:?}", l.fault, l.nodes, l.probe_ms, l.err));
+            }
+        }
+        for r in &self.k8s {
+            if r.err.is_some() || r.flips.len() != plan.k8s_flips {
+                missing.push(format!("k8s-bridge at {}: {:?}", r.n, r.err));
             }
         }
         assert!(missing.is_empty(), "benchmark runs failed:\n{}", missing.join("\n"));

@@ -754,3 +754,126 @@ fn longest_double_answer(replies: &[(f64, String, String)], window: f64) -> Dura
     }
     Duration::from_secs_f64(longest)
 }
+
+// ---------------------------------------------------------------------------------------------------
+// 8. k8s-bridge at Kubernetes scale (issue 25)
+
+/// speakerd + k8s-bridge (its defaults) on one node, the fake API server answering every write after
+/// `K8S_WRITE_DELAY` (a throttled API server), gobgpd as the router. For each N: N LoadBalancer
+/// Services with one ready endpoint each are created; then EndpointSlices are flipped to not-ready
+/// and back while the Event/status backlog drains; then writes hang for one flip; then writes are
+/// fast and the status objects must converge.
+pub fn k8s_scale(plan: &Plan, res: &mut Results) {
+    for &n in &plan.k8s_sizes {
+        let mut row = K8sRow { n, write_delay: K8S_WRITE_DELAY, ..K8sRow::default() };
+        if let Err(e) = k8s_scale_run(plan, n, &mut row) {
+            row.err = Some(e);
+        }
+        res.k8s.push(row);
+    }
+}
+
+pub const K8S_WRITE_DELAY: Duration = Duration::from_millis(200);
+
+fn k8s_scale_run(plan: &Plan, n: usize, row: &mut K8sRow) -> Result<(), String> {
+    use common::k8s::{bridge_with, endpoints, endpoints_with, metric, node, service, start_node, Api};
+    use fake_apiserver::WriteDelay;
+    const ASN: u32 = 64500;
+    const ROUTER_ASN: u32 = 64510;
+    const PORT: u16 = 17499;
+    let lab = Lab::new(&format!("bench-k8s-{n}"));
+    let (n1, g) = lab.pair("n1", "gobgp");
+    let api = Api::start(lab.dir());
+    api.install_crds();
+    api.apply(node("n1", &n1.v4.to_string(), "a"));
+    let gobgp = Gobgpd::start(&g, common::PeerConfig::new(ROUTER_ASN, g.v4).neighbor(Neighbor::new(n1.v4, ASN).passive()));
+    // 10.64.0.0/16: room for 65,000 Services.
+    api.apply_yaml(&format!(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: pool, namespace: metallb-system}}\nspec: {{addresses: [10.64.0.0/16]}}\n---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: adv, namespace: metallb-system}}\n---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: router, namespace: metallb-system}}\nspec: {{myASN: {ASN}, peerASN: {ROUTER_ASN}, peerAddress: \"{}\"}}\n",
+        g.v4
+    ));
+    let sp = start_node(&n1, "n1");
+    let bridge = bridge_with(&api, "n1", &sp, PORT, &[]);
+    let est = try_wait_until(Duration::from_secs(60), || match sp.peer_state(&g.v4.to_string()) {
+        Some(s) if s == "established" => Ok(()),
+        s => Err(format!("{s:?}")),
+    });
+    est.map_err(|e| format!("session to gobgpd: {e}"))?;
+    let count = || gobgp.rib_count("ipv4").unwrap_or(0) as usize;
+    let ip = |i: usize| format!("10.64.{}.{}", i / 250, 1 + i % 250);
+    api.server.set_write_delay(WriteDelay::Delay(K8S_WRITE_DELAY));
+    let created = Instant::now();
+    for i in 0..n {
+        let name = format!("s{i}");
+        api.apply(service(&name, &ip(i), "Cluster"));
+        api.apply(endpoints(&name, "n1"));
+    }
+    let last_object = Instant::now();
+    row.create_secs = (last_object - created).as_secs_f64();
+    try_wait_until(Duration::from_secs(300), || if count() == n { Ok(()) } else { Err(format!("{} of {n}", count())) })
+        .map_err(|e| format!("all routes at gobgpd: {e}"))?;
+    row.routes_after_last = Some(last_object.elapsed());
+    // Flips while the backlog drains.
+    for round in 0..plan.k8s_flips {
+        let k = 7 + round * 13;
+        let (name, prefix) = (format!("s{k}"), format!("{}/32", ip(k)));
+        let t = Instant::now();
+        api.apply(endpoints_with(&name, &[("n1", false, false, false)]));
+        k8s_wait_prefix(&gobgp, &prefix, false).map_err(|e| format!("flip {round}: withdrawal: {e}"))?;
+        row.flips.push(t.elapsed());
+        api.apply(endpoints(&name, "n1"));
+        k8s_wait_prefix(&gobgp, &prefix, true).map_err(|e| format!("flip {round}: back: {e}"))?;
+    }
+    row.pending_after_flips = (
+        metric(PORT, "k8s_bridge_events_pending").unwrap_or(-1.0),
+        metric(PORT, "k8s_bridge_status_pending").unwrap_or(-1.0),
+    );
+    // Writes hang: one flip.
+    api.server.set_write_delay(WriteDelay::Hang);
+    let prefix = format!("{}/32", ip(9));
+    let t = Instant::now();
+    api.apply(endpoints_with("s9", &[("n1", false, false, false)]));
+    k8s_wait_prefix(&gobgp, &prefix, false).map_err(|e| format!("flip while writes hang: {e}"))?;
+    row.hung_flip = Some(t.elapsed());
+    api.apply(endpoints("s9", "n1"));
+    k8s_wait_prefix(&gobgp, &prefix, true).map_err(|e| format!("back while writes hang: {e}"))?;
+    // Writes fast: every status object right.
+    api.server.set_write_delay(WriteDelay::None);
+    let healed = Instant::now();
+    try_wait_until(Duration::from_secs(600), || {
+        let l = api.server.list("metallb.io/v1beta1", "ServiceBGPStatus", Some("metallb-system"));
+        let ok = l
+            .iter()
+            .filter(|o| o["status"]["node"] == "n1" && o["status"]["peers"] == serde_json::json!(["router"]))
+            .count();
+        if l.len() == n && ok == n {
+            Ok(())
+        } else {
+            Err(format!("{} objects, {ok} right", l.len()))
+        }
+    })
+    .map_err(|e| format!("status after recovery: {e}"))?;
+    row.status_converged = Some(healed.elapsed());
+    row.bridge_mem = rss(bridge.pid());
+    row.bridge_cpu = cpu_secs(bridge.pid());
+    row.speakerd_mem = rss(sp.pid());
+    Ok(())
+}
+
+/// Polls gobgpd for one prefix (present or gone) every 2 ms, for at most 30 s.
+fn k8s_wait_prefix(g: &Gobgpd, prefix: &str, present: bool) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let has = g
+            .cli(&["global", "rib", prefix, "-a", "ipv4"])
+            .map(|o| o.contains(prefix.trim_end_matches("/32")))
+            .unwrap_or(false);
+        if has == present {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{prefix} present={has} after 30 s"));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}

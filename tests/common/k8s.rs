@@ -108,6 +108,11 @@ pub fn endpoints(svc: &str, on_node: &str) -> Value {
 /// k8s-bridge for one node, in the host namespace (it reaches the API server on loopback and speakerd
 /// through the socket file).
 pub fn bridge(api: &Api, node: &str, sp: &Speakerd, metrics_port: u16) -> Proc {
+    bridge_with(api, node, sp, metrics_port, &["--resync-secs", "5"])
+}
+
+/// [`bridge`] with other flags (the benchmark runs it with its defaults: `&[]`).
+pub fn bridge_with(api: &Api, node: &str, sp: &Speakerd, metrics_port: u16, extra: &[&str]) -> Proc {
     let bin = bin_path("k8s-bridge");
     let log = sp.dir().join("k8s-bridge.log");
     let socket = sp.socket().display().to_string();
@@ -117,7 +122,8 @@ pub fn bridge(api: &Api, node: &str, sp: &Speakerd, metrics_port: u16) -> Proc {
     let (pod, uid) = (format!("speaker-{node}-{metrics_port}"), pod_uid(node, metrics_port));
     Proc::spawn(
         &format!("k8s-bridge {node}"),
-        &[bin.to_str().unwrap(), "--node-name", node, "--socket", &socket, "--metrics", &metrics, "--resync-secs", "5"],
+        &[&[bin.to_str().unwrap(), "--node-name", node, "--socket", &socket, "--metrics", &metrics][..], extra]
+            .concat(),
         &log,
         &[
             ("KUBECONFIG", &kubeconfig),

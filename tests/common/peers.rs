@@ -609,6 +609,16 @@ impl Gobgpd {
         self.cli_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     }
 
+    /// Destinations in the global RIB of `afi` ("ipv4"/"ipv6"), from `gobgp global rib summary`
+    /// (cheap at any table size, unlike listing every route).
+    pub fn rib_count(&self, afi: &str) -> Result<u64, String> {
+        let out = self.cli(&["global", "rib", "summary", "-a", afi])?;
+        out.split("Destination:")
+            .nth(1)
+            .and_then(|r| r.trim_start().split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+            .ok_or_else(|| format!("gobgp global rib summary: {out}"))
+    }
+
     fn neighbor_json(&self, neighbor: &str) -> Result<Value, String> {
         let out = self.cli(&["neighbor", &norm_ip(neighbor), "-j"])?;
         serde_json::from_str(&out).map_err(|e| format!("gobgp neighbor json: {e}: {out}"))
