@@ -4,7 +4,8 @@
 //! `status.loadBalancer.ingress` and its `metallb.io/ip-allocated-from-pool` annotation, the
 //! pools' status counts, and Events on the Services.
 //!
-//! Not here yet (issue 20): leader election. Run one replica.
+//! With `leading`, the reflectors fill at once (a standby keeps warm caches) but nothing is written
+//! until this replica leads ([`crate::lease`]); the caller stops the process when it stops leading.
 use crate::allocator::{self, Input, Pool, Port, ServiceAllocation};
 use crate::metallb::LabelSelector;
 use crate::selector::Selector;
@@ -149,8 +150,13 @@ where
     store
 }
 
-/// Runs the controller until an unrecoverable error.
-pub async fn run(client: Client, settings: ControllerSettings) -> anyhow::Result<()> {
+/// Runs the controller until an unrecoverable error. `leading`: None, always act (one replica);
+/// Some, act only while it holds `true`.
+pub async fn run(
+    client: Client,
+    settings: ControllerSettings,
+    mut leading: Option<tokio::sync::watch::Receiver<bool>>,
+) -> anyhow::Result<()> {
     let hub = Arc::new(Hub { changed: Notify::new(), synced: Default::default() });
     let pool_ar = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("metallb.io", "v1beta1", "IPAddressPool"),
@@ -170,11 +176,28 @@ pub async fn run(client: Client, settings: ControllerSettings) -> anyhow::Result
     let mut last_pool_status: BTreeMap<String, allocator::PoolStatus> = BTreeMap::new();
     // Events of the previous pass: a condition that persists is reported once, not per pass.
     let mut last_events: Vec<allocator::Event> = vec![];
+    let mut secret_checked = false;
     loop {
         hub.changed.notified().await;
         tokio::time::sleep(settings.debounce).await;
         if !hub.synced.iter().all(|s| s.load(Relaxed)) {
             continue;
+        }
+        if let Some(l) = leading.as_mut() {
+            if !*l.borrow_and_update() {
+                tracing::info!("standby: caches synced, waiting to lead");
+                while !*l.borrow_and_update() {
+                    if l.changed().await.is_err() {
+                        anyhow::bail!("leader election ended");
+                    }
+                }
+                // The caches have been filling all along: what the old leader wrote is in them (it
+                // stopped writing at least lease_duration - renew_deadline ago).
+                tracing::info!("leading: allocating");
+            }
+        }
+        if !secret_checked {
+            secret_checked = ensure_memberlist_secret(&client, &settings.namespace).await;
         }
         let mut input = Input { lb_class: settings.lb_class.clone(), ..Default::default() };
         let mut pool_objs = pools.state();
@@ -263,6 +286,60 @@ pub async fn run(client: Client, settings: ControllerSettings) -> anyhow::Result
     }
 }
 
+/// As MetalLB's controller: creates the gossip Secret `memberlist` (key `secretkey`, 16 random bytes,
+/// base64) when neither of MetalLB's names exists, so the speakers' gossip is encrypted from the
+/// start. Returns whether the question is settled (exists or created).
+async fn ensure_memberlist_secret(client: &Client, namespace: &str) -> bool {
+    use k8s_openapi::api::core::v1::Secret;
+    let api = Api::<Secret>::namespaced(client.clone(), namespace);
+    for name in ["memberlist", "metallb-memberlist"] {
+        match api.get_opt(name).await {
+            Ok(Some(_)) => return true,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "gossip Secret not read; trying again later");
+                return false;
+            }
+        }
+    }
+    let mut key = [0u8; 16];
+    if let Err(e) = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut key)) {
+        tracing::warn!(error = %e, "no randomness for the gossip key");
+        return false;
+    }
+    let b64 = base64_raw(&key);
+    let s = Secret {
+        metadata: kube::api::ObjectMeta { name: Some("memberlist".into()), ..Default::default() },
+        data: Some([("secretkey".to_string(), k8s_openapi::ByteString(b64.into_bytes()))].into()),
+        ..Default::default()
+    };
+    match api.create(&PostParams::default(), &s).await {
+        Ok(_) => {
+            tracing::info!(namespace, "gossip Secret memberlist created");
+            true
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "gossip Secret not created; trying again later");
+            false
+        }
+    }
+}
+
+/// Standard base64 without padding (as MetalLB encodes the gossip key).
+fn base64_raw(b: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..=c.len() {
+            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
 async fn post_event(client: &Client, svc: &Service, e: &allocator::Event) {
     let ns = svc.namespace().unwrap_or_default();
     let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
@@ -298,5 +375,17 @@ async fn post_event(client: &Client, svc: &Service, e: &allocator::Event) {
     };
     if let Err(err) = Api::<K8sEvent>::namespaced(client.clone(), &ns).create(&PostParams::default(), &ev).await {
         tracing::debug!(service = %e.service, error = %err, "posting an Event failed");
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    #[test]
+    fn base64_without_padding() {
+        assert_eq!(super::base64_raw(b"f"), "Zg");
+        assert_eq!(super::base64_raw(b"fo"), "Zm8");
+        assert_eq!(super::base64_raw(b"foo"), "Zm9v");
+        assert_eq!(super::base64_raw(b"foobar"), "Zm9vYmFy");
+        assert_eq!(super::base64_raw(&[0u8; 16]).len(), 22);
     }
 }

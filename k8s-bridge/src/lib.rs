@@ -17,6 +17,7 @@ pub mod config;
 pub mod config_state;
 pub mod controller;
 pub mod events;
+pub mod lease;
 pub mod metallb;
 pub mod metrics;
 pub mod offline;

@@ -70,21 +70,65 @@ struct Args {
 #[command(
     name = "k8s-bridge controller",
     version,
-    about = "Allocates LoadBalancer IPs from IPAddressPools (MetalLB's controller role); one replica, no leader election yet"
+    about = "Allocates LoadBalancer IPs from IPAddressPools (MetalLB's controller role); replicas elect a leader through a Lease"
 )]
 struct ControllerArgs {
-    /// Namespace of the IPAddressPools.
+    /// Namespace of the IPAddressPools (and of the Lease).
     #[arg(long, env = "METALLB_NAMESPACE", default_value = "metallb-system")]
     namespace: String,
     /// Serve only Services with this spec.loadBalancerClass (default: only Services without one).
     #[arg(long)]
     lb_class: Option<String>,
+    /// This replica's identity in the Lease (downward API `metadata.name`); default: the host name.
+    #[arg(long, env = "METALLB_POD_NAME")]
+    pod_name: Option<String>,
+    /// The coordination.k8s.io Lease the replicas elect their leader with.
+    #[arg(long, default_value = "metallb-controller")]
+    lease_name: String,
+    /// Act without electing a leader: only for a single replica.
+    #[arg(long)]
+    no_leader_election: bool,
+    /// A standby takes the Lease when the leader has not renewed it for this long.
+    #[arg(long, default_value_t = 15)]
+    lease_duration_secs: u64,
+    /// The leader stops (the process exits) when it could not renew for this long; must be below
+    /// the lease duration minus the retry period.
+    #[arg(long, default_value_t = 10)]
+    renew_deadline_secs: u64,
+    /// How often the Lease is renewed or tried.
+    #[arg(long, default_value_t = 2)]
+    retry_period_secs: u64,
+    /// Log format: text or json.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 async fn controller_main() -> anyhow::Result<()> {
     let a = ControllerArgs::parse_from(std::env::args().skip(1));
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    if a.log_format == "json" {
+        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let lease_cfg = k8s_bridge::lease::LeaseConfig {
+        lease_duration: Duration::from_secs(a.lease_duration_secs.max(1)),
+        renew_deadline: Duration::from_secs(a.renew_deadline_secs.max(1)),
+        retry_period: Duration::from_secs(a.retry_period_secs.max(1)),
+        ..k8s_bridge::lease::LeaseConfig::new(
+            &a.namespace,
+            &a.lease_name,
+            &a.pod_name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+            }),
+        )
+    };
+    if lease_cfg.renew_deadline + lease_cfg.retry_period >= lease_cfg.lease_duration {
+        anyhow::bail!("--renew-deadline-secs plus --retry-period-secs must be below --lease-duration-secs: a leader that lost the Lease must have stopped before another may take it");
+    }
+    if lease_cfg.identity.is_empty() {
+        anyhow::bail!("no identity for the Lease: set METALLB_POD_NAME (--pod-name)");
+    }
     let mut config =
         kube::Config::infer().await.map_err(|e| anyhow::anyhow!("Kubernetes client configuration: {e}"))?;
     config.read_timeout = Some(Duration::from_secs(30));
@@ -95,11 +139,29 @@ async fn controller_main() -> anyhow::Result<()> {
         lb_class: a.lb_class,
         debounce: Duration::from_millis(100),
     };
-    tracing::info!(namespace = %settings.namespace, "k8s-bridge controller starting");
-    tokio::select! {
-        r = k8s_bridge::controller::run(client, settings) => r,
-        _ = shutdown() => Ok(()),
+    tracing::info!(namespace = %settings.namespace, identity = %lease_cfg.identity, "k8s-bridge controller starting");
+    if a.no_leader_election {
+        return tokio::select! {
+            r = k8s_bridge::controller::run(client, settings, None) => r,
+            _ = shutdown() => Ok(()),
+        };
     }
+    let leases =
+        kube::Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), &lease_cfg.namespace);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let r = tokio::select! {
+        r = k8s_bridge::controller::run(client, settings, Some(rx)) => r,
+        r = k8s_bridge::lease::run(leases.clone(), lease_cfg.clone(), tx) => {
+            // Lost the Lease: stop at once; the Deployment starts this replica again as a standby.
+            let e = r.err().unwrap_or_else(|| anyhow::anyhow!("leader election ended"));
+            tracing::error!(error = %e, "no longer leading; exiting");
+            std::process::exit(1);
+        }
+        _ = shutdown() => Ok(()),
+    };
+    // The controller future is dropped: nothing more is written. Give the Lease up for the standby.
+    k8s_bridge::lease::release(&leases, &lease_cfg).await;
+    r
 }
 
 #[tokio::main]

@@ -73,7 +73,7 @@ async fn controller_allocates_and_frees() {
         lb_class: None,
         debounce: Duration::from_millis(20),
     };
-    let ctl = tokio::spawn(k8s_bridge::controller::run(client.clone(), settings));
+    let ctl = tokio::spawn(k8s_bridge::controller::run(client.clone(), settings, None));
 
     server.apply(service("default", "web", "10.96.0.10"));
     server.apply(service("team", "api", "10.96.0.11"));
@@ -128,6 +128,13 @@ async fn controller_allocates_and_frees() {
     })
     .await;
     assert!(!ctl.is_finished(), "controller exited: {:?}", ctl.await);
+    // As MetalLB's controller: the gossip Secret exists (created, 16 random bytes in base64).
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), "metallb-system");
+    let key = wait_for("the memberlist Secret", || async {
+        secrets.get_opt("memberlist").await.ok()??.data?.get("secretkey").map(|k| k.0.clone())
+    })
+    .await;
+    assert_eq!(key.len(), 22, "{key:?}");
 
     // Restart: while no controller runs, a new Service appears (sorting before web2 by name).
     // The new controller rebuilds from status first: web2 keeps its IP, the newcomer waits.
@@ -138,7 +145,7 @@ async fn controller_allocates_and_frees() {
         lb_class: None,
         debounce: Duration::from_millis(20),
     };
-    let ctl2 = tokio::spawn(k8s_bridge::controller::run(client.clone(), settings));
+    let ctl2 = tokio::spawn(k8s_bridge::controller::run(client.clone(), settings, None));
     wait_for("AllocationFailed event for aaa", || async {
         let l = events.list(&Default::default()).await.ok()?;
         l.items
@@ -152,4 +159,64 @@ async fn controller_allocates_and_frees() {
     assert_eq!(ingress(&default_api, "web2").await.unwrap().0, vec!["192.0.2.10".to_string()]);
     assert_eq!(ingress(&default_api, "aaa").await.unwrap().0, Vec::<String>::new());
     ctl2.abort();
+}
+
+/// Leader election through a Lease (client-go's rules, short timings): one of two candidates leads;
+/// a leader that stops renewing (killed) is replaced only after the lease duration, by the other's
+/// clock; a leader that stops cleanly gives the Lease up and the standby leads within a retry period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_at_a_time_through_a_lease() {
+    use k8s_bridge::lease::{self, LeaseConfig};
+    use k8s_openapi::api::coordination::v1::Lease;
+    let server = FakeApiServer::start().await;
+    let client = kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
+    let api = Api::<Lease>::namespaced(client.clone(), "metallb-system");
+    let cfg = |id: &str| LeaseConfig {
+        lease_duration: Duration::from_secs(3),
+        renew_deadline: Duration::from_secs(2),
+        retry_period: Duration::from_millis(500),
+        ..LeaseConfig::new("metallb-system", "metallb-controller", id)
+    };
+    let start = |id: &str| {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        (tokio::spawn(lease::run(api.clone(), cfg(id), tx)), rx)
+    };
+    let (a, ra) = start("a");
+    let (b, rb) = start("b");
+    let leader = wait_for("a leader", || async {
+        match (*ra.borrow(), *rb.borrow()) {
+            (true, false) => Some("a"),
+            (false, true) => Some("b"),
+            (false, false) => None,
+            (true, true) => panic!("two leaders"),
+        }
+    })
+    .await;
+    let holder = || async { api.get("metallb-controller").await.unwrap().spec.unwrap().holder_identity };
+    assert_eq!(holder().await.as_deref(), Some(leader));
+    // Stays one leader over several renewals.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_ne!(*ra.borrow(), *rb.borrow(), "exactly one leader");
+    }
+    // The leader is killed (its task stops; the Lease is not given up): the other waits it out.
+    let (killed, (other, other_rx)) = if leader == "a" { (a, (b, rb)) } else { (b, (a, ra)) };
+    killed.abort();
+    let t = Instant::now();
+    wait_for("the standby to lead", || async { (*other_rx.borrow()).then_some(()) }).await;
+    let took = t.elapsed();
+    assert!(took >= Duration::from_secs(2), "took over after {took:?}, before the lease could expire");
+    let new_leader = if leader == "a" { "b" } else { "a" };
+    assert_eq!(holder().await.as_deref(), Some(new_leader));
+    let l = api.get("metallb-controller").await.unwrap().spec.unwrap();
+    assert_eq!(l.lease_transitions, Some(1));
+    // A clean stop gives the Lease up: a new candidate leads within a couple of retry periods.
+    other.abort();
+    lease::release(&api, &cfg(new_leader)).await;
+    assert_eq!(holder().await, None);
+    let t = Instant::now();
+    let (c, rc) = start("c");
+    wait_for("c to lead", || async { (*rc.borrow()).then_some(()) }).await;
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    c.abort();
 }

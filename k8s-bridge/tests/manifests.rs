@@ -83,6 +83,7 @@ fn every_manifest_parses_into_its_type() {
             "Role" => drop(typed::<Role>(&v, &what)),
             "RoleBinding" => drop(typed::<RoleBinding>(&v, &what)),
             "DaemonSet" => drop(typed::<DaemonSet>(&v, &what)),
+            "Deployment" => drop(typed::<k8s_openapi::api::apps::v1::Deployment>(&v, &what)),
             "CustomResourceDefinition" => drop(typed::<CustomResourceDefinition>(&v, &what)),
             other => panic!("{p}: unexpected kind {other}"),
         }
@@ -219,10 +220,20 @@ fn rbac_covers_exactly_what_the_bridge_watches() {
     let mut cluster_rules = Vec::new();
     let mut ns_rules = Vec::new();
     for (_, v) in base() {
+        // The speaker pod's roles (the controller's have their own test).
+        if !matches!(v["metadata"]["name"].as_str(), Some("metallb-system:speakerd" | "speakerd")) {
+            continue;
+        }
         match v["kind"].as_str().unwrap() {
             "ClusterRole" => cluster_rules.extend(typed::<ClusterRole>(&v, "ClusterRole").rules.unwrap_or_default()),
             "Role" => ns_rules.extend(typed::<Role>(&v, "Role").rules.unwrap_or_default()),
             _ => {}
+        }
+    }
+    // The speaker pod writes nothing on Services (issue 20).
+    for verb in ["create", "update", "patch", "delete"] {
+        for res in ["services", "services/status"] {
+            assert!(!rules_allow(&cluster_rules, "", res, verb), "the speaker may {verb} {res}");
         }
     }
     for (group, resource, namespaced) in k8s_bridge::run::WATCHED {
@@ -351,4 +362,64 @@ fn crds_have_exactly_upstreams_fields() {
     let extra: Vec<&String> = got.difference(&want).collect();
     assert!(missing.is_empty() && extra.is_empty(), "missing: {missing:#?}\nextra: {extra:#?}");
     assert!(want.len() > 150, "the upstream list is read ({} rows)", want.len());
+}
+
+/// The controller's RBAC: exactly what `k8s-bridge controller` reads and writes, nothing of the
+/// speaker's; its Deployment runs two replicas with a Lease identity from the downward API.
+#[test]
+fn controller_rbac_and_deployment() {
+    let mut cluster_rules = Vec::new();
+    let mut ns_rules = Vec::new();
+    let mut deployment = None;
+    for (p, v) in base() {
+        match (v["kind"].as_str().unwrap(), v["metadata"]["name"].as_str().unwrap_or_default()) {
+            ("ClusterRole", "metallb-system:controller") => {
+                cluster_rules.extend(typed::<ClusterRole>(&v, "ClusterRole").rules.unwrap_or_default())
+            }
+            ("Role", "controller") => ns_rules.extend(typed::<Role>(&v, "Role").rules.unwrap_or_default()),
+            ("Deployment", _) => deployment = Some(typed::<k8s_openapi::api::apps::v1::Deployment>(&v, &p)),
+            _ => {}
+        }
+    }
+    for (group, res, verbs) in [
+        ("", "services", &["list", "watch", "patch"][..]),
+        ("", "namespaces", &["list", "watch"]),
+        ("", "services/status", &["patch"]),
+        ("", "events", &["create"]),
+    ] {
+        for verb in verbs {
+            assert!(rules_allow(&cluster_rules, group, res, verb), "{verb} {res}");
+        }
+    }
+    for (group, res, verbs) in [
+        ("metallb.io", "ipaddresspools", &["list", "watch"][..]),
+        ("metallb.io", "ipaddresspools/status", &["patch"]),
+        ("coordination.k8s.io", "leases", &["get", "create", "update"]),
+        ("", "secrets", &["get", "create"]),
+    ] {
+        for verb in verbs {
+            assert!(rules_allow(&ns_rules, group, res, verb), "{verb} {res}");
+        }
+    }
+    for r in cluster_rules.iter().chain(&ns_rules) {
+        assert!(!r.verbs.iter().any(|v| v == "*" || v == "delete"), "{r:?}");
+        assert!(
+            !r.resources
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|x| x == "*" || x.contains("servicel2") || x.contains("servicebgp")),
+            "{r:?}"
+        );
+    }
+    assert!(!rules_allow(&ns_rules, "", "secrets", "list"), "the controller reads only the gossip Secret by name");
+    let d = deployment.expect("the controller Deployment");
+    let spec = d.spec.unwrap();
+    assert_eq!(spec.replicas, Some(2));
+    let pod = spec.template.spec.unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some("controller"));
+    let c = &pod.containers[0];
+    assert_eq!(c.args.as_ref().unwrap()[0], "controller");
+    let env = c.env.as_ref().unwrap().iter().find(|e| e.name == "METALLB_POD_NAME").expect("METALLB_POD_NAME");
+    assert_eq!(env.value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path, "metadata.name");
 }

@@ -123,6 +123,18 @@ impl Speaker for FakeSpeakerd {
     ) -> Result<Response<speaker_api::v1::SetL2AnnouncementsResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
+    async fn update_l2_announcements(
+        &self,
+        r: Request<UpdateL2AnnouncementsRequest>,
+    ) -> Result<Response<UpdateL2AnnouncementsResponse>, Status> {
+        let r = r.into_inner();
+        self.record(&r);
+        Ok(Response::new(UpdateL2AnnouncementsResponse {
+            added: r.announce.len() as u32,
+            changed: 0,
+            removed: r.withdraw.len() as u32,
+        }))
+    }
     async fn list_l2_announcements(
         &self,
         _: Request<speaker_api::v1::ListL2AnnouncementsRequest>,
@@ -330,6 +342,38 @@ fn announce_and_withdraw_use_owner_speakerctl() {
     let requests = server.requests();
     assert!(requests[0].contains("owner: \"speakerctl\"") && requests[0].contains("med: Some(5)"), "{requests:?}");
     assert!(requests[1].starts_with("WithdrawRequest { owner: \"speakerctl\""), "{requests:?}");
+}
+
+/// `l2 add` and `l2 withdraw` are one UpdateL2Announcements each (no read-modify-write of the set).
+#[test]
+fn l2_add_and_withdraw_send_one_update_each() {
+    let server = Server::start();
+    let out = server.run(&["l2", "add", "192.0.2.5", "--node", "a", "--node", "b", "--prefer", "b=10"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = server.run(&["l2", "withdraw", "192.0.2.5", "-o", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
+        serde_json::json!({"added": 0, "changed": 0, "removed": 1})
+    );
+    let add = UpdateL2AnnouncementsRequest {
+        owner: "speakerctl".into(),
+        announce: vec![L2Announcement {
+            ip: "192.0.2.5".into(),
+            nodes: vec!["a".into(), "b".into()],
+            node_weights: [("b".to_string(), 10)].into(),
+            ..Default::default()
+        }],
+        withdraw: vec![],
+    };
+    let withdraw = UpdateL2AnnouncementsRequest {
+        owner: "speakerctl".into(),
+        announce: vec![],
+        withdraw: vec!["192.0.2.5".into()],
+    };
+    assert_eq!(server.requests(), [format!("{add:?}"), format!("{withdraw:?}")]);
+    let out = server.run(&["l2", "add", "192.0.2.5", "--prefer", "b"]);
+    assert!(!out.status.success() && stderr(&out).contains("NODE=WEIGHT"), "{}", stderr(&out));
 }
 
 #[test]

@@ -786,7 +786,8 @@ fn k8s_scale_run(plan: &Plan, n: usize, row: &mut K8sRow) -> Result<(), String> 
     let api = Api::start(lab.dir());
     api.install_crds();
     api.apply(node("n1", &n1.v4.to_string(), "a"));
-    let gobgp = Gobgpd::start(&g, common::PeerConfig::new(ROUTER_ASN, g.v4).neighbor(Neighbor::new(n1.v4, ASN).passive()));
+    let gobgp =
+        Gobgpd::start(&g, common::PeerConfig::new(ROUTER_ASN, g.v4).neighbor(Neighbor::new(n1.v4, ASN).passive()));
     // 10.64.0.0/16: room for 65,000 Services.
     api.apply_yaml(&format!(
         "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: pool, namespace: metallb-system}}\nspec: {{addresses: [10.64.0.0/16]}}\n---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: adv, namespace: metallb-system}}\n---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: router, namespace: metallb-system}}\nspec: {{myASN: {ASN}, peerASN: {ROUTER_ASN}, peerAddress: \"{}\"}}\n",
