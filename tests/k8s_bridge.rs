@@ -846,3 +846,109 @@ fn controller_leader_killed_during_a_burst_assigns_no_ip_twice_and_loses_none() 
         killed.elapsed()
     );
 }
+
+/// Issue 20, MetalLB uninstalled: `k8s-bridge controller` allocates, two nodes' bridges announce, the
+/// router holds the route, the real `kubectl get svc` shows the EXTERNAL-IP; two Services sharing an
+/// IP (allow-shared-ip, TCP and UDP 53) get one IP announced once per node; deleting a Service
+/// withdraws its route and frees its IP for the next Service.
+#[test]
+fn controller_allocates_bridges_announce_and_kubectl_shows_the_external_ip() {
+    let Some(lab) = Lab::new_or_skip("k8salloc", &["gobgpd", "kubectl"]) else { return };
+    let seg = lab.segment(&["n1", "n2", "gobgp"]);
+    let (n1, n2, g) = (&seg.hosts[0], &seg.hosts[1], &seg.hosts[2]);
+    let api = Api::start(lab.dir());
+    api.install_crds();
+    api.apply(node("n1", &n1.v4.to_string(), "a"));
+    api.apply(node("n2", &n2.v4.to_string(), "b"));
+    let gobgp = Gobgpd::start(
+        g,
+        PeerConfig::new(GOBGP_ASN, g.v4)
+            .neighbor(Neighbor::new(n1.v4, SPK_ASN).passive())
+            .neighbor(Neighbor::new(n2.v4, SPK_ASN).passive()),
+    );
+    api.apply_yaml(&format!(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: auto, namespace: metallb-system}}\nspec: {{addresses: [203.0.113.0/28]}}\n---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: adv, namespace: metallb-system}}\n---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: router, namespace: metallb-system}}\nspec: {{myASN: {SPK_ASN}, peerASN: {GOBGP_ASN}, peerAddress: \"{}\", connectTime: 1s}}\n",
+        g.v4
+    ));
+    let sp1 = start_node(n1, "n1");
+    let sp2 = start_node(n2, "n2");
+    let _b1 = bridge(&api, "n1", &sp1, 17490);
+    let _b2 = bridge(&api, "n2", &sp2, 17491);
+    let kubeconfig = api.kubeconfig.display().to_string();
+    let _ctl = Proc::spawn(
+        "controller",
+        &[bin_path("k8s-bridge").to_str().unwrap(), "controller"],
+        &lab.dir().join("controller.log"),
+        &[("KUBECONFIG", &kubeconfig), ("METALLB_POD_NAME", "controller-0"), ("RUST_LOG", "info")],
+        None,
+    );
+    sp1.wait_peer_state(&g.v4.to_string(), "established", T);
+    sp2.wait_peer_state(&g.v4.to_string(), "established", T);
+    let svc = |name: &str, proto: &str, port: u16, cluster_ip: &str, shared: Option<&str>| {
+        let mut ann = serde_json::Map::new();
+        if let Some(k) = shared {
+            ann.insert("metallb.io/allow-shared-ip".into(), json!(k));
+        }
+        json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": "default", "annotations": ann},
+            "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Cluster", "clusterIP": cluster_ip,
+                     "clusterIPs": [cluster_ip], "ports": [{"port": port, "protocol": proto}], "selector": {"app": name}}})
+    };
+    let ip_of = |name: &str| {
+        api.server
+            .get("v1", "Service", Some("default"), name)
+            .and_then(|s| s["status"]["loadBalancer"]["ingress"][0]["ip"].as_str().map(str::to_string))
+    };
+    let kubectl = |args: &[&str]| {
+        let out =
+            std::process::Command::new("kubectl").arg("--kubeconfig").arg(&kubeconfig).args(args).output().unwrap();
+        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+
+    api.apply(svc("web", "TCP", 80, "10.96.0.10", None));
+    api.apply(endpoints("web", "n1"));
+    let web_ip = wait_until(T, "web's IP from the controller", || ip_of("web").ok_or("none yet".to_string()));
+    assert!(web_ip.starts_with("203.0.113."), "{web_ip}");
+    let table = kubectl(&["get", "svc", "web"]);
+    let header: Vec<&str> = table.lines().next().unwrap_or_default().split_whitespace().collect();
+    let row: Vec<&str> = table.lines().nth(1).unwrap_or_default().split_whitespace().collect();
+    let col = header.iter().position(|h| *h == "EXTERNAL-IP").expect(&table);
+    assert_eq!(row.get(col), Some(&web_ip.as_str()), "kubectl get svc:\n{table}");
+    let prefix = format!("{web_ip}/32");
+    wait_until(T, &format!("{prefix} at gobgpd from both nodes"), || {
+        let n = gobgp.routes_for(&prefix).len();
+        if n == 2 {
+            Ok(())
+        } else {
+            Err(format!("{n} paths"))
+        }
+    });
+
+    // Sharing: TCP and UDP 53 under one key get one IP, one route per node.
+    api.apply(svc("dns-tcp", "TCP", 53, "10.96.0.11", Some("dns")));
+    api.apply(svc("dns-udp", "UDP", 53, "10.96.0.12", Some("dns")));
+    api.apply(endpoints("dns-tcp", "n2"));
+    api.apply(endpoints("dns-udp", "n2"));
+    let shared = wait_until(T, "both dns Services with one IP", || match (ip_of("dns-tcp"), ip_of("dns-udp")) {
+        (Some(a), Some(b)) if a == b => Ok(a),
+        other => Err(format!("{other:?}")),
+    });
+    assert_ne!(shared, web_ip);
+    wait_until(T, "the shared IP announced once per node", || {
+        let n = gobgp.routes_for(&format!("{shared}/32")).len();
+        if n == 2 {
+            Ok(())
+        } else {
+            Err(format!("{n} paths"))
+        }
+    });
+
+    // Delete web: withdrawn everywhere, its IP free for the next Service.
+    api.delete("v1", "Service", Some("default"), "web");
+    gobgp.wait_no_route(&prefix);
+    api.apply(svc("next", "TCP", 443, "10.96.0.13", None));
+    let next = wait_until(T, "next's IP", || ip_of("next").ok_or("none yet".to_string()));
+    assert_eq!(next, web_ip, "the freed IP is handed out again (the lowest free one)");
+    assert_eq!(gobgp.routes_for(&format!("{shared}/32")).len(), 2, "the shared IP untouched");
+}

@@ -51,12 +51,37 @@ fn now_rfc3339() -> String {
     k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+/// Which component an object reports on: MetalLB names and labels them per component.
+#[derive(Debug, Clone)]
+pub enum Component {
+    /// `speaker-<node>`.
+    Speaker(String),
+    /// `controller`.
+    Controller,
+}
+
+impl Component {
+    fn name(&self) -> String {
+        match self {
+            Component::Speaker(node) => name(node),
+            Component::Controller => "controller".into(),
+        }
+    }
+
+    fn labels(&self) -> Value {
+        match self {
+            Component::Speaker(node) => json!({"metallb.io/component-type": "speaker", "metallb.io/node-name": node}),
+            Component::Controller => json!({"metallb.io/component-type": "controller"}),
+        }
+    }
+}
+
 /// The writer: creates the object if needed and sets its status to the latest report; runs until the
 /// sender is dropped.
 pub async fn run(
     client: kube::Client,
     namespace: String,
-    node: String,
+    component: Component,
     owner: Option<PodOwner>,
     mut rx: watch::Receiver<Option<Report>>,
 ) {
@@ -65,7 +90,7 @@ pub async fn run(
         "configurationstates",
     );
     let api: Api<DynamicObject> = Api::namespaced_with(client, &namespace, &ar);
-    let name = name(&node);
+    let name = component.name();
     let mut created = false;
     let mut retry = Duration::from_secs(1);
     let mut failing = false;
@@ -78,10 +103,7 @@ pub async fn run(
         };
         let write = async {
             if !created {
-                let mut meta = json!({"name": name, "labels": {
-                    "metallb.io/component-type": "speaker",
-                    "metallb.io/node-name": node,
-                }});
+                let mut meta = json!({"name": name, "labels": component.labels()});
                 if let Some(o) = &owner {
                     meta["ownerReferences"] = o.references();
                 }

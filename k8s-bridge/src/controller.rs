@@ -17,7 +17,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use serde::Deserialize;
 use serde_json::json;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +30,8 @@ pub struct ControllerSettings {
     /// `--lb-class`.
     pub lb_class: Option<String>,
     pub debounce: Duration,
+    /// This pod: owner of the `controller` ConfigurationState.
+    pub pod: Option<crate::status::PodOwner>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -177,6 +179,18 @@ pub async fn run(
     // Events of the previous pass: a condition that persists is reported once, not per pass.
     let mut last_events: Vec<allocator::Event> = vec![];
     let mut secret_checked = false;
+    // Pools are all or nothing, as MetalLB: a pool that does not parse, or two that overlap, keep the
+    // last good set in force (and before any good set, nothing is allocated or cleared).
+    let mut good_pools: Option<Vec<Pool>> = None;
+    let mut reported: BTreeSet<(String, String)> = BTreeSet::new();
+    let (config_state, config_state_rx) = tokio::sync::watch::channel(None);
+    tokio::spawn(crate::config_state::run(
+        client.clone(),
+        settings.namespace.clone(),
+        crate::config_state::Component::Controller,
+        settings.pod.clone(),
+        config_state_rx,
+    ));
     loop {
         hub.changed.notified().await;
         tokio::time::sleep(settings.debounce).await;
@@ -202,12 +216,42 @@ pub async fn run(
         let mut input = Input { lb_class: settings.lb_class.clone(), ..Default::default() };
         let mut pool_objs = pools.state();
         pool_objs.sort_by_key(|p| p.name_any());
+        // (pool, problem)
+        let mut problems: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut parsed = Vec::new();
         for p in &pool_objs {
             let spec = p.data.get("spec").cloned().unwrap_or(json!({}));
             match pool_from_object(&p.name_any(), &spec) {
-                Ok(pool) => input.pools.push(pool),
-                Err(e) => tracing::warn!(pool = %p.name_any(), error = %e, "IPAddressPool ignored"),
+                Ok(pool) => parsed.push(pool),
+                Err(e) => {
+                    problems.insert((p.name_any(), e));
+                }
             }
+        }
+        for (a, b) in allocator::overlapping(&parsed) {
+            problems.insert((b.clone(), format!("overlaps with IPAddressPool {a:?}")));
+        }
+        for (pool, why) in problems.difference(&reported) {
+            tracing::error!(pool = %pool, error = %why, "invalid IPAddressPool: the last good pools stay in force");
+            if let Some(obj) = pool_objs.iter().find(|o| o.name_any() == *pool) {
+                post_pool_event(&client, &settings.namespace, obj, why).await;
+            }
+        }
+        reported = problems.clone();
+        let errors: Vec<String> =
+            problems.iter().map(|(p, why)| format!("IPAddressPool {}/{p}: {why}", settings.namespace)).collect();
+        let r = Some(crate::config_state::Report { errors });
+        config_state.send_if_modified(|old| {
+            let changed = *old != r;
+            *old = r.clone();
+            changed
+        });
+        if problems.is_empty() {
+            good_pools = Some(parsed);
+        }
+        match &good_pools {
+            Some(p) => input.pools = p.clone(),
+            None => continue,
         }
         for n in nss.state() {
             input.namespaces.insert(n.name_any(), n.labels().clone());
@@ -338,6 +382,41 @@ fn base64_raw(b: &[u8]) -> String {
         }
     }
     out
+}
+
+/// A Warning `InvalidConfig` Event on an IPAddressPool.
+async fn post_pool_event(client: &Client, namespace: &str, pool: &DynamicObject, why: &str) {
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    let ev = K8sEvent {
+        metadata: kube::api::ObjectMeta {
+            generate_name: Some(format!("{}.", pool.name_any())),
+            namespace: Some(namespace.to_string()),
+            ..Default::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some("metallb.io/v1beta1".into()),
+            kind: Some("IPAddressPool".into()),
+            name: Some(pool.name_any()),
+            namespace: Some(namespace.to_string()),
+            uid: pool.uid(),
+            ..Default::default()
+        },
+        reason: Some("InvalidConfig".into()),
+        message: Some(format!("{why}; the last good pools stay in force")),
+        type_: Some("Warning".into()),
+        first_timestamp: Some(now.clone()),
+        last_timestamp: Some(now),
+        count: Some(1),
+        reporting_component: Some("k8s-bridge-controller".into()),
+        source: Some(k8s_openapi::api::core::v1::EventSource {
+            component: Some("k8s-bridge-controller".into()),
+            host: None,
+        }),
+        ..Default::default()
+    };
+    if let Err(err) = Api::<K8sEvent>::namespaced(client.clone(), namespace).create(&PostParams::default(), &ev).await {
+        tracing::debug!(pool = %pool.name_any(), error = %err, "posting an Event failed");
+    }
 }
 
 async fn post_event(client: &Client, svc: &Service, e: &allocator::Event) {

@@ -130,11 +130,7 @@ pub async fn run(api: Api<Lease>, cfg: LeaseConfig, leading: watch::Sender<bool>
 }
 
 /// One round: read the Lease, then create, renew or take it as [`decide`] says. Ok(true): we hold it.
-async fn step(
-    api: &Api<Lease>,
-    cfg: &LeaseConfig,
-    seen: &mut Seen,
-) -> Result<bool, kube::Error> {
+async fn step(api: &Api<Lease>, cfg: &LeaseConfig, seen: &mut Seen) -> Result<bool, kube::Error> {
     let Some(mut lease) = api.get_opt(&cfg.name).await? else {
         let l = Lease {
             metadata: ObjectMeta { name: Some(cfg.name.clone()), ..Default::default() },

@@ -82,6 +82,9 @@ struct ControllerArgs {
     /// This replica's identity in the Lease (downward API `metadata.name`); default: the host name.
     #[arg(long, env = "METALLB_POD_NAME")]
     pod_name: Option<String>,
+    /// This pod's UID (downward API `metadata.uid`): owner of the `controller` ConfigurationState.
+    #[arg(long, env = "METALLB_POD_UID")]
+    pod_uid: Option<String>,
     /// The coordination.k8s.io Lease the replicas elect their leader with.
     #[arg(long, default_value = "metallb-controller")]
     lease_name: String,
@@ -138,6 +141,10 @@ async fn controller_main() -> anyhow::Result<()> {
         namespace: a.namespace,
         lb_class: a.lb_class,
         debounce: Duration::from_millis(100),
+        pod: match (a.pod_name.clone().filter(|n| !n.is_empty()), a.pod_uid.clone().filter(|u| !u.is_empty())) {
+            (Some(name), Some(uid)) => Some(k8s_bridge::status::PodOwner { name, uid }),
+            _ => None,
+        },
     };
     tracing::info!(namespace = %settings.namespace, identity = %lease_cfg.identity, "k8s-bridge controller starting");
     if a.no_leader_election {

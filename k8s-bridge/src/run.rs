@@ -432,7 +432,7 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
     tokio::spawn(crate::config_state::run(
         client.clone(),
         settings.namespace.clone(),
-        settings.options.node.clone(),
+        crate::config_state::Component::Speaker(settings.options.node.clone()),
         settings.pod.clone(),
         config_state_rx,
     ));

@@ -51,6 +51,12 @@ async fn ingress(api: &Api<Service>, name: &str) -> Option<(Vec<String>, Option<
 async fn controller_allocates_and_frees() {
     let server = FakeApiServer::start().await;
     let crd = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/base/crds/ipaddresspools.yaml"))
+        .unwrap()
+        + "\n---\n"
+        + &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/base/crds/configurationstates.yaml"
+        ))
         .unwrap();
     for d in serde_yaml::Deserializer::from_str(&crd) {
         // deploy/base ships the CRD as MetalLB v0.15 does: status is a subresource with the counts.
@@ -72,6 +78,7 @@ async fn controller_allocates_and_frees() {
         namespace: "metallb-system".into(),
         lb_class: None,
         debounce: Duration::from_millis(20),
+        pod: None,
     };
     let ctl = tokio::spawn(k8s_bridge::controller::run(client.clone(), settings, None));
 
@@ -121,6 +128,44 @@ async fn controller_allocates_and_frees() {
             .await;
     assert_eq!(web2.0, vec!["192.0.2.10".to_string()]);
 
+    // An overlapping pool: refused as a whole as MetalLB refuses it; the last good pools stay (web2
+    // keeps its IP), a Warning on the pool, the `controller` ConfigurationState Invalid; fixed: Valid.
+    let states = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        "metallb-system",
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("metallb.io", "v1beta1", "ConfigurationState"),
+            "configurationstates",
+        ),
+    );
+    let state = || async {
+        let o = states.get_opt("controller").await.ok()??;
+        Some((o.data["status"]["result"].as_str()?.to_string(), o.data["status"]["errorSummary"].clone()))
+    };
+    wait_for("controller ConfigurationState Valid", || async { state().await.filter(|(r, _)| r == "Valid") }).await;
+    server.apply(pool("zz-overlap", &["192.0.2.8/29"], json!({})));
+    let pool_events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), "metallb-system");
+    wait_for("InvalidConfig on zz-overlap", || async {
+        let l = pool_events.list(&Default::default()).await.ok()?;
+        l.items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("InvalidConfig")
+                    && e.involved_object.name.as_deref() == Some("zz-overlap")
+                    && e.message.as_deref().is_some_and(|m| m.contains("general"))
+            })
+            .then_some(())
+    })
+    .await;
+    let (_, summary) =
+        wait_for("controller ConfigurationState Invalid", || async { state().await.filter(|(r, _)| r == "Invalid") })
+            .await;
+    assert!(summary.as_str().is_some_and(|s| s.contains("zz-overlap")), "{summary}");
+    assert_eq!(ingress(&default_api, "web2").await.unwrap().0, vec!["192.0.2.10".to_string()]);
+    server.delete("metallb.io/v1beta1", "IPAddressPool", Some("metallb-system"), "zz-overlap").unwrap();
+    wait_for("controller ConfigurationState Valid again", || async { state().await.filter(|(r, _)| r == "Valid") })
+        .await;
+
     // type change away from LoadBalancer releases.
     server.patch("v1", "Service", Some("team"), "api", json!({"spec": {"type": "ClusterIP"}})).unwrap();
     wait_for("api cleared", || async {
@@ -144,6 +189,7 @@ async fn controller_allocates_and_frees() {
         namespace: "metallb-system".into(),
         lb_class: None,
         debounce: Duration::from_millis(20),
+        pod: None,
     };
     let ctl2 = tokio::spawn(k8s_bridge::controller::run(client.clone(), settings, None));
     wait_for("AllocationFailed event for aaa", || async {

@@ -10,7 +10,7 @@
 pub mod pool;
 pub mod sharing;
 
-pub use pool::{Pool, Range, ServiceAllocation};
+pub use pool::{overlapping, Pool, Range, ServiceAllocation};
 pub use sharing::{backend_key, Key, Port};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

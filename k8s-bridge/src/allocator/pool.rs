@@ -110,6 +110,26 @@ pub struct Pool {
     pub service_allocation: Option<ServiceAllocation>,
 }
 
+/// Pairs of pools (by name, each pair once, in name order) that share an address: MetalLB refuses such
+/// a configuration ("overlaps with already defined CIDR").
+pub fn overlapping(pools: &[Pool]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (i, a) in pools.iter().enumerate() {
+        for b in &pools[i + 1..] {
+            let meet = a
+                .ranges
+                .iter()
+                .any(|x| b.ranges.iter().any(|y| x.v6 == y.v6 && x.first <= y.last && y.first <= x.last));
+            if meet {
+                let (p, q) = if a.name <= b.name { (&a.name, &b.name) } else { (&b.name, &a.name) };
+                out.push((p.clone(), q.clone()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 impl Pool {
     /// A pool from its addresses as written (`addresses:` entries). autoAssign defaults to true.
     pub fn new(name: &str, addresses: &[&str]) -> Result<Self, String> {
@@ -191,5 +211,23 @@ mod tests {
         assert_eq!(p.capacity(), (65536 - 512, i64::MAX));
         assert!(!p.contains("10.0.3.0".parse().unwrap()));
         assert!(p.contains("10.0.3.1".parse().unwrap()));
+    }
+}
+
+#[cfg(test)]
+mod overlap_tests {
+    use super::*;
+
+    #[test]
+    fn overlapping_pools_are_found_once_per_pair() {
+        let p = |n: &str, a: &[&str]| Pool::new(n, a).unwrap();
+        let pools = vec![
+            p("a", &["10.0.0.0/24"]),
+            p("b", &["10.0.1.0/24", "10.0.0.200-10.0.0.210"]),
+            p("c", &["10.0.2.0/24"]),
+            p("d", &["::a00:200/120"]),
+        ];
+        assert_eq!(overlapping(&pools), vec![("a".to_string(), "b".to_string())]);
+        assert!(overlapping(&pools[2..]).is_empty(), "IPv6 never meets IPv4");
     }
 }
