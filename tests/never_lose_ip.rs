@@ -517,12 +517,6 @@ fn split_brain_watch(lab_name: &str, election: &str, n: usize) {
             let after = replies.iter().find(|r| r.1 == ip && r.0 > *tk && r.2 != macs[*i]);
             let silence = after.map_or(f64::INFINITY, |a| a.0 - tb);
             println!("{what}: {ip} silent for {silence:.2} s");
-            if std::env::var_os("DEBUG_REPLIES").is_some() {
-                for r in replies.iter().filter(|r| r.1 == ip && (r.0 - tk).abs() < 2.0) {
-                    println!("  {:+.3} {} {}", r.0 - tk, r.1, r.2);
-                }
-                println!("  macs {macs:?}");
-            }
             kill_silences.push(silence);
         }
     }

@@ -47,6 +47,9 @@ pub struct Plan {
     /// Services in the k8s-bridge workload, and EndpointSlice flips per size.
     pub k8s_sizes: Vec<usize>,
     pub k8s_flips: usize,
+    /// Services allocated by the controller per size; Service created → route samples.
+    pub ctl_sizes: Vec<usize>,
+    pub ctl_route_runs: usize,
     pub only: Vec<String>,
     /// Runs per convergence row of the replay limit and speakerd (the median is reported).
     pub conv_repeat: usize,
@@ -97,6 +100,8 @@ impl Plan {
                 l2_runs: 20,
                 k8s_sizes: vec![2_000, 10_000],
                 k8s_flips: 20,
+                ctl_sizes: vec![1_000, 10_000],
+                ctl_route_runs: 20,
                 only,
                 conv_repeat: 5,
             }
@@ -115,6 +120,8 @@ impl Plan {
                 l2_runs: 2,
                 k8s_sizes: vec![100],
                 k8s_flips: 3,
+                ctl_sizes: vec![50],
+                ctl_route_runs: 3,
                 only,
                 conv_repeat: 1,
             }
@@ -341,6 +348,9 @@ fn benchmarks() {
     }
     if plan.wants("k8s") {
         k8s_scale(&plan, &mut res);
+    }
+    if plan.wants("ctl") {
+        controller_bench(&plan, &mut res);
     }
     res.total = started.elapsed();
     let doc = res.render(&plan);

@@ -142,6 +142,19 @@ pub struct K8sRow {
     pub err: Option<String>,
 }
 
+/// One size of the controller's allocation workload (section 9).
+#[derive(Default)]
+pub struct CtlRow {
+    pub n: usize,
+    pub create_secs: f64,
+    /// First Service created → every Service shows an IP.
+    pub all_allocated: Option<Duration>,
+    /// The controller's (VmRSS, VmHWM) and CPU seconds at the end.
+    pub mem: (u64, u64),
+    pub cpu: f64,
+    pub err: Option<String>,
+}
+
 pub struct Results {
     pub conv: Vec<ConvRow>,
     pub lat: Vec<LatRow>,
@@ -150,6 +163,9 @@ pub struct Results {
     pub scale: Option<ScaleRow>,
     pub l2: Vec<L2Row>,
     pub k8s: Vec<K8sRow>,
+    pub ctl: Vec<CtlRow>,
+    /// Service created → route at the router, one sample per Service.
+    pub ctl_route: Option<(Vec<Duration>, Option<String>)>,
     pub total: Duration,
 }
 
@@ -209,6 +225,8 @@ impl Results {
             scale: None,
             l2: vec![],
             k8s: vec![],
+            ctl: vec![],
+            ctl_route: None,
             total: Duration::ZERO,
         }
     }
@@ -253,6 +271,7 @@ impl Results {
         self.render_start(&mut d);
         self.render_l2(&mut d);
         self.render_k8s(&mut d);
+        self.render_ctl(&mut d);
         d += METHOD;
         d
     }
@@ -340,13 +359,35 @@ impl Results {
         line("one speakerctl call ≤ 4 ms end to end (p50)", ms(p50), p50.map(|p| p.as_secs_f64() <= 0.004));
         let est = self.start.iter().find(|s| s.sender == "speakerd").and_then(|s| pct(&s.est, 50.0));
         line("start → Established ≤ 100 ms (median)", ms(est), est.map(|e| e.as_secs_f64() <= 0.1));
-        let sc = self.scale.as_ref();
-        line(
-            &format!("{} sessions with zero missed keepalives", sc.map_or(0, |s| s.sessions)),
-            sc.map_or("–".into(), |s| format!("{} hold-timer expiries, {} drops", s.hold_expiries, s.drops)),
-            sc.filter(|s| s.err.is_none())
-                .map(|s| s.hold_expiries == 0 && s.drops == 0 && s.still_established == s.sessions),
-        );
+        // Only the sections that ran have rows (a partial run printed "0 sessions ..." before).
+        if let Some(s) = self.scale.as_ref() {
+            line(
+                &format!("{} sessions with zero missed keepalives", s.sessions),
+                format!("{} hold-timer expiries, {} drops", s.hold_expiries, s.drops),
+                s.err.is_none().then_some(s.hold_expiries == 0 && s.drops == 0 && s.still_established == s.sessions),
+            );
+        }
+        for r in &self.k8s {
+            let ok = r.err.is_none();
+            line(
+                &format!(
+                    "k8s-bridge, {} Services, API writes at {} ms: every route ≤ 2 s after the last object",
+                    r.n,
+                    r.write_delay.as_millis()
+                ),
+                ms(r.routes_after_last),
+                r.routes_after_last.filter(|_| ok).map(|d| d.as_secs_f64() <= 2.0),
+            );
+            let p99 = pct(&r.flips, 99.0);
+            line(
+                &format!(
+                    "k8s-bridge, {} Services: not-ready → withdrawn p99 ≤ 1 s while the write backlog drains",
+                    r.n
+                ),
+                ms(p99),
+                p99.filter(|_| ok).map(|d| d.as_secs_f64() <= 1.0),
+            );
+        }
         for l in self.l2.iter().filter(|l| l.probe_ms.is_none() && l.fault == L2Fault::Kill) {
             let p99 = pct(&l.samples, 99.0).filter(|_| l.err.is_none());
             line(
@@ -625,6 +666,42 @@ speakerd and k8s-bridge (its default flags: Events and status objects written, 1
         let _ = writeln!(d, "\nTargets (issue 25): every route within 2 s of the last object; a flip withdrawn within 1 s (p99) while the backlog drains and while writes hang; the status right once writes work again.\n");
     }
 
+    fn render_ctl(&self, d: &mut String) {
+        if self.ctl.is_empty() && self.ctl_route.is_none() {
+            return;
+        }
+        let _ = writeln!(d, "## 9. The controller role (k8s-bridge controller)\n\n**Allocation.** `k8s-bridge controller` (its defaults, one replica, leading) and the fake API server; one IPAddressPool of a /16; N LoadBalancer Services without an IP created as fast as the harness can; measured from the first create until every Service shows an IP in `status.loadBalancer.ingress` (polled every 100 ms).\n");
+        let _ = writeln!(d, "| N | objects created in | all allocated after the first create | controller RSS / peak | controller CPU |\n|---:|---:|---:|---|---:|");
+        for r in &self.ctl {
+            let _ = writeln!(
+                d,
+                "| {} | {:.1} s | {} | {} / {} | {:.1} s |{}",
+                r.n,
+                r.create_secs,
+                ms(r.all_allocated),
+                mb(r.mem.0),
+                mb(r.mem.1),
+                r.cpu,
+                r.err.as_ref().map(|e| format!(" a run failed: {e}")).unwrap_or_default()
+            );
+        }
+        if let Some((s, err)) = &self.ctl_route {
+            let _ = writeln!(d, "\n**Service created → route at the router.** The controller, speakerd and k8s-bridge on one node, gobgpd as the router; the Service's EndpointSlice exists first; measured from the Service's creation until gobgpd holds its /32 (polled every 2 ms).\n");
+            let _ = writeln!(d, "| runs | p50 | p99 | min | max |\n|---:|---:|---:|---:|---:|");
+            let _ = writeln!(
+                d,
+                "| {} | {} | {} | {} | {} |{}",
+                s.len(),
+                ms(pct(s, 50.0)),
+                ms(pct(s, 99.0)),
+                ms(s.iter().min().copied()),
+                ms(s.iter().max().copied()),
+                err.as_ref().map(|e| format!(" a run failed: {e}")).unwrap_or_default()
+            );
+        }
+        d.push('\n');
+    }
+
     /// (file name, SVG) of each plot.
     pub fn plots(&self) -> Vec<(String, String)> {
         let mut out = vec![];
@@ -699,6 +776,16 @@ speakerd and k8s-bridge (its default flags: Events and status objects written, 1
         for l in &self.l2 {
             if l.samples.len() != plan.l2_runs {
                 missing.push(format!("l2 {:?} at {} nodes (probe {:?} ms): {:?}", l.fault, l.nodes, l.probe_ms, l.err));
+            }
+        }
+        for r in &self.ctl {
+            if r.err.is_some() {
+                missing.push(format!("controller at {}: {:?}", r.n, r.err));
+            }
+        }
+        if let Some((s, err)) = &self.ctl_route {
+            if err.is_some() || s.len() != plan.ctl_route_runs {
+                missing.push(format!("controller create → route: {err:?}"));
             }
         }
         for r in &self.k8s {

@@ -878,3 +878,134 @@ fn k8s_wait_prefix(g: &Gobgpd, prefix: &str, present: bool) -> Result<(), String
         std::thread::sleep(Duration::from_millis(2));
     }
 }
+
+// ---------------------------------------------------------------------------------------------------
+// 9. The controller role (issue 20)
+
+/// `k8s-bridge controller` against the fake API server: N Services created without an IP as fast as
+/// the harness can, timed until every one shows an IP in its status; then, with speakerd + k8s-bridge
+/// on a node and gobgpd as the router, single Services created → their route at the router.
+pub fn controller_bench(plan: &Plan, res: &mut Results) {
+    for &n in &plan.ctl_sizes {
+        let mut row = CtlRow { n, ..CtlRow::default() };
+        if let Err(e) = ctl_alloc_run(n, &mut row) {
+            row.err = Some(e);
+        }
+        res.ctl.push(row);
+    }
+    let mut samples = Vec::new();
+    let err = ctl_route_run(plan.ctl_route_runs, &mut samples).err();
+    res.ctl_route = Some((samples, err));
+}
+
+fn ctl_service(i: usize, name: &str) -> serde_json::Value {
+    serde_json::json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Cluster",
+                 "clusterIP": format!("10.96.{}.{}", i / 250, 1 + i % 250),
+                 "clusterIPs": [format!("10.96.{}.{}", i / 250, 1 + i % 250)],
+                 "ports": [{"port": 80, "protocol": "TCP"}], "selector": {"app": name}}})
+}
+
+fn ctl_proc(api: &common::k8s::Api, dir: &std::path::Path) -> Proc {
+    let kubeconfig = api.kubeconfig.display().to_string();
+    Proc::spawn(
+        "controller",
+        &[bin_path("k8s-bridge").to_str().unwrap(), "controller"],
+        &dir.join("controller.log"),
+        &[("KUBECONFIG", &kubeconfig), ("METALLB_POD_NAME", "controller-0"), ("RUST_LOG", "warn")],
+        None,
+    )
+}
+
+fn ctl_alloc_run(n: usize, row: &mut CtlRow) -> Result<(), String> {
+    use common::k8s::Api;
+    let lab = Lab::new(&format!("bench-ctl-{n}"));
+    let api = Api::start(lab.dir());
+    api.install_crds();
+    api.apply_yaml("apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: pool, namespace: metallb-system}\nspec: {addresses: [10.128.0.0/16]}\n");
+    let ctl = ctl_proc(&api, lab.dir());
+    try_wait_until(Duration::from_secs(30), || {
+        api.server
+            .get("coordination.k8s.io/v1", "Lease", Some("metallb-system"), "metallb-controller")
+            .ok_or_else(String::new)
+    })
+    .map_err(|_| "the controller never took its Lease".to_string())?;
+    let t0 = Instant::now();
+    for i in 0..n {
+        api.apply(ctl_service(i, &format!("s{i}")));
+    }
+    row.create_secs = t0.elapsed().as_secs_f64();
+    let allocated = || {
+        api.server
+            .list("v1", "Service", Some("default"))
+            .iter()
+            .filter(|s| s["status"]["loadBalancer"]["ingress"][0]["ip"].is_string())
+            .count()
+    };
+    try_wait_until(Duration::from_secs(900), || {
+        let a = allocated();
+        if a == n {
+            Ok(())
+        } else {
+            Err(format!("{a} of {n}"))
+        }
+    })
+    .map_err(|e| format!("allocation: {e}"))?;
+    row.all_allocated = Some(t0.elapsed());
+    row.mem = rss(ctl.pid());
+    row.cpu = cpu_secs(ctl.pid());
+    Ok(())
+}
+
+fn ctl_route_run(runs: usize, samples: &mut Vec<Duration>) -> Result<(), String> {
+    use common::k8s::{bridge_with, endpoints, node, start_node, Api};
+    const ASN: u32 = 64500;
+    const ROUTER_ASN: u32 = 64510;
+    let lab = Lab::new("bench-ctl-route");
+    let (n1, g) = lab.pair("n1", "gobgp");
+    let api = Api::start(lab.dir());
+    api.install_crds();
+    api.apply(node("n1", &n1.v4.to_string(), "a"));
+    let gobgp =
+        Gobgpd::start(&g, common::PeerConfig::new(ROUTER_ASN, g.v4).neighbor(Neighbor::new(n1.v4, ASN).passive()));
+    api.apply_yaml(&format!(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: pool, namespace: metallb-system}}\nspec: {{addresses: [10.128.0.0/16]}}\n---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: adv, namespace: metallb-system}}\n---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: router, namespace: metallb-system}}\nspec: {{myASN: {ASN}, peerASN: {ROUTER_ASN}, peerAddress: \"{}\"}}\n",
+        g.v4
+    ));
+    let sp = start_node(&n1, "n1");
+    let _bridge = bridge_with(&api, "n1", &sp, 17498, &[]);
+    let _ctl = ctl_proc(&api, lab.dir());
+    try_wait_until(Duration::from_secs(60), || match sp.peer_state(&g.v4.to_string()) {
+        Some(s) if s == "established" => Ok(()),
+        s => Err(format!("{s:?}")),
+    })
+    .map_err(|e| format!("session to gobgpd: {e}"))?;
+    for i in 0..runs {
+        let name = format!("r{i}");
+        // The endpoint first: the Service is then announceable the moment it has an IP.
+        api.apply(endpoints(&name, "n1"));
+        let t = Instant::now();
+        api.apply(ctl_service(i, &name));
+        let ip = try_wait_until(Duration::from_secs(30), || {
+            api.server
+                .get("v1", "Service", Some("default"), &name)
+                .and_then(|s| s["status"]["loadBalancer"]["ingress"][0]["ip"].as_str().map(str::to_string))
+                .ok_or_else(String::new)
+        })
+        .map_err(|_| format!("{name}: no IP"))?;
+        let prefix = format!("{ip}/32");
+        loop {
+            let has = gobgp.cli(&["global", "rib", &prefix, "-a", "ipv4"]).map(|o| o.contains(&ip)).unwrap_or(false);
+            if has {
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(30) {
+                return Err(format!("{prefix} not at gobgpd after 30 s"));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        samples.push(t.elapsed());
+    }
+    Ok(())
+}
