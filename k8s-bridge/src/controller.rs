@@ -386,62 +386,49 @@ fn base64_raw(b: &[u8]) -> String {
 
 /// A Warning `InvalidConfig` Event on an IPAddressPool.
 async fn post_pool_event(client: &Client, namespace: &str, pool: &DynamicObject, why: &str) {
-    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
-    let ev = K8sEvent {
-        metadata: kube::api::ObjectMeta {
-            generate_name: Some(format!("{}.", pool.name_any())),
-            namespace: Some(namespace.to_string()),
-            ..Default::default()
-        },
-        involved_object: ObjectReference {
-            api_version: Some("metallb.io/v1beta1".into()),
-            kind: Some("IPAddressPool".into()),
-            name: Some(pool.name_any()),
-            namespace: Some(namespace.to_string()),
-            uid: pool.uid(),
-            ..Default::default()
-        },
-        reason: Some("InvalidConfig".into()),
-        message: Some(format!("{why}; the last good pools stay in force")),
-        type_: Some("Warning".into()),
-        first_timestamp: Some(now.clone()),
-        last_timestamp: Some(now),
-        count: Some(1),
-        reporting_component: Some("k8s-bridge-controller".into()),
-        source: Some(k8s_openapi::api::core::v1::EventSource {
-            component: Some("k8s-bridge-controller".into()),
-            host: None,
-        }),
+    let about = ObjectReference {
+        api_version: Some("metallb.io/v1beta1".into()),
+        kind: Some("IPAddressPool".into()),
+        name: Some(pool.name_any()),
+        namespace: Some(namespace.to_string()),
+        uid: pool.uid(),
         ..Default::default()
     };
-    if let Err(err) = Api::<K8sEvent>::namespaced(client.clone(), namespace).create(&PostParams::default(), &ev).await {
-        tracing::debug!(pool = %pool.name_any(), error = %err, "posting an Event failed");
-    }
+    let message = format!("{why}; the last good pools stay in force");
+    post(client, about, "InvalidConfig", message, "Warning").await;
 }
 
 async fn post_event(client: &Client, svc: &Service, e: &allocator::Event) {
-    let ns = svc.namespace().unwrap_or_default();
+    let about = ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Service".into()),
+        name: Some(svc.name_any()),
+        namespace: svc.namespace(),
+        uid: svc.uid(),
+        ..Default::default()
+    };
+    let type_ = match e.type_ {
+        allocator::EventType::Normal => "Normal",
+        allocator::EventType::Warning => "Warning",
+    };
+    post(client, about, &e.reason, e.message.clone(), type_).await;
+}
+
+/// One core/v1 Event about `about`, from `k8s-bridge-controller`; a failure is logged and dropped.
+async fn post(client: &Client, about: ObjectReference, reason: &str, message: String, type_: &str) {
+    let ns = about.namespace.clone().unwrap_or_default();
+    let name = about.name.clone().unwrap_or_default();
     let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
     let ev = K8sEvent {
         metadata: kube::api::ObjectMeta {
-            generate_name: Some(format!("{}.", svc.name_any())),
+            generate_name: Some(format!("{name}.")),
             namespace: Some(ns.clone()),
             ..Default::default()
         },
-        involved_object: ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Service".into()),
-            name: Some(svc.name_any()),
-            namespace: Some(ns.clone()),
-            uid: svc.uid(),
-            ..Default::default()
-        },
-        reason: Some(e.reason.clone()),
-        message: Some(e.message.clone()),
-        type_: Some(match e.type_ {
-            allocator::EventType::Normal => "Normal".into(),
-            allocator::EventType::Warning => "Warning".into(),
-        }),
+        involved_object: about,
+        reason: Some(reason.to_string()),
+        message: Some(message),
+        type_: Some(type_.to_string()),
         first_timestamp: Some(now.clone()),
         last_timestamp: Some(now),
         count: Some(1),
@@ -453,7 +440,7 @@ async fn post_event(client: &Client, svc: &Service, e: &allocator::Event) {
         ..Default::default()
     };
     if let Err(err) = Api::<K8sEvent>::namespaced(client.clone(), &ns).create(&PostParams::default(), &ev).await {
-        tracing::debug!(service = %e.service, error = %err, "posting an Event failed");
+        tracing::debug!(object = %name, error = %err, "posting an Event failed");
     }
 }
 

@@ -775,31 +775,52 @@ pub fn k8s_scale(plan: &Plan, res: &mut Results) {
 
 pub const K8S_WRITE_DELAY: Duration = Duration::from_millis(200);
 
+/// One Kubernetes node for the k8s workloads: the fake API server with the CRDs and a Node, gobgpd as
+/// the router, one IPAddressPool `pool_cidr` advertised over BGP to it, speakerd and k8s-bridge (its
+/// default flags, metrics on `port`), the session Established.
+struct K8sNode {
+    api: common::k8s::Api,
+    gobgp: Gobgpd,
+    sp: Speakerd,
+    bridge: Proc,
+    lab: Lab,
+}
+
+impl K8sNode {
+    fn start(lab_name: &str, pool_cidr: &str, port: u16) -> Result<K8sNode, String> {
+        use common::k8s::{bridge_with, node, start_node, Api};
+        const ASN: u32 = 64500;
+        const ROUTER_ASN: u32 = 64510;
+        let lab = Lab::new(lab_name);
+        let (n1, g) = lab.pair("n1", "gobgp");
+        let api = Api::start(lab.dir());
+        api.install_crds();
+        api.apply(node("n1", &n1.v4.to_string(), "a"));
+        let gobgp =
+            Gobgpd::start(&g, common::PeerConfig::new(ROUTER_ASN, g.v4).neighbor(Neighbor::new(n1.v4, ASN).passive()));
+        api.apply_yaml(&format!(
+            "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: pool, namespace: metallb-system}}\nspec: {{addresses: [{pool_cidr}]}}\n---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: adv, namespace: metallb-system}}\n---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: router, namespace: metallb-system}}\nspec: {{myASN: {ASN}, peerASN: {ROUTER_ASN}, peerAddress: \"{}\"}}\n",
+            g.v4
+        ));
+        let sp = start_node(&n1, "n1");
+        let bridge = bridge_with(&api, "n1", &sp, port, &[]);
+        try_wait_until(Duration::from_secs(60), || match sp.peer_state(&g.v4.to_string()) {
+            Some(s) if s == "established" => Ok(()),
+            s => Err(format!("{s:?}")),
+        })
+        .map_err(|e| format!("session to gobgpd: {e}"))?;
+        Ok(K8sNode { api, gobgp, sp, bridge, lab })
+    }
+}
+
 fn k8s_scale_run(plan: &Plan, n: usize, row: &mut K8sRow) -> Result<(), String> {
-    use common::k8s::{bridge_with, endpoints, endpoints_with, metric, node, service, start_node, Api};
+    use common::k8s::{endpoints, endpoints_with, metric, service};
     use fake_apiserver::WriteDelay;
-    const ASN: u32 = 64500;
-    const ROUTER_ASN: u32 = 64510;
     const PORT: u16 = 17499;
-    let lab = Lab::new(&format!("bench-k8s-{n}"));
-    let (n1, g) = lab.pair("n1", "gobgp");
-    let api = Api::start(lab.dir());
-    api.install_crds();
-    api.apply(node("n1", &n1.v4.to_string(), "a"));
-    let gobgp =
-        Gobgpd::start(&g, common::PeerConfig::new(ROUTER_ASN, g.v4).neighbor(Neighbor::new(n1.v4, ASN).passive()));
     // 10.64.0.0/16: room for 65,000 Services.
-    api.apply_yaml(&format!(
-        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: pool, namespace: metallb-system}}\nspec: {{addresses: [10.64.0.0/16]}}\n---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: adv, namespace: metallb-system}}\n---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: router, namespace: metallb-system}}\nspec: {{myASN: {ASN}, peerASN: {ROUTER_ASN}, peerAddress: \"{}\"}}\n",
-        g.v4
-    ));
-    let sp = start_node(&n1, "n1");
-    let bridge = bridge_with(&api, "n1", &sp, PORT, &[]);
-    let est = try_wait_until(Duration::from_secs(60), || match sp.peer_state(&g.v4.to_string()) {
-        Some(s) if s == "established" => Ok(()),
-        s => Err(format!("{s:?}")),
-    });
-    est.map_err(|e| format!("session to gobgpd: {e}"))?;
+    // `lab` first: the processes are dropped (killed) before the namespaces go.
+    let K8sNode { lab: _lab, api, gobgp, sp, bridge } =
+        K8sNode::start(&format!("bench-k8s-{n}"), "10.64.0.0/16", PORT)?;
     let count = || gobgp.rib_count("ipv4").unwrap_or(0) as usize;
     let ip = |i: usize| format!("10.64.{}.{}", i / 250, 1 + i % 250);
     api.server.set_write_delay(WriteDelay::Delay(K8S_WRITE_DELAY));
@@ -959,28 +980,10 @@ fn ctl_alloc_run(n: usize, row: &mut CtlRow) -> Result<(), String> {
 }
 
 fn ctl_route_run(runs: usize, samples: &mut Vec<Duration>) -> Result<(), String> {
-    use common::k8s::{bridge_with, endpoints, node, start_node, Api};
-    const ASN: u32 = 64500;
-    const ROUTER_ASN: u32 = 64510;
-    let lab = Lab::new("bench-ctl-route");
-    let (n1, g) = lab.pair("n1", "gobgp");
-    let api = Api::start(lab.dir());
-    api.install_crds();
-    api.apply(node("n1", &n1.v4.to_string(), "a"));
-    let gobgp =
-        Gobgpd::start(&g, common::PeerConfig::new(ROUTER_ASN, g.v4).neighbor(Neighbor::new(n1.v4, ASN).passive()));
-    api.apply_yaml(&format!(
-        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: pool, namespace: metallb-system}}\nspec: {{addresses: [10.128.0.0/16]}}\n---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: adv, namespace: metallb-system}}\n---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: router, namespace: metallb-system}}\nspec: {{myASN: {ASN}, peerASN: {ROUTER_ASN}, peerAddress: \"{}\"}}\n",
-        g.v4
-    ));
-    let sp = start_node(&n1, "n1");
-    let _bridge = bridge_with(&api, "n1", &sp, 17498, &[]);
+    use common::k8s::endpoints;
+    let K8sNode { lab, api, gobgp, sp: _sp, bridge: _bridge } =
+        K8sNode::start("bench-ctl-route", "10.128.0.0/16", 17498)?;
     let _ctl = ctl_proc(&api, lab.dir());
-    try_wait_until(Duration::from_secs(60), || match sp.peer_state(&g.v4.to_string()) {
-        Some(s) if s == "established" => Ok(()),
-        s => Err(format!("{s:?}")),
-    })
-    .map_err(|e| format!("session to gobgpd: {e}"))?;
     for i in 0..runs {
         let name = format!("r{i}");
         // The endpoint first: the Service is then announceable the moment it has an IP.
