@@ -15,6 +15,9 @@ use speaker_api::v1::{
 
 use crate::cmd::CmdError;
 
+pub mod l2;
+pub use l2::{l2_table, members_table, L2View, MembersView, OwnerView};
+
 /// The `-o` flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
