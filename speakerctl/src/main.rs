@@ -1,8 +1,8 @@
 //! `speakerctl`: the command-line client of speakerd's `speaker.v1` gRPC API.
 //!
 //! This file owns the global flags, the choice of socket, the connection and the exit codes; the
-//! commands live in `cmd/`, and everything that turns API messages into text lives in `output/` (`output/l2.rs` for Layer 2 and the
-//! gossip group).
+//! commands live in `cmd/`, and everything that turns API messages into text lives in `output/`
+//! (`output/l2.rs` for Layer 2 and the gossip group).
 //! Nothing here knows BGP: speakerd validates and applies, speakerctl only translates.
 //!
 //! Exit codes: 0 success, 1 the call failed (gRPC error, or output could not be written),
