@@ -37,6 +37,9 @@ pub enum SpeakerError {
     /// The peer is in a state that does not allow the operation (e.g. administratively down).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A Layer 2 call on a node that runs without Layer 2 (no `--node-name`, or gossip off).
+    #[error("Layer 2 mode is not running on this node")]
+    Layer2Off,
 }
 
 /// Process-wide defaults and limits.
@@ -221,7 +224,7 @@ impl Speaker {
         owner: &str,
         f: impl FnOnce(&BTreeMap<IpAddr, L2Spec>) -> BTreeMap<IpAddr, L2Spec>,
     ) -> Result<(u32, u32, u32), SpeakerError> {
-        let l2 = self.l2.get().ok_or_else(|| SpeakerError::Limit("Layer 2 mode is not running on this node".into()))?;
+        let l2 = self.l2.get().ok_or(SpeakerError::Layer2Off)?;
         let mut core = self.core.lock().await;
         let new = f(core.l2.get(owner).unwrap_or(&BTreeMap::new()));
         if new.len() > self.cfg.max_announcements_per_owner {

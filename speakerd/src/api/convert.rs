@@ -14,7 +14,7 @@ impl From<SpeakerError> for Status {
             SpeakerError::NotFound(_) => Status::not_found(e.to_string()),
             SpeakerError::AlreadyExists(_) => Status::already_exists(e.to_string()),
             SpeakerError::Limit(_) => Status::resource_exhausted(e.to_string()),
-            SpeakerError::FailedPrecondition(_) => Status::failed_precondition(e.to_string()),
+            SpeakerError::FailedPrecondition(_) | SpeakerError::Layer2Off => Status::failed_precondition(e.to_string()),
         }
     }
 }

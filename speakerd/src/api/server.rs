@@ -227,10 +227,7 @@ impl SpeakerSvc for Api {
             .enumerate()
             .map(|(i, a)| L2Spec::try_from((i, a)).map_err(invalid))
             .collect::<Result<Vec<_>, _>>()?;
-        let (added, changed, removed) = self.speaker.set_l2(&owner, specs).await.map_err(|e| match e {
-            crate::speaker::SpeakerError::Limit(m) if m.contains("not running") => Status::failed_precondition(m),
-            e => e.into(),
-        })?;
+        let (added, changed, removed) = self.speaker.set_l2(&owner, specs).await?;
         Ok(Response::new(pb::SetL2AnnouncementsResponse { added, changed, removed }))
     }
 
@@ -261,11 +258,7 @@ impl SpeakerSvc for Api {
                     .map_err(|_| Status::invalid_argument(format!("withdraw[{i}]: {ip:?} is not an IP address")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let (added, changed, removed) =
-            self.speaker.update_l2(&owner, specs, &withdraw).await.map_err(|e| match e {
-                crate::speaker::SpeakerError::Limit(m) if m.contains("not running") => Status::failed_precondition(m),
-                e => e.into(),
-            })?;
+        let (added, changed, removed) = self.speaker.update_l2(&owner, specs, &withdraw).await?;
         Ok(Response::new(pb::UpdateL2AnnouncementsResponse { added, changed, removed }))
     }
 
@@ -301,8 +294,7 @@ impl SpeakerSvc for Api {
         &self,
         _: Request<pb::ListMembersRequest>,
     ) -> Result<Response<pb::ListMembersResponse>, Status> {
-        let l2 =
-            self.speaker.l2().ok_or_else(|| Status::failed_precondition("Layer 2 mode is not running on this node"))?;
+        let l2 = self.speaker.l2().ok_or(crate::speaker::SpeakerError::Layer2Off)?;
         let members = l2.view().members.iter().map(convert::member).collect();
         Ok(Response::new(pb::ListMembersResponse { members, quorate: l2.quorate() }))
     }
@@ -320,8 +312,7 @@ impl SpeakerSvc for Api {
                 parse_seed(s).ok_or_else(|| Status::invalid_argument(format!("seeds[{i}]: {s:?} is not IP or IP:PORT")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let l2 =
-            self.speaker.l2().ok_or_else(|| Status::failed_precondition("Layer 2 mode is not running on this node"))?;
+        let l2 = self.speaker.l2().ok_or(crate::speaker::SpeakerError::Layer2Off)?;
         if !l2.set_seeds(seeds) {
             return Err(Status::failed_precondition("gossip is disabled on this node (--no-gossip)"));
         }
