@@ -498,9 +498,15 @@ impl Announcer {
             }
             st.quiet.remove(&iface);
             self.counters.conflicts_seen += 1;
-            let garp_count = self.cfg.garp_count;
-            let b = st.on.entry(iface).or_insert(Burst::new(garp_count, now));
-            b.reannounced = Some(now);
+            // Answer here again only if this interface is still one the IP is answered on (it may
+            // have gone down or failed meanwhile: the IP is then a failure, never answered there).
+            let usable = !st.claim.standby
+                && select(&self.ifaces, &self.failed, &self.subnets_seen, &st.claim).is_ok_and(|c| c.contains(&iface));
+            if usable {
+                let garp_count = self.cfg.garp_count;
+                let b = st.on.entry(iface).or_insert(Burst::new(garp_count, now));
+                b.reannounced = Some(now);
+            }
             out.push(Action::Conflict { ip, iface, other, won: true, quiet_until: None });
             return true;
         }
