@@ -76,6 +76,28 @@ impl Component {
     }
 }
 
+/// The reconcile loop's end of a writer task: hands over the latest report, never waits.
+pub struct Reporter(watch::Sender<Option<Report>>);
+
+impl Reporter {
+    /// Starts the writer task of `component`'s object.
+    pub fn spawn(client: kube::Client, namespace: String, component: Component, owner: Option<PodOwner>) -> Self {
+        let (tx, rx) = watch::channel(None);
+        tokio::spawn(run(client, namespace, component, owner, rx));
+        Reporter(tx)
+    }
+
+    /// The problems now (empty: valid); the writer wakes only when they changed.
+    pub fn report(&self, errors: Vec<String>) {
+        let r = Some(Report { errors });
+        self.0.send_if_modified(|old| {
+            let changed = *old != r;
+            *old = r;
+            changed
+        });
+    }
+}
+
 /// The writer: creates the object if needed and sets its status to the latest report; runs until the
 /// sender is dropped.
 pub async fn run(

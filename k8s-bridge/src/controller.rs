@@ -183,14 +183,12 @@ pub async fn run(
     // last good set in force (and before any good set, nothing is allocated or cleared).
     let mut good_pools: Option<Vec<Pool>> = None;
     let mut reported: BTreeSet<(String, String)> = BTreeSet::new();
-    let (config_state, config_state_rx) = tokio::sync::watch::channel(None);
-    tokio::spawn(crate::config_state::run(
+    let config_state = crate::config_state::Reporter::spawn(
         client.clone(),
         settings.namespace.clone(),
         crate::config_state::Component::Controller,
         settings.pod.clone(),
-        config_state_rx,
-    ));
+    );
     loop {
         hub.changed.notified().await;
         tokio::time::sleep(settings.debounce).await;
@@ -240,12 +238,7 @@ pub async fn run(
         reported = problems.clone();
         let errors: Vec<String> =
             problems.iter().map(|(p, why)| format!("IPAddressPool {}/{p}: {why}", settings.namespace)).collect();
-        let r = Some(crate::config_state::Report { errors });
-        config_state.send_if_modified(|old| {
-            let changed = *old != r;
-            *old = r.clone();
-            changed
-        });
+        config_state.report(errors);
         if problems.is_empty() {
             good_pools = Some(parsed);
         }

@@ -428,25 +428,19 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
         StatusApi::new(client.clone(), &settings.namespace, &settings.options.node, settings.pod.clone()),
         settings.status_writes,
     ));
-    let (config_state, config_state_rx) = tokio::sync::watch::channel(None);
-    tokio::spawn(crate::config_state::run(
+    let config_state = crate::config_state::Reporter::spawn(
         client.clone(),
         settings.namespace.clone(),
         crate::config_state::Component::Speaker(settings.options.node.clone()),
         settings.pod.clone(),
-        config_state_rx,
-    ));
+    );
     let report = |problems: &mut dyn Iterator<Item = &Problem>| {
-        let errors = problems
-            .filter(|p| p.severity != Severity::Warning)
-            .map(|p| format!("{}: {}", p.object, p.message))
-            .collect();
-        let r = Some(crate::config_state::Report { errors });
-        config_state.send_if_modified(|old| {
-            let changed = *old != r;
-            *old = r.clone();
-            changed
-        });
+        config_state.report(
+            problems
+                .filter(|p| p.severity != Severity::Warning)
+                .map(|p| format!("{}: {}", p.object, p.message))
+                .collect(),
+        );
     };
     let mut status_due = false;
     let mut speakerd = SpeakerClient::new(channel);
