@@ -642,6 +642,12 @@ fn peer_from_crd(
     config.connect_time_secs = match &s.connect_time {
         None => None,
         Some(t) => match parse_duration(t) {
+            Ok(d) if d.subsec_nanos() != 0 => {
+                // MetalLB's CRD refuses it (CEL); checked here too for objects that reached the
+                // API server without that rule (an older CRD, a cluster without CEL).
+                c.error(r, format!("spec.connectTime: {t:?}: a whole number of seconds"));
+                None
+            }
             Ok(d) if (1..=65535).contains(&d.as_secs()) => Some(d.as_secs() as u32),
             Ok(_) => {
                 c.error(r, format!("spec.connectTime: {t:?}: 1s..65535s"));
