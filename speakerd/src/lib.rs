@@ -8,6 +8,7 @@ pub mod config;
 pub mod election;
 pub mod events;
 pub mod l2;
+pub mod mem;
 pub mod membership;
 pub mod metrics;
 pub mod netif;

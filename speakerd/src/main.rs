@@ -2,7 +2,7 @@
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use speakerd::config::file;
-use speakerd::speaker::{Speaker, SpeakerConfig};
+use speakerd::speaker::{Speaker, SpeakerConfig, SpeakerError};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -198,7 +198,7 @@ async fn main() -> anyhow::Result<()> {
 
     if let Some(path) = &args.config {
         let new = file::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        file::apply(&speaker, new).await?;
+        apply_file(&speaker, new).await?;
     }
 
     let socket = args.socket.clone().unwrap_or_else(speaker_api::default_socket_path);
@@ -397,6 +397,25 @@ fn gossip_envelope(paths: &[PathBuf], cancel: CancellationToken) -> anyhow::Resu
     Ok(env)
 }
 
+/// Makes the file's peers and announcements the `config-file` owner's (as SetPeers and
+/// SetAnnouncements do: unchanged peers keep their sessions). Consumes the file: the speaker keeps its
+/// own copy, and the parsed file would otherwise stay in memory beside it.
+///
+/// Announcements first: a new peer's session then comes up with the whole table, and its End-of-RIB
+/// follows the routes. The other way round, a session could come up while a large table was still
+/// being loaded: End-of-RIB went out first, and a graceful-restart helper that got it flushed every
+/// stale route until the table followed (seen with BIRD).
+async fn apply_file(speaker: &Speaker, new: file::Loaded) -> Result<(), SpeakerError> {
+    let n = new.announcements.len();
+    speaker.set_announcements(file::OWNER, new.announcements).await?;
+    speakerd::mem::release_after_bulk(n);
+    let out = speaker.set_peers(file::OWNER, new.peers.into_values().collect()).await?;
+    for (addr, why) in &out.conflicts {
+        tracing::error!(peer = %addr, error = %why, "config file: peer not applied");
+    }
+    Ok(())
+}
+
 async fn reload(speaker: &Arc<Speaker>, path: Option<&Path>) {
     let Some(path) = path else {
         tracing::info!("SIGHUP: no --config file to reload");
@@ -404,7 +423,7 @@ async fn reload(speaker: &Arc<Speaker>, path: Option<&Path>) {
     };
     match file::load(path) {
         Ok(new) => {
-            if let Err(e) = file::apply(speaker, new).await {
+            if let Err(e) = apply_file(speaker, new).await {
                 tracing::error!(error = %e, "config reload: announcements rejected; previous ones stay");
                 return;
             }

@@ -1,5 +1,7 @@
 //! The host's interfaces and addresses, read with getifaddrs(3): names, indexes, MACs, flags, and
-//! addresses with their prefix lengths. Used for next hops (bgp::transport) and by the Layer 2 driver.
+//! addresses with their prefix lengths, and the address helpers every module shares (canonical form,
+//! the addresses of an interface for next hops, the default router ID). Used by bgp, bfd, membership,
+//! config and the Layer 2 driver; it uses no other module.
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -94,6 +96,45 @@ fn sockaddr_ip(sa: *const libc::sockaddr) -> Option<IpAddr> {
             _ => None,
         }
     }
+}
+
+/// Unwraps an IPv4-mapped IPv6 address (as seen on dual-stack sockets) to IPv4.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Global addresses of the interface that holds `local` (used to find an IPv6 next hop for an IPv4
+/// session and the reverse). Link-local, loopback and mapped addresses are skipped.
+pub fn interface_addresses_of(local: IpAddr) -> Vec<IpAddr> {
+    let all = interfaces();
+    let Some(iface) = all.iter().find(|i| i.addrs.iter().any(|a| a.addr() == local)) else {
+        return Vec::new();
+    };
+    iface
+        .addrs
+        .iter()
+        .map(|a| a.addr())
+        .filter(|ip| match ip {
+            IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_unspecified(),
+            IpAddr::V6(v6) => {
+                !v6.is_loopback()
+                    && !v6.is_unicast_link_local()
+                    && v6.to_ipv4_mapped().is_none()
+                    && !v6.is_unspecified()
+            }
+        })
+        .collect()
+}
+
+/// The first IPv4 address of the host that is not loopback: the default BGP Identifier.
+pub fn default_router_id() -> Option<std::net::Ipv4Addr> {
+    interfaces().into_iter().flat_map(|i| i.addrs).find_map(|a| match a.addr() {
+        IpAddr::V4(v4) if !v4.is_loopback() && !v4.is_unspecified() => Some(v4),
+        _ => None,
+    })
 }
 
 #[cfg(test)]

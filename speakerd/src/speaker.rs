@@ -211,7 +211,7 @@ impl Speaker {
             let mut new = old.clone();
             new.extend(announce.into_iter().map(|s| (s.ip, s)));
             for ip in withdraw {
-                new.remove(&transport::canonical(*ip));
+                new.remove(&crate::netif::canonical(*ip));
             }
             new
         })
@@ -291,7 +291,7 @@ impl Speaker {
                             }
                         },
                     };
-                    let ip = transport::canonical(remote.ip());
+                    let ip = crate::netif::canonical(remote.ip());
                     let tx = dispatch.read().ok().and_then(|d| d.get(&ip).cloned());
                     match tx {
                         Some(tx) => {
@@ -337,7 +337,7 @@ impl Speaker {
         let router_id = spec
             .router_id
             .or(default_id)
-            .or_else(transport::default_router_id)
+            .or_else(crate::netif::default_router_id)
             .ok_or_else(|| ConfigError::new("router_id", "required: the host has no IPv4 address to default to"))?;
         Ok((local_asn, router_id))
     }
@@ -408,7 +408,7 @@ impl Speaker {
     }
 
     fn find<'a>(core: &'a Core, key: &str) -> Result<&'a PeerEntry, SpeakerError> {
-        let by_addr = key.parse::<IpAddr>().ok().map(transport::canonical).and_then(|a| core.peers.get(&a));
+        let by_addr = key.parse::<IpAddr>().ok().map(crate::netif::canonical).and_then(|a| core.peers.get(&a));
         by_addr
             .or_else(|| core.peers.values().find(|p| p.spec.name == key))
             .ok_or_else(|| SpeakerError::NotFound(key.to_string()))
@@ -879,53 +879,6 @@ fn list_owned<K: Ord + Copy, V: Clone>(
 /// How many peers an announcement call writes to itself (see [`Speaker::export`]). MetalLB nodes have
 /// one to four; each write is 15–25 µs.
 const WRITE_THROUGH_PEERS: usize = 8;
-
-/// A request of at least this many announcements is a bulk load: its transient memory (the decoded
-/// request, the diff) is handed back to the kernel by its caller once it has been applied and dropped
-/// ([`release_after_bulk`]).
-const BULK_ANNOUNCEMENTS: usize = 10_000;
-
-/// Called where a request of `announcements` has been applied and dropped: after a bulk load
-/// ([`BULK_ANNOUNCEMENTS`] or more), [`release_freed_memory`].
-pub fn release_after_bulk(announcements: usize) {
-    if announcements >= BULK_ANNOUNCEMENTS {
-        release_freed_memory();
-    }
-}
-
-/// glibc keeps memory freed inside its heaps for reuse, so after a bulk load of 100k announcements
-/// (about 60 MB of transient request and diff data) the process would stay 20–30 MB larger than its
-/// tables for good. `malloc_trim(0)` returns the free pages (docs/BENCHMARKS.md, docs/DESIGN.md).
-/// Runs on a blocking thread, called where a bulk request has been applied and dropped (both APIs, the
-/// config file: [`release_after_bulk`]). Not from the speaker itself: its caller still holds the request then, and a trim that
-/// came later, on a timer, landed in the middle of the next API calls (glibc's arena locks are held
-/// while it walks the heap: 1–5 ms stalls in the benchmark's latency probes).
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if let Ok(rt) = tokio::runtime::Handle::try_current() {
-        // SAFETY: malloc_trim has no preconditions; it only releases free memory of glibc's heaps.
-        rt.spawn_blocking(|| unsafe { libc::malloc_trim(0) });
-    }
-}
-
-/// [`release_freed_memory`] half a second from now, once however many times it is asked for meanwhile:
-/// when a session's writer goes idle after sending at least 64 KiB (1000 sessions that have sent 100k prefixes each left 166 MB resident,
-/// 82 MB after the trim: freed write buffers in glibc's per-thread arenas).
-pub fn release_freed_memory_later() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static SCHEDULED: AtomicBool = AtomicBool::new(false);
-    let Ok(rt) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    if SCHEDULED.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    rt.spawn(async {
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        SCHEDULED.store(false, Ordering::Release);
-        release_freed_memory();
-    });
-}
 
 /// What replacing `old` by `new` for one prefix is: added, changed, or nothing.
 fn change_of(old: Option<&Arc<Body>>, new: &Arc<Body>) -> Option<AnnouncementChange> {

@@ -343,7 +343,7 @@ impl GobgpApi for GobgpService {
 
     async fn get_bgp(&self, _: Request<api::GetBgpRequest>) -> Result<Response<api::GetBgpResponse>, Status> {
         let (asn, id) = self.speaker.defaults();
-        let router_id = id.or_else(crate::bgp::transport::default_router_id).map(|i| i.to_string()).unwrap_or_default();
+        let router_id = id.or_else(crate::netif::default_router_id).map(|i| i.to_string()).unwrap_or_default();
         let (listen_port, listen_addresses) = match &self.listen {
             None => (-1, Vec::new()),
             Some(l) => (l.first().map_or(179, |a| i32::from(a.port())), l.iter().map(|a| a.ip().to_string()).collect()),
@@ -610,7 +610,7 @@ impl GobgpApi for GobgpService {
             n += 1;
             paths += m.paths.len();
         }
-        crate::speaker::release_after_bulk(paths);
+        crate::mem::release_after_bulk(paths);
         Ok(Response::new(()))
     }
 

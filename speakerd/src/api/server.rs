@@ -1,7 +1,8 @@
 //! The `speaker.v1.Speaker` service, gRPC health and reflection, served on a Unix socket (or TCP).
 use super::convert;
 use crate::config::spec::{parse_owner, parse_prefix, AdvertSpec, ConfigError, L2Spec, PeerSpec};
-use crate::speaker::{release_after_bulk, Speaker};
+use crate::mem::release_after_bulk;
+use crate::speaker::Speaker;
 use speaker_api::v1 as pb;
 use speaker_api::v1::speaker_server::{Speaker as SpeakerSvc, SpeakerServer};
 use std::pin::Pin;
@@ -281,7 +282,7 @@ impl SpeakerSvc for Api {
             .trim()
             .parse()
             .map_err(|_| Status::invalid_argument(format!("ip: {:?} is not an IP address", r.get_ref().ip)))?;
-        let ip = crate::bgp::transport::canonical(ip);
+        let ip = crate::netif::canonical(ip);
         let list: Vec<_> = self.speaker.list_l2(None).await.into_iter().filter(|(_, s)| s.ip == ip).collect();
         if list.is_empty() {
             return Err(Status::not_found(format!("{ip} is not announced in Layer 2 mode")));

@@ -8,7 +8,7 @@
 //! counted by reason.
 use super::fsm::{Action, BfdConfig, BfdFsm, Input};
 use super::packet::{BfdDrop, BfdState, ControlPacket};
-use crate::bgp::transport::canonical;
+use crate::netif::canonical;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::collections::{BTreeMap, HashMap};
 use std::io;

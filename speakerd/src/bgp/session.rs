@@ -572,7 +572,7 @@ impl PeerTask {
         match cmd {
             PeerCmd::Incoming(stream) => {
                 let local_ok = match (self.spec.source_address, stream.local_addr()) {
-                    (Some(src), Ok(l)) => transport::canonical(l.ip()) == src,
+                    (Some(src), Ok(l)) => crate::netif::canonical(l.ip()) == src,
                     _ => true,
                 };
                 if !local_ok {
@@ -711,8 +711,8 @@ impl PeerTask {
     fn register(&mut self, stream: TcpStream) -> ConnId {
         let id = self.next_id;
         self.next_id += 1;
-        let local = stream.local_addr().map(|a| SocketAddr::new(transport::canonical(a.ip()), a.port()));
-        let remote = stream.peer_addr().map(|a| SocketAddr::new(transport::canonical(a.ip()), a.port()));
+        let local = stream.local_addr().map(|a| SocketAddr::new(crate::netif::canonical(a.ip()), a.port()));
+        let remote = stream.peer_addr().map(|a| SocketAddr::new(crate::netif::canonical(a.ip()), a.port()));
         let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
         let (r, w) = stream.into_split();
         let (ctl_tx, ctl_rx) = mpsc::channel(CTL_QUEUE);
@@ -856,7 +856,7 @@ impl PeerTask {
         if set {
             return Vec::new();
         }
-        transport::interface_addresses_of(local)
+        crate::netif::interface_addresses_of(local)
     }
 
     /// Next hops and families of this session, from its local address, the other addresses of its
@@ -1176,7 +1176,7 @@ async fn run_writer(w: OwnedWriteHalf, mut ctl: mpsc::Receiver<WriterMsg>, share
         }
         batch = BytesMut::new();
         if burst >= 64 << 10 {
-            crate::speaker::release_freed_memory_later();
+            crate::mem::release_freed_memory_later();
         }
         burst = 0;
         limit = rib_out::BATCH_FIRST;

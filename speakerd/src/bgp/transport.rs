@@ -1,5 +1,6 @@
 //! Socket options and connection set-up for BGP: TCP-MD5 (RFC 2385), TTL for eBGP multihop, source
 //! address, listening sockets. This is the only module that touches socket options.
+use crate::config::spec::MD5_MAX_KEY_LEN;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -9,8 +10,6 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 /// Linux `TCP_MD5SIG` (include/uapi/linux/tcp.h).
 const TCP_MD5SIG: libc::c_int = 14;
-/// Linux `TCP_MD5SIG_MAXKEYLEN`.
-pub const MD5_MAX_KEY_LEN: usize = 80;
 
 /// `struct tcp_md5sig` of include/uapi/linux/tcp.h.
 #[repr(C)]
@@ -166,45 +165,6 @@ pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(sock.into())
 }
 
-/// Unwraps an IPv4-mapped IPv6 address (as seen on dual-stack sockets) to IPv4.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
-/// Global addresses of the interface that holds `local` (used to find an IPv6 next hop for an IPv4
-/// session and the reverse). Link-local, loopback and mapped addresses are skipped.
-pub fn interface_addresses_of(local: IpAddr) -> Vec<IpAddr> {
-    let all = crate::netif::interfaces();
-    let Some(iface) = all.iter().find(|i| i.addrs.iter().any(|a| a.addr() == local)) else {
-        return Vec::new();
-    };
-    iface
-        .addrs
-        .iter()
-        .map(|a| a.addr())
-        .filter(|ip| match ip {
-            IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_unspecified(),
-            IpAddr::V6(v6) => {
-                !v6.is_loopback()
-                    && !v6.is_unicast_link_local()
-                    && v6.to_ipv4_mapped().is_none()
-                    && !v6.is_unspecified()
-            }
-        })
-        .collect()
-}
-
-/// The first IPv4 address of the host that is not loopback: the default BGP Identifier.
-pub fn default_router_id() -> Option<std::net::Ipv4Addr> {
-    crate::netif::interfaces().into_iter().flat_map(|i| i.addrs).find_map(|a| match a.addr() {
-        IpAddr::V4(v4) if !v4.is_loopback() && !v4.is_unspecified() => Some(v4),
-        _ => None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,12 +173,6 @@ mod tests {
     fn md5_struct_matches_kernel_abi() {
         // sizeof(struct tcp_md5sig) on Linux: 128 + 1 + 1 + 2 + 4 + 80
         assert_eq!(std::mem::size_of::<TcpMd5Sig>(), 216);
-    }
-
-    #[test]
-    fn canonical_unwraps_mapped_addresses() {
-        assert_eq!(canonical("::ffff:192.0.2.1".parse().unwrap()), "192.0.2.1".parse::<IpAddr>().unwrap());
-        assert_eq!(canonical("2001:db8::1".parse().unwrap()), "2001:db8::1".parse::<IpAddr>().unwrap());
     }
 
     #[tokio::test]

@@ -2,7 +2,6 @@
 //! without Kubernetes. Validated as a whole: one bad field and the file is rejected, the last good one
 //! stays in force. On reload (SIGHUP) only what changed is applied: unchanged peers do not flap.
 use super::spec::{AdvertSpec, ConfigError, PeerSpec};
-use crate::speaker::{Speaker, SpeakerError};
 use serde::Deserialize;
 use speaker_api::v1 as pb;
 use std::collections::BTreeMap;
@@ -210,25 +209,6 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         std::fs::read_to_string(path).map_err(|e| ConfigError::new("file", format!("{}: {e}", path.display())))?;
     let yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
     parse(&text, yaml)
-}
-
-/// Makes the file's peers and announcements the `config-file` owner's (as SetPeers and
-/// SetAnnouncements do: unchanged peers keep their sessions). Consumes the file: the speaker keeps its
-/// own copy, and a parsed file of 100k announcements would otherwise stay in memory (15 MB).
-///
-/// Announcements first: a new peer's session then comes up with the whole table, and its End-of-RIB
-/// follows the routes. The other way round, a session could come up (1-2 ms) while 20k announcements
-/// were still being loaded (13 ms): End-of-RIB went out first, and a graceful-restart helper that got
-/// it flushed every stale route until the table followed (seen with BIRD).
-pub async fn apply(speaker: &Speaker, new: Loaded) -> Result<(), SpeakerError> {
-    let n = new.announcements.len();
-    speaker.set_announcements(OWNER, new.announcements).await?;
-    crate::speaker::release_after_bulk(n);
-    let out = speaker.set_peers(OWNER, new.peers.into_values().collect()).await?;
-    for (addr, why) in &out.conflicts {
-        tracing::error!(peer = %addr, error = %why, "config file: peer not applied");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

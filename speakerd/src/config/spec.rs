@@ -7,6 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+/// The longest TCP-MD5 key Linux takes (TCP_MD5SIG_MAXKEYLEN); the socket option's struct is sized by it.
+pub const MD5_MAX_KEY_LEN: usize = 80;
+
 /// A field that failed validation, and why. Becomes INVALID_ARGUMENT naming the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {reason}")]
@@ -210,7 +213,7 @@ impl TryFrom<&pb::PeerConfig> for PeerSpec {
         if address.is_unspecified() || address.is_multicast() {
             return Err(ConfigError::new("address", format!("{address} is not a unicast address")));
         }
-        let address = crate::bgp::transport::canonical(address);
+        let address = crate::netif::canonical(address);
         let port = match p.port {
             0 => 179,
             n => u16::try_from(n).map_err(|_| ConfigError::new("port", format!("{n} is not a TCP port")))?,
@@ -266,7 +269,7 @@ impl TryFrom<&pb::PeerConfig> for PeerSpec {
             Some(c @ 1..=3600) => Duration::from_secs(u64::from(c)),
             Some(c) => return Err(ConfigError::new("connect_time_secs", format!("{c}: must be 1..3600"))),
         };
-        if p.password.len() > crate::bgp::transport::MD5_MAX_KEY_LEN {
+        if p.password.len() > MD5_MAX_KEY_LEN {
             return Err(ConfigError::new("password", "longer than 80 bytes (TCP_MD5SIG_MAXKEYLEN)"));
         }
         let ebgp_multihop_ttl = match p.ebgp_multihop_ttl {
@@ -597,7 +600,7 @@ impl TryFrom<(usize, &pb::L2Announcement)> for L2Spec {
                 weights.insert(n.trim().to_string(), *w);
             }
         }
-        Ok(Self { ip: crate::bgp::transport::canonical(ip), nodes, interfaces, exclude_interfaces, election, weights })
+        Ok(Self { ip: crate::netif::canonical(ip), nodes, interfaces, exclude_interfaces, election, weights })
     }
 }
 

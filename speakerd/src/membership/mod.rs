@@ -229,7 +229,7 @@ impl Membership {
             Some(a) => a,
             None if !bound.ip().is_unspecified() => bound,
             None => {
-                let ip = crate::bgp::transport::default_router_id().ok_or(MembershipError::NoAdvertiseAddress)?;
+                let ip = crate::netif::default_router_id().ok_or(MembershipError::NoAdvertiseAddress)?;
                 SocketAddr::new(ip.into(), bound.port())
             }
         };

@@ -1,0 +1,50 @@
+//! Handing freed heap memory back to the kernel after bulk work (glibc's `malloc_trim`).
+//!
+//! glibc keeps memory freed inside its heaps for reuse, so after a bulk load the process would stay
+//! larger than its tables for good. The callers are the places where a bulk request has been applied
+//! and dropped (both gRPC APIs, the config file) and a session writer that went idle after a large
+//! send. docs/BENCHMARKS.md has the measured effect.
+
+/// A request of at least this many announcements is a bulk load: its transient memory (the decoded
+/// request, the diff) is handed back to the kernel by its caller once it has been applied and dropped
+/// ([`release_after_bulk`]).
+const BULK_ANNOUNCEMENTS: usize = 10_000;
+
+/// Called where a request of `announcements` has been applied and dropped: after a bulk load
+/// ([`BULK_ANNOUNCEMENTS`] or more), [`release_freed_memory`].
+pub fn release_after_bulk(announcements: usize) {
+    if announcements >= BULK_ANNOUNCEMENTS {
+        release_freed_memory();
+    }
+}
+
+/// `malloc_trim(0)` on a blocking thread, called where a bulk request has been applied and dropped
+/// (both APIs, the config file: [`release_after_bulk`]). Not from the speaker itself: its caller still
+/// holds the request then. Not on a timer either: a trim that came later landed in the middle of the
+/// next API calls (glibc holds its arena locks while it walks the heap, which stalled them).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        // SAFETY: malloc_trim has no preconditions; it only releases free memory of glibc's heaps.
+        rt.spawn_blocking(|| unsafe { libc::malloc_trim(0) });
+    }
+}
+
+/// [`release_freed_memory`] half a second from now, once however many times it is asked for meanwhile:
+/// when a session's writer goes idle after a large send (its freed write buffers sit in glibc's
+/// per-thread arenas otherwise).
+pub fn release_freed_memory_later() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static SCHEDULED: AtomicBool = AtomicBool::new(false);
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    if SCHEDULED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    rt.spawn(async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        SCHEDULED.store(false, Ordering::Release);
+        release_freed_memory();
+    });
+}
