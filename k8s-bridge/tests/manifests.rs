@@ -313,7 +313,12 @@ fn daemonset_shares_the_socket_and_grants_only_the_needed_capabilities() {
 }
 
 /// Field paths under `spec`/`status` of a JSON schema (arrays as `[]`).
+/// Every field path of `schema`, and `PATH <rules=N>` where the schema has N CEL rules.
 fn field_paths(schema: &Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
+    if let Some(rules) = schema["x-kubernetes-validations"].as_array() {
+        let at = if prefix.is_empty() { "<root>" } else { prefix };
+        out.insert(format!("{at} <rules={}>", rules.len()));
+    }
     if let Some(props) = schema["properties"].as_object() {
         for (k, v) in props {
             let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
@@ -326,7 +331,8 @@ fn field_paths(schema: &Value, prefix: &str, out: &mut std::collections::BTreeSe
     }
 }
 
-/// Our CRDs have exactly MetalLB's fields, versions (served, storage) and status subresources, so
+/// Our CRDs have exactly MetalLB's fields, versions (served, storage), status subresources and places
+/// of CEL rules, so
 /// that `kubectl apply -k deploy/base` over a MetalLB install never prunes a field MetalLB's
 /// controller writes, and every MetalLB object keeps every field.
 #[test]

@@ -22,6 +22,15 @@ SELECTOR = s("object", properties={
 SELECTORS = s("array", items=SELECTOR)
 DURATION = s("string", pattern=r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$")
 
+
+def rules(schema, *pairs):
+    """The schema with CEL rules (kube-apiserver evaluates them on create and update; a rule naming
+    oldSelf is a transition rule, evaluated on updates only). MetalLB's CRDs carry the same rules."""
+    return dict(schema, **{"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in pairs]})
+
+
+IMMUTABLE = ("self == oldSelf", "is immutable")
+
 KINDS = {
     "IPAddressPool": ("ipaddresspools", ["v1beta1"], "IPAddressPool is a pool of IPs that Services of type LoadBalancer get, and that speakers announce.", {
         "addresses": s("array", items=STR, description="CIDRs (192.0.2.0/24) or ranges (192.0.2.10-192.0.2.20)."),
@@ -44,13 +53,16 @@ KINDS = {
         "peerPort": s("integer", minimum=0, maximum=65535, default=179),
         "holdTime": DURATION,
         "keepaliveTime": DURATION,
-        "connectTime": DURATION,
+        "connectTime": rules(DURATION,
+            ("duration(self).getSeconds() >= 1 && duration(self).getSeconds() <= 65535", "connectTime must be 1s to 65535s"),
+            ("duration(self).getMilliseconds() % 1000 == 0", "connectTime must be a whole number of seconds")),
         "routerID": STR,
         "nodeSelectors": SELECTORS,
         "password": STR,
         "passwordSecret": s("object", properties={"name": STR, "namespace": STR}, **{"x-kubernetes-map-type": "atomic"}),
         "bfdProfile": STR,
-        "enableGracefulRestart": s("boolean"),
+        "enableGracefulRestart": rules(s("boolean"),
+            ("self == oldSelf", "enableGracefulRestart cannot change once the BGPPeer exists: the session would have to restart")),
         "ebgpMultiHop": s("boolean"),
         "vrf": STR,
         "disableMP": s("boolean", default=False),
@@ -94,12 +106,23 @@ KINDS = {
 
 STATUS_KINDS = {
     "ServiceL2Status": ("servicel2statuses", "ServiceL2Status says which node answers ARP/NDP for a Service, on which interfaces.", {
-        "node": STR, "serviceName": STR, "serviceNamespace": STR,
+        "node": rules(STR, IMMUTABLE), "serviceName": rules(STR, IMMUTABLE), "serviceNamespace": rules(STR, IMMUTABLE),
         "interfaces": s("array", items=s("object", properties={"name": STR})),
     }, [("Allocated Node", ".status.node", "string"), ("Service Name", ".status.serviceName", "string"), ("Service Namespace", ".status.serviceNamespace", "string")]),
     "ServiceBGPStatus": ("servicebgpstatuses", "ServiceBGPStatus says which peers a node announces a Service's IPs to.", {
-        "node": STR, "serviceName": STR, "serviceNamespace": STR, "peers": STRS,
+        "node": rules(STR, IMMUTABLE), "serviceName": rules(STR, IMMUTABLE), "serviceNamespace": rules(STR, IMMUTABLE),
+        "peers": STRS,
     }, [("Node", ".status.node", "string"), ("Service Name", ".status.serviceName", "string"), ("Service Namespace", ".status.serviceNamespace", "string")]),
+}
+
+# CEL rules on a kind's whole spec.
+SPEC_RULES = {
+    "BGPAdvertisement": [(
+        "!has(self.serviceSelectors) || self.serviceSelectors.size() == 0 || "
+        "((!has(self.aggregationLength) || self.aggregationLength == 32) && "
+        "(!has(self.aggregationLengthV6) || self.aggregationLengthV6 == 128))",
+        "serviceSelectors need the default aggregationLength (32) and aggregationLengthV6 (128): "
+        "an aggregated route would carry Services the selectors leave out")],
 }
 
 # Every kind has a status subresource, as MetalLB's; IPAddressPool's counts are written by MetalLB's
@@ -138,6 +161,8 @@ def crd(kind, plural, versions, desc, props, required, cols, status=None, status
             "apiVersion": STR, "kind": STR, "metadata": s("object")}}
         if props is not None:
             spec = s("object", properties=props)
+            if kind in SPEC_RULES:
+                spec = rules(spec, *SPEC_RULES[kind])
             if required:
                 spec["required"] = required
             root["properties"]["spec"] = spec

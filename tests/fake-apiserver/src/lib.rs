@@ -9,6 +9,7 @@
 //!
 //! See README.md beside this crate for what deviates from a real API server.
 
+pub mod cel;
 mod patch;
 mod resources;
 pub mod selector;

@@ -88,6 +88,21 @@ impl ApiError {
         ApiError::new(422, "Invalid", format!("{gk} \"{name}\" is invalid: {field}: {msg}"), Some(d))
     }
 
+    /// 422 Invalid for failed `x-kubernetes-validations` rules, worded as kube-apiserver words them:
+    /// `<field>: Invalid value: "<type>": <message>`, several in brackets.
+    pub fn invalid_fields(group: &str, kind: &str, name: &str, violations: &[crate::cel::Violation]) -> ApiError {
+        let gk = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+        let mut d = Self::details(name, group, kind);
+        let one = |v: &crate::cel::Violation| format!("Invalid value: \"{}\": {}", v.type_name, v.message);
+        d["causes"] = json!(violations
+            .iter()
+            .map(|v| json!({"reason": "FieldValueInvalid", "message": one(v), "field": v.field}))
+            .collect::<Vec<_>>());
+        let all: Vec<String> = violations.iter().map(|v| format!("{}: {}", v.field, one(v))).collect();
+        let list = if all.len() == 1 { all[0].clone() } else { format!("[{}]", all.join(", ")) };
+        ApiError::new(422, "Invalid", format!("{gk} \"{name}\" is invalid: {list}"), Some(d))
+    }
+
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(400, "BadRequest", message, None)
     }

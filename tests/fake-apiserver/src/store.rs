@@ -419,8 +419,15 @@ pub fn split_api_version(av: &str) -> (&str, &str) {
     }
 }
 
-/// Applies a CRD schema's defaults and pruning; with `strict`, pruned fields are an error.
-fn check_schema(def: &ResourceDef, version: &str, obj: &mut Value, strict: bool) -> Result<(), ApiError> {
+/// Applies a CRD schema's defaults and pruning; with `strict`, pruned fields are an error. Then the
+/// schema's `x-kubernetes-validations` rules (`old`: the stored object, on an update).
+fn check_schema(
+    def: &ResourceDef,
+    version: &str,
+    obj: &mut Value,
+    strict: bool,
+    old: Option<&Value>,
+) -> Result<(), ApiError> {
     if !def.custom {
         return Ok(());
     }
@@ -433,7 +440,13 @@ fn check_schema(def: &ResourceDef, version: &str, obj: &mut Value, strict: bool)
             k = def.kind
         )));
     }
-    Ok(())
+    let Some((_, schema)) = def.schemas.iter().find(|(v, _)| v == version) else { return Ok(()) };
+    let violations = crate::cel::validate(schema, obj, old);
+    if violations.is_empty() {
+        return Ok(());
+    }
+    let name = meta(obj, "name").unwrap_or_default();
+    Err(ApiError::invalid_fields(&def.group, &def.kind, &name, &violations))
 }
 
 fn crd_key() -> ResKey {
@@ -677,7 +690,7 @@ impl Store {
             m.remove("generation");
         }
         g.defaults_on_create(def, &mut obj, &name);
-        check_schema(def, version, &mut obj, strict)?;
+        check_schema(def, version, &mut obj, strict, None)?;
         let obj = at_version(def, version, obj);
         Ok(g.commit(def, &ns, &name, EventType::Added, obj, None))
     }
@@ -792,7 +805,7 @@ impl Store {
                 new["status"] = s;
             }
         }
-        check_schema(def, version, &mut new, strict)?;
+        check_schema(def, version, &mut new, strict, Some(&old))?;
         let old_gen = old.pointer("/metadata/generation").and_then(Value::as_i64);
         if def.has_generation() {
             let g0 = old_gen.unwrap_or(1);

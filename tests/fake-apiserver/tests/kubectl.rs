@@ -394,3 +394,102 @@ async fn kubectl_strict_validation_and_server_side_apply() {
         k.ok(&["get", "cm", "--field-selector", "metadata.name=extra", "-o", "jsonpath={.items[*].data.k}"]).await;
     assert_eq!(out.trim(), "v");
 }
+
+/// The project's CRDs (deploy/base/crds) carry MetalLB's CEL rules (`x-kubernetes-validations`); the
+/// fake evaluates them as kube-apiserver does, and kubectl shows the refusal with the field and message.
+#[tokio::test]
+async fn kubectl_apply_is_refused_by_the_crds_cel_rules() {
+    let server = FakeApiServer::start().await;
+    let Some(k) = Kubectl::new(&server, "cel") else { return };
+    let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/base/crds");
+    k.ok(&["apply", "-f", crds]).await;
+    let peer = |name: &str, extra: &str| {
+        k.write(
+            &format!("{name}.yaml"),
+            &format!("apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: {name}, namespace: metallb-system}}\nspec: {{myASN: 64512, peerASN: 64513, peerAddress: 192.0.2.1{extra}}}\n"),
+        )
+    };
+    let refused = [
+        (
+            ", connectTime: 1500ms",
+            r#"spec.connectTime: Invalid value: "string": connectTime must be a whole number of seconds"#,
+        ),
+        (", connectTime: 0s", r#"spec.connectTime: Invalid value: "string": connectTime must be 1s to 65535s"#),
+        (", connectTime: 19h", r#"spec.connectTime: Invalid value: "string": connectTime must be 1s to 65535s"#),
+    ];
+    for (extra, want) in refused {
+        let err = k.fails(&["apply", "-f", &peer("p", extra)]).await;
+        assert!(err.contains(want) && err.contains(r#"The BGPPeer "p" is invalid"#), "{extra}: {err}");
+        assert!(server.get("metallb.io/v1beta2", "BGPPeer", Some("metallb-system"), "p").is_none());
+    }
+    k.ok(&["apply", "-f", &peer("p", ", connectTime: 10s")]).await;
+
+    // enableGracefulRestart is set at creation and cannot change (a transition rule: updates only).
+    k.ok(&["apply", "-f", &peer("gr", ", enableGracefulRestart: true")]).await;
+    let err = k.fails(&["apply", "-f", &peer("gr", ", enableGracefulRestart: false")]).await;
+    assert!(
+        err.contains(r#"spec.enableGracefulRestart: Invalid value: "boolean": enableGracefulRestart cannot change"#),
+        "{err}"
+    );
+    let stored = server.get("metallb.io/v1beta2", "BGPPeer", Some("metallb-system"), "gr").unwrap();
+    assert_eq!(stored["spec"]["enableGracefulRestart"], true);
+    k.ok(&["apply", "-f", &peer("gr", ", enableGracefulRestart: true, holdTime: 9s")]).await;
+
+    // serviceSelectors with a non-default aggregation length: a rule on the whole spec.
+    let adv = |name: &str, spec: &str| {
+        k.write(
+            &format!("{name}.yaml"),
+            &format!("apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: {name}, namespace: metallb-system}}\nspec: {{{spec}}}\n"),
+        )
+    };
+    let err =
+        k.fails(&["apply", "-f", &adv("a1", "serviceSelectors: [{matchLabels: {x: y}}], aggregationLength: 24")]).await;
+    assert!(
+        err.contains(r#"spec: Invalid value: "object": serviceSelectors need the default aggregationLength"#),
+        "{err}"
+    );
+    let err = k
+        .fails(&["apply", "-f", &adv("a2", "serviceSelectors: [{matchLabels: {x: y}}], aggregationLengthV6: 64")])
+        .await;
+    assert!(err.contains("serviceSelectors need the default"), "{err}");
+    k.ok(&["apply", "-f", &adv("a3", "serviceSelectors: [{matchLabels: {x: y}}]")]).await;
+    k.ok(&["apply", "-f", &adv("a4", "aggregationLength: 24")]).await;
+    k.ok(&["apply", "-f", &adv("a5", "serviceSelectors: [], aggregationLength: 24")]).await;
+
+    // The status objects' node and Service are fixed once written.
+    let st = k.write(
+        "st.yaml",
+        "apiVersion: metallb.io/v1beta1\nkind: ServiceL2Status\nmetadata: {name: l2-x, namespace: metallb-system}\n",
+    );
+    k.ok(&["apply", "-f", &st]).await;
+    let set =
+        |node: &str| format!(r#"{{"status":{{"node":"{node}","serviceName":"s","serviceNamespace":"default"}}}}"#);
+    k.ok(&[
+        "patch",
+        "servicel2status",
+        "l2-x",
+        "-n",
+        "metallb-system",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &set("n1"),
+    ])
+    .await;
+    let err = k
+        .fails(&[
+            "patch",
+            "servicel2status",
+            "l2-x",
+            "-n",
+            "metallb-system",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &set("n2"),
+        ])
+        .await;
+    assert!(err.contains(r#"status.node: Invalid value: "string": is immutable"#), "{err}");
+    let stored = server.get("metallb.io/v1beta1", "ServiceL2Status", Some("metallb-system"), "l2-x").unwrap();
+    assert_eq!(stored["status"]["node"], "n1");
+}
