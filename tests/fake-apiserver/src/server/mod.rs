@@ -1,30 +1,39 @@
-//! HTTP handling: routing, discovery, the REST verbs, watch streams, tables.
+//! HTTP handling: the service entry point ([`handle`]: request log, failure
+//! modes, slow writes), routing, request parsing, representation negotiation
+//! and the verbs get, list, create, update, patch, delete and deletecollection.
+//!
+//! Watch streams are in [`watch`], kubectl's Table output in [`table`], and
+//! the discovery and OpenAPI documents in [`discovery`].
+
+mod discovery;
+mod table;
+mod watch;
 
 use crate::patch::{apply_patch, parse_yaml_or_json, PatchType};
-use crate::resources::{version_priority, ResourceDef};
+use crate::resources::ResourceDef;
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::status::{parse_rfc3339, success_status, ApiError};
-use crate::store::{at_version, parse_rv, EventType, HistEvent, Store, UpdateKind, WatchItem, WatchStart};
+use crate::status::{success_status, ApiError};
+use crate::store::{at_version, parse_rv, Store, UpdateKind};
 use crate::{Mode, RequestLog, WriteDelay};
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
-use hyper::{Method, Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
-use tokio::sync::watch;
+use std::time::SystemTime;
+use table::table_of;
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
 /// State shared by the connections, the accept loop and the handle.
 pub struct Shared {
     pub store: Store,
-    pub mode: watch::Sender<Mode>,
-    pub write_delay: watch::Sender<WriteDelay>,
+    pub mode: tokio::sync::watch::Sender<Mode>,
+    pub write_delay: tokio::sync::watch::Sender<WriteDelay>,
     pub requests: Mutex<Vec<RequestLog>>,
     pub addr: SocketAddr,
     pub version: Value,
@@ -191,39 +200,23 @@ async fn route(ctx: &Ctx, path: &str) -> Result<Response<Body>, ApiError> {
     match s.as_slice() {
         ["version"] if get => return Ok(json_resp(200, &ctx.shared.version)),
         ["healthz"] | ["readyz"] | ["livez"] if get => return Ok(full(200, "text/plain; charset=utf-8", "ok")),
-        ["api"] if get => {
-            return Ok(json_resp(
-                200,
-                &json!({"kind": "APIVersions", "versions": ["v1"],
-                        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ctx.shared.addr.to_string()}]}),
-            ))
-        }
-        ["api", "v1"] if get => return Ok(json_resp(200, &resource_list(&ctx.shared.store, "", "v1"))),
-        ["apis"] if get => return Ok(json_resp(200, &group_list(&ctx.shared.store))),
+        ["api"] if get => return Ok(json_resp(200, &discovery::api_versions(ctx.shared.addr))),
+        ["api", "v1"] if get => return Ok(json_resp(200, &discovery::resource_list(&ctx.shared.store, "", "v1"))),
+        ["apis"] if get => return Ok(json_resp(200, &discovery::group_list(&ctx.shared.store))),
         ["apis", g] if get => {
-            return group_list(&ctx.shared.store)["groups"]
-                .as_array()
-                .and_then(|gs| gs.iter().find(|x| x["name"] == *g).cloned())
-                .map(|mut grp| {
-                    grp["kind"] = json!("APIGroup");
-                    grp["apiVersion"] = json!("v1");
-                    json_resp(200, &grp)
-                })
+            return discovery::api_group(&ctx.shared.store, g)
+                .map(|grp| json_resp(200, &grp))
                 .ok_or_else(ApiError::resource_not_found);
         }
         ["apis", g, v] if get => {
-            let defs = ctx.shared.store.defs();
-            if !defs.iter().any(|d| d.group == *g && d.versions.iter().any(|x| x == v)) {
-                return Err(ApiError::resource_not_found());
-            }
-            let mut l = resource_list(&ctx.shared.store, g, v);
-            l["apiVersion"] = json!("v1");
-            return Ok(json_resp(200, &l));
+            return discovery::group_version(&ctx.shared.store, g, v)
+                .map(|l| json_resp(200, &l))
+                .ok_or_else(ApiError::resource_not_found);
         }
-        ["openapi", "v3"] if get => return Ok(json_resp(200, &openapi_v3_root(&ctx.shared.store))),
+        ["openapi", "v3"] if get => return Ok(json_resp(200, &discovery::openapi_v3_root(&ctx.shared.store))),
         ["openapi", "v3", rest @ ..] if get => {
             let gv = rest.join("/");
-            return openapi_v3_gv(&ctx.shared.store, &gv).map(|v| json_resp(200, &v)).ok_or_else(|| {
+            return discovery::openapi_v3_gv(&ctx.shared.store, &gv).map(|v| json_resp(200, &v)).ok_or_else(|| {
                 ApiError::new(404, "NotFound", format!("the server could not find the requested resource: {gv}"), None)
             });
         }
@@ -281,7 +274,7 @@ async fn dispatch(ctx: &Ctx, t: Target) -> Result<Response<Body>, ApiError> {
         return Err(ApiError::resource_not_found());
     }
     if *m == Method::GET && (t.legacy_watch || ctx.query.flag("watch")) {
-        return watch(ctx, &t);
+        return watch::watch(ctx, &t);
     }
     match (m.as_str(), item) {
         ("GET", false) => list(ctx, &t),
@@ -613,489 +606,9 @@ fn delete_collection(ctx: &Ctx, t: &Target) -> Result<Response<Body>, ApiError> 
     ))
 }
 
-// ---------------------------------------------------------------- watch
-
-fn watch_line(type_: &str, obj: &Value) -> Bytes {
-    let mut v = serde_json::to_vec(&json!({"type": type_, "object": obj})).unwrap();
-    v.push(b'\n');
-    Bytes::from(v)
-}
-
-/// Applies the watch's selectors to a change, as the real watch cache does:
-/// an object that starts matching is ADDED, one that stops is DELETED (with
-/// its previous content and the new resourceVersion).
-fn filter_event(ev: &HistEvent, ls: &LabelSelector, fs: &FieldSelector) -> Option<(EventType, Value)> {
-    let m = |o: &Value| ls.matches_object(o) && fs.matches_object(o);
-    match ev.type_ {
-        EventType::Added => m(&ev.obj).then(|| (EventType::Added, ev.obj.clone())),
-        EventType::Deleted => m(&ev.obj).then(|| (EventType::Deleted, ev.obj.clone())),
-        EventType::Modified => {
-            let was = ev.prev.as_ref().is_some_and(m);
-            let is = m(&ev.obj);
-            match (was, is) {
-                (true, true) => Some((EventType::Modified, ev.obj.clone())),
-                (false, true) => Some((EventType::Added, ev.obj.clone())),
-                (true, false) => {
-                    let mut o = ev.prev.clone().unwrap();
-                    o["metadata"]["resourceVersion"] = json!(ev.rv.to_string());
-                    Some((EventType::Deleted, o))
-                }
-                (false, false) => None,
-            }
-        }
-    }
-}
-
-fn watch(ctx: &Ctx, t: &Target) -> Result<Response<Body>, ApiError> {
-    let q = &ctx.query;
-    let (ls, mut fs) = selectors(ctx, &t.def)?;
-    if let Some(n) = &t.name {
-        fs.reqs.push(crate::selector::FieldReq { field: "metadata.name".into(), equal: true, value: n.clone() });
-    }
-    let bookmarks = q.flag("allowWatchBookmarks");
-    let send_initial = q.get("sendInitialEvents").map(|v| v == "true");
-    let rv = q.get("resourceVersion").unwrap_or_default();
-    let rvm = q.get("resourceVersionMatch").unwrap_or_default();
-    if send_initial.is_some() {
-        if rvm != "NotOlderThan" {
-            return Err(ApiError::new(
-                422,
-                "Invalid",
-                "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
-                None,
-            ));
-        }
-        if !bookmarks {
-            return Err(ApiError::new(
-                422,
-                "Invalid",
-                "ListOptions.meta.k8s.io \"\" is invalid: allowWatchBookmarks: Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true",
-                None,
-            ));
-        }
-    } else if !rvm.is_empty() {
-        return Err(ApiError::new(
-            422,
-            "Invalid",
-            "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
-            None,
-        ));
-    }
-    let start = match (send_initial, rv) {
-        (Some(true), _) | (None, "") | (None, "0") => WatchStart::Current,
-        (Some(false), "") | (Some(false), "0") => WatchStart::After(ctx.shared.store.resource_version()),
-        (_, r) => WatchStart::After(parse_rv(r)?),
-    };
-    let timeout =
-        q.get("timeoutSeconds").and_then(|s| s.parse::<u64>().ok()).filter(|s| *s > 0).map(Duration::from_secs);
-    let form = negotiate(&ctx.accept);
-    let def = t.def.clone();
-    let version = t.version.clone();
-    let shared = ctx.shared.clone();
-    let include = ctx.query.get("includeObject").unwrap_or_default().to_string();
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
-    let api_version = def.api_version(&version);
-    let kind_name = def.kind.clone();
-    let present = move |o: Value| -> Value {
-        let o = at_version(&def, &version, o);
-        match form {
-            As::Plain => o,
-            As::Metadata => partial_meta(&o),
-            As::Table => table_of(&def, &[o], json!({"resourceVersion": ""}), &include),
-        }
-    };
-    let bookmark = move |rv: u64, end: bool| -> Option<Value> {
-        let (kind, av) = match form {
-            As::Plain => (kind_name.clone(), api_version.clone()),
-            As::Metadata => ("PartialObjectMetadata".to_string(), "meta.k8s.io/v1".to_string()),
-            As::Table => return None,
-        };
-        let mut meta = json!({"resourceVersion": rv.to_string(), "creationTimestamp": null});
-        if end {
-            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
-        }
-        Some(json!({"kind": kind, "apiVersion": av, "metadata": meta}))
-    };
-    match shared.store.watch(&t.def, t.ns.as_deref(), start, bookmarks) {
-        Err(e) => {
-            // As the real server: the watch is accepted, then ends with an ERROR event.
-            let line = watch_line("ERROR", &e.status);
-            let _ = tx.try_send(line);
-        }
-        Ok(mut h) => {
-            let mut mode = shared.mode.subscribe();
-            let store_shared = shared.clone();
-            tokio::spawn(async move {
-                let id = h.id;
-                let deadline = timeout.map(|d| tokio::time::Instant::now() + d);
-                let mut initial: std::collections::VecDeque<WatchItem> = std::mem::take(&mut h.initial).into();
-                let mut end_marker = (send_initial == Some(true)).then_some(h.rv);
-                loop {
-                    let item = if let Some(i) = initial.pop_front() {
-                        Some(i)
-                    } else if let Some(rv) = end_marker.take() {
-                        if let Some(b) = bookmark(rv, true) {
-                            if tx.send(watch_line("BOOKMARK", &b)).await.is_err() {
-                                break;
-                            }
-                        }
-                        continue;
-                    } else {
-                        let sleep = async {
-                            match deadline {
-                                Some(d) => tokio::time::sleep_until(d).await,
-                                None => std::future::pending().await,
-                            }
-                        };
-                        tokio::select! {
-                            i = h.rx.recv() => i,
-                            _ = sleep => None,
-                            _ = tx.closed() => None,
-                        }
-                    };
-                    let Some(item) = item else { break };
-                    // A hanging server delivers nothing until service resumes.
-                    while *mode.borrow() == Mode::Hang {
-                        tokio::select! {
-                            r = mode.changed() => if r.is_err() { return },
-                            _ = tx.closed() => { store_shared.store.unwatch(id); return },
-                        }
-                    }
-                    let line = match item {
-                        WatchItem::Event(ev) => match filter_event(&ev, &ls, &fs) {
-                            Some((ty, obj)) => watch_line(ty.as_str(), &present(obj)),
-                            None => continue,
-                        },
-                        WatchItem::Bookmark(rv) => match bookmark(rv, false) {
-                            Some(b) => watch_line("BOOKMARK", &b),
-                            None => continue,
-                        },
-                    };
-                    if tx.send(line).await.is_err() {
-                        break;
-                    }
-                }
-                store_shared.store.unwatch(id);
-            });
-        }
-    }
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
-    });
-    let ct = match form {
-        As::Plain => "application/json",
-        As::Metadata => "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
-        As::Table => "application/json;as=Table;g=meta.k8s.io;v=v1",
-    };
-    Ok(Response::builder()
-        .status(StatusCode::OK)
-        .header("content-type", ct)
-        .header("cache-control", "no-cache, private")
-        .header("transfer-encoding", "chunked")
-        .body(BodyExt::boxed(StreamBody::new(stream)))
-        .unwrap())
-}
-
-// ---------------------------------------------------------------- tables
-
-/// `kubectl`-style age (`45s`, `3m20s`, `5h`, `2d3h`).
-pub fn human_age(created: &str) -> String {
-    let Some(c) = parse_rfc3339(created) else { return "<unknown>".into() };
-    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
-    let s = now - c;
-    if s < -1 {
-        return "<invalid>".into();
-    }
-    let s = s.max(0);
-    let (m, h, d) = (s / 60, s / 3600, s / 86400);
-    if s < 120 {
-        format!("{s}s")
-    } else if m < 10 {
-        if s % 60 == 0 {
-            format!("{m}m")
-        } else {
-            format!("{m}m{}s", s % 60)
-        }
-    } else if m < 180 {
-        format!("{m}m")
-    } else if h < 8 {
-        if m % 60 == 0 {
-            format!("{h}h")
-        } else {
-            format!("{h}h{}m", m % 60)
-        }
-    } else if h < 48 {
-        format!("{h}h")
-    } else if h < 192 {
-        if h % 24 == 0 {
-            format!("{d}d")
-        } else {
-            format!("{d}d{}h", h % 24)
-        }
-    } else if d < 730 {
-        format!("{d}d")
-    } else {
-        format!("{}y{}d", d / 365, d % 365)
-    }
-}
-
-/// Evaluates a simple JSONPath (`.spec.a.b`, `.status.x[0].y`, `.spec.list[*].f`).
-fn json_path(obj: &Value, path: &str) -> Vec<Value> {
-    let mut cur = vec![obj.clone()];
-    let path = path.trim().trim_start_matches('{').trim_end_matches('}').trim_start_matches('.');
-    for part in path.split('.').filter(|p| !p.is_empty()) {
-        let (field, idx) = match part.split_once('[') {
-            Some((f, i)) => (f, Some(i.trim_end_matches(']'))),
-            None => (part, None),
-        };
-        let mut next = Vec::new();
-        for c in &cur {
-            let v = if field.is_empty() { Some(c) } else { c.get(field) };
-            let Some(v) = v else { continue };
-            match idx {
-                None => next.push(v.clone()),
-                Some("*") => next.extend(v.as_array().cloned().unwrap_or_default()),
-                Some(i) => {
-                    if let (Ok(i), Some(a)) = (i.parse::<usize>(), v.as_array()) {
-                        if let Some(x) = a.get(i) {
-                            next.push(x.clone());
-                        }
-                    }
-                }
-            }
-        }
-        cur = next;
-    }
-    cur
-}
-
-fn cell_string(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-fn service_cells(o: &Value) -> Vec<Value> {
-    let spec = &o["spec"];
-    let type_ = spec["type"].as_str().unwrap_or("ClusterIP");
-    let cluster_ip = spec["clusterIP"].as_str().filter(|s| !s.is_empty()).unwrap_or("<none>");
-    let mut ext: Vec<String> = o
-        .pointer("/status/loadBalancer/ingress")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|i| i.get("ip").or(i.get("hostname")).and_then(Value::as_str).map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    if let Some(e) = spec["externalIPs"].as_array() {
-        ext.extend(e.iter().filter_map(|x| x.as_str().map(str::to_string)));
-    }
-    let external = if !ext.is_empty() {
-        ext.join(",")
-    } else if type_ == "LoadBalancer" {
-        "<pending>".into()
-    } else if type_ == "ExternalName" {
-        spec["externalName"].as_str().unwrap_or("<none>").to_string()
-    } else {
-        "<none>".into()
-    };
-    let ports: Vec<String> = spec["ports"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|p| {
-                    let proto = p["protocol"].as_str().unwrap_or("TCP");
-                    match p.get("nodePort") {
-                        Some(np) => format!("{}:{}/{}", p["port"], np, proto),
-                        None => format!("{}/{}", p["port"], proto),
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let ports = if ports.is_empty() { "<none>".to_string() } else { ports.join(",") };
-    vec![json!(type_), json!(cluster_ip), json!(external), json!(ports)]
-}
-
-fn col(name: &str, type_: &str, format: &str, desc: &str, priority: i64) -> Value {
-    json!({"name": name, "type": type_, "format": format, "description": desc, "priority": priority})
-}
-
+/// kubectl's Table for this request (`includeObject` from the query).
 fn table(ctx: &Ctx, def: &ResourceDef, objs: &[Value], list_meta: Value) -> Value {
     table_of(def, objs, list_meta, ctx.query.get("includeObject").unwrap_or_default())
-}
-
-/// A meta.k8s.io/v1 Table: Name, the kind's columns (Services' or a CRD's
-/// additionalPrinterColumns), Age.
-fn table_of(def: &ResourceDef, objs: &[Value], list_meta: Value, include: &str) -> Value {
-    let mut cols = vec![col("Name", "string", "name", "Name must be unique within a namespace.", 0)];
-    let is_svc = def.group.is_empty() && def.plural == "services";
-    if is_svc {
-        cols.push(col("Type", "string", "", "The type of the service.", 0));
-        cols.push(col("Cluster-IP", "string", "", "The cluster IP of the service.", 0));
-        cols.push(col("External-IP", "string", "", "The external IPs of the service.", 0));
-        cols.push(col("Port(s)", "string", "", "The ports of the service.", 0));
-    }
-    let custom_age = def.printer_columns.iter().any(|c| c.json_path.trim() == ".metadata.creationTimestamp");
-    for c in &def.printer_columns {
-        cols.push(col(&c.name, &c.type_, &c.format, &c.description, c.priority));
-    }
-    if !custom_age {
-        cols.push(col(
-            "Age",
-            "string",
-            "",
-            "CreationTimestamp is a timestamp representing the server time when this object was created.",
-            0,
-        ));
-    }
-    let rows: Vec<Value> = objs
-        .iter()
-        .map(|o| {
-            let mut cells = vec![json!(o["metadata"]["name"].as_str().unwrap_or_default())];
-            if is_svc {
-                cells.extend(service_cells(o));
-            }
-            for c in &def.printer_columns {
-                let vals = json_path(o, &c.json_path);
-                let cell = if c.type_ == "date" {
-                    vals.first().and_then(Value::as_str).map(human_age).map(Value::from).unwrap_or(Value::Null)
-                } else if vals.is_empty() {
-                    Value::Null
-                } else if vals.len() == 1 && c.type_ != "string" {
-                    vals[0].clone()
-                } else {
-                    json!(vals.iter().map(cell_string).collect::<Vec<_>>().join(","))
-                };
-                cells.push(cell);
-            }
-            if !custom_age {
-                cells.push(json!(human_age(o["metadata"]["creationTimestamp"].as_str().unwrap_or_default())));
-            }
-            let mut row = json!({"cells": cells});
-            match include {
-                "None" => {}
-                "Object" => row["object"] = o.clone(),
-                _ => row["object"] = partial_meta(o),
-            }
-            row
-        })
-        .collect();
-    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta, "columnDefinitions": cols, "rows": rows})
-}
-
-// ---------------------------------------------------------------- discovery
-
-fn resource_list(store: &Store, group: &str, version: &str) -> Value {
-    let resources: Vec<Value> = store
-        .defs()
-        .iter()
-        .filter(|d| d.group == group && d.versions.iter().any(|v| v == version))
-        .flat_map(|d| d.api_resources())
-        .collect();
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    json!({"kind": "APIResourceList", "groupVersion": gv, "resources": resources})
-}
-
-fn group_list(store: &Store) -> Value {
-    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
-    for d in store.defs().iter().filter(|d| !d.group.is_empty()) {
-        let entry = match groups.iter_mut().find(|(g, _)| *g == d.group) {
-            Some(e) => e,
-            None => {
-                groups.push((d.group.clone(), Vec::new()));
-                groups.last_mut().unwrap()
-            }
-        };
-        for v in &d.versions {
-            if !entry.1.contains(v) {
-                entry.1.push(v.clone());
-            }
-        }
-    }
-    let groups: Vec<Value> = groups
-        .into_iter()
-        .map(|(g, mut vs)| {
-            vs.sort_by(|a, b| version_priority(a, b));
-            let versions: Vec<Value> =
-                vs.iter().map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v})).collect();
-            json!({"name": g, "versions": versions, "preferredVersion": versions[0].clone()})
-        })
-        .collect();
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
-}
-
-fn gv_paths(store: &Store) -> Vec<(String, String, String)> {
-    // (openapi path key, group, version)
-    let mut out: Vec<(String, String, String)> = vec![("api/v1".into(), String::new(), "v1".into())];
-    for d in store.defs() {
-        for v in &d.versions {
-            if d.group.is_empty() {
-                continue;
-            }
-            let key = format!("apis/{}/{}", d.group, v);
-            if !out.iter().any(|(k, _, _)| *k == key) {
-                out.push((key, d.group.clone(), v.clone()));
-            }
-        }
-    }
-    out
-}
-
-/// `/openapi/v3`: the index of group-version documents.
-fn openapi_v3_root(store: &Store) -> Value {
-    let rv = store.resource_version();
-    let mut paths = serde_json::Map::new();
-    for (key, _, _) in gv_paths(store) {
-        paths.insert(key.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash=FAKE{rv}")}));
-    }
-    json!({"paths": paths})
-}
-
-/// A minimal OpenAPI v3 document for one group-version: the item paths with
-/// their PATCH operation (tagged with `x-kubernetes-group-version-kind` and
-/// listing the `fieldValidation` parameter), which is what kubectl reads to
-/// decide that the server validates fields itself. No schemas.
-fn openapi_v3_gv(store: &Store, gv: &str) -> Option<Value> {
-    let (_, group, version) = gv_paths(store).into_iter().find(|(k, _, _)| k == gv)?;
-    let mut paths = serde_json::Map::new();
-    let params = json!([
-        {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-        {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-        {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-        {"name": "force", "in": "query", "schema": {"type": "boolean", "uniqueItems": true}},
-    ]);
-    for d in store.defs().iter().filter(|d| d.group == group && d.versions.contains(&version)) {
-        let prefix = if group.is_empty() { "/api/v1".to_string() } else { format!("/apis/{group}/{version}") };
-        let item = if d.namespaced {
-            format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", d.plural)
-        } else {
-            format!("{prefix}/{}/{{name}}", d.plural)
-        };
-        let gvk = json!({"group": group, "version": version, "kind": d.kind});
-        let op = |verb: &str| {
-            json!({"operationId": format!("{verb}{}", d.kind), "x-kubernetes-action": verb,
-                   "x-kubernetes-group-version-kind": gvk, "parameters": params, "responses": {"200": {"description": "OK"}}})
-        };
-        paths.insert(
-            item.clone(),
-            json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}),
-        );
-        if d.status_subresource {
-            paths.insert(format!("{item}/status"), json!({"get": op("get"), "put": op("put"), "patch": op("patch")}));
-        }
-        let coll = item.trim_end_matches("/{name}").to_string();
-        paths.insert(coll, json!({"get": op("list"), "post": op("post")}));
-    }
-    Some(json!({
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes (fake-apiserver)", "version": "unversioned"},
-        "paths": paths,
-        "components": {"schemas": {}},
-    }))
 }
 
 #[cfg(test)]
@@ -1116,15 +629,6 @@ mod tests {
         let t = encode_continue(42, "ns", "name");
         assert_eq!(decode_continue(&t), Some((42, "ns".into(), "name".into())));
         assert_eq!(decode_continue("zz"), None);
-    }
-
-    #[test]
-    fn json_paths() {
-        let o = json!({"spec": {"addresses": ["a", "b"], "peers": [{"ip": "1"}, {"ip": "2"}]}});
-        assert_eq!(json_path(&o, ".spec.addresses"), vec![json!(["a", "b"])]);
-        assert_eq!(json_path(&o, ".spec.peers[*].ip"), vec![json!("1"), json!("2")]);
-        assert_eq!(json_path(&o, ".spec.peers[1].ip"), vec![json!("2")]);
-        assert!(json_path(&o, ".spec.nope").is_empty());
     }
 
     #[test]

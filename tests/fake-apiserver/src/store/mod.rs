@@ -1,8 +1,16 @@
 //! The object store: objects, the global resourceVersion counter (like etcd's
 //! revision), the event history that watches replay, and the open watches.
+//!
+//! Everything that checks or changes an object on its way in (names, defaults,
+//! CRD schemas and CEL rules) is in [`admission`]; this module keeps the
+//! versioned storage: commits, preconditions, generation, snapshots from
+//! history, compaction and watch registration.
+
+mod admission;
 
 use crate::resources::{self, ResKey, ResourceDef};
 use crate::status::{new_uid, rfc3339, ApiError};
+use admission::Allocator;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -69,8 +77,8 @@ struct Inner {
     history: VecDeque<Arc<HistEvent>>,
     watchers: HashMap<u64, WatcherReg>,
     next_watcher: u64,
-    next_cluster_ip: u32,
-    next_node_port: u32,
+    /// Service clusterIPs and nodePorts handed out so far.
+    alloc: Allocator,
 }
 
 /// How an update treats the incoming object.
@@ -132,69 +140,6 @@ pub fn parse_rv(s: &str) -> Result<u64, ApiError> {
     s.parse::<u64>().map_err(|_| {
         ApiError::bad_request(format!("invalid resource version: strconv.ParseUint: parsing {s:?}: invalid syntax"))
     })
-}
-
-fn dns_subdomain_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
-        && s.as_bytes()[0].is_ascii_alphanumeric()
-        && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
-}
-
-fn dns_label_ok(s: &str, must_start_alpha: bool) -> bool {
-    dns_subdomain_ok(s)
-        && s.len() <= 63
-        && !s.contains('.')
-        && (!must_start_alpha || s.as_bytes()[0].is_ascii_lowercase())
-}
-
-fn validate_name(def: &ResourceDef, name: &str) -> Result<(), ApiError> {
-    let (ok, what) = match def.plural.as_str() {
-        "services" if def.group.is_empty() => (
-            dns_label_ok(name, true),
-            "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
-        ),
-        "namespaces" if def.group.is_empty() => (
-            dns_label_ok(name, false),
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
-        ),
-        _ => (
-            dns_subdomain_ok(name),
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
-        ),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            &def.group,
-            &def.kind,
-            name,
-            "metadata.name",
-            "FieldValueInvalid",
-            &format!("Invalid value: {name:?}: {what}"),
-        ))
-    }
-}
-
-fn random_suffix() -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    (0..5).map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char).collect()
-}
-
-fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        out.push(T[(n >> 18) as usize & 63] as char);
-        out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if chunk.len() > 2 { T[n as usize & 63] as char } else { '=' });
-    }
-    out
 }
 
 /// Content that counts for `metadata.generation` (everything but metadata,
@@ -309,103 +254,6 @@ impl Inner {
         Ok(objs)
     }
 
-    fn defaults_on_create(&mut self, def: &ResourceDef, obj: &mut Value, name: &str) {
-        if !def.group.is_empty() {
-            if def.key() == crd_key() {
-                crd_defaults(obj);
-            }
-            return;
-        }
-        match def.plural.as_str() {
-            "namespaces" => {
-                let m = meta_mut(obj);
-                let labels = m.entry("labels").or_insert_with(|| json!({}));
-                if let Some(l) = labels.as_object_mut() {
-                    l.insert("kubernetes.io/metadata.name".into(), json!(name));
-                }
-                if obj.pointer("/spec/finalizers").is_none() {
-                    obj["spec"] = json!({"finalizers": ["kubernetes"]});
-                }
-                if obj.pointer("/status/phase").is_none() {
-                    obj["status"] = json!({"phase": "Active"});
-                }
-            }
-            "services" => self.service_defaults(obj, None),
-            "secrets" => {
-                if obj.get("type").is_none() {
-                    obj["type"] = json!("Opaque");
-                }
-                secret_string_data(obj);
-            }
-            _ => {}
-        }
-    }
-
-    /// Service defaulting and allocation (clusterIP, nodePorts), keeping
-    /// allocated values of `old` on update.
-    fn service_defaults(&mut self, obj: &mut Value, old: Option<&Value>) {
-        if !obj.get("spec").is_some_and(Value::is_object) {
-            obj["spec"] = json!({});
-        }
-        let spec = obj["spec"].as_object_mut().unwrap();
-        let type_ = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
-        spec.insert("type".into(), json!(type_));
-        spec.entry("sessionAffinity").or_insert(json!("None"));
-        if type_ != "ExternalName" {
-            let old_ip = old.and_then(|o| o.pointer("/spec/clusterIP")).cloned();
-            if spec.get("clusterIP").and_then(Value::as_str).unwrap_or_default().is_empty() {
-                let ip = match old_ip {
-                    Some(ip) => ip,
-                    None => {
-                        self.next_cluster_ip += 1;
-                        let n = self.next_cluster_ip;
-                        json!(format!("10.96.{}.{}", (n >> 8) & 0xff, n & 0xff))
-                    }
-                };
-                spec.insert("clusterIP".into(), ip);
-            }
-            let ip = spec["clusterIP"].clone();
-            spec.entry("clusterIPs").or_insert(json!([ip]));
-            spec.entry("ipFamilies").or_insert(json!(["IPv4"]));
-            spec.entry("ipFamilyPolicy").or_insert(json!("SingleStack"));
-            spec.entry("internalTrafficPolicy").or_insert(json!("Cluster"));
-        }
-        let node_ports = type_ == "NodePort" || type_ == "LoadBalancer";
-        if node_ports {
-            spec.entry("externalTrafficPolicy").or_insert(json!("Cluster"));
-        }
-        if type_ == "LoadBalancer" {
-            spec.entry("allocateLoadBalancerNodePorts").or_insert(json!(true));
-        }
-        let old_ports: Vec<Value> =
-            old.and_then(|o| o.pointer("/spec/ports")).and_then(Value::as_array).cloned().unwrap_or_default();
-        let allocate = node_ports && spec.get("allocateLoadBalancerNodePorts").and_then(Value::as_bool) != Some(false);
-        if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
-            for p in ports.iter_mut() {
-                let Some(pm) = p.as_object_mut() else { continue };
-                pm.entry("protocol").or_insert(json!("TCP"));
-                if let Some(port) = pm.get("port").cloned() {
-                    pm.entry("targetPort").or_insert(port.clone());
-                    if allocate && pm.get("nodePort").is_none() {
-                        let prev =
-                            old_ports.iter().find(|o| o.get("port") == Some(&port)).and_then(|o| o.get("nodePort"));
-                        let np = match prev {
-                            Some(np) => np.clone(),
-                            None => {
-                                self.next_node_port += 1;
-                                json!(30000 + (self.next_node_port % 2768))
-                            }
-                        };
-                        pm.insert("nodePort".into(), np);
-                    }
-                }
-            }
-        }
-        if obj.get("status").is_none() {
-            obj["status"] = json!({"loadBalancer": {}});
-        }
-    }
-
     fn find_def(&self, api_version: &str, kind: &str) -> Option<ResourceDef> {
         let (group, version) = split_api_version(api_version);
         self.all_defs().find(|d| d.group == group && d.kind == kind && d.versions.iter().any(|v| v == version)).cloned()
@@ -419,36 +267,6 @@ pub fn split_api_version(av: &str) -> (&str, &str) {
     }
 }
 
-/// Applies a CRD schema's defaults and pruning; with `strict`, pruned fields are an error. Then the
-/// schema's `x-kubernetes-validations` rules (`old`: the stored object, on an update).
-fn check_schema(
-    def: &ResourceDef,
-    version: &str,
-    obj: &mut Value,
-    strict: bool,
-    old: Option<&Value>,
-) -> Result<(), ApiError> {
-    if !def.custom {
-        return Ok(());
-    }
-    let unknown = def.normalize(version, obj);
-    if strict && !unknown.is_empty() {
-        let list: Vec<String> = unknown.iter().map(|f| format!("unknown field {f:?}")).collect();
-        return Err(ApiError::bad_request(format!(
-            "{k} in version {version:?} cannot be handled as a {k}: strict decoding error: {}",
-            list.join(", "),
-            k = def.kind
-        )));
-    }
-    let Some((_, schema)) = def.schemas.iter().find(|(v, _)| v == version) else { return Ok(()) };
-    let violations = crate::cel::validate(schema, obj, old);
-    if violations.is_empty() {
-        return Ok(());
-    }
-    let name = meta(obj, "name").unwrap_or_default();
-    Err(ApiError::invalid_fields(&def.group, &def.kind, &name, &violations))
-}
-
 fn crd_key() -> ResKey {
     ResKey { group: "apiextensions.k8s.io".into(), plural: "customresourcedefinitions".into() }
 }
@@ -459,87 +277,6 @@ fn ns_key() -> ResKey {
 
 fn too_old(rv: u64, compacted: u64) -> ApiError {
     ApiError::gone(format!("too old resource version: {rv} ({compacted})"))
-}
-
-fn crd_defaults(obj: &mut Value) {
-    let names = obj.pointer("/spec/names").cloned().unwrap_or(json!({}));
-    let mut accepted = names.clone();
-    if accepted.get("singular").is_none() {
-        if let Some(k) = names.get("kind").and_then(Value::as_str) {
-            accepted["singular"] = json!(k.to_lowercase());
-        }
-    }
-    if accepted.get("listKind").is_none() {
-        if let Some(k) = names.get("kind").and_then(Value::as_str) {
-            accepted["listKind"] = json!(format!("{k}List"));
-        }
-    }
-    if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
-        spec.entry("conversion").or_insert(json!({"strategy": "None"}));
-        if let Some(n) = spec.get_mut("names").and_then(Value::as_object_mut) {
-            n.insert("singular".into(), accepted["singular"].clone());
-            n.insert("listKind".into(), accepted["listKind"].clone());
-        }
-    }
-    let now = rfc3339(std::time::SystemTime::now());
-    let stored: Vec<Value> = obj
-        .pointer("/spec/versions")
-        .and_then(Value::as_array)
-        .map(|vs| {
-            vs.iter()
-                .filter(|v| v.get("storage") == Some(&json!(true)))
-                .filter_map(|v| v.get("name").cloned())
-                .collect()
-        })
-        .unwrap_or_default();
-    obj["status"] = json!({
-        "acceptedNames": accepted,
-        "conditions": [
-            {"type": "NamesAccepted", "status": "True", "lastTransitionTime": now, "reason": "NoConflicts", "message": "no conflicts found"},
-            {"type": "Established", "status": "True", "lastTransitionTime": now, "reason": "InitialNamesAccepted", "message": "the initial names have been accepted"}
-        ],
-        "storedVersions": stored,
-    });
-}
-
-fn secret_string_data(obj: &mut Value) {
-    if let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|m| m.remove("stringData")) {
-        if !obj.get("data").is_some_and(Value::is_object) {
-            obj["data"] = json!({});
-        }
-        for (k, v) in sd {
-            obj["data"][k] = json!(base64(v.as_str().unwrap_or_default().as_bytes()));
-        }
-    }
-}
-
-fn validate_crd(obj: &Value, name: &str) -> Result<(), ApiError> {
-    let plural = obj.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or_default();
-    let group = obj.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default();
-    let want = format!("{plural}.{group}");
-    if plural.is_empty() || group.is_empty() || name != want {
-        return Err(ApiError::invalid(
-            "apiextensions.k8s.io",
-            "CustomResourceDefinition",
-            name,
-            "metadata.name",
-            "FieldValueInvalid",
-            &format!("Invalid value: {name:?}: must be spec.names.plural+\".\"+spec.group"),
-        ));
-    }
-    if resources::from_crd(obj).is_none()
-        && obj.pointer("/spec/versions").and_then(Value::as_array).is_none_or(|v| v.is_empty())
-    {
-        return Err(ApiError::invalid(
-            "apiextensions.k8s.io",
-            "CustomResourceDefinition",
-            name,
-            "spec.versions",
-            "FieldValueRequired",
-            "Required value: must have exactly one version marked as storage version",
-        ));
-    }
-    Ok(())
 }
 
 impl Store {
@@ -555,8 +292,7 @@ impl Store {
                 history: VecDeque::new(),
                 watchers: HashMap::new(),
                 next_watcher: 0,
-                next_cluster_ip: 0,
-                next_node_port: 0,
+                alloc: Allocator::default(),
             }),
         };
         let nsdef = store.lock().builtins[0].clone();
@@ -637,26 +373,7 @@ impl Store {
         }
         let mut g = self.lock();
         let m = meta_mut(&mut obj);
-        let mut name = m.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-        if name.is_empty() {
-            match m.get("generateName").and_then(Value::as_str) {
-                Some(prefix) if !prefix.is_empty() => {
-                    name = format!("{prefix}{}", random_suffix());
-                    m.insert("name".into(), json!(name));
-                }
-                _ => {
-                    return Err(ApiError::invalid(
-                        &def.group,
-                        &def.kind,
-                        "",
-                        "metadata.name",
-                        "FieldValueRequired",
-                        "Required value: name or generateName is required",
-                    ))
-                }
-            }
-        }
-        validate_name(def, &name)?;
+        let name = admission::name_on_create(def, m)?;
         let ns = if def.namespaced {
             let ns = ns
                 .map(str::to_string)
@@ -673,7 +390,7 @@ impl Store {
             String::new()
         };
         if def.key() == crd_key() {
-            validate_crd(&obj, &name)?;
+            admission::validate_crd(&obj, &name)?;
         }
         if g.objects.get(&def.key()).is_some_and(|c| c.contains_key(&(ns.clone(), name.clone()))) {
             return Err(ApiError::already_exists(&def.group, &def.plural, &name));
@@ -689,8 +406,7 @@ impl Store {
         } else {
             m.remove("generation");
         }
-        g.defaults_on_create(def, &mut obj, &name);
-        check_schema(def, version, &mut obj, strict, None)?;
+        admission::on_create(&mut g.alloc, def, version, &mut obj, &name, strict)?;
         let obj = at_version(def, version, obj);
         Ok(g.commit(def, &ns, &name, EventType::Added, obj, None))
     }
@@ -791,21 +507,7 @@ impl Store {
                 obj
             }
         };
-        if def.group.is_empty() && def.plural == "services" && kind != UpdateKind::Status {
-            g.service_defaults(&mut new, Some(&old));
-        }
-        if def.group.is_empty() && def.plural == "secrets" {
-            secret_string_data(&mut new);
-        }
-        if def.key() == crd_key() && kind != UpdateKind::Status {
-            validate_crd(&new, name)?;
-            let status = old.get("status").cloned();
-            crd_defaults(&mut new);
-            if let Some(s) = status {
-                new["status"] = s;
-            }
-        }
-        check_schema(def, version, &mut new, strict, Some(&old))?;
+        admission::on_update(&mut g.alloc, def, version, kind, &mut new, &old, name, strict)?;
         let old_gen = old.pointer("/metadata/generation").and_then(Value::as_i64);
         if def.has_generation() {
             let g0 = old_gen.unwrap_or(1);
