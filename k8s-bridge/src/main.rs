@@ -149,7 +149,7 @@ async fn controller_main() -> anyhow::Result<()> {
     tracing::info!(namespace = %settings.namespace, identity = %lease_cfg.identity, "k8s-bridge controller starting");
     if a.no_leader_election {
         return tokio::select! {
-            r = k8s_bridge::controller::run(client, settings, None) => r,
+            r = k8s_bridge::controller::run(client, settings, None) => Ok(r?),
             _ = shutdown() => Ok(()),
         };
     }
@@ -157,10 +157,10 @@ async fn controller_main() -> anyhow::Result<()> {
         kube::Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), &lease_cfg.namespace);
     let (tx, rx) = tokio::sync::watch::channel(false);
     let r = tokio::select! {
-        r = k8s_bridge::controller::run(client, settings, Some(rx)) => r,
+        r = k8s_bridge::controller::run(client, settings, Some(rx)) => r.map_err(anyhow::Error::from),
         r = k8s_bridge::lease::run(leases.clone(), lease_cfg.clone(), tx) => {
             // Lost the Lease: stop at once; the Deployment starts this replica again as a standby.
-            let e = r.err().unwrap_or_else(|| anyhow::anyhow!("leader election ended"));
+            let e = r.err().unwrap_or(k8s_bridge::error::Error::LeaderElectionEnded);
             tracing::error!(error = %e, "no longer leading; exiting");
             std::process::exit(1);
         }
@@ -229,7 +229,7 @@ async fn main() -> anyhow::Result<()> {
     };
     tracing::info!(node = %settings.options.node, namespace = %settings.namespace, socket = %settings.socket.display(), "k8s-bridge starting");
     tokio::select! {
-        r = run(client, settings, metrics) => r,
+        r = run(client, settings, metrics) => Ok(r?),
         _ = shutdown() => {
             // Nothing is withdrawn on exit: speakerd keeps announcing what it was told, so a bridge
             // restart (an upgrade of the sidecar) costs no route.

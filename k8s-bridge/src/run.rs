@@ -387,7 +387,7 @@ impl Events {
 }
 
 /// Runs until the process is stopped.
-pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> Result<(), crate::error::Error> {
     let hub = Arc::new(Hub {
         changed: Notify::new(),
         metrics: metrics.clone(),
