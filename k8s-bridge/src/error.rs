@@ -15,3 +15,31 @@ pub enum Error {
     #[error("could not renew the Lease {name} for {after:?}: {why}")]
     LeaseNotRenewed { name: String, after: Duration, why: String },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+    use std::time::Duration;
+
+    #[test]
+    fn messages() {
+        let cases = [
+            (Error::LeaderElectionEnded, "leader election ended"),
+            (
+                Error::LeaseLost { name: "metallb-controller".into(), after: Duration::from_secs(3) },
+                "lost the Lease metallb-controller (3s after the last renewal)",
+            ),
+            (
+                Error::LeaseNotRenewed {
+                    name: "metallb-controller".into(),
+                    after: Duration::from_millis(10500),
+                    why: "timeout".into(),
+                },
+                "could not renew the Lease metallb-controller for 10.5s: timeout",
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.to_string(), want);
+        }
+    }
+}
