@@ -3,6 +3,7 @@ use clap::Parser;
 use k8s_bridge::events::Limits;
 use k8s_bridge::metrics::Metrics;
 use k8s_bridge::run::{run, Settings};
+use k8s_bridge::status::PodOwner;
 use k8s_bridge::translate::Options;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -141,10 +142,7 @@ async fn controller_main() -> anyhow::Result<()> {
         namespace: a.namespace,
         lb_class: a.lb_class,
         debounce: Duration::from_millis(100),
-        pod: match (a.pod_name.clone().filter(|n| !n.is_empty()), a.pod_uid.clone().filter(|u| !u.is_empty())) {
-            (Some(name), Some(uid)) => Some(k8s_bridge::status::PodOwner { name, uid }),
-            _ => None,
-        },
+        pod: PodOwner::from_downward_api(a.pod_name, a.pod_uid),
     };
     tracing::info!(namespace = %settings.namespace, identity = %lease_cfg.identity, "k8s-bridge controller starting");
     if a.no_leader_election {
@@ -205,6 +203,10 @@ async fn main() -> anyhow::Result<()> {
     config.reset_reader_on_write = true;
     config.connect_timeout = Some(Duration::from_secs(10));
     let client = kube::Client::try_from(config)?;
+    let pod = PodOwner::from_downward_api(a.pod_name, a.pod_uid);
+    if pod.is_none() {
+        tracing::warn!("METALLB_POD_NAME or METALLB_POD_UID not set: status objects are written without an owner and outlive this pod");
+    }
     let settings = Settings {
         options: Options {
             node: a.node_name,
@@ -219,13 +221,7 @@ async fn main() -> anyhow::Result<()> {
         debounce: Duration::from_millis(100),
         event_writes: Limits { concurrency: a.event_write_concurrency.max(1), qps: a.event_write_qps.max(0.1) },
         status_writes: Limits { concurrency: a.status_write_concurrency.max(1), qps: a.status_write_qps.max(0.1) },
-        pod: match (a.pod_name.filter(|n| !n.is_empty()), a.pod_uid.filter(|u| !u.is_empty())) {
-            (Some(name), Some(uid)) => Some(k8s_bridge::status::PodOwner { name, uid }),
-            _ => {
-                tracing::warn!("METALLB_POD_NAME or METALLB_POD_UID not set: status objects are written without an owner and outlive this pod");
-                None
-            }
-        },
+        pod,
     };
     tracing::info!(node = %settings.options.node, namespace = %settings.namespace, socket = %settings.socket.display(), "k8s-bridge starting");
     tokio::select! {
