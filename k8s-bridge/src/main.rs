@@ -198,7 +198,7 @@ async fn main() -> anyhow::Result<()> {
     let mut config =
         kube::Config::infer().await.map_err(|e| anyhow::anyhow!("Kubernetes client configuration: {e}"))?;
     // A hanging API server (accepted, never answers) must not hold a list forever: 30 s per read.
-    // Watches are asked to end after 25 s (run.rs), so a healthy idle watch never hits it.
+    // Watches are asked to end after 25 s (run/reflect.rs), so a healthy idle watch never hits it.
     config.read_timeout = Some(Duration::from_secs(30));
     config.reset_reader_on_write = true;
     config.connect_timeout = Some(Duration::from_secs(10));
