@@ -158,7 +158,7 @@ pub async fn run(
     client: Client,
     settings: ControllerSettings,
     mut leading: Option<tokio::sync::watch::Receiver<bool>>,
-) -> anyhow::Result<()> {
+) -> Result<(), crate::error::Error> {
     let hub = Arc::new(Hub { changed: Notify::new(), synced: Default::default() });
     let pool_ar = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("metallb.io", "v1beta1", "IPAddressPool"),
@@ -200,7 +200,7 @@ pub async fn run(
                 tracing::info!("standby: caches synced, waiting to lead");
                 while !*l.borrow_and_update() {
                     if l.changed().await.is_err() {
-                        anyhow::bail!("leader election ended");
+                        return Err(crate::error::Error::LeaderElectionEnded);
                     }
                 }
                 // The caches have been filling all along: what the old leader wrote is in them (it

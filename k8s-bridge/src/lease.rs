@@ -84,7 +84,7 @@ fn record(l: &Lease) -> Record {
 
 /// Campaigns for the Lease and keeps it. Sends `true` on `leading` once this replica leads. Returns
 /// (an error) only when it stops leading: the caller must stop acting as leader at once.
-pub async fn run(api: Api<Lease>, cfg: LeaseConfig, leading: watch::Sender<bool>) -> anyhow::Result<()> {
+pub async fn run(api: Api<Lease>, cfg: LeaseConfig, leading: watch::Sender<bool>) -> Result<(), crate::error::Error> {
     let mut seen: Seen = None;
     let mut last_renewed: Option<Instant> = None;
     let mut failing = false;
@@ -105,7 +105,7 @@ pub async fn run(api: Api<Lease>, cfg: LeaseConfig, leading: watch::Sender<bool>
                 if let Some(t) = last_renewed {
                     // Someone else holds it now.
                     let _ = leading.send(false);
-                    anyhow::bail!("lost the Lease {} ({:?} after the last renewal)", cfg.name, now - t);
+                    return Err(crate::error::Error::LeaseLost { name: cfg.name.clone(), after: now - t });
                 }
             }
             r => {
@@ -120,7 +120,11 @@ pub async fn run(api: Api<Lease>, cfg: LeaseConfig, leading: watch::Sender<bool>
                 if let Some(t) = last_renewed {
                     if now - t >= cfg.renew_deadline {
                         let _ = leading.send(false);
-                        anyhow::bail!("could not renew the Lease {} for {:?}: {why}", cfg.name, now - t);
+                        return Err(crate::error::Error::LeaseNotRenewed {
+                            name: cfg.name.clone(),
+                            after: now - t,
+                            why,
+                        });
                     }
                 }
             }

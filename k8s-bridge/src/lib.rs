@@ -8,6 +8,7 @@
 //! - [`translate`]: the pure function from both to [`translate::Desired`].
 //! - [`apply`]: pushes a `Desired` to speakerd.
 //! - [`run`]: the reflectors, the reconcile loop and metrics.
+//! - [`error`]: the errors the long-running tasks end with.
 //! - [`events`], [`status`], [`config_state`]: Events, status objects and the ConfigurationState,
 //!   written by their own tasks off the data path.
 pub mod allocator;
@@ -16,6 +17,7 @@ pub mod cluster;
 pub mod config;
 pub mod config_state;
 pub mod controller;
+pub mod error;
 pub mod events;
 pub mod lease;
 pub mod metallb;

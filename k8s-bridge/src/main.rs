@@ -3,6 +3,7 @@ use clap::Parser;
 use k8s_bridge::events::Limits;
 use k8s_bridge::metrics::Metrics;
 use k8s_bridge::run::{run, Settings};
+use k8s_bridge::status::PodOwner;
 use k8s_bridge::translate::Options;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -141,15 +142,12 @@ async fn controller_main() -> anyhow::Result<()> {
         namespace: a.namespace,
         lb_class: a.lb_class,
         debounce: Duration::from_millis(100),
-        pod: match (a.pod_name.clone().filter(|n| !n.is_empty()), a.pod_uid.clone().filter(|u| !u.is_empty())) {
-            (Some(name), Some(uid)) => Some(k8s_bridge::status::PodOwner { name, uid }),
-            _ => None,
-        },
+        pod: PodOwner::from_downward_api(a.pod_name, a.pod_uid),
     };
     tracing::info!(namespace = %settings.namespace, identity = %lease_cfg.identity, "k8s-bridge controller starting");
     if a.no_leader_election {
         return tokio::select! {
-            r = k8s_bridge::controller::run(client, settings, None) => r,
+            r = k8s_bridge::controller::run(client, settings, None) => Ok(r?),
             _ = shutdown() => Ok(()),
         };
     }
@@ -157,10 +155,10 @@ async fn controller_main() -> anyhow::Result<()> {
         kube::Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), &lease_cfg.namespace);
     let (tx, rx) = tokio::sync::watch::channel(false);
     let r = tokio::select! {
-        r = k8s_bridge::controller::run(client, settings, Some(rx)) => r,
+        r = k8s_bridge::controller::run(client, settings, Some(rx)) => r.map_err(anyhow::Error::from),
         r = k8s_bridge::lease::run(leases.clone(), lease_cfg.clone(), tx) => {
             // Lost the Lease: stop at once; the Deployment starts this replica again as a standby.
-            let e = r.err().unwrap_or_else(|| anyhow::anyhow!("leader election ended"));
+            let e = r.err().unwrap_or(k8s_bridge::error::Error::LeaderElectionEnded);
             tracing::error!(error = %e, "no longer leading; exiting");
             std::process::exit(1);
         }
@@ -200,11 +198,15 @@ async fn main() -> anyhow::Result<()> {
     let mut config =
         kube::Config::infer().await.map_err(|e| anyhow::anyhow!("Kubernetes client configuration: {e}"))?;
     // A hanging API server (accepted, never answers) must not hold a list forever: 30 s per read.
-    // Watches are asked to end after 25 s (run.rs), so a healthy idle watch never hits it.
+    // Watches are asked to end after 25 s (run/reflect.rs), so a healthy idle watch never hits it.
     config.read_timeout = Some(Duration::from_secs(30));
     config.reset_reader_on_write = true;
     config.connect_timeout = Some(Duration::from_secs(10));
     let client = kube::Client::try_from(config)?;
+    let pod = PodOwner::from_downward_api(a.pod_name, a.pod_uid);
+    if pod.is_none() {
+        tracing::warn!("METALLB_POD_NAME or METALLB_POD_UID not set: status objects are written without an owner and outlive this pod");
+    }
     let settings = Settings {
         options: Options {
             node: a.node_name,
@@ -219,17 +221,11 @@ async fn main() -> anyhow::Result<()> {
         debounce: Duration::from_millis(100),
         event_writes: Limits { concurrency: a.event_write_concurrency.max(1), qps: a.event_write_qps.max(0.1) },
         status_writes: Limits { concurrency: a.status_write_concurrency.max(1), qps: a.status_write_qps.max(0.1) },
-        pod: match (a.pod_name.filter(|n| !n.is_empty()), a.pod_uid.filter(|u| !u.is_empty())) {
-            (Some(name), Some(uid)) => Some(k8s_bridge::status::PodOwner { name, uid }),
-            _ => {
-                tracing::warn!("METALLB_POD_NAME or METALLB_POD_UID not set: status objects are written without an owner and outlive this pod");
-                None
-            }
-        },
+        pod,
     };
     tracing::info!(node = %settings.options.node, namespace = %settings.namespace, socket = %settings.socket.display(), "k8s-bridge starting");
     tokio::select! {
-        r = run(client, settings, metrics) => r,
+        r = run(client, settings, metrics) => Ok(r?),
         _ = shutdown() => {
             // Nothing is withdrawn on exit: speakerd keeps announcing what it was told, so a bridge
             // restart (an upgrade of the sidecar) costs no route.

@@ -232,6 +232,15 @@ pub struct PodOwner {
 }
 
 impl PodOwner {
+    /// The pod as the downward API names it (`METALLB_POD_NAME`, `METALLB_POD_UID`): None unless both
+    /// are given and not empty.
+    pub fn from_downward_api(name: Option<String>, uid: Option<String>) -> Option<PodOwner> {
+        match (name.filter(|n| !n.is_empty()), uid.filter(|u| !u.is_empty())) {
+            (Some(name), Some(uid)) => Some(PodOwner { name, uid }),
+            _ => None,
+        }
+    }
+
     /// `metadata.ownerReferences` naming the pod.
     pub fn references(&self) -> Value {
         json!([{"apiVersion": "v1", "kind": "Pod", "name": self.name, "uid": self.uid}])
@@ -549,6 +558,24 @@ impl StatusQueue {
 mod queue_tests {
     use super::*;
     use crate::translate::ServiceAnnouncement;
+
+    #[test]
+    fn pod_owner_needs_a_name_and_a_uid() {
+        let some = |s: &str| Some(s.to_string());
+        let cases = [
+            (some("speaker-x"), some("u1"), Some(("speaker-x", "u1"))),
+            (some("speaker-x"), None, None),
+            (None, some("u1"), None),
+            (some(""), some("u1"), None),
+            (some("speaker-x"), some(""), None),
+            (None, None, None),
+        ];
+        for (name, uid, want) in cases {
+            let got = PodOwner::from_downward_api(name.clone(), uid.clone());
+            let got = got.as_ref().map(|o| (o.name.as_str(), o.uid.as_str()));
+            assert_eq!(got, want, "{name:?} {uid:?}");
+        }
+    }
 
     #[test]
     fn announced_is_every_bgp_ip_and_the_layer2_ips_this_node_owns_as_metallb_sets_it() {
