@@ -133,9 +133,7 @@ impl SpeakerSvc for Api {
             .peers
             .into_iter()
             .enumerate()
-            .map(|(i, p)| {
-                peer_spec(Some(p)).map_err(|s| Status::invalid_argument(format!("peers[{i}]: {}", s.message())))
-            })
+            .map(|(i, p)| PeerSpec::try_from(&p).map_err(|e| Status::invalid_argument(format!("peers[{i}]: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
         let o = self.speaker.set_peers(&owner, specs).await?;
         Ok(Response::new(pb::SetPeersResponse {
