@@ -3,12 +3,13 @@
 //!
 //! Ownership: each owner (k8s-bridge, speakerctl, the config file, ...) has its own set of
 //! announcements; a call only ever edits its owner's set. What a peer is sent for a prefix is the merge
-//! of every owner's announcement of that prefix that selects the peer ([`crate::config::spec::RouteAttrs::merge`]).
+//! of every owner's announcement of that prefix that selects the peer
+//! ([`RouteAttrs::merge`](crate::config::spec::RouteAttrs::merge)).
 //!
 //! - `mod.rs` (here): the [`Speaker`], its lock, the announcement and Layer 2 entry points, the events
 //!   they emit and the export to the peers.
-//! - [`error`]: what can go wrong, in the speaker's terms.
-//! - [`desired`]: the owners' sets, interning, the peer plan and the Layer 2 merge (pure).
+//! - `error`: what can go wrong, in the speaker's terms.
+//! - `desired`: the owners' sets, interning, the peer plan and the Layer 2 merge (pure).
 //! - `peers`: the running peers, listeners and BFD hook-up (the only place that spawns).
 mod desired;
 mod error;

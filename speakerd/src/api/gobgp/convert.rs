@@ -1,5 +1,5 @@
 //! GoBGP v3 (`apipb`) messages ↔ speakerd's model: paths (NLRI and attributes in
-//! `google.protobuf.Any`) to [`AdvertSpec`], peers to [`PeerSpec`] (through `speaker.v1`'s
+//! `google.protobuf.Any`) to [`AdvertSpec`], peers to [`PeerSpec`](crate::config::spec::PeerSpec) (through `speaker.v1`'s
 //! `PeerConfig`, so both APIs share one validation), and speakerd's state back to GoBGP's shapes.
 //! docs/GOBGP_API.md documents every mapping made here.
 use crate::bgp::fsm::State;
