@@ -114,8 +114,8 @@ pub struct ParsedPath {
     pub withdraw: bool,
 }
 
-/// Parses a path of AddPath/AddPathStream/DeletePath. `field` prefixes error messages ("path",
-/// "paths[3]"). With `attrs_too` false (DeletePath) only the NLRI is looked at.
+/// Parses a path of AddPath/AddPathStream/DeletePath. `field` prefixes error messages (`"path"`,
+/// `"paths[3]"`). With `attrs_too` false (DeletePath) only the NLRI is looked at.
 pub fn parse_path(field: &str, p: &api::Path, attrs_too: bool) -> Result<ParsedPath, Status> {
     if p.nlri.is_none() && !p.nlri_binary.is_empty() {
         return Err(Status::invalid_argument(format!(
