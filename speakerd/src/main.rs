@@ -203,7 +203,7 @@ async fn main() -> anyhow::Result<()> {
 
     let socket = args.socket.clone().unwrap_or_else(speaker_api::default_socket_path);
     let listener = bind_socket(&socket)?;
-    let router = speakerd::api::server::router(speaker.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let router = speakerd::api::router(speaker.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let api_cancel = cancel.clone();
     let uds = tokio_stream::wrappers::UnixListenerStream::new(listener);
     let api = tokio::spawn(router.serve_with_incoming_shutdown(uds, async move { api_cancel.cancelled().await }));
@@ -235,8 +235,7 @@ async fn main() -> anyhow::Result<()> {
                 (Some(_), None) => "TLS",
                 (Some(_), Some(_)) => "mutual TLS",
             };
-            let r = speakerd::api::server::router_with(speaker.clone(), tls)
-                .map_err(|e| anyhow::anyhow!("TLS set-up: {e}"))?;
+            let r = speakerd::api::router_with(speaker.clone(), tls).map_err(|e| anyhow::anyhow!("TLS set-up: {e}"))?;
             let c = cancel.clone();
             let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
             tracing::info!(addr = %l.local_addr()?, mode, "gRPC API listening on TCP");
@@ -252,7 +251,7 @@ async fn main() -> anyhow::Result<()> {
                 bail!("--gobgp-api {addr}: plaintext gRPC only on loopback (or pass --gobgp-api-insecure)");
             }
             let listen = (!args.no_bgp_listen).then(|| args.bgp_listen.clone());
-            let r = speakerd::api::gobgp::router(speaker.clone(), listen);
+            let r = speakerd::api::gobgp_router(speaker.clone(), listen);
             let c = cancel.clone();
             let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
             tracing::info!(addr = %l.local_addr()?, "GoBGP compatible API listening on TCP (plaintext)");
@@ -305,7 +304,7 @@ async fn start_layer2(args: &Args, speaker: &Arc<Speaker>, cancel: &Cancellation
         let mut seeds = Vec::new();
         for s in &args.gossip_seeds {
             seeds.push(
-                speakerd::api::server::parse_seed(s)
+                speakerd::api::v1::parse_seed(s)
                     .ok_or_else(|| anyhow::anyhow!("--gossip-seed {s:?}: not IP or IP:PORT"))?,
             );
         }

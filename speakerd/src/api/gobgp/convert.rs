@@ -1,5 +1,5 @@
 //! GoBGP v3 (`apipb`) messages ↔ speakerd's model: paths (NLRI and attributes in
-//! `google.protobuf.Any`) to [`AdvertSpec`], peers to [`PeerSpec`] (through `speaker.v1`'s
+//! `google.protobuf.Any`) to [`AdvertSpec`], peers to [`PeerSpec`](crate::config::spec::PeerSpec) (through `speaker.v1`'s
 //! `PeerConfig`, so both APIs share one validation), and speakerd's state back to GoBGP's shapes.
 //! docs/GOBGP_API.md documents every mapping made here.
 use crate::bgp::fsm::State;
@@ -114,8 +114,8 @@ pub struct ParsedPath {
     pub withdraw: bool,
 }
 
-/// Parses a path of AddPath/AddPathStream/DeletePath. `field` prefixes error messages ("path",
-/// "paths[3]"). With `attrs_too` false (DeletePath) only the NLRI is looked at.
+/// Parses a path of AddPath/AddPathStream/DeletePath. `field` prefixes error messages (`"path"`,
+/// `"paths[3]"`). With `attrs_too` false (DeletePath) only the NLRI is looked at.
 pub fn parse_path(field: &str, p: &api::Path, attrs_too: bool) -> Result<ParsedPath, Status> {
     if p.nlri.is_none() && !p.nlri_binary.is_empty() {
         return Err(Status::invalid_argument(format!(

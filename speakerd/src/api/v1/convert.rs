@@ -1,23 +1,10 @@
-//! Domain → proto conversion, and the mapping of errors to gRPC status codes (chosen here only).
+//! Domain → `speaker.v1` proto conversion.
 use crate::bgp::fsm::State;
 use crate::bgp::wire::{Family, Notification};
 use crate::events::{AnnouncementChange, Event};
-use crate::speaker::{PeerView, SpeakerError};
+use crate::speaker::PeerView;
 use speaker_api::v1 as pb;
 use std::time::{Instant, SystemTime};
-use tonic::Status;
-
-impl From<SpeakerError> for Status {
-    fn from(e: SpeakerError) -> Self {
-        match e {
-            SpeakerError::Invalid(c) => Status::invalid_argument(c.to_string()),
-            SpeakerError::NotFound(_) => Status::not_found(e.to_string()),
-            SpeakerError::AlreadyExists(_) => Status::already_exists(e.to_string()),
-            SpeakerError::Limit(_) => Status::resource_exhausted(e.to_string()),
-            SpeakerError::FailedPrecondition(_) | SpeakerError::Layer2Off => Status::failed_precondition(e.to_string()),
-        }
-    }
-}
 
 pub fn state(s: State) -> pb::SessionState {
     match s {

@@ -1,18 +1,16 @@
-//! The `speaker.v1.Speaker` service, gRPC health and reflection, served on a Unix socket (or TCP).
+//! The `speaker.v1.Speaker` service: requests validated into domain specs, passed to the [`Speaker`].
 use super::convert;
 use crate::config::spec::{parse_owner, parse_prefix, AdvertSpec, ConfigError, L2Spec, PeerSpec};
 use crate::mem::release_after_bulk;
-use crate::speaker::Speaker;
+use crate::speaker::{Speaker, SpeakerError};
 use speaker_api::v1 as pb;
-use speaker_api::v1::speaker_server::{Speaker as SpeakerSvc, SpeakerServer};
+use speaker_api::v1::speaker_server::Speaker as SpeakerSvc;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-/// Largest request accepted, bytes.
-pub const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 /// Most announcements in one Announce/SetAnnouncements call.
 pub const MAX_ANNOUNCEMENTS_PER_CALL: usize = 1_000_000;
 /// Peers in one SetPeers call (speakerd holds at most 4096 in all).
@@ -135,9 +133,7 @@ impl SpeakerSvc for Api {
             .peers
             .into_iter()
             .enumerate()
-            .map(|(i, p)| {
-                peer_spec(Some(p)).map_err(|s| Status::invalid_argument(format!("peers[{i}]: {}", s.message())))
-            })
+            .map(|(i, p)| PeerSpec::try_from(&p).map_err(|e| Status::invalid_argument(format!("peers[{i}]: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
         let o = self.speaker.set_peers(&owner, specs).await?;
         Ok(Response::new(pb::SetPeersResponse {
@@ -295,7 +291,7 @@ impl SpeakerSvc for Api {
         &self,
         _: Request<pb::ListMembersRequest>,
     ) -> Result<Response<pb::ListMembersResponse>, Status> {
-        let l2 = self.speaker.l2().ok_or(crate::speaker::SpeakerError::Layer2Off)?;
+        let l2 = self.speaker.l2().ok_or(SpeakerError::Layer2Off)?;
         let members = l2.view().members.iter().map(convert::member).collect();
         Ok(Response::new(pb::ListMembersResponse { members, quorate: l2.quorate() }))
     }
@@ -313,7 +309,7 @@ impl SpeakerSvc for Api {
                 parse_seed(s).ok_or_else(|| Status::invalid_argument(format!("seeds[{i}]: {s:?} is not IP or IP:PORT")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let l2 = self.speaker.l2().ok_or(crate::speaker::SpeakerError::Layer2Off)?;
+        let l2 = self.speaker.l2().ok_or(SpeakerError::Layer2Off)?;
         if !l2.set_seeds(seeds) {
             return Err(Status::failed_precondition("gossip is disabled on this node (--no-gossip)"));
         }
@@ -363,36 +359,4 @@ impl SpeakerSvc for Api {
         let stream = tokio_stream::iter(initial.into_iter().map(Ok)).chain(live);
         Ok(Response::new(Box::pin(stream)))
     }
-}
-
-/// The router with the Speaker service, health and reflection.
-pub fn router(
-    speaker: Arc<Speaker>,
-) -> Result<tonic::transport::server::Router, Box<dyn std::error::Error + Send + Sync>> {
-    router_with(speaker, None)
-}
-
-/// [`router`] with TLS (and, with a client CA, mutual TLS) for the TCP listener.
-pub fn router_with(
-    speaker: Arc<Speaker>,
-    tls: Option<tonic::transport::ServerTlsConfig>,
-) -> Result<tonic::transport::server::Router, Box<dyn std::error::Error + Send + Sync>> {
-    let (health_reporter, health) = tonic_health::server::health_reporter();
-    // Reflection as grpc.reflection.v1 and as v1alpha, which grpcio-reflection, grpcurl's older
-    // releases and several tools still speak.
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(speaker_api::v1::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
-    let (reflection_v1, reflection_v1alpha) = (reflection().build_v1()?, reflection().build_v1alpha()?);
-    let svc = SpeakerServer::new(Api::new(speaker)).max_decoding_message_size(MAX_REQUEST_BYTES);
-    tokio::spawn(async move {
-        health_reporter.set_serving::<SpeakerServer<Api>>().await;
-    });
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(t) = tls {
-        builder = builder.tls_config(t)?;
-    }
-    Ok(builder.add_service(health).add_service(reflection_v1).add_service(reflection_v1alpha).add_service(svc))
 }

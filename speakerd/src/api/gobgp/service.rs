@@ -1,17 +1,14 @@
-//! The GoBGP v3 compatible API: `apipb.GobgpApi`, served beside `speaker.v1` (`--gobgp-api`), so the
-//! `gobgp` CLI and programs written against GoBGP's gRPC API drive speakerd.
-//!
-//! Both APIs act on one [`Speaker`]. Paths added here belong to the owner [`OWNER`] and never touch
-//! another owner's set; peers added here get that owner too. The RPCs speakerd serves are listed in
-//! [`SERVED`]; every other GobgpApi method is answered UNIMPLEMENTED with the reason (see
-//! [`WithReasons`]). docs/GOBGP_API.md is the user-facing description.
-use super::gobgp_convert::{self as conv, Fam};
+//! The `apipb.GobgpApi` methods speakerd serves (see [`super::unserved::SERVED`]), on one [`Speaker`].
+//! Paths added here belong to the owner [`OWNER`] and never touch another owner's set; peers added
+//! here get that owner too.
+use super::convert::{self as conv, Fam};
+use super::OWNER;
 use crate::config::spec::{parse_prefix, PeerSpec, RouteAttrs};
 use crate::events::{AnnouncementChange, Event};
 use crate::speaker::{PeerView, Speaker, SpeakerError};
 use ipnet::IpNet;
 use speaker_api::gobgp::apipb as api;
-use speaker_api::gobgp::apipb::gobgp_api_server::{GobgpApi, GobgpApiServer};
+use speaker_api::gobgp::apipb::gobgp_api_server::GobgpApi;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
@@ -20,30 +17,6 @@ use std::time::SystemTime;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
-
-/// The owner of the peers and paths added over the GoBGP API.
-pub const OWNER: &str = "gobgp-api";
-
-/// The GobgpApi methods speakerd serves.
-pub const SERVED: &[&str] = &[
-    "StartBgp",
-    "StopBgp",
-    "GetBgp",
-    "WatchEvent",
-    "AddPeer",
-    "DeletePeer",
-    "ListPeer",
-    "UpdatePeer",
-    "ResetPeer",
-    "ShutdownPeer",
-    "EnablePeer",
-    "DisablePeer",
-    "AddPath",
-    "DeletePath",
-    "ListPath",
-    "AddPathStream",
-    "GetTable",
-];
 
 /// Most paths in one TableEvent of WatchEvent's initial dump.
 const INIT_CHUNK: usize = 1000;
@@ -468,7 +441,7 @@ impl GobgpApi for GobgpService {
             match self.speaker.get_peer(r.address.trim()).await {
                 Ok(v) => vec![v],
                 // As GoBGP: an unknown address lists nothing.
-                Err(SpeakerError::NotFound(_)) => Vec::new(),
+                Err(SpeakerError::PeerNotFound(_)) => Vec::new(),
                 Err(e) => return Err(e.into()),
             }
         };
@@ -637,84 +610,9 @@ impl GobgpApi for GobgpService {
     }
 }
 
-/// Why speakerd does not serve a GobgpApi method.
-pub fn unserved_reason(method: &str) -> String {
-    let why = match method {
-        m if m.contains("PeerGroup") || m.contains("DynamicNeighbor") => {
-            "peer groups and dynamic neighbors are not supported: add each peer with AddPeer"
-        }
-        m if m.contains("Vrf") => "speakerd has no VRFs",
-        m if m.contains("Policy") || m.contains("DefinedSet") || m.contains("Statement") || m == "SetPolicies" => {
-            "routing policies are not supported: speakerd originates its routes; choose the peers of an announcement with speaker.v1's peers selector"
-        }
-        m if m.contains("Rpki") => "RPKI is not supported: speakerd does not use received routes",
-        "EnableZebra" => "speakerd does not install routes into the kernel (no zebra)",
-        m if m.contains("Mrt") => "MRT dumps are not supported",
-        m if m.contains("Bmp") => "BMP is not supported; see speakerd's metrics and speaker.v1 Watch",
-        "SetLogLevel" => "set the log level with RUST_LOG when starting speakerd",
-        _ => "not part of what speakerd serves",
-    };
-    format!("speakerd does not implement apipb.GobgpApi/{method}: {why} (docs/GOBGP_API.md lists what it serves)")
-}
-
-/// The GobgpApi server, answering the methods it does not serve UNIMPLEMENTED with the reason
-/// ([`unserved_reason`]) rather than tonic's bare status.
-#[derive(Clone)]
-pub struct WithReasons<S>(pub S);
-
-impl<S> tonic::server::NamedService for WithReasons<S> {
-    const NAME: &'static str = "apipb.GobgpApi";
-}
-
-impl<S, B> tower::Service<tonic::codegen::http::Request<B>> for WithReasons<S>
-where
-    S: tower::Service<
-            tonic::codegen::http::Request<B>,
-            Response = tonic::codegen::http::Response<tonic::body::Body>,
-            Error = std::convert::Infallible,
-        > + Send,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = tonic::codegen::http::Response<tonic::body::Body>;
-    type Error = std::convert::Infallible;
-    type Future = Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: tonic::codegen::http::Request<B>) -> Self::Future {
-        let method = req.uri().path().rsplit('/').next().unwrap_or("").to_string();
-        if SERVED.contains(&method.as_str()) {
-            Box::pin(self.0.call(req))
-        } else {
-            let status = Status::unimplemented(unserved_reason(&method));
-            Box::pin(async move { Ok(status.into_http()) })
-        }
-    }
-}
-
-/// The router serving `apipb.GobgpApi`.
-pub fn router(speaker: Arc<Speaker>, listen: Option<Vec<SocketAddr>>) -> tonic::transport::server::Router {
-    let svc = GobgpApiServer::new(GobgpService::new(speaker, listen))
-        .max_decoding_message_size(super::server::MAX_REQUEST_BYTES);
-    tonic::transport::Server::builder().add_service(WithReasons(svc))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_unserved_method_has_a_reason() {
-        for m in
-            ["AddVrf", "ListPolicy", "AddRpki", "EnableZebra", "EnableMrt", "AddBmp", "SetLogLevel", "AddPeerGroup"]
-        {
-            let r = unserved_reason(m);
-            assert!(r.contains(m) && !r.contains("not part of"), "{r}");
-        }
-    }
 
     #[test]
     fn lookups_select_like_gobgp() {
