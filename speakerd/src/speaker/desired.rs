@@ -2,7 +2,7 @@
 //! of announcements with their interned attributes, the merge of the owners' Layer 2 sets, and
 //! [`plan_peers`], which says what to do to the running peers to make them an owner's list. The
 //! [`Speaker`](super::Speaker) holds these under its lock and carries the plans out (`peers.rs`).
-use super::SpeakerError;
+use super::error::SpeakerError;
 use crate::bgp::export::{Body, Selector, Want};
 use crate::config::spec::{AdvertSpec, ConfigError, L2Spec, PeerSpec, RouteAttrs};
 use crate::events::AnnouncementChange;
