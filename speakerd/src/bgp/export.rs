@@ -1,15 +1,14 @@
 //! The export table: what the peers should be sent, held once for all of them.
 //!
 //! BIRD exports every channel from one routing table; speakerd did keep a copy of every wanted route in
-//! each peer's Adj-RIB-Out, 40 bytes per prefix and peer (5.2 MB per peer at 100k prefixes, 5.5 GB for
-//! 1000 sessions). Here each prefix has one slot, with a small id, and what a peer wants is derived from
+//! each peer's Adj-RIB-Out, so memory grew with prefixes × peers. Here each prefix has one slot, with a small id, and what a peer wants is derived from
 //! the slot through the peer's [`Selector`] when its writer pulls. A peer keeps two bits per id (sent,
 //! dirty: see [`super::rib_out`]).
 //!
 //! A slot whose prefix is no longer wanted stays until no session has the prefix on the wire, so an id
 //! is never reused while a session's "sent" bit still refers to it. Whether one does is asked of the
 //! sessions' bits when the slot is collected: a count per slot kept by the writers cost an atomic
-//! increment per prefix and session on the wire, a quarter of the encoding time. Pure: no tokio, no
+//! increment per prefix and session on the wire, a large share of the encoding time. Pure: no tokio, no
 //! sockets.
 use crate::config::spec::{selects, RouteAttrs};
 use ipnet::IpNet;

@@ -129,8 +129,8 @@ pub struct AdjRibOut {
     /// The word of `dirty` where the writer resumes: it sweeps the table in id order and wraps around.
     cursor: usize,
     /// While everything is to be looked at: the next id of that sweep; the ids from it on count as
-    /// dirty without a bit. Marking all of 10000 prefixes at Established took 0.12-0.2 ms (a pass over
-    /// a cold table) before the first UPDATE could leave; the sweep costs nothing until the writer pulls.
+    /// dirty without a bit. Marking every prefix at Established was a pass over a cold table before the
+    /// first UPDATE could leave; the sweep costs nothing until the writer pulls.
     sweep: Option<u32>,
     /// Prefixes on the wire, per family (v4, v6).
     have: [u64; 2],
@@ -157,8 +157,8 @@ pub const BATCH_MAX: usize = 16384;
 
 /// The first batch after the writer was idle: about one full UPDATE of IPv4 /32s, encoded in some
 /// microseconds, so the first bytes leave at once and the receiver works on them while the next, twice
-/// as large, batch is encoded (up to [`BATCH_MAX`]). With one batch of 10000 prefixes the first byte
-/// left 0.5-0.7 ms after Established (median of 7), nearly all of it encoding; with this ramp, 0.07-0.12 ms.
+/// as large, batch is encoded (up to [`BATCH_MAX`]). With one large batch the first byte waited for the
+/// encoding of all of it (docs/bench/HISTORY.md has the figures).
 pub const BATCH_FIRST: usize = 512;
 
 /// The batch size after one of `limit`.

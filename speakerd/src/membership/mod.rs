@@ -7,8 +7,9 @@
 //! * `crypto`: the shared-secret envelope (ChaCha20-Poly1305, key SHA-256(secret), random nonce in
 //!   front): every datagram authenticated and encrypted; what does not open is dropped and counted.
 //!
-//! Failover timing (probe period 200 ms, 3 nodes): a killed node is Dead on every survivor after
-//! ≈ 0.65 s typically, ≈ 1.1 s at worst (see [`swim::foca_config`]); a node that leaves (cancel) is
+//! Failover timing: a killed node is declared Dead by every survivor within a few probe periods (the
+//! bound is derived in [`swim::foca_config`]; docs/LAYER2.md and BENCHMARKS.md have the measured
+//! times); a node that leaves (cancel) is
 //! Dead everywhere as soon as its datagram arrives; a restarted node (same name, new process) is
 //! alive again one round trip after it announces itself to a seed.
 //!

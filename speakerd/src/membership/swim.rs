@@ -162,8 +162,8 @@ impl Identity for NodeId {
 /// `p` of probe, `suspect_to_down_after` = 1.5 `p`, and gossip within `p` / 2 (periodic gossip, plus the
 /// Down piggybacked on the next probe):
 ///
-/// * `p` = 200 ms, 3 nodes: expected ≈ 0.65 s, worst ≈ 1.0–1.1 s for both survivors (the simulated
-///   tests in this file measure it; see `crash_is_declared_down_by_every_survivor_within_a_second`).
+/// * so in a group of 3, about 3 `p` expected and 5–6 `p` at worst for both survivors (the simulated
+///   tests in this file check the bound; see `crash_is_declared_down_by_every_survivor_within_a_second`).
 /// * A false suspicion (a slow node) is refuted if the suspect hears of it within 300 ms: it is told by
 ///   periodic gossip (every 100 ms) and answers with a higher incarnation.
 pub fn foca_config(p: Duration) -> Config {
