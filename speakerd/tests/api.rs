@@ -666,3 +666,43 @@ async fn config_file_default_route_needs_the_flag() {
     assert_eq!(prefixes(&mut c, "").await, vec!["0.0.0.0/0@config-file"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// SetAnnouncements and Announce are decoded in place (one announcement at a time from the request's
+/// bytes): the results, codes and messages are those of the generated decoding, and a refused call
+/// changes nothing, also when the bad entry comes after 40,000 good ones.
+#[tokio::test]
+async fn bulk_calls_decoded_in_place_keep_results_codes_and_messages() {
+    let d = Daemon::start(&[]);
+    let mut c = d.client().await;
+    let set = |anns: Vec<pb::Announcement>| pb::SetAnnouncementsRequest { owner: "bulk".into(), announcements: anns };
+    let many = |n: u32| -> Vec<pb::Announcement> {
+        (0..n).map(|i| ann(&format!("10.{}.{}.{}/32", i >> 16, (i >> 8) & 255, i & 255))).collect()
+    };
+    let r = c.set_announcements(set(many(50_000))).await.unwrap().into_inner();
+    assert_eq!((r.added, r.changed, r.removed), (50_000, 0, 0));
+    let mut bad = many(50_000);
+    bad[40_000] = ann("10.0.156.64/26x");
+    let e = c.set_announcements(set(bad)).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().starts_with("announcements[40000].prefix"), "{}", e.message());
+    let mut default = many(10);
+    default[3] = ann("0.0.0.0/0");
+    let e = c.set_announcements(set(default)).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(
+        e.message().contains("announcements[3].prefix") && e.message().contains("default route"),
+        "{}",
+        e.message()
+    );
+    let e = c.set_announcements(set(many(1_000_001))).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert_eq!(e.message(), "1000001 announcements in one call: at most 1000000");
+    let e = c.announce(pb::AnnounceRequest { owner: "bad owner".into(), announcements: many(3) }).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert_eq!(prefixes(&mut c, "bulk").await.len(), 50_000, "refused calls changed nothing");
+    // Half of them again: 25,000 removed; Announce adds to the set.
+    let r = c.set_announcements(set(many(25_000))).await.unwrap().into_inner();
+    assert_eq!((r.added, r.changed, r.removed), (0, 0, 25_000));
+    c.announce(pb::AnnounceRequest { owner: "bulk".into(), announcements: vec![ann("192.0.2.7/32")] }).await.unwrap();
+    assert_eq!(prefixes(&mut c, "bulk").await.len(), 25_001);
+}

@@ -38,7 +38,8 @@ pub fn router_with(
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let (reflection_v1, reflection_v1alpha) = (reflection().build_v1()?, reflection().build_v1alpha()?);
-    let svc = SpeakerServer::new(Api::new(speaker)).max_decoding_message_size(MAX_REQUEST_BYTES);
+    let generated = SpeakerServer::new(Api::new(speaker.clone())).max_decoding_message_size(MAX_REQUEST_BYTES);
+    let svc = v1::bulk::InPlace::new(generated, speaker, MAX_REQUEST_BYTES);
     tokio::spawn(async move {
         health_reporter.set_serving::<SpeakerServer<Api>>().await;
     });

@@ -233,10 +233,20 @@ impl Speaker {
 
     /// Adds or replaces announcements in an owner's set. Costs what changes, not the size of the set.
     pub async fn announce(&self, owner: &str, adverts: Vec<AdvertSpec>) -> Result<(), SpeakerError> {
-        self.check_default_route(&adverts)?;
+        self.announce_from(owner, adverts.into_iter().map(Ok)).await
+    }
+
+    /// [`Speaker::announce`] from announcements validated one at a time as they are read (a request
+    /// decoded in place, `api/v1/bulk.rs`): each is interned into the new set as it comes, so neither
+    /// the request's list nor a list of specs is held whole. The first invalid one refuses the call,
+    /// with nothing changed.
+    pub async fn announce_from<I>(&self, owner: &str, adverts: I) -> Result<(), SpeakerError>
+    where
+        I: Iterator<Item = Result<AdvertSpec, ConfigError>>,
+    {
         let mut core = self.core.lock().await;
         // Of two announcements of one prefix, the last wins, as in SetAnnouncements.
-        let new: OwnerSet = adverts.into_iter().map(|a| core.ads.intern(a)).collect();
+        let new = self.intern_all(&mut core, adverts)?;
         let mut set = core.ads.owners.remove(owner).unwrap_or_default();
         let adding = new.keys().filter(|p| !set.contains_key(p)).count();
         if let Err(e) = self.check_size(set.len() + adding) {
@@ -273,10 +283,18 @@ impl Speaker {
         owner: &str,
         adverts: Vec<AdvertSpec>,
     ) -> Result<(u32, u32, u32), SpeakerError> {
-        self.check_default_route(&adverts)?;
+        self.set_announcements_from(owner, adverts.into_iter().map(Ok)).await
+    }
+
+    /// [`Speaker::set_announcements`] from announcements validated one at a time as they are read (see
+    /// [`Speaker::announce_from`]).
+    pub async fn set_announcements_from<I>(&self, owner: &str, adverts: I) -> Result<(u32, u32, u32), SpeakerError>
+    where
+        I: Iterator<Item = Result<AdvertSpec, ConfigError>>,
+    {
         let mut core = self.core.lock().await;
         // Of two announcements of one prefix, the last wins, as in Announce.
-        let new: OwnerSet = adverts.into_iter().map(|a| core.ads.intern(a)).collect();
+        let new = self.intern_all(&mut core, adverts)?;
         self.check_size(new.len())?;
         let old = core.ads.owners.remove(owner).unwrap_or_default();
         let mut changes = Vec::new();
@@ -296,20 +314,34 @@ impl Speaker {
     /// Every path that announces (the speaker.v1 API, the config file, the GoBGP API) comes through
     /// [`Speaker::announce`] or [`Speaker::set_announcements`]: a default route is refused here unless
     /// the process was started with `--allow-default-route`.
-    fn check_default_route(&self, adverts: &[AdvertSpec]) -> Result<(), SpeakerError> {
-        if self.cfg.allow_default_route {
+    fn check_default_route(&self, i: usize, a: &AdvertSpec) -> Result<(), SpeakerError> {
+        if self.cfg.allow_default_route || a.prefix.prefix_len() != 0 {
             return Ok(());
         }
-        match adverts.iter().enumerate().find(|(_, a)| a.prefix.prefix_len() == 0) {
-            Some((i, a)) => Err(SpeakerError::Invalid(ConfigError::new(
-                format!("announcements[{i}].prefix"),
-                format!(
-                    "{} is a default route: refused (start speakerd with --allow-default-route to announce it)",
-                    a.prefix
-                ),
-            ))),
-            None => Ok(()),
+        Err(SpeakerError::Invalid(ConfigError::new(
+            format!("announcements[{i}].prefix"),
+            format!(
+                "{} is a default route: refused (start speakerd with --allow-default-route to announce it)",
+                a.prefix
+            ),
+        )))
+    }
+
+    /// The owner set of `adverts`, interned one at a time (the last of one prefix wins). An invalid
+    /// announcement or a refused default route ends it with that error; the interned bodies it made are
+    /// collected later like any unused ones.
+    fn intern_all<I>(&self, core: &mut Core, adverts: I) -> Result<OwnerSet, SpeakerError>
+    where
+        I: Iterator<Item = Result<AdvertSpec, ConfigError>>,
+    {
+        let mut new = OwnerSet::new();
+        for (i, a) in adverts.enumerate() {
+            let a = a.map_err(SpeakerError::Invalid)?;
+            self.check_default_route(i, &a)?;
+            let (p, body) = core.ads.intern(a);
+            new.insert(p, body);
         }
+        Ok(new)
     }
 
     fn check_size(&self, n: usize) -> Result<(), SpeakerError> {

@@ -26,7 +26,7 @@ impl Api {
     }
 }
 
-fn invalid(e: ConfigError) -> Status {
+pub(super) fn invalid(e: ConfigError) -> Status {
     Status::invalid_argument(e.to_string())
 }
 
