@@ -36,13 +36,8 @@ fn bird_bfd_session_up_and_link_cut_resets_bgp_fast() {
     ]);
     sp.ctl(&["announce", "add", "203.0.113.110/32"]);
     sp.wait_peer_state(&ba, "established", T);
-    let p = sp.wait(T, "BFD Up at the fast rate", || {
-        let p = sp.speakerctl_json(&["peer", "show", &ba]);
-        if p["bfd"]["state"] == "Up" && p["bfd"]["tx_interval_ms"] == 100 {
-            Ok(p)
-        } else {
-            Err(p.to_string())
-        }
+    let p = sp.wait_peer(T, &ba, "BFD Up at the fast rate", |p| {
+        p["bfd"]["state"] == "Up" && p["bfd"]["tx_interval_ms"] == 100
     });
     assert_eq!(p["bfd"]["detect_time_ms"], 300, "{p}");
     let sessions = wait_until(T, "BIRD's BFD session Up", || {
@@ -80,14 +75,8 @@ fn bird_bfd_session_up_and_link_cut_resets_bgp_fast() {
     // Cut the link on the peer's side: no more BFD packets arrive.
     let cut = Instant::now();
     b.link_down(&b.dev);
-    let p = sp.wait(Duration::from_secs(10), "the BGP session torn down by BFD", || {
-        let p = sp.speakerctl_json(&["peer", "show", &ba]);
-        if p["state"] != "established" {
-            Ok(p)
-        } else {
-            Err(p.to_string())
-        }
-    });
+    let p =
+        sp.wait_peer(Duration::from_secs(10), &ba, "the BGP session torn down by BFD", |p| p["state"] != "established");
     let took = cut.elapsed();
     eprintln!("link cut -> BGP session down after {took:?} (BFD 3 x 100 ms; hold time 90 s)");
     assert!(took < Duration::from_secs(3), "took {took:?}: BFD did not act");
@@ -132,7 +121,7 @@ fn bird_bfd_session_up_and_link_cut_resets_bgp_fast() {
             Err(m)
         }
     });
-    let p = sp.speakerctl_json(&["peer", "show", &ba]);
+    let p = sp.peer_show(&ba);
     assert_eq!(p["state"], "established", "malformed packets must not disturb the session: {p}");
 }
 
@@ -239,14 +228,7 @@ fn frr_bfdd_session_up_and_bfdd_killed_resets_bgp_fast() {
         "3",
     ]);
     sp.wait_peer_state(&fa, "established", T);
-    sp.wait(T, "BFD Up on speakerd", || {
-        let p = sp.speakerctl_json(&["peer", "show", &fa]);
-        if p["bfd"]["state"] == "Up" && p["bfd"]["tx_interval_ms"] == 100 {
-            Ok(())
-        } else {
-            Err(p.to_string())
-        }
-    });
+    sp.wait_peer(T, &fa, "BFD Up on speakerd", |p| p["bfd"]["state"] == "Up" && p["bfd"]["tx_interval_ms"] == 100);
     let peers = wait_until(T, "FRR bfdd session up", || {
         let out = vtysh("show bfd peers json")?;
         if out.contains("\"status\":\"up\"") {
@@ -262,25 +244,15 @@ fn frr_bfdd_session_up_and_bfdd_killed_resets_bgp_fast() {
     // The peer's BFD process dies: its packets stop, speakerd's BFD and then BGP go down at once.
     let cut = Instant::now();
     bfdd.kill9();
-    sp.wait(Duration::from_secs(10), "the BGP session torn down by BFD", || {
-        let p = sp.speakerctl_json(&["peer", "show", &fa]);
-        if p["state"] != "established" && p["last_notification_sent"]["subcode"] == 10 {
-            Ok(())
-        } else {
-            Err(p.to_string())
-        }
+    sp.wait_peer(Duration::from_secs(10), &fa, "the BGP session torn down by BFD", |p| {
+        p["state"] != "established" && p["last_notification_sent"]["subcode"] == 10
     });
     let took = cut.elapsed();
     eprintln!("FRR bfdd killed -> BGP session down after {took:?}");
     assert!(took < Duration::from_secs(3), "took {took:?}");
     // BFD stays down (bfdd is dead), so BGP must not come back over TCP alone.
-    assert_holds(Duration::from_secs(3), "BGP held down while BFD is down", || {
-        let p = sp.speakerctl_json(&["peer", "show", &fa]);
-        if p["state"] == "established" {
-            Err(p.to_string())
-        } else {
-            Ok(())
-        }
+    sp.assert_peer_holds(Duration::from_secs(3), &fa, "BGP held down while BFD is down", |p| {
+        p["state"] != "established"
     });
 }
 
@@ -322,14 +294,7 @@ fn bfd_meticulous_keyed_sha1_with_bird() {
         sp.ctl(&a);
     };
     add("bfd-s3cret");
-    sp.wait(T, "authenticated BFD Up", || {
-        let p = sp.speakerctl_json(&["peer", "show", &ba]);
-        if p["bfd"]["state"] == "Up" && p["state"] == "established" {
-            Ok(())
-        } else {
-            Err(p.to_string())
-        }
-    });
+    sp.wait_peer(T, &ba, "authenticated BFD Up", |p| p["bfd"]["state"] == "Up" && p["state"] == "established");
     wait_until(T, "BIRD's authenticated BFD session Up", || {
         let out = bird.birdc(&["show", "bfd", "sessions"])?;
         if out.contains(" Up ") {
@@ -349,14 +314,7 @@ fn bfd_meticulous_keyed_sha1_with_bird() {
         }
     });
     assert!(m.contains("speakerd_bfd_session_up"), "{m}");
-    assert_holds(Duration::from_secs(2), "BFD down with the wrong key", || {
-        let p = sp.speakerctl_json(&["peer", "show", &ba]);
-        if p["bfd"]["state"] == "Up" {
-            Err(p.to_string())
-        } else {
-            Ok(())
-        }
-    });
+    sp.assert_peer_holds(Duration::from_secs(2), &ba, "BFD down with the wrong key", |p| p["bfd"]["state"] != "Up");
 }
 
 #[test]
@@ -393,13 +351,8 @@ fn multihop_bfd_across_a_router_with_bird() {
         "--bfd-minimum-ttl",
         "32",
     ]);
-    sp.wait(T, "multihop BFD Up and BGP established", || {
-        let p = sp.speakerctl_json(&["peer", "show", &ba]);
-        if p["bfd"]["state"] == "Up" && p["state"] == "established" {
-            Ok(())
-        } else {
-            Err(p.to_string())
-        }
+    sp.wait_peer(T, &ba, "multihop BFD Up and BGP established", |p| {
+        p["bfd"]["state"] == "Up" && p["state"] == "established"
     });
     wait_until(T, "BIRD's multihop BFD session Up", || {
         let out = bird.birdc(&["show", "bfd", "sessions"])?;
@@ -412,13 +365,8 @@ fn multihop_bfd_across_a_router_with_bird() {
     // Cut BIRD's side: the router still answers, but BFD packets stop.
     let cut = Instant::now();
     b.link_down(&b.dev);
-    sp.wait(Duration::from_secs(10), "multihop BFD tears BGP down", || {
-        let p = sp.speakerctl_json(&["peer", "show", &ba]);
-        if p["state"] != "established" && p["last_notification_sent"]["subcode"] == 10 {
-            Ok(())
-        } else {
-            Err(p.to_string())
-        }
+    sp.wait_peer(Duration::from_secs(10), &ba, "multihop BFD tears BGP down", |p| {
+        p["state"] != "established" && p["last_notification_sent"]["subcode"] == 10
     });
     eprintln!("multihop: link cut -> BGP session down after {:?}", cut.elapsed());
 }

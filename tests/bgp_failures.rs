@@ -35,12 +35,6 @@ fn timing_lock() -> std::sync::MutexGuard<'static, ()> {
     TIMING.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// `speakerctl -o json peer show ADDR`.
-#[track_caller]
-fn peer_show(sp: &Speakerd, addr: &str) -> Value {
-    sp.speakerctl_json(&["peer", "show", addr])
-}
-
 fn count(p: &Value, key: &str) -> u64 {
     p[key].as_u64().unwrap_or(0)
 }
@@ -48,13 +42,8 @@ fn count(p: &Value, key: &str) -> u64 {
 /// Waits until speakerd has the session with `addr` Established for the `n`-th time (or later).
 #[track_caller]
 fn wait_established_nth(sp: &Speakerd, addr: &str, n: u64) -> Value {
-    sp.wait(T, &format!("session {n} with {addr} Established at speakerd"), || {
-        let p = peer_show(sp, addr);
-        if p["state"] == "established" && count(&p, "established_count") >= n {
-            Ok(p)
-        } else {
-            Err(p.to_string())
-        }
+    sp.wait_peer(T, addr, &format!("session {n} with {addr} Established at speakerd"), |p| {
+        p["state"] == "established" && count(p, "established_count") >= n
     })
 }
 
@@ -122,7 +111,7 @@ fn peer_restart_reconnects_and_reannounces() {
     let all = [ga.clone(), ba.clone(), fa.clone()];
     let restarted: [(&mut dyn BgpPeer, &str); 3] = [(&mut bird, &ba), (&mut frr, &fa), (&mut gobgp, &ga)];
     for (peer, addr) in restarted {
-        let before: Vec<Value> = all.iter().map(|a| peer_show(&sp, a)).collect();
+        let before: Vec<Value> = all.iter().map(|a| sp.peer_show(a)).collect();
         let mine = &before[all.iter().position(|a| a == addr).unwrap()];
         let n = count(mine, "established_count");
         let t0 = Instant::now();
@@ -152,20 +141,13 @@ fn peer_restart_reconnects_and_reannounces() {
         assert_eq!(r.communities, vec!["65000:10"], "{} after restart: {r:#?}", peer.kind());
         assert_eq!(r.large_communities, vec!["65001:1:10"], "{}: {r:#?}", peer.kind());
         assert_eq!(routes[1].communities, Vec::<String>::new(), "{}", peer.kind());
-        sp.wait(T, &format!("3 prefixes advertised to {addr}"), || {
-            let p = peer_show(&sp, addr);
-            if count(&p, "advertised") == 3 {
-                Ok(())
-            } else {
-                Err(p.to_string())
-            }
-        });
+        sp.wait_peer(T, addr, &format!("3 prefixes advertised to {addr}"), |p| count(p, "advertised") == 3);
         // The other sessions were not touched.
         for (other, was) in all.iter().zip(&before) {
             if other == addr {
                 continue;
             }
-            let now = peer_show(&sp, other);
+            let now = sp.peer_show(other);
             assert!(
                 now["state"] == "established" && now["established_count"] == was["established_count"],
                 "restarting {} ({addr}) disturbed the session with {other}: before {was}\nnow {now}",
@@ -206,14 +188,8 @@ fn frozen_peer_hold_timer_expiry() {
 
     bird.freeze();
     let frozen_at = Instant::now();
-    let dropped = sp.wait(Duration::from_secs(10), "speakerd to drop the frozen BIRD", || {
-        let p = peer_show(&sp, &ba);
-        if p["state"] != "established" {
-            Ok(p)
-        } else {
-            Err(p.to_string())
-        }
-    });
+    let dropped =
+        sp.wait_peer(Duration::from_secs(10), &ba, "speakerd to drop the frozen BIRD", |p| p["state"] != "established");
     let took = frozen_at.elapsed();
     eprintln!("frozen BIRD dropped {took:?} after SIGSTOP: {dropped}");
     assert!(
@@ -249,7 +225,7 @@ fn frozen_peer_hold_timer_expiry() {
 
     // FRR (hold time 3 s too) never noticed anything, on either side.
     let frr_ok = || -> Result<(), String> {
-        let p = peer_show(&sp, &fa);
+        let p = sp.peer_show(&fa);
         if p["state"] != "established" || count(&p, "established_count") != 1 {
             return Err(format!("speakerd: {p}"));
         }
@@ -265,14 +241,7 @@ fn frozen_peer_hold_timer_expiry() {
     assert_eq!(p["negotiated"]["hold_time_secs"], 3, "{p}");
     bird.wait_established(&s4);
     wait_all_routes(&bird, &s4, &["203.0.113.30/32", "2001:db8:30::/64"]);
-    sp.wait(T, "2 prefixes advertised to BIRD again", || {
-        let p = peer_show(&sp, &ba);
-        if count(&p, "advertised") == 2 {
-            Ok(())
-        } else {
-            Err(p.to_string())
-        }
-    });
+    sp.wait_peer(T, &ba, "2 prefixes advertised to BIRD again", |p| count(p, "advertised") == 2);
     assert_holds(Duration::from_secs(1), "the FRR session stays undisturbed", frr_ok);
 }
 
@@ -414,7 +383,7 @@ fn keepalives_not_starved_by_a_large_table() {
     // Both sessions Established at both ends, with one Establishment each, for as long as it runs.
     let check = || -> Result<(), String> {
         for a in [&ba, &fa] {
-            let p = peer_show(&sp, a);
+            let p = sp.peer_show(a);
             if p["state"] != "established" || count(&p, "established_count") != 1 {
                 return Err(format!("speakerd's session with {a}: {p}"));
             }
@@ -511,7 +480,7 @@ fn keepalives_not_starved_by_a_large_table() {
 
     // The counters cover what the polls could miss between two looks.
     for a in [&ba, &fa] {
-        let p = peer_show(&sp, a);
+        let p = sp.peer_show(a);
         assert_eq!(count(&p, "established_count"), 1, "{p}");
         assert_eq!(count(&p, "dropped_count"), 0, "{p}");
         assert_eq!(count(&p, "advertised"), u64::from(N), "{p}");
@@ -683,7 +652,7 @@ fn a_reset_by_a_settings_change_leaves_the_new_session_in_charge() {
         });
         // the status becomes the new session's, and stays so while the old task finishes closing
         let new_session = || {
-            let p = sp.speakerctl_json(&["peer", "show", &ba]);
+            let p = sp.peer_show(&ba);
             let ok = p["state"] == "established"
                 && p["negotiated"]["hold_time_secs"].as_u64() == Some(u64::from(30 + round))
                 && p["advertised"].as_u64() == Some(1);

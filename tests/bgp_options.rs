@@ -14,7 +14,6 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -38,12 +37,6 @@ fn path_from<P: BgpPeer>(peer: &P, prefix: &str, from: &str) -> Route {
 
 fn norm(s: &str) -> String {
     common::peers::norm_prefix(&common::peers::norm_ip(s))
-}
-
-/// `speakerctl -o json peer show ADDR`.
-#[track_caller]
-fn show(sp: &Speakerd, addr: &str) -> Value {
-    sp.speakerctl_json(&["peer", "show", addr])
 }
 
 /// The session state (speakerctl's word) of every peer, keyed by address.
@@ -211,7 +204,7 @@ fn four_byte_asn_with_gobgpd_bird_and_frr() {
     for (addr, peer_asn, four) in
         [(&g4, 4_200_000_002u64, true), (&b4, 4_200_000_003, true), (&f6, 4_200_000_004, true), (&o4, 65005, false)]
     {
-        let p = show(&sp, addr);
+        let p = sp.peer_show(addr);
         let n = &p["negotiated"];
         assert_eq!(
             (n["four_octet_asn"].as_bool(), n["peer_asn"].as_u64()),
@@ -355,7 +348,7 @@ fn md5_with_frr_and_gobgpd_and_wrong_password_never_establishes() {
     path_from(&frr, V4, &s6);
 
     // The key is never shown.
-    let p = show(&sp, &g4);
+    let p = sp.peer_show(&g4);
     assert_eq!(p["config"]["password"], "<set>", "{p:#}");
 
     // The wrong keys really are tried and rejected by TCP-MD5: speakerd's SYNs at the second gobgpd, the
@@ -407,7 +400,7 @@ fn md5_with_frr_and_gobgpd_and_wrong_password_never_establishes() {
     path_from(&bad_gobgp, V4, &s4);
     path_from(&bad_frr, V6, &s4);
     for a in [&g4, &f6] {
-        assert_eq!(show(&sp, a)["established_count"], 1, "{a}");
+        assert_eq!(sp.peer_show(a)["established_count"], 1, "{a}");
     }
 }
 
@@ -481,7 +474,7 @@ fn ebgp_multihop_across_a_routed_hop() {
     frr.wait_established(&s4);
     frr.wait_established(&s6);
     for p in [&f4, &f6] {
-        let v = show(&sp, p);
+        let v = sp.peer_show(p);
         assert_eq!(v["config"]["ebgp_multihop_ttl"], 2, "{v:#}");
     }
     // Over IPv4: s4 / s6 (the interface's IPv6 address). Over IPv6: s6 for both (RFC 8950 for IPv4).
@@ -525,7 +518,7 @@ fn source_address_is_used() {
     frr.wait_established(src4);
     frr.wait_established(src6);
     for (peer, src) in [(&f4, src4), (&f6, src6)] {
-        let p = show(&sp, peer);
+        let p = sp.peer_show(peer);
         assert_eq!(p["negotiated"]["local_address"], src, "{p:#}");
         assert_eq!(p["config"]["source_address"], src, "{p:#}");
     }
@@ -604,7 +597,7 @@ fn max_received_prefixes_cease() {
             .ok_or_else(|| "none yet".to_string())
     });
     println!("BIRD got {n:?}");
-    let show = show(&sp, &b.v4.to_string());
+    let show = sp.peer_show(&b.v4.to_string());
     assert_eq!(show["last_notification_sent"]["subcode"], 1, "{show}");
     assert_eq!(show["last_notification_sent"]["data_hex"], "00010100000005", "AFI 1, SAFI 1, limit 5: {show}");
     assert!(show["last_error"].as_str().unwrap_or_default().contains("Maximum Number of Prefixes"), "{show}");
@@ -642,11 +635,11 @@ fn dynamic_asn_takes_the_peers_as_of_the_right_kind() {
     assert_eq!((r.as_path.len(), r.local_pref), (0, Some(250)), "iBGP to the internal peer: {r:#?}");
     // The AS each peer's OPEN carried is what the API and `peer list` show.
     for (addr, asn) in [(&b4, 65002), (&f4, 65001)] {
-        let p = show(&sp, addr);
+        let p = sp.peer_show(addr);
         assert_eq!(p["negotiated"]["peer_asn"], asn, "{p:#}");
         assert_eq!(p["peer_asn"], asn, "{p:#}");
     }
-    assert_eq!(show(&sp, &b4)["config"]["dynamic_asn"], "external");
+    assert_eq!(sp.peer_show(&b4)["config"]["dynamic_asn"], "external");
     // The wrong kind: Bad Peer AS (2/2) at BIRD, and never Established.
     let n = wait_until(T, "BIRD in AS 65004 receives OPEN Message Error / Bad Peer AS", || {
         wrong

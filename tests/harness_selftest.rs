@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::peers::{norm_next_hop, norm_prefix, parse_bird_log, parse_bird_routes, parse_gobgp_log};
+use common::peers::{
+    norm_ip, norm_next_hop, norm_prefix, normalise_state, parse_bird_log, parse_bird_routes, parse_gobgp_log,
+};
 use common::*;
 use std::time::Duration;
 
@@ -219,4 +221,40 @@ fn outputs_are_normalised() {
     assert_eq!(norm_next_hop("2001:db8::/64", "192.0.2.1"), "::ffff:192.0.2.1");
     assert_eq!(norm_next_hop("2001:db8::/64", "::ffff:c000:201"), "::ffff:192.0.2.1");
     assert_eq!(norm_prefix("2001:0db8:00::/48"), "2001:db8::/48");
+}
+
+/// The spellings every daemon's output is mapped onto (no root needed).
+#[test]
+fn normalisation_cases() {
+    type Norm = fn(&str) -> String;
+    // (name, function, input, expected)
+    let cases: &[(&str, Norm, &str, &str)] = &[
+        ("norm_ip", norm_ip, "2001:0db8:0000::0001", "2001:db8::1"),
+        ("norm_ip", norm_ip, "192.0.2.1", "192.0.2.1"),
+        ("norm_ip", norm_ip, "not-an-address", "not-an-address"),
+        ("norm_prefix", norm_prefix, "2001:0db8:00::/48", "2001:db8::/48"),
+        ("norm_prefix", norm_prefix, "198.51.100.0/25", "198.51.100.0/25"),
+        ("norm_prefix", norm_prefix, "no-slash", "no-slash"),
+        ("normalise_state", normalise_state, "BGP_FSM_ESTABLISHED", "Established"),
+        ("normalise_state", normalise_state, "SESSION_STATE_OPENSENT", "OpenSent"),
+        ("normalise_state", normalise_state, "open_confirm", "OpenConfirm"),
+        ("normalise_state", normalise_state, "Idle", "Idle"),
+        ("normalise_state", normalise_state, "active", "Active"),
+        ("normalise_state", normalise_state, "connect", "Connect"),
+        ("normalise_state", normalise_state, "Passive", "Passive"),
+    ];
+    for (name, f, input, want) in cases {
+        assert_eq!(f(input), *want, "{name}({input:?})");
+    }
+    // (prefix, next hop, expected): an IPv4 next hop of an IPv6 route is shown IPv4-mapped
+    let next_hops = [
+        ("2001:db8::/64", "192.0.2.1", "::ffff:192.0.2.1"),
+        ("2001:db8::/64", "::ffff:c000:201", "::ffff:192.0.2.1"),
+        ("2001:db8::/64", "2001:0db8::1", "2001:db8::1"),
+        ("192.0.2.0/24", "192.0.2.1", "192.0.2.1"),
+        ("192.0.2.0/24", "", ""),
+    ];
+    for (prefix, nh, want) in next_hops {
+        assert_eq!(norm_next_hop(prefix, nh), want, "norm_next_hop({prefix:?}, {nh:?})");
+    }
 }

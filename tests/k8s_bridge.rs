@@ -13,8 +13,6 @@ use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
 const NS: &str = "metallb-system";
-const SPK_ASN: u32 = 64500;
-const GOBGP_ASN: u32 = 64510;
 const FRR_ASN: u32 = 64511;
 
 fn with_community(r: &Route, c: &str) -> bool {
@@ -58,12 +56,7 @@ fn crds_services_and_endpoints_become_routes_and_arp_answers() {
     api.apply(node("n1", &n1.v4.to_string(), "a"));
     api.apply(node("n2", &n2.v4.to_string(), "b"));
 
-    let gobgp = Gobgpd::start(
-        g,
-        PeerConfig::new(GOBGP_ASN, g.v4)
-            .neighbor(Neighbor::new(n1.v4, SPK_ASN).passive())
-            .neighbor(Neighbor::new(n2.v4, SPK_ASN).passive()),
-    );
+    let gobgp = gobgpd_router(g, [n1, n2]);
     let frr = Frr::start(f, PeerConfig::new(FRR_ASN, f.v4).neighbor(Neighbor::new(n1.v4, SPK_ASN).passive()));
     let mut sp1 = start_node(n1, "n1");
     let sp2 = start_node(n2, "n2");
@@ -369,7 +362,7 @@ fn legacy_configmap_without_crds() {
     let api = Api::start(lab.dir());
     // No metallb.io CRD at all: the bridge must treat them as empty and use the ConfigMap.
     api.apply(node("n1", &n1.v4.to_string(), "a"));
-    let gobgp = Gobgpd::start(&g, PeerConfig::new(GOBGP_ASN, g.v4).neighbor(Neighbor::new(n1.v4, SPK_ASN).passive()));
+    let gobgp = gobgpd_router(&g, [&n1]);
     let sp = start_node(&n1, "n1");
     let _b = bridge(&api, "n1", &sp, 17475);
     let config = format!(
@@ -410,7 +403,7 @@ fn bad_peers_and_aggregation_never_block_the_good_peer_nor_widen_a_route() {
     let api = Api::start(lab.dir());
     api.install_crds();
     api.apply(node("n1", &n1.v4.to_string(), "a"));
-    let gobgp = Gobgpd::start(&g, PeerConfig::new(GOBGP_ASN, g.v4).neighbor(Neighbor::new(n1.v4, SPK_ASN).passive()));
+    let gobgp = gobgpd_router(&g, [&n1]);
     let sp = start_node(&n1, "n1");
     let _b = bridge(&api, "n1", &sp, 17479);
     api.apply_yaml(&format!(
@@ -612,7 +605,7 @@ fn slow_api_writes_never_delay_announcements_or_withdrawals() {
     let api = Api::start(lab.dir());
     api.install_crds();
     api.apply(node("n1", &n1.v4.to_string(), "a"));
-    let gobgp = Gobgpd::start(&g, PeerConfig::new(GOBGP_ASN, g.v4).neighbor(Neighbor::new(n1.v4, SPK_ASN).passive()));
+    let gobgp = gobgpd_router(&g, [&n1]);
     api.apply_yaml(&format!(
         r#"
 apiVersion: metallb.io/v1beta1
@@ -860,12 +853,7 @@ fn controller_allocates_bridges_announce_and_kubectl_shows_the_external_ip() {
     api.install_crds();
     api.apply(node("n1", &n1.v4.to_string(), "a"));
     api.apply(node("n2", &n2.v4.to_string(), "b"));
-    let gobgp = Gobgpd::start(
-        g,
-        PeerConfig::new(GOBGP_ASN, g.v4)
-            .neighbor(Neighbor::new(n1.v4, SPK_ASN).passive())
-            .neighbor(Neighbor::new(n2.v4, SPK_ASN).passive()),
-    );
+    let gobgp = gobgpd_router(g, [n1, n2]);
     api.apply_yaml(&format!(
         "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: auto, namespace: metallb-system}}\nspec: {{addresses: [203.0.113.0/28]}}\n---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: adv, namespace: metallb-system}}\n---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: router, namespace: metallb-system}}\nspec: {{myASN: {SPK_ASN}, peerASN: {GOBGP_ASN}, peerAddress: \"{}\", connectTime: 1s}}\n",
         g.v4

@@ -15,8 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(30);
-const SPK_ASN: u32 = 64500;
-const GOBGP_ASN: u32 = 64510;
 
 const CONFIG: &str = r#"
 apiVersion: metallb.io/v1beta1
@@ -74,11 +72,7 @@ fn k8s_lab_of(lab: &Lab, n: usize, metrics_base: u16) -> K8sLab {
     let api = Api::start(lab.dir());
     api.install_crds();
     let g = &seg.hosts[n];
-    let mut pc = PeerConfig::new(GOBGP_ASN, g.v4);
-    for h in &seg.hosts[..n] {
-        pc = pc.neighbor(Neighbor::new(h.v4, SPK_ASN).passive());
-    }
-    let gobgp = Gobgpd::start(g, pc);
+    let gobgp = gobgpd_router(g, &seg.hosts[..n]);
     let mut nodes = Vec::new();
     let mut bridges = Vec::new();
     for (i, name) in names.iter().enumerate() {

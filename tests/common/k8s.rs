@@ -1,6 +1,7 @@
 //! Kubernetes side of the end-to-end tests: the in-process fake API server (from `tests/fake-apiserver`)
 //! on its own runtime, object builders, and k8s-bridge processes.
 use super::lab::{Host, Proc};
+use super::peers::{Gobgpd, Neighbor, PeerConfig};
 use super::speakerd::{bin_path, Speakerd};
 use fake_apiserver::FakeApiServer;
 use serde_json::{json, Value};
@@ -164,4 +165,19 @@ pub fn metric(port: u16, name: &str) -> Result<f64, String> {
 /// fast GARP repeats, active BGP only.
 pub fn start_node(h: &Host, name: &str) -> Speakerd {
     Speakerd::builder(h).l2_node(name, h.v4, None).start()
+}
+
+/// The AS of speakerd on every node.
+pub const SPK_ASN: u32 = 64500;
+/// The AS of the cluster's router, gobgpd ([`gobgpd_router`]).
+pub const GOBGP_ASN: u32 = 64510;
+
+/// gobgpd on `host` as the cluster's router: AS [`GOBGP_ASN`], one passive session per node (AS
+/// [`SPK_ASN`]), in the order given. Passive because speakerd connects (the nodes' BGPPeers say so) and
+/// an active gobgpd waits seconds before its first connect.
+pub fn gobgpd_router<'a>(host: &Host, nodes: impl IntoIterator<Item = &'a Host>) -> Gobgpd {
+    let cfg = nodes
+        .into_iter()
+        .fold(PeerConfig::new(GOBGP_ASN, host.v4), |cfg, n| cfg.neighbor(Neighbor::new(n.v4, SPK_ASN).passive()));
+    Gobgpd::start(host, cfg)
 }

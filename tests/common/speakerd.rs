@@ -395,6 +395,40 @@ impl Speakerd {
         });
     }
 
+    /// `speakerctl -o json peer show ADDR`.
+    #[track_caller]
+    pub fn peer_show(&self, address: &str) -> Value {
+        self.speakerctl_json(&["peer", "show", address])
+    }
+
+    /// Polls [`Speakerd::peer_show`] until `pred` holds for it and returns that status; on timeout
+    /// panics with `what`, the last status and speakerd's log tail.
+    #[track_caller]
+    pub fn wait_peer(&self, timeout: Duration, address: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.wait(timeout, what, || {
+            let p = self.peer_show(address);
+            if pred(&p) {
+                Ok(p)
+            } else {
+                Err(p.to_string())
+            }
+        })
+    }
+
+    /// [`super::assert_holds`] over [`Speakerd::peer_show`]: `pred` must hold for the peer's status for
+    /// the whole of `period`.
+    #[track_caller]
+    pub fn assert_peer_holds(&self, period: Duration, address: &str, what: &str, pred: impl Fn(&Value) -> bool) {
+        super::assert_holds(period, what, || {
+            let p = self.peer_show(address);
+            if pred(&p) {
+                Ok(())
+            } else {
+                Err(p.to_string())
+            }
+        });
+    }
+
     /// [`super::wait_until`] whose panic message also carries speakerd's log tail.
     #[track_caller]
     pub fn wait<T>(&self, timeout: Duration, what: &str, f: impl FnMut() -> Result<T, String>) -> T {

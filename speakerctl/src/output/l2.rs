@@ -3,7 +3,7 @@
 use serde::Serialize;
 use speaker_api::v1::L2Announcement;
 
-use super::{Align, MemberView, Table};
+use super::{Align, Table};
 
 /// One Layer 2 announcement as printed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -75,6 +75,41 @@ pub struct OwnerView {
     pub ip: String,
     pub node: String,
     pub announcements: Vec<L2View>,
+}
+
+/// A gossip member (in `members` output and member events).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemberView {
+    pub name: String,
+    pub address: String,
+    pub state: String,
+    pub incarnation: u64,
+    pub local: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_state: Option<String>,
+}
+
+pub fn member_state(s: i32) -> String {
+    match speaker_api::v1::MemberState::try_from(s) {
+        Ok(speaker_api::v1::MemberState::Alive) => "alive",
+        Ok(speaker_api::v1::MemberState::Suspect) => "suspect",
+        Ok(speaker_api::v1::MemberState::Dead) => "dead",
+        _ => "unknown",
+    }
+    .to_string()
+}
+
+impl From<&speaker_api::v1::Member> for MemberView {
+    fn from(m: &speaker_api::v1::Member) -> Self {
+        Self {
+            name: m.name.clone(),
+            address: m.address.clone(),
+            state: member_state(m.state),
+            incarnation: m.incarnation,
+            local: m.local,
+            old_state: None,
+        }
+    }
 }
 
 /// `members` output.
