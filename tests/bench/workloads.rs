@@ -388,9 +388,11 @@ fn poll_route(r: &mut Receiver, net: &str, present: bool) -> Result<Instant, Str
 /// (an add, or with `false` a withdrawal) before the clock starts, `send` makes it. Every sender's
 /// request is built outside the measurement alike.
 struct Calls<'a, R> {
-    prepare: Box<dyn FnMut(&str, bool) -> R + 'a>,
+    prepare: Prepare<'a, R>,
     send: Box<dyn FnMut(R) -> Result<(), String> + 'a>,
 }
+
+type Prepare<'a, R> = Box<dyn FnMut(&str, bool) -> R + 'a>;
 
 impl<'a, R> Calls<'a, R> {
     fn new(prepare: impl FnMut(&str, bool) -> R + 'a, send: impl FnMut(R) -> Result<(), String> + 'a) -> Self {
@@ -577,10 +579,8 @@ pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
             // up to 8× slower for speakerd, and the first few for gobgpd (the turns' first adds stay shown).
             s.turn(0..LAT_TURN);
             o.turn(0..LAT_TURN);
-            for acc in [&mut s.acc, &mut o.acc] {
-                if let Ok(p) = acc {
-                    *p = Probes::default(); // a failure stays
-                }
+            for p in [&mut s.acc, &mut o.acc].into_iter().flatten() {
+                *p = Probes::default(); // a failure stays
             }
             let per = LAT_TURN - 1;
             for t in 0..ops.div_ceil(per) {
