@@ -67,6 +67,8 @@ impl Plan {
                 .map(|v| v.split(',').filter_map(|x| x.trim().parse::<usize>().ok()).collect::<Vec<_>>())
         };
         if let Some(s) = list("BENCH_SIZES") {
+            // the sizes asked for run at every receiver count asked for
+            plan.max_n_widest = s.iter().copied().max().unwrap_or(0);
             plan.sizes = s;
             plan.only.push("custom".into());
         }
