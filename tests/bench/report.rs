@@ -342,7 +342,11 @@ impl Results {
         let min_n = if plan.full { 10_000 } else { 0 };
         let worst_gobgp = worst("gobgpd", min_n);
         line(
-            &format!("convergence ≤ 0.2× gobgpd at every N ≥ {min_n} and receiver count"),
+            &if plan.full {
+                format!("convergence ≤ 0.2× gobgpd at every N ≥ {min_n} and receiver count")
+            } else {
+                "convergence ≤ 0.2× gobgpd at every N and receiver count".to_string()
+            },
             worst_gobgp.map_or("–".into(), |w| format!("worst {w:.2}×")),
             worst_gobgp.map(|w| w <= 0.2),
             self.conv_failed(&["speakerd", "gobgpd"], |r| r.n >= min_n),
