@@ -313,16 +313,7 @@ impl Results {
         let _ = writeln!(d, "## Targets\n\nA target whose rows include a failed run is not evaluated (never \"met\"); the failed row is named.\n\n| target | measured | |\n|---|---|---|");
         // `failed`: the rows this target depends on that failed; any makes the target unevaluated
         let mut line = |what: &str, got: String, ok: Option<bool>, failed: Vec<String>| {
-            let verdict = if !failed.is_empty() {
-                format!("**not evaluated, failed run:** {}", failed.join("; ").replace('|', "/"))
-            } else {
-                match ok {
-                    Some(true) => "met".into(),
-                    Some(false) => "**missed**".into(),
-                    None => "not measured".into(),
-                }
-            };
-            let _ = writeln!(d, "| {what} | {got} | {verdict} |");
+            let _ = writeln!(d, "| {what} | {got} | {} |", verdict(ok, &failed));
         };
         let worst = |of: &str, min_n: usize| {
             self.conv
@@ -940,6 +931,76 @@ speakerd and k8s-bridge (its default flags: Events and status objects written, 1
             }
         }
         assert!(missing.is_empty(), "benchmark runs failed:\n{}", missing.join("\n"));
+    }
+}
+
+/// A target's last cell: never "met" when a row it depends on failed (`failed` names them).
+fn verdict(ok: Option<bool>, failed: &[String]) -> String {
+    if !failed.is_empty() {
+        return format!("**not evaluated, failed run:** {}", failed.join("; ").replace('|', "/"));
+    }
+    match ok {
+        Some(true) => "met".into(),
+        Some(false) => "**missed**".into(),
+        None => "not measured".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conv(sender: &'static str, ms: u64, failed: bool) -> ConvRow {
+        ConvRow {
+            fam: Some(Fam::V4),
+            n: 300,
+            k: 1,
+            sender,
+            runs: 1,
+            est_to_all: Some(Duration::from_millis(ms)),
+            err: failed.then(|| "boom".to_string()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_failed_row_never_makes_its_target_met() {
+        // (case, speakerd fails, reference fails, gobgpd fails, reference target verdict, gobgpd target verdict)
+        let cases = [
+            ("all ran", false, false, false, "| met |", "| met |"),
+            ("reference failed", false, true, false, "not evaluated", "| met |"),
+            ("gobgpd failed", false, false, true, "| met |", "not evaluated"),
+            ("speakerd failed", true, false, false, "not evaluated", "not evaluated"),
+        ];
+        for (case, sp, rf, go, want_ref, want_go) in cases {
+            let plan = Plan::preset(false, vec![]);
+            let mut res = Results::new(&plan);
+            res.conv = vec![conv("speakerd", 1, sp), conv(REFERENCE, 1, rf), conv("gobgpd", 10, go)];
+            let mut d = String::new();
+            res.render_targets(&mut d, &plan);
+            let find = |what: &str| d.lines().find(|l| l.contains(what)).unwrap_or_default().to_string();
+            let (r, g) = (find("the reference sender"), find("0.2× gobgpd"));
+            assert!(r.contains(want_ref), "{case}: {r}");
+            assert!(g.contains(want_go), "{case}: {g}");
+            if sp || rf {
+                assert!(r.contains("boom"), "{case}: the failed row is named: {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        let failed = vec!["convergence gobgpd: boom | x".to_string()];
+        let cases: [(Option<bool>, &[String], &str); 5] = [
+            (Some(true), &[], "met"),
+            (Some(false), &[], "**missed**"),
+            (None, &[], "not measured"),
+            (Some(true), &failed, "**not evaluated, failed run:** convergence gobgpd: boom / x"),
+            (None, &failed, "**not evaluated, failed run:** convergence gobgpd: boom / x"),
+        ];
+        for (ok, f, want) in cases {
+            assert_eq!(verdict(ok, f), want, "{ok:?} {f:?}");
+        }
     }
 }
 
