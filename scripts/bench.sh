@@ -5,7 +5,7 @@
 # docs/bench/*.svg. As root; takes about an hour on 2 cores. Run it on a quiet machine.
 #   ./scripts/bench.sh                    # everything, rewrites docs/BENCHMARKS.md
 #   BENCH_ONLY=conv,lat ./scripts/bench.sh # some sections; the report goes to /tmp/speakerd-bench-partial/
-# Sections: conv (convergence, replay limit, memory), lat, start (and restart), scale, l2, k8s, ctl.
+# Sections: conv (convergence, the reference sender, loads, memory), lat, start (and restart), scale, l2, k8s, ctl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # the report names the commit it measured; uncommitted changes make it say "-dirty"

@@ -1,4 +1,4 @@
-//! Benchmarks side by side: speakerd, gobgpd, BIRD and a minimal replay sender, each in turn as the
+//! Benchmarks side by side: speakerd, gobgpd, BIRD and a minimal reference sender, each in turn as the
 //! sender in one namespace, against the same independent receivers (one BIRD per namespace on one
 //! bridge). See docs/BENCHMARKS.md (written by a full run) and docs/TESTING.md.
 //!
@@ -51,7 +51,7 @@ pub struct Plan {
     pub ctl_sizes: Vec<usize>,
     pub ctl_route_runs: usize,
     pub only: Vec<String>,
-    /// Runs per convergence row of the replay limit and speakerd (the median is reported).
+    /// Runs per convergence row of the reference sender and speakerd (the median is reported).
     pub conv_repeat: usize,
 }
 
@@ -67,6 +67,8 @@ impl Plan {
                 .map(|v| v.split(',').filter_map(|x| x.trim().parse::<usize>().ok()).collect::<Vec<_>>())
         };
         if let Some(s) = list("BENCH_SIZES") {
+            // the sizes asked for run at every receiver count asked for
+            plan.max_n_widest = s.iter().copied().max().unwrap_or(0);
             plan.sizes = s;
             plan.only.push("custom".into());
         }
@@ -74,7 +76,7 @@ impl Plan {
             plan.receivers = k;
             plan.only.push("custom".into());
         }
-        // BENCH_REPEAT=N: runs per convergence row of the replay limit and speakerd (median reported)
+        // BENCH_REPEAT=N: runs per convergence row of the reference sender and speakerd (median reported)
         if let Some(r) = std::env::var("BENCH_REPEAT").ok().and_then(|v| v.parse::<usize>().ok()) {
             plan.conv_repeat = r.max(1);
         }
@@ -221,47 +223,56 @@ impl Receiver {
     }
 }
 
-/// Polls every receiver's session `proto` until all are Established, then until all hold exactly `n`
-/// routes ([`wait_count`]). Returns (first Established seen, every receiver holds n).
+/// Polls every receiver's session `proto` until it is Established and then holds exactly `n` routes,
+/// all receivers in the same loop, so that each one's time is its own. Returns (the first Established
+/// the control sockets showed, when each receiver was seen holding n, in receiver order).
 pub fn wait_converged(
     rcv: &mut [Receiver],
     proto: &str,
     n: u64,
     timeout: Duration,
-) -> Result<(Instant, Instant), String> {
+) -> Result<(Instant, Vec<Instant>), String> {
     let deadline = Instant::now() + timeout;
     let mut first_est: Option<Instant> = None;
     let mut est = vec![false; rcv.len()];
+    let mut done: Vec<Option<Instant>> = vec![None; rcv.len()];
     loop {
         for (i, r) in rcv.iter_mut().enumerate() {
             if !est[i] && r.ctl.established(proto).map_err(|e| e.to_string())? {
                 est[i] = true;
                 first_est.get_or_insert_with(Instant::now);
             }
+            if est[i] && done[i].is_none() && r.ctl.imported(proto).map_err(|e| e.to_string())? == n {
+                done[i] = Some(Instant::now());
+            }
         }
-        if let (true, Some(first)) = (est.iter().all(|e| *e), first_est) {
-            let done = wait_count(rcv, proto, n, deadline.saturating_duration_since(Instant::now()))?;
-            return Ok((first, done));
+        if let (Some(first), Some(all)) = (first_est, done.iter().copied().collect::<Option<Vec<_>>>()) {
+            return Ok((first, all));
         }
         if Instant::now() > deadline {
-            return Err(format!("not Established within {timeout:?}: {est:?}"));
+            if !est.iter().all(|e| *e) {
+                return Err(format!("not Established within {timeout:?}: {est:?}"));
+            }
+            let counts: Vec<u64> = rcv.iter_mut().map(|r| r.ctl.imported(proto).unwrap_or(0)).collect();
+            return Err(format!("receivers hold {counts:?}, want {n}, after {timeout:?}"));
         }
         std::thread::sleep(Duration::from_micros(500));
     }
 }
 
-/// Polls until every receiver holds exactly `n` routes on `proto` (sessions already up).
-pub fn wait_count(rcv: &mut [Receiver], proto: &str, n: u64, timeout: Duration) -> Result<Instant, String> {
+/// Polls until every receiver holds exactly `n` routes on `proto` (sessions already up); returns when
+/// each receiver was seen holding them, in receiver order.
+pub fn wait_count(rcv: &mut [Receiver], proto: &str, n: u64, timeout: Duration) -> Result<Vec<Instant>, String> {
     let deadline = Instant::now() + timeout;
-    let mut done = vec![false; rcv.len()];
+    let mut done: Vec<Option<Instant>> = vec![None; rcv.len()];
     loop {
         for (i, r) in rcv.iter_mut().enumerate() {
-            if !done[i] && r.ctl.imported(proto).map_err(|e| e.to_string())? == n {
-                done[i] = true;
+            if done[i].is_none() && r.ctl.imported(proto).map_err(|e| e.to_string())? == n {
+                done[i] = Some(Instant::now());
             }
         }
-        if done.iter().all(|d| *d) {
-            return Ok(Instant::now());
+        if let Some(all) = done.iter().copied().collect::<Option<Vec<_>>>() {
+            return Ok(all);
         }
         if Instant::now() > deadline {
             let counts: Vec<u64> = rcv.iter_mut().map(|r| r.ctl.imported(proto).unwrap_or(0)).collect();
@@ -269,6 +280,11 @@ pub fn wait_count(rcv: &mut [Receiver], proto: &str, n: u64, timeout: Duration) 
         }
         std::thread::sleep(Duration::from_micros(500));
     }
+}
+
+/// The latest of `times` (every receiver done).
+pub fn last(times: &[Instant]) -> Instant {
+    times.iter().copied().max().expect("at least one receiver")
 }
 
 /// Waits until no receiver has `proto` up and none holds a route from it (between runs).
@@ -294,6 +310,12 @@ pub fn rss(pid: u32) -> (u64, u64) {
             * 1024
     };
     (get("VmRSS:"), get("VmHWM:"))
+}
+
+/// Resets the peak RSS (VmHWM) of `pid` to its current RSS (`5` into /proc/PID/clear_refs, Linux
+/// 4.0+), so that the VmHWM read at the end of a phase is that phase's own peak.
+pub fn reset_peak(pid: u32) -> Result<(), String> {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").map_err(|e| format!("reset peak of {pid}: {e}"))
 }
 
 /// utime + stime of `pid` in seconds.

@@ -1,4 +1,4 @@
-//! The senders (speakerd, gobgpd, BIRD, the replay limit) and the workloads that drive them.
+//! The senders (speakerd, gobgpd, BIRD, the reference sender) and the workloads that drive them.
 
 use super::*;
 use crate::wire;
@@ -18,7 +18,9 @@ pub struct Ctx<'a> {
     pub plan: &'a Plan,
 }
 
-pub const SENDERS: [&str; 5] = ["replay limit", "speakerd", "gobgpd", "BIRD (default)", "BIRD (awake)"];
+pub const SENDERS: [&str; 5] = [REFERENCE, "speakerd", "gobgpd", "BIRD (default)", "BIRD (awake)"];
+/// The harness's own minimal sender (pre-encoded UPDATEs, [`wire::Replay`]).
+pub const REFERENCE: &str = "reference sender";
 pub const CONVERGE: Duration = Duration::from_secs(600);
 const GOBGP_PORT: u16 = 50151;
 
@@ -83,6 +85,18 @@ pub fn start_speakerd(snd: &Host) -> Speakerd {
 // ---------------------------------------------------------------------------------------------------
 // gobgpd
 
+/// connect-retry 1 s, idle-hold-time-after-reset 1 s (as tests/common/peers.rs configures gobgpd), hold
+/// time 90 s and keepalive 30 s (GoBGP's defaults, stated so that none is left at zero).
+pub fn gobgp_timers() -> apipb::TimersConfig {
+    apipb::TimersConfig {
+        connect_retry: 1,
+        hold_time: 90,
+        keepalive_interval: 30,
+        idle_hold_time_after_reset: 1,
+        ..Default::default()
+    }
+}
+
 pub struct GobgpSender {
     proc: Proc,
     ns: String,
@@ -125,7 +139,8 @@ impl GobgpSender {
         let mut conf = format!("[global.config]\nas = {SND_ASN}\nrouter-id = \"{SND_V4}\"\nport = -1\n");
         for n in neighbors {
             let fam = if n.is_ipv4() { "ipv4-unicast" } else { "ipv6-unicast" };
-            conf += &format!("\n[[neighbors]]\n[neighbors.config]\nneighbor-address = \"{n}\"\npeer-as = {RCV_ASN}\n[[neighbors.afi-safis]]\n[neighbors.afi-safis.config]\nafi-safi-name = \"{fam}\"\n");
+            let t = gobgp_timers();
+            conf += &format!("\n[[neighbors]]\n[neighbors.config]\nneighbor-address = \"{n}\"\npeer-as = {RCV_ASN}\n[neighbors.timers.config]\nconnect-retry = {}\nidle-hold-time-after-reset = {}\nhold-time = {}\nkeepalive-interval = {}\n[[neighbors.afi-safis]]\n[neighbors.afi-safis.config]\nafi-safi-name = \"{fam}\"\n", t.connect_retry, t.idle_hold_time_after_reset, t.hold_time, t.keepalive_interval);
         }
         std::fs::write(dir.join("gobgpd.toml"), conf).unwrap();
         let api = format!("127.0.0.1:{GOBGP_PORT}");
@@ -175,41 +190,67 @@ impl GobgpSender {
         self.proc.pid()
     }
 
-    /// AddPathStream with `batch` paths per message; returns when gobgpd has the stream's end.
-    pub fn add_paths(
-        &mut self,
-        rt: &tokio::runtime::Runtime,
-        paths: Vec<apipb::Path>,
-        batch: usize,
-    ) -> Result<(), String> {
-        let reqs: Vec<apipb::AddPathStreamRequest> = paths
+    /// The messages of an AddPathStream with `batch` paths each, built before any clock starts.
+    pub fn stream_requests(paths: &[apipb::Path], batch: usize) -> Vec<apipb::AddPathStreamRequest> {
+        paths
             .chunks(batch)
             .map(|c| apipb::AddPathStreamRequest {
                 table_type: apipb::TableType::Global as i32,
                 vrf_id: String::new(),
                 paths: c.to_vec(),
             })
-            .collect();
+            .collect()
+    }
+
+    /// AddPathStream of `reqs` ([`GobgpSender::stream_requests`]); returns when gobgpd has the stream's end.
+    pub fn add_path_stream(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        reqs: Vec<apipb::AddPathStreamRequest>,
+    ) -> Result<(), String> {
         rt.block_on(self.client.add_path_stream(tokio_stream::iter(reqs))).map(|_| ()).map_err(|e| e.to_string())
     }
 
-    pub fn add_path(&mut self, rt: &tokio::runtime::Runtime, path: apipb::Path) -> Result<(), String> {
-        let req = apipb::AddPathRequest {
-            table_type: apipb::TableType::Global as i32,
-            vrf_id: String::new(),
-            path: Some(path),
-        };
-        rt.block_on(self.client.add_path(req)).map(|_| ()).map_err(|e| e.to_string())
+    /// AddPathStream with `batch` paths per message.
+    pub fn add_paths(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        paths: Vec<apipb::Path>,
+        batch: usize,
+    ) -> Result<(), String> {
+        self.add_path_stream(rt, Self::stream_requests(&paths, batch))
     }
 
-    pub fn delete_path(&mut self, rt: &tokio::runtime::Runtime, path: apipb::Path) -> Result<(), String> {
-        let req = apipb::DeletePathRequest {
+    pub fn add_path_request(path: apipb::Path) -> apipb::AddPathRequest {
+        apipb::AddPathRequest { table_type: apipb::TableType::Global as i32, vrf_id: String::new(), path: Some(path) }
+    }
+
+    pub fn delete_path_request(path: apipb::Path) -> apipb::DeletePathRequest {
+        apipb::DeletePathRequest {
             table_type: apipb::TableType::Global as i32,
             family: path.family,
             path: Some(path),
             ..Default::default()
-        };
+        }
+    }
+
+    /// `AddPath` with a request built beforehand ([`GobgpSender::add_path_request`]).
+    pub fn add_path(&mut self, rt: &tokio::runtime::Runtime, req: apipb::AddPathRequest) -> Result<(), String> {
+        rt.block_on(self.client.add_path(req)).map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    pub fn delete_path(&mut self, rt: &tokio::runtime::Runtime, req: apipb::DeletePathRequest) -> Result<(), String> {
         rt.block_on(self.client.delete_path(req)).map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    /// Destinations in gobgpd's global table for `fam`.
+    pub fn table_count(&mut self, rt: &tokio::runtime::Runtime, fam: Fam) -> Result<u64, String> {
+        let req = apipb::GetTableRequest {
+            table_type: apipb::TableType::Global as i32,
+            family: Some(gobgp_family(fam)),
+            ..Default::default()
+        };
+        rt.block_on(self.client.get_table(req)).map(|r| r.into_inner().num_destination).map_err(|e| e.to_string())
     }
 
     pub fn delete_all(&mut self, rt: &tokio::runtime::Runtime, fam: Fam) -> Result<(), String> {
@@ -230,6 +271,10 @@ impl GobgpSender {
                     peer_asn: RCV_ASN,
                     ..Default::default()
                 }),
+                // the timers the e2e tests give gobgpd (tests/common/peers.rs): a connect attempt and an
+                // idle hold of 1 s instead of the defaults, so its first connect comes within about a
+                // second of AddPeer; hold and keepalive at GoBGP's defaults
+                timers: Some(apipb::Timers { config: Some(gobgp_timers()), ..Default::default() }),
                 afi_safis: vec![apipb::AfiSafi {
                     config: Some(apipb::AfiSafiConfig { family: Some(gobgp_family(fam)), enabled: true }),
                     ..Default::default()
@@ -242,16 +287,9 @@ impl GobgpSender {
     }
 
     /// The `gobgp` CLI against this gobgpd, started directly in its namespace (setns before exec, so no
-    /// `ip netns exec` in the measurement).
-    pub fn cli(&self, args: &[&str]) -> Result<(), String> {
-        let out = command_in_netns(&self.ns, "gobgp", &[&["-p", &GOBGP_PORT.to_string()][..], args].concat())
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+    /// `ip netns exec` in the measurement), built but not run.
+    pub fn cli_command(&self, args: &[&str]) -> Command {
+        command_in_netns(&self.ns, "gobgp", &[&["-p", &GOBGP_PORT.to_string()][..], args].concat())
     }
 }
 
@@ -311,7 +349,7 @@ impl BirdSender {
             tail += &format!("protocol bgp n{i} {{ {dis}{delay}local {local} as {SND_ASN}; neighbor {n} as {RCV_ASN}; {chan} {{ import none; export all; }}; }}\n");
         }
         let statics = static_block(fam, prefixes.iter().map(|p| format!("{p}/{}", fam.host_len())));
-        write_config(&dir, &[&head, &statics, &tail], None);
+        std::fs::write(dir.join("bird.conf"), config_text(&[&head, &statics, &tail], None)).unwrap();
         let (c, s) = (dir.join("bird.conf"), dir.join("bird.ctl"));
         let proc = snd.spawn(
             "bird sender",
@@ -323,9 +361,14 @@ impl BirdSender {
         BirdSender { proc, dir, ctl, head, statics, tail, awake: None }
     }
 
-    /// Rewrites the config with (or without) one more static route and has BIRD re-read it.
-    pub fn reconfigure(&mut self, extra: Option<&str>) -> Result<(), String> {
-        write_config(&self.dir, &[&self.head, &self.statics, &self.tail], extra);
+    /// The config with (or without) one more static route.
+    pub fn config_text(&self, extra: Option<&str>) -> String {
+        config_text(&[&self.head, &self.statics, &self.tail], extra)
+    }
+
+    /// Writes `conf` (from [`BirdSender::config_text`]) and has BIRD re-read it.
+    pub fn reconfigure(&mut self, conf: &str) -> Result<(), String> {
+        std::fs::write(self.dir.join("bird.conf"), conf).map_err(|e| e.to_string())?;
         let out = self.ctl.cmd("configure").map_err(|e| e.to_string())?;
         if out.contains("Reconfigured") || out.contains("Reconfiguration in progress") {
             Ok(())
@@ -376,12 +419,11 @@ fn static_block(fam: Fam, nets: impl Iterator<Item = String>) -> String {
     s + "}\n"
 }
 
-/// Writes bird.conf: `parts[0..2]` (head, statics) + an optional probe route + `parts[2]` (sessions).
-fn write_config(dir: &std::path::Path, parts: &[&str; 3], extra: Option<&str>) {
+/// bird.conf: `parts[0..2]` (head, statics) + an optional probe route + `parts[2]` (sessions).
+fn config_text(parts: &[&str; 3], extra: Option<&str>) -> String {
     let mut conf = format!("{}{}", parts[0], parts[1]);
     if let Some(e) = extra {
         conf += &format!("protocol static probe {{ ipv4; route {e} blackhole; }}\n");
     }
-    conf += parts[2];
-    std::fs::write(dir.join("bird.conf"), conf).unwrap();
+    conf + parts[2]
 }

@@ -1,5 +1,5 @@
 //! The harness's own view of the wire: network-namespace entry for one thread, a minimal BGP speaker
-//! that replays pre-encoded UPDATEs as fast as the socket takes them (the "limit" sender), and an
+//! that replays pre-encoded UPDATEs as fast as the socket takes them (the reference sender), and an
 //! AF_PACKET sniffer that timestamps the first frame matching a predicate.
 
 use std::io::{self, Read, Write};
@@ -439,10 +439,48 @@ pub fn is_bgp_update(src: IpAddr, dst: Option<IpAddr>) -> Matcher {
     bgp_message(move |s, d| s == src && dst.is_none_or(|dst| d == dst), 2)
 }
 
-/// A BGP KEEPALIVE sent from `from` (or, with `to_it`, sent to `from`) in a TCP segment of the same
-/// address family; every BGP message of the segment is looked at (an OPEN and a KEEPALIVE often share one).
-pub fn is_bgp_keepalive(addr: IpAddr, to_it: bool) -> Matcher {
-    bgp_message(move |src, dst| if to_it { dst == addr } else { src == addr }, 4)
+/// A BGP KEEPALIVE from `from` to `to` in a TCP segment; every BGP message of the segment is looked at.
+pub fn is_bgp_keepalive_between(from: IpAddr, to: IpAddr) -> Matcher {
+    bgp_message(move |src, dst| src == from && dst == to, 4)
+}
+
+/// Counts into `count` the BGP UPDATE messages that `src` sends (to anyone), and matches nothing. A
+/// message may start in one segment and end in a later one: the last 18 bytes of each stream's payload
+/// are kept and looked at again with the next segment, so a marker cut by a segment boundary is counted
+/// once. The sniffer runs its matchers on one thread, in frame order.
+pub fn count_bgp_updates(src: IpAddr, count: Arc<std::sync::atomic::AtomicU64>) -> Matcher {
+    let tails = std::sync::Mutex::new(std::collections::HashMap::<IpAddr, Vec<u8>>::new());
+    Box::new(move |f: &[u8]| {
+        let Some((s, d, payload)) = tcp_segment(f) else { return false };
+        if s != src || payload.is_empty() {
+            return false;
+        }
+        let mut tails = tails.lock().unwrap();
+        let tail = tails.entry(d).or_default();
+        let mut buf = std::mem::take(tail);
+        buf.extend_from_slice(payload);
+        count.fetch_add(count_updates(&buf), Ordering::Relaxed);
+        *tail = buf[buf.len().saturating_sub(18)..].to_vec();
+        false
+    })
+}
+
+/// UPDATE messages whose header lies wholly in `buf`: a marker is the last 16 of a run of 0xff bytes
+/// (the length's high byte that follows is at most 0x10), the type is 3 bytes after it.
+fn count_updates(buf: &[u8]) -> u64 {
+    let mut n = 0;
+    let mut i = 0;
+    while i + 19 <= buf.len() {
+        if buf[i..i + 16].iter().all(|b| *b == 0xff) && buf[i + 16] != 0xff {
+            if buf[i + 18] == 2 {
+                n += 1;
+            }
+            i += 19;
+        } else {
+            i += 1;
+        }
+    }
+    n
 }
 
 /// A segment from `src` with TCP payload: once a session is up, the sender's UPDATEs (and, rarely, a
@@ -516,4 +554,28 @@ pub fn parse_mac(s: &str) -> [u8; 6] {
         m[i] = u8::from_str_radix(p, 16).unwrap_or(0);
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_headers_counted() {
+        let ka = keepalive();
+        let up = updates(&[IpAddr::V4(Ipv4Addr::new(10, 0, 0, 255))], 65001, Ipv4Addr::LOCALHOST, Ipv6Addr::LOCALHOST);
+        let two = [up.clone(), up.clone()].concat();
+        // an UPDATE after a prefix ending in 255: the run of 0xff is 17 long
+        let cases: Vec<(&str, Vec<u8>, u64)> = vec![
+            ("nothing", vec![], 0),
+            ("a keepalive", ka.clone(), 0),
+            ("one update", up.clone(), 1),
+            ("two updates back to back", two.clone(), 2),
+            ("keepalive then update", [ka.clone(), up.clone()].concat(), 1),
+            ("header cut short", up[..18].to_vec(), 0),
+        ];
+        for (what, buf, want) in cases {
+            assert_eq!(count_updates(&buf), want, "{what}");
+        }
+    }
 }

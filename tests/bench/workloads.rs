@@ -8,30 +8,32 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 // ---------------------------------------------------------------------------------------------------
-// 1–3. Convergence, the replay limit, memory
+// 1–3. Convergence, the reference sender, memory
 
 pub fn convergence(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
     let max_k = *ctx.plan.receivers.iter().max().unwrap();
     for fam in [Fam::V4, Fam::V6] {
         for &n in &ctx.plan.sizes {
             let prefixes = fam.prefixes(n);
+            // the UPDATE messages of a sessions-up load are counted at the plan's first size only
+            let count_updates = n == ctx.plan.sizes[0];
             for &k in &ctx.plan.receivers {
                 if k == max_k && n > ctx.plan.max_n_widest && k > 1 {
                     continue;
                 }
-                // for working on one sender: BENCH_SENDERS=speakerd (the replay limit always runs)
+                // for working on one sender: BENCH_SENDERS=speakerd (the reference sender always runs)
                 let senders: Vec<&'static str> = SENDERS
                     .into_iter()
                     .filter(|s| {
                         std::env::var("BENCH_SENDERS")
-                            .map_or(true, |v| *s == "replay limit" || v.split(',').any(|x| x == *s))
+                            .map_or(true, |v| *s == REFERENCE || v.split(',').any(|x| x == *s))
                     })
                     .collect();
-                // The replay limit and speakerd take milliseconds per row, where one run's noise is of
+                // The reference sender and speakerd take milliseconds per row, where one run's noise is of
                 // the same size: their rows are the median of `conv_repeat` runs. The runs alternate
-                // (replay, speakerd, replay, ...) so that a drift of the machine or of the receivers
+                // (reference, speakerd, reference, ...) so that a drift of the machine or of the receivers
                 // weighs on both alike.
-                let runs_of = |s: &str| if matches!(s, "replay limit" | "speakerd") { ctx.plan.conv_repeat } else { 1 };
+                let runs_of = |s: &str| if matches!(s, REFERENCE | "speakerd") { ctx.plan.conv_repeat } else { 1 };
                 let mut rows: Vec<Vec<ConvRow>> = senders.iter().map(|_| Vec::new()).collect();
                 for run in 0..ctx.plan.conv_repeat.max(1) {
                     for (si, &sender) in senders.iter().enumerate() {
@@ -41,10 +43,11 @@ pub fn convergence(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
                         }
                         eprintln!("bench: convergence {} n={n} k={k} {sender} (run {} of {runs})", fam.name(), run + 1);
                         let mut row = ConvRow { fam: Some(fam), n, k, sender, runs, ..Default::default() };
+                        let count = count_updates && run == 0;
                         let r = match sender {
-                            "replay limit" => conv_replay(ctx, &mut rcv[..k], fam, &prefixes, &mut row),
-                            "speakerd" => conv_speakerd(ctx, &mut rcv[..k], fam, &prefixes, &mut row),
-                            "gobgpd" => conv_gobgpd(ctx, &mut rcv[..k], fam, &prefixes, &mut row),
+                            REFERENCE => conv_reference(ctx, &mut rcv[..k], fam, &prefixes, &mut row),
+                            "speakerd" => conv_speakerd(ctx, &mut rcv[..k], fam, &prefixes, count, &mut row),
+                            "gobgpd" => conv_gobgpd(ctx, &mut rcv[..k], fam, &prefixes, count, &mut row),
                             _ => conv_bird(ctx, &mut rcv[..k], fam, &prefixes, sender.contains("awake"), &mut row),
                         };
                         match r {
@@ -53,8 +56,8 @@ pub fn convergence(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
                                 row.err = Some(e);
                             }
                             Ok(()) => eprintln!(
-                                "bench:   first UPDATE {:?}, last segment {:?}, all held {:?} after Established",
-                                row.first_update, row.last_sent, row.est_to_all
+                                "bench:   first UPDATE {:?}, last segment {:?}, slowest session held all {:?} after its Established, bring-up spread {:?}",
+                                row.first_update, row.last_sent, row.est_to_all, row.spread
                             ),
                         }
                         if let Err(e) = wait_idle(&mut rcv[..k], fam.proto()) {
@@ -64,9 +67,19 @@ pub fn convergence(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
                     }
                 }
                 for mut rows in rows {
-                    // a failed run counts as the slowest
+                    let times: Vec<Duration> =
+                        rows.iter().filter(|r| r.err.is_none()).filter_map(|r| r.est_to_all).collect();
+                    let counted = rows.iter().find_map(|r| r.bulk_updates);
+                    // a failed run counts as the slowest, and the row keeps its error
                     rows.sort_by_key(|r| r.est_to_all.filter(|_| r.err.is_none()).unwrap_or(Duration::MAX));
-                    res.conv.push(rows.swap_remove(rows.len() / 2));
+                    let failed = rows.iter().find_map(|r| r.err.clone());
+                    let mut row = rows.swap_remove(rows.len() / 2);
+                    row.run_times = times;
+                    row.bulk_updates = row.bulk_updates.or(counted);
+                    if row.err.is_none() {
+                        row.err = failed.map(|e| format!("one of its runs failed: {e}"));
+                    }
+                    res.conv.push(row);
                 }
             }
         }
@@ -82,50 +95,64 @@ fn addrs(rcv: &[Receiver], fam: Fam) -> Vec<IpAddr> {
         .collect()
 }
 
-/// When the first session came up, from the wire: a capture on the sender's link takes the first
-/// KEEPALIVE the sender sends and the first it receives; the later of the two completes the handshake
-/// (RFC 4271 §8.2.2: KEEPALIVE received in OpenConfirm). The same clock for every sender, independent of
-/// how quickly a receiver's control socket answers while it is busy importing. The same capture (one
-/// thread) splits the sender's part from the receivers': its first UPDATE and its last segment of data.
-struct EstClock(Sniffer);
+/// When each session came up, from the wire: a capture on the sender's link takes, per receiver, the
+/// first KEEPALIVE the sender sends to it and the first it receives from it; the later of the two
+/// completes that session's handshake (RFC 4271 §8.2.2: KEEPALIVE received in OpenConfirm). The same
+/// clock for every sender, independent of how quickly a receiver's control socket answers while it is
+/// busy importing, and of when the sender chose to connect. The same capture (one thread) splits the
+/// sender's part from the receivers': its first UPDATE and its last segment of data. It is dropped
+/// (the capture stops) before anything else is measured.
+struct EstClock {
+    sniffer: Sniffer,
+    sessions: usize,
+}
 
-const KA_SENT: usize = 0;
-const KA_RECEIVED: usize = 1;
-const FIRST_UPDATE: usize = 2;
-const DATA: usize = 3;
+const FIRST_UPDATE: usize = 0;
+const DATA: usize = 1;
+/// Matchers 2 + 2i and 3 + 2i: KEEPALIVE sent to receiver i, received from it.
+const PER_SESSION: usize = 2;
 
 impl EstClock {
-    fn start(ctx: &Ctx, fam: Fam) -> EstClock {
+    fn start(ctx: &Ctx, fam: Fam, remotes: &[IpAddr]) -> EstClock {
         let me = if fam == Fam::V4 { IpAddr::V4(SND_V4) } else { IpAddr::V6(SND_V6) };
-        EstClock(Sniffer::start_many(
-            ctx.snd.name(),
-            "eth0",
-            vec![
-                wire::is_bgp_keepalive(me, false),
-                wire::is_bgp_keepalive(me, true),
-                wire::is_bgp_update(me, None),
-                wire::is_tcp_data_from(me),
-            ],
-        ))
-    }
-
-    fn established(&self) -> Result<Instant, String> {
-        let s = Duration::from_secs(5);
-        match (self.0.first_of(KA_SENT, s), self.0.first_of(KA_RECEIVED, s)) {
-            (Some(a), Some(b)) => Ok(a.max(b)),
-            (a, b) => Err(format!("KEEPALIVE not captured (sent: {}, received: {})", a.is_some(), b.is_some())),
+        let mut m = vec![wire::is_bgp_update(me, None), wire::is_tcp_data_from(me)];
+        for r in remotes {
+            m.push(wire::is_bgp_keepalive_between(me, *r));
+            m.push(wire::is_bgp_keepalive_between(*r, me));
         }
+        EstClock { sniffer: Sniffer::start_many(ctx.snd.name(), "eth0", m), sessions: remotes.len() }
     }
 
-    /// Once converged: Established → every receiver holds all `done`, and the sender's part of it
-    /// (Established → its first UPDATE, → its last segment). Call before the sender sends anything else.
-    fn converged(&self, done: Instant, row: &mut ConvRow) -> Result<(), String> {
+    /// Each session's Established, in receiver order.
+    fn established(&self) -> Result<Vec<Instant>, String> {
+        let s = Duration::from_secs(5);
+        (0..self.sessions)
+            .map(|i| {
+                let base = PER_SESSION + 2 * i;
+                match (self.sniffer.first_of(base, s), self.sniffer.first_of(base + 1, s)) {
+                    (Some(a), Some(b)) => Ok(a.max(b)),
+                    (a, b) => Err(format!(
+                        "session {i}: KEEPALIVE not captured (sent: {}, received: {})",
+                        a.is_some(),
+                        b.is_some()
+                    )),
+                }
+            })
+            .collect()
+    }
+
+    /// Once converged (`done`: when each receiver held all N): the slowest session's Established → its
+    /// receiver holds all, the bring-up spread, and the sender's part (first Established → its first
+    /// UPDATE, → its last segment). Call before the sender sends anything else; drops the capture.
+    fn converged(self, done: &[Instant], row: &mut ConvRow) -> Result<(), String> {
         let est = self.established()?;
         let q = Duration::from_millis(100);
-        row.est_to_all = Some(done - est);
-        row.first_update = self.0.first_of(FIRST_UPDATE, q).map(|t| t.saturating_duration_since(est));
-        row.last_sent = self.0.last_of(DATA, q).map(|t| t.saturating_duration_since(est));
-        let drops = self.0.drops();
+        row.est_to_all = est.iter().zip(done).map(|(e, d)| d.saturating_duration_since(*e)).max();
+        let (first, last) = (*est.iter().min().unwrap(), *est.iter().max().unwrap());
+        row.spread = Some(last - first);
+        row.first_update = self.sniffer.first_of(FIRST_UPDATE, q).map(|t| t.saturating_duration_since(first));
+        row.last_sent = self.sniffer.last_of(DATA, q).map(|t| t.saturating_duration_since(first));
+        let drops = self.sniffer.drops();
         if drops > 0 {
             eprintln!("bench:   the capture dropped {drops} frames: no last segment for this run");
             row.last_sent = None;
@@ -134,7 +161,35 @@ impl EstClock {
     }
 }
 
-fn conv_replay(
+/// Counts the UPDATE messages the sender sends from `start` until `stop` (a capture on its link).
+struct UpdateCounter {
+    sniffer: Sniffer,
+    count: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl UpdateCounter {
+    fn start(ctx: &Ctx, fam: Fam) -> UpdateCounter {
+        let me = if fam == Fam::V4 { IpAddr::V4(SND_V4) } else { IpAddr::V6(SND_V6) };
+        let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let sniffer = Sniffer::start_many(ctx.snd.name(), "eth0", vec![wire::count_bgp_updates(me, count.clone())]);
+        UpdateCounter { sniffer, count }
+    }
+
+    /// UPDATE messages per receiver, after a quiet 200 ms; None when the capture dropped frames.
+    fn stop(self, receivers: usize) -> Option<f64> {
+        std::thread::sleep(Duration::from_millis(200));
+        let drops = self.sniffer.drops();
+        drop(self.sniffer);
+        (drops == 0).then(|| self.count.load(Ordering::Relaxed) as f64 / receivers as f64)
+    }
+}
+
+/// The VmHWM of `pid` (the peak since the last [`reset_peak`]).
+fn peak(pid: u32) -> u64 {
+    rss(pid).1
+}
+
+fn conv_reference(
     ctx: &Ctx,
     rcv: &mut [Receiver],
     fam: Fam,
@@ -143,9 +198,10 @@ fn conv_replay(
 ) -> Result<(), String> {
     let updates = Arc::new(wire::updates(prefixes, SND_ASN, SND_V4, SND_V6));
     let stop = Arc::new(AtomicBool::new(false));
-    let clock = EstClock::start(ctx, fam);
+    let remotes = addrs(rcv, fam);
+    let clock = EstClock::start(ctx, fam, &remotes);
     let local = if fam == Fam::V4 { IpAddr::V4(SND_V4) } else { IpAddr::V6(SND_V6) };
-    let threads: Vec<_> = addrs(rcv, fam)
+    let threads: Vec<_> = remotes
         .into_iter()
         .map(|remote| {
             let (u, s, ns) = (updates.clone(), stop.clone(), ctx.snd.name().to_string());
@@ -159,9 +215,26 @@ fn conv_replay(
         rp.as_ref().map_err(|e| e.to_string())?;
     }
     let (_, done) = r?;
-    clock.converged(done, row)?;
+    clock.converged(&done, row)?;
     drop(replays);
     Ok(())
+}
+
+/// Times `load` (sessions down or up): from its start until the call returned and `holds` says yes
+/// (polled every 0.5 ms, for at most [`CONVERGE`]).
+fn timed_load(
+    mut load: impl FnMut() -> Result<(), String>,
+    mut holds: impl FnMut() -> Result<bool, String>,
+) -> Result<Duration, String> {
+    let t0 = Instant::now();
+    load()?;
+    while !holds()? {
+        if t0.elapsed() > CONVERGE {
+            return Err("the sender did not hold all N".into());
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    Ok(t0.elapsed())
 }
 
 fn conv_speakerd(
@@ -169,25 +242,45 @@ fn conv_speakerd(
     rcv: &mut [Receiver],
     fam: Fam,
     prefixes: &[IpAddr],
+    count: bool,
     row: &mut ConvRow,
 ) -> Result<(), String> {
+    let n = prefixes.len() as u64;
     let sp = start_speakerd(ctx.snd);
     let mut c = speakerd_client(ctx.rt, &sp);
     let all = announcements(prefixes, fam.host_len());
-    set_announcements(ctx.rt, &mut c, "bench", all.clone())?;
-    let clock = EstClock::start(ctx, fam);
-    set_peers(ctx.rt, &mut c, addrs(rcv, fam).into_iter().map(|a| peer_config(a, None)).collect())?;
-    let (_, done) = wait_converged(rcv, fam.proto(), prefixes.len() as u64, CONVERGE)?;
-    clock.converged(done, row)?;
-    (row.rss, _) = rss(sp.pid());
-    // bulk API load into established sessions
+    // sessions down: SetAnnouncements returns once speakerd holds the set
+    let mut a = Some(all.clone());
+    reset_peak(sp.pid())?;
+    row.load =
+        Some(timed_load(|| set_announcements(ctx.rt, &mut c, "bench", a.take().unwrap_or_default()), || Ok(true))?);
+    row.peak_load = peak(sp.pid());
+    let remotes = addrs(rcv, fam);
+    reset_peak(sp.pid())?;
+    let clock = EstClock::start(ctx, fam, &remotes);
+    set_peers(ctx.rt, &mut c, remotes.into_iter().map(|a| peer_config(a, None)).collect())?;
+    let (_, done) = wait_converged(rcv, fam.proto(), n, CONVERGE)?;
+    clock.converged(&done, row)?;
+    (row.rss, row.peak_conv) = rss(sp.pid());
+    // sessions up and empty: one bulk API load, no capture running
     set_announcements(ctx.rt, &mut c, "bench", vec![])?;
     wait_count(rcv, fam.proto(), 0, CONVERGE)?;
+    reset_peak(sp.pid())?;
+    let a = all.clone();
     let t0 = Instant::now();
-    set_announcements(ctx.rt, &mut c, "bench", all)?;
-    let done = wait_count(rcv, fam.proto(), prefixes.len() as u64, CONVERGE)?;
-    row.bulk = Some(done - t0);
-    (_, row.peak) = rss(sp.pid());
+    set_announcements(ctx.rt, &mut c, "bench", a)?;
+    let done = wait_count(rcv, fam.proto(), n, CONVERGE)?;
+    row.bulk = Some(last(&done) - t0);
+    row.peak_bulk = peak(sp.pid());
+    if count {
+        // the same load again, untimed, its UPDATE messages counted
+        set_announcements(ctx.rt, &mut c, "bench", vec![])?;
+        wait_count(rcv, fam.proto(), 0, CONVERGE)?;
+        let counter = UpdateCounter::start(ctx, fam);
+        set_announcements(ctx.rt, &mut c, "bench", all)?;
+        wait_count(rcv, fam.proto(), n, CONVERGE)?;
+        row.bulk_updates = counter.stop(rcv.len());
+    }
     Ok(())
 }
 
@@ -196,23 +289,48 @@ fn conv_gobgpd(
     rcv: &mut [Receiver],
     fam: Fam,
     prefixes: &[IpAddr],
+    count: bool,
     row: &mut ConvRow,
 ) -> Result<(), String> {
-    let mut g = GobgpSender::start(ctx, &[]);
+    let n = prefixes.len() as u64;
+    let g = std::cell::RefCell::new(GobgpSender::start(ctx, &[]));
+    let pid = g.borrow().pid();
     let paths: Vec<_> = prefixes.iter().map(|p| gobgp_path(*p)).collect();
-    g.add_paths(ctx.rt, paths.clone(), 1000)?;
-    let clock = EstClock::start(ctx, fam);
-    g.add_peers(ctx.rt, &addrs(rcv, fam))?;
-    let (_, done) = wait_converged(rcv, fam.proto(), prefixes.len() as u64, CONVERGE)?;
-    clock.converged(done, row)?;
-    (row.rss, _) = rss(g.pid());
+    let stream = || GobgpSender::stream_requests(&paths, 1000);
+    // sessions down: AddPathStream, then until GetTable counts all N destinations
+    let mut reqs = Some(stream());
+    reset_peak(pid)?;
+    row.load = Some(timed_load(
+        || g.borrow_mut().add_path_stream(ctx.rt, reqs.take().unwrap_or_default()),
+        || Ok(g.borrow_mut().table_count(ctx.rt, fam)? == n),
+    )?);
+    row.peak_load = peak(pid);
+    let remotes = addrs(rcv, fam);
+    reset_peak(pid)?;
+    let clock = EstClock::start(ctx, fam, &remotes);
+    g.borrow_mut().add_peers(ctx.rt, &remotes)?;
+    let (_, done) = wait_converged(rcv, fam.proto(), n, CONVERGE)?;
+    clock.converged(&done, row)?;
+    (row.rss, row.peak_conv) = rss(pid);
+    let mut g = g.into_inner();
+    // sessions up and empty: one bulk API load, no capture running
     g.delete_all(ctx.rt, fam)?;
     wait_count(rcv, fam.proto(), 0, CONVERGE)?;
+    let reqs = stream();
+    reset_peak(pid)?;
     let t0 = Instant::now();
-    g.add_paths(ctx.rt, paths, 1000)?;
-    let done = wait_count(rcv, fam.proto(), prefixes.len() as u64, CONVERGE)?;
-    row.bulk = Some(done - t0);
-    (_, row.peak) = rss(g.pid());
+    g.add_path_stream(ctx.rt, reqs)?;
+    let done = wait_count(rcv, fam.proto(), n, CONVERGE)?;
+    row.bulk = Some(last(&done) - t0);
+    row.peak_bulk = peak(pid);
+    if count {
+        g.delete_all(ctx.rt, fam)?;
+        wait_count(rcv, fam.proto(), 0, CONVERGE)?;
+        let counter = UpdateCounter::start(ctx, fam);
+        g.add_path_stream(ctx.rt, stream())?;
+        wait_count(rcv, fam.proto(), n, CONVERGE)?;
+        row.bulk_updates = counter.stop(rcv.len());
+    }
     Ok(())
 }
 
@@ -225,24 +343,29 @@ fn conv_bird(
     row: &mut ConvRow,
 ) -> Result<(), String> {
     let neighbors = addrs(rcv, fam);
-    // `connect delay time 1` only shortens the wait before the first connect; the measurement starts
-    // at Established.
+    // sessions down: from BIRD's start until its static protocol holds all N (BIRD reads its routes
+    // from its config; there is no API load). `connect delay time 1` only shortens the wait before
+    // the first connect; convergence is timed from each session's Established.
+    let t0 = Instant::now();
     let mut b = BirdSender::start(ctx.snd, fam, prefixes, &neighbors, false, Some(1));
     try_wait_until(CONVERGE, || match b.ctl.imported("st") {
         Ok(n) if n == prefixes.len() as u64 => Ok(()),
         Ok(n) => Err(format!("static routes loaded: {n}")),
         Err(e) => Err(e.to_string()),
     })?;
+    row.load = Some(t0.elapsed());
+    row.peak_load = peak(b.pid());
     if awake {
         b.keep_awake();
     }
-    let clock = EstClock::start(ctx, fam);
+    reset_peak(b.pid())?;
+    let clock = EstClock::start(ctx, fam, &neighbors);
     for i in 0..neighbors.len() {
         b.ctl.cmd(&format!("enable n{i}")).map_err(|e| e.to_string())?;
     }
     let (_, done) = wait_converged(rcv, fam.proto(), prefixes.len() as u64, CONVERGE)?;
-    clock.converged(done, row)?;
-    (row.rss, row.peak) = rss(b.pid());
+    clock.converged(&done, row)?;
+    (row.rss, row.peak_conv) = rss(b.pid());
     Ok(())
 }
 
@@ -261,17 +384,27 @@ fn poll_route(r: &mut Receiver, net: &str, present: bool) -> Result<Instant, Str
     }
 }
 
-/// `ops` adds and withdrawals of probe prefixes through `add`/`del`, each timed until the receiver sees
+/// One way of calling a sender for the latency probes: `prepare` builds the call for probe prefix `p`
+/// (an add, or with `false` a withdrawal) before the clock starts, `send` makes it. Every sender's
+/// request is built outside the measurement alike.
+struct Calls<'a, R> {
+    prepare: Prepare<'a, R>,
+    send: Box<dyn FnMut(R) -> Result<(), String> + 'a>,
+}
+
+type Prepare<'a, R> = Box<dyn FnMut(&str, bool) -> R + 'a>;
+
+impl<'a, R> Calls<'a, R> {
+    fn new(prepare: impl FnMut(&str, bool) -> R + 'a, send: impl FnMut(R) -> Result<(), String> + 'a) -> Self {
+        Calls { prepare: Box::new(prepare), send: Box::new(send) }
+    }
+}
+
+/// `ops` adds and withdrawals of probe prefixes through `calls`, each timed until the receiver sees
 /// it, and until its UPDATE left the sender towards `r` (the only UPDATEs once the background is in).
-fn probe_loop(
-    ctx: &Ctx,
-    r: &mut Receiver,
-    ops: usize,
-    mut add: impl FnMut(&str) -> Result<(), String>,
-    mut del: impl FnMut(&str) -> Result<(), String>,
-) -> Result<Probes, String> {
+fn probe_loop<R>(ctx: &Ctx, r: &mut Receiver, ops: usize, calls: &mut Calls<R>) -> Result<Probes, String> {
     let sniff = updates_to(ctx, r);
-    probe_block(&sniff, r, 0..ops, false, &mut add, &mut del)
+    probe_block(&sniff, r, 0..ops, false, calls)
 }
 
 /// Captures the UPDATEs from the sender to `r`.
@@ -281,13 +414,12 @@ fn updates_to(ctx: &Ctx, r: &Receiver) -> Sniffer {
 
 /// [`probe_loop`] over the probe prefixes `range`, with `sniff` capturing the UPDATEs to `r` (started
 /// once for all turns: a capture thread and its ring made per turn slowed the turn's first calls).
-fn probe_block(
+fn probe_block<R>(
     sniff: &Sniffer,
     r: &mut Receiver,
     range: std::ops::Range<usize>,
     first_apart: bool,
-    add: &mut dyn FnMut(&str) -> Result<(), String>,
-    del: &mut dyn FnMut(&str) -> Result<(), String>,
+    calls: &mut Calls<R>,
 ) -> Result<Probes, String> {
     let mut out = Probes::default();
     let on_wire = |t0: Instant, out: &mut Probes| {
@@ -298,16 +430,18 @@ fn probe_block(
     let start = range.start;
     for i in range {
         let p = probe(i);
+        let req = (calls.prepare)(&p, true);
         sniff.drain();
         let n0 = out.wire.len();
         let t0 = Instant::now();
-        add(&p)?;
+        (calls.send)(req)?;
         out.adds.push(poll_route(r, &p, true)? - t0);
         on_wire(t0, &mut out);
         let add_wire = out.wire.get(n0).copied();
+        let req = (calls.prepare)(&p, false);
         sniff.drain();
         let t0 = Instant::now();
-        del(&p)?;
+        (calls.send)(req)?;
         out.dels.push(poll_route(r, &p, false)? - t0);
         on_wire(t0, &mut out);
         if first_apart && i == start {
@@ -322,21 +456,62 @@ fn probe_block(
 }
 
 /// Add/withdraw pairs per turn when speakerd's and gobgpd's persistent clients take turns: the first
-/// pair is apart (see the report), the other 10 counted.
+/// pair comes after at least [`LAT_IDLE`] without calls and is apart (see the report), the other 10
+/// counted.
 const LAT_TURN: usize = 11;
+/// How long a sender has had no call before its turn's first pair (k8s-bridge calls after idling).
+const LAT_IDLE: Duration = Duration::from_millis(20);
 
-/// `rcv[0]` receives from speakerd (and BIRD), `rcv[1]` from gobgpd: both senders are up at once, and
-/// their persistent clients take turns of [`LAT_TURN`] pairs, so that whatever else the machine does
-/// meanwhile falls on both alike (run one after the other, their medians moved by up to 1.6× between
-/// runs, and the ratio with them).
+/// One sender's side of the persistent-client turns.
+struct Side<'a, 'r, R> {
+    acc: Result<Probes, String>,
+    sniff: Sniffer,
+    rcv: &'r mut Receiver,
+    calls: Calls<'a, R>,
+    last_call: Instant,
+}
+
+impl<R> Side<'_, '_, R> {
+    /// One turn over the probe prefixes `range`, after [`LAT_IDLE`] at least since this side's last
+    /// call; a failure stays.
+    fn turn(&mut self, range: std::ops::Range<usize>) {
+        let Ok(a) = &mut self.acc else { return };
+        if let Some(wait) = LAT_IDLE.checked_sub(self.last_call.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        let r = probe_block(&self.sniff, self.rcv, range, true, &mut self.calls);
+        self.last_call = Instant::now();
+        match r {
+            Ok(p) => a.extend(p),
+            Err(e) => self.acc = Err(e),
+        }
+    }
+}
+
+enum SpReq {
+    Add(AnnounceRequest),
+    Del(WithdrawRequest),
+}
+
+enum GoReq {
+    Add(speaker_api::gobgp::apipb::AddPathRequest),
+    Del(speaker_api::gobgp::apipb::DeletePathRequest),
+}
+
+/// speakerd and gobgpd are up at once, each with its own receiver (`rcv[0]` and `rcv[1]`, swapped
+/// every other background size, so that neither sender keeps the same receiver), and their persistent
+/// clients take turns of [`LAT_TURN`] pairs, who goes first alternating from turn to turn, so that
+/// whatever else the machine does meanwhile falls on both alike (run one after the other, their
+/// medians moved by up to 1.6× between runs, and the ratio with them). The CLI rows and BIRD use
+/// speakerd's receiver of that round.
 pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
     let ops = ctx.plan.latency_ops;
     assert!(rcv.len() >= 2, "latency: one receiver per sender");
-    let (rs, rg) = rcv.split_at_mut(1);
-    let (rs, rg) = (&mut rs[..1], &mut rg[..1]);
-    for &bg in &ctx.plan.latency_background {
+    for (round, &bg) in ctx.plan.latency_background.iter().enumerate() {
+        let (r0, r1) = rcv.split_at_mut(1);
+        let (rs, rg) = if round % 2 == 0 { (&mut r0[..1], &mut r1[..1]) } else { (&mut r1[..1], &mut r0[..1]) };
         let prefixes = Fam::V4.prefixes(bg);
-        eprintln!("bench: latency speakerd and gobgpd bg={bg}");
+        eprintln!("bench: latency speakerd ({}) and gobgpd ({}) bg={bg}", rs[0].host.name(), rg[0].host.name());
         let sp = start_speakerd(ctx.snd);
         let mut c = speakerd_client(ctx.rt, &sp);
         let sp_up = set_announcements(ctx.rt, &mut c, "bench", announcements(&prefixes, 32))
@@ -349,75 +524,112 @@ pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
             .and_then(|_| wait_converged(rg, "s4", bg as u64, CONVERGE).map(|_| ()));
         // the persistent clients, taking turns
         let c2 = std::cell::RefCell::new(c.clone());
-        let mut sp_add = |p: &str| {
-            let req = AnnounceRequest {
-                owner: "lat".into(),
-                announcements: vec![Announcement { prefix: p.into(), ..Default::default() }],
+        let (sp_r, go_r) = {
+            let sp_calls = Calls::new(
+                |p: &str, add: bool| {
+                    if add {
+                        SpReq::Add(AnnounceRequest {
+                            owner: "lat".into(),
+                            announcements: vec![Announcement { prefix: p.into(), ..Default::default() }],
+                        })
+                    } else {
+                        SpReq::Del(WithdrawRequest { owner: "lat".into(), prefixes: vec![p.into()] })
+                    }
+                },
+                |req: SpReq| {
+                    let mut c = c2.borrow_mut();
+                    match req {
+                        SpReq::Add(r) => ctx.rt.block_on(c.announce(r)).map(|_| ()),
+                        SpReq::Del(r) => ctx.rt.block_on(c.withdraw(r)).map(|_| ()),
+                    }
+                    .map_err(|e| e.to_string())
+                },
+            );
+            let path = |p: &str| gobgp_path(p.trim_end_matches("/32").parse().unwrap());
+            let go_calls = Calls::new(
+                |p: &str, add: bool| {
+                    if add {
+                        GoReq::Add(GobgpSender::add_path_request(path(p)))
+                    } else {
+                        GoReq::Del(GobgpSender::delete_path_request(path(p)))
+                    }
+                },
+                |req: GoReq| match req {
+                    GoReq::Add(r) => g.borrow_mut().add_path(ctx.rt, r),
+                    GoReq::Del(r) => g.borrow_mut().delete_path(ctx.rt, r),
+                },
+            );
+            let (sniff_s, sniff_g) = (updates_to(ctx, &rs[0]), updates_to(ctx, &rg[0]));
+            let now = Instant::now();
+            let mut s = Side {
+                acc: sp_up.clone().map(|_| Probes::default()),
+                sniff: sniff_s,
+                rcv: &mut rs[0],
+                calls: sp_calls,
+                last_call: now,
             };
-            ctx.rt.block_on(c2.borrow_mut().announce(req)).map(|_| ()).map_err(|e| e.to_string())
-        };
-        let mut sp_del = |p: &str| {
-            let req = WithdrawRequest { owner: "lat".into(), prefixes: vec![p.into()] };
-            ctx.rt.block_on(c2.borrow_mut().withdraw(req)).map(|_| ()).map_err(|e| e.to_string())
-        };
-        let path = |p: &str| gobgp_path(p.trim_end_matches("/32").parse().unwrap());
-        let mut go_add = |p: &str| g.borrow_mut().add_path(ctx.rt, path(p));
-        let mut go_del = |p: &str| g.borrow_mut().delete_path(ctx.rt, path(p));
-        let (mut sp_r, mut go_r) = (sp_up.clone().map(|_| Probes::default()), go_up.clone().map(|_| Probes::default()));
-        let (sniff_s, sniff_g) = (updates_to(ctx, &rs[0]), updates_to(ctx, &rg[0]));
-        let turn = |acc: &mut Result<Probes, String>,
-                    sniff: &Sniffer,
-                    r: &mut Receiver,
-                    range,
-                    add: &mut dyn FnMut(&str) -> Result<(), String>,
-                    del: &mut dyn FnMut(&str) -> Result<(), String>| {
-            if let Ok(a) = acc {
-                match probe_block(sniff, r, range, true, add, del) {
-                    Ok(p) => a.extend(p),
-                    Err(e) => *acc = Err(e),
+            let mut o = Side {
+                acc: go_up.clone().map(|_| Probes::default()),
+                sniff: sniff_g,
+                rcv: &mut rg[0],
+                calls: go_calls,
+                last_call: now,
+            };
+            // One turn each first, not counted: the first calls after the set-up's seconds without any were
+            // up to 8× slower for speakerd, and the first few for gobgpd (the turns' first adds stay shown).
+            s.turn(0..LAT_TURN);
+            o.turn(0..LAT_TURN);
+            for p in [&mut s.acc, &mut o.acc].into_iter().flatten() {
+                *p = Probes::default(); // a failure stays
+            }
+            let per = LAT_TURN - 1;
+            for t in 0..ops.div_ceil(per) {
+                let counted = per.min(ops - t * per);
+                let range = t * LAT_TURN..t * LAT_TURN + 1 + counted;
+                if t % 2 == 0 {
+                    s.turn(range.clone());
+                    o.turn(range);
+                } else {
+                    o.turn(range.clone());
+                    s.turn(range);
                 }
             }
+            (s.acc, o.acc)
         };
-        // One turn each first, not counted: the first calls after the set-up's seconds without any were
-        // up to 8× slower for speakerd, and the first few for gobgpd (the turns' first adds stay shown).
-        turn(&mut sp_r, &sniff_s, &mut rs[0], 0..LAT_TURN, &mut sp_add, &mut sp_del);
-        turn(&mut go_r, &sniff_g, &mut rg[0], 0..LAT_TURN, &mut go_add, &mut go_del);
-        for p in [&mut sp_r, &mut go_r].into_iter().flatten() {
-            *p = Probes::default(); // a failure stays
-        }
-        let per = LAT_TURN - 1;
-        for t in 0..ops.div_ceil(per) {
-            let counted = per.min(ops - t * per);
-            let range = t * LAT_TURN..t * LAT_TURN + 1 + counted;
-            turn(&mut sp_r, &sniff_s, &mut rs[0], range.clone(), &mut sp_add, &mut sp_del);
-            turn(&mut go_r, &sniff_g, &mut rg[0], range, &mut go_add, &mut go_del);
-        }
-        drop((sniff_s, sniff_g));
         res.lat.push(LatRow::from("speakerd", "gRPC, persistent client", bg, sp_r));
         res.lat.push(LatRow::from("gobgpd", "gRPC, persistent client", bg, go_r));
         // one process per call: speakerctl, then the gobgp CLI
-        let ctl = |args: &[&str]| -> Result<(), String> {
-            let o = sp.speakerctl(args);
+        let cli_args = |p: &str, add: bool| -> Vec<String> {
+            let verb = if add { "add" } else { "withdraw" };
+            ["announce", verb, p].map(String::from).to_vec()
+        };
+        let mut ctl = Calls::new(cli_args, |args: Vec<String>| {
+            let o = sp.speakerctl(&args.iter().map(String::as_str).collect::<Vec<_>>());
             if o.status.success() {
                 Ok(())
             } else {
                 Err(String::from_utf8_lossy(&o.stderr).into_owned())
             }
-        };
-        let r = sp_up.and_then(|_| {
-            probe_loop(ctx, &mut rs[0], ops, |p| ctl(&["announce", "add", p]), |p| ctl(&["announce", "withdraw", p]))
         });
+        let r = sp_up.and_then(|_| probe_loop(ctx, &mut rs[0], ops, &mut ctl));
+        drop(ctl);
         res.lat.push(LatRow::from("speakerd", "one `speakerctl` call", bg, r));
-        let r = go_up.and_then(|_| {
-            probe_loop(
-                ctx,
-                &mut rg[0],
-                ops,
-                |p| g.borrow().cli(&["global", "rib", "add", p, "-a", "ipv4"]),
-                |p| g.borrow().cli(&["global", "rib", "del", p, "-a", "ipv4"]),
-            )
-        });
+        let mut cli = Calls::new(
+            |p: &str, add: bool| {
+                g.borrow().cli_command(&["global", "rib", if add { "add" } else { "del" }, p, "-a", "ipv4"])
+            },
+            |mut cmd: std::process::Command| {
+                let out = cmd.output().map_err(|e| e.to_string())?;
+                if out.status.success() {
+                    Ok(())
+                } else {
+                    Err(String::from_utf8_lossy(&out.stderr).into_owned())
+                }
+            },
+        );
+        let r = go_up.and_then(|_| probe_loop(ctx, &mut rg[0], ops, &mut cli));
         res.lat.push(LatRow::from("gobgpd", "one `gobgp` CLI call", bg, r));
+        drop(cli);
         drop(sp);
         drop(g);
         let _ = wait_idle(rs, "s4");
@@ -427,16 +639,14 @@ pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
         {
             eprintln!("bench: latency BIRD bg={bg}");
             let b = std::cell::RefCell::new(BirdSender::start(ctx.snd, Fam::V4, &prefixes, &me, true, Some(1)));
-            let r = wait_converged(rs, "s4", bg as u64, CONVERGE).and_then(|_| {
-                probe_loop(
-                    ctx,
-                    &mut rs[0],
-                    ops,
-                    |p| b.borrow_mut().reconfigure(Some(p)),
-                    |_| b.borrow_mut().reconfigure(None),
-                )
-            });
+            let mut calls = Calls::new(
+                |p: &str, add: bool| b.borrow().config_text(add.then_some(p)),
+                |conf: String| b.borrow_mut().reconfigure(&conf),
+            );
+            let r = wait_converged(rs, "s4", bg as u64, CONVERGE)
+                .and_then(|_| probe_loop(ctx, &mut rs[0], ops, &mut calls));
             res.lat.push(LatRow::from("BIRD", "config rewrite + `configure`", bg, r));
+            drop(calls);
             drop(b);
             let _ = wait_idle(rs, "s4");
         }
@@ -512,7 +722,7 @@ pub fn start_times(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
             Err(e) => Err(e.to_string()),
         })?;
         let (_, done) = wait_converged(rcv, "s4", n as u64, CONVERGE)?;
-        Ok(done - t0)
+        Ok(last(&done) - t0)
     })();
     res.restart = Some((n, r));
     let _ = wait_idle(rcv, "s4");
