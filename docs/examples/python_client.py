@@ -15,8 +15,14 @@ socket = sys.argv[1] if len(sys.argv) > 1 else "/run/speakerd/speakerd.sock"
 channel = grpc.insecure_channel(f"unix://{socket}")
 speaker = rpc.SpeakerStub(channel)
 
-# Start a watch first, so the changes below show up in it.
+# Start a watch first and read its initial state up to `synced`: from then on every change arrives
+# live. (The call returns before the server has taken the watch; changes made before `synced` may
+# show up in the initial state instead.)
 watch = speaker.Watch(pb.WatchRequest(initial_state=True), timeout=30)
+for ev in watch:
+    if ev.WhichOneof("event") == "synced":
+        print("watch synced")
+        break
 
 # A peer and an announcement. Both calls are idempotent per owner ("python" here).
 speaker.AddPeer(pb.AddPeerRequest(peer=pb.PeerConfig(address="192.0.2.2", peer_asn=65002, local_asn=65001, router_id="192.0.2.1")))
@@ -32,7 +38,7 @@ try:
 except grpc.RpcError as e:
     print("error", e.code().name, e.details())
 
-# The watch: the initial state, `synced`, then live changes (the peer and the announcement above).
+# The same watch, live: the peer and the announcement above.
 seen = []
 for ev in watch:
     kind = ev.WhichOneof("event")
@@ -41,8 +47,6 @@ for ev in watch:
         print("watch announcement", ev.announcement.announcement.prefix)
     elif kind == "peer":
         print("watch peer", ev.peer.address)
-    elif kind == "synced":
-        print("watch synced")
     if kind == "announcement" or len(seen) >= 10:
         break
 watch.cancel()
