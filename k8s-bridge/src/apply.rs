@@ -4,6 +4,7 @@
 //! Service's change costs that change, not the whole set), with per-item calls: Announce, Withdraw,
 //! UpdateL2Announcements; peers and seeds (a handful) whole when they changed.
 use crate::translate::Desired;
+use prost::Message;
 use speaker_api::v1 as pb;
 use speaker_api::v1::speaker_client::SpeakerClient;
 use std::collections::BTreeMap;
@@ -36,6 +37,9 @@ pub struct Pushed {
     pub l2: (u32, u32, u32),
     /// Peers speakerd did not apply, and why.
     pub peer_conflicts: Vec<String>,
+    /// Bytes of the request messages sent (protobuf encoding, without gRPC framing): what a change
+    /// costs on the socket.
+    pub bytes: u64,
 }
 
 impl Pushed {
@@ -52,15 +56,17 @@ pub async fn push(client: &mut SpeakerClient<Channel>, owner: &str, d: &Desired)
     // End-of-RIB follows the routes. The other way round, a session that came up between the two calls
     // (after a speakerd restart) sent End-of-RIB with an empty table, and a graceful-restart helper
     // flushed the stale routes until they followed.
-    let b = client
-        .set_announcements(pb::SetAnnouncementsRequest { owner: owner.into(), announcements: d.bgp.clone() })
-        .await?
-        .into_inner();
-    let p = client.set_peers(pb::SetPeersRequest { owner: owner.into(), peers: d.peers.clone() }).await?.into_inner();
-    let l2 = match client
-        .set_l2_announcements(pb::SetL2AnnouncementsRequest { owner: owner.into(), announcements: d.l2.clone() })
-        .await
-    {
+    let mut bytes = 0u64;
+    let mut sized = |m: &dyn SizedMessage| bytes += m.size();
+    let req = pb::SetAnnouncementsRequest { owner: owner.into(), announcements: d.bgp.clone() };
+    sized(&req);
+    let b = client.set_announcements(req).await?.into_inner();
+    let req = pb::SetPeersRequest { owner: owner.into(), peers: d.peers.clone() };
+    sized(&req);
+    let p = client.set_peers(req).await?.into_inner();
+    let req = pb::SetL2AnnouncementsRequest { owner: owner.into(), announcements: d.l2.clone() };
+    sized(&req);
+    let l2 = match client.set_l2_announcements(req).await {
         Ok(r) => {
             let r = r.into_inner();
             (r.added, r.changed, r.removed)
@@ -70,7 +76,9 @@ pub async fn push(client: &mut SpeakerClient<Channel>, owner: &str, d: &Desired)
         }
         Err(e) => return Err(e),
     };
-    match client.set_membership_seeds(pb::SetMembershipSeedsRequest { seeds: d.seeds.clone() }).await {
+    let req = pb::SetMembershipSeedsRequest { seeds: d.seeds.clone() };
+    sized(&req);
+    match client.set_membership_seeds(req).await {
         Ok(_) => {}
         // Without Layer 2 or gossip on this node there is nothing to seed.
         Err(e) if e.code() == Code::FailedPrecondition => {
@@ -83,7 +91,19 @@ pub async fn push(client: &mut SpeakerClient<Channel>, owner: &str, d: &Desired)
         bgp: (b.added, b.changed, b.removed),
         l2,
         peer_conflicts: p.conflicts,
+        bytes,
     })
+}
+
+/// A request message's encoded size, for [`Pushed::bytes`].
+trait SizedMessage {
+    fn size(&self) -> u64;
+}
+
+impl<M: Message> SizedMessage for M {
+    fn size(&self) -> u64 {
+        self.encoded_len() as u64
+    }
 }
 
 /// What differs between two desired states, as per-item calls would carry it.
@@ -164,35 +184,35 @@ pub async fn push_changes(
     // Announcements before peers, as in a full push; withdrawals right after (a not-ready endpoint's
     // route leaves at once).
     if !c.announce.is_empty() {
-        client.announce(pb::AnnounceRequest { owner: owner.into(), announcements: c.announce }).await?;
+        let req = pb::AnnounceRequest { owner: owner.into(), announcements: c.announce };
+        pushed.bytes += req.size();
+        client.announce(req).await?;
     }
     let mut removed = 0;
     if !c.withdraw.is_empty() {
-        removed = client
-            .withdraw(pb::WithdrawRequest { owner: owner.into(), prefixes: c.withdraw })
-            .await?
-            .into_inner()
-            .removed;
+        let req = pb::WithdrawRequest { owner: owner.into(), prefixes: c.withdraw };
+        pushed.bytes += req.size();
+        removed = client.withdraw(req).await?.into_inner().removed;
     }
     pushed.bgp = (c.bgp_counts.0, c.bgp_counts.1, removed);
     if let Some(peers) = c.peers {
-        let p = client.set_peers(pb::SetPeersRequest { owner: owner.into(), peers }).await?.into_inner();
+        let req = pb::SetPeersRequest { owner: owner.into(), peers };
+        pushed.bytes += req.size();
+        let p = client.set_peers(req).await?.into_inner();
         pushed.peers = (p.added, p.changed, p.removed);
         pushed.peer_conflicts = p.conflicts;
     }
     if !c.l2_announce.is_empty() || !c.l2_withdraw.is_empty() {
-        let r = client
-            .update_l2_announcements(pb::UpdateL2AnnouncementsRequest {
-                owner: owner.into(),
-                announce: c.l2_announce,
-                withdraw: c.l2_withdraw,
-            })
-            .await?
-            .into_inner();
+        let req =
+            pb::UpdateL2AnnouncementsRequest { owner: owner.into(), announce: c.l2_announce, withdraw: c.l2_withdraw };
+        pushed.bytes += req.size();
+        let r = client.update_l2_announcements(req).await?.into_inner();
         pushed.l2 = (r.added, r.changed, r.removed);
     }
     if let Some(seeds) = c.seeds {
-        match client.set_membership_seeds(pb::SetMembershipSeedsRequest { seeds }).await {
+        let req = pb::SetMembershipSeedsRequest { seeds };
+        pushed.bytes += req.size();
+        match client.set_membership_seeds(req).await {
             Ok(_) => {}
             Err(e) if e.code() == Code::FailedPrecondition => {
                 tracing::debug!(error = %e.message(), "membership seeds not set")

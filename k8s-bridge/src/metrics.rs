@@ -20,6 +20,8 @@ pub struct Metrics {
     pub update_errors: AtomicU64,
     /// Pushes that sent only the changes since the last one (the rest sent the whole state).
     pub pushes_incremental: AtomicU64,
+    /// Bytes of the request messages pushed to speakerd.
+    pub push_bytes: AtomicU64,
     /// Failed list/watch requests to the API server.
     pub api_errors: AtomicU64,
     /// The last list/watch request worked.
@@ -76,7 +78,7 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let b = |v: &AtomicBool| u64::from(v.load(Relaxed));
-        let rows: [(&str, &str, &str, u64); 16] = [
+        let rows: [(&str, &str, &str, u64); 17] = [
             ("k8s_bridge_config_objects_skipped", "gauge", "MetalLB objects left out of the configuration in force because they are invalid or unsupported (each has an InvalidConfig Event)", self.config_skipped.load(Relaxed)),
             ("metallb_k8s_client_config_stale_bool", "gauge", "1 if the configuration in the cluster is invalid and the last good one is in force", b(&self.config_stale)),
             ("metallb_k8s_client_config_loaded_bool", "gauge", "1 if a valid configuration has been loaded", b(&self.config_loaded)),
@@ -87,6 +89,7 @@ impl Metrics {
             ("k8s_bridge_synced", "gauge", "1 once every watched resource has been listed", b(&self.synced)),
             ("k8s_bridge_pushes_total", "counter", "pushes of the desired state to speakerd", self.pushes.load(Relaxed)),
             ("k8s_bridge_pushes_incremental_total", "counter", "pushes that sent speakerd only the changes since the previous one", self.pushes_incremental.load(Relaxed)),
+            ("k8s_bridge_push_bytes_total", "counter", "bytes of the request messages pushed to speakerd (protobuf encoding, without gRPC framing)", self.push_bytes.load(Relaxed)),
             ("k8s_bridge_push_errors_total", "counter", "failed pushes to speakerd", self.push_errors.load(Relaxed)),
             ("k8s_bridge_push_ok", "gauge", "1 if the last push to speakerd worked", b(&self.push_ok)),
             ("k8s_bridge_last_push_timestamp_seconds", "gauge", "Unix time of the last successful push", self.last_push_unix.load(Relaxed)),

@@ -362,6 +362,7 @@ async fn reconcile_once_sends_only_the_change() {
     reconciler.reconcile_once(&reflectors, false).await;
     assert_eq!(held(&fake).1, ["192.0.2.10/32", "192.0.2.20/32"]);
     calls(&fake);
+    let full_bytes = metrics.push_bytes.load(std::sync::atomic::Ordering::Relaxed);
 
     server.delete("v1", "Service", Some("default"), "db").unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -373,5 +374,13 @@ async fn reconcile_once_sends_only_the_change() {
     assert_eq!(held(&fake).1, ["192.0.2.10/32"]);
     assert_eq!(calls(&fake), ["Withdraw", "ListL2Announcements"]);
     assert_eq!(metrics.pushes_incremental.load(std::sync::atomic::Ordering::Relaxed), 1);
+    // The change cost the Withdraw request alone, counted exactly.
+    let withdraw = WithdrawRequest { owner: k8s_bridge::OWNER.into(), prefixes: vec!["192.0.2.20/32".into()] };
+    let change_bytes = metrics.push_bytes.load(std::sync::atomic::Ordering::Relaxed) - full_bytes;
+    assert_eq!(change_bytes, prost::Message::encoded_len(&withdraw) as u64);
+    assert!(
+        full_bytes > change_bytes,
+        "the full push ({full_bytes} B) carried more than the change ({change_bytes} B)"
+    );
     let _ = std::fs::remove_file(&socket);
 }

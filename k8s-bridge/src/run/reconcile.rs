@@ -248,6 +248,7 @@ impl Reconciler {
             tracing::debug!(push_ms = (pass_started.elapsed() - translated).as_millis() as u64, "pushed");
             match r {
                 Ok(p) => {
+                    metrics.push_bytes.fetch_add(p.bytes, Relaxed);
                     self.retry = Duration::from_secs(1);
                     metrics.push_ok.store(true, Relaxed);
                     let now =
