@@ -179,7 +179,15 @@ pub async fn push_changes(
     old: &Desired,
     new: &Desired,
 ) -> Result<Pushed, tonic::Status> {
-    let c = changes(old, new);
+    send_changes(client, owner, changes(old, new)).await
+}
+
+/// Sends speakerd the per-item calls of `c`. On an error the caller must fall back to [`push`].
+pub async fn send_changes(
+    client: &mut SpeakerClient<Channel>,
+    owner: &str,
+    c: Changes,
+) -> Result<Pushed, tonic::Status> {
     let mut pushed = Pushed::default();
     // Announcements before peers, as in a full push; withdrawals right after (a not-ready endpoint's
     // route leaves at once).

@@ -2,7 +2,7 @@
 //! k8s-openapi types once so that the translation is plain data in, plain data out.
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 /// Node label that keeps a node out of external load balancers (honoured as MetalLB does).
@@ -56,9 +56,15 @@ impl NodeInfo {
     }
 }
 
+/// Whether the bridge reads an annotation: MetalLB's own (`metallb.io/…`, `metallb.universe.tf/…`).
+/// The rest (kubectl's last-applied-configuration above all) is not kept.
+pub fn read_annotation(key: &str) -> bool {
+    key.starts_with("metallb.io/") || key.starts_with("metallb.universe.tf/")
+}
+
 impl From<&Service> for Svc {
     fn from(s: &Service) -> Self {
-        let spec = s.spec.clone().unwrap_or_default();
+        let spec = s.spec.as_ref();
         let ips = s
             .status
             .as_ref()
@@ -69,11 +75,18 @@ impl From<&Service> for Svc {
         Svc {
             namespace: s.metadata.namespace.clone().unwrap_or_default(),
             name: s.metadata.name.clone().unwrap_or_default(),
-            load_balancer: spec.type_.as_deref() == Some("LoadBalancer"),
-            lb_class: spec.load_balancer_class.clone(),
-            etp_local: spec.external_traffic_policy.as_deref() == Some("Local"),
+            load_balancer: spec.and_then(|s| s.type_.as_deref()) == Some("LoadBalancer"),
+            lb_class: spec.and_then(|s| s.load_balancer_class.clone()),
+            etp_local: spec.and_then(|s| s.external_traffic_policy.as_deref()) == Some("Local"),
             ips,
-            annotations: s.metadata.annotations.clone().unwrap_or_default(),
+            annotations: s
+                .metadata
+                .annotations
+                .iter()
+                .flatten()
+                .filter(|(k, _)| read_annotation(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             labels: s.metadata.labels.clone().unwrap_or_default(),
         }
     }
@@ -87,14 +100,14 @@ impl From<&EndpointSlice> for Slice {
             .endpoints
             .iter()
             .map(|e| {
-                let c = e.conditions.clone().unwrap_or_default();
+                let c = e.conditions.as_ref();
                 // API semantics: an unknown `ready` is to be read as ready; `serving` defaults to `ready`.
-                let ready = c.ready.unwrap_or(true);
+                let ready = c.and_then(|c| c.ready).unwrap_or(true);
                 Endpoint {
                     node: e.node_name.clone(),
                     ready,
-                    serving: c.serving.unwrap_or(ready),
-                    terminating: c.terminating.unwrap_or(false),
+                    serving: c.and_then(|c| c.serving).unwrap_or(ready),
+                    terminating: c.and_then(|c| c.terminating).unwrap_or(false),
                 }
             })
             .collect();
@@ -104,13 +117,14 @@ impl From<&EndpointSlice> for Slice {
 
 impl From<&Node> for NodeInfo {
     fn from(n: &Node) -> Self {
-        let status = n.status.clone().unwrap_or_default();
-        let network_unavailable =
-            status.conditions.unwrap_or_default().iter().any(|c| c.type_ == "NetworkUnavailable" && c.status == "True");
+        let status = n.status.as_ref();
+        let network_unavailable = status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "NetworkUnavailable" && c.status == "True"));
         let internal_ips = status
-            .addresses
-            .unwrap_or_default()
-            .iter()
+            .and_then(|s| s.addresses.as_ref())
+            .into_iter()
+            .flatten()
             .filter(|a| a.type_ == "InternalIP")
             .filter_map(|a| a.address.parse().ok())
             .collect();
@@ -130,4 +144,131 @@ pub struct Cluster {
     pub services: Vec<Svc>,
     pub slices: Vec<Slice>,
     pub nodes: Vec<NodeInfo>,
+}
+
+/// (namespace, name) of a Service, or of an EndpointSlice.
+pub type Key = (String, String);
+
+/// The Services, EndpointSlices and Nodes as the watches deliver them, reduced on arrival (the API
+/// objects are never kept), with what a change touches: the watch tasks put and remove objects, each
+/// call says whether the reduced object changed and which Services that affects.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Index {
+    pub services: BTreeMap<Key, Svc>,
+    /// UID of each Service, for the references of Events.
+    pub uids: BTreeMap<Key, String>,
+    /// EndpointSlices by (namespace, slice name).
+    pub slices: BTreeMap<Key, Slice>,
+    /// (namespace, Service) → names of its EndpointSlices.
+    pub slices_of: BTreeMap<Key, BTreeSet<String>>,
+    pub nodes: BTreeMap<String, NodeInfo>,
+}
+
+impl Index {
+    /// Stores a Service; whether what the translation reads changed.
+    pub fn put_service(&mut self, svc: Svc, uid: String) -> bool {
+        let key = (svc.namespace.clone(), svc.name.clone());
+        self.uids.insert(key.clone(), uid);
+        self.services.insert(key, svc.clone()).as_ref() != Some(&svc)
+    }
+
+    pub fn remove_service(&mut self, key: &Key) -> bool {
+        self.uids.remove(key);
+        self.services.remove(key).is_some()
+    }
+
+    /// Stores an EndpointSlice named `name`; the Services whose endpoints changed (the slice's old
+    /// Service too, if its label moved it).
+    pub fn put_slice(&mut self, name: String, slice: Slice) -> Vec<Key> {
+        let key = (slice.namespace.clone(), name.clone());
+        let owner = (slice.namespace.clone(), slice.service.clone());
+        let old = self.slices.insert(key.clone(), slice.clone());
+        let mut touched = Vec::new();
+        match &old {
+            Some(o) if *o == slice => return touched,
+            Some(o) if o.service != slice.service => {
+                let old_owner = (o.namespace.clone(), o.service.clone());
+                self.unlink(&old_owner, &name);
+                touched.push(old_owner);
+            }
+            _ => {}
+        }
+        self.slices_of.entry(owner.clone()).or_default().insert(name);
+        touched.push(owner);
+        touched
+    }
+
+    /// Forgets an EndpointSlice; the Service it belonged to, if it was known.
+    pub fn remove_slice(&mut self, key: &Key) -> Option<Key> {
+        let old = self.slices.remove(key)?;
+        let owner = (old.namespace.clone(), old.service.clone());
+        self.unlink(&owner, &key.1);
+        Some(owner)
+    }
+
+    fn unlink(&mut self, owner: &Key, slice: &str) {
+        if let Some(names) = self.slices_of.get_mut(owner) {
+            names.remove(slice);
+            if names.is_empty() {
+                self.slices_of.remove(owner);
+            }
+        }
+    }
+
+    /// Stores a Node; whether what the translation reads changed.
+    pub fn put_node(&mut self, node: NodeInfo) -> bool {
+        self.nodes.insert(node.name.clone(), node.clone()).as_ref() != Some(&node)
+    }
+
+    pub fn remove_node(&mut self, name: &str) -> bool {
+        self.nodes.remove(name).is_some()
+    }
+
+    /// Replaces every Service (a relist); the previous ones go.
+    pub fn set_services(&mut self, all: Vec<(Svc, String)>) {
+        self.services.clear();
+        self.uids.clear();
+        for (s, uid) in all {
+            self.put_service(s, uid);
+        }
+    }
+
+    /// Replaces every EndpointSlice (a relist).
+    pub fn set_slices(&mut self, all: Vec<(String, Slice)>) {
+        self.slices.clear();
+        self.slices_of.clear();
+        for (name, s) in all {
+            self.put_slice(name, s);
+        }
+    }
+
+    /// Replaces every Node (a relist).
+    pub fn set_nodes(&mut self, all: Vec<NodeInfo>) {
+        self.nodes = all.into_iter().map(|n| (n.name.clone(), n)).collect();
+    }
+
+    /// Everything, for a whole translation.
+    pub fn cluster(&self) -> Cluster {
+        Cluster {
+            services: self.services.values().cloned().collect(),
+            slices: self.slices.values().cloned().collect(),
+            nodes: self.nodes.values().cloned().collect(),
+        }
+    }
+
+    /// The given Services (those that exist), their EndpointSlices and every Node.
+    pub fn part(&self, services: &BTreeSet<Key>) -> Cluster {
+        let mut c = Cluster { nodes: self.nodes.values().cloned().collect(), ..Default::default() };
+        for k in services {
+            if let Some(s) = self.services.get(k) {
+                c.services.push(s.clone());
+            }
+            for name in self.slices_of.get(k).into_iter().flatten() {
+                if let Some(sl) = self.slices.get(&(k.0.clone(), name.clone())) {
+                    c.slices.push(sl.clone());
+                }
+            }
+        }
+        c
+    }
 }

@@ -6,6 +6,7 @@
 //! - [`config`]: validated and normalised; problems name their object.
 //! - [`cluster`]: Services, EndpointSlices and Nodes reduced to what matters.
 //! - [`translate`]: the pure function from both to [`translate::Desired`].
+//! - [`incremental`]: that state kept between passes and changed in place by what a change touches.
 //! - [`apply`]: pushes a `Desired` to speakerd.
 //! - [`run`]: the reflectors, the reconcile loop and metrics.
 //! - [`error`]: the errors the long-running tasks end with.
@@ -19,6 +20,7 @@ pub mod config_state;
 pub mod controller;
 pub mod error;
 pub mod events;
+pub mod incremental;
 pub mod lease;
 pub mod metallb;
 pub mod metrics;

@@ -38,7 +38,7 @@ pub struct Settings {
     pub socket: PathBuf,
     /// Push the whole state this often even when nothing changed.
     pub resync: Duration,
-    /// Wait this long after a change for more before reconciling.
+    /// Wait this long after a change of configuration objects or Nodes for more before reconciling.
     pub debounce: Duration,
     /// Limits of the Event writer and of the status writer (both off the data path).
     pub event_writes: crate::events::Limits,
@@ -79,14 +79,21 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> R
     loop {
         let mut force = false;
         let retry_at = reconciler.retry_after().map(|retry| tokio::time::Instant::now() + retry);
+        let status_at = reconciler.status_at();
         tokio::select! {
             _ = reflectors.changed() => {
-                tokio::time::sleep(settings.debounce).await;
+                // Configuration objects and Nodes come in groups (`kubectl apply -f dir/`) and cost a
+                // whole pass: wait for the rest of the group. A Service or EndpointSlice change costs
+                // itself and goes at once; changes that arrive during a pass make the next one.
+                if reflectors.whole_pending() {
+                    tokio::time::sleep(settings.debounce).await;
+                }
             }
             _ = reconnected.notified() => { force = true; }
             _ = owners_changed.notified() => { reconciler.status_due(); }
             _ = tokio::time::sleep_until(next_resync) => { force = true; }
-            _ = async { match retry_at { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {}
+            _ = until(retry_at) => {}
+            _ = until(status_at) => {}
         }
         if !reflectors.all_synced() {
             // Never act on a partial picture: an unsynced store would read as "no Services".
@@ -101,6 +108,13 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> R
             next_resync = tokio::time::Instant::now() + settings.resync;
         }
         reconciler.reconcile_once(&reflectors, force).await;
+    }
+}
+
+async fn until(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 

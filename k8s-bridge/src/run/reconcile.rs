@@ -8,6 +8,7 @@ use crate::apply::{self, Pushed};
 use crate::config::{self, ObjRef, Problem, Severity};
 use crate::config_state;
 use crate::events::EventQueue;
+use crate::incremental::{Delta, State};
 use crate::metrics::Metrics;
 use crate::status::{StatusApi, StatusQueue};
 use crate::translate::{self, Desired, ServiceAnnouncement, Unannounceable};
@@ -22,6 +23,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::task::JoinSet;
 use tonic::transport::Channel;
+
+/// The status objects and the announced series are synced at most this often.
+pub const STATUS_EVERY: Duration = Duration::from_millis(200);
 
 /// Events the loop has already published, so that a state is reported once and not on every pass.
 #[derive(Default)]
@@ -41,6 +45,13 @@ struct Events {
 }
 
 impl Events {
+    fn not_announced(&self, stores: &super::reflect::Stores, u: &Unannounceable) {
+        tracing::warn!(service = %format!("{}/{}", u.namespace, u.name), ip = %u.ip, "not announced: {}", u.reason);
+        if let Some(r) = stores.service_ref(&u.namespace, &u.name) {
+            self.publish(EventType::Warning, "NotAnnounced", format!("{}: {}", u.ip, u.reason), "Announce", &r);
+        }
+    }
+
     fn publish(&self, type_: EventType, reason: &str, note: String, action: &str, regarding: &ObjectReference) {
         self.queue.publish(type_, reason, note, action, regarding);
     }
@@ -74,8 +85,12 @@ pub struct Reconciler {
     /// The last valid configuration: an invalid one never replaces it.
     good: Option<config::Config>,
     reported: Reported,
-    /// What speakerd holds after the last successful push; None after a failed one.
-    pushed: Option<Desired>,
+    /// The desired state, kept between passes and changed in place.
+    state: Option<State>,
+    /// speakerd holds `state` (false before the first push and after a failed one).
+    in_sync: bool,
+    /// When the status objects were last synced.
+    last_status: Option<tokio::time::Instant>,
     /// The wait before pushing again after a failure.
     retry: Duration,
     /// The status objects need a sync even if the desired state did not change.
@@ -118,7 +133,9 @@ impl Reconciler {
             speakerd: SpeakerClient::new(speakerd),
             good: None,
             reported: Reported::default(),
-            pushed: None,
+            state: None,
+            in_sync: false,
+            last_status: None,
             retry: Duration::from_secs(1),
             status_due: false,
             _tasks: tasks,
@@ -132,7 +149,7 @@ impl Reconciler {
 
     /// After a failed push (with a valid configuration), how long to wait before the next pass.
     pub fn retry_after(&self) -> Option<Duration> {
-        if self.pushed.is_none() && self.good.is_some() {
+        if !self.in_sync && self.state.is_some() && self.good.is_some() {
             Some(self.retry)
         } else {
             None
@@ -145,22 +162,62 @@ impl Reconciler {
     }
 
     /// The desired state speakerd holds after the last successful push (None after a failure).
-    pub fn pushed(&self) -> Option<&Desired> {
-        self.pushed.as_ref()
+    pub fn pushed(&self) -> Option<Desired> {
+        self.state.as_ref().filter(|_| self.in_sync).map(State::desired)
     }
 
-    /// One pass over what the reflectors hold now: builds the configuration (an invalid one keeps the
-    /// last good one in force), translates, pushes to speakerd what changed (everything when `force`,
-    /// or after a failed push), then publishes Events and hands the status objects to their writer.
-    /// The caller makes sure the reflectors are synced.
+    /// One pass over what changed since the last: rebuilds the configuration if its objects changed
+    /// (an invalid one keeps the last good one in force); recomputes the desired state whole after a
+    /// change of configuration or Nodes, a relist, a failed push or when `force`d, and otherwise only
+    /// for the Services that changed ([`State::update`]); pushes to speakerd what differs (everything
+    /// when `force`d or after a failed push); publishes Events; and hands the status objects to their
+    /// writer, at most every [`STATUS_EVERY`]. The caller makes sure the reflectors are synced.
     pub async fn reconcile_once(&mut self, view: &Reflectors, force: bool) {
-        let stores = &view.stores;
+        let dirty = view.take_dirty();
+        let pass_started = std::time::Instant::now();
+        let stale = self.metrics.config_stale.load(Relaxed);
+        // A refused configuration is looked at again when Services change: which IPs they hold is part
+        // of what decides it.
+        let mut whole = force || dirty.all || self.state.is_none() || !self.in_sync;
+        if dirty.config || self.good.is_none() || (stale && (dirty.all || !dirty.services.is_empty())) {
+            let before = self.good.clone();
+            self.configure(view);
+            whole |= self.good != before;
+        }
+        let Some(cfg) = &self.good else {
+            // No valid configuration has ever been seen: nothing to announce, and nothing to withdraw.
+            return;
+        };
+        let opts = &self.settings.options;
+        let configured = pass_started.elapsed();
+        if whole {
+            let state = State::full(cfg, &view.index().cluster(), opts);
+            self.push_whole(view, state, force).await;
+        } else if !dirty.services.is_empty() {
+            let Some(state) = self.state.as_mut() else { return };
+            let delta = state.update(cfg, &view.index(), &dirty.services, opts);
+            self.push_delta(view, delta).await;
+        }
+        let translated = pass_started.elapsed();
+        if self.status_due && self.status_at().is_some_and(|t| t <= tokio::time::Instant::now()) {
+            self.sync_status(view).await;
+            tracing::debug!(
+                config_ms = configured.as_millis() as u64,
+                total_ms = translated.as_millis() as u64,
+                whole,
+                "reconcile pass with status sync"
+            );
+        }
+    }
+
+    /// The configuration from the reflectors' objects: reports its problems, keeps the last good one
+    /// when it is invalid.
+    fn configure(&mut self, view: &Reflectors) {
         let settings = &self.settings;
         let metrics = &self.metrics;
         let events = &self.events;
         let reported = &mut self.reported;
-        let pass_started = std::time::Instant::now();
-        match config::build_with_previous(&stores.config_input(settings), self.good.as_ref()) {
+        match config::build_with_previous(&view.stores.config_input(settings), self.good.as_ref()) {
             Ok((cfg, warnings)) => {
                 if metrics.config_stale.swap(false, Relaxed) {
                     tracing::info!("configuration valid again");
@@ -208,143 +265,194 @@ impl Reconciler {
                 }
             }
         }
-        let Some(cfg) = &self.good else {
-            // No valid configuration has ever been seen: nothing to announce, and nothing to withdraw.
-            return;
-        };
-        let configured = pass_started.elapsed();
-        let desired = translate::translate(cfg, &stores.cluster(), &settings.options);
-        let translated = pass_started.elapsed();
-        metrics.bgp_announcements.store(desired.bgp.len() as u64, Relaxed);
-        metrics.l2_announcements.store(desired.l2.len() as u64, Relaxed);
-        metrics.peers.store(desired.peers.len() as u64, Relaxed);
+    }
+
+    /// A state computed whole: pushes what differs from what speakerd holds (everything when `force`d
+    /// or when speakerd's state is unknown), and reports what differs from what was reported.
+    async fn push_whole(&mut self, view: &Reflectors, state: State, force: bool) {
+        let desired = state.desired();
+        let stores = &view.stores;
         for u in &desired.unannounceable {
-            if reported.unannounceable.insert(u.clone()) {
-                tracing::warn!(service = %format!("{}/{}", u.namespace, u.name), ip = %u.ip, "not announced: {}", u.reason);
-                if let Some(r) = stores.service_ref(&u.namespace, &u.name) {
-                    events.publish(
-                        EventType::Warning,
-                        "NotAnnounced",
-                        format!("{}: {}", u.ip, u.reason),
-                        "Announce",
-                        &r,
-                    );
-                }
+            if self.reported.unannounceable.insert(u.clone()) {
+                self.events.not_announced(stores, u);
             }
         }
-        reported.unannounceable.retain(|u| desired.unannounceable.contains(u));
-        let unchanged = !force && self.pushed.as_ref() == Some(&desired);
-        if !unchanged {
-            metrics.pushes.fetch_add(1, Relaxed);
-            // Issue 25: a change sends only what differs from the last complete push; a resync, a
-            // reconnection or a failed push before sends everything.
-            let r = match (&self.pushed, force) {
-                (Some(old), false) => {
-                    metrics.pushes_incremental.fetch_add(1, Relaxed);
-                    apply::push_changes(&mut self.speakerd, crate::OWNER, old, &desired).await
-                }
-                _ => apply::push(&mut self.speakerd, crate::OWNER, &desired).await,
-            };
-            tracing::debug!(push_ms = (pass_started.elapsed() - translated).as_millis() as u64, "pushed");
-            match r {
-                Ok(p) => {
-                    metrics.push_bytes.fetch_add(p.bytes, Relaxed);
-                    self.retry = Duration::from_secs(1);
-                    metrics.push_ok.store(true, Relaxed);
-                    let now =
-                        SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-                    metrics.last_push_unix.store(now, Relaxed);
-                    log_push(&p, &desired, force);
-                    if reported.push_failed {
-                        tracing::info!("speakerd accepts the desired state again");
-                        reported.push_failed = false;
-                    }
-                    for s in desired.services.iter().filter(|s| !reported.assigned.contains(*s)) {
-                        if let Some(r) = stores.service_ref(&s.namespace, &s.name) {
-                            let note = format!(
-                                "announcing {} from node {:?} with protocol {:?}",
-                                s.ip,
-                                events.node,
-                                s.protocol.as_str()
-                            );
-                            events.publish(EventType::Normal, "nodeAssigned", note, "Announce", &r);
-                        }
-                    }
-                    reported.assigned = desired.services.iter().cloned().collect();
-                    self.pushed = Some(desired);
-                }
-                Err(status) => {
-                    metrics.push_errors.fetch_add(1, Relaxed);
-                    metrics.update_errors.fetch_add(1, Relaxed);
-                    metrics.push_ok.store(false, Relaxed);
-                    self.pushed = None;
-                    if !reported.push_failed {
-                        tracing::error!(code = ?status.code(), error = %status.message(), "speakerd refused or is unreachable; retrying");
-                        for s in &desired.services {
-                            if let Some(r) = stores.service_ref(&s.namespace, &s.name) {
-                                let note = format!(
-                                    "node {:?} cannot announce {}: speakerd: {}",
-                                    events.node,
-                                    s.ip,
-                                    status.message()
-                                );
-                                events.publish(EventType::Warning, "announceFailed", note, "Announce", &r);
-                            }
-                        }
-                        reported.push_failed = true;
-                    }
-                    self.retry = (self.retry * 2).min(Duration::from_secs(30));
-                }
+        self.reported.unannounceable.retain(|u| state.unannounceable.contains(u));
+        let old = self.state.take().filter(|_| self.in_sync).map(|s| s.desired());
+        self.count(&state);
+        if !force && old.as_ref() == Some(&desired) {
+            self.state = Some(state);
+            return;
+        }
+        self.metrics.pushes.fetch_add(1, Relaxed);
+        // Issue 25: a change sends only what differs from the last complete push; a resync, a
+        // reconnection or a failed push before sends everything.
+        let r = match (&old, force) {
+            (Some(old), false) => {
+                self.metrics.pushes_incremental.fetch_add(1, Relaxed);
+                apply::push_changes(&mut self.speakerd, crate::OWNER, old, &desired).await
+            }
+            _ => apply::push(&mut self.speakerd, crate::OWNER, &desired).await,
+        };
+        let assigned: Vec<ServiceAnnouncement> =
+            state.services.iter().filter(|s| !self.reported.assigned.contains(*s)).cloned().collect();
+        self.state = Some(state);
+        match r {
+            Ok(p) => {
+                log_push(&p, &desired, force);
+                self.pushed_ok(&p, view, assigned);
+                self.reported.assigned = desired.services.into_iter().collect();
+            }
+            Err(status) => self.push_failed(view, status),
+        }
+    }
+
+    /// A change of some Services: pushes it, reports it.
+    async fn push_delta(&mut self, view: &Reflectors, delta: Delta) {
+        let stores = &view.stores;
+        for u in &delta.unannounceable {
+            if self.reported.unannounceable.insert(u.clone()) {
+                self.events.not_announced(stores, u);
             }
         }
-        if self.status_due || !unchanged {
-            self.status_due = false;
-            if let Some(d) = &self.pushed {
-                let l2 = match self
-                    .speakerd
-                    .list_l2_announcements(pb::ListL2AnnouncementsRequest { owner: crate::OWNER.into() })
-                    .await
-                {
-                    Ok(r) => r.into_inner().announcements,
-                    Err(e) => {
-                        // Not "no Layer 2 announcements": that would delete every ServiceL2Status and
-                        // drop the announced series. Keep both as they are and look again next round.
-                        tracing::debug!(error = %e, "Layer 2 state not read from speakerd; status sync postponed");
-                        self.status_due = true;
-                        return;
-                    }
-                };
-                // As MetalLB's `announceFailed`: this node owns a Layer 2 IP it cannot answer for.
-                let failed: BTreeSet<(std::net::IpAddr, String)> = l2
-                    .iter()
-                    .filter(|a| a.owner_node == settings.options.node && !a.error.is_empty())
-                    .filter_map(|a| Some((a.ip.parse().ok()?, a.error.clone())))
-                    .collect();
-                for (ip, error) in failed.difference(&reported.l2_failed) {
-                    tracing::warn!(%ip, %error, "this node owns a Layer 2 IP it cannot answer for");
-                    for s in d.services.iter().filter(|s| s.ip == *ip && s.protocol == translate::Protocol::Layer2) {
-                        if let Some(r) = stores.service_ref(&s.namespace, &s.name) {
-                            let note = format!(
-                                "node {:?} cannot answer for {ip} with protocol \"layer2\": {error}",
-                                settings.options.node
-                            );
-                            events.publish(EventType::Warning, "announceFailed", note, "Announce", &r);
-                        }
-                    }
+        for u in &delta.announceable {
+            self.reported.unannounceable.remove(u);
+        }
+        if let Some(state) = &self.state {
+            self.count(state);
+        }
+        for s in &delta.unassigned {
+            self.reported.assigned.remove(s);
+        }
+        let assigned: Vec<ServiceAnnouncement> =
+            delta.assigned.into_iter().filter(|s| !self.reported.assigned.contains(s)).collect();
+        if delta.changes.is_empty() {
+            self.pushed_events(view, assigned);
+            return;
+        }
+        self.metrics.pushes.fetch_add(1, Relaxed);
+        self.metrics.pushes_incremental.fetch_add(1, Relaxed);
+        match apply::send_changes(&mut self.speakerd, crate::OWNER, delta.changes).await {
+            Ok(p) => {
+                if p.changed_anything() {
+                    tracing::debug!(bgp_changed = ?p.bgp, l2_changed = ?p.l2, "change pushed to speakerd");
                 }
-                reported.l2_failed = failed;
-                let want = crate::status::wanted(&settings.options.node, d, &l2);
-                self.status.set(want);
-                let announced = crate::status::announced(&settings.options.node, d, &l2);
-                *metrics.announced.lock().unwrap_or_else(|e| e.into_inner()) = announced;
-                tracing::debug!(
-                    config_ms = configured.as_millis() as u64,
-                    translate_ms = (translated - configured).as_millis() as u64,
-                    total_ms = pass_started.elapsed().as_millis() as u64,
-                    "reconcile pass with status sync"
+                self.pushed_ok(&p, view, assigned);
+            }
+            Err(status) => self.push_failed(view, status),
+        }
+    }
+
+    fn count(&self, state: &State) {
+        self.metrics.bgp_announcements.store(state.bgp.len() as u64, Relaxed);
+        self.metrics.l2_announcements.store(state.l2.len() as u64, Relaxed);
+        self.metrics.peers.store(state.peers.len() as u64, Relaxed);
+    }
+
+    fn pushed_ok(&mut self, p: &Pushed, view: &Reflectors, assigned: Vec<ServiceAnnouncement>) {
+        let metrics = &self.metrics;
+        metrics.push_bytes.fetch_add(p.bytes, Relaxed);
+        self.retry = Duration::from_secs(1);
+        self.in_sync = true;
+        metrics.push_ok.store(true, Relaxed);
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        metrics.last_push_unix.store(now, Relaxed);
+        if self.reported.push_failed {
+            tracing::info!("speakerd accepts the desired state again");
+            self.reported.push_failed = false;
+        }
+        self.pushed_events(view, assigned);
+        self.status_due = true;
+    }
+
+    /// nodeAssigned for Service IPs this node announces now and did not before.
+    fn pushed_events(&mut self, view: &Reflectors, assigned: Vec<ServiceAnnouncement>) {
+        for s in assigned {
+            if let Some(r) = view.stores.service_ref(&s.namespace, &s.name) {
+                let note = format!(
+                    "announcing {} from node {:?} with protocol {:?}",
+                    s.ip,
+                    self.events.node,
+                    s.protocol.as_str()
                 );
+                self.events.publish(EventType::Normal, "nodeAssigned", note, "Announce", &r);
+            }
+            self.reported.assigned.insert(s);
+        }
+    }
+
+    fn push_failed(&mut self, view: &Reflectors, status: tonic::Status) {
+        let metrics = &self.metrics;
+        metrics.push_errors.fetch_add(1, Relaxed);
+        metrics.update_errors.fetch_add(1, Relaxed);
+        metrics.push_ok.store(false, Relaxed);
+        self.in_sync = false;
+        if !self.reported.push_failed {
+            tracing::error!(code = ?status.code(), error = %status.message(), "speakerd refused or is unreachable; retrying");
+            for s in self.state.iter().flat_map(|s| s.services.iter()) {
+                if let Some(r) = view.stores.service_ref(&s.namespace, &s.name) {
+                    let note =
+                        format!("node {:?} cannot announce {}: speakerd: {}", self.events.node, s.ip, status.message());
+                    self.events.publish(EventType::Warning, "announceFailed", note, "Announce", &r);
+                }
+            }
+            self.reported.push_failed = true;
+        }
+        self.retry = (self.retry * 2).min(Duration::from_secs(30));
+    }
+
+    /// When the status objects may be synced next, if they are due: they are computed over every
+    /// Service, so under churn they follow at most every [`STATUS_EVERY`], never on the data path.
+    pub fn status_at(&self) -> Option<tokio::time::Instant> {
+        if !self.status_due || !self.in_sync {
+            return None;
+        }
+        Some(self.last_status.map_or_else(tokio::time::Instant::now, |t| t + STATUS_EVERY))
+    }
+
+    /// Reads speakerd's Layer 2 state and hands the status objects wanted now to their writer.
+    async fn sync_status(&mut self, view: &Reflectors) {
+        let Some(state) = &self.state else { return };
+        self.last_status = Some(tokio::time::Instant::now());
+        let settings = &self.settings;
+        let l2 = match self
+            .speakerd
+            .list_l2_announcements(pb::ListL2AnnouncementsRequest { owner: crate::OWNER.into() })
+            .await
+        {
+            Ok(r) => r.into_inner().announcements,
+            Err(e) => {
+                // Not "no Layer 2 announcements": that would delete every ServiceL2Status and
+                // drop the announced series. Keep both as they are and look again next round.
+                tracing::debug!(error = %e, "Layer 2 state not read from speakerd; status sync postponed");
+                return;
+            }
+        };
+        self.status_due = false;
+        let d = state.desired();
+        // As MetalLB's `announceFailed`: this node owns a Layer 2 IP it cannot answer for.
+        let failed: BTreeSet<(std::net::IpAddr, String)> = l2
+            .iter()
+            .filter(|a| a.owner_node == settings.options.node && !a.error.is_empty())
+            .filter_map(|a| Some((a.ip.parse().ok()?, a.error.clone())))
+            .collect();
+        for (ip, error) in failed.difference(&self.reported.l2_failed) {
+            tracing::warn!(%ip, %error, "this node owns a Layer 2 IP it cannot answer for");
+            for s in d.services.iter().filter(|s| s.ip == *ip && s.protocol == translate::Protocol::Layer2) {
+                if let Some(r) = view.stores.service_ref(&s.namespace, &s.name) {
+                    let note = format!(
+                        "node {:?} cannot answer for {ip} with protocol \"layer2\": {error}",
+                        settings.options.node
+                    );
+                    self.events.publish(EventType::Warning, "announceFailed", note, "Announce", &r);
+                }
             }
         }
+        self.reported.l2_failed = failed;
+        let want = crate::status::wanted(&settings.options.node, &d, &l2);
+        self.status.set(want);
+        let announced = crate::status::announced(&settings.options.node, &d, &l2);
+        *self.metrics.announced.lock().unwrap_or_else(|e| e.into_inner()) = announced;
     }
 }
 

@@ -2,7 +2,7 @@
 //! that matters and tell the reconcile loop when something changed. A watch that fails keeps its
 //! store's last content and retries with backoff.
 use super::Settings;
-use crate::cluster::{Cluster, NodeInfo, Slice, Svc};
+use crate::cluster::{Index, Key, NodeInfo, Slice, Svc};
 use crate::config::{self, ConfigInput, Obj};
 use crate::metrics::Metrics;
 use futures::StreamExt;
@@ -12,9 +12,9 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::reflector::{self, store::Writer, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -36,6 +36,8 @@ impl Reflectors {
             changed: Notify::new(),
             metrics: metrics.clone(),
             synced: (0..STREAMS).map(|_| AtomicBool::new(false)).collect(),
+            index: Mutex::new(Index::default()),
+            dirty: Mutex::new(Dirty::default()),
         });
         let stores = starts(settings, client, &hub, &mut tasks);
         // A watch that resumes from its resourceVersion after an outage yields no event until something
@@ -63,18 +65,53 @@ impl Reflectors {
     pub async fn changed(&self) {
         self.hub.changed.notified().await
     }
+
+    /// Whether the next pass is a whole one (configuration objects, Nodes or a relist changed).
+    pub fn whole_pending(&self) -> bool {
+        let d = self.hub.dirty.lock().unwrap_or_else(|e| e.into_inner());
+        d.config || d.all
+    }
+
+    /// What changed since the last call.
+    pub fn take_dirty(&self) -> Dirty {
+        std::mem::take(&mut self.hub.dirty.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The reduced Services, EndpointSlices and Nodes, locked: hold it briefly, the watches wait.
+    pub fn index(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.hub.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
-/// Signals from the watch tasks to the reconcile loop.
+/// Signals from the watch tasks to the reconcile loop, and the reduced Services, EndpointSlices and
+/// Nodes they keep.
 struct Hub {
     changed: Notify,
     metrics: Arc<Metrics>,
     synced: Vec<AtomicBool>,
+    index: Mutex<Index>,
+    dirty: Mutex<Dirty>,
+}
+
+/// What changed since the reconcile loop last looked.
+#[derive(Debug, Default)]
+pub struct Dirty {
+    /// The configuration objects (MetalLB's, the ConfigMaps, the Secrets).
+    pub config: bool,
+    /// Something every Service depends on: a Node, or a relist of Services or EndpointSlices.
+    pub all: bool,
+    /// Services whose own object or EndpointSlices changed.
+    pub services: BTreeSet<Key>,
 }
 
 impl Hub {
     fn all_synced(&self) -> bool {
         self.synced.iter().all(|s| s.load(Relaxed))
+    }
+
+    fn mark(&self, f: impl FnOnce(&mut Dirty)) {
+        f(&mut self.dirty.lock().unwrap_or_else(|e| e.into_inner()));
+        self.changed.notify_one();
     }
 }
 
@@ -122,8 +159,8 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
     }
 }
 
-/// Starts a reflector for one resource; its store is filled by a task (in `tasks`) that also tells
-/// the hub.
+/// Starts a reflector for one resource (a configuration object); its store is filled by a task (in
+/// `tasks`) that also tells the hub.
 fn reflect<K>(
     api: Api<K>,
     cfg: watcher::Config,
@@ -139,60 +176,136 @@ where
 {
     let writer = Writer::new(dyntype);
     let store = writer.as_reader();
-    // kube's default backoff grows to 30 s; after an outage that would delay reconciling by up to 30 s.
-    // 0.5 s doubling to 5 s (with jitter) costs an idle API server one request per 5 s per watch.
-    let backoff = kube::runtime::utils::ResetTimerBackoff::new(WatchBackoff::default(), Duration::from_secs(60));
-    let stream = reflector::reflector(writer, watcher(api, cfg).backoff(backoff));
-    tasks.spawn(async move {
-        futures::pin_mut!(stream);
-        let mut failing = false;
-        while let Some(ev) = stream.next().await {
-            let m = &hub.metrics;
-            match ev {
-                Ok(e) => {
-                    m.api_up.store(true, Relaxed);
-                    if failing {
-                        tracing::info!(resource = what, "watch working again");
-                        failing = false;
-                    }
-                    match e {
-                        watcher::Event::Init | watcher::Event::InitApply(_) => {}
-                        watcher::Event::InitDone => {
-                            hub.synced[idx].store(true, Relaxed);
-                            hub.changed.notify_one();
-                        }
-                        watcher::Event::Apply(_) | watcher::Event::Delete(_) => {
-                            m.updates.fetch_add(1, Relaxed);
-                            hub.changed.notify_one();
-                        }
-                    }
+    let stream = reflector::reflector(writer, watcher(api, cfg).backoff(backoff()));
+    let h = hub.clone();
+    tasks.spawn(watch(stream, what, hub, idx, move |e| match e {
+        watcher::Event::Init | watcher::Event::InitApply(_) => {}
+        watcher::Event::InitDone | watcher::Event::Apply(_) | watcher::Event::Delete(_) => h.mark(|d| d.config = true),
+    }));
+    store
+}
+
+/// How one kind of object goes into the index: `reduce` keeps what the translation reads, `put`
+/// stores it and says which Services changed, `remove` forgets it, `relist` replaces them all.
+struct Reducer<K, T> {
+    reduce: fn(&K) -> T,
+    put: fn(&mut Index, T) -> Touched,
+    remove: fn(&mut Index, &K) -> Touched,
+    relist: fn(&mut Index, Vec<T>),
+}
+
+/// Starts a watch of Services, EndpointSlices or Nodes that keeps them reduced in the hub's index
+/// (`put` stores an object and says which Services changed, `relist` replaces them all).
+fn index<K, T>(
+    api: Api<K>,
+    cfg: watcher::Config,
+    what: &'static str,
+    hub: Arc<Hub>,
+    idx: usize,
+    tasks: &mut JoinSet<()>,
+    r: Reducer<K, T>,
+) where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    T: Send + 'static,
+{
+    let stream = watcher(api, cfg).backoff(backoff());
+    let h = hub.clone();
+    let mut listed: Vec<T> = Vec::new();
+    tasks.spawn(watch(stream, what, hub, idx, move |e| {
+        let touched = match e {
+            watcher::Event::Init => {
+                listed.clear();
+                return;
+            }
+            watcher::Event::InitApply(o) => {
+                listed.push((r.reduce)(&o));
+                return;
+            }
+            watcher::Event::InitDone => {
+                (r.relist)(&mut h.index.lock().unwrap_or_else(|e| e.into_inner()), std::mem::take(&mut listed));
+                Touched::All
+            }
+            watcher::Event::Apply(o) => (r.put)(&mut h.index.lock().unwrap_or_else(|e| e.into_inner()), (r.reduce)(&o)),
+            watcher::Event::Delete(o) => (r.remove)(&mut h.index.lock().unwrap_or_else(|e| e.into_inner()), &o),
+        };
+        match touched {
+            Touched::None => {}
+            Touched::All => h.mark(|d| d.all = true),
+            Touched::Services(keys) => h.mark(|d| d.services.extend(keys)),
+        }
+    }));
+}
+
+/// Which Services a change of one object reaches.
+enum Touched {
+    None,
+    All,
+    Services(Vec<Key>),
+}
+
+/// kube's default backoff grows to 30 s; after an outage that would delay reconciling by up to 30 s.
+/// 0.5 s doubling to 5 s (with jitter) costs an idle API server one request per 5 s per watch.
+fn backoff() -> impl kube::runtime::utils::Backoff {
+    kube::runtime::utils::ResetTimerBackoff::new(WatchBackoff::default(), Duration::from_secs(60))
+}
+
+/// The task of one watch: hands each event to `seen`, marks the resource synced after its first
+/// list, counts updates and errors, and keeps going through failures (a resource the API server does
+/// not serve counts as empty).
+async fn watch<K, S>(
+    stream: S,
+    what: &'static str,
+    hub: Arc<Hub>,
+    idx: usize,
+    mut seen: impl FnMut(watcher::Event<K>) + Send,
+) where
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
+{
+    futures::pin_mut!(stream);
+    let mut failing = false;
+    while let Some(ev) = stream.next().await {
+        let m = &hub.metrics;
+        match ev {
+            Ok(e) => {
+                m.api_up.store(true, Relaxed);
+                if failing {
+                    tracing::info!(resource = what, "watch working again");
+                    failing = false;
                 }
-                Err(e) => {
-                    m.api_errors.fetch_add(1, Relaxed);
-                    // A resource the API server does not have (a MetalLB CRD not installed, when only
-                    // the legacy ConfigMap is used) counts as empty; the watcher keeps retrying.
-                    let not_found =
-                        matches!(&e, watcher::Error::InitialListFailed(kube::Error::Api(s)) if s.code == 404);
-                    if not_found {
-                        if !hub.synced[idx].swap(true, Relaxed) {
-                            tracing::info!(resource = what, "not served by the API server; treated as empty");
-                            hub.changed.notify_one();
-                        }
-                        m.api_up.store(true, Relaxed);
-                        continue;
+                let done = matches!(e, watcher::Event::InitDone);
+                if matches!(e, watcher::Event::Apply(_) | watcher::Event::Delete(_)) {
+                    m.updates.fetch_add(1, Relaxed);
+                }
+                seen(e);
+                if done {
+                    // Synced once its content is in place, then the loop is told (again).
+                    hub.synced[idx].store(true, Relaxed);
+                    hub.changed.notify_one();
+                }
+            }
+            Err(e) => {
+                m.api_errors.fetch_add(1, Relaxed);
+                // A resource the API server does not have (a MetalLB CRD not installed, when only
+                // the legacy ConfigMap is used) counts as empty; the watcher keeps retrying.
+                let not_found = matches!(&e, watcher::Error::InitialListFailed(kube::Error::Api(s)) if s.code == 404);
+                if not_found {
+                    if !hub.synced[idx].swap(true, Relaxed) {
+                        tracing::info!(resource = what, "not served by the API server; treated as empty");
+                        hub.mark(|d| d.all = true);
                     }
-                    m.api_up.store(false, Relaxed);
-                    if !failing {
-                        tracing::warn!(resource = what, error = %e, "watch failed; keeping the last known state and retrying with backoff");
-                        failing = true;
-                    } else {
-                        tracing::debug!(resource = what, error = %e, "watch still failing");
-                    }
+                    m.api_up.store(true, Relaxed);
+                    continue;
+                }
+                m.api_up.store(false, Relaxed);
+                if !failing {
+                    tracing::warn!(resource = what, error = %e, "watch failed; keeping the last known state and retrying with backoff");
+                    failing = true;
+                } else {
+                    tracing::debug!(resource = what, error = %e, "watch still failing");
                 }
             }
         }
-    });
-    store
+    }
 }
 
 fn labels_of(m: &kube::api::ObjectMeta) -> BTreeMap<String, String> {
@@ -218,9 +331,7 @@ fn objs<T: serde::de::DeserializeOwned>(store: &Store<DynamicObject>) -> Vec<Obj
 }
 
 pub(super) struct Stores {
-    services: Store<Service>,
-    slices: Store<EndpointSlice>,
-    nodes: Store<Node>,
+    hub: Arc<Hub>,
     configmaps: Store<ConfigMap>,
     secrets: Store<Secret>,
     pools: Store<DynamicObject>,
@@ -265,12 +376,14 @@ impl Stores {
             });
         // Issue 18: a configuration taking the pool from a Service's IP is refused (as MetalLB).
         let service_ips = self
+            .hub
+            .index
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
             .services
-            .state()
-            .iter()
-            .map(|s| Svc::from(s.as_ref()))
+            .values()
             .filter(|s| s.load_balancer)
-            .flat_map(|s| s.ips.iter().map(|ip| (s.namespace.clone(), s.name.clone(), *ip)).collect::<Vec<_>>())
+            .flat_map(|s| s.ips.iter().map(|ip| (s.namespace.clone(), s.name.clone(), *ip)))
             .collect();
         let memberlist_secret = Some((
             s.namespace.clone(),
@@ -295,17 +408,63 @@ impl Stores {
         }
     }
 
-    pub(super) fn cluster(&self) -> Cluster {
-        Cluster {
-            services: self.services.state().iter().map(|s| Svc::from(s.as_ref())).collect(),
-            slices: self.slices.state().iter().map(|s| Slice::from(s.as_ref())).collect(),
-            nodes: self.nodes.state().iter().map(|n| NodeInfo::from(n.as_ref())).collect(),
-        }
-    }
-
-    /// The Service's reference for Events: a keyed lookup in the store, not a scan of every Service.
+    /// The Service's reference for Events: a keyed lookup, not a scan of every Service.
     pub(super) fn service_ref(&self, ns: &str, name: &str) -> Option<ObjectReference> {
-        self.services.get(&reflector::ObjectRef::new(name).within(ns)).map(|s| s.object_ref(&()))
+        let index = self.hub.index.lock().unwrap_or_else(|e| e.into_inner());
+        let uid = index.uids.get(&(ns.to_string(), name.to_string()))?;
+        Some(ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Service".into()),
+            namespace: Some(ns.into()),
+            name: Some(name.into()),
+            uid: Some(uid.clone()).filter(|u| !u.is_empty()),
+            ..Default::default()
+        })
+    }
+}
+
+fn put_service(index: &mut Index, s: (Svc, String)) -> Touched {
+    let key = (s.0.namespace.clone(), s.0.name.clone());
+    if index.put_service(s.0, s.1) {
+        Touched::Services(vec![key])
+    } else {
+        Touched::None
+    }
+}
+
+fn remove_service(index: &mut Index, s: &Service) -> Touched {
+    let key = (s.namespace().unwrap_or_default(), s.name_any());
+    if index.remove_service(&key) {
+        Touched::Services(vec![key])
+    } else {
+        Touched::None
+    }
+}
+
+fn put_slice(index: &mut Index, s: (String, Slice)) -> Touched {
+    Touched::Services(index.put_slice(s.0, s.1))
+}
+
+fn remove_slice(index: &mut Index, s: &EndpointSlice) -> Touched {
+    match index.remove_slice(&(s.namespace().unwrap_or_default(), s.name_any())) {
+        Some(owner) => Touched::Services(vec![owner]),
+        None => Touched::None,
+    }
+}
+
+fn put_node(index: &mut Index, n: NodeInfo) -> Touched {
+    if index.put_node(n) {
+        Touched::All
+    } else {
+        Touched::None
+    }
+}
+
+fn remove_node(index: &mut Index, n: &Node) -> Touched {
+    if index.remove_node(&n.name_any()) {
+        Touched::All
+    } else {
+        Touched::None
     }
 }
 
@@ -313,19 +472,45 @@ fn starts(settings: &Settings, client: &Client, hub: &Arc<Hub>, tasks: &mut Join
     let ns = settings.namespace.as_str();
     let h = |i| (hub.clone(), i);
     let (hb, i) = h(0);
-    let services = reflect(Api::<Service>::all(client.clone()), watch_config(), (), "services", hb, i, tasks);
+    index(
+        Api::<Service>::all(client.clone()),
+        watch_config(),
+        "services",
+        hb,
+        i,
+        tasks,
+        Reducer {
+            reduce: |s: &Service| (Svc::from(s), s.metadata.uid.clone().unwrap_or_default()),
+            put: put_service,
+            remove: remove_service,
+            relist: Index::set_services,
+        },
+    );
     let (hb, i) = h(1);
-    let slices = reflect(
+    index(
         Api::<EndpointSlice>::all(client.clone()),
         watch_config().labels("kubernetes.io/service-name"),
-        (),
         "endpointslices",
         hb,
         i,
         tasks,
+        Reducer {
+            reduce: |s: &EndpointSlice| (s.name_any(), Slice::from(s)),
+            put: put_slice,
+            remove: remove_slice,
+            relist: Index::set_slices,
+        },
     );
     let (hb, i) = h(2);
-    let nodes = reflect(Api::<Node>::all(client.clone()), watch_config(), (), "nodes", hb, i, tasks);
+    index(
+        Api::<Node>::all(client.clone()),
+        watch_config(),
+        "nodes",
+        hb,
+        i,
+        tasks,
+        Reducer { reduce: |n: &Node| NodeInfo::from(n), put: put_node, remove: remove_node, relist: Index::set_nodes },
+    );
     let (hb, i) = h(3);
     // Every ConfigMap of the namespace (issue 18): the legacy `config` one and `metallb-excludel2`
     // (a field selector cannot name two); the namespace holds few.
@@ -345,9 +530,7 @@ fn starts(settings: &Settings, client: &Client, hub: &Arc<Hub>, tasks: &mut Join
         )
     };
     Stores {
-        services,
-        slices,
-        nodes,
+        hub: hub.clone(),
         configmaps,
         secrets,
         pools: dynamic(metallb("v1beta1", "IPAddressPool", "ipaddresspools"), "ipaddresspools", 5),
