@@ -234,6 +234,20 @@ fn held(fake: &FakeSpeakerd) -> (Vec<String>, Vec<String>, Vec<String>) {
     (h.peers.clone(), h.bgp.keys().cloned().collect(), h.l2.keys().cloned().collect())
 }
 
+/// Waits until speakerd got the call `name` (made by another task); returns every call until then.
+async fn wait_call(fake: &FakeSpeakerd, name: &str) -> Vec<&'static str> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    loop {
+        seen.extend(calls(fake));
+        if seen.contains(&name) {
+            return seen;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {name}; calls: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn calls(fake: &FakeSpeakerd) -> Vec<&'static str> {
     std::mem::take(&mut fake.0.lock().unwrap().calls)
 }
@@ -313,13 +327,15 @@ async fn reconcile_once_pushes_the_desired_state() {
                     l2.iter().map(|s| s.to_string()).collect(),
                 );
                 assert_eq!(held(&fake), want, "{}", case.name);
-                // The first push is whole, then the status objects are synced from speakerd's Layer 2 state.
+                // The first push is whole, then the status task syncs the status objects from
+                // speakerd's Layer 2 state.
                 assert_eq!(
                     calls(&fake),
-                    ["SetAnnouncements", "SetPeers", "SetL2Announcements", "SetMembershipSeeds", "ListL2Announcements"],
+                    ["SetAnnouncements", "SetPeers", "SetL2Announcements", "SetMembershipSeeds"],
                     "{}",
                     case.name
                 );
+                assert_eq!(wait_call(&fake, "ListL2Announcements").await, ["ListL2Announcements"], "{}", case.name);
                 assert_eq!(reconciler.pushed().map(|d| d.bgp.len()), Some(bgp.len()), "{}", case.name);
                 // Nothing changed: a second pass calls nothing; a forced one pushes everything again.
                 reconciler.reconcile_once(&reflectors, false).await;
@@ -332,13 +348,13 @@ async fn reconcile_once_pushes_the_desired_state() {
                     case.name
                 );
                 assert_eq!(held(&fake), want, "{}: forced", case.name);
-                // The status objects follow, at most every STATUS_EVERY: due now, synced by the pass
-                // that runs when it has passed.
+                // The status objects follow, at most every STATUS_EVERY: due now, handed to the status
+                // task by the pass that runs when it has passed.
                 let due = reconciler.status_at().expect("status sync due after a push");
                 tokio::time::sleep_until(due).await;
                 reconciler.reconcile_once(&reflectors, false).await;
-                assert_eq!(calls(&fake), ["ListL2Announcements"], "{}: status", case.name);
                 assert_eq!(reconciler.status_at(), None, "{}", case.name);
+                assert_eq!(wait_call(&fake, "ListL2Announcements").await, ["ListL2Announcements"], "{}", case.name);
             }
         }
         let _ = std::fs::remove_file(&socket);
@@ -373,7 +389,7 @@ async fn reconcile_once_sends_only_the_change() {
     wait_until("the reflectors' initial lists", || reflectors.all_synced()).await;
     reconciler.reconcile_once(&reflectors, false).await;
     assert_eq!(held(&fake).1, ["192.0.2.10/32", "192.0.2.20/32"]);
-    calls(&fake);
+    wait_call(&fake, "ListL2Announcements").await;
     let full_bytes = metrics.push_bytes.load(std::sync::atomic::Ordering::Relaxed);
 
     server.delete("v1", "Service", Some("default"), "db").unwrap();
@@ -384,14 +400,13 @@ async fn reconcile_once_sends_only_the_change() {
         reconciler.reconcile_once(&reflectors, false).await;
     }
     assert_eq!(held(&fake).1, ["192.0.2.10/32"]);
-    let mut seen = calls(&fake);
-    if !seen.contains(&"ListL2Announcements") {
-        // Within STATUS_EVERY of the last status sync: the status follows in a later pass.
-        tokio::time::sleep_until(reconciler.status_at().expect("status sync due")).await;
+    assert_eq!(calls(&fake), ["Withdraw"]);
+    // Within STATUS_EVERY of the last status sync, the status follows in a later pass.
+    if let Some(due) = reconciler.status_at() {
+        tokio::time::sleep_until(due).await;
         reconciler.reconcile_once(&reflectors, false).await;
-        seen.extend(calls(&fake));
     }
-    assert_eq!(seen, ["Withdraw", "ListL2Announcements"]);
+    assert_eq!(wait_call(&fake, "ListL2Announcements").await, ["ListL2Announcements"]);
     assert_eq!(metrics.pushes_incremental.load(std::sync::atomic::Ordering::Relaxed), 1);
     // The change cost the Withdraw request alone, counted exactly.
     let withdraw = WithdrawRequest { owner: k8s_bridge::OWNER.into(), prefixes: vec!["192.0.2.20/32".into()] };

@@ -2,7 +2,7 @@
 //! state (translate) → pushed to speakerd → Events, status objects and the ConfigurationState. The
 //! [`Reconciler`] keeps what passes share: the last good configuration, the last state pushed, what
 //! was already reported, and the writer tasks of Events and status objects.
-use super::reflect::Reflectors;
+use super::reflect::{Reflectors, ServiceRefs};
 use super::Settings;
 use crate::apply::{self, Pushed};
 use crate::config::{self, ObjRef, Problem, Severity};
@@ -21,6 +21,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tonic::transport::Channel;
 
@@ -34,11 +35,10 @@ struct Reported {
     unannounceable: BTreeSet<Unannounceable>,
     assigned: BTreeSet<ServiceAnnouncement>,
     push_failed: bool,
-    /// Layer 2 IPs this node owns but cannot answer for, with speakerd's reason.
-    l2_failed: BTreeSet<(std::net::IpAddr, String)>,
 }
 
 /// Events go to the [`EventQueue`]: queuing never waits on the API server.
+#[derive(Clone)]
 struct Events {
     queue: Arc<EventQueue>,
     node: String,
@@ -79,7 +79,6 @@ pub struct Reconciler {
     settings: Settings,
     metrics: Arc<Metrics>,
     events: Events,
-    status: Arc<StatusQueue>,
     config_state: config_state::Reporter,
     speakerd: SpeakerClient<Channel>,
     /// The last valid configuration: an invalid one never replaces it.
@@ -89,8 +88,9 @@ pub struct Reconciler {
     state: Option<State>,
     /// speakerd holds `state` (false before the first push and after a failed one).
     in_sync: bool,
-    /// When the status objects were last synced.
+    /// When the status task was last handed a snapshot.
     last_status: Option<tokio::time::Instant>,
+    status_tx: watch::Sender<Option<Arc<Snapshot>>>,
     /// The wait before pushing again after a failure.
     retry: Duration,
     /// The status objects need a sync even if the desired state did not change.
@@ -117,6 +117,15 @@ impl Reconciler {
             StatusApi::new(client.clone(), &settings.namespace, &settings.options.node, settings.pod.clone()),
             settings.status_writes,
         ));
+        let (status_tx, status_rx) = watch::channel(None);
+        tasks.spawn(sync_status(
+            status_rx,
+            SpeakerClient::new(speakerd.clone()),
+            settings.options.node.clone(),
+            events.clone(),
+            status.clone(),
+            metrics.clone(),
+        ));
         // Its writer task ends when the Reporter is dropped.
         let config_state = config_state::Reporter::spawn(
             client.clone(),
@@ -128,7 +137,6 @@ impl Reconciler {
             settings,
             metrics,
             events,
-            status,
             config_state,
             speakerd: SpeakerClient::new(speakerd),
             good: None,
@@ -136,6 +144,7 @@ impl Reconciler {
             state: None,
             in_sync: false,
             last_status: None,
+            status_tx,
             retry: Duration::from_secs(1),
             status_due: false,
             _tasks: tasks,
@@ -199,15 +208,20 @@ impl Reconciler {
             self.push_delta(view, delta).await;
         }
         let translated = pass_started.elapsed();
-        if self.status_due && self.status_at().is_some_and(|t| t <= tokio::time::Instant::now()) {
-            self.sync_status(view).await;
-            tracing::debug!(
-                config_ms = configured.as_millis() as u64,
-                total_ms = translated.as_millis() as u64,
-                whole,
-                "reconcile pass with status sync"
-            );
+        if self.status_at().is_some_and(|t| t <= tokio::time::Instant::now()) {
+            if let Some(state) = &self.state {
+                self.last_status = Some(tokio::time::Instant::now());
+                self.status_due = false;
+                let snap = Snapshot { desired: state.desired(), refs: view.stores.refs() };
+                self.status_tx.send_replace(Some(Arc::new(snap)));
+            }
         }
+        tracing::trace!(
+            config_ms = configured.as_millis() as u64,
+            total_ms = translated.as_millis() as u64,
+            whole,
+            "reconcile pass"
+        );
     }
 
     /// The configuration from the reflectors' objects: reports its problems, keeps the last good one
@@ -409,50 +423,63 @@ impl Reconciler {
         }
         Some(self.last_status.map_or_else(tokio::time::Instant::now, |t| t + STATUS_EVERY))
     }
+}
 
-    /// Reads speakerd's Layer 2 state and hands the status objects wanted now to their writer.
-    async fn sync_status(&mut self, view: &Reflectors) {
-        let Some(state) = &self.state else { return };
-        self.last_status = Some(tokio::time::Instant::now());
-        let settings = &self.settings;
-        let l2 = match self
-            .speakerd
-            .list_l2_announcements(pb::ListL2AnnouncementsRequest { owner: crate::OWNER.into() })
-            .await
-        {
-            Ok(r) => r.into_inner().announcements,
-            Err(e) => {
-                // Not "no Layer 2 announcements": that would delete every ServiceL2Status and
-                // drop the announced series. Keep both as they are and look again next round.
-                tracing::debug!(error = %e, "Layer 2 state not read from speakerd; status sync postponed");
-                return;
+/// What the status task needs of one pass: the desired state and the Services' references.
+struct Snapshot {
+    desired: Desired,
+    refs: ServiceRefs,
+}
+
+/// The status task: for the latest snapshot, reads speakerd's Layer 2 state and hands the status
+/// objects wanted now to their writer, publishes `announceFailed` for Layer 2 IPs this node owns but
+/// cannot answer for, and sets the announced series. It works over every Service, so it runs beside
+/// the reconcile loop, never in its way; a newer snapshot replaces one it has not started.
+async fn sync_status(
+    mut rx: watch::Receiver<Option<Arc<Snapshot>>>,
+    mut speakerd: SpeakerClient<Channel>,
+    node: String,
+    events: Events,
+    status: Arc<StatusQueue>,
+    metrics: Arc<Metrics>,
+) {
+    let mut l2_failed: BTreeSet<(std::net::IpAddr, String)> = BTreeSet::new();
+    while rx.changed().await.is_ok() {
+        let Some(snap) = rx.borrow_and_update().clone() else { continue };
+        let l2 = loop {
+            match speakerd.list_l2_announcements(pb::ListL2AnnouncementsRequest { owner: crate::OWNER.into() }).await {
+                Ok(r) => break Some(r.into_inner().announcements),
+                Err(e) => {
+                    // Not "no Layer 2 announcements": that would delete every ServiceL2Status and
+                    // drop the announced series. Keep both as they are and look again.
+                    tracing::debug!(error = %e, "Layer 2 state not read from speakerd; status sync postponed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if rx.has_changed().unwrap_or(true) {
+                        break None;
+                    }
+                }
             }
         };
-        self.status_due = false;
-        let d = state.desired();
+        let Some(l2) = l2 else { continue };
+        let d = &snap.desired;
         // As MetalLB's `announceFailed`: this node owns a Layer 2 IP it cannot answer for.
         let failed: BTreeSet<(std::net::IpAddr, String)> = l2
             .iter()
-            .filter(|a| a.owner_node == settings.options.node && !a.error.is_empty())
+            .filter(|a| a.owner_node == node && !a.error.is_empty())
             .filter_map(|a| Some((a.ip.parse().ok()?, a.error.clone())))
             .collect();
-        for (ip, error) in failed.difference(&self.reported.l2_failed) {
+        for (ip, error) in failed.difference(&l2_failed) {
             tracing::warn!(%ip, %error, "this node owns a Layer 2 IP it cannot answer for");
             for s in d.services.iter().filter(|s| s.ip == *ip && s.protocol == translate::Protocol::Layer2) {
-                if let Some(r) = view.stores.service_ref(&s.namespace, &s.name) {
-                    let note = format!(
-                        "node {:?} cannot answer for {ip} with protocol \"layer2\": {error}",
-                        settings.options.node
-                    );
-                    self.events.publish(EventType::Warning, "announceFailed", note, "Announce", &r);
+                if let Some(r) = snap.refs.get(&s.namespace, &s.name) {
+                    let note = format!("node {node:?} cannot answer for {ip} with protocol \"layer2\": {error}");
+                    events.publish(EventType::Warning, "announceFailed", note, "Announce", &r);
                 }
             }
         }
-        self.reported.l2_failed = failed;
-        let want = crate::status::wanted(&settings.options.node, &d, &l2);
-        self.status.set(want);
-        let announced = crate::status::announced(&settings.options.node, &d, &l2);
-        *self.metrics.announced.lock().unwrap_or_else(|e| e.into_inner()) = announced;
+        l2_failed = failed;
+        status.set(crate::status::wanted(&node, d, &l2));
+        *metrics.announced.lock().unwrap_or_else(|e| e.into_inner()) = crate::status::announced(&node, d, &l2);
     }
 }
 

@@ -410,7 +410,22 @@ impl Stores {
 
     /// The Service's reference for Events: a keyed lookup, not a scan of every Service.
     pub(super) fn service_ref(&self, ns: &str, name: &str) -> Option<ObjectReference> {
-        let index = self.hub.index.lock().unwrap_or_else(|e| e.into_inner());
+        self.refs().get(ns, name)
+    }
+
+    /// A handle on the Services' references that other tasks can keep.
+    pub(super) fn refs(&self) -> ServiceRefs {
+        ServiceRefs(self.hub.clone())
+    }
+}
+
+/// Looks up the reference of a Service for its Events.
+#[derive(Clone)]
+pub(super) struct ServiceRefs(Arc<Hub>);
+
+impl ServiceRefs {
+    pub(super) fn get(&self, ns: &str, name: &str) -> Option<ObjectReference> {
+        let index = self.0.index.lock().unwrap_or_else(|e| e.into_inner());
         let uid = index.uids.get(&(ns.to_string(), name.to_string()))?;
         Some(ObjectReference {
             api_version: Some("v1".into()),
