@@ -24,6 +24,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 use workloads::*;
 
+/// How often the receivers are polled while a figure is timed; BIRD as a sender is woken as often
+/// ("BIRD (awake)"), so that neither side's clock is coarser than the other's.
+pub const POLL: Duration = Duration::from_micros(500);
+
 pub const SND_ASN: u32 = 65001;
 pub const RCV_ASN: u32 = 65002;
 pub const SND_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -256,7 +260,7 @@ pub fn wait_converged(
             let counts: Vec<u64> = rcv.iter_mut().map(|r| r.ctl.imported(proto).unwrap_or(0)).collect();
             return Err(format!("receivers hold {counts:?}, want {n}, after {timeout:?}"));
         }
-        std::thread::sleep(Duration::from_micros(500));
+        std::thread::sleep(POLL);
     }
 }
 
@@ -278,7 +282,7 @@ pub fn wait_count(rcv: &mut [Receiver], proto: &str, n: u64, timeout: Duration) 
             let counts: Vec<u64> = rcv.iter_mut().map(|r| r.ctl.imported(proto).unwrap_or(0)).collect();
             return Err(format!("receivers hold {counts:?}, want {n}, after {timeout:?}"));
         }
-        std::thread::sleep(Duration::from_micros(500));
+        std::thread::sleep(POLL);
     }
 }
 

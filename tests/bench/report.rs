@@ -1044,8 +1044,9 @@ of the announcement path".
   speakerd run `conv_repeat` times per row, alternately; the median is shown with the fastest and
   slowest run beside it.
 * **BIRD as a sender** has its routes as static blackhole routes and its sessions `disabled` until they
-  are loaded; "default" leaves it alone, "awake" asks `show status` on its control socket every 50 ms,
-  which keeps its main loop from sleeping after the session comes up.
+  are loaded; "default" leaves it alone, "awake" asks `show status` on its control socket every
+  0.5 ms, the receivers' poll rate (every 50 ms before issue 21), which keeps its main loop from
+  sleeping after the session comes up.
 * **gobgpd** gets its paths over its gRPC API (`AddPathStream`, 1000 paths per message) before its
   peers are added; `gobgp mrt inject` is not used (it loses prefixes).
 * **Latency** clients: speakerd's `Announce`/`Withdraw` over its Unix socket on a kept connection, and

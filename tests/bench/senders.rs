@@ -377,7 +377,8 @@ impl BirdSender {
         }
     }
 
-    /// Keeps BIRD's main loop awake: `show status` on its control socket every 50 ms.
+    /// Keeps BIRD's main loop awake: `show status` on its control socket at the receivers' poll rate
+    /// ([`crate::POLL`]).
     pub fn keep_awake(&mut self) {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
@@ -388,7 +389,7 @@ impl BirdSender {
                 if c.cmd("show status").is_err() {
                     return;
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(crate::POLL);
             }
         });
         self.awake = Some((stop, t));
