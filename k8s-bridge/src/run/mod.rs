@@ -67,11 +67,12 @@ pub const WATCHED: [(&str, &str, bool); reflect::STREAMS] = [
 pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> Result<(), crate::error::Error> {
     let reflectors = Reflectors::start(&settings, &client, metrics.clone());
     let channel = apply::unix_channel(settings.socket.clone());
-    // A (re)connection to speakerd means a possibly new process: push everything again.
-    let reconnected = Arc::new(Notify::new());
+    // A (re)connection to speakerd means a possibly new process: push everything again, unless a whole
+    // push already went over that connection.
+    let (reconnected_tx, mut reconnected) = tokio::sync::watch::channel(None::<tokio::time::Instant>);
     let owners_changed = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
-    tasks.spawn(watch_speakerd(SpeakerClient::new(channel.clone()), reconnected.clone(), owners_changed.clone()));
+    tasks.spawn(watch_speakerd(SpeakerClient::new(channel.clone()), reconnected_tx, owners_changed.clone()));
     let mut reconciler = Reconciler::new(&client, settings.clone(), metrics.clone(), channel);
 
     let mut next_resync = tokio::time::Instant::now() + settings.resync;
@@ -89,7 +90,10 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> R
                     tokio::time::sleep(settings.debounce).await;
                 }
             }
-            _ = reconnected.notified() => { force = true; }
+            Ok(()) = reconnected.changed() => {
+                let at = *reconnected.borrow_and_update();
+                force = at.is_none_or(|at| reconciler.last_whole_push().is_none_or(|pushed| pushed < at));
+            }
             _ = owners_changed.notified() => { reconciler.status_due(); }
             _ = tokio::time::sleep_until(next_resync) => { force = true; }
             _ = until(retry_at) => {}
@@ -121,18 +125,20 @@ async fn until(t: Option<tokio::time::Instant>) {
 /// Keeps a Watch stream open on speakerd and signals every successful (re)connection.
 async fn watch_speakerd(
     mut client: SpeakerClient<tonic::transport::Channel>,
-    reconnected: Arc<Notify>,
+    reconnected: tokio::sync::watch::Sender<Option<tokio::time::Instant>>,
     owners_changed: Arc<Notify>,
 ) {
     let mut first = true;
     loop {
+        let asked = tokio::time::Instant::now();
         match client.watch(pb::WatchRequest::default()).await {
             Ok(stream) => {
                 if !first {
                     tracing::info!("reconnected to speakerd; pushing the whole state");
                 }
                 first = false;
-                reconnected.notify_one();
+                // When the Watch was asked: a whole push that completed after it reached this process.
+                reconnected.send_replace(Some(asked));
                 let mut s = stream.into_inner();
                 while let Some(Ok(ev)) = s.next().await {
                     if matches!(ev.event, Some(pb::watch_event::Event::L2Owner(_))) {

@@ -88,6 +88,8 @@ pub struct Reconciler {
     state: Option<State>,
     /// speakerd holds `state` (false before the first push and after a failed one).
     in_sync: bool,
+    /// When the last whole push completed.
+    last_whole: Option<tokio::time::Instant>,
     /// When the status task was last handed a snapshot.
     last_status: Option<tokio::time::Instant>,
     status_tx: watch::Sender<Option<Arc<Snapshot>>>,
@@ -144,6 +146,7 @@ impl Reconciler {
             state: None,
             in_sync: false,
             last_status: None,
+            last_whole: None,
             status_tx,
             retry: Duration::from_secs(1),
             status_due: false,
@@ -163,6 +166,11 @@ impl Reconciler {
         } else {
             None
         }
+    }
+
+    /// When the last whole push to speakerd completed (None before the first, and after a failed push).
+    pub fn last_whole_push(&self) -> Option<tokio::time::Instant> {
+        self.last_whole.filter(|_| self.in_sync)
     }
 
     /// The configuration in force: the last valid one.
@@ -306,7 +314,11 @@ impl Reconciler {
                 self.metrics.pushes_incremental.fetch_add(1, Relaxed);
                 apply::push_changes(&mut self.speakerd, crate::OWNER, old, &desired).await
             }
-            _ => apply::push(&mut self.speakerd, crate::OWNER, &desired).await,
+            _ => {
+                let r = apply::push(&mut self.speakerd, crate::OWNER, &desired).await;
+                self.last_whole = Some(tokio::time::Instant::now());
+                r
+            }
         };
         let assigned: Vec<ServiceAnnouncement> =
             state.services.iter().filter(|s| !self.reported.assigned.contains(*s)).cloned().collect();
