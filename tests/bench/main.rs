@@ -11,6 +11,7 @@
 mod common;
 
 mod birdctl;
+mod k8s_cluster;
 mod report;
 mod senders;
 mod wire;
@@ -54,6 +55,8 @@ pub struct Plan {
     /// Services allocated by the controller per size; Service created → route samples.
     pub ctl_sizes: Vec<usize>,
     pub ctl_route_runs: usize,
+    /// k8s-bridge at cluster scale (`k8sc`).
+    pub k8sc: k8s_cluster::ClusterPlan,
     pub only: Vec<String>,
     /// Runs per convergence row of the reference sender and speakerd (the median is reported).
     pub conv_repeat: usize,
@@ -108,6 +111,7 @@ impl Plan {
                 k8s_flips: 20,
                 ctl_sizes: vec![1_000, 10_000],
                 ctl_route_runs: 20,
+                k8sc: k8s_cluster::ClusterPlan::preset(true),
                 only,
                 conv_repeat: 5,
             }
@@ -128,6 +132,7 @@ impl Plan {
                 k8s_flips: 3,
                 ctl_sizes: vec![50],
                 ctl_route_runs: 3,
+                k8sc: k8s_cluster::ClusterPlan::preset(false),
                 only,
                 conv_repeat: 1,
             }
@@ -377,6 +382,9 @@ fn benchmarks() {
     }
     if plan.wants("ctl") {
         controller_bench(&plan, &mut res);
+    }
+    if plan.wants("k8sc") {
+        k8s_cluster::k8s_cluster(&plan, &mut res);
     }
     res.total = started.elapsed();
     let doc = res.render(&plan);

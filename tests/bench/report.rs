@@ -187,6 +187,8 @@ pub struct Results {
     pub ctl: Vec<CtlRow>,
     /// Service created → route at the router, one sample per Service.
     pub ctl_route: Option<(Vec<Duration>, Option<String>)>,
+    /// k8s-bridge at cluster scale (section 10).
+    pub k8sc: Option<crate::k8s_cluster::ClusterRow>,
     pub total: Duration,
 }
 
@@ -248,6 +250,7 @@ impl Results {
             k8s: vec![],
             ctl: vec![],
             ctl_route: None,
+            k8sc: None,
             total: Duration::ZERO,
         }
     }
@@ -293,6 +296,7 @@ impl Results {
         self.render_l2(&mut d);
         self.render_k8s(&mut d);
         self.render_ctl(&mut d);
+        self.render_k8s_cluster(&mut d);
         d += METHOD;
         d
     }
@@ -462,6 +466,9 @@ impl Results {
                 p99.map(|d| d.as_secs_f64() <= 1.0),
                 failed,
             );
+        }
+        for (what, got, ok, failed) in self.k8s_cluster_targets() {
+            line(&what, got, ok, failed);
         }
         for l in self.l2.iter().filter(|l| l.probe_ms.is_none() && l.fault == L2Fault::Kill) {
             let p99 = pct(&l.samples, 99.0);
@@ -878,6 +885,7 @@ speakerd and k8s-bridge (its default flags: Events and status objects written, 1
             "rss.svg".into(),
             plot::chart(&format!("Sender peak and steady RSS, IPv4 /32, {k} receivers"), "prefixes (N)", "MB", series),
         ));
+        out.extend(self.k8s_cluster_plots());
         out
     }
 
@@ -930,6 +938,7 @@ speakerd and k8s-bridge (its default flags: Events and status objects written, 1
                 missing.push(format!("k8s-bridge at {}: {:?}", r.n, r.err));
             }
         }
+        missing.extend(self.k8s_cluster_missing(plan));
         assert!(missing.is_empty(), "benchmark runs failed:\n{}", missing.join("\n"));
     }
 }

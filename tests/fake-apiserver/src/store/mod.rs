@@ -400,7 +400,6 @@ impl Store {
         m.insert("creationTimestamp".into(), json!(rfc3339(std::time::SystemTime::now())));
         m.remove("resourceVersion");
         m.remove("deletionTimestamp");
-        m.remove("managedFields");
         if def.has_generation() {
             m.insert("generation".into(), json!(1));
         } else {
@@ -503,7 +502,6 @@ impl Store {
                 } else {
                     m.remove("namespace");
                 }
-                m.remove("managedFields");
                 obj
             }
         };
