@@ -278,7 +278,11 @@ async fn watch<K, S>(
                 }
                 seen(e);
                 if done {
-                    // Synced once its content is in place, then the loop is told (again).
+                    // Synced once its content is in place, then the loop is told (again). A list after
+                    // the first (the watch's resourceVersion was too old: 410 Gone) costs a whole pass.
+                    if hub.synced[idx].load(Relaxed) {
+                        tracing::info!(resource = what, "listed again");
+                    }
                     hub.synced[idx].store(true, Relaxed);
                     hub.changed.notify_one();
                 }

@@ -379,23 +379,18 @@ fn list(ctx: &Ctx, t: &Target) -> Result<Response<Body>, ApiError> {
             }
         }
     };
-    let (items, served_rv) = store.list(&t.def, t.ns.as_deref(), at)?;
-    let mut items: Vec<Value> = items
-        .into_iter()
-        .filter(|o| {
-            let key = (
-                o["metadata"]["namespace"].as_str().unwrap_or_default(),
-                o["metadata"]["name"].as_str().unwrap_or_default(),
-            );
-            start_after.as_ref().is_none_or(|(n, m)| key > (n.as_str(), m.as_str()))
-        })
-        .filter(|o| ls.matches_object(o) && fs.matches_object(o))
-        .map(|o| at_version(&t.def, &t.version, o))
-        .collect();
+    let after = start_after.as_ref().map(|(n, m)| (n.as_str(), m.as_str()));
+    let (items, served_rv, remaining) = store.list_page(
+        &t.def,
+        t.ns.as_deref(),
+        at,
+        after,
+        limit,
+        |o| ls.matches_object(o) && fs.matches_object(o),
+        |o| at_version(&t.def, &t.version, o.clone()),
+    )?;
     let mut list_meta = json!({"resourceVersion": served_rv.to_string()});
-    if limit > 0 && items.len() > limit {
-        let remaining = items.len() - limit;
-        items.truncate(limit);
+    if remaining > 0 {
         let last = items.last().unwrap();
         list_meta["continue"] = json!(encode_continue(
             served_rv,
