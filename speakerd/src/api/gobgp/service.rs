@@ -21,7 +21,7 @@ use tonic::{Request, Response, Status, Streaming};
 /// Most paths in one TableEvent of WatchEvent's initial dump.
 const INIT_CHUNK: usize = 1000;
 
-type Ages = Arc<Mutex<HashMap<(String, IpNet), SystemTime>>>;
+type Ages = Arc<Mutex<HashMap<String, HashMap<IpNet, SystemTime>>>>;
 /// UUID → prefix, and prefix → UUID.
 type Uuids = Arc<Mutex<(HashMap<Vec<u8>, IpNet>, HashMap<IpNet, Vec<u8>>)>>;
 
@@ -34,7 +34,8 @@ pub struct GobgpService {
     listen: Option<Vec<SocketAddr>>,
     /// UUIDs handed out by AddPath, for DeletePath by UUID, and the reverse.
     uuids: Uuids,
-    /// When each owner's announcement of a prefix last changed (the paths' age).
+    /// When each owner's announcement of a prefix last changed (the paths' age), by owner then prefix:
+    /// the owner's name is held once, not once per prefix.
     ages: Ages,
     started: SystemTime,
 }
@@ -55,11 +56,19 @@ impl GobgpService {
                 let Event::Announcement(a) = ev else { continue };
                 let Some(ages) = weak.upgrade() else { return };
                 let Ok(mut m) = ages.lock() else { return };
-                let key = (a.owner, a.advert.prefix);
                 match a.change {
-                    AnnouncementChange::Removed => m.remove(&key),
-                    _ => m.insert(key, a.at),
-                };
+                    AnnouncementChange::Removed => {
+                        if let Some(set) = m.get_mut(&a.owner) {
+                            set.remove(&a.advert.prefix);
+                            if set.is_empty() {
+                                m.remove(&a.owner);
+                            }
+                        }
+                    }
+                    _ => {
+                        m.entry(a.owner).or_default().insert(a.advert.prefix, a.at);
+                    }
+                }
             }
         });
         Self {
@@ -74,7 +83,7 @@ impl GobgpService {
 
     fn age(&self, owners: &[String], p: &IpNet) -> SystemTime {
         let m = self.ages.lock();
-        let latest = m.ok().and_then(|m| owners.iter().filter_map(|o| m.get(&(o.clone(), *p)).copied()).max());
+        let latest = m.ok().and_then(|m| owners.iter().filter_map(|o| m.get(o)?.get(p).copied()).max());
         latest.unwrap_or(self.started)
     }
 
@@ -556,7 +565,7 @@ impl GobgpApi for GobgpService {
                         .into_iter()
                         .map(|(p, a)| {
                             let owners: Vec<String> =
-                                self.ages.lock().map(|m| m.keys().filter(|(_, q)| q == p).map(|(o, _)| o.clone()).collect()).unwrap_or_default();
+                                self.ages.lock().map(|m| m.iter().filter(|(_, s)| s.contains_key(p)).map(|(o, _)| o.clone()).collect()).unwrap_or_default();
                             dest(p, conv::sent_path(p, a, &enc, view.spec.address, self.age(&owners, p)))
                         })
                         .collect(),
