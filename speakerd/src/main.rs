@@ -406,7 +406,9 @@ fn gossip_envelope(paths: &[PathBuf], cancel: CancellationToken) -> anyhow::Resu
 /// stale route until the table followed (seen with BIRD).
 async fn apply_file(speaker: &Speaker, new: file::Loaded) -> Result<(), SpeakerError> {
     let n = new.announcements.len();
-    speaker.set_announcements(file::OWNER, new.announcements).await?;
+    // The file's list gives its memory back as the owner's set is built from it.
+    let announcements = speakerd::mem::drain_shrinking(new.announcements).map(Ok);
+    speaker.set_announcements_from(file::OWNER, announcements).await?;
     speakerd::mem::release_after_bulk(n);
     let out = speaker.set_peers(file::OWNER, new.peers.into_values().collect()).await?;
     for (addr, why) in &out.conflicts {

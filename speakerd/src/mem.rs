@@ -48,3 +48,37 @@ pub fn release_freed_memory_later() {
         release_freed_memory();
     });
 }
+
+/// How many items [`drain_shrinking`] takes between two shrinks of its list.
+const SHRINK_EVERY: usize = 4096;
+
+/// The items of `v` in order, the list's memory handed back as they are taken: the list is reversed
+/// in place, taken from its end and shrunk every [`SHRINK_EVERY`] items (with glibc, shrinking a block
+/// in place moves nothing). For a large list that is turned into another structure (the config file's
+/// announcements into the owner's set), which then grows into what the list gives back instead of
+/// beside the whole list.
+pub fn drain_shrinking<T>(mut v: Vec<T>) -> impl Iterator<Item = T> {
+    v.reverse();
+    let mut taken = 0usize;
+    std::iter::from_fn(move || {
+        let x = v.pop()?;
+        taken += 1;
+        if taken.is_multiple_of(SHRINK_EVERY) {
+            v.shrink_to_fit();
+        }
+        Some(x)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drain_shrinking_gives_every_item_in_order() {
+        for n in [0, 1, SHRINK_EVERY - 1, SHRINK_EVERY, SHRINK_EVERY * 2 + 7] {
+            let v: Vec<usize> = (0..n).collect();
+            assert_eq!(drain_shrinking(v).collect::<Vec<_>>(), (0..n).collect::<Vec<_>>(), "{n} items");
+        }
+    }
+}
