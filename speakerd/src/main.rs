@@ -157,6 +157,7 @@ fn bind_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    speakerd::mem::fix_mmap_threshold();
     let args = Args::parse();
     init_tracing(args.log_format);
     // Before anything can be reached (the API socket first of all): a SIGTERM that arrives as soon as

@@ -49,6 +49,21 @@ pub fn release_freed_memory_later() {
     });
 }
 
+/// Blocks of at least this size are mapped on their own by glibc's malloc and unmapped when freed.
+const MMAP_THRESHOLD: usize = 128 * 1024;
+
+/// Makes glibc map every block of [`MMAP_THRESHOLD`] or more on its own, for good. By default the
+/// threshold rises to the size of each large block freed, after which large blocks (a bulk request's
+/// bytes, its decode buffers) come from the heaps of whichever threads touched them, where they stay
+/// as free memory between requests, and repeated bulk requests raised the peak. Called at start-up.
+pub fn fix_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it takes the allocator's own locks.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD as libc::c_int);
+    }
+}
+
 /// How many items [`drain_shrinking`] takes between two shrinks of its list.
 const SHRINK_EVERY: usize = 4096;
 
