@@ -21,7 +21,7 @@ use tonic::{Request, Response, Status, Streaming};
 /// Most paths in one TableEvent of WatchEvent's initial dump.
 const INIT_CHUNK: usize = 1000;
 
-type Ages = Arc<Mutex<HashMap<String, HashMap<IpNet, SystemTime>>>>;
+type Ages = Arc<Mutex<super::ages::Ages>>;
 /// UUID → prefix, and prefix → UUID.
 type Uuids = Arc<Mutex<(HashMap<Vec<u8>, IpNet>, HashMap<IpNet, Vec<u8>>)>>;
 
@@ -34,8 +34,7 @@ pub struct GobgpService {
     listen: Option<Vec<SocketAddr>>,
     /// UUIDs handed out by AddPath, for DeletePath by UUID, and the reverse.
     uuids: Uuids,
-    /// When each owner's announcement of a prefix last changed (the paths' age), by owner then prefix:
-    /// the owner's name is held once, not once per prefix.
+    /// When each owner's announcement of a prefix last changed (the paths' age).
     ages: Ages,
     started: SystemTime,
 }
@@ -57,17 +56,8 @@ impl GobgpService {
                 let Some(ages) = weak.upgrade() else { return };
                 let Ok(mut m) = ages.lock() else { return };
                 match a.change {
-                    AnnouncementChange::Removed => {
-                        if let Some(set) = m.get_mut(&a.owner) {
-                            set.remove(&a.advert.prefix);
-                            if set.is_empty() {
-                                m.remove(&a.owner);
-                            }
-                        }
-                    }
-                    _ => {
-                        m.entry(a.owner).or_default().insert(a.advert.prefix, a.at);
-                    }
+                    AnnouncementChange::Removed => m.remove(&a.owner, &a.advert.prefix),
+                    _ => m.set(&a.owner, a.advert.prefix, a.at),
                 }
             }
         });
@@ -83,7 +73,7 @@ impl GobgpService {
 
     fn age(&self, owners: &[String], p: &IpNet) -> SystemTime {
         let m = self.ages.lock();
-        let latest = m.ok().and_then(|m| owners.iter().filter_map(|o| m.get(o)?.get(p).copied()).max());
+        let latest = m.ok().and_then(|m| owners.iter().filter_map(|o| m.get(o, p)).max());
         latest.unwrap_or(self.started)
     }
 
@@ -565,7 +555,7 @@ impl GobgpApi for GobgpService {
                         .into_iter()
                         .map(|(p, a)| {
                             let owners: Vec<String> =
-                                self.ages.lock().map(|m| m.iter().filter(|(_, s)| s.contains_key(p)).map(|(o, _)| o.clone()).collect()).unwrap_or_default();
+                                self.ages.lock().map(|m| m.owners_of(p)).unwrap_or_default();
                             dest(p, conv::sent_path(p, a, &enc, view.spec.address, self.age(&owners, p)))
                         })
                         .collect(),
