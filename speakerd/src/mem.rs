@@ -1,4 +1,6 @@
-//! Handing freed heap memory back to the kernel after bulk work (glibc's `malloc_trim`).
+//! Handing freed heap memory back to the kernel after bulk work (glibc's `malloc_trim`), large blocks
+//! mapped on their own ([`fix_mmap_threshold`]), and a list handed over while it shrinks
+//! ([`drain_shrinking`]).
 //!
 //! glibc keeps memory freed inside its heaps for reuse, so after a bulk load the process would stay
 //! larger than its tables for good. The callers are the places where a bulk request has been applied
