@@ -157,6 +157,7 @@ fn bind_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    speakerd::mem::fix_mmap_threshold();
     let args = Args::parse();
     init_tracing(args.log_format);
     // Before anything can be reached (the API socket first of all): a SIGTERM that arrives as soon as
@@ -406,7 +407,9 @@ fn gossip_envelope(paths: &[PathBuf], cancel: CancellationToken) -> anyhow::Resu
 /// stale route until the table followed (seen with BIRD).
 async fn apply_file(speaker: &Speaker, new: file::Loaded) -> Result<(), SpeakerError> {
     let n = new.announcements.len();
-    speaker.set_announcements(file::OWNER, new.announcements).await?;
+    // The file's list gives its memory back as the owner's set is built from it.
+    let announcements = speakerd::mem::drain_shrinking(new.announcements).map(Ok);
+    speaker.set_announcements_from(file::OWNER, announcements).await?;
     speakerd::mem::release_after_bulk(n);
     let out = speaker.set_peers(file::OWNER, new.peers.into_values().collect()).await?;
     for (addr, why) in &out.conflicts {

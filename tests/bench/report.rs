@@ -32,13 +32,27 @@ pub struct ConvRow {
     pub peak_load: u64,
     pub peak_conv: u64,
     pub peak_bulk: u64,
+    /// speakerd only, the first run of a row: the peaks of the other ways of loading.
+    pub other_loads: Option<OtherLoads>,
     pub err: Option<String>,
 }
 
+/// The VmHWM of speakerd's other ways of loading N announcements, each its own phase.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OtherLoads {
+    /// A speakerd that reads them from its config file (sessions down), from its start.
+    pub file: u64,
+    /// AddPathStream through the GoBGP API, 1000 paths per message (sessions down).
+    pub stream: u64,
+    /// [`REPEATED_PUSHES`] full SetAnnouncements of the same set, sessions up and holding it.
+    pub repeated: u64,
+}
+
 impl ConvRow {
-    /// The highest of the phases' peaks.
+    /// The highest of the phases' peaks, every way of loading included.
     pub fn peak(&self) -> u64 {
-        self.peak_load.max(self.peak_conv).max(self.peak_bulk)
+        let o = self.other_loads.unwrap_or_default();
+        self.peak_load.max(self.peak_conv).max(self.peak_bulk).max(o.file).max(o.stream).max(o.repeated)
     }
 }
 
@@ -366,7 +380,7 @@ impl Results {
             let failed = self.conv_failed(&["speakerd", "BIRD (awake)"], at(n, k));
             let (sp, bp) = (s.map(ConvRow::peak), b.map(ConvRow::peak));
             line(
-                &format!("peak RSS (highest of every phase) at {n} × {k} receivers ≤ BIRD's peak"),
+                &format!("peak RSS (highest of every phase and way of loading: gRPC bulk, config file, GoBGP AddPathStream, {REPEATED_PUSHES} full pushes) at {n} × {k} receivers ≤ BIRD's peak"),
                 format!("{} vs BIRD {}", mb(sp.unwrap_or(0)), mb(bp.unwrap_or(0))),
                 sp.zip(bp).filter(|(s, b)| *s > 0 && *b > 0).map(|(s, b)| s <= b),
                 failed.clone(),
@@ -594,9 +608,9 @@ impl Results {
     }
 
     fn render_memory(&self, d: &mut String, plan: &Plan) {
-        let _ = writeln!(d, "## 3. Memory\n\nThe same runs. \"Steady\": VmRSS once every receiver holds all N. Peaks: VmHWM at the end of each phase, reset (`5` into /proc/PID/clear_refs) at its start, so each is that phase's own: \"down\" the load with sessions down, \"conv\" the convergence, \"up\" the load into established sessions (BIRD has none). The ratios compare steady with steady and the highest peak with the highest peak.\n");
-        let _ = writeln!(d, "| family | N | receivers | speakerd steady | speakerd peak down / conv / up | gobgpd steady | gobgpd peak down / conv / up | BIRD steady | BIRD peak down / conv | speakerd ÷ gobgpd steady, peak | speakerd ÷ BIRD steady, peak |");
-        let _ = writeln!(d, "|---|---:|---:|---:|---|---:|---|---:|---|---:|---:|");
+        let _ = writeln!(d, "## 3. Memory\n\nThe same runs. \"Steady\": VmRSS once every receiver holds all N. Peaks: VmHWM at the end of each phase, reset (`5` into /proc/PID/clear_refs) at its start, so each is that phase's own: \"down\" the load with sessions down, \"conv\" the convergence, \"up\" the load into established sessions (BIRD has none). speakerd's other ways of loading, each its own phase: \"file\" a speakerd that reads the N announcements from its config file (no peers), from its start until it answers; \"stream\" the N paths through its GoBGP API (`--gobgp-api`, `AddPathStream` of 1000 paths per message, no peers), the peak reset before it; \"{REPEATED_PUSHES}×\" {REPEATED_PUSHES} full `SetAnnouncements` of the unchanged set in a row, sessions up and holding it (what k8s-bridge's resyncs send), the peak reset before them. The ratios compare steady with steady and the highest peak (every phase and way of loading) with the highest peak.\n");
+        let _ = writeln!(d, "| family | N | receivers | speakerd steady | speakerd peak down / conv / up | speakerd peak file / stream / {REPEATED_PUSHES}× | gobgpd steady | gobgpd peak down / conv / up | BIRD steady | BIRD peak down / conv | speakerd ÷ gobgpd steady, peak | speakerd ÷ BIRD steady, peak |");
+        let _ = writeln!(d, "|---|---:|---:|---:|---|---|---:|---|---:|---|---:|---:|");
         for fam in [Fam::V4, Fam::V6] {
             for (n, k) in self.conv_points(plan, fam) {
                 let get = |s: &str| self.conv_row(fam, n, k, s);
@@ -615,10 +629,16 @@ impl Results {
                 let (g, b) = (get("gobgpd"), get("BIRD (awake)"));
                 let _ = writeln!(
                     d,
-                    "| {} | {n} | {k} | {} | {} | {} | {} | {} | {} | {}, {} | {}, {} |",
+                    "| {} | {n} | {k} | {} | {} | {} | {} | {} | {} | {} | {}, {} | {}, {} |",
                     fam.name(),
                     mb(s.rss),
                     peaks(Some(s), true),
+                    s.other_loads.map_or("–".into(), |o| format!(
+                        "{} / {} / {}",
+                        mb(o.file),
+                        mb(o.stream),
+                        mb(o.repeated)
+                    )),
                     mb(g.map_or(0, |r| r.rss)),
                     peaks(g, true),
                     mb(b.map_or(0, |r| r.rss)),

@@ -132,6 +132,40 @@ pub fn gobgp_path(p: IpAddr) -> apipb::Path {
     apipb::Path { nlri: Some(nlri), pattrs: vec![origin, nh], family: Some(gobgp_family(fam)), ..Default::default() }
 }
 
+/// A client of the GoBGP API on 127.0.0.1:`port` in namespace `ns` (gobgpd's, or speakerd's
+/// `--gobgp-api`), once it answers GetBgp (for at most 20 s).
+pub fn gobgp_client(rt: &tokio::runtime::Runtime, ns: &str, port: u16) -> GobgpApiClient<Channel> {
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ns = ns.to_string();
+            let r = tonic::transport::Endpoint::from_static("http://127.0.0.1:50151")
+                .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                    let ns = ns.clone();
+                    async move {
+                        let s = wire::in_netns(&ns, move || std::net::TcpStream::connect(("127.0.0.1", port)))?;
+                        s.set_nonblocking(true)?;
+                        s.set_nodelay(true)?; // as tonic's own connector does
+                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::TcpStream::from_std(s)?))
+                    }
+                }))
+                .await;
+            match r {
+                Ok(ch) => {
+                    let mut c =
+                        GobgpApiClient::new(ch).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20);
+                    if c.get_bgp(apipb::GetBgpRequest {}).await.is_ok() {
+                        break c;
+                    }
+                }
+                Err(e) if Instant::now() > deadline => panic!("GoBGP API on port {port}: {e}"),
+                Err(_) => {}
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+}
+
 impl GobgpSender {
     pub fn start(ctx: &Ctx, neighbors: &[IpAddr]) -> GobgpSender {
         let dir = ctx.snd.state_dir("gobgpd");
@@ -152,37 +186,7 @@ impl GobgpSender {
             &[],
         );
         let ns = ctx.snd.name().to_string();
-        let client = ctx.rt.block_on(async {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                let ns = ns.clone();
-                let r = tonic::transport::Endpoint::from_static("http://127.0.0.1:50151")
-                    .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-                        let ns = ns.clone();
-                        async move {
-                            let s =
-                                wire::in_netns(&ns, move || std::net::TcpStream::connect(("127.0.0.1", GOBGP_PORT)))?;
-                            s.set_nonblocking(true)?;
-                            s.set_nodelay(true)?; // as tonic's own connector does
-                            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::TcpStream::from_std(s)?))
-                        }
-                    }))
-                    .await;
-                match r {
-                    Ok(ch) => {
-                        let mut c = GobgpApiClient::new(ch)
-                            .max_decoding_message_size(64 << 20)
-                            .max_encoding_message_size(64 << 20);
-                        if c.get_bgp(apipb::GetBgpRequest {}).await.is_ok() {
-                            break c;
-                        }
-                    }
-                    Err(e) if Instant::now() > deadline => panic!("gobgpd API: {e}"),
-                    Err(_) => {}
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        });
+        let client = gobgp_client(ctx.rt, &ns, GOBGP_PORT);
         GobgpSender { proc, ns, client }
     }
 

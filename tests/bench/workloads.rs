@@ -3,7 +3,9 @@
 use super::*;
 use crate::senders::*;
 use crate::wire::{self, Replay, Sniffer};
+use speaker_api::gobgp::apipb;
 use speaker_api::v1::{AnnounceRequest, Announcement, PeerConfig, WithdrawRequest};
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -46,7 +48,8 @@ pub fn convergence(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
                         let count = count_updates && run == 0;
                         let r = match sender {
                             REFERENCE => conv_reference(ctx, &mut rcv[..k], fam, &prefixes, &mut row),
-                            "speakerd" => conv_speakerd(ctx, &mut rcv[..k], fam, &prefixes, count, &mut row),
+                            // the other ways of loading are measured in the first run of a row only
+                            "speakerd" => conv_speakerd(ctx, &mut rcv[..k], fam, &prefixes, count, run == 0, &mut row),
                             "gobgpd" => conv_gobgpd(ctx, &mut rcv[..k], fam, &prefixes, count, &mut row),
                             _ => conv_bird(ctx, &mut rcv[..k], fam, &prefixes, sender.contains("awake"), &mut row),
                         };
@@ -70,12 +73,14 @@ pub fn convergence(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
                     let times: Vec<Duration> =
                         rows.iter().filter(|r| r.err.is_none()).filter_map(|r| r.est_to_all).collect();
                     let counted = rows.iter().find_map(|r| r.bulk_updates);
+                    let other_loads = rows.iter().find_map(|r| r.other_loads);
                     // a failed run counts as the slowest, and the row keeps its error
                     rows.sort_by_key(|r| r.est_to_all.filter(|_| r.err.is_none()).unwrap_or(Duration::MAX));
                     let failed = rows.iter().find_map(|r| r.err.clone());
                     let mut row = rows.swap_remove(rows.len() / 2);
                     row.run_times = times;
                     row.bulk_updates = row.bulk_updates.or(counted);
+                    row.other_loads = row.other_loads.or(other_loads);
                     if row.err.is_none() {
                         row.err = failed.map(|e| format!("one of its runs failed: {e}"));
                     }
@@ -237,12 +242,20 @@ fn timed_load(
     Ok(t0.elapsed())
 }
 
+/// Full pushes of one unchanged set in a row, as k8s-bridge's resyncs and reconnects send them.
+pub const REPEATED_PUSHES: usize = 100;
+
+/// speakerd's GoBGP API port in the loading phases ([`other_loads`]).
+const SPEAKERD_GOBGP_PORT: u16 = 50152;
+
+#[allow(clippy::too_many_arguments)]
 fn conv_speakerd(
     ctx: &Ctx,
     rcv: &mut [Receiver],
     fam: Fam,
     prefixes: &[IpAddr],
     count: bool,
+    other: bool,
     row: &mut ConvRow,
 ) -> Result<(), String> {
     let n = prefixes.len() as u64;
@@ -277,11 +290,67 @@ fn conv_speakerd(
         set_announcements(ctx.rt, &mut c, "bench", vec![])?;
         wait_count(rcv, fam.proto(), 0, CONVERGE)?;
         let counter = UpdateCounter::start(ctx, fam);
-        set_announcements(ctx.rt, &mut c, "bench", all)?;
+        set_announcements(ctx.rt, &mut c, "bench", all.clone())?;
         wait_count(rcv, fam.proto(), n, CONVERGE)?;
         row.bulk_updates = counter.stop(rcv.len());
     }
+    if other {
+        // sessions up and holding all N: the same set pushed again and again, which changes nothing
+        let mut pushes: Vec<Vec<Announcement>> = (0..REPEATED_PUSHES).map(|_| all.clone()).collect();
+        reset_peak(sp.pid())?;
+        while let Some(a) = pushes.pop() {
+            set_announcements(ctx.rt, &mut c, "bench", a)?;
+        }
+        let repeated = peak(sp.pid());
+        wait_count(rcv, fam.proto(), n, CONVERGE)?;
+        drop(c);
+        drop(sp);
+        let (file, stream) = other_loads(ctx, fam, prefixes)?;
+        row.other_loads = Some(OtherLoads { file, stream, repeated });
+    }
     Ok(())
+}
+
+/// The peaks of the loads that need a speakerd of their own (sessions down): the whole life of one
+/// that reads the N announcements from its config file until it answers, and an AddPathStream of the N
+/// paths through the GoBGP API in messages of 1000 (as gobgpd gets them), the peak reset before it.
+/// Returns (config file, AddPathStream).
+fn other_loads(ctx: &Ctx, fam: Fam, prefixes: &[IpAddr]) -> Result<(u64, u64), String> {
+    let mut conf = String::with_capacity(prefixes.len() * 48);
+    for p in prefixes {
+        let _ = writeln!(conf, "[[announcements]]\nprefix = \"{p}/{}\"", fam.host_len());
+    }
+    let log = std::env::var("BENCH_SPEAKERD_LOG").unwrap_or_else(|_| "warn".into());
+    let builder =
+        || Speakerd::builder(ctx.snd).local_asn(SND_ASN).router_id(SND_V4).no_bgp_listen().env("RUST_LOG", &log);
+    // the config file is read and applied before the API answers
+    let sp = builder().config(&conf).start();
+    drop(conf);
+    let file = peak(sp.pid());
+    drop(sp);
+    let port = SPEAKERD_GOBGP_PORT.to_string();
+    let sp = builder().arg("--gobgp-api").arg(&format!("127.0.0.1:{port}")).start();
+    let mut c = gobgp_client(ctx.rt, ctx.snd.name(), SPEAKERD_GOBGP_PORT);
+    let paths: Vec<_> = prefixes.iter().map(|p| gobgp_path(*p)).collect();
+    let reqs = GobgpSender::stream_requests(&paths, 1000);
+    drop(paths);
+    reset_peak(sp.pid())?;
+    ctx.rt.block_on(c.add_path_stream(tokio_stream::iter(reqs))).map_err(|e| format!("AddPathStream: {e}"))?;
+    let stream = peak(sp.pid());
+    let held = ctx
+        .rt
+        .block_on(c.get_table(apipb::GetTableRequest {
+            table_type: apipb::TableType::Global as i32,
+            family: Some(apipb::Family { afi: if fam == Fam::V4 { 1 } else { 2 }, safi: 1 }),
+            ..Default::default()
+        }))
+        .map_err(|e| format!("GetTable: {e}"))?
+        .into_inner()
+        .num_destination;
+    if held != prefixes.len() as u64 {
+        return Err(format!("after AddPathStream speakerd holds {held} paths, want {}", prefixes.len()));
+    }
+    Ok((file, stream))
 }
 
 fn conv_gobgpd(

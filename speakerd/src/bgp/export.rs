@@ -147,6 +147,13 @@ impl ExportTable {
         Some(Change { id, old, new: want })
     }
 
+    /// Makes room for `additional` more prefixes without growing one slot at a time (free slots are
+    /// used first).
+    pub fn reserve(&mut self, additional: usize) {
+        self.slots.reserve(additional.saturating_sub(self.free.len()));
+        self.ids.reserve(additional);
+    }
+
     /// Frees the slots that are neither wanted nor on any session's wire. `on_some_wire` gets the
     /// candidates (sorted) and keeps those some session still has on the wire. Called by the speaker
     /// before it changes the table (under the write lock, so no writer is pulling), so it costs what

@@ -204,6 +204,9 @@ fn parse_toml(text: &str) -> Result<Parsed, ConfigError> {
     }
     cuts.push(text.len());
     let mut all = Parsed::new();
+    // Room for every announcement at once: grown piece by piece, the list doubles and ends with up to
+    // twice the room it needs.
+    all.announcements.reserve_exact(headers);
     for w in cuts.windows(2) {
         match toml::from_str::<FileConfig>(&text[w[0]..w[1]]) {
             Ok(piece) => all.add(piece),
@@ -265,6 +268,8 @@ fn parse_yaml(text: &str) -> Result<Parsed, ConfigError> {
         return whole(text);
     }
     let mut all = Parsed::new();
+    // Room for every announcement at once, as in `parse_toml`.
+    all.announcements.reserve_exact(items.len());
     all.add(rest);
     let mut piece = String::new();
     for (n, start) in items.iter().enumerate().step_by(PIECE) {

@@ -26,7 +26,7 @@ use crate::events::{AnnouncementChange, AnnouncementEvent, Event};
 use crate::l2::control::L2Control;
 use desired::{change_of, l2_counts, list_owned, merge_l2, Announcements, L2Sets, OwnerSet};
 use ipnet::IpNet;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
@@ -262,7 +262,8 @@ impl Speaker {
             }
             set.insert(p, body);
         }
-        self.commit(&mut core, owner, set, changes);
+        self.reserve_exports(changes.iter().filter(|c| c.0 == AnnouncementChange::Added).map(|c| &c.1));
+        self.commit(&mut core, owner, set, from_list(changes));
         Ok(())
     }
 
@@ -273,7 +274,7 @@ impl Speaker {
         let changes: Vec<_> =
             prefixes.iter().filter_map(|p| Some((AnnouncementChange::Removed, *p, set.remove(p)?))).collect();
         let removed = changes.len() as u32;
-        self.commit(&mut core, owner, set, changes);
+        self.commit(&mut core, owner, set, from_list(changes));
         Ok(removed)
     }
 
@@ -288,27 +289,103 @@ impl Speaker {
 
     /// [`Speaker::set_announcements`] from announcements validated one at a time as they are read (see
     /// [`Speaker::announce_from`]).
+    ///
+    /// The new set is not built beside the old one when it can be avoided: announcements that come in
+    /// ascending prefix order (as every client of ours sends them) are walked against the owner's set,
+    /// which is then edited in place, so a push of an unchanged set costs no second set and a change
+    /// costs what changed. An owner with no set yet gets the new one as it is built. Only announcements
+    /// out of order make the new set whole beside the old one, as before.
     pub async fn set_announcements_from<I>(&self, owner: &str, adverts: I) -> Result<(u32, u32, u32), SpeakerError>
     where
         I: Iterator<Item = Result<AdvertSpec, ConfigError>>,
     {
         let mut core = self.core.lock().await;
-        // Of two announcements of one prefix, the last wins, as in Announce.
-        let new = self.intern_all(&mut core, adverts)?;
-        self.check_size(new.len())?;
-        let old = core.ads.owners.remove(owner).unwrap_or_default();
-        let mut changes = Vec::new();
-        for (p, b) in &new {
-            if let Some(change) = change_of(old.get(p), b) {
-                changes.push((change, *p, b.clone()));
+        let mut old = core.ads.owners.remove(owner).unwrap_or_default();
+        let walked = if old.is_empty() {
+            self.intern_all(&mut core, adverts).map(Walk::Unsorted)
+        } else {
+            self.walk(&mut core, &old, adverts)
+        };
+        let walked = walked.and_then(|w| {
+            self.check_size(match &w {
+                Walk::Sorted { len, .. } => *len,
+                Walk::Unsorted(new) => new.len(),
+            })?;
+            Ok(w)
+        });
+        let walked = match walked {
+            Ok(w) => w,
+            Err(e) => {
+                if !old.is_empty() {
+                    core.ads.owners.insert(owner.to_string(), old);
+                }
+                return Err(e);
+            }
+        };
+        match walked {
+            Walk::Sorted { mut upserts, removed, .. } => {
+                let removed: Vec<Changed> = removed
+                    .into_iter()
+                    .filter_map(|p| Some((AnnouncementChange::Removed, p, old.remove(&p)?)))
+                    .collect();
+                for (_, p, b) in &upserts {
+                    old.insert(*p, b.clone());
+                }
+                self.reserve_exports(upserts.iter().filter(|c| c.0 == AnnouncementChange::Added).map(|c| &c.1));
+                upserts.extend(removed);
+                Ok(self.commit(&mut core, owner, old, from_list(upserts)))
+            }
+            Walk::Unsorted(new) => {
+                self.reserve_exports(new.keys());
+                Ok(self.commit(&mut core, owner, new, diff_against(owner, old)))
             }
         }
-        for (p, b) in old {
-            if !new.contains_key(&p) {
-                changes.push((AnnouncementChange::Removed, p, b));
+    }
+
+    /// Reads `adverts` against the owner's current set `old` as long as they come in strictly ascending
+    /// prefix order: what they add or change, and which prefixes of `old` they leave out. At the first
+    /// one out of order, the new set read so far is made whole and the rest interned into it
+    /// ([`Walk::Unsorted`], where the last of one prefix wins). Errors as [`Speaker::intern_all`].
+    fn walk<I>(&self, core: &mut Core, old: &OwnerSet, adverts: I) -> Result<Walk, SpeakerError>
+    where
+        I: Iterator<Item = Result<AdvertSpec, ConfigError>>,
+    {
+        let (mut upserts, mut removed, mut len) = (Vec::new(), Vec::new(), 0usize);
+        let mut olds = old.iter().peekable();
+        let mut last: Option<IpNet> = None;
+        let mut adverts = adverts.enumerate();
+        while let Some((i, a)) = adverts.next() {
+            let (p, body) = self.intern_one(core, i, a)?;
+            if let Some(l) = last.filter(|l| p <= *l) {
+                // Out of order: the new set so far is what `old` holds up to `l`, less what was left
+                // out, with the additions and changes.
+                let mut new: OwnerSet = old
+                    .range(..=l)
+                    .filter(|(q, _)| removed.binary_search(*q).is_err())
+                    .map(|(q, b)| (*q, b.clone()))
+                    .collect();
+                for (_, q, b) in upserts {
+                    new.insert(q, b);
+                }
+                new.insert(p, body);
+                for (i, a) in adverts {
+                    let (p, body) = self.intern_one(core, i, a)?;
+                    new.insert(p, body);
+                }
+                return Ok(Walk::Unsorted(new));
+            }
+            last = Some(p);
+            len += 1;
+            while let Some((q, _)) = olds.next_if(|(q, _)| **q < p) {
+                removed.push(*q);
+            }
+            let before = olds.next_if(|(q, _)| **q == p).map(|(_, b)| b);
+            if let Some(change) = change_of(before, &body) {
+                upserts.push((change, p, body));
             }
         }
-        Ok(self.commit(&mut core, owner, new, changes))
+        removed.extend(olds.map(|(q, _)| *q));
+        Ok(Walk::Sorted { upserts, removed, len })
     }
 
     /// Every path that announces (the speaker.v1 API, the config file, the GoBGP API) comes through
@@ -336,12 +413,32 @@ impl Speaker {
     {
         let mut new = OwnerSet::new();
         for (i, a) in adverts.enumerate() {
-            let a = a.map_err(SpeakerError::Invalid)?;
-            self.check_default_route(i, &a)?;
-            let (p, body) = core.ads.intern(a);
+            let (p, body) = self.intern_one(core, i, a)?;
             new.insert(p, body);
         }
         Ok(new)
+    }
+
+    /// The `i`th announcement of a request, checked and interned.
+    fn intern_one(
+        &self,
+        core: &mut Core,
+        i: usize,
+        a: Result<AdvertSpec, ConfigError>,
+    ) -> Result<(IpNet, Arc<Body>), SpeakerError> {
+        let a = a.map_err(SpeakerError::Invalid)?;
+        self.check_default_route(i, &a)?;
+        Ok(core.ads.intern(a))
+    }
+
+    /// Makes room in the export table for the prefixes of `prefixes` it has no slot for, at once: grown
+    /// one slot at a time, its vector and index double, and each doubling holds the old and the new
+    /// storage together for a moment.
+    fn reserve_exports<'a>(&self, prefixes: impl Iterator<Item = &'a IpNet>) {
+        if let Ok(mut t) = self.exports.write() {
+            let missing = prefixes.filter(|p| t.id_of(p).is_none()).count();
+            t.reserve(missing);
+        }
     }
 
     fn check_size(&self, n: usize) -> Result<(), SpeakerError> {
@@ -363,39 +460,52 @@ impl Speaker {
 
     /// Stores an owner's new set, emits an event per change, and updates every peer for the changed
     /// prefixes. Returns (added, changed, removed).
+    ///
+    /// `next` hands out the changes a chunk at a time (at most [`EXPORT_CHUNK`], appended to the vector
+    /// it is given, none when done), in the order their events are sent; each chunk is exported before
+    /// the next is asked for, so no list of every change, of every changed prefix or of every table
+    /// change is held at once.
     fn commit(
         &self,
         core: &mut Core,
         owner: &str,
         set: OwnerSet,
-        changes: Vec<(AnnouncementChange, IpNet, Arc<Body>)>,
+        mut next: impl FnMut(&Core, &mut Vec<Changed>),
     ) -> (u32, u32, u32) {
         if !set.is_empty() {
             core.ads.owners.insert(owner.to_string(), set);
         }
         let (mut added, mut changed, mut removed) = (0, 0, 0);
         let now = SystemTime::now();
-        let mut changed_prefixes = BTreeSet::new();
-        for (change, p, body) in changes {
-            match change {
-                AnnouncementChange::Added => added += 1,
-                AnnouncementChange::Changed => changed += 1,
-                AnnouncementChange::Removed => removed += 1,
+        let mut chunk = Vec::new();
+        let mut first = true;
+        loop {
+            chunk.clear();
+            next(core, &mut chunk);
+            if chunk.is_empty() {
+                break;
             }
-            changed_prefixes.insert(p);
-            // Built only when someone listens (a watch stream): an owner's bulk load makes no events
-            // that nobody reads.
-            if self.events.receiver_count() > 0 {
-                let _ = self.events.send(Event::Announcement(AnnouncementEvent {
-                    change,
-                    owner: owner.to_string(),
-                    advert: body.spec(p),
-                    at: now,
-                }));
+            for (change, p, body) in &chunk {
+                match change {
+                    AnnouncementChange::Added => added += 1,
+                    AnnouncementChange::Changed => changed += 1,
+                    AnnouncementChange::Removed => removed += 1,
+                }
+                // Built only when someone listens (a watch stream): an owner's bulk load makes no
+                // events that nobody reads.
+                if self.events.receiver_count() > 0 {
+                    let _ = self.events.send(Event::Announcement(AnnouncementEvent {
+                        change: *change,
+                        owner: owner.to_string(),
+                        advert: body.spec(*p),
+                        at: now,
+                    }));
+                }
             }
+            self.export(core, chunk.iter().map(|c| c.1), first);
+            first = false;
         }
-        if !changed_prefixes.is_empty() {
-            self.export(core, &changed_prefixes);
+        if !first {
             tracing::info!(owner, added, changed, removed, "announcements updated");
         }
         core.ads.collect_unused();
@@ -405,19 +515,22 @@ impl Speaker {
     /// Recomputes what the peers should be sent for `prefixes` in the export table, then marks them in
     /// each peer's Adj-RIB-Out. The table's write lock is not held while the peers are marked: their
     /// writers go on meanwhile, and one that pulls a changed prefix early sends it once more at worst.
-    fn export(&self, core: &mut Core, prefixes: &BTreeSet<IpNet>) {
+    /// `collect`: first free the slots no longer wanted nor on any wire (once per call of the API, at
+    /// its first chunk).
+    fn export(&self, core: &mut Core, prefixes: impl Iterator<Item = IpNet>, collect: bool) {
         let changes: Vec<Change> = {
             let Ok(mut t) = self.exports.write() else {
                 return;
             };
             // Under the write lock no writer is pulling: the sessions' bits hold still (lock order:
             // table, then each rib).
-            t.collect_unused(|ids| keep_on_wire(core.peers.values().map(|e| e.shared.rib_guard()), ids));
+            if collect {
+                t.collect_unused(|ids| keep_on_wire(core.peers.values().map(|e| e.shared.rib_guard()), ids));
+            }
             prefixes
-                .iter()
                 .filter_map(|p| {
-                    let w = core.ads.want_of(p);
-                    t.set(*p, w)
+                    let w = core.ads.want_of(&p);
+                    t.set(p, w)
                 })
                 .collect()
         };
@@ -434,6 +547,64 @@ impl Speaker {
     }
 }
 
+/// How many changes [`Speaker::commit`] exports at a time.
+const EXPORT_CHUNK: usize = 4096;
+
+/// One change of an owner's set: what it is, the prefix, and its body (the new one; the old one for
+/// a removal).
+type Changed = (AnnouncementChange, IpNet, Arc<Body>);
+
+/// What [`Speaker::walk`] read.
+enum Walk {
+    /// The announcements came in ascending order: the additions and changes, in order, the prefixes
+    /// of the old set they left out, in order, and how many prefixes they hold.
+    Sorted { upserts: Vec<Changed>, removed: Vec<IpNet>, len: usize },
+    /// The whole new set (the old one was empty, or the announcements came out of order).
+    Unsorted(OwnerSet),
+}
+
+/// The changes of a list, a chunk at a time (see [`Speaker::commit`]).
+fn from_list(changes: Vec<Changed>) -> impl FnMut(&Core, &mut Vec<Changed>) {
+    let mut it = changes.into_iter();
+    move |_, out| out.extend(it.by_ref().take(EXPORT_CHUNK))
+}
+
+/// The changes from `old` to the set `owner` holds now, a chunk at a time (see [`Speaker::commit`]):
+/// the additions and changes in prefix order, then the removals in prefix order. Neither set is copied:
+/// a cursor walks the new set, then the old one.
+fn diff_against(owner: &str, old: OwnerSet) -> impl FnMut(&Core, &mut Vec<Changed>) + '_ {
+    use std::ops::Bound::{Excluded, Unbounded};
+    let mut in_new = true;
+    let mut after: Option<IpNet> = None;
+    move |core, out| {
+        let empty = OwnerSet::new();
+        let new = core.ads.owners.get(owner).unwrap_or(&empty);
+        let from = |a: Option<IpNet>| a.map_or(Unbounded, Excluded);
+        if in_new {
+            for (p, b) in new.range((from(after), Unbounded)) {
+                after = Some(*p);
+                if let Some(change) = change_of(old.get(p), b) {
+                    out.push((change, *p, b.clone()));
+                    if out.len() >= EXPORT_CHUNK {
+                        return;
+                    }
+                }
+            }
+            (in_new, after) = (false, None);
+        }
+        for (p, b) in old.range((from(after), Unbounded)) {
+            after = Some(*p);
+            if !new.contains_key(p) {
+                out.push((AnnouncementChange::Removed, *p, b.clone()));
+                if out.len() >= EXPORT_CHUNK {
+                    return;
+                }
+            }
+        }
+        after = old.last_key_value().map(|(p, _)| *p);
+    }
+}
+
 /// How many peers an announcement call writes to itself (see [`Speaker::export`]): MetalLB nodes have
 /// a few peers, whose writes are short enough to do in the call; past these, the writers do it.
 const WRITE_THROUGH_PEERS: usize = 8;
@@ -442,6 +613,7 @@ const WRITE_THROUGH_PEERS: usize = 8;
 mod tests {
     use super::*;
     use crate::config::spec::RouteAttrs;
+    use std::collections::BTreeSet;
 
     fn speaker(max: usize) -> Arc<Speaker> {
         let cfg = SpeakerConfig { max_announcements_per_owner: max, ..SpeakerConfig::default() };
@@ -498,6 +670,178 @@ mod tests {
             listed(&sp, Some("o")).await,
             vec![("192.0.2.1/32".into(), vec![5]), ("192.0.2.3/32".into(), vec![2])]
         );
+    }
+
+    /// SetAnnouncements over an existing set, in order (walked against the set), out of order at
+    /// some point (the new set made whole from there), with repeats (the last wins) and refusals: the
+    /// same counts, events and result whichever way it is read.
+    #[tokio::test]
+    async fn set_announcements_in_and_out_of_order() {
+        use AnnouncementChange::*;
+        type Ev = (AnnouncementChange, &'static str, u32);
+        let a = |p: u8, c: u32| advert(&format!("192.0.2.{p}/32"), c);
+        // (name, limit, set before, the new list, result (added, changed, removed) or None: refused,
+        // events, set after as (last octet, community))
+        #[allow(clippy::type_complexity)]
+        let cases: Vec<(
+            &str,
+            usize,
+            Vec<AdvertSpec>,
+            Vec<AdvertSpec>,
+            Option<(u32, u32, u32)>,
+            Vec<Ev>,
+            Vec<(u8, u32)>,
+        )> = vec![
+            (
+                "fresh",
+                10,
+                vec![],
+                vec![a(2, 1), a(1, 1)],
+                Some((2, 0, 0)),
+                vec![(Added, "192.0.2.1/32", 1), (Added, "192.0.2.2/32", 1)],
+                vec![(1, 1), (2, 1)],
+            ),
+            (
+                "unchanged, in order",
+                10,
+                vec![a(1, 1), a(2, 1), a(3, 1)],
+                vec![a(1, 1), a(2, 1), a(3, 1)],
+                Some((0, 0, 0)),
+                vec![],
+                vec![(1, 1), (2, 1), (3, 1)],
+            ),
+            (
+                "in order: changed, added, removed",
+                10,
+                vec![a(1, 1), a(2, 1), a(3, 1)],
+                vec![a(1, 1), a(2, 2), a(4, 1)],
+                Some((1, 1, 1)),
+                vec![(Changed, "192.0.2.2/32", 2), (Added, "192.0.2.4/32", 1), (Removed, "192.0.2.3/32", 1)],
+                vec![(1, 1), (2, 2), (4, 1)],
+            ),
+            (
+                "out of order from the start",
+                10,
+                vec![a(1, 1), a(2, 1), a(3, 1)],
+                vec![a(4, 1), a(2, 2), a(1, 1)],
+                Some((1, 1, 1)),
+                vec![(Changed, "192.0.2.2/32", 2), (Added, "192.0.2.4/32", 1), (Removed, "192.0.2.3/32", 1)],
+                vec![(1, 1), (2, 2), (4, 1)],
+            ),
+            (
+                "out of order after a removal and a change",
+                10,
+                vec![a(1, 1), a(2, 1), a(3, 1), a(5, 1)],
+                vec![a(1, 1), a(3, 3), a(2, 1), a(6, 1)],
+                Some((1, 1, 1)),
+                vec![(Changed, "192.0.2.3/32", 3), (Added, "192.0.2.6/32", 1), (Removed, "192.0.2.5/32", 1)],
+                vec![(1, 1), (2, 1), (3, 3), (6, 1)],
+            ),
+            (
+                "a repeat back to what it was",
+                10,
+                vec![a(1, 1), a(2, 1)],
+                vec![a(1, 1), a(2, 5), a(2, 1)],
+                Some((0, 0, 0)),
+                vec![],
+                vec![(1, 1), (2, 1)],
+            ),
+            (
+                "a repeat that changes",
+                10,
+                vec![a(1, 1), a(2, 1)],
+                vec![a(2, 1), a(2, 7)],
+                Some((0, 1, 1)),
+                vec![(Changed, "192.0.2.2/32", 7), (Removed, "192.0.2.1/32", 1)],
+                vec![(2, 7)],
+            ),
+            (
+                "everything removed",
+                10,
+                vec![a(1, 1), a(2, 1)],
+                vec![],
+                Some((0, 0, 2)),
+                vec![(Removed, "192.0.2.1/32", 1), (Removed, "192.0.2.2/32", 1)],
+                vec![],
+            ),
+            (
+                "an invalid one",
+                10,
+                vec![a(1, 1), a(2, 1)],
+                vec![a(1, 1), advert("0.0.0.0/0", 1)],
+                None,
+                vec![],
+                vec![(1, 1), (2, 1)],
+            ),
+            (
+                "an invalid one out of order",
+                10,
+                vec![a(1, 1), a(2, 1)],
+                vec![a(2, 1), a(1, 2), advert("0.0.0.0/0", 1)],
+                None,
+                vec![],
+                vec![(1, 1), (2, 1)],
+            ),
+            (
+                "over the limit, in order",
+                3,
+                vec![a(1, 1), a(2, 1)],
+                vec![a(1, 1), a(2, 1), a(3, 1), a(4, 1)],
+                None,
+                vec![],
+                vec![(1, 1), (2, 1)],
+            ),
+            (
+                "over the limit, out of order",
+                3,
+                vec![a(1, 1), a(2, 1)],
+                vec![a(4, 1), a(2, 1), a(3, 1), a(1, 1)],
+                None,
+                vec![],
+                vec![(1, 1), (2, 1)],
+            ),
+        ];
+        for (name, max, before, new, result, events, after) in cases {
+            let sp = speaker(max);
+            sp.set_announcements("o", before).await.unwrap();
+            let mut rx = sp.subscribe();
+            let got = sp.set_announcements("o", new).await;
+            assert_eq!(got.ok(), result, "{name}");
+            let want: Vec<_> = events.into_iter().map(|(c, p, n)| (c, p.to_string(), vec![n])).collect();
+            assert_eq!(announcement_events(&mut rx), want, "{name}");
+            let want: Vec<_> = after.into_iter().map(|(o, c)| (format!("192.0.2.{o}/32"), vec![c])).collect();
+            assert_eq!(listed(&sp, None).await, want, "{name}");
+            // the export table holds what the set holds
+            let t = sp.exports.read().unwrap();
+            assert_eq!(t.iter_wanted().count(), want.len(), "{name}");
+        }
+    }
+
+    /// Sets larger than one export chunk: every change is counted and exported, in order and out of
+    /// order.
+    #[tokio::test]
+    async fn sets_larger_than_a_chunk() {
+        let n = EXPORT_CHUNK * 2 + 100;
+        let net = |i: usize| format!("10.{}.{}.{}/32", i >> 16, (i >> 8) & 255, i & 255);
+        let set = |c: &dyn Fn(usize) -> Option<u32>| -> Vec<AdvertSpec> {
+            (0..n).filter_map(|i| Some(advert(&net(i), c(i)?))).collect()
+        };
+        let sp = speaker(n);
+        let wanted = |sp: &Speaker| sp.exports.read().unwrap().iter_wanted().count();
+        assert_eq!(sp.set_announcements("o", set(&|_| Some(1))).await.unwrap(), (n as u32, 0, 0));
+        assert_eq!(wanted(&sp), n);
+        // in order: every third changed, every fifth left out
+        let next = |i: usize| (!i.is_multiple_of(5)).then_some(if i.is_multiple_of(3) { 2 } else { 1 });
+        let (changed, removed) =
+            ((0..n).filter(|i| !i.is_multiple_of(5) && i.is_multiple_of(3)).count(), (0..n).step_by(5).count());
+        assert_eq!(sp.set_announcements("o", set(&next)).await.unwrap(), (0, changed as u32, removed as u32));
+        assert_eq!(wanted(&sp), n - removed);
+        // the first set again, reversed: out of order
+        let mut all = set(&|_| Some(1));
+        all.reverse();
+        assert_eq!(sp.set_announcements("o", all).await.unwrap(), (removed as u32, changed as u32, 0));
+        assert_eq!(wanted(&sp), n);
+        assert_eq!(sp.set_announcements("o", set(&|_| Some(1))).await.unwrap(), (0, 0, 0));
     }
 
     #[tokio::test]

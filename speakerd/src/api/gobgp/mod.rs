@@ -5,6 +5,8 @@
 //! - [`service`]: the methods served, on the same [`Speaker`](crate::speaker::Speaker) as `speaker.v1`.
 //! - [`convert`]: `apipb` ↔ domain (paths, peers, events).
 //! - [`unserved`]: the methods speakerd does not serve, answered UNIMPLEMENTED with the reason.
+//! - `ages`: when each path last changed (its age), kept compactly.
+mod ages;
 pub mod convert;
 pub mod service;
 pub mod unserved;

@@ -21,7 +21,7 @@ use tonic::{Request, Response, Status, Streaming};
 /// Most paths in one TableEvent of WatchEvent's initial dump.
 const INIT_CHUNK: usize = 1000;
 
-type Ages = Arc<Mutex<HashMap<(String, IpNet), SystemTime>>>;
+type Ages = Arc<Mutex<super::ages::Ages>>;
 /// UUID → prefix, and prefix → UUID.
 type Uuids = Arc<Mutex<(HashMap<Vec<u8>, IpNet>, HashMap<IpNet, Vec<u8>>)>>;
 
@@ -55,11 +55,10 @@ impl GobgpService {
                 let Event::Announcement(a) = ev else { continue };
                 let Some(ages) = weak.upgrade() else { return };
                 let Ok(mut m) = ages.lock() else { return };
-                let key = (a.owner, a.advert.prefix);
                 match a.change {
-                    AnnouncementChange::Removed => m.remove(&key),
-                    _ => m.insert(key, a.at),
-                };
+                    AnnouncementChange::Removed => m.remove(&a.owner, &a.advert.prefix),
+                    _ => m.set(&a.owner, a.advert.prefix, a.at),
+                }
             }
         });
         Self {
@@ -74,7 +73,7 @@ impl GobgpService {
 
     fn age(&self, owners: &[String], p: &IpNet) -> SystemTime {
         let m = self.ages.lock();
-        let latest = m.ok().and_then(|m| owners.iter().filter_map(|o| m.get(&(o.clone(), *p)).copied()).max());
+        let latest = m.ok().and_then(|m| owners.iter().filter_map(|o| m.get(o, p)).max());
         latest.unwrap_or(self.started)
     }
 
@@ -556,7 +555,7 @@ impl GobgpApi for GobgpService {
                         .into_iter()
                         .map(|(p, a)| {
                             let owners: Vec<String> =
-                                self.ages.lock().map(|m| m.keys().filter(|(_, q)| q == p).map(|(o, _)| o.clone()).collect()).unwrap_or_default();
+                                self.ages.lock().map(|m| m.owners_of(p)).unwrap_or_default();
                             dest(p, conv::sent_path(p, a, &enc, view.spec.address, self.age(&owners, p)))
                         })
                         .collect(),
