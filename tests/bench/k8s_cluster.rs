@@ -1045,8 +1045,8 @@ speakerd and k8s-bridge (its default flags, logs at info) on one node of a clust
             r.err.as_ref().map(|e| format!(" a run failed: {e}")).unwrap_or_default()
         );
         let secs = r.changes.len() as f64 / r.rate.max(1) as f64;
-        let _ = writeln!(d, "\n**Churn.** {} changes/s for {secs:.0} s, paced by the harness, each one API write (the whole object, as its controller writes it) that changes exactly one route: an EndpointSlice whose endpoints all go not ready (withdrawal) or ready again (announcement), or, for a quarter of them, a Service whose externalTrafficPolicy becomes Local with none of its endpoints on this node (withdrawal) or Cluster again (announcement). Withdrawals and announcements alternate; a route taken down comes back {} changes ({:.1} s) later. Each change is timed from just before its write (in process, into the fake API server's store, which k8s-bridge watches over HTTP) until the UPDATE carrying its prefix left speakerd, captured on its link; a change never seen on the wire fails the run. Event and status writes k8s-bridge still had queued when the churn started: {:.0} / {:.0}. Memory peaks are reset (`/proc/PID/clear_refs`) at the start of the churn. Bytes to speakerd: the growth of k8s-bridge's `k8s_bridge_push_bytes_total` (protobuf bytes of its requests) over the churn, divided by the changes; a full push is that counter after the initial sync divided by the pushes then (all full).\n",
-            r.rate, 2 * r.lag, 2.0 * r.lag as f64 / r.rate.max(1) as f64, r.pending_at_churn.0, r.pending_at_churn.1);
+        let _ = writeln!(d, "\n**Churn.** {} changes/s for {secs:.0} s, paced by the harness, each one API write (the whole object, as its controller writes it) that changes exactly one route: an EndpointSlice whose endpoints all go not ready (withdrawal) or ready again (announcement), or, for a quarter of them, a Service whose externalTrafficPolicy becomes Local with none of its endpoints on this node (withdrawal) or Cluster again (announcement). Withdrawals and announcements alternate; a route taken down comes back {} changes ({:.2} s) later. Each change is timed from just before its write (in process, into the fake API server's store, which k8s-bridge watches over HTTP) until the UPDATE carrying its prefix left speakerd, captured on its link; a change never seen on the wire fails the run. Event and status writes k8s-bridge still had queued when the churn started: {:.0} / {:.0}. Memory peaks are reset (`/proc/PID/clear_refs`) at the start of the churn. Bytes to speakerd: the growth of k8s-bridge's `k8s_bridge_push_bytes_total` (protobuf bytes of its requests) over the churn, divided by the changes; a full push is that counter after the initial sync divided by the pushes then (all full).\n",
+            r.rate, 2 * r.lag - 1, (2 * r.lag - 1) as f64 / r.rate.max(1) as f64, r.pending_at_churn.0, r.pending_at_churn.1);
         let all = r.latencies(|_| true);
         let speakerd_ratio = if r.speakerd_before_churn > 0 && r.speakerd_churn_mem.1 > 0 {
             format!("{:.2}×", r.speakerd_churn_mem.1 as f64 / r.speakerd_before_churn as f64)
@@ -1294,6 +1294,77 @@ mod tests {
                 }
             }
             assert_eq!(got, want, "{case}");
+        }
+    }
+
+    #[test]
+    fn target_rows_never_met_on_a_failed_or_incomplete_run() {
+        let sample = |ms: u64, seen: bool| ChangeSample {
+            at: 0.0,
+            kind: ChangeKind::Slice,
+            announce: true,
+            latency: seen.then(|| Duration::from_millis(ms)),
+        };
+        let good = || ClusterRow {
+            services: 50,
+            nodes: 3,
+            rate: 20,
+            routes_initial: 35,
+            to_router: Some(Duration::from_millis(500)),
+            bridge_sync_mem: (30_000_000, 31_000_000),
+            bridge_churn_mem: (32_000_000, 33_000_000),
+            sync_push: (700.0, 1.0, 0.0),
+            churn_push: (40.0 * 25.0, 30.0, 30.0),
+            speakerd_before_churn: 25_000_000,
+            speakerd_churn_mem: (25_000_000, 26_000_000),
+            changes: (0..40).map(|k| sample(5 + k % 3, true)).collect(),
+            ..ClusterRow::default()
+        };
+        // (case, the row, want met? per target: sync, latency, RSS, bytes, speakerd; want failed runs named)
+        type Case = (&'static str, ClusterRow, [Option<bool>; 5], [bool; 5]);
+        let cases: Vec<Case> = vec![
+            ("all met", good(), [Some(true); 5], [false; 5]),
+            (
+                "slow and big",
+                ClusterRow {
+                    to_router: Some(Duration::from_secs(3)),
+                    changes: (0..40).map(|_| sample(60, true)).collect(),
+                    bridge_churn_mem: (65_000_000, 70_000_000),
+                    churn_push: (40.0 * 700.0, 1.0, 0.0),
+                    speakerd_churn_mem: (25_000_000, 40_000_000),
+                    ..good()
+                },
+                [Some(false); 5],
+                [false; 5],
+            ),
+            (
+                "a change never on the wire",
+                ClusterRow {
+                    changes: [sample(5, true), sample(0, false)].to_vec(),
+                    churn_push: (2.0 * 25.0, 2.0, 2.0),
+                    ..good()
+                },
+                [Some(true); 5],
+                [false, true, false, false, false],
+            ),
+            ("the run failed", ClusterRow { err: Some("boom".into()), ..good() }, [Some(true); 5], [true; 5]),
+            (
+                "the sync pushed incrementally: no full push to compare with",
+                ClusterRow { sync_push: (700.0, 2.0, 1.0), ..good() },
+                [Some(true), Some(true), Some(true), None, Some(true)],
+                [false; 5],
+            ),
+        ];
+        for (case, row, want_ok, want_failed) in cases {
+            let plan = Plan::preset(false, vec![]);
+            let mut res = Results::new(&plan);
+            res.k8sc = Some(row);
+            let rows = res.k8s_cluster_targets();
+            assert_eq!(rows.len(), 5, "{case}");
+            for (k, (what, got, ok, failed)) in rows.into_iter().enumerate() {
+                assert_eq!(ok, want_ok[k], "{case}: {what}: {got}");
+                assert_eq!(!failed.is_empty(), want_failed[k], "{case}: {what}: {failed:?}");
+            }
         }
     }
 
