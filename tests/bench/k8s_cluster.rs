@@ -166,7 +166,14 @@ pub fn k8s_cluster(plan: &Plan, res: &mut Results) {
 }
 
 const NODE0: &str = "node-000";
-const METRICS_PORT: u16 = 17497;
+/// k8s-bridge's metrics port: a free one, picked once (a fixed port collided with other runs on the
+/// machine).
+fn metrics_port() -> u16 {
+    static PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    *PORT.get_or_init(|| {
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(17497)
+    })
+}
 
 // ---------------------------------------------------------------------------------------------------
 // The objects
@@ -681,7 +688,7 @@ fn list_all(addr: std::net::SocketAddr, path: &str) -> Result<usize, String> {
 fn spawn_bridge(api: &common::k8s::Api, sp: &Speakerd) -> Proc {
     let kubeconfig = api.kubeconfig.display().to_string();
     let socket = sp.socket().display().to_string();
-    let metrics = format!("127.0.0.1:{METRICS_PORT}");
+    let metrics = format!("127.0.0.1:{}", metrics_port());
     Proc::spawn(
         "k8s-bridge",
         &[bin_path("k8s-bridge").to_str().unwrap(), "--node-name", NODE0, "--socket", &socket, "--metrics", &metrics],
@@ -697,7 +704,7 @@ fn spawn_bridge(api: &common::k8s::Api, sp: &Speakerd) -> Proc {
 }
 
 fn bridge_metric(name: &str) -> f64 {
-    common::k8s::metric(METRICS_PORT, name).unwrap_or(-1.0)
+    common::k8s::metric(metrics_port(), name).unwrap_or(-1.0)
 }
 
 fn cluster_run(cp: &ClusterPlan, full: bool, row: &mut ClusterRow) -> Result<(), String> {
@@ -760,7 +767,7 @@ fn cluster_run(cp: &ClusterPlan, full: bool, row: &mut ClusterRow) -> Result<(),
 
     // Initial sync: k8s-bridge start → every route at the router.
     let t0 = Instant::now();
-    let bridge = spawn_bridge(&api, &sp);
+    let mut bridge = spawn_bridge(&api, &sp);
     let deadline = t0 + Duration::from_secs(if full { 900 } else { 60 });
     loop {
         drain(&sniff, &batches, &mut events);
@@ -771,6 +778,9 @@ fn cluster_run(cp: &ClusterPlan, full: bool, row: &mut ClusterRow) -> Result<(),
         if n == want_initial.len() as u64 {
             row.to_router = Some(t0.elapsed());
             break;
+        }
+        if let Some(st) = bridge.try_wait() {
+            return Err(format!("k8s-bridge exited with {st}: {}", bridge.log_tail(5)));
         }
         if Instant::now() > deadline {
             return Err(format!(
@@ -914,6 +924,9 @@ fn cluster_run(cp: &ClusterPlan, full: bool, row: &mut ClusterRow) -> Result<(),
         r => Err(format!("{r:?}")),
     });
     row.routes_end = (got.clone().unwrap_or_else(|_| gobgp.rib_count("ipv4").unwrap_or(0)), want_end);
+    if let Some(st) = bridge.try_wait() {
+        return Err(format!("k8s-bridge exited during the churn with {st}: {}", bridge.log_tail(5)));
+    }
     if row.missed() > 0 {
         return Err(format!("{} of {} changes never showed on the wire", row.missed(), row.changes.len()));
     }
