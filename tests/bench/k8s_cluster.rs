@@ -166,7 +166,14 @@ pub fn k8s_cluster(plan: &Plan, res: &mut Results) {
 }
 
 const NODE0: &str = "node-000";
-const METRICS_PORT: u16 = 17497;
+/// k8s-bridge's metrics port: a free one, picked once (a fixed port collided with other runs on the
+/// machine).
+fn metrics_port() -> u16 {
+    static PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    *PORT.get_or_init(|| {
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(17497)
+    })
+}
 
 // ---------------------------------------------------------------------------------------------------
 // The objects
@@ -681,7 +688,7 @@ fn list_all(addr: std::net::SocketAddr, path: &str) -> Result<usize, String> {
 fn spawn_bridge(api: &common::k8s::Api, sp: &Speakerd) -> Proc {
     let kubeconfig = api.kubeconfig.display().to_string();
     let socket = sp.socket().display().to_string();
-    let metrics = format!("127.0.0.1:{METRICS_PORT}");
+    let metrics = format!("127.0.0.1:{}", metrics_port());
     Proc::spawn(
         "k8s-bridge",
         &[bin_path("k8s-bridge").to_str().unwrap(), "--node-name", NODE0, "--socket", &socket, "--metrics", &metrics],
@@ -697,7 +704,7 @@ fn spawn_bridge(api: &common::k8s::Api, sp: &Speakerd) -> Proc {
 }
 
 fn bridge_metric(name: &str) -> f64 {
-    common::k8s::metric(METRICS_PORT, name).unwrap_or(-1.0)
+    common::k8s::metric(metrics_port(), name).unwrap_or(-1.0)
 }
 
 fn cluster_run(cp: &ClusterPlan, full: bool, row: &mut ClusterRow) -> Result<(), String> {
@@ -760,7 +767,7 @@ fn cluster_run(cp: &ClusterPlan, full: bool, row: &mut ClusterRow) -> Result<(),
 
     // Initial sync: k8s-bridge start → every route at the router.
     let t0 = Instant::now();
-    let bridge = spawn_bridge(&api, &sp);
+    let mut bridge = spawn_bridge(&api, &sp);
     let deadline = t0 + Duration::from_secs(if full { 900 } else { 60 });
     loop {
         drain(&sniff, &batches, &mut events);
@@ -771,6 +778,9 @@ fn cluster_run(cp: &ClusterPlan, full: bool, row: &mut ClusterRow) -> Result<(),
         if n == want_initial.len() as u64 {
             row.to_router = Some(t0.elapsed());
             break;
+        }
+        if let Some(st) = bridge.try_wait() {
+            return Err(format!("k8s-bridge exited with {st}: {}", bridge.log_tail(5)));
         }
         if Instant::now() > deadline {
             return Err(format!(
@@ -914,6 +924,9 @@ fn cluster_run(cp: &ClusterPlan, full: bool, row: &mut ClusterRow) -> Result<(),
         r => Err(format!("{r:?}")),
     });
     row.routes_end = (got.clone().unwrap_or_else(|_| gobgp.rib_count("ipv4").unwrap_or(0)), want_end);
+    if let Some(st) = bridge.try_wait() {
+        return Err(format!("k8s-bridge exited during the churn with {st}: {}", bridge.log_tail(5)));
+    }
     if row.missed() > 0 {
         return Err(format!("{} of {} changes never showed on the wire", row.missed(), row.changes.len()));
     }
@@ -1045,8 +1058,8 @@ speakerd and k8s-bridge (its default flags, logs at info) on one node of a clust
             r.err.as_ref().map(|e| format!(" a run failed: {e}")).unwrap_or_default()
         );
         let secs = r.changes.len() as f64 / r.rate.max(1) as f64;
-        let _ = writeln!(d, "\n**Churn.** {} changes/s for {secs:.0} s, paced by the harness, each one API write (the whole object, as its controller writes it) that changes exactly one route: an EndpointSlice whose endpoints all go not ready (withdrawal) or ready again (announcement), or, for a quarter of them, a Service whose externalTrafficPolicy becomes Local with none of its endpoints on this node (withdrawal) or Cluster again (announcement). Withdrawals and announcements alternate; a route taken down comes back {} changes ({:.1} s) later. Each change is timed from just before its write (in process, into the fake API server's store, which k8s-bridge watches over HTTP) until the UPDATE carrying its prefix left speakerd, captured on its link; a change never seen on the wire fails the run. Event and status writes k8s-bridge still had queued when the churn started: {:.0} / {:.0}. Memory peaks are reset (`/proc/PID/clear_refs`) at the start of the churn. Bytes to speakerd: the growth of k8s-bridge's `k8s_bridge_push_bytes_total` (protobuf bytes of its requests) over the churn, divided by the changes; a full push is that counter after the initial sync divided by the pushes then (all full).\n",
-            r.rate, 2 * r.lag, 2.0 * r.lag as f64 / r.rate.max(1) as f64, r.pending_at_churn.0, r.pending_at_churn.1);
+        let _ = writeln!(d, "\n**Churn.** {} changes/s for {secs:.0} s, paced by the harness, each one API write (the whole object, as its controller writes it) that changes exactly one route: an EndpointSlice whose endpoints all go not ready (withdrawal) or ready again (announcement), or, for a quarter of them, a Service whose externalTrafficPolicy becomes Local with none of its endpoints on this node (withdrawal) or Cluster again (announcement). Withdrawals and announcements alternate; a route taken down comes back {} changes ({:.2} s) later. Each change is timed from just before its write (in process, into the fake API server's store, which k8s-bridge watches over HTTP) until the UPDATE carrying its prefix left speakerd, captured on its link; a change never seen on the wire fails the run. Event and status writes k8s-bridge still had queued when the churn started: {:.0} / {:.0}. Memory peaks are reset (`/proc/PID/clear_refs`) at the start of the churn. Bytes to speakerd: the growth of k8s-bridge's `k8s_bridge_push_bytes_total` (protobuf bytes of its requests) over the churn, divided by the changes; a full push is that counter after the initial sync divided by the pushes then (all full).\n",
+            r.rate, 2 * r.lag - 1, (2 * r.lag - 1) as f64 / r.rate.max(1) as f64, r.pending_at_churn.0, r.pending_at_churn.1);
         let all = r.latencies(|_| true);
         let speakerd_ratio = if r.speakerd_before_churn > 0 && r.speakerd_churn_mem.1 > 0 {
             format!("{:.2}×", r.speakerd_churn_mem.1 as f64 / r.speakerd_before_churn as f64)
@@ -1202,14 +1215,16 @@ fn scatter(
     }
     for (i, (name, p)) in series.iter().enumerate() {
         let c = COLORS[i % COLORS.len()];
+        // one path of zero-length round-capped segments: a dot per point at a fifth of the bytes of
+        // a <circle> each
+        let mut d = String::new();
         for (x, y) in p.iter().filter(|p| p.1 > 0.0) {
-            let _ = writeln!(
-                s,
-                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"1.6\" fill=\"{c}\" fill-opacity=\"0.7\"/>",
-                px(*x),
-                py(*y)
-            );
+            let _ = write!(d, "M{:.1} {:.1}h0", px(*x), py(*y));
         }
+        let _ = writeln!(
+            s,
+            "<path d=\"{d}\" stroke=\"{c}\" stroke-width=\"3.2\" stroke-linecap=\"round\" stroke-opacity=\"0.7\" fill=\"none\"/>"
+        );
         let ly = t + 50.0 + i as f64 * 18.0;
         let _ = writeln!(s, "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{c}\"/><text x=\"{}\" y=\"{ly}\">{name} ({})</text>", w - r + 12.0, ly - 10.0, w - r + 30.0, p.len());
     }
@@ -1294,6 +1309,77 @@ mod tests {
                 }
             }
             assert_eq!(got, want, "{case}");
+        }
+    }
+
+    #[test]
+    fn target_rows_never_met_on_a_failed_or_incomplete_run() {
+        let sample = |ms: u64, seen: bool| ChangeSample {
+            at: 0.0,
+            kind: ChangeKind::Slice,
+            announce: true,
+            latency: seen.then(|| Duration::from_millis(ms)),
+        };
+        let good = || ClusterRow {
+            services: 50,
+            nodes: 3,
+            rate: 20,
+            routes_initial: 35,
+            to_router: Some(Duration::from_millis(500)),
+            bridge_sync_mem: (30_000_000, 31_000_000),
+            bridge_churn_mem: (32_000_000, 33_000_000),
+            sync_push: (700.0, 1.0, 0.0),
+            churn_push: (40.0 * 25.0, 30.0, 30.0),
+            speakerd_before_churn: 25_000_000,
+            speakerd_churn_mem: (25_000_000, 26_000_000),
+            changes: (0..40).map(|k| sample(5 + k % 3, true)).collect(),
+            ..ClusterRow::default()
+        };
+        // (case, the row, want met? per target: sync, latency, RSS, bytes, speakerd; want failed runs named)
+        type Case = (&'static str, ClusterRow, [Option<bool>; 5], [bool; 5]);
+        let cases: Vec<Case> = vec![
+            ("all met", good(), [Some(true); 5], [false; 5]),
+            (
+                "slow and big",
+                ClusterRow {
+                    to_router: Some(Duration::from_secs(3)),
+                    changes: (0..40).map(|_| sample(60, true)).collect(),
+                    bridge_churn_mem: (65_000_000, 70_000_000),
+                    churn_push: (40.0 * 700.0, 1.0, 0.0),
+                    speakerd_churn_mem: (25_000_000, 40_000_000),
+                    ..good()
+                },
+                [Some(false); 5],
+                [false; 5],
+            ),
+            (
+                "a change never on the wire",
+                ClusterRow {
+                    changes: [sample(5, true), sample(0, false)].to_vec(),
+                    churn_push: (2.0 * 25.0, 2.0, 2.0),
+                    ..good()
+                },
+                [Some(true); 5],
+                [false, true, false, false, false],
+            ),
+            ("the run failed", ClusterRow { err: Some("boom".into()), ..good() }, [Some(true); 5], [true; 5]),
+            (
+                "the sync pushed incrementally: no full push to compare with",
+                ClusterRow { sync_push: (700.0, 2.0, 1.0), ..good() },
+                [Some(true), Some(true), Some(true), None, Some(true)],
+                [false; 5],
+            ),
+        ];
+        for (case, row, want_ok, want_failed) in cases {
+            let plan = Plan::preset(false, vec![]);
+            let mut res = Results::new(&plan);
+            res.k8sc = Some(row);
+            let rows = res.k8s_cluster_targets();
+            assert_eq!(rows.len(), 5, "{case}");
+            for (k, (what, got, ok, failed)) in rows.into_iter().enumerate() {
+                assert_eq!(ok, want_ok[k], "{case}: {what}: {got}");
+                assert_eq!(!failed.is_empty(), want_failed[k], "{case}: {what}: {failed:?}");
+            }
         }
     }
 
