@@ -4,6 +4,7 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Node label that keeps a node out of external load balancers (honoured as MetalLB does).
 pub const EXCLUDE_LB_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
@@ -138,12 +139,13 @@ impl From<&Node> for NodeInfo {
     }
 }
 
-/// The cluster as the translation sees it.
+/// The cluster as the translation sees it (shared with the index the watches keep: a whole translation
+/// copies pointers, not objects).
 #[derive(Debug, Clone, Default)]
 pub struct Cluster {
-    pub services: Vec<Svc>,
-    pub slices: Vec<Slice>,
-    pub nodes: Vec<NodeInfo>,
+    pub services: Vec<Arc<Svc>>,
+    pub slices: Vec<Arc<Slice>>,
+    pub nodes: Vec<Arc<NodeInfo>>,
 }
 
 /// (namespace, name) of a Service, or of an EndpointSlice.
@@ -154,14 +156,14 @@ pub type Key = (String, String);
 /// call says whether the reduced object changed and which Services that affects.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Index {
-    pub services: BTreeMap<Key, Svc>,
+    pub services: BTreeMap<Key, Arc<Svc>>,
     /// UID of each Service, for the references of Events.
     pub uids: BTreeMap<Key, String>,
     /// EndpointSlices by (namespace, slice name).
-    pub slices: BTreeMap<Key, Slice>,
-    /// (namespace, Service) → names of its EndpointSlices.
-    pub slices_of: BTreeMap<Key, BTreeSet<String>>,
-    pub nodes: BTreeMap<String, NodeInfo>,
+    pub slices: BTreeMap<Key, Arc<Slice>>,
+    /// (namespace, Service) → names of its EndpointSlices (usually one: a list, not a set).
+    pub slices_of: BTreeMap<Key, Vec<String>>,
+    pub nodes: BTreeMap<String, Arc<NodeInfo>>,
 }
 
 impl Index {
@@ -169,7 +171,8 @@ impl Index {
     pub fn put_service(&mut self, svc: Svc, uid: String) -> bool {
         let key = (svc.namespace.clone(), svc.name.clone());
         self.uids.insert(key.clone(), uid);
-        self.services.insert(key, svc.clone()).as_ref() != Some(&svc)
+        let svc = Arc::new(svc);
+        self.services.insert(key, svc.clone()).as_deref() != Some(&*svc)
     }
 
     pub fn remove_service(&mut self, key: &Key) -> bool {
@@ -182,10 +185,11 @@ impl Index {
     pub fn put_slice(&mut self, name: String, slice: Slice) -> Vec<Key> {
         let key = (slice.namespace.clone(), name.clone());
         let owner = (slice.namespace.clone(), slice.service.clone());
+        let slice = Arc::new(slice);
         let old = self.slices.insert(key.clone(), slice.clone());
         let mut touched = Vec::new();
         match &old {
-            Some(o) if *o == slice => return touched,
+            Some(o) if **o == *slice => return touched,
             Some(o) if o.service != slice.service => {
                 let old_owner = (o.namespace.clone(), o.service.clone());
                 self.unlink(&old_owner, &name);
@@ -193,7 +197,10 @@ impl Index {
             }
             _ => {}
         }
-        self.slices_of.entry(owner.clone()).or_default().insert(name);
+        let names = self.slices_of.entry(owner.clone()).or_default();
+        if let Err(at) = names.binary_search(&name) {
+            names.insert(at, name);
+        }
         touched.push(owner);
         touched
     }
@@ -208,7 +215,7 @@ impl Index {
 
     fn unlink(&mut self, owner: &Key, slice: &str) {
         if let Some(names) = self.slices_of.get_mut(owner) {
-            names.remove(slice);
+            names.retain(|n| n != slice);
             if names.is_empty() {
                 self.slices_of.remove(owner);
             }
@@ -217,7 +224,8 @@ impl Index {
 
     /// Stores a Node; whether what the translation reads changed.
     pub fn put_node(&mut self, node: NodeInfo) -> bool {
-        self.nodes.insert(node.name.clone(), node.clone()).as_ref() != Some(&node)
+        let node = Arc::new(node);
+        self.nodes.insert(node.name.clone(), node.clone()).as_deref() != Some(&*node)
     }
 
     pub fn remove_node(&mut self, name: &str) -> bool {
@@ -244,7 +252,7 @@ impl Index {
 
     /// Replaces every Node (a relist).
     pub fn set_nodes(&mut self, all: Vec<NodeInfo>) {
-        self.nodes = all.into_iter().map(|n| (n.name.clone(), n)).collect();
+        self.nodes = all.into_iter().map(|n| (n.name.clone(), Arc::new(n))).collect();
     }
 
     /// Everything, for a whole translation.

@@ -31,8 +31,9 @@ pub struct State {
     pub l2: BTreeMap<IpAddr, pb::L2Announcement>,
     pub services: BTreeSet<ServiceAnnouncement>,
     pub unannounceable: BTreeSet<Unannounceable>,
-    /// Every Service's IPs as last translated, both ways: which Services a prefix gathers.
-    ips: BTreeMap<IpAddr, BTreeSet<Key>>,
+    /// Every Service's IPs as last translated, both ways: which Services a prefix gathers (usually one
+    /// per IP: a list, not a set).
+    ips: BTreeMap<IpAddr, Vec<Key>>,
     svc_ips: BTreeMap<Key, Vec<IpAddr>>,
 }
 
@@ -86,7 +87,10 @@ impl State {
             return;
         }
         for ip in ips {
-            self.ips.entry(*ip).or_default().insert(key.clone());
+            let keys = self.ips.entry(*ip).or_default();
+            if let Err(at) = keys.binary_search(&key) {
+                keys.insert(at, key.clone());
+            }
         }
         self.svc_ips.insert(key, ips.to_vec());
     }
@@ -95,7 +99,7 @@ impl State {
         let ips = self.svc_ips.remove(key).unwrap_or_default();
         for ip in &ips {
             if let Some(keys) = self.ips.get_mut(ip) {
-                keys.remove(key);
+                keys.retain(|k| k != key);
                 if keys.is_empty() {
                     self.ips.remove(ip);
                 }

@@ -171,6 +171,7 @@ async fn controller_main() -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    k8s_bridge::mem::fix_mmap_threshold();
     // `k8s-bridge controller ...` is the allocator; anything else is the per-node bridge as before.
     if std::env::args().nth(1).as_deref() == Some("controller") {
         return controller_main().await;

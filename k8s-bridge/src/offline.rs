@@ -72,7 +72,7 @@ pub fn load(text: &str, namespace: &str, configmap: &str) -> Result<(ConfigInput
                 if svc.namespace.is_empty() {
                     svc.namespace = "default".into();
                 }
-                cluster.services.push(svc);
+                cluster.services.push(svc.into());
             }
             (false, "EndpointSlice") => {
                 let s: k8s_openapi::api::discovery::v1::EndpointSlice =
@@ -81,11 +81,11 @@ pub fn load(text: &str, namespace: &str, configmap: &str) -> Result<(ConfigInput
                 if slice.namespace.is_empty() {
                     slice.namespace = "default".into();
                 }
-                cluster.slices.push(slice);
+                cluster.slices.push(slice.into());
             }
             (false, "Node") => {
                 let n: k8s_openapi::api::core::v1::Node = serde_json::from_value(v.clone()).map_err(bad)?;
-                cluster.nodes.push(NodeInfo::from(&n));
+                cluster.nodes.push(NodeInfo::from(&n).into());
             }
             _ => {}
         }

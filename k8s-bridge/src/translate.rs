@@ -88,7 +88,7 @@ fn node_can_announce(n: &NodeInfo, opts: &Options) -> bool {
 
 pub fn translate(cfg: &Config, cluster: &Cluster, opts: &Options) -> Desired {
     let mut d = Desired::default();
-    let me = cluster.nodes.iter().find(|n| n.name == opts.node);
+    let me = cluster.nodes.iter().map(|n| &**n).find(|n| n.name == opts.node);
     let empty = BTreeMap::new();
     let my_labels = me.map_or(&empty, |n| &n.labels);
 
@@ -116,7 +116,7 @@ pub fn translate(cfg: &Config, cluster: &Cluster, opts: &Options) -> Desired {
     d.seeds = seeds.into_iter().collect();
 
     let mut slices: BTreeMap<(&str, &str), Vec<&Slice>> = BTreeMap::new();
-    for s in &cluster.slices {
+    for s in cluster.slices.iter().map(|s| &**s) {
         slices.entry((s.namespace.as_str(), s.service.as_str())).or_default().push(s);
     }
     let mut bgp: BTreeMap<IpNet, pb::Announcement> = BTreeMap::new();
@@ -124,7 +124,7 @@ pub fn translate(cfg: &Config, cluster: &Cluster, opts: &Options) -> Desired {
     let mut services = BTreeSet::new();
     let mut unannounceable = BTreeSet::new();
     let mut svcs: Vec<&Svc> =
-        cluster.services.iter().filter(|s| s.load_balancer && s.lb_class == opts.lb_class).collect();
+        cluster.services.iter().map(|s| &**s).filter(|s| s.load_balancer && s.lb_class == opts.lb_class).collect();
     svcs.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     for svc in svcs {
         let eps = slices.get(&(svc.namespace.as_str(), svc.name.as_str())).map(Vec::as_slice).unwrap_or(&[]);

@@ -210,6 +210,7 @@ impl Reconciler {
         if whole {
             let state = State::full(cfg, &view.index().cluster(), opts);
             self.push_whole(view, state, force).await;
+            crate::mem::trim();
         } else if !dirty.services.is_empty() {
             let Some(state) = self.state.as_mut() else { return };
             let delta = state.update(cfg, &view.index(), &dirty.services, opts);
