@@ -129,26 +129,48 @@ async fn watch_speakerd(
     owners_changed: Arc<Notify>,
 ) {
     let mut first = true;
+    // The stream ended with DATA_LOSS: speakerd itself said this watcher fell behind (a bulk change
+    // has more events than its buffer), so it is the same process; watch again at once, without a
+    // whole push, and look at the Layer 2 owners again (their events may be among those lost).
+    let mut lagged = false;
     loop {
         let asked = tokio::time::Instant::now();
         match client.watch(pb::WatchRequest::default()).await {
             Ok(stream) => {
-                if !first {
-                    tracing::info!("reconnected to speakerd; pushing the whole state");
+                if !lagged {
+                    if !first {
+                        tracing::info!("reconnected to speakerd; pushing the whole state");
+                    }
+                    // When the Watch was asked: a whole push that completed after it reached this process.
+                    reconnected.send_replace(Some(asked));
                 }
                 first = false;
-                // When the Watch was asked: a whole push that completed after it reached this process.
-                reconnected.send_replace(Some(asked));
+                lagged = false;
                 let mut s = stream.into_inner();
-                while let Some(Ok(ev)) = s.next().await {
-                    if matches!(ev.event, Some(pb::watch_event::Event::L2Owner(_))) {
-                        owners_changed.notify_one();
+                loop {
+                    match s.next().await {
+                        Some(Ok(ev)) => {
+                            if matches!(ev.event, Some(pb::watch_event::Event::L2Owner(_))) {
+                                owners_changed.notify_one();
+                            }
+                        }
+                        Some(Err(status)) if status.code() == tonic::Code::DataLoss => {
+                            tracing::debug!(error = %status.message(), "speakerd's watch fell behind; watching again");
+                            owners_changed.notify_one();
+                            lagged = true;
+                            break;
+                        }
+                        _ => break,
                     }
+                }
+                if lagged {
+                    continue;
                 }
                 tracing::warn!("lost the connection to speakerd");
             }
             Err(e) => tracing::debug!(error = %e.message(), "speakerd not reachable yet"),
         }
+        lagged = false;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
