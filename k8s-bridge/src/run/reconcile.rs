@@ -18,7 +18,7 @@ use kube::Client;
 use speaker_api::v1 as pb;
 use speaker_api::v1::speaker_client::SpeakerClient;
 use std::collections::BTreeSet;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
@@ -93,6 +93,8 @@ pub struct Reconciler {
     /// When the status task was last handed a snapshot.
     last_status: Option<tokio::time::Instant>,
     status_tx: watch::Sender<Option<Arc<Snapshot>>>,
+    /// What the last status sync cost (µs): the next comes no sooner than 10 times that.
+    status_cost: Arc<AtomicU64>,
     /// The wait before pushing again after a failure.
     retry: Duration,
     /// The status objects need a sync even if the desired state did not change.
@@ -120,6 +122,7 @@ impl Reconciler {
             settings.status_writes,
         ));
         let (status_tx, status_rx) = watch::channel(None);
+        let status_cost = Arc::new(AtomicU64::new(0));
         tasks.spawn(sync_status(
             status_rx,
             SpeakerClient::new(speakerd.clone()),
@@ -127,6 +130,7 @@ impl Reconciler {
             events.clone(),
             status.clone(),
             metrics.clone(),
+            status_cost.clone(),
         ));
         // Its writer task ends when the Reporter is dropped.
         let config_state = config_state::Reporter::spawn(
@@ -148,6 +152,7 @@ impl Reconciler {
             last_status: None,
             last_whole: None,
             status_tx,
+            status_cost,
             retry: Duration::from_secs(1),
             status_due: false,
             _tasks: tasks,
@@ -429,12 +434,14 @@ impl Reconciler {
     }
 
     /// When the status objects may be synced next, if they are due: they are computed over every
-    /// Service, so under churn they follow at most every [`STATUS_EVERY`], never on the data path.
+    /// Service, so under churn they follow at most every [`STATUS_EVERY`] or ten times what the last
+    /// sync cost, whichever is longer (a tenth of a core at most), never on the data path.
     pub fn status_at(&self) -> Option<tokio::time::Instant> {
         if !self.status_due || !self.in_sync {
             return None;
         }
-        Some(self.last_status.map_or_else(tokio::time::Instant::now, |t| t + STATUS_EVERY))
+        let cost = Duration::from_micros(self.status_cost.load(Relaxed)) * 10;
+        Some(self.last_status.map_or_else(tokio::time::Instant::now, |t| t + STATUS_EVERY.max(cost)))
     }
 }
 
@@ -455,6 +462,7 @@ async fn sync_status(
     events: Events,
     status: Arc<StatusQueue>,
     metrics: Arc<Metrics>,
+    cost: Arc<AtomicU64>,
 ) {
     let mut l2_failed: BTreeSet<(std::net::IpAddr, String)> = BTreeSet::new();
     while rx.changed().await.is_ok() {
@@ -491,8 +499,17 @@ async fn sync_status(
             }
         }
         l2_failed = failed;
-        status.set(crate::status::wanted(&node, d, &l2));
-        *metrics.announced.lock().unwrap_or_else(|e| e.into_inner()) = crate::status::announced(&node, d, &l2);
+        // The work over every Service runs on a blocking thread, so that it never holds a runtime
+        // worker (the watches and the loop run there); its cost sets how soon the next one may come.
+        let started = std::time::Instant::now();
+        let (st, m, n, snap2) = (status.clone(), metrics.clone(), node.clone(), snap.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            st.set(crate::status::wanted(&n, &snap2.desired, &l2));
+            *m.announced.lock().unwrap_or_else(|e| e.into_inner()) = crate::status::announced(&n, &snap2.desired, &l2);
+        })
+        .await;
+        cost.store(started.elapsed().as_micros() as u64, Relaxed);
+        crate::mem::trim();
     }
 }
 
