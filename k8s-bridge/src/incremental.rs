@@ -143,55 +143,12 @@ impl State {
 
         let mut delta = Delta::default();
         let c = &mut delta.changes;
-        let mut bgp: BTreeMap<IpNet, pb::Announcement> = d
-            .bgp
-            .into_iter()
-            .filter_map(|a| Some((a.prefix.parse::<IpNet>().ok()?, a)))
-            .filter(|(p, _)| prefixes.contains(p))
-            .collect();
-        for p in &prefixes {
-            match (self.bgp.get(p), bgp.remove(p)) {
-                (Some(old), Some(new)) if *old == new => {}
-                (old, Some(new)) => {
-                    if old.is_some() {
-                        c.bgp_counts.1 += 1;
-                    } else {
-                        c.bgp_counts.0 += 1;
-                    }
-                    c.announce.push(new.clone());
-                    self.bgp.insert(*p, new);
-                }
-                (Some(_), None) => {
-                    self.bgp.remove(p);
-                    c.withdraw.push(p.to_string());
-                }
-                (None, None) => {}
-            }
-        }
-        let mut l2: BTreeMap<IpAddr, pb::L2Announcement> =
-            d.l2.into_iter()
-                .filter_map(|a| Some((a.ip.parse::<IpAddr>().ok()?, a)))
-                .filter(|(ip, _)| ips.contains(ip))
-                .collect();
-        for ip in &ips {
-            match (self.l2.get(ip), l2.remove(ip)) {
-                (Some(old), Some(new)) if *old == new => {}
-                (old, Some(new)) => {
-                    if old.is_some() {
-                        c.l2_counts.1 += 1;
-                    } else {
-                        c.l2_counts.0 += 1;
-                    }
-                    c.l2_announce.push(new.clone());
-                    self.l2.insert(*ip, new);
-                }
-                (Some(_), None) => {
-                    self.l2.remove(ip);
-                    c.l2_withdraw.push(ip.to_string());
-                }
-                (None, None) => {}
-            }
-        }
+        let bgp = d.bgp.into_iter().filter_map(|a| Some((a.prefix.parse::<IpNet>().ok()?, a)));
+        let (put, gone) = (&mut c.announce, &mut c.withdraw);
+        replace(&mut self.bgp, bgp.collect(), &prefixes, put, gone, &mut c.bgp_counts);
+        let l2 = d.l2.into_iter().filter_map(|a| Some((a.ip.parse::<IpAddr>().ok()?, a)));
+        let (put, gone) = (&mut c.l2_announce, &mut c.l2_withdraw);
+        replace(&mut self.l2, l2.collect(), &ips, put, gone, &mut c.l2_counts);
         // A Service's own records depend on it alone.
         let mine = |ns: &str, name: &str| dirty.contains(&(ns.to_string(), name.to_string()));
         let records: BTreeSet<ServiceAnnouncement> =
@@ -236,6 +193,38 @@ impl State {
             }
         }
         delta
+    }
+}
+
+/// Makes the entries of `keys` in `held` those of `new` (entries of other keys in `new` are ignored):
+/// an entry added or changed goes to `put` and is counted in `counts` (added, changed), one removed to
+/// `gone` by its key.
+fn replace<K: Ord + Copy + ToString, V: PartialEq + Clone>(
+    held: &mut BTreeMap<K, V>,
+    mut new: BTreeMap<K, V>,
+    keys: &BTreeSet<K>,
+    put: &mut Vec<V>,
+    gone: &mut Vec<String>,
+    counts: &mut (u32, u32),
+) {
+    for k in keys {
+        match (held.get(k), new.remove(k)) {
+            (Some(old), Some(v)) if *old == v => {}
+            (old, Some(v)) => {
+                if old.is_some() {
+                    counts.1 += 1;
+                } else {
+                    counts.0 += 1;
+                }
+                put.push(v.clone());
+                held.insert(*k, v);
+            }
+            (Some(_), None) => {
+                held.remove(k);
+                gone.push(k.to_string());
+            }
+            (None, None) => {}
+        }
     }
 }
 

@@ -940,19 +940,12 @@ fn cluster_run(cp: &ClusterPlan, full: bool, row: &mut ClusterRow) -> Result<(),
 /// A target row: (what, measured, met?, the failed runs it depends on).
 pub type TargetRow = (String, String, Option<bool>, Vec<String>);
 
+/// Milliseconds to one decimal (the churn's figures are a few ms; report.rs writes two decimals).
 fn ms(d: Option<Duration>) -> String {
     match d {
         Some(d) if d.as_secs_f64() >= 1.0 => format!("{:.2} s", d.as_secs_f64()),
         Some(d) => format!("{:.1} ms", d.as_secs_f64() * 1000.0),
         None => "–".into(),
-    }
-}
-
-fn mb(b: u64) -> String {
-    if b == 0 {
-        "–".into()
-    } else {
-        format!("{:.1} MB", b as f64 / 1e6)
     }
 }
 

@@ -225,7 +225,7 @@ fn ms(d: Option<Duration>) -> String {
     }
 }
 
-fn mb(b: u64) -> String {
+pub fn mb(b: u64) -> String {
     if b == 0 {
         "–".into()
     } else {
