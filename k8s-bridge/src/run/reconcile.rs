@@ -213,7 +213,9 @@ impl Reconciler {
         let opts = &self.settings.options;
         let configured = pass_started.elapsed();
         if whole {
-            let state = State::full(cfg, &view.index().cluster(), opts);
+            // The index is locked only to copy its pointers: the watches wait on it.
+            let cluster = view.index().cluster();
+            let state = State::full(cfg, &cluster, opts);
             self.push_whole(view, state, force).await;
             crate::mem::trim();
         } else if !dirty.services.is_empty() {
