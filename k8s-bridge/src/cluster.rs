@@ -1,7 +1,5 @@
-//! The parts of Services, EndpointSlices and Nodes that decide announcements, taken out of the
-//! k8s-openapi types once so that the translation is plain data in, plain data out.
-use k8s_openapi::api::core::v1::{Node, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+//! The parts of Services, EndpointSlices and Nodes that decide announcements, decoded once from the
+//! API's JSON ([`crate::slim`]) so that the translation is plain data in, plain data out.
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -61,82 +59,6 @@ impl NodeInfo {
 /// The rest (kubectl's last-applied-configuration above all) is not kept.
 pub fn read_annotation(key: &str) -> bool {
     key.starts_with("metallb.io/") || key.starts_with("metallb.universe.tf/")
-}
-
-impl From<&Service> for Svc {
-    fn from(s: &Service) -> Self {
-        let spec = s.spec.as_ref();
-        let ips = s
-            .status
-            .as_ref()
-            .and_then(|st| st.load_balancer.as_ref())
-            .and_then(|lb| lb.ingress.as_ref())
-            .map(|ing| ing.iter().filter_map(|i| i.ip.as_deref()).filter_map(|ip| ip.parse().ok()).collect())
-            .unwrap_or_default();
-        Svc {
-            namespace: s.metadata.namespace.clone().unwrap_or_default(),
-            name: s.metadata.name.clone().unwrap_or_default(),
-            load_balancer: spec.and_then(|s| s.type_.as_deref()) == Some("LoadBalancer"),
-            lb_class: spec.and_then(|s| s.load_balancer_class.clone()),
-            etp_local: spec.and_then(|s| s.external_traffic_policy.as_deref()) == Some("Local"),
-            ips,
-            annotations: s
-                .metadata
-                .annotations
-                .iter()
-                .flatten()
-                .filter(|(k, _)| read_annotation(k))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            labels: s.metadata.labels.clone().unwrap_or_default(),
-        }
-    }
-}
-
-impl From<&EndpointSlice> for Slice {
-    fn from(s: &EndpointSlice) -> Self {
-        let service =
-            s.metadata.labels.as_ref().and_then(|l| l.get("kubernetes.io/service-name")).cloned().unwrap_or_default();
-        let endpoints = s
-            .endpoints
-            .iter()
-            .map(|e| {
-                let c = e.conditions.as_ref();
-                // API semantics: an unknown `ready` is to be read as ready; `serving` defaults to `ready`.
-                let ready = c.and_then(|c| c.ready).unwrap_or(true);
-                Endpoint {
-                    node: e.node_name.clone(),
-                    ready,
-                    serving: c.and_then(|c| c.serving).unwrap_or(ready),
-                    terminating: c.and_then(|c| c.terminating).unwrap_or(false),
-                }
-            })
-            .collect();
-        Slice { namespace: s.metadata.namespace.clone().unwrap_or_default(), service, endpoints }
-    }
-}
-
-impl From<&Node> for NodeInfo {
-    fn from(n: &Node) -> Self {
-        let status = n.status.as_ref();
-        let network_unavailable = status
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "NetworkUnavailable" && c.status == "True"));
-        let internal_ips = status
-            .and_then(|s| s.addresses.as_ref())
-            .into_iter()
-            .flatten()
-            .filter(|a| a.type_ == "InternalIP")
-            .filter_map(|a| a.address.parse().ok())
-            .collect();
-        NodeInfo {
-            name: n.metadata.name.clone().unwrap_or_default(),
-            labels: n.metadata.labels.clone().unwrap_or_default(),
-            network_unavailable,
-            unschedulable: n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
-            internal_ips,
-        }
-    }
 }
 
 /// The cluster as the translation sees it (shared with the index the watches keep: a whole translation

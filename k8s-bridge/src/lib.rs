@@ -4,7 +4,8 @@
 //!
 //! - [`metallb`]: the configuration as written (CRD specs, legacy ConfigMap).
 //! - [`config`]: validated and normalised; problems name their object.
-//! - [`cluster`]: Services, EndpointSlices and Nodes reduced to what matters.
+//! - [`cluster`]: Services, EndpointSlices and Nodes reduced to what matters; [`slim`] decodes them
+//!   from the API's JSON straight into that form.
 //! - [`translate`]: the pure function from both to [`translate::Desired`].
 //! - [`incremental`]: that state kept between passes and changed in place by what a change touches.
 //! - [`apply`]: pushes a `Desired` to speakerd.
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod offline;
 pub mod run;
 pub mod selector;
+pub mod slim;
 pub mod status;
 pub mod translate;
 

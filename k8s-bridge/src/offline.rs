@@ -2,6 +2,7 @@
 //! `plan` command (what would this node announce, given these manifests?) and for tests.
 use crate::cluster::{Cluster, NodeInfo, Slice, Svc};
 use crate::config::{ConfigInput, Obj};
+use crate::slim;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -67,25 +68,21 @@ pub fn load(text: &str, namespace: &str, configmap: &str) -> Result<(ConfigInput
                 input.secrets.insert(key, data);
             }
             (false, "Service") => {
-                let s: k8s_openapi::api::core::v1::Service = serde_json::from_value(v.clone()).map_err(bad)?;
-                let mut svc = Svc::from(&s);
+                let mut svc = slim::from_value::<Svc>(&v).map_err(bad)?.data;
                 if svc.namespace.is_empty() {
                     svc.namespace = "default".into();
                 }
                 cluster.services.push(svc.into());
             }
             (false, "EndpointSlice") => {
-                let s: k8s_openapi::api::discovery::v1::EndpointSlice =
-                    serde_json::from_value(v.clone()).map_err(bad)?;
-                let mut slice = Slice::from(&s);
+                let mut slice = slim::from_value::<Slice>(&v).map_err(bad)?.data;
                 if slice.namespace.is_empty() {
                     slice.namespace = "default".into();
                 }
                 cluster.slices.push(slice.into());
             }
             (false, "Node") => {
-                let n: k8s_openapi::api::core::v1::Node = serde_json::from_value(v.clone()).map_err(bad)?;
-                cluster.nodes.push(NodeInfo::from(&n).into());
+                cluster.nodes.push(slim::from_value::<NodeInfo>(&v).map_err(bad)?.data.into());
             }
             _ => {}
         }

@@ -5,9 +5,9 @@ use super::Settings;
 use crate::cluster::{Index, Key, NodeInfo, Slice, Svc};
 use crate::config::{self, ConfigInput, Obj};
 use crate::metrics::Metrics;
+use crate::slim::Reduced;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, Secret, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::reflector::{self, store::Writer, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -188,7 +188,7 @@ where
 /// How one kind of object goes into the index: `reduce` keeps what the translation reads, `put`
 /// stores it and says which Services changed, `remove` forgets it, `relist` replaces them all.
 struct Reducer<K, T> {
-    reduce: fn(&K) -> T,
+    reduce: fn(K) -> T,
     put: fn(&mut Index, T) -> Touched,
     remove: fn(&mut Index, &K) -> Touched,
     relist: fn(&mut Index, Vec<T>),
@@ -218,14 +218,17 @@ fn index<K, T>(
                 return;
             }
             watcher::Event::InitApply(o) => {
-                listed.push((r.reduce)(&o));
+                listed.push((r.reduce)(o));
                 return;
             }
             watcher::Event::InitDone => {
                 (r.relist)(&mut h.index.lock().unwrap_or_else(|e| e.into_inner()), std::mem::take(&mut listed));
                 Touched::All
             }
-            watcher::Event::Apply(o) => (r.put)(&mut h.index.lock().unwrap_or_else(|e| e.into_inner()), (r.reduce)(&o)),
+            watcher::Event::Apply(o) => {
+                let t = (r.reduce)(o);
+                (r.put)(&mut h.index.lock().unwrap_or_else(|e| e.into_inner()), t)
+            }
             watcher::Event::Delete(o) => (r.remove)(&mut h.index.lock().unwrap_or_else(|e| e.into_inner()), &o),
         };
         match touched {
@@ -451,7 +454,7 @@ fn put_service(index: &mut Index, s: (Svc, String)) -> Touched {
     }
 }
 
-fn remove_service(index: &mut Index, s: &Service) -> Touched {
+fn remove_service(index: &mut Index, s: &Reduced<Svc>) -> Touched {
     let key = (s.namespace().unwrap_or_default(), s.name_any());
     if index.remove_service(&key) {
         Touched::Services(vec![key])
@@ -464,7 +467,7 @@ fn put_slice(index: &mut Index, s: (String, Slice)) -> Touched {
     Touched::Services(index.put_slice(s.0, s.1))
 }
 
-fn remove_slice(index: &mut Index, s: &EndpointSlice) -> Touched {
+fn remove_slice(index: &mut Index, s: &Reduced<Slice>) -> Touched {
     match index.remove_slice(&(s.namespace().unwrap_or_default(), s.name_any())) {
         Some(owner) => Touched::Services(vec![owner]),
         None => Touched::None,
@@ -479,7 +482,7 @@ fn put_node(index: &mut Index, n: NodeInfo) -> Touched {
     }
 }
 
-fn remove_node(index: &mut Index, n: &Node) -> Touched {
+fn remove_node(index: &mut Index, n: &Reduced<NodeInfo>) -> Touched {
     if index.remove_node(&n.name_any()) {
         Touched::All
     } else {
@@ -492,14 +495,14 @@ fn starts(settings: &Settings, client: &Client, hub: &Arc<Hub>, tasks: &mut Join
     let h = |i| (hub.clone(), i);
     let (hb, i) = h(0);
     index(
-        Api::<Service>::all(client.clone()),
+        Api::<Reduced<Svc>>::all(client.clone()),
         watch_config(),
         "services",
         hb,
         i,
         tasks,
         Reducer {
-            reduce: |s: &Service| (Svc::from(s), s.metadata.uid.clone().unwrap_or_default()),
+            reduce: |s: Reduced<Svc>| (s.data, s.metadata.uid.unwrap_or_default()),
             put: put_service,
             remove: remove_service,
             relist: Index::set_services,
@@ -507,14 +510,14 @@ fn starts(settings: &Settings, client: &Client, hub: &Arc<Hub>, tasks: &mut Join
     );
     let (hb, i) = h(1);
     index(
-        Api::<EndpointSlice>::all(client.clone()),
+        Api::<Reduced<Slice>>::all(client.clone()),
         watch_config().labels("kubernetes.io/service-name"),
         "endpointslices",
         hb,
         i,
         tasks,
         Reducer {
-            reduce: |s: &EndpointSlice| (s.name_any(), Slice::from(s)),
+            reduce: |s: Reduced<Slice>| (s.metadata.name.unwrap_or_default(), s.data),
             put: put_slice,
             remove: remove_slice,
             relist: Index::set_slices,
@@ -522,13 +525,13 @@ fn starts(settings: &Settings, client: &Client, hub: &Arc<Hub>, tasks: &mut Join
     );
     let (hb, i) = h(2);
     index(
-        Api::<Node>::all(client.clone()),
+        Api::<Reduced<NodeInfo>>::all(client.clone()),
         watch_config(),
         "nodes",
         hb,
         i,
         tasks,
-        Reducer { reduce: |n: &Node| NodeInfo::from(n), put: put_node, remove: remove_node, relist: Index::set_nodes },
+        Reducer { reduce: |n: Reduced<NodeInfo>| n.data, put: put_node, remove: remove_node, relist: Index::set_nodes },
     );
     let (hb, i) = h(3);
     // Every ConfigMap of the namespace (issue 18): the legacy `config` one and `metallb-excludel2`
