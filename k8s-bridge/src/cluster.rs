@@ -16,14 +16,15 @@ pub struct Svc {
     pub etp_local: bool,
     /// IPs from status.loadBalancer.ingress.
     pub ips: Vec<IpAddr>,
-    pub annotations: BTreeMap<String, String>,
+    pub annotations: Pairs,
     /// For advertisements' serviceSelectors.
-    pub labels: BTreeMap<String, String>,
+    pub labels: Pairs,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Endpoint {
-    pub node: Option<String>,
+    /// Shared between the endpoints on one node ([`crate::slim`] interns node names).
+    pub node: Option<Arc<str>>,
     pub ready: bool,
     pub serving: bool,
     pub terminating: bool,
@@ -40,7 +41,7 @@ pub struct Slice {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NodeInfo {
     pub name: String,
-    pub labels: BTreeMap<String, String>,
+    pub labels: Pairs,
     /// The NetworkUnavailable condition is True.
     pub network_unavailable: bool,
     /// Cordoned (spec.unschedulable).
@@ -51,7 +52,55 @@ pub struct NodeInfo {
 
 impl NodeInfo {
     pub fn excluded(&self) -> bool {
-        self.labels.contains_key(EXCLUDE_LB_LABEL)
+        self.labels.get(EXCLUDE_LB_LABEL).is_some()
+    }
+}
+
+/// A few string pairs (labels, annotations), sorted by key, held in one exact-sized allocation: a
+/// B-tree map allocates a node of eleven slots for a single entry, and every Service has a few.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Pairs(Box<[(String, String)]>);
+
+impl Pairs {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        let i = self.0.binary_search_by(|(k, _)| k.as_str().cmp(key)).ok()?;
+        Some(&self.0[i].1)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A key given twice keeps its last value, as a map would.
+impl FromIterator<(String, String)> for Pairs {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(it: I) -> Self {
+        let mut v: Vec<(String, String)> = it.into_iter().collect();
+        // stable: of equal keys the last given stays last, and dedup keeps the first of a run
+        v.reverse();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.dedup_by(|a, b| a.0 == b.0);
+        Pairs(v.into_boxed_slice())
+    }
+}
+
+impl From<BTreeMap<String, String>> for Pairs {
+    fn from(m: BTreeMap<String, String>) -> Self {
+        Pairs(m.into_iter().collect::<Vec<_>>().into_boxed_slice())
+    }
+}
+
+impl<const N: usize> From<[(&str, &str); N]> for Pairs {
+    fn from(a: [(&str, &str); N]) -> Self {
+        a.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 }
 
@@ -200,5 +249,32 @@ impl Index {
             }
         }
         c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pairs;
+
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [(&'a str, Option<&'a str>)], usize);
+
+    #[test]
+    fn pairs_read_as_a_map() {
+        let cases: &[Case] = &[
+            (&[], &[("a", None)], 0),
+            (&[("b", "2"), ("a", "1")], &[("a", Some("1")), ("b", Some("2")), ("c", None)], 2),
+            // a key given twice keeps its last value
+            (&[("k", "old"), ("x", "y"), ("k", "new")], &[("k", Some("new")), ("x", Some("y"))], 2),
+            (&[("z", ""), ("a", "v")], &[("z", Some("")), ("", None)], 2),
+        ];
+        for (given, lookups, len) in cases {
+            let p: Pairs = given.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            assert_eq!(p.len(), *len, "{given:?}");
+            let keys: Vec<&str> = p.iter().map(|(k, _)| k).collect();
+            assert!(keys.windows(2).all(|w| w[0] < w[1]), "{given:?}: sorted, no repeats");
+            for (k, want) in *lookups {
+                assert_eq!(p.get(k), *want, "{given:?}: {k}");
+            }
+        }
     }
 }

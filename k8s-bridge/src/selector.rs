@@ -42,18 +42,35 @@ impl Selector {
         Ok(Self { reqs })
     }
 
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+    pub fn matches<L: LabelSet + ?Sized>(&self, labels: &L) -> bool {
         self.reqs.iter().all(|r| match r {
-            Req::In(k, vs) => labels.get(k).is_some_and(|v| vs.contains(v)),
-            Req::NotIn(k, vs) => labels.get(k).is_none_or(|v| !vs.contains(v)),
-            Req::Exists(k) => labels.contains_key(k),
-            Req::DoesNotExist(k) => !labels.contains_key(k),
+            Req::In(k, vs) => labels.label(k).is_some_and(|v| vs.iter().any(|x| x == v)),
+            Req::NotIn(k, vs) => labels.label(k).is_none_or(|v| !vs.iter().any(|x| x == v)),
+            Req::Exists(k) => labels.label(k).is_some(),
+            Req::DoesNotExist(k) => labels.label(k).is_none(),
         })
     }
 }
 
+/// What a selector is matched against: a lookup of a label's value.
+pub trait LabelSet {
+    fn label(&self, key: &str) -> Option<&str>;
+}
+
+impl LabelSet for BTreeMap<String, String> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+}
+
+impl LabelSet for crate::cluster::Pairs {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key)
+    }
+}
+
 /// MetalLB's rule for a list of node selectors: empty matches every node, else any one must match.
-pub fn any_matches(list: &[Selector], labels: &BTreeMap<String, String>) -> bool {
+pub fn any_matches<L: LabelSet + ?Sized>(list: &[Selector], labels: &L) -> bool {
     list.is_empty() || list.iter().any(|s| s.matches(labels))
 }
 

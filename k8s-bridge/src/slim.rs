@@ -8,13 +8,14 @@
 //!
 //! The meaning of each field read is the API's (an unknown `ready` condition is ready, `serving`
 //! defaults to `ready`); the tests compare the result with the reduction of the k8s-openapi objects.
-use crate::cluster::{read_annotation, Endpoint, NodeInfo, Slice, Svc};
+use crate::cluster::{read_annotation, Endpoint, NodeInfo, Pairs, Slice, Svc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 /// One object as the bridge keeps it: the identity the watcher needs (name, namespace, uid,
 /// resourceVersion) and the reduced content.
@@ -83,13 +84,34 @@ pub struct Meta {
     pub namespace: Option<String>,
     pub uid: Option<String>,
     pub resource_version: Option<String>,
-    labels: Option<BTreeMap<String, String>>,
+    labels: Option<Pairs>,
     annotations: Option<MetallbAnnotations>,
+}
+
+/// A map of strings (labels), read straight into [`Pairs`].
+impl<'de> Deserialize<'de> for Pairs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Pairs;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of strings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
+                let mut v = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(kv) = map.next_entry::<String, String>()? {
+                    v.push(kv);
+                }
+                Ok(v.into_iter().collect())
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// The annotations the bridge reads ([`read_annotation`]); the others are skipped unread.
 #[derive(Debug, Default)]
-struct MetallbAnnotations(BTreeMap<String, String>);
+struct MetallbAnnotations(Pairs);
 
 impl<'de> Deserialize<'de> for MetallbAnnotations {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -100,18 +122,18 @@ impl<'de> Deserialize<'de> for MetallbAnnotations {
                 f.write_str("a map of annotations")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut kept = BTreeMap::new();
+                let mut kept = Vec::new();
                 while let Some(key) = map.next_key::<WantedKey>()? {
                     match key.0 {
                         Some(k) => {
-                            kept.insert(k, map.next_value::<String>()?);
+                            kept.push((k, map.next_value::<String>()?));
                         }
                         None => {
                             map.next_value::<IgnoredAny>()?;
                         }
                     }
                 }
-                Ok(MetallbAnnotations(kept))
+                Ok(MetallbAnnotations(kept.into_iter().collect()))
             }
         }
         d.deserialize_map(V)
@@ -230,7 +252,7 @@ impl Slim for Slice {
 
     fn reduce(wire: Self::Wire) -> (Meta, Slice) {
         let SliceWire { metadata: mut meta, endpoints } = wire;
-        let service = meta.labels.take().and_then(|mut l| l.remove("kubernetes.io/service-name"));
+        let service = meta.labels.take().and_then(|l| l.get("kubernetes.io/service-name").map(str::to_string));
         let endpoints = endpoints
             .into_iter()
             .flatten()
@@ -239,7 +261,7 @@ impl Slim for Slice {
                 // API semantics: an unknown `ready` is to be read as ready; `serving` defaults to `ready`.
                 let ready = c.ready.unwrap_or(true);
                 Endpoint {
-                    node: e.node_name,
+                    node: e.node_name.as_deref().map(node_name),
                     ready,
                     serving: c.serving.unwrap_or(ready),
                     terminating: c.terminating.unwrap_or(false),
@@ -249,6 +271,23 @@ impl Slim for Slice {
         let namespace = meta.namespace.clone().unwrap_or_default();
         (meta, Slice { namespace, service: service.unwrap_or_default(), endpoints })
     }
+}
+
+/// Node names, interned: every EndpointSlice names the nodes of its endpoints, and a cluster has far
+/// fewer nodes than endpoints. Bounded: past [`MAX_NODE_NAMES`] names a name is no longer shared.
+static NODE_NAMES: Mutex<BTreeSet<Arc<str>>> = Mutex::new(BTreeSet::new());
+const MAX_NODE_NAMES: usize = 1 << 16;
+
+fn node_name(name: &str) -> Arc<str> {
+    let mut names = NODE_NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(n) = names.get(name) {
+        return n.clone();
+    }
+    let n: Arc<str> = name.into();
+    if names.len() < MAX_NODE_NAMES {
+        names.insert(n.clone());
+    }
+    n
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -352,7 +391,7 @@ mod tests {
                     .filter(|(k, _)| read_annotation(k))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
-                labels: s.metadata.labels.clone().unwrap_or_default(),
+                labels: s.metadata.labels.clone().unwrap_or_default().into(),
             }
         }
 
@@ -372,7 +411,7 @@ mod tests {
                     // API semantics: an unknown `ready` is to be read as ready; `serving` defaults to `ready`.
                     let ready = c.and_then(|c| c.ready).unwrap_or(true);
                     Endpoint {
-                        node: e.node_name.clone(),
+                        node: e.node_name.as_deref().map(Into::into),
                         ready,
                         serving: c.and_then(|c| c.serving).unwrap_or(ready),
                         terminating: c.and_then(|c| c.terminating).unwrap_or(false),
@@ -396,7 +435,7 @@ mod tests {
                 .collect();
             NodeInfo {
                 name: n.metadata.name.clone().unwrap_or_default(),
-                labels: n.metadata.labels.clone().unwrap_or_default(),
+                labels: n.metadata.labels.clone().unwrap_or_default().into(),
                 network_unavailable,
                 unschedulable: n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
                 internal_ips,
@@ -486,7 +525,7 @@ mod tests {
             "metallb.io/loadBalancerIPs": "192.0.2.7", "metallb.universe.tf/address-pool": "p",
             "kubectl.kubernetes.io/last-applied-configuration": "{}", "metallb.iox/no": "n", "x": "y"}}});
         let svc = from_value::<Svc>(&v).unwrap().data;
-        let kept: Vec<&str> = svc.annotations.keys().map(String::as_str).collect();
+        let kept: Vec<&str> = svc.annotations.iter().map(|(k, _)| k).collect();
         assert_eq!(kept, ["metallb.io/loadBalancerIPs", "metallb.universe.tf/address-pool"]);
     }
 
@@ -495,7 +534,7 @@ mod tests {
         let text =
             r#"{"metadata": {"name": "a", "annotations": {"metallb.io\u002fip": "192.0.2.9", "x\u002fy": "z"}}}"#;
         let svc = serde_json::from_str::<Reduced<Svc>>(text).unwrap().data;
-        assert_eq!(svc.annotations.get("metallb.io/ip").map(String::as_str), Some("192.0.2.9"));
+        assert_eq!(svc.annotations.get("metallb.io/ip"), Some("192.0.2.9"));
         assert_eq!(svc.annotations.len(), 1);
     }
 
@@ -510,7 +549,7 @@ mod tests {
             (Some("a"), Some("b"), Some("u"), Some("7"))
         );
         assert!(m.labels.is_none() && m.annotations.is_none() && m.managed_fields.is_none() && m.generation.is_none());
-        assert_eq!(r.data.labels.get("l").map(String::as_str), Some("v"));
+        assert_eq!(r.data.labels.get("l"), Some("v"));
     }
 
     #[test]

@@ -89,7 +89,7 @@ fn node_can_announce(n: &NodeInfo, opts: &Options) -> bool {
 pub fn translate(cfg: &Config, cluster: &Cluster, opts: &Options) -> Desired {
     let mut d = Desired::default();
     let me = cluster.nodes.iter().map(|n| &**n).find(|n| n.name == opts.node);
-    let empty = BTreeMap::new();
+    let empty = crate::cluster::Pairs::default();
     let my_labels = me.map_or(&empty, |n| &n.labels);
 
     // Peers whose node selectors match this node; of two with one address, the first by name.
@@ -141,8 +141,8 @@ pub fn translate(cfg: &Config, cluster: &Cluster, opts: &Options) -> Desired {
                 skip("the IP is in no IPAddressPool".into());
                 continue;
             };
-            if let Some(want) = POOL_ANNOTATIONS.iter().find_map(|a| svc.annotations.get(*a)) {
-                if want != &pool.name {
+            if let Some(want) = POOL_ANNOTATIONS.iter().find_map(|a| svc.annotations.get(a)) {
+                if want != pool.name {
                     skip(format!("the IP is in pool {:?}, not in the annotated pool {want:?}", pool.name));
                     continue;
                 }
@@ -197,7 +197,7 @@ fn bgp_from_here(
     opts: &Options,
     usable: &dyn Fn(&str) -> bool,
     ip: IpAddr,
-    svc_labels: &BTreeMap<String, String>,
+    svc_labels: &crate::cluster::Pairs,
     out: &mut BTreeMap<IpNet, pb::Announcement>,
 ) -> bool {
     // A cordoned node keeps advertising: MetalLB 0.14.8 withdrew routes on cordon and reverted that in
@@ -288,7 +288,7 @@ fn l2_from_here(
     opts: &Options,
     usable: &dyn Fn(&str) -> bool,
     ip: IpAddr,
-    svc_labels: &BTreeMap<String, String>,
+    svc_labels: &crate::cluster::Pairs,
     out: &mut BTreeMap<IpAddr, L2Acc>,
 ) -> bool {
     let ads: Vec<_> = cfg

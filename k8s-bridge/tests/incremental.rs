@@ -2,12 +2,12 @@
 //! Services (shared IPs, IPs in one aggregate, both families, Local and Cluster), EndpointSlices
 //! (moved between Services, endpoints flipped) and their deletions, under configurations with host
 //! routes, aggregates, several advertisements of one prefix and Layer 2.
-use k8s_bridge::cluster::{Endpoint, Index, NodeInfo, Slice, Svc};
+use k8s_bridge::cluster::{Endpoint, Index, NodeInfo, Pairs, Slice, Svc};
 use k8s_bridge::config::{self, Config};
 use k8s_bridge::incremental::State;
 use k8s_bridge::translate::Options;
 use proptest::prelude::*;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 const NODES: [&str; 3] = ["n1", "n2", "n3"];
@@ -94,7 +94,7 @@ fn apply(index: &mut Index, op: &Op) -> Vec<(String, String)> {
                 load_balancer: *lb,
                 etp_local: *local,
                 ips,
-                labels: if *gold { BTreeMap::from([("tier".into(), "gold".into())]) } else { BTreeMap::new() },
+                labels: if *gold { [("tier", "gold")].into() } else { Pairs::default() },
                 ..Default::default()
             };
             if index.put_service(svc, format!("uid-{i}")) {
