@@ -23,7 +23,6 @@ pub mod error;
 pub mod events;
 pub mod incremental;
 pub mod lease;
-pub mod mem;
 pub mod metallb;
 pub mod metrics;
 pub mod offline;

@@ -10,6 +10,21 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// jemalloc, not glibc's malloc: the bridge keeps tens of thousands of small objects for as long as
+/// they exist in the cluster, and frees as many transient ones around them on every change. glibc
+/// keeps the freed pages between live chunks (and a heap per thread); jemalloc's size classes pack the
+/// small objects without headers, and it hands freed pages back to the kernel (docs/DESIGN.md, "What
+/// the bridge keeps").
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read when it starts: one arena (the bridge is not allocation-bound; arenas per
+/// CPU each keep their own free pages), freed pages returned to the kernel at once rather than after
+/// 10 s, by jemalloc's own thread. `_RJEM_MALLOC_CONF` in the environment can override each.
+#[allow(non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: &[u8; 67] = b"narenas:1,dirty_decay_ms:0,muzzy_decay_ms:0,background_thread:true\0";
+
 #[derive(Parser, Debug)]
 #[command(
     version,
@@ -171,7 +186,6 @@ async fn controller_main() -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    k8s_bridge::mem::fix_mmap_threshold();
     // `k8s-bridge controller ...` is the allocator; anything else is the per-node bridge as before.
     if std::env::args().nth(1).as_deref() == Some("controller") {
         return controller_main().await;

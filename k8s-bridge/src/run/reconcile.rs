@@ -217,7 +217,6 @@ impl Reconciler {
             let cluster = view.index().cluster();
             let state = State::full(cfg, &cluster, opts);
             self.push_whole(view, state, force).await;
-            crate::mem::trim();
         } else if !dirty.services.is_empty() {
             let Some(state) = self.state.as_mut() else { return };
             let delta = state.update(cfg, &view.index(), &dirty.services, opts);
@@ -511,7 +510,6 @@ async fn sync_status(
         })
         .await;
         cost.store(started.elapsed().as_micros() as u64, Relaxed);
-        crate::mem::trim();
     }
 }
 
