@@ -10,7 +10,7 @@
 //! defaults to `ready`); the tests compare the result with the reduction of the k8s-openapi objects.
 use crate::cluster::{read_annotation, Endpoint, NodeInfo, Pairs, Slice, Svc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -91,21 +91,7 @@ pub struct Meta {
 /// A map of strings (labels), read straight into [`Pairs`].
 impl<'de> Deserialize<'de> for Pairs {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Pairs;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a map of strings")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
-                let mut v = Vec::with_capacity(map.size_hint().unwrap_or(0));
-                while let Some(kv) = map.next_entry::<String, String>()? {
-                    v.push(kv);
-                }
-                Ok(v.into_iter().collect())
-            }
-        }
-        d.deserialize_map(V)
+        d.deserialize_map(Keeping(|_| true))
     }
 }
 
@@ -115,47 +101,49 @@ struct MetallbAnnotations(Pairs);
 
 impl<'de> Deserialize<'de> for MetallbAnnotations {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = MetallbAnnotations;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a map of annotations")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut kept = Vec::new();
-                while let Some(key) = map.next_key::<WantedKey>()? {
-                    match key.0 {
-                        Some(k) => {
-                            kept.push((k, map.next_value::<String>()?));
-                        }
-                        None => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(MetallbAnnotations(kept.into_iter().collect()))
-            }
-        }
-        d.deserialize_map(V)
+        d.deserialize_map(Keeping(read_annotation)).map(MetallbAnnotations)
     }
 }
 
-/// An annotation's key, kept only if the bridge reads that annotation (no copy of the others).
-struct WantedKey(Option<String>);
+/// Reads a map of strings into [`Pairs`], keeping the keys it accepts; the values of the others are
+/// skipped unread, and their keys are not copied.
+#[derive(Clone, Copy)]
+struct Keeping(fn(&str) -> bool);
 
-impl<'de> Deserialize<'de> for WantedKey {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = WantedKey;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an annotation key")
-            }
-            fn visit_str<E: serde::de::Error>(self, k: &str) -> Result<WantedKey, E> {
-                Ok(WantedKey(read_annotation(k).then(|| k.to_string())))
+impl<'de> Visitor<'de> for Keeping {
+    type Value = Pairs;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a map of strings")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
+        let mut kept = Vec::with_capacity(map.size_hint().unwrap_or(0).min(16));
+        while let Some(key) = map.next_key_seed(self)? {
+            match key {
+                Some(k) => kept.push((k, map.next_value::<String>()?)),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
             }
         }
-        d.deserialize_str(V)
+        Ok(kept.into_iter().collect())
+    }
+}
+
+/// One key: Some (copied) if kept.
+impl<'de> DeserializeSeed<'de> for Keeping {
+    type Value = Option<String>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
+        struct Key(fn(&str) -> bool);
+        impl<'de> Visitor<'de> for Key {
+            type Value = Option<String>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: serde::de::Error>(self, k: &str) -> Result<Option<String>, E> {
+                Ok((self.0)(k).then(|| k.to_string()))
+            }
+        }
+        d.deserialize_str(Key(self.0))
     }
 }
 
