@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the end-to-end tests need (namespaces tools, capture tools, gobgpd, BIRD 2, FRR) on Debian
-# bookworm, as root. Idempotent and fast when everything is present: apt is skipped then.
+# Installs what the build and the end-to-end tests need (make for jemalloc, namespaces tools, capture tools,
+# gobgpd, BIRD 2, FRR) on Debian bookworm, as root. Idempotent and fast when everything is present: apt is skipped then.
 # The tests start their own daemons inside network namespaces, so the packages' system services are
 # kept from starting during the install and stopped/disabled if they run anyway.
 set -euo pipefail
@@ -9,6 +9,7 @@ PKGS=(
   iproute2 iputils-ping iputils-arping ndisc6 tcpdump tshark
   gobgpd bird2 frr
   procps psmisc ca-certificates
+  make  # k8s-bridge links jemalloc, built from source by tikv-jemalloc-sys (configure + make)
 )
 SERVICES=(bird frr gobgpd)
 
