@@ -172,6 +172,19 @@ impl SpeakerdBuilder {
             env.retain(|(ek, _)| ek != k);
             env.push((k.clone(), v.clone()));
         }
+        // BENCH_HEAPTRACK_DIR=DIR: each speakerd records its heap to DIR/speakerd.PID-ish.raw (heaptrack's
+        // preload library writing straight to a file), for finding where a peak comes from.
+        if let Some(d) = std::env::var_os("BENCH_HEAPTRACK_DIR") {
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let out = PathBuf::from(d).join(format!("speakerd.{n}.raw"));
+            let pre = [
+                "env".to_string(),
+                "LD_PRELOAD=/usr/lib/heaptrack/libheaptrack_preload.so".into(),
+                format!("DUMP_HEAPTRACK_OUTPUT={}", out.display()),
+            ];
+            argv.splice(0..0, pre);
+        }
         let mut s = Speakerd { ns: self.ns.clone(), dir, socket, argv, env, proc: None };
         s.spawn_process();
         s

@@ -20,9 +20,49 @@ pub(super) struct Announcements {
     pub(super) owners: BTreeMap<String, OwnerSet>,
     interned: HashMap<RouteAttrs, Arc<RouteAttrs>>,
     pub(super) bodies: HashSet<Arc<Body>>,
+    /// Per owner, the prefixes inserted into its set since it was last [`compacted`].
+    grown: HashMap<String, usize>,
+}
+
+/// Fewer insertions than this into one owner's set never make [`Announcements::grew`] compact it.
+const COMPACT_MIN: usize = 1024;
+
+/// `set` in as few B-tree nodes as it can have. A B-tree grown by inserts in ascending order (how
+/// clients send their sets) splits each full leaf in two and leaves the left half for good, so its
+/// leaves stay about half full; `append` of two non-empty maps builds one map from their two sorted
+/// sequences, filling each node, and frees the old nodes as it takes their entries, so the two trees
+/// never stand side by side.
+pub(super) fn compacted(mut set: OwnerSet) -> OwnerSet {
+    let Some((p, b)) = set.pop_first() else {
+        return set;
+    };
+    let mut out = OwnerSet::new();
+    out.insert(p, b);
+    out.append(&mut set);
+    out
 }
 
 impl Announcements {
+    /// `added` prefixes were inserted into `owner`'s `set`: once the insertions since its last
+    /// compaction are at least [`COMPACT_MIN`] and half the set, returns it [`compacted`]. Each
+    /// compaction costs the size of the set and follows insertions of half of it, so inserting costs
+    /// a constant more per prefix.
+    pub(super) fn grew(&mut self, owner: &str, set: OwnerSet, added: usize) -> OwnerSet {
+        if added == 0 {
+            return set;
+        }
+        let grown = match self.grown.get_mut(owner) {
+            Some(g) => g,
+            None => self.grown.entry(owner.to_string()).or_default(),
+        };
+        *grown += added;
+        if *grown < COMPACT_MIN || *grown * 2 < set.len() {
+            return set;
+        }
+        *grown = 0;
+        compacted(set)
+    }
+
     /// What the peers should be sent for `p`, from every owner's announcement of it.
     pub(super) fn want_of(&mut self, p: &IpNet) -> Option<Want> {
         let bodies: Vec<&Arc<Body>> = self.owners.values().filter_map(|set| set.get(p)).collect();
@@ -607,6 +647,54 @@ mod tests {
         ];
         for ((name, got), want) in cases.into_iter().zip(want) {
             assert_eq!(got, want, "{name}");
+        }
+    }
+
+    /// A set of `n` prefixes whose bodies take turns among `bodies` different ones.
+    fn owner_set(n: u32, bodies: u32) -> OwnerSet {
+        let body = |i: u32| {
+            Arc::new(Body {
+                attrs: Arc::new(RouteAttrs { communities: [i % bodies].into(), ..Default::default() }),
+                peers: BTreeSet::new(),
+            })
+        };
+        (0..n).map(|i| (IpNet::from(IpAddr::V4(Ipv4Addr::from(0xc000_0200 + i))), body(i))).collect()
+    }
+
+    #[test]
+    fn compacted_keeps_every_entry() {
+        for (n, bodies) in [(0, 1), (1, 1), (11, 2), (12, 3), (5000, 1), (20_000, 7)] {
+            let set = owner_set(n, bodies);
+            let want: Vec<(IpNet, Arc<Body>)> = set.iter().map(|(p, b)| (*p, b.clone())).collect();
+            let got = compacted(set);
+            assert_eq!(got.len(), n as usize, "{n} prefixes");
+            assert!(got.iter().map(|(p, b)| (*p, b.clone())).eq(want), "{n} prefixes, {bodies} bodies");
+        }
+    }
+
+    #[test]
+    fn grew_compacts_after_half_the_set_was_inserted() {
+        // (set size after the insertions, insertions; the count of insertions kept after the call)
+        type Steps = Vec<(u32, usize, usize)>;
+        let cases: Vec<(&str, Steps)> = vec![
+            ("nothing inserted", vec![(5000, 0, 0)]),
+            ("a small set is never compacted", vec![(10, 10, 10), (20, 10, 20)]),
+            ("a whole new set", vec![(5000, 5000, 0)]),
+            ("a few into a large set", vec![(5000, 100, 100), (5100, 100, 200)]),
+            (
+                "chunks of 1000 into a set growing from nothing",
+                vec![(1000, 1000, 1000), (2000, 1000, 0), (3000, 1000, 1000), (4000, 1000, 0), (5000, 1000, 1000)],
+            ),
+            ("not half: kept", vec![(10_000, 4999, 4999), (10_001, 1, 5000)]),
+        ];
+        for (name, steps) in cases {
+            let mut a = Announcements::default();
+            for (i, (len, added, kept)) in steps.into_iter().enumerate() {
+                let set = owner_set(len, 1);
+                let got = a.grew("o", set, added);
+                assert_eq!(got.len(), len as usize, "{name}, step {i}");
+                assert_eq!(a.grown.get("o").copied().unwrap_or(0), kept, "{name}, step {i}");
+            }
         }
     }
 

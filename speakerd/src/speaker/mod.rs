@@ -262,6 +262,7 @@ impl Speaker {
             }
             set.insert(p, body);
         }
+        let set = core.ads.grew(owner, set, adding);
         self.reserve_exports(changes.iter().filter(|c| c.0 == AnnouncementChange::Added).map(|c| &c.1));
         self.commit(&mut core, owner, set, from_list(changes));
         Ok(())
@@ -331,11 +332,15 @@ impl Speaker {
                 for (_, p, b) in &upserts {
                     old.insert(*p, b.clone());
                 }
+                let added = upserts.iter().filter(|c| c.0 == AnnouncementChange::Added).count();
+                let old = core.ads.grew(owner, old, added);
                 self.reserve_exports(upserts.iter().filter(|c| c.0 == AnnouncementChange::Added).map(|c| &c.1));
                 upserts.extend(removed);
                 Ok(self.commit(&mut core, owner, old, from_list(upserts)))
             }
             Walk::Unsorted(new) => {
+                let len = new.len();
+                let new = core.ads.grew(owner, new, len);
                 self.reserve_exports(new.keys());
                 Ok(self.commit(&mut core, owner, new, diff_against(owner, old)))
             }

@@ -80,9 +80,11 @@ impl Raw {
         Ok((owner, n))
     }
 
-    /// Each announcement, decoded and validated as it is read.
-    fn announcements(&self) -> impl Iterator<Item = Result<AdvertSpec, ConfigError>> + Send + 'static {
-        let mut buf = self.bytes.clone();
+    /// Each announcement, decoded and validated as it is read. The iterator owns the request's bytes, so
+    /// they are freed as soon as the speaker is done reading it, before it exports and the sessions
+    /// encode what changed.
+    fn announcements(self) -> impl Iterator<Item = Result<AdvertSpec, ConfigError>> + Send + 'static {
+        let mut buf = self.bytes;
         let mut i = 0usize;
         std::iter::from_fn(move || {
             while buf.has_remaining() {
@@ -151,8 +153,9 @@ pub async fn set_announcements(speaker: &Speaker, r: Raw) -> Result<pb::SetAnnou
     let owner = parse_owner(&owner).map_err(invalid)?;
     check_count(n)?;
     let (added, changed, removed) = speaker.set_announcements_from(&owner, r.announcements()).await?;
-    drop(r);
-    release_after_bulk(n);
+    // what was freed: the request, and whatever the changes replaced (a large set emptied by a small
+    // request frees as much as a large request does)
+    release_after_bulk(n.max((added + changed + removed) as usize));
     Ok(pb::SetAnnouncementsResponse { added, changed, removed })
 }
 
@@ -162,7 +165,6 @@ pub async fn announce(speaker: &Speaker, r: Raw) -> Result<pb::AnnounceResponse,
     let owner = parse_owner(&owner).map_err(invalid)?;
     check_count(n)?;
     speaker.announce_from(&owner, r.announcements()).await?;
-    drop(r);
     release_after_bulk(n);
     Ok(pb::AnnounceResponse {})
 }

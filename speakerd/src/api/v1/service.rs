@@ -181,6 +181,8 @@ impl SpeakerSvc for Api {
             .map(|(i, p)| parse_prefix(&format!("prefixes[{i}]"), p).map_err(invalid))
             .collect::<Result<Vec<_>, _>>()?;
         let removed = self.speaker.withdraw(&owner, &prefixes).await?;
+        drop((r, prefixes));
+        release_after_bulk(removed as usize);
         Ok(Response::new(pb::WithdrawResponse { removed }))
     }
 
@@ -193,7 +195,8 @@ impl SpeakerSvc for Api {
         let n = r.announcements.len();
         let (added, changed, removed) = self.speaker.set_announcements(&owner, adverts(&r.announcements)?).await?;
         drop(r);
-        release_after_bulk(n);
+        // a large set emptied by a small request frees as much as a large request does
+        release_after_bulk(n.max((added + changed + removed) as usize));
         Ok(Response::new(pb::SetAnnouncementsResponse { added, changed, removed }))
     }
 
