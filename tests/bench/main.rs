@@ -43,6 +43,9 @@ pub struct Plan {
     /// The largest N also run to the largest receiver count (memory table).
     pub max_n_widest: usize,
     pub latency_ops: usize,
+    /// Turns of each persistent client (workloads.rs, `LAT_TURN` pairs each: the first after idling,
+    /// the others counted).
+    pub latency_turns: usize,
     pub latency_background: Vec<usize>,
     pub scale_sessions: usize,
     pub scale_prefixes: usize,
@@ -58,8 +61,23 @@ pub struct Plan {
     /// k8s-bridge at cluster scale (`k8sc`).
     pub k8sc: k8s_cluster::ClusterPlan,
     pub only: Vec<String>,
-    /// Runs per convergence row of the reference sender and speakerd (the median is reported).
+    /// Runs per convergence row of the reference sender and speakerd (the median is reported), for N
+    /// up to 100,000; rows of more take [`Plan::conv_runs`].
     pub conv_repeat: usize,
+}
+
+impl Plan {
+    /// Runs of the reference sender and of speakerd for a convergence row of `n` routes. Rows of
+    /// milliseconds need many: with 5 runs, one row's median ratio moved between 0.90× and 1.56× from
+    /// one run of the bench to the next; with 31, three runs of the bench gave 0.96–1.09×. Rows of more
+    /// than 100,000 take a third (their runs last seconds and spread less).
+    pub fn conv_runs(&self, n: usize) -> usize {
+        if n > 100_000 {
+            (self.conv_repeat / 3).max(1) | 1
+        } else {
+            self.conv_repeat.max(1)
+        }
+    }
 }
 
 impl Plan {
@@ -101,6 +119,7 @@ impl Plan {
                 receivers: vec![1, 4, 16],
                 max_n_widest: 100_000,
                 latency_ops: 200,
+                latency_turns: 100,
                 latency_background: vec![10_000, 100_000],
                 scale_sessions: 1000,
                 scale_prefixes: 100_000,
@@ -113,7 +132,7 @@ impl Plan {
                 ctl_route_runs: 20,
                 k8sc: k8s_cluster::ClusterPlan::preset(true),
                 only,
-                conv_repeat: 5,
+                conv_repeat: 31,
             }
         } else {
             Plan {
@@ -122,6 +141,7 @@ impl Plan {
                 receivers: vec![1, 2],
                 max_n_widest: 300,
                 latency_ops: 6,
+                latency_turns: 2,
                 latency_background: vec![100],
                 scale_sessions: 8,
                 scale_prefixes: 200,
@@ -336,6 +356,18 @@ pub fn cpu_secs(pid: u32) -> f64 {
         + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // SAFETY: sysconf has no preconditions.
     ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// CPU time of every thread of process `pid` so far, from the scheduler's own accounting
+/// (`/proc/PID/task/*/schedstat`, nanoseconds: `/proc/PID/stat` counts in 10 ms ticks).
+pub fn cpu_time(pid: u32) -> Duration {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Duration::ZERO };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(ns)
 }
 
 #[test]

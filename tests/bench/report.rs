@@ -74,6 +74,8 @@ pub struct Probes {
     /// The first add of each turn (not in the others): until the receiver holds it, and on the wire.
     pub first: Vec<Duration>,
     pub first_wire: Vec<Duration>,
+    /// Turns that started without the other sender having gone quiet (workloads.rs, `Side::turn`).
+    pub not_quiet: usize,
 }
 
 impl Probes {
@@ -88,6 +90,7 @@ impl Probes {
         self.wire.extend(p.wire);
         self.first.extend(p.first);
         self.first_wire.extend(p.first_wire);
+        self.not_quiet += p.not_quiet;
     }
 }
 
@@ -511,9 +514,20 @@ impl Results {
 
     fn render_convergence(&self, d: &mut String, plan: &Plan) {
         let _ = writeln!(d, "## 1–2. Convergence and the reference sender\n");
-        let runs = self.conv.iter().filter(|r| r.sender == "speakerd").map(|r| r.runs).max().unwrap_or(1);
-        if runs > 1 {
-            let _ = writeln!(d, "The reference sender and speakerd columns (and speakerd's load and memory figures) are each the run with the median convergence time of {runs} runs, taken alternately (reference, speakerd, reference, ...), with the fastest and slowest of those runs in brackets; the other senders ran once.\n");
+        let mut runs: Vec<(usize, usize)> =
+            self.conv.iter().filter(|r| r.sender == "speakerd").map(|r| (r.runs, r.n)).collect();
+        runs.sort();
+        runs.dedup_by_key(|r| r.0);
+        if runs.iter().any(|r| r.0 > 1) {
+            let counts: Vec<String> = runs
+                .iter()
+                .map(|(k, n)| match runs.len() {
+                    1 => format!("{k} runs"),
+                    _ if *n > 100_000 => format!("{k} runs for N > 100000"),
+                    _ => format!("{k} runs for N ≤ 100000"),
+                })
+                .collect();
+            let _ = writeln!(d, "The reference sender and speakerd columns (and speakerd's load and memory figures) are each the run with the median convergence time of {}, taken alternately (reference, speakerd, reference, ...), with the fastest and slowest of those runs in brackets; the other senders ran once.\n", counts.join(", "));
         }
         let _ = writeln!(d, "Per session: from that session's Established (taken from the wire) until that receiver holds all N routes (the sender had them before the sessions came up); each cell is the slowest session's. When the sessions came up (a sender's connect timers) does not count; how far apart they came up is the bring-up spread, in the next table.\n");
         let cell = |r: Option<&ConvRow>| match r {
@@ -654,7 +668,7 @@ impl Results {
     }
 
     fn render_latency(&self, d: &mut String) {
-        let _ = writeln!(d, "## 4. Announce latency\n\nOne prefix added, then withdrawn, while the background routes are announced: from the call until the receiver holds it (no longer holds it), polled on the receiver's control socket in a tight loop. Each row is one sender and one way of calling it. speakerd and gobgpd are up at the same time, each with its own receiver, and their persistent clients take turns of 11 adds and 11 withdrawals, who goes first alternating from turn to turn, so that the machine's drift falls on both alike (the other rows run one after the other), after one turn each that is not counted; the two receivers swap senders from one background size to the next, and the CLI and BIRD rows use speakerd's receiver of that size. Every call's request (gRPC message, CLI arguments and command, BIRD's config text) is built before its clock starts. The first pair of a turn comes after at least 20 ms without calls to that sender (how k8s-bridge calls: after idling): its add is shown apart, in the table after this one, and not counted in this one; it has its own target. \"On the wire\": from the call until the UPDATE left the sender, captured on its link (AF_PACKET), which separates the sender's part from the receiver's.\n");
+        let _ = writeln!(d, "## 4. Announce latency\n\nOne prefix added, then withdrawn, while the background routes are announced: from the call until the receiver holds it (no longer holds it), polled on the receiver's control socket in a tight loop. Each row is one sender and one way of calling it. speakerd and gobgpd are up at the same time, each with its own receiver, and their persistent clients take turns of 11 adds and 11 withdrawals, who goes first alternating from turn to turn, so that the machine's drift falls on both alike (the other rows run one after the other), after one turn each that is not counted; a turn begins once the other sender has used less than 0.5 ms of CPU in 10 ms (both are up at once, and gobgpd's runtime kept both CPUs busy for about 4 ms after some of its turns, which delayed whichever turn came next: `perf sched` showed speakerd's worker woken, then 4.03 ms waiting for a CPU); the two receivers swap senders from one background size to the next, and the CLI and BIRD rows use speakerd's receiver of that size. Every call's request (gRPC message, CLI arguments and command, BIRD's config text) is built before its clock starts. The first pair of a turn comes after at least 20 ms without calls to that sender (how k8s-bridge calls: after idling): its add is shown apart, in the table after this one, and not counted in this one; it has its own target. \"On the wire\": from the call until the UPDATE left the sender, captured on its link (AF_PACKET), which separates the sender's part from the receiver's.\n");
         let _ = writeln!(d, "| sender | call | background | samples | add p50 | add p99 | withdraw p50 | withdraw p99 | all p50 | all p99 | on the wire p50 | on the wire p99 |");
         let _ = writeln!(d, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for l in &self.lat {
@@ -681,13 +695,13 @@ impl Results {
         let _ = writeln!(d, "The first add of each turn of the persistent clients, after at least 20 ms without calls to that sender:\n");
         let _ = writeln!(
             d,
-            "| sender | background | turns | p50 | max | on the wire p50 | on the wire p99 | on the wire max |"
+            "| sender | background | turns | p50 | max | on the wire p50 | on the wire p99 | on the wire max | turns begun with the other sender busy |"
         );
-        let _ = writeln!(d, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(d, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         for l in self.lat.iter().filter(|l| !l.p.first.is_empty()) {
             let _ = writeln!(
                 d,
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 l.sender,
                 l.background,
                 l.p.first.len(),
@@ -696,6 +710,7 @@ impl Results {
                 ms(pct(&l.p.first_wire, 50.0)),
                 ms(pct(&l.p.first_wire, 99.0)),
                 ms(l.p.first_wire.iter().max().copied()),
+                l.p.not_quiet,
             );
         }
         d.push('\n');
@@ -918,7 +933,8 @@ speakerd and k8s-bridge (its default flags: Events and status objects written, 1
             }
         }
         for l in &self.lat {
-            if l.p.adds.len() != plan.latency_ops || l.p.dels.len() != plan.latency_ops {
+            let ops = if l.method.starts_with("gRPC") { plan.latency_turns * (LAT_TURN - 1) } else { plan.latency_ops };
+            if l.p.adds.len() != ops || l.p.dels.len() != ops {
                 missing.push(format!("latency {} {}: {:?}", l.sender, l.method, l.err));
             }
         }
@@ -1070,8 +1086,9 @@ of the announcement path".
   every UPDATE pre-encoded (same attributes as the others send: ORIGIN, AS_PATH, NEXT_HOP or
   MP_REACH_NLRI; as many prefixes per 4096-byte message as fit) and written with one `write_all` per
   session, one thread per receiver. What remains is the receivers' time to read and import. It and
-  speakerd run `conv_repeat` times per row, alternately; the median is shown with the fastest and
-  slowest run beside it.
+  speakerd run 31 times per row of up to 100,000 routes and 11 times per row of 1,000,000 (full run),
+  alternately; the median is shown with the fastest and slowest run beside it. With 5 runs per row,
+  the median ratio of one row moved between 0.90× and 1.56× from one run of the bench to the next.
 * **BIRD as a sender** has its routes as static blackhole routes and its sessions `disabled` until they
   are loaded; "default" leaves it alone, "awake" asks `show status` on its control socket every
   0.5 ms, the receivers' poll rate (every 50 ms before issue 21), which keeps its main loop from
@@ -1084,9 +1101,10 @@ of the announcement path".
   in the measurement); BIRD has no call to add one route, so its config is rewritten with one more
   static protocol and re-read with `configure` on its control socket. Every request (message, CLI
   arguments and command, config text) is built before its clock starts. speakerd's and gobgpd's
-  persistent clients take turns, who goes first alternating, each turn's first call after at least
-  20 ms without calls to that sender (counted apart, with its own target: k8s-bridge calls after
-  idling); the receivers swap senders from one background size to the next.
+  persistent clients take turns of 11 pairs, who goes first alternating, each turn's first call after
+  at least 20 ms without calls to that sender (counted apart, with its own target: k8s-bridge calls
+  after idling) and once the other sender is quiet (< 0.5 ms of CPU, all threads, in 10 ms; at most
+  2 s, counted in the table); the receivers swap senders from one background size to the next.
 * **Memory**: VmRSS once every receiver holds N ("steady"), and VmHWM at the end of each phase, reset
   by writing `5` to /proc/PID/clear_refs at its start (so each phase's peak is its own): the load with
   sessions down, the convergence, the load with sessions up. Targets compare peak with peak (the highest

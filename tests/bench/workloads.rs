@@ -32,12 +32,13 @@ pub fn convergence(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
                     })
                     .collect();
                 // The reference sender and speakerd take milliseconds per row, where one run's noise is of
-                // the same size: their rows are the median of `conv_repeat` runs. The runs alternate
+                // the same size: their rows are the median of `Plan::conv_runs` runs. The runs alternate
                 // (reference, speakerd, reference, ...) so that a drift of the machine or of the receivers
                 // weighs on both alike.
-                let runs_of = |s: &str| if matches!(s, REFERENCE | "speakerd") { ctx.plan.conv_repeat } else { 1 };
+                let repeat = ctx.plan.conv_runs(n);
+                let runs_of = |s: &str| if matches!(s, REFERENCE | "speakerd") { repeat } else { 1 };
                 let mut rows: Vec<Vec<ConvRow>> = senders.iter().map(|_| Vec::new()).collect();
-                for run in 0..ctx.plan.conv_repeat.max(1) {
+                for run in 0..repeat {
                     for (si, &sender) in senders.iter().enumerate() {
                         let runs = runs_of(sender);
                         if run >= runs {
@@ -526,10 +527,18 @@ fn probe_block<R>(
 
 /// Add/withdraw pairs per turn when speakerd's and gobgpd's persistent clients take turns: the first
 /// pair comes after at least [`LAT_IDLE`] without calls and is apart (see the report), the other 10
-/// counted.
-const LAT_TURN: usize = 11;
+/// counted. The full run takes 100 turns (`Plan::latency_turns`), so that the after-idle calls have 100
+/// samples (with 20, their p99 was the slowest one).
+pub const LAT_TURN: usize = 11;
 /// How long a sender has had no call before its turn's first pair (k8s-bridge calls after idling).
 const LAT_IDLE: Duration = Duration::from_millis(20);
+
+/// The window in which the other sender must stay under [`QUIET_CPU`] before a turn starts.
+const QUIET_WINDOW: Duration = Duration::from_millis(10);
+/// CPU time (all threads) the other sender may use in [`QUIET_WINDOW`] and count as quiet (5 %).
+const QUIET_CPU: Duration = Duration::from_micros(500);
+/// How long a turn waits at most for the other sender to go quiet; it then starts anyway, counted.
+const QUIET_MAX: Duration = Duration::from_secs(2);
 
 /// One sender's side of the persistent-client turns.
 struct Side<'a, 'r, R> {
@@ -538,15 +547,40 @@ struct Side<'a, 'r, R> {
     rcv: &'r mut Receiver,
     calls: Calls<'a, R>,
     last_call: Instant,
+    /// The other sender's process: each turn waits until it is quiet (see [`Side::turn`]).
+    other: u32,
+    /// Turns that started after [`QUIET_MAX`] without the other sender going quiet.
+    not_quiet: usize,
 }
 
 impl<R> Side<'_, '_, R> {
+    /// What this side measured, with its count of turns begun while the other sender was busy.
+    fn probes(self) -> Result<Probes, String> {
+        let not_quiet = self.not_quiet;
+        self.acc.map(|p| Probes { not_quiet, ..p })
+    }
+
     /// One turn over the probe prefixes `range`, after [`LAT_IDLE`] at least since this side's last
-    /// call; a failure stays.
+    /// call and once the other sender has used less than [`QUIET_CPU`] in the last [`QUIET_WINDOW`]; a
+    /// failure stays. Both senders are up at once, and gobgpd's runtime kept both CPUs busy for ~4 ms
+    /// after some of its turns (`perf sched`: speakerd's worker woken, then waiting 4.03 ms for a CPU),
+    /// which fell on the next turn, of whichever sender that was.
     fn turn(&mut self, range: std::ops::Range<usize>) {
         let Ok(a) = &mut self.acc else { return };
-        if let Some(wait) = LAT_IDLE.checked_sub(self.last_call.elapsed()) {
-            std::thread::sleep(wait);
+        let t0 = Instant::now();
+        let mut cpu = cpu_time(self.other);
+        loop {
+            std::thread::sleep(QUIET_WINDOW);
+            let now = cpu_time(self.other);
+            let quiet = now.saturating_sub(cpu) < QUIET_CPU;
+            cpu = now;
+            if quiet && self.last_call.elapsed() >= LAT_IDLE {
+                break;
+            }
+            if t0.elapsed() > QUIET_MAX {
+                self.not_quiet += 1;
+                break;
+            }
         }
         let r = probe_block(&self.sniff, self.rcv, range, true, &mut self.calls);
         self.last_call = Instant::now();
@@ -636,6 +670,8 @@ pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
                 rcv: &mut rs[0],
                 calls: sp_calls,
                 last_call: now,
+                other: g.borrow().pid(),
+                not_quiet: 0,
             };
             let mut o = Side {
                 acc: go_up.clone().map(|_| Probes::default()),
@@ -643,6 +679,8 @@ pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
                 rcv: &mut rg[0],
                 calls: go_calls,
                 last_call: now,
+                other: sp.pid(),
+                not_quiet: 0,
             };
             // One turn each first, not counted: the first calls after the set-up's seconds without any were
             // up to 8× slower for speakerd, and the first few for gobgpd (the turns' first adds stay shown).
@@ -651,10 +689,9 @@ pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
             for p in [&mut s.acc, &mut o.acc].into_iter().flatten() {
                 *p = Probes::default(); // a failure stays
             }
-            let per = LAT_TURN - 1;
-            for t in 0..ops.div_ceil(per) {
-                let counted = per.min(ops - t * per);
-                let range = t * LAT_TURN..t * LAT_TURN + 1 + counted;
+            (s.not_quiet, o.not_quiet) = (0, 0);
+            for t in 0..ctx.plan.latency_turns {
+                let range = t * LAT_TURN..(t + 1) * LAT_TURN;
                 if t % 2 == 0 {
                     s.turn(range.clone());
                     o.turn(range);
@@ -663,7 +700,7 @@ pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
                     s.turn(range);
                 }
             }
-            (s.acc, o.acc)
+            (s.probes(), o.probes())
         };
         res.lat.push(LatRow::from("speakerd", "gRPC, persistent client", bg, sp_r));
         res.lat.push(LatRow::from("gobgpd", "gRPC, persistent client", bg, go_r));
