@@ -62,6 +62,7 @@ impl Want {
     /// [`for_peer`](Self::for_peer) without taking a reference on shared attributes: the writers of all
     /// sessions read the same `Arc` for every prefix, and counting each read bounced its cache line
     /// between the cores.
+    #[inline]
     pub fn for_peer_ref(&self, sel: &Selector) -> Option<Cow<'_, Attrs>> {
         match self {
             Want::All(a) => Some(Cow::Borrowed(a)),

@@ -577,15 +577,24 @@ pub fn put_mp_unreach(out: &mut BytesMut, family: Family, withdrawn: &[IpNet], b
 
 /// Appends prefixes while they fit in `budget` bytes; returns how many.
 pub(crate) fn put_prefixes(out: &mut BytesMut, list: &[IpNet], mut budget: usize) -> usize {
+    // How many fit, then one reservation and plain stores: `BufMut` checks the capacity on every put,
+    // which was a fifth of the time of a batch of /32s.
     let mut n = 0;
+    let mut bytes = 0;
     for p in list {
         let need = prefix::encoded_len(p.prefix_len());
         if need > budget {
             break;
         }
         budget -= need;
-        prefix::encode(p, out);
+        bytes += need;
         n += 1;
+    }
+    let start = out.len();
+    out.resize(start + bytes, 0);
+    let mut at = &mut out[start..];
+    for p in &list[..n] {
+        at = prefix::write(p, at);
     }
     n
 }
