@@ -6,7 +6,6 @@ use speaker_api::gobgp::apipb::{self, gobgp_api_client::GobgpApiClient};
 use speaker_api::v1::{
     speaker_client::SpeakerClient, Announcement, PeerConfig, SetAnnouncementsRequest, SetPeersRequest,
 };
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -297,20 +296,14 @@ impl GobgpSender {
     }
 }
 
-/// A command that enters network namespace `ns` between fork and exec.
+/// A command that runs `prog` in network namespace `ns`, through `nsenter --net` (an exec that enters
+/// the namespace, then execs `prog`). Not a `pre_exec` hook: with one, the spawn forks the bench
+/// process, whose page tables grow with what a full run holds (2.4 GB by its end; a fork of that took
+/// 42 ms and made a `gobgp` CLI call 61 ms instead of 6); without one it is a `posix_spawn`.
 pub fn command_in_netns(ns: &str, prog: &str, args: &[&str]) -> Command {
-    let f = std::fs::File::open(format!("/run/netns/{ns}")).expect("netns file");
-    let mut c = Command::new(prog);
-    c.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-    // SAFETY: setns is async-signal-safe; the descriptor stays open (moved into the closure) until exec.
-    unsafe {
-        c.pre_exec(move || {
-            if libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    let mut c = Command::new("nsenter");
+    c.arg(format!("--net=/run/netns/{ns}")).arg("--").arg(prog).args(args);
+    c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     c
 }
 

@@ -704,13 +704,17 @@ pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
         };
         res.lat.push(LatRow::from("speakerd", "gRPC, persistent client", bg, sp_r));
         res.lat.push(LatRow::from("gobgpd", "gRPC, persistent client", bg, go_r));
-        // one process per call: speakerctl, then the gobgp CLI
-        let cli_args = |p: &str, add: bool| -> Vec<String> {
+        // one process per call: speakerctl, then the gobgp CLI, both spawned the same way (through
+        // `nsenter` into the sender's namespace; speakerctl needs only the socket, a file)
+        let ctl_bin = bin_path("speakerctl");
+        let ctl_bin = ctl_bin.to_str().expect("speakerctl path");
+        let socket = sp.socket().to_str().expect("socket path").to_string();
+        let cli_command = |p: &str, add: bool| {
             let verb = if add { "add" } else { "withdraw" };
-            ["announce", verb, p].map(String::from).to_vec()
+            command_in_netns(ctx.snd.name(), ctl_bin, &["--socket", &socket, "announce", verb, p])
         };
-        let mut ctl = Calls::new(cli_args, |args: Vec<String>| {
-            let o = sp.speakerctl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let mut ctl = Calls::new(cli_command, |mut cmd: std::process::Command| {
+            let o = cmd.output().map_err(|e| e.to_string())?;
             if o.status.success() {
                 Ok(())
             } else {

@@ -436,17 +436,15 @@ impl Proc {
             .append(true)
             .open(log)
             .unwrap_or_else(|e| panic!("open {}: {e}", log.display()));
-        let mut cmd = Command::new(argv[0]);
-        cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(f.try_clone().unwrap()).stderr(f).process_group(0);
+        // The parent-death signal is set by `setpriv` (util-linux), which then execs the command in the
+        // same process (kept across exec). Not a `pre_exec` hook: with one, the spawn forks the harness,
+        // whose page tables grow with what it holds (a benchmark run's 2.4 GB made every spawn 42 ms
+        // slower, inside the start timings); without one it is a `posix_spawn`.
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--pdeathsig", "KILL", "--"]).args(argv);
+        cmd.stdin(Stdio::null()).stdout(f.try_clone().unwrap()).stderr(f).process_group(0);
         for (k, v) in envs {
             cmd.env(k, v);
-        }
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
-                Ok(())
-            });
         }
         let child = cmd.spawn().unwrap_or_else(|e| panic!("{label}: cannot start {}: {e}", argv.join(" ")));
         Proc {
