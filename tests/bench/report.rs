@@ -1097,8 +1097,9 @@ of the announcement path".
   peers are added; `gobgp mrt inject` is not used (it loses prefixes).
 * **Latency** clients: speakerd's `Announce`/`Withdraw` over its Unix socket on a kept connection, and
   `speakerctl announce add|withdraw`; gobgpd's `AddPath`/`DeletePath` on a kept connection, and
-  `gobgp global rib add|del` started inside the sender namespace (setns before exec, no `ip netns exec`
-  in the measurement); BIRD has no call to add one route, so its config is rewritten with one more
+  `gobgp global rib add|del`; both CLIs are started the same way, through `nsenter --net` into the
+  sender's namespace (speakerctl needs only the socket, a file), by `posix_spawn`: no fork of the
+  harness, whose page tables grow over a full run (a fork of its 2.4 GB took 42 ms); BIRD has no call to add one route, so its config is rewritten with one more
   static protocol and re-read with `configure` on its control socket. Every request (message, CLI
   arguments and command, config text) is built before its clock starts. speakerd's and gobgpd's
   persistent clients take turns of 11 pairs, who goes first alternating, each turn's first call after
