@@ -11,7 +11,9 @@
 //! * metrics (MetalLB's names) on `--metrics`, then `peer delete` (Cease / Peer De-configured) and
 //!   `announce withdraw` at another peer;
 //! * a session reset by a settings change (`peer update`), eight times: the new session's status is the
-//!   one shown, and stays so while the old task finishes closing.
+//!   one shown, and stays so while the old task finishes closing;
+//! * a peer whose host refuses the connection (nothing listens yet): retried after about 0.1 s,
+//!   doubling, not after the 5 s connect time; the session comes up once BIRD listens.
 //!
 //! Every wait polls with a deadline; no test sleeps for a fixed time.
 
@@ -665,4 +667,40 @@ fn a_reset_by_a_settings_change_leaves_the_new_session_in_charge() {
         wait_until(T, &format!("round {round}: the new session's status"), new_session);
         assert_holds(Duration::from_millis(500), &format!("round {round}: the new session's status"), new_session);
     }
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+/// Nothing listens at the peer's address yet (its BGP daemon is starting, or BIRD is between two
+/// sessions, as after a restart of speakerd): the peer's host answers each SYN with a reset. speakerd,
+/// with the default connect time (5 s), tries again after about 0.1 s, doubling per refusal: the 4th
+/// attempt comes about 0.7 s after the first, where the connect time alone would allow one attempt in
+/// 3.75–6.25 s. The attempts are counted by the peer's own TCP stack (its RSTs); then BIRD starts and
+/// the session comes up and carries the route.
+#[test]
+fn a_refused_connect_is_retried_soon() {
+    let Some(lab) = Lab::new_or_skip("a_refused_connect_is_retried_soon", &["bird"]) else {
+        return;
+    };
+    let seg = lab.segment(&["spk", "bird"]);
+    let (s, b) = (&seg.hosts[0], &seg.hosts[1]);
+    let (s4, ba) = (s.v4.to_string(), b.v4.to_string());
+    let sp = Speakerd::builder(s).local_asn(65001).router_id(s.v4).start();
+    sp.ctl(&["announce", "add", "203.0.113.20/32"]);
+    let rsts = || b.net_counter("Tcp", "OutRsts");
+    let before = rsts();
+    sp.ctl(&["peer", "add", &ba, "--asn", "65003"]); // the default connect time
+    let refused = wait_until(Duration::from_secs(3), "4 attempts refused by the peer's host within 3 s", || {
+        match rsts() - before {
+            n if n >= 4 => Ok(n),
+            n => Err(format!("{n} RSTs; speakerd: {}", sp.peer_show(&ba))),
+        }
+    });
+    let p = sp.peer_show(&ba);
+    assert!(p["last_error"].as_str().unwrap_or_default().contains("refused"), "{p}");
+    assert_ne!(p["state"], "established", "{p}");
+    eprintln!("{refused} refused attempts");
+    let bird = Bird::start(b, PeerConfig::new(65003, b.v4).neighbor(Neighbor::new(&s4, 65001).passive()));
+    wait_established_nth(&sp, &ba, 1);
+    wait_all_routes(&bird, &s4, &["203.0.113.20/32"]);
 }

@@ -53,34 +53,6 @@ fn states(sp: &Speakerd) -> Vec<(String, String, u64)> {
         .collect()
 }
 
-/// A counter of `/proc/net/netstat` or `/proc/net/snmp` (e.g. `TcpExt` `TCPMD5Failure`, `Icmp`
-/// `OutTimeExcds`) or `/proc/net/snmp6` (`Icmp6OutTimeExcds`) in the namespace `ns`.
-fn net_counter(ns: &Netns, group: &str, name: &str) -> u64 {
-    if group == "snmp6" {
-        let text = ns.run_ok(&["cat", "/proc/net/snmp6"]);
-        return text
-            .lines()
-            .find_map(|l| {
-                let mut it = l.split_whitespace();
-                (it.next() == Some(name)).then(|| it.next()?.parse().ok())?
-            })
-            .unwrap_or_else(|| panic!("no {name} in /proc/net/snmp6"));
-    }
-    let text = ns.run_ok(&["cat", "/proc/net/netstat", "/proc/net/snmp"]);
-    let prefix = format!("{group}:");
-    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(&prefix)).collect();
-    for pair in lines.chunks(2) {
-        if let [names, values] = pair {
-            let names: Vec<&str> = names.split_whitespace().skip(1).collect();
-            let values: Vec<&str> = values.split_whitespace().skip(1).collect();
-            if let Some(i) = names.iter().position(|n| *n == name) {
-                return values[i].parse().unwrap();
-            }
-        }
-    }
-    panic!("no {group} {name} in /proc/net/netstat or /proc/net/snmp of {ns:?}");
-}
-
 /// A tcpdump capture to a pcap file in the namespace's state dir; read it with [`tshark_fields`].
 struct Capture {
     proc: Proc,
@@ -354,18 +326,18 @@ fn md5_with_frr_and_gobgpd_and_wrong_password_never_establishes() {
     // The wrong keys really are tried and rejected by TCP-MD5: speakerd's SYNs at the second gobgpd, the
     // second FRR's SYNs at speakerd.
     wait_until(T, "MD5 failures at the gobgpd that speakerd connects to with a wrong key", || {
-        match net_counter(bg, "TcpExt", "TCPMD5Failure") {
+        match bg.net_counter("TcpExt", "TCPMD5Failure") {
             0 => Err(format!("0; speakerd: {:?}", states(&sp))),
             n => Ok(n),
         }
     });
     wait_until(T, "MD5 failures at speakerd from the FRR with a wrong key", || {
-        match net_counter(s, "TcpExt", "TCPMD5Failure") {
+        match s.net_counter("TcpExt", "TCPMD5Failure") {
             0 => Err(format!("0; FRR: {}", bad_frr.session_state(&s4))),
             n => Ok(n),
         }
     });
-    let before = (net_counter(bg, "TcpExt", "TCPMD5Failure"), net_counter(s, "TcpExt", "TCPMD5Failure"));
+    let before = (bg.net_counter("TcpExt", "TCPMD5Failure"), s.net_counter("TcpExt", "TCPMD5Failure"));
 
     assert_holds(Duration::from_secs(8), "wrong keys stay down, right ones stay up", || {
         let st = states(&sp);
@@ -385,7 +357,7 @@ fn md5_with_frr_and_gobgpd_and_wrong_password_never_establishes() {
         }
         Ok(())
     });
-    let after = (net_counter(bg, "TcpExt", "TCPMD5Failure"), net_counter(s, "TcpExt", "TCPMD5Failure"));
+    let after = (bg.net_counter("TcpExt", "TCPMD5Failure"), s.net_counter("TcpExt", "TCPMD5Failure"));
     assert!(
         after.0 > before.0 && after.1 > before.1,
         "both sides kept trying during the 8 s: MD5 failures {before:?} -> {after:?}"
@@ -427,7 +399,7 @@ fn ebgp_multihop_across_a_routed_hop() {
             .neighbor(Neighbor::new(&s4, 65001).passive().ebgp_multihop(2))
             .neighbor(Neighbor::new(&s6, 65001).ebgp_multihop(2)),
     );
-    let exceeded = || (net_counter(r, "Icmp", "OutTimeExcds"), net_counter(r, "snmp6", "Icmp6OutTimeExcds"));
+    let exceeded = || (r.net_counter("Icmp", "OutTimeExcds"), r.net_counter("snmp6", "Icmp6OutTimeExcds"));
     let before = exceeded();
     sp.ctl(&["peer", "add", &f4, "--asn", "65002", "--connect-time", "1"]);
     sp.ctl(&["peer", "add", &f6, "--asn", "65002", "--passive"]);

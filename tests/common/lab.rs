@@ -338,6 +338,36 @@ impl Netns {
         self.run(argv).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// A counter of `/proc/net/netstat` or `/proc/net/snmp` (e.g. `TcpExt` `TCPMD5Failure`, `Tcp`
+    /// `OutRsts`, `Icmp` `OutTimeExcds`) or, with group `snmp6`, of `/proc/net/snmp6`
+    /// (`Icmp6OutTimeExcds`) in this namespace.
+    #[track_caller]
+    pub fn net_counter(&self, group: &str, name: &str) -> u64 {
+        if group == "snmp6" {
+            let text = self.run_ok(&["cat", "/proc/net/snmp6"]);
+            return text
+                .lines()
+                .find_map(|l| {
+                    let mut it = l.split_whitespace();
+                    (it.next() == Some(name)).then(|| it.next()?.parse().ok())?
+                })
+                .unwrap_or_else(|| panic!("no {name} in /proc/net/snmp6"));
+        }
+        let text = self.run_ok(&["cat", "/proc/net/netstat", "/proc/net/snmp"]);
+        let prefix = format!("{group}:");
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(&prefix)).collect();
+        for pair in lines.chunks(2) {
+            if let [names, values] = pair {
+                let names: Vec<&str> = names.split_whitespace().skip(1).collect();
+                let values: Vec<&str> = values.split_whitespace().skip(1).collect();
+                if let Some(i) = names.iter().position(|n| *n == name) {
+                    return values[i].parse().unwrap_or_else(|e| panic!("{group} {name} = {:?}: {e}", values[i]));
+                }
+            }
+        }
+        panic!("no {group} {name} in /proc/net/netstat or /proc/net/snmp of {}", self.name());
+    }
+
     /// `sysctl -w key=value` inside the namespace.
     pub fn sysctl(&self, key: &str, value: &str) {
         self.run_ok(&["sysctl", "-qw", &format!("{key}={value}")]);

@@ -149,6 +149,8 @@ pub enum DownReason {
     AdminStop(Option<Notification>),
     /// A new connection of a graceful-restarting peer replaced the old session (RFC 4724 §4.2).
     PeerRestarted,
+    /// Our connection attempt failed (the driver has the OS's error text).
+    ConnectFailed(ConnectFailure),
 }
 
 impl std::fmt::Display for DownReason {
@@ -161,8 +163,21 @@ impl std::fmt::Display for DownReason {
             Self::AdminStop(Some(n)) => write!(f, "stopped: {n}"),
             Self::AdminStop(None) => f.write_str("stopped without notification (graceful restart)"),
             Self::PeerRestarted => f.write_str("peer restarted (graceful restart)"),
+            Self::ConnectFailed(ConnectFailure::Refused) => f.write_str("connection refused by the peer's host"),
+            Self::ConnectFailed(ConnectFailure::Other) => f.write_str("connection attempt failed"),
         }
     }
+}
+
+/// How a connection attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectFailure {
+    /// The peer's host answered the SYN with a reset: it is up, but nothing listens on the port yet
+    /// (its BGP daemon is starting or restarting; BIRD closes its listening socket for a moment
+    /// between two sessions). Retried soon, see [`REFUSED_RETRY`].
+    Refused,
+    /// Anything else: a timeout, an unreachable network, a local error.
+    Other,
 }
 
 /// Inputs from the driver.
@@ -177,8 +192,8 @@ pub enum Input {
     Stop(Option<Notification>),
     /// A TCP connection is up (event 16/17).
     Connected(ConnId, Dir),
-    /// Our connection attempt failed (event 18).
-    ConnectFailed,
+    /// Our connection attempt failed (event 18), and how.
+    ConnectFailed(ConnectFailure),
     /// A connection closed or failed.
     Closed(ConnId),
     /// A whole message arrived on a connection.
@@ -230,6 +245,11 @@ struct Conn {
 pub const OPEN_HOLD: Duration = Duration::from_secs(240);
 /// Upper bound of the connect backoff.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(120);
+/// The retry delay after a first refused attempt, doubled per consecutive refusal and used while it is
+/// shorter than the usual backoff. A refusal costs the peer one SYN and one RST, and it is what a
+/// restarting peer, or a peer still closing our previous session, answers: waiting the whole connect
+/// time (5 s by default) after it is what kept routes away for 4–5 s after a restart of speakerd.
+pub const REFUSED_RETRY: Duration = Duration::from_millis(100);
 
 /// The state machine of one peer.
 #[derive(Debug, Clone)]
@@ -240,13 +260,15 @@ pub struct Fsm {
     conns: Vec<Conn>,
     /// Failed attempts since the last Established, for the backoff.
     failures: u32,
+    /// Consecutive attempts refused by the peer's host, for the shorter backoff.
+    refused: u32,
     rng: u64,
 }
 
 impl Fsm {
     /// `seed` drives the jitter of the connect backoff; any value works (0 is replaced).
     pub fn new(cfg: FsmConfig, seed: u64) -> Self {
-        Self { cfg, started: false, connecting: false, conns: Vec::new(), failures: 0, rng: seed | 1 }
+        Self { cfg, started: false, connecting: false, conns: Vec::new(), failures: 0, refused: 0, rng: seed | 1 }
     }
 
     pub fn config(&self) -> &FsmConfig {
@@ -316,11 +338,15 @@ impl Fsm {
             Input::Start => self.start(&mut out),
             Input::Stop(n) => self.stop(n, &mut out),
             Input::Connected(id, dir) => self.connected(id, dir, &mut out),
-            Input::ConnectFailed => {
+            Input::ConnectFailed(how) => {
                 if self.connecting {
                     self.connecting = false;
                     self.failures = self.failures.saturating_add(1);
-                    out.push(Action::Failed(DownReason::ConnectionClosed));
+                    self.refused = match how {
+                        ConnectFailure::Refused => self.refused.saturating_add(1),
+                        ConnectFailure::Other => 0,
+                    };
+                    out.push(Action::Failed(DownReason::ConnectFailed(how)));
                     self.schedule_retry(&mut out);
                 }
             }
@@ -346,6 +372,7 @@ impl Fsm {
         }
         self.started = true;
         self.failures = 0;
+        self.refused = 0;
         if !self.cfg.passive {
             // The first attempt is made at once.
             self.connecting = true;
@@ -534,6 +561,7 @@ impl Fsm {
         let dir = c.dir;
         let Some(peer) = c.peer_open.clone() else { return };
         self.failures = 0;
+        self.refused = 0;
         self.restart_hold(id, out);
         let ours = self.our_open();
         let hold = self.cfg.hold_time.min(peer.hold_time);
@@ -617,6 +645,8 @@ impl Fsm {
         } else {
             out.push(Action::Failed(reason));
         }
+        // The peer accepted this connection: whatever comes next is not a refusal streak.
+        self.refused = 0;
         if self.conns.is_empty() && !self.connecting {
             if c.phase != Phase::Established {
                 self.failures = self.failures.saturating_add(1);
@@ -625,14 +655,18 @@ impl Fsm {
         }
     }
 
-    /// Exponential backoff from the connect retry time, capped at [`MAX_BACKOFF`], ±25 % jitter.
+    /// Exponential backoff from the connect retry time, capped at [`MAX_BACKOFF`], ±25 % jitter; after
+    /// refused attempts, exponential from [`REFUSED_RETRY`] while that is shorter.
     fn schedule_retry(&mut self, out: &mut Vec<Action>) {
         if !self.started || self.cfg.passive {
             return;
         }
-        let base = self.cfg.connect_retry.max(Duration::from_millis(100));
+        let base = self.cfg.connect_retry.max(REFUSED_RETRY);
         let exp = self.failures.saturating_sub(1).min(10);
-        let d = base.saturating_mul(1 << exp).min(MAX_BACKOFF);
+        let mut d = base.saturating_mul(1 << exp).min(MAX_BACKOFF);
+        if self.refused > 0 {
+            d = d.min(REFUSED_RETRY.saturating_mul(1 << (self.refused - 1).min(16)));
+        }
         let jitter = (self.next_rand() % 501) as f64 / 1000.0 + 0.75; // 0.75 ..= 1.25
         out.push(Action::Arm(Timer::ConnectRetry, d.mul_f64(jitter)));
     }

@@ -201,7 +201,7 @@ fn backoff_grows_and_is_capped() {
     f.handle(Input::Start);
     let mut last = Duration::ZERO;
     for _ in 0..12 {
-        let out = f.handle(Input::ConnectFailed);
+        let out = f.handle(Input::ConnectFailed(ConnectFailure::Other));
         let Some(Action::Arm(Timer::ConnectRetry, d)) = out.into_iter().find(|a| matches!(a, Action::Arm(..))) else {
             panic!()
         };
@@ -210,6 +210,54 @@ fn backoff_grows_and_is_capped() {
         assert_eq!(f.handle(Input::Expired(Timer::ConnectRetry)), vec![Action::Connect]);
     }
     assert!(last >= MAX_BACKOFF.mul_f64(0.75), "{last:?}");
+}
+
+/// The retry delay armed by `out`.
+fn retry_delay(out: Vec<Action>) -> Duration {
+    match out.into_iter().find(|a| matches!(a, Action::Arm(Timer::ConnectRetry, _))) {
+        Some(Action::Arm(_, d)) => d,
+        other => panic!("no retry armed: {other:?}"),
+    }
+}
+
+/// A refused attempt is retried after about 100 ms, doubling per refusal while that is shorter than
+/// the usual backoff; any other failure in between goes back to the usual backoff, and the next
+/// refusal starts the short one again.
+#[test]
+fn refused_attempts_are_retried_soon_then_back_off() {
+    let mut f = Fsm::new(cfg(), 7);
+    assert_eq!(f.handle(Input::Start), vec![Action::Connect]);
+    let mut delays = Vec::new();
+    for _ in 0..14 {
+        delays.push(retry_delay(f.handle(Input::ConnectFailed(ConnectFailure::Refused))));
+        assert_eq!(f.handle(Input::Expired(Timer::ConnectRetry)), vec![Action::Connect]);
+    }
+    // 100 ms × 2^k ±25 %, until the usual backoff (5 s × 2^k, capped at 120 s) is shorter.
+    for (k, d) in delays.iter().enumerate() {
+        let fast = REFUSED_RETRY.saturating_mul(1 << k);
+        let usual = Duration::from_secs(5).saturating_mul(1 << k.min(10)).min(MAX_BACKOFF);
+        let want = fast.min(usual);
+        assert!(*d >= want.mul_f64(0.75) && *d <= want.mul_f64(1.25), "attempt {k}: {d:?}, want {want:?}: {delays:?}");
+    }
+    assert!(delays[0] <= Duration::from_millis(125), "{delays:?}");
+    // A timeout in between: the usual backoff for this many failures (capped).
+    let d = retry_delay(f.handle(Input::ConnectFailed(ConnectFailure::Other)));
+    assert!(d >= MAX_BACKOFF.mul_f64(0.75), "{d:?}");
+    f.handle(Input::Expired(Timer::ConnectRetry));
+    let d = retry_delay(f.handle(Input::ConnectFailed(ConnectFailure::Refused)));
+    assert!(d <= Duration::from_millis(125), "{d:?}");
+}
+
+/// A peer that accepted the connection and then closed it is not refusing: the usual backoff.
+#[test]
+fn a_connection_closed_before_open_uses_the_usual_backoff() {
+    let mut f = Fsm::new(cfg(), 9);
+    f.handle(Input::Start);
+    retry_delay(f.handle(Input::ConnectFailed(ConnectFailure::Refused)));
+    f.handle(Input::Expired(Timer::ConnectRetry));
+    f.handle(Input::Connected(1, Dir::Outgoing));
+    let d = retry_delay(f.handle(Input::Closed(1)));
+    assert!(d >= Duration::from_millis(3750), "{d:?}");
 }
 
 /// RFC 4271 §6.8: both connections reach OpenConfirm; the one opened by the side with the lower
@@ -291,7 +339,8 @@ mod props {
         prop_oneof![
             Just(Input::Start),
             Just(Input::Stop(None)),
-            Just(Input::ConnectFailed),
+            Just(Input::ConnectFailed(ConnectFailure::Other)),
+            Just(Input::ConnectFailed(ConnectFailure::Refused)),
             (conn.clone(), any::<bool>())
                 .prop_map(|(c, o)| Input::Connected(c, if o { Dir::Outgoing } else { Dir::Incoming })),
             conn.clone().prop_map(Input::Closed),

@@ -12,7 +12,9 @@
 //! - here: [`PeerTask`], the loop that owns the FSM.
 use crate::bgp::adj_rib_in::{self, AdjRibIn, MaxPrefix};
 use crate::bgp::export::ExportTable;
-use crate::bgp::fsm::{Action, ConnId, Dir, DownReason, Fsm, FsmConfig, GrConfig, Input, Negotiated, State};
+use crate::bgp::fsm::{
+    Action, ConnId, ConnectFailure, Dir, DownReason, Fsm, FsmConfig, GrConfig, Input, Negotiated, State,
+};
 use crate::bgp::next_hop;
 use crate::bgp::rib_out::{AdjRibOut, Encoder};
 use crate::bgp::transport::{self, ConnectSpec};
@@ -185,11 +187,15 @@ impl PeerTask {
                             Input::Connected(id, Dir::Outgoing)
                         }
                         Ok(Err(e)) => {
-                            tracing::debug!(error = %e, "connect failed");
+                            tracing::info!(error = %e, "connect failed");
                             self.status_mut(|s| s.last_error = format!("connect: {e}"));
-                            Input::ConnectFailed
+                            Input::ConnectFailed(if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                                ConnectFailure::Refused
+                            } else {
+                                ConnectFailure::Other
+                            })
                         }
-                        Err(_) => Input::ConnectFailed,
+                        Err(_) => Input::ConnectFailed(ConnectFailure::Other),
                     }
                 }
                 Some((id, ev)) = self.conn_rx.recv() => match self.conn_event(id, ev) {
@@ -457,6 +463,8 @@ impl PeerTask {
                 Action::Up(n) => self.session_up(n),
                 Action::Down(reason) => self.session_down(reason),
                 Action::Deliver(m) => self.deliver(m),
+                // Logged, with the OS's text as the last error, where the attempt ended.
+                Action::Failed(DownReason::ConnectFailed(_)) => {}
                 Action::Failed(reason) => {
                     tracing::info!(%reason, "session attempt failed");
                     self.status_mut(|s| s.last_error = reason.to_string());
