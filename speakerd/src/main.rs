@@ -99,8 +99,9 @@ struct Args {
     #[arg(long)]
     gossip_secret_file: Vec<PathBuf>,
     /// SWIM probe period in milliseconds (10–60000). A dead node is declared down after about 3–5
-    /// periods, so this sets the Layer 2 failover time (docs/LAYER2.md). Every node must use the same.
-    #[arg(long, default_value_t = 200)]
+    /// periods, and a live node that stalls for about 2.5 periods is too, so this sets the Layer 2
+    /// failover time (docs/LAYER2.md). Every node must use the same.
+    #[arg(long, default_value_t = speakerd::membership::DEFAULT_PROBE_MS)]
     gossip_probe_ms: u64,
     /// No gossip: this node sees only itself (Layer 2 without failover).
     #[arg(long)]

@@ -66,21 +66,22 @@ pub struct Plan {
     pub conv_repeat: usize,
 }
 
+/// Convergence rows of more routes than this are "large": fewer runs ([`Plan::conv_runs`]).
+pub const LARGE_N: usize = 100_000;
+
 impl Plan {
     /// Runs of the reference sender and of speakerd for a convergence row of `n` routes. Rows of
     /// milliseconds need many: with 5 runs, one row's median ratio moved between 0.90× and 1.56× from
     /// one run of the bench to the next; with 31, three runs of the bench gave 0.96–1.09×. Rows of more
-    /// than 100,000 take a third (their runs last seconds and spread less).
+    /// than [`LARGE_N`] take a third (their runs last seconds and spread less).
     pub fn conv_runs(&self, n: usize) -> usize {
-        if n > 100_000 {
+        if n > LARGE_N {
             (self.conv_repeat / 3).max(1) | 1
         } else {
             self.conv_repeat.max(1)
         }
     }
-}
 
-impl Plan {
     fn from_env() -> Plan {
         let full = std::env::var("BENCH").is_ok_and(|v| v == "full");
         let only = std::env::var("BENCH_ONLY").map(|v| v.split(',').map(str::to_string).collect()).unwrap_or_default();

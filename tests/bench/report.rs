@@ -200,6 +200,8 @@ pub struct Results {
     pub restart: Option<(usize, Result<Duration, String>)>,
     pub scale: Option<ScaleRow>,
     pub l2: Vec<L2Row>,
+    /// speakerd's default `--gossip-probe-ms` (read from its `--help`).
+    pub l2_default_probe_ms: u64,
     pub k8s: Vec<K8sRow>,
     pub ctl: Vec<CtlRow>,
     /// Service created → route at the router, one sample per Service.
@@ -262,6 +264,7 @@ impl Results {
             lat: vec![],
             start: vec![],
             restart: None,
+            l2_default_probe_ms: 0,
             scale: None,
             l2: vec![],
             k8s: vec![],
@@ -523,8 +526,8 @@ impl Results {
                 .iter()
                 .map(|(k, n)| match runs.len() {
                     1 => format!("{k} runs"),
-                    _ if *n > 100_000 => format!("{k} runs for N > 100000"),
-                    _ => format!("{k} runs for N ≤ 100000"),
+                    _ if *n > LARGE_N => format!("{k} runs for N > {LARGE_N}"),
+                    _ => format!("{k} runs for N ≤ {LARGE_N}"),
                 })
                 .collect();
             let _ = writeln!(d, "The reference sender and speakerd columns (and speakerd's load and memory figures) are each the run with the median convergence time of {}, taken alternately (reference, speakerd, reference, ...), with the fastest and slowest of those runs in brackets; the other senders ran once.\n", counts.join(", "));
@@ -776,7 +779,7 @@ impl Results {
             return;
         }
         let _ = writeln!(d, "## 7. Layer 2 failover\n\nn speakerd nodes (every one the others' gossip seed) and a client on one bridge, the default election (availability first), one IP 192.0.2.100. The group settles (every node sees all alive and names the same owner) before each run.\n");
-        let _ = writeln!(d, "**Kill.** The owner is killed (kill -9); measured until the client's capture sees the first gratuitous ARP for the IP from another MAC; the node is started again. With the gossip defaults (probe period 200 ms), and at 3 nodes with `--gossip-probe-ms 100` on every node.\n");
+        let _ = writeln!(d, "**Kill.** The owner is killed (kill -9); measured until the client's capture sees the first gratuitous ARP for the IP from another MAC; the node is started again. With the gossip defaults (probe period {} ms), and at 3 nodes with `--gossip-probe-ms 100` on every node.\n", self.l2_default_probe_ms);
         let _ =
             writeln!(d, "| nodes | probe period | runs | p50 | p99 | min | max |\n|---:|---|---:|---:|---:|---:|---:|");
         let row = |d: &mut String, l: &L2Row, period: String| {
@@ -794,13 +797,13 @@ impl Results {
             );
         };
         for l in self.l2.iter().filter(|l| l.fault == L2Fault::Kill) {
-            row(d, l, l.probe_ms.map_or("200 ms (default)".to_string(), |m| format!("{m} ms")));
+            row(d, l, l.probe_ms.map_or(format!("{} ms (default)", self.l2_default_probe_ms), |m| format!("{m} ms")));
         }
         let _ = writeln!(d, "\n**Gossip partition.** The owner's gossip is cut (tc drops UDP 7946 both ways; ARP still flows) for 3 s, then healed. Both sides then own the IP; the wire conflict rule (lower MAC wins, the loser probes before it answers again; docs/LAYER2.md) bounds the double answers. The client asks for the IP every 20 ms; the sample is the longest stretch of one run, from the cut until 3 s after the heal, in which two MACs answered (replies of different MACs less than 25 ms apart, plus 25 ms).\n");
         let _ =
             writeln!(d, "| nodes | probe period | runs | p50 | p99 | min | max |\n|---:|---|---:|---:|---:|---:|---:|");
         for l in self.l2.iter().filter(|l| l.fault == L2Fault::Partition) {
-            row(d, l, "200 ms (default)".to_string());
+            row(d, l, format!("{} ms (default)", self.l2_default_probe_ms));
         }
         d.push('\n');
     }

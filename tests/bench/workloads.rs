@@ -934,7 +934,17 @@ pub fn scale(ctx: &Ctx, r1: &Host, res: &mut Results) {
 // ---------------------------------------------------------------------------------------------------
 // 7. Layer 2 failover
 
+/// speakerd's default `--gossip-probe-ms`, read from its `--help` (the report names it).
+fn default_probe_ms() -> u64 {
+    let out = std::process::Command::new(bin_path("speakerd")).arg("--help").output().expect("speakerd --help");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let after = text.split("--gossip-probe-ms").nth(1).expect("--gossip-probe-ms in speakerd --help");
+    let n = after.split("[default: ").nth(1).and_then(|t| t.split(']').next()).expect("its default");
+    n.parse().unwrap_or_else(|e| panic!("--gossip-probe-ms default {n:?}: {e}"))
+}
+
 pub fn l2_failover(plan: &Plan, res: &mut Results) {
+    res.l2_default_probe_ms = default_probe_ms();
     // Kill -9 of the owner at 2, 3 and 5 nodes with the gossip defaults, then 3 nodes with a shorter
     // probe period (docs/LAYER2.md); then a gossip-only partition of the owner at 2, 3 and 5 nodes.
     for (nodes, probe_ms) in [(2, None), (3, None), (5, None), (3, Some(100))] {

@@ -53,9 +53,13 @@ pub struct MembershipConfig {
     /// Instead of `secret`: an envelope shared with the caller, which may key it later (a secret
     /// file that appears after start; see [`Envelope::pending`]).
     pub envelope: Option<Envelope>,
-    /// SWIM probe period (default 200 ms); every other timing is derived from it. 10 ms – 60 s.
+    /// SWIM probe period (default 150 ms); every other timing is derived from it. 10 ms – 60 s.
     pub probe_period: Duration,
 }
+
+/// The default SWIM probe period, ms: a crash is declared within about 5 periods at worst (750 ms),
+/// a live node survives a stall of 2 (300 ms); see `swim::foca_config`.
+pub const DEFAULT_PROBE_MS: u64 = 150;
 
 impl Default for MembershipConfig {
     fn default() -> Self {
@@ -66,7 +70,7 @@ impl Default for MembershipConfig {
             seeds: vec![],
             secret: None,
             envelope: None,
-            probe_period: Duration::from_millis(200),
+            probe_period: Duration::from_millis(DEFAULT_PROBE_MS),
         }
     }
 }

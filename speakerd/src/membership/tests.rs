@@ -13,7 +13,7 @@ fn config(name: &str, bind: SocketAddr, seeds: Vec<SocketAddr>, secret: Option<&
         seeds,
         secret: secret.map(|s| s.to_vec()),
         envelope: None,
-        probe_period: Duration::from_millis(200),
+        probe_period: Duration::from_millis(DEFAULT_PROBE_MS),
     }
 }
 
@@ -73,7 +73,7 @@ async fn three_members_join_through_seeds_and_a_crash_is_declared_dead() {
         until(&a, "a sees c Dead", BOUND, state("c", MemberState::Dead)),
         until(&b, "b sees c Dead", BOUND, state("c", MemberState::Dead))
     );
-    eprintln!("crash of c (probe period 200 ms) declared Dead after {ta:?} by a, {tb:?} by b");
+    eprintln!("crash of c (probe period {DEFAULT_PROBE_MS} ms) declared Dead after {ta:?} by a, {tb:?} by b");
     for m in [&a, &b] {
         assert_eq!(m.view().borrow().alive, ["a", "b"].iter().map(|s| s.to_string()).collect::<BTreeSet<_>>());
     }
