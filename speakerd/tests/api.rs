@@ -290,7 +290,9 @@ async fn sighup_applies_only_what_changed_and_keeps_last_good_config() {
     let dir = std::env::temp_dir().join(format!("speakerd-cfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("speakerd.toml");
-    let base = "[[peers]]\naddress = \"192.0.2.2\"\npeer_asn = 65002\nport = 1\n\n[[announcements]]\nprefix = \"203.0.113.1/32\"\n";
+    // Passive peers: no connection attempts, so every peer event comes from the reload. (Active ones
+    // here make an event per attempt, and an attempt refused by this host is retried within 0.1 s.)
+    let base = "[[peers]]\naddress = \"192.0.2.2\"\npeer_asn = 65002\nport = 1\npassive = true\n\n[[announcements]]\nprefix = \"203.0.113.1/32\"\n";
     write(&cfg, base);
     let d = Daemon::start(&["--config", cfg.to_str().unwrap()]);
     let mut c = d.client().await;
@@ -300,7 +302,7 @@ async fn sighup_applies_only_what_changed_and_keeps_last_good_config() {
     // Add a peer and change the announcement; the existing peer is unchanged.
     write(
         &cfg,
-        &format!("{base}\n[[peers]]\naddress = \"192.0.2.3\"\npeer_asn = 65003\nport = 1\n")
+        &format!("{base}\n[[peers]]\naddress = \"192.0.2.3\"\npeer_asn = 65003\nport = 1\npassive = true\n")
             .replace("203.0.113.1/32", "203.0.113.9/32"),
     );
     d.signal(libc::SIGHUP);
