@@ -196,6 +196,9 @@ pub struct CtlRow {
 pub struct Results {
     pub conv: Vec<ConvRow>,
     pub lat: Vec<LatRow>,
+    /// The machine's wake floor between the latency turns, per background size (workloads.rs,
+    /// `WakeFloor`): an idle thread woken by a Unix-socket write.
+    pub lat_floor: Vec<(usize, Result<Vec<Duration>, String>)>,
     pub start: Vec<StartRow>,
     pub restart: Option<(usize, Result<Duration, String>)>,
     pub scale: Option<ScaleRow>,
@@ -262,6 +265,7 @@ impl Results {
         Results {
             conv: vec![],
             lat: vec![],
+            lat_floor: vec![],
             start: vec![],
             restart: None,
             l2_default_probe_ms: 0,
@@ -427,9 +431,16 @@ impl Results {
             ] {
                 let ratio = |q: f64| Some(secs(pct(&pick(&l?.p), q))? / secs(pct(&pick(&g?.p), q))?);
                 let (r50, r99) = (ratio(50.0), ratio(99.0));
+                // after idle, the machine's own wake-up (paid by both senders) is shown beside the ratio
+                let floor = match what.starts_with("first") {
+                    true => self
+                        .floor_p50(*bg)
+                        .map_or(String::new(), |f| format!(" (machine's wake floor p50 {})", ms(Some(f)))),
+                    false => String::new(),
+                };
                 line(
                     &format!("persistent client, {what}: ≤ 0.5× gobgpd's gRPC, call → UPDATE on the wire, p50 and p99 ({bg} announced)"),
-                    format!("p50 {} p99 {}", show(r50), show(r99)),
+                    format!("p50 {} p99 {}{floor}", show(r50), show(r99)),
                     r50.zip(r99).map(|(a, b)| a <= 0.5 && b <= 0.5),
                     lat_failed(&["speakerd", "gobgpd"], "gRPC", *bg),
                 );
@@ -716,7 +727,64 @@ impl Results {
                 l.p.not_quiet,
             );
         }
+        for (bg, f) in &self.lat_floor {
+            match f {
+                Ok(f) => {
+                    let _ = writeln!(
+                        d,
+                        "| machine's wake floor (no sender: an idle thread woken by a Unix-socket write) | {bg} | {} | – | – | {} | {} | {} | – |",
+                        f.len(),
+                        ms(pct(f, 50.0)),
+                        ms(pct(f, 99.0)),
+                        ms(f.iter().max().copied()),
+                    );
+                }
+                Err(e) => {
+                    let _ = writeln!(d, "| machine's wake floor | {bg} | failed: {e} | | | | | | |");
+                }
+            }
+        }
         d.push('\n');
+        self.render_floor_note(d);
+    }
+
+    /// What the wake floor means for the after-idle ratio, with this run's medians.
+    fn render_floor_note(&self, d: &mut String) {
+        let _ = writeln!(
+            d,
+            "The machine's wake floor is measured between the turns, under the same quiet rule: a thread of the bench blocked reading a Unix socket for at least 20 ms, woken by a 1-byte write; from just before the write until the reader runs. No gRPC and no BGP are involved: it is what any sender's first call after idle pays before its own work begins. On a virtual machine whose idle CPUs halt, as this one, it is mostly the virtual CPU leaving halt, which the hypervisor decides, not the guest. Both senders pay it once per first call, so it pulls their ratio toward 1: for speakerd's first call to take at most half of gobgpd's, speakerd's own part must be at most half of gobgpd's whole time less the floor. With this run's medians:\n"
+        );
+        let _ = writeln!(
+            d,
+            "| background | gobgpd p50 | floor p50 | ≤ 0.5× needs speakerd's own part ≤ | speakerd p50 − floor |"
+        );
+        let _ = writeln!(d, "|---:|---:|---:|---:|---:|");
+        for (bg, _) in &self.lat_floor {
+            let first = |s: &str| {
+                self.lat
+                    .iter()
+                    .find(|l| l.sender == s && l.method.starts_with("gRPC") && l.background == *bg)
+                    .and_then(|l| pct(&l.p.first_wire, 50.0))
+            };
+            let (Some(g), Some(f), Some(sp)) = (first("gobgpd"), self.floor_p50(*bg), first("speakerd")) else {
+                continue;
+            };
+            let room = (g / 2).checked_sub(f);
+            let _ = writeln!(
+                d,
+                "| {bg} | {} | {} | {} | {} |",
+                ms(Some(g)),
+                ms(Some(f)),
+                room.map_or("none (the floor alone is more than half)".into(), |r| ms(Some(r))),
+                ms(Some(sp.saturating_sub(f))),
+            );
+        }
+        d.push('\n');
+    }
+
+    /// The machine's wake floor at background size `bg`, p50.
+    fn floor_p50(&self, bg: usize) -> Option<Duration> {
+        self.lat_floor.iter().find(|(b, _)| *b == bg).and_then(|(_, f)| pct(f.as_ref().ok()?, 50.0))
     }
 
     fn render_scale(&self, d: &mut String) {
@@ -1034,6 +1102,38 @@ mod tests {
                 assert!(r.contains("boom"), "{case}: the failed row is named: {r}");
             }
         }
+    }
+
+    #[test]
+    fn the_wake_floor_is_shown_and_sets_what_is_left_for_speakerd() {
+        let first = |sender: &'static str, us: u64| LatRow {
+            sender,
+            method: "gRPC, persistent client",
+            background: 100,
+            p: Probes { first_wire: vec![Duration::from_micros(us); 10], ..Default::default() },
+            err: None,
+        };
+        let plan = Plan::preset(false, vec![]);
+        let mut res = Results::new(&plan);
+        res.lat = vec![first("speakerd", 250), first("gobgpd", 340)];
+        let floor = |us: u64| vec![(100, Ok(vec![Duration::from_micros(us); 10]))];
+        // a floor of 0.15 ms leaves speakerd 0.17 − 0.15 = 0.02 ms of its own; it spends 0.10
+        res.lat_floor = floor(150);
+        let mut d = String::new();
+        res.render_floor_note(&mut d);
+        assert!(d.contains("| 100 | 0.34 ms | 0.15 ms | 0.02 ms | 0.10 ms |"), "{d}");
+        let mut t = String::new();
+        res.render_targets(&mut t, &plan);
+        let row = t.lines().find(|l| l.contains("after ≥ 20 ms idle")).unwrap_or_default();
+        assert!(
+            row.contains("p50 0.74×") && row.contains("wake floor p50 0.15 ms") && row.contains("**missed**"),
+            "{row}"
+        );
+        // a floor above half of gobgpd's time leaves nothing
+        res.lat_floor = floor(200);
+        let mut d = String::new();
+        res.render_floor_note(&mut d);
+        assert!(d.contains("| 0.20 ms | none"), "{d}");
     }
 
     #[test]

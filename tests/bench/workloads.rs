@@ -567,26 +567,94 @@ impl<R> Side<'_, '_, R> {
     /// which fell on the next turn, of whichever sender that was.
     fn turn(&mut self, range: std::ops::Range<usize>) {
         let Ok(a) = &mut self.acc else { return };
-        let t0 = Instant::now();
-        let mut cpu = cpu_time(self.other);
-        loop {
-            std::thread::sleep(QUIET_WINDOW);
-            let now = cpu_time(self.other);
-            let quiet = now.saturating_sub(cpu) < QUIET_CPU;
-            cpu = now;
-            if quiet && self.last_call.elapsed() >= LAT_IDLE {
-                break;
-            }
-            if t0.elapsed() > QUIET_MAX {
-                self.not_quiet += 1;
-                break;
-            }
+        if !wait_quiet(&[self.other], self.last_call) {
+            self.not_quiet += 1;
         }
         let r = probe_block(&self.sniff, self.rcv, range, true, &mut self.calls);
         self.last_call = Instant::now();
         match r {
             Ok(p) => a.extend(p),
             Err(e) => self.acc = Err(e),
+        }
+    }
+}
+
+/// Waits until at least [`LAT_IDLE`] has passed since `last` and the processes `others` have used
+/// less than [`QUIET_CPU`] in the last [`QUIET_WINDOW`]; false if [`QUIET_MAX`] passed first.
+fn wait_quiet(others: &[u32], last: Instant) -> bool {
+    let t0 = Instant::now();
+    let cpu_all = || others.iter().map(|p| cpu_time(*p)).sum::<Duration>();
+    let mut cpu = cpu_all();
+    loop {
+        std::thread::sleep(QUIET_WINDOW);
+        let now = cpu_all();
+        let quiet = now.saturating_sub(cpu) < QUIET_CPU;
+        cpu = now;
+        if quiet && last.elapsed() >= LAT_IDLE {
+            return true;
+        }
+        if t0.elapsed() > QUIET_MAX {
+            return false;
+        }
+    }
+}
+
+/// The machine's part of a first call after idle, measured between the turns: a thread of the bench,
+/// blocked reading a Unix socket for at least [`LAT_IDLE`], woken by a 1-byte write from this thread;
+/// from just before the write until the reader runs. No gRPC and no BGP: what any sender's first call
+/// after idle pays before its own work begins (here, mostly a virtual CPU leaving halt).
+struct WakeFloor {
+    tx: std::os::unix::net::UnixStream,
+    /// When the reader last ran, in nanoseconds since `base`.
+    woke: Arc<std::sync::atomic::AtomicU64>,
+    base: Instant,
+    last: Instant,
+    samples: Vec<Duration>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WakeFloor {
+    fn start() -> std::io::Result<WakeFloor> {
+        use std::io::{Read, Write};
+        let (tx, mut rx) = std::os::unix::net::UnixStream::pair()?;
+        let base = Instant::now();
+        let woke = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let w = woke.clone();
+        let reader = std::thread::Builder::new().name("wake-floor".into()).spawn(move || {
+            let mut b = [0u8; 1];
+            while matches!(rx.read(&mut b), Ok(1)) {
+                w.store(base.elapsed().as_nanos() as u64, Ordering::Release);
+                if rx.write_all(&b).is_err() {
+                    break;
+                }
+            }
+        })?;
+        Ok(WakeFloor { tx, woke, base, last: Instant::now(), samples: vec![], reader: Some(reader) })
+    }
+
+    /// One sample, once the senders `others` are quiet (as a turn begins, [`wait_quiet`]); a sample
+    /// taken without them quiet is not kept.
+    fn probe(&mut self, others: &[u32]) -> std::io::Result<()> {
+        use std::io::{Read, Write};
+        let quiet = wait_quiet(others, self.last);
+        let t0 = self.base.elapsed();
+        self.tx.write_all(&[1])?;
+        let mut b = [0u8; 1];
+        self.tx.read_exact(&mut b)?;
+        self.last = Instant::now();
+        let woke = Duration::from_nanos(self.woke.load(Ordering::Acquire));
+        if quiet {
+            self.samples.push(woke.saturating_sub(t0));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for WakeFloor {
+    fn drop(&mut self) {
+        let _ = self.tx.shutdown(std::net::Shutdown::Both);
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
         }
     }
 }
@@ -690,6 +758,8 @@ pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
                 *p = Probes::default(); // a failure stays
             }
             (s.not_quiet, o.not_quiet) = (0, 0);
+            let mut floor = WakeFloor::start();
+            let pids = [sp.pid(), g.borrow().pid()];
             for t in 0..ctx.plan.latency_turns {
                 let range = t * LAT_TURN..(t + 1) * LAT_TURN;
                 if t % 2 == 0 {
@@ -699,7 +769,13 @@ pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
                     o.turn(range.clone());
                     s.turn(range);
                 }
+                if let Ok(f) = &mut floor {
+                    if let Err(e) = f.probe(&pids) {
+                        floor = Err(e);
+                    }
+                }
             }
+            res.lat_floor.push((bg, floor.as_ref().map(|f| f.samples.clone()).map_err(|e| format!("wake floor: {e}"))));
             (s.probes(), o.probes())
         };
         res.lat.push(LatRow::from("speakerd", "gRPC, persistent client", bg, sp_r));

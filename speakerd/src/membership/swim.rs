@@ -855,14 +855,19 @@ mod tests {
         assert!(sim.dropped.is_empty(), "{:?}", sim.dropped);
     }
 
+    /// Lets a new group settle (0.5 s), then moves to phase `phase` (of 13) of three probe periods.
+    fn settle_then_phase(sim: &mut Sim, phase: u32) {
+        sim.run_for(Duration::from_millis(500) + P * 3 * phase / 13);
+    }
+
     #[test]
     fn crash_is_declared_down_by_every_survivor_within_a_second() {
         let mut times = Vec::new();
         for run in 0..200 {
             let mut sim = Sim::new();
             let [a, b, c] = three(&mut sim, 1000 * run);
-            // Crash at any of 13 phases of three probe periods, after the group settled.
-            sim.run_for(Duration::from_millis(500) + P * 3 * (run % 13) as u32 / 13);
+            // Crash at any of the 13 phases, after the group settled.
+            settle_then_phase(&mut sim, (run % 13) as u32);
             sim.nodes[c] = None;
             let t = sim.run_until(Duration::from_secs(5), |s| {
                 [a, b].iter().all(|&i| s.state_of(i, "c") == Some(MemberState::Dead))
@@ -890,7 +895,7 @@ mod tests {
         let run = |stall: Duration, phase: u32, seed: u64| -> bool {
             let mut sim = Sim::new();
             let [a, b, c] = three(&mut sim, seed);
-            sim.run_for(Duration::from_millis(500) + P * 3 * phase / 13);
+            settle_then_phase(&mut sim, phase);
             sim.stall(c, stall);
             let mut down = false;
             let until = sim.now + stall + P * 10;

@@ -195,7 +195,12 @@ impl PeerTask {
                                 ConnectFailure::Other
                             })
                         }
-                        Err(_) => Input::ConnectFailed(ConnectFailure::Other),
+                        Err(_) => {
+                            // the connect task ended without sending (it panicked): still a failed attempt
+                            tracing::warn!("connect attempt ended without a result");
+                            self.status_mut(|s| s.last_error = "connect: attempt ended without a result".into());
+                            Input::ConnectFailed(ConnectFailure::Other)
+                        }
                     }
                 }
                 Some((id, ev)) = self.conn_rx.recv() => match self.conn_event(id, ev) {
