@@ -432,12 +432,10 @@ impl Results {
                 let ratio = |q: f64| Some(secs(pct(&pick(&l?.p), q))? / secs(pct(&pick(&g?.p), q))?);
                 let (r50, r99) = (ratio(50.0), ratio(99.0));
                 // after idle, the machine's own wake-up (paid by both senders) is shown beside the ratio
-                let floor = match what.starts_with("first") {
-                    true => self
-                        .floor_p50(*bg)
-                        .map_or(String::new(), |f| format!(" (machine's wake floor p50 {})", ms(Some(f)))),
-                    false => String::new(),
-                };
+                let floor = self
+                    .floor_p50(*bg)
+                    .filter(|_| what.starts_with("first"))
+                    .map_or(String::new(), |f| format!(" (machine's wake floor p50 {})", ms(Some(f))));
                 line(
                     &format!("persistent client, {what}: ≤ 0.5× gobgpd's gRPC, call → UPDATE on the wire, p50 and p99 ({bg} announced)"),
                     format!("p50 {} p99 {}{floor}", show(r50), show(r99)),

@@ -775,7 +775,8 @@ pub fn latency(ctx: &Ctx, rcv: &mut [Receiver], res: &mut Results) {
                     }
                 }
             }
-            res.lat_floor.push((bg, floor.as_ref().map(|f| f.samples.clone()).map_err(|e| format!("wake floor: {e}"))));
+            let floor = floor.as_mut().map(|f| std::mem::take(&mut f.samples)).map_err(|e| format!("wake floor: {e}"));
+            res.lat_floor.push((bg, floor));
             (s.probes(), o.probes())
         };
         res.lat.push(LatRow::from("speakerd", "gRPC, persistent client", bg, sp_r));
