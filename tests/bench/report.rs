@@ -411,10 +411,7 @@ impl Results {
                 .collect()
         };
         for bg in &plan.latency_background {
-            let find = |s: &str| {
-                self.lat.iter().find(|l| l.sender == s && l.method.starts_with("gRPC") && l.background == *bg)
-            };
-            let (l, g) = (find("speakerd"), find("gobgpd"));
+            let (l, g) = (self.persistent_row("speakerd", *bg), self.persistent_row("gobgpd", *bg));
             let all = l.map(|l| l.p.all()).unwrap_or_default();
             let (p50, p99) = (pct(&all, 50.0), pct(&all, 99.0));
             line(
@@ -758,12 +755,7 @@ impl Results {
         );
         let _ = writeln!(d, "|---:|---:|---:|---:|---:|");
         for (bg, _) in &self.lat_floor {
-            let first = |s: &str| {
-                self.lat
-                    .iter()
-                    .find(|l| l.sender == s && l.method.starts_with("gRPC") && l.background == *bg)
-                    .and_then(|l| pct(&l.p.first_wire, 50.0))
-            };
+            let first = |s: &str| self.persistent_row(s, *bg).and_then(|l| pct(&l.p.first_wire, 50.0));
             let (Some(g), Some(f), Some(sp)) = (first("gobgpd"), self.floor_p50(*bg), first("speakerd")) else {
                 continue;
             };
@@ -778,6 +770,11 @@ impl Results {
             );
         }
         d.push('\n');
+    }
+
+    /// `sender`'s persistent gRPC client row at background size `bg`.
+    fn persistent_row(&self, sender: &str, bg: usize) -> Option<&LatRow> {
+        self.lat.iter().find(|l| l.sender == sender && l.method.starts_with("gRPC") && l.background == bg)
     }
 
     /// The machine's wake floor at background size `bg`, p50.
